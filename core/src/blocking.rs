@@ -1,0 +1,190 @@
+//! The synchronous facade, used by the C and Python hosts and by Rust code
+//! without an async runtime.
+//!
+//! It calls the engine on the calling thread: an L1 hit never enters the
+//! runtime, and neither does an L2 read or write. The shared, fork-aware
+//! runtime ([`crate::runtime`]) runs only background maintenance.
+
+use bytes::Bytes;
+
+use crate::cache::Engine;
+use crate::config::{CacheBuilder, Config};
+use crate::entry::{Entry, Lookup, SetOptions};
+use crate::error::Result;
+use crate::stats::Stats;
+use crate::tier::Inspection;
+
+/// The synchronous cache: the same operations as [`crate::Cache`], blocking.
+///
+/// Cheap to clone, `Send + Sync`; clones share one cache.
+///
+/// ```
+/// # fn main() -> tierstack::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let cache = tierstack::blocking::Cache::builder()
+///     .sqlite_path(dir.path().join("c.db"))
+///     .build_blocking()?;
+/// cache.mset([("a", "1"), ("b", "2")])?;
+/// assert_eq!(cache.keys("*")?, ["a", "b"]);
+/// assert!(cache.delete("a")?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cache {
+    inner: crate::Cache,
+}
+
+impl From<crate::Cache> for Cache {
+    fn from(inner: crate::Cache) -> Self {
+        Self { inner }
+    }
+}
+
+impl Cache {
+    /// Opens a cache with `config`, creating the L2 file if needed.
+    pub fn open(config: Config) -> Result<Self> {
+        crate::Cache::open(config).map(Self::from)
+    }
+
+    /// A builder for the config; end it with [`CacheBuilder::build_blocking`].
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::new()
+    }
+
+    /// The async handle to the same cache.
+    pub fn as_async(&self) -> &crate::Cache {
+        &self.inner
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The config the cache was opened with.
+    pub fn config(&self) -> &Config {
+        self.inner.config()
+    }
+
+    /// The value of `key`, or `None` on a miss.
+    #[inline]
+    pub fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.engine().get(key)
+    }
+
+    /// The value of `key` with the tier that served it, its staleness and age.
+    #[inline]
+    pub fn lookup(&self, key: &str) -> Result<Option<Lookup>> {
+        self.engine().lookup(key)
+    }
+
+    /// The values of `keys`, in order (`None` for a miss), in one round per tier.
+    pub fn mget<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        self.engine().mget(&keys)
+    }
+
+    /// Whether `key` holds a fresh value; not counted as a read.
+    pub fn has(&self, key: &str) -> Result<bool> {
+        self.engine().has(key)
+    }
+
+    /// Stores `value` under `key` in every tier with the default TTLs.
+    pub fn set(&self, key: impl Into<String>, value: impl Into<Bytes>) -> Result<()> {
+        self.set_with(key, value, SetOptions::default())
+    }
+
+    /// Stores `value` under `key` with a TTL and tags.
+    pub fn set_with(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Bytes>,
+        options: SetOptions,
+    ) -> Result<()> {
+        self.engine()
+            .set_many(vec![(key.into(), value.into())], &options)
+    }
+
+    /// Stores many values in one round per tier (one L2 transaction).
+    pub fn mset<I, K, V>(&self, items: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<Bytes>,
+    {
+        self.mset_with(items, SetOptions::default())
+    }
+
+    /// [`Cache::mset`] with a TTL and tags for every item.
+    pub fn mset_with<I, K, V>(&self, items: I, options: SetOptions) -> Result<()>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<Bytes>,
+    {
+        let items = items
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.engine().set_many(items, &options)
+    }
+
+    /// Removes `key` from every tier; whether it held a fresh value.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        self.engine().delete(key)
+    }
+
+    /// Fresh keys matching a glob where `*` is the only wildcard, sorted.
+    pub fn keys(&self, pattern: &str) -> Result<Vec<String>> {
+        self.engine().keys(pattern)
+    }
+
+    /// How many fresh keys the cache holds (in any tier).
+    pub fn len(&self) -> Result<u64> {
+        self.engine().len()
+    }
+
+    /// Whether the cache holds no fresh key.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.engine().len()? == 0)
+    }
+
+    /// The stored entry with its metadata, fresh or expired.
+    pub fn entry(&self, key: &str) -> Result<Option<Entry>> {
+        self.engine().entry(key)
+    }
+
+    /// Removes every entry from every tier.
+    pub fn clear(&self) -> Result<()> {
+        self.engine().clear()
+    }
+
+    /// Runs L2 maintenance now; see [`crate::Cache::run_pending_tasks`].
+    pub fn run_pending_tasks(&self) -> Result<()> {
+        self.engine().run_pending_tasks()
+    }
+
+    /// Counts and bounds of the L2 file; `None` without an L2.
+    pub fn inspect(&self) -> Result<Option<Inspection>> {
+        self.engine().inspect()
+    }
+
+    /// Closes the cache (every clone); see [`crate::Cache::close`].
+    pub fn close(&self) -> Result<()> {
+        self.engine().close()
+    }
+
+    /// Whether [`Cache::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// Sets every counter back to zero.
+    pub fn reset_stats(&self) {
+        self.inner.reset_stats();
+    }
+}

@@ -1,0 +1,690 @@
+//! [`Cache`]: the orchestrator of the tiers — the read path with promotion,
+//! the write path, and background maintenance.
+//!
+//! The engine itself is synchronous: L1 is memory, and L2 point reads are a
+//! few microseconds on a reader connection that never waits for a writer.
+//! The async [`Cache`] therefore answers reads on the calling task and moves
+//! writes (which may wait for another process's write lock) to the shared
+//! runtime's blocking pool. [`crate::blocking::Cache`] calls the engine
+//! directly.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::clock::Clock;
+use crate::config::{CacheBuilder, Config};
+use crate::entry::{Entry, Lookup, Metadata, SetOptions, Tier};
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::{self, Glob};
+use crate::runtime;
+use crate::stats::{self, Counters, Stats};
+use crate::tier::Inspection;
+use crate::tier::memory::{MemEntry, MemoryTier};
+use crate::tier::sqlite::{self, Found, Row, SqliteTier, Write};
+
+/// How often L2 maintenance runs when nothing asks for it sooner: buffered
+/// accesses are written, the budget enforced, dead rows purged.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The engine shared by every handle of one cache.
+pub(crate) struct Engine {
+    config: Config,
+    clock: Clock,
+    memory: Option<MemoryTier>,
+    sqlite: Option<SqliteTier>,
+    counters: Arc<Counters>,
+    closed: AtomicBool,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+impl Engine {
+    fn open(config: Config, clock: Clock) -> Result<Arc<Self>> {
+        config.validate()?;
+        let counters = Arc::new(Counters::default());
+        let memory = config
+            .memory
+            .enabled
+            .then(|| MemoryTier::new(config.memory.max_bytes, counters.clone()));
+        let sqlite = match config.sqlite.enabled {
+            true => Some(SqliteTier::open(
+                &config.resolved_sqlite_path()?,
+                config.sqlite.max_bytes,
+            )?),
+            false => None,
+        };
+        let engine = Arc::new(Self {
+            config,
+            clock,
+            memory,
+            sqlite,
+            counters,
+            closed: AtomicBool::new(false),
+        });
+        if let Some(sqlite) = &engine.sqlite {
+            spawn_maintenance(Arc::downgrade(&engine), sqlite.wake());
+        }
+        Ok(engine)
+    }
+
+    #[inline]
+    fn check_open(&self) -> Result<()> {
+        match self.closed.load(Ordering::Acquire) {
+            false => Ok(()),
+            true => Err(Error::closed()),
+        }
+    }
+
+    /// The read path: L1, then L2 with promotion.
+    #[inline]
+    pub(crate) fn lookup(&self, key: &str) -> Result<Option<Lookup>> {
+        self.check_open()?;
+        key::validate(key)?;
+        let now = self.clock.now_ms();
+        if let Some(memory) = &self.memory {
+            let timer = stats::sample_this_read();
+            if let Some(entry) = memory.get(key, now) {
+                self.counters.memory.hits.incr();
+                if let Some(start) = timer {
+                    self.counters.memory.record_time(start.elapsed());
+                }
+                return Ok(Some(Lookup {
+                    value: entry.value,
+                    tier: Tier::Memory,
+                    stale: false,
+                    age: Duration::from_millis(now.saturating_sub(entry.created_ms)),
+                }));
+            }
+            self.counters.memory.misses.incr();
+        }
+        self.lookup_below_memory(key, now)
+    }
+
+    #[inline(never)]
+    fn lookup_below_memory(&self, key: &str, now: u64) -> Result<Option<Lookup>> {
+        if let Some(sqlite) = &self.sqlite {
+            let start = Instant::now();
+            match sqlite.get(key, now)? {
+                Some(found) if now < found.expires_ms => {
+                    let lookup = self.promote(key, found, now);
+                    self.counters.sqlite.hits.incr();
+                    self.counters.sqlite.record_time(start.elapsed());
+                    return Ok(Some(lookup));
+                }
+                _ => self.counters.sqlite.misses.incr(),
+            }
+        }
+        self.counters.misses.incr();
+        Ok(None)
+    }
+
+    /// Copies an L2 hit into L1 and reports it.
+    fn promote(&self, key: &str, found: Found, now: u64) -> Lookup {
+        if let Some(memory) = &self.memory {
+            let expires_ms = found
+                .expires_ms
+                .min(now.saturating_add(ms(self.config.memory.ttl)));
+            memory.insert(
+                key,
+                MemEntry {
+                    value: found.value.clone(),
+                    created_ms: found.created_ms,
+                    expires_ms,
+                },
+            );
+        }
+        Lookup {
+            value: found.value,
+            tier: Tier::Sqlite,
+            stale: false,
+            age: Duration::from_millis(now.saturating_sub(found.created_ms)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.lookup(key)?.map(|l| l.value))
+    }
+
+    pub(crate) fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        self.check_open()?;
+        for key in keys {
+            key::validate(key)?;
+        }
+        let now = self.clock.now_ms();
+        let mut out: Vec<Option<Bytes>> = vec![None; keys.len()];
+        let mut missing: Vec<usize> = Vec::new();
+        match &self.memory {
+            Some(memory) => {
+                for (i, key) in keys.iter().enumerate() {
+                    match memory.get(key, now) {
+                        Some(entry) => out[i] = Some(entry.value),
+                        None => missing.push(i),
+                    }
+                }
+                let hits = (keys.len() - missing.len()) as u64;
+                self.counters.memory.hits.add(hits);
+                self.counters.memory.misses.add(missing.len() as u64);
+            }
+            None => missing.extend(0..keys.len()),
+        }
+        if let (Some(sqlite), false) = (&self.sqlite, missing.is_empty()) {
+            let start = Instant::now();
+            let wanted: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
+            let mut found = sqlite.get_many(&wanted, now)?;
+            let mut hits = 0u64;
+            missing.retain(
+                |&i| match found.remove(keys[i]).filter(|f| now < f.expires_ms) {
+                    Some(f) => {
+                        out[i] = Some(self.promote(keys[i], f, now).value);
+                        hits += 1;
+                        false
+                    }
+                    None => true,
+                },
+            );
+            self.counters.sqlite.hits.add(hits);
+            self.counters.sqlite.misses.add(missing.len() as u64);
+            if hits > 0 {
+                let each = start.elapsed() / hits as u32;
+                (0..hits).for_each(|_| self.counters.sqlite.record_time(each));
+            }
+        }
+        self.counters.misses.add(missing.len() as u64);
+        Ok(out)
+    }
+
+    pub(crate) fn has(&self, key: &str) -> Result<bool> {
+        self.check_open()?;
+        key::validate(key)?;
+        let now = self.clock.now_ms();
+        if self
+            .memory
+            .as_ref()
+            .is_some_and(|m| m.contains_fresh(key, now))
+        {
+            return Ok(true);
+        }
+        match &self.sqlite {
+            Some(sqlite) => sqlite.contains_fresh(key, now),
+            None => Ok(false),
+        }
+    }
+
+    /// Builds the rows for a write, checking keys and sizes first so that a
+    /// bad item leaves everything untouched.
+    fn rows(
+        &self,
+        items: Vec<(String, Bytes)>,
+        options: &SetOptions,
+        now: u64,
+    ) -> Result<Vec<Row>> {
+        let ttl = options.ttl.unwrap_or(self.config.sqlite.ttl);
+        if ttl.is_zero() || ttl > crate::config::MAX_TTL {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "ttl must be between 0 and 100 years",
+            ));
+        }
+        for tag in &options.tags {
+            if tag.is_empty() || tag.len() > key::MAX_KEY_LEN || tag.chars().any(char::is_control) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("tag {tag:?} must be 1-255 bytes without control characters"),
+                ));
+            }
+        }
+        let expires_ms = now.saturating_add(ms(ttl));
+        let stale_until_ms = expires_ms.saturating_add(ms(self.config.fail_safe.max_stale));
+        items
+            .into_iter()
+            .map(|(key, value)| {
+                key::validate(&key).map_err(|e| e.context(format!("key {key:?}")))?;
+                if let Some(sqlite) = &self.sqlite {
+                    let size = sqlite::row_size(&key, value.len());
+                    if size > sqlite.max_bytes() {
+                        return Err(Error::new(
+                            ErrorKind::InvalidArgument,
+                            format!(
+                                "value for {key:?} needs {size} bytes; sqlite.max_bytes is {}",
+                                sqlite.max_bytes()
+                            ),
+                        ));
+                    }
+                }
+                Ok(Row {
+                    key,
+                    value,
+                    created_ms: now,
+                    expires_ms,
+                    stale_until_ms,
+                    tags: options.tags.clone(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn set_many(&self, items: Vec<(String, Bytes)>, options: &SetOptions) -> Result<()> {
+        self.check_open()?;
+        let now = self.clock.now_ms();
+        let rows = self.rows(items, options, now)?;
+        let count = rows.len() as u64;
+        let memory_ttl = options
+            .ttl
+            .map_or(self.config.memory.ttl, |t| t.min(self.config.memory.ttl));
+        let memory_expires = now.saturating_add(ms(memory_ttl));
+        let l1: Vec<(String, MemEntry)> = match &self.memory {
+            Some(_) => rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.key.clone(),
+                        MemEntry {
+                            value: r.value.clone(),
+                            created_ms: now,
+                            expires_ms: memory_expires,
+                        },
+                    )
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        if let Some(sqlite) = &self.sqlite {
+            sqlite.write(rows.into_iter().map(Write::Put).collect())?;
+        }
+        if let Some(memory) = &self.memory {
+            for (key, entry) in l1 {
+                memory.insert(&key, entry);
+            }
+        }
+        self.counters.sets.add(count);
+        Ok(())
+    }
+
+    pub(crate) fn delete(&self, key: &str) -> Result<bool> {
+        self.check_open()?;
+        key::validate(key)?;
+        let now = self.clock.now_ms();
+        let mut existed = false;
+        if let Some(sqlite) = &self.sqlite {
+            let outcome = sqlite.write(vec![Write::Delete(key.to_owned())])?;
+            existed = outcome
+                .first()
+                .copied()
+                .flatten()
+                .is_some_and(|expires| now < expires);
+        }
+        if let Some(memory) = &self.memory {
+            existed |= memory.remove(key, now);
+        }
+        if existed {
+            self.counters.deletes.incr();
+        }
+        Ok(existed)
+    }
+
+    pub(crate) fn keys(&self, pattern: &str) -> Result<Vec<String>> {
+        self.check_open()?;
+        let glob = Glob::new(pattern)?;
+        let now = self.clock.now_ms();
+        let mut keys: Vec<String> = match &self.sqlite {
+            Some(sqlite) => sqlite.fresh_keys(&glob.to_sqlite_glob(), now)?,
+            None => Vec::new(),
+        };
+        if let Some(memory) = &self.memory {
+            keys.extend(memory.fresh_keys(now).filter(|k| glob.matches(k)));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    pub(crate) fn len(&self) -> Result<u64> {
+        Ok(self.keys("*")?.len() as u64)
+    }
+
+    pub(crate) fn entry(&self, key: &str) -> Result<Option<Entry>> {
+        self.check_open()?;
+        key::validate(key)?;
+        if let Some(sqlite) = &self.sqlite {
+            return sqlite.entry(key);
+        }
+        let now = self.clock.now_ms();
+        Ok(self
+            .memory
+            .as_ref()
+            .and_then(|m| m.get(key, now))
+            .map(|e| Entry {
+                key: key.to_owned(),
+                meta: Metadata {
+                    created_ms: e.created_ms,
+                    expires_ms: e.expires_ms,
+                    stale_until_ms: e.expires_ms,
+                    size: key.len() as u64
+                        + e.value.len() as u64
+                        + crate::tier::MEMORY_ENTRY_OVERHEAD,
+                    last_access_ms: now,
+                    ..Metadata::default()
+                },
+                value: e.value,
+            }))
+    }
+
+    pub(crate) fn clear(&self) -> Result<()> {
+        self.check_open()?;
+        if let Some(sqlite) = &self.sqlite {
+            sqlite.clear()?;
+        }
+        if let Some(memory) = &self.memory {
+            memory.clear();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn run_pending_tasks(&self) -> Result<()> {
+        self.check_open()?;
+        if let Some(sqlite) = &self.sqlite {
+            let done = sqlite.maintain(self.clock.now_ms(), false)?;
+            self.counters.sqlite.evictions.add(done.evicted);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn inspect(&self) -> Result<Option<Inspection>> {
+        self.check_open()?;
+        self.sqlite
+            .as_ref()
+            .map(|s| s.inspect(self.clock.now_ms()))
+            .transpose()
+    }
+
+    pub(crate) fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if let Some(memory) = &self.memory {
+            memory.clear();
+        }
+        match &self.sqlite {
+            Some(sqlite) => sqlite.close(self.clock.now_ms()),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let mut tiers = Vec::with_capacity(2);
+        if let Some(m) = &self.memory {
+            tiers.push(c.tier(Tier::Memory).snapshot(
+                Tier::Memory,
+                m.entries(),
+                m.bytes(),
+                m.max_bytes(),
+            ));
+        }
+        if let Some(s) = &self.sqlite {
+            tiers.push(c.tier(Tier::Sqlite).snapshot(
+                Tier::Sqlite,
+                s.entries(),
+                s.bytes(),
+                s.max_bytes(),
+            ));
+        }
+        let hits: u64 = tiers.iter().map(|t| t.hits).sum();
+        let misses = c.misses.get();
+        let reads = hits + misses;
+        Stats {
+            hits,
+            misses,
+            hit_rate: if reads == 0 {
+                0.0
+            } else {
+                hits as f64 / reads as f64
+            },
+            sets: c.sets.get(),
+            deletes: c.deletes.get(),
+            tiers,
+        }
+    }
+
+    pub(crate) fn reset_stats(&self) {
+        self.counters.reset();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Err(err) = self.close() {
+            tracing::warn!(error = %err, "closing the cache on drop failed");
+        }
+    }
+}
+
+fn spawn_maintenance(engine: Weak<Engine>, wake: Arc<tokio::sync::Notify>) {
+    runtime::handle().spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
+                () = wake.notified() => {}
+            }
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            if engine.closed.load(Ordering::Acquire) {
+                return;
+            }
+            let pass = tokio::task::spawn_blocking(move || engine.run_pending_tasks()).await;
+            match pass {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) if err.kind() == ErrorKind::Closed => return,
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cache maintenance failed; retrying next tick")
+                }
+                Err(err) => tracing::warn!(error = %err, "cache maintenance task failed"),
+            }
+        }
+    });
+}
+
+/// The async cache: L1 memory over an L2 SQLite file.
+///
+/// Cheap to clone (an `Arc` inside); every clone is the same cache, and it is
+/// `Send + Sync`. Reads complete on the calling task (an L1 hit touches
+/// neither the runtime nor any I/O); writes run on the shared runtime's
+/// blocking pool, since they may wait for another process's write lock.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> tierstack::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let cache = tierstack::Cache::builder().sqlite_path(dir.path().join("c.db")).build()?;
+/// cache.set("k", "v").await?;
+/// let hit = cache.lookup("k").await?.unwrap();
+/// assert_eq!((&hit.value[..], hit.tier), (&b"v"[..], tierstack::Tier::Memory));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("namespace", &self.engine.config.namespace)
+            .field("sqlite", &self.engine.sqlite.as_ref().map(|s| s.path()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// Opens a cache with `config`, creating the L2 file if needed.
+    pub fn open(config: Config) -> Result<Self> {
+        Self::open_with_clock(config, Clock::system())
+    }
+
+    /// A builder for the config.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::new()
+    }
+
+    pub(crate) fn open_with_clock(config: Config, clock: Clock) -> Result<Self> {
+        Ok(Self {
+            engine: Engine::open(config, clock)?,
+        })
+    }
+
+    async fn off_thread<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Engine) -> Result<R> + Send + 'static,
+    {
+        self.engine.check_open()?;
+        let engine = self.engine.clone();
+        runtime::handle()
+            .spawn_blocking(move || f(&engine))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("a cache task failed: {e}")))?
+    }
+
+    /// The config the cache was opened with.
+    pub fn config(&self) -> &Config {
+        &self.engine.config
+    }
+
+    /// The value of `key`, or `None` on a miss.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.engine.get(key)
+    }
+
+    /// The value of `key` with the tier that served it, its staleness and age.
+    pub async fn lookup(&self, key: &str) -> Result<Option<Lookup>> {
+        self.engine.lookup(key)
+    }
+
+    /// The values of `keys`, in order (`None` for a miss), in one round per tier.
+    pub async fn mget<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        self.engine.mget(&keys)
+    }
+
+    /// Whether `key` holds a fresh value; not counted as a read.
+    pub async fn has(&self, key: &str) -> Result<bool> {
+        self.engine.has(key)
+    }
+
+    /// Stores `value` under `key` in every tier with the default TTLs.
+    pub async fn set(&self, key: impl Into<String>, value: impl Into<Bytes>) -> Result<()> {
+        self.set_with(key, value, SetOptions::default()).await
+    }
+
+    /// Stores `value` under `key` with a TTL and tags.
+    pub async fn set_with(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Bytes>,
+        options: SetOptions,
+    ) -> Result<()> {
+        let items = vec![(key.into(), value.into())];
+        self.off_thread(move |e| e.set_many(items, &options)).await
+    }
+
+    /// Stores many values in one round per tier (one L2 transaction).
+    pub async fn mset<I, K, V>(&self, items: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<Bytes>,
+    {
+        self.mset_with(items, SetOptions::default()).await
+    }
+
+    /// [`Cache::mset`] with a TTL and tags for every item.
+    pub async fn mset_with<I, K, V>(&self, items: I, options: SetOptions) -> Result<()>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<Bytes>,
+    {
+        let items: Vec<(String, Bytes)> = items
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        self.off_thread(move |e| e.set_many(items, &options)).await
+    }
+
+    /// Removes `key` from every tier; whether it held a fresh value.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        key::validate(key)?;
+        let key = key.to_owned();
+        self.off_thread(move |e| e.delete(&key)).await
+    }
+
+    /// Fresh keys matching a glob where `*` is the only wildcard, sorted.
+    pub async fn keys(&self, pattern: &str) -> Result<Vec<String>> {
+        self.engine.keys(pattern)
+    }
+
+    /// How many fresh keys the cache holds (in any tier).
+    pub async fn len(&self) -> Result<u64> {
+        self.engine.len()
+    }
+
+    /// Whether the cache holds no fresh key.
+    pub async fn is_empty(&self) -> Result<bool> {
+        Ok(self.engine.len()? == 0)
+    }
+
+    /// The stored entry with its metadata, fresh or expired.
+    pub async fn entry(&self, key: &str) -> Result<Option<Entry>> {
+        self.engine.entry(key)
+    }
+
+    /// Removes every entry from every tier.
+    pub async fn clear(&self) -> Result<()> {
+        self.off_thread(Engine::clear).await
+    }
+
+    /// Runs L2 maintenance now rather than at its next tick: writes buffered
+    /// access times, evicts least recently used rows while over budget, and
+    /// purges rows past their stale-until time when due.
+    pub async fn run_pending_tasks(&self) -> Result<()> {
+        self.off_thread(Engine::run_pending_tasks).await
+    }
+
+    /// Counts and bounds of the L2 file; `None` without an L2.
+    pub async fn inspect(&self) -> Result<Option<Inspection>> {
+        self.off_thread(Engine::inspect).await
+    }
+
+    /// Writes buffered state, closes the L2 file, and empties L1. Every clone
+    /// is closed; later calls fail with [`ErrorKind::Closed`]. Closing twice is
+    /// harmless. Dropping the last clone closes the cache too.
+    pub async fn close(&self) -> Result<()> {
+        let engine = self.engine.clone();
+        runtime::handle()
+            .spawn_blocking(move || engine.close())
+            .await
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("closing failed: {e}")))?
+    }
+
+    /// Whether [`Cache::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.engine.closed.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+
+    /// Sets every counter back to zero.
+    pub fn reset_stats(&self) {
+        self.engine.reset_stats();
+    }
+}

@@ -1,0 +1,432 @@
+//! Configuration: one serde schema (JSON) for every host, with documented
+//! defaults, validation, and a builder.
+//!
+//! Every key is optional; an unknown key is an error, so a typo is never
+//! silently ignored. Durations are seconds (fractions allowed) in JSON and
+//! [`Duration`] in Rust.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `namespace` | `"default"` | names the default cache file; `[A-Za-z0-9._-]`, 1–64 chars |
+//! | `memory.enabled` | `true` | keep an L1 in this process |
+//! | `memory.max_bytes` | 52428800 (50 MiB) | L1 budget: key + value + ~96 bytes per entry |
+//! | `memory.ttl` | 3600 (1 h) | longest time an entry stays in L1 |
+//! | `sqlite.enabled` | `true` | keep an L2 in a SQLite file shared by every process |
+//! | `sqlite.path` | `$TIERSTACK_DB_PATH`, else `<cache dir>/tierstack/<namespace>.db` | the file |
+//! | `sqlite.max_bytes` | 104857600 (100 MiB) | L2 budget: key + value + ~64 bytes per row |
+//! | `sqlite.ttl` | 86400 (24 h) | default time to live in L2 |
+//! | `fail_safe.max_stale` | 86400 (24 h) | how long an expired L2 row is kept to be served stale |
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::error::{Error, ErrorKind, Result};
+
+/// The environment variable that supplies `sqlite.path` when the config has none.
+pub const DB_PATH_ENV: &str = "TIERSTACK_DB_PATH";
+
+/// The longest TTL accepted: 100 years.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The whole configuration of a cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Names the default cache file.
+    pub namespace: String,
+    /// The in-process L1.
+    pub memory: MemoryConfig,
+    /// The per-host L2 file.
+    pub sqlite: SqliteConfig,
+    /// How long expired copies are kept.
+    pub fail_safe: FailSafeConfig,
+}
+
+/// The L1 memory tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Keep an L1 in this process.
+    pub enabled: bool,
+    /// Budget in bytes (key + value + a fixed per-entry overhead).
+    pub max_bytes: u64,
+    /// Longest time an entry stays in L1, whatever its own TTL.
+    #[serde(with = "seconds")]
+    pub ttl: Duration,
+}
+
+/// The L2 SQLite tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// Keep an L2 file.
+    pub enabled: bool,
+    /// The file; see [`Config::resolved_sqlite_path`] for the fallbacks.
+    pub path: Option<PathBuf>,
+    /// Budget in bytes (key + value + a fixed per-row overhead), enforced by
+    /// background eviction of the least recently used rows.
+    pub max_bytes: u64,
+    /// Default time to live of an entry.
+    #[serde(with = "seconds")]
+    pub ttl: Duration,
+}
+
+/// Serving expired copies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailSafeConfig {
+    /// How long after expiry an L2 row is kept so it can still be served as
+    /// stale when the source fails.
+    #[serde(with = "seconds")]
+    pub max_stale: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            namespace: "default".to_owned(),
+            memory: MemoryConfig::default(),
+            sqlite: SqliteConfig::default(),
+            fail_safe: FailSafeConfig::default(),
+        }
+    }
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: 50 * 1024 * 1024,
+            ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: None,
+            max_bytes: 100 * 1024 * 1024,
+            ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl Default for FailSafeConfig {
+    fn default() -> Self {
+        Self {
+            max_stale: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a JSON config; errors are of kind [`ErrorKind::InvalidConfig`]
+    /// and name the offending key.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let config: Config = serde_json::from_str(json)
+            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as JSON (every key, defaults included).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a config always serialises")
+    }
+
+    /// Checks every value; errors are of kind [`ErrorKind::InvalidConfig`].
+    pub fn validate(&self) -> Result<()> {
+        let ns = &self.namespace;
+        if ns.is_empty()
+            || ns.len() > 64
+            || !ns
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            || ns.starts_with('.')
+        {
+            return Err(invalid(format!(
+                "namespace {ns:?} must be 1-64 characters of A-Z a-z 0-9 . _ - and not start with '.'"
+            )));
+        }
+        if !self.memory.enabled && !self.sqlite.enabled {
+            return Err(invalid("no tier is enabled: enable memory, sqlite or both"));
+        }
+        check_ttl("memory.ttl", self.memory.ttl)?;
+        check_ttl("sqlite.ttl", self.sqlite.ttl)?;
+        if self.fail_safe.max_stale > MAX_TTL {
+            return Err(invalid("fail_safe.max_stale is longer than 100 years"));
+        }
+        if self.memory.enabled && self.memory.max_bytes == 0 {
+            return Err(invalid("memory.max_bytes must be greater than 0"));
+        }
+        if self.sqlite.enabled && self.sqlite.max_bytes == 0 {
+            return Err(invalid("sqlite.max_bytes must be greater than 0"));
+        }
+        if let Some(path) = &self.sqlite.path {
+            if path.as_os_str().is_empty() {
+                return Err(invalid("sqlite.path is empty"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The L2 file: `sqlite.path` if set, else `$TIERSTACK_DB_PATH` if set and
+    /// non-empty, else `<user cache dir>/tierstack/<namespace>.db`.
+    pub fn resolved_sqlite_path(&self) -> Result<PathBuf> {
+        if let Some(path) = &self.sqlite.path {
+            return Ok(path.clone());
+        }
+        if let Some(path) = std::env::var_os(DB_PATH_ENV).filter(|p| !p.is_empty()) {
+            return Ok(PathBuf::from(path));
+        }
+        let dir = dirs::cache_dir().ok_or_else(|| {
+            invalid(format!(
+                "no user cache directory is known: set sqlite.path or {DB_PATH_ENV}"
+            ))
+        })?;
+        Ok(dir.join("tierstack").join(format!("{}.db", self.namespace)))
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidConfig, message)
+}
+
+fn check_ttl(name: &str, ttl: Duration) -> Result<()> {
+    if ttl.is_zero() {
+        return Err(invalid(format!("{name} must be greater than 0 seconds")));
+    }
+    if ttl > MAX_TTL {
+        return Err(invalid(format!("{name} is longer than 100 years")));
+    }
+    Ok(())
+}
+
+/// Durations as seconds (fractions allowed) in JSON.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        if d.subsec_nanos() == 0 {
+            s.serialize_u64(d.as_secs())
+        } else {
+            s.serialize_f64(d.as_secs_f64())
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(D::Error::custom(format!(
+                "{secs} is not a number of seconds >= 0"
+            )));
+        }
+        Duration::try_from_secs_f64(secs).map_err(D::Error::custom)
+    }
+}
+
+/// Turns a TTL given in seconds by a host (C, Python, Node) into a
+/// [`Duration`]; `None` for "the tier default" (`<= 0` or absent).
+///
+/// A NaN, infinite, or over-long TTL is an [`ErrorKind::InvalidArgument`].
+pub fn ttl_from_seconds(secs: f64) -> Result<Option<Duration>> {
+    if secs.is_nan() || secs.is_infinite() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("ttl {secs} is not a finite number"),
+        ));
+    }
+    if secs <= 0.0 {
+        return Ok(None);
+    }
+    let ttl = Duration::from_secs_f64(secs);
+    if ttl > MAX_TTL {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "ttl is longer than 100 years",
+        ));
+    }
+    Ok(Some(ttl))
+}
+
+/// Builds a [`Config`] step by step, ending in a [`crate::Cache`].
+///
+/// ```
+/// # fn main() -> tierstack::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let cache = tierstack::Cache::builder()
+///     .memory_max_bytes(8 * 1024 * 1024)
+///     .sqlite_path(dir.path().join("demo.db"))
+///     .sqlite_ttl(std::time::Duration::from_secs(600))
+///     .build_blocking()?;
+/// cache.set("greeting", "hello")?;
+/// assert_eq!(cache.get("greeting")?.as_deref(), Some(&b"hello"[..]));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct CacheBuilder {
+    pub(crate) config: Config,
+    pub(crate) clock: Clock,
+}
+
+impl CacheBuilder {
+    /// A builder holding the default config.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts from `config` instead of the defaults.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets `namespace`.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.namespace = namespace.into();
+        self
+    }
+
+    /// Enables or disables the L1.
+    pub fn memory(mut self, enabled: bool) -> Self {
+        self.config.memory.enabled = enabled;
+        self
+    }
+
+    /// Sets `memory.max_bytes`.
+    pub fn memory_max_bytes(mut self, bytes: u64) -> Self {
+        self.config.memory.max_bytes = bytes;
+        self
+    }
+
+    /// Sets `memory.ttl`.
+    pub fn memory_ttl(mut self, ttl: Duration) -> Self {
+        self.config.memory.ttl = ttl;
+        self
+    }
+
+    /// Enables or disables the L2.
+    pub fn sqlite(mut self, enabled: bool) -> Self {
+        self.config.sqlite.enabled = enabled;
+        self
+    }
+
+    /// Sets `sqlite.path`.
+    pub fn sqlite_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.sqlite.path = Some(path.into());
+        self
+    }
+
+    /// Sets `sqlite.max_bytes`.
+    pub fn sqlite_max_bytes(mut self, bytes: u64) -> Self {
+        self.config.sqlite.max_bytes = bytes;
+        self
+    }
+
+    /// Sets `sqlite.ttl`.
+    pub fn sqlite_ttl(mut self, ttl: Duration) -> Self {
+        self.config.sqlite.ttl = ttl;
+        self
+    }
+
+    /// Sets `fail_safe.max_stale`.
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.config.fail_safe.max_stale = max_stale;
+        self
+    }
+
+    /// Uses `clock` for every expiry decision (a [`crate::ManualClock`] in tests).
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
+    /// Opens the async [`crate::Cache`].
+    pub fn build(self) -> Result<crate::Cache> {
+        crate::Cache::open_with_clock(self.config, self.clock)
+    }
+
+    /// Opens the synchronous [`crate::blocking::Cache`].
+    pub fn build_blocking(self) -> Result<crate::blocking::Cache> {
+        self.build().map(crate::blocking::Cache::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_json_gives_documented_defaults() {
+        let config = Config::from_json("{}").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.memory.max_bytes, 52_428_800);
+        assert_eq!(config.memory.ttl, Duration::from_secs(3600));
+        assert_eq!(config.sqlite.max_bytes, 104_857_600);
+        assert_eq!(config.sqlite.ttl, Duration::from_secs(86_400));
+        assert_eq!(config.fail_safe.max_stale, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn fractional_seconds_round_trip() {
+        let config =
+            Config::from_json(r#"{"memory": {"ttl": 0.25}, "sqlite": {"ttl": 90}}"#).unwrap();
+        assert_eq!(config.memory.ttl, Duration::from_millis(250));
+        assert_eq!(Config::from_json(&config.to_json()).unwrap(), config);
+    }
+
+    #[test]
+    fn bad_configs_name_the_problem() {
+        let cases = [
+            (r#"{"memroy": {}}"#, "unknown field `memroy`"),
+            (r#"{"memory": {"max_size": 1}}"#, "unknown field `max_size`"),
+            (r#"{"memory": {"ttl": -1}}"#, "not a number of seconds"),
+            (
+                r#"{"memory": {"ttl": 0}}"#,
+                "memory.ttl must be greater than 0",
+            ),
+            (
+                r#"{"sqlite": {"max_bytes": 0}}"#,
+                "sqlite.max_bytes must be greater than 0",
+            ),
+            (r#"{"namespace": "../etc"}"#, "namespace"),
+            (
+                r#"{"memory": {"enabled": false}, "sqlite": {"enabled": false}}"#,
+                "no tier",
+            ),
+            (r#"{"memory": {"max_bytes": "big"}}"#, "invalid type"),
+            ("[", "EOF"),
+        ];
+        for (json, needle) in cases {
+            let err = Config::from_json(json).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{json}");
+            assert!(err.message().contains(needle), "{json}: {}", err.message());
+        }
+    }
+
+    #[test]
+    fn host_ttl_seconds() {
+        assert_eq!(ttl_from_seconds(0.0).unwrap(), None);
+        assert_eq!(ttl_from_seconds(-3.0).unwrap(), None);
+        assert_eq!(
+            ttl_from_seconds(1.5).unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            ttl_from_seconds(f64::NAN).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            ttl_from_seconds(1e12).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+}

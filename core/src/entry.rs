@@ -1,0 +1,120 @@
+//! What a cache holds and what a read reports.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// A tier of the cache, as reported in [`Lookup::tier`] and in stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Tier {
+    /// L1: this process's memory.
+    Memory,
+    /// L2: the SQLite file shared by every process on the host.
+    Sqlite,
+}
+
+impl Tier {
+    /// The tier's stable name: `"memory"` or `"sqlite"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Tier::Memory => "memory",
+            Tier::Sqlite => "sqlite",
+        }
+    }
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value found by [`crate::Cache::lookup`], with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The stored bytes.
+    pub value: Bytes,
+    /// The tier that served it.
+    pub tier: Tier,
+    /// Whether the value had expired and was served as a stale copy.
+    pub stale: bool,
+    /// Time since the value was written.
+    pub age: Duration,
+}
+
+/// Options for [`crate::Cache::set_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SetOptions {
+    /// Time to live; `None` takes each tier's default (`memory.ttl`,
+    /// `sqlite.ttl`). L1 never keeps an entry longer than `memory.ttl`.
+    pub ttl: Option<Duration>,
+    /// Tags stored with the entry in L2.
+    pub tags: Vec<String>,
+}
+
+impl SetOptions {
+    /// No TTL override, no tags.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the time to live.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Adds tags.
+    #[must_use]
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// Everything L2 keeps about an entry besides its value. Times are
+/// milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// When the value was written.
+    pub created_ms: u64,
+    /// When it stops being fresh.
+    pub expires_ms: u64,
+    /// When it stops being usable even as a stale copy (expiry + `fail_safe.max_stale`).
+    pub stale_until_ms: u64,
+    /// Bytes charged against the tier budget (key + value + per-row overhead).
+    pub size: u64,
+    /// How many reads L2 has served (recorded in batches).
+    pub access_count: u64,
+    /// The latest read or write (recorded in batches).
+    pub last_access_ms: u64,
+    /// The source's entity tag, for conditional refreshes.
+    pub etag: Option<String>,
+    /// Tags given at write time.
+    pub tags: Vec<String>,
+}
+
+/// A stored entry: key, value and metadata, as read by [`crate::Cache::entry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Bytes,
+    /// Its metadata.
+    pub meta: Metadata,
+}
+
+impl Entry {
+    /// Whether the entry is fresh at `now_ms`.
+    pub fn is_fresh(&self, now_ms: u64) -> bool {
+        now_ms < self.meta.expires_ms
+    }
+}

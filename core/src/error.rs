@@ -1,0 +1,175 @@
+//! Errors: one flat, stable [`ErrorKind`] plus an [`Error`] carrying context.
+//!
+//! The kinds are part of the public contract. Each maps one to one onto a C
+//! result code, a Python exception class and a Node `err.code` string; the
+//! numbers returned by [`ErrorKind::code`] are never reused.
+
+use std::fmt;
+
+/// What went wrong, as a stable category.
+///
+/// New kinds may be added (the enum is `non_exhaustive`); existing kinds keep
+/// their name and number forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A key is empty, longer than 255 bytes, or holds a control character.
+    InvalidKey,
+    /// A configuration is malformed: unknown key, wrong type, out-of-range value.
+    InvalidConfig,
+    /// An argument other than a key or config is unusable (a negative TTL, a
+    /// value larger than every tier can hold, a bad glob pattern).
+    InvalidArgument,
+    /// The cache was closed; no operation is possible any more.
+    Closed,
+    /// The SQLite tier failed (locked past the busy timeout, disk full, …).
+    Storage,
+    /// The file system refused something (creating the cache directory, …).
+    Io,
+    /// The cache file is not a database, is damaged, or belongs to another
+    /// program. It is left untouched.
+    Corrupt,
+    /// The cache file was written by a newer tierstack whose schema this
+    /// version cannot read. It is left untouched.
+    Incompatible,
+    /// A bug in tierstack: an invariant did not hold.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind, in code order.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::InvalidKey,
+        ErrorKind::InvalidConfig,
+        ErrorKind::InvalidArgument,
+        ErrorKind::Closed,
+        ErrorKind::Storage,
+        ErrorKind::Io,
+        ErrorKind::Corrupt,
+        ErrorKind::Incompatible,
+        ErrorKind::Internal,
+    ];
+
+    /// The stable number of this kind (the C result code); never 0, never reused.
+    pub const fn code(self) -> u32 {
+        match self {
+            ErrorKind::InvalidKey => 1,
+            ErrorKind::InvalidConfig => 2,
+            ErrorKind::InvalidArgument => 3,
+            ErrorKind::Closed => 4,
+            ErrorKind::Storage => 5,
+            ErrorKind::Io => 6,
+            ErrorKind::Corrupt => 7,
+            ErrorKind::Incompatible => 8,
+            ErrorKind::Internal => 9,
+        }
+    }
+
+    /// The stable snake_case name of this kind (`"invalid_key"`, …).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidKey => "invalid_key",
+            ErrorKind::InvalidConfig => "invalid_config",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::Closed => "closed",
+            ErrorKind::Storage => "storage",
+            ErrorKind::Io => "io",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Incompatible => "incompatible",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error: its [`ErrorKind`], a message for people, and the underlying cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// An error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The stable category.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind prefix.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Prefixes the message with what it concerns (a file, a key).
+    pub(crate) fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
+    pub(crate) fn closed() -> Self {
+        Self::new(ErrorKind::Closed, "the cache is closed")
+    }
+}
+
+/// `Result` with tierstack's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        let kind = match err.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => ErrorKind::Corrupt,
+            _ => ErrorKind::Storage,
+        };
+        Error::new(kind, format!("sqlite: {err}")).with_source(err)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Error::new(ErrorKind::Io, err.to_string()).with_source(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_nonzero_and_in_order() {
+        for (i, kind) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(kind.code(), i as u32 + 1, "{kind}");
+        }
+    }
+
+    #[test]
+    fn display_carries_kind_and_message() {
+        let err = Error::new(ErrorKind::InvalidKey, "key is empty");
+        assert_eq!(err.to_string(), "invalid_key: key is empty");
+        assert_eq!(err.kind(), ErrorKind::InvalidKey);
+    }
+}

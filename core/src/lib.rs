@@ -1,0 +1,51 @@
+//! tierstack: a hybrid, multi-tier cache.
+//!
+//! L1 is this process's memory (byte-bounded, per-entry TTL, scan-resistant
+//! eviction); L2 is a SQLite file shared by every process on the host, which
+//! survives restarts. A read walks L1 then L2 and promotes an L2 hit into L1.
+//!
+//! [`Cache`] is async; [`blocking::Cache`] is the same cache, synchronous.
+//! Both are opened from one [`Config`] (serde, JSON) or a [`CacheBuilder`].
+//! Errors carry a stable [`ErrorKind`].
+//!
+//! ```
+//! # fn main() -> tierstack::Result<()> {
+//! use tierstack::{Tier, blocking::Cache};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("cache.db");
+//! let cache = Cache::builder().sqlite_path(&path).build_blocking()?;
+//! cache.set("component:button", r#"{"source": "..."}"#)?;
+//! assert_eq!(cache.lookup("component:button")?.unwrap().tier, Tier::Memory);
+//! cache.close()?;
+//!
+//! // A new process (here: a new cache) finds it in the shared file.
+//! let cache = Cache::builder().sqlite_path(&path).build_blocking()?;
+//! assert_eq!(cache.lookup("component:button")?.unwrap().tier, Tier::Sqlite);
+//! assert_eq!(cache.lookup("component:button")?.unwrap().tier, Tier::Memory);
+//! # Ok(()) }
+//! ```
+
+pub mod blocking;
+mod cache;
+mod clock;
+pub mod config;
+mod entry;
+mod error;
+pub mod key;
+pub mod runtime;
+mod stats;
+pub mod tier;
+
+pub use bytes::Bytes;
+pub use cache::{Cache, MAINTENANCE_INTERVAL};
+pub use clock::{Clock, ManualClock};
+pub use config::{CacheBuilder, Config, FailSafeConfig, MemoryConfig, SqliteConfig};
+pub use entry::{Entry, Lookup, Metadata, SetOptions, Tier};
+pub use error::{Error, ErrorKind, Result};
+pub use stats::{Stats, TIME_SAMPLE_EVERY, TierStats};
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,707 @@
+//! L2: one SQLite file shared by every process on the host.
+//!
+//! - WAL journal, `synchronous = NORMAL`: readers never wait for the writer,
+//!   and a commit survives a process crash (an OS crash may lose the last
+//!   commits, never corrupt the file).
+//! - Point reads run on pooled reader connections with prepared statements,
+//!   on the calling thread.
+//! - Writes are grouped: callers queue their batch, and whoever holds the
+//!   writer connection commits every queued batch in one `IMMEDIATE`
+//!   transaction (group commit). Other processes are serialised by SQLite's
+//!   write lock with a busy timeout of [`BUSY_TIMEOUT`].
+//! - The bytes and rows held are kept in a `meta` row updated in the same
+//!   transaction as every write, so every process sees one exact total.
+//! - Reads record their access in memory; [`SqliteTier::maintain`] writes the
+//!   batch in one transaction, evicts the least recently used rows when the
+//!   total is over budget, and purges rows past their stale-until time.
+//! - The file is created with mode 0600 (SQLite gives its `-wal` and `-shm`
+//!   files the same mode), carries `application_id` [`APPLICATION_ID`] and a
+//!   schema version in `user_version`, migrated forward on open. A file that
+//!   is not a tierstack cache, or is from a newer version, is refused and
+//!   left untouched.
+
+use std::collections::HashMap;
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::ErrorKind as IoErrorKind;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+use tokio::sync::Notify;
+
+use crate::entry::{Entry, Metadata};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Bytes charged per row on top of its key and value: the row's integer
+/// columns, its slots in the key and recency indexes, and page slack.
+pub const ROW_OVERHEAD: u64 = 64;
+
+/// The schema this version writes; files with a lower version are migrated.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of a tierstack file ("TSTK").
+pub const APPLICATION_ID: i64 = 0x5453_544B;
+
+/// How long a write waits for another process's write transaction.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After eviction the total is at most this share of the budget, so that
+/// eviction runs in batches rather than on every write.
+const EVICT_LOW_WATER: f64 = 0.9;
+
+/// Rows past their stale-until time are purged at most this often.
+const PURGE_EVERY_MS: u64 = 10 * 60 * 1000;
+
+/// Access records held in memory before a write is asked for; past
+/// [`ACCESS_CAP`] further reads are not recorded until the next flush.
+const ACCESS_FLUSH_AT: usize = 4096;
+const ACCESS_CAP: usize = 65_536;
+
+const READERS_KEPT: usize = 8;
+
+/// Schema migrations; `MIGRATIONS[i]` takes a file from version `i` to `i + 1`.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = ["
+    CREATE TABLE entries (
+        id             INTEGER PRIMARY KEY,
+        key            TEXT    NOT NULL UNIQUE,
+        created_ms     INTEGER NOT NULL,
+        expires_ms     INTEGER NOT NULL,
+        stale_until_ms INTEGER NOT NULL,
+        size           INTEGER NOT NULL,
+        access_count   INTEGER NOT NULL DEFAULT 0,
+        last_access_ms INTEGER NOT NULL,
+        etag           TEXT,
+        tags           TEXT,
+        value          BLOB    NOT NULL
+    );
+    CREATE INDEX entries_by_last_access ON entries (last_access_ms);
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (name, value) VALUES ('total_bytes', 0), ('entry_count', 0);
+"];
+
+const SQL_GET: &str = "SELECT id, created_ms, expires_ms, value FROM entries WHERE key = ?1";
+const SQL_GET_MANY: &str = "SELECT id, created_ms, expires_ms, value, key FROM entries \
+     WHERE key IN (SELECT value FROM json_each(?1))";
+const SQL_SIZE_OF: &str = "SELECT size FROM entries WHERE key = ?1";
+const SQL_UPSERT: &str = "INSERT INTO entries \
+     (key, created_ms, expires_ms, stale_until_ms, size, access_count, last_access_ms, tags, value) \
+     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?2, ?6, ?7) \
+     ON CONFLICT (key) DO UPDATE SET created_ms = excluded.created_ms, \
+     expires_ms = excluded.expires_ms, stale_until_ms = excluded.stale_until_ms, \
+     size = excluded.size, access_count = 0, last_access_ms = excluded.last_access_ms, \
+     etag = NULL, tags = excluded.tags, value = excluded.value";
+const SQL_DELETE: &str = "DELETE FROM entries WHERE key = ?1 RETURNING size, expires_ms";
+const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1 RETURNING value";
+const SQL_TOUCH: &str = "UPDATE entries SET last_access_ms = max(last_access_ms, ?2), \
+     access_count = access_count + ?3 WHERE id = ?1";
+
+/// What an L2 file holds, from [`crate::Cache::inspect`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Inspection {
+    /// The file.
+    pub path: PathBuf,
+    /// Rows, fresh or expired.
+    pub entries: u64,
+    /// Bytes charged against the budget.
+    pub bytes: u64,
+    /// The budget.
+    pub max_bytes: u64,
+    /// Rows past their expiry (kept until their stale-until time).
+    pub expired: u64,
+    /// Creation time of the oldest row, in milliseconds since the Unix epoch.
+    pub oldest_ms: Option<u64>,
+    /// Creation time of the newest row, in milliseconds since the Unix epoch.
+    pub newest_ms: Option<u64>,
+    /// Size of the database file itself (the WAL not included).
+    pub file_bytes: u64,
+}
+
+/// A row to write.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) key: String,
+    pub(crate) value: Bytes,
+    pub(crate) created_ms: u64,
+    pub(crate) expires_ms: u64,
+    pub(crate) stale_until_ms: u64,
+    pub(crate) tags: Vec<String>,
+}
+
+impl Row {
+    pub(crate) fn size(&self) -> u64 {
+        row_size(&self.key, self.value.len())
+    }
+}
+
+pub(crate) fn row_size(key: &str, value_len: usize) -> u64 {
+    key.len() as u64 + value_len as u64 + ROW_OVERHEAD
+}
+
+/// A row read back.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub(crate) value: Bytes,
+    pub(crate) created_ms: u64,
+    pub(crate) expires_ms: u64,
+}
+
+/// One write in a batch.
+#[derive(Debug)]
+pub(crate) enum Write {
+    Put(Row),
+    Delete(String),
+}
+
+/// What one write did: for a delete, the expiry of the removed row.
+pub(crate) type Outcome = Option<u64>;
+
+#[derive(Default)]
+struct Slot(Mutex<Option<Result<Vec<Outcome>>>>);
+
+struct Submission {
+    writes: Vec<Write>,
+    slot: Arc<Slot>,
+}
+
+/// What a maintenance pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Maintenance {
+    pub(crate) touched: usize,
+    pub(crate) evicted: u64,
+    pub(crate) purged: u64,
+}
+
+pub(crate) struct SqliteTier {
+    path: PathBuf,
+    max_bytes: u64,
+    writer: Mutex<Option<Connection>>,
+    queue: Mutex<Vec<Submission>>,
+    readers: Mutex<Vec<Connection>>,
+    access: Mutex<Vec<(i64, u64)>>,
+    closed: AtomicBool,
+    total_bytes: AtomicU64,
+    entry_count: AtomicU64,
+    last_purge_ms: AtomicU64,
+    wake: Arc<Notify>,
+}
+
+impl SqliteTier {
+    /// Opens (creating if needed) the cache file at `path`.
+    pub(crate) fn open(path: &Path, max_bytes: u64) -> Result<Self> {
+        create_file(path)?;
+        let mut writer = connect(path)?;
+        check_identity(&writer, path)?;
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| Error::from(e).context(path.display()))?;
+        migrate(&mut writer, path)?;
+        let tier = Self {
+            path: path.to_owned(),
+            max_bytes,
+            writer: Mutex::new(None),
+            queue: Mutex::new(Vec::new()),
+            readers: Mutex::new(Vec::new()),
+            access: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            total_bytes: AtomicU64::new(0),
+            entry_count: AtomicU64::new(0),
+            last_purge_ms: AtomicU64::new(0),
+            wake: Arc::new(Notify::new()),
+        };
+        tier.refresh_totals(&writer)?;
+        *tier.writer.lock() = Some(writer);
+        Ok(tier)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Notified when a maintenance pass is due before its next tick: the
+    /// budget is exceeded or many reads are waiting to be recorded.
+    pub(crate) fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Bytes held, as of this process's last write or maintenance pass.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.total_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Rows held, as of this process's last write or maintenance pass.
+    pub(crate) fn entries(&self) -> u64 {
+        self.entry_count.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on a pooled reader connection.
+    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        let pooled = self.readers.lock().pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        let result = f(&conn).map_err(Error::from);
+        let mut readers = self.readers.lock();
+        if readers.len() < READERS_KEPT && !self.closed.load(Ordering::Acquire) {
+            readers.push(conn);
+        }
+        result
+    }
+
+    /// The row for `key`, fresh or not; records the access.
+    pub(crate) fn get(&self, key: &str, now_ms: u64) -> Result<Option<Found>> {
+        let found = self.read(|conn| {
+            conn.prepare_cached(SQL_GET)?
+                .query_row([key], |r| Ok((r.get::<_, i64>(0)?, found_from(r)?)))
+                .optional()
+        })?;
+        Ok(found.map(|(id, found)| {
+            self.record_access(&[id], now_ms);
+            found
+        }))
+    }
+
+    /// The rows for `keys` in one statement; records the accesses.
+    pub(crate) fn get_many(&self, keys: &[&str], now_ms: u64) -> Result<HashMap<String, Found>> {
+        let json = serde_json::to_string(keys).map_err(|e| {
+            Error::new(ErrorKind::Internal, format!("encoding keys: {e}")).with_source(e)
+        })?;
+        let rows = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(SQL_GET_MANY)?;
+            let rows = stmt.query_map([json], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(4)?, found_from(r)?))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let ids: Vec<i64> = rows.iter().map(|(id, _, _)| *id).collect();
+        self.record_access(&ids, now_ms);
+        Ok(rows
+            .into_iter()
+            .map(|(_, key, found)| (key, found))
+            .collect())
+    }
+
+    /// The whole stored entry for `key`, fresh or not, without recording an access.
+    pub(crate) fn entry(&self, key: &str) -> Result<Option<Entry>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT created_ms, expires_ms, stale_until_ms, size, access_count, \
+                 last_access_ms, etag, tags, value FROM entries WHERE key = ?1",
+            )?
+            .query_row([key], |r| {
+                let tags: Option<String> = r.get(7)?;
+                Ok(Entry {
+                    key: key.to_owned(),
+                    value: Bytes::copy_from_slice(r.get_ref(8)?.as_blob()?),
+                    meta: Metadata {
+                        created_ms: r.get::<_, i64>(0)? as u64,
+                        expires_ms: r.get::<_, i64>(1)? as u64,
+                        stale_until_ms: r.get::<_, i64>(2)? as u64,
+                        size: r.get::<_, i64>(3)? as u64,
+                        access_count: r.get::<_, i64>(4)? as u64,
+                        last_access_ms: r.get::<_, i64>(5)? as u64,
+                        etag: r.get(6)?,
+                        tags: tags
+                            .and_then(|t| serde_json::from_str(&t).ok())
+                            .unwrap_or_default(),
+                    },
+                })
+            })
+            .optional()
+        })
+    }
+
+    /// Counts and bounds of what the file holds, read in one statement.
+    pub(crate) fn inspect(&self, now_ms: u64) -> Result<Inspection> {
+        let (entries, bytes, expired, oldest, newest) = self.read(|conn| {
+            conn.query_row(
+                "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(expires_ms <= ?1), 0), \
+                 min(created_ms), max(created_ms) FROM entries",
+                [now_ms as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                },
+            )
+        })?;
+        let file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        Ok(Inspection {
+            path: self.path.clone(),
+            entries: entries as u64,
+            bytes: bytes as u64,
+            max_bytes: self.max_bytes,
+            expired: expired as u64,
+            oldest_ms: oldest.map(|v| v as u64),
+            newest_ms: newest.map(|v| v as u64),
+            file_bytes,
+        })
+    }
+
+    /// Whether `key` holds a fresh row; not recorded as an access.
+    pub(crate) fn contains_fresh(&self, key: &str, now_ms: u64) -> Result<bool> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT 1 FROM entries WHERE key = ?1 AND expires_ms > ?2")?
+                .exists(params![key, now_ms as i64])
+        })
+    }
+
+    /// Fresh keys matching a SQLite `GLOB` pattern.
+    pub(crate) fn fresh_keys(&self, sqlite_glob: &str, now_ms: u64) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT key FROM entries WHERE key GLOB ?1 AND expires_ms > ?2")?;
+            let keys = stmt.query_map(params![sqlite_glob, now_ms as i64], |r| r.get(0))?;
+            keys.collect()
+        })
+    }
+
+    fn record_access(&self, ids: &[i64], now_ms: u64) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut access = self.access.lock();
+        let before = access.len();
+        if before < ACCESS_CAP {
+            access.extend(ids.iter().map(|&id| (id, now_ms)));
+        }
+        if before < ACCESS_FLUSH_AT && access.len() >= ACCESS_FLUSH_AT {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Applies `writes` in one transaction, possibly grouped with other
+    /// threads' batches; returns one outcome per write, in order.
+    pub(crate) fn write(&self, writes: Vec<Write>) -> Result<Vec<Outcome>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        let slot = Arc::new(Slot::default());
+        self.queue.lock().push(Submission {
+            writes,
+            slot: slot.clone(),
+        });
+        let mut writer = self.writer.lock();
+        if let Some(done) = slot.0.lock().take() {
+            return done;
+        }
+        let conn = writer.as_mut().ok_or_else(Error::closed)?;
+        let batch = std::mem::take(&mut *self.queue.lock());
+        debug_assert!(batch.iter().any(|s| Arc::ptr_eq(&s.slot, &slot)));
+        match self.apply(conn, &batch) {
+            Ok(outcomes) => {
+                for (submission, outcome) in batch.iter().zip(outcomes) {
+                    *submission.slot.0.lock() = Some(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                for submission in &batch {
+                    *submission.slot.0.lock() = Some(Err(Error::new(err.kind(), err.message())));
+                }
+            }
+        }
+        drop(writer);
+        if self.bytes() > self.max_bytes {
+            self.wake.notify_one();
+        }
+        slot.0.lock().take().unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::Internal,
+                "group commit left a write without its outcome",
+            ))
+        })
+    }
+
+    fn apply(&self, conn: &mut Connection, batch: &[Submission]) -> Result<Vec<Vec<Outcome>>> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (mut bytes, mut count) = (0i64, 0i64);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        {
+            let mut size_of = tx.prepare_cached(SQL_SIZE_OF)?;
+            let mut upsert = tx.prepare_cached(SQL_UPSERT)?;
+            let mut delete = tx.prepare_cached(SQL_DELETE)?;
+            for submission in batch {
+                let mut outcome = Vec::with_capacity(submission.writes.len());
+                for write in &submission.writes {
+                    match write {
+                        Write::Put(row) => {
+                            let old: Option<i64> =
+                                size_of.query_row([&row.key], |r| r.get(0)).optional()?;
+                            let tags = (!row.tags.is_empty()).then(|| {
+                                serde_json::to_string(&row.tags).expect("strings serialise")
+                            });
+                            let size = row.size() as i64;
+                            upsert.execute(params![
+                                row.key,
+                                row.created_ms as i64,
+                                row.expires_ms as i64,
+                                row.stale_until_ms as i64,
+                                size,
+                                tags,
+                                &row.value[..],
+                            ])?;
+                            bytes += size - old.unwrap_or(0);
+                            count += i64::from(old.is_none());
+                            outcome.push(None);
+                        }
+                        Write::Delete(key) => {
+                            let removed: Option<(i64, i64)> = delete
+                                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                                .optional()?;
+                            if let Some((size, _)) = removed {
+                                bytes -= size;
+                                count -= 1;
+                            }
+                            outcome.push(removed.map(|(_, expires)| expires as u64));
+                        }
+                    }
+                }
+                outcomes.push(outcome);
+            }
+        }
+        self.add_totals(&tx, bytes, count)?;
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    fn add_totals(&self, tx: &Transaction<'_>, bytes: i64, count: i64) -> Result<()> {
+        let mut add = tx.prepare_cached(SQL_ADD_META)?;
+        let total: i64 = add.query_row(params!["total_bytes", bytes], |r| r.get(0))?;
+        let entries: i64 = add.query_row(params!["entry_count", count], |r| r.get(0))?;
+        self.total_bytes
+            .store(total.max(0) as u64, Ordering::Relaxed);
+        self.entry_count
+            .store(entries.max(0) as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn refresh_totals(&self, conn: &Connection) -> Result<()> {
+        let mut stmt = conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?;
+        let total: i64 = stmt.query_row(["total_bytes"], |r| r.get(0))?;
+        let entries: i64 = stmt.query_row(["entry_count"], |r| r.get(0))?;
+        self.total_bytes
+            .store(total.max(0) as u64, Ordering::Relaxed);
+        self.entry_count
+            .store(entries.max(0) as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs `f` in an `IMMEDIATE` transaction on the writer connection.
+    fn with_writer<R>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
+        let mut writer = self.writer.lock();
+        let conn = writer.as_mut().ok_or_else(Error::closed)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let result = f(&tx)?;
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// Deletes every row.
+    pub(crate) fn clear(&self) -> Result<()> {
+        self.with_writer(|tx| {
+            tx.execute_batch("DELETE FROM entries; UPDATE meta SET value = 0;")?;
+            Ok(())
+        })?;
+        self.access.lock().clear();
+        self.total_bytes.store(0, Ordering::Relaxed);
+        self.entry_count.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes buffered accesses, evicts least recently used rows while over
+    /// budget, and purges rows past their stale-until time (at most every
+    /// ten minutes, or when `force_purge`).
+    pub(crate) fn maintain(&self, now_ms: u64, force_purge: bool) -> Result<Maintenance> {
+        let access = std::mem::take(&mut *self.access.lock());
+        let mut touches: HashMap<i64, (u64, i64)> = HashMap::with_capacity(access.len());
+        for (id, at) in access {
+            let t = touches.entry(id).or_insert((at, 0));
+            t.0 = t.0.max(at);
+            t.1 += 1;
+        }
+        let last_purge = self.last_purge_ms.load(Ordering::Relaxed);
+        let purge = force_purge || now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
+        let max_bytes = self.max_bytes;
+        let done = self.with_writer(|tx| {
+            let mut done = Maintenance {
+                touched: touches.len(),
+                ..Maintenance::default()
+            };
+            let mut touch = tx.prepare_cached(SQL_TOUCH)?;
+            for (id, (at, n)) in &touches {
+                touch.execute(params![id, *at as i64, n])?;
+            }
+            let (mut bytes, mut count) = (0i64, 0i64);
+            if purge {
+                let mut stmt = tx.prepare_cached(
+                    "DELETE FROM entries WHERE stale_until_ms <= ?1 RETURNING size",
+                )?;
+                let sizes = stmt.query_map([now_ms as i64], |r| r.get::<_, i64>(0))?;
+                for size in sizes {
+                    bytes -= size?;
+                    count -= 1;
+                    done.purged += 1;
+                }
+            }
+            let total: i64 = tx.query_row(
+                "SELECT value FROM meta WHERE name = 'total_bytes'",
+                [],
+                |r| r.get(0),
+            )?;
+            let mut over = total + bytes - (max_bytes as f64 * EVICT_LOW_WATER) as i64;
+            if total + bytes > max_bytes as i64 {
+                let mut stmt = tx.prepare_cached(
+                    "DELETE FROM entries WHERE id IN \
+                     (SELECT id FROM entries ORDER BY last_access_ms, id LIMIT 256) RETURNING size",
+                )?;
+                while over > 0 {
+                    let sizes = stmt
+                        .query_map([], |r| r.get::<_, i64>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    if sizes.is_empty() {
+                        break;
+                    }
+                    for size in sizes {
+                        bytes -= size;
+                        over -= size;
+                        count -= 1;
+                        done.evicted += 1;
+                    }
+                }
+            }
+            self.add_totals(tx, bytes, count)?;
+            Ok(done)
+        })?;
+        if purge {
+            self.last_purge_ms.store(now_ms, Ordering::Relaxed);
+        }
+        Ok(done)
+    }
+
+    /// Flushes buffered accesses and closes every connection. Later calls fail
+    /// with [`ErrorKind::Closed`].
+    pub(crate) fn close(&self, now_ms: u64) -> Result<()> {
+        let flushed = if self.writer.lock().is_some() {
+            self.maintain(now_ms, false).map(drop)
+        } else {
+            Ok(())
+        };
+        self.closed.store(true, Ordering::Release);
+        let writer = self.writer.lock().take();
+        self.readers.lock().clear();
+        if let Some(conn) = writer {
+            conn.close().map_err(|(_, e)| Error::from(e))?;
+        }
+        flushed
+    }
+}
+
+fn found_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
+    Ok(Found {
+        created_ms: r.get::<_, i64>(1)? as u64,
+        expires_ms: r.get::<_, i64>(2)? as u64,
+        value: Bytes::copy_from_slice(r.get_ref(3)?.as_blob()?),
+    })
+}
+
+/// Creates the parent directory (0700) and the file (0600) if missing.
+fn create_file(path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                Error::new(ErrorKind::Io, format!("creating {}: {e}", dir.display())).with_source(e)
+            })?;
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == IoErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(
+            Error::new(ErrorKind::Io, format!("creating {}: {e}", path.display())).with_source(e),
+        ),
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| Error::from(e).context(path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -8192;",
+    )
+    .map_err(|e| Error::from(e).context(path.display()))?;
+    Ok(conn)
+}
+
+/// Refuses a file that is not an empty database or a tierstack cache, or
+/// that a newer version wrote. Reads only: a refused file is not modified.
+fn check_identity(conn: &Connection, path: &Path) -> Result<()> {
+    let read = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+    let app_id =
+        read("PRAGMA application_id").map_err(|e| Error::from(e).context(path.display()))?;
+    let version =
+        read("PRAGMA user_version").map_err(|e| Error::from(e).context(path.display()))?;
+    let objects = read("SELECT count(*) FROM sqlite_schema")
+        .map_err(|e| Error::from(e).context(path.display()))?;
+    let fresh = app_id == 0 && version == 0 && objects == 0;
+    if !fresh && app_id != APPLICATION_ID {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "{} is a SQLite database of another program, not a tierstack cache; it was left untouched",
+                path.display()
+            ),
+        ));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::new(
+            ErrorKind::Incompatible,
+            format!(
+                "{} has schema version {version}; this tierstack reads up to {SCHEMA_VERSION}; it was left untouched",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have migrated while we waited for the write lock.
+    check_identity(&tx, path)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", step as i64 + 1)?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.commit()?;
+    Ok(())
+}
