@@ -167,10 +167,13 @@ impl Config {
         if self.sqlite.enabled && self.sqlite.max_bytes == 0 {
             return Err(invalid("sqlite.max_bytes must be greater than 0"));
         }
-        if let Some(path) = &self.sqlite.path {
-            if path.as_os_str().is_empty() {
-                return Err(invalid("sqlite.path is empty"));
-            }
+        if self
+            .sqlite
+            .path
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(invalid("sqlite.path is empty"));
         }
         Ok(())
     }

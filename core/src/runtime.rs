@@ -29,10 +29,10 @@ pub fn handle() -> Handle {
     });
     let generation = FORK_GENERATION.load(Ordering::SeqCst);
     let mut slot = RUNTIME.lock();
-    if let Some((built_in, handle)) = &*slot {
-        if *built_in == generation {
-            return handle.clone();
-        }
+    if let Some((built_in, handle)) = &*slot
+        && *built_in == generation
+    {
+        return handle.clone();
     }
     let runtime: &'static Runtime = Box::leak(Box::new(build()));
     let handle = runtime.handle().clone();

@@ -228,7 +228,8 @@ impl Stats {
             "tierstack_deletes_total{{namespace=\"{ns}\"}} {}",
             self.deletes
         );
-        let families: [(&str, &str, fn(&TierStats) -> f64); 6] = [
+        type Family = (&'static str, &'static str, fn(&TierStats) -> f64);
+        let families: [Family; 6] = [
             ("tier_hits_total", "counter", |t| t.hits as f64),
             ("tier_misses_total", "counter", |t| t.misses as f64),
             ("tier_evictions_total", "counter", |t| t.evictions as f64),

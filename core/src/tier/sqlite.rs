@@ -196,12 +196,7 @@ impl SqliteTier {
     /// Opens (creating if needed) the cache file at `path`.
     pub(crate) fn open(path: &Path, max_bytes: u64) -> Result<Self> {
         create_file(path)?;
-        let mut writer = connect(path)?;
-        check_identity(&writer, path)?;
-        writer
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| Error::from(e).context(path.display()))?;
-        migrate(&mut writer, path)?;
+        let writer = prepare_file(path)?;
         let tier = Self {
             path: path.to_owned(),
             max_bytes,
@@ -568,18 +563,22 @@ impl SqliteTier {
             )?;
             let mut over = total + bytes - (max_bytes as f64 * EVICT_LOW_WATER) as i64;
             if total + bytes > max_bytes as i64 {
-                let mut stmt = tx.prepare_cached(
-                    "DELETE FROM entries WHERE id IN \
-                     (SELECT id FROM entries ORDER BY last_access_ms, id LIMIT 256) RETURNING size",
+                let mut oldest = tx.prepare_cached(
+                    "SELECT id, size FROM entries ORDER BY last_access_ms, id LIMIT 256",
                 )?;
+                let mut delete = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
                 while over > 0 {
-                    let sizes = stmt
-                        .query_map([], |r| r.get::<_, i64>(0))?
+                    let batch = oldest
+                        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
                         .collect::<rusqlite::Result<Vec<_>>>()?;
-                    if sizes.is_empty() {
+                    if batch.is_empty() {
                         break;
                     }
-                    for size in sizes {
+                    for (id, size) in batch {
+                        if over <= 0 {
+                            break;
+                        }
+                        delete.execute([id])?;
                         bytes -= size;
                         over -= size;
                         count -= 1;
@@ -649,53 +648,89 @@ fn create_file(path: &Path) -> Result<()> {
 
 fn connect(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| Error::from(e).context(path.display()))?;
+    let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(32);
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -8192;",
-    )
-    .map_err(|e| Error::from(e).context(path.display()))?;
+    )?;
     Ok(conn)
+}
+
+/// Opens the writer connection, switches the file to WAL and migrates it.
+///
+/// Processes opening a new file at the same moment can get `SQLITE_BUSY`
+/// without SQLite's busy handler being consulted (the switch to WAL and the
+/// first schema read avoid waiting to rule out deadlock), so the whole step
+/// is retried until [`BUSY_TIMEOUT`].
+fn prepare_file(path: &Path) -> Result<Connection> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let attempt = connect(path).and_then(|mut conn| {
+            check_identity(&conn)?;
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    return Err(Error::new(
+                        ErrorKind::Storage,
+                        format!("journal mode stayed {mode}; WAL is required"),
+                    ));
+                }
+            }
+            migrate(&mut conn)?;
+            Ok(conn)
+        });
+        match attempt {
+            Err(err) if is_busy(&err) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(err) => return Err(err.context(path.display())),
+            ok => return ok,
+        }
+    }
+}
+
+fn is_busy(err: &Error) -> bool {
+    let source = std::error::Error::source(err).and_then(|s| s.downcast_ref::<rusqlite::Error>());
+    matches!(
+        source.and_then(rusqlite::Error::sqlite_error_code),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Refuses a file that is not an empty database or a tierstack cache, or
 /// that a newer version wrote. Reads only: a refused file is not modified.
-fn check_identity(conn: &Connection, path: &Path) -> Result<()> {
+fn check_identity(conn: &Connection) -> Result<()> {
     let read = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
-    let app_id =
-        read("PRAGMA application_id").map_err(|e| Error::from(e).context(path.display()))?;
-    let version =
-        read("PRAGMA user_version").map_err(|e| Error::from(e).context(path.display()))?;
-    let objects = read("SELECT count(*) FROM sqlite_schema")
-        .map_err(|e| Error::from(e).context(path.display()))?;
+    let app_id = read("PRAGMA application_id")?;
+    let version = read("PRAGMA user_version")?;
+    let objects = read("SELECT count(*) FROM sqlite_schema")?;
     let fresh = app_id == 0 && version == 0 && objects == 0;
     if !fresh && app_id != APPLICATION_ID {
         return Err(Error::new(
             ErrorKind::Corrupt,
-            format!(
-                "{} is a SQLite database of another program, not a tierstack cache; it was left untouched",
-                path.display()
-            ),
+            "a SQLite database of another program, not a tierstack cache; it was left untouched",
         ));
     }
     if version > SCHEMA_VERSION {
         return Err(Error::new(
             ErrorKind::Incompatible,
             format!(
-                "{} has schema version {version}; this tierstack reads up to {SCHEMA_VERSION}; it was left untouched",
-                path.display()
+                "schema version {version}; this tierstack reads up to {SCHEMA_VERSION}; \
+                 it was left untouched"
             ),
         ));
     }
     Ok(())
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Another process may have migrated while we waited for the write lock.
-    check_identity(&tx, path)?;
+    check_identity(&tx)?;
     let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (step, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)?;
