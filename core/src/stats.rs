@@ -204,30 +204,15 @@ impl Stats {
         use std::fmt::Write;
         let mut out = String::new();
         let ns = namespace;
-        let _ = writeln!(out, "# TYPE tierstack_hits_total counter");
-        let _ = writeln!(
-            out,
-            "tierstack_hits_total{{namespace=\"{ns}\"}} {}",
-            self.hits
-        );
-        let _ = writeln!(out, "# TYPE tierstack_misses_total counter");
-        let _ = writeln!(
-            out,
-            "tierstack_misses_total{{namespace=\"{ns}\"}} {}",
-            self.misses
-        );
-        let _ = writeln!(out, "# TYPE tierstack_sets_total counter");
-        let _ = writeln!(
-            out,
-            "tierstack_sets_total{{namespace=\"{ns}\"}} {}",
-            self.sets
-        );
-        let _ = writeln!(out, "# TYPE tierstack_deletes_total counter");
-        let _ = writeln!(
-            out,
-            "tierstack_deletes_total{{namespace=\"{ns}\"}} {}",
-            self.deletes
-        );
+        for (name, value) in [
+            ("hits_total", self.hits),
+            ("misses_total", self.misses),
+            ("sets_total", self.sets),
+            ("deletes_total", self.deletes),
+        ] {
+            let _ = writeln!(out, "# TYPE tierstack_{name} counter");
+            let _ = writeln!(out, "tierstack_{name}{{namespace=\"{ns}\"}} {value}");
+        }
         type Family = (&'static str, &'static str, fn(&TierStats) -> f64);
         let families: [Family; 6] = [
             ("tier_hits_total", "counter", |t| t.hits as f64),

@@ -176,6 +176,10 @@ fn stats_count_each_tier() {
         text.contains("tierstack_tier_hits_total{namespace=\"default\",tier=\"sqlite\"} 1\n"),
         "{text}"
     );
+    assert!(
+        text.contains("\ntierstack_hits_total{namespace=\"default\"} 2\n"),
+        "{text}"
+    );
     cache.reset_stats();
     assert_eq!(cache.stats().hits, 0);
 }
