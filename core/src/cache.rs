@@ -20,7 +20,7 @@ use crate::entry::{Entry, Lookup, Metadata, SetOptions, Tier};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{self, Glob};
 use crate::runtime;
-use crate::stats::{self, Counters, Stats};
+use crate::stats::{Counters, Stats};
 use crate::tier::Inspection;
 use crate::tier::memory::{MemEntry, MemoryTier};
 use crate::tier::sqlite::{self, Found, Row, SqliteTier, Write};
@@ -87,7 +87,7 @@ impl Engine {
         key::validate(key)?;
         let now = self.clock.now_ms();
         if let Some(memory) = &self.memory {
-            let timer = stats::sample_this_read();
+            let timer = self.counters.memory.hits.sample_next();
             if let Some(entry) = memory.get(key, now) {
                 self.counters.memory.hits.incr();
                 if let Some(start) = timer {
@@ -130,7 +130,7 @@ impl Engine {
                 .expires_ms
                 .min(now.saturating_add(ms(self.config.memory.ttl)));
             memory.insert(
-                key,
+                key.to_owned(),
                 MemEntry {
                     value: found.value.clone(),
                     created_ms: found.created_ms,
@@ -299,7 +299,7 @@ impl Engine {
         }
         if let Some(memory) = &self.memory {
             for (key, entry) in l1 {
-                memory.insert(&key, entry);
+                memory.insert(key, entry);
             }
         }
         self.counters.sets.add(count);
@@ -389,7 +389,7 @@ impl Engine {
     pub(crate) fn run_pending_tasks(&self) -> Result<()> {
         self.check_open()?;
         if let Some(sqlite) = &self.sqlite {
-            let done = sqlite.maintain(self.clock.now_ms(), false)?;
+            let done = sqlite.maintain(self.clock.now_ms())?;
             self.counters.sqlite.evictions.add(done.evicted);
         }
         Ok(())

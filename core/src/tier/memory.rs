@@ -105,12 +105,12 @@ impl MemoryTier {
 
     /// Stores an entry; one too large for L1 is dropped (and any older value
     /// for the key removed, so a read never sees it).
-    pub(crate) fn insert(&self, key: &str, entry: MemEntry) {
+    pub(crate) fn insert(&self, key: String, entry: MemEntry) {
         if key.len() as u64 + entry.value.len() as u64 + ENTRY_OVERHEAD > self.max_entry {
-            self.map.remove(key);
+            self.map.remove(&key);
             return;
         }
-        self.map.insert(key.to_owned(), entry);
+        self.map.insert(key, entry);
     }
 
     /// Removes `key`; returns whether it held a fresh entry.

@@ -523,19 +523,21 @@ impl SqliteTier {
 
     /// Writes buffered accesses, evicts least recently used rows while over
     /// budget, and purges rows past their stale-until time (at most every
-    /// ten minutes, or when `force_purge`).
-    pub(crate) fn maintain(&self, now_ms: u64, force_purge: bool) -> Result<Maintenance> {
-        let access = std::mem::take(&mut *self.access.lock());
-        let mut touches: HashMap<i64, (u64, i64)> = HashMap::with_capacity(access.len());
-        for (id, at) in access {
-            let t = touches.entry(id).or_insert((at, 0));
-            t.0 = t.0.max(at);
-            t.1 += 1;
-        }
+    /// ten minutes).
+    pub(crate) fn maintain(&self, now_ms: u64) -> Result<Maintenance> {
         let last_purge = self.last_purge_ms.load(Ordering::Relaxed);
-        let purge = force_purge || now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
+        let purge = now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
         let max_bytes = self.max_bytes;
         let done = self.with_writer(|tx| {
+            // Taken under the writer lock, so a concurrent pass cannot evict
+            // by recency before the reads recorded up to now are written.
+            let access = std::mem::take(&mut *self.access.lock());
+            let mut touches: HashMap<i64, (u64, i64)> = HashMap::with_capacity(access.len());
+            for (id, at) in access {
+                let t = touches.entry(id).or_insert((at, 0));
+                t.0 = t.0.max(at);
+                t.1 += 1;
+            }
             let mut done = Maintenance {
                 touched: touches.len(),
                 ..Maintenance::default()
@@ -599,7 +601,7 @@ impl SqliteTier {
     /// with [`ErrorKind::Closed`].
     pub(crate) fn close(&self, now_ms: u64) -> Result<()> {
         let flushed = if self.writer.lock().is_some() {
-            self.maintain(now_ms, false).map(drop)
+            self.maintain(now_ms).map(drop)
         } else {
             Ok(())
         };
