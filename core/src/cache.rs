@@ -84,9 +84,10 @@ impl Engine {
     #[inline]
     pub(crate) fn lookup(&self, key: &str) -> Result<Option<Lookup>> {
         self.check_open()?;
-        key::validate(key)?;
         let now = self.clock.now_ms();
         if let Some(memory) = &self.memory {
+            // Every key in L1 was validated on its way in, so a hit needs no
+            // check; on a miss the key is validated before it goes further.
             let timer = self.counters.memory.hits.sample_next();
             if let Some(entry) = memory.get(key, now) {
                 self.counters.memory.hits.incr();
@@ -100,6 +101,9 @@ impl Engine {
                     age: Duration::from_millis(now.saturating_sub(entry.created_ms)),
                 }));
             }
+        }
+        key::validate(key)?;
+        if self.memory.is_some() {
             self.counters.memory.misses.incr();
         }
         self.lookup_below_memory(key, now)

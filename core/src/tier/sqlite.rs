@@ -59,10 +59,11 @@ const EVICT_LOW_WATER: f64 = 0.9;
 /// Rows past their stale-until time are purged at most this often.
 const PURGE_EVERY_MS: u64 = 10 * 60 * 1000;
 
-/// Access records held in memory before a write is asked for; past
-/// [`ACCESS_CAP`] further reads are not recorded until the next flush.
-const ACCESS_FLUSH_AT: usize = 4096;
-const ACCESS_CAP: usize = 65_536;
+/// Rows with reads held in memory (a count and the latest time per row)
+/// before a maintenance pass is asked for; past [`ACCESS_CAP`] rows, reads
+/// of further rows are not recorded until the next pass.
+const ACCESS_FLUSH_AT: usize = 16_384;
+const ACCESS_CAP: usize = 262_144;
 
 const READERS_KEPT: usize = 8;
 
@@ -184,7 +185,7 @@ pub(crate) struct SqliteTier {
     writer: Mutex<Option<Connection>>,
     queue: Mutex<Vec<Submission>>,
     readers: Mutex<Vec<Connection>>,
-    access: Mutex<Vec<(i64, u64)>>,
+    access: Mutex<HashMap<i64, (u64, i64)>>,
     closed: AtomicBool,
     total_bytes: AtomicU64,
     entry_count: AtomicU64,
@@ -203,7 +204,7 @@ impl SqliteTier {
             writer: Mutex::new(None),
             queue: Mutex::new(Vec::new()),
             readers: Mutex::new(Vec::new()),
-            access: Mutex::new(Vec::new()),
+            access: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             total_bytes: AtomicU64::new(0),
             entry_count: AtomicU64::new(0),
@@ -375,8 +376,12 @@ impl SqliteTier {
         }
         let mut access = self.access.lock();
         let before = access.len();
-        if before < ACCESS_CAP {
-            access.extend(ids.iter().map(|&id| (id, now_ms)));
+        for &id in ids {
+            if access.len() < ACCESS_CAP || access.contains_key(&id) {
+                let (last, count) = access.entry(id).or_insert((now_ms, 0));
+                *last = (*last).max(now_ms);
+                *count += 1;
+            }
         }
         if before < ACCESS_FLUSH_AT && access.len() >= ACCESS_FLUSH_AT {
             self.wake.notify_one();
@@ -531,13 +536,7 @@ impl SqliteTier {
         let done = self.with_writer(|tx| {
             // Taken under the writer lock, so a concurrent pass cannot evict
             // by recency before the reads recorded up to now are written.
-            let access = std::mem::take(&mut *self.access.lock());
-            let mut touches: HashMap<i64, (u64, i64)> = HashMap::with_capacity(access.len());
-            for (id, at) in access {
-                let t = touches.entry(id).or_insert((at, 0));
-                t.0 = t.0.max(at);
-                t.1 += 1;
-            }
+            let touches = std::mem::take(&mut *self.access.lock());
             let mut done = Maintenance {
                 touched: touches.len(),
                 ..Maintenance::default()
@@ -594,7 +593,20 @@ impl SqliteTier {
         if purge {
             self.last_purge_ms.store(now_ms, Ordering::Relaxed);
         }
+        if done != Maintenance::default() {
+            self.checkpoint()?;
+        }
         Ok(done)
+    }
+
+    /// Copies the WAL back into the database file without waiting for
+    /// anyone. Once every frame is copied, new readers read the file alone
+    /// (through its memory map) instead of looking pages up in the WAL.
+    fn checkpoint(&self) -> Result<()> {
+        if let Some(conn) = self.writer.lock().as_ref() {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        }
+        Ok(())
     }
 
     /// Flushes buffered accesses and closes every connection. Later calls fail
