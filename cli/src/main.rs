@@ -1,0 +1,338 @@
+//! `tierstack`: the command line of the tierstack cache.
+//!
+//! - `tierstack demo` shows, and checks, what the cache does: L2 surviving a
+//!   restart, promotion into L1, TTL expiry, eviction under the byte budgets,
+//!   and the stats. It runs on embedded defaults in a temporary directory.
+//! - `get`, `set`, `del`, `keys` and `inspect` work on a cache file: `--db`,
+//!   else `sqlite.path` of the `--config` file, else `$TIERSTACK_DB_PATH`,
+//!   else the default path of the config's namespace.
+//!
+//! Exit status: 0 on success, 1 when `get` finds no fresh value, 2 on an
+//! error (printed as `tierstack: <kind>: <message>` on stderr).
+
+mod demo;
+mod format;
+mod out;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use tierstack::blocking::Cache;
+use tierstack::{Config, Error, ErrorKind, Result, SetOptions};
+
+use crate::out::Out;
+
+/// A hybrid cache: L1 memory over an L2 SQLite file shared by every process.
+#[derive(Debug, Parser)]
+#[command(name = "tierstack", version)]
+struct Cli {
+    /// The cache file [default: sqlite.path of the config, else
+    /// $TIERSTACK_DB_PATH, else <user cache dir>/tierstack/<namespace>.db]
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+
+    /// A JSON config (the schema of the tierstack crate; unknown keys are errors)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show, step by step, what the cache does; every claim is checked
+    Demo,
+    /// Print the value of KEY (raw bytes); exit 1 if it holds no fresh value
+    Get {
+        /// The key
+        key: String,
+        /// Print the value and where it came from as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store VALUE under KEY
+    Set {
+        /// The key
+        key: String,
+        /// The value; `-` reads it from stdin
+        #[arg(allow_hyphen_values = true)]
+        value: std::ffi::OsString,
+        /// Time to live in seconds (fractions allowed) [default: sqlite.ttl]
+        #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+        ttl: Option<f64>,
+    },
+    /// Delete KEY; prints whether it held a fresh value
+    Del {
+        /// The key
+        key: String,
+    },
+    /// List the fresh keys matching PATTERN (`*` is the only wildcard), sorted
+    Keys {
+        /// The glob pattern
+        #[arg(default_value = "*")]
+        pattern: String,
+        /// Print the keys as a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what the cache file holds: entries, bytes, budget, ages, size
+    Inspect {
+        /// Print the inspection as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How a command ended when it did not fail.
+enum Outcome {
+    Done,
+    Miss,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Miss) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("tierstack: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<Outcome> {
+    let mut out = Out::stdout();
+    let config = || file_config(cli.config.as_deref(), cli.db.clone());
+    match cli.command {
+        Command::Demo => {
+            if cli.db.is_some() || cli.config.is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "demo runs on embedded defaults in a temporary directory; \
+                     it takes neither --db nor --config",
+                ));
+            }
+            demo::run(&mut out)?;
+            Ok(Outcome::Done)
+        }
+        Command::Get { key, json } => get(&mut out, config()?, &key, json),
+        Command::Set { key, value, ttl } => set(&mut out, config()?, key, value, ttl),
+        Command::Del { key } => del(&mut out, config()?, &key),
+        Command::Keys { pattern, json } => keys(&mut out, config()?, &pattern, json),
+        Command::Inspect { json } => inspect(&mut out, config()?, json),
+    }
+}
+
+/// The config of the file commands: the `--config` file (or the defaults)
+/// with `--db` as `sqlite.path` when given.
+fn file_config(config: Option<&Path>, db: Option<PathBuf>) -> Result<Config> {
+    let mut config = match config {
+        None => Config::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("reading config {}: {e}", path.display()),
+                )
+                .with_source(e)
+            })?;
+            Config::from_json(&text).map_err(|e| {
+                let message = e.message();
+                let message = message.strip_prefix("config: ").unwrap_or(message);
+                Error::new(e.kind(), format!("{}: {message}", path.display()))
+            })?
+        }
+    };
+    if !config.sqlite.enabled {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            "the file commands work on the sqlite tier, which the config disables \
+             (sqlite.enabled is false)",
+        ));
+    }
+    if let Some(db) = db {
+        config.sqlite.path = Some(db);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Checks `key` before the cache is opened, so a bad key touches no file.
+fn check_key(key: &str) -> Result<()> {
+    tierstack::key::validate(key)
+        .map_err(|e| Error::new(e.kind(), format!("key {key:?}: {}", e.message())))
+}
+
+/// Runs `f` on a cache opened with `config`, then closes it.
+fn with_cache<R>(config: Config, f: impl FnOnce(&Cache) -> Result<R>) -> Result<R> {
+    let cache = Cache::open(config)?;
+    let result = f(&cache);
+    let closed = cache.close();
+    let value = result?;
+    closed?;
+    Ok(value)
+}
+
+fn get(out: &mut Out, config: Config, key: &str, json: bool) -> Result<Outcome> {
+    check_key(key)?;
+    let Some(hit) = with_cache(config, |cache| cache.lookup(key))? else {
+        eprintln!("tierstack: no fresh value for {key:?}");
+        return Ok(Outcome::Miss);
+    };
+    if json {
+        let (value, encoding) = match std::str::from_utf8(&hit.value) {
+            Ok(text) => (text.to_owned(), "utf8"),
+            Err(_) => (format::hex(&hit.value), "hex"),
+        };
+        let doc = serde_json::json!({
+            "key": key,
+            "value": value,
+            "encoding": encoding,
+            "bytes": hit.value.len(),
+            "tier": hit.tier.as_str(),
+            "stale": hit.stale,
+            "age_ms": u64::try_from(hit.age.as_millis()).unwrap_or(u64::MAX),
+        });
+        out.json(&doc)?;
+    } else {
+        out.bytes(&hit.value)?;
+    }
+    Ok(Outcome::Done)
+}
+
+fn set(
+    out: &mut Out,
+    config: Config,
+    key: String,
+    value: std::ffi::OsString,
+    ttl: Option<f64>,
+) -> Result<Outcome> {
+    check_key(&key)?;
+    let ttl = ttl.map(ttl_from_flag).transpose()?;
+    let value = if value == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+            Error::new(ErrorKind::Io, format!("reading the value from stdin: {e}")).with_source(e)
+        })?;
+        buf
+    } else {
+        std::os::unix::ffi::OsStringExt::into_vec(value)
+    };
+    let len = value.len();
+    let default_ttl = config.sqlite.ttl;
+    let options = match ttl {
+        Some(ttl) => SetOptions::new().ttl(ttl),
+        None => SetOptions::new(),
+    };
+    with_cache(config, |cache| {
+        cache.set_with(key.as_str(), Bytes::from(value), options)
+    })?;
+    let ttl_note = match ttl {
+        Some(ttl) => format!("ttl {} s", ttl.as_secs_f64()),
+        None => format!("ttl {} s, the default", default_ttl.as_secs_f64()),
+    };
+    let unit = if len == 1 { "byte" } else { "bytes" };
+    out.line(format_args!("stored {key:?} ({len} {unit}, {ttl_note})"))?;
+    Ok(Outcome::Done)
+}
+
+/// A `--ttl` in seconds: finite, greater than 0, at most 100 years.
+fn ttl_from_flag(secs: f64) -> Result<Duration> {
+    if secs.is_finite() && secs <= 0.0 {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("--ttl {secs}: the time to live must be greater than 0 seconds"),
+        ));
+    }
+    tierstack::config::ttl_from_seconds(secs)
+        .map_err(|e| Error::new(e.kind(), format!("--ttl {secs}: {}", e.message())))?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("--ttl {secs}: not a time to live"),
+            )
+        })
+}
+
+fn del(out: &mut Out, config: Config, key: &str) -> Result<Outcome> {
+    check_key(key)?;
+    if with_cache(config, |cache| cache.delete(key))? {
+        out.line(format_args!("deleted {key:?}"))?;
+    } else {
+        out.line(format_args!("{key:?} was not in the cache"))?;
+    }
+    Ok(Outcome::Done)
+}
+
+fn keys(out: &mut Out, config: Config, pattern: &str, json: bool) -> Result<Outcome> {
+    // A bad pattern is refused before the file is opened.
+    tierstack::key::Glob::new(pattern)?;
+    let keys = with_cache(config, |cache| cache.keys(pattern))?;
+    if json {
+        out.json(&serde_json::json!(keys))?;
+    } else {
+        for key in &keys {
+            out.line(format_args!("{key}"))?;
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+fn inspect(out: &mut Out, config: Config, json: bool) -> Result<Outcome> {
+    let inspection = with_cache(config, |cache| cache.inspect())?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            "the cache was opened with the sqlite tier but has none",
+        )
+    })?;
+    // Opening the file migrated it to this version's schema or refused it.
+    let schema = tierstack::tier::SCHEMA_VERSION;
+    if json {
+        let mut doc = serde_json::to_value(&inspection).map_err(|e| {
+            Error::new(ErrorKind::Internal, format!("encoding the inspection: {e}"))
+        })?;
+        let fields = doc.as_object_mut().ok_or_else(|| {
+            Error::new(ErrorKind::Internal, "the inspection is not a JSON object")
+        })?;
+        fields.insert("schema_version".into(), schema.into());
+        fields.insert(
+            "oldest".into(),
+            inspection.oldest_ms.map(format::rfc3339).into(),
+        );
+        fields.insert(
+            "newest".into(),
+            inspection.newest_ms.map(format::rfc3339).into(),
+        );
+        out.json(&doc)?;
+        return Ok(Outcome::Done);
+    }
+    let used = match inspection.max_bytes {
+        0 => 0.0,
+        max => inspection.bytes as f64 * 100.0 / max as f64,
+    };
+    let when = |ms: Option<u64>| ms.map_or_else(|| "-".to_owned(), format::utc);
+    let rows = [
+        ("path", inspection.path.display().to_string()),
+        ("schema version", schema.to_string()),
+        ("entries", inspection.entries.to_string()),
+        ("expired", inspection.expired.to_string()),
+        ("bytes", format::bytes(inspection.bytes)),
+        (
+            "budget",
+            format!("{}, {used:.1} % used", format::bytes(inspection.max_bytes)),
+        ),
+        ("oldest", when(inspection.oldest_ms)),
+        ("newest", when(inspection.newest_ms)),
+        ("file size", format::bytes(inspection.file_bytes)),
+    ];
+    for (name, value) in rows {
+        out.line(format_args!("{:<16}{value}", format!("{name}:")))?;
+    }
+    Ok(Outcome::Done)
+}

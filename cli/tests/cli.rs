@@ -1,0 +1,498 @@
+//! The `tierstack` binary, run as a real process: the demo, the file
+//! commands across separate invocations, exit codes and error kinds.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn stdout(&self) -> &str {
+        std::str::from_utf8(&self.stdout).expect("stdout is UTF-8")
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.stdout).expect("stdout is JSON")
+    }
+
+    /// Asserts a success with exactly `stdout` and nothing on stderr.
+    #[track_caller]
+    fn ok(&self, stdout: &str) {
+        assert_eq!((self.code, self.stderr.as_str()), (0, ""), "{self:?}");
+        assert_eq!(self.stdout(), stdout);
+    }
+
+    /// Asserts an exit with `code`, exactly `stderr` and nothing on stdout.
+    #[track_caller]
+    fn fails(&self, code: i32, stderr: &str) {
+        assert_eq!(
+            (self.code, self.stdout(), self.stderr.as_str()),
+            (code, "", stderr)
+        );
+    }
+}
+
+/// Runs the binary with `args`, with `env` set and `stdin` piped in; it
+/// never sees the caller's `TIERSTACK_DB_PATH`.
+fn run_with(args: &[&str], env: &[(&str, &Path)], stdin: Option<&[u8]>) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tierstack"));
+    command
+        .args(args)
+        .env_remove("TIERSTACK_DB_PATH")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("the binary starts");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        pipe.write_all(input).expect("stdin accepts the value");
+    }
+    let output = child.wait_with_output().expect("the binary ends");
+    Run {
+        code: output.status.code().expect("the binary exits"),
+        stdout: output.stdout,
+        stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+fn run(args: &[&str]) -> Run {
+    run_with(args, &[], None)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+#[test]
+fn demo_checks_every_claim_and_cleans_up() {
+    let run = run(&["demo"]);
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{}", run.stdout());
+    let out = run.stdout();
+    let markers = [
+        "tierstack demo: L1 memory over an L2 SQLite file, on embedded defaults\n",
+        "\n1. L2 survives a restart\n",
+        "   cache A: opened ",
+        "   set component:button ",
+        "   cache A: closed; its memory tier is gone\n",
+        "   lookup component:button -> hit from sqlite (",
+        "   ✓ tier \"sqlite\": the value came back from the file, byte for byte\n",
+        "   ✓ cache B lists all 3 keys: component:button, component:card, component:dialog\n",
+        "\n2. Promotion into L1\n",
+        "   lookup component:button -> hit from memory (",
+        "   ✓ tier \"memory\": the sqlite hit was copied into memory\n",
+        "   ✓ this read never reached SQLite",
+        "\n3. TTL expiry\n",
+        "   set session:42 with ttl 0.2 s\n",
+        "   lookup session:42 -> hit from memory (",
+        "   slept 300 ms\n   lookup session:42 -> miss\n",
+        "   ✓ expired in both tiers: the read missed memory, then sqlite\n",
+        "\n4. Eviction under the byte budgets\n",
+        "with memory.max_bytes 64.0 KiB and sqlite.max_bytes 256.0 KiB\n",
+        "   wrote 500 values of 1024 bytes (item:000 … item:499)",
+        "   ✓ memory bytes <= memory.max_bytes, and evictions were counted\n",
+        "   ✓ sqlite bytes <= sqlite.max_bytes, and evictions were counted\n",
+        "   ✓ after maintenance the recently read keys survived: ",
+        "   ✓ L2 evicted the least recently used first: item:010 … ",
+        "   lookup item:never-written -> miss\n",
+        "\n5. Stats of cache C\n",
+        "   tier        hits   misses  hit rate     avg time  evictions  entries      bytes\n",
+        "   memory ",
+        "   sqlite ",
+        "   total ",
+        "   ✓ the counters add up to the ",
+        "   as JSON:\n",
+        "\nevery claim above was checked ✓\n",
+    ];
+    let mut from = 0;
+    for marker in markers {
+        let at = out[from..]
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker:?} missing after byte {from} of:\n{out}"));
+        from += at + marker.len();
+    }
+    assert_eq!(out.matches("   ✓ ").count(), 17, "{out}");
+
+    // The stats JSON is the real snapshot: both budgets held, evictions counted.
+    let json: String = out
+        .lines()
+        .skip_while(|l| *l != "   as JSON:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{}\n", l.trim_start()))
+        .collect();
+    let stats: Value = serde_json::from_str(&json).expect("the demo prints stats JSON");
+    let tiers = stats["tiers"].as_array().unwrap();
+    assert_eq!(tiers.len(), 2);
+    for (tier, name, max) in [
+        (&tiers[0], "memory", 65_536),
+        (&tiers[1], "sqlite", 262_144),
+    ] {
+        assert_eq!(tier["tier"], name);
+        assert_eq!(tier["max_bytes"], max);
+        assert!(tier["bytes"].as_u64().unwrap() <= max, "{tier}");
+        assert!(tier["evictions"].as_u64().unwrap() > 0, "{tier}");
+    }
+    assert_eq!(stats["sets"], 500);
+    assert_eq!(stats["misses"], 1);
+
+    let dir = out
+        .lines()
+        .find_map(|l| l.strip_prefix("working in "))
+        .and_then(|l| l.split(" (").next())
+        .expect("the demo names its directory");
+    assert!(!Path::new(dir).exists(), "{dir} was left behind");
+}
+
+#[test]
+fn demo_takes_no_file_options() {
+    run(&["demo", "--db", "x.db"]).fails(
+        2,
+        "tierstack: invalid_argument: demo runs on embedded defaults in a temporary \
+         directory; it takes neither --db nor --config\n",
+    );
+}
+
+#[test]
+fn file_commands_round_trip_across_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("round.db");
+    let db = path_str(&db);
+
+    let before = now_ms();
+    run(&["--db", db, "set", "greeting", "hello", "--ttl", "60"])
+        .ok("stored \"greeting\" (5 bytes, ttl 60 s)\n");
+    run_with(
+        &["set", "--db", db, "blob", "-"],
+        &[],
+        Some(b"line 1\nline 2\0"),
+    )
+    .ok("stored \"blob\" (14 bytes, ttl 86400 s, the default)\n");
+    run(&["--db", db, "set", "neg", "-5"])
+        .ok("stored \"neg\" (2 bytes, ttl 86400 s, the default)\n");
+    let after = now_ms();
+
+    // Every command is a new process with an empty L1: values come from the file.
+    run(&["--db", db, "get", "greeting"]).ok("hello");
+    let blob = run(&["--db", db, "get", "blob"]);
+    assert_eq!(
+        (blob.code, blob.stdout.as_slice()),
+        (0, &b"line 1\nline 2\0"[..])
+    );
+    run(&["--db", db, "get", "neg"]).ok("-5");
+    let hit = run(&["get", "greeting", "--json", "--db", db]);
+    assert_eq!((hit.code, hit.stderr.as_str()), (0, ""));
+    let mut hit = hit.json();
+    assert!(hit["age_ms"].as_u64().unwrap() < 60_000, "{hit}");
+    hit.as_object_mut().unwrap().remove("age_ms");
+    assert_eq!(
+        hit,
+        serde_json::json!({
+            "key": "greeting", "value": "hello", "encoding": "utf8", "bytes": 5,
+            "tier": "sqlite", "stale": false,
+        })
+    );
+
+    run(&["--db", db, "keys"]).ok("blob\ngreeting\nneg\n");
+    run(&["--db", db, "keys", "gr*"]).ok("greeting\n");
+    run(&["--db", db, "keys", "nothing*"]).ok("");
+    run(&["--db", db, "keys", "--json"]).ok("[\n  \"blob\",\n  \"greeting\",\n  \"neg\"\n]\n");
+
+    // Bytes charged: key + value + 64 per row.
+    let bytes = (8 + 5 + 64) + (4 + 14 + 64) + (3 + 2 + 64);
+    let human = run(&["--db", db, "inspect"]);
+    assert_eq!((human.code, human.stderr.as_str()), (0, ""));
+    let lines: Vec<&str> = human.stdout().lines().collect();
+    assert_eq!(
+        lines[..6],
+        [
+            format!("path:           {db}"),
+            "schema version: 1".to_owned(),
+            "entries:        3".to_owned(),
+            "expired:        0".to_owned(),
+            format!("bytes:          {bytes} B"),
+            "budget:         104857600 B (100.0 MiB), 0.0 % used".to_owned(),
+        ]
+    );
+    assert_eq!(lines.len(), 9, "{lines:?}");
+    assert!(lines[8].starts_with("file size:      "), "{lines:?}");
+
+    let json = run(&["--db", db, "inspect", "--json"]);
+    assert_eq!((json.code, json.stderr.as_str()), (0, ""));
+    let json = json.json();
+    let oldest = json["oldest_ms"].as_u64().unwrap();
+    let newest = json["newest_ms"].as_u64().unwrap();
+    // The cache reads a coarse clock, up to one kernel tick behind.
+    assert!(
+        before - 50 <= oldest && oldest <= newest && newest <= after,
+        "{before} {after} {json}"
+    );
+    assert!(json["file_bytes"].as_u64().unwrap() > 0, "{json}");
+    for (name, line) in [("oldest", lines[6]), ("newest", lines[7])] {
+        let rfc3339 = json[name].as_str().unwrap();
+        assert_eq!(rfc3339.len(), "2024-01-01T00:00:00.000Z".len(), "{rfc3339}");
+        let readable = rfc3339.replace('T', " ").replace('Z', " UTC");
+        assert_eq!(line, format!("{:<16}{readable}", format!("{name}:")));
+    }
+    let mut rest = json.clone();
+    for name in ["oldest_ms", "newest_ms", "oldest", "newest", "file_bytes"] {
+        rest.as_object_mut().unwrap().remove(name);
+    }
+    assert_eq!(
+        rest,
+        serde_json::json!({
+            "path": db, "schema_version": 1, "entries": 3, "expired": 0,
+            "bytes": bytes, "max_bytes": 104_857_600,
+        })
+    );
+
+    run(&["--db", db, "del", "greeting"]).ok("deleted \"greeting\"\n");
+    run(&["--db", db, "del", "greeting"]).ok("\"greeting\" was not in the cache\n");
+    run(&["--db", db, "get", "greeting"]).fails(1, "tierstack: no fresh value for \"greeting\"\n");
+    run(&["--db", db, "keys"]).ok("blob\nneg\n");
+}
+
+#[test]
+fn binary_values_print_raw_or_as_hex_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bin.db");
+    let db = path_str(&db);
+    run_with(
+        &["--db", db, "set", "bin", "-"],
+        &[],
+        Some(&[0x00, 0xff, 0x10]),
+    )
+    .ok("stored \"bin\" (3 bytes, ttl 86400 s, the default)\n");
+    let raw = run(&["--db", db, "get", "bin"]);
+    assert_eq!(
+        (raw.code, raw.stdout.as_slice()),
+        (0, &[0x00, 0xff, 0x10][..])
+    );
+    let json = run(&["--db", db, "get", "bin", "--json"]).json();
+    assert_eq!(
+        (&json["value"], &json["encoding"]),
+        (&"00ff10".into(), &"hex".into())
+    );
+}
+
+#[test]
+fn get_of_a_missing_key_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("miss.db");
+    let db = path_str(&db);
+    run(&["--db", db, "get", "nope"]).fails(1, "tierstack: no fresh value for \"nope\"\n");
+    run(&["--db", db, "get", "nope", "--json"])
+        .fails(1, "tierstack: no fresh value for \"nope\"\n");
+}
+
+#[test]
+fn ttl_expires_and_bad_ttls_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ttl.db");
+    let db = path_str(&db);
+    let start = Instant::now();
+    run(&["--db", db, "set", "brief", "v", "--ttl", "1.5"])
+        .ok("stored \"brief\" (1 byte, ttl 1.5 s)\n");
+    let fresh = run(&["--db", db, "get", "brief"]);
+    if start.elapsed() < Duration::from_millis(1500) {
+        fresh.ok("v");
+    }
+    std::thread::sleep(Duration::from_millis(2000).saturating_sub(start.elapsed()));
+    run(&["--db", db, "get", "brief"]).fails(1, "tierstack: no fresh value for \"brief\"\n");
+    run(&["--db", db, "keys"]).ok("");
+    for (ttl, message) in [
+        (
+            "0",
+            "--ttl 0: the time to live must be greater than 0 seconds",
+        ),
+        (
+            "-1",
+            "--ttl -1: the time to live must be greater than 0 seconds",
+        ),
+        ("nan", "--ttl NaN: ttl NaN is not a finite number"),
+        ("1e12", "--ttl 1000000000000: ttl is longer than 100 years"),
+    ] {
+        run(&["--db", db, "set", "k", "v", "--ttl", ttl])
+            .fails(2, &format!("tierstack: invalid_argument: {message}\n"));
+    }
+    run(&["--db", db, "keys"]).ok("");
+}
+
+#[test]
+fn invalid_keys_exit_2_and_leave_the_file_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("keys.db");
+    let db = path_str(&db_path);
+    run(&["--db", db, "set", "good", "kept"])
+        .ok("stored \"good\" (4 bytes, ttl 86400 s, the default)\n");
+    let file = std::fs::read(&db_path).unwrap();
+
+    let empty = "tierstack: invalid_key: key \"\": key is empty\n";
+    let newline =
+        "tierstack: invalid_key: key \"a\\nb\": key holds control character U+000A at byte 1\n";
+    run(&["--db", db, "set", "", "v"]).fails(2, empty);
+    run(&["--db", db, "set", "a\nb", "v"]).fails(2, newline);
+    run(&["--db", db, "get", ""]).fails(2, empty);
+    run(&["--db", db, "get", "a\nb"]).fails(2, newline);
+    run(&["--db", db, "del", ""]).fails(2, empty);
+    run(&["--db", db, "del", "a\nb"]).fails(2, newline);
+    let long = "k".repeat(256);
+    run(&["--db", db, "set", &long, "v"]).fails(
+        2,
+        &format!(
+            "tierstack: invalid_key: key {long:?}: key is 256 bytes long; at most 255 are allowed\n"
+        ),
+    );
+    run(&["--db", db, "keys", "bad\npattern"]).fails(
+        2,
+        "tierstack: invalid_argument: glob pattern holds a control character\n",
+    );
+
+    assert!(std::fs::read(&db_path).unwrap() == file, "the file changed");
+    run(&["--db", db, "get", "good"]).ok("kept");
+    run(&["--db", db, "keys"]).ok("good\n");
+}
+
+#[test]
+fn bad_configs_exit_2_with_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let db = path_str(&db);
+    let config = dir.path().join("config.json");
+    let cfg = path_str(&config);
+    let cases = [
+        (
+            r#"{"memroy": {}}"#,
+            "unknown field `memroy`, expected one of `namespace`, `memory`, `sqlite`, `fail_safe` at line 1 column 9",
+        ),
+        (
+            r#"{"memory": {"max_size": 1}}"#,
+            "unknown field `max_size`, expected one of `enabled`, `max_bytes`, `ttl` at line 1 column 22",
+        ),
+        (
+            r#"{"memory": {"ttl": 0}}"#,
+            "memory.ttl must be greater than 0 seconds",
+        ),
+        ("[", "EOF while parsing a list at line 1 column 1"),
+    ];
+    for (json, message) in cases {
+        std::fs::write(&config, json).unwrap();
+        run(&["--config", cfg, "--db", db, "set", "k", "v"])
+            .fails(2, &format!("tierstack: invalid_config: {cfg}: {message}\n"));
+    }
+    std::fs::write(&config, r#"{"sqlite": {"enabled": false}}"#).unwrap();
+    run(&["--config", cfg, "keys"]).fails(
+        2,
+        "tierstack: invalid_config: the file commands work on the sqlite tier, which the \
+         config disables (sqlite.enabled is false)\n",
+    );
+    assert!(!Path::new(db).exists(), "a bad config created the file");
+
+    let missing = dir.path().join("missing.json");
+    let missing = path_str(&missing);
+    run(&["--config", missing, "keys"]).fails(
+        2,
+        &format!(
+            "tierstack: io: reading config {missing}: No such file or directory (os error 2)\n"
+        ),
+    );
+}
+
+#[test]
+fn the_file_comes_from_db_then_config_then_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (env_db, cfg_db, flag_db) = (
+        dir.path().join("env.db"),
+        dir.path().join("cfg.db"),
+        dir.path().join("flag.db"),
+    );
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"sqlite": {"path": cfg_db}}).to_string(),
+    )
+    .unwrap();
+    let cfg = path_str(&config);
+    let env = [("TIERSTACK_DB_PATH", env_db.as_path())];
+
+    run_with(&["set", "from", "env"], &env, None)
+        .ok("stored \"from\" (3 bytes, ttl 86400 s, the default)\n");
+    run_with(&["--config", cfg, "set", "from", "config"], &env, None)
+        .ok("stored \"from\" (6 bytes, ttl 86400 s, the default)\n");
+    run_with(
+        &[
+            "--config",
+            cfg,
+            "--db",
+            path_str(&flag_db),
+            "set",
+            "from",
+            "flag",
+        ],
+        &env,
+        None,
+    )
+    .ok("stored \"from\" (4 bytes, ttl 86400 s, the default)\n");
+
+    run(&["--db", path_str(&env_db), "get", "from"]).ok("env");
+    run(&["--db", path_str(&cfg_db), "get", "from"]).ok("config");
+    run(&["--db", path_str(&flag_db), "get", "from"]).ok("flag");
+    run_with(&["get", "from"], &env, None).ok("env");
+}
+
+#[test]
+fn a_corrupt_file_exits_2_and_is_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    let db = path_str(&path);
+    // xorshift64: bytes that are not a SQLite header.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let garbage: Vec<u8> = (0..8192)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    assert!(!garbage.starts_with(b"SQLite format 3\0"));
+    std::fs::write(&path, &garbage).unwrap();
+
+    let corrupt = format!("tierstack: corrupt: {db}: sqlite: file is not a database\n");
+    run(&["--db", db, "get", "k"]).fails(2, &corrupt);
+    run(&["--db", db, "set", "k", "v"]).fails(2, &corrupt);
+    run(&["--db", db, "del", "k"]).fails(2, &corrupt);
+    run(&["--db", db, "keys"]).fails(2, &corrupt);
+    run(&["--db", db, "inspect"]).fails(2, &corrupt);
+
+    assert!(std::fs::read(&path).unwrap() == garbage, "the file changed");
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["corrupt.db"], "no -wal or -shm file appeared");
+}
