@@ -1,0 +1,251 @@
+//! tierstack measured side by side with its peers, in one process.
+//!
+//! Each scenario runs tierstack and its peer in alternating rounds (after one
+//! warm-up round each) and reports the median time per operation, so that
+//! both see the same machine state. Every read is checked against the value
+//! of its key and every write is read back; a scenario that got a miss or a
+//! wrong value fails instead of reporting a figure.
+//!
+//! | scenario | tierstack | peer | target |
+//! |---|---|---|---|
+//! | [`l1_hit`] | `get`, L1 only | `quick_cache`, `moka` | ≤ 1.5× quick_cache, < 1.0× moka |
+//! | [`hit_ratio`] | L1 hit ratio, Zipf(0.99) | `moka` | ≥ moka − 0.5 points |
+//! | [`l2_hit`] | `get`, L2 only | bare rusqlite | ≤ 1.3× |
+//! | [`l2_write`] | `mset` of a batch, L2 only | bare rusqlite | ≤ 1.5×, ≥ 100,000 entries/s |
+
+pub mod bare;
+pub mod data;
+pub mod hit_ratio;
+pub mod l1_hit;
+pub mod l2_hit;
+pub mod l2_write;
+pub mod measure;
+pub mod table;
+
+use table::{Row, Verdict};
+
+/// The error of a scenario: setup failed, or a read was wrong.
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// An L1 hit of the TypeScript design, in nanoseconds, shown for reference.
+pub const TS_L1_HIT_NS: f64 = 7_800.0;
+
+/// An L2 hit of the TypeScript design, in nanoseconds, shown for reference.
+pub const TS_L2_HIT_NS: f64 = 1_851_000.0;
+
+/// Sizes and repetitions of every scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    /// Measured rounds per contender in the read scenarios.
+    pub rounds: usize,
+    /// Keys preloaded for the L1 hit.
+    pub l1_keys: usize,
+    /// Reads of every key per L1 round.
+    pub l1_passes: usize,
+    /// Distinct keys of the Zipf trace.
+    pub zipf_keys: usize,
+    /// Requests in the Zipf trace.
+    pub zipf_requests: usize,
+    /// Keys preloaded for the L2 hit.
+    pub l2_keys: usize,
+    /// Reads of every key per L2 round.
+    pub l2_passes: usize,
+    /// Entries written per L2 write round.
+    pub write_entries: usize,
+    /// Measured rounds per contender in the write scenario.
+    pub write_rounds: usize,
+}
+
+impl Scale {
+    /// The full run: under a minute on two cores.
+    pub fn full() -> Self {
+        Self {
+            rounds: 21,
+            l1_keys: 10_000,
+            l1_passes: 100,
+            zipf_keys: 100_000,
+            zipf_requests: 1_000_000,
+            l2_keys: 10_000,
+            l2_passes: 5,
+            write_entries: 10_000,
+            write_rounds: 15,
+        }
+    }
+
+    /// `--quick`: the same scenarios, fewer rounds and a shorter trace.
+    pub fn quick() -> Self {
+        Self {
+            rounds: 9,
+            l1_passes: 20,
+            zipf_requests: 200_000,
+            l2_passes: 2,
+            write_rounds: 7,
+            ..Self::full()
+        }
+    }
+}
+
+/// Runs every scenario at `scale` and returns the table's rows; `progress`
+/// is told the name of each scenario as it starts.
+pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Vec<Row>> {
+    let mut rows = Vec::new();
+
+    progress("L1 hit");
+    let l1 = l1_hit::run(scale.l1_keys, scale.l1_passes, scale.rounds)?;
+    let l1_ns = l1.tierstack.median_ns();
+    let l1_name = format!("L1 hit, {} keys", table::thousands(scale.l1_keys as u64));
+    let vs_quick_cache = l1_ns / l1.quick_cache.median_ns();
+    let vs_moka = l1_ns / l1.moka.median_ns();
+    for (peer, ratio, target, met) in [
+        (
+            &l1.quick_cache,
+            vs_quick_cache,
+            "≤ 1.50×",
+            vs_quick_cache <= 1.5,
+        ),
+        (&l1.moka, vs_moka, "< 1.00×", vs_moka < 1.0),
+    ] {
+        rows.push(Row {
+            scenario: l1_name.clone(),
+            ours: table::duration(l1_ns),
+            peer: peer.name.to_owned(),
+            peer_figure: table::duration(peer.median_ns()),
+            ratio: Some(ratio),
+            target: target.to_owned(),
+            verdict: Verdict::of(met),
+        });
+    }
+
+    progress("L1 hit ratio");
+    let zipf = hit_ratio::run(scale.zipf_keys, scale.zipf_requests)?;
+    let (ours_pct, moka_pct) = (zipf.tierstack_percent(), zipf.moka_percent());
+    rows.push(Row {
+        scenario: format!(
+            "L1 hit ratio, Zipf 0.99, {} req, {} of {} keys",
+            table::thousands(zipf.requests as u64),
+            table::thousands(zipf.capacity as u64),
+            table::thousands(zipf.keys as u64),
+        ),
+        ours: table::percent(ours_pct),
+        peer: "moka".to_owned(),
+        peer_figure: table::percent(moka_pct),
+        ratio: Some(ours_pct / moka_pct),
+        target: "≥ moka − 0.5 pt".to_owned(),
+        verdict: Verdict::of(ours_pct >= moka_pct - 0.5),
+    });
+
+    progress("L2 hit");
+    let l2 = l2_hit::run(scale.l2_keys, scale.l2_passes, scale.rounds)?;
+    let l2_ns = l2.tierstack.median_ns();
+    let ratio = l2_ns / l2.rusqlite.median_ns();
+    rows.push(Row {
+        scenario: format!("L2 hit, {} keys", table::thousands(scale.l2_keys as u64)),
+        ours: table::duration(l2_ns),
+        peer: "rusqlite".to_owned(),
+        peer_figure: table::duration(l2.rusqlite.median_ns()),
+        ratio: Some(ratio),
+        target: "≤ 1.30×".to_owned(),
+        verdict: Verdict::of(ratio <= 1.3),
+    });
+
+    progress("L2 write");
+    let write = l2_write::run(scale.write_entries, scale.write_rounds)?;
+    let batch = |s: &measure::Samples, per_sec: f64| {
+        format!(
+            "{} ({})",
+            table::duration(s.median_ns() * write.entries as f64),
+            table::rate(per_sec)
+        )
+    };
+    let ratio = write.tierstack.median_ns() / write.rusqlite.median_ns();
+    let write_name = format!(
+        "L2 write, {} entries",
+        table::thousands(write.entries as u64)
+    );
+    rows.push(Row {
+        scenario: write_name.clone(),
+        ours: batch(&write.tierstack, write.tierstack_per_sec()),
+        peer: "rusqlite".to_owned(),
+        peer_figure: batch(&write.rusqlite, write.rusqlite_per_sec()),
+        ratio: Some(ratio),
+        target: "≤ 1.50× time".to_owned(),
+        verdict: Verdict::of(ratio <= 1.5),
+    });
+    rows.push(Row {
+        scenario: write_name,
+        ours: table::rate(write.tierstack_per_sec()),
+        peer: "-".to_owned(),
+        peer_figure: "-".to_owned(),
+        ratio: None,
+        target: "≥ 100,000/s".to_owned(),
+        verdict: Verdict::of(write.tierstack_per_sec() >= 100_000.0),
+    });
+
+    for (name, ours, reference, shown) in [
+        ("L1 hit, reference", l1_ns, TS_L1_HIT_NS, "7.8 µs"),
+        ("L2 hit, reference", l2_ns, TS_L2_HIT_NS, "1,851 µs"),
+    ] {
+        rows.push(Row {
+            scenario: name.to_owned(),
+            ours: table::duration(ours),
+            peer: "TypeScript design".to_owned(),
+            peer_figure: shown.to_owned(),
+            ratio: Some(ours / reference),
+            target: format!("reference: {:.0}× faster", reference / ours),
+            verdict: Verdict::Info,
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tiny_run_fills_every_row() {
+        let scale = Scale {
+            rounds: 1,
+            l1_keys: 100,
+            l1_passes: 1,
+            zipf_keys: 1000,
+            zipf_requests: 2000,
+            l2_keys: 50,
+            l2_passes: 1,
+            write_entries: 100,
+            write_rounds: 1,
+        };
+        let mut started = Vec::new();
+        let rows = run_all(scale, |s| started.push(s.to_owned())).unwrap();
+        assert_eq!(started, ["L1 hit", "L1 hit ratio", "L2 hit", "L2 write"]);
+        assert_eq!(rows.len(), 8);
+        let peers: Vec<&str> = rows.iter().map(|r| r.peer.as_str()).collect();
+        assert_eq!(
+            peers,
+            [
+                "quick_cache",
+                "moka",
+                "moka",
+                "rusqlite",
+                "rusqlite",
+                "-",
+                "TypeScript design",
+                "TypeScript design"
+            ]
+        );
+        assert!(rows.iter().all(|r| r.ratio.is_none_or(f64::is_finite)));
+        assert_eq!(rows[6].peer_figure, "7.8 µs");
+        assert_eq!(rows[7].peer_figure, "1,851 µs");
+    }
+
+    #[test]
+    fn quick_is_smaller_than_full() {
+        let (quick, full) = (Scale::quick(), Scale::full());
+        assert!(quick.rounds < full.rounds && quick.zipf_requests == 200_000);
+        assert_eq!((full.zipf_requests, full.zipf_keys), (1_000_000, 100_000));
+        assert_eq!(
+            (quick.write_entries, quick.l1_keys, quick.l2_keys),
+            (10_000, 10_000, 10_000)
+        );
+    }
+}
