@@ -93,6 +93,11 @@ impl Engine {
                 self.counters.memory.hits.incr();
                 if let Some(start) = timer {
                     self.counters.memory.record_time(start.elapsed());
+                    // The same one hit in 64 refreshes the key's recency in
+                    // L2, so a key hot in L1 is not evicted from L2 as unused.
+                    if let Some(sqlite) = &self.sqlite {
+                        sqlite.touch(key, now);
+                    }
                 }
                 return Ok(Some(Lookup {
                     value: entry.value,
@@ -393,7 +398,7 @@ impl Engine {
     pub(crate) fn run_pending_tasks(&self) -> Result<()> {
         self.check_open()?;
         if let Some(sqlite) = &self.sqlite {
-            let done = sqlite.maintain(self.clock.now_ms())?;
+            let done = sqlite.maintain(self.clock.now_ms(), true)?;
             self.counters.sqlite.evictions.add(done.evicted);
         }
         Ok(())

@@ -324,3 +324,55 @@ fn path_comes_from_the_environment_when_config_has_none() {
     cache.set("k", "v").unwrap();
     assert_eq!(cache.inspect().unwrap().unwrap().path, path);
 }
+
+#[test]
+fn a_key_hot_in_memory_keeps_its_sqlite_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(10_000_000);
+    let budget = 40 * 1024;
+    let cache = builder(&dir, &clock)
+        .sqlite_max_bytes(budget)
+        .build_blocking()
+        .unwrap();
+    cache.set("hot", vec![1u8; 1000]).unwrap();
+    for i in 0..60 {
+        clock.advance(Duration::from_millis(10));
+        cache.set(format!("k{i:03}"), vec![2u8; 1000]).unwrap();
+        // Served from memory every time; one hit in 64 refreshes L2 recency.
+        for _ in 0..64 {
+            assert_eq!(cache.lookup("hot").unwrap().unwrap().tier, Tier::Memory);
+        }
+    }
+    cache.run_pending_tasks().unwrap();
+    assert!(cache.inspect().unwrap().unwrap().bytes <= budget);
+    assert!(
+        cache.entry("hot").unwrap().is_some(),
+        "the hot key lost its sqlite row"
+    );
+    assert!(cache.entry("k000").unwrap().is_none());
+}
+
+#[test]
+fn opening_and_reading_without_l2_reads_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quiet.db");
+    let cache = Cache::builder()
+        .sqlite_path(&path)
+        .build_blocking()
+        .unwrap();
+    cache.mset([("a", "1"), ("b", "2")]).unwrap();
+    cache.close().unwrap();
+    drop(cache);
+    let before = std::fs::read(&path).unwrap();
+    let cache = Cache::builder()
+        .sqlite_path(&path)
+        .build_blocking()
+        .unwrap();
+    assert_eq!(cache.keys("*").unwrap(), ["a", "b"]);
+    assert!(cache.has("a").unwrap());
+    assert_eq!(cache.inspect().unwrap().unwrap().entries, 2);
+    cache.run_pending_tasks().unwrap();
+    cache.close().unwrap();
+    drop(cache);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}

@@ -102,6 +102,24 @@ const SQL_DELETE: &str = "DELETE FROM entries WHERE key = ?1 RETURNING size, exp
 const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1 RETURNING value";
 const SQL_TOUCH: &str = "UPDATE entries SET last_access_ms = max(last_access_ms, ?2), \
      access_count = access_count + ?3 WHERE id = ?1";
+const SQL_TOUCH_KEY: &str =
+    "UPDATE entries SET last_access_ms = max(last_access_ms, ?2) WHERE key = ?1";
+
+/// Reads waiting to be written: per row, the latest time and how many.
+#[derive(Default)]
+struct Access {
+    /// Reads served by this tier, by row id.
+    by_id: HashMap<i64, (u64, i64)>,
+    /// Uses seen above this tier (L1 hits), by key: they refresh recency
+    /// only, since `access_count` counts the reads this tier served.
+    by_key: HashMap<String, u64>,
+}
+
+impl Access {
+    fn rows(&self) -> usize {
+        self.by_id.len() + self.by_key.len()
+    }
+}
 
 /// What an L2 file holds, from [`crate::Cache::inspect`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -185,7 +203,7 @@ pub(crate) struct SqliteTier {
     writer: Mutex<Option<Connection>>,
     queue: Mutex<Vec<Submission>>,
     readers: Mutex<Vec<Connection>>,
-    access: Mutex<HashMap<i64, (u64, i64)>>,
+    access: Mutex<Access>,
     closed: AtomicBool,
     total_bytes: AtomicU64,
     entry_count: AtomicU64,
@@ -204,7 +222,7 @@ impl SqliteTier {
             writer: Mutex::new(None),
             queue: Mutex::new(Vec::new()),
             readers: Mutex::new(Vec::new()),
-            access: Mutex::new(HashMap::new()),
+            access: Mutex::new(Access::default()),
             closed: AtomicBool::new(false),
             total_bytes: AtomicU64::new(0),
             entry_count: AtomicU64::new(0),
@@ -375,16 +393,27 @@ impl SqliteTier {
             return;
         }
         let mut access = self.access.lock();
-        let before = access.len();
+        let before = access.rows();
         for &id in ids {
-            if access.len() < ACCESS_CAP || access.contains_key(&id) {
-                let (last, count) = access.entry(id).or_insert((now_ms, 0));
+            if before < ACCESS_CAP || access.by_id.contains_key(&id) {
+                let (last, count) = access.by_id.entry(id).or_insert((now_ms, 0));
                 *last = (*last).max(now_ms);
                 *count += 1;
             }
         }
-        if before < ACCESS_FLUSH_AT && access.len() >= ACCESS_FLUSH_AT {
+        if before < ACCESS_FLUSH_AT && access.rows() >= ACCESS_FLUSH_AT {
             self.wake.notify_one();
+        }
+    }
+
+    /// Records that `key` was used above this tier (an L1 hit), so that its
+    /// row is not evicted as if unused. Written with the next pass.
+    pub(crate) fn touch(&self, key: &str, now_ms: u64) {
+        let mut access = self.access.lock();
+        if let Some(last) = access.by_key.get_mut(key) {
+            *last = (*last).max(now_ms);
+        } else if access.rows() < ACCESS_CAP {
+            access.by_key.insert(key.to_owned(), now_ms);
         }
     }
 
@@ -493,6 +522,28 @@ impl SqliteTier {
         Ok(())
     }
 
+    /// Reads the file's totals (another process may have changed them) and
+    /// returns the bytes held.
+    fn read_totals(&self) -> Result<u64> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT name, value FROM meta")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                match row? {
+                    (name, v) if name == "total_bytes" => {
+                        self.total_bytes.store(v.max(0) as u64, Ordering::Relaxed)
+                    }
+                    (name, v) if name == "entry_count" => {
+                        self.entry_count.store(v.max(0) as u64, Ordering::Relaxed)
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })?;
+        Ok(self.bytes())
+    }
+
     fn refresh_totals(&self, conn: &Connection) -> Result<()> {
         let mut stmt = conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?;
         let total: i64 = stmt.query_row(["total_bytes"], |r| r.get(0))?;
@@ -520,7 +571,7 @@ impl SqliteTier {
             tx.execute_batch("DELETE FROM entries; UPDATE meta SET value = 0;")?;
             Ok(())
         })?;
-        self.access.lock().clear();
+        *self.access.lock() = Access::default();
         self.total_bytes.store(0, Ordering::Relaxed);
         self.entry_count.store(0, Ordering::Relaxed);
         Ok(())
@@ -529,21 +580,32 @@ impl SqliteTier {
     /// Writes buffered accesses, evicts least recently used rows while over
     /// budget, and purges rows past their stale-until time (at most every
     /// ten minutes).
-    pub(crate) fn maintain(&self, now_ms: u64) -> Result<Maintenance> {
+    ///
+    /// A pass with nothing to do writes nothing; `budget: false` (closing)
+    /// only writes the buffered reads.
+    pub(crate) fn maintain(&self, now_ms: u64, budget: bool) -> Result<Maintenance> {
         let last_purge = self.last_purge_ms.load(Ordering::Relaxed);
-        let purge = now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
+        let purge = budget && now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
+        let evict = budget && self.read_totals()? > self.max_bytes;
+        if !purge && !evict && self.access.lock().rows() == 0 {
+            return Ok(Maintenance::default());
+        }
         let max_bytes = self.max_bytes;
         let done = self.with_writer(|tx| {
             // Taken under the writer lock, so a concurrent pass cannot evict
             // by recency before the reads recorded up to now are written.
-            let touches = std::mem::take(&mut *self.access.lock());
+            let access = std::mem::take(&mut *self.access.lock());
             let mut done = Maintenance {
-                touched: touches.len(),
+                touched: access.rows(),
                 ..Maintenance::default()
             };
             let mut touch = tx.prepare_cached(SQL_TOUCH)?;
-            for (id, (at, n)) in &touches {
+            for (id, (at, n)) in &access.by_id {
                 touch.execute(params![id, *at as i64, n])?;
+            }
+            let mut touch_key = tx.prepare_cached(SQL_TOUCH_KEY)?;
+            for (key, at) in &access.by_key {
+                touch_key.execute(params![key, *at as i64])?;
             }
             let (mut bytes, mut count) = (0i64, 0i64);
             if purge {
@@ -563,7 +625,7 @@ impl SqliteTier {
                 |r| r.get(0),
             )?;
             let mut over = total + bytes - (max_bytes as f64 * EVICT_LOW_WATER) as i64;
-            if total + bytes > max_bytes as i64 {
+            if budget && total + bytes > max_bytes as i64 {
                 let mut oldest = tx.prepare_cached(
                     "SELECT id, size FROM entries ORDER BY last_access_ms, id LIMIT 256",
                 )?;
@@ -613,7 +675,7 @@ impl SqliteTier {
     /// with [`ErrorKind::Closed`].
     pub(crate) fn close(&self, now_ms: u64) -> Result<()> {
         let flushed = if self.writer.lock().is_some() {
-            self.maintain(now_ms).map(drop)
+            self.maintain(now_ms, false).map(drop)
         } else {
             Ok(())
         };
@@ -742,11 +804,16 @@ fn check_identity(conn: &Connection) -> Result<()> {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
+    let current =
+        |conn: &Connection| conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+    if current(conn)? == SCHEMA_VERSION {
+        // Up to date: opening writes nothing.
+        return Ok(());
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Another process may have migrated while we waited for the write lock.
     check_identity(&tx)?;
-    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(current(&tx)? as usize) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", step as i64 + 1)?;
     }
