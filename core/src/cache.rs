@@ -55,6 +55,7 @@ impl Engine {
             true => Some(SqliteTier::open(
                 &config.resolved_sqlite_path()?,
                 config.sqlite.max_bytes,
+                counters.clone(),
             )?),
             false => None,
         };
@@ -139,7 +140,7 @@ impl Engine {
                 .expires_ms
                 .min(now.saturating_add(ms(self.config.memory.ttl)));
             memory.insert(
-                key.to_owned(),
+                key,
                 MemEntry {
                     value: found.value.clone(),
                     created_ms: found.created_ms,
@@ -308,7 +309,7 @@ impl Engine {
         }
         if let Some(memory) = &self.memory {
             for (key, entry) in l1 {
-                memory.insert(key, entry);
+                memory.insert(&key, entry);
             }
         }
         self.counters.sets.add(count);
@@ -398,8 +399,7 @@ impl Engine {
     pub(crate) fn run_pending_tasks(&self) -> Result<()> {
         self.check_open()?;
         if let Some(sqlite) = &self.sqlite {
-            let done = sqlite.maintain(self.clock.now_ms(), true)?;
-            self.counters.sqlite.evictions.add(done.evicted);
+            sqlite.maintain(self.clock.now_ms(), true)?;
         }
         Ok(())
     }

@@ -12,13 +12,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
 use crate::stats::Counters;
 
 /// Bytes charged per L1 entry on top of its key and value: the map slot, the
-/// key's `String` header, the entry's value handle and timestamps.
+/// key header (keys up to 24 bytes are held inside it), the value handle
+/// and the timestamps.
 pub const ENTRY_OVERHEAD: u64 = 96;
 
 /// One L1 entry. Cloning it bumps the value's refcount and copies two integers.
@@ -32,9 +34,9 @@ pub(crate) struct MemEntry {
 #[derive(Clone, Copy)]
 struct ByteWeighter;
 
-impl Weighter<String, MemEntry> for ByteWeighter {
+impl Weighter<Key, MemEntry> for ByteWeighter {
     #[inline]
-    fn weight(&self, key: &String, val: &MemEntry) -> u64 {
+    fn weight(&self, key: &Key, val: &MemEntry) -> u64 {
         key.len() as u64 + val.value.len() as u64 + ENTRY_OVERHEAD
     }
 }
@@ -42,15 +44,19 @@ impl Weighter<String, MemEntry> for ByteWeighter {
 #[derive(Clone)]
 struct CountEvictions(Arc<Counters>);
 
-impl Lifecycle<String, MemEntry> for CountEvictions {
+impl Lifecycle<Key, MemEntry> for CountEvictions {
     type RequestState = ();
 
-    fn on_evict(&self, _state: &mut (), _key: String, _val: MemEntry) {
+    fn on_evict(&self, _state: &mut (), _key: Key, _val: MemEntry) {
         self.0.memory.evictions.incr();
     }
 }
 
-type Map = QuickCache<String, MemEntry, ByteWeighter, DefaultHashBuilder, CountEvictions>;
+/// Keys of up to 24 bytes are stored inline in the map's slot, so a lookup
+/// compares them without following a pointer to the heap.
+type Key = CompactString;
+
+type Map = QuickCache<Key, MemEntry, ByteWeighter, DefaultHashBuilder, CountEvictions>;
 
 pub(crate) struct MemoryTier {
     map: Map,
@@ -60,8 +66,12 @@ pub(crate) struct MemoryTier {
 
 impl MemoryTier {
     pub(crate) fn new(max_bytes: u64, counters: Arc<Counters>) -> Self {
-        // Estimate ~2 KiB per entry for the initial table size; it grows as needed.
-        let estimated = (max_bytes / 2048).clamp(64, 1 << 22) as usize;
+        // quick_cache sizes its ghost list (recently evicted keys, which let a
+        // returning key back in) from the estimated entry count; it allocates
+        // nothing up front. Under-estimating shortens the ghost list and costs
+        // hit ratio on small entries, so assume small ones: 64 bytes of key and
+        // value per entry.
+        let estimated = (max_bytes / (ENTRY_OVERHEAD + 64)).clamp(64, 1 << 24) as usize;
         let options = OptionsBuilder::new()
             .estimated_items_capacity(estimated)
             .weight_capacity(max_bytes)
@@ -105,12 +115,12 @@ impl MemoryTier {
 
     /// Stores an entry; one too large for L1 is dropped (and any older value
     /// for the key removed, so a read never sees it).
-    pub(crate) fn insert(&self, key: String, entry: MemEntry) {
+    pub(crate) fn insert(&self, key: &str, entry: MemEntry) {
         if key.len() as u64 + entry.value.len() as u64 + ENTRY_OVERHEAD > self.max_entry {
-            self.map.remove(&key);
+            self.map.remove(key);
             return;
         }
-        self.map.insert(key, entry);
+        self.map.insert(Key::new(key), entry);
     }
 
     /// Removes `key`; returns whether it held a fresh entry.
@@ -129,7 +139,7 @@ impl MemoryTier {
         self.map
             .iter()
             .filter(move |(_, e)| now_ms < e.expires_ms)
-            .map(|(k, _)| k)
+            .map(|(k, _)| k.into_string())
     }
 
     pub(crate) fn entries(&self) -> u64 {

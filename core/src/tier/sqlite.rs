@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 
 use crate::entry::{Entry, Metadata};
 use crate::error::{Error, ErrorKind, Result};
+use crate::stats::Counters;
 
 /// Bytes charged per row on top of its key and value: the row's integer
 /// columns, its slots in the key and recency indexes, and page slack.
@@ -209,11 +210,12 @@ pub(crate) struct SqliteTier {
     entry_count: AtomicU64,
     last_purge_ms: AtomicU64,
     wake: Arc<Notify>,
+    counters: Arc<Counters>,
 }
 
 impl SqliteTier {
     /// Opens (creating if needed) the cache file at `path`.
-    pub(crate) fn open(path: &Path, max_bytes: u64) -> Result<Self> {
+    pub(crate) fn open(path: &Path, max_bytes: u64, counters: Arc<Counters>) -> Result<Self> {
         create_file(path)?;
         let writer = prepare_file(path)?;
         let tier = Self {
@@ -228,6 +230,7 @@ impl SqliteTier {
             entry_count: AtomicU64::new(0),
             last_purge_ms: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
+            counters,
         };
         tier.refresh_totals(&writer)?;
         *tier.writer.lock() = Some(writer);
@@ -590,74 +593,91 @@ impl SqliteTier {
         if !purge && !evict && self.access.lock().rows() == 0 {
             return Ok(Maintenance::default());
         }
-        let max_bytes = self.max_bytes;
-        let done = self.with_writer(|tx| {
-            // Taken under the writer lock, so a concurrent pass cannot evict
-            // by recency before the reads recorded up to now are written.
-            let access = std::mem::take(&mut *self.access.lock());
-            let mut done = Maintenance {
-                touched: access.rows(),
-                ..Maintenance::default()
-            };
-            let mut touch = tx.prepare_cached(SQL_TOUCH)?;
-            for (id, (at, n)) in &access.by_id {
-                touch.execute(params![id, *at as i64, n])?;
-            }
-            let mut touch_key = tx.prepare_cached(SQL_TOUCH_KEY)?;
-            for (key, at) in &access.by_key {
-                touch_key.execute(params![key, *at as i64])?;
-            }
-            let (mut bytes, mut count) = (0i64, 0i64);
-            if purge {
-                let mut stmt = tx.prepare_cached(
-                    "DELETE FROM entries WHERE stale_until_ms <= ?1 RETURNING size",
-                )?;
-                let sizes = stmt.query_map([now_ms as i64], |r| r.get::<_, i64>(0))?;
-                for size in sizes {
-                    bytes -= size?;
-                    count -= 1;
-                    done.purged += 1;
-                }
-            }
-            let total: i64 = tx.query_row(
-                "SELECT value FROM meta WHERE name = 'total_bytes'",
-                [],
-                |r| r.get(0),
-            )?;
-            let mut over = total + bytes - (max_bytes as f64 * EVICT_LOW_WATER) as i64;
-            if budget && total + bytes > max_bytes as i64 {
-                let mut oldest = tx.prepare_cached(
-                    "SELECT id, size FROM entries ORDER BY last_access_ms, id LIMIT 256",
-                )?;
-                let mut delete = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
-                while over > 0 {
-                    let batch = oldest
-                        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for (id, size) in batch {
-                        if over <= 0 {
-                            break;
-                        }
-                        delete.execute([id])?;
-                        bytes -= size;
-                        over -= size;
-                        count -= 1;
-                        done.evicted += 1;
-                    }
-                }
-            }
-            self.add_totals(tx, bytes, count)?;
-            Ok(done)
-        })?;
+        let done = {
+            let mut writer = self.writer.lock();
+            let conn = writer.as_mut().ok_or_else(Error::closed)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let done = self.maintain_in(&tx, now_ms, purge, budget)?;
+            tx.commit()?;
+            // Counted before the writer lock is released, so the next pass,
+            // here or in another thread, sees it.
+            self.counters.sqlite.evictions.add(done.evicted);
+            done
+        };
         if purge {
             self.last_purge_ms.store(now_ms, Ordering::Relaxed);
         }
         if done != Maintenance::default() {
             self.checkpoint()?;
         }
+        Ok(done)
+    }
+
+    fn maintain_in(
+        &self,
+        tx: &Transaction<'_>,
+        now_ms: u64,
+        purge: bool,
+        budget: bool,
+    ) -> Result<Maintenance> {
+        let max_bytes = self.max_bytes;
+        // Taken under the writer lock, so a concurrent pass cannot evict
+        // by recency before the reads recorded up to now are written.
+        let access = std::mem::take(&mut *self.access.lock());
+        let mut done = Maintenance {
+            touched: access.rows(),
+            ..Maintenance::default()
+        };
+        let mut touch = tx.prepare_cached(SQL_TOUCH)?;
+        for (id, (at, n)) in &access.by_id {
+            touch.execute(params![id, *at as i64, n])?;
+        }
+        let mut touch_key = tx.prepare_cached(SQL_TOUCH_KEY)?;
+        for (key, at) in &access.by_key {
+            touch_key.execute(params![key, *at as i64])?;
+        }
+        let (mut bytes, mut count) = (0i64, 0i64);
+        if purge {
+            let mut stmt =
+                tx.prepare_cached("DELETE FROM entries WHERE stale_until_ms <= ?1 RETURNING size")?;
+            let sizes = stmt.query_map([now_ms as i64], |r| r.get::<_, i64>(0))?;
+            for size in sizes {
+                bytes -= size?;
+                count -= 1;
+                done.purged += 1;
+            }
+        }
+        let total: i64 = tx.query_row(
+            "SELECT value FROM meta WHERE name = 'total_bytes'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut over = total + bytes - (max_bytes as f64 * EVICT_LOW_WATER) as i64;
+        if budget && total + bytes > max_bytes as i64 {
+            let mut oldest = tx.prepare_cached(
+                "SELECT id, size FROM entries ORDER BY last_access_ms, id LIMIT 256",
+            )?;
+            let mut delete = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
+            while over > 0 {
+                let batch = oldest
+                    .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                if batch.is_empty() {
+                    break;
+                }
+                for (id, size) in batch {
+                    if over <= 0 {
+                        break;
+                    }
+                    delete.execute([id])?;
+                    bytes -= size;
+                    over -= size;
+                    count -= 1;
+                    done.evicted += 1;
+                }
+            }
+        }
+        self.add_totals(tx, bytes, count)?;
         Ok(done)
     }
 
