@@ -800,10 +800,15 @@ fn is_busy(err: &Error) -> bool {
 /// Refuses a file that is not an empty database or a tierstack cache, or
 /// that a newer version wrote. Reads only: a refused file is not modified.
 fn check_identity(conn: &Connection) -> Result<()> {
-    let read = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
-    let app_id = read("PRAGMA application_id")?;
-    let version = read("PRAGMA user_version")?;
-    let objects = read("SELECT count(*) FROM sqlite_schema")?;
+    // One statement, so one consistent snapshot even while another process
+    // is creating the schema.
+    let (app_id, version, objects): (i64, i64, i64) = conn.query_row(
+        "SELECT (SELECT application_id FROM pragma_application_id()), \
+         (SELECT user_version FROM pragma_user_version()), \
+         (SELECT count(*) FROM sqlite_schema)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     let fresh = app_id == 0 && version == 0 && objects == 0;
     if !fresh && app_id != APPLICATION_ID {
         return Err(Error::new(
