@@ -5,8 +5,6 @@
 //! `String -> Bytes` entries. Each reads every key once per pass, in a fixed
 //! random order, and checks every value it gets.
 
-use std::hint::black_box;
-
 use bytes::Bytes;
 
 use crate::BenchResult;
@@ -63,57 +61,11 @@ pub fn run(keys: usize, passes: usize, rounds: usize) -> BenchResult<L1HitReport
         }
     }
 
-    let ops = keys * passes;
     let order = &order;
     let contenders: Vec<Contender<'_>> = vec![
-        (
-            "tierstack",
-            Box::new(|| {
-                measure::timed(ops, || {
-                    let mut verified = 0;
-                    for _ in 0..passes {
-                        for &key in order {
-                            if let Some(v) = black_box(ours.get(black_box(key))?) {
-                                verified += usize::from(data::value_matches(key, &v));
-                            }
-                        }
-                    }
-                    Ok(verified)
-                })
-            }),
-        ),
-        (
-            "quick_cache",
-            Box::new(|| {
-                measure::timed(ops, || {
-                    let mut verified = 0;
-                    for _ in 0..passes {
-                        for &key in order {
-                            if let Some(v) = black_box(quick.get(black_box(key))) {
-                                verified += usize::from(data::value_matches(key, &v));
-                            }
-                        }
-                    }
-                    Ok(verified)
-                })
-            }),
-        ),
-        (
-            "moka",
-            Box::new(|| {
-                measure::timed(ops, || {
-                    let mut verified = 0;
-                    for _ in 0..passes {
-                        for &key in order {
-                            if let Some(v) = black_box(moka.get(black_box(key))) {
-                                verified += usize::from(data::value_matches(key, &v));
-                            }
-                        }
-                    }
-                    Ok(verified)
-                })
-            }),
-        ),
+        measure::reader("tierstack", order, passes, |key| Ok(ours.get(key)?)),
+        measure::reader("quick_cache", order, passes, |key| Ok(quick.get(key))),
+        measure::reader("moka", order, passes, |key| Ok(moka.get(key))),
     ];
     let mut samples = measure::alternate(rounds, contenders)?.into_iter();
     let mut next = || samples.next().expect("one sample set per contender");

@@ -4,8 +4,6 @@
 //! against a point read on the bare rusqlite table ([`crate::bare`]) in the
 //! same directory. Both hold the same components and check every value.
 
-use std::hint::black_box;
-
 use tierstack::Tier;
 
 use crate::measure::{self, Contender, Samples};
@@ -48,41 +46,10 @@ pub fn run(keys: usize, passes: usize, rounds: usize) -> BenchResult<L2HitReport
         }
     }
 
-    let ops = keys * passes;
     let (order, ours_ref, conn) = (&order, &ours, &conn);
     let contenders: Vec<Contender<'_>> = vec![
-        (
-            "tierstack",
-            Box::new(move || {
-                measure::timed(ops, || {
-                    let mut verified = 0;
-                    for _ in 0..passes {
-                        for &key in order {
-                            if let Some(v) = black_box(ours_ref.get(black_box(key))?) {
-                                verified += usize::from(data::value_matches(key, &v));
-                            }
-                        }
-                    }
-                    Ok(verified)
-                })
-            }),
-        ),
-        (
-            "rusqlite",
-            Box::new(move || {
-                measure::timed(ops, || {
-                    let mut verified = 0;
-                    for _ in 0..passes {
-                        for &key in order {
-                            if let Some(v) = black_box(bare::get(conn, black_box(key))?) {
-                                verified += usize::from(data::value_matches(key, &v));
-                            }
-                        }
-                    }
-                    Ok(verified)
-                })
-            }),
-        ),
+        measure::reader("tierstack", order, passes, |key| Ok(ours_ref.get(key)?)),
+        measure::reader("rusqlite", order, passes, |key| Ok(bare::get(conn, key)?)),
     ];
     let mut samples = measure::alternate(rounds, contenders)?.into_iter();
     let mut next = || samples.next().expect("one sample set per contender");

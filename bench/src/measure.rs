@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::BenchResult;
+use crate::data;
 
 /// One timed round of one contender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,35 @@ pub fn timed(ops: usize, run: impl FnOnce() -> BenchResult<usize>) -> BenchResul
         ops,
         verified,
     })
+}
+
+/// A contender that reads every key of `order`, `passes` times per round,
+/// through `get`, and verifies each value it gets.
+pub fn reader<'a, V, G>(
+    name: &'static str,
+    order: &'a [&'a str],
+    passes: usize,
+    mut get: G,
+) -> Contender<'a>
+where
+    V: AsRef<[u8]>,
+    G: FnMut(&str) -> BenchResult<Option<V>> + 'a,
+{
+    let ops = order.len() * passes;
+    let round = move || {
+        timed(ops, || {
+            let mut verified = 0;
+            for _ in 0..passes {
+                for &key in order {
+                    if let Some(v) = std::hint::black_box(get(std::hint::black_box(key))?) {
+                        verified += usize::from(data::value_matches(key, v.as_ref()));
+                    }
+                }
+            }
+            Ok(verified)
+        })
+    };
+    (name, Box::new(round))
 }
 
 /// Everything measured of one contender.
