@@ -413,7 +413,7 @@ fn eviction_and_stats(out: &mut Out, path: &Path) -> Result<()> {
         .count();
     say!(
         out,
-        "   (memory hits do not refresh L2 recency: {l2_hot} of the {HOT} hot keys still have an L2 row)"
+        "   (one memory hit in 64 refreshes a key's L2 recency: {l2_hot} of the {HOT} hot keys still have an L2 row)"
     );
 
     let sample: Vec<String> = (first_kept..ENTRIES).take(20).map(key).collect();
