@@ -528,26 +528,11 @@ impl SqliteTier {
     /// Reads the file's totals (another process may have changed them) and
     /// returns the bytes held.
     fn read_totals(&self) -> Result<u64> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT name, value FROM meta")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                match row? {
-                    (name, v) if name == "total_bytes" => {
-                        self.total_bytes.store(v.max(0) as u64, Ordering::Relaxed)
-                    }
-                    (name, v) if name == "entry_count" => {
-                        self.entry_count.store(v.max(0) as u64, Ordering::Relaxed)
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        })?;
+        self.read(|conn| self.refresh_totals(conn))?;
         Ok(self.bytes())
     }
 
-    fn refresh_totals(&self, conn: &Connection) -> Result<()> {
+    fn refresh_totals(&self, conn: &Connection) -> rusqlite::Result<()> {
         let mut stmt = conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?;
         let total: i64 = stmt.query_row(["total_bytes"], |r| r.get(0))?;
         let entries: i64 = stmt.query_row(["entry_count"], |r| r.get(0))?;
