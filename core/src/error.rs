@@ -34,11 +34,15 @@ pub enum ErrorKind {
     Incompatible,
     /// A bug in tierstack: an invariant did not hold.
     Internal,
+    /// A value is not what a host call needs: a JSON host read bytes that are
+    /// not UTF-8 JSON, or was handed a value that cannot be encoded as JSON.
+    /// What is stored is unchanged.
+    InvalidValue,
 }
 
 impl ErrorKind {
     /// Every kind, in code order.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::InvalidKey,
         ErrorKind::InvalidConfig,
         ErrorKind::InvalidArgument,
@@ -48,6 +52,7 @@ impl ErrorKind {
         ErrorKind::Corrupt,
         ErrorKind::Incompatible,
         ErrorKind::Internal,
+        ErrorKind::InvalidValue,
     ];
 
     /// The stable number of this kind (the C result code); never 0, never reused.
@@ -62,6 +67,7 @@ impl ErrorKind {
             ErrorKind::Corrupt => 7,
             ErrorKind::Incompatible => 8,
             ErrorKind::Internal => 9,
+            ErrorKind::InvalidValue => 10,
         }
     }
 
@@ -77,6 +83,7 @@ impl ErrorKind {
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Incompatible => "incompatible",
             ErrorKind::Internal => "internal",
+            ErrorKind::InvalidValue => "invalid_value",
         }
     }
 }

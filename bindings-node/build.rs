@@ -1,0 +1,4 @@
+//! napi's linker setup.
+fn main() {
+    napi_build::setup();
+}

@@ -1,0 +1,1 @@
+//! tierstack for Python.

@@ -1,0 +1,2 @@
+//! Generates `include/tierstack.h` (added by the C ABI work).
+fn main() {}

@@ -1,0 +1,1 @@
+//! tierstack's C ABI.
