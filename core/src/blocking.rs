@@ -163,6 +163,36 @@ impl Cache {
         self.engine().run_pending_tasks()
     }
 
+    /// Removes every entry written with a tag; see [`crate::Cache::invalidate_tag`].
+    pub fn invalidate_tag(&self, tag: &str) -> Result<u64> {
+        self.engine().invalidate_tag(tag)
+    }
+
+    /// Brings the file up to date; see [`crate::Cache::flush`].
+    pub fn flush(&self) -> Result<()> {
+        self.engine().flush()
+    }
+
+    /// For hosts that keep decoded values (parsed JSON) next to the cache:
+    /// if `key` is a fresh L1 entry, counts an L1 hit exactly as
+    /// [`Cache::get`] would and returns the entry's version, a number unique
+    /// to this stored value within this cache (every write or promotion of
+    /// the key gets a new one). `None` otherwise (a miss, an expired entry,
+    /// no L1, a closed cache), and then nothing is counted: the caller goes
+    /// on with [`Cache::lookup_versioned`].
+    #[inline]
+    pub fn memory_version(&self, key: &str) -> Option<u64> {
+        self.engine().memory_version(key)
+    }
+
+    /// [`Cache::lookup`], plus the version (see [`Cache::memory_version`]) of
+    /// the L1 entry holding the value afterwards; `None` when L1 does not
+    /// hold it (no L1, or the value is larger than an L1 shard).
+    #[inline]
+    pub fn lookup_versioned(&self, key: &str) -> Result<Option<(Lookup, Option<u64>)>> {
+        self.engine().lookup_versioned(key)
+    }
+
     /// Counts and bounds of the L2 file; `None` without an L2.
     pub fn inspect(&self) -> Result<Option<Inspection>> {
         self.engine().inspect()

@@ -68,7 +68,11 @@ impl Engine {
             closed: AtomicBool::new(false),
         });
         if let Some(sqlite) = &engine.sqlite {
-            spawn_maintenance(Arc::downgrade(&engine), sqlite.wake());
+            let (weak, wake) = (Arc::downgrade(&engine), sqlite.wake());
+            spawn_maintenance(weak.clone(), wake.clone());
+            // A forked child has none of the parent's threads: its first use
+            // of the file restarts maintenance there.
+            sqlite.on_fork(move || spawn_maintenance(weak.clone(), wake.clone()));
         }
         Ok(engine)
     }
@@ -84,29 +88,23 @@ impl Engine {
     /// The read path: L1, then L2 with promotion.
     #[inline]
     pub(crate) fn lookup(&self, key: &str) -> Result<Option<Lookup>> {
+        Ok(self.lookup_versioned(key)?.map(|(lookup, _)| lookup))
+    }
+
+    /// [`Engine::lookup`], plus the version of the L1 entry holding the
+    /// value afterwards (`None` when L1 does not hold it).
+    #[inline]
+    pub(crate) fn lookup_versioned(&self, key: &str) -> Result<Option<(Lookup, Option<u64>)>> {
         self.check_open()?;
         let now = self.clock.now_ms();
-        if let Some(memory) = &self.memory {
-            // Every key in L1 was validated on its way in, so a hit needs no
-            // check; on a miss the key is validated before it goes further.
-            let timer = self.counters.memory.hits.sample_next();
-            if let Some(entry) = memory.get(key, now) {
-                self.counters.memory.hits.incr();
-                if let Some(start) = timer {
-                    self.counters.memory.record_time(start.elapsed());
-                    // The same one hit in 64 refreshes the key's recency in
-                    // L2, so a key hot in L1 is not evicted from L2 as unused.
-                    if let Some(sqlite) = &self.sqlite {
-                        sqlite.touch(key, now);
-                    }
-                }
-                return Ok(Some(Lookup {
-                    value: entry.value,
-                    tier: Tier::Memory,
-                    stale: false,
-                    age: Duration::from_millis(now.saturating_sub(entry.created_ms)),
-                }));
-            }
+        if let Some(entry) = self.memory_hit(key, now) {
+            let lookup = Lookup {
+                value: entry.value,
+                tier: Tier::Memory,
+                stale: false,
+                age: Duration::from_millis(now.saturating_sub(entry.created_ms)),
+            };
+            return Ok(Some((lookup, Some(entry.version))));
         }
         key::validate(key)?;
         if self.memory.is_some() {
@@ -115,16 +113,46 @@ impl Engine {
         self.lookup_below_memory(key, now)
     }
 
+    /// The version of `key`'s fresh L1 entry, counted as an L1 hit; `None`
+    /// (and nothing counted) otherwise.
+    #[inline]
+    pub(crate) fn memory_version(&self, key: &str) -> Option<u64> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.memory_hit(key, self.clock.now_ms()).map(|e| e.version)
+    }
+
+    /// An L1 hit, counted; `None` on a miss (not counted: the caller goes on).
+    #[inline]
+    fn memory_hit(&self, key: &str, now: u64) -> Option<MemEntry> {
+        let memory = self.memory.as_ref()?;
+        // Every key in L1 was validated on its way in, so a hit needs no
+        // check; on a miss the key is validated before it goes further.
+        let timer = self.counters.memory.hits.sample_next();
+        let entry = memory.get(key, now)?;
+        self.counters.memory.hits.incr();
+        if let Some(start) = timer {
+            self.counters.memory.record_time(start.elapsed());
+            // The same one hit in 64 refreshes the key's recency in
+            // L2, so a key hot in L1 is not evicted from L2 as unused.
+            if let Some(sqlite) = &self.sqlite {
+                sqlite.touch(key, now);
+            }
+        }
+        Some(entry)
+    }
+
     #[inline(never)]
-    fn lookup_below_memory(&self, key: &str, now: u64) -> Result<Option<Lookup>> {
+    fn lookup_below_memory(&self, key: &str, now: u64) -> Result<Option<(Lookup, Option<u64>)>> {
         if let Some(sqlite) = &self.sqlite {
             let start = Instant::now();
             match sqlite.get(key, now)? {
                 Some(found) if now < found.expires_ms => {
-                    let lookup = self.promote(key, found, now);
+                    let promoted = self.promote(key, found, now);
                     self.counters.sqlite.hits.incr();
                     self.counters.sqlite.record_time(start.elapsed());
-                    return Ok(Some(lookup));
+                    return Ok(Some(promoted));
                 }
                 _ => self.counters.sqlite.misses.incr(),
             }
@@ -133,27 +161,26 @@ impl Engine {
         Ok(None)
     }
 
-    /// Copies an L2 hit into L1 and reports it.
-    fn promote(&self, key: &str, found: Found, now: u64) -> Lookup {
+    /// Copies an L2 hit into L1 and reports it, with the L1 version now
+    /// holding it.
+    fn promote(&self, key: &str, found: Found, now: u64) -> (Lookup, Option<u64>) {
+        let mut version = None;
         if let Some(memory) = &self.memory {
             let expires_ms = found
                 .expires_ms
                 .min(now.saturating_add(ms(self.config.memory.ttl)));
-            memory.insert(
+            version = memory.insert(
                 key,
-                MemEntry {
-                    value: found.value.clone(),
-                    created_ms: found.created_ms,
-                    expires_ms,
-                },
+                MemEntry::new(found.value.clone(), found.created_ms, expires_ms, None),
             );
         }
-        Lookup {
+        let lookup = Lookup {
             value: found.value,
             tier: Tier::Sqlite,
             stale: false,
             age: Duration::from_millis(now.saturating_sub(found.created_ms)),
-        }
+        };
+        (lookup, version)
     }
 
     #[inline]
@@ -191,7 +218,7 @@ impl Engine {
             missing.retain(
                 |&i| match found.remove(keys[i]).filter(|f| now < f.expires_ms) {
                     Some(f) => {
-                        out[i] = Some(self.promote(keys[i], f, now).value);
+                        out[i] = Some(self.promote(keys[i], f, now).0.value);
                         hits += 1;
                         false
                     }
@@ -242,12 +269,7 @@ impl Engine {
             ));
         }
         for tag in &options.tags {
-            if tag.is_empty() || tag.len() > key::MAX_KEY_LEN || tag.chars().any(char::is_control) {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("tag {tag:?} must be 1-255 bytes without control characters"),
-                ));
-            }
+            validate_tag(tag)?;
         }
         let expires_ms = now.saturating_add(ms(ttl));
         let stale_until_ms = expires_ms.saturating_add(ms(self.config.fail_safe.max_stale));
@@ -288,17 +310,15 @@ impl Engine {
             .ttl
             .map_or(self.config.memory.ttl, |t| t.min(self.config.memory.ttl));
         let memory_expires = now.saturating_add(ms(memory_ttl));
+        let tags: Option<Arc<[String]>> =
+            (!options.tags.is_empty()).then(|| options.tags.as_slice().into());
         let l1: Vec<(String, MemEntry)> = match &self.memory {
             Some(_) => rows
                 .iter()
                 .map(|r| {
                     (
                         r.key.clone(),
-                        MemEntry {
-                            value: r.value.clone(),
-                            created_ms: now,
-                            expires_ms: memory_expires,
-                        },
+                        MemEntry::new(r.value.clone(), now, memory_expires, tags.clone()),
                     )
                 })
                 .collect(),
@@ -396,10 +416,42 @@ impl Engine {
         Ok(())
     }
 
+    pub(crate) fn invalidate_tag(&self, tag: &str) -> Result<u64> {
+        self.check_open()?;
+        validate_tag(tag)?;
+        let now = self.clock.now_ms();
+        let mut removed = match &self.sqlite {
+            Some(sqlite) => sqlite.delete_tagged(tag, now)?,
+            None => Vec::new(),
+        };
+        if let Some(memory) = &self.memory {
+            for key in &removed {
+                memory.remove(key, now);
+            }
+            // L1 may still hold tagged entries L2 no longer has (evicted, or
+            // no L2 at all).
+            removed.extend(memory.remove_tagged(tag, now));
+        }
+        removed.sort_unstable();
+        removed.dedup();
+        let count = removed.len() as u64;
+        self.counters.deletes.add(count);
+        Ok(count)
+    }
+
     pub(crate) fn run_pending_tasks(&self) -> Result<()> {
         self.check_open()?;
         if let Some(sqlite) = &self.sqlite {
             sqlite.maintain(self.clock.now_ms(), true)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.check_open()?;
+        if let Some(sqlite) = &self.sqlite {
+            sqlite.maintain(self.clock.now_ms(), true)?;
+            sqlite.checkpoint()?;
         }
         Ok(())
     }
@@ -464,6 +516,17 @@ impl Engine {
     pub(crate) fn reset_stats(&self) {
         self.counters.reset();
     }
+}
+
+/// A tag is 1–255 bytes without control characters.
+fn validate_tag(tag: &str) -> Result<()> {
+    if tag.is_empty() || tag.len() > key::MAX_KEY_LEN || tag.chars().any(char::is_control) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("tag {tag:?} must be 1-255 bytes without control characters"),
+        ));
+    }
+    Ok(())
 }
 
 impl Drop for Engine {
@@ -664,6 +727,21 @@ impl Cache {
     /// purges rows past their stale-until time when due.
     pub async fn run_pending_tasks(&self) -> Result<()> {
         self.off_thread(Engine::run_pending_tasks).await
+    }
+
+    /// Removes every entry written with `tag` (see [`SetOptions::tags`]) from
+    /// L2 and from this process's L1; returns how many fresh entries went.
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
+        let tag = tag.to_owned();
+        self.off_thread(move |e| e.invalidate_tag(&tag)).await
+    }
+
+    /// Returns once everything acknowledged is in the file and the file is
+    /// up to date: buffered access times are written and the WAL is
+    /// checkpointed as far as readers allow. Every write is already durable
+    /// when it returns; `flush` is for handing the file to another program.
+    pub async fn flush(&self) -> Result<()> {
+        self.off_thread(Engine::flush).await
     }
 
     /// Counts and bounds of the L2 file; `None` without an L2.

@@ -9,24 +9,103 @@
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
 use parking_lot::Mutex;
 use tokio::runtime::{Builder, Handle, Runtime};
 
 static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 static RUNTIME: Mutex<Option<(u64, Handle)>> = Mutex::new(None);
 static ATFORK: Once = Once::new();
+/// The fork gate: every thread inside SQLite is counted in `INSIDE`, and
+/// `fork()` waits until none is, so that no SQLite call is half done (with
+/// SQLite's internal locks held) when a child is created.
+static INSIDE: AtomicUsize = AtomicUsize::new(0);
+static FORKING: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// How deep this thread is in nested gate sections.
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+extern "C" fn before_fork() {
+    FORKING.store(true, Ordering::SeqCst);
+    while INSIDE.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+}
+
+extern "C" fn after_fork_in_parent() {
+    FORKING.store(false, Ordering::SeqCst);
+}
 
 extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+    FORKING.store(false, Ordering::SeqCst);
+}
+
+/// Registers the fork handlers; idempotent. Called when the first cache
+/// opens its L2 file.
+pub(crate) fn watch_forks() {
+    ATFORK.call_once(|| {
+        // SAFETY: the handlers take and release one lock and bump an atomic.
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_in_parent),
+                Some(after_fork_in_child),
+            )
+        };
+    });
+}
+
+/// Keeps `fork()` out while held. Nested sections of one thread pass
+/// straight in, so they never wait on a fork queued between them.
+pub(crate) fn fork_gate() -> ForkGate {
+    DEPTH.with(|depth| {
+        if depth.get() == 0 {
+            loop {
+                while FORKING.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                INSIDE.fetch_add(1, Ordering::SeqCst);
+                if !FORKING.load(Ordering::SeqCst) {
+                    break;
+                }
+                INSIDE.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        depth.set(depth.get() + 1);
+    });
+    ForkGate(std::marker::PhantomData)
+}
+
+/// A section inside the fork gate; see [`fork_gate`]. Not `Send`: it is
+/// released by the thread that entered.
+pub(crate) struct ForkGate(std::marker::PhantomData<*const ()>);
+
+impl Drop for ForkGate {
+    fn drop(&mut self) {
+        DEPTH.with(|depth| {
+            depth.set(depth.get() - 1);
+            if depth.get() == 0 {
+                INSIDE.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+    }
+}
+
+/// How many times this process's line of ancestors has forked since the
+/// first cache opened: it changes in a child after `fork()`.
+pub(crate) fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Acquire)
 }
 
 /// A handle to the shared runtime, built on first use (and again in a
 /// forked child).
 pub fn handle() -> Handle {
-    ATFORK.call_once(|| {
-        // SAFETY: the handler only bumps an atomic, which is async-signal-safe.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-    });
+    watch_forks();
     let generation = FORK_GENERATION.load(Ordering::SeqCst);
     let mut slot = RUNTIME.lock();
     if let Some((built_in, handle)) = &*slot
@@ -59,6 +138,7 @@ mod tests {
         let a = handle();
         let b = handle();
         assert_eq!(a.id(), b.id());
+        before_fork();
         after_fork_in_child();
         let c = handle();
         assert_ne!(a.id(), c.id());

@@ -10,6 +10,7 @@
 //! moka's TinyLFU within a fraction of a point.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use compact_str::CompactString;
@@ -23,12 +24,36 @@ use crate::stats::Counters;
 /// and the timestamps.
 pub const ENTRY_OVERHEAD: u64 = 96;
 
-/// One L1 entry. Cloning it bumps the value's refcount and copies two integers.
+/// One L1 entry. Cloning it bumps the value's refcount (and the tags', when
+/// there are any) and copies three integers.
 #[derive(Clone, Debug)]
 pub(crate) struct MemEntry {
     pub(crate) value: Bytes,
     pub(crate) created_ms: u64,
     pub(crate) expires_ms: u64,
+    /// Set by [`MemoryTier::insert`]: unique to this stored value.
+    pub(crate) version: u64,
+    /// Tags given at write time; kept so that a memory-only cache can
+    /// invalidate by tag.
+    pub(crate) tags: Option<Arc<[String]>>,
+}
+
+impl MemEntry {
+    /// An entry to insert; its version is assigned on insertion.
+    pub(crate) fn new(
+        value: Bytes,
+        created_ms: u64,
+        expires_ms: u64,
+        tags: Option<Arc<[String]>>,
+    ) -> Self {
+        Self {
+            value,
+            created_ms,
+            expires_ms,
+            version: 0,
+            tags,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -62,6 +87,7 @@ pub(crate) struct MemoryTier {
     map: Map,
     max_bytes: u64,
     max_entry: u64,
+    next_version: AtomicU64,
 }
 
 impl MemoryTier {
@@ -89,6 +115,7 @@ impl MemoryTier {
             map,
             max_bytes,
             max_entry,
+            next_version: AtomicU64::new(1),
         }
     }
 
@@ -113,14 +140,38 @@ impl MemoryTier {
         self.map.peek(key).is_some_and(|e| now_ms < e.expires_ms)
     }
 
-    /// Stores an entry; one too large for L1 is dropped (and any older value
-    /// for the key removed, so a read never sees it).
-    pub(crate) fn insert(&self, key: &str, entry: MemEntry) {
+    /// Stores an entry under a new version, which it returns; one too large
+    /// for L1 is dropped (and any older value for the key removed, so a read
+    /// never sees it), and `None` returned.
+    pub(crate) fn insert(&self, key: &str, mut entry: MemEntry) -> Option<u64> {
         if key.len() as u64 + entry.value.len() as u64 + ENTRY_OVERHEAD > self.max_entry {
             self.map.remove(key);
-            return;
+            return None;
         }
+        entry.version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let version = entry.version;
         self.map.insert(Key::new(key), entry);
+        Some(version)
+    }
+
+    /// Removes every entry tagged `tag`; returns the keys of those that
+    /// were fresh.
+    pub(crate) fn remove_tagged(&self, tag: &str, now_ms: u64) -> Vec<String> {
+        let tagged: Vec<Key> = self
+            .map
+            .iter()
+            .filter(|(_, e)| {
+                e.tags
+                    .as_deref()
+                    .is_some_and(|t| t.iter().any(|x| x == tag))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        tagged
+            .into_iter()
+            .filter(|k| self.remove(k, now_ms))
+            .map(Key::into_string)
+            .collect()
     }
 
     /// Removes `key`; returns whether it held a fresh entry.

@@ -25,8 +25,8 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind as IoErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 
 use crate::entry::{Entry, Metadata};
 use crate::error::{Error, ErrorKind, Result};
+use crate::runtime;
 use crate::stats::Counters;
 
 /// Bytes charged per row on top of its key and value: the row's integer
@@ -100,6 +101,9 @@ const SQL_UPSERT: &str = "INSERT INTO entries \
      size = excluded.size, access_count = 0, last_access_ms = excluded.last_access_ms, \
      etag = NULL, tags = excluded.tags, value = excluded.value";
 const SQL_DELETE: &str = "DELETE FROM entries WHERE key = ?1 RETURNING size, expires_ms";
+const SQL_DELETE_TAGGED: &str = "DELETE FROM entries WHERE tags IS NOT NULL \
+     AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE json_each.value = ?1) \
+     RETURNING key, size, expires_ms";
 const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1 RETURNING value";
 const SQL_TOUCH: &str = "UPDATE entries SET last_access_ms = max(last_access_ms, ?2), \
      access_count = access_count + ?3 WHERE id = ?1";
@@ -211,11 +215,17 @@ pub(crate) struct SqliteTier {
     last_purge_ms: AtomicU64,
     wake: Arc<Notify>,
     counters: Arc<Counters>,
+    /// The fork generation (see [`crate::runtime`]) the connections belong to.
+    generation: AtomicU64,
+    resetting: AtomicBool,
+    after_fork: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl SqliteTier {
     /// Opens (creating if needed) the cache file at `path`.
     pub(crate) fn open(path: &Path, max_bytes: u64, counters: Arc<Counters>) -> Result<Self> {
+        runtime::watch_forks();
+        let _gate = runtime::fork_gate();
         create_file(path)?;
         let writer = prepare_file(path)?;
         let tier = Self {
@@ -231,6 +241,9 @@ impl SqliteTier {
             last_purge_ms: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
             counters,
+            generation: AtomicU64::new(runtime::fork_generation()),
+            resetting: AtomicBool::new(false),
+            after_fork: OnceLock::new(),
         };
         tier.refresh_totals(&writer)?;
         *tier.writer.lock() = Some(writer);
@@ -251,6 +264,77 @@ impl SqliteTier {
         self.wake.clone()
     }
 
+    /// Sets what to run once in a forked child after its connections were
+    /// replaced (the engine restarts its maintenance there).
+    pub(crate) fn on_fork(&self, f: impl Fn() + Send + Sync + 'static) {
+        // Set once, at open; a second call has nothing to replace.
+        let _ = self.after_fork.set(Box::new(f));
+    }
+
+    /// Enters SQLite: holds `fork()` off until the guard drops and, in a
+    /// process forked since the connections were opened, first replaces
+    /// them (SQLite connections must not cross a `fork()`).
+    #[inline]
+    fn enter(&self) -> Result<runtime::ForkGate> {
+        let gate = runtime::fork_gate();
+        let generation = runtime::fork_generation();
+        if self.generation.load(Ordering::Acquire) != generation {
+            self.reset_after_fork(generation)?;
+        }
+        Ok(gate)
+    }
+
+    #[cold]
+    fn reset_after_fork(&self, generation: u64) -> Result<()> {
+        if self.resetting.swap(true, Ordering::AcqRel) {
+            // Another thread of this child is resetting; wait for it.
+            while self.generation.load(Ordering::Acquire) != generation {
+                std::thread::yield_now();
+            }
+            return Ok(());
+        }
+        // SAFETY: only threads of this (child) process can hold these locks
+        // from now on, and none has taken them yet: every path to them passes
+        // `enter`, which waits above while `resetting` is set. A lock
+        // found held was taken by a parent's thread that does not exist in
+        // this process and will never release it.
+        unsafe {
+            if self.writer.is_locked() {
+                self.writer.force_unlock(Default::default());
+            }
+            if self.readers.is_locked() {
+                self.readers.force_unlock(Default::default());
+            }
+            if self.queue.is_locked() {
+                self.queue.force_unlock(Default::default());
+            }
+            if self.access.is_locked() {
+                self.access.force_unlock(Default::default());
+            }
+        }
+        // Closing the inherited connections first lets the new ones take
+        // their own locks: SQLite shares lock state between connections of
+        // one process, and the parent's locks were not inherited. A close
+        // checkpoints only if no other process holds the file open.
+        let old_writer = self.writer.lock().take();
+        drop(old_writer);
+        std::mem::take(&mut *self.readers.lock());
+        std::mem::take(&mut *self.queue.lock());
+        *self.access.lock() = Access::default();
+        let reopened = match self.closed.load(Ordering::Acquire) {
+            true => Ok(()),
+            false => prepare_file(&self.path).map(|conn| *self.writer.lock() = Some(conn)),
+        };
+        self.generation.store(generation, Ordering::Release);
+        self.resetting.store(false, Ordering::Release);
+        if reopened.is_ok()
+            && let Some(restart) = self.after_fork.get()
+        {
+            restart();
+        }
+        reopened
+    }
+
     /// Bytes held, as of this process's last write or maintenance pass.
     pub(crate) fn bytes(&self) -> u64 {
         self.total_bytes.load(Ordering::Relaxed)
@@ -266,6 +350,7 @@ impl SqliteTier {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
+        let _gate = self.enter()?;
         let pooled = self.readers.lock().pop();
         let conn = match pooled {
             Some(conn) => conn,
@@ -412,6 +497,9 @@ impl SqliteTier {
     /// Records that `key` was used above this tier (an L1 hit), so that its
     /// row is not evicted as if unused. Written with the next pass.
     pub(crate) fn touch(&self, key: &str, now_ms: u64) {
+        let Ok(_gate) = self.enter() else {
+            return;
+        };
         let mut access = self.access.lock();
         if let Some(last) = access.by_key.get_mut(key) {
             *last = (*last).max(now_ms);
@@ -426,6 +514,7 @@ impl SqliteTier {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
+        let _gate = self.enter()?;
         let slot = Arc::new(Slot::default());
         self.queue.lock().push(Submission {
             writes,
@@ -545,12 +634,37 @@ impl SqliteTier {
 
     /// Runs `f` in an `IMMEDIATE` transaction on the writer connection.
     fn with_writer<R>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
+        let _gate = self.enter()?;
         let mut writer = self.writer.lock();
         let conn = writer.as_mut().ok_or_else(Error::closed)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let result = f(&tx)?;
         tx.commit()?;
         Ok(result)
+    }
+
+    /// Deletes every row tagged `tag`; returns the keys of those that were
+    /// fresh at `now_ms`.
+    pub(crate) fn delete_tagged(&self, tag: &str, now_ms: u64) -> Result<Vec<String>> {
+        self.with_writer(|tx| {
+            let mut removed = Vec::new();
+            let (mut bytes, mut count) = (0i64, 0i64);
+            {
+                let mut delete = tx.prepare_cached(SQL_DELETE_TAGGED)?;
+                let mut rows = delete.query([tag])?;
+                while let Some(row) = rows.next()? {
+                    let (key, size, expires): (String, i64, i64) =
+                        (row.get(0)?, row.get(1)?, row.get(2)?);
+                    bytes -= size;
+                    count -= 1;
+                    if now_ms < expires as u64 {
+                        removed.push(key);
+                    }
+                }
+            }
+            self.add_totals(tx, bytes, count)?;
+            Ok(removed)
+        })
     }
 
     /// Deletes every row.
@@ -572,6 +686,7 @@ impl SqliteTier {
     /// A pass with nothing to do writes nothing; `budget: false` (closing)
     /// only writes the buffered reads.
     pub(crate) fn maintain(&self, now_ms: u64, budget: bool) -> Result<Maintenance> {
+        let _gate = self.enter()?;
         let last_purge = self.last_purge_ms.load(Ordering::Relaxed);
         let purge = budget && now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
         let evict = budget && self.read_totals()? > self.max_bytes;
@@ -669,7 +784,8 @@ impl SqliteTier {
     /// Copies the WAL back into the database file without waiting for
     /// anyone. Once every frame is copied, new readers read the file alone
     /// (through its memory map) instead of looking pages up in the WAL.
-    fn checkpoint(&self) -> Result<()> {
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let _gate = self.enter()?;
         if let Some(conn) = self.writer.lock().as_ref() {
             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         }
@@ -679,6 +795,7 @@ impl SqliteTier {
     /// Flushes buffered accesses and closes every connection. Later calls fail
     /// with [`ErrorKind::Closed`].
     pub(crate) fn close(&self, now_ms: u64) -> Result<()> {
+        let _gate = self.enter()?;
         let flushed = if self.writer.lock().is_some() {
             self.maintain(now_ms, false).map(drop)
         } else {
