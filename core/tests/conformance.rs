@@ -1,0 +1,212 @@
+//! The Rust runner of the shared conformance vectors in
+//! `tests/conformance/vectors` (the format is in that folder's README).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tierstack::blocking::Cache;
+use tierstack::config::ttl_from_seconds;
+use tierstack::{Config, Error, SetOptions};
+
+/// What one step produced: a JSON result, or an error kind.
+type Outcome = Result<Value, String>;
+
+struct Runner {
+    dir: tempfile::TempDir,
+    config: Value,
+    cache: Option<Cache>,
+}
+
+impl Runner {
+    fn new(config: Option<&Value>) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            config: config.cloned().unwrap_or_else(|| json!({})),
+            cache: None,
+        }
+    }
+
+    fn open(&mut self, config: &Value) -> Result<(), Error> {
+        let mut config = config.clone();
+        if let Value::Object(map) = &mut config {
+            let sqlite = map.entry("sqlite").or_insert_with(|| json!({}));
+            if let Value::Object(sqlite) = sqlite
+                && sqlite.get("enabled") != Some(&Value::Bool(false))
+            {
+                let path = self.dir.path().join("cache.db");
+                sqlite.insert("path".into(), json!(path.to_str().unwrap()));
+            }
+        }
+        self.cache = Some(Cache::open(Config::from_json(&config.to_string())?)?);
+        Ok(())
+    }
+
+    fn cache(&self) -> &Cache {
+        self.cache.as_ref().expect("the vector opened a cache")
+    }
+
+    fn step(&mut self, step: &Value) -> Outcome {
+        let kind = |e: Error| e.kind().as_str().to_owned();
+        let key = || step["key"].as_str().unwrap_or_default();
+        let bytes = |v: &Value| v.as_str().expect("values are strings").as_bytes().to_vec();
+        let options = |step: &Value| -> Result<SetOptions, Error> {
+            let mut options = SetOptions::new();
+            if let Some(ttl) = step.get("ttl").and_then(Value::as_f64)
+                && let Some(ttl) = ttl_from_seconds(ttl)?
+            {
+                options = options.ttl(ttl);
+            }
+            Ok(options)
+        };
+        let text = |b: &[u8]| json!(String::from_utf8(b.to_vec()).expect("UTF-8 values"));
+        match step["op"].as_str().expect("every step has an op") {
+            "open" => {
+                let config = step.get("config").cloned().unwrap_or(self.config.clone());
+                self.open(&config).map(|()| Value::Null).map_err(kind)
+            }
+            "reopen" => {
+                self.cache().close().map_err(kind)?;
+                let config = self.config.clone();
+                self.open(&config).map(|()| Value::Null).map_err(kind)
+            }
+            "close" => self.cache().close().map(|()| Value::Null).map_err(kind),
+            "set" => {
+                let options = options(step).map_err(kind)?;
+                let value = bytes(&step["value"]);
+                let cache = self.cache();
+                cache
+                    .set_with(key(), value, options)
+                    .map(|()| Value::Null)
+                    .map_err(kind)
+            }
+            "set_json" => {
+                let value = step["json"].to_string().into_bytes();
+                self.cache()
+                    .set(key(), value)
+                    .map(|()| Value::Null)
+                    .map_err(kind)
+            }
+            "get" => Ok(match self.cache().get(key()).map_err(kind)? {
+                Some(v) => text(&v),
+                None => Value::Null,
+            }),
+            "get_json" => Ok(match self.cache().get(key()).map_err(kind)? {
+                Some(v) => serde_json::from_slice(&v).map_err(|_| "invalid_value".to_owned())?,
+                None => Value::Null,
+            }),
+            "lookup" => Ok(match self.cache().lookup(key()).map_err(kind)? {
+                Some(hit) => json!({"value": text(&hit.value), "tier": hit.tier.as_str()}),
+                None => Value::Null,
+            }),
+            "has" => self.cache().has(key()).map(Value::Bool).map_err(kind),
+            "delete" => self.cache().delete(key()).map(Value::Bool).map_err(kind),
+            "mget" => {
+                let keys: Vec<&str> = step["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k.as_str().unwrap())
+                    .collect();
+                let values = self.cache().mget(&keys).map_err(kind)?;
+                let found: Map<String, Value> = keys
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(k, v)| Some(((*k).to_owned(), text(&v?))))
+                    .collect();
+                Ok(Value::Object(found))
+            }
+            "mset" => {
+                let options = options(step).map_err(kind)?;
+                let entries: Vec<(String, Vec<u8>)> = step["entries"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), bytes(v)))
+                    .collect();
+                let cache = self.cache();
+                cache
+                    .mset_with(entries, options)
+                    .map(|()| Value::Null)
+                    .map_err(kind)
+            }
+            "keys" => {
+                let pattern = step["pattern"].as_str().unwrap();
+                self.cache().keys(pattern).map(|k| json!(k)).map_err(kind)
+            }
+            "len" => self.cache().len().map(|n| json!(n)).map_err(kind),
+            "clear" => self.cache().clear().map(|()| Value::Null).map_err(kind),
+            "sleep" => {
+                std::thread::sleep(Duration::from_secs_f64(step["seconds"].as_f64().unwrap()));
+                Ok(Value::Null)
+            }
+            op => panic!("unknown op {op:?}"),
+        }
+    }
+}
+
+/// Runs one vector; the first step that differs, described.
+fn run(vector: &Value) -> Result<(), String> {
+    let mut runner = Runner::new(vector.get("config"));
+    let config = runner.config.clone();
+    runner.open(&config).map_err(|e| format!("open: {e}"))?;
+    for (i, step) in vector["steps"].as_array().unwrap().iter().enumerate() {
+        let outcome = runner.step(step);
+        let wanted_error = step.get("error").and_then(Value::as_str);
+        match (&outcome, wanted_error, step.get("expect")) {
+            (Err(kind), Some(wanted), _) if kind == wanted => {}
+            (Ok(_), None, None) => {}
+            (Ok(got), None, Some(expected)) if got == expected => {}
+            _ => {
+                return Err(format!(
+                    "step {i} {step}: got {outcome:?}, wanted {}",
+                    wanted_error.map_or_else(
+                        || step
+                            .get("expect")
+                            .map_or("success".into(), Value::to_string),
+                        |w| format!("error {w}")
+                    )
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn vector_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance/vectors");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_vector_passes() {
+    let files = vector_files();
+    assert!(files.len() >= 3, "vector files missing: {files:?}");
+    let (mut passed, mut failed) = (0, Vec::new());
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        for vector in doc["vectors"].as_array().unwrap() {
+            let title = vector["name"].as_str().unwrap();
+            match run(vector) {
+                Ok(()) => {
+                    println!("ok {name}: {title}");
+                    passed += 1;
+                }
+                Err(why) => {
+                    println!("FAIL {name}: {title}: {why}");
+                    failed.push(format!("{name}: {title}: {why}"));
+                }
+            }
+        }
+    }
+    println!("conformance: {passed} passed, {} failed", failed.len());
+    assert!(failed.is_empty(), "{failed:#?}");
+}
