@@ -12,8 +12,10 @@
 //! | [`hit_ratio`] | L1 hit ratio, Zipf(0.99) | `moka` | ≥ moka − 0.5 points |
 //! | [`l2_hit`] | `get`, L2 only | bare rusqlite | ≤ 1.3× |
 //! | [`l2_write`] | `mset` of a batch, L2 only | bare rusqlite | ≤ 1.5×, ≥ 100,000 entries/s |
+//! | [`c_hit`] | `tierstack_cache_get` from C, L1 hit | the Rust `get` | ≤ 1.3× |
 
 pub mod bare;
+pub mod c_hit;
 pub mod data;
 pub mod hit_ratio;
 pub mod l1_hit;
@@ -54,6 +56,8 @@ pub struct Scale {
     pub write_entries: usize,
     /// Measured rounds per contender in the write scenario.
     pub write_rounds: usize,
+    /// L1 hits per round of the C scenario.
+    pub c_gets: usize,
 }
 
 impl Scale {
@@ -69,6 +73,7 @@ impl Scale {
             l2_passes: 5,
             write_entries: 10_000,
             write_rounds: 15,
+            c_gets: 2_000_000,
         }
     }
 
@@ -80,6 +85,7 @@ impl Scale {
             zipf_requests: 200_000,
             l2_passes: 2,
             write_rounds: 7,
+            c_gets: 500_000,
             ..Self::full()
         }
     }
@@ -181,6 +187,32 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Vec<
         verdict: Verdict::of(write.tierstack_per_sec() >= 100_000.0),
     });
 
+    let program = c_hit::program();
+    if program.exists() {
+        progress("C L1 hit");
+        let c = c_hit::run(&program, scale.c_gets, scale.rounds)?;
+        let ratio = c.c.median_ns() / c.rust.median_ns();
+        rows.push(Row {
+            scenario: "L1 hit from C, 1.5 KB".to_owned(),
+            ours: table::duration(c.c.median_ns()),
+            peer: "Rust get".to_owned(),
+            peer_figure: table::duration(c.rust.median_ns()),
+            ratio: Some(ratio),
+            target: "≤ 1.30×".to_owned(),
+            verdict: Verdict::of(ratio <= 1.3),
+        });
+    } else {
+        rows.push(Row {
+            scenario: "L1 hit from C".to_owned(),
+            ours: "not built".to_owned(),
+            peer: "-".to_owned(),
+            peer_figure: "-".to_owned(),
+            ratio: None,
+            target: "run tests/run-c --bench first".to_owned(),
+            verdict: Verdict::Info,
+        });
+    }
+
     for (name, ours, reference, shown) in [
         ("L1 hit, reference", l1_ns, TS_L1_HIT_NS, "7.8 µs"),
         ("L2 hit, reference", l2_ns, TS_L2_HIT_NS, "1,851 µs"),
@@ -214,11 +246,17 @@ mod tests {
             l2_passes: 1,
             write_entries: 100,
             write_rounds: 1,
+            c_gets: 100,
         };
+        let c_built = c_hit::program().exists();
         let mut started = Vec::new();
         let rows = run_all(scale, |s| started.push(s.to_owned())).unwrap();
-        assert_eq!(started, ["L1 hit", "L1 hit ratio", "L2 hit", "L2 write"]);
-        assert_eq!(rows.len(), 8);
+        let mut scenarios = vec!["L1 hit", "L1 hit ratio", "L2 hit", "L2 write"];
+        if c_built {
+            scenarios.push("C L1 hit");
+        }
+        assert_eq!(started, scenarios);
+        assert_eq!(rows.len(), 9);
         let peers: Vec<&str> = rows.iter().map(|r| r.peer.as_str()).collect();
         assert_eq!(
             peers,
@@ -229,13 +267,14 @@ mod tests {
                 "rusqlite",
                 "rusqlite",
                 "-",
+                if c_built { "Rust get" } else { "-" },
                 "TypeScript design",
                 "TypeScript design"
             ]
         );
         assert!(rows.iter().all(|r| r.ratio.is_none_or(f64::is_finite)));
-        assert_eq!(rows[6].peer_figure, "7.8 µs");
-        assert_eq!(rows[7].peer_figure, "1,851 µs");
+        assert_eq!(rows[7].peer_figure, "7.8 µs");
+        assert_eq!(rows[8].peer_figure, "1,851 µs");
     }
 
     #[test]
