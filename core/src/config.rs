@@ -128,6 +128,13 @@ impl Config {
     /// Parses a JSON config; errors are of kind [`ErrorKind::InvalidConfig`]
     /// and name the offending key.
     pub fn from_json(json: &str) -> Result<Self> {
+        // serde would also build the struct from a JSON array of its fields.
+        if !json.trim_start().starts_with('{') {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "config: expected a JSON object",
+            ));
+        }
         let config: Config = serde_json::from_str(json)
             .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("config: {e}")))?;
         config.validate()?;
@@ -406,7 +413,9 @@ mod tests {
                 "no tier",
             ),
             (r#"{"memory": {"max_bytes": "big"}}"#, "invalid type"),
-            ("[", "EOF"),
+            ("{", "EOF"),
+            ("[]", "expected a JSON object"),
+            ("null", "expected a JSON object"),
         ];
         for (json, needle) in cases {
             let err = Config::from_json(json).unwrap_err();

@@ -16,7 +16,9 @@ use parking_lot::Mutex;
 use tokio::runtime::{Builder, Handle, Runtime};
 
 static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-static RUNTIME: Mutex<Option<(u64, Handle)>> = Mutex::new(None);
+/// The runtime of this process (built in `generation`); it lives as long as
+/// the process, and is kept here so that it stays reachable.
+static RUNTIME: Mutex<Option<(u64, &'static Runtime)>> = Mutex::new(None);
 static ATFORK: Once = Once::new();
 /// The fork gate: every thread inside SQLite is counted in `INSIDE`, and
 /// `fork()` waits until none is, so that no SQLite call is half done (with
@@ -108,15 +110,14 @@ pub fn handle() -> Handle {
     watch_forks();
     let generation = FORK_GENERATION.load(Ordering::SeqCst);
     let mut slot = RUNTIME.lock();
-    if let Some((built_in, handle)) = &*slot
+    if let Some((built_in, runtime)) = &*slot
         && *built_in == generation
     {
-        return handle.clone();
+        return runtime.handle().clone();
     }
     let runtime: &'static Runtime = Box::leak(Box::new(build()));
-    let handle = runtime.handle().clone();
-    *slot = Some((generation, handle.clone()));
-    handle
+    *slot = Some((generation, runtime));
+    runtime.handle().clone()
 }
 
 fn build() -> Runtime {

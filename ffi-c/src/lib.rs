@@ -1,1 +1,29 @@
-//! tierstack's C ABI.
+//! tierstack's C ABI: `libtierstack.so` / `libtierstack.a` and the header
+//! `include/tierstack.h`, generated from this crate by cbindgen.
+//!
+//! Conventions, the same in every function:
+//! - Names are `tierstack_<type>_<verb>`; handles (`tierstack_cache`,
+//!   `tierstack_value`) are opaque `Box`es, each with one `_free` that does
+//!   nothing on NULL.
+//! - Fallible functions return a [`tierstack_result`]: 0 for success, else
+//!   the stable code of the engine's error kind. Out-parameters are written
+//!   only on success. A failure also records a thread-local message
+//!   (`tierstack_last_error_message`).
+//! - Keys are byte strings with a length (not NUL-terminated) and must be
+//!   UTF-8; a NULL pointer with length 0 is the empty string. A NULL pointer
+//!   where one is required is `TIERSTACK_RESULT_INVALID_ARGUMENT`.
+//! - A panic never crosses into C: every body runs behind one boundary
+//!   ([`panic`]) that turns it into `TIERSTACK_RESULT_INTERNAL`.
+
+#![allow(clippy::missing_safety_doc)] // Each function's doc states its contract for C callers.
+
+pub mod cache;
+pub mod entry;
+pub mod error;
+mod handle;
+mod panic;
+pub mod strings;
+
+pub use cache::tierstack_cache;
+pub use entry::tierstack_value;
+pub use error::tierstack_result;

@@ -1,0 +1,142 @@
+//! `tierstack_value`: a value read from the cache, owned by the caller.
+
+use std::ffi::{CStr, c_char};
+use std::time::Duration;
+
+use tierstack::{Bytes, Lookup, Tier};
+
+use crate::handle::BoxHandle;
+use crate::panic::guard_or;
+
+/// A value read from the cache: its bytes and, when it came from
+/// `tierstack_cache_lookup`, the tier that served it, its staleness and age.
+///
+/// Owned by the caller, who frees it with `tierstack_value_free`. It does not
+/// depend on the cache: it stays valid after the cache is closed or freed.
+/// Its accessors may be called from any thread; it must not be freed while
+/// another thread reads it.
+#[allow(non_camel_case_types)]
+pub struct tierstack_value {
+    value: Bytes,
+    found: Option<Found>,
+}
+
+/// What `lookup` reports besides the bytes.
+struct Found {
+    tier: Tier,
+    stale: bool,
+    age: Duration,
+}
+
+impl BoxHandle for tierstack_value {
+    const NAME: &'static str = "value";
+}
+
+impl From<Bytes> for tierstack_value {
+    fn from(value: Bytes) -> Self {
+        Self { value, found: None }
+    }
+}
+
+impl From<Lookup> for tierstack_value {
+    fn from(l: Lookup) -> Self {
+        Self {
+            value: l.value,
+            found: Some(Found {
+                tier: l.tier,
+                stale: l.stale,
+                age: l.age,
+            }),
+        }
+    }
+}
+
+/// The stable name of `tier`, NUL-terminated.
+fn tier_name(tier: Tier) -> &'static CStr {
+    match tier {
+        Tier::Memory => c"memory",
+        Tier::Sqlite => c"sqlite",
+        _ => c"unknown",
+    }
+}
+
+/// The value's bytes: `tierstack_value_len(value)` of them, not
+/// NUL-terminated, owned by `value` and valid until it is freed. Never NULL
+/// for a value (an empty value gives a non-NULL pointer to zero bytes); NULL
+/// when `value` is NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tierstack_value_data(value: *const tierstack_value) -> *const u8 {
+    guard_or(std::ptr::null(), || {
+        // SAFETY: the caller passes NULL or a live value.
+        unsafe { tierstack_value::borrow(value) }.map_or(std::ptr::null(), |v| v.value.as_ptr())
+    })
+}
+
+/// The number of bytes of the value; 0 when `value` is NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tierstack_value_len(value: *const tierstack_value) -> usize {
+    guard_or(0, || {
+        // SAFETY: the caller passes NULL or a live value.
+        unsafe { tierstack_value::borrow(value) }.map_or(0, |v| v.value.len())
+    })
+}
+
+/// Whether the value had expired and was served as a stale copy. Only
+/// `tierstack_cache_lookup` reports staleness; other reads, and NULL, give
+/// false.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tierstack_value_is_stale(value: *const tierstack_value) -> bool {
+    guard_or(false, || {
+        // SAFETY: the caller passes NULL or a live value.
+        unsafe { tierstack_value::borrow(value) }
+            .is_ok_and(|v| v.found.as_ref().is_some_and(|f| f.stale))
+    })
+}
+
+/// The tier that served a value from `tierstack_cache_lookup`: the static,
+/// NUL-terminated `"memory"` or `"sqlite"` (never to be freed). NULL for a
+/// value from another read (`get`, `mget` do not report it) and for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tierstack_value_tier(value: *const tierstack_value) -> *const c_char {
+    guard_or(std::ptr::null(), || {
+        // SAFETY: the caller passes NULL or a live value.
+        unsafe { tierstack_value::borrow(value) }
+            .ok()
+            .and_then(|v| v.found.as_ref())
+            .map_or(std::ptr::null(), |f| tier_name(f.tier).as_ptr())
+    })
+}
+
+/// Seconds since a value from `tierstack_cache_lookup` was written
+/// (millisecond resolution). -1 for a value from another read and for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tierstack_value_age(value: *const tierstack_value) -> f64 {
+    guard_or(-1.0, || {
+        // SAFETY: the caller passes NULL or a live value.
+        unsafe { tierstack_value::borrow(value) }
+            .ok()
+            .and_then(|v| v.found.as_ref())
+            .map_or(-1.0, |f| f.age.as_secs_f64())
+    })
+}
+
+/// Frees a value; NULL does nothing. Each value is freed once, by one thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tierstack_value_free(value: *mut tierstack_value) {
+    guard_or((), || {
+        // SAFETY: the caller passes NULL or a live value it owns.
+        unsafe { tierstack_value::free(value) }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tier_names_match_the_engine() {
+        for tier in [Tier::Memory, Tier::Sqlite] {
+            assert_eq!(tier_name(tier).to_str().unwrap(), tier.as_str());
+        }
+    }
+}
