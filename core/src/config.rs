@@ -128,15 +128,22 @@ impl Config {
     /// Parses a JSON config; errors are of kind [`ErrorKind::InvalidConfig`]
     /// and name the offending key.
     pub fn from_json(json: &str) -> Result<Self> {
-        // serde would also build the struct from a JSON array of its fields.
-        if !json.trim_start().starts_with('{') {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                "config: expected a JSON object",
-            ));
+        let invalid =
+            |e: serde_json::Error| Error::new(ErrorKind::InvalidConfig, format!("config: {e}"));
+        let value: serde_json::Value = serde_json::from_str(json).map_err(invalid)?;
+        // serde would also build a struct from a JSON array of its fields.
+        let sections = value.as_object().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidConfig, "config: expected a JSON object")
+        })?;
+        for (name, section) in sections {
+            if section.is_array() {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("config: {name} must be a JSON object"),
+                ));
+            }
         }
-        let config: Config = serde_json::from_str(json)
-            .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("config: {e}")))?;
+        let config: Config = serde_json::from_value(value).map_err(invalid)?;
         config.validate()?;
         Ok(config)
     }
@@ -416,6 +423,7 @@ mod tests {
             ("{", "EOF"),
             ("[]", "expected a JSON object"),
             ("null", "expected a JSON object"),
+            (r#"{"memory": []}"#, "memory must be a JSON object"),
         ];
         for (json, needle) in cases {
             let err = Config::from_json(json).unwrap_err();

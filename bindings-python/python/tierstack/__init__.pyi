@@ -1,0 +1,233 @@
+"""Types of the tierstack package; see the package docstring for the behaviour.
+
+Arguments of the wrong Python type (a key that is not ``str``, a ``ttl`` that
+is not a number, ``tags`` or ``keys`` given as one ``str``) raise
+``TypeError``; everything the engine refuses raises a subclass of
+:class:`Error`.
+"""
+
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, Generic, Literal, NamedTuple, TypedDict, TypeVar, overload
+
+from typing_extensions import Self, TypeAlias, Unpack
+
+__version__: str
+
+_Value: TypeAlias = (
+    Mapping[str, Any]
+    | list[Any]
+    | tuple[Any, ...]
+    | str
+    | int
+    | float
+    | bool
+    | bytes
+    | bytearray
+    | memoryview
+    | None
+)
+"""What ``set`` takes: bytes-like values are stored as they are, the rest as
+JSON (dicts, lists, tuples, str, int, float, bool, None, nested)."""
+
+_T = TypeVar("_T")
+_V = TypeVar("_V", bound=_Value)
+_L_co = TypeVar("_L_co", covariant=True)
+
+_Tier: TypeAlias = Literal["memory", "sqlite"]
+
+class Error(Exception):
+    """Any error tierstack reports."""
+
+    kind: str
+    """The stable snake_case name of the kind, e.g. ``"invalid_key"``."""
+    code: int
+    """The stable number of the kind (1-10), the same in every host."""
+
+class InvalidKeyError(Error, ValueError):
+    """Code 1: a key is empty, over 255 bytes, holds a control character or
+    lone surrogates."""
+
+class InvalidConfigError(Error, ValueError):
+    """Code 2: a config is malformed."""
+
+class InvalidArgumentError(Error, ValueError):
+    """Code 3: a bad TTL, tag or pattern, or a value over the L2 budget."""
+
+class ClosedError(Error):
+    """Code 4: the cache was closed."""
+
+class StorageError(Error):
+    """Code 5: SQLite failed."""
+
+class IoError(Error):
+    """Code 6: the file system refused something."""
+
+class CorruptError(Error):
+    """Code 7: the file is not a tierstack cache, or is damaged."""
+
+class IncompatibleError(Error):
+    """Code 8: the file was written by a newer tierstack."""
+
+class InternalError(Error):
+    """Code 9: a bug in tierstack."""
+
+class InvalidValueError(Error, ValueError):
+    """Code 10: a value JSON cannot encode, or stored bytes that are not JSON
+    read as JSON."""
+
+class Lookup(NamedTuple, Generic[_L_co]):
+    """A value found by ``lookup``, with where it came from."""
+
+    value: _L_co
+    tier: _Tier
+    stale: bool
+    age: float
+    """Seconds since the value was written."""
+
+class MemoryConfig(TypedDict, total=False):
+    enabled: bool
+    max_bytes: int
+    ttl: float
+
+class SqliteConfig(TypedDict, total=False):
+    enabled: bool
+    path: str | os.PathLike[str] | None
+    max_bytes: int
+    ttl: float
+
+class FailSafeConfig(TypedDict, total=False):
+    max_stale: float
+
+class Config(TypedDict, total=False):
+    namespace: str
+    memory: MemoryConfig
+    sqlite: SqliteConfig
+    fail_safe: FailSafeConfig
+
+class TierStats(TypedDict):
+    tier: _Tier
+    hits: int
+    misses: int
+    avg_time_us: float
+    evictions: int
+    entries: int
+    bytes: int
+    max_bytes: int
+
+class Stats(TypedDict):
+    hits: int
+    misses: int
+    hit_rate: float
+    sets: int
+    deletes: int
+    tiers: list[TierStats]
+
+class Cache:
+    """A cache: L1 in this process's memory over an L2 SQLite file."""
+
+    @overload
+    def __init__(self, config: Config | None = None, /, **options: Unpack[Config]) -> None: ...
+    @overload
+    def __init__(self, *, config: Config | None, **options: Unpack[Config]) -> None: ...
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value decoded from JSON (shared: do not mutate it), or
+        ``default`` on a miss."""
+    @overload
+    def get_bytes(self, key: str) -> bytes | None: ...
+    @overload
+    def get_bytes(self, key: str, default: _T) -> bytes | _T: ...
+    def lookup(self, key: str) -> Lookup[Any] | None: ...
+    def lookup_bytes(self, key: str) -> Lookup[bytes] | None: ...
+    def get_or_load(self, key: str, loader: Callable[[], _V], ttl: float | None = None) -> _V:
+        """The value of ``key``; on a miss, ``loader()``'s value, stored and
+        returned (one call per key for concurrent threads)."""
+    def set(
+        self, key: str, value: _Value, ttl: float | None = None, tags: Iterable[str] | None = None
+    ) -> None:
+        """``ttl`` in seconds; ``None`` or ``<= 0`` takes the tier defaults."""
+    def mset(
+        self,
+        mapping: Mapping[str, _Value],
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> None: ...
+    def mget(self, keys: Iterable[str]) -> dict[str, Any]: ...
+    def mget_bytes(self, keys: Iterable[str]) -> dict[str, bytes]: ...
+    def has(self, key: str) -> bool: ...
+    def __contains__(self, key: str) -> bool: ...
+    def delete(self, key: str) -> bool: ...
+    def keys(self, pattern: str | None = None) -> list[str]:
+        """Fresh keys matching a glob (``*`` only; ``None`` for all), sorted."""
+    def len(self) -> int: ...
+    def __len__(self) -> int: ...
+    def __bool__(self) -> Literal[True]: ...
+    def clear(self) -> None: ...
+    def invalidate_tag(self, tag: str) -> int: ...
+    def flush(self) -> None: ...
+    def stats(self) -> Stats: ...
+    def breaker_status(self) -> dict[str, Any] | None:
+        """The source's circuit breaker; ``None``: no source is configured,
+        so no breaker guards one."""
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]: ...
+
+class AsyncCache:
+    """A :class:`Cache` for asyncio: the same methods, as coroutines."""
+
+    @overload
+    def __init__(self, config: Config | None = None, /, **options: Unpack[Config]) -> None: ...
+    @overload
+    def __init__(self, *, config: Config | None, **options: Unpack[Config]) -> None: ...
+    async def get(self, key: str, default: Any = None) -> Any: ...
+    @overload
+    async def get_bytes(self, key: str) -> bytes | None: ...
+    @overload
+    async def get_bytes(self, key: str, default: _T) -> bytes | _T: ...
+    async def lookup(self, key: str) -> Lookup[Any] | None: ...
+    async def lookup_bytes(self, key: str) -> Lookup[bytes] | None: ...
+    @overload
+    async def get_or_load(
+        self, key: str, loader: Callable[[], Awaitable[_V]], ttl: float | None = None
+    ) -> _V: ...
+    @overload
+    async def get_or_load(self, key: str, loader: Callable[[], _V], ttl: float | None = None) -> _V: ...
+    async def set(
+        self, key: str, value: _Value, ttl: float | None = None, tags: Iterable[str] | None = None
+    ) -> None: ...
+    async def mset(
+        self,
+        mapping: Mapping[str, _Value],
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+    ) -> None: ...
+    async def mget(self, keys: Iterable[str]) -> dict[str, Any]: ...
+    async def mget_bytes(self, keys: Iterable[str]) -> dict[str, bytes]: ...
+    async def has(self, key: str) -> bool: ...
+    async def delete(self, key: str) -> bool: ...
+    async def keys(self, pattern: str | None = None) -> list[str]: ...
+    async def len(self) -> int: ...
+    async def clear(self) -> None: ...
+    async def invalidate_tag(self, tag: str) -> int: ...
+    async def flush(self) -> None: ...
+    async def stats(self) -> Stats: ...
+    async def breaker_status(self) -> dict[str, Any] | None: ...
+    async def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

@@ -1,0 +1,583 @@
+//! `tierstack._native.Cache`: the engine's synchronous cache for Python.
+//!
+//! `tierstack.Cache` (Python) subclasses it to add the config keywords,
+//! `get_or_load` and the docs; `tierstack.AsyncCache` drives it from a thread
+//! pool, answering L1 hits on the event loop.
+//!
+//! The GIL is released around every call that may reach the SQLite file
+//! (reads below L1, writes, maintenance, close). An answer from the kept
+//! values (see [`crate::kept`]) never blocks and keeps the GIL: releasing and
+//! taking it back would cost more than the hit itself.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::{intern, sync::PyOnceLock};
+use tierstack::{Clock, Config, Tier, blocking};
+
+use crate::error::to_py;
+use crate::kept::{Kept, KeptValues};
+use crate::value::{self, decode, encode};
+
+static LOOKUP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The fraction of `memory.max_bytes` (in encoded bytes) for which decoded
+/// values are kept beside L1.
+const KEPT_SHARE: u64 = 4;
+
+/// What a read returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// The decoded JSON (`get`).
+    Json,
+    /// The bytes (`get_bytes`).
+    Raw,
+    /// A `Lookup` of the decoded JSON (`lookup`).
+    LookupJson,
+    /// A `Lookup` of the bytes (`lookup_bytes`).
+    LookupRaw,
+}
+
+impl Read {
+    fn from_code(code: u8) -> PyResult<Self> {
+        match code {
+            0 => Ok(Read::Json),
+            1 => Ok(Read::Raw),
+            2 => Ok(Read::LookupJson),
+            3 => Ok(Read::LookupRaw),
+            _ => Err(PyValueError::new_err(format!("no read has code {code}"))),
+        }
+    }
+
+    fn json(self) -> bool {
+        matches!(self, Read::Json | Read::LookupJson)
+    }
+
+    fn lookup(self) -> bool {
+        matches!(self, Read::LookupJson | Read::LookupRaw)
+    }
+}
+
+/// A cache handle. Closing goes through the engine, which refuses every
+/// later call with `closed`; the handle itself stays, so that a call running
+/// without the GIL on another thread never finds it gone.
+#[pyclass(frozen, subclass, module = "tierstack._native", name = "Cache")]
+pub(crate) struct Cache {
+    inner: blocking::Cache,
+    /// Decoded values beside L1; `None` without an L1.
+    kept: Option<KeptValues>,
+}
+
+impl Cache {
+    /// The answer from the kept values if `key` is a fresh L1 entry whose
+    /// value is kept (one L1 hit counted); `None`, with nothing counted,
+    /// when the caller must read through the tiers.
+    #[inline]
+    fn memory_answer<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        read: Read,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(kept) = &self.kept else {
+            return Ok(None);
+        };
+        let Some(hit) = kept.get(py, key) else {
+            return Ok(None);
+        };
+        match self.inner.memory_version(key) {
+            Some(version) if version == hit.version => {}
+            // L1 holds a newer value (a write raced the read that kept this
+            // one): the caller reads it, and that read counts the hit again.
+            Some(_) => return Ok(None),
+            None => {
+                kept.forget(key);
+                return Ok(None);
+            }
+        }
+        let value = match (read.json(), hit.json) {
+            (false, _) => hit.raw.into_bound(py).into_any(),
+            (true, Some(json)) => json.into_bound(py),
+            (true, None) => {
+                let json = decode(hit.raw.bind(py))?;
+                kept.set_json(py, key, hit.version, &json.clone().unbind());
+                json
+            }
+        };
+        match read.lookup() {
+            false => Ok(Some(value)),
+            true => {
+                let age_ms = Clock::system().now_ms().saturating_sub(hit.created_ms);
+                lookup(py, value, Tier::Memory, false, age_ms as f64 / 1000.0).map(Some)
+            }
+        }
+    }
+
+    /// Reads `key` through the tiers without the GIL, and keeps what L1 now
+    /// holds.
+    fn tiers_answer<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        read: Read,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let found = py
+            .detach(|| self.inner.lookup_versioned(key))
+            .map_err(|e| to_py(py, e))?;
+        let Some((found, version)) = found else {
+            return Ok(None);
+        };
+        let raw = PyBytes::new(py, &found.value);
+        let json = read.json().then(|| decode(&raw));
+        if let (Some(kept), Some(version)) = (&self.kept, version) {
+            let age_ms = found.age.as_millis() as u64;
+            let json = json
+                .as_ref()
+                .and_then(|j| j.as_ref().ok())
+                .map(|j| j.clone().unbind());
+            let created_ms = Clock::system().now_ms().saturating_sub(age_ms);
+            kept.keep(
+                key,
+                Kept::new(
+                    version,
+                    created_ms,
+                    raw.clone().unbind(),
+                    found.value.len(),
+                    json,
+                ),
+            );
+        }
+        let value = match json {
+            Some(json) => json?,
+            None => raw.into_any(),
+        };
+        match read.lookup() {
+            false => Ok(Some(value)),
+            true => lookup(py, value, found.tier, found.stale, found.age.as_secs_f64()).map(Some),
+        }
+    }
+
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        read: Read,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let key = value::key(key)?;
+        match self.memory_answer(py, &key, read)? {
+            Some(value) => Ok(Some(value)),
+            None => self.tiers_answer(py, &key, read),
+        }
+    }
+
+    /// The first half of `mget`: the keys as a list, the answers kept
+    /// values give, and whether that is every key.
+    fn mget_memory<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        read: Read,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyDict>, bool)> {
+        let keys = value::keys(keys)?;
+        for (_, key) in &keys {
+            tierstack::key::validate(key).map_err(|e| to_py(py, e))?;
+        }
+        let found = PyDict::new(py);
+        let mut complete = true;
+        for (obj, key) in &keys {
+            match self.memory_answer(py, key, read)? {
+                Some(value) => found.set_item(obj, value)?,
+                None => complete = false,
+            }
+        }
+        let list = PyList::new(py, keys.iter().map(|(obj, _)| obj))?;
+        Ok((list, found, complete))
+    }
+
+    /// The second half of `mget`: reads the keys `found` lacks through the
+    /// tiers in one round each (without the GIL) and returns every answer in
+    /// the order of `keys`.
+    fn mget_tiers<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyList>,
+        found: &Bound<'py, PyDict>,
+        read: Read,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut wanted: Vec<(Bound<'py, PyAny>, PyBackedStr)> = Vec::new();
+        for obj in keys.iter() {
+            if !found.contains(&obj)? {
+                let key = value::key(&obj)?;
+                wanted.push((obj, key));
+            }
+        }
+        let names: Vec<&str> = wanted.iter().map(|(_, k)| &**k).collect();
+        let values = py
+            .detach(|| self.inner.mget(&names))
+            .map_err(|e| to_py(py, e))?;
+        let stored = PyDict::new(py);
+        for ((obj, key), value) in wanted.iter().zip(values) {
+            // A promotion gave the key a new L1 version: what was kept is old.
+            if let Some(kept) = &self.kept {
+                kept.forget(key);
+            }
+            if let Some(value) = value {
+                let raw = PyBytes::new(py, &value);
+                let value = match read.json() {
+                    true => decode(&raw)?,
+                    false => raw.into_any(),
+                };
+                stored.set_item(obj, value)?;
+            }
+        }
+        let out = PyDict::new(py);
+        for obj in keys.iter() {
+            if let Some(value) = found.get_item(&obj)? {
+                out.set_item(&obj, value)?;
+            } else if let Some(value) = stored.get_item(&obj)? {
+                out.set_item(&obj, value)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn mget_all<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        read: Read,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (keys, found, complete) = self.mget_memory(py, keys, read)?;
+        match complete {
+            true => Ok(found),
+            false => self.mget_tiers(py, &keys, &found, read),
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        if let Some(kept) = &self.kept {
+            kept.forget(key);
+        }
+    }
+
+    fn forget_all(&self) {
+        if let Some(kept) = &self.kept {
+            kept.clear();
+        }
+    }
+}
+
+/// A `tierstack.Lookup`.
+fn lookup<'py>(
+    py: Python<'py>,
+    value: Bound<'py, PyAny>,
+    tier: Tier,
+    stale: bool,
+    age: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let class = LOOKUP.import(py, "tierstack", "Lookup")?;
+    let tier = match tier {
+        Tier::Memory => intern!(py, "memory"),
+        _ => intern!(py, "sqlite"),
+    };
+    class.call1((value, tier, stale, age))
+}
+
+#[pymethods]
+impl Cache {
+    /// Opens the cache described by `config_json` (the JSON config).
+    #[new]
+    fn new(py: Python<'_>, config_json: PyBackedStr) -> PyResult<Self> {
+        let config = Config::from_json(&config_json).map_err(|e| to_py(py, e))?;
+        let kept = config
+            .memory
+            .enabled
+            .then(|| KeptValues::new(config.memory.max_bytes / KEPT_SHARE));
+        let inner = py
+            .detach(|| blocking::Cache::open(config))
+            .map_err(|e| to_py(py, e))?;
+        Ok(Self { inner, kept })
+    }
+
+    /// The value of `key` decoded from JSON, or `default` on a miss.
+    #[pyo3(signature = (key, default=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self.read(py, key, Read::Json)? {
+            Some(value) => value,
+            None => default.unwrap_or_else(|| py.None().into_bound(py)),
+        })
+    }
+
+    /// The stored bytes of `key`, or `default` on a miss.
+    #[pyo3(signature = (key, default=None))]
+    fn get_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self.read(py, key, Read::Raw)? {
+            Some(value) => value,
+            None => default.unwrap_or_else(|| py.None().into_bound(py)),
+        })
+    }
+
+    /// A `Lookup` of `key` (decoded value, tier, stale, age), or `None`.
+    fn lookup<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.read(py, key, Read::LookupJson)
+    }
+
+    /// A `Lookup` of `key` whose value is the stored bytes, or `None`.
+    fn lookup_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.read(py, key, Read::LookupRaw)
+    }
+
+    /// The answer of a read (code 0 `get`, 1 `get_bytes`, 2 `lookup`,
+    /// 3 `lookup_bytes`) if kept values give it without blocking, else
+    /// `missing` (and nothing is counted).
+    fn _memory_get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        read: u8,
+        missing: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let read = Read::from_code(read)?;
+        let key = value::key(key)?;
+        Ok(self.memory_answer(py, &key, read)?.unwrap_or(missing))
+    }
+
+    /// The values of the found keys among `keys`, decoded, in their order.
+    fn mget<'py>(&self, py: Python<'py>, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        self.mget_all(py, keys, Read::Json)
+    }
+
+    /// The stored bytes of the found keys among `keys`, in their order.
+    fn mget_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.mget_all(py, keys, Read::Raw)
+    }
+
+    /// The first half of an `mget`: `(keys as a list, answers from kept
+    /// values, whether that is all of them)`.
+    fn _mget_memory<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        raw: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let read = if raw { Read::Raw } else { Read::Json };
+        let (keys, found, complete) = self.mget_memory(py, keys, read)?;
+        PyTuple::new(
+            py,
+            [
+                keys.into_any(),
+                found.into_any(),
+                complete.into_pyobject(py)?.to_owned().into_any(),
+            ],
+        )
+    }
+
+    /// The second half of an `mget`, from the first half's list and answers.
+    fn _mget_tiers<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyList>,
+        found: &Bound<'py, PyDict>,
+        raw: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let read = if raw { Read::Raw } else { Read::Json };
+        self.mget_tiers(py, keys, found, read)
+    }
+
+    /// Whether `key` holds a fresh value; not counted as a read.
+    fn has(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let key = value::key(key)?;
+        py.detach(|| self.inner.has(&key)).map_err(|e| to_py(py, e))
+    }
+
+    fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.has(py, key)
+    }
+
+    /// Stores `value` under `key`: bytes-like values as they are, anything
+    /// else as JSON.
+    #[pyo3(signature = (key, value, ttl=None, tags=None))]
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let key = value::key(key)?;
+        let options = value::set_options(py, ttl, tags)?;
+        let value = encode(value)?;
+        let result = py.detach(|| self.inner.set_with(&*key, value, options));
+        self.forget(&key);
+        result.map_err(|e| to_py(py, e))
+    }
+
+    /// Stores every item of `mapping` (one L2 transaction).
+    #[pyo3(signature = (mapping, ttl=None, tags=None))]
+    fn mset(
+        &self,
+        py: Python<'_>,
+        mapping: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+        tags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let options = value::set_options(py, ttl, tags)?;
+        let items = match mapping.cast::<PyDict>() {
+            Ok(dict) => dict.items().into_any(),
+            Err(_) => mapping.call_method0(intern!(py, "items")).map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err(format!(
+                    "mapping must be a mapping of str to values, not {}",
+                    mapping
+                        .get_type()
+                        .name()
+                        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+                ))
+            })?,
+        };
+        let mut entries: Vec<(String, bytes::Bytes)> = Vec::new();
+        for item in items.try_iter()? {
+            let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+            entries.push((value::key(&key)?.to_string(), encode(&value)?));
+        }
+        let keys: Vec<String> = entries.iter().map(|(k, _)| k.clone()).collect();
+        let result = py.detach(|| self.inner.mset_with(entries, options));
+        for key in &keys {
+            self.forget(key);
+        }
+        result.map_err(|e| to_py(py, e))
+    }
+
+    /// Removes `key` from every tier; whether it held a fresh value.
+    fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let key = value::key(key)?;
+        let result = py.detach(|| self.inner.delete(&key));
+        self.forget(&key);
+        result.map_err(|e| to_py(py, e))
+    }
+
+    /// The fresh keys matching a glob (`*` is the only wildcard), sorted.
+    #[pyo3(signature = (pattern=None))]
+    fn keys(&self, py: Python<'_>, pattern: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+        let pattern = match pattern.filter(|p| !p.is_none()) {
+            Some(p) => value::text(p, "pattern")?.to_string(),
+            None => "*".to_owned(),
+        };
+        py.detach(|| self.inner.keys(&pattern))
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// How many fresh keys the cache holds.
+    fn len(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.inner.len()).map_err(|e| to_py(py, e))
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.len(py)? as usize)
+    }
+
+    /// A cache is always true, empty or not: testing it reads nothing.
+    fn __bool__(&self) -> bool {
+        true
+    }
+
+    /// Removes every entry from every tier.
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        let result = py.detach(|| self.inner.clear());
+        self.forget_all();
+        result.map_err(|e| to_py(py, e))
+    }
+
+    /// Removes every entry written with `tag`; how many fresh ones went.
+    fn invalidate_tag(&self, py: Python<'_>, tag: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let tag = value::text(tag, "tag")?;
+        let result = py.detach(|| self.inner.invalidate_tag(&tag));
+        self.forget_all();
+        result.map_err(|e| to_py(py, e))
+    }
+
+    /// Returns once every acknowledged write is durable in the file.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.flush()).map_err(|e| to_py(py, e))
+    }
+
+    /// The engine's counters, as a dict (the stats JSON).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let json = serde_json::to_vec(&self.inner.stats())
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+        decode(&PyBytes::new(py, &json))
+    }
+
+    /// Closes the cache; later calls raise `ClosedError`. Closing twice is
+    /// harmless.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let result = py.detach(|| self.inner.close());
+        self.forget_all();
+        result.map_err(|e| to_py(py, e))
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
+        slf.clone()
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = slf.get();
+        let config = this.inner.config();
+        let sqlite = match config.sqlite.enabled {
+            true => config.resolved_sqlite_path().map_or_else(
+                |_| "?".to_owned(),
+                |p| format!("{:?}", p.display().to_string()),
+            ),
+            false => "None".to_owned(),
+        };
+        let name = slf.get_type().qualname()?;
+        Ok(format!(
+            "<{name} memory={} sqlite={sqlite} closed={}>",
+            if config.memory.enabled {
+                "True"
+            } else {
+                "False"
+            },
+            if this.inner.is_closed() {
+                "True"
+            } else {
+                "False"
+            },
+        ))
+    }
+}

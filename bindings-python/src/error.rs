@@ -1,0 +1,69 @@
+//! Errors: each [`ErrorKind`] raises its own Python class.
+//!
+//! The classes are defined in Python (`tierstack/__init__.py`) so that the
+//! bad-input ones can also subclass `ValueError`; they are named after the
+//! kind (`invalid_key` → `InvalidKeyError`) and carry `kind` and `code`. A
+//! kind this package's Python side does not know yet raises the base
+//! `tierstack.Error` with `kind` and `code` set on the exception.
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyModule, PyType};
+use tierstack::{Error, ErrorKind};
+
+static PACKAGE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// The Python class name of `kind`: `invalid_key` → `InvalidKeyError`.
+fn class_name(kind: ErrorKind) -> String {
+    let mut name = String::with_capacity(24);
+    for word in kind.as_str().split('_') {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            name.extend(first.to_uppercase());
+            name.push_str(chars.as_str());
+        }
+    }
+    name.push_str("Error");
+    name
+}
+
+/// The exception for `kind` with `message`, caused by `cause` if given.
+pub(crate) fn new_err(
+    py: Python<'_>,
+    kind: ErrorKind,
+    message: impl Into<String>,
+    cause: Option<PyErr>,
+) -> PyErr {
+    let message = message.into();
+    let err = match build(py, kind, &message) {
+        Ok(err) => err,
+        Err(failed) => PyRuntimeError::new_err(format!(
+            "{kind}: {message} (the tierstack error classes are unavailable: {failed})"
+        )),
+    };
+    err.set_cause(py, cause);
+    err
+}
+
+fn build(py: Python<'_>, kind: ErrorKind, message: &str) -> PyResult<PyErr> {
+    let package = PACKAGE.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("tierstack")?.unbind())
+    })?;
+    let package = package.bind(py);
+    let exception = match package.getattr(class_name(kind).as_str()) {
+        Ok(class) => class.cast_into::<PyType>()?.call1((message,))?,
+        Err(_) => {
+            let exception = package.getattr("Error")?.call1((message,))?;
+            exception.setattr("kind", kind.as_str())?;
+            exception.setattr("code", kind.code())?;
+            exception
+        }
+    };
+    Ok(PyErr::from_value(exception))
+}
+
+/// The exception for an engine error.
+pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
+    new_err(py, err.kind(), err.message(), None)
+}

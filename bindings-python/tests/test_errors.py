@@ -1,0 +1,293 @@
+"""Every error kind reachable from Python, and TypeError for wrong types.
+
+A refused call changes nothing that is stored. ``internal`` (a bug) has no
+way to be provoked from outside.
+"""
+
+import math
+import os
+import sqlite3
+from contextlib import closing
+
+import pytest
+
+import tierstack
+
+KINDS = [
+    ("InvalidKeyError", "invalid_key", 1, True),
+    ("InvalidConfigError", "invalid_config", 2, True),
+    ("InvalidArgumentError", "invalid_argument", 3, True),
+    ("ClosedError", "closed", 4, False),
+    ("StorageError", "storage", 5, False),
+    ("IoError", "io", 6, False),
+    ("CorruptError", "corrupt", 7, False),
+    ("IncompatibleError", "incompatible", 8, False),
+    ("InternalError", "internal", 9, False),
+    ("InvalidValueError", "invalid_value", 10, True),
+]
+
+
+@pytest.mark.parametrize("name, kind, code, bad_input", KINDS)
+def test_one_class_per_kind(name, kind, code, bad_input):
+    cls = getattr(tierstack, name)
+    assert issubclass(cls, tierstack.Error) and issubclass(cls, Exception)
+    assert issubclass(cls, ValueError) is bad_input
+    assert (cls.kind, cls.code) == (kind, code)
+    assert name in tierstack.__all__
+
+
+def raises(cls, call, *args, **kwargs):
+    """Runs the call, checks it raised exactly ``cls`` with the class's kind and code."""
+    with pytest.raises(cls) as info:
+        call(*args, **kwargs)
+    err = info.value
+    assert type(err) is cls
+    assert (err.kind, err.code) == (cls.kind, cls.code)
+    return err
+
+
+BAD_KEYS = ["", "k" * 256, "tab\there", "new\nline", "nul\x00byte", "\x7f", "\x85next-line", "lone\ud800surrogate"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_invalid_keys_are_refused_by_every_operation(cache, key):
+    cache.set("good", "kept")
+    raises(tierstack.InvalidKeyError, cache.set, key, "x")
+    raises(tierstack.InvalidKeyError, cache.get, key)
+    raises(tierstack.InvalidKeyError, cache.get_bytes, key)
+    raises(tierstack.InvalidKeyError, cache.lookup, key)
+    raises(tierstack.InvalidKeyError, cache.lookup_bytes, key)
+    raises(tierstack.InvalidKeyError, cache.has, key)
+    raises(tierstack.InvalidKeyError, cache.delete, key)
+    raises(tierstack.InvalidKeyError, cache.get_or_load, key, lambda: 1)
+    raises(tierstack.InvalidKeyError, cache.mget, ["good", key])
+    raises(tierstack.InvalidKeyError, cache.mget_bytes, [key])
+    raises(tierstack.InvalidKeyError, cache.mset, {"fine": 1, key: 2})
+    assert cache.keys() == ["good"]
+    assert cache.get("good") == "kept"
+
+
+def test_a_key_of_255_bytes_is_accepted(cache):
+    cache.set("k" * 255, 1)
+    assert cache.get("k" * 255) == 1
+    cache.set("é" * 127, 2)  # 254 bytes of UTF-8
+    assert cache.get("é" * 127) == 2
+    raises(tierstack.InvalidKeyError, cache.set, "é" * 128, 3)
+
+
+def test_lone_surrogates_say_why(cache):
+    err = raises(tierstack.InvalidKeyError, cache.get, "\udc80")
+    assert "lone surrogates" in str(err)
+    assert isinstance(err.__cause__, UnicodeEncodeError)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"memroy": {}},
+        {"memory": {"max_size": 1}},
+        {"memory": {"max_bytes": -1}},
+        {"memory": {"max_bytes": "big"}},
+        {"memory": {"max_bytes": 0}},
+        {"memory": {"ttl": 0}},
+        {"memory": {"enabled": False}, "sqlite": {"enabled": False}},
+        {"sqlite": {"ttl": -1}},
+        {"sqlite": {"path": ""}},
+        {"namespace": 7},
+        {"namespace": "../etc"},
+        {"memory": {"ttl": math.nan}},
+        {"memory": {"ttl": object()}},
+        {1: {}},
+        {"memory": "on"},
+    ],
+)
+def test_bad_configs(config, tmp_path):
+    config = {**config, "sqlite": {"path": str(tmp_path / "c.db"), **config.get("sqlite", {})}}
+    raises(tierstack.InvalidConfigError, tierstack.Cache, config)
+    raises(tierstack.InvalidConfigError, tierstack.AsyncCache, config)
+
+
+def test_bad_config_keywords(tmp_path):
+    err = raises(tierstack.InvalidConfigError, tierstack.Cache, memroy={})
+    assert "memroy" in str(err)
+    raises(tierstack.InvalidConfigError, tierstack.Cache, {"sqlite": {"path": str(tmp_path / "c.db")}}, fail_safe={"max_stale": -1})
+
+
+def test_wrong_config_types_are_type_errors(tmp_path):
+    with pytest.raises(TypeError):
+        tierstack.Cache("memory")
+    with pytest.raises(TypeError):
+        tierstack.Cache([("memory", {})])
+    with pytest.raises(TypeError):
+        tierstack.Cache({}, config={})
+
+
+@pytest.mark.parametrize("ttl", [math.nan, math.inf, -math.inf, 1e12])
+def test_unusable_ttls(cache, ttl):
+    raises(tierstack.InvalidArgumentError, cache.set, "k", "v", ttl=ttl)
+    raises(tierstack.InvalidArgumentError, cache.mset, {"k": "v"}, ttl=ttl)
+    raises(tierstack.InvalidArgumentError, cache.get_or_load, "k", lambda: "v", ttl=ttl)
+    assert cache.get("k") is None
+
+
+@pytest.mark.parametrize("tag", ["", "t" * 256, "tab\t", "\ud800"])
+def test_bad_tags(cache, tag):
+    raises(tierstack.InvalidArgumentError, cache.set, "k", "v", tags=["fine", tag])
+    raises(tierstack.InvalidArgumentError, cache.invalidate_tag, tag)
+    assert cache.has("k") is False
+
+
+@pytest.mark.parametrize("pattern", ["nul\x00", "x" * 1021, "\ud800*"])
+def test_bad_patterns(cache, pattern):
+    raises(tierstack.InvalidArgumentError, cache.keys, pattern)
+
+
+def test_value_over_the_l2_budget(tmp_path):
+    with tierstack.Cache(sqlite={"path": str(tmp_path / "c.db"), "max_bytes": 1000}) as c:
+        raises(tierstack.InvalidArgumentError, c.set, "k", b"x" * 2000)
+        raises(tierstack.InvalidArgumentError, c.set, "k", "x" * 2000)
+        assert c.has("k") is False
+
+
+def test_closed_cache_refuses_everything(cache):
+    cache.set("k", "v")
+    cache.close()
+    for call, args in [
+        (cache.get, ("k",)),
+        (cache.get_bytes, ("k",)),
+        (cache.lookup, ("k",)),
+        (cache.lookup_bytes, ("k",)),
+        (cache.set, ("k", "w")),
+        (cache.mset, ({"k": "w"},)),
+        (cache.delete, ("k",)),
+        (cache.has, ("k",)),
+        (cache.mget, (["k"],)),
+        (cache.mget_bytes, (["k"],)),
+        (cache.keys, ()),
+        (cache.len, ()),
+        (len, (cache,)),
+        (cache.clear, ()),
+        (cache.invalidate_tag, ("t",)),
+        (cache.flush, ()),
+        (cache.get_or_load, ("k", lambda: 1)),
+    ]:
+        raises(tierstack.ClosedError, call, *args)
+    cache.close()
+    assert cache.closed is True
+    assert cache.stats()["sets"] == 1
+
+
+def test_storage_error_when_the_path_is_a_directory(tmp_path):
+    raises(tierstack.StorageError, tierstack.Cache, sqlite={"path": str(tmp_path)})
+
+
+def test_io_error_when_the_directory_cannot_be_created(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    raises(tierstack.IoError, tierstack.Cache, sqlite={"path": str(tmp_path / "file" / "c.db")})
+
+
+def test_corrupt_files_are_refused_and_left_untouched(tmp_path):
+    garbage = tmp_path / "garbage.db"
+    content = os.urandom(8192)
+    garbage.write_bytes(content)
+    raises(tierstack.CorruptError, tierstack.Cache, sqlite={"path": str(garbage)})
+    assert garbage.read_bytes() == content
+
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as con:
+        con.execute("CREATE TABLE notes (body TEXT)")
+        con.commit()
+    err = raises(tierstack.CorruptError, tierstack.Cache, sqlite={"path": str(other)})
+    assert "another program" in str(err)
+
+
+def test_files_of_a_newer_version_are_incompatible(tmp_path):
+    path = tmp_path / "newer.db"
+    tierstack.Cache(sqlite={"path": str(path)}).close()
+    with closing(sqlite3.connect(path)) as con:
+        con.execute("PRAGMA user_version = 99")
+    err = raises(tierstack.IncompatibleError, tierstack.Cache, sqlite={"path": str(path)})
+    assert "schema version 99" in str(err)
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe not utf-8", b"plain text", b"{'a': 1}", b"NaN", b'"\xed\xa0\x80"', b""])
+def test_reading_non_json_bytes_as_json(cache, raw):
+    cache.set("raw", raw)
+    err = raises(tierstack.InvalidValueError, cache.get, "raw")
+    assert "get_bytes" in str(err)
+    raises(tierstack.InvalidValueError, cache.lookup, "raw")
+    raises(tierstack.InvalidValueError, cache.mget, ["raw"])
+    raises(tierstack.InvalidValueError, cache.get, "raw")
+    assert cache.get_bytes("raw") == raw
+
+
+class Unencodable:
+    pass
+
+
+def circular():
+    value = []
+    value.append(value)
+    return value
+
+
+def deep():
+    value = []
+    for _ in range(100_000):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Unencodable(), {1, 2}, math.nan, math.inf, {"n": -math.inf}, "lone \ud800", {"k": "\udfff"}, circular(), deep(), 1j],
+)
+def test_values_json_cannot_encode(cache, value):
+    cache.set("k", "kept")
+    raises(tierstack.InvalidValueError, cache.set, "k", value)
+    raises(tierstack.InvalidValueError, cache.mset, {"other": 1, "k": value})
+    raises(tierstack.InvalidValueError, cache.get_or_load, "new", lambda: value)
+    assert cache.get("k") == "kept"
+    assert cache.keys() == ["k"]
+
+
+@pytest.mark.parametrize("key", [1, None, b"bytes", ("tuple",), 1.5])
+def test_keys_of_the_wrong_type_are_type_errors(cache, key):
+    for call, args in [
+        (cache.get, (key,)),
+        (cache.get_bytes, (key,)),
+        (cache.lookup, (key,)),
+        (cache.set, (key, 1)),
+        (cache.delete, (key,)),
+        (cache.has, (key,)),
+        (cache.mget, ([key],)),
+        (cache.mset, ({key: 1},)),
+        (cache.get_or_load, (key, lambda: 1)),
+    ]:
+        with pytest.raises(TypeError, match="key must be str"):
+            call(*args)
+
+
+def test_other_arguments_of_the_wrong_type_are_type_errors(cache):
+    cases = [
+        (cache.set, ("k", 1), {"ttl": "5"}),
+        (cache.set, ("k", 1), {"ttl": [1]}),
+        (cache.set, ("k", 1), {"tags": "ui"}),
+        (cache.set, ("k", 1), {"tags": 5}),
+        (cache.set, ("k", 1), {"tags": [1]}),
+        (cache.mget, ("abc",), {}),
+        (cache.mget, (5,), {}),
+        (cache.mset, ([("k", 1)],), {}),
+        (cache.mset, ({"k": 1},), {"ttl": "1"}),
+        (cache.keys, (5,), {}),
+        (cache.invalidate_tag, (None,), {}),
+    ]
+    for call, args, kwargs in cases:
+        with pytest.raises(TypeError):
+            call(*args, **kwargs)
+    assert cache.keys() == []
+
+
+def test_unknown_read_code_is_refused(cache):
+    with pytest.raises(ValueError):
+        cache._memory_get("k", 9, None)

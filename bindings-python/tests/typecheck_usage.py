@@ -1,0 +1,111 @@
+"""Typed use of the tierstack API, checked with ``mypy --strict`` by
+tests/run-python (and run by test_typecheck_usage.py).
+
+A ``# type: ignore[code]`` marks a call the stub must refuse: with
+``--strict`` (``warn_unused_ignores``), mypy fails if the stub accepts it.
+"""
+
+import asyncio
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import tierstack
+
+
+def refuses(call: Callable[[], object], error: type[BaseException]) -> None:
+    """Checks at run time that a call the stub refuses also fails."""
+    try:
+        call()
+    except error:
+        return
+    raise AssertionError("the call succeeded")
+
+
+def use_sync(directory: Path) -> None:
+    config: tierstack.Config = {"memory": {"max_bytes": 1 << 20}, "sqlite": {"path": directory / "sync.db"}}
+    with tierstack.Cache(config, namespace="typed") as cache:
+        cache.set("doc", {"name": "button", "files": ["button.tsx"]}, ttl=60, tags=["ui"])
+        cache.set("raw", b"\x00\x01")
+        cache.mset({"a": 1, "b": [2, 3]}, ttl=1.5)
+        doc: Any = cache.get("doc")
+        assert doc["name"] == "button"
+        raw: Optional[bytes] = cache.get_bytes("raw")
+        assert raw == b"\x00\x01"
+        with_default: bytes | str = cache.get_bytes("missing", "none")
+        assert with_default == "none"
+        found = cache.lookup("doc")
+        if found is not None:
+            tier: str = found.tier
+            age: float = found.age
+            assert tier == "memory" and age >= 0 and not found.stale
+        found_raw = cache.lookup_bytes("raw")
+        assert found_raw is not None and found_raw.value.startswith(b"\x00")
+        loaded: dict[str, int] = cache.get_or_load("loaded", lambda: {"n": 1}, ttl=5)
+        assert loaded == {"n": 1}
+        values: dict[str, Any] = cache.mget(["a", "b", "missing"])
+        raws: dict[str, bytes] = cache.mget_bytes(["raw"])
+        assert values == {"a": 1, "b": [2, 3]} and raws == {"raw": b"\x00\x01"}
+        existed: bool = cache.delete("a")
+        present: bool = cache.has("b") and "b" in cache
+        assert existed and present
+        names: list[str] = cache.keys("d*") + cache.keys()
+        count: int = cache.len() + len(cache)
+        assert names and count
+        removed: int = cache.invalidate_tag("ui")
+        assert removed == 1
+        cache.flush()
+        stats: tierstack.Stats = cache.stats()
+        hits: int = stats["hits"] + stats["tiers"][0]["hits"]
+        assert hits >= 0
+        assert cache.breaker_status() is None
+        cache.clear()
+        refuses(lambda: cache.get(1), TypeError)  # type: ignore[arg-type]
+        refuses(lambda: cache.set("k", {1, 2}), tierstack.InvalidValueError)  # type: ignore[arg-type]
+        refuses(lambda: cache.set("k", 1, ttl="5"), TypeError)  # type: ignore[arg-type]
+        refuses(lambda: cache.lookup("gone").value, AttributeError)  # type: ignore[union-attr]
+        refuses(lambda: stats["hit"], KeyError)  # type: ignore[typeddict-item]
+    closed: bool = cache.closed
+    assert closed
+    try:
+        cache.get("doc")
+    except tierstack.Error as err:
+        kind: str = err.kind
+        code: int = err.code
+        assert (kind, code) == ("closed", 4)
+    tierstack.Cache(config={"sqlite": {"enabled": False}}).close()
+    refuses(lambda: tierstack.Cache(memroy={}), tierstack.InvalidConfigError)  # type: ignore[call-overload]
+
+
+async def use_async(directory: Path) -> None:
+    async with tierstack.AsyncCache(sqlite={"path": str(directory / "async.db")}) as cache:
+        await cache.set("doc", {"name": "card"})
+        doc: Any = await cache.get("doc")
+        raw: Optional[bytes] = await cache.get_bytes("doc")
+        assert doc == {"name": "card"} and raw == b'{"name":"card"}'
+
+        async def load() -> list[str]:
+            return ["loaded"]
+
+        loaded: list[str] = await cache.get_or_load("loaded", load, ttl=5)
+        plain: int = await cache.get_or_load("plain", lambda: 7)
+        assert loaded == ["loaded"] and plain == 7
+        found = await cache.lookup("doc")
+        assert found is not None and found.tier == "memory"
+        values: dict[str, Any] = await cache.mget(["doc", "missing"])
+        assert list(values) == ["doc"]
+        await cache.mset({"x": 1}, ttl=10)
+        count: int = await cache.len()
+        names: list[str] = await cache.keys()
+        assert count == len(names) == 4
+        assert await cache.has("x") and await cache.delete("x")
+        assert await cache.invalidate_tag("none") == 0
+        await cache.flush()
+        stats: tierstack.Stats = await cache.stats()
+        assert stats["sets"] == 4
+        await cache.clear()
+    assert cache.closed
+
+
+def main(directory: Path) -> None:
+    use_sync(directory)
+    asyncio.run(use_async(directory))

@@ -1,0 +1,159 @@
+"""The Python conformance runner: runs the operation vectors on tierstack.Cache.
+
+    .venv/bin/python tests/conformance/run.py tests/conformance/vectors/*.json
+
+Prints ``ok <file>: <name>`` or ``FAIL <file>: <name>: step <i>: <what>`` per
+vector and ``conformance: <passed> passed, <failed> failed`` last; exits 0
+only when every vector passed. Vector values are byte strings, so the runner
+uses the raw-bytes calls (``set(key, bytes)``, ``get_bytes``,
+``lookup_bytes``, ``mget_bytes``); ``set_json`` and ``get_json`` use the JSON
+calls.
+"""
+
+import copy
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import tierstack
+
+ERRORS = {cls.kind: cls for cls in vars(tierstack).values() if isinstance(cls, type) and issubclass(cls, tierstack.Error) and hasattr(cls, "kind")}
+
+
+class StepFailed(Exception):
+    pass
+
+
+def same(got: Any, expected: Any) -> bool:
+    """JSON equality: like ``==``, except that booleans equal only booleans."""
+    if isinstance(got, bool) or isinstance(expected, bool):
+        return type(got) is type(expected) and got == expected
+    if isinstance(got, dict) and isinstance(expected, dict):
+        return got.keys() == expected.keys() and all(same(got[k], expected[k]) for k in got)
+    if isinstance(got, list) and isinstance(expected, list):
+        return len(got) == len(expected) and all(same(g, e) for g, e in zip(got, expected))
+    return type(got) in (int, float, str, type(None)) and got == expected
+
+
+def text(value: Optional[bytes]) -> Optional[str]:
+    return None if value is None else value.decode("utf-8")
+
+
+class Runner:
+    """One vector's state: its directory, config and open cache."""
+
+    def __init__(self, directory: Path, config: Dict[str, Any]) -> None:
+        self.directory = directory
+        self.vector_config = config
+        self.config = config
+        self.cache: Optional[tierstack.Cache] = None
+
+    def with_path(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        config = copy.deepcopy(config)
+        sqlite = config.setdefault("sqlite", {})
+        if isinstance(sqlite, dict) and sqlite.get("enabled", True) is not False:
+            sqlite.setdefault("path", str(self.directory / "cache.db"))
+        return config
+
+    def open(self, config: Dict[str, Any]) -> None:
+        self.cache = tierstack.Cache(self.with_path(config))
+        self.config = config
+
+    def step(self, step: Dict[str, Any]) -> Any:
+        op = step["op"]
+        if op == "open":
+            return self.open(step.get("config", self.vector_config))
+        if op == "sleep":
+            return time.sleep(step["seconds"])
+        cache = self.cache
+        if cache is None:
+            raise StepFailed("no cache is open")
+        if op == "reopen":
+            cache.close()
+            return self.open(self.config)
+        if op == "close":
+            return cache.close()
+        if op == "set":
+            return cache.set(step["key"], step["value"].encode("utf-8"), ttl=step.get("ttl"))
+        if op == "get":
+            return text(cache.get_bytes(step["key"]))
+        if op == "lookup":
+            found = cache.lookup_bytes(step["key"])
+            return None if found is None else {"value": text(found.value), "tier": found.tier}
+        if op == "has":
+            return cache.has(step["key"])
+        if op == "delete":
+            return cache.delete(step["key"])
+        if op == "mget":
+            return {key: text(value) for key, value in cache.mget_bytes(step["keys"]).items()}
+        if op == "mset":
+            entries = {key: value.encode("utf-8") for key, value in step["entries"].items()}
+            return cache.mset(entries, ttl=step.get("ttl"))
+        if op == "keys":
+            return cache.keys(step["pattern"])
+        if op == "len":
+            return cache.len()
+        if op == "clear":
+            return cache.clear()
+        if op == "set_json":
+            return cache.set(step["key"], step["json"])
+        if op == "get_json":
+            return cache.get(step["key"])
+        raise StepFailed(f"unknown op {op!r}")
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+
+def run_vector(vector: Dict[str, Any]) -> Optional[str]:
+    """``None`` if the vector passed, else what went wrong."""
+    with tempfile.TemporaryDirectory(prefix="tierstack-conformance-") as directory:
+        runner = Runner(Path(directory), vector.get("config", {}))
+        try:
+            runner.open(runner.config)
+            for i, step in enumerate(vector["steps"]):
+                expected_error = step.get("error")
+                try:
+                    result = runner.step(step)
+                except tierstack.Error as err:
+                    wanted = ERRORS.get(expected_error) if expected_error else None
+                    if wanted is None or type(err) is not wanted or err.kind != expected_error:
+                        return f"step {i}: {step['op']} raised {type(err).__name__} ({err.kind}: {err})"
+                    continue
+                except StepFailed as failed:
+                    return f"step {i}: {failed}"
+                except Exception as err:
+                    return f"step {i}: {step['op']} raised {type(err).__name__}: {err}"
+                if expected_error:
+                    return f"step {i}: {step['op']} succeeded, expected {expected_error}"
+                if "expect" in step and not same(result, step["expect"]):
+                    return f"step {i}: {step['op']} gave {result!r}, expected {step['expect']!r}"
+        except Exception as err:
+            return f"setup: {type(err).__name__}: {err}"
+        finally:
+            runner.close()
+    return None
+
+
+def main(paths: List[str]) -> int:
+    passed = failed = 0
+    for path in paths:
+        name = Path(path).name
+        for vector in json.loads(Path(path).read_text(encoding="utf-8"))["vectors"]:
+            problem = run_vector(vector)
+            if problem is None:
+                passed += 1
+                print(f"ok {name}: {vector['name']}")
+            else:
+                failed += 1
+                print(f"FAIL {name}: {vector['name']}: {problem}")
+    print(f"conformance: {passed} passed, {failed} failed")
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
