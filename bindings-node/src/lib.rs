@@ -1,1 +1,53 @@
-//! tierstack for Node.js.
+//! tierstack for Node.js: the `HybridStorage` class over the shared engine.
+//!
+//! The modules mirror the core's: `cache` holds the class, `config`
+//! turns the camelCase option bag into the core's [`tierstack::Config`],
+//! `error` turns every [`tierstack::Error`] into a JS `Error` whose `code`
+//! is the kind's name, `entry` and `stats` convert what reads and stats
+//! report. `value` is the JSON convention, `kept` the decoded values kept
+//! per L1 entry, `load` the single-flight `getOrLoad`, `task` the writes
+//! that run off the JS thread, `dispatch` the direct dispatch of the read
+//! methods, and `js` the few raw napi calls napi-rs has no wrapper for.
+//!
+//! # Which thread does the work
+//!
+//! - Reads (`get`, `getBuffer`, `lookup`, `lookupBuffer`, `has`, `mget`,
+//!   `mgetBuffer`, `getMetadata`, `keys`, `size`) run on the JS thread and
+//!   return an already settled promise. An L1 hit is a few hundred
+//!   nanoseconds and an L2 point read a few microseconds on a WAL reader
+//!   connection that never waits for a writer; a hop to libuv's thread pool
+//!   and back costs tens of microseconds, more than either.
+//! - Writes (`set`, `mset`, `delete`, `clear`, `invalidateTag`, `flush`,
+//!   `dispose`, and the store of `getOrLoad`) run on libuv's thread pool
+//!   (napi async work), because they may wait for another process's write
+//!   lock. Values are encoded on the JS thread first, so a value that cannot
+//!   be encoded is refused before anything is queued.
+//!
+//! # Values
+//!
+//! A JSON-able value is stored as compact UTF-8 JSON (`JSON.stringify`) and
+//! decoded with `JSON.parse`; a `Buffer` or `Uint8Array` is stored as its
+//! bytes and read back with `getBuffer` (or `lookupBuffer`, `mgetBuffer`).
+//! To spare an L1 hit the decode, each storage keeps the decoded value of
+//! recently read keys together with the engine's version of the L1 entry it
+//! came from, and hands the same object back while that entry is unchanged
+//! (see `kept`).
+
+mod cache;
+mod config;
+// napi-rs registers `module_exports` hooks outside `cfg(test)` only.
+#[cfg_attr(test, allow(dead_code))]
+mod dispatch;
+mod entry;
+mod error;
+mod js;
+mod kept;
+mod load;
+mod stats;
+mod task;
+mod value;
+
+pub use cache::HybridStorage;
+pub use config::{FailSafeOptions, HybridStorageConfig, MemoryOptions, SqliteOptions};
+pub use entry::{LookupResult, Metadata, SetOptions};
+pub use stats::{ResponseTimes, StorageStats, TierStats};

@@ -1,0 +1,530 @@
+//! `HybridStorage`: the storage class of the MCP server, over the engine.
+//!
+//! It keeps the StorageProvider surface of the design it replaces (`get`,
+//! `set`, `has`, `delete`, `clear`, `mget`, `mset`, `getMetadata`, `keys`,
+//! `size`, `dispose`, `isDisposed`), so a server swaps its storage class
+//! without changing call sites, and adds `getOrLoad`, `lookup`, the raw
+//! byte reads `getBuffer`, `lookupBuffer` and `mgetBuffer`, `invalidateTag`,
+//! `flush`, `getStats` and `getCircuitBreakerStatus`.
+//!
+//! Every promise-returning method reports a failure by rejecting (never by
+//! throwing), with a JS `Error` whose `code` is the error kind.
+
+use std::cell::RefCell;
+
+use napi::bindgen_prelude::{Null, ObjectFinalize, Unknown};
+use napi::{Env, JsValue, ValueType};
+use napi_derive::napi;
+use tierstack::{Error, Lookup, blocking::Cache};
+
+use crate::config;
+use crate::entry::{self, lookup_to_js, metadata_to_js};
+use crate::error::{self, argument, disposed};
+use crate::js::{self, Value};
+use crate::kept::Kept;
+use crate::load::Loads;
+use crate::stats::StorageStats;
+use crate::task;
+use crate::value::Builtins;
+
+/// A hybrid cache: this process's memory (L1) over a SQLite file shared by
+/// every process on the host (L2).
+///
+/// Values are JSON-able values (stored as compact UTF-8 JSON) or
+/// `Buffer`/`Uint8Array` bytes (stored as given; read them with
+/// `getBuffer`). Reads run on the JS thread (an L1 hit resolves without
+/// leaving it); writes run on libuv's thread pool. A value read from memory
+/// is the same object on every hit while its entry is unchanged: do not
+/// mutate what `get` returns.
+#[napi(custom_finalize)]
+pub struct HybridStorage {
+    /// Every method takes `&self` (so napi-rs never holds `&mut` to a
+    /// storage, which [`crate::dispatch`] relies on); `dispose` empties this.
+    /// A borrow of it is never held while JS code runs.
+    inner: RefCell<Option<Cache>>,
+    builtins: Builtins,
+    kept: RefCell<Kept>,
+    loads: Loads,
+}
+
+/// The value handle of `value` for napi-rs.
+fn unknown(env: &Env, value: Value) -> Unknown<'_> {
+    // SAFETY: a handle created in this call on this env.
+    unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
+}
+
+/// A promise settled with a read's outcome.
+fn resolved(env: &Env, outcome: Result<Value, Error>) -> napi::Result<Unknown<'_>> {
+    let outcome = outcome.map_err(|e| error::to_js(env, &e));
+    js::settled(env, outcome)
+        .map(|p| unknown(env, p))
+        .map_err(|e| error::to_napi(env, &e))
+}
+
+/// The promise of queued work, or a promise rejected with why it was not queued.
+fn queued(env: &Env, promise: Result<Value, Error>) -> napi::Result<Unknown<'_>> {
+    match promise {
+        Ok(promise) => Ok(unknown(env, promise)),
+        Err(err) => resolved(env, Err(err)),
+    }
+}
+
+fn to_undefined(env: &Env, (): ()) -> Result<Value, Error> {
+    js::undefined(env)
+}
+
+fn to_boolean(env: &Env, b: bool) -> Result<Value, Error> {
+    js::boolean(env, b)
+}
+
+fn to_number(env: &Env, n: u64) -> Result<Value, Error> {
+    js::number(env, n as f64)
+}
+
+#[napi]
+impl HybridStorage {
+    /// Opens the storage (creating the SQLite file if needed). Throws an
+    /// `Error` with `code === 'invalid_config'` for an unknown key or a bad
+    /// value; `circuitBreaker` is refused too, as no source is configured
+    /// for a breaker to guard.
+    #[napi(constructor, ts_args_type = "config?: HybridStorageConfig | null")]
+    pub fn new(env: &Env, config: Unknown) -> napi::Result<Self> {
+        let builtins = Builtins::capture(env).map_err(|e| error::to_napi(env, &e))?;
+        let opened = config::from_js(env, &builtins, Some(config.raw())).and_then(|config| {
+            let max_bytes = match config.memory.enabled {
+                true => config.memory.max_bytes,
+                false => 0,
+            };
+            Ok((Cache::open(config)?, max_bytes))
+        });
+        match opened {
+            Ok((cache, max_bytes)) => Ok(Self {
+                inner: RefCell::new(Some(cache)),
+                builtins,
+                kept: RefCell::new(Kept::new(max_bytes)),
+                loads: Loads::default(),
+            }),
+            Err(err) => {
+                builtins.release(env);
+                Err(error::to_napi(env, &err))
+            }
+        }
+    }
+
+    /// Runs `f` on the open cache; `f` must not run JS code.
+    #[inline]
+    fn with_cache<R>(&self, f: impl FnOnce(&Cache) -> tierstack::Result<R>) -> Result<R, Error> {
+        match &*self.inner.borrow() {
+            Some(cache) => f(cache),
+            None => Err(disposed()),
+        }
+    }
+
+    /// A handle to the open cache, for work that outlives the call.
+    fn cache(&self) -> Result<Cache, Error> {
+        self.with_cache(|c| Ok(c.clone()))
+    }
+
+    /// Reads `key` and decodes its value, reusing the kept value of an
+    /// unchanged L1 entry.
+    #[inline]
+    fn read(&self, env: &Env, key: Value) -> Result<Option<(Value, Lookup)>, Error> {
+        let key = js::key(env, key)?;
+        let Some((lookup, version)) = self.with_cache(|c| c.lookup_versioned(&key))? else {
+            return Ok(None);
+        };
+        let Some(version) = version else {
+            let value = self.builtins.decode(env, &lookup.value)?;
+            return Ok(Some((value, lookup)));
+        };
+        if let Some(value) = self.kept.borrow().get(env, &key, version) {
+            return Ok(Some((value, lookup)));
+        }
+        let value = self.builtins.decode(env, &lookup.value)?;
+        self.kept
+            .borrow_mut()
+            .insert(env, &key, version, value, lookup.value.len());
+        Ok(Some((value, lookup)))
+    }
+
+    /// `get`: the decoded value or `undefined`.
+    #[inline]
+    pub(crate) fn get_value(&self, env: &Env, key: Value) -> Result<Value, Error> {
+        match self.read(env, key)? {
+            Some((value, _)) => Ok(value),
+            None => js::undefined(env),
+        }
+    }
+
+    /// `getBuffer`: the stored bytes as a `Buffer`, or `undefined`.
+    pub(crate) fn get_buffer_value(&self, env: &Env, key: Value) -> Result<Value, Error> {
+        let key = js::key(env, key)?;
+        match self.with_cache(|c| c.get(&key))? {
+            Some(bytes) => js::buffer(env, &bytes),
+            None => js::undefined(env),
+        }
+    }
+
+    /// `lookup`: `{ value, tier, stale, age }`, or `undefined`.
+    pub(crate) fn lookup_value(&self, env: &Env, key: Value) -> Result<Value, Error> {
+        match self.read(env, key)? {
+            Some((value, lookup)) => lookup_to_js(env, &lookup, value),
+            None => js::undefined(env),
+        }
+    }
+
+    /// `lookupBuffer`: `{ value, tier, stale, age }` with the bytes, or `undefined`.
+    pub(crate) fn lookup_buffer_value(&self, env: &Env, key: Value) -> Result<Value, Error> {
+        let key = js::key(env, key)?;
+        match self.with_cache(|c| c.lookup(&key))? {
+            Some(lookup) => lookup_to_js(env, &lookup, js::buffer(env, &lookup.value)?),
+            None => js::undefined(env),
+        }
+    }
+
+    /// `has`: whether the key holds a fresh value.
+    pub(crate) fn has_value(&self, env: &Env, key: Value) -> Result<Value, Error> {
+        let key = js::key(env, key)?;
+        js::boolean(env, self.with_cache(|c| c.has(&key))?)
+    }
+
+    /// The value of `key` (decoded JSON), or `undefined` on a miss.
+    /// Rejects with `invalid_value` if the stored bytes are not JSON.
+    #[napi(
+        ts_generic_types = "T = unknown",
+        ts_args_type = "key: string",
+        ts_return_type = "Promise<T | undefined>"
+    )]
+    pub fn get<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
+        resolved(env, self.get_value(env, key.raw()))
+    }
+
+    /// The stored bytes of `key` as a `Buffer`, or `undefined` on a miss.
+    #[napi(
+        ts_args_type = "key: string",
+        ts_return_type = "Promise<Buffer | undefined>"
+    )]
+    pub fn get_buffer<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
+        resolved(env, self.get_buffer_value(env, key.raw()))
+    }
+
+    /// The value of `key` with the tier that served it, whether it is a
+    /// stale copy, and its age in seconds; `undefined` on a miss.
+    #[napi(
+        ts_args_type = "key: string",
+        ts_return_type = "Promise<LookupResult | undefined>"
+    )]
+    pub fn lookup<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
+        resolved(env, self.lookup_value(env, key.raw()))
+    }
+
+    /// `lookup` with the stored bytes as a `Buffer` for `value`.
+    #[napi(
+        ts_args_type = "key: string",
+        ts_return_type = "Promise<(LookupResult & { value: Buffer }) | undefined>"
+    )]
+    pub fn lookup_buffer<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
+        resolved(env, self.lookup_buffer_value(env, key.raw()))
+    }
+
+    /// Stores `value` under `key` in every tier. A `Buffer` or `Uint8Array`
+    /// is stored as its bytes, anything else as its JSON. The third argument
+    /// is a TTL in seconds (`0` or less, or absent: the tier default) or
+    /// `{ ttl, tags }`.
+    #[napi(
+        ts_args_type = "key: string, value: unknown, ttlSeconds?: number | SetOptions | null",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn set<'env>(
+        &self,
+        env: &'env Env,
+        key: Unknown,
+        value: Unknown,
+        ttl_seconds: Unknown,
+    ) -> napi::Result<Unknown<'env>> {
+        let promise = (|| {
+            let key = js::key(env, key.raw())?;
+            self.cache()?;
+            let options = entry::set_options(env, Some(ttl_seconds.raw()))?;
+            let bytes = self.builtins.encode(env, value.raw())?;
+            // Encoding may run user code (`toJSON`), even `dispose()`.
+            let cache = self.cache()?;
+            self.kept.borrow_mut().remove(env, &key);
+            let key = key.to_string();
+            task::spawn(
+                env,
+                &cache,
+                move |c| c.set_with(key, bytes, options),
+                to_undefined,
+            )
+        })();
+        queued(env, promise)
+    }
+
+    /// Whether `key` holds a fresh value (not counted as a read).
+    #[napi(ts_args_type = "key: string", ts_return_type = "Promise<boolean>")]
+    pub fn has<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
+        resolved(env, self.has_value(env, key.raw()))
+    }
+
+    /// Removes `key` from every tier; resolves to whether it held a fresh value.
+    #[napi(ts_args_type = "key: string", ts_return_type = "Promise<boolean>")]
+    pub fn delete<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
+        let promise = js::key(env, key.raw()).and_then(|key| {
+            let cache = self.cache()?;
+            self.kept.borrow_mut().remove(env, &key);
+            let key = key.to_string();
+            task::spawn(env, &cache, move |c| c.delete(&key), to_boolean)
+        });
+        queued(env, promise)
+    }
+
+    /// Removes every entry from every tier.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn clear<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let promise = self.cache().and_then(|cache| {
+            self.kept.borrow_mut().clear(env);
+            task::spawn(env, &cache, Cache::clear, to_undefined)
+        });
+        queued(env, promise)
+    }
+
+    /// The values of `keys` found, as a `Map` in the order asked: decoded,
+    /// or as `Buffer`s.
+    fn mget_map(&self, env: &Env, keys: Value, decode: bool) -> Result<Value, Error> {
+        if !js::is_array(env, keys) {
+            return Err(argument(format!(
+                "keys must be an array of strings, got {}",
+                js::type_name(env, keys)
+            )));
+        }
+        let handles = js::elements(env, keys)?;
+        let names = handles
+            .iter()
+            .map(|&k| js::key(env, k).map(|k| k.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = self.with_cache(|c| c.mget(&names))?;
+        let mut found = Vec::with_capacity(values.len());
+        for (key, value) in handles.into_iter().zip(values) {
+            if let Some(bytes) = value {
+                let value = match decode {
+                    true => self.builtins.decode(env, &bytes)?,
+                    false => js::buffer(env, &bytes)?,
+                };
+                found.push((key, value));
+            }
+        }
+        self.builtins.new_map(env, &found)
+    }
+
+    /// The values of the `keys` found, as a `Map` in the order asked (a
+    /// missing key is absent).
+    #[napi(
+        ts_generic_types = "T = unknown",
+        ts_args_type = "keys: string[]",
+        ts_return_type = "Promise<Map<string, T>>"
+    )]
+    pub fn mget<'env>(&self, env: &'env Env, keys: Unknown) -> napi::Result<Unknown<'env>> {
+        resolved(env, self.mget_map(env, keys.raw(), true))
+    }
+
+    /// `mget` with the stored bytes as `Buffer`s.
+    #[napi(
+        ts_args_type = "keys: string[]",
+        ts_return_type = "Promise<Map<string, Buffer>>"
+    )]
+    pub fn mget_buffer<'env>(&self, env: &'env Env, keys: Unknown) -> napi::Result<Unknown<'env>> {
+        resolved(env, self.mget_map(env, keys.raw(), false))
+    }
+
+    /// Stores every entry of a `Map` or plain object in one transaction;
+    /// one bad key or value stores none. The second argument is as `set`'s third.
+    #[napi(
+        ts_args_type = "entries: Map<string, unknown> | Record<string, unknown>, ttlSeconds?: number | SetOptions | null",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn mset<'env>(
+        &self,
+        env: &'env Env,
+        entries: Unknown,
+        ttl_seconds: Unknown,
+    ) -> napi::Result<Unknown<'env>> {
+        let promise = (|| {
+            self.cache()?;
+            let builtins = &self.builtins;
+            let options = entry::set_options(env, Some(ttl_seconds.raw()))?;
+            let mut items = Vec::new();
+            for (key, value) in builtins.entries(env, entries.raw())? {
+                let key = js::key(env, key)?.to_string();
+                items.push((key, builtins.encode(env, value)?));
+            }
+            // Encoding may run user code (`toJSON`), even `dispose()`.
+            let cache = self.cache()?;
+            let mut kept = self.kept.borrow_mut();
+            for (key, _) in &items {
+                kept.remove(env, key);
+            }
+            drop(kept);
+            task::spawn(
+                env,
+                &cache,
+                move |c| c.mset_with(items, options),
+                to_undefined,
+            )
+        })();
+        queued(env, promise)
+    }
+
+    /// What L2 keeps about `key` (times in ms since the epoch), or
+    /// `undefined` if it holds no entry. An expired entry kept to be served
+    /// stale is reported too (its `expiresAt` is past). Without an L2, the
+    /// L1 entry's times are reported.
+    #[napi(
+        ts_args_type = "key: string",
+        ts_return_type = "Promise<Metadata | undefined>"
+    )]
+    pub fn get_metadata<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
+        let outcome =
+            js::key(env, key.raw()).and_then(|key| match self.with_cache(|c| c.entry(&key))? {
+                Some(entry) => metadata_to_js(env, entry.meta),
+                None => js::undefined(env),
+            });
+        resolved(env, outcome)
+    }
+
+    /// The fresh keys matching a glob where `*` is the only wildcard
+    /// (default `*`: every key), sorted.
+    #[napi(
+        ts_args_type = "pattern?: string | null",
+        ts_return_type = "Promise<string[]>"
+    )]
+    pub fn keys<'env>(&self, env: &'env Env, pattern: Unknown) -> napi::Result<Unknown<'env>> {
+        let outcome = (|| {
+            let pattern = match js::is_nullish(env, Some(pattern.raw())) {
+                true => "*".to_owned(),
+                false => js::string_arg(env, pattern.raw(), "pattern")?,
+            };
+            let keys = self.with_cache(|c| c.keys(&pattern))?;
+            let keys = keys
+                .iter()
+                .map(|k| js::string(env, k))
+                .collect::<Result<Vec<_>, _>>()?;
+            js::array(env, &keys)
+        })();
+        resolved(env, outcome)
+    }
+
+    /// How many fresh keys the storage holds (in any tier).
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn size<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let outcome = self
+            .with_cache(|c| c.len())
+            .and_then(|n| js::number(env, n as f64));
+        resolved(env, outcome)
+    }
+
+    /// The value of `key`; on a miss, calls `loader` (which may return a
+    /// promise), stores its value with the TTL, and resolves to it.
+    /// Concurrent calls for one key share one loader call. A loader's own
+    /// error rejects the promise unchanged, and nothing is stored.
+    #[napi(
+        ts_generic_types = "T = unknown",
+        ts_args_type = "key: string, loader: () => T | Promise<T>, ttlSeconds?: number | SetOptions | null",
+        ts_return_type = "Promise<T>"
+    )]
+    pub fn get_or_load<'env>(
+        &self,
+        env: &'env Env,
+        key: Unknown,
+        loader: Unknown,
+        ttl_seconds: Unknown,
+    ) -> napi::Result<Unknown<'env>> {
+        let outcome = (|| {
+            let name = js::key(env, key.raw())?;
+            if js::type_of(env, loader.raw()) != ValueType::Function {
+                return Err(argument(format!(
+                    "loader must be a function, got {}",
+                    js::type_name(env, loader.raw())
+                )));
+            }
+            let options = entry::set_options(env, Some(ttl_seconds.raw()))?;
+            let cache = self.cache()?;
+            if let Some(promise) = self.loads.joined(env, &name)? {
+                return Ok(promise);
+            }
+            if let Some((value, _)) = self.read(env, key.raw())? {
+                return js::settled(env, Ok(value));
+            }
+            self.loads.start(env, &cache, &name, loader.raw(), options)
+        })();
+        queued(env, outcome)
+    }
+
+    /// Removes every entry stored with `tag`; resolves to how many.
+    #[napi(ts_args_type = "tag: string", ts_return_type = "Promise<number>")]
+    pub fn invalidate_tag<'env>(
+        &self,
+        env: &'env Env,
+        tag: Unknown,
+    ) -> napi::Result<Unknown<'env>> {
+        let promise = js::string_arg(env, tag.raw(), "tag").and_then(|tag| {
+            let cache = self.cache()?;
+            task::spawn(env, &cache, move |c| c.invalidate_tag(&tag), to_number)
+        });
+        queued(env, promise)
+    }
+
+    /// Resolves when every write acknowledged so far is durable in the file.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let promise = self
+            .cache()
+            .and_then(|cache| task::spawn(env, &cache, Cache::flush, to_undefined));
+        queued(env, promise)
+    }
+
+    /// Closes the storage: buffered state is written and the file closed.
+    /// Every later call rejects (or throws) with `code === 'closed'`;
+    /// disposing twice is harmless.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn dispose<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let taken = self.inner.borrow_mut().take();
+        let promise = match taken {
+            Some(cache) => {
+                self.kept.borrow_mut().clear(env);
+                task::spawn(env, &cache, Cache::close, to_undefined)
+            }
+            None => js::undefined(env).and_then(|u| js::settled(env, Ok(u))),
+        };
+        queued(env, promise)
+    }
+
+    /// Whether `dispose()` was called.
+    #[napi]
+    pub fn is_disposed(&self) -> bool {
+        self.inner.borrow().is_none()
+    }
+
+    /// A snapshot of the counters. Throws with `code === 'closed'` after `dispose()`.
+    #[napi]
+    pub fn get_stats(&self, env: &Env) -> napi::Result<StorageStats> {
+        self.with_cache(|c| Ok(c.stats().into()))
+            .map_err(|e| error::to_napi(env, &e))
+    }
+
+    /// Always `null`: no source is configured, so no circuit breaker guards
+    /// one. Throws with `code === 'closed'` after `dispose()`.
+    #[napi(ts_return_type = "null")]
+    pub fn get_circuit_breaker_status(&self, env: &Env) -> napi::Result<Null> {
+        self.with_cache(|_| Ok(Null))
+            .map_err(|e| error::to_napi(env, &e))
+    }
+}
+
+impl ObjectFinalize for HybridStorage {
+    fn finalize(mut self, env: Env) -> napi::Result<()> {
+        self.kept.get_mut().clear(&env);
+        self.builtins.release(&env);
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! What reads report (`lookup`, `getMetadata`) and the options of a write,
+//! as JS objects.
+
+use napi::bindgen_prelude::{ToNapiValue, Unknown};
+use napi::{Env, ValueType};
+use napi_derive::napi;
+use tierstack::{Error, config::ttl_from_seconds};
+
+use crate::error::argument;
+use crate::js::{self, Value};
+
+/// What `lookup` reports: the value, the tier that served it, whether it was
+/// a stale copy, and its age.
+#[napi(object, object_from_js = false)]
+pub struct LookupResult<'env> {
+    /// The value (decoded JSON).
+    pub value: Unknown<'env>,
+    /// The tier that served it: `"memory"` or `"sqlite"`.
+    pub tier: String,
+    /// Whether the value had expired and was served as a stale copy.
+    pub stale: bool,
+    /// Seconds since the value was written.
+    pub age: f64,
+}
+
+/// What L2 keeps about an entry besides its value. Times are milliseconds
+/// since the Unix epoch (as `Date.now()`).
+#[napi(object, object_from_js = false)]
+pub struct Metadata {
+    /// When the value was written.
+    pub created_at: f64,
+    /// When it stops being fresh (in the past for an expired entry kept to
+    /// be served stale).
+    pub expires_at: f64,
+    /// When it stops being usable even as a stale copy.
+    pub stale_until: f64,
+    /// Bytes charged against the tier budget (key + value + per-entry overhead).
+    pub size: f64,
+    /// How many reads L2 has served (recorded in batches, about once a second).
+    pub access_count: f64,
+    /// The latest read or write (recorded in batches).
+    pub last_access: f64,
+    /// Tags given at write time.
+    pub tags: Vec<String>,
+}
+
+/// Options of a write: `set(key, value, { ttl, tags })`.
+#[napi(object)]
+pub struct SetOptions {
+    /// Time to live in seconds (fractions allowed); absent, `0` or less: the
+    /// tier default.
+    pub ttl: Option<f64>,
+    /// Tags stored with the entry, for `invalidateTag`.
+    pub tags: Option<Vec<String>>,
+}
+
+/// The JS object of a lookup whose value is already decoded.
+pub(crate) fn lookup_to_js(
+    env: &Env,
+    lookup: &tierstack::Lookup,
+    value: Value,
+) -> Result<Value, Error> {
+    let result = LookupResult {
+        // SAFETY: a handle created in this call on this env.
+        value: unsafe { Unknown::from_raw_unchecked(env.raw(), value) },
+        tier: lookup.tier.as_str().to_owned(),
+        stale: lookup.stale,
+        age: lookup.age.as_secs_f64(),
+    };
+    to_js(env, result)
+}
+
+/// The JS object of an entry's metadata.
+pub(crate) fn metadata_to_js(env: &Env, meta: tierstack::Metadata) -> Result<Value, Error> {
+    let metadata = Metadata {
+        created_at: meta.created_ms as f64,
+        expires_at: meta.expires_ms as f64,
+        stale_until: meta.stale_until_ms as f64,
+        size: meta.size as f64,
+        access_count: meta.access_count as f64,
+        last_access: meta.last_access_ms as f64,
+        tags: meta.tags,
+    };
+    to_js(env, metadata)
+}
+
+/// Converts a napi-rs object type to its JS value.
+pub(crate) fn to_js<T: ToNapiValue>(env: &Env, value: T) -> Result<Value, Error> {
+    // SAFETY: a valid env of the current call.
+    unsafe { T::to_napi_value(env.raw(), value) }.map_err(|e| {
+        Error::new(
+            tierstack::ErrorKind::Internal,
+            format!("converting a result: {}", e.reason),
+        )
+    })
+}
+
+/// The options of a write from its optional third argument: a TTL in
+/// seconds, or `{ ttl, tags }`.
+pub(crate) fn set_options(env: &Env, arg: Option<Value>) -> Result<tierstack::SetOptions, Error> {
+    let Some(arg) = arg.filter(|&a| !js::is_nullish(env, Some(a))) else {
+        return Ok(tierstack::SetOptions::new());
+    };
+    match js::type_of(env, arg) {
+        ValueType::Number => with_ttl(tierstack::SetOptions::new(), env, arg),
+        ValueType::Object if !js::is_array(env, arg) => {
+            let mut options = tierstack::SetOptions::new();
+            let ttl = js::get_named(env, arg, c"ttl")?;
+            if !js::is_nullish(env, Some(ttl)) {
+                options = with_ttl(options, env, ttl)?;
+            }
+            let tags = js::get_named(env, arg, c"tags")?;
+            if !js::is_nullish(env, Some(tags)) {
+                if !js::is_array(env, tags) {
+                    return Err(argument(format!(
+                        "tags must be an array of strings, got {}",
+                        js::type_name(env, tags)
+                    )));
+                }
+                let tags = js::elements(env, tags)?
+                    .into_iter()
+                    .map(|tag| js::string_arg(env, tag, "a tag"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                options = options.tags(tags);
+            }
+            Ok(options)
+        }
+        _ => Err(argument(format!(
+            "ttlSeconds must be a number or an options object, got {}",
+            js::type_name(env, arg)
+        ))),
+    }
+}
+
+fn with_ttl(
+    options: tierstack::SetOptions,
+    env: &Env,
+    ttl: Value,
+) -> Result<tierstack::SetOptions, Error> {
+    let seconds = js::as_number(env, ttl).ok_or_else(|| {
+        argument(format!(
+            "ttl must be a number of seconds, got {}",
+            js::type_name(env, ttl)
+        ))
+    })?;
+    Ok(match ttl_from_seconds(seconds)? {
+        Some(ttl) => options.ttl(ttl),
+        None => options,
+    })
+}

@@ -1,0 +1,78 @@
+//! Engine work that runs off the JS thread, on libuv's thread pool (napi
+//! async work): the writes, which may wait for another process's write lock.
+//! The promise settles on the JS thread when the work is done.
+
+use napi::bindgen_prelude::{ToNapiValue, TypeName};
+use napi::{Env, JsValue, Task, ValueType, sys};
+use tierstack::{Error, ErrorKind, blocking::Cache};
+
+use crate::error;
+use crate::js::Value;
+
+/// A JS value made on the JS thread, handed back as a task's result.
+pub(crate) struct Raw(pub(crate) Value);
+
+impl TypeName for Raw {
+    fn type_name() -> &'static str {
+        "unknown"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ToNapiValue for Raw {
+    unsafe fn to_napi_value(_env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        Ok(val.0)
+    }
+}
+
+/// Turns the result of engine work into its JS value, on the JS thread.
+pub(crate) type ToJs<R> = fn(&Env, R) -> Result<Value, Error>;
+
+type Work<R> = Box<dyn FnOnce(&Cache) -> tierstack::Result<R> + Send>;
+
+struct Offload<R> {
+    cache: Cache,
+    work: Option<Work<R>>,
+    to_js: ToJs<R>,
+}
+
+impl<R: Send + 'static> Task for Offload<R> {
+    type Output = tierstack::Result<R>;
+    type JsValue = Raw;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(match self.work.take() {
+            Some(work) => work(&self.cache),
+            None => Err(Error::new(ErrorKind::Internal, "a task ran twice")),
+        })
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Raw> {
+        output
+            .and_then(|r| (self.to_js)(&env, r))
+            .map(Raw)
+            .map_err(|e| error::to_napi(&env, &e))
+    }
+}
+
+/// Runs `work` on `cache` off the JS thread; the promise resolves with
+/// `to_js` of its result or rejects with its error.
+pub(crate) fn spawn<R: Send + 'static>(
+    env: &Env,
+    cache: &Cache,
+    work: impl FnOnce(&Cache) -> tierstack::Result<R> + Send + 'static,
+    to_js: ToJs<R>,
+) -> Result<Value, Error> {
+    let task = Offload {
+        cache: cache.clone(),
+        work: Some(Box::new(work)),
+        to_js,
+    };
+    let promise = env
+        .spawn(task)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("queueing work: {}", e.reason)))?;
+    Ok(promise.promise_object().raw())
+}

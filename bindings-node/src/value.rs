@@ -1,0 +1,159 @@
+//! The JSON convention of the Node host, and the JS built-ins it uses.
+//!
+//! A value handed to `set` is stored as compact UTF-8 JSON, exactly what
+//! `JSON.stringify` gives (no spaces, non-ASCII kept as UTF-8), except a
+//! `Buffer` or `Uint8Array`, whose bytes are stored as they are. What Rust,
+//! C or Python store as JSON bytes reads back here as the parsed value.
+//! Reading bytes that are not UTF-8 JSON through `get` fails with
+//! `invalid_value` (they stay readable with `getBuffer`), and so does
+//! storing a value that `JSON.stringify` cannot encode (`undefined`, a
+//! function, a symbol, a `BigInt`, a cycle).
+//!
+//! The built-ins (`JSON.parse`, `JSON.stringify`, `Map`, `Array.from`) are
+//! captured when a storage is created, so later changes to the globals do
+//! not change how it encodes.
+
+use bytes::Bytes;
+use napi::{Env, ValueType};
+use tierstack::{Error, ErrorKind};
+
+use crate::error::argument;
+use crate::js::{self, Held, Value};
+
+/// The JS built-ins one storage calls.
+pub(crate) struct Builtins {
+    parse: Held,
+    stringify: Held,
+    map: Held,
+    map_set: Held,
+    array_from: Held,
+}
+
+impl Builtins {
+    /// Captures the built-ins of the current environment.
+    pub(crate) fn capture(env: &Env) -> Result<Self, Error> {
+        let global = js::global(env)?;
+        let json = js::get_named(env, global, c"JSON")?;
+        let map = js::get_named(env, global, c"Map")?;
+        let map_prototype = js::get_named(env, map, c"prototype")?;
+        let array = js::get_named(env, global, c"Array")?;
+        Ok(Self {
+            parse: Held::new(env, js::get_named(env, json, c"parse")?)?,
+            stringify: Held::new(env, js::get_named(env, json, c"stringify")?)?,
+            map: Held::new(env, map)?,
+            map_set: Held::new(env, js::get_named(env, map_prototype, c"set")?)?,
+            array_from: Held::new(env, js::get_named(env, array, c"from")?)?,
+        })
+    }
+
+    /// Lets the built-ins go.
+    pub(crate) fn release(self, env: &Env) {
+        for held in [
+            self.parse,
+            self.stringify,
+            self.map,
+            self.map_set,
+            self.array_from,
+        ] {
+            held.release(env);
+        }
+    }
+
+    /// The JS value of stored bytes: `JSON.parse` of their UTF-8 text.
+    pub(crate) fn decode(&self, env: &Env, bytes: &[u8]) -> Result<Value, Error> {
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidValue,
+                "the stored value is not UTF-8 JSON; read it with getBuffer",
+            )
+        })?;
+        let text = js::string(env, text)?;
+        let undefined = js::undefined(env)?;
+        match js::call(env, self.parse.get(env)?, undefined, &[text])? {
+            Ok(value) => Ok(value),
+            Err(exception) => Err(Error::new(
+                ErrorKind::InvalidValue,
+                format!(
+                    "the stored value is not JSON ({}); read it with getBuffer",
+                    js::message_of(env, exception)
+                ),
+            )),
+        }
+    }
+
+    /// The bytes to store for a JS value: a `Uint8Array`'s own bytes, or the
+    /// value's JSON.
+    pub(crate) fn encode(&self, env: &Env, value: Value) -> Result<Bytes, Error> {
+        match js::uint8_bytes(env, value)? {
+            Some(bytes) => Ok(Bytes::from(bytes)),
+            None => self.stringify(env, value).map(Bytes::from),
+        }
+    }
+
+    /// `JSON.stringify(value)`; an [`ErrorKind::InvalidValue`] error when it
+    /// throws or gives `undefined`.
+    pub(crate) fn stringify(&self, env: &Env, value: Value) -> Result<String, Error> {
+        let undefined = js::undefined(env)?;
+        match js::call(env, self.stringify.get(env)?, undefined, &[value])? {
+            Ok(json) if js::type_of(env, json) == ValueType::String => js::read_long_str(env, json),
+            Ok(_) => Err(Error::new(
+                ErrorKind::InvalidValue,
+                format!(
+                    "a value of type {} cannot be encoded as JSON",
+                    js::type_name(env, value)
+                ),
+            )),
+            Err(exception) => Err(Error::new(
+                ErrorKind::InvalidValue,
+                format!(
+                    "the value cannot be encoded as JSON: {}",
+                    js::message_of(env, exception)
+                ),
+            )),
+        }
+    }
+
+    /// A new `Map` of `entries`, in order.
+    pub(crate) fn new_map(&self, env: &Env, entries: &[(Value, Value)]) -> Result<Value, Error> {
+        let map = js::construct(env, self.map.get(env)?, &[])?;
+        let set = self.map_set.get(env)?;
+        for &(key, value) in entries {
+            js::call(env, set, map, &[key, value])?
+                .map_err(|e| Error::new(ErrorKind::Internal, js::message_of(env, e)))?;
+        }
+        Ok(map)
+    }
+
+    /// The entries of a `Map` or of a plain object's own enumerable
+    /// string-keyed properties.
+    pub(crate) fn entries(&self, env: &Env, value: Value) -> Result<Vec<(Value, Value)>, Error> {
+        let not_entries = || {
+            argument(format!(
+                "entries must be a Map or a plain object, got {}",
+                js::type_name(env, value)
+            ))
+        };
+        if js::type_of(env, value) != ValueType::Object
+            || js::is_array(env, value)
+            || js::is_typed_array(env, value)
+        {
+            return Err(not_entries());
+        }
+        if js::instance_of(env, value, self.map.get(env)?)? {
+            let undefined = js::undefined(env)?;
+            let pairs = js::call(env, self.array_from.get(env)?, undefined, &[value])?
+                .map_err(|e| argument(js::message_of(env, e)))?;
+            return js::elements(env, pairs)?
+                .into_iter()
+                .map(|pair| match js::elements(env, pair)?[..] {
+                    [key, value] => Ok((key, value)),
+                    _ => Err(Error::new(ErrorKind::Internal, "a Map entry is not a pair")),
+                })
+                .collect();
+        }
+        js::own_keys(env, value)?
+            .into_iter()
+            .map(|key| Ok((key, js::get_property(env, value, key)?)))
+            .collect()
+    }
+}

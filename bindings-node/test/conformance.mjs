@@ -1,0 +1,161 @@
+// The Node conformance runner: runs the shared operation vectors on
+// HybridStorage (see tests/conformance/README.md).
+//
+//   node bindings-node/test/conformance.mjs tests/conformance/vectors/*.json
+//
+// Prints `ok <file>: <name>` or `FAIL <file>: <name>: step <i>: <what>` per
+// vector and `conformance: <passed> passed, <failed> failed` last; exits 0
+// only when every vector passed. Vector values are byte strings, so the
+// runner uses the raw-bytes calls (`set(key, Buffer)`, `getBuffer`,
+// `lookupBuffer`, `mgetBuffer`); `set_json` and `get_json` use the JSON calls.
+// Vector configs are in the JSON spelling (snake_case) and are handed over
+// in Node's camelCase; a key the runner does not know is passed unchanged.
+import { isDeepStrictEqual } from 'node:util';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+
+import { HybridStorage } from '../index.mjs';
+
+const CAMEL = {
+  '': { fail_safe: 'failSafe' },
+  memory: { max_bytes: 'maxSize' },
+  sqlite: { max_bytes: 'maxSize' },
+  fail_safe: { max_stale: 'maxStale' },
+};
+
+/** A JSON-spelled config in Node's spelling. */
+function camelCase(config) {
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) return config;
+  const out = {};
+  for (const [key, value] of Object.entries(config)) {
+    const section = CAMEL[key];
+    const inner = section && value !== null && typeof value === 'object' && !Array.isArray(value)
+      ? Object.fromEntries(Object.entries(value).map(([k, v]) => [section[k] ?? k, v]))
+      : value;
+    out[CAMEL[''][key] ?? key] = inner;
+  }
+  return out;
+}
+
+class StepFailed extends Error {}
+
+const text = (buffer) => (buffer === undefined ? null : buffer.toString('utf8'));
+const bytes = (value) => Buffer.from(value, 'utf8');
+
+class Runner {
+  constructor(dir, config) {
+    this.dir = dir;
+    this.vectorConfig = config;
+    this.config = config;
+    this.storage = null;
+  }
+
+  open(config) {
+    const withPath = camelCase(structuredClone(config));
+    if (withPath.sqlite === undefined) withPath.sqlite = {};
+    if (typeof withPath.sqlite === 'object' && withPath.sqlite !== null && withPath.sqlite.enabled !== false) {
+      withPath.sqlite.path ??= join(this.dir, 'cache.db');
+    }
+    this.storage = new HybridStorage(withPath);
+    this.config = config;
+  }
+
+  async step(step) {
+    const { op } = step;
+    if (op === 'open') return this.open(step.config ?? this.vectorConfig);
+    if (op === 'sleep') return new Promise((resolve) => setTimeout(resolve, step.seconds * 1000));
+    const storage = this.storage;
+    if (storage === null) throw new StepFailed('no storage is open');
+    switch (op) {
+      case 'reopen':
+        await storage.dispose();
+        return this.open(this.config);
+      case 'close':
+        return storage.dispose();
+      case 'set':
+        return storage.set(step.key, bytes(step.value), step.ttl);
+      case 'get':
+        return text(await storage.getBuffer(step.key));
+      case 'lookup': {
+        const found = await storage.lookupBuffer(step.key);
+        return found === undefined ? null : { value: text(found.value), tier: found.tier };
+      }
+      case 'has':
+        return storage.has(step.key);
+      case 'delete':
+        return storage.delete(step.key);
+      case 'mget': {
+        const found = await storage.mgetBuffer(step.keys);
+        return Object.fromEntries([...found].map(([key, value]) => [key, text(value)]));
+      }
+      case 'mset':
+        return storage.mset(new Map(Object.entries(step.entries).map(([k, v]) => [k, bytes(v)])), step.ttl);
+      case 'keys':
+        return storage.keys(step.pattern);
+      case 'len':
+        return storage.size();
+      case 'clear':
+        return storage.clear();
+      case 'set_json':
+        return storage.set(step.key, step.json);
+      case 'get_json':
+        return (await storage.get(step.key)) ?? null;
+      default:
+        throw new StepFailed(`unknown op ${JSON.stringify(op)}`);
+    }
+  }
+
+  async close() {
+    if (this.storage !== null) await this.storage.dispose();
+  }
+}
+
+/** `null` if the vector passed, else what went wrong. */
+async function runVector(vector) {
+  const dir = mkdtempSync(join(tmpdir(), 'tierstack-conformance-'));
+  const runner = new Runner(dir, vector.config ?? {});
+  try {
+    runner.open(runner.config);
+    for (const [i, step] of vector.steps.entries()) {
+      let result;
+      try {
+        result = await runner.step(step);
+      } catch (err) {
+        if (err instanceof StepFailed) return `step ${i}: ${err.message}`;
+        if (step.error === undefined || err?.code !== step.error) {
+          return `step ${i}: ${step.op} raised ${err?.code ?? err?.name}: ${err?.message ?? err}`;
+        }
+        continue;
+      }
+      if (step.error !== undefined) return `step ${i}: ${step.op} succeeded, expected ${step.error}`;
+      if ('expect' in step && !isDeepStrictEqual(result ?? null, step.expect)) {
+        return `step ${i}: ${step.op} gave ${JSON.stringify(result)}, expected ${JSON.stringify(step.expect)}`;
+      }
+    }
+    return null;
+  } catch (err) {
+    return `setup: ${err?.code ?? err?.name}: ${err?.message ?? err}`;
+  } finally {
+    await runner.close().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+let passed = 0;
+let failed = 0;
+for (const path of process.argv.slice(2)) {
+  const name = basename(path);
+  for (const vector of JSON.parse(readFileSync(path, 'utf8')).vectors) {
+    const problem = await runVector(vector);
+    if (problem === null) {
+      passed += 1;
+      console.log(`ok ${name}: ${vector.name}`);
+    } else {
+      failed += 1;
+      console.log(`FAIL ${name}: ${vector.name}: ${problem}`);
+    }
+  }
+}
+console.log(`conformance: ${passed} passed, ${failed} failed`);
+process.exitCode = failed === 0 && passed > 0 ? 0 : 1;

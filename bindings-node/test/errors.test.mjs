@@ -1,0 +1,220 @@
+// Every error code reachable from JS, and that a refused call changes nothing.
+import assert from 'node:assert/strict';
+import { mkdirSync, openSync, readSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { HybridStorage } from 'tierstack';
+
+import { open, rejectsWith, tempDir, throwsWith } from './helpers.mjs';
+
+test('invalid_config: unknown, snake_case and unsupported keys, wrong types, bad values', (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'c.db');
+  const cases = [
+    [{ memroy: {} }, /unknown key `memroy`/],
+    [{ memory: { max_bytes: 1 } }, /unknown key `memory.max_bytes`/],
+    [{ fail_safe: {} }, /unknown key `fail_safe`/],
+    [{ circuitBreaker: { threshold: 5 } }, /unknown key `circuitBreaker`/],
+    [{ memory: { maxSize: 'big' } }, /invalid type/],
+    [{ memory: { maxSize: -1 } }, /invalid value/],
+    [{ memory: { maxSize: 1.5 } }, /invalid type/],
+    [{ memory: { maxSize: 0 } }, /memory.max_bytes must be greater than 0/],
+    [{ memory: { enabled: false }, sqlite: { enabled: false } }, /no tier/],
+    [{ sqlite: { ttl: -1 } }, /not a number of seconds/],
+    [{ namespace: 7 }, /invalid type/],
+    [{ namespace: '../etc' }, /namespace/],
+    [{ memory: 5 }, /invalid type/],
+  ];
+  for (const [config, message] of cases) {
+    const withPath = { ...config, sqlite: { path, ...config.sqlite } };
+    if (config.sqlite?.enabled === false) delete withPath.sqlite.path;
+    throwsWith(() => new HybridStorage(withPath), 'invalid_config', message);
+  }
+  for (const config of [5, 'x', [1], true]) {
+    throwsWith(() => new HybridStorage(config), 'invalid_config', /config must be an object/);
+  }
+});
+
+test('invalid_key: empty, too long, control characters, lone surrogates', async (t) => {
+  const { storage } = open(t);
+  await storage.set('good', 'kept');
+  const bad = ['', 'k'.repeat(256), 'tab\there', 'new\nline', 'nul\u0000byte', 'next\u0085line', 'lone\ud800', '\udc00x'];
+  for (const key of bad) {
+    await rejectsWith(storage.get(key), 'invalid_key');
+    await rejectsWith(storage.set(key, 1), 'invalid_key');
+    await rejectsWith(storage.has(key), 'invalid_key');
+    await rejectsWith(storage.delete(key), 'invalid_key');
+    await rejectsWith(storage.lookup(key), 'invalid_key');
+    await rejectsWith(storage.getBuffer(key), 'invalid_key');
+    await rejectsWith(storage.getMetadata(key), 'invalid_key');
+    await rejectsWith(storage.getOrLoad(key, () => 1), 'invalid_key');
+    await rejectsWith(storage.mget(['good', key]), 'invalid_key');
+    await rejectsWith(storage.mset(new Map([['fine', 1], [key, 2]])), 'invalid_key');
+  }
+  await rejectsWith(storage.get('k'.repeat(300)), 'invalid_key', /300 bytes long/);
+  await rejectsWith(storage.get('lone\ud800'), 'invalid_key', /lone surrogate/);
+  // A paired surrogate is a character like any other, and U+FFFD too.
+  await storage.set('emoji 😀 \ufffd', 1);
+  assert.equal(await storage.get('emoji 😀 \ufffd'), 1);
+  await storage.set('k'.repeat(255), 'the limit');
+  assert.equal(await storage.get('fine'), undefined);
+  assert.deepEqual(await storage.keys(), ['emoji 😀 \ufffd', 'good', 'k'.repeat(255)]);
+});
+
+test('invalid_argument: wrong JS types and unusable numbers', async (t) => {
+  const { storage } = open(t);
+  for (const key of [5, null, undefined, {}, ['k'], Symbol('k'), 10n]) {
+    await rejectsWith(storage.get(key), 'invalid_argument', /key must be a string/);
+    await rejectsWith(storage.set(key, 1), 'invalid_argument', /key must be a string/);
+    await rejectsWith(storage.delete(key), 'invalid_argument', /key must be a string/);
+  }
+  await rejectsWith(storage.get(), 'invalid_argument', /got undefined/);
+  for (const loader of [undefined, 5, 'f', {}, null]) {
+    await rejectsWith(storage.getOrLoad('k', loader), 'invalid_argument', /loader must be a function/);
+  }
+  for (const ttl of ['60', true, [60], () => 1]) {
+    await rejectsWith(storage.set('k', 1, ttl), 'invalid_argument', /ttlSeconds must be/);
+  }
+  await rejectsWith(storage.set('k', 1, NaN), 'invalid_argument', /not a finite number/);
+  await rejectsWith(storage.set('k', 1, Infinity), 'invalid_argument', /not a finite number/);
+  await rejectsWith(storage.set('k', 1, 1e12), 'invalid_argument', /100 years/);
+  await rejectsWith(storage.set('k', 1, { ttl: 'soon' }), 'invalid_argument', /ttl must be a number/);
+  await rejectsWith(storage.set('k', 1, { tags: 'ui' }), 'invalid_argument', /tags must be an array/);
+  await rejectsWith(storage.set('k', 1, { tags: [5] }), 'invalid_argument', /a tag must be a string/);
+  await rejectsWith(storage.set('k', 1, { tags: [''] }), 'invalid_argument', /tag/);
+  await rejectsWith(storage.mget('k'), 'invalid_argument', /keys must be an array/);
+  await rejectsWith(storage.mget([1]), 'invalid_argument', /key must be a string/);
+  for (const entries of [[['a', 1]], 'a', 5, null, Buffer.from('x')]) {
+    await rejectsWith(storage.mset(entries), 'invalid_argument', /entries must be a Map or a plain object/);
+  }
+  await rejectsWith(storage.mset(new Map([[1, 'one']])), 'invalid_argument', /key must be a string/);
+  await rejectsWith(storage.keys(5), 'invalid_argument', /pattern must be a string/);
+  await rejectsWith(storage.keys('a\u0001'), 'invalid_argument', /control character/);
+  await rejectsWith(storage.invalidateTag(5), 'invalid_argument', /tag must be a string/);
+  // A value larger than the L2 budget.
+  const small = open(t, { sqlite: { maxSize: 1024 } }).storage;
+  await rejectsWith(small.set('big', 'x'.repeat(4096)), 'invalid_argument');
+  assert.equal(await storage.get('k'), undefined);
+  assert.equal(await small.get('big'), undefined);
+});
+
+test('invalid_argument: a read method called on another object throws', () => {
+  for (const method of ['get', 'getBuffer', 'lookup', 'has']) {
+    throwsWith(() => HybridStorage.prototype[method].call({}, 'k'), 'invalid_argument', /another object/);
+  }
+});
+
+test('invalid_value: bytes that are not JSON, values JSON cannot encode', async (t) => {
+  const { storage } = open(t);
+  await storage.set('binary', Buffer.from([0xff, 0xfe, 0x00]));
+  await storage.set('text', Buffer.from('plain text, not JSON'));
+  await rejectsWith(storage.get('binary'), 'invalid_value', /not UTF-8 JSON; read it with getBuffer/);
+  await rejectsWith(storage.get('text'), 'invalid_value', /not JSON/);
+  await rejectsWith(storage.lookup('text'), 'invalid_value');
+  await rejectsWith(storage.mget(['text']), 'invalid_value');
+  assert.deepEqual([...(await storage.getBuffer('binary'))], [0xff, 0xfe, 0x00]);
+  const circular = {};
+  circular.self = circular;
+  const cases = [
+    [undefined, /type undefined cannot be encoded/],
+    [() => 1, /type function cannot be encoded/],
+    [Symbol('s'), /type symbol cannot be encoded/],
+    [10n, /BigInt/],
+    [circular, /circular/],
+  ];
+  for (const [value, message] of cases) {
+    await rejectsWith(storage.set('k', value), 'invalid_value', message);
+    await rejectsWith(storage.mset({ fine: 1, k: value }), 'invalid_value', message);
+  }
+  assert.equal(await storage.get('k'), undefined);
+  assert.equal(await storage.get('fine'), undefined);
+});
+
+test('closed: every method after dispose', async (t) => {
+  const { storage } = open(t);
+  await storage.set('k', 'v');
+  await storage.dispose();
+  const calls = {
+    get: () => storage.get('k'),
+    getBuffer: () => storage.getBuffer('k'),
+    lookup: () => storage.lookup('k'),
+    set: () => storage.set('k', 'w'),
+    has: () => storage.has('k'),
+    delete: () => storage.delete('k'),
+    clear: () => storage.clear(),
+    mget: () => storage.mget(['k']),
+    mset: () => storage.mset({ k: 1 }),
+    getMetadata: () => storage.getMetadata('k'),
+    keys: () => storage.keys(),
+    size: () => storage.size(),
+    getOrLoad: () => storage.getOrLoad('k', () => 1),
+    invalidateTag: () => storage.invalidateTag('t'),
+    flush: () => storage.flush(),
+  };
+  for (const [name, call] of Object.entries(calls)) {
+    await rejectsWith(call(), 'closed', /disposed/).catch((e) => {
+      throw new Error(`${name}: ${e.message}`);
+    });
+  }
+  throwsWith(() => storage.getStats(), 'closed');
+  throwsWith(() => storage.getCircuitBreakerStatus(), 'closed');
+  assert.equal(storage.isDisposed(), true);
+  await storage.dispose();
+});
+
+test('a call made right after dispose() rejects with closed, before the close finishes', async (t) => {
+  const { storage, path } = open(t);
+  await storage.set('k', 'v');
+  const disposed = storage.dispose();
+  await rejectsWith(storage.get('k'), 'closed');
+  await rejectsWith(storage.set('k', 'w'), 'closed');
+  await disposed;
+  const other = new HybridStorage({ sqlite: { path } });
+  t.after(() => other.dispose());
+  assert.equal(await other.get('k'), 'v');
+});
+
+test('io: the directory of the file cannot be created', (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'file'), 'x');
+  throwsWith(() => new HybridStorage({ sqlite: { path: join(dir, 'file', 'c.db') } }), 'io');
+});
+
+test('storage: the path is a directory', (t) => {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, 'sub'));
+  throwsWith(() => new HybridStorage({ sqlite: { path: join(dir, 'sub') } }), 'storage', /unable to open/);
+});
+
+test('corrupt: the file is not a database, with the cause chained', (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'junk.db');
+  writeFileSync(path, 'this is not a database at all '.repeat(100));
+  throwsWith(() => new HybridStorage({ sqlite: { path } }), 'corrupt', /not a database/);
+  try {
+    new HybridStorage({ sqlite: { path } });
+  } catch (err) {
+    assert.ok(err.cause instanceof Error);
+    assert.match(err.cause.message, /not a database/);
+  }
+});
+
+test('incompatible: a newer schema version is refused and the file left untouched', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'newer.db');
+  const made = new HybridStorage({ sqlite: { path } });
+  await made.set('k', 'v');
+  await made.dispose();
+  rmSync(`${path}-wal`, { force: true });
+  rmSync(`${path}-shm`, { force: true });
+  // The SQLite header: user_version at byte 60, application_id at byte 68 (big-endian).
+  const fd = openSync(path, 'r+');
+  const header = Buffer.alloc(100);
+  readSync(fd, header, 0, 100, 0);
+  assert.equal(header.readUInt32BE(68), 0x5453544b, 'a tierstack file');
+  header.writeUInt32BE(99, 60);
+  writeSync(fd, header, 60, 4, 60);
+  closeSync(fd);
+  throwsWith(() => new HybridStorage({ sqlite: { path } }), 'incompatible', /schema version 99/);
+});
