@@ -143,7 +143,8 @@ impl Config {
                 ));
             }
         }
-        let config: Config = serde_json::from_value(value).map_err(invalid)?;
+        // Parsed from the text again, so that errors give a line and column.
+        let config: Config = serde_json::from_str(json).map_err(invalid)?;
         config.validate()?;
         Ok(config)
     }
