@@ -120,6 +120,17 @@ unsafe extern "C" fn dispatch(raw_env: sys::napi_env, info: sys::napi_callback_i
         unsafe { sys::napi_throw(raw_env, error::to_js(&env, &err)) };
         return ptr::null_mut();
     };
-    let outcome = read(storage, &env, argv[0]).map_err(|e| error::to_js(&env, &e));
+    // A panic must not unwind out of an `extern "C"` callback (that aborts
+    // the process): it rejects the promise as an internal error instead.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read(storage, &env, argv[0])
+    }))
+    .unwrap_or_else(|_| {
+        Err(Error::new(
+            tierstack::ErrorKind::Internal,
+            "a read panicked; the storage is unchanged",
+        ))
+    })
+    .map_err(|e| error::to_js(&env, &e));
     js::settled(&env, outcome).unwrap_or(ptr::null_mut())
 }

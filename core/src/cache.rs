@@ -88,7 +88,12 @@ impl Engine {
     /// The read path: L1, then L2 with promotion.
     #[inline]
     pub(crate) fn lookup(&self, key: &str) -> Result<Option<Lookup>> {
-        Ok(self.lookup_versioned(key)?.map(|(lookup, _)| lookup))
+        self.check_open()?;
+        let now = self.clock.now_ms();
+        if let Some(entry) = self.memory_hit(key, now) {
+            return Ok(Some(memory_lookup(entry, now)));
+        }
+        Ok(self.lookup_miss(key, now)?.map(|(lookup, _)| lookup))
     }
 
     /// [`Engine::lookup`], plus the version of the L1 entry holding the
@@ -98,14 +103,15 @@ impl Engine {
         self.check_open()?;
         let now = self.clock.now_ms();
         if let Some(entry) = self.memory_hit(key, now) {
-            let lookup = Lookup {
-                value: entry.value,
-                tier: Tier::Memory,
-                stale: false,
-                age: Duration::from_millis(now.saturating_sub(entry.created_ms)),
-            };
-            return Ok(Some((lookup, Some(entry.version))));
+            let version = entry.version;
+            return Ok(Some((memory_lookup(entry, now), Some(version))));
         }
+        self.lookup_miss(key, now)
+    }
+
+    /// Past an L1 miss: validates the key, counts the miss, reads below.
+    #[inline(never)]
+    fn lookup_miss(&self, key: &str, now: u64) -> Result<Option<(Lookup, Option<u64>)>> {
         key::validate(key)?;
         if self.memory.is_some() {
             self.counters.memory.misses.incr();
@@ -171,7 +177,7 @@ impl Engine {
                 .min(now.saturating_add(ms(self.config.memory.ttl)));
             version = memory.insert(
                 key,
-                MemEntry::new(found.value.clone(), found.created_ms, expires_ms, None),
+                MemEntry::new(found.value.clone(), found.created_ms, expires_ms),
             );
         }
         let lookup = Lookup {
@@ -310,15 +316,13 @@ impl Engine {
             .ttl
             .map_or(self.config.memory.ttl, |t| t.min(self.config.memory.ttl));
         let memory_expires = now.saturating_add(ms(memory_ttl));
-        let tags: Option<Arc<[String]>> =
-            (!options.tags.is_empty()).then(|| options.tags.as_slice().into());
         let l1: Vec<(String, MemEntry)> = match &self.memory {
             Some(_) => rows
                 .iter()
                 .map(|r| {
                     (
                         r.key.clone(),
-                        MemEntry::new(r.value.clone(), now, memory_expires, tags.clone()),
+                        MemEntry::new(r.value.clone(), now, memory_expires),
                     )
                 })
                 .collect(),
@@ -329,7 +333,7 @@ impl Engine {
         }
         if let Some(memory) = &self.memory {
             for (key, entry) in l1 {
-                memory.insert(&key, entry);
+                memory.insert_tagged(&key, entry, &options.tags);
             }
         }
         self.counters.sets.add(count);
@@ -515,6 +519,17 @@ impl Engine {
 
     pub(crate) fn reset_stats(&self) {
         self.counters.reset();
+    }
+}
+
+/// What an L1 hit reports.
+#[inline]
+fn memory_lookup(entry: MemEntry, now: u64) -> Lookup {
+    Lookup {
+        value: entry.value,
+        tier: Tier::Memory,
+        stale: false,
+        age: Duration::from_millis(now.saturating_sub(entry.created_ms)),
     }
 }
 

@@ -9,11 +9,13 @@
 //! 2–4× cheaper than moka's and its hit ratio on a Zipf(0.99) trace matches
 //! moka's TinyLFU within a fraction of a point.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use compact_str::CompactString;
+use parking_lot::Mutex;
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
@@ -24,8 +26,8 @@ use crate::stats::Counters;
 /// and the timestamps.
 pub const ENTRY_OVERHEAD: u64 = 96;
 
-/// One L1 entry. Cloning it bumps the value's refcount (and the tags', when
-/// there are any) and copies three integers.
+/// One L1 entry. Cloning it bumps the value's refcount and copies three
+/// integers.
 #[derive(Clone, Debug)]
 pub(crate) struct MemEntry {
     pub(crate) value: Bytes,
@@ -33,25 +35,16 @@ pub(crate) struct MemEntry {
     pub(crate) expires_ms: u64,
     /// Set by [`MemoryTier::insert`]: unique to this stored value.
     pub(crate) version: u64,
-    /// Tags given at write time; kept so that a memory-only cache can
-    /// invalidate by tag.
-    pub(crate) tags: Option<Arc<[String]>>,
 }
 
 impl MemEntry {
     /// An entry to insert; its version is assigned on insertion.
-    pub(crate) fn new(
-        value: Bytes,
-        created_ms: u64,
-        expires_ms: u64,
-        tags: Option<Arc<[String]>>,
-    ) -> Self {
+    pub(crate) fn new(value: Bytes, created_ms: u64, expires_ms: u64) -> Self {
         Self {
             value,
             created_ms,
             expires_ms,
             version: 0,
-            tags,
         }
     }
 }
@@ -88,6 +81,10 @@ pub(crate) struct MemoryTier {
     max_bytes: u64,
     max_entry: u64,
     next_version: AtomicU64,
+    /// Tag -> the (key, version) pairs written with it. Kept beside the map
+    /// so that untagged entries (and the hit path) carry nothing for tags; a
+    /// pair whose key now holds another version is stale and ignored.
+    tagged: Mutex<HashMap<String, Vec<(Key, u64)>>>,
 }
 
 impl MemoryTier {
@@ -116,6 +113,7 @@ impl MemoryTier {
             max_bytes,
             max_entry,
             next_version: AtomicU64::new(1),
+            tagged: Mutex::new(HashMap::new()),
         }
     }
 
@@ -154,23 +152,44 @@ impl MemoryTier {
         Some(version)
     }
 
-    /// Removes every entry tagged `tag`; returns the keys of those that
-    /// were fresh.
+    /// [`MemoryTier::insert`], remembering the entry under each of `tags`.
+    pub(crate) fn insert_tagged(&self, key: &str, entry: MemEntry, tags: &[String]) {
+        let Some(version) = self.insert(key, entry) else {
+            return;
+        };
+        if tags.is_empty() {
+            return;
+        }
+        let mut tagged = self.tagged.lock();
+        for tag in tags {
+            tagged
+                .entry(tag.clone())
+                .or_default()
+                .push((Key::new(key), version));
+        }
+        // Pairs go stale as keys are rewritten or evicted; drop them once
+        // they could outnumber the entries.
+        let pairs: usize = tagged.values().map(Vec::len).sum();
+        if pairs > 2 * self.map.len() + 1024 {
+            for list in tagged.values_mut() {
+                list.retain(|(k, v)| self.map.peek(k).is_some_and(|e| e.version == *v));
+            }
+            tagged.retain(|_, list| !list.is_empty());
+        }
+    }
+
+    /// Removes every entry still holding a value written with `tag`;
+    /// returns the keys of those that were fresh.
     pub(crate) fn remove_tagged(&self, tag: &str, now_ms: u64) -> Vec<String> {
-        let tagged: Vec<Key> = self
-            .map
-            .iter()
-            .filter(|(_, e)| {
-                e.tags
-                    .as_deref()
-                    .is_some_and(|t| t.iter().any(|x| x == tag))
-            })
-            .map(|(k, _)| k)
-            .collect();
-        tagged
+        let pairs = self.tagged.lock().remove(tag).unwrap_or_default();
+        pairs
             .into_iter()
-            .filter(|k| self.remove(k, now_ms))
-            .map(Key::into_string)
+            .filter(|(key, version)| {
+                self.map
+                    .remove_if(key, |e| e.version == *version)
+                    .is_some_and(|(_, e)| now_ms < e.expires_ms)
+            })
+            .map(|(key, _)| key.into_string())
             .collect()
     }
 
@@ -183,6 +202,7 @@ impl MemoryTier {
 
     pub(crate) fn clear(&self) {
         self.map.clear();
+        self.tagged.lock().clear();
     }
 
     /// Fresh keys, in no particular order.
