@@ -294,32 +294,24 @@ impl SqliteTier {
             return Ok(());
         }
         // SAFETY: only threads of this (child) process can hold these locks
-        // from now on, and none has taken them yet: every path to them passes
-        // `enter`, which waits above while `resetting` is set. A lock
-        // found held was taken by a parent's thread that does not exist in
-        // this process and will never release it.
+        // from now on, and none has taken them yet: the connection locks are
+        // reached through `enter`, which waits above while `resetting` is
+        // set, and the read buffer only after it. A lock found held was
+        // taken by a parent's thread that does not exist in this process
+        // and will never release it.
         unsafe {
-            if self.writer.is_locked() {
-                self.writer.force_unlock(Default::default());
-            }
-            if self.readers.is_locked() {
-                self.readers.force_unlock(Default::default());
-            }
-            if self.queue.is_locked() {
-                self.queue.force_unlock(Default::default());
-            }
-            if self.access.is_locked() {
-                self.access.force_unlock(Default::default());
-            }
+            unlock_abandoned(&self.writer);
+            unlock_abandoned(&self.readers);
+            unlock_abandoned(&self.queue);
+            unlock_abandoned(&self.access);
         }
         // Closing the inherited connections first lets the new ones take
         // their own locks: SQLite shares lock state between connections of
         // one process, and the parent's locks were not inherited. A close
         // checkpoints only if no other process holds the file open.
-        let old_writer = self.writer.lock().take();
-        drop(old_writer);
-        std::mem::take(&mut *self.readers.lock());
-        std::mem::take(&mut *self.queue.lock());
+        drop(self.writer.lock().take());
+        self.readers.lock().clear();
+        self.queue.lock().clear();
         *self.access.lock() = Access::default();
         let reopened = match self.closed.load(Ordering::Acquire) {
             true => Ok(()),
@@ -808,6 +800,20 @@ impl SqliteTier {
             conn.close().map_err(|(_, e)| Error::from(e))?;
         }
         flushed
+    }
+}
+
+/// Releases `mutex` if a thread that no longer exists (one of the parent's,
+/// in a forked child) left it locked.
+///
+/// # Safety
+///
+/// No thread of this process may hold `mutex`.
+unsafe fn unlock_abandoned<T>(mutex: &Mutex<T>) {
+    if mutex.is_locked() {
+        // SAFETY: held, and by no thread of this process (the caller's
+        // promise), so no guard will ever release it.
+        unsafe { mutex.force_unlock(Default::default()) };
     }
 }
 
