@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::clock::Clock;
+use crate::coherence::Changes;
 use crate::config::{CacheBuilder, Config};
 use crate::entry::{Entry, Lookup, Metadata, SetOptions, Tier};
 use crate::error::{Error, ErrorKind, Result};
@@ -22,7 +23,7 @@ use crate::key::{self, Glob};
 use crate::runtime;
 use crate::stats::{Counters, Stats};
 use crate::tier::Inspection;
-use crate::tier::memory::{MemEntry, MemoryTier};
+use crate::tier::memory::{L1, MemEntry, MemoryTier, Ticket};
 use crate::tier::sqlite::{self, Found, Row, SqliteTier, Write};
 
 /// How often L2 maintenance runs when nothing asks for it sooner: buffered
@@ -33,7 +34,7 @@ pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) struct Engine {
     config: Config,
     clock: Clock,
-    memory: Option<MemoryTier>,
+    memory: Option<L1>,
     sqlite: Option<SqliteTier>,
     counters: Arc<Counters>,
     closed: AtomicBool,
@@ -47,10 +48,13 @@ impl Engine {
     fn open(config: Config, clock: Clock) -> Result<Arc<Self>> {
         config.validate()?;
         let counters = Arc::new(Counters::default());
-        let memory = config
-            .memory
-            .enabled
-            .then(|| MemoryTier::new(config.memory.max_bytes, counters.clone()));
+        let memory = config.memory.enabled.then(|| {
+            L1::new(
+                config.memory.max_bytes,
+                counters.clone(),
+                config.sqlite.enabled,
+            )
+        });
         let sqlite = match config.sqlite.enabled {
             true => Some(SqliteTier::open(
                 &config.resolved_sqlite_path()?,
@@ -67,6 +71,10 @@ impl Engine {
             counters,
             closed: AtomicBool::new(false),
         });
+        if let Some(memory) = engine.memory.as_ref().map(L1::get) {
+            // Starts watching the file before L1 holds anything.
+            engine.sync(memory, engine.clock.now_ms());
+        }
         if let Some(sqlite) = &engine.sqlite {
             let (weak, wake) = (Arc::downgrade(&engine), sqlite.wake());
             spawn_maintenance(weak.clone(), wake.clone());
@@ -83,6 +91,59 @@ impl Engine {
             false => Ok(()),
             true => Err(Error::closed()),
         }
+    }
+
+    /// This process's L1, first brought up to date with other processes'
+    /// changes to the L2 file when a check is due (see [`crate::coherence`]).
+    #[inline]
+    fn l1(&self, now: u64) -> Option<&MemoryTier> {
+        let memory = self.memory.as_ref()?.get();
+        if now >= memory.check_at.load(Ordering::Relaxed) {
+            self.sync(memory, now);
+        }
+        Some(memory)
+    }
+
+    /// Drops from L1 what other processes changed in the L2 file since the
+    /// last check, and sets the time of the next one.
+    #[cold]
+    #[inline(never)]
+    fn sync(&self, memory: &MemoryTier, now: u64) {
+        let Some(sqlite) = &self.sqlite else {
+            return;
+        };
+        let due = || now >= memory.check_at.load(Ordering::Relaxed);
+        sqlite.sync(due, |changes| {
+            match changes {
+                Ok(Changes::None) => {}
+                Ok(Changes::Some { keys, tags }) => {
+                    let pending = memory.begin_all();
+                    memory.invalidate(&pending, &keys, &tags, None, now);
+                    self.counters.coherence_drops.add(keys.len() as u64);
+                }
+                Ok(Changes::All) => self.reset_l1(memory),
+                Err(err) => {
+                    // Unable to tell what changed: serve nothing unchecked.
+                    if err.kind() != ErrorKind::Closed {
+                        tracing::warn!(error = %err, "reading the change log failed; L1 cleared");
+                    }
+                    self.reset_l1(memory);
+                }
+            }
+            let interval = ms(self.config.sqlite.coherence_interval);
+            memory
+                .check_at
+                .store(now.saturating_add(interval), Ordering::Relaxed);
+        });
+    }
+
+    /// Empties L1, counted as a resync if it held anything.
+    fn reset_l1(&self, memory: &MemoryTier) {
+        if memory.entries() > 0 {
+            self.counters.coherence_resets.incr();
+        }
+        let pending = memory.begin_all();
+        memory.invalidate_all(&pending, None);
     }
 
     /// The read path: L1, then L2 with promotion.
@@ -132,7 +193,7 @@ impl Engine {
     /// An L1 hit, counted; `None` on a miss (not counted: the caller goes on).
     #[inline]
     fn memory_hit(&self, key: &str, now: u64) -> Option<MemEntry> {
-        let memory = self.memory.as_ref()?;
+        let memory = self.l1(now)?;
         // Every key in L1 was validated on its way in, so a hit needs no
         // check; on a miss the key is validated before it goes further.
         let timer = self.counters.memory.hits.sample_next();
@@ -153,9 +214,10 @@ impl Engine {
     fn lookup_below_memory(&self, key: &str, now: u64) -> Result<Option<(Lookup, Option<u64>)>> {
         if let Some(sqlite) = &self.sqlite {
             let start = Instant::now();
+            let ticket = self.l1(now).map(|m| (m, m.ticket(key)));
             match sqlite.get(key, now)? {
                 Some(found) if now < found.expires_ms => {
-                    let promoted = self.promote(key, found, now);
+                    let promoted = self.promote(ticket, key, found, now);
                     self.counters.sqlite.hits.incr();
                     self.counters.sqlite.record_time(start.elapsed());
                     return Ok(Some(promoted));
@@ -167,15 +229,22 @@ impl Engine {
         Ok(None)
     }
 
-    /// Copies an L2 hit into L1 and reports it, with the L1 version now
-    /// holding it.
-    fn promote(&self, key: &str, found: Found, now: u64) -> (Lookup, Option<u64>) {
+    /// Copies an L2 hit into L1 (with the ticket taken before L2 was read)
+    /// and reports it, with the L1 version now holding it.
+    fn promote(
+        &self,
+        ticket: Option<(&MemoryTier, Ticket)>,
+        key: &str,
+        found: Found,
+        now: u64,
+    ) -> (Lookup, Option<u64>) {
         let mut version = None;
-        if let Some(memory) = &self.memory {
+        if let Some((memory, ticket)) = ticket {
             let expires_ms = found
                 .expires_ms
                 .min(now.saturating_add(ms(self.config.memory.ttl)));
-            version = memory.insert(
+            version = memory.promote(
+                ticket,
                 key,
                 MemEntry::new(found.value.clone(), found.created_ms, expires_ms),
             );
@@ -202,7 +271,8 @@ impl Engine {
         let now = self.clock.now_ms();
         let mut out: Vec<Option<Bytes>> = vec![None; keys.len()];
         let mut missing: Vec<usize> = Vec::new();
-        match &self.memory {
+        let memory = self.l1(now);
+        match memory {
             Some(memory) => {
                 for (i, key) in keys.iter().enumerate() {
                     match memory.get(key, now) {
@@ -219,18 +289,24 @@ impl Engine {
         if let (Some(sqlite), false) = (&self.sqlite, missing.is_empty()) {
             let start = Instant::now();
             let wanted: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
+            let tickets: Vec<_> = wanted
+                .iter()
+                .map(|k| memory.map(|m| (m, m.ticket(k))))
+                .collect();
             let mut found = sqlite.get_many(&wanted, now)?;
             let mut hits = 0u64;
-            missing.retain(
-                |&i| match found.remove(keys[i]).filter(|f| now < f.expires_ms) {
+            let mut tickets = tickets.into_iter();
+            missing.retain(|&i| {
+                let ticket = tickets.next().flatten();
+                match found.remove(keys[i]).filter(|f| now < f.expires_ms) {
                     Some(f) => {
-                        out[i] = Some(self.promote(keys[i], f, now).0.value);
+                        out[i] = Some(self.promote(ticket, keys[i], f, now).0.value);
                         hits += 1;
                         false
                     }
                     None => true,
-                },
-            );
+                }
+            });
             self.counters.sqlite.hits.add(hits);
             self.counters.sqlite.misses.add(missing.len() as u64);
             if hits > 0 {
@@ -246,11 +322,7 @@ impl Engine {
         self.check_open()?;
         key::validate(key)?;
         let now = self.clock.now_ms();
-        if self
-            .memory
-            .as_ref()
-            .is_some_and(|m| m.contains_fresh(key, now))
-        {
+        if self.l1(now).is_some_and(|m| m.contains_fresh(key, now)) {
             return Ok(true);
         }
         match &self.sqlite {
@@ -316,24 +388,29 @@ impl Engine {
             .ttl
             .map_or(self.config.memory.ttl, |t| t.min(self.config.memory.ttl));
         let memory_expires = now.saturating_add(ms(memory_ttl));
-        let l1: Vec<(String, MemEntry)> = match &self.memory {
-            Some(_) => rows
+        let memory = self.memory.as_ref().map(L1::get);
+        // Announced before L2 is written; see `tier::memory`.
+        let l1: Vec<_> = match memory {
+            Some(memory) => rows
                 .iter()
                 .map(|r| {
-                    (
-                        r.key.clone(),
-                        MemEntry::new(r.value.clone(), now, memory_expires),
-                    )
+                    let entry = MemEntry::new(r.value.clone(), now, memory_expires);
+                    (memory.begin(&r.key), r.key.clone(), entry)
                 })
                 .collect(),
             None => Vec::new(),
         };
-        if let Some(sqlite) = &self.sqlite {
-            sqlite.write(rows.into_iter().map(Write::Put).collect())?;
-        }
-        if let Some(memory) = &self.memory {
-            for (key, entry) in l1 {
-                memory.insert_tagged(&key, entry, &options.tags);
+        let seqs: Vec<Option<u64>> = match &self.sqlite {
+            Some(sqlite) => sqlite
+                .write(rows.into_iter().map(Write::Put).collect())?
+                .into_iter()
+                .map(|o| Some(o.seq))
+                .collect(),
+            None => vec![None; rows.len()],
+        };
+        if let Some(memory) = memory {
+            for ((pending, key, entry), seq) in l1.into_iter().zip(seqs) {
+                memory.apply(&pending, &key, Some(entry), &options.tags, seq);
             }
         }
         self.counters.sets.add(count);
@@ -344,17 +421,23 @@ impl Engine {
         self.check_open()?;
         key::validate(key)?;
         let now = self.clock.now_ms();
-        let mut existed = false;
+        let memory = self.l1(now);
+        let pending = memory.map(|m| m.begin(key));
+        let mut existed = memory.is_some_and(|m| m.contains_fresh(key, now));
+        let mut seq = None;
         if let Some(sqlite) = &self.sqlite {
             let outcome = sqlite.write(vec![Write::Delete(key.to_owned())])?;
-            existed = outcome
-                .first()
-                .copied()
-                .flatten()
-                .is_some_and(|expires| now < expires);
+            let outcome = outcome.first().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Internal,
+                    "a delete came back without its outcome",
+                )
+            })?;
+            existed |= outcome.removed_expires_ms.is_some_and(|e| now < e);
+            seq = Some(outcome.seq);
         }
-        if let Some(memory) = &self.memory {
-            existed |= memory.remove(key, now);
+        if let (Some(memory), Some(pending)) = (memory, &pending) {
+            memory.apply(pending, key, None, &[], seq);
         }
         if existed {
             self.counters.deletes.incr();
@@ -370,7 +453,7 @@ impl Engine {
             Some(sqlite) => sqlite.fresh_keys(&glob.to_sqlite_glob(), now)?,
             None => Vec::new(),
         };
-        if let Some(memory) = &self.memory {
+        if let Some(memory) = self.l1(now) {
             keys.extend(memory.fresh_keys(now).filter(|k| glob.matches(k)));
         }
         keys.sort_unstable();
@@ -389,33 +472,30 @@ impl Engine {
             return sqlite.entry(key);
         }
         let now = self.clock.now_ms();
-        Ok(self
-            .memory
-            .as_ref()
-            .and_then(|m| m.get(key, now))
-            .map(|e| Entry {
-                key: key.to_owned(),
-                meta: Metadata {
-                    created_ms: e.created_ms,
-                    expires_ms: e.expires_ms,
-                    stale_until_ms: e.expires_ms,
-                    size: key.len() as u64
-                        + e.value.len() as u64
-                        + crate::tier::MEMORY_ENTRY_OVERHEAD,
-                    last_access_ms: now,
-                    ..Metadata::default()
-                },
-                value: e.value,
-            }))
+        Ok(self.l1(now).and_then(|m| m.get(key, now)).map(|e| Entry {
+            key: key.to_owned(),
+            meta: Metadata {
+                created_ms: e.created_ms,
+                expires_ms: e.expires_ms,
+                stale_until_ms: e.expires_ms,
+                size: key.len() as u64 + e.value.len() as u64 + crate::tier::MEMORY_ENTRY_OVERHEAD,
+                last_access_ms: now,
+                ..Metadata::default()
+            },
+            value: e.value,
+        }))
     }
 
     pub(crate) fn clear(&self) -> Result<()> {
         self.check_open()?;
-        if let Some(sqlite) = &self.sqlite {
-            sqlite.clear()?;
-        }
-        if let Some(memory) = &self.memory {
-            memory.clear();
+        let memory = self.memory.as_ref().map(L1::get);
+        let pending = memory.map(MemoryTier::begin_all);
+        let seq = match &self.sqlite {
+            Some(sqlite) => Some(sqlite.clear()?),
+            None => None,
+        };
+        if let (Some(memory), Some(pending)) = (memory, &pending) {
+            memory.invalidate_all(pending, seq);
         }
         Ok(())
     }
@@ -424,17 +504,20 @@ impl Engine {
         self.check_open()?;
         validate_tag(tag)?;
         let now = self.clock.now_ms();
-        let mut removed = match &self.sqlite {
-            Some(sqlite) => sqlite.delete_tagged(tag, now)?,
-            None => Vec::new(),
-        };
-        if let Some(memory) = &self.memory {
-            for key in &removed {
-                memory.remove(key, now);
+        let memory = self.memory.as_ref().map(L1::get);
+        let pending = memory.map(MemoryTier::begin_all);
+        let (mut removed, seq) = match &self.sqlite {
+            Some(sqlite) => {
+                let (removed, seq) = sqlite.delete_tagged(tag, now)?;
+                (removed, Some(seq))
             }
-            // L1 may still hold tagged entries L2 no longer has (evicted, or
+            None => (Vec::new(), None),
+        };
+        if let (Some(memory), Some(pending)) = (memory, &pending) {
+            // L1 may also hold tagged entries L2 no longer has (evicted, or
             // no L2 at all).
-            removed.extend(memory.remove_tagged(tag, now));
+            let tags = [tag.to_owned()];
+            removed.extend(memory.invalidate(pending, &removed, &tags, seq, now));
         }
         removed.sort_unstable();
         removed.dedup();
@@ -472,8 +555,9 @@ impl Engine {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        if let Some(memory) = &self.memory {
-            memory.clear();
+        if let Some(memory) = self.memory.as_ref().map(L1::get) {
+            let pending = memory.begin_all();
+            memory.invalidate_all(&pending, None);
         }
         match &self.sqlite {
             Some(sqlite) => sqlite.close(self.clock.now_ms()),
@@ -484,7 +568,7 @@ impl Engine {
     pub(crate) fn stats(&self) -> Stats {
         let c = &self.counters;
         let mut tiers = Vec::with_capacity(2);
-        if let Some(m) = &self.memory {
+        if let Some(m) = self.memory.as_ref().map(L1::get) {
             tiers.push(c.tier(Tier::Memory).snapshot(
                 Tier::Memory,
                 m.entries(),
@@ -513,6 +597,8 @@ impl Engine {
             },
             sets: c.sets.get(),
             deletes: c.deletes.get(),
+            invalidations: c.coherence_drops.get(),
+            resyncs: c.coherence_resets.get(),
             tiers,
         }
     }

@@ -15,6 +15,7 @@
 //! | `sqlite.path` | `$TIERSTACK_DB_PATH`, else `<cache dir>/tierstack/<namespace>.db` | the file |
 //! | `sqlite.max_bytes` | 104857600 (100 MiB) | L2 budget: key + value + ~64 bytes per row |
 //! | `sqlite.ttl` | 86400 (24 h) | default time to live in L2 |
+//! | `sqlite.coherence_interval` | 0.05 (50 ms) | how often, at most, L1 checks the file for other processes' changes (0: on every access) |
 //! | `fail_safe.max_stale` | 86400 (24 h) | how long an expired L2 row is kept to be served stale |
 
 use std::path::PathBuf;
@@ -27,6 +28,9 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// The environment variable that supplies `sqlite.path` when the config has none.
 pub const DB_PATH_ENV: &str = "TIERSTACK_DB_PATH";
+
+/// The longest `sqlite.coherence_interval` accepted: 1 hour.
+pub const MAX_COHERENCE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The longest TTL accepted: 100 years.
 pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -72,6 +76,12 @@ pub struct SqliteConfig {
     /// Default time to live of an entry.
     #[serde(with = "seconds")]
     pub ttl: Duration,
+    /// How often, at most, L1 is checked against the file for changes made
+    /// by other processes (see [`crate::coherence`]): the longest time this
+    /// process may serve, from L1, a value another process replaced. Zero
+    /// checks on every access.
+    #[serde(with = "seconds")]
+    pub coherence_interval: Duration,
 }
 
 /// Serving expired copies.
@@ -112,6 +122,7 @@ impl Default for SqliteConfig {
             path: None,
             max_bytes: 100 * 1024 * 1024,
             ttl: Duration::from_secs(24 * 3600),
+            coherence_interval: Duration::from_millis(50),
         }
     }
 }
@@ -173,6 +184,9 @@ impl Config {
         }
         check_ttl("memory.ttl", self.memory.ttl)?;
         check_ttl("sqlite.ttl", self.sqlite.ttl)?;
+        if self.sqlite.coherence_interval > MAX_COHERENCE_INTERVAL {
+            return Err(invalid("sqlite.coherence_interval is longer than 1 hour"));
+        }
         if self.fail_safe.max_stale > MAX_TTL {
             return Err(invalid("fail_safe.max_stale is longer than 100 years"));
         }
@@ -352,6 +366,12 @@ impl CacheBuilder {
     /// Sets `sqlite.ttl`.
     pub fn sqlite_ttl(mut self, ttl: Duration) -> Self {
         self.config.sqlite.ttl = ttl;
+        self
+    }
+
+    /// Sets `sqlite.coherence_interval`.
+    pub fn coherence_interval(mut self, interval: Duration) -> Self {
+        self.config.sqlite.coherence_interval = interval;
         self
     }
 

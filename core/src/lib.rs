@@ -29,6 +29,7 @@
 pub mod blocking;
 mod cache;
 mod clock;
+pub mod coherence;
 pub mod config;
 mod entry;
 mod error;

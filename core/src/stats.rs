@@ -189,6 +189,10 @@ pub(crate) struct Counters {
     pub(crate) misses: Counter,
     pub(crate) sets: Counter,
     pub(crate) deletes: Counter,
+    /// L1 entries dropped because another process changed them.
+    pub(crate) coherence_drops: Counter,
+    /// Times L1 was emptied because what changed could not be told.
+    pub(crate) coherence_resets: Counter,
 }
 
 impl Counters {
@@ -202,7 +206,13 @@ impl Counters {
     pub(crate) fn reset(&self) {
         self.memory.reset();
         self.sqlite.reset();
-        for c in [&self.misses, &self.sets, &self.deletes] {
+        for c in [
+            &self.misses,
+            &self.sets,
+            &self.deletes,
+            &self.coherence_drops,
+            &self.coherence_resets,
+        ] {
             c.reset();
         }
     }
@@ -223,6 +233,12 @@ pub struct Stats {
     pub sets: u64,
     /// Deletes of keys that held a fresh value.
     pub deletes: u64,
+    /// L1 entries dropped because another process sharing the L2 file
+    /// changed their key (see [`crate::coherence`]).
+    pub invalidations: u64,
+    /// Times L1 was emptied because another process's changes could not be
+    /// told one by one (a cache opening or forked, a clear, a long sleep).
+    pub resyncs: u64,
     /// One entry per enabled tier, L1 first.
     pub tiers: Vec<TierStats>,
 }
@@ -265,6 +281,8 @@ impl Stats {
             ("misses_total", self.misses),
             ("sets_total", self.sets),
             ("deletes_total", self.deletes),
+            ("invalidations_total", self.invalidations),
+            ("resyncs_total", self.resyncs),
         ] {
             let _ = writeln!(out, "# TYPE tierstack_{name} counter");
             let _ = writeln!(out, "tierstack_{name}{{namespace=\"{ns}\"}} {value}");

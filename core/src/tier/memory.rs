@@ -8,10 +8,40 @@
 //! quick_cache was chosen by measurement (see `bench/`): its hit is about
 //! 2–4× cheaper than moka's and its hit ratio on a Zipf(0.99) trace matches
 //! moka's TinyLFU within a fraction of a point.
+//!
+//! # Ordering writes and promotions
+//!
+//! L1 is a copy of L2, filled by two kinds of callers that race: writers,
+//! who store their value after committing it to L2, and readers, who copy a
+//! value they read from L2 (promotion). Keys are spread over [`STRIPES`]
+//! stripes, each with counters of the writes started and finished and, under
+//! its lock, the change number (see [`crate::coherence`]) of the latest write
+//! applied to L1:
+//!
+//! - a writer announces itself ([`MemoryTier::begin`]) before it writes L2,
+//!   and applies its write to L1 under the stripe lock only if no later
+//!   write of the stripe was applied there first; otherwise it removes the
+//!   key, and the next read goes to L2;
+//! - a reader takes a [`Ticket`] before it reads L2, and its promotion is
+//!   applied under the stripe lock only if no write of the stripe started
+//!   since (nor was running when the ticket was taken).
+//!
+//! So a promotion never puts back a value older than a write that returned,
+//! nor resurrects a deleted key, and L1 ends a burst of writes to one key
+//! with the value L2 holds (or without the key).
+//!
+//! # Fork
+//!
+//! A child process created by `fork()` must not touch a lock that one of the
+//! parent's threads held at that instant. [`L1`] holds the tier behind a
+//! pointer and gives a forked child a new, empty tier on its first use; the
+//! parent's copy is leaked in the child (its pages are shared with the
+//! parent until written, and nothing in the child reads them again).
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use compact_str::CompactString;
@@ -19,7 +49,12 @@ use parking_lot::Mutex;
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
+use crate::runtime;
 use crate::stats::Counters;
+
+/// How many stripes order the writes and promotions of L1 (see the module
+/// docs); a power of two.
+pub(crate) const STRIPES: usize = 64;
 
 /// Bytes charged per L1 entry on top of its key and value: the map slot, the
 /// key header (keys up to 24 bytes are held inside it), the value handle
@@ -76,6 +111,38 @@ type Key = CompactString;
 
 type Map = QuickCache<Key, MemEntry, ByteWeighter, DefaultHashBuilder, CountEvictions>;
 
+/// One stripe of keys; see the module docs.
+#[repr(align(64))]
+#[derive(Default)]
+struct Stripe {
+    started: AtomicU64,
+    finished: AtomicU64,
+    /// The change number of the latest write applied to L1.
+    applied: Mutex<u64>,
+}
+
+/// A write in progress, from [`MemoryTier::begin`] until dropped.
+#[must_use = "the write is in progress until this is dropped"]
+pub(crate) struct Pending<'a> {
+    stripes: &'a [Stripe],
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        for stripe in self.stripes {
+            stripe.finished.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Taken before reading L2; allows a promotion only if no write of the key's
+/// stripe started since.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    stripe: usize,
+    started: Option<u64>,
+}
+
 pub(crate) struct MemoryTier {
     map: Map,
     max_bytes: u64,
@@ -85,10 +152,23 @@ pub(crate) struct MemoryTier {
     /// so that untagged entries (and the hit path) carry nothing for tags; a
     /// pair whose key now holds another version is stale and ignored.
     tagged: Mutex<HashMap<String, Vec<(Key, u64)>>>,
+    stripes: Box<[Stripe]>,
+    hasher: DefaultHashBuilder,
+    /// When (clock milliseconds) this L1 next checks the L2 file for other
+    /// processes' changes (see [`crate::coherence`]); `u64::MAX` when there
+    /// is nothing to watch. Zero in a new L1: its first use checks.
+    pub(crate) check_at: AtomicU64,
 }
 
 impl MemoryTier {
-    pub(crate) fn new(max_bytes: u64, counters: Arc<Counters>) -> Self {
+    /// A tier whose first entry version is `first_version`; `watch`: whether
+    /// an L2 file is to be watched for other processes' changes.
+    pub(crate) fn new(
+        max_bytes: u64,
+        counters: Arc<Counters>,
+        first_version: u64,
+        watch: bool,
+    ) -> Self {
         // quick_cache sizes its ghost list (recently evicted keys, which let a
         // returning key back in) from the estimated entry count; it allocates
         // nothing up front. Under-estimating shortens the ghost list and costs
@@ -112,9 +192,138 @@ impl MemoryTier {
             map,
             max_bytes,
             max_entry,
-            next_version: AtomicU64::new(1),
+            next_version: AtomicU64::new(first_version),
             tagged: Mutex::new(HashMap::new()),
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            hasher: DefaultHashBuilder::default(),
+            check_at: AtomicU64::new(if watch { 0 } else { u64::MAX }),
         }
+    }
+
+    fn stripe_of(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize & (STRIPES - 1)
+    }
+
+    /// Announces a write of `key`, before it goes to L2.
+    pub(crate) fn begin(&self, key: &str) -> Pending<'_> {
+        let i = self.stripe_of(key);
+        let stripes = &self.stripes[i..=i];
+        stripes[0].started.fetch_add(1, Ordering::SeqCst);
+        Pending { stripes }
+    }
+
+    /// Announces a write that may touch any key (a clear, a tag
+    /// invalidation, another process's changes).
+    pub(crate) fn begin_all(&self) -> Pending<'_> {
+        for stripe in &self.stripes[..] {
+            stripe.started.fetch_add(1, Ordering::SeqCst);
+        }
+        Pending {
+            stripes: &self.stripes,
+        }
+    }
+
+    /// Applies a write of `key` that L2 committed as change `seq` (`None`:
+    /// there is no L2, and the write is numbered here): stores `entry`
+    /// (remembered under `tags`), or removes the key when `entry` is `None`.
+    /// If a later write of the key's stripe was applied first, the key is
+    /// removed instead. Returns the stored entry's version.
+    pub(crate) fn apply(
+        &self,
+        _pending: &Pending<'_>,
+        key: &str,
+        entry: Option<MemEntry>,
+        tags: &[String],
+        seq: Option<u64>,
+    ) -> Option<u64> {
+        let stripe = &self.stripes[self.stripe_of(key)];
+        let mut applied = stripe.applied.lock();
+        let seq = seq.unwrap_or(*applied + 1);
+        match entry {
+            Some(entry) if seq > *applied => {
+                *applied = seq;
+                self.insert_tagged(key, entry, tags)
+            }
+            _ => {
+                *applied = (*applied).max(seq);
+                self.map.remove(key);
+                None
+            }
+        }
+    }
+
+    /// A ticket for promoting `key` (see [`MemoryTier::promote`]), to be
+    /// taken before L2 is read.
+    pub(crate) fn ticket(&self, key: &str) -> Ticket {
+        let i = self.stripe_of(key);
+        let stripe = &self.stripes[i];
+        let started = stripe.started.load(Ordering::SeqCst);
+        let idle = stripe.finished.load(Ordering::SeqCst) == started;
+        Ticket {
+            stripe: i,
+            started: idle.then_some(started),
+        }
+    }
+
+    /// Stores an entry read from L2 with `ticket`, unless a write of its
+    /// stripe ran since the ticket was taken; returns its version.
+    pub(crate) fn promote(&self, ticket: Ticket, key: &str, entry: MemEntry) -> Option<u64> {
+        let stripe = &self.stripes[ticket.stripe];
+        let _applied = stripe.applied.lock();
+        match ticket.started {
+            Some(started) if stripe.started.load(Ordering::SeqCst) == started => {
+                self.insert(key, entry)
+            }
+            _ => None,
+        }
+    }
+
+    /// Drops `keys` and every entry tagged with one of `tags`, after
+    /// `pending` (from [`MemoryTier::begin_all`]) was announced; `seq`: the
+    /// change number of this process's invalidation, so that its writes
+    /// committed before it are not applied after it. Returns the keys of the
+    /// tagged entries that were fresh at `now_ms`.
+    pub(crate) fn invalidate(
+        &self,
+        _pending: &Pending<'_>,
+        keys: &[String],
+        tags: &[String],
+        seq: Option<u64>,
+        now_ms: u64,
+    ) -> Vec<String> {
+        let mut held: Vec<_> = self.stripes.iter().map(|s| s.applied.lock()).collect();
+        for key in keys {
+            self.map.remove(key.as_str());
+        }
+        let fresh = tags
+            .iter()
+            .flat_map(|tag| self.remove_tagged(tag, now_ms))
+            .collect();
+        if let Some(seq) = seq {
+            for applied in &mut held {
+                **applied = (**applied).max(seq);
+            }
+        }
+        fresh
+    }
+
+    /// Drops every entry, after `pending` (from [`MemoryTier::begin_all`])
+    /// was announced; `seq`: the change number of this process's clear, so
+    /// that its writes committed before it are not applied after it.
+    pub(crate) fn invalidate_all(&self, _pending: &Pending<'_>, seq: Option<u64>) {
+        let mut held: Vec<_> = self.stripes.iter().map(|s| s.applied.lock()).collect();
+        self.map.clear();
+        self.tagged.lock().clear();
+        if let Some(seq) = seq {
+            for applied in &mut held {
+                **applied = (**applied).max(seq);
+            }
+        }
+    }
+
+    /// The version the next stored entry will get.
+    pub(crate) fn next_version(&self) -> u64 {
+        self.next_version.load(Ordering::Relaxed)
     }
 
     /// A fresh entry, or `None`. An expired entry is removed on the way.
@@ -141,7 +350,7 @@ impl MemoryTier {
     /// Stores an entry under a new version, which it returns; one too large
     /// for L1 is dropped (and any older value for the key removed, so a read
     /// never sees it), and `None` returned.
-    pub(crate) fn insert(&self, key: &str, mut entry: MemEntry) -> Option<u64> {
+    fn insert(&self, key: &str, mut entry: MemEntry) -> Option<u64> {
         if key.len() as u64 + entry.value.len() as u64 + ENTRY_OVERHEAD > self.max_entry {
             self.map.remove(key);
             return None;
@@ -153,12 +362,10 @@ impl MemoryTier {
     }
 
     /// [`MemoryTier::insert`], remembering the entry under each of `tags`.
-    pub(crate) fn insert_tagged(&self, key: &str, entry: MemEntry, tags: &[String]) {
-        let Some(version) = self.insert(key, entry) else {
-            return;
-        };
+    fn insert_tagged(&self, key: &str, entry: MemEntry, tags: &[String]) -> Option<u64> {
+        let version = self.insert(key, entry)?;
         if tags.is_empty() {
-            return;
+            return Some(version);
         }
         let mut tagged = self.tagged.lock();
         for tag in tags {
@@ -176,6 +383,7 @@ impl MemoryTier {
             }
             tagged.retain(|_, list| !list.is_empty());
         }
+        Some(version)
     }
 
     /// Removes every entry still holding a value written with `tag`;
@@ -191,18 +399,6 @@ impl MemoryTier {
             })
             .map(|(key, _)| key.into_string())
             .collect()
-    }
-
-    /// Removes `key`; returns whether it held a fresh entry.
-    pub(crate) fn remove(&self, key: &str, now_ms: u64) -> bool {
-        self.map
-            .remove(key)
-            .is_some_and(|(_, e)| now_ms < e.expires_ms)
-    }
-
-    pub(crate) fn clear(&self) {
-        self.map.clear();
-        self.tagged.lock().clear();
     }
 
     /// Fresh keys, in no particular order.
@@ -223,5 +419,86 @@ impl MemoryTier {
 
     pub(crate) fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+}
+
+/// L1 as the engine holds it: replaced by a new, empty tier on the first use
+/// in a forked child (see the module docs).
+pub(crate) struct L1 {
+    current: AtomicPtr<MemoryTier>,
+    /// The fork generation (see [`crate::runtime`]) `current` belongs to.
+    generation: AtomicU64,
+    /// The generation a new tier is being built for, by one thread.
+    building: AtomicU64,
+    max_bytes: u64,
+    counters: Arc<Counters>,
+    watch: bool,
+}
+
+impl L1 {
+    pub(crate) fn new(max_bytes: u64, counters: Arc<Counters>, watch: bool) -> Self {
+        let tier = MemoryTier::new(max_bytes, counters.clone(), 1, watch);
+        let generation = runtime::fork_generation();
+        Self {
+            current: AtomicPtr::new(Box::into_raw(Box::new(tier))),
+            generation: AtomicU64::new(generation),
+            building: AtomicU64::new(generation),
+            max_bytes,
+            counters,
+            watch,
+        }
+    }
+
+    /// The tier of this process.
+    #[inline]
+    pub(crate) fn get(&self) -> &MemoryTier {
+        if runtime::fork_generation() != self.generation.load(Ordering::Acquire) {
+            return self.after_fork();
+        }
+        // SAFETY: `current` always points to a live tier: tiers are freed
+        // only by `drop`, never replaced ones (see `after_fork`).
+        unsafe { &*self.current.load(Ordering::Acquire) }
+    }
+
+    /// In a forked child: installs a new tier (one thread builds it, the
+    /// others wait), leaking the parent's, whose locks may be held forever.
+    #[cold]
+    fn after_fork(&self) -> &MemoryTier {
+        let generation = runtime::fork_generation();
+        let building = self.building.load(Ordering::Acquire);
+        // A build for an older generation was abandoned by a fork: take over.
+        if building != generation
+            && self
+                .building
+                .compare_exchange(building, generation, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // SAFETY: as in `get`; the parent's tier is only read here.
+            let old = unsafe { &*self.current.load(Ordering::Acquire) };
+            // Versions go on from the parent's, so a host's value kept under
+            // an old version never matches a new entry.
+            let tier = MemoryTier::new(
+                self.max_bytes,
+                self.counters.clone(),
+                old.next_version(),
+                self.watch,
+            );
+            self.current
+                .store(Box::into_raw(Box::new(tier)), Ordering::Release);
+            self.generation.store(generation, Ordering::Release);
+        }
+        while self.generation.load(Ordering::Acquire) != generation {
+            std::thread::yield_now();
+        }
+        // SAFETY: as in `get`.
+        unsafe { &*self.current.load(Ordering::Acquire) }
+    }
+}
+
+impl Drop for L1 {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Box::into_raw` and nothing else
+        // frees it; `&mut self` means no reference from `get` is alive.
+        drop(unsafe { Box::from_raw(*self.current.get_mut()) });
     }
 }

@@ -25,7 +25,7 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io::ErrorKind as IoErrorKind;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -36,6 +36,7 @@ use rusqlite::{
 };
 use tokio::sync::Notify;
 
+use crate::coherence::{self, ChangeLog, Changes, Watch};
 use crate::entry::{Entry, Metadata};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime;
@@ -46,7 +47,7 @@ use crate::stats::Counters;
 pub const ROW_OVERHEAD: u64 = 64;
 
 /// The schema this version writes; files with a lower version are migrated.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a tierstack file ("TSTK").
 pub const APPLICATION_ID: i64 = 0x5453_544B;
@@ -70,7 +71,8 @@ const ACCESS_CAP: usize = 262_144;
 const READERS_KEPT: usize = 8;
 
 /// Schema migrations; `MIGRATIONS[i]` takes a file from version `i` to `i + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = ["
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    "
     CREATE TABLE entries (
         id             INTEGER PRIMARY KEY,
         key            TEXT    NOT NULL UNIQUE,
@@ -87,7 +89,9 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = ["
     CREATE INDEX entries_by_last_access ON entries (last_access_ms);
     CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO meta (name, value) VALUES ('total_bytes', 0), ('entry_count', 0);
-"];
+",
+    coherence::MIGRATION,
+];
 
 const SQL_GET: &str = "SELECT id, created_ms, expires_ms, value FROM entries WHERE key = ?1";
 const SQL_GET_MANY: &str = "SELECT id, created_ms, expires_ms, value, key FROM entries \
@@ -183,8 +187,15 @@ pub(crate) enum Write {
     Delete(String),
 }
 
-/// What one write did: for a delete, the expiry of the removed row.
-pub(crate) type Outcome = Option<u64>;
+/// What one write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// Its number in the file's change log: writes to the file, by every
+    /// process, are numbered in commit order.
+    pub(crate) seq: u64,
+    /// For a delete, the expiry of the removed row.
+    pub(crate) removed_expires_ms: Option<u64>,
+}
 
 #[derive(Default)]
 struct Slot(Mutex<Option<Result<Vec<Outcome>>>>);
@@ -219,6 +230,11 @@ pub(crate) struct SqliteTier {
     generation: AtomicU64,
     resetting: AtomicBool,
     after_fork: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Tells this cache's rows in the change log from other caches'; drawn
+    /// again in a forked child.
+    origin: AtomicI64,
+    /// This cache's view of the change log; opened on the first poll.
+    watch: Mutex<Option<Watch>>,
 }
 
 impl SqliteTier {
@@ -244,6 +260,8 @@ impl SqliteTier {
             generation: AtomicU64::new(runtime::fork_generation()),
             resetting: AtomicBool::new(false),
             after_fork: OnceLock::new(),
+            origin: AtomicI64::new(coherence::new_origin()),
+            watch: Mutex::new(None),
         };
         tier.refresh_totals(&writer)?;
         *tier.writer.lock() = Some(writer);
@@ -304,6 +322,7 @@ impl SqliteTier {
             unlock_abandoned(&self.readers);
             unlock_abandoned(&self.queue);
             unlock_abandoned(&self.access);
+            unlock_abandoned(&self.watch);
         }
         // Closing the inherited connections first lets the new ones take
         // their own locks: SQLite shares lock state between connections of
@@ -313,6 +332,9 @@ impl SqliteTier {
         self.readers.lock().clear();
         self.queue.lock().clear();
         *self.access.lock() = Access::default();
+        *self.watch.lock() = None;
+        self.origin
+            .store(coherence::new_origin(), Ordering::Relaxed);
         let reopened = match self.closed.load(Ordering::Acquire) {
             true => Ok(()),
             false => prepare_file(&self.path).map(|conn| *self.writer.lock() = Some(conn)),
@@ -547,6 +569,7 @@ impl SqliteTier {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (mut bytes, mut count) = (0i64, 0i64);
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut log = ChangeLog::open(&tx, self.origin.load(Ordering::Relaxed))?;
         {
             let mut size_of = tx.prepare_cached(SQL_SIZE_OF)?;
             let mut upsert = tx.prepare_cached(SQL_UPSERT)?;
@@ -573,7 +596,10 @@ impl SqliteTier {
                             ])?;
                             bytes += size - old.unwrap_or(0);
                             count += i64::from(old.is_none());
-                            outcome.push(None);
+                            outcome.push(Outcome {
+                                seq: log.record(&tx, Some(&row.key), None)?,
+                                removed_expires_ms: None,
+                            });
                         }
                         Write::Delete(key) => {
                             let removed: Option<(i64, i64)> = delete
@@ -583,13 +609,17 @@ impl SqliteTier {
                                 bytes -= size;
                                 count -= 1;
                             }
-                            outcome.push(removed.map(|(_, expires)| expires as u64));
+                            outcome.push(Outcome {
+                                seq: log.record(&tx, Some(key), None)?,
+                                removed_expires_ms: removed.map(|(_, expires)| expires as u64),
+                            });
                         }
                     }
                 }
                 outcomes.push(outcome);
             }
         }
+        log.finish(&tx)?;
         self.add_totals(&tx, bytes, count)?;
         tx.commit()?;
         Ok(outcomes)
@@ -636,11 +666,12 @@ impl SqliteTier {
     }
 
     /// Deletes every row tagged `tag`; returns the keys of those that were
-    /// fresh at `now_ms`.
-    pub(crate) fn delete_tagged(&self, tag: &str, now_ms: u64) -> Result<Vec<String>> {
+    /// fresh at `now_ms`, and the change number of the invalidation.
+    pub(crate) fn delete_tagged(&self, tag: &str, now_ms: u64) -> Result<(Vec<String>, u64)> {
         self.with_writer(|tx| {
             let mut removed = Vec::new();
             let (mut bytes, mut count) = (0i64, 0i64);
+            let mut log = ChangeLog::open(tx, self.origin.load(Ordering::Relaxed))?;
             {
                 let mut delete = tx.prepare_cached(SQL_DELETE_TAGGED)?;
                 let mut rows = delete.query([tag])?;
@@ -649,26 +680,64 @@ impl SqliteTier {
                         (row.get(0)?, row.get(1)?, row.get(2)?);
                     bytes -= size;
                     count -= 1;
+                    log.record(tx, Some(&key), None)?;
                     if now_ms < expires as u64 {
                         removed.push(key);
                     }
                 }
             }
+            // Other caches also drop tagged entries their L2 no longer has.
+            let seq = log.record(tx, None, Some(tag))?;
+            log.finish(tx)?;
             self.add_totals(tx, bytes, count)?;
-            Ok(removed)
+            Ok((removed, seq))
         })
     }
 
-    /// Deletes every row.
-    pub(crate) fn clear(&self) -> Result<()> {
-        self.with_writer(|tx| {
-            tx.execute_batch("DELETE FROM entries; UPDATE meta SET value = 0;")?;
-            Ok(())
+    /// Deletes every row; returns the change number of the clear.
+    pub(crate) fn clear(&self) -> Result<u64> {
+        let seq = self.with_writer(|tx| {
+            tx.execute_batch(
+                "DELETE FROM entries; \
+                 UPDATE meta SET value = 0 WHERE name IN ('total_bytes', 'entry_count');",
+            )?;
+            let mut log = ChangeLog::open(tx, self.origin.load(Ordering::Relaxed))?;
+            let seq = log.record(tx, None, None)?;
+            log.finish(tx)?;
+            Ok(seq)
         })?;
         *self.access.lock() = Access::default();
         self.total_bytes.store(0, Ordering::Relaxed);
         self.entry_count.store(0, Ordering::Relaxed);
-        Ok(())
+        Ok(seq)
+    }
+
+    /// If `due()` (asked under this cache's watch lock, so that callers
+    /// racing here check once), hands `apply` what other caches changed in
+    /// the file since the last check (see [`crate::coherence`]), still under
+    /// the lock. The first check, here or in a forked child, answers
+    /// [`Changes::All`]: nothing was vouched for before it.
+    pub(crate) fn sync(&self, due: impl FnOnce() -> bool, apply: impl FnOnce(Result<Changes>)) {
+        let _gate = match self.enter() {
+            Ok(gate) => gate,
+            Err(err) => return apply(Err(err)),
+        };
+        let mut watch = self.watch.lock();
+        if !due() {
+            return;
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return apply(Err(Error::closed()));
+        }
+        let origin = self.origin.load(Ordering::Relaxed);
+        let changes = match watch.as_mut() {
+            Some(watch) => watch.poll(origin),
+            None => connect(&self.path).and_then(Watch::open).map(|opened| {
+                *watch = Some(opened);
+                Changes::All
+            }),
+        };
+        apply(changes);
     }
 
     /// Writes buffered accesses, evicts least recently used rows while over
@@ -796,6 +865,7 @@ impl SqliteTier {
         self.closed.store(true, Ordering::Release);
         let writer = self.writer.lock().take();
         self.readers.lock().clear();
+        *self.watch.lock() = None;
         if let Some(conn) = writer {
             conn.close().map_err(|(_, e)| Error::from(e))?;
         }
