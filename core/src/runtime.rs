@@ -10,7 +10,7 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 
 use parking_lot::Mutex;
 use tokio::runtime::{Builder, Handle, Runtime};
@@ -24,7 +24,9 @@ static ATFORK: Once = Once::new();
 /// `fork()` waits until none is, so that no SQLite call is half done (with
 /// SQLite's internal locks held) when a child is created.
 static INSIDE: AtomicUsize = AtomicUsize::new(0);
-static FORKING: AtomicBool = AtomicBool::new(false);
+/// How many threads are in `fork()`: a count, since threads may fork at
+/// once and the first to finish must not reopen the gate for the others.
+static FORKING: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// How deep this thread is in nested gate sections.
@@ -32,23 +34,24 @@ thread_local! {
 }
 
 extern "C" fn before_fork() {
-    FORKING.store(true, Ordering::SeqCst);
+    FORKING.fetch_add(1, Ordering::SeqCst);
     while INSIDE.load(Ordering::SeqCst) != 0 {
         std::thread::yield_now();
     }
 }
 
 extern "C" fn after_fork_in_parent() {
-    FORKING.store(false, Ordering::SeqCst);
+    FORKING.fetch_sub(1, Ordering::SeqCst);
 }
 
 extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
-    FORKING.store(false, Ordering::SeqCst);
+    // The child has only the forking thread: no other fork is under way.
+    FORKING.store(0, Ordering::SeqCst);
 }
 
 /// Registers the fork handlers; idempotent. Called when the first cache
-/// opens its L2 file.
+/// opens.
 pub(crate) fn watch_forks() {
     ATFORK.call_once(|| {
         // SAFETY: the handlers take and release one lock and bump an atomic.
@@ -68,11 +71,11 @@ pub(crate) fn fork_gate() -> ForkGate {
     DEPTH.with(|depth| {
         if depth.get() == 0 {
             loop {
-                while FORKING.load(Ordering::SeqCst) {
+                while FORKING.load(Ordering::SeqCst) != 0 {
                     std::thread::yield_now();
                 }
                 INSIDE.fetch_add(1, Ordering::SeqCst);
-                if !FORKING.load(Ordering::SeqCst) {
+                if FORKING.load(Ordering::SeqCst) == 0 {
                     break;
                 }
                 INSIDE.fetch_sub(1, Ordering::SeqCst);

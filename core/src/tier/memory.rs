@@ -438,6 +438,8 @@ pub(crate) struct L1 {
 impl L1 {
     pub(crate) fn new(max_bytes: u64, counters: Arc<Counters>, watch: bool) -> Self {
         let tier = MemoryTier::new(max_bytes, counters.clone(), 1, watch);
+        // A fork must be seen even by a cache without a file.
+        runtime::watch_forks();
         let generation = runtime::fork_generation();
         Self {
             current: AtomicPtr::new(Box::into_raw(Box::new(tier))),
