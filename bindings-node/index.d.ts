@@ -179,8 +179,9 @@ export interface ResponseTimes {
 /** Options of a write: `set(key, value, { ttl, tags })`. */
 export interface SetOptions {
   /**
-   * Time to live in seconds (fractions allowed); absent, `0` or less: the
-   * tier default.
+   * Time to live in seconds (fractions allowed). Absent or `0`: the tier
+   * default. Negative, `NaN`, infinite, or over 100 years (3153600000
+   * seconds): refused with `code === 'invalid_argument'`, nothing stored.
    */
   ttl?: number
   /** Tags stored with the entry, for `invalidateTag`. */

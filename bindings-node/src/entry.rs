@@ -47,8 +47,9 @@ pub struct Metadata {
 /// Options of a write: `set(key, value, { ttl, tags })`.
 #[napi(object)]
 pub struct SetOptions {
-    /// Time to live in seconds (fractions allowed); absent, `0` or less: the
-    /// tier default.
+    /// Time to live in seconds (fractions allowed). Absent or `0`: the tier
+    /// default. Negative, `NaN`, infinite, or over 100 years (3153600000
+    /// seconds): refused with `code === 'invalid_argument'`, nothing stored.
     pub ttl: Option<f64>,
     /// Tags stored with the entry, for `invalidateTag`.
     pub tags: Option<Vec<String>>,

@@ -76,7 +76,7 @@ test('invalid_argument: wrong JS types and unusable numbers', async (t) => {
   for (const ttl of ['60', true, [60], () => 1]) {
     await rejectsWith(storage.set('k', 1, ttl), 'invalid_argument', /ttlSeconds must be/);
   }
-  await rejectsWith(storage.set('k', 1, NaN), 'invalid_argument', /not a finite number/);
+  await rejectsWith(storage.set('k', 1, NaN), 'invalid_argument', /ttl NaN is not a number/);
   await rejectsWith(storage.set('k', 1, Infinity), 'invalid_argument', /not a finite number/);
   await rejectsWith(storage.set('k', 1, 1e12), 'invalid_argument', /100 years/);
   await rejectsWith(storage.set('k', 1, { ttl: 'soon' }), 'invalid_argument', /ttl must be a number/);

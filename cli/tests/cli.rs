@@ -323,22 +323,37 @@ fn ttl_expires_and_bad_ttls_are_invalid_arguments() {
     std::thread::sleep(Duration::from_millis(2000).saturating_sub(start.elapsed()));
     run(&["--db", db, "get", "brief"]).fails(1, "tierstack: no fresh value for \"brief\"\n");
     run(&["--db", db, "keys"]).ok("");
+    // 0 is the default, as in every host.
+    run(&["--db", db, "set", "zero", "v", "--ttl", "0"])
+        .ok("stored \"zero\" (1 byte, ttl 86400 s, the default)\n");
+    run(&["--db", db, "del", "zero"]).ok("deleted \"zero\"\n");
+    let too_long = "seconds is longer than 100 years (3153600000 seconds)";
     for (ttl, message) in [
         (
-            "0",
-            "--ttl 0: the time to live must be greater than 0 seconds",
+            "-1",
+            "ttl -1.0 is negative: give 0 (or no ttl) for the tier default".to_owned(),
+        ),
+        ("nan", "ttl NaN is not a number of seconds".to_owned()),
+        (
+            "inf",
+            "ttl inf is not a finite number of seconds".to_owned(),
         ),
         (
-            "-1",
-            "--ttl -1: the time to live must be greater than 0 seconds",
+            "-inf",
+            "ttl -inf is not a finite number of seconds".to_owned(),
         ),
-        ("nan", "--ttl NaN: ttl NaN is not a finite number"),
-        ("1e12", "--ttl 1000000000000: ttl is longer than 100 years"),
+        ("1e12", format!("ttl 1000000000000.0 {too_long}")),
+        ("1e20", format!("ttl 1e20 {too_long}")),
+        ("3153600001", format!("ttl 3153600001.0 {too_long}")),
     ] {
-        run(&["--db", db, "set", "k", "v", "--ttl", ttl])
-            .fails(2, &format!("tierstack: invalid_argument: {message}\n"));
+        run(&["--db", db, "set", "k", "v", &format!("--ttl={ttl}")]).fails(
+            2,
+            &format!("tierstack: invalid_argument: --ttl: {message}\n"),
+        );
     }
     run(&["--db", db, "keys"]).ok("");
+    run(&["--db", db, "set", "century", "v", "--ttl", "3153600000"])
+        .ok("stored \"century\" (1 byte, ttl 3153600000 s)\n");
 }
 
 #[test]

@@ -16,6 +16,15 @@
 //! | `sqlite.max_bytes` | 104857600 (100 MiB) | L2 budget: key + value + ~64 bytes per row |
 //! | `sqlite.ttl` | 86400 (24 h) | default time to live in L2 |
 //! | `fail_safe.max_stale` | 86400 (24 h) | how long an expired L2 row is kept to be served stale |
+//!
+//! Durations in a config are at most 100 years ([`MAX_TTL`]); the TTLs are
+//! greater than 0. A negative, non-numeric or out-of-range duration is an
+//! [`ErrorKind::InvalidConfig`] error.
+//!
+//! TTLs given per write by a host, in seconds, follow one rule in every host
+//! (see [`ttl_from_seconds`]): absent or `0` takes the tier default; a
+//! negative, NaN, infinite or over-100-years TTL is an
+//! [`ErrorKind::InvalidArgument`] error.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -246,32 +255,50 @@ mod seconds {
                 "{secs} is not a number of seconds >= 0"
             )));
         }
-        Duration::try_from_secs_f64(secs).map_err(D::Error::custom)
+        // Past what a Duration holds is past 100 years too: `validate`
+        // refuses it with the name of the key.
+        Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
     }
 }
 
-/// Turns a TTL given in seconds by a host (C, Python, Node) into a
-/// [`Duration`]; `None` for "the tier default" (`<= 0` or absent).
+/// Turns a TTL given in seconds by a host (C, Python, Node, the CLI) into a
+/// [`Duration`]. Every host passes its TTL argument through this function,
+/// so one rule holds everywhere:
 ///
-/// A NaN, infinite, or over-long TTL is an [`ErrorKind::InvalidArgument`].
+/// | seconds | meaning |
+/// |---|---|
+/// | absent (the host does not call this) or `0` | the tier defaults (`Ok(None)`): `sqlite.ttl`, and `memory.ttl` in L1 |
+/// | more than 0, at most [`MAX_TTL`] (100 years); fractions allowed | that TTL (`Ok(Some(..))`); L1 still keeps an entry at most `memory.ttl` |
+/// | negative, NaN, infinite, or more than 100 years | an [`ErrorKind::InvalidArgument`] error |
+///
+/// A positive TTL shorter than a nanosecond counts as one nanosecond (the
+/// entry is stored already expired). This function never panics.
 pub fn ttl_from_seconds(secs: f64) -> Result<Option<Duration>> {
-    if secs.is_nan() || secs.is_infinite() {
-        return Err(Error::new(
+    let refuse = |why: &str| {
+        Err(Error::new(
             ErrorKind::InvalidArgument,
-            format!("ttl {secs} is not a finite number"),
-        ));
-    }
-    if secs <= 0.0 {
+            format!("ttl {secs:?} {why}"),
+        ))
+    };
+    if secs == 0.0 {
         return Ok(None);
     }
-    let ttl = Duration::from_secs_f64(secs);
-    if ttl > MAX_TTL {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "ttl is longer than 100 years",
-        ));
+    if secs.is_nan() {
+        return refuse("is not a number of seconds");
     }
-    Ok(Some(ttl))
+    if secs.is_infinite() {
+        return refuse("is not a finite number of seconds");
+    }
+    if secs < 0.0 {
+        return refuse("is negative: give 0 (or no ttl) for the tier default");
+    }
+    if secs > MAX_TTL.as_secs_f64() {
+        return refuse("seconds is longer than 100 years (3153600000 seconds)");
+    }
+    // In range, so the conversion cannot overflow.
+    Ok(Some(
+        Duration::from_secs_f64(secs).max(Duration::from_nanos(1)),
+    ))
 }
 
 /// Builds a [`Config`] step by step, ending in a [`crate::Cache`].
@@ -434,20 +461,82 @@ mod tests {
     }
 
     #[test]
-    fn host_ttl_seconds() {
+    fn host_ttl_seconds_follow_one_rule() {
         assert_eq!(ttl_from_seconds(0.0).unwrap(), None);
-        assert_eq!(ttl_from_seconds(-3.0).unwrap(), None);
+        assert_eq!(ttl_from_seconds(-0.0).unwrap(), None);
         assert_eq!(
             ttl_from_seconds(1.5).unwrap(),
             Some(Duration::from_millis(1500))
         );
         assert_eq!(
-            ttl_from_seconds(f64::NAN).unwrap_err().kind(),
-            ErrorKind::InvalidArgument
+            ttl_from_seconds(MAX_TTL.as_secs_f64()).unwrap(),
+            Some(MAX_TTL)
         );
         assert_eq!(
-            ttl_from_seconds(1e12).unwrap_err().kind(),
-            ErrorKind::InvalidArgument
+            ttl_from_seconds(1e-300).unwrap(),
+            Some(Duration::from_nanos(1))
         );
+        let refused = [
+            (-3.0, "ttl -3.0 is negative"),
+            (-1e-300, "is negative"),
+            (f64::NAN, "ttl NaN is not a number"),
+            (f64::INFINITY, "ttl inf is not a finite number"),
+            (f64::NEG_INFINITY, "ttl -inf is not a finite number"),
+            (1e12, "ttl 1000000000000.0 seconds is longer than 100 years"),
+            (1e20, "ttl 1e20 seconds is longer than 100 years"),
+            (MAX_TTL.as_secs_f64() + 1.0, "longer than 100 years"),
+            (f64::MAX, "longer than 100 years"),
+        ];
+        for (secs, needle) in refused {
+            let err = ttl_from_seconds(secs).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{secs}");
+            assert!(err.message().contains(needle), "{secs}: {}", err.message());
+        }
+    }
+
+    #[test]
+    fn host_ttl_seconds_never_panic() {
+        // Every sign and exponent, with a few mantissas each: no input panics.
+        for sign in [0u64, 1] {
+            for exponent in 0u64..=0x7ff {
+                for mantissa in [0u64, 1, 0x8_0000_0000_0000, 0xf_ffff_ffff_ffff] {
+                    let secs = f64::from_bits(sign << 63 | exponent << 52 | mantissa);
+                    let outcome = std::panic::catch_unwind(|| ttl_from_seconds(secs));
+                    let outcome = outcome.unwrap_or_else(|_| panic!("ttl {secs:?} panicked"));
+                    if let Ok(Some(ttl)) = outcome {
+                        assert!(!ttl.is_zero() && ttl <= MAX_TTL, "{secs:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn durations_past_100_years_are_invalid_configs_naming_the_key() {
+        let cases = [
+            (
+                r#"{"memory": {"ttl": 1e20}}"#,
+                "memory.ttl is longer than 100 years",
+            ),
+            (
+                r#"{"sqlite": {"ttl": 1e300}}"#,
+                "sqlite.ttl is longer than 100 years",
+            ),
+            (
+                r#"{"sqlite": {"ttl": 3153600001}}"#,
+                "sqlite.ttl is longer than 100 years",
+            ),
+            (
+                r#"{"fail_safe": {"max_stale": 1e20}}"#,
+                "fail_safe.max_stale is longer than 100 years",
+            ),
+        ];
+        for (json, needle) in cases {
+            let err = Config::from_json(json).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{json}");
+            assert!(err.message().contains(needle), "{json}: {}", err.message());
+        }
+        let longest = Config::from_json(r#"{"sqlite": {"ttl": 3153600000}}"#).unwrap();
+        assert_eq!(longest.sqlite.ttl, MAX_TTL);
     }
 }

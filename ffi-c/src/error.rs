@@ -28,8 +28,8 @@ pub enum tierstack_result {
     /// type, an out-of-range value, or no tier enabled.
     InvalidConfig = 2,
     /// Another argument is unusable: a NULL pointer where one is required, a
-    /// TTL that is NaN, infinite or over 100 years, a value larger than the
-    /// L2 budget, a bad tag or glob pattern.
+    /// TTL that is negative, NaN, infinite or over 100 years, a value larger
+    /// than the L2 budget, a bad tag or glob pattern.
     InvalidArgument = 3,
     /// The cache was closed; no operation is possible any more.
     Closed = 4,

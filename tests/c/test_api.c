@@ -5,6 +5,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -410,7 +411,8 @@ static void test_ttls(void) {
     CHECK_OK(tierstack_cache_set(cache, K("short"), D("s"), 0.2));
     CHECK_OK(tierstack_cache_set(cache, K("long"), D("l"), 60));
     CHECK_OK(tierstack_cache_set(cache, K("zero"), D("z"), 0));
-    CHECK_OK(tierstack_cache_set(cache, K("negative"), D("n"), -5));
+    CHECK_OK(tierstack_cache_set(cache, K("minus-zero"), D("m"), -0.0));
+    CHECK_OK(tierstack_cache_set(cache, K("century"), D("c"), 3153600000.0)); /* 100 years */
     tierstack_value *value = NULL;
     CHECK_OK(tierstack_cache_get(cache, K("short"), &value));
     CHECK_VALUE(value, "s");
@@ -421,23 +423,33 @@ static void test_ttls(void) {
     CHECK_VALUE(value, "l");
     CHECK_OK(tierstack_cache_get(cache, K("zero"), &value));
     CHECK_VALUE(value, "z");
-    CHECK_OK(tierstack_cache_get(cache, K("negative"), &value));
-    CHECK_VALUE(value, "n");
+    CHECK_OK(tierstack_cache_get(cache, K("minus-zero"), &value));
+    CHECK_VALUE(value, "m");
+    CHECK_OK(tierstack_cache_get(cache, K("century"), &value));
+    CHECK_VALUE(value, "c");
 
-    /* TTLs that are not usable numbers change nothing. */
-    CHECK_RESULT(tierstack_cache_set(cache, K("t"), D("v"), NAN), TIERSTACK_RESULT_INVALID_ARGUMENT);
-    CHECK_RESULT(tierstack_cache_set(cache, K("t"), D("v"), INFINITY),
-                 TIERSTACK_RESULT_INVALID_ARGUMENT);
-    CHECK_RESULT(tierstack_cache_set(cache, K("t"), D("v"), 1e12),
-                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    /* Negative TTLs and TTLs that are not usable numbers change nothing. */
+    const double unusable[] = {-5, -1e-9, -INFINITY, NAN, INFINITY, 1e12, 1e20, 3153600001.0, DBL_MAX};
     const char *keys[] = {"t"};
     const size_t lens[] = {1};
     const uint8_t *datas[] = {(const uint8_t *)"v"};
-    CHECK_RESULT(tierstack_cache_mset(cache, keys, lens, datas, lens, 1, -INFINITY),
-                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    for (size_t i = 0; i < sizeof unusable / sizeof unusable[0]; i++) {
+        CHECK_RESULT(tierstack_cache_set(cache, K("t"), D("v"), unusable[i]),
+                     TIERSTACK_RESULT_INVALID_ARGUMENT);
+        CHECK_RESULT(tierstack_cache_set(cache, K("zero"), D("new"), unusable[i]),
+                     TIERSTACK_RESULT_INVALID_ARGUMENT);
+        CHECK_RESULT(tierstack_cache_mset(cache, keys, lens, datas, lens, 1, unusable[i]),
+                     TIERSTACK_RESULT_INVALID_ARGUMENT);
+    }
+    char message[256];
+    CHECK_OK(tierstack_last_error_message(message, sizeof message, NULL));
+    CHECK(strstr(message, "invalid_argument: ttl 1.7976931348623157e308 seconds is longer than 100 years") ==
+          message);
     bool found = true;
     CHECK_OK(tierstack_cache_has(cache, K("t"), &found));
     CHECK(!found);
+    CHECK_OK(tierstack_cache_get(cache, K("zero"), &value));
+    CHECK_VALUE(value, "z");
     done();
 }
 
