@@ -340,3 +340,16 @@ def test_other_arguments_of_the_wrong_type_are_type_errors(cache):
 def test_unknown_read_code_is_refused(cache):
     with pytest.raises(ValueError):
         cache._memory_get("k", 9, None)
+
+
+@pytest.mark.parametrize("path", [":memory:", "file:sub/dir/x.db", "file::memory:?cache=shared"])
+def test_sqlite_names_that_are_not_paths_create_nothing(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TIERSTACK_DB_PATH", raising=False)
+    err = raises(tierstack.InvalidConfigError, tierstack.Cache, sqlite={"path": path})
+    assert "sqlite.path" in str(err)
+    raises(tierstack.InvalidConfigError, tierstack.AsyncCache, sqlite={"path": path})
+    monkeypatch.setenv("TIERSTACK_DB_PATH", path)
+    err = raises(tierstack.InvalidConfigError, tierstack.Cache)
+    assert "TIERSTACK_DB_PATH" in str(err)
+    assert list(tmp_path.iterdir()) == []

@@ -45,7 +45,15 @@ impl Run {
 /// Runs the binary with `args`, with `env` set and `stdin` piped in; it
 /// never sees the caller's `TIERSTACK_DB_PATH`.
 fn run_with(args: &[&str], env: &[(&str, &Path)], stdin: Option<&[u8]>) -> Run {
+    run_in(None, args, env, stdin)
+}
+
+/// [`run_with`] in the working directory `cwd` (or the caller's).
+fn run_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &Path)], stdin: Option<&[u8]>) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tierstack"));
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
     command
         .args(args)
         .env_remove("TIERSTACK_DB_PATH")
@@ -354,6 +362,45 @@ fn ttl_expires_and_bad_ttls_are_invalid_arguments() {
     run(&["--db", db, "keys"]).ok("");
     run(&["--db", db, "set", "century", "v", "--ttl", "3153600000"])
         .ok("stored \"century\" (1 byte, ttl 3153600000 s)\n");
+}
+
+#[test]
+fn sqlite_names_that_are_not_paths_are_refused_and_create_nothing() {
+    let cwd = tempfile::tempdir().unwrap();
+    let memory = "tierstack: invalid_config: sqlite.path is \":memory:\", which is not a file: \
+                  the sqlite tier is a file shared by every process; for a memory-only cache \
+                  set sqlite.enabled to false\n";
+    run_in(
+        Some(cwd.path()),
+        &["--db", ":memory:", "set", "k", "v"],
+        &[],
+        None,
+    )
+    .fails(2, memory);
+    for uri in [
+        "file:sub/dir/x.db",
+        "file:/tmp/x.db?mode=memory",
+        "file::memory:",
+    ] {
+        run_in(Some(cwd.path()), &["--db", uri, "set", "k", "v"], &[], None).fails(
+            2,
+            &format!(
+                "tierstack: invalid_config: sqlite.path {uri:?} is a SQLite URI, \
+                 which is not supported: give a file path\n"
+            ),
+        );
+    }
+    let env = [("TIERSTACK_DB_PATH", Path::new(":memory:"))];
+    let refused = run_in(Some(cwd.path()), &["set", "k", "v"], &env, None);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .starts_with("tierstack: invalid_config: TIERSTACK_DB_PATH is \":memory:\""),
+        "{refused:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

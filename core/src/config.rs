@@ -12,7 +12,7 @@
 //! | `memory.max_bytes` | 52428800 (50 MiB) | L1 budget: key + value + ~96 bytes per entry |
 //! | `memory.ttl` | 3600 (1 h) | longest time an entry stays in L1 |
 //! | `sqlite.enabled` | `true` | keep an L2 in a SQLite file shared by every process |
-//! | `sqlite.path` | `$TIERSTACK_DB_PATH`, else `<cache dir>/tierstack/<namespace>.db` | the file |
+//! | `sqlite.path` | `$TIERSTACK_DB_PATH`, else `<cache dir>/tierstack/<namespace>.db` | the file (a path: `:memory:` and `file:` URIs are refused) |
 //! | `sqlite.max_bytes` | 104857600 (100 MiB) | L2 budget: key + value + ~64 bytes per row |
 //! | `sqlite.ttl` | 86400 (24 h) | default time to live in L2 |
 //! | `fail_safe.max_stale` | 86400 (24 h) | how long an expired L2 row is kept to be served stale |
@@ -26,7 +26,7 @@
 //! negative, NaN, infinite or over-100-years TTL is an
 //! [`ErrorKind::InvalidArgument`] error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -191,13 +191,8 @@ impl Config {
         if self.sqlite.enabled && self.sqlite.max_bytes == 0 {
             return Err(invalid("sqlite.max_bytes must be greater than 0"));
         }
-        if self
-            .sqlite
-            .path
-            .as_ref()
-            .is_some_and(|p| p.as_os_str().is_empty())
-        {
-            return Err(invalid("sqlite.path is empty"));
+        if let Some(path) = &self.sqlite.path {
+            check_sqlite_path("sqlite.path", path)?;
         }
         Ok(())
     }
@@ -209,7 +204,9 @@ impl Config {
             return Ok(path.clone());
         }
         if let Some(path) = std::env::var_os(DB_PATH_ENV).filter(|p| !p.is_empty()) {
-            return Ok(PathBuf::from(path));
+            let path = PathBuf::from(path);
+            check_sqlite_path(DB_PATH_ENV, &path)?;
+            return Ok(path);
         }
         let dir = dirs::cache_dir().ok_or_else(|| {
             invalid(format!(
@@ -222,6 +219,28 @@ impl Config {
 
 fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidConfig, message)
+}
+
+/// The L2 is a file every process opens by its path: SQLite's names for
+/// other things (`:memory:`, a `file:` URI) are refused before anything is
+/// created.
+fn check_sqlite_path(name: &str, path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    if text.is_empty() {
+        return Err(invalid(format!("{name} is empty")));
+    }
+    if text == ":memory:" {
+        return Err(invalid(format!(
+            "{name} is \":memory:\", which is not a file: the sqlite tier is a file shared \
+             by every process; for a memory-only cache set sqlite.enabled to false"
+        )));
+    }
+    if text.starts_with("file:") {
+        return Err(invalid(format!(
+            "{name} {text:?} is a SQLite URI, which is not supported: give a file path"
+        )));
+    }
+    Ok(())
 }
 
 fn check_ttl(name: &str, ttl: Duration) -> Result<()> {
@@ -538,5 +557,29 @@ mod tests {
         }
         let longest = Config::from_json(r#"{"sqlite": {"ttl": 3153600000}}"#).unwrap();
         assert_eq!(longest.sqlite.ttl, MAX_TTL);
+    }
+
+    #[test]
+    fn sqlite_names_that_are_not_file_paths_are_invalid_configs() {
+        let cases = [
+            (
+                r#"{"sqlite": {"path": ":memory:"}}"#,
+                "sqlite.path is \":memory:\"",
+            ),
+            (r#"{"sqlite": {"path": "file:x.db"}}"#, "is a SQLite URI"),
+            (
+                r#"{"sqlite": {"path": "file:/tmp/x/y.db?mode=memory"}}"#,
+                "is a SQLite URI",
+            ),
+            (r#"{"sqlite": {"path": ""}}"#, "sqlite.path is empty"),
+        ];
+        for (json, needle) in cases {
+            let err = Config::from_json(json).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{json}");
+            assert!(err.message().contains(needle), "{json}: {}", err.message());
+        }
+        // A path that merely contains those words is a path.
+        Config::from_json(r#"{"sqlite": {"path": "dir/file:x.db"}}"#).unwrap();
+        Config::from_json(r#"{"sqlite": {"path": "./:memory:"}}"#).unwrap();
     }
 }
