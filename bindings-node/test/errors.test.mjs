@@ -99,6 +99,27 @@ test('invalid_argument: wrong JS types and unusable numbers', async (t) => {
   assert.equal(await small.get('big'), undefined);
 });
 
+test('a huge key gives a short message', async (t) => {
+  const { storage } = open(t);
+  const key = 'k'.repeat(1 << 20);
+  const calls = [
+    () => storage.set(key, 1),
+    () => storage.mset({ fine: 1, [key]: 2 }),
+    () => storage.mset(new Map([['fine', 1], [key, 2]])),
+    () => storage.get(key),
+    () => storage.delete(key),
+  ];
+  for (const call of calls) {
+    await assert.rejects(call(), (err) => {
+      assert.equal(err.code, 'invalid_key');
+      assert.ok(err.message.length < 400, `${err.message.length} characters: ${err.message.slice(0, 200)}`);
+      return true;
+    });
+  }
+  await rejectsWith(storage.set(key, 1), 'invalid_key', /^key "k{64}…" \(1048576 bytes\): /);
+  assert.equal(await storage.get('fine'), undefined);
+});
+
 test('invalid_argument: a read method called on another object throws', () => {
   for (const method of ['get', 'getBuffer', 'lookup', 'has']) {
     throwsWith(() => HybridStorage.prototype[method].call({}, 'k'), 'invalid_argument', /another object/);

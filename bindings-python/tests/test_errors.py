@@ -342,6 +342,20 @@ def test_unknown_read_code_is_refused(cache):
         cache._memory_get("k", 9, None)
 
 
+def test_a_huge_key_gives_a_short_message(cache):
+    key = "k" * (1 << 20)
+    errors = [
+        raises(tierstack.InvalidKeyError, cache.set, key, 1),
+        raises(tierstack.InvalidKeyError, cache.mset, {"fine": 1, key: 2}),
+        raises(tierstack.InvalidKeyError, cache.get, key),
+        raises(tierstack.InvalidKeyError, cache.delete, key),
+    ]
+    for err in errors:
+        assert len(str(err)) < 400, str(err)[:200]
+    assert str(errors[0]).startswith('key "' + "k" * 64 + '…" (1048576 bytes): ')
+    assert cache.get("fine") is None
+
+
 @pytest.mark.parametrize("path", [":memory:", "file:sub/dir/x.db", "file::memory:?cache=shared"])
 def test_sqlite_names_that_are_not_paths_create_nothing(tmp_path, monkeypatch, path):
     monkeypatch.chdir(tmp_path)

@@ -22,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use tierstack::blocking::Cache;
+use tierstack::key::quote;
 use tierstack::{Config, Error, ErrorKind, Result, SetOptions};
 
 use crate::out::Out;
@@ -165,9 +166,10 @@ fn file_config(config: Option<&Path>, db: Option<PathBuf>) -> Result<Config> {
 }
 
 /// Checks `key` before the cache is opened, so a bad key touches no file.
+/// (Past this check a key is at most 255 bytes, so the output shows it whole.)
 fn check_key(key: &str) -> Result<()> {
     tierstack::key::validate(key)
-        .map_err(|e| Error::new(e.kind(), format!("key {key:?}: {}", e.message())))
+        .map_err(|e| Error::new(e.kind(), format!("key {}: {}", quote(key), e.message())))
 }
 
 /// Runs `f` on a cache opened with `config`, then closes it.

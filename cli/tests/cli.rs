@@ -365,6 +365,23 @@ fn ttl_expires_and_bad_ttls_are_invalid_arguments() {
 }
 
 #[test]
+fn a_huge_key_gives_a_short_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("huge.db");
+    let db = path_str(&db);
+    // Near the kernel's limit for one argument (128 KiB).
+    let key = "k".repeat(100_000);
+    let expected = format!(
+        "tierstack: invalid_key: key \"{}…\" (100000 bytes): \
+         key is 100000 bytes long; at most 255 are allowed\n",
+        "k".repeat(64)
+    );
+    run(&["--db", db, "set", &key, "v"]).fails(2, &expected);
+    run(&["--db", db, "get", &key]).fails(2, &expected);
+    run(&["--db", db, "del", &key]).fails(2, &expected);
+}
+
+#[test]
 fn sqlite_names_that_are_not_paths_are_refused_and_create_nothing() {
     let cwd = tempfile::tempdir().unwrap();
     let memory = "tierstack: invalid_config: sqlite.path is \":memory:\", which is not a file: \
@@ -425,7 +442,9 @@ fn invalid_keys_exit_2_and_leave_the_file_intact() {
     run(&["--db", db, "set", &long, "v"]).fails(
         2,
         &format!(
-            "tierstack: invalid_key: key {long:?}: key is 256 bytes long; at most 255 are allowed\n"
+            "tierstack: invalid_key: key \"{}…\" (256 bytes): key is 256 bytes long; \
+             at most 255 are allowed\n",
+            &long[..64]
         ),
     );
     run(&["--db", db, "keys", "bad\npattern"]).fails(

@@ -453,6 +453,37 @@ static void test_ttls(void) {
     done();
 }
 
+static void test_huge_key_messages(void) {
+    fresh("");
+    size_t len = (size_t)1 << 20;
+    char *key = malloc(len);
+    CHECK(key != NULL);
+    memset(key, 'k', len);
+    const char *keys[] = {"fine", key};
+    const size_t key_lens[] = {4, len};
+    const uint8_t *datas[] = {(const uint8_t *)"1", (const uint8_t *)"2"};
+    const size_t data_lens[] = {1, 1};
+    char message[512];
+    size_t n = 0;
+    CHECK_RESULT(tierstack_cache_set(cache, key, len, D("v"), 0), TIERSTACK_RESULT_INVALID_KEY);
+    CHECK_OK(tierstack_last_error_message(message, sizeof message, &n));
+    CHECK(n < 400);
+    CHECK(strstr(message, "invalid_key: key \"kkkk") == message);
+    CHECK(strstr(message, "\xe2\x80\xa6\" (1048576 bytes): ") != NULL);
+    CHECK_RESULT(tierstack_cache_mset(cache, keys, key_lens, datas, data_lens, 2, 0),
+                 TIERSTACK_RESULT_INVALID_KEY);
+    CHECK_OK(tierstack_last_error_message(message, sizeof message, &n));
+    CHECK(n < 400);
+    tierstack_value *value = NULL;
+    CHECK_RESULT(tierstack_cache_get(cache, key, len, &value), TIERSTACK_RESULT_INVALID_KEY);
+    CHECK_OK(tierstack_last_error_message(message, sizeof message, &n));
+    CHECK(n < 400);
+    CHECK_OK(tierstack_cache_get(cache, K("fine"), &value));
+    CHECK(value == NULL);
+    free(key);
+    done();
+}
+
 static void test_tags(void) {
     fresh("");
     const char *tags[] = {"group:a", "all"};
@@ -770,6 +801,7 @@ int main(void) {
     check_case("mget and mset", test_mget_mset);
     check_case("keys_json, len and clear", test_keys_len_clear);
     check_case("TTLs: expiry, defaults, unusable numbers", test_ttls);
+    check_case("a 1 MiB key gives a short message", test_huge_key_messages);
     check_case("tags and invalidate_tag", test_tags);
     check_case("flush makes writes durable in the main file", test_flush_reaches_the_main_file);
     check_case("stats_json and reset_stats", test_stats_json);
