@@ -76,6 +76,18 @@ test('a TTL of 100 years is the longest accepted', async (t) => {
   assert.equal(meta.expiresAt - meta.createdAt, 3_153_600_000_000);
 });
 
+test('unknown set options are refused, naming the option', async (t) => {
+  const { storage } = open(t);
+  await rejectsWith(storage.set('k', 1, { ttl: 1, tgs: ['x'] }), 'invalid_argument', /unknown option "tgs", expected one of: ttl, tags/);
+  await rejectsWith(storage.mset({ k: 1 }, { TTL: 60 }), 'invalid_argument', /unknown option "TTL"/);
+  await rejectsWith(storage.getOrLoad('k', () => 1, { ttl: 1, tag: 'x' }), 'invalid_argument', /unknown option "tag"/);
+  await rejectsWith(storage.set('k', 1, { ['x'.repeat(1 << 20)]: 1 }), 'invalid_argument', /unknown option "x{64}…" \(1048576 bytes\)/);
+  assert.equal(await storage.get('k'), undefined);
+  // Inherited and symbol-keyed properties are not options of this call.
+  await storage.set('k', 1, Object.assign(Object.create({ inherited: true }), { ttl: 60, [Symbol('s')]: 1 }));
+  assert.equal(await storage.get('k'), 1);
+});
+
 test('memory.ttl bounds L1 while sqlite keeps the entry', async (t) => {
   const { storage } = open(t, { memory: { ttl: 0.3 }, sqlite: { ttl: 60 } });
   await storage.set('k', 'v');
