@@ -58,7 +58,9 @@ export declare class HybridStorage {
   mgetBuffer(keys: string[]): Promise<Map<string, Buffer>>
   /**
    * Stores every entry of a `Map` or plain object in one transaction;
-   * one bad key or value stores none. The second argument is as `set`'s third.
+   * one bad key or value stores none, and what a getter of the object
+   * throws rejects the promise unchanged. The second argument is as
+   * `set`'s third.
    */
   mset(entries: Map<string, unknown> | Record<string, unknown>, ttlSeconds?: number | SetOptions | null): Promise<void>
   /**

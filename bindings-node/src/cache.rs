@@ -340,7 +340,9 @@ impl HybridStorage {
     }
 
     /// Stores every entry of a `Map` or plain object in one transaction;
-    /// one bad key or value stores none. The second argument is as `set`'s third.
+    /// one bad key or value stores none, and what a getter of the object
+    /// throws rejects the promise unchanged. The second argument is as
+    /// `set`'s third.
     #[napi(
         ts_args_type = "entries: Map<string, unknown> | Record<string, unknown>, ttlSeconds?: number | SetOptions | null",
         ts_return_type = "Promise<void>"

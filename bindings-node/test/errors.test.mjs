@@ -99,6 +99,56 @@ test('invalid_argument: wrong JS types and unusable numbers', async (t) => {
   assert.equal(await small.get('big'), undefined);
 });
 
+test('what a getter of the mset object throws rejects the promise unchanged, storing nothing', async (t) => {
+  const { storage } = open(t);
+  await storage.set('a', 'old');
+  class Thrown extends Error {}
+  const thrown = new Thrown('the getter failed');
+  const entries = {
+    a: 'new',
+    get b() {
+      throw thrown;
+    },
+  };
+  await assert.rejects(storage.mset(entries), (err) => {
+    assert.equal(err, thrown);
+    return true;
+  });
+  // Any value may be thrown, and is handed back as it is.
+  for (const value of ['a string', 42, null, undefined, { plain: true }]) {
+    const promise = storage.mset({ a: 'new', get b() { throw value; } });
+    assert.ok(promise instanceof Promise);
+    await assert.rejects(promise, (err) => {
+      assert.equal(err, value);
+      return true;
+    });
+  }
+  // A Map whose iteration throws, a proxy whose keys throw, options whose getter throws.
+  const broken = new Map([['a', 'new']]);
+  broken[Symbol.iterator] = () => {
+    throw thrown;
+  };
+  const trap = new Proxy({}, {
+    ownKeys() {
+      throw thrown;
+    },
+  });
+  for (const promise of [
+    storage.mset(broken),
+    storage.mset(trap),
+    storage.mset({ a: 'new' }, { get ttl() { throw thrown; } }),
+    storage.set('a', 'new', { get tags() { throw thrown; } }),
+  ]) {
+    await assert.rejects(promise, (err) => {
+      assert.equal(err, thrown);
+      return true;
+    });
+  }
+  assert.equal(await storage.get('a'), 'old');
+  assert.equal(await storage.get('b'), undefined);
+  assert.deepEqual(await storage.keys(), ['a']);
+});
+
 test('a huge key gives a short message', async (t) => {
   const { storage } = open(t);
   const key = 'k'.repeat(1 << 20);
