@@ -37,8 +37,10 @@ export declare class HybridStorage {
   /**
    * Stores `value` under `key` in every tier. A `Buffer` or `Uint8Array`
    * is stored as its bytes, anything else as its JSON. The third argument
-   * is a TTL in seconds (`0` or less, or absent: the tier default) or
-   * `{ ttl, tags }`.
+   * is a TTL in seconds or `{ ttl, tags }`: absent or `0` takes the tier
+   * default; a negative, `NaN` or infinite TTL, one over 100 years, or an
+   * unknown option rejects with `code === 'invalid_argument'` and stores
+   * nothing.
    */
   set(key: string, value: unknown, ttlSeconds?: number | SetOptions | null): Promise<void>
   /** Whether `key` holds a fresh value (not counted as a read). */
@@ -56,7 +58,9 @@ export declare class HybridStorage {
   mgetBuffer(keys: string[]): Promise<Map<string, Buffer>>
   /**
    * Stores every entry of a `Map` or plain object in one transaction;
-   * one bad key or value stores none. The second argument is as `set`'s third.
+   * one bad key or value stores none, and what a getter of the object
+   * throws rejects the promise unchanged. The second argument is as
+   * `set`'s third.
    */
   mset(entries: Map<string, unknown> | Record<string, unknown>, ttlSeconds?: number | SetOptions | null): Promise<void>
   /**
@@ -176,11 +180,15 @@ export interface ResponseTimes {
   sqlite: number
 }
 
-/** Options of a write: `set(key, value, { ttl, tags })`. */
+/**
+ * Options of a write: `set(key, value, { ttl, tags })`. Any other key is
+ * refused with `code === 'invalid_argument'`.
+ */
 export interface SetOptions {
   /**
-   * Time to live in seconds (fractions allowed); absent, `0` or less: the
-   * tier default.
+   * Time to live in seconds (fractions allowed). Absent or `0`: the tier
+   * default. Negative, `NaN`, infinite, or over 100 years (3153600000
+   * seconds): refused with `code === 'invalid_argument'`, nothing stored.
    */
   ttl?: number
   /** Tags stored with the entry, for `invalidateTag`. */

@@ -37,11 +37,12 @@ enum tierstack_result
   // is not UTF-8; also a glob pattern that is not UTF-8.
   TIERSTACK_RESULT_INVALID_KEY = 1,
   // The config JSON is malformed: a syntax error, an unknown key, a wrong
-  // type, an out-of-range value, or no tier enabled.
+  // type, an out-of-range value (a duration over 100 years, a
+  // `sqlite.path` of `:memory:` or a `file:` URI), or no tier enabled.
   TIERSTACK_RESULT_INVALID_CONFIG = 2,
   // Another argument is unusable: a NULL pointer where one is required, a
-  // TTL that is NaN, infinite or over 100 years, a value larger than the
-  // L2 budget, a bad tag or glob pattern.
+  // TTL that is negative, NaN, infinite or over 100 years, a value larger
+  // than the L2 budget, a bad tag or glob pattern.
   TIERSTACK_RESULT_INVALID_ARGUMENT = 3,
   // The cache was closed; no operation is possible any more.
   TIERSTACK_RESULT_CLOSED = 4,
@@ -151,9 +152,12 @@ tierstack_result tierstack_cache_mget(const tierstack_cache *cache,
 
 // Stores `data_len` bytes at `data` under `key` in every tier (L2 committed
 // before this returns). `data` may be NULL when `data_len` is 0 (an empty
-// value). `ttl_seconds` <= 0 takes each tier's default TTL; L1 never keeps
-// an entry longer than `memory.ttl`. The bytes are copied. Any thread may
-// call this.
+// value). `ttl_seconds` is the time to live in seconds (fractions allowed):
+// 0 takes each tier's default TTL; a negative, NaN or infinite TTL, or one
+// over 100 years (3153600000 seconds), is refused with
+// `TIERSTACK_RESULT_INVALID_ARGUMENT` and stores nothing. L1 never keeps an
+// entry longer than `memory.ttl`. The bytes are copied. Any thread may call
+// this.
 tierstack_result tierstack_cache_set(const tierstack_cache *cache,
                                      const char *key,
                                      size_t key_len,

@@ -229,8 +229,10 @@ impl HybridStorage {
 
     /// Stores `value` under `key` in every tier. A `Buffer` or `Uint8Array`
     /// is stored as its bytes, anything else as its JSON. The third argument
-    /// is a TTL in seconds (`0` or less, or absent: the tier default) or
-    /// `{ ttl, tags }`.
+    /// is a TTL in seconds or `{ ttl, tags }`: absent or `0` takes the tier
+    /// default; a negative, `NaN` or infinite TTL, one over 100 years, or an
+    /// unknown option rejects with `code === 'invalid_argument'` and stores
+    /// nothing.
     #[napi(
         ts_args_type = "key: string, value: unknown, ttlSeconds?: number | SetOptions | null",
         ts_return_type = "Promise<void>"
@@ -338,7 +340,9 @@ impl HybridStorage {
     }
 
     /// Stores every entry of a `Map` or plain object in one transaction;
-    /// one bad key or value stores none. The second argument is as `set`'s third.
+    /// one bad key or value stores none, and what a getter of the object
+    /// throws rejects the promise unchanged. The second argument is as
+    /// `set`'s third.
     #[napi(
         ts_args_type = "entries: Map<string, unknown> | Record<string, unknown>, ttlSeconds?: number | SetOptions | null",
         ts_return_type = "Promise<void>"

@@ -4,6 +4,7 @@
 use napi::bindgen_prelude::{ToNapiValue, Unknown};
 use napi::{Env, ValueType};
 use napi_derive::napi;
+use tierstack::key::quote;
 use tierstack::{Error, config::ttl_from_seconds};
 
 use crate::error::argument;
@@ -44,11 +45,13 @@ pub struct Metadata {
     pub tags: Vec<String>,
 }
 
-/// Options of a write: `set(key, value, { ttl, tags })`.
+/// Options of a write: `set(key, value, { ttl, tags })`. Any other key is
+/// refused with `code === 'invalid_argument'`.
 #[napi(object)]
 pub struct SetOptions {
-    /// Time to live in seconds (fractions allowed); absent, `0` or less: the
-    /// tier default.
+    /// Time to live in seconds (fractions allowed). Absent or `0`: the tier
+    /// default. Negative, `NaN`, infinite, or over 100 years (3153600000
+    /// seconds): refused with `code === 'invalid_argument'`, nothing stored.
     pub ttl: Option<f64>,
     /// Tags stored with the entry, for `invalidateTag`.
     pub tags: Option<Vec<String>>,
@@ -95,8 +98,13 @@ pub(crate) fn to_js<T: ToNapiValue>(env: &Env, value: T) -> Result<Value, Error>
     })
 }
 
+/// The keys of [`SetOptions`], as JS spells them.
+const SET_OPTIONS: [&str; 2] = ["ttl", "tags"];
+
 /// The options of a write from its optional third argument: a TTL in
-/// seconds, or `{ ttl, tags }`.
+/// seconds, or `{ ttl, tags }` (another own key is an error, as in a
+/// config). The TTL follows the rule of every host
+/// ([`ttl_from_seconds`]).
 pub(crate) fn set_options(env: &Env, arg: Option<Value>) -> Result<tierstack::SetOptions, Error> {
     let Some(arg) = arg.filter(|&a| !js::is_nullish(env, Some(a))) else {
         return Ok(tierstack::SetOptions::new());
@@ -104,6 +112,16 @@ pub(crate) fn set_options(env: &Env, arg: Option<Value>) -> Result<tierstack::Se
     match js::type_of(env, arg) {
         ValueType::Number => with_ttl(tierstack::SetOptions::new(), env, arg),
         ValueType::Object if !js::is_array(env, arg) => {
+            for name in js::own_keys(env, arg)? {
+                let name = js::string_arg(env, name, "an option name")?;
+                if !SET_OPTIONS.contains(&name.as_str()) {
+                    return Err(argument(format!(
+                        "unknown option {}, expected one of: {}",
+                        quote(&name),
+                        SET_OPTIONS.join(", ")
+                    )));
+                }
+            }
             let mut options = tierstack::SetOptions::new();
             let ttl = js::get_named(env, arg, c"ttl")?;
             if !js::is_nullish(env, Some(ttl)) {

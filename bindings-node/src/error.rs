@@ -29,8 +29,14 @@ pub(crate) fn disposed() -> Error {
     Error::new(ErrorKind::Closed, "the storage is disposed")
 }
 
-/// The JS `Error` for `err`.
+/// The JS `Error` for `err`; for an error caused by JS code that threw
+/// (a [`js::Thrown`]), the very value it threw.
 pub(crate) fn to_js(env: &Env, err: &Error) -> Value {
+    if let Some(thrown) = err.source().and_then(|s| s.downcast_ref::<js::Thrown>())
+        && let Some(value) = thrown.value(env)
+    {
+        return value;
+    }
     let mut causes = Vec::new();
     let mut source = err.source();
     while let Some(cause) = source.filter(|_| causes.len() < MAX_CAUSES) {

@@ -28,26 +28,79 @@ pub(crate) fn napi_failed(what: &str, status: sys::napi_status) -> Error {
     )
 }
 
-/// Turns a napi status into a result; a pending exception is taken and its
-/// message kept, so the environment is usable afterwards.
+/// Turns a napi status into a result. An exception pending after a failed
+/// call was thrown by the caller's own code (a getter, a proxy trap) while
+/// napi ran it, whatever status napi reports (Node reports some as a
+/// generic failure): it is taken, so the environment is usable afterwards,
+/// and kept as a [`Thrown`], so the call fails with that very value.
 pub(crate) fn check(env: &Env, status: sys::napi_status, what: &str) -> Result<(), Error> {
-    match status {
-        sys::Status::napi_ok => Ok(()),
-        sys::Status::napi_pending_exception => {
-            let message = take_exception(env)
-                .map(|e| message_of(env, e))
-                .unwrap_or_default();
-            Err(Error::new(
-                ErrorKind::Internal,
-                format!("{what}: {message}"),
-            ))
-        }
-        status => Err(napi_failed(what, status)),
+    if status == sys::Status::napi_ok {
+        return Ok(());
     }
+    match take_exception(env) {
+        Some(exception) => Err(thrown(env, exception, what)),
+        None => Err(napi_failed(what, status)),
+    }
+}
+
+/// A value that JS code run by the binding threw (a getter, a proxy trap,
+/// an iterator), kept without running more JS. An [`Error`] whose source is
+/// a `Thrown` becomes that value again when it reaches JS
+/// ([`crate::error::to_js`]): the promise rejects with exactly what was thrown.
+pub(crate) struct Thrown(napi::Error);
+
+impl Thrown {
+    /// The thrown value; on the JS thread that caught it, the same value
+    /// (napi-rs keeps a reference to it and releases it when this is dropped).
+    pub(crate) fn value(&self, env: &Env) -> Option<Value> {
+        let held = self.0.try_clone().ok()?;
+        // SAFETY: a valid env of the current call.
+        unsafe {
+            <napi::Error as napi::bindgen_prelude::ToNapiValue>::to_napi_value(env.raw(), held)
+        }
+        .ok()
+    }
+}
+
+impl std::fmt::Debug for Thrown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Thrown").field(&self.0.reason).finish()
+    }
+}
+
+impl std::fmt::Display for Thrown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.reason.as_str() {
+            "" => f.write_str("a JS exception"),
+            reason => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for Thrown {}
+
+/// The error of a call during which JS code threw `exception` (`what` says
+/// what the binding was doing); see [`Thrown`].
+pub(crate) fn thrown(env: &Env, exception: Value, what: &str) -> Error {
+    // SAFETY: a handle of the current call on this env.
+    let value = unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), exception) };
+    let thrown = Thrown(napi::Error::from_unknown_without_coercion(value));
+    Error::new(
+        ErrorKind::InvalidArgument,
+        format!("{what}: JS code threw: {thrown}"),
+    )
+    .with_source(thrown)
 }
 
 /// Takes the pending JS exception, if there is one.
 pub(crate) fn take_exception(env: &Env) -> Option<Value> {
+    let mut pending = false;
+    // SAFETY: a valid env; the out-param is written on success.
+    let status = unsafe { sys::napi_is_exception_pending(env.raw(), &mut pending) };
+    if status != sys::Status::napi_ok || !pending {
+        // (Taking an exception when none is pending gives `undefined`.)
+        return None;
+    }
     let mut exception = ptr::null_mut();
     // SAFETY: a valid env; the out-param is written on success.
     let status = unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &mut exception) };
@@ -463,13 +516,12 @@ pub(crate) fn call(
             &mut out,
         )
     };
-    match status {
-        sys::Status::napi_ok => Ok(Ok(out)),
-        sys::Status::napi_pending_exception => match take_exception(env) {
-            Some(exception) => Ok(Err(exception)),
-            None => Err(napi_failed("calling a function", status)),
-        },
-        status => Err(napi_failed("calling a function", status)),
+    if status == sys::Status::napi_ok {
+        return Ok(Ok(out));
+    }
+    match take_exception(env) {
+        Some(exception) => Ok(Err(exception)),
+        None => Err(napi_failed("calling a function", status)),
     }
 }
 

@@ -125,7 +125,8 @@ impl Builtins {
     }
 
     /// The entries of a `Map` or of a plain object's own enumerable
-    /// string-keyed properties.
+    /// string-keyed properties. What a getter or an iterator throws is the
+    /// error (see [`js::Thrown`]).
     pub(crate) fn entries(&self, env: &Env, value: Value) -> Result<Vec<(Value, Value)>, Error> {
         let not_entries = || {
             argument(format!(
@@ -142,7 +143,7 @@ impl Builtins {
         if js::instance_of(env, value, self.map.get(env)?)? {
             let undefined = js::undefined(env)?;
             let pairs = js::call(env, self.array_from.get(env)?, undefined, &[value])?
-                .map_err(|e| argument(js::message_of(env, e)))?;
+                .map_err(|e| js::thrown(env, e, "reading the entries of a Map"))?;
             return js::elements(env, pairs)?
                 .into_iter()
                 .map(|pair| match js::elements(env, pair)?[..] {

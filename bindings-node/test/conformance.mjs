@@ -40,6 +40,18 @@ function camelCase(config) {
 
 class StepFailed extends Error {}
 
+const TTL_NAMES = { NaN: Number.NaN, inf: Number.POSITIVE_INFINITY, '-inf': Number.NEGATIVE_INFINITY };
+
+/** A step's `ttl`: absent, a number, or one of the strings `"NaN"`, `"inf"`,
+ * `"-inf"` for the values JSON cannot hold. */
+function ttlOf(step) {
+  if (typeof step.ttl !== 'string') return step.ttl;
+  if (!Object.hasOwn(TTL_NAMES, step.ttl)) {
+    throw new StepFailed(`ttl ${JSON.stringify(step.ttl)} is neither a number nor one of NaN, inf, -inf`);
+  }
+  return TTL_NAMES[step.ttl];
+}
+
 const text = (buffer) => (buffer === undefined ? null : buffer.toString('utf8'));
 const bytes = (value) => Buffer.from(value, 'utf8');
 
@@ -74,7 +86,7 @@ class Runner {
       case 'close':
         return storage.dispose();
       case 'set':
-        return storage.set(step.key, bytes(step.value), step.ttl);
+        return storage.set(step.key, bytes(step.value), ttlOf(step));
       case 'get':
         return text(await storage.getBuffer(step.key));
       case 'lookup': {
@@ -90,7 +102,7 @@ class Runner {
         return Object.fromEntries([...found].map(([key, value]) => [key, text(value)]));
       }
       case 'mset':
-        return storage.mset(new Map(Object.entries(step.entries).map(([k, v]) => [k, bytes(v)])), step.ttl);
+        return storage.mset(new Map(Object.entries(step.entries).map(([k, v]) => [k, bytes(v)])), ttlOf(step));
       case 'keys':
         return storage.keys(step.pattern);
       case 'len':

@@ -76,7 +76,7 @@ test('invalid_argument: wrong JS types and unusable numbers', async (t) => {
   for (const ttl of ['60', true, [60], () => 1]) {
     await rejectsWith(storage.set('k', 1, ttl), 'invalid_argument', /ttlSeconds must be/);
   }
-  await rejectsWith(storage.set('k', 1, NaN), 'invalid_argument', /not a finite number/);
+  await rejectsWith(storage.set('k', 1, NaN), 'invalid_argument', /ttl NaN is not a number/);
   await rejectsWith(storage.set('k', 1, Infinity), 'invalid_argument', /not a finite number/);
   await rejectsWith(storage.set('k', 1, 1e12), 'invalid_argument', /100 years/);
   await rejectsWith(storage.set('k', 1, { ttl: 'soon' }), 'invalid_argument', /ttl must be a number/);
@@ -97,6 +97,77 @@ test('invalid_argument: wrong JS types and unusable numbers', async (t) => {
   await rejectsWith(small.set('big', 'x'.repeat(4096)), 'invalid_argument');
   assert.equal(await storage.get('k'), undefined);
   assert.equal(await small.get('big'), undefined);
+});
+
+test('what a getter of the mset object throws rejects the promise unchanged, storing nothing', async (t) => {
+  const { storage } = open(t);
+  await storage.set('a', 'old');
+  class Thrown extends Error {}
+  const thrown = new Thrown('the getter failed');
+  const entries = {
+    a: 'new',
+    get b() {
+      throw thrown;
+    },
+  };
+  await assert.rejects(storage.mset(entries), (err) => {
+    assert.equal(err, thrown);
+    return true;
+  });
+  // Any value may be thrown, and is handed back as it is.
+  for (const value of ['a string', 42, null, undefined, { plain: true }]) {
+    const promise = storage.mset({ a: 'new', get b() { throw value; } });
+    assert.ok(promise instanceof Promise);
+    await assert.rejects(promise, (err) => {
+      assert.equal(err, value);
+      return true;
+    });
+  }
+  // A Map whose iteration throws, a proxy whose keys throw, options whose getter throws.
+  const broken = new Map([['a', 'new']]);
+  broken[Symbol.iterator] = () => {
+    throw thrown;
+  };
+  const trap = new Proxy({}, {
+    ownKeys() {
+      throw thrown;
+    },
+  });
+  for (const promise of [
+    storage.mset(broken),
+    storage.mset(trap),
+    storage.mset({ a: 'new' }, { get ttl() { throw thrown; } }),
+    storage.set('a', 'new', { get tags() { throw thrown; } }),
+  ]) {
+    await assert.rejects(promise, (err) => {
+      assert.equal(err, thrown);
+      return true;
+    });
+  }
+  assert.equal(await storage.get('a'), 'old');
+  assert.equal(await storage.get('b'), undefined);
+  assert.deepEqual(await storage.keys(), ['a']);
+});
+
+test('a huge key gives a short message', async (t) => {
+  const { storage } = open(t);
+  const key = 'k'.repeat(1 << 20);
+  const calls = [
+    () => storage.set(key, 1),
+    () => storage.mset({ fine: 1, [key]: 2 }),
+    () => storage.mset(new Map([['fine', 1], [key, 2]])),
+    () => storage.get(key),
+    () => storage.delete(key),
+  ];
+  for (const call of calls) {
+    await assert.rejects(call(), (err) => {
+      assert.equal(err.code, 'invalid_key');
+      assert.ok(err.message.length < 400, `${err.message.length} characters: ${err.message.slice(0, 200)}`);
+      return true;
+    });
+  }
+  await rejectsWith(storage.set(key, 1), 'invalid_key', /^key "k{64}…" \(1048576 bytes\): /);
+  assert.equal(await storage.get('fine'), undefined);
 });
 
 test('invalid_argument: a read method called on another object throws', () => {

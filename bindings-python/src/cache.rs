@@ -418,7 +418,9 @@ impl Cache {
     }
 
     /// Stores `value` under `key`: bytes-like values as they are, anything
-    /// else as JSON.
+    /// else as JSON. `ttl` is in seconds: `None` or `0` takes the tier
+    /// defaults; negative, NaN, infinite or over 100 years raises
+    /// `InvalidArgumentError` and stores nothing.
     #[pyo3(signature = (key, value, ttl=None, tags=None))]
     fn set(
         &self,
@@ -429,14 +431,14 @@ impl Cache {
         tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let key = value::key(key)?;
-        let options = value::set_options(py, ttl, tags)?;
+        let options = value::set_options(ttl, tags)?;
         let value = encode(value)?;
         let result = py.detach(|| self.inner.set_with(&*key, value, options));
         self.forget(&key);
         result.map_err(|e| to_py(py, e))
     }
 
-    /// Stores every item of `mapping` (one L2 transaction).
+    /// Stores every item of `mapping` (one L2 transaction); `ttl` as in `set`.
     #[pyo3(signature = (mapping, ttl=None, tags=None))]
     fn mset(
         &self,
@@ -445,7 +447,7 @@ impl Cache {
         ttl: Option<&Bound<'_, PyAny>>,
         tags: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let options = value::set_options(py, ttl, tags)?;
+        let options = value::set_options(ttl, tags)?;
         let items = match mapping.cast::<PyDict>() {
             Ok(dict) => dict.items().into_any(),
             Err(_) => mapping.call_method0(intern!(py, "items")).map_err(|_| {

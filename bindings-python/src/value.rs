@@ -8,7 +8,7 @@
 //! decodes several times faster than `json.loads` and is strict RFC 8259.
 
 use bytes::Bytes;
-use pyo3::exceptions::{PyRecursionError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRecursionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::sync::PyOnceLock;
@@ -84,29 +84,23 @@ pub(crate) fn keys<'py>(
         .collect()
 }
 
-/// The write options of `ttl` (seconds; `None` or `<= 0` for the tier
-/// defaults) and `tags` (an iterable of `str`, or `None`).
+/// The write options of `ttl` and `tags` (an iterable of `str`, or `None`).
+///
+/// `ttl` is `None` or a number of seconds, read as a float and judged by the
+/// rule every host shares ([`tierstack::config::ttl_from_seconds`]): `0` is
+/// the tier default; negative, NaN, infinite or over 100 years is an
+/// `InvalidArgumentError`. A number too large for a float (`10**400`) is
+/// judged as the infinity of its sign. Something that is not a number is a
+/// `TypeError`.
 pub(crate) fn set_options(
-    py: Python<'_>,
     ttl: Option<&Bound<'_, PyAny>>,
     tags: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<SetOptions> {
     let mut options = SetOptions::new();
-    if let Some(ttl) = ttl.filter(|t| !t.is_none()) {
-        if ttl.is_instance_of::<PyString>() {
-            return Err(PyTypeError::new_err(
-                "ttl must be a number of seconds or None, not str",
-            ));
-        }
-        let seconds: f64 = ttl.extract().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "ttl must be a number of seconds or None, not {}",
-                type_name(ttl)
-            ))
-        })?;
-        if let Some(ttl) = tierstack::config::ttl_from_seconds(seconds).map_err(|e| to_py(py, e))? {
-            options = options.ttl(ttl);
-        }
+    if let Some(ttl) = ttl.filter(|t| !t.is_none())
+        && let Some(ttl) = ttl_seconds(ttl)?
+    {
+        options = options.ttl(ttl);
     }
     if let Some(tags) = tags.filter(|t| !t.is_none()) {
         let tags = strings(tags, "tags")?
@@ -115,6 +109,42 @@ pub(crate) fn set_options(
         options = options.tags(tags);
     }
     Ok(options)
+}
+
+/// A `ttl` argument that is not `None`, as [`set_options`] describes.
+fn ttl_seconds(ttl: &Bound<'_, PyAny>) -> PyResult<Option<std::time::Duration>> {
+    let py = ttl.py();
+    let not_a_number = || {
+        PyTypeError::new_err(format!(
+            "ttl must be a number of seconds or None, not {}",
+            type_name(ttl)
+        ))
+    };
+    if ttl.is_instance_of::<PyString>() {
+        return Err(not_a_number());
+    }
+    let (seconds, overflow) = match ttl.extract::<f64>() {
+        Ok(seconds) => (seconds, None),
+        Err(err) if err.is_instance_of::<PyOverflowError>(py) => {
+            let negative = ttl.lt(0).unwrap_or(false);
+            let infinity = if negative {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            };
+            (infinity, Some(err))
+        }
+        Err(_) => return Err(not_a_number()),
+    };
+    tierstack::config::ttl_from_seconds(seconds).map_err(|e| match overflow {
+        None => to_py(py, e),
+        Some(cause) => new_err(
+            py,
+            e.kind(),
+            format!("{} (the number is too large for a float)", e.message()),
+            Some(cause),
+        ),
+    })
 }
 
 /// The bytes to store for `value`: `bytes`, `bytearray` and `memoryview`

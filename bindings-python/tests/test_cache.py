@@ -207,12 +207,18 @@ def test_ttl_expires_in_every_tier(cache, reopen):
     assert reopen().get("long") == "l"
 
 
-def test_ttl_of_zero_or_less_or_none_takes_the_tier_default(cache):
-    cache.set("zero", 1, ttl=0)
-    cache.set("negative", 2, ttl=-5)
-    cache.set("none", 3, ttl=None)
-    time.sleep(0.1)
-    assert cache.mget(["zero", "negative", "none"]) == {"zero": 1, "negative": 2, "none": 3}
+def test_ttl_of_zero_or_none_takes_the_tier_default(reopen, db_path):
+    short = reopen(memory={"ttl": 0.3}, sqlite={"path": db_path, "ttl": 0.3})
+    short.set("zero", 1, ttl=0)
+    short.set("float-zero", 2, ttl=-0.0)
+    short.set("none", 3, ttl=None)
+    short.mset({"batch": 4}, ttl=0)
+    short.set("long", 5, ttl=60)
+    names = ["zero", "float-zero", "none", "batch"]
+    assert short.mget(names) == {"zero": 1, "float-zero": 2, "none": 3, "batch": 4}
+    time.sleep(0.45)
+    assert short.mget(names) == {}
+    assert short.get("long") == 5
 
 
 def test_memory_ttl_bounds_l1_while_sqlite_keeps_the_entry(reopen):

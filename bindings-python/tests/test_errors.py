@@ -7,7 +7,9 @@ way to be provoked from outside.
 import math
 import os
 import sqlite3
+import sys
 from contextlib import closing
+from fractions import Fraction
 
 import pytest
 
@@ -122,12 +124,59 @@ def test_wrong_config_types_are_type_errors(tmp_path):
         tierstack.Cache({}, config={})
 
 
-@pytest.mark.parametrize("ttl", [math.nan, math.inf, -math.inf, 1e12])
-def test_unusable_ttls(cache, ttl):
+UNUSABLE_TTLS = [
+    -1,
+    -1e-9,
+    -86400.5,
+    -math.inf,
+    math.nan,
+    math.inf,
+    1e12,
+    1e20,
+    100 * 365 * 24 * 3600 + 1,
+    sys.float_info.max,
+    10**400,
+    -(10**400),
+    Fraction(10**400, 3),
+]
+
+
+@pytest.mark.parametrize("ttl", UNUSABLE_TTLS, ids=repr)
+def test_unusable_ttls_are_invalid_arguments_and_store_nothing(cache, ttl):
+    cache.set("k", "old")
     raises(tierstack.InvalidArgumentError, cache.set, "k", "v", ttl=ttl)
-    raises(tierstack.InvalidArgumentError, cache.mset, {"k": "v"}, ttl=ttl)
-    raises(tierstack.InvalidArgumentError, cache.get_or_load, "k", lambda: "v", ttl=ttl)
-    assert cache.get("k") is None
+    raises(tierstack.InvalidArgumentError, cache.set, "other", "v", ttl=ttl)
+    raises(tierstack.InvalidArgumentError, cache.mset, {"k": "v", "other": "v"}, ttl=ttl)
+    raises(tierstack.InvalidArgumentError, cache.get_or_load, "other", lambda: "v", ttl=ttl)
+    assert cache.mget(["k", "other"]) == {"k": "old"}
+
+
+def test_an_int_too_large_for_a_float_says_so():
+    with tierstack.Cache(sqlite={"enabled": False}) as cache:
+        err = raises(tierstack.InvalidArgumentError, cache.set, "k", "v", ttl=10**400)
+    assert "too large for a float" in str(err)
+    assert isinstance(err.__cause__, OverflowError)
+
+
+def test_no_ttl_raises_a_panic():
+    """Whatever the number, a TTL is taken or refused with a tierstack error:
+    never a pyo3 PanicException (a BaseException that ``except Exception``
+    does not catch)."""
+    values = [0.0, -0.0, 5e-324, -5e-324, sys.float_info.min, 1.0, 100 * 365 * 24 * 3600]
+    values += [sign * 10.0**exponent for sign in (1, -1) for exponent in range(-320, 309)]
+    values += [sign * 2.0**exponent for sign in (1, -1) for exponent in range(-1074, 1024)]
+    values += [math.nan, math.inf, -math.inf, sys.float_info.max, -sys.float_info.max]
+    with tierstack.Cache(sqlite={"enabled": False}) as cache:
+        for ttl in values:
+            try:
+                cache.set("k", 1, ttl=ttl)
+                cache.mset({"k": 1}, ttl=ttl)
+            except tierstack.InvalidArgumentError:
+                assert not 0 <= ttl <= 100 * 365 * 24 * 3600, ttl
+            except BaseException as exc:  # a PanicException included
+                pytest.fail(f"ttl={ttl!r} raised {type(exc).__name__}: {exc}")
+            else:
+                assert 0 <= ttl <= 100 * 365 * 24 * 3600, ttl
 
 
 @pytest.mark.parametrize("tag", ["", "t" * 256, "tab\t", "\ud800"])
@@ -291,3 +340,30 @@ def test_other_arguments_of_the_wrong_type_are_type_errors(cache):
 def test_unknown_read_code_is_refused(cache):
     with pytest.raises(ValueError):
         cache._memory_get("k", 9, None)
+
+
+def test_a_huge_key_gives_a_short_message(cache):
+    key = "k" * (1 << 20)
+    errors = [
+        raises(tierstack.InvalidKeyError, cache.set, key, 1),
+        raises(tierstack.InvalidKeyError, cache.mset, {"fine": 1, key: 2}),
+        raises(tierstack.InvalidKeyError, cache.get, key),
+        raises(tierstack.InvalidKeyError, cache.delete, key),
+    ]
+    for err in errors:
+        assert len(str(err)) < 400, str(err)[:200]
+    assert str(errors[0]).startswith('key "' + "k" * 64 + '…" (1048576 bytes): ')
+    assert cache.get("fine") is None
+
+
+@pytest.mark.parametrize("path", [":memory:", "file:sub/dir/x.db", "file::memory:?cache=shared"])
+def test_sqlite_names_that_are_not_paths_create_nothing(tmp_path, monkeypatch, path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TIERSTACK_DB_PATH", raising=False)
+    err = raises(tierstack.InvalidConfigError, tierstack.Cache, sqlite={"path": path})
+    assert "sqlite.path" in str(err)
+    raises(tierstack.InvalidConfigError, tierstack.AsyncCache, sqlite={"path": path})
+    monkeypatch.setenv("TIERSTACK_DB_PATH", path)
+    err = raises(tierstack.InvalidConfigError, tierstack.Cache)
+    assert "TIERSTACK_DB_PATH" in str(err)
+    assert list(tmp_path.iterdir()) == []

@@ -22,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use tierstack::blocking::Cache;
+use tierstack::key::quote;
 use tierstack::{Config, Error, ErrorKind, Result, SetOptions};
 
 use crate::out::Out;
@@ -62,7 +63,8 @@ enum Command {
         /// The value; `-` reads it from stdin
         #[arg(allow_hyphen_values = true)]
         value: std::ffi::OsString,
-        /// Time to live in seconds (fractions allowed) [default: sqlite.ttl]
+        /// Time to live in seconds (fractions allowed; 0: the default; at most
+        /// 100 years) [default: sqlite.ttl]
         #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
         ttl: Option<f64>,
     },
@@ -164,9 +166,10 @@ fn file_config(config: Option<&Path>, db: Option<PathBuf>) -> Result<Config> {
 }
 
 /// Checks `key` before the cache is opened, so a bad key touches no file.
+/// (Past this check a key is at most 255 bytes, so the output shows it whole.)
 fn check_key(key: &str) -> Result<()> {
     tierstack::key::validate(key)
-        .map_err(|e| Error::new(e.kind(), format!("key {key:?}: {}", e.message())))
+        .map_err(|e| Error::new(e.kind(), format!("key {}: {}", quote(key), e.message())))
 }
 
 /// Runs `f` on a cache opened with `config`, then closes it.
@@ -214,7 +217,7 @@ fn set(
     ttl: Option<f64>,
 ) -> Result<Outcome> {
     check_key(&key)?;
-    let ttl = ttl.map(ttl_from_flag).transpose()?;
+    let ttl = ttl.map(ttl_from_flag).transpose()?.flatten();
     let value = if value == "-" {
         let mut buf = Vec::new();
         std::io::stdin().read_to_end(&mut buf).map_err(|e| {
@@ -242,22 +245,12 @@ fn set(
     Ok(Outcome::Done)
 }
 
-/// A `--ttl` in seconds: finite, greater than 0, at most 100 years.
-fn ttl_from_flag(secs: f64) -> Result<Duration> {
-    if secs.is_finite() && secs <= 0.0 {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            format!("--ttl {secs}: the time to live must be greater than 0 seconds"),
-        ));
-    }
+/// A `--ttl` in seconds, by the rule of every host
+/// ([`tierstack::config::ttl_from_seconds`]): `0` is the default; negative,
+/// NaN, infinite or over 100 years is an invalid argument.
+fn ttl_from_flag(secs: f64) -> Result<Option<Duration>> {
     tierstack::config::ttl_from_seconds(secs)
-        .map_err(|e| Error::new(e.kind(), format!("--ttl {secs}: {}", e.message())))?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                format!("--ttl {secs}: not a time to live"),
-            )
-        })
+        .map_err(|e| Error::new(e.kind(), format!("--ttl: {}", e.message())))
 }
 
 fn del(out: &mut Out, config: Config, key: &str) -> Result<Outcome> {

@@ -45,7 +45,15 @@ impl Run {
 /// Runs the binary with `args`, with `env` set and `stdin` piped in; it
 /// never sees the caller's `TIERSTACK_DB_PATH`.
 fn run_with(args: &[&str], env: &[(&str, &Path)], stdin: Option<&[u8]>) -> Run {
+    run_in(None, args, env, stdin)
+}
+
+/// [`run_with`] in the working directory `cwd` (or the caller's).
+fn run_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &Path)], stdin: Option<&[u8]>) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tierstack"));
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
     command
         .args(args)
         .env_remove("TIERSTACK_DB_PATH")
@@ -323,22 +331,93 @@ fn ttl_expires_and_bad_ttls_are_invalid_arguments() {
     std::thread::sleep(Duration::from_millis(2000).saturating_sub(start.elapsed()));
     run(&["--db", db, "get", "brief"]).fails(1, "tierstack: no fresh value for \"brief\"\n");
     run(&["--db", db, "keys"]).ok("");
+    // 0 is the default, as in every host.
+    run(&["--db", db, "set", "zero", "v", "--ttl", "0"])
+        .ok("stored \"zero\" (1 byte, ttl 86400 s, the default)\n");
+    run(&["--db", db, "del", "zero"]).ok("deleted \"zero\"\n");
+    let too_long = "seconds is longer than 100 years (3153600000 seconds)";
     for (ttl, message) in [
         (
-            "0",
-            "--ttl 0: the time to live must be greater than 0 seconds",
+            "-1",
+            "ttl -1.0 is negative: give 0 (or no ttl) for the tier default".to_owned(),
+        ),
+        ("nan", "ttl NaN is not a number of seconds".to_owned()),
+        (
+            "inf",
+            "ttl inf is not a finite number of seconds".to_owned(),
         ),
         (
-            "-1",
-            "--ttl -1: the time to live must be greater than 0 seconds",
+            "-inf",
+            "ttl -inf is not a finite number of seconds".to_owned(),
         ),
-        ("nan", "--ttl NaN: ttl NaN is not a finite number"),
-        ("1e12", "--ttl 1000000000000: ttl is longer than 100 years"),
+        ("1e12", format!("ttl 1000000000000.0 {too_long}")),
+        ("1e20", format!("ttl 1e20 {too_long}")),
+        ("3153600001", format!("ttl 3153600001.0 {too_long}")),
     ] {
-        run(&["--db", db, "set", "k", "v", "--ttl", ttl])
-            .fails(2, &format!("tierstack: invalid_argument: {message}\n"));
+        run(&["--db", db, "set", "k", "v", &format!("--ttl={ttl}")]).fails(
+            2,
+            &format!("tierstack: invalid_argument: --ttl: {message}\n"),
+        );
     }
     run(&["--db", db, "keys"]).ok("");
+    run(&["--db", db, "set", "century", "v", "--ttl", "3153600000"])
+        .ok("stored \"century\" (1 byte, ttl 3153600000 s)\n");
+}
+
+#[test]
+fn a_huge_key_gives_a_short_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("huge.db");
+    let db = path_str(&db);
+    // Near the kernel's limit for one argument (128 KiB).
+    let key = "k".repeat(100_000);
+    let expected = format!(
+        "tierstack: invalid_key: key \"{}…\" (100000 bytes): \
+         key is 100000 bytes long; at most 255 are allowed\n",
+        "k".repeat(64)
+    );
+    run(&["--db", db, "set", &key, "v"]).fails(2, &expected);
+    run(&["--db", db, "get", &key]).fails(2, &expected);
+    run(&["--db", db, "del", &key]).fails(2, &expected);
+}
+
+#[test]
+fn sqlite_names_that_are_not_paths_are_refused_and_create_nothing() {
+    let cwd = tempfile::tempdir().unwrap();
+    let memory = "tierstack: invalid_config: sqlite.path is \":memory:\", which is not a file: \
+                  the sqlite tier is a file shared by every process; for a memory-only cache \
+                  set sqlite.enabled to false\n";
+    run_in(
+        Some(cwd.path()),
+        &["--db", ":memory:", "set", "k", "v"],
+        &[],
+        None,
+    )
+    .fails(2, memory);
+    for uri in [
+        "file:sub/dir/x.db",
+        "file:/tmp/x.db?mode=memory",
+        "file::memory:",
+    ] {
+        run_in(Some(cwd.path()), &["--db", uri, "set", "k", "v"], &[], None).fails(
+            2,
+            &format!(
+                "tierstack: invalid_config: sqlite.path {uri:?} is a SQLite URI, \
+                 which is not supported: give a file path\n"
+            ),
+        );
+    }
+    let env = [("TIERSTACK_DB_PATH", Path::new(":memory:"))];
+    let refused = run_in(Some(cwd.path()), &["set", "k", "v"], &env, None);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .starts_with("tierstack: invalid_config: TIERSTACK_DB_PATH is \":memory:\""),
+        "{refused:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
@@ -363,7 +442,9 @@ fn invalid_keys_exit_2_and_leave_the_file_intact() {
     run(&["--db", db, "set", &long, "v"]).fails(
         2,
         &format!(
-            "tierstack: invalid_key: key {long:?}: key is 256 bytes long; at most 255 are allowed\n"
+            "tierstack: invalid_key: key \"{}…\" (256 bytes): key is 256 bytes long; \
+             at most 255 are allowed\n",
+            &long[..64]
         ),
     );
     run(&["--db", db, "keys", "bad\npattern"]).fails(

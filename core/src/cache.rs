@@ -354,14 +354,15 @@ impl Engine {
         items
             .into_iter()
             .map(|(key, value)| {
-                key::validate(&key).map_err(|e| e.context(format!("key {key:?}")))?;
+                key::validate(&key).map_err(|e| e.context(format!("key {}", key::quote(&key))))?;
                 if let Some(sqlite) = &self.sqlite {
                     let size = sqlite::row_size(&key, value.len());
                     if size > sqlite.max_bytes() {
                         return Err(Error::new(
                             ErrorKind::InvalidArgument,
                             format!(
-                                "value for {key:?} needs {size} bytes; sqlite.max_bytes is {}",
+                                "value for {} needs {size} bytes; sqlite.max_bytes is {}",
+                                key::quote(&key),
                                 sqlite.max_bytes()
                             ),
                         ));

@@ -12,13 +12,22 @@
 //! | `memory.max_bytes` | 52428800 (50 MiB) | L1 budget: key + value + ~96 bytes per entry |
 //! | `memory.ttl` | 3600 (1 h) | longest time an entry stays in L1 |
 //! | `sqlite.enabled` | `true` | keep an L2 in a SQLite file shared by every process |
-//! | `sqlite.path` | `$TIERSTACK_DB_PATH`, else `<cache dir>/tierstack/<namespace>.db` | the file |
+//! | `sqlite.path` | `$TIERSTACK_DB_PATH`, else `<cache dir>/tierstack/<namespace>.db` | the file (a path: `:memory:` and `file:` URIs are refused) |
 //! | `sqlite.max_bytes` | 104857600 (100 MiB) | L2 budget: key + value + ~64 bytes per row |
 //! | `sqlite.ttl` | 86400 (24 h) | default time to live in L2 |
 //! | `sqlite.coherence_interval` | 0.05 (50 ms) | how often, at most, L1 checks the file for other processes' changes (0: on every access) |
 //! | `fail_safe.max_stale` | 86400 (24 h) | how long an expired L2 row is kept to be served stale |
+//!
+//! Durations in a config are at most 100 years ([`MAX_TTL`]); the TTLs are
+//! greater than 0. A negative, non-numeric or out-of-range duration is an
+//! [`ErrorKind::InvalidConfig`] error.
+//!
+//! TTLs given per write by a host, in seconds, follow one rule in every host
+//! (see [`ttl_from_seconds`]): absent or `0` takes the tier default; a
+//! negative, NaN, infinite or over-100-years TTL is an
+//! [`ErrorKind::InvalidArgument`] error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -196,13 +205,8 @@ impl Config {
         if self.sqlite.enabled && self.sqlite.max_bytes == 0 {
             return Err(invalid("sqlite.max_bytes must be greater than 0"));
         }
-        if self
-            .sqlite
-            .path
-            .as_ref()
-            .is_some_and(|p| p.as_os_str().is_empty())
-        {
-            return Err(invalid("sqlite.path is empty"));
+        if let Some(path) = &self.sqlite.path {
+            check_sqlite_path("sqlite.path", path)?;
         }
         Ok(())
     }
@@ -214,7 +218,9 @@ impl Config {
             return Ok(path.clone());
         }
         if let Some(path) = std::env::var_os(DB_PATH_ENV).filter(|p| !p.is_empty()) {
-            return Ok(PathBuf::from(path));
+            let path = PathBuf::from(path);
+            check_sqlite_path(DB_PATH_ENV, &path)?;
+            return Ok(path);
         }
         let dir = dirs::cache_dir().ok_or_else(|| {
             invalid(format!(
@@ -227,6 +233,28 @@ impl Config {
 
 fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidConfig, message)
+}
+
+/// The L2 is a file every process opens by its path: SQLite's names for
+/// other things (`:memory:`, a `file:` URI) are refused before anything is
+/// created.
+fn check_sqlite_path(name: &str, path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    if text.is_empty() {
+        return Err(invalid(format!("{name} is empty")));
+    }
+    if text == ":memory:" {
+        return Err(invalid(format!(
+            "{name} is \":memory:\", which is not a file: the sqlite tier is a file shared \
+             by every process; for a memory-only cache set sqlite.enabled to false"
+        )));
+    }
+    if text.starts_with("file:") {
+        return Err(invalid(format!(
+            "{name} {text:?} is a SQLite URI, which is not supported: give a file path"
+        )));
+    }
+    Ok(())
 }
 
 fn check_ttl(name: &str, ttl: Duration) -> Result<()> {
@@ -260,32 +288,50 @@ mod seconds {
                 "{secs} is not a number of seconds >= 0"
             )));
         }
-        Duration::try_from_secs_f64(secs).map_err(D::Error::custom)
+        // Past what a Duration holds is past 100 years too: `validate`
+        // refuses it with the name of the key.
+        Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
     }
 }
 
-/// Turns a TTL given in seconds by a host (C, Python, Node) into a
-/// [`Duration`]; `None` for "the tier default" (`<= 0` or absent).
+/// Turns a TTL given in seconds by a host (C, Python, Node, the CLI) into a
+/// [`Duration`]. Every host passes its TTL argument through this function,
+/// so one rule holds everywhere:
 ///
-/// A NaN, infinite, or over-long TTL is an [`ErrorKind::InvalidArgument`].
+/// | seconds | meaning |
+/// |---|---|
+/// | absent (the host does not call this) or `0` | the tier defaults (`Ok(None)`): `sqlite.ttl`, and `memory.ttl` in L1 |
+/// | more than 0, at most [`MAX_TTL`] (100 years); fractions allowed | that TTL (`Ok(Some(..))`); L1 still keeps an entry at most `memory.ttl` |
+/// | negative, NaN, infinite, or more than 100 years | an [`ErrorKind::InvalidArgument`] error |
+///
+/// A positive TTL shorter than a nanosecond counts as one nanosecond (the
+/// entry is stored already expired). This function never panics.
 pub fn ttl_from_seconds(secs: f64) -> Result<Option<Duration>> {
-    if secs.is_nan() || secs.is_infinite() {
-        return Err(Error::new(
+    let refuse = |why: &str| {
+        Err(Error::new(
             ErrorKind::InvalidArgument,
-            format!("ttl {secs} is not a finite number"),
-        ));
-    }
-    if secs <= 0.0 {
+            format!("ttl {secs:?} {why}"),
+        ))
+    };
+    if secs == 0.0 {
         return Ok(None);
     }
-    let ttl = Duration::from_secs_f64(secs);
-    if ttl > MAX_TTL {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "ttl is longer than 100 years",
-        ));
+    if secs.is_nan() {
+        return refuse("is not a number of seconds");
     }
-    Ok(Some(ttl))
+    if secs.is_infinite() {
+        return refuse("is not a finite number of seconds");
+    }
+    if secs < 0.0 {
+        return refuse("is negative: give 0 (or no ttl) for the tier default");
+    }
+    if secs > MAX_TTL.as_secs_f64() {
+        return refuse("seconds is longer than 100 years (3153600000 seconds)");
+    }
+    // In range, so the conversion cannot overflow.
+    Ok(Some(
+        Duration::from_secs_f64(secs).max(Duration::from_nanos(1)),
+    ))
 }
 
 /// Builds a [`Config`] step by step, ending in a [`crate::Cache`].
@@ -454,20 +500,106 @@ mod tests {
     }
 
     #[test]
-    fn host_ttl_seconds() {
+    fn host_ttl_seconds_follow_one_rule() {
         assert_eq!(ttl_from_seconds(0.0).unwrap(), None);
-        assert_eq!(ttl_from_seconds(-3.0).unwrap(), None);
+        assert_eq!(ttl_from_seconds(-0.0).unwrap(), None);
         assert_eq!(
             ttl_from_seconds(1.5).unwrap(),
             Some(Duration::from_millis(1500))
         );
         assert_eq!(
-            ttl_from_seconds(f64::NAN).unwrap_err().kind(),
-            ErrorKind::InvalidArgument
+            ttl_from_seconds(MAX_TTL.as_secs_f64()).unwrap(),
+            Some(MAX_TTL)
         );
         assert_eq!(
-            ttl_from_seconds(1e12).unwrap_err().kind(),
-            ErrorKind::InvalidArgument
+            ttl_from_seconds(1e-300).unwrap(),
+            Some(Duration::from_nanos(1))
         );
+        let refused = [
+            (-3.0, "ttl -3.0 is negative"),
+            (-1e-300, "is negative"),
+            (f64::NAN, "ttl NaN is not a number"),
+            (f64::INFINITY, "ttl inf is not a finite number"),
+            (f64::NEG_INFINITY, "ttl -inf is not a finite number"),
+            (1e12, "ttl 1000000000000.0 seconds is longer than 100 years"),
+            (1e20, "ttl 1e20 seconds is longer than 100 years"),
+            (MAX_TTL.as_secs_f64() + 1.0, "longer than 100 years"),
+            (f64::MAX, "longer than 100 years"),
+        ];
+        for (secs, needle) in refused {
+            let err = ttl_from_seconds(secs).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{secs}");
+            assert!(err.message().contains(needle), "{secs}: {}", err.message());
+        }
+    }
+
+    #[test]
+    fn host_ttl_seconds_never_panic() {
+        // Every sign and exponent, with a few mantissas each: no input panics.
+        for sign in [0u64, 1] {
+            for exponent in 0u64..=0x7ff {
+                for mantissa in [0u64, 1, 0x8_0000_0000_0000, 0xf_ffff_ffff_ffff] {
+                    let secs = f64::from_bits(sign << 63 | exponent << 52 | mantissa);
+                    let outcome = std::panic::catch_unwind(|| ttl_from_seconds(secs));
+                    let outcome = outcome.unwrap_or_else(|_| panic!("ttl {secs:?} panicked"));
+                    if let Ok(Some(ttl)) = outcome {
+                        assert!(!ttl.is_zero() && ttl <= MAX_TTL, "{secs:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn durations_past_100_years_are_invalid_configs_naming_the_key() {
+        let cases = [
+            (
+                r#"{"memory": {"ttl": 1e20}}"#,
+                "memory.ttl is longer than 100 years",
+            ),
+            (
+                r#"{"sqlite": {"ttl": 1e300}}"#,
+                "sqlite.ttl is longer than 100 years",
+            ),
+            (
+                r#"{"sqlite": {"ttl": 3153600001}}"#,
+                "sqlite.ttl is longer than 100 years",
+            ),
+            (
+                r#"{"fail_safe": {"max_stale": 1e20}}"#,
+                "fail_safe.max_stale is longer than 100 years",
+            ),
+        ];
+        for (json, needle) in cases {
+            let err = Config::from_json(json).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{json}");
+            assert!(err.message().contains(needle), "{json}: {}", err.message());
+        }
+        let longest = Config::from_json(r#"{"sqlite": {"ttl": 3153600000}}"#).unwrap();
+        assert_eq!(longest.sqlite.ttl, MAX_TTL);
+    }
+
+    #[test]
+    fn sqlite_names_that_are_not_file_paths_are_invalid_configs() {
+        let cases = [
+            (
+                r#"{"sqlite": {"path": ":memory:"}}"#,
+                "sqlite.path is \":memory:\"",
+            ),
+            (r#"{"sqlite": {"path": "file:x.db"}}"#, "is a SQLite URI"),
+            (
+                r#"{"sqlite": {"path": "file:/tmp/x/y.db?mode=memory"}}"#,
+                "is a SQLite URI",
+            ),
+            (r#"{"sqlite": {"path": ""}}"#, "sqlite.path is empty"),
+        ];
+        for (json, needle) in cases {
+            let err = Config::from_json(json).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{json}");
+            assert!(err.message().contains(needle), "{json}: {}", err.message());
+        }
+        // A path that merely contains those words is a path.
+        Config::from_json(r#"{"sqlite": {"path": "dir/file:x.db"}}"#).unwrap();
+        Config::from_json(r#"{"sqlite": {"path": "./:memory:"}}"#).unwrap();
     }
 }

@@ -9,6 +9,36 @@ use crate::error::{Error, ErrorKind, Result};
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 255;
 
+/// The most bytes of a key that [`quote`] shows.
+pub const QUOTE_MAX_BYTES: usize = 64;
+
+/// `key` as error messages name it: quoted and escaped like Rust's `{:?}`,
+/// and, when it is longer than [`QUOTE_MAX_BYTES`] bytes, cut to at most
+/// that many (on a character boundary) with an ellipsis and followed by its
+/// length in bytes, so that a huge key never makes a huge message.
+///
+/// ```
+/// use tierstack::key::quote;
+///
+/// assert_eq!(quote("user:1"), r#""user:1""#);
+/// assert_eq!(quote("a\nb"), r#""a\nb""#);
+/// let long = "k".repeat(1 << 20);
+/// assert_eq!(quote(&long), format!("\"{}…\" (1048576 bytes)", "k".repeat(64)));
+/// ```
+pub fn quote(key: &str) -> String {
+    if key.len() <= QUOTE_MAX_BYTES {
+        return format!("{key:?}");
+    }
+    let mut end = QUOTE_MAX_BYTES;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    let shown = format!("{:?}", &key[..end]);
+    // `shown` ends with the closing quote; the ellipsis goes inside it.
+    let open = &shown[..shown.len() - 1];
+    format!("{open}…\" ({} bytes)", key.len())
+}
+
 /// Checks that `key` is usable; the error is of kind [`ErrorKind::InvalidKey`].
 #[inline]
 pub fn validate(key: &str) -> Result<()> {
@@ -156,6 +186,33 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::InvalidKey, "{key:?}");
             assert!(err.message().contains(reason), "{key:?}: {}", err.message());
         }
+    }
+
+    #[test]
+    fn quote_shows_at_most_64_bytes_and_the_length() {
+        assert_eq!(quote(""), r#""""#);
+        let exact = "k".repeat(QUOTE_MAX_BYTES);
+        assert_eq!(quote(&exact), format!("{exact:?}"));
+        let long = "k".repeat(1 << 20);
+        let quoted = quote(&long);
+        assert_eq!(
+            quoted,
+            format!("\"{}…\" (1048576 bytes)", &long[..QUOTE_MAX_BYTES])
+        );
+        // Cut on a character boundary: 63 ASCII bytes, then a 2-byte char
+        // that would straddle the 64th byte.
+        let straddling = format!("{}é{}", "a".repeat(63), "b".repeat(10));
+        assert_eq!(
+            quote(&straddling),
+            format!("\"{}…\" (75 bytes)", "a".repeat(63))
+        );
+        // Control characters are escaped, never written raw.
+        let controls = "\n".repeat(100);
+        let quoted = quote(&controls);
+        assert!(
+            !quoted.contains('\n') && quoted.ends_with("(100 bytes)"),
+            "{quoted}"
+        );
     }
 
     #[test]

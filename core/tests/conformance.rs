@@ -52,7 +52,7 @@ impl Runner {
         let bytes = |v: &Value| v.as_str().expect("values are strings").as_bytes().to_vec();
         let options = |step: &Value| -> Result<SetOptions, Error> {
             let mut options = SetOptions::new();
-            if let Some(ttl) = step.get("ttl").and_then(Value::as_f64)
+            if let Some(ttl) = step.get("ttl").map(ttl_seconds)
                 && let Some(ttl) = ttl_from_seconds(ttl)?
             {
                 options = options.ttl(ttl);
@@ -142,6 +142,18 @@ impl Runner {
             }
             op => panic!("unknown op {op:?}"),
         }
+    }
+}
+
+/// A step's `ttl` in seconds: a JSON number, or one of the strings `"NaN"`,
+/// `"inf"`, `"-inf"` for the values JSON cannot hold.
+fn ttl_seconds(ttl: &Value) -> f64 {
+    match ttl {
+        Value::Number(n) => n.as_f64().expect("a number"),
+        Value::String(s) if s == "NaN" => f64::NAN,
+        Value::String(s) if s == "inf" => f64::INFINITY,
+        Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
+        other => panic!("ttl {other} is neither a number nor \"NaN\", \"inf\" or \"-inf\""),
     }
 }
 

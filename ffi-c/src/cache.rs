@@ -73,7 +73,8 @@ unsafe fn read_one(
     })
 }
 
-/// Write options from a host TTL in seconds (<= 0: each tier's default) and tags.
+/// Write options from a host TTL in seconds (by the rule of
+/// [`ttl_from_seconds`]: 0 is each tier's default) and tags.
 fn set_options(ttl_seconds: f64, tags: &[&str]) -> Result<SetOptions, Error> {
     let options = SetOptions::new().tags(tags.iter().copied());
     Ok(match ttl_from_seconds(ttl_seconds)? {
@@ -245,9 +246,12 @@ pub unsafe extern "C" fn tierstack_cache_mget(
 
 /// Stores `data_len` bytes at `data` under `key` in every tier (L2 committed
 /// before this returns). `data` may be NULL when `data_len` is 0 (an empty
-/// value). `ttl_seconds` <= 0 takes each tier's default TTL; L1 never keeps
-/// an entry longer than `memory.ttl`. The bytes are copied. Any thread may
-/// call this.
+/// value). `ttl_seconds` is the time to live in seconds (fractions allowed):
+/// 0 takes each tier's default TTL; a negative, NaN or infinite TTL, or one
+/// over 100 years (3153600000 seconds), is refused with
+/// `TIERSTACK_RESULT_INVALID_ARGUMENT` and stores nothing. L1 never keeps an
+/// entry longer than `memory.ttl`. The bytes are copied. Any thread may call
+/// this.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_cache_set(
     cache: *const tierstack_cache,

@@ -25,11 +25,12 @@ pub enum tierstack_result {
     /// is not UTF-8; also a glob pattern that is not UTF-8.
     InvalidKey = 1,
     /// The config JSON is malformed: a syntax error, an unknown key, a wrong
-    /// type, an out-of-range value, or no tier enabled.
+    /// type, an out-of-range value (a duration over 100 years, a
+    /// `sqlite.path` of `:memory:` or a `file:` URI), or no tier enabled.
     InvalidConfig = 2,
     /// Another argument is unusable: a NULL pointer where one is required, a
-    /// TTL that is NaN, infinite or over 100 years, a value larger than the
-    /// L2 budget, a bad tag or glob pattern.
+    /// TTL that is negative, NaN, infinite or over 100 years, a value larger
+    /// than the L2 budget, a bad tag or glob pattern.
     InvalidArgument = 3,
     /// The cache was closed; no operation is possible any more.
     Closed = 4,

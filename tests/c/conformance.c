@@ -10,6 +10,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,9 +116,26 @@ static bool field(run *r, const json *step, const char *name, const char **bytes
     return true;
 }
 
-static double ttl_of(const json *step) {
-    const json *ttl = json_get(step, "ttl");
-    return ttl != NULL && ttl->type == JSON_NUMBER ? ttl->number : 0;
+/* The step's "ttl" in seconds: 0 when absent, a JSON number, or one of the
+ * strings "NaN", "inf", "-inf" for the values JSON cannot hold. */
+static bool ttl_of(run *r, const json *step, double *ttl) {
+    const json *v = json_get(step, "ttl");
+    *ttl = 0;
+    if (v == NULL) {
+        return true;
+    }
+    if (v->type == JSON_NUMBER) {
+        *ttl = v->number;
+    } else if (v->type == JSON_STRING && strcmp(v->text, "NaN") == 0) {
+        *ttl = NAN;
+    } else if (v->type == JSON_STRING && strcmp(v->text, "inf") == 0) {
+        *ttl = INFINITY;
+    } else if (v->type == JSON_STRING && strcmp(v->text, "-inf") == 0) {
+        *ttl = -INFINITY;
+    } else {
+        return failed(r, "\"ttl\" is neither a number nor \"NaN\", \"inf\" or \"-inf\"");
+    }
+    return true;
 }
 
 /* A value read by the API as a JSON string (its bytes), or null; frees it. */
@@ -137,6 +155,11 @@ static tierstack_result call(run *r, const json *step, const char *op, json **ac
     tierstack_value *value = NULL;
     tierstack_result res;
     bool flag = false;
+    double ttl = 0;
+
+    if (!ttl_of(r, step, &ttl)) {
+        return TIERSTACK_RESULT_INTERNAL;
+    }
 
     if (strcmp(op, "open") == 0) {
         const json *config = json_get(step, "config");
@@ -214,7 +237,7 @@ static tierstack_result call(run *r, const json *step, const char *op, json **ac
             }
         } else {
             res = tierstack_cache_mset(r->cache, keys, key_lens, datas, data_lens, n,
-                                       ttl_of(step));
+                                       ttl);
         }
         free(keys), free(key_lens), free(datas), free(data_lens), free(values);
         return res;
@@ -229,7 +252,7 @@ static tierstack_result call(run *r, const json *step, const char *op, json **ac
             return TIERSTACK_RESULT_INTERNAL;
         }
         return tierstack_cache_set(r->cache, key, key_len, (const uint8_t *)data, data_len,
-                                   ttl_of(step));
+                                   ttl);
     }
     if (strcmp(op, "set_json") == 0) {
         const json *doc = json_get(step, "json");
@@ -240,7 +263,7 @@ static tierstack_result call(run *r, const json *step, const char *op, json **ac
         json_buf text = {0};
         json_write(&text, doc);
         res = tierstack_cache_set(r->cache, key, key_len, (const uint8_t *)text.data, text.len,
-                                  ttl_of(step));
+                                  ttl);
         json_buf_free(&text);
         return res;
     }

@@ -5,6 +5,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -410,7 +411,8 @@ static void test_ttls(void) {
     CHECK_OK(tierstack_cache_set(cache, K("short"), D("s"), 0.2));
     CHECK_OK(tierstack_cache_set(cache, K("long"), D("l"), 60));
     CHECK_OK(tierstack_cache_set(cache, K("zero"), D("z"), 0));
-    CHECK_OK(tierstack_cache_set(cache, K("negative"), D("n"), -5));
+    CHECK_OK(tierstack_cache_set(cache, K("minus-zero"), D("m"), -0.0));
+    CHECK_OK(tierstack_cache_set(cache, K("century"), D("c"), 3153600000.0)); /* 100 years */
     tierstack_value *value = NULL;
     CHECK_OK(tierstack_cache_get(cache, K("short"), &value));
     CHECK_VALUE(value, "s");
@@ -421,23 +423,64 @@ static void test_ttls(void) {
     CHECK_VALUE(value, "l");
     CHECK_OK(tierstack_cache_get(cache, K("zero"), &value));
     CHECK_VALUE(value, "z");
-    CHECK_OK(tierstack_cache_get(cache, K("negative"), &value));
-    CHECK_VALUE(value, "n");
+    CHECK_OK(tierstack_cache_get(cache, K("minus-zero"), &value));
+    CHECK_VALUE(value, "m");
+    CHECK_OK(tierstack_cache_get(cache, K("century"), &value));
+    CHECK_VALUE(value, "c");
 
-    /* TTLs that are not usable numbers change nothing. */
-    CHECK_RESULT(tierstack_cache_set(cache, K("t"), D("v"), NAN), TIERSTACK_RESULT_INVALID_ARGUMENT);
-    CHECK_RESULT(tierstack_cache_set(cache, K("t"), D("v"), INFINITY),
-                 TIERSTACK_RESULT_INVALID_ARGUMENT);
-    CHECK_RESULT(tierstack_cache_set(cache, K("t"), D("v"), 1e12),
-                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    /* Negative TTLs and TTLs that are not usable numbers change nothing. */
+    const double unusable[] = {-5, -1e-9, -INFINITY, NAN, INFINITY, 1e12, 1e20, 3153600001.0, DBL_MAX};
     const char *keys[] = {"t"};
     const size_t lens[] = {1};
     const uint8_t *datas[] = {(const uint8_t *)"v"};
-    CHECK_RESULT(tierstack_cache_mset(cache, keys, lens, datas, lens, 1, -INFINITY),
-                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    for (size_t i = 0; i < sizeof unusable / sizeof unusable[0]; i++) {
+        CHECK_RESULT(tierstack_cache_set(cache, K("t"), D("v"), unusable[i]),
+                     TIERSTACK_RESULT_INVALID_ARGUMENT);
+        CHECK_RESULT(tierstack_cache_set(cache, K("zero"), D("new"), unusable[i]),
+                     TIERSTACK_RESULT_INVALID_ARGUMENT);
+        CHECK_RESULT(tierstack_cache_mset(cache, keys, lens, datas, lens, 1, unusable[i]),
+                     TIERSTACK_RESULT_INVALID_ARGUMENT);
+    }
+    char message[256];
+    CHECK_OK(tierstack_last_error_message(message, sizeof message, NULL));
+    CHECK(strstr(message, "invalid_argument: ttl 1.7976931348623157e308 seconds is longer than 100 years") ==
+          message);
     bool found = true;
     CHECK_OK(tierstack_cache_has(cache, K("t"), &found));
     CHECK(!found);
+    CHECK_OK(tierstack_cache_get(cache, K("zero"), &value));
+    CHECK_VALUE(value, "z");
+    done();
+}
+
+static void test_huge_key_messages(void) {
+    fresh("");
+    size_t len = (size_t)1 << 20;
+    char *key = malloc(len);
+    CHECK(key != NULL);
+    memset(key, 'k', len);
+    const char *keys[] = {"fine", key};
+    const size_t key_lens[] = {4, len};
+    const uint8_t *datas[] = {(const uint8_t *)"1", (const uint8_t *)"2"};
+    const size_t data_lens[] = {1, 1};
+    char message[512];
+    size_t n = 0;
+    CHECK_RESULT(tierstack_cache_set(cache, key, len, D("v"), 0), TIERSTACK_RESULT_INVALID_KEY);
+    CHECK_OK(tierstack_last_error_message(message, sizeof message, &n));
+    CHECK(n < 400);
+    CHECK(strstr(message, "invalid_key: key \"kkkk") == message);
+    CHECK(strstr(message, "\xe2\x80\xa6\" (1048576 bytes): ") != NULL);
+    CHECK_RESULT(tierstack_cache_mset(cache, keys, key_lens, datas, data_lens, 2, 0),
+                 TIERSTACK_RESULT_INVALID_KEY);
+    CHECK_OK(tierstack_last_error_message(message, sizeof message, &n));
+    CHECK(n < 400);
+    tierstack_value *value = NULL;
+    CHECK_RESULT(tierstack_cache_get(cache, key, len, &value), TIERSTACK_RESULT_INVALID_KEY);
+    CHECK_OK(tierstack_last_error_message(message, sizeof message, &n));
+    CHECK(n < 400);
+    CHECK_OK(tierstack_cache_get(cache, K("fine"), &value));
+    CHECK(value == NULL);
+    free(key);
     done();
 }
 
@@ -758,6 +801,7 @@ int main(void) {
     check_case("mget and mset", test_mget_mset);
     check_case("keys_json, len and clear", test_keys_len_clear);
     check_case("TTLs: expiry, defaults, unusable numbers", test_ttls);
+    check_case("a 1 MiB key gives a short message", test_huge_key_messages);
     check_case("tags and invalidate_tag", test_tags);
     check_case("flush makes writes durable in the main file", test_flush_reaches_the_main_file);
     check_case("stats_json and reset_stats", test_stats_json);

@@ -12,6 +12,7 @@ calls.
 
 import copy
 import json
+import math
 import sys
 import tempfile
 import time
@@ -36,6 +37,20 @@ def same(got: Any, expected: Any) -> bool:
     if isinstance(got, list) and isinstance(expected, list):
         return len(got) == len(expected) and all(same(g, e) for g, e in zip(got, expected))
     return type(got) in (int, float, str, type(None)) and got == expected
+
+
+TTL_NAMES = {"NaN": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def ttl_of(step: Dict[str, Any]) -> Optional[float]:
+    """The step's ``ttl``: absent, a number, or one of the strings ``"NaN"``,
+    ``"inf"``, ``"-inf"`` for the values JSON cannot hold."""
+    ttl = step.get("ttl")
+    if isinstance(ttl, str):
+        if ttl not in TTL_NAMES:
+            raise StepFailed(f"ttl {ttl!r} is neither a number nor one of {sorted(TTL_NAMES)}")
+        return TTL_NAMES[ttl]
+    return ttl
 
 
 def text(value: Optional[bytes]) -> Optional[str]:
@@ -77,7 +92,7 @@ class Runner:
         if op == "close":
             return cache.close()
         if op == "set":
-            return cache.set(step["key"], step["value"].encode("utf-8"), ttl=step.get("ttl"))
+            return cache.set(step["key"], step["value"].encode("utf-8"), ttl=ttl_of(step))
         if op == "get":
             return text(cache.get_bytes(step["key"]))
         if op == "lookup":
@@ -91,7 +106,7 @@ class Runner:
             return {key: text(value) for key, value in cache.mget_bytes(step["keys"]).items()}
         if op == "mset":
             entries = {key: value.encode("utf-8") for key, value in step["entries"].items()}
-            return cache.mset(entries, ttl=step.get("ttl"))
+            return cache.mset(entries, ttl=ttl_of(step))
         if op == "keys":
             return cache.keys(step["pattern"])
         if op == "len":

@@ -39,6 +39,11 @@ may read and write the same file; within one process, leave the file to
 tierstack (Python's ``sqlite3`` module is a second SQLite library, whose
 locks tierstack's SQLite does not see).
 
+TTLs. A ``ttl`` is a number of seconds (fractions allowed), the same rule
+in every host: ``None`` or ``0`` takes the tier defaults (``sqlite.ttl``,
+and at most ``memory.ttl`` in L1); a negative, NaN or infinite ``ttl``, or
+one over 100 years, raises :class:`InvalidArgumentError` and stores nothing.
+
 Errors. Every error the engine reports is a :class:`Error` with a stable
 ``kind`` and ``code``, raised as the subclass of that kind. An argument of
 the wrong Python type (a key that is not a ``str``, a ``ttl`` that is not a
@@ -323,7 +328,7 @@ class Cache(_NativeCache):
 
     def get_or_load(self, key: str, loader: Any, ttl: Any = None) -> Any:
         """The value of ``key``; on a miss, ``loader()``'s value, stored with
-        ``ttl`` and returned.
+        ``ttl`` (as in :meth:`set`) and returned.
 
         Threads asking for the same key while it loads share one call of
         ``loader`` and its result (or its exception). For JSON values: the

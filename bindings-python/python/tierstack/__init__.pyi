@@ -53,7 +53,8 @@ class InvalidConfigError(Error, ValueError):
     """Code 2: a config is malformed."""
 
 class InvalidArgumentError(Error, ValueError):
-    """Code 3: a bad TTL, tag or pattern, or a value over the L2 budget."""
+    """Code 3: a bad TTL (negative, NaN, infinite or over 100 years), tag or
+    pattern, or a value over the L2 budget."""
 
 class ClosedError(Error):
     """Code 4: the cache was closed."""
@@ -141,18 +142,23 @@ class Cache:
     def lookup(self, key: str) -> Lookup[Any] | None: ...
     def lookup_bytes(self, key: str) -> Lookup[bytes] | None: ...
     def get_or_load(self, key: str, loader: Callable[[], _V], ttl: float | None = None) -> _V:
-        """The value of ``key``; on a miss, ``loader()``'s value, stored and
-        returned (one call per key for concurrent threads)."""
+        """The value of ``key``; on a miss, ``loader()``'s value, stored with
+        ``ttl`` (as in :meth:`set`) and returned (one call per key for
+        concurrent threads)."""
     def set(
         self, key: str, value: _Value, ttl: float | None = None, tags: Iterable[str] | None = None
     ) -> None:
-        """``ttl`` in seconds; ``None`` or ``<= 0`` takes the tier defaults."""
+        """``ttl`` in seconds (fractions allowed): ``None`` or ``0`` takes the
+        tier defaults; a negative, NaN or infinite ``ttl``, or one over 100
+        years, raises :class:`InvalidArgumentError` and stores nothing."""
     def mset(
         self,
         mapping: Mapping[str, _Value],
         ttl: float | None = None,
         tags: Iterable[str] | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Stores every item in one transaction; ``ttl`` as in :meth:`set`.
+        One bad key, value or ``ttl`` stores nothing."""
     def mget(self, keys: Iterable[str]) -> dict[str, Any]: ...
     def mget_bytes(self, keys: Iterable[str]) -> dict[str, bytes]: ...
     def has(self, key: str) -> bool: ...
