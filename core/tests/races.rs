@@ -16,10 +16,7 @@ const ROUNDS: usize = 20_000;
 const BATCH: usize = 1_000;
 
 fn open(path: &std::path::Path) -> Cache {
-    Cache::builder()
-        .sqlite_path(path)
-        .build_blocking()
-        .unwrap()
+    Cache::builder().sqlite_path(path).build_blocking().unwrap()
 }
 
 /// Runs `ROUNDS` rounds of a read racing `write` on keys `prefix:N`; returns
@@ -53,7 +50,9 @@ fn race(write: fn(&Cache, &str), expected: fn(usize) -> Option<String>, prefix: 
         write(&cache, key);
         done.wait();
         let got = cache.get(key).unwrap();
-        let got = got.as_deref().map(|v| String::from_utf8_lossy(v).into_owned());
+        let got = got
+            .as_deref()
+            .map(|v| String::from_utf8_lossy(v).into_owned());
         if got != expected(round) {
             wrong += 1;
         }
