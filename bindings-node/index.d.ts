@@ -205,6 +205,13 @@ export interface SqliteOptions {
   maxSize?: number
   /** Default time to live in seconds (default 86400). */
   ttl?: number
+  /**
+   * How often, at most, in seconds, L1 checks the file for changes made
+   * by other processes, on its next access (default 0.05; 0: on every
+   * access; at most 3600). No value another process replaced longer ago
+   * than this is served from L1.
+   */
+  coherenceInterval?: number
 }
 
 /** A snapshot of a storage's counters. */
@@ -223,6 +230,17 @@ export interface StorageStats {
   sets: number
   /** Deletes of keys that held a fresh value. */
   deletes: number
+  /**
+   * L1 entries dropped because another process sharing the SQLite file
+   * changed their key.
+   */
+  invalidations: number
+  /**
+   * Times L1 was emptied because another process's changes could not be
+   * told one by one (a clear, or more changes since the last check than
+   * the file's change log keeps).
+   */
+  resyncs: number
   /** One entry per enabled tier, L1 first. */
   tiers: Array<TierStats>
 }

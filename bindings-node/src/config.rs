@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `namespace` | `namespace` |
 //! | `memory.enabled`, `memory.maxSize`, `memory.ttl` | `memory.enabled`, `memory.max_bytes`, `memory.ttl` |
-//! | `sqlite.enabled`, `sqlite.path`, `sqlite.maxSize`, `sqlite.ttl` | `sqlite.enabled`, `sqlite.path`, `sqlite.max_bytes`, `sqlite.ttl` |
+//! | `sqlite.enabled`, `sqlite.path`, `sqlite.maxSize`, `sqlite.ttl`, `sqlite.coherenceInterval` | `sqlite.enabled`, `sqlite.path`, `sqlite.max_bytes`, `sqlite.ttl`, `sqlite.coherence_interval` |
 //! | `failSafe.maxStale` | `fail_safe.max_stale` |
 //!
 //! An unknown key is an `invalid_config` error, as in the core; so is
@@ -57,6 +57,11 @@ pub struct SqliteOptions {
     pub max_size: Option<f64>,
     /// Default time to live in seconds (default 86400).
     pub ttl: Option<f64>,
+    /// How often, at most, in seconds, L1 checks the file for changes made
+    /// by other processes, on its next access (default 0.05; 0: on every
+    /// access; at most 3600). No value another process replaced longer ago
+    /// than this is served from L1.
+    pub coherence_interval: Option<f64>,
 }
 
 /// Serving expired copies.
@@ -93,6 +98,7 @@ const SECTIONS: &[Section] = &[
             ("path", "path"),
             ("maxSize", "max_bytes"),
             ("ttl", "ttl"),
+            ("coherenceInterval", "coherence_interval"),
         ]),
     ),
     ("failSafe", "fail_safe", Some(&[("maxStale", "max_stale")])),
@@ -171,7 +177,7 @@ mod tests {
         let json = serde_json::json!({
             "namespace": "ns",
             "memory": {"enabled": true, "maxSize": 1024, "ttl": 1.5},
-            "sqlite": {"path": "/tmp/x.db", "maxSize": 4096, "ttl": 60},
+            "sqlite": {"path": "/tmp/x.db", "maxSize": 4096, "ttl": 60, "coherenceInterval": 0.02},
             "failSafe": {"maxStale": 10}
         });
         let config = Config::from_json(&to_core(json).unwrap().to_string()).unwrap();
@@ -179,6 +185,10 @@ mod tests {
         assert_eq!(config.memory.max_bytes, 1024);
         assert_eq!(config.memory.ttl, std::time::Duration::from_millis(1500));
         assert_eq!(config.sqlite.max_bytes, 4096);
+        assert_eq!(
+            config.sqlite.coherence_interval,
+            std::time::Duration::from_millis(20)
+        );
         assert_eq!(
             config.sqlite.path.as_deref(),
             Some(std::path::Path::new("/tmp/x.db"))
@@ -200,6 +210,10 @@ mod tests {
             (
                 serde_json::json!({"circuitBreaker": {"threshold": 5}}),
                 "unknown key `circuitBreaker`",
+            ),
+            (
+                serde_json::json!({"sqlite": {"coherence_interval": 1}}),
+                "unknown key `sqlite.coherence_interval`",
             ),
             (
                 serde_json::json!({"fail_safe": {}}),

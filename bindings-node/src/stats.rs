@@ -1,6 +1,7 @@
 //! `getStats()`: the field names of the storage design it replaces (`hits`,
 //! `misses`, `hitRate`, `avgResponseTimes`, `totalOperations`) plus the
-//! engine's own figures per tier.
+//! engine's own figures: coherence with other processes (`invalidations`,
+//! `resyncs`) and per tier.
 
 use napi_derive::napi;
 use tierstack::Tier;
@@ -52,6 +53,13 @@ pub struct StorageStats {
     pub sets: f64,
     /// Deletes of keys that held a fresh value.
     pub deletes: f64,
+    /// L1 entries dropped because another process sharing the SQLite file
+    /// changed their key.
+    pub invalidations: f64,
+    /// Times L1 was emptied because another process's changes could not be
+    /// told one by one (a clear, or more changes since the last check than
+    /// the file's change log keeps).
+    pub resyncs: f64,
     /// One entry per enabled tier, L1 first.
     pub tiers: Vec<TierStats>,
 }
@@ -70,6 +78,8 @@ impl From<tierstack::Stats> for StorageStats {
             total_operations: (stats.hits + stats.misses + stats.sets + stats.deletes) as f64,
             sets: stats.sets as f64,
             deletes: stats.deletes as f64,
+            invalidations: stats.invalidations as f64,
+            resyncs: stats.resyncs as f64,
             tiers: stats
                 .tiers
                 .iter()

@@ -8,7 +8,8 @@ test('getStats has the documented fields', (t) => {
   const { storage } = open(t);
   const stats = storage.getStats();
   assert.deepEqual(Object.keys(stats).sort(), [
-    'avgResponseTimes', 'deletes', 'hitRate', 'hits', 'misses', 'sets', 'tiers', 'totalOperations',
+    'avgResponseTimes', 'deletes', 'hitRate', 'hits', 'invalidations', 'misses', 'resyncs', 'sets', 'tiers',
+    'totalOperations',
   ]);
   assert.deepEqual(Object.keys(stats.avgResponseTimes).sort(), ['memory', 'sqlite']);
   assert.deepEqual(stats.tiers.map((x) => x.tier), ['memory', 'sqlite']);
@@ -16,8 +17,15 @@ test('getStats has the documented fields', (t) => {
     'avgTimeUs', 'bytes', 'entries', 'evictions', 'hits', 'maxBytes', 'misses', 'tier',
   ]);
   assert.deepEqual(
-    { hits: stats.hits, misses: stats.misses, hitRate: stats.hitRate, totalOperations: stats.totalOperations },
-    { hits: 0, misses: 0, hitRate: 0, totalOperations: 0 },
+    {
+      hits: stats.hits,
+      misses: stats.misses,
+      hitRate: stats.hitRate,
+      totalOperations: stats.totalOperations,
+      invalidations: stats.invalidations,
+      resyncs: stats.resyncs,
+    },
+    { hits: 0, misses: 0, hitRate: 0, totalOperations: 0, invalidations: 0, resyncs: 0 },
   );
   assert.equal(stats.tiers[0].maxBytes, 52_428_800);
   assert.equal(stats.tiers[1].maxBytes, 104_857_600);

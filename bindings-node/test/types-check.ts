@@ -18,7 +18,13 @@ interface Component {
 const config: HybridStorageConfig = {
   namespace: 'components',
   memory: { enabled: true, maxSize: 16 * 1024 * 1024, ttl: 3600 },
-  sqlite: { enabled: true, path: '/tmp/components.db', maxSize: 64 * 1024 * 1024, ttl: 86400 },
+  sqlite: {
+    enabled: true,
+    path: '/tmp/components.db',
+    maxSize: 64 * 1024 * 1024,
+    ttl: 86400,
+    coherenceInterval: 0.05,
+  },
   failSafe: { maxStale: 600 },
 };
 
@@ -43,11 +49,12 @@ export async function use(storage: HybridStorage = new HybridStorage(config)): P
   const stats: StorageStats = storage.getStats();
   const memory: TierStats | undefined = stats.tiers.find((t) => t.tier === 'memory');
   const total: number = stats.hits + stats.misses + stats.hitRate + stats.totalOperations;
+  const dropped: number = stats.invalidations + stats.resyncs;
   const times: number = stats.avgResponseTimes.memory + stats.avgResponseTimes.sqlite;
   const breaker: null = storage.getCircuitBreakerStatus();
   await storage.clear();
   await storage.dispose();
   const disposed: boolean = storage.isDisposed();
   return [button?.name, bytes?.length, found.size, tier, meta?.createdAt, loaded.name, existed, keys, size,
-    removed, memory?.avgTimeUs, total, times, breaker, disposed].length;
+    removed, memory?.avgTimeUs, total, dropped, times, breaker, disposed].length;
 }

@@ -1,6 +1,7 @@
 """Threads, fork, other processes, and the GIL released while the engine waits."""
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -145,6 +146,103 @@ def test_fork_while_other_threads_use_the_cache(cache):
         for t in threads:
             t.join()
     assert cache.mget([f"child:{n}" for n in range(3)]) == {"child:0": 0, "child:1": 1, "child:2": 2}
+
+
+FORKS = 200
+BUSY_KEYS = 64
+
+
+def _wait_for_child(pid: int, seconds: float) -> "int | None":
+    """The child's wait status, or ``None`` if it was still running after
+    ``seconds`` (then it is killed)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.001)
+
+
+def _fork_child(cache, n):
+    """What a forked child does; its exit status says how it went (0: every
+    answer was right, 2-5: the first wrong one)."""
+    status = 1
+    try:
+        cache.set(f"child:{n}", n)
+        cache.set(f"child:{n}:gone", n)
+        if not (cache.get("fixed") == {"from": "parent"} and cache.has("fixed")):
+            status = 2
+        elif cache.get(f"child:{n}") != n:
+            status = 3
+        elif not (cache.delete(f"child:{n}:gone") is True and cache.get(f"child:{n}:gone") is None):
+            status = 4
+        else:
+            # The keys the parent's threads keep using (and go on writing
+            # while the child runs): the child needs the very L1 shards they
+            # lock.
+            status = 0
+            for i in range(BUSY_KEYS):
+                cache.set(f"busy:{i}", f"child {n}")
+                if cache.get(f"busy:{i}") not in (f"child {n}", "thread 0", "thread 1", "thread 2", None):
+                    status = 5
+    finally:
+        os._exit(status)
+
+
+def test_fork_200_times_while_threads_read_and_write(cache):
+    """A child forked while other threads are inside the engine (holding its
+    locks, without the GIL) gets a working cache: none hangs, each reads and
+    writes right, and the parent goes on."""
+    cache.set("fixed", {"from": "parent"})
+    assert cache.get("fixed") == {"from": "parent"}  # in the parent's L1
+    stop = threading.Event()
+    errors = []
+
+    def busy(t):
+        i = 0
+        try:
+            while not stop.is_set():
+                key = f"busy:{i % BUSY_KEYS}"
+                op = (i + t) % 16
+                if op == 0:
+                    cache.set(key, f"thread {t}")
+                elif op == 1:
+                    cache.delete(key)
+                elif op == 2:
+                    assert cache.get("fixed") == {"from": "parent"}
+                else:  # reads L1 without the GIL
+                    cache.has(key)
+                i += 1
+        except BaseException as exc:
+            errors.append((t, exc))
+
+    threads = [threading.Thread(target=busy, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    hangs, failed = [], []
+    try:
+        for n in range(FORKS):
+            pid = os.fork()
+            if pid == 0:
+                _fork_child(cache, n)
+            status = _wait_for_child(pid, 10)
+            if status is None:
+                hangs.append(n)
+            elif not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+                failed.append((n, status))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert (hangs, failed, errors) == ([], [], [])
+    # What the children wrote is in the file, and the parent still works.
+    assert cache.mget([f"child:{n}" for n in range(FORKS)]) == {f"child:{n}": n for n in range(FORKS)}
+    assert cache.mget([f"child:{n}:gone" for n in range(FORKS)]) == {}
+    assert cache.get("fixed") == {"from": "parent"}
 
 
 WRITER = """

@@ -22,7 +22,10 @@ def refuses(call: Callable[[], object], error: type[BaseException]) -> None:
 
 
 def use_sync(directory: Path) -> None:
-    config: tierstack.Config = {"memory": {"max_bytes": 1 << 20}, "sqlite": {"path": directory / "sync.db"}}
+    config: tierstack.Config = {
+        "memory": {"max_bytes": 1 << 20},
+        "sqlite": {"path": directory / "sync.db", "coherence_interval": 0.02},
+    }
     with tierstack.Cache(config, namespace="typed") as cache:
         cache.set("doc", {"name": "button", "files": ["button.tsx"]}, ttl=60, tags=["ui"])
         cache.set("raw", b"\x00\x01")
@@ -56,7 +59,8 @@ def use_sync(directory: Path) -> None:
         cache.flush()
         stats: tierstack.Stats = cache.stats()
         hits: int = stats["hits"] + stats["tiers"][0]["hits"]
-        assert hits >= 0
+        dropped: int = stats["invalidations"] + stats["resyncs"]
+        assert hits >= 0 and dropped == 0
         assert cache.breaker_status() is None
         cache.clear()
         refuses(lambda: cache.get(1), TypeError)  # type: ignore[arg-type]

@@ -238,7 +238,7 @@ fn file_commands_round_trip_across_processes() {
         lines[..6],
         [
             format!("path:           {db}"),
-            "schema version: 1".to_owned(),
+            "schema version: 2".to_owned(),
             "entries:        3".to_owned(),
             "expired:        0".to_owned(),
             format!("bytes:          {bytes} B"),
@@ -272,7 +272,7 @@ fn file_commands_round_trip_across_processes() {
     assert_eq!(
         rest,
         serde_json::json!({
-            "path": db, "schema_version": 1, "entries": 3, "expired": 0,
+            "path": db, "schema_version": 2, "entries": 3, "expired": 0,
             "bytes": bytes, "max_bytes": 104_857_600,
         })
     );

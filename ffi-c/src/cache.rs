@@ -459,9 +459,12 @@ pub unsafe extern "C" fn tierstack_cache_invalidate_tag(
 }
 
 /// Stores in `*out` a snapshot of the counters as a NUL-terminated JSON
-/// object (`hits`, `misses`, `hit_rate`, `sets`, `deletes`, and `tiers`: one
-/// object per enabled tier with `tier`, `hits`, `misses`, `avg_time_us`,
-/// `evictions`, `entries`, `bytes`, `max_bytes`). The caller owns the string
+/// object (`hits`, `misses`, `hit_rate`, `sets`, `deletes`; `invalidations`:
+/// L1 entries dropped because another process sharing the file changed their
+/// key; `resyncs`: times L1 was emptied because another process's changes
+/// could not be told one by one; and `tiers`: one object per enabled tier
+/// with `tier`, `hits`, `misses`, `avg_time_us`, `evictions`, `entries`,
+/// `bytes`, `max_bytes`). The caller owns the string
 /// and frees it with `tierstack_string_free`. Works on a closed cache too.
 /// Any thread may call this.
 #[unsafe(no_mangle)]

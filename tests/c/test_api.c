@@ -571,16 +571,47 @@ static void test_stats_json(void) {
     char *json = NULL;
     CHECK_OK(tierstack_cache_stats_json(cache, &json));
     const char *prefix =
-        "{\"hits\":1,\"misses\":1,\"hit_rate\":0.5,\"sets\":1,\"deletes\":0,\"tiers\":[{\"tier\":"
-        "\"memory\",\"hits\":1,\"misses\":1,";
+        "{\"hits\":1,\"misses\":1,\"hit_rate\":0.5,\"sets\":1,\"deletes\":0,\"invalidations\":0,"
+        "\"resyncs\":0,\"tiers\":[{\"tier\":\"memory\",\"hits\":1,\"misses\":1,";
     CHECK(json != NULL && strncmp(json, prefix, strlen(prefix)) == 0);
     CHECK(json != NULL && strstr(json, "{\"tier\":\"sqlite\",\"hits\":0,\"misses\":1,") != NULL);
     tierstack_string_free(json);
     CHECK_OK(tierstack_cache_reset_stats(cache));
     CHECK_OK(tierstack_cache_stats_json(cache, &json));
-    const char *zero = "{\"hits\":0,\"misses\":0,\"hit_rate\":0.0,\"sets\":0,\"deletes\":0,";
+    const char *zero = "{\"hits\":0,\"misses\":0,\"hit_rate\":0.0,\"sets\":0,\"deletes\":0,"
+                       "\"invalidations\":0,\"resyncs\":0,";
     CHECK(json != NULL && strncmp(json, zero, strlen(zero)) == 0);
     tierstack_string_free(json);
+    done();
+}
+
+/* Two caches on one file (each with its own L1, as two processes have),
+ * checking the file on every access: the reader's L1 drops the entry the
+ * writer replaces (an invalidation) and empties itself on the writer's clear
+ * (a resync). */
+static void test_stats_count_other_caches_changes(void) {
+    dir = tmp_dir_new();
+    char config[512];
+    snprintf(config, sizeof config,
+             "{\"sqlite\": {\"path\": \"%s/cache.db\", \"coherence_interval\": 0}}", dir);
+    tierstack_cache *writer = NULL;
+    CHECK_OK(tierstack_cache_open(config, &writer));
+    CHECK_OK(tierstack_cache_set(writer, K("k"), D("v1"), 0));
+    CHECK_OK(tierstack_cache_open(config, &cache));
+    tierstack_value *value = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K("k"), &value)); /* from the file, into L1 */
+    CHECK_VALUE(value, "v1");
+    CHECK_OK(tierstack_cache_set(writer, K("k"), D("v2"), 0));
+    CHECK_OK(tierstack_cache_get(cache, K("k"), &value));
+    CHECK_VALUE(value, "v2");
+    CHECK_OK(tierstack_cache_clear(writer));
+    CHECK_OK(tierstack_cache_get(cache, K("k"), &value));
+    CHECK(value == NULL);
+    char *json = NULL;
+    CHECK_OK(tierstack_cache_stats_json(cache, &json));
+    CHECK(json != NULL && strstr(json, "\"invalidations\":1,\"resyncs\":1,") != NULL);
+    tierstack_string_free(json);
+    tierstack_cache_free(writer);
     done();
 }
 
@@ -805,6 +836,7 @@ int main(void) {
     check_case("tags and invalidate_tag", test_tags);
     check_case("flush makes writes durable in the main file", test_flush_reaches_the_main_file);
     check_case("stats_json and reset_stats", test_stats_json);
+    check_case("stats_json counts other caches' changes", test_stats_count_other_caches_changes);
     check_case("NULL arguments everywhere", test_null_arguments);
     check_case("invalid and non-UTF-8 keys", test_invalid_keys);
     check_case("use after close", test_use_after_close);

@@ -206,6 +206,10 @@ class SqliteConfig(TypedDict, total=False):
     path: Union[str, "os.PathLike[str]", None]
     max_bytes: int
     ttl: float
+    coherence_interval: float
+    """Seconds, at most, between two checks of the file for other processes'
+    changes (default 0.05; 0: on every access): no value another process
+    replaced longer ago than this is served from L1."""
 
 
 class FailSafeConfig(TypedDict, total=False):
@@ -245,6 +249,8 @@ class Stats(TypedDict):
     hit_rate: float
     sets: int
     deletes: int
+    invalidations: int
+    resyncs: int
     tiers: List[TierStats]
 
 

@@ -97,6 +97,7 @@ class SqliteConfig(TypedDict, total=False):
     path: str | os.PathLike[str] | None
     max_bytes: int
     ttl: float
+    coherence_interval: float
 
 class FailSafeConfig(TypedDict, total=False):
     max_stale: float
@@ -123,6 +124,8 @@ class Stats(TypedDict):
     hit_rate: float
     sets: int
     deletes: int
+    invalidations: int
+    resyncs: int
     tiers: list[TierStats]
 
 class Cache:
