@@ -293,12 +293,14 @@ impl Engine {
                 .iter()
                 .map(|k| memory.map(|m| (m, m.ticket(k))))
                 .collect();
-            let mut found = sqlite.get_many(&wanted, now)?;
+            // By key: a key asked for twice is answered twice (not taken
+            // out of the map by its first occurrence).
+            let found = sqlite.get_many(&wanted, now)?;
             let mut hits = 0u64;
             let mut tickets = tickets.into_iter();
             missing.retain(|&i| {
                 let ticket = tickets.next().flatten();
-                match found.remove(keys[i]).filter(|f| now < f.expires_ms) {
+                match found.get(keys[i]).filter(|f| now < f.expires_ms).cloned() {
                     Some(f) => {
                         out[i] = Some(self.promote(ticket, keys[i], f, now).0.value);
                         hits += 1;
