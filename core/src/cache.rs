@@ -114,20 +114,25 @@ impl Engine {
         };
         let due = || now >= memory.check_at.load(Ordering::Relaxed);
         sqlite.sync(due, |changes| {
+            // Up to `head`, this cache's own writes not yet in L1 are
+            // dropped rather than applied: one may be older than a change
+            // reported here (see `Changes`).
             match changes {
                 Ok(Changes::None) => {}
-                Ok(Changes::Some { keys, tags }) => {
+                Ok(Changes::Some { keys, tags, head }) => {
                     let pending = memory.begin_all();
-                    memory.invalidate(&pending, &keys, &tags, None, now);
+                    memory.invalidate(&pending, &keys, &tags, Some(head), now);
                     self.counters.coherence_drops.add(keys.len() as u64);
                 }
-                Ok(Changes::All) => self.reset_l1(memory),
+                Ok(Changes::All { head }) => self.reset_l1(memory, Some(head)),
                 Err(err) => {
                     // Unable to tell what changed: serve nothing unchecked.
+                    // Nothing was marked seen, so the next poll reports
+                    // again whatever this one could not.
                     if err.kind() != ErrorKind::Closed {
                         tracing::warn!(error = %err, "reading the change log failed; L1 cleared");
                     }
-                    self.reset_l1(memory);
+                    self.reset_l1(memory, None);
                 }
             }
             let interval = ms(self.config.sqlite.coherence_interval);
@@ -137,13 +142,14 @@ impl Engine {
         });
     }
 
-    /// Empties L1, counted as a resync if it held anything.
-    fn reset_l1(&self, memory: &MemoryTier) {
+    /// Empties L1, counted as a resync if it held anything; `head`: as in
+    /// [`MemoryTier::invalidate_all`].
+    fn reset_l1(&self, memory: &MemoryTier, head: Option<u64>) {
         if memory.entries() > 0 {
             self.counters.coherence_resets.incr();
         }
         let pending = memory.begin_all();
-        memory.invalidate_all(&pending, None);
+        memory.invalidate_all(&pending, head);
     }
 
     /// The read path: L1, then L2 with promotion.

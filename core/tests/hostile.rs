@@ -4,12 +4,15 @@
 //!   `invalidate_tag`, deletes, a second writer of the same key, and writes
 //!   of other keys of the same stripe: once the writes returned, L1 agrees
 //!   with L2 (read through a cache on the same file without L1).
+//! - A second cache on the same file (another origin, as another process
+//!   would be) writing while this cache writes and polls.
 //! - Every read method agrees with `get` right after another cache's change
 //!   (`coherence_interval: 0`), and one interval after it.
 //! - Values larger than an L1 shard.
 
 use std::path::Path;
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -245,6 +248,79 @@ fn mget_of_a_key_twice_agrees_with_get() {
     // Now from L1.
     assert_eq!(cache.lookup("k").unwrap().unwrap().tier, Tier::Memory);
     assert_eq!(texts(cache.mget(&["k", "k"]).unwrap()), [v.clone(), v]);
+}
+
+/// This cache writes a batch of keys while another cache on the file
+/// replaces (or deletes, or clears) the batch's last key right after the
+/// batch committed, and a thread of this cache keeps polling the file
+/// (`coherence_interval: 0`): the poll can consume the other cache's change
+/// before this cache has put its own, older write of that key into L1.
+#[test]
+fn own_writes_racing_another_caches_change_and_a_poll_never_leave_l1_stale() {
+    const BATCH: usize = 2000;
+    const ROUNDS: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("own.db");
+    let cache = open(&path, Duration::ZERO);
+    let other = open(&path, Duration::from_millis(50));
+    let truth = file(&path);
+    let keys: Arc<Vec<String>> = Arc::new((0..BATCH).map(|i| format!("k{i}")).collect());
+    let last = keys[BATCH - 1].clone();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (cache, stop) = (cache.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                cache.has("probe").unwrap();
+            }
+        })
+    };
+    let (go, rounds) = mpsc::channel::<usize>();
+    let (changed, done) = mpsc::channel::<()>();
+    let changer = {
+        let (keys, truth) = (keys.clone(), file(&path));
+        thread::spawn(move || {
+            for round in rounds {
+                // As soon as the batch is in the file.
+                let mark = Some(format!("a{round}"));
+                while text(truth.get(&keys[0]).unwrap()) != mark {
+                    thread::yield_now();
+                }
+                let last = &keys[BATCH - 1];
+                match round % 3 {
+                    0 => other.set(last.as_str(), format!("b{round}")).unwrap(),
+                    1 => assert!(other.delete(last).unwrap()),
+                    _ => other.clear().unwrap(),
+                }
+                changed.send(()).unwrap();
+            }
+        })
+    };
+    let mut wrong = Vec::new();
+    for round in 0..ROUNDS {
+        go.send(round).unwrap();
+        cache
+            .mset(keys.iter().map(|k| (k.clone(), format!("a{round}"))))
+            .unwrap();
+        done.recv().unwrap();
+        let (got, want) = (
+            text(cache.get(&last).unwrap()),
+            text(truth.get(&last).unwrap()),
+        );
+        if got != want {
+            wrong.push((round, got, want));
+        }
+    }
+    drop(go);
+    stop.store(true, Ordering::Relaxed);
+    changer.join().unwrap();
+    poller.join().unwrap();
+    assert!(
+        wrong.is_empty(),
+        "rounds where this cache served its own older write after the other cache's \
+         change (round, served, file): {wrong:?}"
+    );
 }
 
 /// Every read method of `cache`, against what it should see.

@@ -24,7 +24,13 @@
 //!   key, and the next read goes to L2;
 //! - a reader takes a [`Ticket`] before it reads L2, and its promotion is
 //!   applied under the stripe lock only if no write of the stripe started
-//!   since (nor was running when the ticket was taken).
+//!   since (nor was running when the ticket was taken);
+//! - a clear, a tag invalidation, and a poll of other processes' changes
+//!   (read up to change N of the log) count as a write of every stripe
+//!   numbered N: a write of this process committed before N but not yet
+//!   applied is dropped instead. Otherwise a poll could consume another
+//!   process's change of a key and the older write of this process be
+//!   applied after it, to be served until it expires.
 //!
 //! So a promotion never puts back a value older than a write that returned,
 //! nor resurrects a deleted key, and L1 ends a burst of writes to one key
@@ -280,9 +286,11 @@ impl MemoryTier {
 
     /// Drops `keys` and every entry tagged with one of `tags`, after
     /// `pending` (from [`MemoryTier::begin_all`]) was announced; `seq`: the
-    /// change number of this process's invalidation, so that its writes
-    /// committed before it are not applied after it. Returns the keys of the
-    /// tagged entries that were fresh at `now_ms`.
+    /// number of the last change this invalidation covers (this process's
+    /// own tag invalidation, or the head of the log other processes'
+    /// changes were read up to), so that writes of this process committed
+    /// before it are not applied after it. Returns the keys of the tagged
+    /// entries that were fresh at `now_ms`.
     pub(crate) fn invalidate(
         &self,
         _pending: &Pending<'_>,
@@ -308,8 +316,9 @@ impl MemoryTier {
     }
 
     /// Drops every entry, after `pending` (from [`MemoryTier::begin_all`])
-    /// was announced; `seq`: the change number of this process's clear, so
-    /// that its writes committed before it are not applied after it.
+    /// was announced; `seq`: as in [`MemoryTier::invalidate`] (this
+    /// process's clear, or the head of the log when another process's
+    /// changes cannot be told apart).
     pub(crate) fn invalidate_all(&self, _pending: &Pending<'_>, seq: Option<u64>) {
         let mut held: Vec<_> = self.stripes.iter().map(|s| s.applied.lock()).collect();
         self.map.clear();

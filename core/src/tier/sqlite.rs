@@ -733,8 +733,9 @@ impl SqliteTier {
         let changes = match watch.as_mut() {
             Some(watch) => watch.poll(origin),
             None => connect(&self.path).and_then(Watch::open).map(|opened| {
+                let head = opened.seen();
                 *watch = Some(opened);
-                Changes::All
+                Changes::All { head }
             }),
         };
         apply(changes);
