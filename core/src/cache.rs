@@ -52,7 +52,10 @@ impl Engine {
             L1::new(
                 config.memory.max_bytes,
                 counters.clone(),
-                config.sqlite.enabled,
+                config
+                    .sqlite
+                    .enabled
+                    .then(|| ms(config.sqlite.coherence_interval)),
             )
         });
         let sqlite = match config.sqlite.enabled {
@@ -98,21 +101,21 @@ impl Engine {
     #[inline]
     fn l1(&self, now: u64) -> Option<&MemoryTier> {
         let memory = self.memory.as_ref()?.get();
-        if now >= memory.check_at.load(Ordering::Relaxed) {
+        if memory.check_due(now) {
             self.sync(memory, now);
         }
         Some(memory)
     }
 
     /// Drops from L1 what other processes changed in the L2 file since the
-    /// last check, and sets the time of the next one.
+    /// last check, and records the time of this one.
     #[cold]
     #[inline(never)]
     fn sync(&self, memory: &MemoryTier, now: u64) {
         let Some(sqlite) = &self.sqlite else {
             return;
         };
-        let due = || now >= memory.check_at.load(Ordering::Relaxed);
+        let due = || memory.check_due(now);
         sqlite.sync(due, |changes| {
             // Up to `head`, this cache's own writes not yet in L1 are
             // dropped rather than applied: one may be older than a change
@@ -135,10 +138,7 @@ impl Engine {
                     self.reset_l1(memory, None);
                 }
             }
-            let interval = ms(self.config.sqlite.coherence_interval);
-            memory
-                .check_at
-                .store(now.saturating_add(interval), Ordering::Relaxed);
+            memory.checked_at.store(now, Ordering::Relaxed);
         });
     }
 

@@ -10,7 +10,8 @@
 //! applied to its L1.
 //!
 //! Each cache polls the log through [`Watch`] at most every
-//! `sqlite.coherence_interval` on its next access, before it serves from L1:
+//! `sqlite.coherence_interval` on its next access, before it serves from L1
+//! (and on the first access after the wall clock was stepped back):
 //! first `PRAGMA data_version` (which changes only when another connection
 //! committed, and costs no read of the file), then, if it changed, the rows
 //! after the last one it saw. When the rows it needs were trimmed (a process

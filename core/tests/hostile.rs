@@ -8,7 +8,7 @@
 //!   would be) writing while this cache writes and polls.
 //! - Every read method agrees with `get` right after another cache's change
 //!   (`coherence_interval: 0`), and one interval after it.
-//! - Values larger than an L1 shard.
+//! - Values larger than an L1 shard; a wall clock stepped back.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use tierstack::blocking::Cache;
-use tierstack::{Bytes, SetOptions, Tier};
+use tierstack::{Bytes, ManualClock, SetOptions, Tier};
 
 /// Scheduling and the coarse clock's resolution.
 const SLACK: Duration = Duration::from_millis(15);
@@ -470,4 +470,29 @@ fn values_larger_than_an_l1_shard_are_never_served_stale() {
     assert_eq!((found.value.len(), found.tier), (big.len(), Tier::Sqlite));
     a.set("k", "small from a").unwrap();
     assert_eq!(text(b.get("k").unwrap()).as_deref(), Some("small from a"));
+}
+
+#[test]
+fn a_wall_clock_stepped_back_does_not_stop_the_checks_for_other_caches_changes() {
+    let interval = Duration::from_millis(50);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clock.db");
+    let clock = ManualClock::starting_now();
+    let reader = Cache::builder()
+        .sqlite_path(&path)
+        .coherence_interval(interval)
+        .clock(clock.clone())
+        .build_blocking()
+        .unwrap();
+    let writer = open(&path, interval);
+    writer.set("k", "before").unwrap();
+    assert_eq!(text(reader.get("k").unwrap()).as_deref(), Some("before"));
+    assert_eq!(reader.lookup("k").unwrap().unwrap().tier, Tier::Memory);
+    // The wall clock is stepped back an hour (NTP, an administrator), then
+    // runs on.
+    clock.set(clock.now_ms() - 3_600_000);
+    writer.set("k", "after").unwrap();
+    thread::sleep(interval + SLACK);
+    clock.advance(interval + SLACK);
+    assert_eq!(text(reader.get("k").unwrap()).as_deref(), Some("after"));
 }

@@ -160,20 +160,25 @@ pub(crate) struct MemoryTier {
     tagged: Mutex<HashMap<String, Vec<(Key, u64)>>>,
     stripes: Box<[Stripe]>,
     hasher: DefaultHashBuilder,
-    /// When (clock milliseconds) this L1 next checks the L2 file for other
-    /// processes' changes (see [`crate::coherence`]); `u64::MAX` when there
-    /// is nothing to watch. Zero in a new L1: its first use checks.
-    pub(crate) check_at: AtomicU64,
+    /// When (clock milliseconds) this L1 last checked the L2 file for other
+    /// processes' changes (see [`crate::coherence`] and
+    /// [`MemoryTier::check_due`]). `u64::MAX` in a new L1 that watches a
+    /// file: its first use checks.
+    pub(crate) checked_at: AtomicU64,
+    /// How long a check holds, in milliseconds (`sqlite.coherence_interval`);
+    /// `u64::MAX` when there is nothing to watch.
+    check_every: u64,
 }
 
 impl MemoryTier {
-    /// A tier whose first entry version is `first_version`; `watch`: whether
-    /// an L2 file is to be watched for other processes' changes.
+    /// A tier whose first entry version is `first_version`; `check_every`:
+    /// how often (milliseconds) an L2 file is checked for other processes'
+    /// changes, `None` if there is none to watch.
     pub(crate) fn new(
         max_bytes: u64,
         counters: Arc<Counters>,
         first_version: u64,
-        watch: bool,
+        check_every: Option<u64>,
     ) -> Self {
         // quick_cache sizes its ghost list (recently evicted keys, which let a
         // returning key back in) from the estimated entry count; it allocates
@@ -202,8 +207,23 @@ impl MemoryTier {
             tagged: Mutex::new(HashMap::new()),
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             hasher: DefaultHashBuilder::default(),
-            check_at: AtomicU64::new(if watch { 0 } else { u64::MAX }),
+            checked_at: AtomicU64::new(if check_every.is_some() { u64::MAX } else { 0 }),
+            check_every: check_every.unwrap_or(u64::MAX),
         }
+    }
+
+    /// Whether a check for other processes' changes is due at `now_ms`: one
+    /// interval after the last check, or at once if the clock now reads
+    /// earlier than it did then. The clock is the wall clock, which can be
+    /// stepped back (NTP, an administrator); waiting for it to catch up
+    /// would put the checks off for as long as the step, and L1 would serve
+    /// what other processes replaced meanwhile. (A thread whose `now_ms` was
+    /// read just before another thread's check also checks again: a cheap
+    /// `data_version` read, and rare.) Never due without a file to watch.
+    #[inline]
+    pub(crate) fn check_due(&self, now_ms: u64) -> bool {
+        let last = self.checked_at.load(Ordering::Relaxed);
+        now_ms >= last.saturating_add(self.check_every) || now_ms < last
     }
 
     fn stripe_of(&self, key: &str) -> usize {
@@ -441,12 +461,13 @@ pub(crate) struct L1 {
     building: AtomicU64,
     max_bytes: u64,
     counters: Arc<Counters>,
-    watch: bool,
+    check_every: Option<u64>,
 }
 
 impl L1 {
-    pub(crate) fn new(max_bytes: u64, counters: Arc<Counters>, watch: bool) -> Self {
-        let tier = MemoryTier::new(max_bytes, counters.clone(), 1, watch);
+    /// `check_every`: as in [`MemoryTier::new`].
+    pub(crate) fn new(max_bytes: u64, counters: Arc<Counters>, check_every: Option<u64>) -> Self {
+        let tier = MemoryTier::new(max_bytes, counters.clone(), 1, check_every);
         // A fork must be seen even by a cache without a file.
         runtime::watch_forks();
         let generation = runtime::fork_generation();
@@ -456,7 +477,7 @@ impl L1 {
             building: AtomicU64::new(generation),
             max_bytes,
             counters,
-            watch,
+            check_every,
         }
     }
 
@@ -492,7 +513,7 @@ impl L1 {
                 self.max_bytes,
                 self.counters.clone(),
                 old.next_version(),
-                self.watch,
+                self.check_every,
             );
             self.current
                 .store(Box::into_raw(Box::new(tier)), Ordering::Release);
