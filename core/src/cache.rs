@@ -24,7 +24,7 @@ use crate::runtime;
 use crate::stats::{Counters, Stats};
 use crate::tier::Inspection;
 use crate::tier::memory::{L1, MemEntry, MemoryTier, Ticket};
-use crate::tier::sqlite::{self, Found, Row, SqliteTier, Write};
+use crate::tier::sqlite::{self, Found, Outcome, Row, SqliteTier, Write};
 
 /// How often L2 maintenance runs when nothing asks for it sooner: buffered
 /// accesses are written, the budget enforced, dead rows purged.
@@ -207,10 +207,11 @@ impl Engine {
         self.counters.memory.hits.incr();
         if let Some(start) = timer {
             self.counters.memory.record_time(start.elapsed());
-            // The same one hit in 64 refreshes the key's recency in
-            // L2, so a key hot in L1 is not evicted from L2 as unused.
+            // The same one hit in 64 refreshes the row's recency in L2, so a
+            // key hot in L1 is not evicted from L2 as unused. By row id into
+            // a slot: no lock, no allocation (see `SqliteTier::touch`).
             if let Some(sqlite) = &self.sqlite {
-                sqlite.touch(key, now);
+                sqlite.touch(entry.row);
             }
         }
         Some(entry)
@@ -252,7 +253,7 @@ impl Engine {
             version = memory.promote(
                 ticket,
                 key,
-                MemEntry::new(found.value.clone(), found.created_ms, expires_ms),
+                MemEntry::new(found.value.clone(), found.created_ms, expires_ms).in_row(found.row),
             );
         }
         let lookup = Lookup {
@@ -409,16 +410,18 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
-        let seqs: Vec<Option<u64>> = match &self.sqlite {
+        let written: Vec<Option<Outcome>> = match &self.sqlite {
             Some(sqlite) => sqlite
                 .write(rows.into_iter().map(Write::Put).collect())?
                 .into_iter()
-                .map(|o| Some(o.seq))
+                .map(Some)
                 .collect(),
             None => vec![None; rows.len()],
         };
         if let Some(memory) = memory {
-            for ((pending, key, entry), seq) in l1.into_iter().zip(seqs) {
+            for ((pending, key, entry), outcome) in l1.into_iter().zip(written) {
+                let (seq, row) = outcome.map_or((None, None), |o| (Some(o.seq), o.row));
+                let entry = entry.in_row(row.unwrap_or(0));
                 memory.apply(&pending, &key, Some(entry), &options.tags, seq);
             }
         }

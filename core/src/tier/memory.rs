@@ -67,7 +67,7 @@ pub(crate) const STRIPES: usize = 64;
 /// and the timestamps.
 pub const ENTRY_OVERHEAD: u64 = 96;
 
-/// One L1 entry. Cloning it bumps the value's refcount and copies three
+/// One L1 entry. Cloning it bumps the value's refcount and copies four
 /// integers.
 #[derive(Clone, Debug)]
 pub(crate) struct MemEntry {
@@ -76,6 +76,9 @@ pub(crate) struct MemEntry {
     pub(crate) expires_ms: u64,
     /// Set by [`MemoryTier::insert`]: unique to this stored value.
     pub(crate) version: u64,
+    /// The id of the L2 row the value was written to or read from (0: no
+    /// L2), so that a hit can mark the row used without a lookup by key.
+    pub(crate) row: i64,
 }
 
 impl MemEntry {
@@ -86,7 +89,14 @@ impl MemEntry {
             created_ms,
             expires_ms,
             version: 0,
+            row: 0,
         }
+    }
+
+    /// The entry, as held in L2 row `row`.
+    pub(crate) fn in_row(mut self, row: i64) -> Self {
+        self.row = row;
+        self
     }
 }
 
