@@ -348,11 +348,11 @@ impl Engine {
         options: &SetOptions,
         now: u64,
     ) -> Result<Vec<Row>> {
-        let ttl = options.ttl.unwrap_or(self.config.sqlite.ttl);
-        if ttl.is_zero() || ttl > crate::config::MAX_TTL {
+        let ttl = options.ttl_override().unwrap_or(self.config.sqlite.ttl);
+        if ttl > crate::config::MAX_TTL {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "ttl must be between 0 and 100 years",
+                "ttl is longer than 100 years",
             ));
         }
         for tag in &options.tags {
@@ -395,7 +395,7 @@ impl Engine {
         let rows = self.rows(items, options, now)?;
         let count = rows.len() as u64;
         let memory_ttl = options
-            .ttl
+            .ttl_override()
             .map_or(self.config.memory.ttl, |t| t.min(self.config.memory.ttl));
         let memory_expires = now.saturating_add(ms(memory_ttl));
         let memory = self.memory.as_ref().map(L1::get);
