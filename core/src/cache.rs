@@ -631,12 +631,17 @@ fn memory_lookup(entry: MemEntry, now: u64) -> Lookup {
     }
 }
 
-/// A tag is 1–255 bytes without control characters.
+/// A tag is 1–255 bytes without control characters. The error quotes it
+/// as [`key::quote`] quotes a key: at most 64 bytes and its length, so a
+/// huge tag does not make a huge message.
 fn validate_tag(tag: &str) -> Result<()> {
     if tag.is_empty() || tag.len() > key::MAX_KEY_LEN || tag.chars().any(char::is_control) {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
-            format!("tag {tag:?} must be 1-255 bytes without control characters"),
+            format!(
+                "tag {} must be 1-255 bytes without control characters",
+                key::quote(tag)
+            ),
         ));
     }
     Ok(())
