@@ -1,7 +1,8 @@
 //! Attacks on L1's ordering and coherence within one process.
 //!
 //! - Promotions (by `get` and `mget`) racing `mset` of several keys, `clear`,
-//!   `invalidate_tag`, deletes, a second writer of the same key, and writes
+//!   `invalidate_tag`, deletes, a second writer of the same key (setting,
+//!   deleting, clearing or invalidating the first one's tag), and writes
 //!   of other keys of the same stripe: once the writes returned, L1 agrees
 //!   with L2 (read through a cache on the same file without L1).
 //! - A second cache on the same file (another origin, as another process
@@ -140,7 +141,7 @@ fn mget_promotions_never_undo_an_mset_a_clear_a_tag_invalidation_or_a_delete() {
 
 #[test]
 fn two_writers_and_a_reader_of_one_key_leave_l1_agreeing_with_l2() {
-    const ROUNDS: usize = 1500;
+    const ROUNDS: usize = 2000;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("writers.db");
     let cache = open(&path, Duration::from_millis(50));
@@ -152,9 +153,16 @@ fn two_writers_and_a_reader_of_one_key_leave_l1_agreeing_with_l2() {
         ROUNDS,
         |round| seeder.set(key(round), "old").unwrap(),
         vec![
-            Box::new(move |round| a.set(key(round), format!("a{round}")).unwrap()),
-            Box::new(move |round| match round % 3 {
+            Box::new(move |round| {
+                let tagged = SetOptions::new().tags(["a"]);
+                a.set_with(key(round), format!("a{round}"), tagged).unwrap();
+            }),
+            // The second writer sets, deletes, clears or invalidates the
+            // first one's tag.
+            Box::new(move |round| match round % 5 {
                 2 => drop(b.delete(&key(round)).unwrap()),
+                3 => b.clear().unwrap(),
+                4 => drop(b.invalidate_tag("a").unwrap()),
                 _ => b.set(key(round), format!("b{round}")).unwrap(),
             }),
             Box::new(move |round| drop(reader.get(&key(round)).unwrap())),
@@ -250,17 +258,21 @@ fn mget_of_a_key_twice_agrees_with_get() {
     assert_eq!(texts(cache.mget(&["k", "k"]).unwrap()), [v.clone(), v]);
 }
 
-/// This cache writes a batch of keys while another cache on the file
-/// replaces (or deletes, or clears) the batch's last key right after the
-/// batch committed, and a thread of this cache keeps polling the file
-/// (`coherence_interval: 0`): the poll can consume the other cache's change
-/// before this cache has put its own, older write of that key into L1.
-#[test]
-fn own_writes_racing_another_caches_change_and_a_poll_never_leave_l1_stale() {
+/// How [`batch_racing`] changes the batch's last key: with this cache and
+/// another one on the same file, the key and the round.
+type Change = fn(&Cache, &Cache, &str, usize);
+
+/// This cache writes a batch of keys (tagged `batch`); right after the batch
+/// committed, and while this cache is still putting it into L1, `change`
+/// changes its last key, and a thread of this cache keeps polling the file
+/// (`coherence_interval: 0`). Afterwards this cache must read the last key
+/// as the file holds it. Returns the rounds where it did not: (round,
+/// served, file).
+fn batch_racing(change: Change) -> Vec<(usize, Option<String>, Option<String>)> {
     const BATCH: usize = 2000;
     const ROUNDS: usize = 30;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("own.db");
+    let path = dir.path().join("batch.db");
     let cache = open(&path, Duration::ZERO);
     let other = open(&path, Duration::from_millis(50));
     let truth = file(&path);
@@ -279,7 +291,7 @@ fn own_writes_racing_another_caches_change_and_a_poll_never_leave_l1_stale() {
     let (go, rounds) = mpsc::channel::<usize>();
     let (changed, done) = mpsc::channel::<()>();
     let changer = {
-        let (keys, truth) = (keys.clone(), file(&path));
+        let (keys, truth, cache) = (keys.clone(), file(&path), cache.clone());
         thread::spawn(move || {
             for round in rounds {
                 // As soon as the batch is in the file.
@@ -287,22 +299,17 @@ fn own_writes_racing_another_caches_change_and_a_poll_never_leave_l1_stale() {
                 while text(truth.get(&keys[0]).unwrap()) != mark {
                     thread::yield_now();
                 }
-                let last = &keys[BATCH - 1];
-                match round % 3 {
-                    0 => other.set(last.as_str(), format!("b{round}")).unwrap(),
-                    1 => assert!(other.delete(last).unwrap()),
-                    _ => other.clear().unwrap(),
-                }
+                change(&cache, &other, &keys[BATCH - 1], round);
                 changed.send(()).unwrap();
             }
         })
     };
     let mut wrong = Vec::new();
+    let tagged = SetOptions::new().tags(["batch"]);
     for round in 0..ROUNDS {
         go.send(round).unwrap();
-        cache
-            .mset(keys.iter().map(|k| (k.clone(), format!("a{round}"))))
-            .unwrap();
+        let batch = keys.iter().map(|k| (k.clone(), format!("a{round}")));
+        cache.mset_with(batch, tagged.clone()).unwrap();
         done.recv().unwrap();
         let (got, want) = (
             text(cache.get(&last).unwrap()),
@@ -316,10 +323,38 @@ fn own_writes_racing_another_caches_change_and_a_poll_never_leave_l1_stale() {
     stop.store(true, Ordering::Relaxed);
     changer.join().unwrap();
     poller.join().unwrap();
+    wrong
+}
+
+/// The poll can consume the other cache's change before this cache has put
+/// its own, older write of that key into L1.
+#[test]
+fn own_writes_racing_another_caches_change_and_a_poll_never_leave_l1_stale() {
+    let wrong = batch_racing(|_, other, last, round| match round % 3 {
+        0 => other.set(last, format!("b{round}")).unwrap(),
+        1 => assert!(other.delete(last).unwrap()),
+        _ => other.clear().unwrap(),
+    });
     assert!(
         wrong.is_empty(),
         "rounds where this cache served its own older write after the other cache's \
          change (round, served, file): {wrong:?}"
+    );
+}
+
+/// The same with this cache's own clear, tag invalidation or delete, on
+/// another thread.
+#[test]
+fn own_writes_racing_own_clear_tag_invalidation_or_delete_never_leave_l1_stale() {
+    let wrong = batch_racing(|cache, _, last, round| match round % 3 {
+        0 => cache.clear().unwrap(),
+        1 => assert_eq!(cache.invalidate_tag("batch").unwrap(), 2000),
+        _ => assert!(cache.delete(last).unwrap()),
+    });
+    assert!(
+        wrong.is_empty(),
+        "rounds where this cache served its write after its own later change \
+         (round, served, file): {wrong:?}"
     );
 }
 
