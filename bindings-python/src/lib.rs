@@ -13,10 +13,20 @@ mod error;
 mod kept;
 mod value;
 
-/// The native module: `Cache` and the package version.
+/// The native module: `Cache`, the package version, and `_check_ttl`.
 #[pymodule(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::Cache>()?;
+    m.add_function(wrap_pyfunction!(check_ttl, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
+}
+
+/// `_check_ttl(ttl)`: raises what `Cache.set` raises for this `ttl`
+/// (`InvalidArgumentError`, `TypeError`), storing nothing; `None` and
+/// numbers in range pass.
+#[pyfunction]
+#[pyo3(name = "_check_ttl", signature = (ttl=None))]
+fn check_ttl(ttl: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    value::check_ttl(ttl)
 }

@@ -111,6 +111,16 @@ pub(crate) fn set_options(
     Ok(options)
 }
 
+/// Checks a `ttl` argument as [`set_options`] reads it, storing nothing:
+/// for a caller that must refuse a bad TTL before it does any work
+/// (`get_or_load` before it calls the loader).
+pub(crate) fn check_ttl(ttl: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    if let Some(ttl) = ttl.filter(|t| !t.is_none()) {
+        ttl_seconds(ttl)?;
+    }
+    Ok(())
+}
+
 /// A `ttl` argument that is not `None`, as [`set_options`] describes.
 fn ttl_seconds(ttl: &Bound<'_, PyAny>) -> PyResult<Option<std::time::Duration>> {
     let py = ttl.py();

@@ -166,6 +166,31 @@ def test_get_or_load_with_async_and_plain_loaders(db_path):
     run(scenario)
 
 
+def test_get_or_load_refuses_a_bad_ttl_before_calling_the_loader(db_path):
+    async def scenario(executor):
+        calls = []
+
+        async def fetch():
+            calls.append(1)
+            return "loaded"
+
+        async with tierstack.AsyncCache(sqlite={"path": db_path}) as cache:
+            bad = [
+                (-1, tierstack.InvalidArgumentError),
+                (float("nan"), tierstack.InvalidArgumentError),
+                ("60", TypeError),
+            ]
+            for ttl, error in bad:
+                with pytest.raises(error):
+                    await cache.get_or_load("k", fetch, ttl=ttl)
+            assert calls == []
+            assert await cache.get("k") is None
+            assert await cache.get_or_load("k", fetch, ttl=0) == "loaded"
+            assert calls == [1]
+
+    run(scenario)
+
+
 def test_get_or_load_shares_one_load_between_tasks(db_path):
     async def scenario(executor):
         calls = []

@@ -313,6 +313,39 @@ def test_get_or_load_honours_the_ttl(cache):
     assert cache.get_or_load("k", lambda: "second") == "second"
 
 
+@pytest.mark.parametrize(
+    "ttl, error",
+    [
+        (-1, tierstack.InvalidArgumentError),
+        (float("nan"), tierstack.InvalidArgumentError),
+        (float("inf"), tierstack.InvalidArgumentError),
+        (10**400, tierstack.InvalidArgumentError),
+        ("60", TypeError),
+    ],
+    ids=["negative", "nan", "infinite", "too-large-for-a-float", "a-string"],
+)
+def test_get_or_load_refuses_a_bad_ttl_before_calling_the_loader(cache, ttl, error):
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return "loaded"
+
+    with pytest.raises(error):
+        cache.get_or_load("k", loader, ttl=ttl)
+    assert calls == []
+    assert cache.get("k") is None
+    # The same on a hit: a bad argument is refused whatever the cache holds.
+    cache.set("k", "stored")
+    with pytest.raises(error):
+        cache.get_or_load("k", loader, ttl=ttl)
+    assert calls == []
+    # 0 and None take the tier defaults.
+    assert cache.get_or_load("zero", loader, ttl=0) == "loaded"
+    assert cache.get_or_load("none", loader) == "loaded"
+    assert calls == [1, 1]
+
+
 def test_get_or_load_stores_nothing_when_the_loader_fails(cache):
     def failing():
         raise LookupError("source down")

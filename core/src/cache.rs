@@ -24,7 +24,7 @@ use crate::runtime;
 use crate::stats::{Counters, Stats};
 use crate::tier::Inspection;
 use crate::tier::memory::{L1, MemEntry, MemoryTier, Ticket};
-use crate::tier::sqlite::{self, Found, Row, SqliteTier, Write};
+use crate::tier::sqlite::{self, Found, Outcome, Row, SqliteTier, Write};
 
 /// How often L2 maintenance runs when nothing asks for it sooner: buffered
 /// accesses are written, the budget enforced, dead rows purged.
@@ -52,7 +52,10 @@ impl Engine {
             L1::new(
                 config.memory.max_bytes,
                 counters.clone(),
-                config.sqlite.enabled,
+                config
+                    .sqlite
+                    .enabled
+                    .then(|| ms(config.sqlite.coherence_interval)),
             )
         });
         let sqlite = match config.sqlite.enabled {
@@ -98,52 +101,55 @@ impl Engine {
     #[inline]
     fn l1(&self, now: u64) -> Option<&MemoryTier> {
         let memory = self.memory.as_ref()?.get();
-        if now >= memory.check_at.load(Ordering::Relaxed) {
+        if memory.check_due(now) {
             self.sync(memory, now);
         }
         Some(memory)
     }
 
     /// Drops from L1 what other processes changed in the L2 file since the
-    /// last check, and sets the time of the next one.
+    /// last check, and records the time of this one.
     #[cold]
     #[inline(never)]
     fn sync(&self, memory: &MemoryTier, now: u64) {
         let Some(sqlite) = &self.sqlite else {
             return;
         };
-        let due = || now >= memory.check_at.load(Ordering::Relaxed);
+        let due = || memory.check_due(now);
         sqlite.sync(due, |changes| {
+            // Up to `head`, this cache's own writes not yet in L1 are
+            // dropped rather than applied: one may be older than a change
+            // reported here (see `Changes`).
             match changes {
                 Ok(Changes::None) => {}
-                Ok(Changes::Some { keys, tags }) => {
+                Ok(Changes::Some { keys, tags, head }) => {
                     let pending = memory.begin_all();
-                    memory.invalidate(&pending, &keys, &tags, None, now);
+                    memory.invalidate(&pending, &keys, &tags, Some(head), now);
                     self.counters.coherence_drops.add(keys.len() as u64);
                 }
-                Ok(Changes::All) => self.reset_l1(memory),
+                Ok(Changes::All { head }) => self.reset_l1(memory, Some(head)),
                 Err(err) => {
                     // Unable to tell what changed: serve nothing unchecked.
+                    // Nothing was marked seen, so the next poll reports
+                    // again whatever this one could not.
                     if err.kind() != ErrorKind::Closed {
                         tracing::warn!(error = %err, "reading the change log failed; L1 cleared");
                     }
-                    self.reset_l1(memory);
+                    self.reset_l1(memory, None);
                 }
             }
-            let interval = ms(self.config.sqlite.coherence_interval);
-            memory
-                .check_at
-                .store(now.saturating_add(interval), Ordering::Relaxed);
+            memory.checked_at.store(now, Ordering::Relaxed);
         });
     }
 
-    /// Empties L1, counted as a resync if it held anything.
-    fn reset_l1(&self, memory: &MemoryTier) {
+    /// Empties L1, counted as a resync if it held anything; `head`: as in
+    /// [`MemoryTier::invalidate_all`].
+    fn reset_l1(&self, memory: &MemoryTier, head: Option<u64>) {
         if memory.entries() > 0 {
             self.counters.coherence_resets.incr();
         }
         let pending = memory.begin_all();
-        memory.invalidate_all(&pending, None);
+        memory.invalidate_all(&pending, head);
     }
 
     /// The read path: L1, then L2 with promotion.
@@ -201,10 +207,11 @@ impl Engine {
         self.counters.memory.hits.incr();
         if let Some(start) = timer {
             self.counters.memory.record_time(start.elapsed());
-            // The same one hit in 64 refreshes the key's recency in
-            // L2, so a key hot in L1 is not evicted from L2 as unused.
+            // The same one hit in 64 refreshes the row's recency in L2, so a
+            // key hot in L1 is not evicted from L2 as unused. By row id into
+            // a slot: no lock, no allocation (see `SqliteTier::touch`).
             if let Some(sqlite) = &self.sqlite {
-                sqlite.touch(key, now);
+                sqlite.touch(entry.row);
             }
         }
         Some(entry)
@@ -246,7 +253,7 @@ impl Engine {
             version = memory.promote(
                 ticket,
                 key,
-                MemEntry::new(found.value.clone(), found.created_ms, expires_ms),
+                MemEntry::new(found.value.clone(), found.created_ms, expires_ms).in_row(found.row),
             );
         }
         let lookup = Lookup {
@@ -293,12 +300,14 @@ impl Engine {
                 .iter()
                 .map(|k| memory.map(|m| (m, m.ticket(k))))
                 .collect();
-            let mut found = sqlite.get_many(&wanted, now)?;
+            // By key: a key asked for twice is answered twice (not taken
+            // out of the map by its first occurrence).
+            let found = sqlite.get_many(&wanted, now)?;
             let mut hits = 0u64;
             let mut tickets = tickets.into_iter();
             missing.retain(|&i| {
                 let ticket = tickets.next().flatten();
-                match found.remove(keys[i]).filter(|f| now < f.expires_ms) {
+                match found.get(keys[i]).filter(|f| now < f.expires_ms).cloned() {
                     Some(f) => {
                         out[i] = Some(self.promote(ticket, keys[i], f, now).0.value);
                         hits += 1;
@@ -339,11 +348,11 @@ impl Engine {
         options: &SetOptions,
         now: u64,
     ) -> Result<Vec<Row>> {
-        let ttl = options.ttl.unwrap_or(self.config.sqlite.ttl);
-        if ttl.is_zero() || ttl > crate::config::MAX_TTL {
+        let ttl = options.ttl_override().unwrap_or(self.config.sqlite.ttl);
+        if ttl > crate::config::MAX_TTL {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                "ttl must be between 0 and 100 years",
+                "ttl is longer than 100 years",
             ));
         }
         for tag in &options.tags {
@@ -386,7 +395,7 @@ impl Engine {
         let rows = self.rows(items, options, now)?;
         let count = rows.len() as u64;
         let memory_ttl = options
-            .ttl
+            .ttl_override()
             .map_or(self.config.memory.ttl, |t| t.min(self.config.memory.ttl));
         let memory_expires = now.saturating_add(ms(memory_ttl));
         let memory = self.memory.as_ref().map(L1::get);
@@ -401,16 +410,18 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
-        let seqs: Vec<Option<u64>> = match &self.sqlite {
+        let written: Vec<Option<Outcome>> = match &self.sqlite {
             Some(sqlite) => sqlite
                 .write(rows.into_iter().map(Write::Put).collect())?
                 .into_iter()
-                .map(|o| Some(o.seq))
+                .map(Some)
                 .collect(),
             None => vec![None; rows.len()],
         };
         if let Some(memory) = memory {
-            for ((pending, key, entry), seq) in l1.into_iter().zip(seqs) {
+            for ((pending, key, entry), outcome) in l1.into_iter().zip(written) {
+                let (seq, row) = outcome.map_or((None, None), |o| (Some(o.seq), o.row));
+                let entry = entry.in_row(row.unwrap_or(0));
                 memory.apply(&pending, &key, Some(entry), &options.tags, seq);
             }
         }
@@ -620,12 +631,17 @@ fn memory_lookup(entry: MemEntry, now: u64) -> Lookup {
     }
 }
 
-/// A tag is 1–255 bytes without control characters.
+/// A tag is 1–255 bytes without control characters. The error quotes it
+/// as [`key::quote`] quotes a key: at most 64 bytes and its length, so a
+/// huge tag does not make a huge message.
 fn validate_tag(tag: &str) -> Result<()> {
     if tag.is_empty() || tag.len() > key::MAX_KEY_LEN || tag.chars().any(char::is_control) {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
-            format!("tag {tag:?} must be 1-255 bytes without control characters"),
+            format!(
+                "tag {} must be 1-255 bytes without control characters",
+                key::quote(tag)
+            ),
         ));
     }
     Ok(())

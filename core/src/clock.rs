@@ -97,6 +97,13 @@ impl ManualClock {
         self.ms.fetch_add(by.as_millis() as u64, Ordering::AcqRel);
     }
 
+    /// Sets the time to `ms` milliseconds since the Unix epoch, earlier
+    /// than now too: a wall clock can be stepped back (by NTP, by an
+    /// administrator), and a cache must cope.
+    pub fn set(&self, ms: u64) {
+        self.ms.store(ms, Ordering::Release);
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
         self.ms.load(Ordering::Acquire)

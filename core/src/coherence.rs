@@ -10,7 +10,8 @@
 //! applied to its L1.
 //!
 //! Each cache polls the log through [`Watch`] at most every
-//! `sqlite.coherence_interval` on its next access, before it serves from L1:
+//! `sqlite.coherence_interval` on its next access, before it serves from L1
+//! (and on the first access after the wall clock was stepped back):
 //! first `PRAGMA data_version` (which changes only when another connection
 //! committed, and costs no read of the file), then, if it changed, the rows
 //! after the last one it saw. When the rows it needs were trimmed (a process
@@ -48,6 +49,12 @@ const SQL_HEAD: &str = "SELECT value FROM meta WHERE name = 'change_seq'";
 const SQL_APPEND: &str = "INSERT INTO changes (seq, origin, key, tag) VALUES (?1, ?2, ?3, ?4)";
 
 /// What changed in the file since the last poll, by other caches.
+///
+/// `head` is the number of the last change the poll covered. A cache drops
+/// what others changed and, with it, every write of its own numbered up to
+/// `head` that it has not yet applied to its L1: such a write may be older
+/// than a change it was just told about (and will not be told again), so
+/// applying it later could put back a value another cache replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Changes {
     /// Nothing another cache wrote.
@@ -56,9 +63,10 @@ pub(crate) enum Changes {
     Some {
         keys: Vec<String>,
         tags: Vec<String>,
+        head: u64,
     },
     /// Anything may have changed: drop every L1 entry.
-    All,
+    All { head: u64 },
 }
 
 /// Appends to the change log inside one write transaction.
@@ -132,6 +140,11 @@ impl Watch {
         })
     }
 
+    /// The number of the last change seen.
+    pub(crate) fn seen(&self) -> u64 {
+        self.seen
+    }
+
     /// The changes other caches committed since the last poll.
     pub(crate) fn poll(&mut self, origin: i64) -> Result<Changes> {
         let version = data_version(&self.conn)?;
@@ -149,7 +162,7 @@ impl Watch {
             Changes::None
         } else if head < self.seen {
             // The log went backwards: this is another file now.
-            Changes::All
+            Changes::All { head }
         } else {
             let mut stmt = tx.prepare_cached(
                 "SELECT seq, origin, key, tag FROM changes WHERE seq > ?1 ORDER BY seq",
@@ -179,7 +192,7 @@ type LogRow = (u64, i64, Option<String>, Option<String>);
 /// changed; [`Changes::All`] when rows are missing or one is a clear.
 fn collect(seen: u64, head: u64, origin: i64, rows: Vec<LogRow>) -> Changes {
     if rows.first().map(|r| r.0) != Some(seen + 1) || rows.last().map(|r| r.0) != Some(head) {
-        return Changes::All;
+        return Changes::All { head };
     }
     let (mut keys, mut tags) = (Vec::new(), Vec::new());
     for (_, from, key, tag) in rows {
@@ -189,7 +202,7 @@ fn collect(seen: u64, head: u64, origin: i64, rows: Vec<LogRow>) -> Changes {
         match (key, tag) {
             (Some(key), _) => keys.push(key),
             (None, Some(tag)) => tags.push(tag),
-            (None, None) => return Changes::All,
+            (None, None) => return Changes::All { head },
         }
     }
     if keys.is_empty() && tags.is_empty() {
@@ -199,7 +212,7 @@ fn collect(seen: u64, head: u64, origin: i64, rows: Vec<LogRow>) -> Changes {
     keys.dedup();
     tags.sort_unstable();
     tags.dedup();
-    Changes::Some { keys, tags }
+    Changes::Some { keys, tags, head }
 }
 
 fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -237,7 +250,8 @@ mod tests {
             collect(3, 7, 1, rows),
             Changes::Some {
                 keys: vec!["b".into()],
-                tags: vec!["t".into()]
+                tags: vec!["t".into()],
+                head: 7
             }
         );
         assert_eq!(
@@ -250,10 +264,13 @@ mod tests {
     fn a_gap_or_a_clear_means_everything() {
         assert_eq!(
             collect(3, 5, 1, vec![row(5, 2, Some("a"), None)]),
-            Changes::All
+            Changes::All { head: 5 }
         );
-        assert_eq!(collect(3, 5, 1, vec![]), Changes::All);
-        assert_eq!(collect(3, 4, 1, vec![row(4, 2, None, None)]), Changes::All);
+        assert_eq!(collect(3, 5, 1, vec![]), Changes::All { head: 5 });
+        assert_eq!(
+            collect(3, 4, 1, vec![row(4, 2, None, None)]),
+            Changes::All { head: 4 }
+        );
         // A clear of this cache's own is already applied.
         assert_eq!(collect(3, 4, 1, vec![row(4, 1, None, None)]), Changes::None);
     }

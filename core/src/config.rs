@@ -296,7 +296,8 @@ mod seconds {
 
 /// Turns a TTL given in seconds by a host (C, Python, Node, the CLI) into a
 /// [`Duration`]. Every host passes its TTL argument through this function,
-/// so one rule holds everywhere:
+/// so one rule holds everywhere (in Rust too: [`crate::SetOptions::ttl`]
+/// with [`Duration::ZERO`] takes the tier defaults):
 ///
 /// | seconds | meaning |
 /// |---|---|

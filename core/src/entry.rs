@@ -47,8 +47,9 @@ pub struct Lookup {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SetOptions {
-    /// Time to live; `None` takes each tier's default (`memory.ttl`,
-    /// `sqlite.ttl`). L1 never keeps an entry longer than `memory.ttl`.
+    /// Time to live; `None` or zero takes each tier's default
+    /// (`memory.ttl`, `sqlite.ttl`), the rule every host follows for a TTL
+    /// of 0 seconds. L1 never keeps an entry longer than `memory.ttl`.
     pub ttl: Option<Duration>,
     /// Tags stored with the entry in L2.
     pub tags: Vec<String>,
@@ -60,11 +61,16 @@ impl SetOptions {
         Self::default()
     }
 
-    /// Sets the time to live.
+    /// Sets the time to live; [`Duration::ZERO`] takes the tier defaults.
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
+    }
+
+    /// The TTL that overrides the tier defaults: `None` for `None` or zero.
+    pub(crate) fn ttl_override(&self) -> Option<Duration> {
+        self.ttl.filter(|ttl| !ttl.is_zero())
     }
 
     /// Adds tags.

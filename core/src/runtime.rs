@@ -20,13 +20,67 @@ static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 /// the process, and is kept here so that it stays reachable.
 static RUNTIME: Mutex<Option<(u64, &'static Runtime)>> = Mutex::new(None);
 static ATFORK: Once = Once::new();
-/// The fork gate: every thread inside SQLite is counted in `INSIDE`, and
+static GATE: Gate = Gate::new();
+
+/// The fork gate: every thread inside SQLite is counted in `inside`, and
 /// `fork()` waits until none is, so that no SQLite call is half done (with
 /// SQLite's internal locks held) when a child is created.
-static INSIDE: AtomicUsize = AtomicUsize::new(0);
-/// How many threads are in `fork()`: a count, since threads may fork at
-/// once and the first to finish must not reopen the gate for the others.
-static FORKING: AtomicUsize = AtomicUsize::new(0);
+struct Gate {
+    inside: AtomicUsize,
+    /// How many threads are in `fork()`: a count, since threads may fork at
+    /// once and the first to finish must not reopen the gate for the others.
+    forking: AtomicUsize,
+}
+
+impl Gate {
+    const fn new() -> Self {
+        Self {
+            inside: AtomicUsize::new(0),
+            forking: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts the calling thread in, once no fork is under way.
+    fn enter(&self) {
+        loop {
+            while self.forking.load(Ordering::SeqCst) != 0 {
+                std::thread::yield_now();
+            }
+            self.inside.fetch_add(1, Ordering::SeqCst);
+            if self.forking.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            self.inside.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn leave(&self) {
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn before_fork(&self) {
+        self.forking.fetch_add(1, Ordering::SeqCst);
+        while self.inside.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    fn after_fork_in_parent(&self) {
+        self.forking.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// In the child, which has only the forking thread (`depth`: how deep
+    /// that thread is in gate sections): the counts are that thread's
+    /// alone. The parent's may be off by the threads that, when the child
+    /// was created, had counted themselves in at the start of
+    /// [`Gate::enter`] and were about to see the fork and count themselves
+    /// out: that count would never come down in the child, and its own
+    /// forks (a fork of a fork) would wait for it forever.
+    fn after_fork_in_child(&self, depth: usize) {
+        self.inside.store(usize::from(depth > 0), Ordering::SeqCst);
+        self.forking.store(0, Ordering::SeqCst);
+    }
+}
 
 thread_local! {
     /// How deep this thread is in nested gate sections.
@@ -34,20 +88,27 @@ thread_local! {
 }
 
 extern "C" fn before_fork() {
-    FORKING.fetch_add(1, Ordering::SeqCst);
-    while INSIDE.load(Ordering::SeqCst) != 0 {
-        std::thread::yield_now();
-    }
+    GATE.before_fork();
 }
 
 extern "C" fn after_fork_in_parent() {
-    FORKING.fetch_sub(1, Ordering::SeqCst);
+    GATE.after_fork_in_parent();
 }
 
 extern "C" fn after_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
-    // The child has only the forking thread: no other fork is under way.
-    FORKING.store(0, Ordering::SeqCst);
+    GATE.after_fork_in_child(DEPTH.try_with(Cell::get).unwrap_or(0));
+    // A thread of the parent may have held the runtime slot's lock when the
+    // child was created; it does not exist here and would never release it,
+    // and the child's first `handle()` (its first use of a cache file
+    // restarts maintenance) would wait forever. The forking thread is not
+    // in `handle()`, which never forks. A tuple half written by that
+    // thread names an older generation than this child's, so `handle()`
+    // builds a new runtime either way.
+    if RUNTIME.is_locked() {
+        // SAFETY: held, and by no thread of this process (see above).
+        unsafe { RUNTIME.force_unlock(Default::default()) };
+    }
 }
 
 /// Registers the fork handlers; idempotent. Called when the first cache
@@ -70,16 +131,7 @@ pub(crate) fn watch_forks() {
 pub(crate) fn fork_gate() -> ForkGate {
     DEPTH.with(|depth| {
         if depth.get() == 0 {
-            loop {
-                while FORKING.load(Ordering::SeqCst) != 0 {
-                    std::thread::yield_now();
-                }
-                INSIDE.fetch_add(1, Ordering::SeqCst);
-                if FORKING.load(Ordering::SeqCst) == 0 {
-                    break;
-                }
-                INSIDE.fetch_sub(1, Ordering::SeqCst);
-            }
+            GATE.enter();
         }
         depth.set(depth.get() + 1);
     });
@@ -95,7 +147,7 @@ impl Drop for ForkGate {
         DEPTH.with(|depth| {
             depth.set(depth.get() - 1);
             if depth.get() == 0 {
-                INSIDE.fetch_sub(1, Ordering::SeqCst);
+                GATE.leave();
             }
         });
     }
@@ -147,5 +199,28 @@ mod tests {
         let c = handle();
         assert_ne!(a.id(), c.id());
         assert_eq!(c.block_on(async { 7 }), 7);
+    }
+
+    #[test]
+    fn a_child_does_not_inherit_a_count_its_parents_threads_left_up() {
+        let gate = Gate::new();
+        gate.enter();
+        gate.leave();
+        gate.before_fork();
+        // A thread of the parent counted itself in after `before_fork`
+        // looked, and was about to see the fork and count itself out, when
+        // the child was created.
+        gate.inside.fetch_add(1, Ordering::SeqCst);
+        gate.after_fork_in_child(0);
+        assert_eq!(gate.inside.load(Ordering::SeqCst), 0);
+        assert_eq!(gate.forking.load(Ordering::SeqCst), 0);
+        // The child's own threads and forks get through.
+        gate.enter();
+        gate.leave();
+        gate.before_fork();
+        gate.after_fork_in_parent();
+        // A child forked from inside a gate section counts its thread in.
+        gate.after_fork_in_child(2);
+        assert_eq!(gate.inside.load(Ordering::SeqCst), 1);
     }
 }

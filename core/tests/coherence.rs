@@ -9,6 +9,9 @@
 //! operation returned. `TIERSTACK_COHERENCE_TRIALS` and
 //! `TIERSTACK_COHERENCE_INTERVAL` (seconds) override the defaults, for a
 //! longer run by hand.
+//!
+//! And a process that sleeps through more changes than the log keeps (it
+//! is trimmed) clears its L1 on its next access rather than serve from it.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -179,5 +182,66 @@ fn reader() {
             current = seen;
         }
         last_read_ns = before;
+    }
+}
+
+const FLOOD_ENV: &str = "TIERSTACK_TEST_COHERENCE_FLOOD";
+/// More changes than the log keeps (16,384), so that the first of them is
+/// trimmed by the time the sleeping process looks.
+const FLOOD: usize = 17 * 1024;
+
+#[test]
+fn a_process_that_slept_through_a_trimmed_log_clears_its_l1() {
+    let interval = Duration::from_millis(20);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flood.db").display().to_string();
+    let a = open(&path, interval.as_secs_f64());
+    a.set(KEY, "old").unwrap();
+    a.set("other", "kept").unwrap();
+    assert_eq!(
+        a.lookup(KEY).unwrap().unwrap().tier,
+        tierstack::Tier::Memory
+    );
+    // Another process replaces the key, then makes more changes than the
+    // log keeps, while this one does not touch the cache.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "flooder", "--ignored", "--nocapture"])
+        .args(["--test-threads=1"])
+        .env(FLOOD_ENV, &path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the flooding process failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(interval + SLACK);
+    let resyncs = a.stats().resyncs;
+    let found = a.lookup(KEY).unwrap().unwrap();
+    assert_eq!(
+        (&found.value[..], found.tier),
+        (&b"new"[..], tierstack::Tier::Sqlite)
+    );
+    assert_eq!(a.stats().resyncs, resyncs + 1, "L1 was cleared once");
+    assert!(a.has(KEY).unwrap());
+    assert_eq!(a.mget(&[KEY]).unwrap()[0].as_deref(), Some(&b"new"[..]));
+    // What the other process did not change is read again from the file.
+    let other = a.lookup("other").unwrap().unwrap();
+    assert_eq!(
+        (&other.value[..], other.tier),
+        (&b"kept"[..], tierstack::Tier::Sqlite)
+    );
+    assert_eq!(a.len().unwrap(), FLOOD as u64 + 2);
+}
+
+#[test]
+#[ignore = "run as a child process by a_process_that_slept_through_a_trimmed_log_clears_its_l1"]
+fn flooder() {
+    let path = std::env::var(FLOOD_ENV).expect("started by the parent test with the file");
+    let b = open(&path, 0.02);
+    b.set(KEY, "new").unwrap();
+    for batch in 0..FLOOD / 1024 {
+        let items = (0..1024).map(|i| (format!("flood:{batch}:{i}"), "x"));
+        b.mset(items).unwrap();
     }
 }

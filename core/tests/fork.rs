@@ -1,6 +1,9 @@
 //! `fork()` while other threads use the cache: the child must never block on
-//! a lock one of the parent's threads held at the fork, and must read what
-//! the file holds.
+//! a lock one of the parent's threads held at the fork (the cache's, or the
+//! shared runtime's), and must read what the file holds, not the parent's
+//! L1. A child's writes, and those of a child it forks in turn, reach the
+//! parent's L1 within `sqlite.coherence_interval` (each child writes as a
+//! new origin in the change log).
 //!
 //! Each child has a deadline: one that has not exited by then counts as hung
 //! (it is killed).
@@ -132,4 +135,150 @@ fn wait_with_deadline(pid: libc::pid_t, deadline: Duration) -> Option<i32> {
         }
         thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// Forks; the child runs `f` and leaves with its exit code (2 if it
+/// panicked). Returns the child's exit code, or `None` if it hung.
+fn in_child(deadline: Duration, f: impl FnOnce() -> i32) -> Option<i32> {
+    // SAFETY: the child only runs `f` (cache calls and forks of its own)
+    // and leaves through `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(2);
+        // SAFETY: ends the child without running the parent's exit hooks.
+        unsafe { libc::_exit(code) };
+    }
+    wait_with_deadline(pid, deadline)
+}
+
+fn read(cache: &Cache, key: &str) -> Option<Vec<u8>> {
+    cache.get(key).ok().flatten().map(|v| v.to_vec())
+}
+
+#[test]
+fn a_forked_child_reads_through_a_fresh_l1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.db");
+    // The longest interval: the parent keeps serving its L1 copy for an hour.
+    let cache = Cache::builder()
+        .sqlite_path(&path)
+        .coherence_interval(Duration::from_secs(3600))
+        .build_blocking()
+        .unwrap();
+    cache.set("k", "parent").unwrap();
+    let file = Cache::builder()
+        .sqlite_path(&path)
+        .memory(false)
+        .build_blocking()
+        .unwrap();
+    file.set("k", "file").unwrap();
+    assert_eq!(read(&cache, "k").as_deref(), Some(&b"parent"[..]));
+    let code = in_child(DEADLINE, || {
+        let lookup = cache.lookup("k").ok().flatten();
+        match lookup.map(|l| (l.value.to_vec(), l.tier)) {
+            Some((value, tierstack::Tier::Sqlite)) if value == b"file" => 0,
+            _ => 3,
+        }
+    });
+    assert_eq!(
+        code,
+        Some(0),
+        "the child read the parent's L1 (3) or hung (None)"
+    );
+}
+
+#[test]
+fn writes_of_a_forked_child_and_of_its_own_child_reach_the_parent_within_the_interval() {
+    let interval = Duration::from_millis(20);
+    let bound = interval + Duration::from_millis(15);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::builder()
+        .sqlite_path(dir.path().join("lineage.db"))
+        .coherence_interval(interval)
+        .build_blocking()
+        .unwrap();
+    cache.set("child", "parent").unwrap();
+    cache.set("grandchild", "parent").unwrap();
+    let code = in_child(DEADLINE, || {
+        // The child's L1 holds the key its own child will change.
+        if read(&cache, "grandchild").as_deref() != Some(&b"parent"[..]) {
+            return 3;
+        }
+        if cache.set("child", "child").is_err() {
+            return 4;
+        }
+        let grandchild = in_child(DEADLINE, || {
+            if read(&cache, "child").as_deref() != Some(&b"child"[..]) {
+                return 5;
+            }
+            match cache.set("grandchild", "grandchild") {
+                Ok(()) => 0,
+                Err(_) => 6,
+            }
+        });
+        match grandchild {
+            Some(0) => {}
+            Some(code) => return code,
+            None => return 7,
+        }
+        thread::sleep(bound);
+        match read(&cache, "grandchild").as_deref() {
+            Some(b"grandchild") => 0,
+            _ => 8,
+        }
+    });
+    assert_eq!(code, Some(0), "see the exit codes in the test");
+    thread::sleep(bound);
+    assert_eq!(read(&cache, "child").as_deref(), Some(&b"child"[..]));
+    assert_eq!(
+        read(&cache, "grandchild").as_deref(),
+        Some(&b"grandchild"[..])
+    );
+}
+
+#[test]
+fn forking_while_threads_take_the_shared_runtime_never_hangs_a_child() {
+    const FORKS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::builder()
+        .sqlite_path(dir.path().join("runtime.db"))
+        .build_blocking()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // The async API asks for the shared runtime on every write.
+    let takers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    drop(tierstack::runtime::handle());
+                }
+            })
+        })
+        .collect();
+    let (mut hung, mut failed) = (0, Vec::new());
+    for n in 0..FORKS {
+        // The child's first use of the file restarts maintenance on a new
+        // runtime.
+        let code = in_child(Duration::from_secs(5), || {
+            let key = format!("child:{n}");
+            match cache.set(key.as_str(), "x").and_then(|()| cache.get(&key)) {
+                Ok(Some(_)) => 0,
+                _ => 3,
+            }
+        });
+        match code {
+            Some(0) => {}
+            Some(code) => failed.push((n, code)),
+            None => {
+                hung += 1;
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    takers.into_iter().for_each(|t| t.join().unwrap());
+    assert_eq!(hung, 0, "a child hung");
+    assert!(failed.is_empty(), "children exited with errors: {failed:?}");
 }

@@ -1,5 +1,5 @@
 //! Error messages stay short whatever the input: a key is quoted by at most
-//! 64 of its bytes plus its length, never whole.
+//! 64 of its bytes plus its length, never whole, and so is a tag.
 
 use tierstack::ErrorKind;
 use tierstack::blocking::Cache;
@@ -65,4 +65,37 @@ fn a_value_too_large_names_its_key_quoted() {
         )),
         "{err}"
     );
+}
+
+#[test]
+fn a_one_mebibyte_tag_gives_a_short_message_quoted_like_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::builder()
+        .sqlite_path(dir.path().join("tags.db"))
+        .build_blocking()
+        .unwrap();
+    let huge = "t".repeat(1 << 20);
+    let with_newlines = "line\n".repeat(1 << 18);
+    for tag in [huge.as_str(), with_newlines.as_str()] {
+        let errors = [
+            cache.invalidate_tag(tag).unwrap_err(),
+            cache
+                .set_with("k", "v", tierstack::SetOptions::new().tags([tag]))
+                .unwrap_err(),
+        ];
+        for err in errors {
+            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+            let shown = err.to_string();
+            assert!(shown.len() < SHORT, "{} bytes: {shown:.200}", shown.len());
+            assert!(!shown.contains('\n'), "{shown}");
+        }
+    }
+    assert_eq!(
+        cache.invalidate_tag(&huge).unwrap_err().message(),
+        format!(
+            "tag \"{}…\" (1048576 bytes) must be 1-255 bytes without control characters",
+            "t".repeat(64)
+        )
+    );
+    assert_eq!(cache.get("k").unwrap(), None);
 }

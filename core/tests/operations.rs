@@ -152,6 +152,51 @@ fn set_with_tags_and_entry_metadata() {
 }
 
 #[test]
+fn a_zero_ttl_takes_the_tier_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = tierstack::ManualClock::new(1_000_000);
+    let cache = Cache::builder()
+        .sqlite_path(dir.path().join("zero.db"))
+        .memory_ttl(Duration::from_secs(10))
+        .sqlite_ttl(Duration::from_secs(100))
+        .clock(clock.clone())
+        .build_blocking()
+        .unwrap();
+    let zero = SetOptions::new().ttl(Duration::ZERO);
+    cache.set_with("a", "1", zero.clone()).unwrap();
+    cache.mset_with([("b", "2")], zero.clone()).unwrap();
+    for key in ["a", "b"] {
+        let entry = cache.entry(key).unwrap().unwrap();
+        assert_eq!(
+            entry.meta.expires_ms - entry.meta.created_ms,
+            100_000,
+            "{key}"
+        );
+        assert_eq!(cache.lookup(key).unwrap().unwrap().tier, Tier::Memory);
+    }
+    // L1 keeps them for memory.ttl, L2 for sqlite.ttl.
+    clock.advance(Duration::from_secs(11));
+    for key in ["a", "b"] {
+        assert_eq!(
+            cache.lookup(key).unwrap().unwrap().tier,
+            Tier::Sqlite,
+            "{key}"
+        );
+    }
+    clock.advance(Duration::from_secs(90));
+    assert_eq!(cache.get("a").unwrap(), None);
+
+    let memory_only = Cache::builder()
+        .sqlite(false)
+        .memory_ttl(Duration::from_secs(10))
+        .build_blocking()
+        .unwrap();
+    memory_only.set_with("a", "1", zero).unwrap();
+    let entry = memory_only.entry("a").unwrap().unwrap();
+    assert_eq!(entry.meta.expires_ms - entry.meta.created_ms, 10_000);
+}
+
+#[test]
 fn stats_count_each_tier() {
     let dir = tempfile::tempdir().unwrap();
     open(&dir).set("a", "1").unwrap();

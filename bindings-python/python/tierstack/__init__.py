@@ -59,6 +59,7 @@ from collections.abc import Mapping
 from typing import Any, List, NamedTuple, TypedDict, Union
 
 from ._native import Cache as _NativeCache
+from ._native import _check_ttl
 from ._native import __version__
 
 __all__ = [
@@ -338,8 +339,10 @@ class Cache(_NativeCache):
 
         Threads asking for the same key while it loads share one call of
         ``loader`` and its result (or its exception). For JSON values: the
-        value returned on a hit is the stored value decoded.
+        value returned on a hit is the stored value decoded. A bad ``ttl``
+        raises as in :meth:`set`, hit or miss, before ``loader`` is called.
         """
+        _check_ttl(ttl)
         value = self.get(key, _MISSING)
         if value is not _MISSING:
             return value
@@ -429,8 +432,10 @@ class AsyncCache:
 
         Tasks asking for the same key while it loads share one load; a task
         cancelled while waiting does not cancel the load for the others. A
-        plain function loader runs on the event loop.
+        plain function loader runs on the event loop. A bad ``ttl`` raises as
+        in :meth:`Cache.set`, hit or miss, before ``loader`` is called.
         """
+        _check_ttl(ttl)
         value = await self.get(key, _MISSING)
         if value is not _MISSING:
             return value

@@ -147,7 +147,7 @@ class Cache:
     def get_or_load(self, key: str, loader: Callable[[], _V], ttl: float | None = None) -> _V:
         """The value of ``key``; on a miss, ``loader()``'s value, stored with
         ``ttl`` (as in :meth:`set`) and returned (one call per key for
-        concurrent threads)."""
+        concurrent threads). A bad ``ttl`` raises before ``loader`` is called."""
     def set(
         self, key: str, value: _Value, ttl: float | None = None, tags: Iterable[str] | None = None
     ) -> None:

@@ -24,7 +24,13 @@
 //!   key, and the next read goes to L2;
 //! - a reader takes a [`Ticket`] before it reads L2, and its promotion is
 //!   applied under the stripe lock only if no write of the stripe started
-//!   since (nor was running when the ticket was taken).
+//!   since (nor was running when the ticket was taken);
+//! - a clear, a tag invalidation, and a poll of other processes' changes
+//!   (read up to change N of the log) count as a write of every stripe
+//!   numbered N: a write of this process committed before N but not yet
+//!   applied is dropped instead. Otherwise a poll could consume another
+//!   process's change of a key and the older write of this process be
+//!   applied after it, to be served until it expires.
 //!
 //! So a promotion never puts back a value older than a write that returned,
 //! nor resurrects a deleted key, and L1 ends a burst of writes to one key
@@ -61,7 +67,7 @@ pub(crate) const STRIPES: usize = 64;
 /// and the timestamps.
 pub const ENTRY_OVERHEAD: u64 = 96;
 
-/// One L1 entry. Cloning it bumps the value's refcount and copies three
+/// One L1 entry. Cloning it bumps the value's refcount and copies four
 /// integers.
 #[derive(Clone, Debug)]
 pub(crate) struct MemEntry {
@@ -70,6 +76,9 @@ pub(crate) struct MemEntry {
     pub(crate) expires_ms: u64,
     /// Set by [`MemoryTier::insert`]: unique to this stored value.
     pub(crate) version: u64,
+    /// The id of the L2 row the value was written to or read from (0: no
+    /// L2), so that a hit can mark the row used without a lookup by key.
+    pub(crate) row: i64,
 }
 
 impl MemEntry {
@@ -80,7 +89,14 @@ impl MemEntry {
             created_ms,
             expires_ms,
             version: 0,
+            row: 0,
         }
+    }
+
+    /// The entry, as held in L2 row `row`.
+    pub(crate) fn in_row(mut self, row: i64) -> Self {
+        self.row = row;
+        self
     }
 }
 
@@ -154,20 +170,25 @@ pub(crate) struct MemoryTier {
     tagged: Mutex<HashMap<String, Vec<(Key, u64)>>>,
     stripes: Box<[Stripe]>,
     hasher: DefaultHashBuilder,
-    /// When (clock milliseconds) this L1 next checks the L2 file for other
-    /// processes' changes (see [`crate::coherence`]); `u64::MAX` when there
-    /// is nothing to watch. Zero in a new L1: its first use checks.
-    pub(crate) check_at: AtomicU64,
+    /// When (clock milliseconds) this L1 last checked the L2 file for other
+    /// processes' changes (see [`crate::coherence`] and
+    /// [`MemoryTier::check_due`]). `u64::MAX` in a new L1 that watches a
+    /// file: its first use checks.
+    pub(crate) checked_at: AtomicU64,
+    /// How long a check holds, in milliseconds (`sqlite.coherence_interval`);
+    /// `u64::MAX` when there is nothing to watch.
+    check_every: u64,
 }
 
 impl MemoryTier {
-    /// A tier whose first entry version is `first_version`; `watch`: whether
-    /// an L2 file is to be watched for other processes' changes.
+    /// A tier whose first entry version is `first_version`; `check_every`:
+    /// how often (milliseconds) an L2 file is checked for other processes'
+    /// changes, `None` if there is none to watch.
     pub(crate) fn new(
         max_bytes: u64,
         counters: Arc<Counters>,
         first_version: u64,
-        watch: bool,
+        check_every: Option<u64>,
     ) -> Self {
         // quick_cache sizes its ghost list (recently evicted keys, which let a
         // returning key back in) from the estimated entry count; it allocates
@@ -196,8 +217,23 @@ impl MemoryTier {
             tagged: Mutex::new(HashMap::new()),
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             hasher: DefaultHashBuilder::default(),
-            check_at: AtomicU64::new(if watch { 0 } else { u64::MAX }),
+            checked_at: AtomicU64::new(if check_every.is_some() { u64::MAX } else { 0 }),
+            check_every: check_every.unwrap_or(u64::MAX),
         }
+    }
+
+    /// Whether a check for other processes' changes is due at `now_ms`: one
+    /// interval after the last check, or at once if the clock now reads
+    /// earlier than it did then. The clock is the wall clock, which can be
+    /// stepped back (NTP, an administrator); waiting for it to catch up
+    /// would put the checks off for as long as the step, and L1 would serve
+    /// what other processes replaced meanwhile. (A thread whose `now_ms` was
+    /// read just before another thread's check also checks again: a cheap
+    /// `data_version` read, and rare.) Never due without a file to watch.
+    #[inline]
+    pub(crate) fn check_due(&self, now_ms: u64) -> bool {
+        let last = self.checked_at.load(Ordering::Relaxed);
+        now_ms >= last.saturating_add(self.check_every) || now_ms < last
     }
 
     fn stripe_of(&self, key: &str) -> usize {
@@ -280,9 +316,11 @@ impl MemoryTier {
 
     /// Drops `keys` and every entry tagged with one of `tags`, after
     /// `pending` (from [`MemoryTier::begin_all`]) was announced; `seq`: the
-    /// change number of this process's invalidation, so that its writes
-    /// committed before it are not applied after it. Returns the keys of the
-    /// tagged entries that were fresh at `now_ms`.
+    /// number of the last change this invalidation covers (this process's
+    /// own tag invalidation, or the head of the log other processes'
+    /// changes were read up to), so that writes of this process committed
+    /// before it are not applied after it. Returns the keys of the tagged
+    /// entries that were fresh at `now_ms`.
     pub(crate) fn invalidate(
         &self,
         _pending: &Pending<'_>,
@@ -308,8 +346,9 @@ impl MemoryTier {
     }
 
     /// Drops every entry, after `pending` (from [`MemoryTier::begin_all`])
-    /// was announced; `seq`: the change number of this process's clear, so
-    /// that its writes committed before it are not applied after it.
+    /// was announced; `seq`: as in [`MemoryTier::invalidate`] (this
+    /// process's clear, or the head of the log when another process's
+    /// changes cannot be told apart).
     pub(crate) fn invalidate_all(&self, _pending: &Pending<'_>, seq: Option<u64>) {
         let mut held: Vec<_> = self.stripes.iter().map(|s| s.applied.lock()).collect();
         self.map.clear();
@@ -432,12 +471,13 @@ pub(crate) struct L1 {
     building: AtomicU64,
     max_bytes: u64,
     counters: Arc<Counters>,
-    watch: bool,
+    check_every: Option<u64>,
 }
 
 impl L1 {
-    pub(crate) fn new(max_bytes: u64, counters: Arc<Counters>, watch: bool) -> Self {
-        let tier = MemoryTier::new(max_bytes, counters.clone(), 1, watch);
+    /// `check_every`: as in [`MemoryTier::new`].
+    pub(crate) fn new(max_bytes: u64, counters: Arc<Counters>, check_every: Option<u64>) -> Self {
+        let tier = MemoryTier::new(max_bytes, counters.clone(), 1, check_every);
         // A fork must be seen even by a cache without a file.
         runtime::watch_forks();
         let generation = runtime::fork_generation();
@@ -447,7 +487,7 @@ impl L1 {
             building: AtomicU64::new(generation),
             max_bytes,
             counters,
-            watch,
+            check_every,
         }
     }
 
@@ -483,7 +523,7 @@ impl L1 {
                 self.max_bytes,
                 self.counters.clone(),
                 old.next_version(),
-                self.watch,
+                self.check_every,
             );
             self.current
                 .store(Box::into_raw(Box::new(tier)), Ordering::Release);

@@ -14,6 +14,8 @@
 //! - Reads record their access in memory; [`SqliteTier::maintain`] writes the
 //!   batch in one transaction, evicts the least recently used rows when the
 //!   total is over budget, and purges rows past their stale-until time.
+//!   Uses above this tier (L1 hits, sampled) are recorded without a lock
+//!   or an allocation, by row id (see [`SqliteTier::touch`]).
 //! - The file is created with mode 0600 (SQLite gives its `-wal` and `-shm`
 //!   files the same mode), carries `application_id` [`APPLICATION_ID`] and a
 //!   schema version in `user_version`, migrated forward on open. A file that
@@ -103,7 +105,7 @@ const SQL_UPSERT: &str = "INSERT INTO entries \
      ON CONFLICT (key) DO UPDATE SET created_ms = excluded.created_ms, \
      expires_ms = excluded.expires_ms, stale_until_ms = excluded.stale_until_ms, \
      size = excluded.size, access_count = 0, last_access_ms = excluded.last_access_ms, \
-     etag = NULL, tags = excluded.tags, value = excluded.value";
+     etag = NULL, tags = excluded.tags, value = excluded.value RETURNING id";
 const SQL_DELETE: &str = "DELETE FROM entries WHERE key = ?1 RETURNING size, expires_ms";
 const SQL_DELETE_TAGGED: &str = "DELETE FROM entries WHERE tags IS NOT NULL \
      AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE json_each.value = ?1) \
@@ -111,22 +113,23 @@ const SQL_DELETE_TAGGED: &str = "DELETE FROM entries WHERE tags IS NOT NULL \
 const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1 RETURNING value";
 const SQL_TOUCH: &str = "UPDATE entries SET last_access_ms = max(last_access_ms, ?2), \
      access_count = access_count + ?3 WHERE id = ?1";
-const SQL_TOUCH_KEY: &str =
-    "UPDATE entries SET last_access_ms = max(last_access_ms, ?2) WHERE key = ?1";
+const SQL_TOUCH_ROW: &str =
+    "UPDATE entries SET last_access_ms = max(last_access_ms, ?2) WHERE id = ?1";
+
+/// Slots of [`SqliteTier::touch`]'s record of rows used above this tier; a
+/// power of two.
+const HOT_SLOTS: usize = 4096;
 
 /// Reads waiting to be written: per row, the latest time and how many.
 #[derive(Default)]
 struct Access {
     /// Reads served by this tier, by row id.
     by_id: HashMap<i64, (u64, i64)>,
-    /// Uses seen above this tier (L1 hits), by key: they refresh recency
-    /// only, since `access_count` counts the reads this tier served.
-    by_key: HashMap<String, u64>,
 }
 
 impl Access {
     fn rows(&self) -> usize {
-        self.by_id.len() + self.by_key.len()
+        self.by_id.len()
     }
 }
 
@@ -178,6 +181,8 @@ pub(crate) struct Found {
     pub(crate) value: Bytes,
     pub(crate) created_ms: u64,
     pub(crate) expires_ms: u64,
+    /// The row's id, for [`SqliteTier::touch`].
+    pub(crate) row: i64,
 }
 
 /// One write in a batch.
@@ -195,6 +200,8 @@ pub(crate) struct Outcome {
     pub(crate) seq: u64,
     /// For a delete, the expiry of the removed row.
     pub(crate) removed_expires_ms: Option<u64>,
+    /// For a put, the id of the row written, for [`SqliteTier::touch`].
+    pub(crate) row: Option<i64>,
 }
 
 #[derive(Default)]
@@ -220,6 +227,9 @@ pub(crate) struct SqliteTier {
     queue: Mutex<Vec<Submission>>,
     readers: Mutex<Vec<Connection>>,
     access: Mutex<Access>,
+    /// Rows used above this tier, one slot per row id modulo the slot
+    /// count (0: empty); see [`SqliteTier::touch`].
+    hot: Box<[AtomicI64]>,
     closed: AtomicBool,
     total_bytes: AtomicU64,
     entry_count: AtomicU64,
@@ -251,6 +261,7 @@ impl SqliteTier {
             queue: Mutex::new(Vec::new()),
             readers: Mutex::new(Vec::new()),
             access: Mutex::new(Access::default()),
+            hot: (0..HOT_SLOTS).map(|_| AtomicI64::new(0)).collect(),
             closed: AtomicBool::new(false),
             total_bytes: AtomicU64::new(0),
             entry_count: AtomicU64::new(0),
@@ -382,13 +393,10 @@ impl SqliteTier {
     pub(crate) fn get(&self, key: &str, now_ms: u64) -> Result<Option<Found>> {
         let found = self.read(|conn| {
             conn.prepare_cached(SQL_GET)?
-                .query_row([key], |r| Ok((r.get::<_, i64>(0)?, found_from(r)?)))
+                .query_row([key], found_from)
                 .optional()
         })?;
-        Ok(found.map(|(id, found)| {
-            self.record_access(&[id], now_ms);
-            found
-        }))
+        Ok(found.inspect(|found| self.record_access(&[found.row], now_ms)))
     }
 
     /// The rows for `keys` in one statement; records the accesses.
@@ -398,17 +406,12 @@ impl SqliteTier {
         })?;
         let rows = self.read(|conn| {
             let mut stmt = conn.prepare_cached(SQL_GET_MANY)?;
-            let rows = stmt.query_map([json], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(4)?, found_from(r)?))
-            })?;
+            let rows = stmt.query_map([json], |r| Ok((r.get::<_, String>(4)?, found_from(r)?)))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
-        let ids: Vec<i64> = rows.iter().map(|(id, _, _)| *id).collect();
+        let ids: Vec<i64> = rows.iter().map(|(_, found)| found.row).collect();
         self.record_access(&ids, now_ms);
-        Ok(rows
-            .into_iter()
-            .map(|(_, key, found)| (key, found))
-            .collect())
+        Ok(rows.into_iter().collect())
     }
 
     /// The whole stored entry for `key`, fresh or not, without recording an access.
@@ -508,18 +511,30 @@ impl SqliteTier {
         }
     }
 
-    /// Records that `key` was used above this tier (an L1 hit), so that its
-    /// row is not evicted as if unused. Written with the next pass.
-    pub(crate) fn touch(&self, key: &str, now_ms: u64) {
-        let Ok(_gate) = self.enter() else {
-            return;
-        };
-        let mut access = self.access.lock();
-        if let Some(last) = access.by_key.get_mut(key) {
-            *last = (*last).max(now_ms);
-        } else if access.rows() < ACCESS_CAP {
-            access.by_key.insert(key.to_owned(), now_ms);
+    /// Records that row `row` (an id from [`Found::row`] or
+    /// [`Outcome::row`]; 0: none) was used above this tier, by an L1 hit, so
+    /// that it is not evicted as if unused. The next maintenance pass sets
+    /// its last access to the pass's time (at most a pass late) and leaves
+    /// `access_count` alone: that counts the reads this tier served.
+    ///
+    /// On the L1 hit path (for one hit in [`crate::TIME_SAMPLE_EVERY`]):
+    /// one relaxed store into a fixed slot array, so no lock, no allocation
+    /// and no SQLite, and nothing to wait for (not even a `fork()` under way
+    /// in another thread). A row whose slot another row took since is not
+    /// recorded this pass; a hot row comes back. An id reused by a newer
+    /// row after a delete refreshes that row: harmless.
+    #[inline]
+    pub(crate) fn touch(&self, row: i64) {
+        if row != 0 {
+            self.hot[row as usize & (HOT_SLOTS - 1)].store(row, Ordering::Relaxed);
         }
+    }
+
+    /// Whether [`SqliteTier::touch`] recorded a row since the last pass.
+    fn hot_pending(&self) -> bool {
+        self.hot
+            .iter()
+            .any(|slot| slot.load(Ordering::Relaxed) != 0)
     }
 
     /// Applies `writes` in one transaction, possibly grouped with other
@@ -585,20 +600,24 @@ impl SqliteTier {
                                 serde_json::to_string(&row.tags).expect("strings serialise")
                             });
                             let size = row.size() as i64;
-                            upsert.execute(params![
-                                row.key,
-                                row.created_ms as i64,
-                                row.expires_ms as i64,
-                                row.stale_until_ms as i64,
-                                size,
-                                tags,
-                                &row.value[..],
-                            ])?;
+                            let id: i64 = upsert.query_row(
+                                params![
+                                    row.key,
+                                    row.created_ms as i64,
+                                    row.expires_ms as i64,
+                                    row.stale_until_ms as i64,
+                                    size,
+                                    tags,
+                                    &row.value[..],
+                                ],
+                                |r| r.get(0),
+                            )?;
                             bytes += size - old.unwrap_or(0);
                             count += i64::from(old.is_none());
                             outcome.push(Outcome {
                                 seq: log.record(&tx, Some(&row.key), None)?,
                                 removed_expires_ms: None,
+                                row: Some(id),
                             });
                         }
                         Write::Delete(key) => {
@@ -612,6 +631,7 @@ impl SqliteTier {
                             outcome.push(Outcome {
                                 seq: log.record(&tx, Some(key), None)?,
                                 removed_expires_ms: removed.map(|(_, expires)| expires as u64),
+                                row: None,
                             });
                         }
                     }
@@ -733,8 +753,9 @@ impl SqliteTier {
         let changes = match watch.as_mut() {
             Some(watch) => watch.poll(origin),
             None => connect(&self.path).and_then(Watch::open).map(|opened| {
+                let head = opened.seen();
                 *watch = Some(opened);
-                Changes::All
+                Changes::All { head }
             }),
         };
         apply(changes);
@@ -751,7 +772,7 @@ impl SqliteTier {
         let last_purge = self.last_purge_ms.load(Ordering::Relaxed);
         let purge = budget && now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
         let evict = budget && self.read_totals()? > self.max_bytes;
-        if !purge && !evict && self.access.lock().rows() == 0 {
+        if !purge && !evict && self.access.lock().rows() == 0 && !self.hot_pending() {
             return Ok(Maintenance::default());
         }
         let done = {
@@ -793,9 +814,13 @@ impl SqliteTier {
         for (id, (at, n)) in &access.by_id {
             touch.execute(params![id, *at as i64, n])?;
         }
-        let mut touch_key = tx.prepare_cached(SQL_TOUCH_KEY)?;
-        for (key, at) in &access.by_key {
-            touch_key.execute(params![key, *at as i64])?;
+        let mut touch_row = tx.prepare_cached(SQL_TOUCH_ROW)?;
+        for slot in &self.hot[..] {
+            let row = slot.swap(0, Ordering::Relaxed);
+            if row != 0 {
+                touch_row.execute(params![row, now_ms as i64])?;
+                done.touched += 1;
+            }
         }
         let (mut bytes, mut count) = (0i64, 0i64);
         if purge {
@@ -887,8 +912,10 @@ unsafe fn unlock_abandoned<T>(mutex: &Mutex<T>) {
     }
 }
 
+/// A [`Found`] from a row of `id, created_ms, expires_ms, value, ...`.
 fn found_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
     Ok(Found {
+        row: r.get(0)?,
         created_ms: r.get::<_, i64>(1)? as u64,
         expires_ms: r.get::<_, i64>(2)? as u64,
         value: Bytes::copy_from_slice(r.get_ref(3)?.as_blob()?),
