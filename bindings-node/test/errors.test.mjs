@@ -181,10 +181,10 @@ test('io: the directory of the file cannot be created', (t) => {
   throwsWith(() => new HybridStorage({ sqlite: { path: join(dir, 'file', 'c.db') } }), 'io');
 });
 
-test('storage: the path is a directory', (t) => {
+test('io: the path is a directory, with the reason', (t) => {
   const dir = tempDir(t);
   mkdirSync(join(dir, 'sub'));
-  throwsWith(() => new HybridStorage({ sqlite: { path: join(dir, 'sub') } }), 'storage', /unable to open/);
+  throwsWith(() => new HybridStorage({ sqlite: { path: join(dir, 'sub') } }), 'io', /Is a directory/);
 });
 
 test('corrupt: the file is not a database, with the cause chained', (t) => {

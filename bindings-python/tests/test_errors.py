@@ -24,6 +24,7 @@ KINDS = [
     ("IncompatibleError", "incompatible", 8, False),
     ("InternalError", "internal", 9, False),
     ("InvalidValueError", "invalid_value", 10, True),
+    ("ReadOnlyError", "read_only", 11, False),
 ]
 
 
@@ -177,8 +178,9 @@ def test_closed_cache_refuses_everything(cache):
     assert cache.stats()["sets"] == 1
 
 
-def test_storage_error_when_the_path_is_a_directory(tmp_path):
-    raises(tierstack.StorageError, tierstack.Cache, sqlite={"path": str(tmp_path)})
+def test_io_error_with_the_reason_when_the_path_is_a_directory(tmp_path):
+    err = raises(tierstack.IoError, tierstack.Cache, sqlite={"path": str(tmp_path)})
+    assert "Is a directory" in str(err)
 
 
 def test_io_error_when_the_directory_cannot_be_created(tmp_path):

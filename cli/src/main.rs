@@ -330,6 +330,13 @@ fn inspect(out: &mut Out, config: Config, json: bool) -> Result<Outcome> {
         ("oldest", when(inspection.oldest_ms)),
         ("newest", when(inspection.newest_ms)),
         ("file size", format::bytes(inspection.file_bytes)),
+        (
+            "mode",
+            match inspection.read_only {
+                true => "read-only (this process may not write the file)".to_owned(),
+                false => "read-write".to_owned(),
+            },
+        ),
     ];
     for (name, value) in rows {
         out.line(format_args!("{:<16}{value}", format!("{name}:")))?;

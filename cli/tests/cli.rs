@@ -237,8 +237,9 @@ fn file_commands_round_trip_across_processes() {
             "budget:         104857600 B (100.0 MiB), 0.0 % used".to_owned(),
         ]
     );
-    assert_eq!(lines.len(), 9, "{lines:?}");
+    assert_eq!(lines.len(), 10, "{lines:?}");
     assert!(lines[8].starts_with("file size:      "), "{lines:?}");
+    assert_eq!(lines[9], "mode:           read-write");
 
     let json = run(&["--db", db, "inspect", "--json"]);
     assert_eq!((json.code, json.stderr.as_str()), (0, ""));
@@ -265,7 +266,7 @@ fn file_commands_round_trip_across_processes() {
         rest,
         serde_json::json!({
             "path": db, "schema_version": 1, "entries": 3, "expired": 0,
-            "bytes": bytes, "max_bytes": 104_857_600,
+            "bytes": bytes, "max_bytes": 104_857_600, "read_only": false,
         })
     );
 

@@ -73,6 +73,7 @@ __all__ = [
     "IoError",
     "Lookup",
     "MemoryConfig",
+    "ReadOnlyError",
     "SqliteConfig",
     "Stats",
     "StorageError",
@@ -85,7 +86,7 @@ class Error(Exception):
     """Any error tierstack reports.
 
     ``kind`` is the stable snake_case name of the error kind (``"invalid_key"``)
-    and ``code`` its stable number (1-10), the same in every host.
+    and ``code`` its stable number (1-11), the same in every host.
     """
 
     kind: str
@@ -132,7 +133,9 @@ class StorageError(Error):
 
 
 class IoError(Error):
-    """The file system refused something (creating the cache directory, ...)."""
+    """The file system refused something: the cache file or its directory
+    cannot be created or read, or the path is a directory. The message
+    carries the operating system's reason."""
 
     kind = "io"
     code = 6
@@ -166,6 +169,15 @@ class InvalidValueError(Error, ValueError):
 
     kind = "invalid_value"
     code = 10
+
+
+class ReadOnlyError(Error):
+    """The cache file may be read but not written (a read-only file system,
+    directory or file mode): it was opened read-only, reads are served, and
+    every write raises this."""
+
+    kind = "read_only"
+    code = 11
 
 
 class Lookup(NamedTuple):

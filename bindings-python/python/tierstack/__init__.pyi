@@ -43,7 +43,7 @@ class Error(Exception):
     kind: str
     """The stable snake_case name of the kind, e.g. ``"invalid_key"``."""
     code: int
-    """The stable number of the kind (1-10), the same in every host."""
+    """The stable number of the kind (1-11), the same in every host."""
 
 class InvalidKeyError(Error, ValueError):
     """Code 1: a key is empty, over 255 bytes, holds a control character or
@@ -62,7 +62,8 @@ class StorageError(Error):
     """Code 5: SQLite failed."""
 
 class IoError(Error):
-    """Code 6: the file system refused something."""
+    """Code 6: the file system refused something (the OS reason is in the
+    message)."""
 
 class CorruptError(Error):
     """Code 7: the file is not a tierstack cache, or is damaged."""
@@ -76,6 +77,10 @@ class InternalError(Error):
 class InvalidValueError(Error, ValueError):
     """Code 10: a value JSON cannot encode, or stored bytes that are not JSON
     read as JSON."""
+
+class ReadOnlyError(Error):
+    """Code 11: the cache file is read-only: reads are served, writes are
+    refused."""
 
 class Lookup(NamedTuple, Generic[_L_co]):
     """A value found by ``lookup``, with where it came from."""

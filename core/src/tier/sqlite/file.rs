@@ -1,17 +1,180 @@
-//! Opening the cache file: creating it with its directory, connecting,
-//! switching it to WAL, checking that it is a tierstack cache of a version
-//! this one reads, and migrating it forward.
+//! Opening the cache file: creating it with its directory, deciding
+//! whether it can be written, connecting, switching it to WAL, checking that
+//! it is a tierstack cache of a version this one reads, and migrating it
+//! forward.
+//!
+//! How a path is opened:
+//! - missing: its directory (0700) and the file (0600) are created, and it
+//!   is opened read-write;
+//! - a file this process can write, in a directory where SQLite can create
+//!   the `-wal` and `-shm` files (or where they exist): read-write;
+//! - a file this process can read but not write (a read-only file system or
+//!   bind mount, an immutable file, a file mode or directory that forbids
+//!   writing): read-only. Reads are served and every write fails with
+//!   [`ErrorKind::ReadOnly`]. When the `-wal` and `-shm` files exist, or the
+//!   directory lets SQLite create them, the file is read through them and
+//!   changes that a writer elsewhere makes are seen. Otherwise it is opened
+//!   `immutable`: SQLite then takes no locks and assumes that nobody changes
+//!   the file, which holds when no process can create the `-shm` file a
+//!   writer needs. A read-only file must be a tierstack cache of this
+//!   version's schema: it cannot be created or migrated;
+//! - anything else (a directory, a file that cannot be read, a directory
+//!   that cannot be created): [`ErrorKind::Io`] with the operating system's
+//!   reason.
 
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::ErrorKind as IoErrorKind;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, SCHEMA_VERSION};
 use crate::error::{Error, ErrorKind, Result};
+
+/// How the file is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    ReadWrite,
+    /// Reads only; `immutable`: without the `-wal` and `-shm` files, which
+    /// cannot be created (see the module docs).
+    ReadOnly {
+        immutable: bool,
+    },
+}
+
+/// An opened cache file.
+pub(super) struct Opened {
+    pub(super) mode: Mode,
+    /// Why the file is read-only, for the message of a refused write.
+    pub(super) read_only_because: Option<String>,
+    /// The writer connection; `None` when read-only.
+    pub(super) writer: Option<Connection>,
+}
+
+/// Opens (creating if needed) the cache file at `path`; see the module docs.
+pub(super) fn open(path: &Path) -> Result<Opened> {
+    let (mode, read_only_because) = match probe(path)? {
+        None => (Mode::ReadWrite, None),
+        Some(because) => {
+            let immutable = !wal_files_exist(path) && dir_writable(path).is_err();
+            (Mode::ReadOnly { immutable }, Some(because))
+        }
+    };
+    let writer = match mode {
+        Mode::ReadWrite => Some(prepare_file(path)?),
+        Mode::ReadOnly { .. } => {
+            let conn = connect(path, mode).map_err(|e| e.context(path.display()))?;
+            check_readable(
+                &conn,
+                path,
+                read_only_because.as_deref().unwrap_or_default(),
+            )?;
+            None
+        }
+    };
+    Ok(Opened {
+        mode,
+        read_only_because,
+        writer,
+    })
+}
+
+fn io_error(path: &Path, doing: &str, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Io, format!("{}: {doing}: {e}", path.display())).with_source(e)
+}
+
+/// Creates the file if missing; `None` if it can be written, else why it
+/// cannot (it is then readable). Errors are [`ErrorKind::Io`] with the
+/// operating system's reason.
+fn probe(path: &Path) -> Result<Option<String>> {
+    // O_NONBLOCK: opening a FIFO someone put there must not hang.
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == IoErrorKind::NotFound => {
+            create_file(path)?;
+            return Ok(None);
+        }
+        Err(e) if is_write_refused(&e) => {
+            let file = File::open(path).map_err(|r| io_error(path, "opening it", r))?;
+            check_regular(path, &file)?;
+            return Ok(Some(e.to_string()));
+        }
+        Err(e) => return Err(io_error(path, "opening it", e)),
+    };
+    check_regular(path, &file)?;
+    // SQLite also writes the `-wal` and `-shm` files beside it.
+    if !wal_files_exist(path)
+        && let Err(e) = dir_writable(path)
+    {
+        return Ok(Some(format!("its directory is not writable: {e}")));
+    }
+    Ok(None)
+}
+
+/// Whether `e` says that the file exists but may not be written.
+fn is_write_refused(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM | libc::EROFS | libc::ETXTBSY)
+    )
+}
+
+fn check_regular(path: &Path, file: &File) -> Result<()> {
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(path, "reading its metadata", e))?;
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Io,
+        format!("{}: not a regular file", path.display()),
+    ))
+}
+
+/// `<path>-wal` and `<path>-shm`.
+pub(super) fn wal_files(path: &Path) -> [PathBuf; 2] {
+    ["-wal", "-shm"].map(|suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    })
+}
+
+fn wal_files_exist(path: &Path) -> bool {
+    wal_files(path).iter().all(|p| p.exists())
+}
+
+/// Whether this process may create files in `path`'s directory.
+fn dir_writable(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(IoErrorKind::InvalidInput, e))?;
+    // SAFETY: a NUL-terminated path; faccessat only reads it.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_dir.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
 
 /// Creates the parent directory (0700) and the file (0600) if missing.
 pub(super) fn create_file(path: &Path) -> Result<()> {
@@ -38,15 +201,61 @@ pub(super) fn create_file(path: &Path) -> Result<()> {
     }
 }
 
-pub(super) fn connect(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)?;
+/// A connection to the file at `path` in `mode`.
+pub(super) fn connect(path: &Path, mode: Mode) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match mode {
+        Mode::ReadWrite => {
+            Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_WRITE)?
+        }
+        Mode::ReadOnly { immutable: false } => {
+            Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_READ_ONLY)?
+        }
+        Mode::ReadOnly { immutable: true } => Connection::open_with_flags(
+            format!("file:{}?immutable=1", uri_path(path)),
+            flags | OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )?,
+    };
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(32);
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -8192;",
     )?;
     Ok(conn)
+}
+
+/// `path` for a `file:` URI: every byte but the unreserved ones and `/`
+/// percent-encoded.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char);
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Checks that a file opened read-only can be served: a tierstack cache
+/// of exactly this version's schema (it cannot be created or migrated).
+fn check_readable(conn: &Connection, path: &Path, because: &str) -> Result<()> {
+    let version = check_identity(conn)
+        .and_then(|()| Ok(conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?))
+        .map_err(|e| e.context(path.display()))?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let what = match version {
+        0 => "it is empty and cannot be made a cache".to_owned(),
+        _ => format!("it has schema version {version} and cannot be migrated to {SCHEMA_VERSION}"),
+    };
+    Err(Error::new(
+        ErrorKind::ReadOnly,
+        format!("{} is read-only ({because}): {what}", path.display()),
+    ))
 }
 
 /// Opens the writer connection, switches the file to WAL and migrates it.
@@ -59,7 +268,7 @@ pub(super) fn prepare_file(path: &Path) -> Result<Connection> {
     let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
     let mut pause = Duration::from_millis(1);
     loop {
-        let attempt = connect(path).and_then(|mut conn| {
+        let attempt = connect(path, Mode::ReadWrite).and_then(|mut conn| {
             check_identity(&conn)?;
             let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {

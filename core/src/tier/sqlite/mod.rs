@@ -19,6 +19,9 @@
 //!   schema version in `user_version`, migrated forward on open. A file that
 //!   is not a tierstack cache, or is from a newer version, is refused and
 //!   left untouched.
+//! - A file this process may read but not write is opened read-only (see
+//!   [`file`]): reads are served, writes fail with [`ErrorKind::ReadOnly`],
+//!   and reads are not recorded for eviction, which needs writing.
 
 mod file;
 
@@ -37,7 +40,7 @@ use crate::entry::{Entry, Metadata};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime;
 use crate::stats::Counters;
-use file::{connect, create_file, prepare_file};
+use file::{Mode, Opened, connect, prepare_file};
 
 /// Bytes charged per row on top of its key and value: the row's integer
 /// columns, its slots in the key and recency indexes, and page slack.
@@ -143,6 +146,8 @@ pub struct Inspection {
     pub newest_ms: Option<u64>,
     /// Size of the database file itself (the WAL not included).
     pub file_bytes: u64,
+    /// Whether the file is open read-only (this process may not write it).
+    pub read_only: bool,
 }
 
 /// A row to write.
@@ -200,9 +205,19 @@ pub(crate) struct Maintenance {
     pub(crate) purged: u64,
 }
 
+/// The file the connections are on, and how it is open. Locked only
+/// inside [`SqliteTier::enter`], so a forked child never finds it held.
+struct Current {
+    mode: Mode,
+    read_only_because: Option<String>,
+}
+
 pub(crate) struct SqliteTier {
     path: PathBuf,
     max_bytes: u64,
+    current: Mutex<Current>,
+    /// Whether the file is open read-only: writes are refused without a lock.
+    read_only: AtomicBool,
     writer: Mutex<Option<Connection>>,
     queue: Mutex<Vec<Submission>>,
     readers: Mutex<Vec<Connection>>,
@@ -224,11 +239,28 @@ impl SqliteTier {
     pub(crate) fn open(path: &Path, max_bytes: u64, counters: Arc<Counters>) -> Result<Self> {
         runtime::watch_forks();
         let _gate = runtime::fork_gate();
-        create_file(path)?;
-        let writer = prepare_file(path)?;
+        let Opened {
+            mode,
+            read_only_because,
+            writer,
+            ..
+        } = file::open(path)?;
+        let read_only = mode != Mode::ReadWrite;
+        if let Some(because) = &read_only_because {
+            tracing::warn!(
+                path = %path.display(),
+                because,
+                "the cache file is read-only: reads are served, writes are refused"
+            );
+        }
         let tier = Self {
             path: path.to_owned(),
             max_bytes,
+            current: Mutex::new(Current {
+                mode,
+                read_only_because,
+            }),
+            read_only: AtomicBool::new(read_only),
             writer: Mutex::new(None),
             queue: Mutex::new(Vec::new()),
             readers: Mutex::new(Vec::new()),
@@ -243,9 +275,45 @@ impl SqliteTier {
             resetting: AtomicBool::new(false),
             after_fork: OnceLock::new(),
         };
-        tier.refresh_totals(&writer)?;
-        *tier.writer.lock() = Some(writer);
+        match writer {
+            Some(writer) => {
+                tier.refresh_totals(&writer)?;
+                *tier.writer.lock() = Some(writer);
+            }
+            None => tier.read(|conn| tier.refresh_totals(conn))?,
+        }
         Ok(tier)
+    }
+
+    /// A new reader connection on the current file.
+    fn connect(&self) -> Result<Connection> {
+        let mode = self.current.lock().mode;
+        connect(&self.path, mode)
+    }
+
+    /// A new writer connection on the current file; `None` when it is read-only.
+    fn open_writer(&self) -> Result<Option<Connection>> {
+        match self.current.lock().mode {
+            Mode::ReadWrite => prepare_file(&self.path).map(Some),
+            Mode::ReadOnly { .. } => Ok(None),
+        }
+    }
+
+    /// `Err` of kind [`ErrorKind::ReadOnly`] when the file is open read-only.
+    #[inline]
+    fn check_writable(&self) -> Result<()> {
+        if !self.read_only.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let because = self.current.lock().read_only_because.clone();
+        Err(Error::new(
+            ErrorKind::ReadOnly,
+            format!(
+                "{} is read-only ({}): reads are served, writes are refused",
+                self.path.display(),
+                because.as_deref().unwrap_or("SQLite opened it read-only")
+            ),
+        ))
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -313,7 +381,7 @@ impl SqliteTier {
         *self.access.lock() = Access::default();
         let reopened = match self.closed.load(Ordering::Acquire) {
             true => Ok(()),
-            false => prepare_file(&self.path).map(|conn| *self.writer.lock() = Some(conn)),
+            false => self.open_writer().map(|conn| *self.writer.lock() = conn),
         };
         self.generation.store(generation, Ordering::Release);
         self.resetting.store(false, Ordering::Release);
@@ -344,7 +412,7 @@ impl SqliteTier {
         let pooled = self.readers.lock().pop();
         let conn = match pooled {
             Some(conn) => conn,
-            None => connect(&self.path)?,
+            None => self.connect()?,
         };
         let result = f(&conn).map_err(Error::from);
         let mut readers = self.readers.lock();
@@ -445,6 +513,7 @@ impl SqliteTier {
             oldest_ms: oldest.map(|v| v as u64),
             newest_ms: newest.map(|v| v as u64),
             file_bytes,
+            read_only: self.read_only.load(Ordering::Acquire),
         })
     }
 
@@ -467,7 +536,8 @@ impl SqliteTier {
     }
 
     fn record_access(&self, ids: &[i64], now_ms: u64) {
-        if ids.is_empty() {
+        // A read-only file cannot record reads; it is not evicted from here either.
+        if ids.is_empty() || self.read_only.load(Ordering::Relaxed) {
             return;
         }
         let mut access = self.access.lock();
@@ -487,6 +557,9 @@ impl SqliteTier {
     /// Records that `key` was used above this tier (an L1 hit), so that its
     /// row is not evicted as if unused. Written with the next pass.
     pub(crate) fn touch(&self, key: &str, now_ms: u64) {
+        if self.read_only.load(Ordering::Relaxed) {
+            return;
+        }
         let Ok(_gate) = self.enter() else {
             return;
         };
@@ -505,6 +578,7 @@ impl SqliteTier {
             return Err(Error::closed());
         }
         let _gate = self.enter()?;
+        self.check_writable()?;
         let slot = Arc::new(Slot::default());
         self.queue.lock().push(Submission {
             writes,
@@ -624,7 +698,11 @@ impl SqliteTier {
 
     /// Runs `f` in an `IMMEDIATE` transaction on the writer connection.
     fn with_writer<R>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
         let _gate = self.enter()?;
+        self.check_writable()?;
         let mut writer = self.writer.lock();
         let conn = writer.as_mut().ok_or_else(Error::closed)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -675,7 +753,13 @@ impl SqliteTier {
     ///
     /// A pass with nothing to do writes nothing; `budget: false` (closing)
     /// only writes the buffered reads.
+    ///
+    /// On a read-only file there is nothing to write and nothing may be
+    /// evicted: a pass does nothing.
     pub(crate) fn maintain(&self, now_ms: u64, budget: bool) -> Result<Maintenance> {
+        if self.read_only.load(Ordering::Acquire) {
+            return Ok(Maintenance::default());
+        }
         let _gate = self.enter()?;
         let last_purge = self.last_purge_ms.load(Ordering::Relaxed);
         let purge = budget && now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
