@@ -8,7 +8,7 @@
 //! runtime's blocking pool. [`crate::blocking::Cache`] calls the engine
 //! directly.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,8 @@ pub(crate) struct Engine {
     sqlite: Option<SqliteTier>,
     counters: Arc<Counters>,
     closed: AtomicBool,
+    /// The L2 [`SqliteTier::file_epoch`] the L1 was last checked against.
+    l1_epoch: AtomicU64,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -66,6 +68,7 @@ impl Engine {
             sqlite,
             counters,
             closed: AtomicBool::new(false),
+            l1_epoch: AtomicU64::new(0),
         });
         if let Some(sqlite) = &engine.sqlite {
             let (weak, wake) = (Arc::downgrade(&engine), sqlite.wake());
@@ -149,11 +152,26 @@ impl Engine {
         Some(entry)
     }
 
+    /// Empties L1 if the L2 file was swapped since the last check (a
+    /// replaced or deleted file reopened): what L1 holds came from the old
+    /// file. Checked after L2 calls on the miss and write paths; an L1 hit
+    /// does not check.
+    fn follow_file_swap(&self) {
+        if let (Some(sqlite), Some(memory)) = (&self.sqlite, &self.memory) {
+            let epoch = sqlite.file_epoch();
+            if self.l1_epoch.swap(epoch, Ordering::AcqRel) != epoch {
+                memory.clear();
+            }
+        }
+    }
+
     #[inline(never)]
     fn lookup_below_memory(&self, key: &str, now: u64) -> Result<Option<(Lookup, Option<u64>)>> {
         if let Some(sqlite) = &self.sqlite {
             let start = Instant::now();
-            match sqlite.get(key, now)? {
+            let found = sqlite.get(key, now)?;
+            self.follow_file_swap();
+            match found {
                 Some(found) if now < found.expires_ms => {
                     let promoted = self.promote(key, found, now);
                     self.counters.sqlite.hits.incr();
@@ -220,6 +238,7 @@ impl Engine {
             let start = Instant::now();
             let wanted: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
             let mut found = sqlite.get_many(&wanted, now)?;
+            self.follow_file_swap();
             let mut hits = 0u64;
             missing.retain(
                 |&i| match found.remove(keys[i]).filter(|f| now < f.expires_ms) {
@@ -330,6 +349,7 @@ impl Engine {
         };
         if let Some(sqlite) = &self.sqlite {
             sqlite.write(rows.into_iter().map(Write::Put).collect())?;
+            self.follow_file_swap();
         }
         if let Some(memory) = &self.memory {
             for (key, entry) in l1 {
@@ -347,6 +367,7 @@ impl Engine {
         let mut existed = false;
         if let Some(sqlite) = &self.sqlite {
             let outcome = sqlite.write(vec![Write::Delete(key.to_owned())])?;
+            self.follow_file_swap();
             existed = outcome
                 .first()
                 .copied()
@@ -370,6 +391,7 @@ impl Engine {
             Some(sqlite) => sqlite.fresh_keys(&glob.to_sqlite_glob(), now)?,
             None => Vec::new(),
         };
+        self.follow_file_swap();
         if let Some(memory) = &self.memory {
             keys.extend(memory.fresh_keys(now).filter(|k| glob.matches(k)));
         }
@@ -428,6 +450,7 @@ impl Engine {
             Some(sqlite) => sqlite.delete_tagged(tag, now)?,
             None => Vec::new(),
         };
+        self.follow_file_swap();
         if let Some(memory) = &self.memory {
             for key in &removed {
                 memory.remove(key, now);

@@ -8,4 +8,6 @@ pub(crate) mod memory;
 pub(crate) mod sqlite;
 
 pub use memory::ENTRY_OVERHEAD as MEMORY_ENTRY_OVERHEAD;
-pub use sqlite::{Inspection, ROW_OVERHEAD as SQLITE_ROW_OVERHEAD, SCHEMA_VERSION};
+pub use sqlite::{
+    FILE_CHECK_INTERVAL, Inspection, ROW_OVERHEAD as SQLITE_ROW_OVERHEAD, SCHEMA_VERSION,
+};

@@ -25,7 +25,7 @@
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::ErrorKind as IoErrorKind;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,8 +45,36 @@ pub(super) enum Mode {
     },
 }
 
+/// Which file a path names: its device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// The identity of the file at `path`; `None` when there is none.
+pub(super) fn identity(path: &Path) -> std::io::Result<Option<FileId>> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(Some(FileId::of(&meta))),
+        Err(e) if e.kind() == IoErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// An opened cache file.
 pub(super) struct Opened {
+    /// The file opened, as found before connecting: if the path is replaced
+    /// while connecting, the next check sees a difference and reopens.
+    pub(super) id: FileId,
     pub(super) mode: Mode,
     /// Why the file is read-only, for the message of a refused write.
     pub(super) read_only_because: Option<String>,
@@ -56,7 +84,8 @@ pub(super) struct Opened {
 
 /// Opens (creating if needed) the cache file at `path`; see the module docs.
 pub(super) fn open(path: &Path) -> Result<Opened> {
-    let (mode, read_only_because) = match probe(path)? {
+    let (id, read_only) = probe(path)?;
+    let (mode, read_only_because) = match read_only {
         None => (Mode::ReadWrite, None),
         Some(because) => {
             let immutable = !wal_files_exist(path) && dir_writable(path).is_err();
@@ -76,6 +105,7 @@ pub(super) fn open(path: &Path) -> Result<Opened> {
         }
     };
     Ok(Opened {
+        id,
         mode,
         read_only_because,
         writer,
@@ -86,10 +116,10 @@ fn io_error(path: &Path, doing: &str, e: std::io::Error) -> Error {
     Error::new(ErrorKind::Io, format!("{}: {doing}: {e}", path.display())).with_source(e)
 }
 
-/// Creates the file if missing; `None` if it can be written, else why it
-/// cannot (it is then readable). Errors are [`ErrorKind::Io`] with the
-/// operating system's reason.
-fn probe(path: &Path) -> Result<Option<String>> {
+/// Creates the file if missing; its identity, and `None` if it can be
+/// written, else why it cannot (it is then readable). Errors are
+/// [`ErrorKind::Io`] with the operating system's reason.
+fn probe(path: &Path) -> Result<(FileId, Option<String>)> {
     // O_NONBLOCK: opening a FIFO someone put there must not hang.
     let opened = OpenOptions::new()
         .read(true)
@@ -100,23 +130,30 @@ fn probe(path: &Path) -> Result<Option<String>> {
         Ok(file) => file,
         Err(e) if e.kind() == IoErrorKind::NotFound => {
             create_file(path)?;
-            return Ok(None);
+            let id = identity(path)
+                .map_err(|e| io_error(path, "reading its metadata", e))?
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Io,
+                        format!("{} was removed as it was created", path.display()),
+                    )
+                })?;
+            return Ok((id, None));
         }
         Err(e) if is_write_refused(&e) => {
             let file = File::open(path).map_err(|r| io_error(path, "opening it", r))?;
-            check_regular(path, &file)?;
-            return Ok(Some(e.to_string()));
+            return Ok((regular(path, &file)?, Some(e.to_string())));
         }
         Err(e) => return Err(io_error(path, "opening it", e)),
     };
-    check_regular(path, &file)?;
+    let id = regular(path, &file)?;
     // SQLite also writes the `-wal` and `-shm` files beside it.
     if !wal_files_exist(path)
         && let Err(e) = dir_writable(path)
     {
-        return Ok(Some(format!("its directory is not writable: {e}")));
+        return Ok((id, Some(format!("its directory is not writable: {e}"))));
     }
-    Ok(None)
+    Ok((id, None))
 }
 
 /// Whether `e` says that the file exists but may not be written.
@@ -127,12 +164,13 @@ fn is_write_refused(e: &std::io::Error) -> bool {
     )
 }
 
-fn check_regular(path: &Path, file: &File) -> Result<()> {
+/// The identity of `file`, opened at `path`, if it is a regular file.
+fn regular(path: &Path, file: &File) -> Result<FileId> {
     let meta = file
         .metadata()
         .map_err(|e| io_error(path, "reading its metadata", e))?;
     if meta.is_file() {
-        return Ok(());
+        return Ok(FileId::of(&meta));
     }
     Err(Error::new(
         ErrorKind::Io,

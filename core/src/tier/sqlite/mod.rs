@@ -22,14 +22,18 @@
 //! - A file this process may read but not write is opened read-only (see
 //!   [`file`]): reads are served, writes fail with [`ErrorKind::ReadOnly`],
 //!   and reads are not recorded for eviction, which needs writing.
+//! - A file deleted or replaced on disk is noticed by the next write (and by
+//!   reads within [`FILE_CHECK_INTERVAL`]) and the file at the path is opened
+//!   instead, created if missing (see [`recovery`]).
 
 mod file;
+mod recovery;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -40,7 +44,8 @@ use crate::entry::{Entry, Metadata};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime;
 use crate::stats::Counters;
-use file::{Mode, Opened, connect, prepare_file};
+use file::{FileId, Mode, Opened, connect, prepare_file};
+pub use recovery::FILE_CHECK_INTERVAL;
 
 /// Bytes charged per row on top of its key and value: the row's integer
 /// columns, its slots in the key and recency indexes, and page slack.
@@ -208,6 +213,7 @@ pub(crate) struct Maintenance {
 /// The file the connections are on, and how it is open. Locked only
 /// inside [`SqliteTier::enter`], so a forked child never finds it held.
 struct Current {
+    id: FileId,
     mode: Mode,
     read_only_because: Option<String>,
 }
@@ -218,9 +224,15 @@ pub(crate) struct SqliteTier {
     current: Mutex<Current>,
     /// Whether the file is open read-only: writes are refused without a lock.
     read_only: AtomicBool,
+    /// Incremented on every swap of the file (see [`recovery`]).
+    epoch: AtomicU64,
+    started: Instant,
+    /// When reads last checked the file's identity, in ms since `started`.
+    checked_ms: AtomicU64,
     writer: Mutex<Option<Connection>>,
     queue: Mutex<Vec<Submission>>,
-    readers: Mutex<Vec<Connection>>,
+    /// Idle reader connections, with the epoch of the file they are on.
+    readers: Mutex<Vec<(u64, Connection)>>,
     access: Mutex<Access>,
     closed: AtomicBool,
     total_bytes: AtomicU64,
@@ -240,10 +252,10 @@ impl SqliteTier {
         runtime::watch_forks();
         let _gate = runtime::fork_gate();
         let Opened {
+            id,
             mode,
             read_only_because,
             writer,
-            ..
         } = file::open(path)?;
         let read_only = mode != Mode::ReadWrite;
         if let Some(because) = &read_only_because {
@@ -257,10 +269,14 @@ impl SqliteTier {
             path: path.to_owned(),
             max_bytes,
             current: Mutex::new(Current {
+                id,
                 mode,
                 read_only_because,
             }),
             read_only: AtomicBool::new(read_only),
+            epoch: AtomicU64::new(0),
+            started: Instant::now(),
+            checked_ms: AtomicU64::new(0),
             writer: Mutex::new(None),
             queue: Mutex::new(Vec::new()),
             readers: Mutex::new(Vec::new()),
@@ -409,15 +425,19 @@ impl SqliteTier {
             return Err(Error::closed());
         }
         let _gate = self.enter()?;
+        self.check_file_every()?;
         let pooled = self.readers.lock().pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => self.connect()?,
+        let (epoch, conn) = match pooled {
+            Some(pooled) => pooled,
+            None => (self.file_epoch(), self.connect()?),
         };
         let result = f(&conn).map_err(Error::from);
         let mut readers = self.readers.lock();
-        if readers.len() < READERS_KEPT && !self.closed.load(Ordering::Acquire) {
-            readers.push(conn);
+        if readers.len() < READERS_KEPT
+            && !self.closed.load(Ordering::Acquire)
+            && epoch == self.file_epoch()
+        {
+            readers.push((epoch, conn));
         }
         result
     }
@@ -591,7 +611,13 @@ impl SqliteTier {
         let conn = writer.as_mut().ok_or_else(Error::closed)?;
         let batch = std::mem::take(&mut *self.queue.lock());
         debug_assert!(batch.iter().any(|s| Arc::ptr_eq(&s.slot, &slot)));
-        match self.apply(conn, &batch) {
+        let applied = match self.apply(conn, &batch) {
+            Err(err) => self
+                .recover(&mut writer, err)
+                .and_then(|()| self.apply(self.writable(&mut writer)?, &batch)),
+            applied => applied,
+        };
+        match applied {
             Ok(outcomes) => {
                 for (submission, outcome) in batch.iter().zip(outcomes) {
                     *submission.slot.0.lock() = Some(Ok(outcome));
@@ -617,6 +643,7 @@ impl SqliteTier {
 
     fn apply(&self, conn: &mut Connection, batch: &[Submission]) -> Result<Vec<Vec<Outcome>>> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.check_still_current()?;
         let (mut bytes, mut count) = (0i64, 0i64);
         let mut outcomes = Vec::with_capacity(batch.len());
         {
@@ -697,18 +724,32 @@ impl SqliteTier {
     }
 
     /// Runs `f` in an `IMMEDIATE` transaction on the writer connection.
-    fn with_writer<R>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
+    ///
+    /// A file replaced or deleted since it was opened is reopened and `f`
+    /// runs there (see [`recovery`]).
+    fn with_writer<R>(&self, f: impl Fn(&Transaction<'_>) -> Result<R>) -> Result<R> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
         let _gate = self.enter()?;
         self.check_writable()?;
         let mut writer = self.writer.lock();
-        let conn = writer.as_mut().ok_or_else(Error::closed)?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let result = f(&tx)?;
-        tx.commit()?;
-        Ok(result)
+        let run = |writer: &mut Option<Connection>| {
+            let tx = self
+                .writable(writer)?
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            self.check_still_current()?;
+            let result = f(&tx)?;
+            tx.commit()?;
+            Ok(result)
+        };
+        match run(&mut writer) {
+            Err(err) => {
+                self.recover(&mut writer, err)?;
+                run(&mut writer)
+            }
+            done => done,
+        }
     }
 
     /// Deletes every row tagged `tag`; returns the keys of those that were
@@ -769,10 +810,22 @@ impl SqliteTier {
         }
         let done = {
             let mut writer = self.writer.lock();
-            let conn = writer.as_mut().ok_or_else(Error::closed)?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let done = self.maintain_in(&tx, now_ms, purge, budget)?;
-            tx.commit()?;
+            let pass = |writer: &mut Option<Connection>| {
+                let tx = self
+                    .writable(writer)?
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                self.check_still_current()?;
+                let done = self.maintain_in(&tx, now_ms, purge, budget)?;
+                tx.commit()?;
+                Ok::<_, Error>(done)
+            };
+            let done = match pass(&mut writer) {
+                Err(err) => {
+                    self.recover(&mut writer, err)?;
+                    pass(&mut writer)?
+                }
+                done => done?,
+            };
             // Counted before the writer lock is released, so the next pass,
             // here or in another thread, sees it.
             self.counters.sqlite.evictions.add(done.evicted);
