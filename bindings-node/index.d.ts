@@ -197,6 +197,12 @@ export interface SqliteOptions {
   maxSize?: number
   /** Default time to live in seconds (default 86400). */
   ttl?: number
+  /**
+   * A damaged cache file: `'rebuild'` (default) sets it aside as
+   * `<name>.corrupt-<unix time>` and starts a fresh one; `'fail'` rejects
+   * with `code === 'corrupt'` and touches nothing.
+   */
+  onCorrupt?: 'rebuild' | 'fail'
 }
 
 /** A snapshot of a storage's counters. */
@@ -217,6 +223,16 @@ export interface StorageStats {
   deletes: number
   /** One entry per enabled tier, L1 first. */
   tiers: Array<TierStats>
+  /**
+   * Times the SQLite file was found damaged, set aside as
+   * `<name>.corrupt-<unix time>` and replaced by a fresh one.
+   */
+  sqliteRebuilds: number
+  /**
+   * Times the SQLite file was found deleted or replaced on disk and the
+   * file now at its path was opened.
+   */
+  sqliteReopens: number
 }
 
 /** The counters of one tier. */

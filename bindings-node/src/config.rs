@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `namespace` | `namespace` |
 //! | `memory.enabled`, `memory.maxSize`, `memory.ttl` | `memory.enabled`, `memory.max_bytes`, `memory.ttl` |
-//! | `sqlite.enabled`, `sqlite.path`, `sqlite.maxSize`, `sqlite.ttl` | `sqlite.enabled`, `sqlite.path`, `sqlite.max_bytes`, `sqlite.ttl` |
+//! | `sqlite.enabled`, `sqlite.path`, `sqlite.maxSize`, `sqlite.ttl`, `sqlite.onCorrupt` | `sqlite.enabled`, `sqlite.path`, `sqlite.max_bytes`, `sqlite.ttl`, `sqlite.on_corrupt` |
 //! | `failSafe.maxStale` | `fail_safe.max_stale` |
 //!
 //! An unknown key is an `invalid_config` error, as in the core; so is
@@ -57,6 +57,11 @@ pub struct SqliteOptions {
     pub max_size: Option<f64>,
     /// Default time to live in seconds (default 86400).
     pub ttl: Option<f64>,
+    /// A damaged cache file: `'rebuild'` (default) sets it aside as
+    /// `<name>.corrupt-<unix time>` and starts a fresh one; `'fail'` rejects
+    /// with `code === 'corrupt'` and touches nothing.
+    #[napi(ts_type = "'rebuild' | 'fail'")]
+    pub on_corrupt: Option<String>,
 }
 
 /// Serving expired copies.
@@ -93,6 +98,7 @@ const SECTIONS: &[Section] = &[
             ("path", "path"),
             ("maxSize", "max_bytes"),
             ("ttl", "ttl"),
+            ("onCorrupt", "on_corrupt"),
         ]),
     ),
     ("failSafe", "fail_safe", Some(&[("maxStale", "max_stale")])),
@@ -171,7 +177,7 @@ mod tests {
         let json = serde_json::json!({
             "namespace": "ns",
             "memory": {"enabled": true, "maxSize": 1024, "ttl": 1.5},
-            "sqlite": {"path": "/tmp/x.db", "maxSize": 4096, "ttl": 60},
+            "sqlite": {"path": "/tmp/x.db", "maxSize": 4096, "ttl": 60, "onCorrupt": "fail"},
             "failSafe": {"maxStale": 10}
         });
         let config = Config::from_json(&to_core(json).unwrap().to_string()).unwrap();
@@ -179,6 +185,7 @@ mod tests {
         assert_eq!(config.memory.max_bytes, 1024);
         assert_eq!(config.memory.ttl, std::time::Duration::from_millis(1500));
         assert_eq!(config.sqlite.max_bytes, 4096);
+        assert_eq!(config.sqlite.on_corrupt, tierstack::OnCorrupt::Fail);
         assert_eq!(
             config.sqlite.path.as_deref(),
             Some(std::path::Path::new("/tmp/x.db"))

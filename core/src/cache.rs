@@ -57,6 +57,7 @@ impl Engine {
             true => Some(SqliteTier::open(
                 &config.resolved_sqlite_path()?,
                 config.sqlite.max_bytes,
+                config.sqlite.on_corrupt,
                 counters.clone(),
             )?),
             false => None,
@@ -537,6 +538,8 @@ impl Engine {
             sets: c.sets.get(),
             deletes: c.deletes.get(),
             tiers,
+            sqlite_rebuilds: c.sqlite_rebuilds.get(),
+            sqlite_reopens: c.sqlite_reopens.get(),
         }
     }
 

@@ -189,6 +189,8 @@ pub(crate) struct Counters {
     pub(crate) misses: Counter,
     pub(crate) sets: Counter,
     pub(crate) deletes: Counter,
+    pub(crate) sqlite_rebuilds: Counter,
+    pub(crate) sqlite_reopens: Counter,
 }
 
 impl Counters {
@@ -202,7 +204,13 @@ impl Counters {
     pub(crate) fn reset(&self) {
         self.memory.reset();
         self.sqlite.reset();
-        for c in [&self.misses, &self.sets, &self.deletes] {
+        for c in [
+            &self.misses,
+            &self.sets,
+            &self.deletes,
+            &self.sqlite_rebuilds,
+            &self.sqlite_reopens,
+        ] {
             c.reset();
         }
     }
@@ -225,6 +233,13 @@ pub struct Stats {
     pub deletes: u64,
     /// One entry per enabled tier, L1 first.
     pub tiers: Vec<TierStats>,
+    /// Times this process found the L2 file damaged and, as
+    /// `sqlite.on_corrupt` = `rebuild` says, set it aside as
+    /// `<name>.corrupt-<unix time>` and started a fresh one.
+    pub sqlite_rebuilds: u64,
+    /// Times this process found the L2 file deleted or replaced on disk and
+    /// opened the file now at its path (creating it if missing).
+    pub sqlite_reopens: u64,
 }
 
 /// The counters of one tier.
@@ -265,6 +280,8 @@ impl Stats {
             ("misses_total", self.misses),
             ("sets_total", self.sets),
             ("deletes_total", self.deletes),
+            ("sqlite_rebuilds_total", self.sqlite_rebuilds),
+            ("sqlite_reopens_total", self.sqlite_reopens),
         ] {
             let _ = writeln!(out, "# TYPE tierstack_{name} counter");
             let _ = writeln!(out, "tierstack_{name}{{namespace=\"{ns}\"}} {value}");

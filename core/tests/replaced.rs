@@ -65,6 +65,8 @@ fn a_replaced_file_receives_the_next_write_and_old_values_are_not_served() {
     assert_eq!(a.get("old").unwrap(), None);
     assert_eq!(a.get("b").unwrap().as_deref(), Some(&b"from B"[..]));
     assert_eq!(a.keys("*").unwrap(), ["b", "c", "shared"]);
+    let stats = a.stats();
+    assert_eq!((stats.sqlite_reopens, stats.sqlite_rebuilds), (1, 0));
 }
 
 #[test]

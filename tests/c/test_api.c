@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 
 #include "check.h"
 
@@ -541,6 +542,59 @@ static void test_stats_json(void) {
     done();
 }
 
+/* A damaged file (whole pages in the middle overwritten) is set aside as
+ * cache.db.corrupt-<unix time>, a fresh one serves, and stats count it. */
+static void test_damaged_file_is_rebuilt(void) {
+    fresh("");
+    uint8_t value[1500];
+    memset(value, 'v', sizeof value);
+    for (int i = 0; i < 2000; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%05d", i);
+        CHECK_OK(tierstack_cache_set(cache, key, (size_t)n, value, sizeof value, 0));
+    }
+    CHECK_OK(tierstack_cache_close(cache));
+    tierstack_cache_free(cache);
+
+    char *path = path_join(dir, "cache.db");
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        CHECK(fseek(f, 0, SEEK_END) == 0);
+        long middle = ftell(f) / 2 / 4096 * 4096;
+        CHECK(fseek(f, middle, SEEK_SET) == 0);
+        uint8_t junk[8 * 4096];
+        memset(junk, 0xA5, sizeof junk);
+        CHECK(fwrite(junk, 1, sizeof junk, f) == sizeof junk);
+        fclose(f);
+    }
+
+    cache = open_in(dir, "");
+    char *json = NULL;
+    CHECK_OK(tierstack_cache_keys_json(cache, K("*"), &json));
+    CHECK(json != NULL && strcmp(json, "[]") == 0);
+    tierstack_string_free(json);
+    json = NULL;
+    CHECK_OK(tierstack_cache_stats_json(cache, &json));
+    CHECK(json != NULL && strstr(json, "\"sqlite_rebuilds\":1,\"sqlite_reopens\":0") != NULL);
+    tierstack_string_free(json);
+    CHECK_OK(tierstack_cache_set(cache, K("k"), D("v"), 0));
+
+    int aside = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e = d != NULL ? readdir(d) : NULL; e != NULL; e = readdir(d)) {
+        size_t n = strlen(e->d_name);
+        aside += strncmp(e->d_name, "cache.db.corrupt-", 17) == 0 &&
+                 !(n > 4 && strcmp(e->d_name + n - 4, "-wal") == 0);
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    CHECK(aside == 1);
+    free(path);
+    done();
+}
+
 static void test_null_arguments(void) {
     fresh("");
     tierstack_value *value = SENTINEL;
@@ -757,6 +811,8 @@ int main(void) {
     check_case("has and delete", test_has_and_delete);
     check_case("mget and mset", test_mget_mset);
     check_case("keys_json, len and clear", test_keys_len_clear);
+    check_case("a damaged file is set aside, rebuilt and counted in stats",
+               test_damaged_file_is_rebuilt);
     check_case("TTLs: expiry, defaults, unusable numbers", test_ttls);
     check_case("tags and invalidate_tag", test_tags);
     check_case("flush makes writes durable in the main file", test_flush_reaches_the_main_file);

@@ -213,6 +213,7 @@ class SqliteConfig(TypedDict, total=False):
     path: Union[str, "os.PathLike[str]", None]
     max_bytes: int
     ttl: float
+    on_corrupt: str
 
 
 class FailSafeConfig(TypedDict, total=False):
@@ -253,6 +254,8 @@ class Stats(TypedDict):
     sets: int
     deletes: int
     tiers: List[TierStats]
+    sqlite_rebuilds: int
+    sqlite_reopens: int
 
 
 _MISSING: Any = object()

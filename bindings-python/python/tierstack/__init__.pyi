@@ -101,6 +101,10 @@ class SqliteConfig(TypedDict, total=False):
     path: str | os.PathLike[str] | None
     max_bytes: int
     ttl: float
+    on_corrupt: Literal["rebuild", "fail"]
+    """A damaged cache file: ``"rebuild"`` (default) sets it aside as
+    ``<name>.corrupt-<unix time>`` and starts a fresh one; ``"fail"`` raises
+    :class:`CorruptError` and touches nothing."""
 
 class FailSafeConfig(TypedDict, total=False):
     max_stale: float
@@ -128,6 +132,12 @@ class Stats(TypedDict):
     sets: int
     deletes: int
     tiers: list[TierStats]
+    sqlite_rebuilds: int
+    """Times the SQLite file was found damaged, set aside as
+    ``<name>.corrupt-<unix time>`` and replaced by a fresh one."""
+    sqlite_reopens: int
+    """Times the SQLite file was found deleted or replaced on disk and the
+    file now at its path was opened."""
 
 class Cache:
     """A cache: L1 in this process's memory over an L2 SQLite file."""

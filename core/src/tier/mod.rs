@@ -9,5 +9,6 @@ pub(crate) mod sqlite;
 
 pub use memory::ENTRY_OVERHEAD as MEMORY_ENTRY_OVERHEAD;
 pub use sqlite::{
-    FILE_CHECK_INTERVAL, Inspection, ROW_OVERHEAD as SQLITE_ROW_OVERHEAD, SCHEMA_VERSION,
+    FILE_CHECK_INTERVAL, Inspection, Integrity, ROW_OVERHEAD as SQLITE_ROW_OVERHEAD,
+    SCHEMA_VERSION, check,
 };

@@ -21,6 +21,14 @@
 //! - anything else (a directory, a file that cannot be read, a directory
 //!   that cannot be created): [`ErrorKind::Io`] with the operating system's
 //!   reason.
+//!
+//! Damage (`SQLITE_CORRUPT`, `SQLITE_NOTADB`) found while opening, by the
+//! schema and the cheap probes of [`check_structure`], is handled as
+//! `sqlite.on_corrupt` says: with `rebuild`, a file whose header shows it is
+//! a tierstack cache is set aside as `<name>.corrupt-<unix time>` (its
+//! `-wal` beside it as `<name>.corrupt-<unix time>-wal`) and a fresh one is
+//! created. Damage deeper in the file is found by the call that reads it
+//! (see `recovery`). `tierstack check` ([`check`]) reads every page.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::ErrorKind as IoErrorKind;
@@ -32,6 +40,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, SCHEMA_VERSION};
+use crate::config::OnCorrupt;
 use crate::error::{Error, ErrorKind, Result};
 
 /// How the file is open.
@@ -80,10 +89,51 @@ pub(super) struct Opened {
     pub(super) read_only_because: Option<String>,
     /// The writer connection; `None` when read-only.
     pub(super) writer: Option<Connection>,
+    /// Where a damaged file found at the path was moved, if one was.
+    pub(super) set_aside: Option<PathBuf>,
 }
 
 /// Opens (creating if needed) the cache file at `path`; see the module docs.
-pub(super) fn open(path: &Path) -> Result<Opened> {
+pub(super) fn open(path: &Path, on_corrupt: OnCorrupt) -> Result<Opened> {
+    let err = match open_once(path) {
+        Err(err) if is_damage(&err) => err,
+        opened => return opened,
+    };
+    if !has_tierstack_header(path) {
+        // Not recognisably a cache: not ours to move.
+        return Err(err);
+    }
+    if on_corrupt == OnCorrupt::Fail {
+        return Err(left_as_is(path, err));
+    }
+    // Other processes may be writing the damaged file: holding its write
+    // lock while it is moved means none commits there after the move (their
+    // next write sees the path changed and follows it).
+    let held = connect(path, Mode::ReadWrite)
+        .ok()
+        .filter(|conn| conn.execute_batch("BEGIN IMMEDIATE").is_ok());
+    let aside = set_aside(path).map_err(|e| {
+        err.context(format!(
+            "{} is damaged and could not be set aside ({})",
+            path.display(),
+            e.message()
+        ))
+    })?;
+    let mut opened = open_once(path)?;
+    drop(held);
+    opened.set_aside = Some(aside);
+    Ok(opened)
+}
+
+/// `err` (damage in `path`, `sqlite.on_corrupt` = `fail`) saying so.
+pub(super) fn left_as_is(path: &Path, err: Error) -> Error {
+    err.context(format!(
+        "{} is damaged and was left as it is (sqlite.on_corrupt is \"fail\")",
+        path.display()
+    ))
+}
+
+fn open_once(path: &Path) -> Result<Opened> {
     let (id, read_only) = probe(path)?;
     let (mode, read_only_because) = match read_only {
         None => (Mode::ReadWrite, None),
@@ -93,7 +143,11 @@ pub(super) fn open(path: &Path) -> Result<Opened> {
         }
     };
     let writer = match mode {
-        Mode::ReadWrite => Some(prepare_file(path)?),
+        Mode::ReadWrite => {
+            let conn = prepare_file(path)?;
+            check_structure(&conn).map_err(|e| e.context(path.display()))?;
+            Some(conn)
+        }
         Mode::ReadOnly { .. } => {
             let conn = connect(path, mode).map_err(|e| e.context(path.display()))?;
             check_readable(
@@ -101,6 +155,7 @@ pub(super) fn open(path: &Path) -> Result<Opened> {
                 path,
                 read_only_because.as_deref().unwrap_or_default(),
             )?;
+            check_structure(&conn).map_err(|e| e.context(path.display()))?;
             None
         }
     };
@@ -109,7 +164,181 @@ pub(super) fn open(path: &Path) -> Result<Opened> {
         mode,
         read_only_because,
         writer,
+        set_aside: None,
     })
+}
+
+/// Cheap probes for damage at open: the meta rows, and the first and last
+/// pages of the entries and their recency index (a few pages each, however
+/// large the file).
+fn check_structure(conn: &Connection) -> Result<()> {
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM meta), (SELECT max(id) FROM entries), \
+         (SELECT min(last_access_ms) FROM entries)",
+        [],
+        |_| Ok(()),
+    )?;
+    Ok(())
+}
+
+/// What [`check`] found in a cache file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Integrity {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong, one finding a line (SQLite's integrity check reports
+    /// at most 100); empty when nothing is.
+    pub problems: Vec<String>,
+}
+
+impl Integrity {
+    /// Whether nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks the cache file at `path` without changing it: SQLite's
+/// `integrity_check` over every page (index entries included), then whether
+/// the totals tierstack keeps match the rows. Reads the whole file, so it
+/// takes time in proportion to its size; other processes may use the file
+/// meanwhile.
+///
+/// A file whose header does not show a tierstack cache (another program's,
+/// or one whose first page is damaged) is an [`ErrorKind::Corrupt`] error; a
+/// missing or unreadable one, [`ErrorKind::Io`]; one from a newer tierstack,
+/// [`ErrorKind::Incompatible`].
+pub fn check(path: &Path) -> Result<Integrity> {
+    let file = File::open(path).map_err(|e| io_error(path, "opening it", e))?;
+    regular(path, &file)?;
+    let len = file
+        .metadata()
+        .map_err(|e| io_error(path, "reading its metadata", e))?
+        .len();
+    if len == 0 {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!("{} is empty: not a tierstack cache yet", path.display()),
+        ));
+    }
+    if !has_tierstack_header(path) {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "{}: its header does not show a tierstack cache (another program's file, \
+                 or a cache whose first page is damaged)",
+                path.display()
+            ),
+        ));
+    }
+    // Without a -wal there is nothing but the file to read: immutable, so
+    // that checking creates no -wal or -shm beside it.
+    let immutable = !wal_files(path)[0].exists();
+    let conn =
+        connect(path, Mode::ReadOnly { immutable }).map_err(|e| e.context(path.display()))?;
+    let mut problems = Vec::new();
+    match check_identity(&conn) {
+        Err(err) if is_damage(&err) => problems.push(err.message().to_owned()),
+        Err(err) => return Err(err.context(path.display())),
+        Ok(()) => {}
+    }
+    let pages = (|| {
+        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<rusqlite::Result<Vec<String>>>()
+    })();
+    match pages {
+        Ok(rows) if rows == ["ok"] => {}
+        Ok(rows) => problems.extend(rows),
+        Err(e) => problems.push(format!("sqlite: {e}")),
+    }
+    if problems.is_empty() {
+        let totals = conn.query_row(
+            "SELECT (SELECT value FROM meta WHERE name = 'total_bytes'), \
+             (SELECT value FROM meta WHERE name = 'entry_count'), \
+             (SELECT coalesce(sum(size), 0) FROM entries), (SELECT count(*) FROM entries)",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+        );
+        match totals {
+            Ok((bytes, count, sum, rows)) => {
+                if (bytes, count) != (sum, rows) {
+                    problems.push(format!(
+                        "the totals kept in meta ({count} entries, {bytes} bytes) do not match \
+                         the rows ({rows} entries, {sum} bytes)"
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("sqlite: {e}")),
+        }
+    }
+    Ok(Integrity {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// Whether `err` is SQLite reporting a damaged file.
+pub(super) fn is_damage(err: &Error) -> bool {
+    let source = std::error::Error::source(err).and_then(|s| s.downcast_ref::<rusqlite::Error>());
+    matches!(
+        source.and_then(rusqlite::Error::sqlite_error_code),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// Whether the file at `path` starts with a SQLite header whose
+/// `application_id` (bytes 68-71, big-endian) is tierstack's.
+pub(super) fn has_tierstack_header(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 100];
+    let read = File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    read.is_ok()
+        && header.starts_with(b"SQLite format 3\0")
+        && i64::from(u32::from_be_bytes([
+            header[68], header[69], header[70], header[71],
+        ])) == APPLICATION_ID
+}
+
+/// Moves the damaged file at `path` to `<name>.corrupt-<unix time>` (with
+/// `-2`, `-3`, … if taken) and its `-wal` beside it; removes its `-shm`
+/// (an index of the `-wal`, rebuilt from it when the copy is opened).
+/// Returns the new name.
+pub(super) fn set_aside(path: &Path) -> Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = suffixed(path, &format!(".corrupt-{secs}"));
+    let mut n = 1;
+    while aside.exists() || wal_files(&aside)[0].exists() {
+        n += 1;
+        aside = suffixed(path, &format!(".corrupt-{secs}-{n}"));
+    }
+    std::fs::rename(path, &aside).map_err(|e| io_error(path, "setting it aside", e))?;
+    let [wal, shm] = wal_files(path);
+    match std::fs::rename(&wal, &wal_files(&aside)[0]) {
+        Err(e) if e.kind() != IoErrorKind::NotFound => {
+            return Err(io_error(&wal, "setting it aside", e));
+        }
+        _ => {}
+    }
+    match std::fs::remove_file(&shm) {
+        Err(e) if e.kind() != IoErrorKind::NotFound => Err(io_error(&shm, "removing it", e)),
+        _ => Ok(aside),
+    }
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn io_error(path: &Path, doing: &str, e: std::io::Error) -> Error {
@@ -180,11 +409,7 @@ fn regular(path: &Path, file: &File) -> Result<FileId> {
 
 /// `<path>-wal` and `<path>-shm`.
 pub(super) fn wal_files(path: &Path) -> [PathBuf; 2] {
-    ["-wal", "-shm"].map(|suffix| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    })
+    ["-wal", "-shm"].map(|suffix| suffixed(path, suffix))
 }
 
 fn wal_files_exist(path: &Path) -> bool {
@@ -387,5 +612,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.commit()?;
+    // Copied into the file at once, so that its header on disk shows a
+    // tierstack cache from now on (what decides whether a damaged file may
+    // be set aside); a busy checkpoint is not an error.
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
     Ok(())
 }

@@ -40,11 +40,13 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::Notify;
 
+use crate::config::OnCorrupt;
 use crate::entry::{Entry, Metadata};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime;
 use crate::stats::Counters;
-use file::{FileId, Mode, Opened, connect, prepare_file};
+use file::{FileId, Mode, connect, prepare_file};
+pub use file::{Integrity, check};
 pub use recovery::FILE_CHECK_INTERVAL;
 
 /// Bytes charged per row on top of its key and value: the row's integer
@@ -238,6 +240,7 @@ pub(crate) struct SqliteTier {
     total_bytes: AtomicU64,
     entry_count: AtomicU64,
     last_purge_ms: AtomicU64,
+    on_corrupt: OnCorrupt,
     wake: Arc<Notify>,
     counters: Arc<Counters>,
     /// The fork generation (see [`crate::runtime`]) the connections belong to.
@@ -248,15 +251,18 @@ pub(crate) struct SqliteTier {
 
 impl SqliteTier {
     /// Opens (creating if needed) the cache file at `path`.
-    pub(crate) fn open(path: &Path, max_bytes: u64, counters: Arc<Counters>) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        max_bytes: u64,
+        on_corrupt: OnCorrupt,
+        counters: Arc<Counters>,
+    ) -> Result<Self> {
         runtime::watch_forks();
         let _gate = runtime::fork_gate();
-        let Opened {
-            id,
-            mode,
-            read_only_because,
-            writer,
-        } = file::open(path)?;
+        let mut opened = file::open(path, on_corrupt)?;
+        let writer = opened.writer.take();
+        let (id, mode) = (opened.id, opened.mode);
+        let read_only_because = opened.read_only_because.clone();
         let read_only = mode != Mode::ReadWrite;
         if let Some(because) = &read_only_because {
             tracing::warn!(
@@ -285,12 +291,14 @@ impl SqliteTier {
             total_bytes: AtomicU64::new(0),
             entry_count: AtomicU64::new(0),
             last_purge_ms: AtomicU64::new(0),
+            on_corrupt,
             wake: Arc::new(Notify::new()),
             counters,
             generation: AtomicU64::new(runtime::fork_generation()),
             resetting: AtomicBool::new(false),
             after_fork: OnceLock::new(),
         };
+        tier.note_set_aside(&opened);
         match writer {
             Some(writer) => {
                 tier.refresh_totals(&writer)?;
@@ -419,13 +427,24 @@ impl SqliteTier {
         self.entry_count.load(Ordering::Relaxed)
     }
 
-    /// Runs `f` on a pooled reader connection.
-    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R> {
+    /// Runs `f` on a pooled reader connection; again on a fresh file if the
+    /// file was found damaged and rebuilt (see [`recovery`]).
+    fn read<R>(&self, f: impl Fn(&Connection) -> rusqlite::Result<R>) -> Result<R> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
         let _gate = self.enter()?;
         self.check_file_every()?;
+        match self.read_once(&f) {
+            Err(err) => {
+                self.recover_read(err)?;
+                self.read_once(&f)
+            }
+            read => read,
+        }
+    }
+
+    fn read_once<R>(&self, f: impl Fn(&Connection) -> rusqlite::Result<R>) -> Result<R> {
         let pooled = self.readers.lock().pop();
         let (epoch, conn) = match pooled {
             Some(pooled) => pooled,
@@ -462,7 +481,7 @@ impl SqliteTier {
         })?;
         let rows = self.read(|conn| {
             let mut stmt = conn.prepare_cached(SQL_GET_MANY)?;
-            let rows = stmt.query_map([json], |r| {
+            let rows = stmt.query_map([&json], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(4)?, found_from(r)?))
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()

@@ -1,6 +1,7 @@
 //! When the file under the tier changes: a file deleted or replaced on disk
 //! is reopened (a deleted one created anew), so that no acknowledged write
-//! goes into a file nobody else can see.
+//! goes into a file nobody else can see; a damaged one is set aside and
+//! rebuilt, as `sqlite.on_corrupt` says.
 //!
 //! - Every write transaction, once it holds SQLite's write lock, checks that
 //!   the path still names the file its connection has open (device and
@@ -9,16 +10,25 @@
 //!   (created if missing) and the write is applied there.
 //! - Reads check at most every [`FILE_CHECK_INTERVAL`], so a reader that
 //!   never writes follows a replacement within that time.
+//! - A call that SQLite answers `SQLITE_CORRUPT` or `SQLITE_NOTADB`, on a
+//!   file whose header shows a tierstack cache, with `on_corrupt` =
+//!   `rebuild`: the damaged file is moved to `<name>.corrupt-<unix time>`
+//!   while this process holds its write lock (so no other process commits
+//!   there after the move: their next write sees the path changed), a fresh
+//!   file is created, and the call runs again there. With `fail`, or on a
+//!   read-only file, the error is returned and nothing is touched.
 //! - Every swap of the file increments [`SqliteTier::file_epoch`]: the
 //!   engine then drops this process's L1, which held values of the old file.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::file::{self, Mode};
+use super::file::{self, Mode, Opened};
 use super::{Current, SqliteTier};
+use crate::config::OnCorrupt;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Reads check the file's identity at most this often.
@@ -50,7 +60,7 @@ impl SqliteTier {
             // Another thread reopened it.
             return Ok(());
         }
-        self.swap(&mut writer)
+        self.swap(&mut writer, None)
     }
 
     /// Whether the path still names the file the connections have open. A
@@ -77,12 +87,60 @@ impl SqliteTier {
     }
 
     /// After `err` from an operation holding the writer lock: `Ok` if the
-    /// file was swapped and the operation should run again, else `err`.
+    /// file was swapped (replaced on disk, or damaged and rebuilt) and the
+    /// operation should run again, else `err`.
     pub(super) fn recover(&self, writer: &mut Option<Connection>, err: Error) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) || self.is_current() {
+        if self.closed.load(Ordering::Acquire) {
             return Err(err);
         }
-        self.swap(writer)
+        if !self.is_current() {
+            return self.swap(writer, None);
+        }
+        if !file::is_damage(&err) {
+            return Err(err);
+        }
+        if self.on_corrupt == OnCorrupt::Fail {
+            return Err(file::left_as_is(&self.path, err));
+        }
+        if self.read_only.load(Ordering::Acquire) || !file::has_tierstack_header(&self.path) {
+            // Cannot be moved, or not recognisably a cache: not ours to move.
+            return Err(err);
+        }
+        // Holding the damaged file's write lock while it is moved (a failure
+        // to take it, e.g. with page 1 damaged, leaves the move unguarded).
+        if let Some(conn) = writer.as_ref() {
+            let _ = conn.execute_batch("BEGIN IMMEDIATE");
+        }
+        let aside = file::set_aside(&self.path).map_err(|e| {
+            err.context(format!(
+                "{} is damaged and could not be set aside ({})",
+                self.path.display(),
+                e.message()
+            ))
+        })?;
+        self.swap(writer, Some(aside))
+    }
+
+    /// A read that failed with `err`: `Ok` if the file was swapped and the
+    /// read should run again.
+    pub(super) fn recover_read(&self, err: Error) -> Result<()> {
+        if !file::is_damage(&err) {
+            return Err(err);
+        }
+        let mut writer = self.writer.lock();
+        self.recover(&mut writer, err)
+    }
+
+    /// Counts and reports a damaged file that opening set aside.
+    pub(super) fn note_set_aside(&self, opened: &Opened) {
+        if let Some(aside) = &opened.set_aside {
+            self.counters.sqlite_rebuilds.incr();
+            tracing::warn!(
+                path = %self.path.display(),
+                set_aside = %aside.display(),
+                "the cache file was damaged: it was set aside and a fresh one created"
+            );
+        }
     }
 
     /// The writer connection, or why there is none.
@@ -98,11 +156,15 @@ impl SqliteTier {
     }
 
     /// Opens the file now at the path (creating it if missing) and moves
-    /// every connection there. Called with the writer lock held.
+    /// every connection there; `aside`: where the damaged file that was
+    /// there went. Called with the writer lock held.
     #[cold]
-    fn swap(&self, writer: &mut Option<Connection>) -> Result<()> {
-        let opened = file::open(&self.path)?;
-        *writer = opened.writer;
+    fn swap(&self, writer: &mut Option<Connection>, aside: Option<PathBuf>) -> Result<()> {
+        let mut opened = file::open(&self.path, self.on_corrupt)?;
+        let replaced = aside.is_none();
+        opened.set_aside = opened.set_aside.or(aside);
+        self.note_set_aside(&opened);
+        *writer = opened.writer.take();
         let read_only = opened.mode != Mode::ReadWrite;
         *self.current.lock() = Current {
             id: opened.id,
@@ -120,11 +182,14 @@ impl SqliteTier {
             Some(conn) => self.refresh_totals(conn)?,
             None => self.refresh_totals(&file::connect(&self.path, opened.mode)?)?,
         }
-        tracing::warn!(
-            path = %self.path.display(),
-            "the cache file was replaced or deleted; opened the file now at its path \
-             (this process's memory tier is dropped)"
-        );
+        if replaced {
+            self.counters.sqlite_reopens.incr();
+            tracing::warn!(
+                path = %self.path.display(),
+                "the cache file was replaced or deleted; opened the file now at its path \
+                 (this process's memory tier is dropped)"
+            );
+        }
         Ok(())
     }
 }
