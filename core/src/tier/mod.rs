@@ -9,6 +9,6 @@ pub(crate) mod sqlite;
 
 pub use memory::ENTRY_OVERHEAD as MEMORY_ENTRY_OVERHEAD;
 pub use sqlite::{
-    FILE_CHECK_INTERVAL, Inspection, Integrity, ROW_OVERHEAD as SQLITE_ROW_OVERHEAD,
-    SCHEMA_VERSION, check,
+    CHECKPOINT_BELOW, DISK_RESERVE, FILE_CHECK_INTERVAL, Inspection, Integrity,
+    ROW_OVERHEAD as SQLITE_ROW_OVERHEAD, SCHEMA_VERSION, WAL_SIZE_LIMIT, check,
 };

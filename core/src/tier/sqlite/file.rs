@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+use super::space::WAL_SIZE_LIMIT;
 use super::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, SCHEMA_VERSION};
 use crate::config::OnCorrupt;
 use crate::error::{Error, ErrorKind, Result};
@@ -484,6 +485,9 @@ pub(super) fn connect(path: &Path, mode: Mode) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -8192;",
     )?;
+    if mode == Mode::ReadWrite {
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT as i64)?;
+    }
     Ok(conn)
 }
 
@@ -533,6 +537,13 @@ pub(super) fn prepare_file(path: &Path) -> Result<Connection> {
     loop {
         let attempt = connect(path, Mode::ReadWrite).and_then(|mut conn| {
             check_identity(&conn)?;
+            // Set before the first page is written: a new file can give
+            // space back to the file system (see `space`). An existing
+            // file keeps its mode.
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            if pages == 0 {
+                conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
+            }
             let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;

@@ -25,9 +25,13 @@
 //! - A file deleted or replaced on disk is noticed by the next write (and by
 //!   reads within [`FILE_CHECK_INTERVAL`]) and the file at the path is opened
 //!   instead, created if missing (see [`recovery`]).
+//! - The cache never wedges the disk it fills: writes leave
+//!   [`DISK_RESERVE`] free for deletes, `clear` and eviction, the WAL is
+//!   bounded, and `clear` gives the space back (see [`space`]).
 
 mod file;
 mod recovery;
+mod space;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +52,8 @@ use crate::stats::Counters;
 use file::{FileId, Mode, connect, prepare_file};
 pub use file::{Integrity, check};
 pub use recovery::FILE_CHECK_INTERVAL;
+pub use space::{CHECKPOINT_BELOW, DISK_RESERVE, WAL_SIZE_LIMIT};
+use space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
 
 /// Bytes charged per row on top of its key and value: the row's integer
 /// columns, its slots in the key and recency indexes, and page slack.
@@ -618,6 +624,7 @@ impl SqliteTier {
         }
         let _gate = self.enter()?;
         self.check_writable()?;
+        self.ensure_room(&writes)?;
         let slot = Arc::new(Slot::default());
         self.queue.lock().push(Submission {
             writes,
@@ -795,7 +802,9 @@ impl SqliteTier {
         })
     }
 
-    /// Deletes every row.
+    /// Deletes every row, then gives the space back to the file system
+    /// (see [`space`]). The rows are gone once the deletion commits: a
+    /// failure to reclaim the space afterwards is logged, not returned.
     pub(crate) fn clear(&self) -> Result<()> {
         self.with_writer(|tx| {
             tx.execute_batch("DELETE FROM entries; UPDATE meta SET value = 0;")?;
@@ -804,6 +813,16 @@ impl SqliteTier {
         *self.access.lock() = Access::default();
         self.total_bytes.store(0, Ordering::Relaxed);
         self.entry_count.store(0, Ordering::Relaxed);
+        let _gate = self.enter()?;
+        if let Some(conn) = self.writer.lock().as_ref()
+            && let Err(err) = self.reclaim(conn)
+        {
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %err,
+                "cleared, but the space was not given back to the file system"
+            );
+        }
         Ok(())
     }
 
@@ -827,44 +846,65 @@ impl SqliteTier {
         if !purge && !evict && self.access.lock().rows() == 0 {
             return Ok(Maintenance::default());
         }
-        let done = {
-            let mut writer = self.writer.lock();
-            let pass = |writer: &mut Option<Connection>| {
-                let tx = self
-                    .writable(writer)?
-                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
-                self.check_still_current()?;
-                let done = self.maintain_in(&tx, now_ms, purge, budget)?;
-                tx.commit()?;
-                Ok::<_, Error>(done)
+        // Eviction goes in transactions of at most EVICT_CHUNK rows with a
+        // checkpoint between, so that the WAL stays small (see `space`).
+        let mut done = Maintenance::default();
+        let mut round = 0;
+        loop {
+            let step = {
+                let mut writer = self.writer.lock();
+                let pass = |writer: &mut Option<Connection>| {
+                    let tx = self
+                        .writable(writer)?
+                        .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    self.check_still_current()?;
+                    let done = self.maintain_in(&tx, now_ms, purge && round == 0, budget, round)?;
+                    tx.commit()?;
+                    Ok::<_, Error>(done)
+                };
+                let step = match pass(&mut writer) {
+                    Err(err) => {
+                        self.recover(&mut writer, err)?;
+                        pass(&mut writer)?
+                    }
+                    step => step?,
+                };
+                // Counted before the writer lock is released, so the next
+                // pass, here or in another thread, sees it.
+                self.counters.sqlite.evictions.add(step.evicted);
+                step
             };
-            let done = match pass(&mut writer) {
-                Err(err) => {
-                    self.recover(&mut writer, err)?;
-                    pass(&mut writer)?
-                }
-                done => done?,
-            };
-            // Counted before the writer lock is released, so the next pass,
-            // here or in another thread, sees it.
-            self.counters.sqlite.evictions.add(done.evicted);
-            done
-        };
+            done.touched += step.touched;
+            done.evicted += step.evicted;
+            done.purged += step.purged;
+            if step.evicted < EVICT_CHUNK {
+                break;
+            }
+            self.checkpoint()?;
+            round += 1;
+        }
         if purge {
             self.last_purge_ms.store(now_ms, Ordering::Relaxed);
         }
-        if done != Maintenance::default() {
+        if done.evicted + done.purged >= LARGE_REMOVAL {
+            if let Some(conn) = self.writer.lock().as_ref() {
+                checkpoint_truncate(conn)?;
+            }
+        } else if done != Maintenance::default() {
             self.checkpoint()?;
         }
         Ok(done)
     }
 
+    /// One transaction of a maintenance pass; `round` > 0 continues an
+    /// eviction that stopped at [`EVICT_CHUNK`] rows.
     fn maintain_in(
         &self,
         tx: &Transaction<'_>,
         now_ms: u64,
         purge: bool,
         budget: bool,
+        round: u32,
     ) -> Result<Maintenance> {
         let max_bytes = self.max_bytes;
         // Taken under the writer lock, so a concurrent pass cannot evict
@@ -899,12 +939,12 @@ impl SqliteTier {
             |r| r.get(0),
         )?;
         let mut over = total + bytes - (max_bytes as f64 * EVICT_LOW_WATER) as i64;
-        if budget && total + bytes > max_bytes as i64 {
+        if budget && (total + bytes > max_bytes as i64 || round > 0) {
             let mut oldest = tx.prepare_cached(
                 "SELECT id, size FROM entries ORDER BY last_access_ms, id LIMIT 256",
             )?;
             let mut delete = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
-            while over > 0 {
+            while over > 0 && done.evicted < EVICT_CHUNK {
                 let batch = oldest
                     .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -912,7 +952,7 @@ impl SqliteTier {
                     break;
                 }
                 for (id, size) in batch {
-                    if over <= 0 {
+                    if over <= 0 || done.evicted == EVICT_CHUNK {
                         break;
                     }
                     delete.execute([id])?;
