@@ -29,6 +29,7 @@
 //!   [`DISK_RESERVE`] free for deletes, `clear` and eviction, the WAL is
 //!   bounded, and `clear` gives the space back (see [`space`]).
 
+mod damage;
 mod file;
 mod recovery;
 mod space;
@@ -49,8 +50,8 @@ use crate::entry::{Entry, Metadata};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime;
 use crate::stats::Counters;
+pub use damage::{Integrity, check};
 use file::{FileId, Mode, connect, prepare_file};
-pub use file::{Integrity, check};
 pub use recovery::FILE_CHECK_INTERVAL;
 pub use space::{CHECKPOINT_BELOW, DISK_RESERVE, WAL_SIZE_LIMIT};
 use space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use super::damage;
 use super::file::{self, Mode, Opened};
 use super::{Current, SqliteTier};
 use crate::config::OnCorrupt;
@@ -96,13 +97,13 @@ impl SqliteTier {
         if !self.is_current() {
             return self.swap(writer, None);
         }
-        if !file::is_damage(&err) {
+        if !damage::is_damage(&err) {
             return Err(err);
         }
         if self.on_corrupt == OnCorrupt::Fail {
-            return Err(file::left_as_is(&self.path, err));
+            return Err(damage::left_as_is(&self.path, err));
         }
-        if self.read_only.load(Ordering::Acquire) || !file::has_tierstack_header(&self.path) {
+        if self.read_only.load(Ordering::Acquire) || !damage::has_tierstack_header(&self.path) {
             // Cannot be moved, or not recognisably a cache: not ours to move.
             return Err(err);
         }
@@ -111,7 +112,7 @@ impl SqliteTier {
         if let Some(conn) = writer.as_ref() {
             let _ = conn.execute_batch("BEGIN IMMEDIATE");
         }
-        let aside = file::set_aside(&self.path).map_err(|e| {
+        let aside = damage::set_aside(&self.path).map_err(|e| {
             err.context(format!(
                 "{} is damaged and could not be set aside ({})",
                 self.path.display(),
@@ -124,7 +125,7 @@ impl SqliteTier {
     /// A read that failed with `err`: `Ok` if the file was swapped and the
     /// read should run again.
     pub(super) fn recover_read(&self, err: Error) -> Result<()> {
-        if !file::is_damage(&err) {
+        if !damage::is_damage(&err) {
             return Err(err);
         }
         let mut writer = self.writer.lock();
