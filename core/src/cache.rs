@@ -154,9 +154,9 @@ impl Engine {
     }
 
     /// Empties L1 if the L2 file was swapped since the last check (a
-    /// replaced or deleted file reopened): what L1 holds came from the old
-    /// file. Checked after L2 calls on the miss and write paths; an L1 hit
-    /// does not check.
+    /// replaced or deleted file reopened, a damaged one rebuilt): what L1
+    /// holds came from the old file. Checked after L2 calls on the miss and
+    /// write paths, whether they succeeded or not; an L1 hit does not check.
     fn follow_file_swap(&self) {
         if let (Some(sqlite), Some(memory)) = (&self.sqlite, &self.memory) {
             let epoch = sqlite.file_epoch();
@@ -170,9 +170,9 @@ impl Engine {
     fn lookup_below_memory(&self, key: &str, now: u64) -> Result<Option<(Lookup, Option<u64>)>> {
         if let Some(sqlite) = &self.sqlite {
             let start = Instant::now();
-            let found = sqlite.get(key, now)?;
+            let found = sqlite.get(key, now);
             self.follow_file_swap();
-            match found {
+            match found? {
                 Some(found) if now < found.expires_ms => {
                     let promoted = self.promote(key, found, now);
                     self.counters.sqlite.hits.incr();
@@ -238,8 +238,9 @@ impl Engine {
         if let (Some(sqlite), false) = (&self.sqlite, missing.is_empty()) {
             let start = Instant::now();
             let wanted: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
-            let mut found = sqlite.get_many(&wanted, now)?;
+            let found = sqlite.get_many(&wanted, now);
             self.follow_file_swap();
+            let mut found = found?;
             let mut hits = 0u64;
             missing.retain(
                 |&i| match found.remove(keys[i]).filter(|f| now < f.expires_ms) {
@@ -349,8 +350,9 @@ impl Engine {
             None => Vec::new(),
         };
         if let Some(sqlite) = &self.sqlite {
-            sqlite.write(rows.into_iter().map(Write::Put).collect())?;
+            let written = sqlite.write(rows.into_iter().map(Write::Put).collect());
             self.follow_file_swap();
+            written?;
         }
         if let Some(memory) = &self.memory {
             for (key, entry) in l1 {
@@ -367,8 +369,9 @@ impl Engine {
         let now = self.clock.now_ms();
         let mut existed = false;
         if let Some(sqlite) = &self.sqlite {
-            let outcome = sqlite.write(vec![Write::Delete(key.to_owned())])?;
+            let outcome = sqlite.write(vec![Write::Delete(key.to_owned())]);
             self.follow_file_swap();
+            let outcome = outcome?;
             existed = outcome
                 .first()
                 .copied()
@@ -388,11 +391,12 @@ impl Engine {
         self.check_open()?;
         let glob = Glob::new(pattern)?;
         let now = self.clock.now_ms();
-        let mut keys: Vec<String> = match &self.sqlite {
-            Some(sqlite) => sqlite.fresh_keys(&glob.to_sqlite_glob(), now)?,
-            None => Vec::new(),
+        let keys = match &self.sqlite {
+            Some(sqlite) => sqlite.fresh_keys(&glob.to_sqlite_glob(), now),
+            None => Ok(Vec::new()),
         };
         self.follow_file_swap();
+        let mut keys: Vec<String> = keys?;
         if let Some(memory) = &self.memory {
             keys.extend(memory.fresh_keys(now).filter(|k| glob.matches(k)));
         }
@@ -447,11 +451,12 @@ impl Engine {
         self.check_open()?;
         validate_tag(tag)?;
         let now = self.clock.now_ms();
-        let mut removed = match &self.sqlite {
-            Some(sqlite) => sqlite.delete_tagged(tag, now)?,
-            None => Vec::new(),
+        let removed = match &self.sqlite {
+            Some(sqlite) => sqlite.delete_tagged(tag, now),
+            None => Ok(Vec::new()),
         };
         self.follow_file_swap();
+        let mut removed = removed?;
         if let Some(memory) = &self.memory {
             for key in &removed {
                 memory.remove(key, now);

@@ -137,6 +137,33 @@ fn a_file_restored_from_a_backup_is_followed() {
     assert_eq!(support::child_field(&out, "keys"), "after,k");
 }
 
+#[test]
+fn a_write_that_fails_on_the_replacing_file_still_drops_l1() {
+    // The file is replaced by one this process may only read: the write
+    // that notices fails with read_only, and L1 (values of the old file)
+    // is dropped all the same.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let path = disk.join("cache.db");
+    let a = open(&path);
+    a.set("k", "old").unwrap();
+    remove_file_set(&path);
+    {
+        let b = open(&path);
+        b.set("k", "new").unwrap();
+        b.close().unwrap();
+    }
+    let _mount = match support::Mount::read_only(&disk) {
+        Ok(mount) => mount,
+        Err(why) => return println!("skipped: {why}"),
+    };
+    let err = a.set("other", "x").unwrap_err();
+    assert_eq!(err.kind().as_str(), "read_only", "{err}");
+    let k = a.lookup("k").unwrap().unwrap();
+    assert_eq!((&k.value[..], k.tier), (&b"new"[..], Tier::Sqlite));
+}
+
 /// Process B: `<script>|<path>` in `TIERSTACK_TEST_CHILD`.
 #[test]
 #[ignore = "run by the tests above as a child process"]
