@@ -212,6 +212,12 @@ export interface SqliteOptions {
    * than this is served from L1.
    */
   coherenceInterval?: number
+  /**
+   * A damaged cache file: `'rebuild'` (default) sets it aside as
+   * `<name>.corrupt-<unix time>` and starts a fresh one; `'fail'` rejects
+   * with `code === 'corrupt'` and touches nothing.
+   */
+  onCorrupt?: 'rebuild' | 'fail'
 }
 
 /** A snapshot of a storage's counters. */
@@ -243,6 +249,16 @@ export interface StorageStats {
   resyncs: number
   /** One entry per enabled tier, L1 first. */
   tiers: Array<TierStats>
+  /**
+   * Times the SQLite file was found damaged, set aside as
+   * `<name>.corrupt-<unix time>` and replaced by a fresh one.
+   */
+  sqliteRebuilds: number
+  /**
+   * Times the SQLite file was found deleted or replaced on disk and the
+   * file now at its path was opened.
+   */
+  sqliteReopens: number
 }
 
 /** The counters of one tier. */

@@ -48,7 +48,9 @@ enum tierstack_result
   TIERSTACK_RESULT_CLOSED = 4,
   // The SQLite tier failed (busy past the timeout, disk full, …).
   TIERSTACK_RESULT_STORAGE = 5,
-  // The file system refused something (creating the cache directory, …).
+  // The file system refused something (the cache file or its directory
+  // cannot be created or read, the path is a directory, …); the message
+  // carries the operating system's reason.
   TIERSTACK_RESULT_IO = 6,
   // The cache file is not a database, is damaged, or is another
   // program's. It is left untouched.
@@ -61,6 +63,10 @@ enum tierstack_result
   TIERSTACK_RESULT_INTERNAL = 9,
   // A value is not what a host call needs (JSON hosts: not UTF-8 JSON).
   TIERSTACK_RESULT_INVALID_VALUE = 10,
+  // The cache file may be read but not written (a read-only file system,
+  // directory or file mode): it was opened read-only, reads are served
+  // and every write is refused with this result.
+  TIERSTACK_RESULT_READ_ONLY = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -272,7 +278,7 @@ double tierstack_value_age(const tierstack_value *value);
 void tierstack_value_free(tierstack_value *value);
 
 // The stable name of a result code (`"ok"`, `"invalid_key"`, …,
-// `"invalid_value"`; the kind names of every host), a static NUL-terminated
+// `"read_only"`; the kind names of every host), a static NUL-terminated
 // string; `"unknown"` for a number that is no result. Any thread may call
 // this.
 const char *tierstack_result_name(uint32_t code);

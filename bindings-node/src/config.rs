@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `namespace` | `namespace` |
 //! | `memory.enabled`, `memory.maxSize`, `memory.ttl` | `memory.enabled`, `memory.max_bytes`, `memory.ttl` |
-//! | `sqlite.enabled`, `sqlite.path`, `sqlite.maxSize`, `sqlite.ttl`, `sqlite.coherenceInterval` | `sqlite.enabled`, `sqlite.path`, `sqlite.max_bytes`, `sqlite.ttl`, `sqlite.coherence_interval` |
+//! | `sqlite.enabled`, `sqlite.path`, `sqlite.maxSize`, `sqlite.ttl`, `sqlite.coherenceInterval`, `sqlite.onCorrupt` | `sqlite.enabled`, `sqlite.path`, `sqlite.max_bytes`, `sqlite.ttl`, `sqlite.coherence_interval`, `sqlite.on_corrupt` |
 //! | `failSafe.maxStale` | `fail_safe.max_stale` |
 //!
 //! An unknown key is an `invalid_config` error, as in the core; so is
@@ -62,6 +62,11 @@ pub struct SqliteOptions {
     /// access; at most 3600). No value another process replaced longer ago
     /// than this is served from L1.
     pub coherence_interval: Option<f64>,
+    /// A damaged cache file: `'rebuild'` (default) sets it aside as
+    /// `<name>.corrupt-<unix time>` and starts a fresh one; `'fail'` rejects
+    /// with `code === 'corrupt'` and touches nothing.
+    #[napi(ts_type = "'rebuild' | 'fail'")]
+    pub on_corrupt: Option<String>,
 }
 
 /// Serving expired copies.
@@ -99,6 +104,7 @@ const SECTIONS: &[Section] = &[
             ("maxSize", "max_bytes"),
             ("ttl", "ttl"),
             ("coherenceInterval", "coherence_interval"),
+            ("onCorrupt", "on_corrupt"),
         ]),
     ),
     ("failSafe", "fail_safe", Some(&[("maxStale", "max_stale")])),
@@ -177,7 +183,7 @@ mod tests {
         let json = serde_json::json!({
             "namespace": "ns",
             "memory": {"enabled": true, "maxSize": 1024, "ttl": 1.5},
-            "sqlite": {"path": "/tmp/x.db", "maxSize": 4096, "ttl": 60, "coherenceInterval": 0.02},
+            "sqlite": {"path": "/tmp/x.db", "maxSize": 4096, "ttl": 60, "coherenceInterval": 0.02, "onCorrupt": "fail"},
             "failSafe": {"maxStale": 10}
         });
         let config = Config::from_json(&to_core(json).unwrap().to_string()).unwrap();
@@ -185,6 +191,7 @@ mod tests {
         assert_eq!(config.memory.max_bytes, 1024);
         assert_eq!(config.memory.ttl, std::time::Duration::from_millis(1500));
         assert_eq!(config.sqlite.max_bytes, 4096);
+        assert_eq!(config.sqlite.on_corrupt, tierstack::OnCorrupt::Fail);
         assert_eq!(
             config.sqlite.coherence_interval,
             std::time::Duration::from_millis(20)

@@ -62,6 +62,12 @@ pub struct StorageStats {
     pub resyncs: f64,
     /// One entry per enabled tier, L1 first.
     pub tiers: Vec<TierStats>,
+    /// Times the SQLite file was found damaged, set aside as
+    /// `<name>.corrupt-<unix time>` and replaced by a fresh one.
+    pub sqlite_rebuilds: f64,
+    /// Times the SQLite file was found deleted or replaced on disk and the
+    /// file now at its path was opened.
+    pub sqlite_reopens: f64,
 }
 
 impl From<tierstack::Stats> for StorageStats {
@@ -94,6 +100,8 @@ impl From<tierstack::Stats> for StorageStats {
                     max_bytes: t.max_bytes as f64,
                 })
                 .collect(),
+            sqlite_rebuilds: stats.sqlite_rebuilds as f64,
+            sqlite_reopens: stats.sqlite_reopens as f64,
         }
     }
 }

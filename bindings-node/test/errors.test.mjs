@@ -1,6 +1,6 @@
 // Every error code reachable from JS, and that a refused call changes nothing.
 import assert from 'node:assert/strict';
-import { mkdirSync, openSync, readSync, rmSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -255,10 +255,10 @@ test('io: the directory of the file cannot be created', (t) => {
   throwsWith(() => new HybridStorage({ sqlite: { path: join(dir, 'file', 'c.db') } }), 'io');
 });
 
-test('storage: the path is a directory', (t) => {
+test('io: the path is a directory, with the reason', (t) => {
   const dir = tempDir(t);
   mkdirSync(join(dir, 'sub'));
-  throwsWith(() => new HybridStorage({ sqlite: { path: join(dir, 'sub') } }), 'storage', /unable to open/);
+  throwsWith(() => new HybridStorage({ sqlite: { path: join(dir, 'sub') } }), 'io', /Is a directory/);
 });
 
 test('corrupt: the file is not a database, with the cause chained', (t) => {
@@ -291,4 +291,40 @@ test('incompatible: a newer schema version is refused and the file left untouche
   writeSync(fd, header, 60, 4, 60);
   closeSync(fd);
   throwsWith(() => new HybridStorage({ sqlite: { path } }), 'incompatible', /schema version 99/);
+});
+
+test('a damaged cache file is set aside, rebuilt and counted in getStats', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'c.db');
+  const first = new HybridStorage({ sqlite: { path } });
+  await first.mset(new Map(Array.from({ length: 2000 }, (_, i) => [`k${String(i).padStart(5, '0')}`, 'v'.repeat(1500)])));
+  await first.dispose();
+  // Eight whole pages in the middle of the closed file overwritten.
+  const damaged = readFileSync(path);
+  const middle = Math.floor(damaged.length / 2 / 4096) * 4096;
+  damaged.fill(0xa5, middle, middle + 8 * 4096);
+  writeFileSync(path, damaged);
+
+  const storage = new HybridStorage({ sqlite: { path } });
+  t.after(() => storage.dispose());
+  assert.deepEqual(await storage.keys(), []);
+  const stats = storage.getStats();
+  assert.deepEqual([stats.sqliteRebuilds, stats.sqliteReopens], [1, 0]);
+  await storage.set('k', { v: 1 });
+  assert.deepEqual(await storage.get('k'), { v: 1 });
+  const aside = readdirSync(dir).filter((name) => /^c\.db\.corrupt-\d+$/.test(name));
+  assert.equal(aside.length, 1);
+  assert.ok(readFileSync(join(dir, aside[0])).equals(damaged));
+});
+
+test('sqlite.onCorrupt takes rebuild or fail', async (t) => {
+  const dir = tempDir(t);
+  for (const onCorrupt of ['rebuild', 'fail']) {
+    await new HybridStorage({ sqlite: { path: join(dir, `${onCorrupt}.db`), onCorrupt } }).dispose();
+  }
+  throwsWith(
+    () => new HybridStorage({ sqlite: { path: join(dir, 'x.db'), onCorrupt: 'repair' } }),
+    'invalid_config',
+    /expected `rebuild` or `fail`/,
+  );
 });

@@ -8,8 +8,8 @@ test('getStats has the documented fields', (t) => {
   const { storage } = open(t);
   const stats = storage.getStats();
   assert.deepEqual(Object.keys(stats).sort(), [
-    'avgResponseTimes', 'deletes', 'hitRate', 'hits', 'invalidations', 'misses', 'resyncs', 'sets', 'tiers',
-    'totalOperations',
+    'avgResponseTimes', 'deletes', 'hitRate', 'hits', 'invalidations', 'misses', 'resyncs', 'sets',
+    'sqliteRebuilds', 'sqliteReopens', 'tiers', 'totalOperations',
   ]);
   assert.deepEqual(Object.keys(stats.avgResponseTimes).sort(), ['memory', 'sqlite']);
   assert.deepEqual(stats.tiers.map((x) => x.tier), ['memory', 'sqlite']);

@@ -6,6 +6,7 @@ way to be provoked from outside.
 
 import math
 import os
+import re
 import sqlite3
 import sys
 from contextlib import closing
@@ -26,6 +27,7 @@ KINDS = [
     ("IncompatibleError", "incompatible", 8, False),
     ("InternalError", "internal", 9, False),
     ("InvalidValueError", "invalid_value", 10, True),
+    ("ReadOnlyError", "read_only", 11, False),
 ]
 
 
@@ -226,8 +228,9 @@ def test_closed_cache_refuses_everything(cache):
     assert cache.stats()["sets"] == 1
 
 
-def test_storage_error_when_the_path_is_a_directory(tmp_path):
-    raises(tierstack.StorageError, tierstack.Cache, sqlite={"path": str(tmp_path)})
+def test_io_error_with_the_reason_when_the_path_is_a_directory(tmp_path):
+    err = raises(tierstack.IoError, tierstack.Cache, sqlite={"path": str(tmp_path)})
+    assert "Is a directory" in str(err)
 
 
 def test_io_error_when_the_directory_cannot_be_created(tmp_path):
@@ -367,3 +370,31 @@ def test_sqlite_names_that_are_not_paths_create_nothing(tmp_path, monkeypatch, p
     err = raises(tierstack.InvalidConfigError, tierstack.Cache)
     assert "TIERSTACK_DB_PATH" in str(err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_cache_file_is_set_aside_rebuilt_and_counted(tmp_path):
+    path = tmp_path / "c.db"
+    with tierstack.Cache(sqlite={"path": str(path)}) as cache:
+        cache.mset({f"k{i:05}": "v" * 1500 for i in range(2000)})
+    # Eight whole pages in the middle of the closed file overwritten.
+    damaged = bytearray(path.read_bytes())
+    middle = len(damaged) // 2 // 4096 * 4096
+    damaged[middle : middle + 8 * 4096] = b"\xa5" * (8 * 4096)
+    path.write_bytes(damaged)
+
+    with tierstack.Cache(sqlite={"path": str(path)}) as cache:
+        assert cache.keys() == []
+        assert cache.stats()["sqlite_rebuilds"] == 1
+        assert cache.stats()["sqlite_reopens"] == 0
+        cache.set("k", {"v": 1})
+        assert cache.get("k") == {"v": 1}
+    aside = [p for p in tmp_path.iterdir() if re.fullmatch(r"c\.db\.corrupt-\d+", p.name)]
+    assert len(aside) == 1
+    assert aside[0].read_bytes() == bytes(damaged)
+
+
+def test_on_corrupt_takes_rebuild_or_fail(tmp_path):
+    for value in ("rebuild", "fail"):
+        tierstack.Cache(sqlite={"path": str(tmp_path / f"{value}.db"), "on_corrupt": value}).close()
+    err = raises(tierstack.InvalidConfigError, tierstack.Cache, sqlite={"path": str(tmp_path / "x.db"), "on_corrupt": "repair"})
+    assert "expected `rebuild` or `fail`" in str(err)

@@ -3,12 +3,13 @@
 //! - `tierstack demo` shows, and checks, what the cache does: L2 surviving a
 //!   restart, promotion into L1, TTL expiry, eviction under the byte budgets,
 //!   and the stats. It runs on embedded defaults in a temporary directory.
-//! - `get`, `set`, `del`, `keys` and `inspect` work on a cache file: `--db`,
-//!   else `sqlite.path` of the `--config` file, else `$TIERSTACK_DB_PATH`,
-//!   else the default path of the config's namespace.
+//! - `get`, `set`, `del`, `keys`, `inspect`, `check` and `clear` work on a
+//!   cache file: `--db`, else `sqlite.path` of the `--config` file, else
+//!   `$TIERSTACK_DB_PATH`, else the default path of the config's namespace.
 //!
-//! Exit status: 0 on success, 1 when `get` finds no fresh value, 2 on an
-//! error (printed as `tierstack: <kind>: <message>` on stderr).
+//! Exit status: 0 on success, 1 when `get` finds no fresh value or `check`
+//! finds damage, 2 on an error (printed as `tierstack: <kind>: <message>` on
+//! stderr).
 
 mod demo;
 mod format;
@@ -23,7 +24,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use tierstack::blocking::Cache;
 use tierstack::key::quote;
-use tierstack::{Config, Error, ErrorKind, Result, SetOptions};
+use tierstack::{Config, Error, ErrorKind, OnCorrupt, Result, SetOptions};
 
 use crate::out::Out;
 
@@ -88,11 +89,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the cache file for damage without changing it (every page, and
+    /// the totals); exit 1 if it is damaged
+    Check {
+        /// Print the findings as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every entry and give the space back to the file system; a
+    /// damaged file is set aside as <name>.corrupt-<unix time> and replaced,
+    /// whatever sqlite.on_corrupt says
+    Clear,
 }
 
 /// How a command ended when it did not fail.
 enum Outcome {
     Done,
+    /// `get` found no fresh value, or `check` found damage.
     Miss,
 }
 
@@ -128,6 +141,8 @@ fn run(cli: Cli) -> Result<Outcome> {
         Command::Del { key } => del(&mut out, config()?, &key),
         Command::Keys { pattern, json } => keys(&mut out, config()?, &pattern, json),
         Command::Inspect { json } => inspect(&mut out, config()?, json),
+        Command::Check { json } => check(&mut out, config()?, json),
+        Command::Clear => clear(&mut out, config()?),
     }
 }
 
@@ -323,9 +338,74 @@ fn inspect(out: &mut Out, config: Config, json: bool) -> Result<Outcome> {
         ("oldest", when(inspection.oldest_ms)),
         ("newest", when(inspection.newest_ms)),
         ("file size", format::bytes(inspection.file_bytes)),
+        (
+            "mode",
+            match inspection.read_only {
+                true => "read-only (this process may not write the file)".to_owned(),
+                false => "read-write".to_owned(),
+            },
+        ),
     ];
     for (name, value) in rows {
         out.line(format_args!("{:<16}{value}", format!("{name}:")))?;
     }
+    Ok(Outcome::Done)
+}
+
+fn check(out: &mut Out, config: Config, json: bool) -> Result<Outcome> {
+    let path = config.resolved_sqlite_path()?;
+    let integrity = tierstack::tier::check(&path)?;
+    let outcome = match integrity.is_ok() {
+        true => Outcome::Done,
+        false => Outcome::Miss,
+    };
+    if json {
+        out.json(&serde_json::json!({
+            "path": integrity.path,
+            "ok": integrity.is_ok(),
+            "problems": integrity.problems,
+        }))?;
+        return Ok(outcome);
+    }
+    if integrity.is_ok() {
+        out.line(format_args!("{}: ok", path.display()))?;
+        return Ok(outcome);
+    }
+    out.line(format_args!("{}: damaged", path.display()))?;
+    for problem in &integrity.problems {
+        out.line(format_args!("  {problem}"))?;
+    }
+    out.line(format_args!(
+        "`tierstack clear` sets it aside as {}.corrupt-<unix time> and starts a fresh file",
+        path.display()
+    ))?;
+    Ok(outcome)
+}
+
+fn clear(out: &mut Out, mut config: Config) -> Result<Outcome> {
+    // Whoever clears wants an empty cache: a damaged file is set aside (not
+    // deleted) and replaced, whatever the config says.
+    config.sqlite.on_corrupt = OnCorrupt::Rebuild;
+    let path = config.resolved_sqlite_path()?;
+    let (removed, file_bytes, rebuilt) = with_cache(config, |cache| {
+        let missing = || Error::new(ErrorKind::Internal, "the cache has no sqlite tier");
+        let removed = cache.inspect()?.ok_or_else(missing)?.entries;
+        cache.clear()?;
+        let file_bytes = cache.inspect()?.ok_or_else(missing)?.file_bytes;
+        Ok((removed, file_bytes, cache.stats().sqlite_rebuilds > 0))
+    })?;
+    if rebuilt {
+        out.line(format_args!(
+            "{} was damaged: it was set aside as {}.corrupt-<unix time> and a fresh file created",
+            path.display(),
+            path.display()
+        ))?;
+    }
+    let unit = if removed == 1 { "entry" } else { "entries" };
+    out.line(format_args!(
+        "cleared {}: {removed} {unit} removed; the file is now {}",
+        path.display(),
+        format::bytes(file_bytes)
+    ))?;
     Ok(Outcome::Done)
 }

@@ -245,8 +245,9 @@ fn file_commands_round_trip_across_processes() {
             "budget:         104857600 B (100.0 MiB), 0.0 % used".to_owned(),
         ]
     );
-    assert_eq!(lines.len(), 9, "{lines:?}");
+    assert_eq!(lines.len(), 10, "{lines:?}");
     assert!(lines[8].starts_with("file size:      "), "{lines:?}");
+    assert_eq!(lines[9], "mode:           read-write");
 
     let json = run(&["--db", db, "inspect", "--json"]);
     assert_eq!((json.code, json.stderr.as_str()), (0, ""));
@@ -273,7 +274,7 @@ fn file_commands_round_trip_across_processes() {
         rest,
         serde_json::json!({
             "path": db, "schema_version": 2, "entries": 3, "expired": 0,
-            "bytes": bytes, "max_bytes": 104_857_600,
+            "bytes": bytes, "max_bytes": 104_857_600, "read_only": false,
         })
     );
 
@@ -576,4 +577,140 @@ fn a_corrupt_file_exits_2_and_is_left_untouched() {
         .collect();
     names.sort();
     assert_eq!(names, ["corrupt.db"], "no -wal or -shm file appeared");
+}
+
+/// A closed cache file of 2000 entries with eight pages in the middle
+/// overwritten; its bytes.
+fn damaged_cache(path: &Path) -> Vec<u8> {
+    let cache = tierstack::blocking::Cache::builder()
+        .sqlite_path(path)
+        .build_blocking()
+        .unwrap();
+    let value = "v".repeat(1500);
+    cache
+        .mset((0..2000).map(|i| (format!("k{i:05}"), value.clone())))
+        .unwrap();
+    cache.close().unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    let page = 4096;
+    let middle = bytes.len() / 2 / page * page;
+    bytes[middle..middle + 8 * page].fill(0xA5);
+    std::fs::write(path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn check_finds_damage_without_changing_the_file_and_clear_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let db = path_str(&path);
+    run(&["--db", db, "set", "k", "v"]).ok("stored \"k\" (1 byte, ttl 86400 s, the default)\n");
+    run(&["--db", db, "check"]).ok(&format!("{db}: ok\n"));
+    let json = run(&["--db", db, "check", "--json"]);
+    assert_eq!(json.code, 0, "{json:?}");
+    assert_eq!(
+        json.json(),
+        serde_json::json!({"path": db, "ok": true, "problems": []})
+    );
+
+    let damaged = damaged_cache(&path);
+    let found = run(&["--db", db, "check"]);
+    assert_eq!((found.code, found.stderr.as_str()), (1, ""), "{found:?}");
+    let lines: Vec<&str> = found.stdout().lines().collect();
+    assert_eq!(lines[0], format!("{db}: damaged"));
+    assert!(lines.len() > 2, "{lines:?}");
+    assert_eq!(
+        lines[lines.len() - 1],
+        format!(
+            "`tierstack clear` sets it aside as {db}.corrupt-<unix time> and starts a fresh file"
+        )
+    );
+    let json = run(&["--db", db, "check", "--json"]);
+    assert_eq!(json.code, 1, "{json:?}");
+    assert_eq!(json.json()["ok"], false);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        damaged,
+        "check changed the file"
+    );
+
+    // Even with on_corrupt = fail in the config, clear sets the damaged file
+    // aside and starts afresh.
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, r#"{"sqlite": {"on_corrupt": "fail"}}"#).unwrap();
+    let cleared = run(&["--db", db, "--config", path_str(&config), "clear"]);
+    assert_eq!(
+        (cleared.code, cleared.stderr.as_str()),
+        (0, ""),
+        "{cleared:?}"
+    );
+    let lines: Vec<&str> = cleared.stdout().lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "{db} was damaged: it was set aside as {db}.corrupt-<unix time> and a fresh file created"
+        )
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "cleared {db}: 0 entries removed; the file is now "
+        )),
+        "{lines:?}"
+    );
+    run(&["--db", db, "check"]).ok(&format!("{db}: ok\n"));
+    run(&["--db", db, "keys"]).ok("");
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("c.db.corrupt-") && !n.ends_with("-wal"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(dir.path().join(&aside[0])).unwrap(), damaged);
+}
+
+#[test]
+fn clear_removes_every_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let db = path_str(&path);
+    run(&["--db", db, "set", "a", "1"]).ok("stored \"a\" (1 byte, ttl 86400 s, the default)\n");
+    run(&["--db", db, "set", "b", "2"]).ok("stored \"b\" (1 byte, ttl 86400 s, the default)\n");
+    let cleared = run(&["--db", db, "clear"]);
+    assert_eq!(
+        (cleared.code, cleared.stderr.as_str()),
+        (0, ""),
+        "{cleared:?}"
+    );
+    assert!(
+        cleared.stdout().starts_with(&format!(
+            "cleared {db}: 2 entries removed; the file is now "
+        )),
+        "{cleared:?}"
+    );
+    run(&["--db", db, "keys"]).ok("");
+}
+
+#[test]
+fn check_refuses_what_is_not_a_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let db = path_str(&path);
+    std::fs::write(&path, b"not a database at all").unwrap();
+    run(&["--db", db, "check"]).fails(
+        2,
+        &format!(
+            "tierstack: corrupt: {db}: its header does not show a tierstack cache \
+             (another program's file, or a cache whose first page is damaged)\n"
+        ),
+    );
+    let missing = dir.path().join("missing.db");
+    let run_missing = run(&["--db", path_str(&missing), "check"]);
+    assert_eq!(run_missing.code, 2);
+    assert!(
+        run_missing.stderr.starts_with(&format!(
+            "tierstack: io: {}: opening it: No such file",
+            path_str(&missing)
+        )),
+        "{run_missing:?}"
+    );
 }

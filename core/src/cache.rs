@@ -8,7 +8,7 @@
 //! runtime's blocking pool. [`crate::blocking::Cache`] calls the engine
 //! directly.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ pub(crate) struct Engine {
     sqlite: Option<SqliteTier>,
     counters: Arc<Counters>,
     closed: AtomicBool,
+    /// The L2 [`SqliteTier::file_epoch`] the L1 was last checked against.
+    l1_epoch: AtomicU64,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -62,6 +64,7 @@ impl Engine {
             true => Some(SqliteTier::open(
                 &config.resolved_sqlite_path()?,
                 config.sqlite.max_bytes,
+                config.sqlite.on_corrupt,
                 counters.clone(),
             )?),
             false => None,
@@ -73,6 +76,7 @@ impl Engine {
             sqlite,
             counters,
             closed: AtomicBool::new(false),
+            l1_epoch: AtomicU64::new(0),
         });
         if let Some(memory) = engine.memory.as_ref().map(L1::get) {
             // Starts watching the file before L1 holds anything.
@@ -217,12 +221,27 @@ impl Engine {
         Some(entry)
     }
 
+    /// Empties L1 if the L2 file was swapped since the last check (a
+    /// replaced or deleted file reopened, a damaged one rebuilt): what L1
+    /// holds came from the old file. Checked after L2 calls on the miss and
+    /// write paths, whether they succeeded or not; an L1 hit does not check.
+    fn follow_file_swap(&self) {
+        if let (Some(sqlite), Some(memory)) = (&self.sqlite, &self.memory) {
+            let epoch = sqlite.file_epoch();
+            if self.l1_epoch.swap(epoch, Ordering::AcqRel) != epoch {
+                self.reset_l1(memory.get(), None);
+            }
+        }
+    }
+
     #[inline(never)]
     fn lookup_below_memory(&self, key: &str, now: u64) -> Result<Option<(Lookup, Option<u64>)>> {
         if let Some(sqlite) = &self.sqlite {
             let start = Instant::now();
             let ticket = self.l1(now).map(|m| (m, m.ticket(key)));
-            match sqlite.get(key, now)? {
+            let found = sqlite.get(key, now);
+            self.follow_file_swap();
+            match found? {
                 Some(found) if now < found.expires_ms => {
                     let promoted = self.promote(ticket, key, found, now);
                     self.counters.sqlite.hits.incr();
@@ -302,7 +321,9 @@ impl Engine {
                 .collect();
             // By key: a key asked for twice is answered twice (not taken
             // out of the map by its first occurrence).
-            let found = sqlite.get_many(&wanted, now)?;
+            let found = sqlite.get_many(&wanted, now);
+            self.follow_file_swap();
+            let found = found?;
             let mut hits = 0u64;
             let mut tickets = tickets.into_iter();
             missing.retain(|&i| {
@@ -411,11 +432,11 @@ impl Engine {
             None => Vec::new(),
         };
         let written: Vec<Option<Outcome>> = match &self.sqlite {
-            Some(sqlite) => sqlite
-                .write(rows.into_iter().map(Write::Put).collect())?
-                .into_iter()
-                .map(Some)
-                .collect(),
+            Some(sqlite) => {
+                let written = sqlite.write(rows.into_iter().map(Write::Put).collect());
+                self.follow_file_swap();
+                written?.into_iter().map(Some).collect()
+            }
             None => vec![None; rows.len()],
         };
         if let Some(memory) = memory {
@@ -438,7 +459,9 @@ impl Engine {
         let mut existed = memory.is_some_and(|m| m.contains_fresh(key, now));
         let mut seq = None;
         if let Some(sqlite) = &self.sqlite {
-            let outcome = sqlite.write(vec![Write::Delete(key.to_owned())])?;
+            let outcome = sqlite.write(vec![Write::Delete(key.to_owned())]);
+            self.follow_file_swap();
+            let outcome = outcome?;
             let outcome = outcome.first().ok_or_else(|| {
                 Error::new(
                     ErrorKind::Internal,
@@ -461,10 +484,12 @@ impl Engine {
         self.check_open()?;
         let glob = Glob::new(pattern)?;
         let now = self.clock.now_ms();
-        let mut keys: Vec<String> = match &self.sqlite {
-            Some(sqlite) => sqlite.fresh_keys(&glob.to_sqlite_glob(), now)?,
-            None => Vec::new(),
+        let keys = match &self.sqlite {
+            Some(sqlite) => sqlite.fresh_keys(&glob.to_sqlite_glob(), now),
+            None => Ok(Vec::new()),
         };
+        self.follow_file_swap();
+        let mut keys: Vec<String> = keys?;
         if let Some(memory) = self.l1(now) {
             keys.extend(memory.fresh_keys(now).filter(|k| glob.matches(k)));
         }
@@ -520,7 +545,9 @@ impl Engine {
         let pending = memory.map(MemoryTier::begin_all);
         let (mut removed, seq) = match &self.sqlite {
             Some(sqlite) => {
-                let (removed, seq) = sqlite.delete_tagged(tag, now)?;
+                let removed = sqlite.delete_tagged(tag, now);
+                self.follow_file_swap();
+                let (removed, seq) = removed?;
                 (removed, Some(seq))
             }
             None => (Vec::new(), None),
@@ -612,6 +639,8 @@ impl Engine {
             invalidations: c.coherence_drops.get(),
             resyncs: c.coherence_resets.get(),
             tiers,
+            sqlite_rebuilds: c.sqlite_rebuilds.get(),
+            sqlite_reopens: c.sqlite_reopens.get(),
         }
     }
 

@@ -118,6 +118,15 @@ impl ChangeLog {
     }
 }
 
+/// Drops the log's rows before change `seq`, a clear: whoever has not seen
+/// them empties its L1 at the clear anyway (a missing row reads as a gap),
+/// so the space they take goes back with the entries.
+pub(crate) fn forget_before(tx: &Transaction<'_>, seq: u64) -> Result<()> {
+    tx.prepare_cached("DELETE FROM changes WHERE seq < ?1")?
+        .execute([seq as i64])?;
+    Ok(())
+}
+
 /// One cache's view of the log: its own connection (so that
 /// `data_version` tells other connections' commits from its own reads) and
 /// the number of the last change it has seen.

@@ -16,6 +16,7 @@
 //! | `sqlite.max_bytes` | 104857600 (100 MiB) | L2 budget: key + value + ~64 bytes per row |
 //! | `sqlite.ttl` | 86400 (24 h) | default time to live in L2 |
 //! | `sqlite.coherence_interval` | 0.05 (50 ms) | how often, at most, L1 checks the file for other processes' changes (0: on every access) |
+//! | `sqlite.on_corrupt` | `"rebuild"` | a damaged tierstack file: `"rebuild"` sets it aside as `<name>.corrupt-<unix time>` and starts a fresh one; `"fail"` reports `corrupt` and touches nothing |
 //! | `fail_safe.max_stale` | 86400 (24 h) | how long an expired L2 row is kept to be served stale |
 //!
 //! Durations in a config are at most 100 years ([`MAX_TTL`]); the TTLs are
@@ -91,6 +92,30 @@ pub struct SqliteConfig {
     /// checks on every access.
     #[serde(with = "seconds")]
     pub coherence_interval: Duration,
+    /// What to do when SQLite finds the file damaged.
+    pub on_corrupt: OnCorrupt,
+}
+
+/// What to do when SQLite reports a tierstack cache file damaged
+/// (`SQLITE_CORRUPT` or `SQLITE_NOTADB`), at open or on any later call.
+///
+/// Only a file whose header shows it is a tierstack cache (its
+/// `application_id`) is ever moved; any other file is left untouched and
+/// reported as [`ErrorKind::Corrupt`] whatever this says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnCorrupt {
+    /// Rename the damaged file (and its `-wal`) to `<name>.corrupt-<unix
+    /// time>`, create a fresh one, log a warning, count it in
+    /// [`crate::Stats::sqlite_rebuilds`], and carry on: the call that found
+    /// the damage runs again on the fresh file. What the damaged file held
+    /// is lost to the cache (it stays in the renamed file).
+    #[default]
+    Rebuild,
+    /// Report [`ErrorKind::Corrupt`] and touch nothing (`tierstack check`
+    /// shows the damage; `tierstack clear` or deleting the file starts
+    /// afresh).
+    Fail,
 }
 
 /// Serving expired copies.
@@ -132,6 +157,7 @@ impl Default for SqliteConfig {
             max_bytes: 100 * 1024 * 1024,
             ttl: Duration::from_secs(24 * 3600),
             coherence_interval: Duration::from_millis(50),
+            on_corrupt: OnCorrupt::Rebuild,
         }
     }
 }
@@ -422,6 +448,12 @@ impl CacheBuilder {
         self
     }
 
+    /// Sets `sqlite.on_corrupt`.
+    pub fn sqlite_on_corrupt(mut self, on_corrupt: OnCorrupt) -> Self {
+        self.config.sqlite.on_corrupt = on_corrupt;
+        self
+    }
+
     /// Sets `fail_safe.max_stale`.
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.config.fail_safe.max_stale = max_stale;
@@ -458,6 +490,22 @@ mod tests {
         assert_eq!(config.sqlite.max_bytes, 104_857_600);
         assert_eq!(config.sqlite.ttl, Duration::from_secs(86_400));
         assert_eq!(config.fail_safe.max_stale, Duration::from_secs(86_400));
+        assert_eq!(config.sqlite.on_corrupt, OnCorrupt::Rebuild);
+    }
+
+    #[test]
+    fn on_corrupt_is_rebuild_or_fail() {
+        let config = Config::from_json(r#"{"sqlite": {"on_corrupt": "fail"}}"#).unwrap();
+        assert_eq!(config.sqlite.on_corrupt, OnCorrupt::Fail);
+        assert_eq!(Config::from_json(&config.to_json()).unwrap(), config);
+        let err = Config::from_json(r#"{"sqlite": {"on_corrupt": "repair"}}"#).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        assert!(
+            err.message()
+                .contains("unknown variant `repair`, expected `rebuild` or `fail`"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]

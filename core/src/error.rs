@@ -24,7 +24,9 @@ pub enum ErrorKind {
     Closed,
     /// The SQLite tier failed (locked past the busy timeout, disk full, …).
     Storage,
-    /// The file system refused something (creating the cache directory, …).
+    /// The file system refused something: the cache file or its directory
+    /// cannot be created or read, or the path is a directory. The message
+    /// carries the operating system's reason.
     Io,
     /// The cache file is not a database, is damaged, or belongs to another
     /// program. It is left untouched.
@@ -38,11 +40,15 @@ pub enum ErrorKind {
     /// not UTF-8 JSON, or was handed a value that cannot be encoded as JSON.
     /// What is stored is unchanged.
     InvalidValue,
+    /// The cache file may be read but not written (a read-only file system,
+    /// directory or file mode): it was opened read-only, reads are served,
+    /// and every write is refused with this kind.
+    ReadOnly,
 }
 
 impl ErrorKind {
     /// Every kind, in code order.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::InvalidKey,
         ErrorKind::InvalidConfig,
         ErrorKind::InvalidArgument,
@@ -53,6 +59,7 @@ impl ErrorKind {
         ErrorKind::Incompatible,
         ErrorKind::Internal,
         ErrorKind::InvalidValue,
+        ErrorKind::ReadOnly,
     ];
 
     /// The stable number of this kind (the C result code); never 0, never reused.
@@ -68,6 +75,7 @@ impl ErrorKind {
             ErrorKind::Incompatible => 8,
             ErrorKind::Internal => 9,
             ErrorKind::InvalidValue => 10,
+            ErrorKind::ReadOnly => 11,
         }
     }
 
@@ -84,6 +92,7 @@ impl ErrorKind {
             ErrorKind::Incompatible => "incompatible",
             ErrorKind::Internal => "internal",
             ErrorKind::InvalidValue => "invalid_value",
+            ErrorKind::ReadOnly => "read_only",
         }
     }
 }
@@ -148,11 +157,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode;
-        let kind = match err.sqlite_error_code() {
-            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => ErrorKind::Corrupt,
-            _ => ErrorKind::Storage,
+        let (kind, what) = match err.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+                (ErrorKind::Corrupt, "sqlite")
+            }
+            Some(ErrorCode::ReadOnly) => (ErrorKind::ReadOnly, "sqlite"),
+            Some(ErrorCode::DiskFull) => (ErrorKind::Storage, "disk full: sqlite"),
+            _ => (ErrorKind::Storage, "sqlite"),
         };
-        Error::new(kind, format!("sqlite: {err}")).with_source(err)
+        Error::new(kind, format!("{what}: {err}")).with_source(err)
     }
 }
 

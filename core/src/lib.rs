@@ -41,7 +41,7 @@ pub mod tier;
 pub use bytes::Bytes;
 pub use cache::{Cache, MAINTENANCE_INTERVAL};
 pub use clock::{Clock, ManualClock};
-pub use config::{CacheBuilder, Config, FailSafeConfig, MemoryConfig, SqliteConfig};
+pub use config::{CacheBuilder, Config, FailSafeConfig, MemoryConfig, OnCorrupt, SqliteConfig};
 pub use entry::{Entry, Lookup, Metadata, SetOptions, Tier};
 pub use error::{Error, ErrorKind, Result};
 pub use stats::{Stats, TIME_SAMPLE_EVERY, TierStats};

@@ -193,6 +193,8 @@ pub(crate) struct Counters {
     pub(crate) coherence_drops: Counter,
     /// Times L1 was emptied because what changed could not be told.
     pub(crate) coherence_resets: Counter,
+    pub(crate) sqlite_rebuilds: Counter,
+    pub(crate) sqlite_reopens: Counter,
 }
 
 impl Counters {
@@ -212,6 +214,8 @@ impl Counters {
             &self.deletes,
             &self.coherence_drops,
             &self.coherence_resets,
+            &self.sqlite_rebuilds,
+            &self.sqlite_reopens,
         ] {
             c.reset();
         }
@@ -241,6 +245,13 @@ pub struct Stats {
     pub resyncs: u64,
     /// One entry per enabled tier, L1 first.
     pub tiers: Vec<TierStats>,
+    /// Times this process found the L2 file damaged and, as
+    /// `sqlite.on_corrupt` = `rebuild` says, set it aside as
+    /// `<name>.corrupt-<unix time>` and started a fresh one.
+    pub sqlite_rebuilds: u64,
+    /// Times this process found the L2 file deleted or replaced on disk and
+    /// opened the file now at its path (creating it if missing).
+    pub sqlite_reopens: u64,
 }
 
 /// The counters of one tier.
@@ -283,6 +294,8 @@ impl Stats {
             ("deletes_total", self.deletes),
             ("invalidations_total", self.invalidations),
             ("resyncs_total", self.resyncs),
+            ("sqlite_rebuilds_total", self.sqlite_rebuilds),
+            ("sqlite_reopens_total", self.sqlite_reopens),
         ] {
             let _ = writeln!(out, "# TYPE tierstack_{name} counter");
             let _ = writeln!(out, "tierstack_{name}{{namespace=\"{ns}\"}} {value}");

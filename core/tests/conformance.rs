@@ -12,15 +12,64 @@ use tierstack::{Config, Error, SetOptions};
 /// What one step produced: a JSON result, or an error kind.
 type Outcome = Result<Value, String>;
 
+/// Why a vector was not run (a step needs what this machine lacks).
+struct Skip(String);
+
 struct Runner {
+    /// A read-only bind mount of `dir` onto itself, from `make_read_only`.
+    read_only: Option<ReadOnlyMount>,
     dir: tempfile::TempDir,
     config: Value,
     cache: Option<Cache>,
 }
 
+/// `dir` bind-mounted read-only onto itself; detached when dropped.
+struct ReadOnlyMount(std::ffi::CString);
+
+impl ReadOnlyMount {
+    fn new(dir: &Path) -> Result<Self, Skip> {
+        use std::os::unix::ffi::OsStrExt;
+        let target = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        let mount = |source: *const libc::c_char, flags| {
+            // SAFETY: NUL-terminated strings that outlive the call, or NULL.
+            match unsafe {
+                libc::mount(
+                    source,
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    flags,
+                    std::ptr::null(),
+                )
+            } {
+                0 => Ok(()),
+                _ => Err(Skip(format!(
+                    "make_read_only: mounting {} read-only is not permitted here: {}",
+                    dir.display(),
+                    std::io::Error::last_os_error()
+                ))),
+            }
+        };
+        mount(target.as_ptr(), libc::MS_BIND)?;
+        let bound = ReadOnlyMount(target.clone());
+        mount(
+            c"none".as_ptr(),
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+        )?;
+        Ok(bound)
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        // SAFETY: a NUL-terminated path.
+        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
 impl Runner {
     fn new(config: Option<&Value>) -> Self {
         Self {
+            read_only: None,
             dir: tempfile::tempdir().unwrap(),
             config: config.cloned().unwrap_or_else(|| json!({})),
             cache: None,
@@ -46,7 +95,15 @@ impl Runner {
         self.cache.as_ref().expect("the vector opened a cache")
     }
 
-    fn step(&mut self, step: &Value) -> Outcome {
+    fn step(&mut self, step: &Value) -> Result<Outcome, Skip> {
+        if step["op"] == "make_read_only" {
+            self.read_only = Some(ReadOnlyMount::new(self.dir.path())?);
+            return Ok(Ok(Value::Null));
+        }
+        Ok(self.call(step))
+    }
+
+    fn call(&mut self, step: &Value) -> Outcome {
         let kind = |e: Error| e.kind().as_str().to_owned();
         let key = || step["key"].as_str().unwrap_or_default();
         let bytes = |v: &Value| v.as_str().expect("values are strings").as_bytes().to_vec();
@@ -157,13 +214,17 @@ fn ttl_seconds(ttl: &Value) -> f64 {
     }
 }
 
-/// Runs one vector; the first step that differs, described.
-fn run(vector: &Value) -> Result<(), String> {
+/// Runs one vector: `Ok(None)` if it passed, `Ok(Some(why))` if it was
+/// skipped, else the first step that differs, described.
+fn run(vector: &Value) -> Result<Option<String>, String> {
     let mut runner = Runner::new(vector.get("config"));
     let config = runner.config.clone();
     runner.open(&config).map_err(|e| format!("open: {e}"))?;
     for (i, step) in vector["steps"].as_array().unwrap().iter().enumerate() {
-        let outcome = runner.step(step);
+        let outcome = match runner.step(step) {
+            Ok(outcome) => outcome,
+            Err(Skip(why)) => return Ok(Some(why)),
+        };
         let wanted_error = step.get("error").and_then(Value::as_str);
         match (&outcome, wanted_error, step.get("expect")) {
             (Err(kind), Some(wanted), _) if kind == wanted => {}
@@ -182,7 +243,9 @@ fn run(vector: &Value) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    // Closed before the mount goes, so that it is not busy.
+    runner.cache.take();
+    Ok(None)
 }
 
 fn vector_files() -> Vec<PathBuf> {
@@ -208,10 +271,11 @@ fn every_vector_passes() {
         for vector in doc["vectors"].as_array().unwrap() {
             let title = vector["name"].as_str().unwrap();
             match run(vector) {
-                Ok(()) => {
+                Ok(None) => {
                     println!("ok {name}: {title}");
                     passed += 1;
                 }
+                Ok(Some(why)) => println!("skip {name}: {title}: {why}"),
                 Err(why) => {
                     println!("FAIL {name}: {title}: {why}");
                     failed.push(format!("{name}: {title}: {why}"));

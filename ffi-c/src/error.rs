@@ -36,7 +36,9 @@ pub enum tierstack_result {
     Closed = 4,
     /// The SQLite tier failed (busy past the timeout, disk full, …).
     Storage = 5,
-    /// The file system refused something (creating the cache directory, …).
+    /// The file system refused something (the cache file or its directory
+    /// cannot be created or read, the path is a directory, …); the message
+    /// carries the operating system's reason.
     Io = 6,
     /// The cache file is not a database, is damaged, or is another
     /// program's. It is left untouched.
@@ -49,10 +51,14 @@ pub enum tierstack_result {
     Internal = 9,
     /// A value is not what a host call needs (JSON hosts: not UTF-8 JSON).
     InvalidValue = 10,
+    /// The cache file may be read but not written (a read-only file system,
+    /// directory or file mode): it was opened read-only, reads are served
+    /// and every write is refused with this result.
+    ReadOnly = 11,
 }
 
 /// Every result, indexed by its number.
-const RESULTS: [tierstack_result; 11] = [
+const RESULTS: [tierstack_result; 12] = [
     tierstack_result::Ok,
     tierstack_result::InvalidKey,
     tierstack_result::InvalidConfig,
@@ -64,6 +70,7 @@ const RESULTS: [tierstack_result; 11] = [
     tierstack_result::Incompatible,
     tierstack_result::Internal,
     tierstack_result::InvalidValue,
+    tierstack_result::ReadOnly,
 ];
 
 /// The names, indexed by number: `"ok"`, then the engine's kind names.
@@ -107,6 +114,7 @@ impl tierstack_result {
             Self::Incompatible => "the cache file was written by a newer tierstack",
             Self::Internal => "internal error in tierstack",
             Self::InvalidValue => "the value is not what the call needs",
+            Self::ReadOnly => "the cache file is read-only: reads are served, writes are refused",
         }
     }
 }
@@ -178,7 +186,7 @@ pub(crate) unsafe fn write_message(
 }
 
 /// The stable name of a result code (`"ok"`, `"invalid_key"`, …,
-/// `"invalid_value"`; the kind names of every host), a static NUL-terminated
+/// `"read_only"`; the kind names of every host), a static NUL-terminated
 /// string; `"unknown"` for a number that is no result. Any thread may call
 /// this.
 #[unsafe(no_mangle)]
@@ -241,7 +249,7 @@ mod tests {
             assert_eq!(result.name().to_str().unwrap(), kind.as_str());
         }
         assert_eq!(tierstack_result::Ok.name(), c"ok");
-        assert_eq!(tierstack_result::from_code(11), None);
+        assert_eq!(tierstack_result::from_code(12), None);
         assert_eq!(RESULTS.len(), ErrorKind::ALL.len() + 1);
         for (i, r) in RESULTS.iter().enumerate() {
             assert_eq!(*r as usize, i);

@@ -6,15 +6,19 @@
  *
  * Prints `ok <file>: <name>` or `FAIL <file>: <name>: step <i>: <what>` per
  * vector (steps counted from 0), then `conformance: <passed> passed,
- * <failed> failed`; exits 0 only when every vector passed.
+ * <failed> failed`; exits 0 only when every vector passed. A vector whose
+ * step this machine does not allow (`make_read_only` mounts: root only)
+ * prints `skip <file>: <name>: <why>` and counts neither way.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <math.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 
 #include "check.h"
 #include "json.h"
@@ -24,8 +28,30 @@ typedef struct {
     char *dir;
     const json *config;
     tierstack_cache *cache;
-    char what[1024]; /* why the current step failed */
+    bool mounted;      /* make_read_only bind-mounted dir onto itself */
+    bool skipped;      /* a step is not possible here; `what` says why */
+    char what[1024];   /* why the current step failed (or was skipped) */
 } run;
+
+/* make_read_only: a read-only bind mount of the vector's directory onto
+ * itself, detached when the vector ends. The kernel ignores the file system
+ * type of a bind mount; "none" rather than NULL keeps valgrind quiet. */
+static tierstack_result make_read_only(run *r) {
+    if (mount(r->dir, r->dir, "none", MS_BIND, NULL) != 0) {
+        r->skipped = true;
+        snprintf(r->what, sizeof r->what,
+                 "make_read_only: mounting %s read-only is not permitted here: %s", r->dir,
+                 strerror(errno));
+        return TIERSTACK_RESULT_OK;
+    }
+    r->mounted = true;
+    if (mount("none", r->dir, "none", MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0) {
+        r->skipped = true;
+        snprintf(r->what, sizeof r->what, "make_read_only: remounting %s read-only failed: %s",
+                 r->dir, strerror(errno));
+    }
+    return TIERSTACK_RESULT_OK;
+}
 
 static bool failed(run *r, const char *fmt, ...) {
     va_list args;
@@ -176,6 +202,9 @@ static tierstack_result call(run *r, const json *step, const char *op, json **ac
     if (strcmp(op, "close") == 0) {
         return tierstack_cache_close(r->cache);
     }
+    if (strcmp(op, "make_read_only") == 0) {
+        return make_read_only(r);
+    }
     if (strcmp(op, "sleep") == 0) {
         const json *s = json_get(step, "seconds");
         sleep_seconds(s != NULL && s->type == JSON_NUMBER ? s->number : 0);
@@ -319,7 +348,9 @@ static bool step_passes(run *r, const json *step) {
     const json *error = json_get(step, "error");
     const json *expect = json_get(step, "expect");
     bool ok;
-    if (r->what[0] != '\0') {
+    if (r->skipped) {
+        ok = false;
+    } else if (r->what[0] != '\0') {
         ok = false;
     } else if (error != NULL) {
         ok = strcmp(tierstack_result_name(res), error->text) == 0 ||
@@ -345,8 +376,10 @@ static bool step_passes(run *r, const json *step) {
     return ok;
 }
 
-/* Runs one vector; prints its line; whether it passed. */
-static bool run_vector(const char *file, const json *vector) {
+typedef enum { PASSED, FAILED, SKIPPED } verdict;
+
+/* Runs one vector; prints its line. */
+static verdict run_vector(const char *file, const json *vector) {
     const json *name = json_get(vector, "name");
     const json *steps = json_get(vector, "steps");
     const char *title = name != NULL && name->type == JSON_STRING ? name->text : "(unnamed)";
@@ -363,12 +396,17 @@ static bool run_vector(const char *file, const json *vector) {
     }
     if (ok) {
         printf("ok %s: %s\n", file, title);
+    } else if (r.skipped) {
+        printf("skip %s: %s: %s\n", file, title, r.what);
     } else {
         printf("FAIL %s: %s: step %zu: %s\n", file, title, i > 0 ? i - 1 : 0, r.what);
     }
     tierstack_cache_free(r.cache);
+    if (r.mounted) {
+        umount2(r.dir, MNT_DETACH);
+    }
     tmp_dir_remove(r.dir);
-    return ok;
+    return ok ? PASSED : r.skipped ? SKIPPED : FAILED;
 }
 
 static char *read_file(const char *path, size_t *len) {
@@ -404,11 +442,9 @@ int main(int argc, char **argv) {
             failures++;
         }
         for (size_t i = 0; vectors != NULL && vectors->type == JSON_ARRAY && i < vectors->n; i++) {
-            if (run_vector(argv[a], vectors->items[i])) {
-                passed++;
-            } else {
-                failures++;
-            }
+            verdict v = run_vector(argv[a], vectors->items[i]);
+            passed += v == PASSED;
+            failures += v == FAILED;
         }
         json_free(doc);
         free(text);

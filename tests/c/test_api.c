@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
 
 #include "check.h"
 
@@ -42,19 +43,19 @@ static void done(void) {
 static void test_names_and_version(void) {
     static const char *names[] = {"ok",      "invalid_key", "invalid_config", "invalid_argument",
                                   "closed",  "storage",     "io",             "corrupt",
-                                  "incompatible", "internal", "invalid_value"};
+                                  "incompatible", "internal", "invalid_value", "read_only"};
     const tierstack_result results[] = {
         TIERSTACK_RESULT_OK,           TIERSTACK_RESULT_INVALID_KEY,
         TIERSTACK_RESULT_INVALID_CONFIG, TIERSTACK_RESULT_INVALID_ARGUMENT,
         TIERSTACK_RESULT_CLOSED,       TIERSTACK_RESULT_STORAGE,
         TIERSTACK_RESULT_IO,           TIERSTACK_RESULT_CORRUPT,
         TIERSTACK_RESULT_INCOMPATIBLE, TIERSTACK_RESULT_INTERNAL,
-        TIERSTACK_RESULT_INVALID_VALUE};
+        TIERSTACK_RESULT_INVALID_VALUE, TIERSTACK_RESULT_READ_ONLY};
     for (uint32_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         CHECK(results[i] == i);
         CHECK(strcmp(tierstack_result_name(i), names[i]) == 0);
     }
-    CHECK(strcmp(tierstack_result_name(11), "unknown") == 0);
+    CHECK(strcmp(tierstack_result_name(12), "unknown") == 0);
     CHECK(strcmp(tierstack_result_name(UINT32_MAX), "unknown") == 0);
     CHECK(strcmp(tierstack_version(), "0.1.0") == 0);
 }
@@ -615,6 +616,59 @@ static void test_stats_count_other_caches_changes(void) {
     done();
 }
 
+/* A damaged file (whole pages in the middle overwritten) is set aside as
+ * cache.db.corrupt-<unix time>, a fresh one serves, and stats count it. */
+static void test_damaged_file_is_rebuilt(void) {
+    fresh("");
+    uint8_t value[1500];
+    memset(value, 'v', sizeof value);
+    for (int i = 0; i < 2000; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "k%05d", i);
+        CHECK_OK(tierstack_cache_set(cache, key, (size_t)n, value, sizeof value, 0));
+    }
+    CHECK_OK(tierstack_cache_close(cache));
+    tierstack_cache_free(cache);
+
+    char *path = path_join(dir, "cache.db");
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        CHECK(fseek(f, 0, SEEK_END) == 0);
+        long middle = ftell(f) / 2 / 4096 * 4096;
+        CHECK(fseek(f, middle, SEEK_SET) == 0);
+        uint8_t junk[8 * 4096];
+        memset(junk, 0xA5, sizeof junk);
+        CHECK(fwrite(junk, 1, sizeof junk, f) == sizeof junk);
+        fclose(f);
+    }
+
+    cache = open_in(dir, "");
+    char *json = NULL;
+    CHECK_OK(tierstack_cache_keys_json(cache, K("*"), &json));
+    CHECK(json != NULL && strcmp(json, "[]") == 0);
+    tierstack_string_free(json);
+    json = NULL;
+    CHECK_OK(tierstack_cache_stats_json(cache, &json));
+    CHECK(json != NULL && strstr(json, "\"sqlite_rebuilds\":1,\"sqlite_reopens\":0") != NULL);
+    tierstack_string_free(json);
+    CHECK_OK(tierstack_cache_set(cache, K("k"), D("v"), 0));
+
+    int aside = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e = d != NULL ? readdir(d) : NULL; e != NULL; e = readdir(d)) {
+        size_t n = strlen(e->d_name);
+        aside += strncmp(e->d_name, "cache.db.corrupt-", 17) == 0 &&
+                 !(n > 4 && strcmp(e->d_name + n - 4, "-wal") == 0);
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    CHECK(aside == 1);
+    free(path);
+    done();
+}
+
 static void test_null_arguments(void) {
     fresh("");
     tierstack_value *value = SENTINEL;
@@ -831,6 +885,8 @@ int main(void) {
     check_case("has and delete", test_has_and_delete);
     check_case("mget and mset", test_mget_mset);
     check_case("keys_json, len and clear", test_keys_len_clear);
+    check_case("a damaged file is set aside, rebuilt and counted in stats",
+               test_damaged_file_is_rebuilt);
     check_case("TTLs: expiry, defaults, unusable numbers", test_ttls);
     check_case("a 1 MiB key gives a short message", test_huge_key_messages);
     check_case("tags and invalidate_tag", test_tags);

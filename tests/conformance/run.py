@@ -4,15 +4,19 @@
 
 Prints ``ok <file>: <name>`` or ``FAIL <file>: <name>: step <i>: <what>`` per
 vector and ``conformance: <passed> passed, <failed> failed`` last; exits 0
-only when every vector passed. Vector values are byte strings, so the runner
+only when every vector passed. A vector whose step this machine does not
+allow (``make_read_only`` mounts: root only) prints ``skip <file>: <name>:
+<why>`` and counts neither way. Vector values are byte strings, so the runner
 uses the raw-bytes calls (``set(key, bytes)``, ``get_bytes``,
 ``lookup_bytes``, ``mget_bytes``); ``set_json`` and ``get_json`` use the JSON
 calls.
 """
 
 import copy
+import ctypes
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -26,6 +30,20 @@ ERRORS = {cls.kind: cls for cls in vars(tierstack).values() if isinstance(cls, t
 
 class StepFailed(Exception):
     pass
+
+
+class Skipped(Exception):
+    """The vector needs what this machine does not allow."""
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MNT_DETACH = 1, 32, 4096, 2
+
+
+def _mount(source: str, target: str, flags: int) -> None:
+    if _LIBC.mount(source.encode(), target.encode(), None, ctypes.c_ulong(flags), None) != 0:
+        errno = ctypes.get_errno()
+        raise Skipped(f"make_read_only: mounting {target} read-only is not permitted here: {os.strerror(errno)}")
 
 
 def same(got: Any, expected: Any) -> bool:
@@ -65,6 +83,7 @@ class Runner:
         self.vector_config = config
         self.config = config
         self.cache: Optional[tierstack.Cache] = None
+        self.mounted = False
 
     def with_path(self, config: Dict[str, Any]) -> Dict[str, Any]:
         config = copy.deepcopy(config)
@@ -83,6 +102,11 @@ class Runner:
             return self.open(step.get("config", self.vector_config))
         if op == "sleep":
             return time.sleep(step["seconds"])
+        if op == "make_read_only":
+            # A read-only bind mount of the directory onto itself.
+            _mount(str(self.directory), str(self.directory), _MS_BIND)
+            self.mounted = True
+            return _mount("none", str(self.directory), _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
         cache = self.cache
         if cache is None:
             raise StepFailed("no cache is open")
@@ -120,12 +144,17 @@ class Runner:
         raise StepFailed(f"unknown op {op!r}")
 
     def close(self) -> None:
-        if self.cache is not None:
-            self.cache.close()
+        try:
+            if self.cache is not None:
+                self.cache.close()
+        finally:
+            if self.mounted:
+                _LIBC.umount2(str(self.directory).encode(), _MNT_DETACH)
 
 
 def run_vector(vector: Dict[str, Any]) -> Optional[str]:
-    """``None`` if the vector passed, else what went wrong."""
+    """``None`` if the vector passed, else what went wrong; raises
+    :class:`Skipped` if it cannot run here."""
     with tempfile.TemporaryDirectory(prefix="tierstack-conformance-") as directory:
         runner = Runner(Path(directory), vector.get("config", {}))
         try:
@@ -139,6 +168,8 @@ def run_vector(vector: Dict[str, Any]) -> Optional[str]:
                     if wanted is None or type(err) is not wanted or err.kind != expected_error:
                         return f"step {i}: {step['op']} raised {type(err).__name__} ({err.kind}: {err})"
                     continue
+                except Skipped:
+                    raise
                 except StepFailed as failed:
                     return f"step {i}: {failed}"
                 except Exception as err:
@@ -147,6 +178,8 @@ def run_vector(vector: Dict[str, Any]) -> Optional[str]:
                     return f"step {i}: {step['op']} succeeded, expected {expected_error}"
                 if "expect" in step and not same(result, step["expect"]):
                     return f"step {i}: {step['op']} gave {result!r}, expected {step['expect']!r}"
+        except Skipped:
+            raise
         except Exception as err:
             return f"setup: {type(err).__name__}: {err}"
         finally:
@@ -159,7 +192,11 @@ def main(paths: List[str]) -> int:
     for path in paths:
         name = Path(path).name
         for vector in json.loads(Path(path).read_text(encoding="utf-8"))["vectors"]:
-            problem = run_vector(vector)
+            try:
+                problem = run_vector(vector)
+            except Skipped as why:
+                print(f"skip {name}: {vector['name']}: {why}")
+                continue
             if problem is None:
                 passed += 1
                 print(f"ok {name}: {vector['name']}")

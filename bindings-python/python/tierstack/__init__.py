@@ -79,6 +79,7 @@ __all__ = [
     "IoError",
     "Lookup",
     "MemoryConfig",
+    "ReadOnlyError",
     "SqliteConfig",
     "Stats",
     "StorageError",
@@ -91,7 +92,7 @@ class Error(Exception):
     """Any error tierstack reports.
 
     ``kind`` is the stable snake_case name of the error kind (``"invalid_key"``)
-    and ``code`` its stable number (1-10), the same in every host.
+    and ``code`` its stable number (1-11), the same in every host.
     """
 
     kind: str
@@ -138,7 +139,9 @@ class StorageError(Error):
 
 
 class IoError(Error):
-    """The file system refused something (creating the cache directory, ...)."""
+    """The file system refused something: the cache file or its directory
+    cannot be created or read, or the path is a directory. The message
+    carries the operating system's reason."""
 
     kind = "io"
     code = 6
@@ -172,6 +175,15 @@ class InvalidValueError(Error, ValueError):
 
     kind = "invalid_value"
     code = 10
+
+
+class ReadOnlyError(Error):
+    """The cache file may be read but not written (a read-only file system,
+    directory or file mode): it was opened read-only, reads are served, and
+    every write raises this."""
+
+    kind = "read_only"
+    code = 11
 
 
 class Lookup(NamedTuple):
@@ -211,6 +223,7 @@ class SqliteConfig(TypedDict, total=False):
     """Seconds, at most, between two checks of the file for other processes'
     changes (default 0.05; 0: on every access): no value another process
     replaced longer ago than this is served from L1."""
+    on_corrupt: str
 
 
 class FailSafeConfig(TypedDict, total=False):
@@ -253,6 +266,8 @@ class Stats(TypedDict):
     invalidations: int
     resyncs: int
     tiers: List[TierStats]
+    sqlite_rebuilds: int
+    sqlite_reopens: int
 
 
 _MISSING: Any = object()

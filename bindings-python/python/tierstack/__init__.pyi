@@ -43,7 +43,7 @@ class Error(Exception):
     kind: str
     """The stable snake_case name of the kind, e.g. ``"invalid_key"``."""
     code: int
-    """The stable number of the kind (1-10), the same in every host."""
+    """The stable number of the kind (1-11), the same in every host."""
 
 class InvalidKeyError(Error, ValueError):
     """Code 1: a key is empty, over 255 bytes, holds a control character or
@@ -63,7 +63,8 @@ class StorageError(Error):
     """Code 5: SQLite failed."""
 
 class IoError(Error):
-    """Code 6: the file system refused something."""
+    """Code 6: the file system refused something (the OS reason is in the
+    message)."""
 
 class CorruptError(Error):
     """Code 7: the file is not a tierstack cache, or is damaged."""
@@ -77,6 +78,10 @@ class InternalError(Error):
 class InvalidValueError(Error, ValueError):
     """Code 10: a value JSON cannot encode, or stored bytes that are not JSON
     read as JSON."""
+
+class ReadOnlyError(Error):
+    """Code 11: the cache file is read-only: reads are served, writes are
+    refused."""
 
 class Lookup(NamedTuple, Generic[_L_co]):
     """A value found by ``lookup``, with where it came from."""
@@ -98,6 +103,10 @@ class SqliteConfig(TypedDict, total=False):
     max_bytes: int
     ttl: float
     coherence_interval: float
+    on_corrupt: Literal["rebuild", "fail"]
+    """A damaged cache file: ``"rebuild"`` (default) sets it aside as
+    ``<name>.corrupt-<unix time>`` and starts a fresh one; ``"fail"`` raises
+    :class:`CorruptError` and touches nothing."""
 
 class FailSafeConfig(TypedDict, total=False):
     max_stale: float
@@ -127,6 +136,12 @@ class Stats(TypedDict):
     invalidations: int
     resyncs: int
     tiers: list[TierStats]
+    sqlite_rebuilds: int
+    """Times the SQLite file was found damaged, set aside as
+    ``<name>.corrupt-<unix time>`` and replaced by a fresh one."""
+    sqlite_reopens: int
+    """Times the SQLite file was found deleted or replaced on disk and the
+    file now at its path was opened."""
 
 class Cache:
     """A cache: L1 in this process's memory over an L2 SQLite file."""

@@ -21,28 +21,43 @@
 //!   schema version in `user_version`, migrated forward on open. A file that
 //!   is not a tierstack cache, or is from a newer version, is refused and
 //!   left untouched.
+//! - A file this process may read but not write is opened read-only (see
+//!   [`file`]): reads are served, writes fail with [`ErrorKind::ReadOnly`],
+//!   and reads are not recorded for eviction, which needs writing.
+//! - A file deleted or replaced on disk is noticed by the next write (and by
+//!   reads within [`FILE_CHECK_INTERVAL`]) and the file at the path is opened
+//!   instead, created if missing (see [`recovery`]).
+//! - The cache never wedges the disk it fills: writes leave
+//!   [`DISK_RESERVE`] free for deletes, `clear` and eviction, the WAL is
+//!   bounded, and `clear` gives the space back (see [`space`]).
+
+mod damage;
+mod file;
+mod recovery;
+mod space;
 
 use std::collections::HashMap;
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::ErrorKind as IoErrorKind;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::Notify;
 
 use crate::coherence::{self, ChangeLog, Changes, Watch};
+use crate::config::OnCorrupt;
 use crate::entry::{Entry, Metadata};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime;
 use crate::stats::Counters;
+pub use damage::{Integrity, check};
+use file::{FileId, Mode, connect, prepare_file};
+pub use recovery::FILE_CHECK_INTERVAL;
+pub use space::{CHECKPOINT_BELOW, DISK_RESERVE, WAL_SIZE_LIMIT};
+use space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
 
 /// Bytes charged per row on top of its key and value: the row's integer
 /// columns, its slots in the key and recency indexes, and page slack.
@@ -152,6 +167,8 @@ pub struct Inspection {
     pub newest_ms: Option<u64>,
     /// Size of the database file itself (the WAL not included).
     pub file_bytes: u64,
+    /// Whether the file is open read-only (this process may not write it).
+    pub read_only: bool,
 }
 
 /// A row to write.
@@ -220,12 +237,29 @@ pub(crate) struct Maintenance {
     pub(crate) purged: u64,
 }
 
+/// The file the connections are on, and how it is open. Locked only
+/// inside [`SqliteTier::enter`], so a forked child never finds it held.
+struct Current {
+    id: FileId,
+    mode: Mode,
+    read_only_because: Option<String>,
+}
+
 pub(crate) struct SqliteTier {
     path: PathBuf,
     max_bytes: u64,
+    current: Mutex<Current>,
+    /// Whether the file is open read-only: writes are refused without a lock.
+    read_only: AtomicBool,
+    /// Incremented on every swap of the file (see [`recovery`]).
+    epoch: AtomicU64,
+    started: Instant,
+    /// When reads last checked the file's identity, in ms since `started`.
+    checked_ms: AtomicU64,
     writer: Mutex<Option<Connection>>,
     queue: Mutex<Vec<Submission>>,
-    readers: Mutex<Vec<Connection>>,
+    /// Idle reader connections, with the epoch of the file they are on.
+    readers: Mutex<Vec<(u64, Connection)>>,
     access: Mutex<Access>,
     /// Rows used above this tier, one slot per row id modulo the slot
     /// count (0: empty); see [`SqliteTier::touch`].
@@ -234,6 +268,7 @@ pub(crate) struct SqliteTier {
     total_bytes: AtomicU64,
     entry_count: AtomicU64,
     last_purge_ms: AtomicU64,
+    on_corrupt: OnCorrupt,
     wake: Arc<Notify>,
     counters: Arc<Counters>,
     /// The fork generation (see [`crate::runtime`]) the connections belong to.
@@ -244,19 +279,44 @@ pub(crate) struct SqliteTier {
     /// again in a forked child.
     origin: AtomicI64,
     /// This cache's view of the change log; opened on the first poll.
-    watch: Mutex<Option<Watch>>,
+    /// With the epoch of the file it watches (see [`recovery`]).
+    watch: Mutex<Option<(u64, Watch)>>,
 }
 
 impl SqliteTier {
     /// Opens (creating if needed) the cache file at `path`.
-    pub(crate) fn open(path: &Path, max_bytes: u64, counters: Arc<Counters>) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        max_bytes: u64,
+        on_corrupt: OnCorrupt,
+        counters: Arc<Counters>,
+    ) -> Result<Self> {
         runtime::watch_forks();
         let _gate = runtime::fork_gate();
-        create_file(path)?;
-        let writer = prepare_file(path)?;
+        let mut opened = file::open(path, on_corrupt)?;
+        let writer = opened.writer.take();
+        let (id, mode) = (opened.id, opened.mode);
+        let read_only_because = opened.read_only_because.clone();
+        let read_only = mode != Mode::ReadWrite;
+        if let Some(because) = &read_only_because {
+            tracing::warn!(
+                path = %path.display(),
+                because,
+                "the cache file is read-only: reads are served, writes are refused"
+            );
+        }
         let tier = Self {
             path: path.to_owned(),
             max_bytes,
+            current: Mutex::new(Current {
+                id,
+                mode,
+                read_only_because,
+            }),
+            read_only: AtomicBool::new(read_only),
+            epoch: AtomicU64::new(0),
+            started: Instant::now(),
+            checked_ms: AtomicU64::new(0),
             writer: Mutex::new(None),
             queue: Mutex::new(Vec::new()),
             readers: Mutex::new(Vec::new()),
@@ -266,6 +326,7 @@ impl SqliteTier {
             total_bytes: AtomicU64::new(0),
             entry_count: AtomicU64::new(0),
             last_purge_ms: AtomicU64::new(0),
+            on_corrupt,
             wake: Arc::new(Notify::new()),
             counters,
             generation: AtomicU64::new(runtime::fork_generation()),
@@ -274,9 +335,46 @@ impl SqliteTier {
             origin: AtomicI64::new(coherence::new_origin()),
             watch: Mutex::new(None),
         };
-        tier.refresh_totals(&writer)?;
-        *tier.writer.lock() = Some(writer);
+        tier.note_set_aside(&opened);
+        match writer {
+            Some(writer) => {
+                tier.refresh_totals(&writer)?;
+                *tier.writer.lock() = Some(writer);
+            }
+            None => tier.read(|conn| tier.refresh_totals(conn))?,
+        }
         Ok(tier)
+    }
+
+    /// A new reader connection on the current file.
+    fn connect(&self) -> Result<Connection> {
+        let mode = self.current.lock().mode;
+        connect(&self.path, mode)
+    }
+
+    /// A new writer connection on the current file; `None` when it is read-only.
+    fn open_writer(&self) -> Result<Option<Connection>> {
+        match self.current.lock().mode {
+            Mode::ReadWrite => prepare_file(&self.path).map(Some),
+            Mode::ReadOnly { .. } => Ok(None),
+        }
+    }
+
+    /// `Err` of kind [`ErrorKind::ReadOnly`] when the file is open read-only.
+    #[inline]
+    fn check_writable(&self) -> Result<()> {
+        if !self.read_only.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let because = self.current.lock().read_only_because.clone();
+        Err(Error::new(
+            ErrorKind::ReadOnly,
+            format!(
+                "{} is read-only ({}): reads are served, writes are refused",
+                self.path.display(),
+                because.as_deref().unwrap_or("SQLite opened it read-only")
+            ),
+        ))
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -348,7 +446,7 @@ impl SqliteTier {
             .store(coherence::new_origin(), Ordering::Relaxed);
         let reopened = match self.closed.load(Ordering::Acquire) {
             true => Ok(()),
-            false => prepare_file(&self.path).map(|conn| *self.writer.lock() = Some(conn)),
+            false => self.open_writer().map(|conn| *self.writer.lock() = conn),
         };
         self.generation.store(generation, Ordering::Release);
         self.resetting.store(false, Ordering::Release);
@@ -370,21 +468,36 @@ impl SqliteTier {
         self.entry_count.load(Ordering::Relaxed)
     }
 
-    /// Runs `f` on a pooled reader connection.
-    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R> {
+    /// Runs `f` on a pooled reader connection; again on a fresh file if the
+    /// file was found damaged and rebuilt (see [`recovery`]).
+    fn read<R>(&self, f: impl Fn(&Connection) -> rusqlite::Result<R>) -> Result<R> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
         let _gate = self.enter()?;
+        self.check_file_every()?;
+        match self.read_once(&f) {
+            Err(err) => {
+                self.recover_read(err)?;
+                self.read_once(&f)
+            }
+            read => read,
+        }
+    }
+
+    fn read_once<R>(&self, f: impl Fn(&Connection) -> rusqlite::Result<R>) -> Result<R> {
         let pooled = self.readers.lock().pop();
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => connect(&self.path)?,
+        let (epoch, conn) = match pooled {
+            Some(pooled) => pooled,
+            None => (self.file_epoch(), self.connect()?),
         };
         let result = f(&conn).map_err(Error::from);
         let mut readers = self.readers.lock();
-        if readers.len() < READERS_KEPT && !self.closed.load(Ordering::Acquire) {
-            readers.push(conn);
+        if readers.len() < READERS_KEPT
+            && !self.closed.load(Ordering::Acquire)
+            && epoch == self.file_epoch()
+        {
+            readers.push((epoch, conn));
         }
         result
     }
@@ -406,7 +519,7 @@ impl SqliteTier {
         })?;
         let rows = self.read(|conn| {
             let mut stmt = conn.prepare_cached(SQL_GET_MANY)?;
-            let rows = stmt.query_map([json], |r| Ok((r.get::<_, String>(4)?, found_from(r)?)))?;
+            let rows = stmt.query_map([&json], |r| Ok((r.get::<_, String>(4)?, found_from(r)?)))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         let ids: Vec<i64> = rows.iter().map(|(_, found)| found.row).collect();
@@ -472,6 +585,7 @@ impl SqliteTier {
             oldest_ms: oldest.map(|v| v as u64),
             newest_ms: newest.map(|v| v as u64),
             file_bytes,
+            read_only: self.read_only.load(Ordering::Acquire),
         })
     }
 
@@ -494,7 +608,8 @@ impl SqliteTier {
     }
 
     fn record_access(&self, ids: &[i64], now_ms: u64) {
-        if ids.is_empty() {
+        // A read-only file cannot record reads; it is not evicted from here either.
+        if ids.is_empty() || self.read_only.load(Ordering::Relaxed) {
             return;
         }
         let mut access = self.access.lock();
@@ -522,10 +637,11 @@ impl SqliteTier {
     /// and no SQLite, and nothing to wait for (not even a `fork()` under way
     /// in another thread). A row whose slot another row took since is not
     /// recorded this pass; a hot row comes back. An id reused by a newer
-    /// row after a delete refreshes that row: harmless.
+    /// row after a delete refreshes that row: harmless. Nothing is recorded
+    /// on a read-only file, where eviction cannot run.
     #[inline]
     pub(crate) fn touch(&self, row: i64) {
-        if row != 0 {
+        if row != 0 && !self.read_only.load(Ordering::Relaxed) {
             self.hot[row as usize & (HOT_SLOTS - 1)].store(row, Ordering::Relaxed);
         }
     }
@@ -544,6 +660,8 @@ impl SqliteTier {
             return Err(Error::closed());
         }
         let _gate = self.enter()?;
+        self.check_writable()?;
+        self.ensure_room(&writes)?;
         let slot = Arc::new(Slot::default());
         self.queue.lock().push(Submission {
             writes,
@@ -556,7 +674,13 @@ impl SqliteTier {
         let conn = writer.as_mut().ok_or_else(Error::closed)?;
         let batch = std::mem::take(&mut *self.queue.lock());
         debug_assert!(batch.iter().any(|s| Arc::ptr_eq(&s.slot, &slot)));
-        match self.apply(conn, &batch) {
+        let applied = match self.apply(conn, &batch) {
+            Err(err) => self
+                .recover(&mut writer, err)
+                .and_then(|()| self.apply(self.writable(&mut writer)?, &batch)),
+            applied => applied,
+        };
+        match applied {
             Ok(outcomes) => {
                 for (submission, outcome) in batch.iter().zip(outcomes) {
                     *submission.slot.0.lock() = Some(Ok(outcome));
@@ -582,6 +706,7 @@ impl SqliteTier {
 
     fn apply(&self, conn: &mut Connection, batch: &[Submission]) -> Result<Vec<Vec<Outcome>>> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.check_still_current()?;
         let (mut bytes, mut count) = (0i64, 0i64);
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut log = ChangeLog::open(&tx, self.origin.load(Ordering::Relaxed))?;
@@ -675,14 +800,32 @@ impl SqliteTier {
     }
 
     /// Runs `f` in an `IMMEDIATE` transaction on the writer connection.
-    fn with_writer<R>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<R>) -> Result<R> {
+    ///
+    /// A file replaced or deleted since it was opened is reopened and `f`
+    /// runs there (see [`recovery`]).
+    fn with_writer<R>(&self, f: impl Fn(&Transaction<'_>) -> Result<R>) -> Result<R> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
         let _gate = self.enter()?;
+        self.check_writable()?;
         let mut writer = self.writer.lock();
-        let conn = writer.as_mut().ok_or_else(Error::closed)?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let result = f(&tx)?;
-        tx.commit()?;
-        Ok(result)
+        let run = |writer: &mut Option<Connection>| {
+            let tx = self
+                .writable(writer)?
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            self.check_still_current()?;
+            let result = f(&tx)?;
+            tx.commit()?;
+            Ok(result)
+        };
+        match run(&mut writer) {
+            Err(err) => {
+                self.recover(&mut writer, err)?;
+                run(&mut writer)
+            }
+            done => done,
+        }
     }
 
     /// Deletes every row tagged `tag`; returns the keys of those that were
@@ -714,7 +857,10 @@ impl SqliteTier {
         })
     }
 
-    /// Deletes every row; returns the change number of the clear.
+    /// Deletes every row, then gives the space back to the file system
+    /// (see [`space`]); returns the change number of the clear. The rows are
+    /// gone once the deletion commits: a failure to reclaim the space
+    /// afterwards is logged, not returned.
     pub(crate) fn clear(&self) -> Result<u64> {
         let seq = self.with_writer(|tx| {
             tx.execute_batch(
@@ -724,19 +870,31 @@ impl SqliteTier {
             let mut log = ChangeLog::open(tx, self.origin.load(Ordering::Relaxed))?;
             let seq = log.record(tx, None, None)?;
             log.finish(tx)?;
+            coherence::forget_before(tx, seq)?;
             Ok(seq)
         })?;
         *self.access.lock() = Access::default();
         self.total_bytes.store(0, Ordering::Relaxed);
         self.entry_count.store(0, Ordering::Relaxed);
+        let _gate = self.enter()?;
+        if let Some(conn) = self.writer.lock().as_ref()
+            && let Err(err) = self.reclaim(conn)
+        {
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %err,
+                "cleared, but the space was not given back to the file system"
+            );
+        }
         Ok(seq)
     }
 
     /// If `due()` (asked under this cache's watch lock, so that callers
     /// racing here check once), hands `apply` what other caches changed in
     /// the file since the last check (see [`crate::coherence`]), still under
-    /// the lock. The first check, here or in a forked child, answers
-    /// [`Changes::All`]: nothing was vouched for before it.
+    /// the lock. The first check, here, in a forked child or after the file
+    /// was swapped (see [`recovery`]), answers [`Changes::All`]: nothing was
+    /// vouched for before it.
     pub(crate) fn sync(&self, due: impl FnOnce() -> bool, apply: impl FnOnce(Result<Changes>)) {
         let _gate = match self.enter() {
             Ok(gate) => gate,
@@ -750,11 +908,12 @@ impl SqliteTier {
             return apply(Err(Error::closed()));
         }
         let origin = self.origin.load(Ordering::Relaxed);
+        let epoch = self.file_epoch();
         let changes = match watch.as_mut() {
-            Some(watch) => watch.poll(origin),
-            None => connect(&self.path).and_then(Watch::open).map(|opened| {
+            Some((on, watch)) if *on == epoch => watch.poll(origin),
+            _ => self.connect().and_then(Watch::open).map(|opened| {
                 let head = opened.seen();
-                *watch = Some(opened);
+                *watch = Some((epoch, opened));
                 Changes::All { head }
             }),
         };
@@ -767,7 +926,13 @@ impl SqliteTier {
     ///
     /// A pass with nothing to do writes nothing; `budget: false` (closing)
     /// only writes the buffered reads.
+    ///
+    /// On a read-only file there is nothing to write and nothing may be
+    /// evicted: a pass does nothing.
     pub(crate) fn maintain(&self, now_ms: u64, budget: bool) -> Result<Maintenance> {
+        if self.read_only.load(Ordering::Acquire) {
+            return Ok(Maintenance::default());
+        }
         let _gate = self.enter()?;
         let last_purge = self.last_purge_ms.load(Ordering::Relaxed);
         let purge = budget && now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
@@ -775,32 +940,65 @@ impl SqliteTier {
         if !purge && !evict && self.access.lock().rows() == 0 && !self.hot_pending() {
             return Ok(Maintenance::default());
         }
-        let done = {
-            let mut writer = self.writer.lock();
-            let conn = writer.as_mut().ok_or_else(Error::closed)?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let done = self.maintain_in(&tx, now_ms, purge, budget)?;
-            tx.commit()?;
-            // Counted before the writer lock is released, so the next pass,
-            // here or in another thread, sees it.
-            self.counters.sqlite.evictions.add(done.evicted);
-            done
-        };
+        // Eviction goes in transactions of at most EVICT_CHUNK rows with a
+        // checkpoint between, so that the WAL stays small (see `space`).
+        let mut done = Maintenance::default();
+        let mut round = 0;
+        loop {
+            let step = {
+                let mut writer = self.writer.lock();
+                let pass = |writer: &mut Option<Connection>| {
+                    let tx = self
+                        .writable(writer)?
+                        .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    self.check_still_current()?;
+                    let done = self.maintain_in(&tx, now_ms, purge && round == 0, budget, round)?;
+                    tx.commit()?;
+                    Ok::<_, Error>(done)
+                };
+                let step = match pass(&mut writer) {
+                    Err(err) => {
+                        self.recover(&mut writer, err)?;
+                        pass(&mut writer)?
+                    }
+                    step => step?,
+                };
+                // Counted before the writer lock is released, so the next
+                // pass, here or in another thread, sees it.
+                self.counters.sqlite.evictions.add(step.evicted);
+                step
+            };
+            done.touched += step.touched;
+            done.evicted += step.evicted;
+            done.purged += step.purged;
+            if step.evicted < EVICT_CHUNK {
+                break;
+            }
+            self.checkpoint()?;
+            round += 1;
+        }
         if purge {
             self.last_purge_ms.store(now_ms, Ordering::Relaxed);
         }
-        if done != Maintenance::default() {
+        if done.evicted + done.purged >= LARGE_REMOVAL {
+            if let Some(conn) = self.writer.lock().as_ref() {
+                checkpoint_truncate(conn)?;
+            }
+        } else if done != Maintenance::default() {
             self.checkpoint()?;
         }
         Ok(done)
     }
 
+    /// One transaction of a maintenance pass; `round` > 0 continues an
+    /// eviction that stopped at [`EVICT_CHUNK`] rows.
     fn maintain_in(
         &self,
         tx: &Transaction<'_>,
         now_ms: u64,
         purge: bool,
         budget: bool,
+        round: u32,
     ) -> Result<Maintenance> {
         let max_bytes = self.max_bytes;
         // Taken under the writer lock, so a concurrent pass cannot evict
@@ -839,12 +1037,12 @@ impl SqliteTier {
             |r| r.get(0),
         )?;
         let mut over = total + bytes - (max_bytes as f64 * EVICT_LOW_WATER) as i64;
-        if budget && total + bytes > max_bytes as i64 {
+        if budget && (total + bytes > max_bytes as i64 || round > 0) {
             let mut oldest = tx.prepare_cached(
                 "SELECT id, size FROM entries ORDER BY last_access_ms, id LIMIT 256",
             )?;
             let mut delete = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
-            while over > 0 {
+            while over > 0 && done.evicted < EVICT_CHUNK {
                 let batch = oldest
                     .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -852,7 +1050,7 @@ impl SqliteTier {
                     break;
                 }
                 for (id, size) in batch {
-                    if over <= 0 {
+                    if over <= 0 || done.evicted == EVICT_CHUNK {
                         break;
                     }
                     delete.execute([id])?;
@@ -920,134 +1118,4 @@ fn found_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
         expires_ms: r.get::<_, i64>(2)? as u64,
         value: Bytes::copy_from_slice(r.get_ref(3)?.as_blob()?),
     })
-}
-
-/// Creates the parent directory (0700) and the file (0600) if missing.
-fn create_file(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| {
-                Error::new(ErrorKind::Io, format!("creating {}: {e}", dir.display())).with_source(e)
-            })?;
-    }
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == IoErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(
-            Error::new(ErrorKind::Io, format!("creating {}: {e}", path.display())).with_source(e),
-        ),
-    }
-}
-
-fn connect(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(32);
-    conn.execute_batch(
-        "PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -8192;",
-    )?;
-    Ok(conn)
-}
-
-/// Opens the writer connection, switches the file to WAL and migrates it.
-///
-/// Processes opening a new file at the same moment can get `SQLITE_BUSY`
-/// without SQLite's busy handler being consulted (the switch to WAL and the
-/// first schema read avoid waiting to rule out deadlock), so the whole step
-/// is retried until [`BUSY_TIMEOUT`].
-fn prepare_file(path: &Path) -> Result<Connection> {
-    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let attempt = connect(path).and_then(|mut conn| {
-            check_identity(&conn)?;
-            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-                if !mode.eq_ignore_ascii_case("wal") {
-                    return Err(Error::new(
-                        ErrorKind::Storage,
-                        format!("journal mode stayed {mode}; WAL is required"),
-                    ));
-                }
-            }
-            migrate(&mut conn)?;
-            Ok(conn)
-        });
-        match attempt {
-            Err(err) if is_busy(&err) && std::time::Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            Err(err) => return Err(err.context(path.display())),
-            ok => return ok,
-        }
-    }
-}
-
-fn is_busy(err: &Error) -> bool {
-    let source = std::error::Error::source(err).and_then(|s| s.downcast_ref::<rusqlite::Error>());
-    matches!(
-        source.and_then(rusqlite::Error::sqlite_error_code),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
-}
-
-/// Refuses a file that is not an empty database or a tierstack cache, or
-/// that a newer version wrote. Reads only: a refused file is not modified.
-fn check_identity(conn: &Connection) -> Result<()> {
-    // One statement, so one consistent snapshot even while another process
-    // is creating the schema.
-    let (app_id, version, objects): (i64, i64, i64) = conn.query_row(
-        "SELECT (SELECT application_id FROM pragma_application_id()), \
-         (SELECT user_version FROM pragma_user_version()), \
-         (SELECT count(*) FROM sqlite_schema)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let fresh = app_id == 0 && version == 0 && objects == 0;
-    if !fresh && app_id != APPLICATION_ID {
-        return Err(Error::new(
-            ErrorKind::Corrupt,
-            "a SQLite database of another program, not a tierstack cache; it was left untouched",
-        ));
-    }
-    if version > SCHEMA_VERSION {
-        return Err(Error::new(
-            ErrorKind::Incompatible,
-            format!(
-                "schema version {version}; this tierstack reads up to {SCHEMA_VERSION}; \
-                 it was left untouched"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let current =
-        |conn: &Connection| conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
-    if current(conn)? == SCHEMA_VERSION {
-        // Up to date: opening writes nothing.
-        return Ok(());
-    }
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Another process may have migrated while we waited for the write lock.
-    check_identity(&tx)?;
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(current(&tx)? as usize) {
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", step as i64 + 1)?;
-    }
-    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-    tx.commit()?;
-    Ok(())
 }

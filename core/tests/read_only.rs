@@ -1,0 +1,279 @@
+//! A cache file this process may read but not write opens read-only: reads
+//! are served, writes fail with `read_only` and change nothing. A path that
+//! cannot be a cache at all is an `io` error carrying the operating system's
+//! reason.
+//!
+//! The read-only file system is a read-only bind mount; the read-only file
+//! mode and directory are seen by a child process of this binary running as
+//! `nobody`. Both need root; without it the tests print why they skip.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use support::{CHILD_ENV, Mount, NOBODY};
+use tierstack::blocking::Cache;
+use tierstack::{ErrorKind, SetOptions, Tier};
+
+fn open(path: &Path) -> Cache {
+    Cache::builder().sqlite_path(path).build_blocking().unwrap()
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A file with `a`, `b` and the tagged `t`, closed.
+fn filled(path: &Path) {
+    let cache = open(path);
+    cache.mset([("a", "1"), ("b", "2")]).unwrap();
+    cache
+        .set_with("t", "3", SetOptions::new().tags(["tag"]))
+        .unwrap();
+    cache.close().unwrap();
+}
+
+fn kind_name(err: &tierstack::Error) -> &'static str {
+    err.kind().as_str()
+}
+
+#[test]
+fn a_file_on_a_read_only_file_system_serves_reads_and_refuses_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    filled(&path);
+    let before = std::fs::read(&path).unwrap();
+    let mount = match Mount::read_only(dir.path()) {
+        Ok(mount) => mount,
+        Err(why) => return println!("skipped: {why}"),
+    };
+
+    let cache = open(&path);
+    let hit = cache.lookup("a").unwrap().unwrap();
+    assert_eq!((&hit.value[..], hit.tier), (&b"1"[..], Tier::Sqlite));
+    assert_eq!(cache.lookup("a").unwrap().unwrap().tier, Tier::Memory);
+    assert_eq!(cache.keys("*").unwrap(), ["a", "b", "t"]);
+    assert_eq!(cache.len().unwrap(), 3);
+    assert!(cache.has("b").unwrap());
+    assert_eq!(
+        cache.mget(&["b", "t", "x"]).unwrap(),
+        vec![Some("2".into()), Some("3".into()), None]
+    );
+    assert_eq!(&cache.entry("t").unwrap().unwrap().meta.tags, &["tag"]);
+
+    let refused = [
+        cache.set("a", "changed").unwrap_err(),
+        cache.set("new", "x").unwrap_err(),
+        cache.mset([("b", "changed")]).unwrap_err(),
+        cache.delete("a").unwrap_err(),
+        cache.clear().unwrap_err(),
+        cache.invalidate_tag("tag").unwrap_err(),
+    ];
+    for err in &refused {
+        assert_eq!(kind_name(err), "read_only", "{err}");
+        assert!(
+            err.message()
+                .contains("cache.db is read-only (Read-only file system"),
+            "{err}"
+        );
+    }
+    // Nothing changed, in either tier.
+    assert_eq!(cache.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(cache.get("new").unwrap(), None);
+    assert_eq!(cache.keys("*").unwrap(), ["a", "b", "t"]);
+    // Maintenance has nothing to write and does not fail.
+    cache.run_pending_tasks().unwrap();
+    cache.flush().unwrap();
+    let inspection = cache.inspect().unwrap().unwrap();
+    assert!(inspection.read_only);
+    assert_eq!(inspection.entries, 3);
+    cache.close().unwrap();
+    drop(mount);
+
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    for suffix in ["-wal", "-shm"] {
+        assert!(!dir.path().join(format!("cache.db{suffix}")).exists());
+    }
+    // Writable again, it opens read-write.
+    let cache = open(&path);
+    cache.set("a", "4").unwrap();
+    assert!(!cache.inspect().unwrap().unwrap().read_only);
+}
+
+#[test]
+fn a_path_that_is_a_directory_is_an_io_error_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Cache::builder()
+        .sqlite_path(dir.path())
+        .build_blocking()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert!(err.message().contains("Is a directory"), "{err}");
+}
+
+#[test]
+fn a_missing_file_on_a_read_only_file_system_is_an_io_error_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let _mount = match Mount::read_only(dir.path()) {
+        Ok(mount) => mount,
+        Err(why) => return println!("skipped: {why}"),
+    };
+    let err = Cache::builder()
+        .sqlite_path(dir.path().join("cache.db"))
+        .build_blocking()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert!(err.message().contains("Read-only file system"), "{err}");
+}
+
+/// Runs the scenario `scenario` on `path` as `nobody`; its stdout.
+fn as_nobody(scenario: &str, path: &Path) -> String {
+    let output = support::run_child(
+        "child",
+        &format!("{scenario}|{}", path.display()),
+        Some(NOBODY),
+    );
+    support::child_stdout(&output)
+}
+
+#[test]
+fn an_unreadable_file_is_an_io_error_with_the_reason() {
+    if !support::is_root() {
+        return println!("skipped: switching a child to user nobody needs root");
+    }
+    let dir = support::open_tempdir();
+    let path = dir.path().join("cache.db");
+    filled(&path);
+    chmod(&path, 0o600);
+    let out = as_nobody("open", &path);
+    assert_eq!(support::child_field(&out, "open"), "io");
+    assert!(
+        support::child_field(&out, "message").contains("Permission denied"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_file_in_a_directory_the_user_may_not_write_opens_read_only() {
+    if !support::is_root() {
+        return println!("skipped: switching a child to user nobody needs root");
+    }
+    let dir = support::open_tempdir();
+    let path = dir.path().join("cache.db");
+    filled(&path);
+    // Readable by everyone, writable by root only; no -wal or -shm, and
+    // nobody may create them.
+    chmod(&path, 0o644);
+    let before = std::fs::read(&path).unwrap();
+    let out = as_nobody("read", &path);
+    assert_eq!(support::child_field(&out, "open"), "ok");
+    assert_eq!(support::child_field(&out, "a"), "1");
+    assert_eq!(support::child_field(&out, "keys"), "a,b,t");
+    assert_eq!(support::child_field(&out, "set"), "read_only");
+    assert!(
+        support::child_field(&out, "message").contains("is read-only"),
+        "{out}"
+    );
+    assert_eq!(support::child_field(&out, "close"), "ok");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn a_reader_without_write_permission_sees_the_writers_later_writes() {
+    if !support::is_root() {
+        return println!("skipped: switching a child to user nobody needs root");
+    }
+    let dir = support::open_tempdir();
+    let path = dir.path().join("cache.db");
+    let writer = Cache::builder()
+        .sqlite_path(&path)
+        .memory(false)
+        .build_blocking()
+        .unwrap();
+    writer.set("a", "1").unwrap();
+    // The writer keeps the file open, so its -wal and -shm exist; nobody may
+    // read them but not write them.
+    for suffix in ["", "-wal", "-shm"] {
+        chmod(&dir.path().join(format!("cache.db{suffix}")), 0o644);
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, format!("follow|{}", path.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("set=");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(seen.contains(&"first=1".to_owned()), "{seen:?}");
+    assert!(seen.contains(&"set=read_only".to_owned()), "{seen:?}");
+    writer.set("a", "2").unwrap();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    seen.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{seen:?}");
+    assert!(seen.contains(&"second=2".to_owned()), "{seen:?}");
+    assert_eq!(writer.get("a").unwrap().as_deref(), Some(&b"2"[..]));
+}
+
+use std::os::unix::process::CommandExt as _;
+
+/// The child side: `<scenario>|<path>` in `TIERSTACK_TEST_CHILD`.
+#[test]
+#[ignore = "run by the tests above as a child process"]
+fn child() {
+    let Ok(arg) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (scenario, path) = arg.split_once('|').unwrap();
+    let opened = Cache::builder()
+        .sqlite_path(path)
+        .memory(scenario != "follow")
+        .build_blocking();
+    let cache = match opened {
+        Ok(cache) => cache,
+        Err(err) => {
+            println!("open={}", kind_name(&err));
+            println!("message={}", err.message());
+            return;
+        }
+    };
+    println!("open=ok");
+    match scenario {
+        "read" => {
+            let a = cache.get("a").unwrap().unwrap();
+            println!("a={}", String::from_utf8_lossy(&a));
+            println!("keys={}", cache.keys("*").unwrap().join(","));
+            let err = cache.set("a", "x").unwrap_err();
+            println!("set={}", kind_name(&err));
+            println!("message={}", err.message());
+            cache.run_pending_tasks().unwrap();
+        }
+        "follow" => {
+            let first = cache.get("a").unwrap().unwrap();
+            println!("first={}", String::from_utf8_lossy(&first));
+            println!("set={}", kind_name(&cache.set("b", "x").unwrap_err()));
+            let mut go = String::new();
+            std::io::stdin().read_line(&mut go).unwrap();
+            let second = cache.get("a").unwrap().unwrap();
+            println!("second={}", String::from_utf8_lossy(&second));
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+    cache.close().unwrap();
+    println!("close=ok");
+}
