@@ -83,11 +83,11 @@ impl Engine {
             engine.sync(memory, engine.clock.now_ms());
         }
         if let Some(sqlite) = &engine.sqlite {
-            let (weak, wake) = (Arc::downgrade(&engine), sqlite.wake());
-            spawn_maintenance(weak.clone(), wake.clone());
+            let weak = Arc::downgrade(&engine);
+            spawn_maintenance(weak.clone(), sqlite.wake());
             // A forked child has none of the parent's threads: its first use
             // of the file restarts maintenance there.
-            sqlite.on_fork(move || spawn_maintenance(weak.clone(), wake.clone()));
+            sqlite.on_fork(move |wake| spawn_maintenance(weak.clone(), wake));
         }
         Ok(engine)
     }

@@ -282,3 +282,35 @@ fn forking_while_threads_take_the_shared_runtime_never_hangs_a_child() {
     assert_eq!(hung, 0, "a child hung");
     assert!(failed.is_empty(), "children exited with errors: {failed:?}");
 }
+
+#[test]
+fn a_forked_child_wakes_its_own_maintenance_not_the_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let max_bytes = 64 * 1024;
+    let cache = Cache::builder()
+        .sqlite_path(dir.path().join("wake.db"))
+        .sqlite_max_bytes(max_bytes)
+        .build_blocking()
+        .unwrap();
+    // Just under the budget.
+    for i in 0..56 {
+        cache.set(format!("k{i}"), "v".repeat(1024)).unwrap();
+    }
+    assert!(cache.inspect().unwrap().unwrap().bytes <= max_bytes);
+    // The parent's maintenance task is now asleep, waiting to be woken.
+    thread::sleep(Duration::from_millis(50));
+    let code = in_child(DEADLINE, || {
+        // One write past the budget wakes maintenance (once), which must
+        // evict now rather than at its next tick, a second later.
+        cache.set("big", "b".repeat(8 * 1024)).unwrap();
+        let crossed = Instant::now();
+        while crossed.elapsed() < Duration::from_millis(500) {
+            if cache.inspect().unwrap().unwrap().bytes <= max_bytes {
+                return 0;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        1
+    });
+    assert_eq!(code, Some(0), "the child's maintenance was not woken");
+}

@@ -269,12 +269,14 @@ pub(crate) struct SqliteTier {
     entry_count: AtomicU64,
     last_purge_ms: AtomicU64,
     on_corrupt: OnCorrupt,
-    wake: Arc<Notify>,
+    /// Replaced in a forked child: the parent's holds the waker of the
+    /// parent's maintenance task, whose runtime has no thread there.
+    wake: Mutex<Arc<Notify>>,
     counters: Arc<Counters>,
     /// The fork generation (see [`crate::runtime`]) the connections belong to.
     generation: AtomicU64,
     resetting: AtomicBool,
-    after_fork: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    after_fork: OnceLock<Box<dyn Fn(Arc<Notify>) + Send + Sync>>,
     /// Tells this cache's rows in the change log from other caches'; drawn
     /// again in a forked child.
     origin: AtomicI64,
@@ -327,7 +329,7 @@ impl SqliteTier {
             entry_count: AtomicU64::new(0),
             last_purge_ms: AtomicU64::new(0),
             on_corrupt,
-            wake: Arc::new(Notify::new()),
+            wake: Mutex::new(Arc::new(Notify::new())),
             counters,
             generation: AtomicU64::new(runtime::fork_generation()),
             resetting: AtomicBool::new(false),
@@ -388,12 +390,13 @@ impl SqliteTier {
     /// Notified when a maintenance pass is due before its next tick: the
     /// budget is exceeded or many reads are waiting to be recorded.
     pub(crate) fn wake(&self) -> Arc<Notify> {
-        self.wake.clone()
+        self.wake.lock().clone()
     }
 
     /// Sets what to run once in a forked child after its connections were
-    /// replaced (the engine restarts its maintenance there).
-    pub(crate) fn on_fork(&self, f: impl Fn() + Send + Sync + 'static) {
+    /// replaced, with the child's new [`SqliteTier::wake`] (the engine
+    /// restarts its maintenance there).
+    pub(crate) fn on_fork(&self, f: impl Fn(Arc<Notify>) + Send + Sync + 'static) {
         // Set once, at open; a second call has nothing to replace.
         let _ = self.after_fork.set(Box::new(f));
     }
@@ -432,6 +435,7 @@ impl SqliteTier {
             unlock_abandoned(&self.queue);
             unlock_abandoned(&self.access);
             unlock_abandoned(&self.watch);
+            unlock_abandoned(&self.wake);
         }
         // Closing the inherited connections first lets the new ones take
         // their own locks: SQLite shares lock state between connections of
@@ -442,6 +446,7 @@ impl SqliteTier {
         self.queue.lock().clear();
         *self.access.lock() = Access::default();
         *self.watch.lock() = None;
+        *self.wake.lock() = Arc::new(Notify::new());
         self.origin
             .store(coherence::new_origin(), Ordering::Relaxed);
         let reopened = match self.closed.load(Ordering::Acquire) {
@@ -453,7 +458,7 @@ impl SqliteTier {
         if reopened.is_ok()
             && let Some(restart) = self.after_fork.get()
         {
-            restart();
+            restart(self.wake());
         }
         reopened
     }
@@ -622,7 +627,7 @@ impl SqliteTier {
             }
         }
         if before < ACCESS_FLUSH_AT && access.rows() >= ACCESS_FLUSH_AT {
-            self.wake.notify_one();
+            self.wake.lock().notify_one();
         }
     }
 
@@ -694,7 +699,7 @@ impl SqliteTier {
         }
         drop(writer);
         if self.bytes() > self.max_bytes {
-            self.wake.notify_one();
+            self.wake.lock().notify_one();
         }
         slot.0.lock().take().unwrap_or_else(|| {
             Err(Error::new(
