@@ -128,8 +128,11 @@ impl Engine {
                 Ok(Changes::None) => {}
                 Ok(Changes::Some { keys, tags, head }) => {
                     let pending = memory.begin_all();
-                    memory.invalidate(&pending, &keys, &tags, Some(head), now);
-                    self.counters.coherence_drops.add(keys.len() as u64);
+                    let (dropped, tagged) =
+                        memory.invalidate(&pending, &keys, &tags, Some(head), now);
+                    self.counters
+                        .coherence_drops
+                        .add(dropped + tagged.len() as u64);
                 }
                 Ok(Changes::All { head }) => self.reset_l1(memory, Some(head)),
                 Err(err) => {
@@ -556,7 +559,7 @@ impl Engine {
             // L1 may also hold tagged entries L2 no longer has (evicted, or
             // no L2 at all).
             let tags = [tag.to_owned()];
-            removed.extend(memory.invalidate(pending, &removed, &tags, seq, now));
+            removed.extend(memory.invalidate(pending, &removed, &tags, seq, now).1);
         }
         removed.sort_unstable();
         removed.dedup();

@@ -245,3 +245,16 @@ fn flooder() {
         b.mset(items).unwrap();
     }
 }
+
+#[test]
+fn invalidations_count_only_the_entries_this_l1_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("count.db").display().to_string();
+    let (a, b) = (open(&path, 0.0), open(&path, 0.0));
+    a.set("held", "1").unwrap();
+    assert_eq!(b.get("held").unwrap().as_deref(), Some(&b"1"[..]));
+    a.set("held", "2").unwrap();
+    a.set("never-read", "x").unwrap();
+    assert_eq!(b.get("held").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(b.stats().invalidations, 1);
+}

@@ -319,8 +319,8 @@ impl MemoryTier {
     /// number of the last change this invalidation covers (this process's
     /// own tag invalidation, or the head of the log other processes'
     /// changes were read up to), so that writes of this process committed
-    /// before it are not applied after it. Returns the keys of the tagged
-    /// entries that were fresh at `now_ms`.
+    /// before it are not applied after it. Returns how many of `keys` L1
+    /// held, and the keys of the tagged entries that were fresh at `now_ms`.
     pub(crate) fn invalidate(
         &self,
         _pending: &Pending<'_>,
@@ -328,11 +328,12 @@ impl MemoryTier {
         tags: &[String],
         seq: Option<u64>,
         now_ms: u64,
-    ) -> Vec<String> {
+    ) -> (u64, Vec<String>) {
         let mut held: Vec<_> = self.stripes.iter().map(|s| s.applied.lock()).collect();
-        for key in keys {
-            self.map.remove(key.as_str());
-        }
+        let dropped = keys
+            .iter()
+            .filter(|key| self.map.remove(key.as_str()).is_some())
+            .count() as u64;
         let fresh = tags
             .iter()
             .flat_map(|tag| self.remove_tagged(tag, now_ms))
@@ -342,7 +343,7 @@ impl MemoryTier {
                 **applied = (**applied).max(seq);
             }
         }
-        fresh
+        (dropped, fresh)
     }
 
     /// Drops every entry, after `pending` (from [`MemoryTier::begin_all`])
