@@ -105,9 +105,21 @@ extern "C" fn after_fork_in_child() {
     // in `handle()`, which never forks. A tuple half written by that
     // thread names an older generation than this child's, so `handle()`
     // builds a new runtime either way.
-    if RUNTIME.is_locked() {
-        // SAFETY: held, and by no thread of this process (see above).
-        unsafe { RUNTIME.force_unlock(Default::default()) };
+    // SAFETY: no thread of this process holds it (see above).
+    unsafe { unlock_abandoned(&RUNTIME) };
+}
+
+/// Releases `mutex` if a thread that no longer exists (one of the parent's,
+/// in a forked child) left it locked.
+///
+/// # Safety
+///
+/// No thread of this process may hold `mutex`.
+pub(crate) unsafe fn unlock_abandoned<T>(mutex: &Mutex<T>) {
+    if mutex.is_locked() {
+        // SAFETY: held, and by no thread of this process (the caller's
+        // promise), so no guard will ever release it.
+        unsafe { mutex.force_unlock(Default::default()) };
     }
 }
 

@@ -329,21 +329,17 @@ impl MemoryTier {
         seq: Option<u64>,
         now_ms: u64,
     ) -> (u64, Vec<String>) {
-        let mut held: Vec<_> = self.stripes.iter().map(|s| s.applied.lock()).collect();
-        let dropped = keys
-            .iter()
-            .filter(|key| self.map.remove(key.as_str()).is_some())
-            .count() as u64;
-        let fresh = tags
-            .iter()
-            .flat_map(|tag| self.remove_tagged(tag, now_ms))
-            .collect();
-        if let Some(seq) = seq {
-            for applied in &mut held {
-                **applied = (**applied).max(seq);
-            }
-        }
-        (dropped, fresh)
+        self.with_every_stripe(seq, || {
+            let dropped = keys
+                .iter()
+                .filter(|key| self.map.remove(key.as_str()).is_some())
+                .count() as u64;
+            let fresh = tags
+                .iter()
+                .flat_map(|tag| self.remove_tagged(tag, now_ms))
+                .collect();
+            (dropped, fresh)
+        })
     }
 
     /// Drops every entry, after `pending` (from [`MemoryTier::begin_all`])
@@ -351,14 +347,24 @@ impl MemoryTier {
     /// process's clear, or the head of the log when another process's
     /// changes cannot be told apart).
     pub(crate) fn invalidate_all(&self, _pending: &Pending<'_>, seq: Option<u64>) {
+        self.with_every_stripe(seq, || {
+            self.map.clear();
+            self.tagged.lock().clear();
+        });
+    }
+
+    /// Runs `f` with every stripe locked (no write is applied and no
+    /// promotion made meanwhile), then records `seq`, if any, as applied in
+    /// every stripe.
+    fn with_every_stripe<R>(&self, seq: Option<u64>, f: impl FnOnce() -> R) -> R {
         let mut held: Vec<_> = self.stripes.iter().map(|s| s.applied.lock()).collect();
-        self.map.clear();
-        self.tagged.lock().clear();
+        let out = f();
         if let Some(seq) = seq {
             for applied in &mut held {
                 **applied = (**applied).max(seq);
             }
         }
+        out
     }
 
     /// The version the next stored entry will get.

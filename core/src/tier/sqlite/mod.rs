@@ -51,7 +51,7 @@ use crate::coherence::{self, ChangeLog, Changes, Watch};
 use crate::config::OnCorrupt;
 use crate::entry::{Entry, Metadata};
 use crate::error::{Error, ErrorKind, Result};
-use crate::runtime;
+use crate::runtime::{self, unlock_abandoned};
 use crate::stats::Counters;
 pub use damage::{Integrity, check};
 use file::{FileId, Mode, connect, prepare_file};
@@ -430,6 +430,7 @@ impl SqliteTier {
         // taken by a parent's thread that does not exist in this process
         // and will never release it.
         unsafe {
+            unlock_abandoned(&self.current);
             unlock_abandoned(&self.writer);
             unlock_abandoned(&self.readers);
             unlock_abandoned(&self.queue);
@@ -1098,20 +1099,6 @@ impl SqliteTier {
             conn.close().map_err(|(_, e)| Error::from(e))?;
         }
         flushed
-    }
-}
-
-/// Releases `mutex` if a thread that no longer exists (one of the parent's,
-/// in a forked child) left it locked.
-///
-/// # Safety
-///
-/// No thread of this process may hold `mutex`.
-unsafe fn unlock_abandoned<T>(mutex: &Mutex<T>) {
-    if mutex.is_locked() {
-        // SAFETY: held, and by no thread of this process (the caller's
-        // promise), so no guard will ever release it.
-        unsafe { mutex.force_unlock(Default::default()) };
     }
 }
 
