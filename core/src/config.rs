@@ -294,7 +294,7 @@ fn check_ttl(name: &str, ttl: Duration) -> Result<()> {
 }
 
 /// Durations as seconds (fractions allowed) in JSON.
-mod seconds {
+pub(crate) mod seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
