@@ -238,7 +238,7 @@ fn file_commands_round_trip_across_processes() {
         lines[..6],
         [
             format!("path:           {db}"),
-            "schema version: 2".to_owned(),
+            "schema version: 3".to_owned(),
             "entries:        3".to_owned(),
             "expired:        0".to_owned(),
             format!("bytes:          {bytes} B"),

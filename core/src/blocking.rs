@@ -5,12 +5,18 @@
 //! runtime, and neither does an L2 read or write. The shared, fork-aware
 //! runtime ([`crate::runtime`]) runs only background maintenance.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use crate::breaker::BreakerStatus;
 use crate::cache::Engine;
 use crate::config::{CacheBuilder, Config};
-use crate::entry::{Entry, Lookup, SetOptions};
+use crate::entry::{Entry, GetOptions, Lookup, SetOptions};
 use crate::error::Result;
+use crate::load::{Fetcher, ManyFetcher};
+use crate::source::{Fetched, run_blocking};
 use crate::stats::Stats;
 use crate::tier::Inspection;
 
@@ -56,7 +62,7 @@ impl Cache {
         &self.inner
     }
 
-    fn engine(&self) -> &Engine {
+    fn engine(&self) -> &Arc<Engine> {
         &self.inner.engine
     }
 
@@ -65,22 +71,148 @@ impl Cache {
         self.inner.config()
     }
 
-    /// The value of `key`, or `None` on a miss.
+    /// The value of `key`, or `None` on a miss; with a source configured,
+    /// a miss loads from it (see [`crate::Cache::lookup`]).
     #[inline]
     pub fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.engine().get(key)
+        Ok(self.lookup(key)?.map(|l| l.value))
     }
 
-    /// The value of `key` with the tier that served it, its staleness and age.
+    /// The value of `key` with the tier that served it, its staleness and
+    /// age; with a source configured, a miss loads from it.
     #[inline]
     pub fn lookup(&self, key: &str) -> Result<Option<Lookup>> {
+        if self.engine().loads.has_source() {
+            return self
+                .engine()
+                .load_blocking(key, Fetcher::Configured, &GetOptions::default());
+        }
         self.engine().lookup(key)
     }
 
-    /// The values of `keys`, in order (`None` for a miss), in one round per tier.
+    /// The values of `keys`, in order (`None` for a miss), in one round per
+    /// tier; with a source configured, the keys missing everywhere are
+    /// loaded from it.
     pub fn mget<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
         let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        if self.engine().loads.has_source() {
+            let found = self.engine().load_many_blocking(
+                &keys,
+                ManyFetcher::Configured,
+                &GetOptions::default(),
+            )?;
+            return Ok(found.into_iter().map(|l| l.map(|l| l.value)).collect());
+        }
         self.engine().mget(&keys)
+    }
+
+    /// [`crate::Cache::lookup`] for a plain read that must not load: the
+    /// tiers only, even with a source configured.
+    pub fn lookup_cached(&self, key: &str) -> Result<Option<Lookup>> {
+        self.engine().lookup(key)
+    }
+
+    /// The value of `key`; on a miss in every tier, `loader(key)`'s answer,
+    /// stored; see [`crate::Cache::get_or_load`]. The loader runs on the
+    /// shared runtime's blocking pool, not on the calling thread, which
+    /// waits for it (or, holding a stale copy, stops waiting at
+    /// `fail_safe.soft_timeout`).
+    ///
+    /// ```
+    /// # fn main() -> tierstack::Result<()> {
+    /// use tierstack::{Fetched, GetOptions};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cache = tierstack::Cache::builder()
+    ///     .sqlite_path(dir.path().join("c.db"))
+    ///     .build_blocking()?;
+    /// let value = cache.get_or_load("k", |key| Ok(Fetched::value(key.to_uppercase())), GetOptions::new())?;
+    /// assert_eq!(value.as_deref(), Some(&b"K"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn get_or_load<F>(&self, key: &str, loader: F, options: GetOptions) -> Result<Option<Bytes>>
+    where
+        F: FnOnce(&str) -> Result<Fetched> + Send + 'static,
+    {
+        Ok(self.lookup_or_load(key, loader, options)?.map(|l| l.value))
+    }
+
+    /// [`Cache::get_or_load`], reporting tier, staleness and age.
+    pub fn lookup_or_load<F>(
+        &self,
+        key: &str,
+        loader: F,
+        options: GetOptions,
+    ) -> Result<Option<Lookup>>
+    where
+        F: FnOnce(&str) -> Result<Fetched> + Send + 'static,
+    {
+        let fetcher = || {
+            Fetcher::Once(Box::new(move |key: String, _| {
+                run_blocking(move || loader(&key))
+            }))
+        };
+        let engine = self.engine();
+        match engine.memory_lookup_hit(key) {
+            Some((hit, false)) => Ok(Some(hit)),
+            Some((hit, true)) => {
+                let now = engine.clock.now_ms();
+                engine.refresh_ahead(key, fetcher(), &options, hit.age, now);
+                Ok(Some(hit))
+            }
+            None => engine.load_blocking(key, fetcher(), &options),
+        }
+    }
+
+    /// The values of `keys`, in order; the keys missing in every tier go to
+    /// one call of `loader` (on the blocking pool); see
+    /// [`crate::Cache::get_or_load_many`].
+    pub fn get_or_load_many<K, F>(
+        &self,
+        keys: &[K],
+        loader: F,
+        options: GetOptions,
+    ) -> Result<Vec<Option<Bytes>>>
+    where
+        K: AsRef<str>,
+        F: FnOnce(Vec<String>) -> Result<HashMap<String, Fetched>> + Send + 'static,
+    {
+        Ok(self
+            .lookup_or_load_many(keys, loader, options)?
+            .into_iter()
+            .map(|l| l.map(|l| l.value))
+            .collect())
+    }
+
+    /// [`Cache::get_or_load_many`], reporting tier, staleness and age per key.
+    pub fn lookup_or_load_many<K, F>(
+        &self,
+        keys: &[K],
+        loader: F,
+        options: GetOptions,
+    ) -> Result<Vec<Option<Lookup>>>
+    where
+        K: AsRef<str>,
+        F: FnOnce(Vec<String>) -> Result<HashMap<String, Fetched>> + Send + 'static,
+    {
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        let fetcher = ManyFetcher::Once(Box::new(move |keys| run_blocking(move || loader(keys))));
+        self.engine().load_many_blocking(&keys, fetcher, &options)
+    }
+
+    /// The breaker's status; see [`crate::Cache::breaker_status`].
+    pub fn breaker_status(&self) -> BreakerStatus {
+        self.inner.breaker_status()
+    }
+
+    /// Opens the breaker by hand; see [`crate::Cache::breaker_open`].
+    pub fn breaker_open(&self) {
+        self.inner.breaker_open();
+    }
+
+    /// Closes the breaker by hand; see [`crate::Cache::breaker_close`].
+    pub fn breaker_close(&self) {
+        self.inner.breaker_close();
     }
 
     /// Whether `key` holds a fresh value; not counted as a read.

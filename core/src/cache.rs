@@ -9,18 +9,21 @@
 //! directly.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::breaker::{Breaker, BreakerStatus};
 use crate::clock::Clock;
 use crate::coherence::Changes;
 use crate::config::{CacheBuilder, Config};
-use crate::entry::{Entry, Lookup, Metadata, SetOptions, Tier};
+use crate::entry::{Entry, GetOptions, Lookup, Metadata, SetOptions, Tier};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{self, Glob};
+use crate::load::{Fetcher, Loads, ManyFetcher, Probe};
 use crate::runtime;
+use crate::source::{Fetched, Source};
 use crate::stats::{Counters, Stats};
 use crate::tier::Inspection;
 use crate::tier::memory::{L1, MemEntry, MemoryTier, Ticket};
@@ -32,14 +35,18 @@ pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The engine shared by every handle of one cache.
 pub(crate) struct Engine {
-    config: Config,
-    clock: Clock,
+    pub(crate) config: Config,
+    pub(crate) clock: Clock,
     memory: Option<L1>,
-    sqlite: Option<SqliteTier>,
-    counters: Arc<Counters>,
+    pub(crate) sqlite: Option<SqliteTier>,
+    pub(crate) counters: Arc<Counters>,
     closed: AtomicBool,
     /// The L2 [`SqliteTier::file_epoch`] the L1 was last checked against.
     l1_epoch: AtomicU64,
+    /// The source, its breaker, the loads in flight (see [`crate::load`]).
+    pub(crate) loads: Loads,
+    /// This engine, for background work started from `&self`.
+    pub(crate) me: OnceLock<Weak<Engine>>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -47,8 +54,9 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Engine {
-    fn open(config: Config, clock: Clock) -> Result<Arc<Self>> {
+    fn open(config: Config, clock: Clock, source: Option<Arc<dyn Source>>) -> Result<Arc<Self>> {
         config.validate()?;
+        let breaker = Breaker::new(config.circuit_breaker.clone(), clock.clone());
         let counters = Arc::new(Counters::default());
         let memory = config.memory.enabled.then(|| {
             L1::new(
@@ -77,7 +85,10 @@ impl Engine {
             counters,
             closed: AtomicBool::new(false),
             l1_epoch: AtomicU64::new(0),
+            loads: Loads::new(source, breaker),
+            me: OnceLock::new(),
         });
+        let _ = engine.me.set(Arc::downgrade(&engine));
         if let Some(memory) = engine.memory.as_ref().map(L1::get) {
             // Starts watching the file before L1 holds anything.
             engine.sync(memory, engine.clock.now_ms());
@@ -93,7 +104,7 @@ impl Engine {
     }
 
     #[inline]
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         match self.closed.load(Ordering::Acquire) {
             false => Ok(()),
             true => Err(Error::closed()),
@@ -103,7 +114,7 @@ impl Engine {
     /// This process's L1, first brought up to date with other processes'
     /// changes to the L2 file when a check is due (see [`crate::coherence`]).
     #[inline]
-    fn l1(&self, now: u64) -> Option<&MemoryTier> {
+    pub(crate) fn l1(&self, now: u64) -> Option<&MemoryTier> {
         let memory = self.memory.as_ref()?.get();
         if memory.check_due(now) {
             self.sync(memory, now);
@@ -165,9 +176,49 @@ impl Engine {
         self.check_open()?;
         let now = self.clock.now_ms();
         if let Some(entry) = self.memory_hit(key, now) {
+            if now >= entry.refresh_ms {
+                self.refresh_configured(key, entry.created_ms);
+            }
             return Ok(Some(memory_lookup(entry, now)));
         }
         Ok(self.lookup_miss(key, now)?.map(|(lookup, _)| lookup))
+    }
+
+    /// What the tiers hold for `key` (counted as a read), for the load
+    /// path: fresh (and whether due for a refresh ahead), stale, or nothing.
+    pub(crate) fn probe(&self, key: &str, now: u64) -> Result<Probe> {
+        if let Some(entry) = self.memory_hit(key, now) {
+            let refresh = now >= entry.refresh_ms;
+            return Ok(Probe::Fresh(memory_lookup(entry, now), refresh));
+        }
+        if self.memory.is_some() {
+            self.counters.memory.misses.incr();
+        }
+        match self.read_sqlite(key, now)? {
+            Below::Fresh((lookup, _), refresh) => Ok(Probe::Fresh(lookup, refresh)),
+            Below::Stale(found) => Ok(Probe::Stale(found)),
+            Below::Miss => Ok(Probe::Miss),
+        }
+    }
+
+    /// An L1 hit, counted, with whether it is due for a refresh ahead;
+    /// `None` (not counted) otherwise.
+    #[inline]
+    pub(crate) fn memory_lookup_hit(&self, key: &str) -> Option<(Lookup, bool)> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let now = self.clock.now_ms();
+        let entry = self.memory_hit(key, now)?;
+        let refresh = now >= entry.refresh_ms;
+        Some((memory_lookup(entry, now), refresh))
+    }
+
+    /// The fresh L1 entry of `key`, not counted (a flight's last look).
+    pub(crate) fn memory_fresh(&self, key: &str) -> Option<Lookup> {
+        let now = self.clock.now_ms();
+        let memory = self.l1(now)?;
+        memory.get(key, now).map(|e| memory_lookup(e, now))
     }
 
     /// [`Engine::lookup`], plus the version of the L1 entry holding the
@@ -177,6 +228,9 @@ impl Engine {
         self.check_open()?;
         let now = self.clock.now_ms();
         if let Some(entry) = self.memory_hit(key, now) {
+            if now >= entry.refresh_ms {
+                self.refresh_configured(key, entry.created_ms);
+            }
             let version = entry.version;
             return Ok(Some((memory_lookup(entry, now), Some(version))));
         }
@@ -200,7 +254,12 @@ impl Engine {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
-        self.memory_hit(key, self.clock.now_ms()).map(|e| e.version)
+        let now = self.clock.now_ms();
+        let entry = self.memory_hit(key, now)?;
+        if now >= entry.refresh_ms {
+            self.refresh_configured(key, entry.created_ms);
+        }
+        Some(entry.version)
     }
 
     /// An L1 hit, counted; `None` on a miss (not counted: the caller goes on).
@@ -228,7 +287,7 @@ impl Engine {
     /// replaced or deleted file reopened, a damaged one rebuilt): what L1
     /// holds came from the old file. Checked after L2 calls on the miss and
     /// write paths, whether they succeeded or not; an L1 hit does not check.
-    fn follow_file_swap(&self) {
+    pub(crate) fn follow_file_swap(&self) {
         if let (Some(sqlite), Some(memory)) = (&self.sqlite, &self.memory) {
             let epoch = sqlite.file_epoch();
             if self.l1_epoch.swap(epoch, Ordering::AcqRel) != epoch {
@@ -239,6 +298,23 @@ impl Engine {
 
     #[inline(never)]
     fn lookup_below_memory(&self, key: &str, now: u64) -> Result<Option<(Lookup, Option<u64>)>> {
+        match self.read_sqlite(key, now)? {
+            Below::Fresh(found, refresh) => {
+                if refresh {
+                    self.refresh_configured(
+                        key,
+                        now.saturating_sub(found.0.age.as_millis() as u64),
+                    );
+                }
+                Ok(Some(found))
+            }
+            Below::Stale(_) | Below::Miss => Ok(None),
+        }
+    }
+
+    /// L2's answer for `key`, promoted if fresh; counted.
+    fn read_sqlite(&self, key: &str, now: u64) -> Result<Below> {
+        let mut below = Below::Miss;
         if let Some(sqlite) = &self.sqlite {
             let start = Instant::now();
             let ticket = self.l1(now).map(|m| (m, m.ticket(key)));
@@ -246,21 +322,38 @@ impl Engine {
             self.follow_file_swap();
             match found? {
                 Some(found) if now < found.expires_ms => {
+                    let refresh = now >= self.refresh_ms(found.created_ms, found.expires_ms);
                     let promoted = self.promote(ticket, key, found, now);
                     self.counters.sqlite.hits.incr();
                     self.counters.sqlite.record_time(start.elapsed());
-                    return Ok(Some(promoted));
+                    return Ok(Below::Fresh(promoted, refresh));
+                }
+                Some(found) if now < found.stale_until_ms => {
+                    self.counters.sqlite.misses.incr();
+                    below = Below::Stale(found);
                 }
                 _ => self.counters.sqlite.misses.incr(),
             }
         }
         self.counters.misses.incr();
-        Ok(None)
+        Ok(below)
+    }
+
+    /// When a value written at `created_ms` to expire at `expires_ms` is
+    /// due for a refresh ahead (`u64::MAX`: never).
+    #[inline]
+    fn refresh_ms(&self, created_ms: u64, expires_ms: u64) -> u64 {
+        let share = self.config.refresh_ahead;
+        if share <= 0.0 || share >= 1.0 {
+            return u64::MAX;
+        }
+        let ttl = expires_ms.saturating_sub(created_ms);
+        created_ms.saturating_add((ttl as f64 * share) as u64)
     }
 
     /// Copies an L2 hit into L1 (with the ticket taken before L2 was read)
     /// and reports it, with the L1 version now holding it.
-    fn promote(
+    pub(crate) fn promote(
         &self,
         ticket: Option<(&MemoryTier, Ticket)>,
         key: &str,
@@ -272,10 +365,13 @@ impl Engine {
             let expires_ms = found
                 .expires_ms
                 .min(now.saturating_add(ms(self.config.memory.ttl)));
+            let refresh_ms = self.refresh_ms(found.created_ms, found.expires_ms);
             version = memory.promote(
                 ticket,
                 key,
-                MemEntry::new(found.value.clone(), found.created_ms, expires_ms).in_row(found.row),
+                MemEntry::new(found.value.clone(), found.created_ms, expires_ms)
+                    .in_row(found.row)
+                    .refresh_at(refresh_ms),
             );
         }
         let lookup = Lookup {
@@ -285,11 +381,6 @@ impl Engine {
             age: Duration::from_millis(now.saturating_sub(found.created_ms)),
         };
         (lookup, version)
-    }
-
-    #[inline]
-    pub(crate) fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.lookup(key)?.map(|l| l.value))
     }
 
     pub(crate) fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
@@ -408,6 +499,7 @@ impl Engine {
                     expires_ms,
                     stale_until_ms,
                     tags: options.tags.clone(),
+                    etag: None,
                 })
             })
             .collect()
@@ -417,6 +509,27 @@ impl Engine {
         self.check_open()?;
         let now = self.clock.now_ms();
         let rows = self.rows(items, options, now)?;
+        self.write_rows(rows, options, now)
+    }
+
+    /// Stores a value loaded from the source, with its validator.
+    pub(crate) fn store_loaded(
+        &self,
+        key: String,
+        value: Bytes,
+        options: &SetOptions,
+        validator: Option<String>,
+    ) -> Result<()> {
+        self.check_open()?;
+        let now = self.clock.now_ms();
+        let mut rows = self.rows(vec![(key, value)], options, now)?;
+        rows.iter_mut().for_each(|r| r.etag = validator.clone());
+        self.write_rows(rows, options, now)
+    }
+
+    fn write_rows(&self, rows: Vec<Row>, options: &SetOptions, now: u64) -> Result<()> {
+        self.loads
+            .forget_not_found(rows.iter().map(|r| r.key.as_str()));
         let count = rows.len() as u64;
         let memory_ttl = options
             .ttl_override()
@@ -428,7 +541,8 @@ impl Engine {
             Some(memory) => rows
                 .iter()
                 .map(|r| {
-                    let entry = MemEntry::new(r.value.clone(), now, memory_expires);
+                    let entry = MemEntry::new(r.value.clone(), now, memory_expires)
+                        .refresh_at(self.refresh_ms(now, r.expires_ms));
                     (memory.begin(&r.key), r.key.clone(), entry)
                 })
                 .collect(),
@@ -644,12 +758,23 @@ impl Engine {
             tiers,
             sqlite_rebuilds: c.sqlite_rebuilds.get(),
             sqlite_reopens: c.sqlite_reopens.get(),
+            source: c.source.snapshot(),
+            breaker: self.loads.breaker.status(),
         }
     }
 
     pub(crate) fn reset_stats(&self) {
         self.counters.reset();
     }
+}
+
+/// What L2 holds for a key.
+enum Below {
+    /// Fresh, promoted; whether due for a refresh ahead.
+    Fresh((Lookup, Option<u64>), bool),
+    /// Expired, within `fail_safe.max_stale`.
+    Stale(sqlite::Found),
+    Miss,
 }
 
 /// What an L1 hit reports.
@@ -747,7 +872,7 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// Opens a cache with `config`, creating the L2 file if needed.
     pub fn open(config: Config) -> Result<Self> {
-        Self::open_with_clock(config, Clock::system())
+        Self::open_with(config, Clock::system(), None)
     }
 
     /// A builder for the config.
@@ -755,9 +880,13 @@ impl Cache {
         CacheBuilder::new()
     }
 
-    pub(crate) fn open_with_clock(config: Config, clock: Clock) -> Result<Self> {
+    pub(crate) fn open_with(
+        config: Config,
+        clock: Clock,
+        source: Option<Arc<dyn Source>>,
+    ) -> Result<Self> {
         Ok(Self {
-            engine: Engine::open(config, clock)?,
+            engine: Engine::open(config, clock, source)?,
         })
     }
 
@@ -779,20 +908,143 @@ impl Cache {
         &self.engine.config
     }
 
-    /// The value of `key`, or `None` on a miss.
+    /// The value of `key`, or `None` on a miss. With a source configured,
+    /// a miss loads from it (see [`Cache::lookup`]).
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        self.engine.get(key)
+        Ok(self.lookup(key).await?.map(|l| l.value))
     }
 
-    /// The value of `key` with the tier that served it, its staleness and age.
+    /// The value of `key` with the tier that served it, its staleness and
+    /// age. With a source configured ([`CacheBuilder::source`]), a miss in
+    /// every tier loads from it, as [`Cache::get_or_load`] does with a
+    /// loader: `None` then means the source does not have the key.
     pub async fn lookup(&self, key: &str) -> Result<Option<Lookup>> {
+        if self.engine.loads.has_source() {
+            return self
+                .engine
+                .load(key, Fetcher::Configured, &GetOptions::default())
+                .await;
+        }
         self.engine.lookup(key)
     }
 
-    /// The values of `keys`, in order (`None` for a miss), in one round per tier.
+    /// The values of `keys`, in order (`None` for a miss), in one round per
+    /// tier. With a source configured, the keys missing everywhere are
+    /// loaded from it, in one batch if it fetches batches.
     pub async fn mget<K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
         let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        if self.engine.loads.has_source() {
+            let found = self
+                .engine
+                .load_many(&keys, ManyFetcher::Configured, &GetOptions::default())
+                .await?;
+            return Ok(found.into_iter().map(|l| l.map(|l| l.value)).collect());
+        }
         self.engine.mget(&keys)
+    }
+
+    /// The value of `key`; on a miss in every tier, `loader(key)`'s answer,
+    /// stored with `options` (unless the loader chooses, see
+    /// [`crate::Loaded`]). `None`: the loader answered
+    /// [`Fetched::NotFound`], remembered for `negative_ttl`.
+    ///
+    /// However many callers (in this process and in others sharing the L2
+    /// file) miss the key at once, one loader runs; the others get its
+    /// answer. A caller holding a stale copy gets it if the load fails, the
+    /// breaker is open, or the load passes `fail_safe.soft_timeout`. A hit
+    /// past `refresh_ahead` of its TTL is answered and refreshed through
+    /// `loader` in the background. See [`crate::source`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> tierstack::Result<()> {
+    /// use tierstack::{Fetched, GetOptions};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cache = tierstack::Cache::builder().sqlite_path(dir.path().join("c.db")).build()?;
+    /// let load = |key: String| async move { Ok(Fetched::value(format!("source of {key}"))) };
+    /// let value = cache.get_or_load("component:button", load, GetOptions::new()).await?;
+    /// assert_eq!(value.as_deref(), Some(&b"source of component:button"[..]));
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        key: &str,
+        loader: F,
+        options: GetOptions,
+    ) -> Result<Option<Bytes>>
+    where
+        F: FnOnce(String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Fetched>> + Send + 'static,
+    {
+        Ok(self
+            .lookup_or_load(key, loader, options)
+            .await?
+            .map(|l| l.value))
+    }
+
+    /// [`Cache::get_or_load`], reporting the tier that answered
+    /// ([`Tier::Source`] for a value just loaded), staleness and age.
+    pub async fn lookup_or_load<F, Fut>(
+        &self,
+        key: &str,
+        loader: F,
+        options: GetOptions,
+    ) -> Result<Option<Lookup>>
+    where
+        F: FnOnce(String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Fetched>> + Send + 'static,
+    {
+        let fetcher = || Fetcher::Once(Box::new(move |key, _| Box::pin(loader(key))));
+        match self.engine.memory_lookup_hit(key) {
+            Some((hit, false)) => Ok(Some(hit)),
+            Some((hit, true)) => {
+                let now = self.engine.clock.now_ms();
+                self.engine
+                    .refresh_ahead(key, fetcher(), &options, hit.age, now);
+                Ok(Some(hit))
+            }
+            None => self.engine.load(key, fetcher(), &options).await,
+        }
+    }
+
+    /// The values of `keys`, in order; the keys missing in every tier (and
+    /// not being loaded by another caller) go to one call of `loader`,
+    /// whose map answers them (a key it leaves out: not found, `None`).
+    pub async fn get_or_load_many<K, F, Fut>(
+        &self,
+        keys: &[K],
+        loader: F,
+        options: GetOptions,
+    ) -> Result<Vec<Option<Bytes>>>
+    where
+        K: AsRef<str>,
+        F: FnOnce(Vec<String>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<std::collections::HashMap<String, Fetched>>>
+            + Send
+            + 'static,
+    {
+        let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        let fetcher = ManyFetcher::Once(Box::new(move |keys| Box::pin(loader(keys))));
+        let found = self.engine.load_many(&keys, fetcher, &options).await?;
+        Ok(found.into_iter().map(|l| l.map(|l| l.value)).collect())
+    }
+
+    /// The status of the circuit breaker guarding the source (every
+    /// loader of this cache); reading it changes nothing.
+    pub fn breaker_status(&self) -> BreakerStatus {
+        self.engine.loads.breaker.status()
+    }
+
+    /// Opens the breaker by hand: no source is called (stale copies are
+    /// served) until [`Cache::breaker_close`].
+    pub fn breaker_open(&self) {
+        self.engine.loads.breaker.open();
+    }
+
+    /// Closes the breaker by hand, forgetting the failures counted.
+    pub fn breaker_close(&self) {
+        self.engine.loads.breaker.close();
     }
 
     /// Whether `key` holds a fresh value; not counted as a read.

@@ -18,6 +18,12 @@
 //! | `sqlite.coherence_interval` | 0.05 (50 ms) | how often, at most, L1 checks the file for other processes' changes (0: on every access) |
 //! | `sqlite.on_corrupt` | `"rebuild"` | a damaged tierstack file: `"rebuild"` sets it aside as `<name>.corrupt-<unix time>` and starts a fresh one; `"fail"` reports `corrupt` and touches nothing |
 //! | `fail_safe.max_stale` | 86400 (24 h) | how long an expired L2 row is kept to be served stale |
+//! | `fail_safe.soft_timeout` | 1.0 | a load slower than this serves the stale copy, if there is one, and finishes in the background (0: serve it as soon as the load is started) |
+//! | `fail_safe.hard_timeout` | 30 | a load slower than this is abandoned and counts as a failure of the source (more than 0, at least `soft_timeout`) |
+//! | `circuit_breaker.*` | see [`CircuitBreakerConfig`] | when the source is cut off |
+//! | `negative_ttl` | 60 | how long a source's "not found" is remembered (0: not at all) |
+//! | `refresh_ahead` | 0.8 | a hit past this share of its TTL is refreshed from the source in the background (0 or 1: never) |
+//! | `ttl_jitter` | 0.1 | a loaded value's TTL is shortened by a random share up to this, so that values loaded together do not expire together (0: exact TTLs); in `[0, 1)` |
 //!
 //! Durations in a config are at most 100 years ([`MAX_TTL`]); the TTLs are
 //! greater than 0. A negative, non-numeric or out-of-range duration is an
@@ -33,8 +39,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+pub use crate::breaker::CircuitBreakerConfig;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
+use crate::source::Source;
 
 /// The environment variable that supplies `sqlite.path` when the config has none.
 pub const DB_PATH_ENV: &str = "TIERSTACK_DB_PATH";
@@ -55,8 +65,18 @@ pub struct Config {
     pub memory: MemoryConfig,
     /// The per-host L2 file.
     pub sqlite: SqliteConfig,
-    /// How long expired copies are kept.
+    /// Serving expired copies, and how long a load may take.
     pub fail_safe: FailSafeConfig,
+    /// When the source is cut off.
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// How long a source's "not found" is remembered; zero: not at all.
+    #[serde(with = "seconds")]
+    pub negative_ttl: Duration,
+    /// A hit past this share of its TTL is refreshed from the source in the
+    /// background; 0 or 1: never.
+    pub refresh_ahead: f64,
+    /// A loaded value's TTL is shortened by a random share up to this.
+    pub ttl_jitter: f64,
 }
 
 /// The L1 memory tier.
@@ -118,7 +138,7 @@ pub enum OnCorrupt {
     Fail,
 }
 
-/// Serving expired copies.
+/// Serving expired copies, and how long a load may take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FailSafeConfig {
@@ -126,6 +146,13 @@ pub struct FailSafeConfig {
     /// stale when the source fails.
     #[serde(with = "seconds")]
     pub max_stale: Duration,
+    /// A caller holding a stale copy waits this long for a load, then gets
+    /// the stale copy while the load finishes in the background.
+    #[serde(with = "seconds")]
+    pub soft_timeout: Duration,
+    /// A load is abandoned after this long and counts as a failure.
+    #[serde(with = "seconds")]
+    pub hard_timeout: Duration,
 }
 
 impl Default for Config {
@@ -135,6 +162,10 @@ impl Default for Config {
             memory: MemoryConfig::default(),
             sqlite: SqliteConfig::default(),
             fail_safe: FailSafeConfig::default(),
+            circuit_breaker: CircuitBreakerConfig::default(),
+            negative_ttl: Duration::from_secs(60),
+            refresh_ahead: 0.8,
+            ttl_jitter: 0.1,
         }
     }
 }
@@ -166,6 +197,8 @@ impl Default for FailSafeConfig {
     fn default() -> Self {
         Self {
             max_stale: Duration::from_secs(24 * 3600),
+            soft_timeout: Duration::from_secs(1),
+            hard_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -225,6 +258,28 @@ impl Config {
         if self.fail_safe.max_stale > MAX_TTL {
             return Err(invalid("fail_safe.max_stale is longer than 100 years"));
         }
+        check_ttl("fail_safe.hard_timeout", self.fail_safe.hard_timeout)?;
+        if self.fail_safe.soft_timeout > self.fail_safe.hard_timeout {
+            return Err(invalid(
+                "fail_safe.soft_timeout is longer than fail_safe.hard_timeout",
+            ));
+        }
+        if self.negative_ttl > MAX_TTL {
+            return Err(invalid("negative_ttl is longer than 100 years"));
+        }
+        if !(0.0..=1.0).contains(&self.refresh_ahead) {
+            return Err(invalid(format!(
+                "refresh_ahead {} must be between 0 and 1 (0 or 1: no refresh ahead)",
+                self.refresh_ahead
+            )));
+        }
+        if !(0.0..1.0).contains(&self.ttl_jitter) {
+            return Err(invalid(format!(
+                "ttl_jitter {} must be at least 0 and less than 1",
+                self.ttl_jitter
+            )));
+        }
+        self.circuit_breaker.validate()?;
         if self.memory.enabled && self.memory.max_bytes == 0 {
             return Err(invalid("memory.max_bytes must be greater than 0"));
         }
@@ -375,11 +430,22 @@ pub fn ttl_from_seconds(secs: f64) -> Result<Option<Duration>> {
 /// assert_eq!(cache.get("greeting")?.as_deref(), Some(&b"hello"[..]));
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[must_use]
 pub struct CacheBuilder {
     pub(crate) config: Config,
     pub(crate) clock: Clock,
+    pub(crate) source: Option<Arc<dyn Source>>,
+}
+
+impl std::fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("config", &self.config)
+            .field("clock", &self.clock)
+            .field("source", &self.source.as_ref().map(|s| s.name().to_owned()))
+            .finish()
+    }
 }
 
 impl CacheBuilder {
@@ -460,6 +526,55 @@ impl CacheBuilder {
         self
     }
 
+    /// Sets `fail_safe.soft_timeout`.
+    pub fn soft_timeout(mut self, timeout: Duration) -> Self {
+        self.config.fail_safe.soft_timeout = timeout;
+        self
+    }
+
+    /// Sets `fail_safe.hard_timeout`.
+    pub fn hard_timeout(mut self, timeout: Duration) -> Self {
+        self.config.fail_safe.hard_timeout = timeout;
+        self
+    }
+
+    /// Sets the `circuit_breaker` section.
+    pub fn circuit_breaker(mut self, breaker: CircuitBreakerConfig) -> Self {
+        self.config.circuit_breaker = breaker;
+        self
+    }
+
+    /// Sets `negative_ttl`.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.config.negative_ttl = ttl;
+        self
+    }
+
+    /// Sets `refresh_ahead`.
+    pub fn refresh_ahead(mut self, share: f64) -> Self {
+        self.config.refresh_ahead = share;
+        self
+    }
+
+    /// Sets `ttl_jitter`.
+    pub fn ttl_jitter(mut self, share: f64) -> Self {
+        self.config.ttl_jitter = share;
+        self
+    }
+
+    /// The source of truth: plain reads (`get`, `mget`, `lookup`) that miss
+    /// every tier load from it (read-through). See [`crate::source`].
+    pub fn source(mut self, source: impl Source) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// [`CacheBuilder::source`] for a source already shared.
+    pub fn source_arc(mut self, source: Arc<dyn Source>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
     /// Uses `clock` for every expiry decision (a [`crate::ManualClock`] in tests).
     pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
         self.clock = clock.into();
@@ -468,7 +583,7 @@ impl CacheBuilder {
 
     /// Opens the async [`crate::Cache`].
     pub fn build(self) -> Result<crate::Cache> {
-        crate::Cache::open_with_clock(self.config, self.clock)
+        crate::Cache::open_with(self.config, self.clock, self.source)
     }
 
     /// Opens the synchronous [`crate::blocking::Cache`].

@@ -12,14 +12,17 @@ pub enum Tier {
     Memory,
     /// L2: the SQLite file shared by every process on the host.
     Sqlite,
+    /// The source of truth: the value was loaded for this read.
+    Source,
 }
 
 impl Tier {
-    /// The tier's stable name: `"memory"` or `"sqlite"`.
+    /// The tier's stable name: `"memory"`, `"sqlite"` or `"source"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Tier::Memory => "memory",
             Tier::Sqlite => "sqlite",
+            Tier::Source => "source",
         }
     }
 }
@@ -37,7 +40,9 @@ pub struct Lookup {
     pub value: Bytes,
     /// The tier that served it.
     pub tier: Tier,
-    /// Whether the value had expired and was served as a stale copy.
+    /// Whether the value had expired and was served as a stale copy
+    /// (the source failed, its breaker was open, or it was slower than
+    /// `fail_safe.soft_timeout`).
     pub stale: bool,
     /// Time since the value was written.
     pub age: Duration,
@@ -71,6 +76,43 @@ impl SetOptions {
     /// The TTL that overrides the tier defaults: `None` for `None` or zero.
     pub(crate) fn ttl_override(&self) -> Option<Duration> {
         self.ttl.filter(|ttl| !ttl.is_zero())
+    }
+
+    /// Adds tags.
+    #[must_use]
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// Options for `get_or_load` and `get_or_load_many`: what a loaded value
+/// is stored with, unless the loader chooses (see [`crate::Loaded`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GetOptions {
+    /// Time to live of a loaded value; `None` or zero: `sqlite.ttl` (and
+    /// `memory.ttl` in L1), as for [`SetOptions::ttl`].
+    pub ttl: Option<Duration>,
+    /// Tags stored with a loaded value.
+    pub tags: Vec<String>,
+}
+
+impl GetOptions {
+    /// No TTL override, no tags.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the time to live of a loaded value.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
     }
 
     /// Adds tags.

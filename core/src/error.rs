@@ -5,6 +5,7 @@
 //! numbers returned by [`ErrorKind::code`] are never reused.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong, as a stable category.
 ///
@@ -44,11 +45,22 @@ pub enum ErrorKind {
     /// directory or file mode): it was opened read-only, reads are served,
     /// and every write is refused with this kind.
     ReadOnly,
+    /// The source of truth (a host loader, GitHub) failed to answer: it
+    /// raised, returned an error, or answered something unusable. No stale
+    /// copy was there to serve instead.
+    Source,
+    /// The source was not asked because its circuit breaker is open (it
+    /// failed or was rate limited recently), and no stale copy was there to
+    /// serve instead. The message says until when.
+    SourceUnavailable,
+    /// Loading took longer than `fail_safe.hard_timeout` and was abandoned,
+    /// and no stale copy was there to serve instead.
+    Timeout,
 }
 
 impl ErrorKind {
     /// Every kind, in code order.
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::InvalidKey,
         ErrorKind::InvalidConfig,
         ErrorKind::InvalidArgument,
@@ -60,6 +72,9 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::InvalidValue,
         ErrorKind::ReadOnly,
+        ErrorKind::Source,
+        ErrorKind::SourceUnavailable,
+        ErrorKind::Timeout,
     ];
 
     /// The stable number of this kind (the C result code); never 0, never reused.
@@ -76,6 +91,9 @@ impl ErrorKind {
             ErrorKind::Internal => 9,
             ErrorKind::InvalidValue => 10,
             ErrorKind::ReadOnly => 11,
+            ErrorKind::Source => 12,
+            ErrorKind::SourceUnavailable => 13,
+            ErrorKind::Timeout => 14,
         }
     }
 
@@ -93,6 +111,9 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::InvalidValue => "invalid_value",
             ErrorKind::ReadOnly => "read_only",
+            ErrorKind::Source => "source",
+            ErrorKind::SourceUnavailable => "source_unavailable",
+            ErrorKind::Timeout => "timeout",
         }
     }
 }
@@ -104,13 +125,17 @@ impl fmt::Display for ErrorKind {
 }
 
 /// An error: its [`ErrorKind`], a message for people, and the underlying cause.
-#[derive(Debug, thiserror::Error)]
-#[error("{kind}: {message}")]
+///
+/// Cheap to clone (the cause is shared): one failed load is reported to
+/// every caller that waited for it.
+#[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     message: String,
-    #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+    /// For a rate-limited source: when it may be asked again (ms since the
+    /// Unix epoch), if it said.
+    retry_at_ms: Option<u64>,
 }
 
 impl Error {
@@ -120,14 +145,45 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            retry_at_ms: None,
         }
     }
 
     /// Attaches the underlying cause.
     #[must_use]
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.source = Some(Arc::new(source));
         self
+    }
+
+    /// A source's answer that it is rate limited: [`ErrorKind::Source`],
+    /// counted by the breaker as a rate limit, which keeps it open until
+    /// `retry_at_ms` (ms since the Unix epoch) when given.
+    pub fn rate_limited(message: impl Into<String>, retry_at_ms: Option<u64>) -> Self {
+        let mut err = Self::new(ErrorKind::Source, message);
+        err.retry_at_ms = Some(retry_at_ms.unwrap_or(0));
+        err
+    }
+
+    /// Whether this is a rate limit (see [`Error::rate_limited`]), and if so
+    /// until when the source asked not to be called (`Some(None)`: it did
+    /// not say).
+    pub fn rate_limit(&self) -> Option<Option<u64>> {
+        self.retry_at_ms.map(|at| (at != 0).then_some(at))
+    }
+
+    /// The first cause in this error's chain of type `T`: a host finds its
+    /// own exception, carried through a load, this way.
+    pub fn find_cause<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        let mut next: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|s| s as _);
+        while let Some(err) = next {
+            if let Some(found) = err.downcast_ref::<T>() {
+                return Some(found);
+            }
+            next = err.source();
+        }
+        None
     }
 
     /// The stable category.
@@ -148,6 +204,20 @@ impl Error {
 
     pub(crate) fn closed() -> Self {
         Self::new(ErrorKind::Closed, "the cache is closed")
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The shared cause itself, not the `Arc` around it, so that callers
+        // can downcast it.
+        self.source.as_deref().map(|s| s as _)
     }
 }
 

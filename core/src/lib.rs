@@ -27,6 +27,7 @@
 //! ```
 
 pub mod blocking;
+pub mod breaker;
 mod cache;
 mod clock;
 pub mod coherence;
@@ -34,16 +35,23 @@ pub mod config;
 mod entry;
 mod error;
 pub mod key;
+mod load;
 pub mod runtime;
+pub mod source;
 mod stats;
 pub mod tier;
 
+pub use breaker::{Breaker, BreakerState, BreakerStatus, CallOutcome};
 pub use bytes::Bytes;
 pub use cache::{Cache, MAINTENANCE_INTERVAL};
 pub use clock::{Clock, ManualClock};
-pub use config::{CacheBuilder, Config, FailSafeConfig, MemoryConfig, OnCorrupt, SqliteConfig};
-pub use entry::{Entry, Lookup, Metadata, SetOptions, Tier};
+pub use config::{
+    CacheBuilder, CircuitBreakerConfig, Config, FailSafeConfig, MemoryConfig, OnCorrupt,
+    SqliteConfig,
+};
+pub use entry::{Entry, GetOptions, Lookup, Metadata, SetOptions, Tier};
 pub use error::{Error, ErrorKind, Result};
+pub use source::{Fetched, Loaded, Source};
 pub use stats::{Stats, TIME_SAMPLE_EVERY, TierStats};
 
 /// The README's code blocks, compiled and run as doctests.

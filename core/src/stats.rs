@@ -195,13 +195,94 @@ pub(crate) struct Counters {
     pub(crate) coherence_resets: Counter,
     pub(crate) sqlite_rebuilds: Counter,
     pub(crate) sqlite_reopens: Counter,
+    pub(crate) source: SourceCounters,
+}
+
+/// The counters of loading from the source; see [`SourceStats`].
+#[derive(Default)]
+pub(crate) struct SourceCounters {
+    pub(crate) requests: Counter,
+    pub(crate) successes: Counter,
+    pub(crate) failures: Counter,
+    pub(crate) timeouts: Counter,
+    pub(crate) not_found: Counter,
+    pub(crate) rejected: Counter,
+    pub(crate) coalesced: Counter,
+    pub(crate) coalesced_processes: Counter,
+    pub(crate) stale_served: Counter,
+    pub(crate) negative_hits: Counter,
+    pub(crate) refreshes: Counter,
+}
+
+impl SourceCounters {
+    fn all(&self) -> [&Counter; 11] {
+        [
+            &self.requests,
+            &self.successes,
+            &self.failures,
+            &self.timeouts,
+            &self.not_found,
+            &self.rejected,
+            &self.coalesced,
+            &self.coalesced_processes,
+            &self.stale_served,
+            &self.negative_hits,
+            &self.refreshes,
+        ]
+    }
+
+    pub(crate) fn snapshot(&self) -> SourceStats {
+        SourceStats {
+            requests: self.requests.get(),
+            successes: self.successes.get(),
+            failures: self.failures.get(),
+            timeouts: self.timeouts.get(),
+            not_found: self.not_found.get(),
+            rejected: self.rejected.get(),
+            coalesced: self.coalesced.get(),
+            coalesced_processes: self.coalesced_processes.get(),
+            stale_served: self.stale_served.get(),
+            negative_hits: self.negative_hits.get(),
+            refreshes: self.refreshes.get(),
+        }
+    }
+}
+
+/// Loading from the source, in [`Stats::source`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SourceStats {
+    /// Calls made to the source (a batched call counts once).
+    pub requests: u64,
+    /// Calls that answered (a value, not-modified or not-found).
+    pub successes: u64,
+    /// Calls that failed (timeouts included).
+    pub failures: u64,
+    /// Calls abandoned at `fail_safe.hard_timeout` (also in `failures`).
+    pub timeouts: u64,
+    /// Keys the source answered "not found".
+    pub not_found: u64,
+    /// Loads not attempted because the circuit breaker was open.
+    pub rejected: u64,
+    /// Callers that waited for a load another caller of this process
+    /// started, instead of calling the source themselves.
+    pub coalesced: u64,
+    /// Loads this process left to another process sharing the L2 file,
+    /// reading what it stored.
+    pub coalesced_processes: u64,
+    /// Reads answered with a stale copy (the source failed, was cut off by
+    /// the breaker, or was slower than `fail_safe.soft_timeout`).
+    pub stale_served: u64,
+    /// Reads answered "not found" from the negative cache.
+    pub negative_hits: u64,
+    /// Background refreshes started (refresh-ahead).
+    pub refreshes: u64,
 }
 
 impl Counters {
     pub(crate) fn tier(&self, tier: Tier) -> &TierCounters {
         match tier {
             Tier::Memory => &self.memory,
-            Tier::Sqlite => &self.sqlite,
+            Tier::Sqlite | Tier::Source => &self.sqlite,
         }
     }
 
@@ -219,6 +300,7 @@ impl Counters {
         ] {
             c.reset();
         }
+        self.source.all().into_iter().for_each(Counter::reset);
     }
 }
 
@@ -252,6 +334,10 @@ pub struct Stats {
     /// Times this process found the L2 file deleted or replaced on disk and
     /// opened the file now at its path (creating it if missing).
     pub sqlite_reopens: u64,
+    /// Loading from the source.
+    pub source: SourceStats,
+    /// The circuit breaker guarding the source (reading it changes nothing).
+    pub breaker: crate::BreakerStatus,
 }
 
 /// The counters of one tier.
@@ -296,10 +382,32 @@ impl Stats {
             ("resyncs_total", self.resyncs),
             ("sqlite_rebuilds_total", self.sqlite_rebuilds),
             ("sqlite_reopens_total", self.sqlite_reopens),
+            ("source_requests_total", self.source.requests),
+            ("source_successes_total", self.source.successes),
+            ("source_failures_total", self.source.failures),
+            ("source_timeouts_total", self.source.timeouts),
+            ("source_not_found_total", self.source.not_found),
+            ("source_rejected_total", self.source.rejected),
+            ("source_coalesced_total", self.source.coalesced),
+            (
+                "source_coalesced_processes_total",
+                self.source.coalesced_processes,
+            ),
+            ("stale_served_total", self.source.stale_served),
+            ("negative_hits_total", self.source.negative_hits),
+            ("refreshes_total", self.source.refreshes),
+            ("breaker_trips_total", self.breaker.trips),
         ] {
             let _ = writeln!(out, "# TYPE tierstack_{name} counter");
             let _ = writeln!(out, "tierstack_{name}{{namespace=\"{ns}\"}} {value}");
         }
+        let state = self.breaker.state.as_str();
+        let _ = writeln!(out, "# TYPE tierstack_breaker_open gauge");
+        let _ = writeln!(
+            out,
+            "tierstack_breaker_open{{namespace=\"{ns}\",state=\"{state}\"}} {}",
+            u8::from(!self.breaker.allows_request)
+        );
         type Family = (&'static str, &'static str, fn(&TierStats) -> f64);
         let families: [Family; 6] = [
             ("tier_hits_total", "counter", |t| t.hits as f64),

@@ -67,7 +67,7 @@ pub(crate) const STRIPES: usize = 64;
 /// and the timestamps.
 pub const ENTRY_OVERHEAD: u64 = 96;
 
-/// One L1 entry. Cloning it bumps the value's refcount and copies four
+/// One L1 entry. Cloning it bumps the value's refcount and copies five
 /// integers.
 #[derive(Clone, Debug)]
 pub(crate) struct MemEntry {
@@ -79,6 +79,9 @@ pub(crate) struct MemEntry {
     /// The id of the L2 row the value was written to or read from (0: no
     /// L2), so that a hit can mark the row used without a lookup by key.
     pub(crate) row: i64,
+    /// When a hit should refresh the value from the source in the
+    /// background (`refresh_ahead`; `u64::MAX`: never).
+    pub(crate) refresh_ms: u64,
 }
 
 impl MemEntry {
@@ -90,7 +93,14 @@ impl MemEntry {
             expires_ms,
             version: 0,
             row: 0,
+            refresh_ms: u64::MAX,
         }
+    }
+
+    /// The entry, refreshed ahead from `refresh_ms` on.
+    pub(crate) fn refresh_at(mut self, refresh_ms: u64) -> Self {
+        self.refresh_ms = refresh_ms;
+        self
     }
 
     /// The entry, as held in L2 row `row`.

@@ -33,6 +33,7 @@
 
 mod damage;
 mod file;
+mod lease;
 mod recovery;
 mod space;
 
@@ -55,6 +56,7 @@ use crate::runtime::{self, unlock_abandoned};
 use crate::stats::Counters;
 pub use damage::{Integrity, check};
 use file::{FileId, Mode, connect, prepare_file};
+pub(crate) use lease::Lease;
 pub use recovery::FILE_CHECK_INTERVAL;
 pub use space::{CHECKPOINT_BELOW, DISK_RESERVE, WAL_SIZE_LIMIT};
 use space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
@@ -64,7 +66,7 @@ use space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
 pub const ROW_OVERHEAD: u64 = 64;
 
 /// The schema this version writes; files with a lower version are migrated.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `PRAGMA application_id` of a tierstack file ("TSTK").
 pub const APPLICATION_ID: i64 = 0x5453_544B;
@@ -108,19 +110,22 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     INSERT INTO meta (name, value) VALUES ('total_bytes', 0), ('entry_count', 0);
 ",
     coherence::MIGRATION,
+    lease::MIGRATION,
 ];
 
-const SQL_GET: &str = "SELECT id, created_ms, expires_ms, value FROM entries WHERE key = ?1";
-const SQL_GET_MANY: &str = "SELECT id, created_ms, expires_ms, value, key FROM entries \
+const SQL_GET: &str =
+    "SELECT id, created_ms, expires_ms, value, stale_until_ms, etag FROM entries WHERE key = ?1";
+const SQL_GET_MANY: &str = "SELECT id, created_ms, expires_ms, value, stale_until_ms, etag, key \
+     FROM entries \
      WHERE key IN (SELECT value FROM json_each(?1))";
 const SQL_SIZE_OF: &str = "SELECT size FROM entries WHERE key = ?1";
 const SQL_UPSERT: &str = "INSERT INTO entries \
-     (key, created_ms, expires_ms, stale_until_ms, size, access_count, last_access_ms, tags, value) \
-     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?2, ?6, ?7) \
+     (key, created_ms, expires_ms, stale_until_ms, size, access_count, last_access_ms, tags, value, etag) \
+     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?2, ?6, ?7, ?8) \
      ON CONFLICT (key) DO UPDATE SET created_ms = excluded.created_ms, \
      expires_ms = excluded.expires_ms, stale_until_ms = excluded.stale_until_ms, \
      size = excluded.size, access_count = 0, last_access_ms = excluded.last_access_ms, \
-     etag = NULL, tags = excluded.tags, value = excluded.value RETURNING id";
+     etag = excluded.etag, tags = excluded.tags, value = excluded.value RETURNING id";
 const SQL_DELETE: &str = "DELETE FROM entries WHERE key = ?1 RETURNING size, expires_ms";
 const SQL_DELETE_TAGGED: &str = "DELETE FROM entries WHERE tags IS NOT NULL \
      AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE json_each.value = ?1) \
@@ -180,6 +185,8 @@ pub(crate) struct Row {
     pub(crate) expires_ms: u64,
     pub(crate) stale_until_ms: u64,
     pub(crate) tags: Vec<String>,
+    /// The source's validator (ETag), for conditional refreshes.
+    pub(crate) etag: Option<String>,
 }
 
 impl Row {
@@ -198,6 +205,10 @@ pub(crate) struct Found {
     pub(crate) value: Bytes,
     pub(crate) created_ms: u64,
     pub(crate) expires_ms: u64,
+    /// Until when the row may be served as a stale copy.
+    pub(crate) stale_until_ms: u64,
+    /// The source's validator stored with it.
+    pub(crate) etag: Option<String>,
     /// The row's id, for [`SqliteTier::touch`].
     pub(crate) row: i64,
 }
@@ -525,7 +536,7 @@ impl SqliteTier {
         })?;
         let rows = self.read(|conn| {
             let mut stmt = conn.prepare_cached(SQL_GET_MANY)?;
-            let rows = stmt.query_map([&json], |r| Ok((r.get::<_, String>(4)?, found_from(r)?)))?;
+            let rows = stmt.query_map([&json], |r| Ok((r.get::<_, String>(6)?, found_from(r)?)))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         let ids: Vec<i64> = rows.iter().map(|(_, found)| found.row).collect();
@@ -740,6 +751,7 @@ impl SqliteTier {
                                     size,
                                     tags,
                                     &row.value[..],
+                                    row.etag,
                                 ],
                                 |r| r.get(0),
                             )?;
@@ -870,7 +882,7 @@ impl SqliteTier {
     pub(crate) fn clear(&self) -> Result<u64> {
         let seq = self.with_writer(|tx| {
             tx.execute_batch(
-                "DELETE FROM entries; \
+                "DELETE FROM entries; DELETE FROM loads WHERE not_found = 1; \
                  UPDATE meta SET value = 0 WHERE name IN ('total_bytes', 'entry_count');",
             )?;
             let mut log = ChangeLog::open(tx, self.origin.load(Ordering::Relaxed))?;
@@ -1109,5 +1121,7 @@ fn found_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
         created_ms: r.get::<_, i64>(1)? as u64,
         expires_ms: r.get::<_, i64>(2)? as u64,
         value: Bytes::copy_from_slice(r.get_ref(3)?.as_blob()?),
+        stale_until_ms: r.get::<_, i64>(4)? as u64,
+        etag: r.get(5)?,
     })
 }

@@ -1,0 +1,1149 @@
+//! The load path: what happens when a read misses every tier and a source
+//! can answer it. Once, here, for every host.
+//!
+//! In order, for a key that no tier holds fresh:
+//! 1. **Negative cache.** A key the source recently answered "not found"
+//!    for is not asked again before `negative_ttl` passes (remembered in
+//!    this process and, for other processes, in the file; see
+//!    [`crate::tier::sqlite`]'s leases).
+//! 2. **Single-flight in the process.** The first caller starts a *flight*;
+//!    every caller for the key until it lands waits for that flight's
+//!    result (counted as `coalesced`).
+//! 3. **Single-flight across processes.** The flight takes the key's lease
+//!    in the L2 file. If another process holds it, the flight waits on the
+//!    file for that process's value (`coalesced_processes`); a lease whose
+//!    holder died or overran ends, and the flight takes it over.
+//! 4. **The breaker.** Open: the source is not called and the flight fails
+//!    with [`ErrorKind::SourceUnavailable`] (`rejected`).
+//! 5. **The fetch,** abandoned at `fail_safe.hard_timeout`
+//!    ([`ErrorKind::Timeout`]). Its outcome is counted by the breaker; a
+//!    value is stored in every tier (its TTL shortened by up to
+//!    `ttl_jitter`), not-modified renews the stored copy, not-found is
+//!    remembered for `negative_ttl` and removes a stored copy.
+//!
+//! **Fail-safe.** A caller that holds a stale copy (expired, within
+//! `fail_safe.max_stale`) gets it, marked stale, when the flight fails, or
+//! once the flight has run for `fail_safe.soft_timeout` (the flight goes on
+//! in the background and fills the tiers). Only a caller with no usable
+//! copy gets the error. A cache without an L2 file has no stale copies.
+//!
+//! **Refresh-ahead.** A hit on a value past `refresh_ahead` of its TTL is
+//! answered at once and starts a flight in the background, unless one is
+//! under way.
+//!
+//! Flights run on the shared runtime, never on the caller's thread, so that
+//! a caller can stop waiting (soft timeout) while the fetch finishes. The
+//! engine's one circuit breaker guards the configured source and every
+//! per-call loader alike: they are the same source of truth to the cache.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::Notify;
+
+use crate::breaker::{Breaker, CallOutcome};
+use crate::cache::Engine;
+use crate::entry::{GetOptions, Lookup, SetOptions, Tier};
+use crate::error::{Error, ErrorKind, Result};
+use crate::key;
+use crate::runtime;
+use crate::source::{FetchFuture, FetchManyFuture, Fetched, Loaded, Source};
+use crate::tier::sqlite::{Found, Lease};
+
+/// A negative cache holds at most this many keys in memory.
+const NEGATIVE_CAP: usize = 65_536;
+
+/// A lease outlives the hard timeout by this much, so that a live holder
+/// abandons its fetch before another process may take over.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// How often, at most, a flight waiting for another process's load looks
+/// at the file.
+const REMOTE_POLL_MAX: Duration = Duration::from_millis(20);
+
+/// What a flight ends with: the value (`None`: not found), or the error.
+pub(crate) type Outcome = Result<Option<Lookup>>;
+
+/// One load of one key that every caller of this process shares.
+pub(crate) struct Flight {
+    outcome: Mutex<Option<Outcome>>,
+    /// Set once the flight has run for `fail_safe.soft_timeout`.
+    soft_passed: AtomicBool,
+    landed: Condvar,
+    notify: Notify,
+}
+
+/// What a caller waiting on a flight learns.
+enum Waited {
+    Landed(Outcome),
+    /// The soft timeout passed first (asked only by callers with a stale copy).
+    SoftTimeout,
+}
+
+impl Flight {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            outcome: Mutex::new(None),
+            soft_passed: AtomicBool::new(false),
+            landed: Condvar::new(),
+            notify: Notify::new(),
+        })
+    }
+
+    fn land(&self, outcome: Outcome) {
+        *self.outcome.lock() = Some(outcome);
+        self.landed.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    fn pass_soft_timeout(&self) {
+        let _guard = self.outcome.lock();
+        self.soft_passed.store(true, Ordering::Release);
+        self.landed.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    fn check(&self, has_stale: bool) -> Option<Waited> {
+        if let Some(outcome) = &*self.outcome.lock() {
+            return Some(Waited::Landed(outcome.clone()));
+        }
+        (has_stale && self.soft_passed.load(Ordering::Acquire)).then_some(Waited::SoftTimeout)
+    }
+
+    fn wait_blocking(&self, has_stale: bool) -> Waited {
+        let mut outcome = self.outcome.lock();
+        loop {
+            if let Some(outcome) = &*outcome {
+                return Waited::Landed(outcome.clone());
+            }
+            if has_stale && self.soft_passed.load(Ordering::Acquire) {
+                return Waited::SoftTimeout;
+            }
+            self.landed.wait(&mut outcome);
+        }
+    }
+
+    async fn wait(&self, has_stale: bool) -> Waited {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(waited) = self.check(has_stale) {
+                return waited;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// How a flight fetches.
+pub(crate) enum Fetcher {
+    /// The cache's configured source.
+    Configured,
+    /// A loader given with this call.
+    Once(Box<dyn FnOnce(String, Option<String>) -> FetchFuture + Send>),
+}
+
+/// How a batch fetches the keys it leads.
+pub(crate) enum ManyFetcher {
+    /// The cache's configured source.
+    Configured,
+    /// A loader given with this call.
+    Once(Box<dyn FnOnce(Vec<String>) -> FetchManyFuture + Send>),
+}
+
+/// The loading state of one cache.
+pub(crate) struct Loads {
+    source: Option<Arc<dyn Source>>,
+    pub(crate) breaker: Breaker,
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
+    negative: Mutex<HashMap<String, u64>>,
+    negative_len: AtomicUsize,
+    /// The fork generation (see [`crate::runtime`]) the maps belong to: a
+    /// forked child has none of the parent's flights in progress.
+    generation: AtomicU64,
+}
+
+impl Loads {
+    pub(crate) fn new(source: Option<Arc<dyn Source>>, breaker: Breaker) -> Self {
+        Self {
+            source,
+            breaker,
+            flights: Mutex::new(HashMap::new()),
+            negative: Mutex::new(HashMap::new()),
+            negative_len: AtomicUsize::new(0),
+            generation: AtomicU64::new(runtime::fork_generation()),
+        }
+    }
+
+    /// Whether a source is configured (plain reads load through it).
+    #[inline]
+    pub(crate) fn has_source(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// In a forked child, drops the parent's flights (their tasks do not
+    /// exist here) before the maps are used.
+    fn after_fork(&self) {
+        let generation = runtime::fork_generation();
+        if self.generation.load(Ordering::Acquire) != generation {
+            // SAFETY: in a forked child the maps' locks can only be held by
+            // a parent's thread, which does not exist here; the generation
+            // check makes one thread of the child do this, before any other
+            // takes them (the race of two threads here is benign: both only
+            // empty the maps).
+            unsafe {
+                runtime::unlock_abandoned(&self.flights);
+                runtime::unlock_abandoned(&self.negative);
+            }
+            self.flights.lock().clear();
+            self.negative.lock().clear();
+            self.negative_len.store(0, Ordering::Relaxed);
+            self.generation.store(generation, Ordering::Release);
+        }
+    }
+
+    fn negative_until(&self, key: &str, now: u64) -> Option<u64> {
+        if self.negative_len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.after_fork();
+        let mut negative = self.negative.lock();
+        match negative.get(key) {
+            Some(&until) if now < until => Some(until),
+            Some(_) => {
+                negative.remove(key);
+                self.negative_len.store(negative.len(), Ordering::Relaxed);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember_not_found(&self, key: &str, until: u64, now: u64) {
+        self.after_fork();
+        let mut negative = self.negative.lock();
+        if negative.len() >= NEGATIVE_CAP {
+            negative.retain(|_, &mut u| now < u);
+            if negative.len() >= NEGATIVE_CAP {
+                negative.clear();
+            }
+        }
+        negative.insert(key.to_owned(), until);
+        self.negative_len.store(negative.len(), Ordering::Relaxed);
+    }
+
+    /// Forgets "not found" for keys just written.
+    pub(crate) fn forget_not_found<'a>(&self, keys: impl Iterator<Item = &'a str>) {
+        if self.negative_len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        self.after_fork();
+        let mut negative = self.negative.lock();
+        for key in keys {
+            negative.remove(key);
+        }
+        self.negative_len.store(negative.len(), Ordering::Relaxed);
+    }
+
+    fn flight(&self, key: &str) -> Option<Arc<Flight>> {
+        self.after_fork();
+        self.flights.lock().get(key).cloned()
+    }
+
+    /// The flight of `key`: `(flight, true)` if the caller must start it.
+    fn join(&self, key: &str) -> (Arc<Flight>, bool) {
+        self.after_fork();
+        let mut flights = self.flights.lock();
+        if let Some(flight) = flights.get(key) {
+            return (flight.clone(), false);
+        }
+        let flight = Flight::new();
+        flights.insert(key.to_owned(), flight.clone());
+        (flight, true)
+    }
+
+    fn end(&self, key: &str, flight: &Arc<Flight>) {
+        self.after_fork();
+        let mut flights = self.flights.lock();
+        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            flights.remove(key);
+        }
+    }
+}
+
+/// What the tiers hold for a key, for the load path.
+pub(crate) enum Probe {
+    /// A fresh value; whether it is due for a refresh ahead.
+    Fresh(Lookup, bool),
+    /// An expired copy still within `fail_safe.max_stale`.
+    Stale(Found),
+    /// Nothing usable.
+    Miss,
+}
+
+/// A stale copy a caller may fall back on.
+#[derive(Clone)]
+struct Stale {
+    found: Found,
+}
+
+impl Stale {
+    fn lookup(&self, now: u64) -> Lookup {
+        Lookup {
+            value: self.found.value.clone(),
+            tier: Tier::Sqlite,
+            stale: true,
+            age: Duration::from_millis(now.saturating_sub(self.found.created_ms)),
+        }
+    }
+}
+
+/// What a flight needs besides the engine.
+struct Job {
+    key: String,
+    options: GetOptions,
+    /// The stored copy the flight refreshes, for its validator and for
+    /// not-modified.
+    stale: Option<Found>,
+    /// A refresh ahead: a fresh row written after this time (by another
+    /// process) is the refresh; an older one is not.
+    refresh_of_ms: Option<u64>,
+}
+
+impl Engine {
+    /// Read-through of one key, blocking the calling thread while a load
+    /// runs (on the runtime).
+    pub(crate) fn load_blocking(
+        self: &Arc<Self>,
+        key: &str,
+        fetcher: Fetcher,
+        options: &GetOptions,
+    ) -> Result<Option<Lookup>> {
+        let (flight, stale) = match self.start_load(key, fetcher, options)? {
+            Started::Done(outcome) => return outcome,
+            Started::Waiting(flight, stale) => (flight, stale),
+        };
+        let waited = flight.wait_blocking(stale.is_some());
+        self.finish_load(waited, stale)
+    }
+
+    /// Read-through of one key, awaiting a load.
+    pub(crate) async fn load(
+        self: &Arc<Self>,
+        key: &str,
+        fetcher: Fetcher,
+        options: &GetOptions,
+    ) -> Result<Option<Lookup>> {
+        let (flight, stale) = match self.start_load(key, fetcher, options)? {
+            Started::Done(outcome) => return outcome,
+            Started::Waiting(flight, stale) => (flight, stale),
+        };
+        let waited = flight.wait(stale.is_some()).await;
+        self.finish_load(waited, stale)
+    }
+
+    fn finish_load(&self, waited: Waited, stale: Option<Stale>) -> Outcome {
+        let now = self.clock.now_ms();
+        match (waited, stale) {
+            (Waited::Landed(Err(_)) | Waited::SoftTimeout, Some(stale)) => {
+                self.counters.source.stale_served.incr();
+                Ok(Some(stale.lookup(now)))
+            }
+            (Waited::Landed(outcome), _) => outcome,
+            (Waited::SoftTimeout, None) => Err(Error::new(
+                ErrorKind::Internal,
+                "a load without a stale copy stopped waiting early",
+            )),
+        }
+    }
+
+    /// Everything up to waiting: the tiers, the negative cache, the flight.
+    fn start_load(
+        self: &Arc<Self>,
+        key: &str,
+        fetcher: Fetcher,
+        options: &GetOptions,
+    ) -> Result<Started> {
+        self.check_open()?;
+        key::validate(key)?;
+        if let Fetcher::Configured = fetcher
+            && !self.loads.has_source()
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "no source is configured to load from",
+            ));
+        }
+        let now = self.clock.now_ms();
+        let stale = match self.probe(key, now)? {
+            Probe::Fresh(lookup, refresh) => {
+                if refresh {
+                    self.refresh_ahead(key, fetcher, options, lookup.age, now);
+                }
+                return Ok(Started::Done(Ok(Some(lookup))));
+            }
+            Probe::Stale(found) => Some(Stale { found }),
+            Probe::Miss => None,
+        };
+        if stale.is_none() && self.loads.negative_until(key, now).is_some() {
+            self.counters.source.negative_hits.incr();
+            return Ok(Started::Done(Ok(None)));
+        }
+        let (flight, lead) = self.loads.join(key);
+        if lead {
+            let job = Job {
+                key: key.to_owned(),
+                options: options.clone(),
+                stale: stale.as_ref().map(|s| s.found.clone()),
+                refresh_of_ms: None,
+            };
+            self.fly(flight.clone(), job, fetcher);
+        } else {
+            self.counters.source.coalesced.incr();
+        }
+        Ok(Started::Waiting(flight, stale))
+    }
+
+    /// Starts a background refresh of `key` unless a flight is under way.
+    pub(crate) fn refresh_ahead(
+        self: &Arc<Self>,
+        key: &str,
+        fetcher: Fetcher,
+        options: &GetOptions,
+        age: Duration,
+        now: u64,
+    ) {
+        if let Fetcher::Configured = fetcher
+            && !self.loads.has_source()
+        {
+            return;
+        }
+        if self.loads.flight(key).is_some() || self.check_open().is_err() {
+            return;
+        }
+        let (flight, lead) = self.loads.join(key);
+        if !lead {
+            return;
+        }
+        self.counters.source.refreshes.incr();
+        let created = now.saturating_sub(age.as_millis() as u64);
+        let job = Job {
+            key: key.to_owned(),
+            options: options.clone(),
+            stale: None,
+            refresh_of_ms: Some(created),
+        };
+        self.fly(flight, job, fetcher);
+    }
+
+    /// Refresh-ahead for a plain read's hit, through the configured source.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn refresh_configured(&self, key: &str, created_ms: u64) {
+        if !self.loads.has_source() {
+            return;
+        }
+        if let Some(engine) = self.me.get().and_then(std::sync::Weak::upgrade) {
+            let now = self.clock.now_ms();
+            let age = Duration::from_millis(now.saturating_sub(created_ms));
+            engine.refresh_ahead(key, Fetcher::Configured, &GetOptions::default(), age, now);
+        }
+    }
+
+    /// Runs a flight on the runtime and lands it.
+    fn fly(self: &Arc<Self>, flight: Arc<Flight>, job: Job, fetcher: Fetcher) {
+        let engine = self.clone();
+        runtime::handle().spawn(async move {
+            let soft = engine.config.fail_safe.soft_timeout;
+            let run = engine.run_flight(&job, fetcher);
+            tokio::pin!(run);
+            let soft_timer = tokio::time::sleep(soft);
+            tokio::pin!(soft_timer);
+            let mut soft_passed = false;
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut run => break outcome,
+                    () = &mut soft_timer, if !soft_passed => {
+                        soft_passed = true;
+                        flight.pass_soft_timeout();
+                    }
+                }
+            };
+            flight.land(outcome);
+            engine.loads.end(&job.key, &flight);
+        });
+    }
+
+    /// The flight itself: lease, breaker, fetch, store.
+    async fn run_flight(self: &Arc<Self>, job: &Job, fetcher: Fetcher) -> Outcome {
+        let started = Instant::now();
+        let hard = self.config.fail_safe.hard_timeout;
+        let holder = crate::coherence::new_origin();
+        let mut leased = false;
+        if self.sqlite.is_some() {
+            match self.take_lease(job, holder, started).await {
+                Ok(Leased::Held) => leased = true,
+                Ok(Leased::Answered(outcome)) => return outcome,
+                Ok(Leased::Unavailable) => {}
+                Err(err) => return Err(err),
+            }
+        } else if job.refresh_of_ms.is_none()
+            && let Some(found) = self.memory_fresh(&job.key)
+        {
+            // Filled while this flight was being set up.
+            return Ok(Some(found));
+        }
+        let outcome = self.fetch_and_store(job, fetcher, started, hard).await;
+        if leased {
+            let now = self.clock.now_ms();
+            let not_found_until = match &outcome {
+                Ok(None) if !self.config.negative_ttl.is_zero() => {
+                    Some(now.saturating_add(ms(self.config.negative_ttl)))
+                }
+                _ => None,
+            };
+            let (engine, key) = (self.clone(), job.key.clone());
+            let ended = blocking(move || {
+                let sqlite = engine.sqlite.as_ref().expect("leased on a file");
+                sqlite.end_lease(&key, holder, not_found_until)
+            })
+            .await;
+            if let Err(err) = ended {
+                // The lease expires on its own.
+                tracing::warn!(key = %key::quote(&job.key), error = %err, "ending a load lease failed");
+            }
+        }
+        outcome
+    }
+
+    /// Takes the key's lease in the file, waiting while another process
+    /// holds it.
+    async fn take_lease(
+        self: &Arc<Self>,
+        job: &Job,
+        holder: i64,
+        started: Instant,
+    ) -> Result<Leased> {
+        let lease_ms = ms(self.config.fail_safe.hard_timeout + LEASE_MARGIN);
+        // A live holder ends its lease within its hard timeout; a dead one's
+        // is taken over at once or at its expiry: past twice the lease,
+        // something is wrong with the clock or the file, and this flight
+        // loads on its own.
+        let give_up = Duration::from_millis(lease_ms.saturating_mul(2));
+        let mut pause = Duration::from_millis(1);
+        let mut waited = false;
+        loop {
+            let now = self.clock.now_ms();
+            let (engine, key) = (self.clone(), job.key.clone());
+            let lease = blocking(move || {
+                let sqlite = engine.sqlite.as_ref().expect("a lease needs a file");
+                sqlite.lease(&key, holder, now, lease_ms)
+            })
+            .await;
+            let lease = match lease {
+                Ok(lease) => lease,
+                Err(err) if err.kind() == ErrorKind::Closed => return Err(err),
+                Err(err) => {
+                    // A read-only file, a full disk: load without a lease.
+                    tracing::debug!(error = %err, "no load lease; loading without one");
+                    return Ok(Leased::Unavailable);
+                }
+            };
+            match lease {
+                Lease::Free => return Ok(Leased::Held),
+                Lease::Filled => {
+                    if let Some(lookup) = self.read_filled(job, now).await? {
+                        if waited {
+                            self.counters.source.coalesced_processes.incr();
+                        }
+                        return Ok(Leased::Answered(Ok(Some(lookup))));
+                    }
+                    // A refresh ahead found the old row: take the lease
+                    // regardless, as nobody else is loading.
+                    if job.refresh_of_ms.is_some() {
+                        return Ok(Leased::Unavailable);
+                    }
+                }
+                Lease::NotFound { until_ms } => {
+                    self.loads.remember_not_found(&job.key, until_ms, now);
+                    if waited {
+                        self.counters.source.coalesced_processes.incr();
+                    }
+                    self.counters.source.negative_hits.incr();
+                    return Ok(Leased::Answered(Ok(None)));
+                }
+                Lease::Held => waited = true,
+            }
+            if started.elapsed() > give_up {
+                return Ok(Leased::Unavailable);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(REMOTE_POLL_MAX);
+        }
+    }
+
+    /// The value another process stored, promoted; `None` if the row is
+    /// not what this flight waits for (a refresh ahead sees its own old row).
+    async fn read_filled(self: &Arc<Self>, job: &Job, now: u64) -> Result<Option<Lookup>> {
+        let (engine, key) = (self.clone(), job.key.clone());
+        let refresh_of = job.refresh_of_ms;
+        blocking(move || {
+            let sqlite = engine.sqlite.as_ref().expect("filled in a file");
+            let memory = engine.l1(now);
+            let ticket = memory.map(|m| (m, m.ticket(&key)));
+            let found = sqlite.get(&key, now);
+            engine.follow_file_swap();
+            match found? {
+                Some(found)
+                    if now < found.expires_ms
+                        && refresh_of.is_none_or(|old| found.created_ms > old) =>
+                {
+                    Ok(Some(engine.promote(ticket, &key, found, now).0))
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// Asks the source (through the breaker, within the hard timeout) and
+    /// stores what it answers.
+    async fn fetch_and_store(
+        self: &Arc<Self>,
+        job: &Job,
+        fetcher: Fetcher,
+        started: Instant,
+        hard: Duration,
+    ) -> Outcome {
+        let Some(permit) = self.loads.breaker.try_acquire() else {
+            self.counters.source.rejected.incr();
+            let until = self.loads.breaker.retry_at_ms().map_or_else(
+                || "it is closed by hand".to_owned(),
+                |at| format!("until {at} ms since the Unix epoch"),
+            );
+            return Err(Error::new(
+                ErrorKind::SourceUnavailable,
+                format!(
+                    "the source was not asked for {}: its circuit breaker is open ({until})",
+                    key::quote(&job.key)
+                ),
+            ));
+        };
+        let validator = job.stale.as_ref().and_then(|s| s.etag.clone());
+        let fetch = match fetcher {
+            Fetcher::Configured => match &self.loads.source {
+                Some(source) => source.fetch(&job.key, validator.as_deref()),
+                None => {
+                    self.loads.breaker.release(permit);
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        "no source is configured",
+                    ));
+                }
+            },
+            Fetcher::Once(loader) => loader(job.key.clone(), validator),
+        };
+        self.counters.source.requests.incr();
+        let remaining = hard.saturating_sub(started.elapsed());
+        let fetched = match tokio::time::timeout(remaining, fetch).await {
+            Ok(fetched) => fetched,
+            Err(_) => {
+                self.loads.breaker.record(permit, CallOutcome::Failure);
+                self.counters.source.failures.incr();
+                self.counters.source.timeouts.incr();
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "loading {} took longer than fail_safe.hard_timeout ({} s) and was abandoned",
+                        key::quote(&job.key),
+                        hard.as_secs_f64()
+                    ),
+                ));
+            }
+        };
+        match fetched {
+            Err(err) => {
+                let outcome = match err.rate_limit() {
+                    Some(until_ms) => CallOutcome::RateLimited { until_ms },
+                    None => CallOutcome::Failure,
+                };
+                self.loads.breaker.record(permit, outcome);
+                self.counters.source.failures.incr();
+                Err(err)
+            }
+            Ok(fetched) => {
+                self.loads.breaker.record(permit, CallOutcome::Success);
+                self.counters.source.successes.incr();
+                let (engine, key, options, stale) = (
+                    self.clone(),
+                    job.key.clone(),
+                    job.options.clone(),
+                    job.stale.clone(),
+                );
+                blocking(move || engine.store_fetched(&key, fetched, &options, stale)).await
+            }
+        }
+    }
+
+    /// Stores what the source answered for `key` and reports it.
+    fn store_fetched(
+        &self,
+        key: &str,
+        fetched: Fetched,
+        options: &GetOptions,
+        stale: Option<Found>,
+    ) -> Outcome {
+        let now = self.clock.now_ms();
+        let loaded = match fetched {
+            Fetched::Value(loaded) => loaded,
+            Fetched::NotModified { ttl } => match stale {
+                Some(found) => {
+                    let mut loaded = Loaded::new(found.value);
+                    loaded.ttl = ttl;
+                    loaded.validator = found.etag;
+                    loaded
+                }
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Source,
+                        format!(
+                            "the source answered \"not modified\" for {}, which holds no copy",
+                            key::quote(key)
+                        ),
+                    ));
+                }
+            },
+            Fetched::NotFound => {
+                self.counters.source.not_found.incr();
+                if !self.config.negative_ttl.is_zero() {
+                    let until = now.saturating_add(ms(self.config.negative_ttl));
+                    self.loads.remember_not_found(key, until, now);
+                }
+                if stale.is_some() {
+                    // The source says it is gone: so is the stored copy.
+                    if let Err(err) = self.delete(key) {
+                        tracing::warn!(key = %key::quote(key), error = %err, "removing a copy the source no longer has failed");
+                    }
+                }
+                return Ok(None);
+            }
+        };
+        let ttl = loaded
+            .ttl
+            .or(options.ttl.filter(|t| !t.is_zero()))
+            .unwrap_or(self.config.sqlite.ttl);
+        let ttl = jitter(ttl, self.config.ttl_jitter);
+        let mut set = SetOptions::new().ttl(ttl);
+        set.tags = options.tags.clone();
+        set.tags.extend(loaded.tags);
+        let value: Bytes = loaded.value;
+        match self.store_loaded(key.to_owned(), value.clone(), &set, loaded.validator) {
+            Ok(()) => {}
+            // The caller asked for the value, which it has: a failure to
+            // keep it is logged, unless the loader's own answer was bad.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ErrorKind::InvalidArgument | ErrorKind::InvalidKey
+                ) =>
+            {
+                return Err(err);
+            }
+            Err(err) => {
+                tracing::warn!(key = %key::quote(key), error = %err, "a loaded value could not be stored");
+            }
+        }
+        Ok(Some(Lookup {
+            value,
+            tier: Tier::Source,
+            stale: false,
+            age: Duration::ZERO,
+        }))
+    }
+
+    /// Read-through of many keys: found ones from the tiers, the rest
+    /// through one call of the batch loader (keys another caller is
+    /// already loading are waited for instead). `None`: not found.
+    pub(crate) async fn load_many(
+        self: &Arc<Self>,
+        keys: &[&str],
+        fetcher: ManyFetcher,
+        options: &GetOptions,
+    ) -> Result<Vec<Option<Lookup>>> {
+        let plan = self.plan_many(keys, fetcher, options)?;
+        let mut out = plan.done;
+        for (i, flight, stale) in plan.waiting {
+            let waited = flight.wait(stale.is_some()).await;
+            out[i] = self.finish_load(waited, stale)?;
+        }
+        Ok(out)
+    }
+
+    /// [`Engine::load_many`], blocking.
+    pub(crate) fn load_many_blocking(
+        self: &Arc<Self>,
+        keys: &[&str],
+        fetcher: ManyFetcher,
+        options: &GetOptions,
+    ) -> Result<Vec<Option<Lookup>>> {
+        let plan = self.plan_many(keys, fetcher, options)?;
+        let mut out = plan.done;
+        for (i, flight, stale) in plan.waiting {
+            let waited = flight.wait_blocking(stale.is_some());
+            out[i] = self.finish_load(waited, stale)?;
+        }
+        Ok(out)
+    }
+
+    fn plan_many(
+        self: &Arc<Self>,
+        keys: &[&str],
+        fetcher: ManyFetcher,
+        options: &GetOptions,
+    ) -> Result<Plan> {
+        self.check_open()?;
+        for key in keys {
+            key::validate(key)?;
+        }
+        if let ManyFetcher::Configured = fetcher
+            && !self.loads.has_source()
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "no source is configured to load from",
+            ));
+        }
+        let now = self.clock.now_ms();
+        let mut done = vec![None; keys.len()];
+        let mut waiting = Vec::new();
+        let mut led: Vec<(Arc<Flight>, Job)> = Vec::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, &key) in keys.iter().enumerate() {
+            if let Some(&first) = seen.get(key) {
+                // The same key twice: answered as the first.
+                waiting.push((i, Repeat::Of(first)));
+                continue;
+            }
+            seen.insert(key, i);
+            let stale = match self.probe(key, now)? {
+                Probe::Fresh(lookup, _) => {
+                    done[i] = Some(lookup);
+                    continue;
+                }
+                Probe::Stale(found) => Some(Stale { found }),
+                Probe::Miss => None,
+            };
+            if stale.is_none() && self.loads.negative_until(key, now).is_some() {
+                self.counters.source.negative_hits.incr();
+                continue;
+            }
+            let (flight, lead) = self.loads.join(key);
+            if lead {
+                led.push((
+                    flight.clone(),
+                    Job {
+                        key: key.to_owned(),
+                        options: options.clone(),
+                        stale: stale.as_ref().map(|s| s.found.clone()),
+                        refresh_of_ms: None,
+                    },
+                ));
+            } else {
+                self.counters.source.coalesced.incr();
+            }
+            waiting.push((i, Repeat::Flight(flight, stale)));
+        }
+        if !led.is_empty() {
+            self.fly_many(led, fetcher);
+        }
+        let mut flights = Vec::with_capacity(waiting.len());
+        for (i, wait) in waiting {
+            match wait {
+                Repeat::Flight(flight, stale) => flights.push((i, flight, stale)),
+                Repeat::Of(first) => {
+                    if let Some((_, flight, stale)) = flights.iter().find(|(j, _, _)| *j == first) {
+                        let (flight, stale) = (Arc::clone(flight), stale.clone());
+                        flights.push((i, flight, stale));
+                    } else {
+                        done[i] = done[first].clone();
+                    }
+                }
+            }
+        }
+        Ok(Plan {
+            done,
+            waiting: flights,
+        })
+    }
+
+    /// Runs the flights of a batch: each takes its lease; the keys leased
+    /// go to the loader in one call.
+    fn fly_many(self: &Arc<Self>, led: Vec<(Arc<Flight>, Job)>, fetcher: ManyFetcher) {
+        let engine = self.clone();
+        runtime::handle().spawn(async move {
+            let soft = engine.config.fail_safe.soft_timeout;
+            let flights: Vec<Arc<Flight>> = led.iter().map(|(f, _)| f.clone()).collect();
+            let run = engine.run_many(&led, fetcher);
+            tokio::pin!(run);
+            let soft_timer = tokio::time::sleep(soft);
+            tokio::pin!(soft_timer);
+            let mut soft_passed = false;
+            let outcomes = loop {
+                tokio::select! {
+                    outcomes = &mut run => break outcomes,
+                    () = &mut soft_timer, if !soft_passed => {
+                        soft_passed = true;
+                        flights.iter().for_each(|f| f.pass_soft_timeout());
+                    }
+                }
+            };
+            for ((flight, job), outcome) in led.iter().zip(outcomes) {
+                flight.land(outcome);
+                engine.loads.end(&job.key, flight);
+            }
+        });
+    }
+
+    async fn run_many(
+        self: &Arc<Self>,
+        led: &[(Arc<Flight>, Job)],
+        fetcher: ManyFetcher,
+    ) -> Vec<Outcome> {
+        let started = Instant::now();
+        let hard = self.config.fail_safe.hard_timeout;
+        let holder = crate::coherence::new_origin();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; led.len()];
+        let mut leased = vec![false; led.len()];
+        if self.sqlite.is_some() {
+            // Leases one by one: a key another process loads is waited for
+            // before the batch goes out; the batch takes the rest.
+            for (i, (_, job)) in led.iter().enumerate() {
+                match self.take_lease(job, holder, started).await {
+                    Ok(Leased::Held) => leased[i] = true,
+                    Ok(Leased::Answered(outcome)) => outcomes[i] = Some(outcome),
+                    Ok(Leased::Unavailable) => {}
+                    Err(err) => outcomes[i] = Some(Err(err)),
+                }
+            }
+        }
+        let wanted: Vec<usize> = (0..led.len()).filter(|&i| outcomes[i].is_none()).collect();
+        if !wanted.is_empty() {
+            let keys: Vec<String> = wanted.iter().map(|&i| led[i].1.key.clone()).collect();
+            let answers = self.fetch_many(keys, fetcher, started, hard).await;
+            for &i in &wanted {
+                let job = &led[i].1;
+                let outcome = match &answers {
+                    Err(err) => Err(err.clone()),
+                    Ok(answers) => {
+                        let fetched = answers.get(&job.key).cloned().unwrap_or(Fetched::NotFound);
+                        let (engine, key, options, stale) = (
+                            self.clone(),
+                            job.key.clone(),
+                            job.options.clone(),
+                            job.stale.clone(),
+                        );
+                        blocking(move || engine.store_fetched(&key, fetched, &options, stale)).await
+                    }
+                };
+                outcomes[i] = Some(outcome);
+            }
+        }
+        let outcomes: Vec<Outcome> = outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(Error::new(
+                        ErrorKind::Internal,
+                        "a batched load left a key unanswered",
+                    ))
+                })
+            })
+            .collect();
+        for (i, (_, job)) in led.iter().enumerate() {
+            if !leased[i] {
+                continue;
+            }
+            let now = self.clock.now_ms();
+            let not_found_until = match &outcomes[i] {
+                Ok(None) if !self.config.negative_ttl.is_zero() => {
+                    Some(now.saturating_add(ms(self.config.negative_ttl)))
+                }
+                _ => None,
+            };
+            let (engine, key) = (self.clone(), job.key.clone());
+            let ended = blocking(move || {
+                let sqlite = engine.sqlite.as_ref().expect("leased on a file");
+                sqlite.end_lease(&key, holder, not_found_until)
+            })
+            .await;
+            if let Err(err) = ended {
+                tracing::warn!(key = %key::quote(&job.key), error = %err, "ending a load lease failed");
+            }
+        }
+        outcomes
+    }
+
+    /// One batched source call, through the breaker and within the hard timeout.
+    async fn fetch_many(
+        self: &Arc<Self>,
+        keys: Vec<String>,
+        fetcher: ManyFetcher,
+        started: Instant,
+        hard: Duration,
+    ) -> Result<HashMap<String, Fetched>> {
+        let Some(permit) = self.loads.breaker.try_acquire() else {
+            self.counters.source.rejected.add(keys.len() as u64);
+            return Err(Error::new(
+                ErrorKind::SourceUnavailable,
+                format!(
+                    "the source was not asked for {} keys: its circuit breaker is open",
+                    keys.len()
+                ),
+            ));
+        };
+        let fetch: FetchManyFuture = match fetcher {
+            ManyFetcher::Once(loader) => loader(keys),
+            ManyFetcher::Configured => {
+                let source = self.loads.source.clone().expect("checked when planned");
+                match source.fetch_many(&keys) {
+                    Some(batch) => batch,
+                    None => Box::pin(async move {
+                        // No batch call: one fetch per key, all at once.
+                        let tasks: Vec<_> = keys
+                            .into_iter()
+                            .map(|key| {
+                                let fetch = source.fetch(&key, None);
+                                (key, runtime::handle().spawn(fetch))
+                            })
+                            .collect();
+                        let mut answers = HashMap::with_capacity(tasks.len());
+                        for (key, task) in tasks {
+                            let fetched = task.await.map_err(|e| {
+                                Error::new(
+                                    ErrorKind::Source,
+                                    format!("a fetch did not finish: {e}"),
+                                )
+                            })??;
+                            answers.insert(key, fetched);
+                        }
+                        Ok(answers)
+                    }),
+                }
+            }
+        };
+        self.counters.source.requests.incr();
+        let remaining = hard.saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, fetch).await {
+            Err(_) => {
+                self.loads.breaker.record(permit, CallOutcome::Failure);
+                self.counters.source.failures.incr();
+                self.counters.source.timeouts.incr();
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "a batched load took longer than fail_safe.hard_timeout ({} s) and was abandoned",
+                        hard.as_secs_f64()
+                    ),
+                ))
+            }
+            Ok(Err(err)) => {
+                let outcome = match err.rate_limit() {
+                    Some(until_ms) => CallOutcome::RateLimited { until_ms },
+                    None => CallOutcome::Failure,
+                };
+                self.loads.breaker.record(permit, outcome);
+                self.counters.source.failures.incr();
+                Err(err)
+            }
+            Ok(Ok(answers)) => {
+                self.loads.breaker.record(permit, CallOutcome::Success);
+                self.counters.source.successes.incr();
+                Ok(answers)
+            }
+        }
+    }
+}
+
+enum Started {
+    Done(Outcome),
+    Waiting(Arc<Flight>, Option<Stale>),
+}
+
+enum Leased {
+    /// This flight holds the lease.
+    Held,
+    /// Another process's load answered.
+    Answered(Outcome),
+    /// No lease could be had (a read-only file): load without one.
+    Unavailable,
+}
+
+enum Repeat {
+    Flight(Arc<Flight>, Option<Stale>),
+    Of(usize),
+}
+
+struct Plan {
+    done: Vec<Option<Lookup>>,
+    waiting: Vec<(usize, Arc<Flight>, Option<Stale>)>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+/// Runs blocking engine work (SQLite) on the runtime's blocking pool.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R> + Send + 'static) -> Result<R> {
+    crate::source::run_blocking(f).await
+}
+
+/// `ttl` shortened by a random share up to `share`.
+fn jitter(ttl: Duration, share: f64) -> Duration {
+    if share <= 0.0 {
+        return ttl;
+    }
+    ttl.mul_f64(1.0 - share * random_unit())
+}
+
+/// A number in `[0, 1)`, from a per-thread xorshift seeded by the clock
+/// and the thread: enough to spread expiries, not for anything secret.
+fn random_unit() -> f64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = const { Cell::new(0) };
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        if x == 0 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            x = nanos ^ (state as *const Cell<u64> as u64).rotate_left(32) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_only_shortens_and_stays_within_its_share() {
+        let ttl = Duration::from_secs(100);
+        for _ in 0..1000 {
+            let j = jitter(ttl, 0.1);
+            assert!(j <= ttl && j > Duration::from_secs(90), "{j:?}");
+        }
+        assert_eq!(jitter(ttl, 0.0), ttl);
+    }
+}
