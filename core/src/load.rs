@@ -474,8 +474,11 @@ impl Engine {
                     }
                 }
             };
-            flight.land(outcome);
+            // Ended before it lands, so that a caller woken by the landing
+            // never joins it again; a caller that read the tiers before the
+            // value was stored and starts a new flight finds it stored.
             engine.loads.end(&job.key, &flight);
+            flight.land(outcome);
         });
     }
 
@@ -903,8 +906,8 @@ impl Engine {
                 }
             };
             for ((flight, job), outcome) in led.iter().zip(outcomes) {
-                flight.land(outcome);
                 engine.loads.end(&job.key, flight);
+                flight.land(outcome);
             }
         });
     }

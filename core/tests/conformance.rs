@@ -1,13 +1,86 @@
 //! The Rust runner of the shared conformance vectors in
 //! `tests/conformance/vectors` (the format is in that folder's README).
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tierstack::blocking::Cache;
 use tierstack::config::ttl_from_seconds;
-use tierstack::{Config, Error, SetOptions};
+use tierstack::{Config, Error, ErrorKind, Fetched, GetOptions, Loaded, SetOptions};
+
+/// The scripted loader of a vector: its answers, used in order by every
+/// loader call, and what the calls were.
+#[derive(Default)]
+struct Script {
+    answers: Mutex<VecDeque<Value>>,
+    calls: AtomicUsize,
+    /// The keys handed to the last batch loader call.
+    batch_keys: Mutex<Option<Vec<String>>>,
+}
+
+impl Script {
+    fn new(answers: Option<&Value>) -> Arc<Self> {
+        let answers = answers
+            .and_then(Value::as_array)
+            .map(|a| a.iter().cloned().collect())
+            .unwrap_or_default();
+        Arc::new(Self {
+            answers: Mutex::new(answers),
+            ..Self::default()
+        })
+    }
+
+    /// The next answer, after its delay.
+    fn next(&self) -> tierstack::Result<Value> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let answer = self.answers.lock().unwrap().pop_front();
+        let answer = answer.ok_or_else(|| Error::new(ErrorKind::Source, "script exhausted"))?;
+        if let Some(delay) = answer.get("delay").and_then(Value::as_f64) {
+            std::thread::sleep(Duration::from_secs_f64(delay));
+        }
+        if let Some(message) = answer.get("error").and_then(Value::as_str) {
+            return Err(Error::new(ErrorKind::Source, message));
+        }
+        Ok(answer)
+    }
+
+    fn load(&self) -> tierstack::Result<Fetched> {
+        let answer = self.next()?;
+        if answer.get("not_found") == Some(&Value::Bool(true)) {
+            return Ok(Fetched::NotFound);
+        }
+        let value = answer["value"].as_str().expect("a value answer");
+        let mut loaded = Loaded::new(value.as_bytes().to_vec());
+        if let Some(ttl) = answer.get("ttl").and_then(Value::as_f64) {
+            loaded = loaded.ttl(Duration::from_secs_f64(ttl));
+        }
+        if let Some(tags) = answer.get("tags").and_then(Value::as_array) {
+            loaded = loaded.tags(tags.iter().map(|t| t.as_str().unwrap().to_owned()));
+        }
+        Ok(Fetched::Value(loaded))
+    }
+
+    fn load_many(&self, keys: Vec<String>) -> tierstack::Result<HashMap<String, Fetched>> {
+        let mut sorted = keys;
+        sorted.sort();
+        *self.batch_keys.lock().unwrap() = Some(sorted);
+        let answer = self.next()?;
+        let values = answer["values"].as_object().expect("a batch answer");
+        Ok(values
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    Fetched::value(v.as_str().unwrap().as_bytes().to_vec()),
+                )
+            })
+            .collect())
+    }
+}
 
 /// What one step produced: a JSON result, or an error kind.
 type Outcome = Result<Value, String>;
@@ -21,6 +94,8 @@ struct Runner {
     dir: tempfile::TempDir,
     config: Value,
     cache: Option<Cache>,
+    script: Arc<Script>,
+    read_through: bool,
 }
 
 /// `dir` bind-mounted read-only onto itself; detached when dropped.
@@ -67,12 +142,14 @@ impl Drop for ReadOnlyMount {
 }
 
 impl Runner {
-    fn new(config: Option<&Value>) -> Self {
+    fn new(vector: &Value) -> Self {
         Self {
             read_only: None,
             dir: tempfile::tempdir().unwrap(),
-            config: config.cloned().unwrap_or_else(|| json!({})),
+            config: vector.get("config").cloned().unwrap_or_else(|| json!({})),
             cache: None,
+            script: Script::new(vector.get("script")),
+            read_through: vector.get("read_through") == Some(&Value::Bool(true)),
         }
     }
 
@@ -87,7 +164,14 @@ impl Runner {
                 sqlite.insert("path".into(), json!(path.to_str().unwrap()));
             }
         }
-        self.cache = Some(Cache::open(Config::from_json(&config.to_string())?)?);
+        let mut builder = Cache::builder().config(Config::from_json(&config.to_string())?);
+        if self.read_through {
+            let script = self.script.clone();
+            builder = builder.source(tierstack::source::from_blocking_fn(move |_key| {
+                script.load()
+            }));
+        }
+        self.cache = Some(builder.build_blocking()?);
         Ok(())
     }
 
@@ -153,9 +237,86 @@ impl Runner {
                 None => Value::Null,
             }),
             "lookup" => Ok(match self.cache().lookup(key()).map_err(kind)? {
+                Some(hit) if hit.stale => {
+                    json!({"value": text(&hit.value), "tier": hit.tier.as_str(), "stale": true})
+                }
                 Some(hit) => json!({"value": text(&hit.value), "tier": hit.tier.as_str()}),
                 None => Value::Null,
             }),
+            "get_or_load" => get_or_load(self.cache(), &self.script, step),
+            "get_or_load_many" => {
+                let keys: Vec<String> = step["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k.as_str().unwrap().to_owned())
+                    .collect();
+                let script = self.script.clone();
+                *script.batch_keys.lock().unwrap() = None;
+                let options = get_options(step).map_err(kind)?;
+                let values = self
+                    .cache()
+                    .get_or_load_many(&keys, move |missing| script.load_many(missing), options)
+                    .map_err(kind)?;
+                if let Some(wanted) = step.get("loader_keys") {
+                    let handed = self.script.batch_keys.lock().unwrap().clone();
+                    let handed = handed.map_or(Value::Null, |k| json!(k));
+                    if &handed != wanted {
+                        return Err(format!("the loader was handed {handed}, not {wanted}"));
+                    }
+                }
+                let found: Map<String, Value> = keys
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(k, v)| Some((k.clone(), text(&v?))))
+                    .collect();
+                Ok(Value::Object(found))
+            }
+            "loader_calls" => Ok(json!(self.script.calls.load(Ordering::SeqCst))),
+            "concurrent" => {
+                let times = step["times"].as_u64().unwrap() as usize;
+                let inner = &step["step"];
+                let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+                    let threads: Vec<_> = (0..times)
+                        .map(|_| {
+                            let (cache, script) = (self.cache(), &self.script);
+                            scope.spawn(move || match inner["op"].as_str() {
+                                Some("get_or_load") => get_or_load(cache, script, inner),
+                                Some("get") => cache
+                                    .get(inner["key"].as_str().unwrap())
+                                    .map(|v| v.map_or(Value::Null, |v| text(&v)))
+                                    .map_err(|e| e.kind().as_str().to_owned()),
+                                op => panic!("concurrent {op:?}"),
+                            })
+                        })
+                        .collect();
+                    threads.into_iter().map(|t| t.join().unwrap()).collect()
+                });
+                for outcome in outcomes {
+                    if let Some(why) = mismatch(inner, &outcome) {
+                        return Err(why);
+                    }
+                }
+                Ok(Value::Null)
+            }
+            "breaker" => {
+                let status = serde_json::to_value(self.cache().breaker_status()).unwrap();
+                let expected = step["expect"].as_object().expect("an object to compare");
+                Ok(Value::Object(
+                    expected
+                        .keys()
+                        .map(|k| (k.clone(), status[k].clone()))
+                        .collect(),
+                ))
+            }
+            "breaker_open" => {
+                self.cache().breaker_open();
+                Ok(Value::Null)
+            }
+            "breaker_close" => {
+                self.cache().breaker_close();
+                Ok(Value::Null)
+            }
             "has" => self.cache().has(key()).map(Value::Bool).map_err(kind),
             "delete" => self.cache().delete(key()).map(Value::Bool).map_err(kind),
             "mget" => {
@@ -202,6 +363,51 @@ impl Runner {
     }
 }
 
+fn get_options(step: &Value) -> Result<GetOptions, Error> {
+    let mut options = GetOptions::new();
+    if let Some(ttl) = step.get("ttl").map(ttl_seconds)
+        && let Some(ttl) = ttl_from_seconds(ttl)?
+    {
+        options = options.ttl(ttl);
+    }
+    Ok(options)
+}
+
+fn get_or_load(cache: &Cache, script: &Arc<Script>, step: &Value) -> Outcome {
+    let kind = |e: Error| e.kind().as_str().to_owned();
+    let options = get_options(step).map_err(kind)?;
+    let script = script.clone();
+    let value = cache
+        .get_or_load(
+            step["key"].as_str().unwrap(),
+            move |_key| script.load(),
+            options,
+        )
+        .map_err(kind)?;
+    Ok(value.map_or(Value::Null, |v| {
+        json!(String::from_utf8(v.to_vec()).expect("UTF-8 values"))
+    }))
+}
+
+/// Why `outcome` is not what `step` wants, if it is not.
+fn mismatch(step: &Value, outcome: &Outcome) -> Option<String> {
+    let wanted_error = step.get("error").and_then(Value::as_str);
+    match (outcome, wanted_error, step.get("expect")) {
+        (Err(kind), Some(wanted), _) if kind == wanted => None,
+        (Ok(_), None, None) => None,
+        (Ok(got), None, Some(expected)) if got == expected => None,
+        _ => Some(format!(
+            "step {step}: got {outcome:?}, wanted {}",
+            wanted_error.map_or_else(
+                || step
+                    .get("expect")
+                    .map_or("success".into(), Value::to_string),
+                |w| format!("error {w}")
+            )
+        )),
+    }
+}
+
 /// A step's `ttl` in seconds: a JSON number, or one of the strings `"NaN"`,
 /// `"inf"`, `"-inf"` for the values JSON cannot hold.
 fn ttl_seconds(ttl: &Value) -> f64 {
@@ -217,7 +423,7 @@ fn ttl_seconds(ttl: &Value) -> f64 {
 /// Runs one vector: `Ok(None)` if it passed, `Ok(Some(why))` if it was
 /// skipped, else the first step that differs, described.
 fn run(vector: &Value) -> Result<Option<String>, String> {
-    let mut runner = Runner::new(vector.get("config"));
+    let mut runner = Runner::new(vector);
     let config = runner.config.clone();
     runner.open(&config).map_err(|e| format!("open: {e}"))?;
     for (i, step) in vector["steps"].as_array().unwrap().iter().enumerate() {
@@ -225,22 +431,8 @@ fn run(vector: &Value) -> Result<Option<String>, String> {
             Ok(outcome) => outcome,
             Err(Skip(why)) => return Ok(Some(why)),
         };
-        let wanted_error = step.get("error").and_then(Value::as_str);
-        match (&outcome, wanted_error, step.get("expect")) {
-            (Err(kind), Some(wanted), _) if kind == wanted => {}
-            (Ok(_), None, None) => {}
-            (Ok(got), None, Some(expected)) if got == expected => {}
-            _ => {
-                return Err(format!(
-                    "step {i} {step}: got {outcome:?}, wanted {}",
-                    wanted_error.map_or_else(
-                        || step
-                            .get("expect")
-                            .map_or("success".into(), Value::to_string),
-                        |w| format!("error {w}")
-                    )
-                ));
-            }
+        if let Some(why) = mismatch(step, &outcome) {
+            return Err(format!("step {i}: {why}"));
         }
     }
     // Closed before the mount goes, so that it is not busy.
