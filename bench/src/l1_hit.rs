@@ -16,6 +16,8 @@ use crate::measure::{self, Contender, Samples};
 pub struct L1HitReport {
     /// tierstack's blocking `Cache::get`.
     pub tierstack: Samples,
+    /// tierstack's blocking `Cache::get_or_load` (every read a hit).
+    pub get_or_load: Samples,
     /// `quick_cache::sync::Cache::get`.
     pub quick_cache: Samples,
     /// `moka::sync::Cache::get`.
@@ -64,14 +66,24 @@ pub fn run(keys: usize, passes: usize, rounds: usize) -> BenchResult<L1HitReport
     let order = &order;
     let contenders: Vec<Contender<'_>> = vec![
         measure::reader("tierstack", order, passes, |key| Ok(ours.get(key)?)),
+        measure::reader("tierstack get_or_load", order, passes, |key| {
+            let never = |key: &str| -> tierstack::Result<tierstack::Fetched> {
+                Err(tierstack::Error::new(
+                    tierstack::ErrorKind::Source,
+                    format!("{key} was preloaded: the loader must not run"),
+                ))
+            };
+            Ok(ours.get_or_load(key, never, tierstack::GetOptions::new())?)
+        }),
         measure::reader("quick_cache", order, passes, |key| Ok(quick.get(key))),
         measure::reader("moka", order, passes, |key| Ok(moka.get(key))),
     ];
     let mut samples = measure::alternate(rounds, contenders)?.into_iter();
     let mut next = || samples.next().expect("one sample set per contender");
-    let (tierstack, quick_cache, moka) = (next(), next(), next());
+    let (tierstack, get_or_load, quick_cache, moka) = (next(), next(), next(), next());
     Ok(L1HitReport {
         tierstack,
+        get_or_load,
         quick_cache,
         moka,
     })
@@ -86,7 +98,12 @@ mod tests {
         let (keys, passes, rounds) = (200, 2, 2);
         let report = run(keys, passes, rounds).unwrap();
         let total = keys * passes * (rounds + 1);
-        for s in [&report.tierstack, &report.quick_cache, &report.moka] {
+        for s in [
+            &report.tierstack,
+            &report.get_or_load,
+            &report.quick_cache,
+            &report.moka,
+        ] {
             assert_eq!((s.ops, s.verified), (total, total), "{}", s.name);
             assert_eq!(s.per_op_ns.len(), rounds);
             assert!(s.median_ns() > 0.0, "{}", s.name);

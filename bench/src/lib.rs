@@ -9,6 +9,7 @@
 //! | scenario | tierstack | peer | target |
 //! |---|---|---|---|
 //! | [`l1_hit`] | `get`, L1 only | `quick_cache`, `moka` | ≤ 1.5× quick_cache, < 1.0× moka |
+//! | [`l1_hit`] | `get_or_load`, L1 hit | tierstack's own `get` | ≤ 1.1× |
 //! | [`hit_ratio`] | L1 hit ratio, Zipf(0.99) | `moka` | ≥ moka − 0.5 points |
 //! | [`l2_hit`] | `get`, L2 only | bare rusqlite | ≤ 1.3× |
 //! | [`l2_write`] | `mset` of a batch, L2 only | bare rusqlite | ≤ 1.5×, ≥ 100,000 entries/s |
@@ -121,6 +122,21 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Vec<
             verdict: Verdict::of(met),
         });
     }
+
+    let load_ns = l1.get_or_load.median_ns();
+    let vs_get = load_ns / l1_ns;
+    rows.push(Row {
+        scenario: format!(
+            "get_or_load, L1 hit, {} keys",
+            table::thousands(scale.l1_keys as u64)
+        ),
+        ours: table::duration(load_ns),
+        peer: "tierstack get".to_owned(),
+        peer_figure: table::duration(l1_ns),
+        ratio: Some(vs_get),
+        target: "≤ 1.10×".to_owned(),
+        verdict: Verdict::of(vs_get <= 1.1),
+    });
 
     progress("L1 hit ratio");
     let zipf = hit_ratio::run(scale.zipf_keys, scale.zipf_requests)?;
@@ -256,13 +272,14 @@ mod tests {
             scenarios.push("C L1 hit");
         }
         assert_eq!(started, scenarios);
-        assert_eq!(rows.len(), 9);
+        assert_eq!(rows.len(), 10);
         let peers: Vec<&str> = rows.iter().map(|r| r.peer.as_str()).collect();
         assert_eq!(
             peers,
             [
                 "quick_cache",
                 "moka",
+                "tierstack get",
                 "moka",
                 "rusqlite",
                 "rusqlite",
@@ -273,8 +290,8 @@ mod tests {
             ]
         );
         assert!(rows.iter().all(|r| r.ratio.is_none_or(f64::is_finite)));
-        assert_eq!(rows[7].peer_figure, "7.8 µs");
-        assert_eq!(rows[8].peer_figure, "1,851 µs");
+        assert_eq!(rows[8].peer_figure, "7.8 µs");
+        assert_eq!(rows[9].peer_figure, "1,851 µs");
     }
 
     #[test]
