@@ -273,7 +273,7 @@ fn file_commands_round_trip_across_processes() {
     assert_eq!(
         rest,
         serde_json::json!({
-            "path": db, "schema_version": 2, "entries": 3, "expired": 0,
+            "path": db, "schema_version": 3, "entries": 3, "expired": 0,
             "bytes": bytes, "max_bytes": 104_857_600, "read_only": false,
         })
     );
@@ -468,7 +468,7 @@ fn bad_configs_exit_2_with_invalid_config() {
     let cases = [
         (
             r#"{"memroy": {}}"#,
-            "unknown field `memroy`, expected one of `namespace`, `memory`, `sqlite`, `fail_safe` at line 1 column 9",
+            "unknown field `memroy`, expected one of `namespace`, `memory`, `sqlite`, `fail_safe`, `circuit_breaker`, `negative_ttl`, `refresh_ahead`, `ttl_jitter` at line 1 column 9",
         ),
         (
             r#"{"memory": {"max_size": 1}}"#,
