@@ -45,7 +45,7 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::Notify;
 
-use crate::breaker::{Breaker, CallOutcome};
+use crate::breaker::{Breaker, CallOutcome, Permit};
 use crate::cache::Engine;
 use crate::entry::{GetOptions, Lookup, SetOptions, Tier};
 use crate::error::{Error, ErrorKind, Result};
@@ -503,23 +503,7 @@ impl Engine {
         }
         let outcome = self.fetch_and_store(job, fetcher, started, hard).await;
         if leased {
-            let now = self.clock.now_ms();
-            let not_found_until = match &outcome {
-                Ok(None) if !self.config.negative_ttl.is_zero() => {
-                    Some(now.saturating_add(ms(self.config.negative_ttl)))
-                }
-                _ => None,
-            };
-            let (engine, key) = (self.clone(), job.key.clone());
-            let ended = blocking(move || {
-                let sqlite = engine.sqlite.as_ref().expect("leased on a file");
-                sqlite.end_lease(&key, holder, not_found_until)
-            })
-            .await;
-            if let Err(err) = ended {
-                // The lease expires on its own.
-                tracing::warn!(key = %key::quote(&job.key), error = %err, "ending a load lease failed");
-            }
+            self.end_lease(job, holder, &outcome).await;
         }
         outcome
     }
@@ -623,20 +607,8 @@ impl Engine {
         started: Instant,
         hard: Duration,
     ) -> Outcome {
-        let Some(permit) = self.loads.breaker.try_acquire() else {
-            self.counters.source.rejected.incr();
-            let until = self.loads.breaker.retry_at_ms().map_or_else(
-                || "it is closed by hand".to_owned(),
-                |at| format!("until {at} ms since the Unix epoch"),
-            );
-            return Err(Error::new(
-                ErrorKind::SourceUnavailable,
-                format!(
-                    "the source was not asked for {}: its circuit breaker is open ({until})",
-                    key::quote(&job.key)
-                ),
-            ));
-        };
+        let what = || format!("loading {}", key::quote(&job.key));
+        let permit = self.admit(1, what)?;
         let validator = job.stale.as_ref().and_then(|s| s.etag.clone());
         let fetch = match fetcher {
             Fetcher::Configured => match &self.loads.source {
@@ -651,10 +623,43 @@ impl Engine {
             },
             Fetcher::Once(loader) => loader(job.key.clone(), validator),
         };
+        let fetched = self.call_source(permit, fetch, started, hard, what).await?;
+        self.store(job, fetched).await
+    }
+
+    /// The breaker's permit for a call, or `source_unavailable` (counted
+    /// for `keys` keys) while it is open.
+    fn admit(&self, keys: usize, what: impl Fn() -> String) -> Result<Permit> {
+        self.loads.breaker.try_acquire().ok_or_else(|| {
+            self.counters.source.rejected.add(keys as u64);
+            let until = self.loads.breaker.retry_at_ms().map_or_else(
+                || "it was opened by hand".to_owned(),
+                |at| format!("until {at} ms since the Unix epoch"),
+            );
+            Error::new(
+                ErrorKind::SourceUnavailable,
+                format!(
+                    "{} did not ask the source: its circuit breaker is open ({until})",
+                    what()
+                ),
+            )
+        })
+    }
+
+    /// Awaits a source call within what is left of the hard timeout, and
+    /// counts its outcome, for the breaker too.
+    async fn call_source<T>(
+        &self,
+        permit: Permit,
+        call: impl std::future::Future<Output = Result<T>>,
+        started: Instant,
+        hard: Duration,
+        what: impl Fn() -> String,
+    ) -> Result<T> {
         self.counters.source.requests.incr();
         let remaining = hard.saturating_sub(started.elapsed());
-        let fetched = match tokio::time::timeout(remaining, fetch).await {
-            Ok(fetched) => fetched,
+        let answered = match tokio::time::timeout(remaining, call).await {
+            Ok(answered) => answered,
             Err(_) => {
                 self.loads.breaker.record(permit, CallOutcome::Failure);
                 self.counters.source.failures.incr();
@@ -662,34 +667,58 @@ impl Engine {
                 return Err(Error::new(
                     ErrorKind::Timeout,
                     format!(
-                        "loading {} took longer than fail_safe.hard_timeout ({} s) and was abandoned",
-                        key::quote(&job.key),
+                        "{} took longer than fail_safe.hard_timeout ({} s) and was abandoned",
+                        what(),
                         hard.as_secs_f64()
                     ),
                 ));
             }
         };
-        match fetched {
-            Err(err) => {
-                let outcome = match err.rate_limit() {
-                    Some(until_ms) => CallOutcome::RateLimited { until_ms },
-                    None => CallOutcome::Failure,
-                };
-                self.loads.breaker.record(permit, outcome);
-                self.counters.source.failures.incr();
-                Err(err)
+        let outcome = match &answered {
+            Ok(_) => CallOutcome::Success,
+            Err(err) => match err.rate_limit() {
+                Some(until_ms) => CallOutcome::RateLimited { until_ms },
+                None => CallOutcome::Failure,
+            },
+        };
+        self.loads.breaker.record(permit, outcome);
+        match &answered {
+            Ok(_) => self.counters.source.successes.incr(),
+            Err(_) => self.counters.source.failures.incr(),
+        }
+        answered
+    }
+
+    /// Stores what the source answered for a job's key, off the runtime's
+    /// async threads.
+    async fn store(self: &Arc<Self>, job: &Job, fetched: Fetched) -> Outcome {
+        let (engine, key, options, stale) = (
+            self.clone(),
+            job.key.clone(),
+            job.options.clone(),
+            job.stale.clone(),
+        );
+        blocking(move || engine.store_fetched(&key, fetched, &options, stale)).await
+    }
+
+    /// Ends a job's lease; a "not found" stays in the file for `negative_ttl`.
+    async fn end_lease(self: &Arc<Self>, job: &Job, holder: i64, outcome: &Outcome) {
+        let now = self.clock.now_ms();
+        let not_found_until = match outcome {
+            Ok(None) if !self.config.negative_ttl.is_zero() => {
+                Some(now.saturating_add(ms(self.config.negative_ttl)))
             }
-            Ok(fetched) => {
-                self.loads.breaker.record(permit, CallOutcome::Success);
-                self.counters.source.successes.incr();
-                let (engine, key, options, stale) = (
-                    self.clone(),
-                    job.key.clone(),
-                    job.options.clone(),
-                    job.stale.clone(),
-                );
-                blocking(move || engine.store_fetched(&key, fetched, &options, stale)).await
-            }
+            _ => None,
+        };
+        let (engine, key) = (self.clone(), job.key.clone());
+        let ended = blocking(move || {
+            let sqlite = engine.sqlite.as_ref().expect("leased on a file");
+            sqlite.end_lease(&key, holder, not_found_until)
+        })
+        .await;
+        if let Err(err) = ended {
+            // The lease expires on its own.
+            tracing::warn!(key = %key::quote(&job.key), error = %err, "ending a load lease failed");
         }
     }
 
@@ -944,13 +973,7 @@ impl Engine {
                     Err(err) => Err(err.clone()),
                     Ok(answers) => {
                         let fetched = answers.get(&job.key).cloned().unwrap_or(Fetched::NotFound);
-                        let (engine, key, options, stale) = (
-                            self.clone(),
-                            job.key.clone(),
-                            job.options.clone(),
-                            job.stale.clone(),
-                        );
-                        blocking(move || engine.store_fetched(&key, fetched, &options, stale)).await
+                        self.store(job, fetched).await
                     }
                 };
                 outcomes[i] = Some(outcome);
@@ -967,25 +990,9 @@ impl Engine {
                 })
             })
             .collect();
-        for (i, (_, job)) in led.iter().enumerate() {
-            if !leased[i] {
-                continue;
-            }
-            let now = self.clock.now_ms();
-            let not_found_until = match &outcomes[i] {
-                Ok(None) if !self.config.negative_ttl.is_zero() => {
-                    Some(now.saturating_add(ms(self.config.negative_ttl)))
-                }
-                _ => None,
-            };
-            let (engine, key) = (self.clone(), job.key.clone());
-            let ended = blocking(move || {
-                let sqlite = engine.sqlite.as_ref().expect("leased on a file");
-                sqlite.end_lease(&key, holder, not_found_until)
-            })
-            .await;
-            if let Err(err) = ended {
-                tracing::warn!(key = %key::quote(&job.key), error = %err, "ending a load lease failed");
+        for (((_, job), outcome), leased) in led.iter().zip(&outcomes).zip(leased) {
+            if leased {
+                self.end_lease(job, holder, outcome).await;
             }
         }
         outcomes
@@ -999,16 +1006,9 @@ impl Engine {
         started: Instant,
         hard: Duration,
     ) -> Result<HashMap<String, Fetched>> {
-        let Some(permit) = self.loads.breaker.try_acquire() else {
-            self.counters.source.rejected.add(keys.len() as u64);
-            return Err(Error::new(
-                ErrorKind::SourceUnavailable,
-                format!(
-                    "the source was not asked for {} keys: its circuit breaker is open",
-                    keys.len()
-                ),
-            ));
-        };
+        let count = keys.len();
+        let what = || format!("a batched load of {count} keys");
+        let permit = self.admit(count, what)?;
         let fetch: FetchManyFuture = match fetcher {
             ManyFetcher::Once(loader) => loader(keys),
             ManyFetcher::Configured => {
@@ -1039,36 +1039,7 @@ impl Engine {
                 }
             }
         };
-        self.counters.source.requests.incr();
-        let remaining = hard.saturating_sub(started.elapsed());
-        match tokio::time::timeout(remaining, fetch).await {
-            Err(_) => {
-                self.loads.breaker.record(permit, CallOutcome::Failure);
-                self.counters.source.failures.incr();
-                self.counters.source.timeouts.incr();
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "a batched load took longer than fail_safe.hard_timeout ({} s) and was abandoned",
-                        hard.as_secs_f64()
-                    ),
-                ))
-            }
-            Ok(Err(err)) => {
-                let outcome = match err.rate_limit() {
-                    Some(until_ms) => CallOutcome::RateLimited { until_ms },
-                    None => CallOutcome::Failure,
-                };
-                self.loads.breaker.record(permit, outcome);
-                self.counters.source.failures.incr();
-                Err(err)
-            }
-            Ok(Ok(answers)) => {
-                self.loads.breaker.record(permit, CallOutcome::Success);
-                self.counters.source.successes.incr();
-                Ok(answers)
-            }
-        }
+        self.call_source(permit, fetch, started, hard, what).await
     }
 }
 
