@@ -1,7 +1,7 @@
 //! `tierstack._native.Cache`: the engine's synchronous cache for Python.
 //!
-//! `tierstack.Cache` (Python) subclasses it to add the config keywords,
-//! `get_or_load` and the docs; `tierstack.AsyncCache` drives it from a thread
+//! `tierstack.Cache` (Python) subclasses it to add the config keywords, the
+//! `source` adapter, the `get_or_load` family's signatures and the docs; `tierstack.AsyncCache` drives it from a thread
 //! pool, answering L1 hits on the event loop.
 //!
 //! The GIL is released around every call that may reach the SQLite file
@@ -12,12 +12,13 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, sync::PyOnceLock};
-use tierstack::{Clock, Config, Tier, blocking};
+use tierstack::{BreakerStatus, Clock, Config, Lookup, Tier, blocking};
 
 use crate::error::to_py;
 use crate::kept::{Kept, KeptValues};
+use crate::load::{self, PyLoader};
 use crate::value::{self, decode, encode};
 
 static LOOKUP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -67,6 +68,8 @@ pub(crate) struct Cache {
     inner: blocking::Cache,
     /// Decoded values beside L1; `None` without an L1.
     kept: Option<KeptValues>,
+    /// Whether a source is configured (plain reads load through it).
+    source: bool,
 }
 
 impl Cache {
@@ -115,13 +118,20 @@ impl Cache {
     }
 
     /// Reads `key` through the tiers without the GIL, and keeps what L1 now
-    /// holds.
+    /// holds. With a source configured, a miss loads from it (and what L1
+    /// holds is kept by the next read).
     fn tiers_answer<'py>(
         &self,
         py: Python<'py>,
         key: &str,
         read: Read,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if self.source {
+            let found = py
+                .detach(|| self.inner.lookup(key))
+                .map_err(|e| to_py(py, e))?;
+            return found.map(|found| answer(py, found, read)).transpose();
+        }
         let found = py
             .detach(|| self.inner.lookup_versioned(key))
             .map_err(|e| to_py(py, e))?;
@@ -279,25 +289,144 @@ fn lookup<'py>(
     let class = LOOKUP.import(py, "tierstack", "Lookup")?;
     let tier = match tier {
         Tier::Memory => intern!(py, "memory"),
-        _ => intern!(py, "sqlite"),
+        Tier::Sqlite => intern!(py, "sqlite"),
+        Tier::Source => intern!(py, "source"),
+        other => &PyString::new(py, other.as_str()),
     };
     class.call1((value, tier, stale, age))
 }
 
+/// What a read returns for a value the engine found (not kept).
+fn answer<'py>(py: Python<'py>, found: Lookup, read: Read) -> PyResult<Bound<'py, PyAny>> {
+    let raw = PyBytes::new(py, &found.value);
+    let value = match read.json() {
+        true => decode(&raw)?,
+        false => raw.into_any(),
+    };
+    match read.lookup() {
+        false => Ok(value),
+        true => lookup(py, value, found.tier, found.stale, found.age.as_secs_f64()),
+    }
+}
+
+/// Milliseconds since the epoch as float seconds, or `None`.
+fn epoch_seconds(ms: Option<u64>) -> Option<f64> {
+    ms.map(|ms| ms as f64 / 1000.0)
+}
+
+/// The breaker status as a dict (times in float seconds since the epoch).
+fn breaker_dict<'py>(py: Python<'py>, status: &BreakerStatus) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item(intern!(py, "state"), status.state.as_str())?;
+    dict.set_item(intern!(py, "failure_count"), status.failure_count)?;
+    dict.set_item(intern!(py, "allows_request"), status.allows_request)?;
+    dict.set_item(
+        intern!(py, "last_failure_at"),
+        epoch_seconds(status.last_failure_at),
+    )?;
+    dict.set_item(
+        intern!(py, "next_attempt_at"),
+        epoch_seconds(status.next_attempt_at),
+    )?;
+    dict.set_item(intern!(py, "trips"), status.trips)?;
+    Ok(dict)
+}
+
 #[pymethods]
 impl Cache {
-    /// Opens the cache described by `config_json` (the JSON config).
+    /// Opens the cache described by `config_json` (the JSON config), with
+    /// `source(key)` as its source if given (see [`crate::load::source`]).
     #[new]
-    fn new(py: Python<'_>, config_json: PyBackedStr) -> PyResult<Self> {
+    #[pyo3(signature = (config_json, source=None))]
+    fn new(py: Python<'_>, config_json: PyBackedStr, source: Option<Py<PyAny>>) -> PyResult<Self> {
         let config = Config::from_json(&config_json).map_err(|e| to_py(py, e))?;
         let kept = config
             .memory
             .enabled
             .then(|| KeptValues::new(config.memory.max_bytes / KEPT_SHARE));
+        let has_source = source.is_some();
+        let mut builder = blocking::Cache::builder().config(config);
+        if let Some(source) = source {
+            builder = builder.source(load::source(source));
+        }
         let inner = py
-            .detach(|| blocking::Cache::open(config))
+            .detach(|| builder.build_blocking())
             .map_err(|e| to_py(py, e))?;
-        Ok(Self { inner, kept })
+        Ok(Self {
+            inner,
+            kept,
+            source: has_source,
+        })
+    }
+
+    /// `get_or_load` (read code 0) and its kin (1 `get_or_load_bytes`,
+    /// 2 and 3 a `Lookup`): the value of `key`, loaded on a miss with
+    /// `loader` (coroutines resolved on `event_loop`), or `None`.
+    #[pyo3(signature = (key, loader, ttl, event_loop, read))]
+    fn _load<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        loader: Py<PyAny>,
+        ttl: Option<&Bound<'py, PyAny>>,
+        event_loop: Option<Py<PyAny>>,
+        read: u8,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let read = Read::from_code(read)?;
+        let key = value::key(key)?;
+        let options = load::options(ttl)?;
+        let loader = PyLoader::new(loader, event_loop).one();
+        let found = py
+            .detach(|| self.inner.lookup_or_load(&key, loader, options))
+            .map_err(|e| to_py(py, e))?;
+        self.forget(&key);
+        found.map(|found| answer(py, found, read)).transpose()
+    }
+
+    /// `get_or_load_many` (`raw`: `get_or_load_many_bytes`): the found
+    /// values of `keys`, in their order; the keys missing everywhere go to
+    /// one call of `loader` (coroutines resolved on `event_loop`).
+    #[pyo3(signature = (keys, loader, ttl, event_loop, raw))]
+    fn _load_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        loader: Py<PyAny>,
+        ttl: Option<&Bound<'py, PyAny>>,
+        event_loop: Option<Py<PyAny>>,
+        raw: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let read = if raw { Read::Raw } else { Read::Json };
+        let keys = value::keys(keys)?;
+        let options = load::options(ttl)?;
+        let names: Vec<String> = keys.iter().map(|(_, k)| k.to_string()).collect();
+        let loader = PyLoader::new(loader, event_loop).many();
+        let found = py
+            .detach(|| self.inner.lookup_or_load_many(&names, loader, options))
+            .map_err(|e| to_py(py, e))?;
+        let out = PyDict::new(py);
+        for ((obj, key), found) in keys.iter().zip(found) {
+            self.forget(key);
+            if let Some(found) = found {
+                out.set_item(obj, answer(py, found, read)?)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The circuit breaker's status, as a dict.
+    fn breaker_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        breaker_dict(py, &self.inner.breaker_status())
+    }
+
+    /// Opens the breaker by hand: no source call until `breaker_close()`.
+    fn breaker_open(&self) {
+        self.inner.breaker_open();
+    }
+
+    /// Closes the breaker by hand.
+    fn breaker_close(&self) {
+        self.inner.breaker_close();
     }
 
     /// The value of `key` decoded from JSON, or `default` on a miss.
@@ -528,9 +657,12 @@ impl Cache {
 
     /// The engine's counters, as a dict (the stats JSON).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let json = serde_json::to_vec(&self.inner.stats())
+        let stats = self.inner.stats();
+        let json = serde_json::to_vec(&stats)
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
-        decode(&PyBytes::new(py, &json))
+        let dict = decode(&PyBytes::new(py, &json))?;
+        dict.set_item(intern!(py, "breaker"), breaker_dict(py, &stats.breaker)?)?;
+        Ok(dict)
     }
 
     /// Closes the cache; later calls raise `ClosedError`. Closing twice is

@@ -12,6 +12,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyModule, PyType};
 use tierstack::{Error, ErrorKind};
 
+use crate::load::PyCause;
+
 static PACKAGE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// The Python class name of `kind`: `invalid_key` → `InvalidKeyError`.
@@ -63,7 +65,16 @@ fn build(py: Python<'_>, kind: ErrorKind, message: &str) -> PyResult<PyErr> {
     Ok(PyErr::from_value(exception))
 }
 
-/// The exception for an engine error.
+/// The exception for an engine error. An error that carries a Python
+/// exception (a loader's, see [`crate::load`]) raises the kind's class with
+/// that exception as `__cause__`, or the exception itself when it already
+/// is the error to raise.
 pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
-    new_err(py, err.kind(), err.message(), None)
+    match err.find_cause::<PyCause>() {
+        Some(cause) => match cause.raise_as_is(py) {
+            Some(exception) => exception,
+            None => new_err(py, err.kind(), err.message(), Some(cause.exception(py))),
+        },
+        None => new_err(py, err.kind(), err.message(), None),
+    }
 }

@@ -103,26 +103,20 @@ pub(crate) fn set_options(
         options = options.ttl(ttl);
     }
     if let Some(tags) = tags.filter(|t| !t.is_none()) {
-        let tags = strings(tags, "tags")?
-            .map(|tag| Ok(text(&tag?, "a tag")?.to_string()))
-            .collect::<PyResult<Vec<String>>>()?;
-        options = options.tags(tags);
+        options = options.tags(self::tags(tags)?);
     }
     Ok(options)
 }
 
-/// Checks a `ttl` argument as [`set_options`] reads it, storing nothing:
-/// for a caller that must refuse a bad TTL before it does any work
-/// (`get_or_load` before it calls the loader).
-pub(crate) fn check_ttl(ttl: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-    if let Some(ttl) = ttl.filter(|t| !t.is_none()) {
-        ttl_seconds(ttl)?;
-    }
-    Ok(())
+/// The tags of an iterable of `str` (a lone `str` is refused).
+pub(crate) fn tags(tags: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    strings(tags, "tags")?
+        .map(|tag| Ok(text(&tag?, "a tag")?.to_string()))
+        .collect()
 }
 
 /// A `ttl` argument that is not `None`, as [`set_options`] describes.
-fn ttl_seconds(ttl: &Bound<'_, PyAny>) -> PyResult<Option<std::time::Duration>> {
+pub(crate) fn ttl_seconds(ttl: &Bound<'_, PyAny>) -> PyResult<Option<std::time::Duration>> {
     let py = ttl.py();
     let not_a_number = || {
         PyTypeError::new_err(format!(

@@ -74,7 +74,7 @@ def test_every_method(db_path):
             await cache.flush()
             stats = await cache.stats()
             assert stats["sets"] == 4 and stats["deletes"] == 2
-            assert await cache.breaker_status() is None
+            assert (await cache.breaker_status())["state"] == "closed"
             await cache.clear()
             assert await cache.len() == 0
             assert cache.closed is False
@@ -211,7 +211,9 @@ def test_get_or_load_failures_reach_every_waiter_and_store_nothing(db_path):
 
         async with tierstack.AsyncCache(sqlite={"path": db_path}) as cache:
             results = await asyncio.gather(*(cache.get_or_load("k", failing) for _ in range(3)), return_exceptions=True)
-            assert [type(r) for r in results] == [ConnectionError] * 3
+            assert [type(r) for r in results] == [tierstack.SourceError] * 3
+            assert [type(r.__cause__) for r in results] == [ConnectionError] * 3
+            assert len({id(r.__cause__) for r in results}) == 1
             assert await cache.has("k") is False
             assert await cache.get_or_load("k", lambda: "recovered") == "recovered"
 

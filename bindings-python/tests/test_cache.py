@@ -350,8 +350,9 @@ def test_get_or_load_stores_nothing_when_the_loader_fails(cache):
     def failing():
         raise LookupError("source down")
 
-    with pytest.raises(LookupError, match="source down"):
+    with pytest.raises(tierstack.SourceError, match="LookupError: source down") as raised:
         cache.get_or_load("k", failing)
+    assert type(raised.value.__cause__) is LookupError
     assert cache.has("k") is False
     assert cache.get_or_load("k", lambda: 5) == 5
 
@@ -393,8 +394,8 @@ def test_get_or_load_shares_the_failure_too(cache):
         started.wait()
         try:
             cache.get_or_load("k", loader)
-        except TimeoutError as exc:
-            errors.append(exc)
+        except tierstack.SourceError as exc:
+            errors.append(exc.__cause__)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
@@ -405,8 +406,15 @@ def test_get_or_load_shares_the_failure_too(cache):
     assert cache.has("k") is False
 
 
-def test_breaker_status_is_none_without_a_source(cache):
-    assert cache.breaker_status() is None
+def test_the_breaker_is_closed_before_any_load(cache):
+    assert cache.breaker_status() == {
+        "state": "closed",
+        "failure_count": 0,
+        "allows_request": True,
+        "last_failure_at": None,
+        "next_attempt_at": None,
+        "trips": 0,
+    }
 
 
 def test_close_and_context_manager(db_path):

@@ -43,7 +43,7 @@ def use_sync(directory: Path) -> None:
             assert tier == "memory" and age >= 0 and not found.stale
         found_raw = cache.lookup_bytes("raw")
         assert found_raw is not None and found_raw.value.startswith(b"\x00")
-        loaded: dict[str, int] = cache.get_or_load("loaded", lambda: {"n": 1}, ttl=5)
+        loaded: Optional[dict[str, int]] = cache.get_or_load("loaded", lambda: {"n": 1}, ttl=5)
         assert loaded == {"n": 1}
         values: dict[str, Any] = cache.mget(["a", "b", "missing"])
         raws: dict[str, bytes] = cache.mget_bytes(["raw"])
@@ -61,7 +61,13 @@ def use_sync(directory: Path) -> None:
         hits: int = stats["hits"] + stats["tiers"][0]["hits"]
         dropped: int = stats["invalidations"] + stats["resyncs"]
         assert hits >= 0 and dropped == 0
-        assert cache.breaker_status() is None
+        breaker: tierstack.BreakerStatus = cache.breaker_status()
+        assert breaker["state"] == "closed" and breaker["last_failure_at"] is None
+        keyed: Optional[str] = cache.get_or_load("keyed", lambda key: key.upper())
+        gone: Optional[int] = cache.get_or_load("gone", lambda: tierstack.NOT_FOUND)
+        chosen: Optional[str] = cache.get_or_load("chosen", lambda: tierstack.Loaded("v", ttl=5, tags=["t"]))
+        many: dict[str, int] = cache.get_or_load_many(["m1", "m2"], lambda keys: {k: len(k) for k in keys})
+        assert (keyed, gone, chosen, many) == ("KEYED", None, "v", {"m1": 2, "m2": 2})
         cache.clear()
         refuses(lambda: cache.get(1), TypeError)  # type: ignore[arg-type]
         refuses(lambda: cache.set("k", {1, 2}), tierstack.InvalidValueError)  # type: ignore[arg-type]
@@ -90,8 +96,8 @@ async def use_async(directory: Path) -> None:
         async def load() -> list[str]:
             return ["loaded"]
 
-        loaded: list[str] = await cache.get_or_load("loaded", load, ttl=5)
-        plain: int = await cache.get_or_load("plain", lambda: 7)
+        loaded: Optional[list[str]] = await cache.get_or_load("loaded", load, ttl=5)
+        plain: Optional[int] = await cache.get_or_load("plain", lambda: 7)
         assert loaded == ["loaded"] and plain == 7
         found = await cache.lookup("doc")
         assert found is not None and found.tier == "memory"

@@ -8,8 +8,10 @@ only when every vector passed. A vector whose step this machine does not
 allow (``make_read_only`` mounts: root only) prints ``skip <file>: <name>:
 <why>`` and counts neither way. Vector values are byte strings, so the runner
 uses the raw-bytes calls (``set(key, bytes)``, ``get_bytes``,
-``lookup_bytes``, ``mget_bytes``); ``set_json`` and ``get_json`` use the JSON
-calls.
+``lookup_bytes``, ``mget_bytes``, ``get_or_load_bytes``,
+``get_or_load_many_bytes``); ``set_json`` and ``get_json`` use the JSON
+calls. A vector's ``script`` is played by one scripted loader (see
+:class:`Script`), the cache's ``source`` when ``read_through`` is true.
 """
 
 import copy
@@ -19,6 +21,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -75,13 +78,78 @@ def text(value: Optional[bytes]) -> Optional[str]:
     return None if value is None else value.decode("utf-8")
 
 
-class Runner:
-    """One vector's state: its directory, config and open cache."""
+class Script:
+    """The scripted loader of a vector: each call (from any thread) takes
+    the next answer; past the end it raises ``script exhausted``."""
 
-    def __init__(self, directory: Path, config: Dict[str, Any]) -> None:
+    def __init__(self, answers: List[Dict[str, Any]]) -> None:
+        self.answers = answers
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.handed: Optional[List[str]] = None
+        """The keys the last batch call was handed."""
+
+    def next(self) -> Dict[str, Any]:
+        with self.lock:
+            self.calls += 1
+            if self.calls > len(self.answers):
+                raise RuntimeError("script exhausted")
+            answer = self.answers[self.calls - 1]
+        if "delay" in answer:
+            time.sleep(answer["delay"])
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    def load(self, key: str) -> Any:
+        answer = self.next()
+        if answer.get("not_found"):
+            return tierstack.NOT_FOUND
+        value = answer["value"].encode("utf-8")
+        if "ttl" in answer or "tags" in answer:
+            return tierstack.Loaded(value, ttl=answer.get("ttl"), tags=answer.get("tags"))
+        return value
+
+    def load_many(self, keys: List[str]) -> Dict[str, Any]:
+        self.handed = sorted(keys)
+        answer = self.next()
+        return {key: value.encode("utf-8") for key, value in answer["values"].items()}
+
+
+def failure(step: Dict[str, Any], run: Any) -> Optional[str]:
+    """What is wrong with ``run()``'s outcome for ``step`` (its ``expect``
+    or ``error``), or ``None``."""
+    expected_error = step.get("error")
+    try:
+        result = run()
+    except tierstack.Error as err:
+        wanted = ERRORS.get(expected_error) if expected_error else None
+        if wanted is None or type(err) is not wanted or err.kind != expected_error:
+            return f"{step['op']} raised {type(err).__name__} ({err.kind}: {err})"
+        return None
+    if expected_error:
+        return f"{step['op']} succeeded, expected {expected_error}"
+    if "expect" in step and not same(result, step["expect"]):
+        return f"{step['op']} gave {result!r}, expected {step['expect']!r}"
+    return None
+
+
+def fields(got: Dict[str, Any], expected: Any) -> Dict[str, Any]:
+    """``got`` cut to the fields ``expected`` names (all if it is no dict)."""
+    if not isinstance(expected, dict):
+        return got
+    return {name: value for name, value in got.items() if name in expected}
+
+
+class Runner:
+    """One vector's state: its directory, config, script and open cache."""
+
+    def __init__(self, directory: Path, vector: Dict[str, Any]) -> None:
         self.directory = directory
-        self.vector_config = config
-        self.config = config
+        self.vector_config = vector.get("config", {})
+        self.config = self.vector_config
+        self.script = Script(vector.get("script", []))
+        self.read_through = bool(vector.get("read_through"))
         self.cache: Optional[tierstack.Cache] = None
         self.mounted = False
 
@@ -93,7 +161,8 @@ class Runner:
         return config
 
     def open(self, config: Dict[str, Any]) -> None:
-        self.cache = tierstack.Cache(self.with_path(config))
+        source = self.script.load if self.read_through else None
+        self.cache = tierstack.Cache(self.with_path(config), source=source)
         self.config = config
 
     def step(self, step: Dict[str, Any]) -> Any:
@@ -121,7 +190,11 @@ class Runner:
             return text(cache.get_bytes(step["key"]))
         if op == "lookup":
             found = cache.lookup_bytes(step["key"])
-            return None if found is None else {"value": text(found.value), "tier": found.tier}
+            if found is None:
+                return None
+            got = {"value": text(found.value), "tier": found.tier, "stale": found.stale}
+            expected = step.get("expect")
+            return fields(got, {"value": 0, "tier": 0, **(expected if isinstance(expected, dict) else {})})
         if op == "has":
             return cache.has(step["key"])
         if op == "delete":
@@ -141,7 +214,48 @@ class Runner:
             return cache.set(step["key"], step["json"])
         if op == "get_json":
             return cache.get(step["key"])
+        if op == "get_or_load":
+            return text(cache.get_or_load_bytes(step["key"], self.script.load, ttl=ttl_of(step)))
+        if op == "get_or_load_many":
+            self.script.handed = None
+            found = cache.get_or_load_many_bytes(step["keys"], self.script.load_many, ttl=ttl_of(step))
+            if "loader_keys" in step and self.script.handed != step["loader_keys"]:
+                raise StepFailed(f"the loader was handed {self.script.handed!r}, expected {step['loader_keys']!r}")
+            return {key: text(value) for key, value in found.items()}
+        if op == "loader_calls":
+            return self.script.calls
+        if op == "concurrent":
+            return self.concurrent(step["step"], step["times"])
+        if op == "breaker":
+            return fields(dict(cache.breaker_status()), step.get("expect"))
+        if op == "breaker_open":
+            return cache.breaker_open()
+        if op == "breaker_close":
+            return cache.breaker_close()
         raise StepFailed(f"unknown op {op!r}")
+
+    def concurrent(self, step: Dict[str, Any], times: int) -> None:
+        """Runs ``step`` on ``times`` threads at once; every outcome must be
+        the step's."""
+        start = threading.Barrier(times)
+        problems: List[str] = []
+
+        def one() -> None:
+            start.wait()
+            try:
+                problem = failure(step, lambda: self.step(step))
+            except Exception as err:
+                problem = f"{step['op']} raised {type(err).__name__}: {err}"
+            if problem is not None:
+                problems.append(problem)
+
+        threads = [threading.Thread(target=one) for _ in range(times)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if problems:
+            raise StepFailed(f"{len(problems)} of {times} concurrent calls: {problems[0]}")
 
     def close(self) -> None:
         try:
@@ -156,28 +270,20 @@ def run_vector(vector: Dict[str, Any]) -> Optional[str]:
     """``None`` if the vector passed, else what went wrong; raises
     :class:`Skipped` if it cannot run here."""
     with tempfile.TemporaryDirectory(prefix="tierstack-conformance-") as directory:
-        runner = Runner(Path(directory), vector.get("config", {}))
+        runner = Runner(Path(directory), vector)
         try:
             runner.open(runner.config)
             for i, step in enumerate(vector["steps"]):
-                expected_error = step.get("error")
                 try:
-                    result = runner.step(step)
-                except tierstack.Error as err:
-                    wanted = ERRORS.get(expected_error) if expected_error else None
-                    if wanted is None or type(err) is not wanted or err.kind != expected_error:
-                        return f"step {i}: {step['op']} raised {type(err).__name__} ({err.kind}: {err})"
-                    continue
+                    problem = failure(step, lambda: runner.step(step))
                 except Skipped:
                     raise
                 except StepFailed as failed:
                     return f"step {i}: {failed}"
                 except Exception as err:
                     return f"step {i}: {step['op']} raised {type(err).__name__}: {err}"
-                if expected_error:
-                    return f"step {i}: {step['op']} succeeded, expected {expected_error}"
-                if "expect" in step and not same(result, step["expect"]):
-                    return f"step {i}: {step['op']} gave {result!r}, expected {step['expect']!r}"
+                if problem is not None:
+                    return f"step {i}: {problem}"
         except Skipped:
             raise
         except Exception as err:

@@ -44,6 +44,25 @@ in every host: ``None`` or ``0`` takes the tier defaults (``sqlite.ttl``,
 and at most ``memory.ttl`` in L1); a negative, NaN or infinite ``ttl``, or
 one over 100 years, raises :class:`InvalidArgumentError` and stores nothing.
 
+Loading. ``Cache(source=load)`` reads through ``load``: a ``get``,
+``get_bytes``, ``lookup`` or ``mget`` that misses every tier calls
+``load(key)`` and stores its answer (``source`` may also be an object with a
+``load(key)`` method). ``get_or_load(key, loader, ttl=None)`` loads with a
+per-call loader instead, and ``get_or_load_many(keys, loader, ttl=None)``
+hands one loader call the list of keys missing everywhere. A loader answers
+with the value (stored like ``set`` stores it), :data:`NOT_FOUND` (nothing is
+stored; the answer is remembered for ``negative_ttl`` seconds), a
+:class:`Loaded` (a value with its own TTL and tags), or raises: the caller
+then gets :class:`SourceError`, whose ``__cause__`` is the loader's
+exception. Everything around the call is the engine's, the same in every
+host: one loader call per key however many threads, tasks and processes
+miss it at once; the circuit breaker (:meth:`Cache.breaker_status`); a stale
+copy (within ``fail_safe.max_stale``) served, with ``Lookup.stale`` true,
+when the loader fails, the breaker is open, or the load passes
+``fail_safe.soft_timeout`` (the load finishes in the background);
+:class:`TimeoutError` past ``fail_safe.hard_timeout``. Loaders run on the
+engine's worker threads, with the GIL; the calling thread waits without it.
+
 Errors. Every error the engine reports is a :class:`Error` with a stable
 ``kind`` and ``code``, raised as the subclass of that kind. An argument of
 the wrong Python type (a key that is not a ``str``, a ``ttl`` that is not a
@@ -51,20 +70,22 @@ number) raises ``TypeError``.
 """
 
 import asyncio
+import builtins
+import concurrent.futures
 import inspect
 import json
 import os
-import threading
 from collections.abc import Mapping
-from typing import Any, List, NamedTuple, TypedDict, Union
+from typing import Any, List, NamedTuple, Optional, TypedDict, Union
 
 from ._native import Cache as _NativeCache
-from ._native import _check_ttl
 from ._native import __version__
 
 __all__ = [
     "AsyncCache",
+    "BreakerStatus",
     "Cache",
+    "CircuitBreakerConfig",
     "ClosedError",
     "Config",
     "CorruptError",
@@ -77,13 +98,19 @@ __all__ = [
     "InvalidKeyError",
     "InvalidValueError",
     "IoError",
+    "Loaded",
     "Lookup",
     "MemoryConfig",
+    "NOT_FOUND",
     "ReadOnlyError",
+    "SourceError",
+    "SourceStats",
+    "SourceUnavailableError",
     "SqliteConfig",
     "Stats",
     "StorageError",
     "TierStats",
+    "TimeoutError",
     "__version__",
 ]
 
@@ -92,7 +119,7 @@ class Error(Exception):
     """Any error tierstack reports.
 
     ``kind`` is the stable snake_case name of the error kind (``"invalid_key"``)
-    and ``code`` its stable number (1-11), the same in every host.
+    and ``code`` its stable number (1-14), the same in every host.
     """
 
     kind: str
@@ -186,13 +213,40 @@ class ReadOnlyError(Error):
     code = 11
 
 
+class SourceError(Error):
+    """A loader or source failed (raised, or answered something that cannot
+    be stored) and no stale copy could stand in. ``__cause__`` is the
+    loader's exception."""
+
+    kind = "source"
+    code = 12
+
+
+class SourceUnavailableError(Error):
+    """The source was not called because its circuit breaker is open, and no
+    stale copy could stand in."""
+
+    kind = "source_unavailable"
+    code = 13
+
+
+class TimeoutError(Error, builtins.TimeoutError):
+    """A load ran past ``fail_safe.hard_timeout`` and was abandoned, and no
+    stale copy could stand in. Also a builtin ``TimeoutError``, so either
+    name catches it."""
+
+    kind = "timeout"
+    code = 14
+
+
 class Lookup(NamedTuple):
     """A value found by ``lookup``, with where it came from."""
 
     value: Any
     """The value: decoded JSON from ``lookup``, bytes from ``lookup_bytes``."""
     tier: str
-    """The tier that served it: ``"memory"`` or ``"sqlite"``."""
+    """The tier that served it: ``"memory"``, ``"sqlite"``, or ``"source"``
+    (loaded for this read)."""
     stale: bool
     """Whether it had expired and was served as a stale copy."""
     age: float
@@ -227,9 +281,29 @@ class SqliteConfig(TypedDict, total=False):
 
 
 class FailSafeConfig(TypedDict, total=False):
-    """``fail_safe``: how long expired copies are kept."""
+    """``fail_safe``: stale copies and how long a load may take."""
 
     max_stale: float
+    """How long an expired copy is kept to stand in for a failing source."""
+    soft_timeout: float
+    """A caller holding a stale copy gets it after this long (default 1.0);
+    the load goes on in the background."""
+    hard_timeout: float
+    """A load is abandoned after this long (default 30): a failure."""
+
+
+class CircuitBreakerConfig(TypedDict, total=False):
+    """``circuit_breaker``: when the source stops being called."""
+
+    threshold: int
+    failure_rate: float
+    minimum_calls: int
+    window: float
+    slow_call: float
+    timeout: float
+    max_timeout: float
+    half_open_probes: int
+    success_threshold: int
 
 
 class Config(TypedDict, total=False):
@@ -240,6 +314,14 @@ class Config(TypedDict, total=False):
     memory: MemoryConfig
     sqlite: SqliteConfig
     fail_safe: FailSafeConfig
+    circuit_breaker: CircuitBreakerConfig
+    negative_ttl: float
+    """How long a "not found" answer is remembered (default 60)."""
+    refresh_ahead: float
+    """A hit past this share of its TTL reloads in the background (default
+    0.8; 0: never)."""
+    ttl_jitter: float
+    """Loaded values' TTLs are shortened by up to this share (default 0.1)."""
 
 
 class TierStats(TypedDict):
@@ -255,6 +337,37 @@ class TierStats(TypedDict):
     max_bytes: int
 
 
+class SourceStats(TypedDict):
+    """Loading counters, in :meth:`Cache.stats` ``["source"]``."""
+
+    requests: int
+    successes: int
+    failures: int
+    timeouts: int
+    not_found: int
+    rejected: int
+    coalesced: int
+    coalesced_processes: int
+    stale_served: int
+    negative_hits: int
+    refreshes: int
+
+
+class BreakerStatus(TypedDict):
+    """The circuit breaker, from :meth:`Cache.breaker_status`. Times are
+    float seconds since the epoch, or ``None``."""
+
+    state: str
+    """``"closed"``, ``"open"`` or ``"half-open"``."""
+    failure_count: int
+    allows_request: bool
+    last_failure_at: Optional[float]
+    next_attempt_at: Optional[float]
+    """While open, when it turns half-open; ``None`` when not open or
+    opened by hand."""
+    trips: int
+
+
 class Stats(TypedDict):
     """The counters of a cache, from :meth:`Cache.stats`."""
 
@@ -268,6 +381,54 @@ class Stats(TypedDict):
     tiers: List[TierStats]
     sqlite_rebuilds: int
     sqlite_reopens: int
+    source: SourceStats
+    breaker: BreakerStatus
+
+
+class _NotFound:
+    """The type of :data:`NOT_FOUND` (one instance)."""
+
+    __slots__ = ()
+    _instance: Any = None
+
+    def __new__(cls) -> "_NotFound":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "tierstack.NOT_FOUND"
+
+    def __reduce__(self) -> str:
+        return "NOT_FOUND"
+
+
+NOT_FOUND: Any = _NotFound()
+"""What a loader returns for a key that does not exist at its source:
+nothing is stored, and the answer is remembered for ``negative_ttl``."""
+
+
+class Loaded:
+    """A loader's answer with a TTL and tags of its own:
+    ``Loaded(value, ttl=None, tags=None)``. ``ttl`` (seconds, as in
+    :meth:`Cache.set`) replaces the call's; ``tags`` are stored with it."""
+
+    __slots__ = ("value", "ttl", "tags")
+
+    def __init__(self, value: Any, ttl: Any = None, tags: Any = None) -> None:
+        self.value = value
+        self.ttl = ttl
+        self.tags = tags
+
+    def __repr__(self) -> str:
+        return f"Loaded({self.value!r}, ttl={self.ttl!r}, tags={self.tags!r})"
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, Loaded):
+            return NotImplemented
+        return (self.value, self.ttl, self.tags) == (other.value, other.ttl, other.tags)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 _MISSING: Any = object()
@@ -306,234 +467,284 @@ def _config_json(config: Any, options: dict) -> str:
         raise InvalidConfigError(f"the config is not expressible as JSON: {exc}") from exc
 
 
-class _Flight:
-    """One load of a key that concurrent ``get_or_load`` callers share."""
+def _takes_key(loader: Any) -> bool:
+    """Whether ``get_or_load`` calls ``loader(key)`` (it accepts a
+    positional argument) rather than ``loader()``."""
+    try:
+        parameters = inspect.signature(loader).parameters.values()
+    except (TypeError, ValueError):
+        return True  # no signature to read (some builtins): pass the key
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    return any(p.kind in positional for p in parameters)
 
-    __slots__ = ("pid", "done", "value", "error")
 
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.done = threading.Event()
-        self.value: Any = None
-        self.error: Any = None
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
-    def wait(self) -> Any:
-        self.done.wait()
-        if self.error is not None:
-            raise self.error
-        return self.value
+
+def _resolve(awaitable: Any, loop: Any) -> Any:
+    """The result of a loader's awaitable, on the engine's worker thread:
+    run on ``loop`` (the caller's event loop, which is free: the caller
+    awaits the engine in an executor) while it runs, else in a new loop."""
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return asyncio.run(_awaited(awaitable))
+    future = asyncio.run_coroutine_threadsafe(_awaited(awaitable), loop)
+    while True:
+        try:
+            return future.result(timeout=1.0)
+        except concurrent.futures.TimeoutError:
+            if loop.is_closed() or not loop.is_running():
+                future.cancel()
+                raise RuntimeError("the event loop running the loader stopped") from None
+
+
+def _run_loader(loader: Any, argument: Any, loop: Any, single: bool) -> Any:
+    """Calls a ``get_or_load`` loader (``single``: with the key if it takes
+    one) or a ``get_or_load_many`` loader (with the list of keys); the
+    engine calls this on its worker thread."""
+    result = loader(argument) if not single or _takes_key(loader) else loader()
+    if inspect.isawaitable(result):
+        result = _resolve(result, loop)
+    return result
+
+
+class _Source:
+    """A configured source as the engine calls it: ``source(key)``."""
+
+    __slots__ = ("load", "loop")
+
+    def __init__(self, source: Any) -> None:
+        load = getattr(source, "load", None)
+        if callable(load):
+            self.load = load
+        elif callable(source):
+            self.load = source
+        else:
+            raise TypeError(f"source must be a callable or have a load(key) method, not {type(source).__name__}")
+        self.loop: Any = None
+
+    def __call__(self, key: str) -> Any:
+        result = self.load(key)
+        if inspect.isawaitable(result):
+            result = _resolve(result, self.loop)
+        return result
 
 
 class Cache(_NativeCache):
     """A cache: L1 in this process's memory over an L2 SQLite file.
 
-    ``Cache(config=None, /, **options)``: ``config`` is a dict in the JSON
-    config's spelling (``{"memory": {"max_bytes": 8_388_608}, "sqlite":
-    {"path": "/tmp/c.db"}}``) and ``options`` are top-level keys of it merged
-    over ``config`` (nested dicts merge key by key). ``sqlite.path`` may be a
-    ``str`` or an ``os.PathLike``. A bad config raises
-    :class:`InvalidConfigError`; a ``config`` that is not a dict,
+    ``Cache(config=None, /, *, source=None, **options)``: ``config`` is a dict
+    in the JSON config's spelling (``{"memory": {"max_bytes": 8_388_608},
+    "sqlite": {"path": "/tmp/c.db"}}``) and ``options`` are top-level keys of
+    it merged over ``config`` (nested dicts merge key by key).
+    ``sqlite.path`` may be a ``str`` or an ``os.PathLike``. A bad config
+    raises :class:`InvalidConfigError`; a ``config`` that is not a dict,
     ``TypeError``.
+
+    ``source``: reads that miss every tier load through it (see the package
+    docs): a callable ``source(key)``, or an object with a ``load(key)``
+    method (its ``store``/``remove`` methods, for writable sources, are not
+    called by this version). A coroutine function works too: it runs in a
+    new event loop on the loading thread (in :class:`AsyncCache`, on the
+    caller's loop).
 
     Use it as a context manager to close it on exit.
     """
 
-    __slots__ = ("_flights",)
+    __slots__ = ("_source",)
 
-    def __new__(cls, config: Any = None, /, **options: Any) -> "Cache":
-        self = super().__new__(cls, _config_json(config, options))
-        self._flights = {}
+    def __new__(cls, config: Any = None, /, *, source: Any = None, **options: Any) -> "Cache":
+        adapter = None if source is None else _Source(source)
+        self = super().__new__(cls, _config_json(config, options), adapter)
+        self._source = adapter
         return self
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
+    def __init__(self, config: Any = None, /, *, source: Any = None, **options: Any) -> None:
         """The cache is opened by ``__new__``, which takes these arguments."""
 
     def get_or_load(self, key: str, loader: Any, ttl: Any = None) -> Any:
-        """The value of ``key``; on a miss, ``loader()``'s value, stored with
-        ``ttl`` (as in :meth:`set`) and returned.
+        """The value of ``key`` (decoded JSON, as :meth:`get`); on a miss in
+        every tier, what ``loader`` answers, stored with ``ttl`` (as in
+        :meth:`set`; a :class:`Loaded` answer may choose its own), or
+        ``None`` if it answers :data:`NOT_FOUND`.
 
-        Threads asking for the same key while it loads share one call of
-        ``loader`` and its result (or its exception). For JSON values: the
-        value returned on a hit is the stored value decoded. A bad ``ttl``
-        raises as in :meth:`set`, hit or miss, before ``loader`` is called.
+        ``loader`` is called as ``loader(key)`` if it accepts a positional
+        argument, else as ``loader()``; once per key however many threads
+        and processes miss it at once. It raising raises
+        :class:`SourceError` (``__cause__``: its exception) unless a stale
+        copy stands in. A bad key or ``ttl`` raises before it is called.
         """
-        _check_ttl(ttl)
-        value = self.get(key, _MISSING)
-        if value is not _MISSING:
-            return value
-        flight = _Flight()
-        current = self._flights.setdefault(key, flight)
-        if current is not flight:
-            if current.pid == flight.pid:
-                return current.wait()
-            # Inherited from the parent across a fork mid-load: load here.
-            self._flights[key] = flight
-        try:
-            value = loader()
-            self.set(key, value, ttl)
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-            flight.value = value
-            flight.done.set()
-        return value
+        return self._load(key, loader, ttl, None, _GET)
 
-    def breaker_status(self) -> None:
-        """``None``: no source is configured, so no breaker guards one."""
-        return None
+    def get_or_load_bytes(self, key: str, loader: Any, ttl: Any = None) -> Any:
+        """:meth:`get_or_load` returning the stored bytes (for values that
+        are not JSON)."""
+        return self._load(key, loader, ttl, None, _GET_BYTES)
 
+    def get_or_load_many(self, keys: Any, loader: Any, ttl: Any = None) -> Any:
+        """The values (decoded JSON) of the found keys among ``keys``, in
+        their order. The keys missing in every tier go to one call
+        ``loader(missing_keys)`` (a list, in order; no call if none is
+        missing), which returns a dict: a key it leaves out, or maps to
+        :data:`NOT_FOUND`, is not found. Values, ``ttl`` and errors as in
+        :meth:`get_or_load`."""
+        return self._load_many(keys, loader, ttl, None, False)
 
-def _off_loop(fn: Any, *args: Any) -> Any:
-    return asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-
-def _retrieve(task: "asyncio.Task[Any]") -> None:
-    if not task.cancelled():
-        task.exception()
+    def get_or_load_many_bytes(self, keys: Any, loader: Any, ttl: Any = None) -> Any:
+        """:meth:`get_or_load_many` returning the stored bytes."""
+        return self._load_many(keys, loader, ttl, None, True)
 
 
 class AsyncCache:
     """A :class:`Cache` for asyncio: the same methods, as coroutines.
 
     A read answered from L1's kept values completes on the event loop; every
-    call that may reach the SQLite file runs in the loop's default executor
-    (a thread pool), without the GIL while it waits. Opening (the
+    call that may reach the SQLite file or load runs in the loop's default
+    executor (a thread pool), without the GIL while it waits. Opening (the
     constructor) touches the file once, synchronously.
+
+    Loaders and ``source`` may be plain or coroutine functions. A coroutine
+    runs on the caller's event loop (the engine's worker thread hands it
+    over and waits; the loop stays free); a plain function runs on the
+    engine's worker thread. Cancelling a waiting task does not cancel the
+    load: the other waiters still get it.
     """
 
-    __slots__ = ("_cache", "_loads")
+    __slots__ = ("_cache",)
 
-    def __init__(self, config: Any = None, /, **options: Any) -> None:
-        self._cache = Cache(config, **options)
-        self._loads: dict = {}
+    def __init__(self, config: Any = None, /, *, source: Any = None, **options: Any) -> None:
+        self._cache = Cache(config, source=source, **options)
 
     def __repr__(self) -> str:
         return f"<AsyncCache {self._cache!r}>"
+
+    def _off_loop(self, fn: Any, *args: Any) -> Any:
+        """Runs ``fn(*args)`` in the executor; a configured source's
+        coroutines run on this loop."""
+        loop = asyncio.get_running_loop()
+        source = self._cache._source
+        if source is not None:
+            source.loop = loop
+        return loop.run_in_executor(None, fn, *args)
 
     async def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key`` decoded from JSON, or ``default`` on a miss."""
         value = self._cache._memory_get(key, _GET, _MISSING)
         if value is _MISSING:
-            return await _off_loop(self._cache.get, key, default)
+            return await self._off_loop(self._cache.get, key, default)
         return value
 
     async def get_bytes(self, key: str, default: Any = None) -> Any:
         """The stored bytes of ``key``, or ``default`` on a miss."""
         value = self._cache._memory_get(key, _GET_BYTES, _MISSING)
         if value is _MISSING:
-            return await _off_loop(self._cache.get_bytes, key, default)
+            return await self._off_loop(self._cache.get_bytes, key, default)
         return value
 
     async def lookup(self, key: str) -> Any:
         """A :class:`Lookup` of ``key`` (decoded value), or ``None``."""
         found = self._cache._memory_get(key, _LOOKUP, _MISSING)
         if found is _MISSING:
-            return await _off_loop(self._cache.lookup, key)
+            return await self._off_loop(self._cache.lookup, key)
         return found
 
     async def lookup_bytes(self, key: str) -> Any:
         """A :class:`Lookup` of ``key`` whose value is the stored bytes, or ``None``."""
         found = self._cache._memory_get(key, _LOOKUP_BYTES, _MISSING)
         if found is _MISSING:
-            return await _off_loop(self._cache.lookup_bytes, key)
+            return await self._off_loop(self._cache.lookup_bytes, key)
         return found
 
     async def get_or_load(self, key: str, loader: Any, ttl: Any = None) -> Any:
-        """The value of ``key``; on a miss, the value of ``loader()`` (awaited
-        if it is awaitable), stored with ``ttl`` and returned.
-
-        Tasks asking for the same key while it loads share one load; a task
-        cancelled while waiting does not cancel the load for the others. A
-        plain function loader runs on the event loop. A bad ``ttl`` raises as
-        in :meth:`Cache.set`, hit or miss, before ``loader`` is called.
-        """
-        _check_ttl(ttl)
-        value = await self.get(key, _MISSING)
-        if value is not _MISSING:
-            return value
+        """:meth:`Cache.get_or_load`; ``loader`` may be a coroutine function."""
         loop = asyncio.get_running_loop()
-        task = self._loads.get(key)
-        if task is None or task.get_loop() is not loop:
-            task = loop.create_task(self._load(key, loader, ttl))
-            task.add_done_callback(_retrieve)
-            self._loads[key] = task
-        return await asyncio.shield(task)
+        return await self._off_loop(self._cache._load, key, loader, ttl, loop, _GET)
 
-    async def _load(self, key: str, loader: Any, ttl: Any) -> Any:
-        try:
-            value = loader()
-            if inspect.isawaitable(value):
-                value = await value
-            await self.set(key, value, ttl)
-            return value
-        finally:
-            if self._loads.get(key) is asyncio.current_task():
-                del self._loads[key]
+    async def get_or_load_bytes(self, key: str, loader: Any, ttl: Any = None) -> Any:
+        """:meth:`Cache.get_or_load_bytes`; ``loader`` may be a coroutine function."""
+        loop = asyncio.get_running_loop()
+        return await self._off_loop(self._cache._load, key, loader, ttl, loop, _GET_BYTES)
+
+    async def get_or_load_many(self, keys: Any, loader: Any, ttl: Any = None) -> Any:
+        """:meth:`Cache.get_or_load_many`; ``loader`` may be a coroutine function."""
+        loop = asyncio.get_running_loop()
+        return await self._off_loop(self._cache._load_many, keys, loader, ttl, loop, False)
+
+    async def get_or_load_many_bytes(self, keys: Any, loader: Any, ttl: Any = None) -> Any:
+        """:meth:`Cache.get_or_load_many_bytes`; ``loader`` may be a coroutine function."""
+        loop = asyncio.get_running_loop()
+        return await self._off_loop(self._cache._load_many, keys, loader, ttl, loop, True)
 
     async def set(self, key: str, value: Any, ttl: Any = None, tags: Any = None) -> None:
         """Stores ``value`` under ``key``; see :meth:`Cache.set`."""
-        await _off_loop(self._cache.set, key, value, ttl, tags)
+        await self._off_loop(self._cache.set, key, value, ttl, tags)
 
     async def mget(self, keys: Any) -> Any:
         """The decoded values of the found keys among ``keys``, in their order."""
         listed, found, complete = self._cache._mget_memory(keys, False)
         if complete:
             return found
-        return await _off_loop(self._cache._mget_tiers, listed, found, False)
+        return await self._off_loop(self._cache._mget_tiers, listed, found, False)
 
     async def mget_bytes(self, keys: Any) -> Any:
         """The stored bytes of the found keys among ``keys``, in their order."""
         listed, found, complete = self._cache._mget_memory(keys, True)
         if complete:
             return found
-        return await _off_loop(self._cache._mget_tiers, listed, found, True)
+        return await self._off_loop(self._cache._mget_tiers, listed, found, True)
 
     async def mset(self, mapping: Any, ttl: Any = None, tags: Any = None) -> None:
         """Stores every item of ``mapping``; see :meth:`Cache.mset`."""
-        await _off_loop(self._cache.mset, mapping, ttl, tags)
+        await self._off_loop(self._cache.mset, mapping, ttl, tags)
 
     async def has(self, key: str) -> bool:
         """Whether ``key`` holds a fresh value; not counted as a read."""
-        return await _off_loop(self._cache.has, key)
+        return await self._off_loop(self._cache.has, key)
 
     async def delete(self, key: str) -> bool:
         """Removes ``key``; whether it held a fresh value."""
-        return await _off_loop(self._cache.delete, key)
+        return await self._off_loop(self._cache.delete, key)
 
     async def keys(self, pattern: Any = None) -> Any:
         """The fresh keys matching a glob (``*`` only; ``None`` for all), sorted."""
-        return await _off_loop(self._cache.keys, pattern)
+        return await self._off_loop(self._cache.keys, pattern)
 
     async def len(self) -> int:
         """How many fresh keys the cache holds."""
-        return await _off_loop(self._cache.len)
+        return await self._off_loop(self._cache.len)
 
     async def clear(self) -> None:
         """Removes every entry from every tier."""
-        await _off_loop(self._cache.clear)
+        await self._off_loop(self._cache.clear)
 
     async def invalidate_tag(self, tag: str) -> int:
         """Removes every entry written with ``tag``; how many fresh ones went."""
-        return await _off_loop(self._cache.invalidate_tag, tag)
+        return await self._off_loop(self._cache.invalidate_tag, tag)
 
     async def flush(self) -> None:
         """Returns once every acknowledged write is durable in the file."""
-        await _off_loop(self._cache.flush)
+        await self._off_loop(self._cache.flush)
 
     async def stats(self) -> Any:
         """The engine's counters (no I/O: completes on the loop)."""
         return self._cache.stats()
 
-    async def breaker_status(self) -> None:
-        """``None``: no source is configured, so no breaker guards one."""
-        return None
+    async def breaker_status(self) -> Any:
+        """The circuit breaker's status; see :meth:`Cache.breaker_status`
+        (no I/O: completes on the loop)."""
+        return self._cache.breaker_status()
+
+    async def breaker_open(self) -> None:
+        """Opens the breaker by hand; see :meth:`Cache.breaker_open`."""
+        self._cache.breaker_open()
+
+    async def breaker_close(self) -> None:
+        """Closes the breaker by hand; see :meth:`Cache.breaker_close`."""
+        self._cache.breaker_close()
 
     async def close(self) -> None:
         """Closes the cache; later calls raise :class:`ClosedError`."""
-        await _off_loop(self._cache.close)
+        await self._off_loop(self._cache.close)
 
     @property
     def closed(self) -> bool:

@@ -6,10 +6,11 @@ is not a number, ``tags`` or ``keys`` given as one ``str``) raise
 :class:`Error`.
 """
 
+import builtins
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Generic, Literal, NamedTuple, TypedDict, TypeVar, overload
+from typing import Any, Final, Generic, Literal, NamedTuple, Protocol, TypedDict, TypeVar, final, overload
 
 from typing_extensions import Self, TypeAlias, Unpack
 
@@ -35,7 +36,7 @@ _T = TypeVar("_T")
 _V = TypeVar("_V", bound=_Value)
 _L_co = TypeVar("_L_co", covariant=True)
 
-_Tier: TypeAlias = Literal["memory", "sqlite"]
+_Tier: TypeAlias = Literal["memory", "sqlite", "source"]
 
 class Error(Exception):
     """Any error tierstack reports."""
@@ -43,7 +44,7 @@ class Error(Exception):
     kind: str
     """The stable snake_case name of the kind, e.g. ``"invalid_key"``."""
     code: int
-    """The stable number of the kind (1-11), the same in every host."""
+    """The stable number of the kind (1-14), the same in every host."""
 
 class InvalidKeyError(Error, ValueError):
     """Code 1: a key is empty, over 255 bytes, holds a control character or
@@ -83,6 +84,51 @@ class ReadOnlyError(Error):
     """Code 11: the cache file is read-only: reads are served, writes are
     refused."""
 
+class SourceError(Error):
+    """Code 12: a loader or source failed and no stale copy could stand in;
+    ``__cause__`` is the loader's exception."""
+
+class SourceUnavailableError(Error):
+    """Code 13: the circuit breaker is open and no stale copy could stand in."""
+
+class TimeoutError(Error, builtins.TimeoutError):
+    """Code 14: a load passed ``fail_safe.hard_timeout`` and no stale copy
+    could stand in."""
+
+@final
+class _NotFound:
+    """The type of :data:`NOT_FOUND`."""
+
+NOT_FOUND: Final[_NotFound]
+"""A loader's answer for a key its source does not have."""
+
+class Loaded(Generic[_L_co]):
+    """A loader's answer with its own TTL (seconds) and tags."""
+
+    value: _L_co
+    ttl: float | None
+    tags: Iterable[str] | None
+    def __init__(self, value: _L_co, ttl: float | None = None, tags: Iterable[str] | None = None) -> None: ...
+
+_Answer: TypeAlias = _V | Loaded[_V] | _NotFound
+"""What a loader returns: the value, a :class:`Loaded`, or :data:`NOT_FOUND`."""
+
+_Loader: TypeAlias = Callable[[str], _Answer[_V]] | Callable[[], _Answer[_V]]
+"""A ``get_or_load`` loader: called with the key if it takes an argument."""
+
+_ManyLoader: TypeAlias = Callable[[list[str]], Mapping[str, _Answer[_V]]]
+"""A ``get_or_load_many`` loader: the missing keys in, a dict out."""
+
+_AsyncLoader: TypeAlias = Callable[[str], Awaitable[_Answer[_V]]] | Callable[[], Awaitable[_Answer[_V]]]
+_AsyncManyLoader: TypeAlias = Callable[[list[str]], Awaitable[Mapping[str, _Answer[_V]]]]
+
+class _SourceObject(Protocol):
+    def load(self, key: str, /) -> Any: ...
+
+_Source: TypeAlias = Callable[[str], Any] | _SourceObject
+"""A configured source: ``source(key)`` or an object with ``load(key)``;
+it answers like a loader (coroutines allowed)."""
+
 class Lookup(NamedTuple, Generic[_L_co]):
     """A value found by ``lookup``, with where it came from."""
 
@@ -110,12 +156,29 @@ class SqliteConfig(TypedDict, total=False):
 
 class FailSafeConfig(TypedDict, total=False):
     max_stale: float
+    soft_timeout: float
+    hard_timeout: float
+
+class CircuitBreakerConfig(TypedDict, total=False):
+    threshold: int
+    failure_rate: float
+    minimum_calls: int
+    window: float
+    slow_call: float
+    timeout: float
+    max_timeout: float
+    half_open_probes: int
+    success_threshold: int
 
 class Config(TypedDict, total=False):
     namespace: str
     memory: MemoryConfig
     sqlite: SqliteConfig
     fail_safe: FailSafeConfig
+    circuit_breaker: CircuitBreakerConfig
+    negative_ttl: float
+    refresh_ahead: float
+    ttl_jitter: float
 
 class TierStats(TypedDict):
     tier: _Tier
@@ -126,6 +189,29 @@ class TierStats(TypedDict):
     entries: int
     bytes: int
     max_bytes: int
+
+class SourceStats(TypedDict):
+    requests: int
+    successes: int
+    failures: int
+    timeouts: int
+    not_found: int
+    rejected: int
+    coalesced: int
+    coalesced_processes: int
+    stale_served: int
+    negative_hits: int
+    refreshes: int
+
+class BreakerStatus(TypedDict):
+    state: Literal["closed", "open", "half-open"]
+    failure_count: int
+    allows_request: bool
+    last_failure_at: float | None
+    """Seconds since the epoch."""
+    next_attempt_at: float | None
+    """Seconds since the epoch; ``None`` unless open (and not by hand)."""
+    trips: int
 
 class Stats(TypedDict):
     hits: int
@@ -142,14 +228,18 @@ class Stats(TypedDict):
     sqlite_reopens: int
     """Times the SQLite file was found deleted or replaced on disk and the
     file now at its path was opened."""
+    source: SourceStats
+    breaker: BreakerStatus
 
 class Cache:
     """A cache: L1 in this process's memory over an L2 SQLite file."""
 
     @overload
-    def __init__(self, config: Config | None = None, /, **options: Unpack[Config]) -> None: ...
+    def __init__(
+        self, config: Config | None = None, /, *, source: _Source | None = None, **options: Unpack[Config]
+    ) -> None: ...
     @overload
-    def __init__(self, *, config: Config | None, **options: Unpack[Config]) -> None: ...
+    def __init__(self, *, config: Config | None, source: _Source | None = None, **options: Unpack[Config]) -> None: ...
     def get(self, key: str, default: Any = None) -> Any:
         """The value decoded from JSON (shared: do not mutate it), or
         ``default`` on a miss."""
@@ -159,10 +249,22 @@ class Cache:
     def get_bytes(self, key: str, default: _T) -> bytes | _T: ...
     def lookup(self, key: str) -> Lookup[Any] | None: ...
     def lookup_bytes(self, key: str) -> Lookup[bytes] | None: ...
-    def get_or_load(self, key: str, loader: Callable[[], _V], ttl: float | None = None) -> _V:
-        """The value of ``key``; on a miss, ``loader()``'s value, stored with
-        ``ttl`` (as in :meth:`set`) and returned (one call per key for
-        concurrent threads). A bad ``ttl`` raises before ``loader`` is called."""
+    def get_or_load(self, key: str, loader: _Loader[_V], ttl: float | None = None) -> _V | None:
+        """The value of ``key``; on a miss, ``loader(key)``'s (or
+        ``loader()``'s) answer, stored with ``ttl`` (as in :meth:`set`);
+        ``None`` for :data:`NOT_FOUND`. One call per key for concurrent
+        threads and processes. A bad key or ``ttl`` raises before ``loader``
+        is called; ``loader`` raising raises :class:`SourceError`."""
+    def get_or_load_bytes(self, key: str, loader: _Loader[Any], ttl: float | None = None) -> bytes | None: ...
+    def get_or_load_many(
+        self, keys: Iterable[str], loader: _ManyLoader[_V], ttl: float | None = None
+    ) -> dict[str, _V]:
+        """The found keys' values; the keys missing everywhere go to one
+        ``loader(missing)`` call, which returns a dict (a key left out is
+        not found)."""
+    def get_or_load_many_bytes(
+        self, keys: Iterable[str], loader: _ManyLoader[Any], ttl: float | None = None
+    ) -> dict[str, bytes]: ...
     def set(
         self, key: str, value: _Value, ttl: float | None = None, tags: Iterable[str] | None = None
     ) -> None:
@@ -191,9 +293,10 @@ class Cache:
     def invalidate_tag(self, tag: str) -> int: ...
     def flush(self) -> None: ...
     def stats(self) -> Stats: ...
-    def breaker_status(self) -> dict[str, Any] | None:
-        """The source's circuit breaker; ``None``: no source is configured,
-        so no breaker guards one."""
+    def breaker_status(self) -> BreakerStatus:
+        """The circuit breaker guarding the source and every loader."""
+    def breaker_open(self) -> None: ...
+    def breaker_close(self) -> None: ...
     def close(self) -> None: ...
     @property
     def closed(self) -> bool: ...
@@ -209,9 +312,11 @@ class AsyncCache:
     """A :class:`Cache` for asyncio: the same methods, as coroutines."""
 
     @overload
-    def __init__(self, config: Config | None = None, /, **options: Unpack[Config]) -> None: ...
+    def __init__(
+        self, config: Config | None = None, /, *, source: _Source | None = None, **options: Unpack[Config]
+    ) -> None: ...
     @overload
-    def __init__(self, *, config: Config | None, **options: Unpack[Config]) -> None: ...
+    def __init__(self, *, config: Config | None, source: _Source | None = None, **options: Unpack[Config]) -> None: ...
     async def get(self, key: str, default: Any = None) -> Any: ...
     @overload
     async def get_bytes(self, key: str) -> bytes | None: ...
@@ -220,11 +325,23 @@ class AsyncCache:
     async def lookup(self, key: str) -> Lookup[Any] | None: ...
     async def lookup_bytes(self, key: str) -> Lookup[bytes] | None: ...
     @overload
-    async def get_or_load(
-        self, key: str, loader: Callable[[], Awaitable[_V]], ttl: float | None = None
-    ) -> _V: ...
+    async def get_or_load(self, key: str, loader: _AsyncLoader[_V], ttl: float | None = None) -> _V | None: ...
     @overload
-    async def get_or_load(self, key: str, loader: Callable[[], _V], ttl: float | None = None) -> _V: ...
+    async def get_or_load(self, key: str, loader: _Loader[_V], ttl: float | None = None) -> _V | None: ...
+    async def get_or_load_bytes(
+        self, key: str, loader: _AsyncLoader[Any] | _Loader[Any], ttl: float | None = None
+    ) -> bytes | None: ...
+    @overload
+    async def get_or_load_many(
+        self, keys: Iterable[str], loader: _AsyncManyLoader[_V], ttl: float | None = None
+    ) -> dict[str, _V]: ...
+    @overload
+    async def get_or_load_many(
+        self, keys: Iterable[str], loader: _ManyLoader[_V], ttl: float | None = None
+    ) -> dict[str, _V]: ...
+    async def get_or_load_many_bytes(
+        self, keys: Iterable[str], loader: _AsyncManyLoader[Any] | _ManyLoader[Any], ttl: float | None = None
+    ) -> dict[str, bytes]: ...
     async def set(
         self, key: str, value: _Value, ttl: float | None = None, tags: Iterable[str] | None = None
     ) -> None: ...
@@ -244,7 +361,9 @@ class AsyncCache:
     async def invalidate_tag(self, tag: str) -> int: ...
     async def flush(self) -> None: ...
     async def stats(self) -> Stats: ...
-    async def breaker_status(self) -> dict[str, Any] | None: ...
+    async def breaker_status(self) -> BreakerStatus: ...
+    async def breaker_open(self) -> None: ...
+    async def breaker_close(self) -> None: ...
     async def close(self) -> None: ...
     @property
     def closed(self) -> bool: ...

@@ -1,0 +1,248 @@
+//! Loading: Python callables adapted into the engine's loaders and sources.
+//!
+//! Everything around a load (single-flight in the process and across
+//! processes, the circuit breaker, timeouts, fail-safe, negative caching) is
+//! the engine's. This module only calls the Python side and translates its
+//! answer: a value (stored like `set` stores it), `tierstack.NOT_FOUND`, a
+//! `tierstack.Loaded` (a value with its own TTL and tags), or an exception,
+//! which becomes an engine error of kind `source` carrying the exception
+//! ([`PyCause`]) so that the caller's `SourceError` gets it as `__cause__`.
+//!
+//! Loaders run on the engine's blocking pool, with the GIL taken there; the
+//! caller waits without the GIL. The Python helpers `tierstack._run_loader`
+//! and `tierstack._Source` choose the loader's arguments and run coroutine
+//! loaders on the caller's event loop.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString};
+use tierstack::source::{BlockingFn, from_blocking_fn};
+use tierstack::{Error, ErrorKind, Fetched, GetOptions, Loaded, Result};
+
+use crate::value::{encode, ttl_seconds};
+
+static NOT_FOUND: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LOADED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static RUN_LOADER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A Python exception carried through the engine inside an [`Error`]'s
+/// source, found again with [`Error::find_cause`].
+#[derive(Debug)]
+pub(crate) struct PyCause {
+    err: PyErr,
+    message: String,
+    /// Raise the exception itself rather than the error of the engine's
+    /// kind caused by it (a value the loader returned that JSON cannot
+    /// encode raises `InvalidValueError`, as `set` does).
+    as_is: bool,
+}
+
+impl fmt::Display for PyCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PyCause {}
+
+impl PyCause {
+    /// The exception to raise for `err`, which carries this cause: the
+    /// exception itself, or `None` for "the kind's class, caused by
+    /// [`PyCause::exception`]".
+    pub(crate) fn raise_as_is(&self, py: Python<'_>) -> Option<PyErr> {
+        self.as_is.then(|| self.err.clone_ref(py))
+    }
+
+    /// The carried exception.
+    pub(crate) fn exception(&self, py: Python<'_>) -> PyErr {
+        self.err.clone_ref(py)
+    }
+}
+
+/// The engine error for a loader that raised: kind `source`, the
+/// exception carried as its cause.
+fn raised(py: Python<'_>, err: PyErr) -> Error {
+    let name = err
+        .get_type(py)
+        .qualname()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+    let text = err
+        .value(py)
+        .str()
+        .map_or_else(|_| String::new(), |s| s.to_string());
+    let message = match text.is_empty() {
+        true => format!("the loader raised {name}"),
+        false => format!("the loader raised {name}: {text}"),
+    };
+    Error::new(ErrorKind::Source, message.clone()).with_source(PyCause {
+        err,
+        message,
+        as_is: false,
+    })
+}
+
+/// The engine error for a loader's answer this module cannot read: a
+/// tierstack error (a value JSON cannot encode, a bad TTL in a `Loaded`)
+/// keeps its kind and is raised as it is; anything else (a batch answer
+/// that is not a mapping) is the loader's failure.
+fn unreadable(py: Python<'_>, err: PyErr) -> Error {
+    let kind = err
+        .value(py)
+        .getattr("kind")
+        .ok()
+        .and_then(|k| k.extract::<PyBackedStr>().ok())
+        .and_then(|k| ErrorKind::ALL.into_iter().find(|kind| kind.as_str() == &*k));
+    match kind {
+        Some(kind) => {
+            let message = err
+                .value(py)
+                .str()
+                .map_or_else(|_| kind.to_string(), |s| s.to_string());
+            Error::new(kind, message.clone()).with_source(PyCause {
+                err,
+                message,
+                as_is: true,
+            })
+        }
+        None => raised(py, err),
+    }
+}
+
+fn import(py: Python<'_>, cell: &'static PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<Py<PyAny>> {
+    cell.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("tierstack")?.getattr(name)?.unbind())
+    })
+    .map(|obj| obj.clone_ref(py))
+}
+
+/// The engine's reading of what a loader returned for one key.
+fn fetched(obj: &Bound<'_, PyAny>) -> PyResult<Fetched> {
+    let py = obj.py();
+    if obj.is(import(py, &NOT_FOUND, "NOT_FOUND")?.bind(py)) {
+        return Ok(Fetched::NotFound);
+    }
+    if !obj.is_instance(import(py, &LOADED, "Loaded")?.bind(py))? {
+        return Ok(Fetched::value(encode(obj)?));
+    }
+    let value = obj.getattr("value")?;
+    if value.is(import(py, &NOT_FOUND, "NOT_FOUND")?.bind(py)) {
+        return Ok(Fetched::NotFound);
+    }
+    let mut loaded = Loaded::new(encode(&value)?);
+    let ttl = obj.getattr("ttl")?;
+    if !ttl.is_none()
+        && let Some(ttl) = ttl_seconds(&ttl)?
+    {
+        loaded = loaded.ttl(ttl);
+    }
+    let tags = obj.getattr("tags")?;
+    if !tags.is_none() {
+        let tags = crate::value::tags(&tags)?;
+        loaded = loaded.tags(tags);
+    }
+    Ok(Fetched::Value(loaded))
+}
+
+/// The answers of a batch loader's mapping; keys it left out are not found.
+fn fetched_many(obj: &Bound<'_, PyAny>) -> PyResult<HashMap<String, Fetched>> {
+    let items = match obj.cast::<PyDict>() {
+        Ok(dict) => dict.items().into_any(),
+        Err(_) => obj.call_method0("items").map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "a get_or_load_many loader must return a dict of key to value, not {}",
+                obj.get_type()
+                    .name()
+                    .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+            ))
+        })?,
+    };
+    let mut answers = HashMap::new();
+    for item in items.try_iter()? {
+        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        let key = crate::value::key(&key)?;
+        answers.insert(key.to_string(), fetched(&value)?);
+    }
+    Ok(answers)
+}
+
+/// A Python loader as the engine calls it: `tierstack._run_loader(loader,
+/// argument, loop, single)`, which calls `loader(key)` or `loader()` (one
+/// key) or `loader(keys)` (a batch) and resolves a coroutine on `loop`.
+pub(crate) struct PyLoader {
+    loader: Py<PyAny>,
+    event_loop: Option<Py<PyAny>>,
+}
+
+impl PyLoader {
+    pub(crate) fn new(loader: Py<PyAny>, event_loop: Option<Py<PyAny>>) -> Self {
+        Self { loader, event_loop }
+    }
+
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        argument: Bound<'py, PyAny>,
+        single: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let run = import(py, &RUN_LOADER, "_run_loader")?;
+        let event_loop = match &self.event_loop {
+            Some(l) => l.bind(py).clone(),
+            None => py.None().into_bound(py),
+        };
+        run.bind(py)
+            .call1((self.loader.bind(py), argument, event_loop, single))
+    }
+
+    /// The loader of one key: `FnOnce(&str) -> Result<Fetched>`.
+    pub(crate) fn one(self) -> impl FnOnce(&str) -> Result<Fetched> + Send + 'static {
+        move |key: &str| {
+            Python::attach(|py| {
+                let key = PyString::new(py, key).into_any();
+                let answer = self.run(py, key, true).map_err(|e| raised(py, e))?;
+                fetched(&answer).map_err(|e| unreadable(py, e))
+            })
+        }
+    }
+
+    /// The loader of a batch: `FnOnce(Vec<String>) -> Result<HashMap<..>>`.
+    pub(crate) fn many(
+        self,
+    ) -> impl FnOnce(Vec<String>) -> Result<HashMap<String, Fetched>> + Send + 'static {
+        move |keys: Vec<String>| {
+            Python::attach(|py| {
+                let answer = PyList::new(py, &keys)
+                    .and_then(|keys| self.run(py, keys.into_any(), false))
+                    .map_err(|e| raised(py, e))?;
+                fetched_many(&answer).map_err(|e| unreadable(py, e))
+            })
+        }
+    }
+}
+
+/// The configured source of a cache: `source(key)` (a `tierstack._Source`,
+/// which calls the user's callable or `load` method and resolves coroutines).
+pub(crate) fn source(
+    source: Py<PyAny>,
+) -> BlockingFn<impl Fn(&str) -> Result<Fetched> + Send + Sync + 'static> {
+    from_blocking_fn(move |key: &str| {
+        Python::attach(|py| {
+            let answer = source.bind(py).call1((key,)).map_err(|e| raised(py, e))?;
+            fetched(&answer).map_err(|e| unreadable(py, e))
+        })
+    })
+}
+
+/// The options of a load: `ttl` as `set` reads it (`None`: the defaults).
+pub(crate) fn options(ttl: Option<&Bound<'_, PyAny>>) -> PyResult<GetOptions> {
+    let mut options = GetOptions::new();
+    if let Some(ttl) = ttl.filter(|t| !t.is_none())
+        && let Some(ttl) = ttl_seconds(ttl)?
+    {
+        options = options.ttl(ttl);
+    }
+    Ok(options)
+}
