@@ -26,7 +26,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::{
-    FromNapiValue, Function, FunctionCallContext, JsValue, ToNapiValue, TypeName, Unknown,
+    FromNapiValue, Function, FunctionCallContext, JsValue, ToNapiValue, Unknown,
 };
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, ValueType, sys};
@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 
 use crate::error::argument;
 use crate::js::{self, Thrown, Value};
+use crate::task::Raw;
 use crate::value::Builtins;
 
 /// What a loader is called with: the key, or the array of missing keys.
@@ -56,37 +57,11 @@ impl ToNapiValue for Arg {
     }
 }
 
-/// What a loader returned, as a handle: only read in the reaction that the
-/// thread-safe function runs on the JS thread.
-pub(crate) struct Returned(Value);
-
-// SAFETY: created and read on the JS thread only; the type parameter of the
-// thread-safe function mentions it, no value of it crosses threads.
-unsafe impl Send for Returned {}
-// SAFETY: as above.
-unsafe impl Sync for Returned {}
-
-impl TypeName for Returned {
-    fn type_name() -> &'static str {
-        "unknown"
-    }
-
-    fn value_type() -> ValueType {
-        ValueType::Unknown
-    }
-}
-
-impl FromNapiValue for Returned {
-    unsafe fn from_napi_value(_env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
-        Ok(Self(value))
-    }
-}
-
 /// A JS loader callable from any thread. `WEAK`: it does not keep the event
 /// loop alive (the source of a storage); a per-call loader does, until the
 /// core drops it.
 pub(crate) struct JsLoader<const WEAK: bool> {
-    function: ThreadsafeFunction<Arg, Returned, Arg, Status, false, WEAK>,
+    function: ThreadsafeFunction<Arg, Raw, Arg, Status, false, WEAK>,
 }
 
 /// A loader given with one call (`getOrLoad`, `getOrLoadMany`).
@@ -111,7 +86,7 @@ impl<const WEAK: bool> JsLoader<WEAK> {
             )
         };
         // SAFETY: a function handle of the current call on this env.
-        let function = unsafe { Function::<Arg, Returned>::from_napi_value(env.raw(), function) }
+        let function = unsafe { Function::<Arg, Raw>::from_napi_value(env.raw(), function) }
             .map_err(napi_failed)?;
         let function = function
             .build_threadsafe_function::<Arg>()
@@ -133,7 +108,7 @@ impl<const WEAK: bool> JsLoader<WEAK> {
         let status = self.function.call_with_return_value(
             arg,
             ThreadsafeFunctionCallMode::NonBlocking,
-            move |returned: napi::Result<Returned>, env: Env| {
+            move |returned: napi::Result<Raw>, env: Env| {
                 returned_on_js_thread(&env, returned, sender, convert);
                 Ok(())
             },
@@ -175,12 +150,12 @@ impl<const WEAK: bool> JsLoader<WEAK> {
 /// value or promise is awaited through `Promise.resolve(value).then(...)`.
 fn returned_on_js_thread<T: Send + 'static>(
     env: &Env,
-    returned: napi::Result<Returned>,
+    returned: napi::Result<Raw>,
     sender: oneshot::Sender<tierstack::Result<T>>,
     convert: Convert<T>,
 ) {
     let value = match returned {
-        Ok(Returned(value)) => value,
+        Ok(Raw(value)) => value,
         Err(thrown) => {
             let _ = sender.send(Err(failure(env, Thrown::from_error(thrown))));
             return;
