@@ -16,10 +16,15 @@ export declare class HybridStorage {
   /**
    * Opens the storage (creating the SQLite file if needed). Throws an
    * `Error` with `code === 'invalid_config'` for an unknown key or a bad
-   * value; `circuitBreaker` is refused too, as no source is configured
-   * for a breaker to guard.
+   * value, and `code === 'invalid_argument'` for a bad option.
+   *
+   * `options.source` (a function `(key) => value | undefined`, possibly
+   * async, or `{ load }`) makes plain reads (`get`, `getBuffer`,
+   * `lookup`, `lookupBuffer`, `mget`, `mgetBuffer`) load what no tier
+   * holds through it (read-through), with the engine's single-flight,
+   * breaker, timeouts and fail-safe.
    */
-  constructor(config?: HybridStorageConfig | null)
+  constructor(config?: HybridStorageConfig | null, options?: HybridStorageOptions | null)
   /**
    * The value of `key` (decoded JSON), or `undefined` on a miss.
    * Rejects with `invalid_value` if the stored bytes are not JSON.
@@ -78,12 +83,35 @@ export declare class HybridStorage {
   /** How many fresh keys the storage holds (in any tier). */
   size(): Promise<number>
   /**
-   * The value of `key`; on a miss, calls `loader` (which may return a
-   * promise), stores its value with the TTL, and resolves to it.
-   * Concurrent calls for one key share one loader call. A loader's own
-   * error rejects the promise unchanged, and nothing is stored.
+   * The value of `key`; when no tier holds it, `loader(key)`'s (awaited
+   * if a promise), stored with the TTL (seconds, or `{ ttl, tags }` as
+   * for `set`) and returned. `undefined` from the loader means "not
+   * found": the promise resolves to `undefined`, nothing is stored, and
+   * the answer is remembered for `negativeTtl` seconds.
+   *
+   * However many callers miss the key at once, in this process and in
+   * every process sharing the SQLite file, one loader runs. A loader that
+   * throws or rejects makes the promise reject with
+   * `code === 'source'`, the loader's message, and `cause` the loader's
+   * own error, unless a stale copy can be served instead (also when the
+   * breaker is open, code `'source_unavailable'` otherwise, or past
+   * `failSafe.softTimeout`; past `failSafe.hardTimeout` with no stale
+   * copy: `'timeout'`).
    */
-  getOrLoad<T = unknown>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number | SetOptions | null): Promise<T>
+  getOrLoad<T = unknown>(key: string, loader: (key: string) => T | undefined | Promise<T | undefined>, ttlSeconds?: number | SetOptions | null): Promise<T | undefined>
+  /** `getOrLoad` resolving to the stored bytes as a `Buffer`. */
+  getOrLoadBuffer(key: string, loader: (key: string) => unknown, ttlSeconds?: number | SetOptions | null): Promise<Buffer | undefined>
+  /**
+   * The values of `keys` found, as a `Map` in the order asked. The keys
+   * that no tier holds (and no other caller is loading) go to one call of
+   * `loader(missingKeys)`, which returns (or resolves to) a `Map` or
+   * plain object of the keys it found; a key it leaves out or maps to
+   * `undefined` is not found (absent from the result, remembered for
+   * `negativeTtl`). Errors as for `getOrLoad`.
+   */
+  getOrLoadMany<T = unknown>(keys: string[], loader: (missingKeys: string[]) => Map<string, T | undefined> | Record<string, T | undefined> | undefined | Promise<Map<string, T | undefined> | Record<string, T | undefined> | undefined>, ttlSeconds?: number | SetOptions | null): Promise<Map<string, T>>
+  /** `getOrLoadMany` with the stored bytes as `Buffer`s. */
+  getOrLoadManyBuffer(keys: string[], loader: (missingKeys: string[]) => unknown, ttlSeconds?: number | SetOptions | null): Promise<Map<string, Buffer>>
   /** Removes every entry stored with `tag`; resolves to how many. */
   invalidateTag(tag: string): Promise<number>
   /** Resolves when every write acknowledged so far is durable in the file. */
@@ -98,17 +126,99 @@ export declare class HybridStorage {
   isDisposed(): boolean
   /** A snapshot of the counters. Throws with `code === 'closed'` after `dispose()`. */
   getStats(): StorageStats
+  /** Sets every counter of `getStats()` back to zero. */
+  resetStats(): void
   /**
-   * Always `null`: no source is configured, so no circuit breaker guards
-   * one. Throws with `code === 'closed'` after `dispose()`.
+   * The status of the circuit breaker guarding the loaders (the source
+   * and every `getOrLoad` loader); reading it changes nothing. Throws
+   * with `code === 'closed'` after `dispose()`.
    */
-  getCircuitBreakerStatus(): null
+  getCircuitBreakerStatus(): CircuitBreakerStatus
+  /**
+   * Opens the breaker by hand: no loader is called (stale copies are
+   * served, else reads reject with `code === 'source_unavailable'`)
+   * until `closeCircuitBreaker()`.
+   */
+  openCircuitBreaker(): void
+  /** Closes the breaker by hand, forgetting the failures counted. */
+  closeCircuitBreaker(): void
 }
 
-/** Serving expired copies. */
+/**
+ * A loader's answer that chooses its own TTL or tags:
+ * `return new Loaded(value, { ttl: 60, tags: ['docs'] })`. Without one, a
+ * loaded value takes the call's TTL (else `sqlite.ttl`). The value is
+ * encoded when the answer is made, as `set` encodes it.
+ */
+export declare class Loaded {
+  /**
+   * Throws with `code === 'invalid_value'` for a value JSON cannot
+   * encode, `'invalid_argument'` for bad options.
+   */
+  constructor(value: unknown, options?: number | SetOptions | null)
+}
+
+/** The circuit breaker guarding the source (every loader of a storage). */
+export interface CircuitBreakerOptions {
+  /** Consecutive failures that open it (default 5). */
+  threshold?: number
+  /** Failure rate within `window` that opens it (default 0.5)... */
+  failureRate?: number
+  /** ...once the window holds at least this many calls (default 10). */
+  minimumCalls?: number
+  /** The sliding window of the failure rate, in seconds (default 60). */
+  window?: number
+  /** Calls slower than this many seconds count as failures (default 10). */
+  slowCall?: number
+  /**
+   * Seconds it stays open before a probe (default 60), doubling per
+   * consecutive trip...
+   */
+  timeout?: number
+  /** ...up to this many seconds (default 600). */
+  maxTimeout?: number
+  /** Calls admitted while half-open (default 1). */
+  halfOpenProbes?: number
+  /** Successes while half-open that close it (default 2). */
+  successThreshold?: number
+}
+
+/** `getCircuitBreakerStatus()`: the names of the design it replaces. */
+export interface CircuitBreakerStatus {
+  /**
+   * `'CLOSED'` (calls go through), `'OPEN'` (no call; stale copies are
+   * served) or `'HALF_OPEN'` (probe calls decide).
+   */
+  state: 'CLOSED' | 'OPEN' | 'HALF_OPEN'
+  /** Whether the state is `'OPEN'`. */
+  isOpen: boolean
+  /** Consecutive failures (reset by a success, cleared when it closes). */
+  failureCount: number
+  /** Whether a call made now would be admitted. */
+  isRequestAllowed: boolean
+  /** When the last failure was recorded (ms since the epoch), or `null`. */
+  lastFailureTime: number | null
+  /** While open, when it turns half-open (ms since the epoch); else `null`. */
+  nextAttemptTime: number | null
+  /** How many times it has opened (manual opens included). */
+  trips: number
+}
+
+/** Serving expired copies, and how long a read waits for a load. */
 export interface FailSafeOptions {
   /** How long in seconds an expired L2 row is kept to be served stale (default 86400). */
   maxStale?: number
+  /**
+   * Seconds a read holding a stale copy waits for a load before it gets
+   * the stale copy; the load goes on and fills the tiers (default 1).
+   */
+  softTimeout?: number
+  /**
+   * Seconds after which a load is abandoned and counts as a failure
+   * (default 30); with no stale copy the read rejects with
+   * `code === 'timeout'`. A load's lease in the file lasts twice this.
+   */
+  hardTimeout?: number
 }
 
 /** The options of `new HybridStorage(config)`; every key is optional. */
@@ -119,8 +229,41 @@ export interface HybridStorageConfig {
   memory?: MemoryOptions
   /** The SQLite file shared by every process on the host (L2). */
   sqlite?: SqliteOptions
-  /** Serving expired copies. */
+  /** Serving expired copies, and load timeouts. */
   failSafe?: FailSafeOptions
+  /** The circuit breaker guarding the source. */
+  circuitBreaker?: CircuitBreakerOptions
+  /** Seconds a "not found" answer of a loader is remembered (default 60). */
+  negativeTtl?: number
+  /**
+   * A hit past this fraction of its TTL is refreshed in the background
+   * through the loader (default 0.8; 0: never).
+   */
+  refreshAhead?: number
+  /**
+   * Loaded values' TTLs are shortened by up to this fraction at random,
+   * so keys loaded together do not expire together (default 0.1).
+   */
+  ttlJitter?: number
+}
+
+/** The second argument of `new HybridStorage(config, options)`. */
+export interface HybridStorageOptions {
+  /**
+   * The source of truth for read-through: a function called with a key
+   * that returns (or resolves to) its value, or `undefined` when the key
+   * does not exist; or an object with such a `load` function. Plain reads
+   * load what no tier holds through it.
+   */
+  source?: ((key: string) => unknown) | { load: (key: string) => unknown }
+  /**
+   * Stale object values (served when the source fails, its breaker is
+   * open, or it is slower than `failSafe.softTimeout`) come back from
+   * `get`, `getOrLoad` and `lookup` with `_stale: true` added, as the
+   * storage design this replaces did (default `false`; `lookup` tells
+   * staleness in its `stale` field either way). What is stored is unchanged.
+   */
+  markStale?: boolean
 }
 
 /**
@@ -130,8 +273,11 @@ export interface HybridStorageConfig {
 export interface LookupResult {
   /** The value (decoded JSON). */
   value: unknown
-  /** The tier that served it: `"memory"` or `"sqlite"`. */
-  tier: string
+  /**
+   * The tier that served it: `"memory"`, `"sqlite"`, or `"source"` for
+   * a value just loaded.
+   */
+  tier: 'memory' | 'sqlite' | 'source'
   /** Whether the value had expired and was served as a stale copy. */
   stale: boolean
   /** Seconds since the value was written. */
@@ -193,6 +339,32 @@ export interface SetOptions {
   ttl?: number
   /** Tags stored with the entry, for `invalidateTag`. */
   tags?: Array<string>
+}
+
+/** The loading counters of a storage. */
+export interface SourceStats {
+  /** Loader calls made (a batch counts once). */
+  requests: number
+  /** Calls that answered (a value or not found). */
+  successes: number
+  /** Calls that failed (timeouts included). */
+  failures: number
+  /** Calls abandoned at `failSafe.hardTimeout` (also in `failures`). */
+  timeouts: number
+  /** Keys a loader answered "not found" (`undefined`). */
+  notFound: number
+  /** Loads not attempted because the breaker was open. */
+  rejected: number
+  /** Callers that waited for a load another caller in this process started. */
+  coalesced: number
+  /** Loads left to another process sharing the SQLite file. */
+  coalescedProcesses: number
+  /** Reads answered with a stale copy. */
+  staleServed: number
+  /** Reads answered "not found" from the negative cache. */
+  negativeHits: number
+  /** Background refreshes started (refresh-ahead). */
+  refreshes: number
 }
 
 /** The SQLite tier (L2). */
@@ -259,6 +431,10 @@ export interface StorageStats {
    * file now at its path was opened.
    */
   sqliteReopens: number
+  /** Loading: calls of loaders and of the source, and how reads were answered. */
+  source: SourceStats
+  /** The circuit breaker guarding the loaders. */
+  breaker: CircuitBreakerStatus
 }
 
 /** The counters of one tier. */

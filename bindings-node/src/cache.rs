@@ -12,18 +12,19 @@
 
 use std::cell::RefCell;
 
-use napi::bindgen_prelude::{Null, ObjectFinalize, Unknown};
-use napi::{Env, JsValue, ValueType};
+use napi::bindgen_prelude::{ObjectFinalize, Unknown};
+use napi::{Env, JsValue};
 use napi_derive::napi;
 use tierstack::{Error, Lookup, blocking::Cache};
 
 use crate::config;
+use crate::drive::{self, Reply};
 use crate::entry::{self, lookup_to_js, metadata_to_js};
 use crate::error::{self, argument, disposed};
 use crate::js::{self, Value};
 use crate::kept::Kept;
-use crate::load::Loads;
-use crate::stats::StorageStats;
+use crate::load::CallLoader;
+use crate::stats::{CircuitBreakerStatus, StorageStats};
 use crate::task;
 use crate::value::Builtins;
 
@@ -44,7 +45,71 @@ pub struct HybridStorage {
     inner: RefCell<Option<Cache>>,
     builtins: Builtins,
     kept: RefCell<Kept>,
-    loads: Loads,
+    /// Whether a source was given at open: plain reads then load through it.
+    source: bool,
+    /// Whether stale object values get `_stale: true` (option `markStale`).
+    mark_stale: bool,
+}
+
+/// What a read that may load answers with.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// The decoded value (`get`).
+    Value,
+    /// The bytes as a `Buffer` (`getBuffer`).
+    Buffer,
+    /// `{ value, tier, stale, age }` with the decoded value (`lookup`).
+    Lookup,
+    /// `{ value, tier, stale, age }` with a `Buffer` (`lookupBuffer`).
+    LookupBuffer,
+}
+
+impl Shape {
+    /// The JS answer for what the core found, on the JS thread.
+    fn answer(self, env: &Env, found: Option<Lookup>, mark_stale: bool) -> Result<Value, Error> {
+        let Some(lookup) = found else {
+            return js::undefined(env);
+        };
+        let decoded = || {
+            let value = decode(env, &lookup.value)?;
+            if mark_stale && lookup.stale {
+                mark(env, value)?;
+            }
+            Ok::<_, Error>(value)
+        };
+        match self {
+            Shape::Value => decoded(),
+            Shape::Buffer => js::buffer(env, &lookup.value),
+            Shape::Lookup => lookup_to_js(env, &lookup, decoded()?),
+            Shape::LookupBuffer => lookup_to_js(env, &lookup, js::buffer(env, &lookup.value)?),
+        }
+    }
+}
+
+/// Decodes stored bytes with the built-ins of the moment (for answers
+/// settled after a load, away from the storage's own).
+fn decode(env: &Env, bytes: &[u8]) -> Result<Value, Error> {
+    let builtins = Builtins::capture(env)?;
+    let value = builtins.decode(env, bytes);
+    builtins.release(env);
+    value
+}
+
+/// Adds `_stale: true` to a stale object value (option `markStale`); the
+/// value is a fresh decode, so nothing stored or kept changes.
+fn mark(env: &Env, value: Value) -> Result<(), Error> {
+    if js::type_of(env, value) == napi::ValueType::Object && !js::is_array(env, value) {
+        js::set_named(env, value, c"_stale", js::boolean(env, true)?)?;
+    }
+    Ok(())
+}
+
+/// A promise settled with a read's reply.
+fn replied(env: &Env, reply: Result<Reply, Error>) -> napi::Result<Unknown<'_>> {
+    match reply.and_then(|r| r.into_promise(env)) {
+        Ok(promise) => Ok(unknown(env, promise)),
+        Err(err) => resolved(env, Err(err)),
+    }
 }
 
 /// The value handle of `value` for napi-rs.
@@ -85,24 +150,44 @@ fn to_number(env: &Env, n: u64) -> Result<Value, Error> {
 impl HybridStorage {
     /// Opens the storage (creating the SQLite file if needed). Throws an
     /// `Error` with `code === 'invalid_config'` for an unknown key or a bad
-    /// value; `circuitBreaker` is refused too, as no source is configured
-    /// for a breaker to guard.
-    #[napi(constructor, ts_args_type = "config?: HybridStorageConfig | null")]
-    pub fn new(env: &Env, config: Unknown) -> napi::Result<Self> {
+    /// value, and `code === 'invalid_argument'` for a bad option.
+    ///
+    /// `options.source` (a function `(key) => value | undefined`, possibly
+    /// async, or `{ load }`) makes plain reads (`get`, `getBuffer`,
+    /// `lookup`, `lookupBuffer`, `mget`, `mgetBuffer`) load what no tier
+    /// holds through it (read-through), with the engine's single-flight,
+    /// breaker, timeouts and fail-safe.
+    #[napi(
+        constructor,
+        ts_args_type = "config?: HybridStorageConfig | null, options?: HybridStorageOptions | null"
+    )]
+    pub fn new(env: &Env, config: Unknown, options: Unknown) -> napi::Result<Self> {
         let builtins = Builtins::capture(env).map_err(|e| error::to_napi(env, &e))?;
         let opened = config::from_js(env, &builtins, Some(config.raw())).and_then(|config| {
+            let options = config::options_from_js(env, options.raw())?;
             let max_bytes = match config.memory.enabled {
                 true => config.memory.max_bytes,
                 false => 0,
             };
-            Ok((Cache::open(config)?, max_bytes))
+            let mut builder = Cache::builder().config(config);
+            let source = options.source.is_some();
+            if let Some(load) = options.source {
+                builder = builder.source_arc(load);
+            }
+            Ok((
+                builder.build_blocking()?,
+                max_bytes,
+                source,
+                options.mark_stale,
+            ))
         });
         match opened {
-            Ok((cache, max_bytes)) => Ok(Self {
+            Ok((cache, max_bytes, source, mark_stale)) => Ok(Self {
                 inner: RefCell::new(Some(cache)),
                 builtins,
                 kept: RefCell::new(Kept::new(max_bytes)),
-                loads: Loads::default(),
+                source,
+                mark_stale,
             }),
             Err(err) => {
                 builtins.release(env);
@@ -147,45 +232,99 @@ impl HybridStorage {
         Ok(Some((value, lookup)))
     }
 
+    /// A read of `key` through the core's load path (a storage with a
+    /// source): settled at once when a tier answers, else when the load lands.
+    fn load(&self, env: &Env, key: &str, shape: Shape) -> Result<Reply, Error> {
+        let cache = self.cache()?.as_async().clone();
+        let key = key.to_owned();
+        let mark_stale = self.mark_stale;
+        let promise = drive::promise(
+            env,
+            async move { cache.lookup(&key).await },
+            Box::new(move |env, found| shape.answer(env, found?, mark_stale)),
+        )?;
+        Ok(Reply::Promise(promise))
+    }
+
     /// `get`: the decoded value or `undefined`.
     #[inline]
-    pub(crate) fn get_value(&self, env: &Env, key: Value) -> Result<Value, Error> {
+    pub(crate) fn get_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
+        if self.source {
+            return self.get_through(env, key);
+        }
         match self.read(env, key)? {
-            Some((value, _)) => Ok(value),
-            None => js::undefined(env),
+            Some((value, _)) => Ok(Reply::Value(value)),
+            None => js::undefined(env).map(Reply::Value),
         }
     }
 
-    /// `getBuffer`: the stored bytes as a `Buffer`, or `undefined`.
-    pub(crate) fn get_buffer_value(&self, env: &Env, key: Value) -> Result<Value, Error> {
+    /// `get` with a source: an L1 hit answers on the JS thread (with the
+    /// kept decoded value while the entry is unchanged); anything else goes
+    /// through the core's load path.
+    fn get_through(&self, env: &Env, key: Value) -> Result<Reply, Error> {
         let key = js::key(env, key)?;
+        let cache = self.cache()?;
+        // Counted as an L1 hit only when it is one; a miss counts nothing,
+        // so the load path below counts the read once.
+        if let Some(version) = cache.memory_version(&key) {
+            if let Some(value) = self.kept.borrow().get(env, &key, version) {
+                return Ok(Reply::Value(value));
+            }
+            // The bytes, without counting the read again.
+            if let Some(entry) = cache.entry(&key)?
+                && entry.is_fresh(now_ms())
+            {
+                let value = self.builtins.decode(env, &entry.value)?;
+                self.kept
+                    .borrow_mut()
+                    .insert(env, &key, version, value, entry.value.len());
+                return Ok(Reply::Value(value));
+            }
+        }
+        self.load(env, &key, Shape::Value)
+    }
+
+    /// `getBuffer`: the stored bytes as a `Buffer`, or `undefined`.
+    pub(crate) fn get_buffer_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
+        let key = js::key(env, key)?;
+        if self.source {
+            return self.load(env, &key, Shape::Buffer);
+        }
         match self.with_cache(|c| c.get(&key))? {
-            Some(bytes) => js::buffer(env, &bytes),
-            None => js::undefined(env),
+            Some(bytes) => js::buffer(env, &bytes).map(Reply::Value),
+            None => js::undefined(env).map(Reply::Value),
         }
     }
 
     /// `lookup`: `{ value, tier, stale, age }`, or `undefined`.
-    pub(crate) fn lookup_value(&self, env: &Env, key: Value) -> Result<Value, Error> {
+    pub(crate) fn lookup_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
+        if self.source {
+            return self.load(env, &js::key(env, key)?, Shape::Lookup);
+        }
         match self.read(env, key)? {
-            Some((value, lookup)) => lookup_to_js(env, &lookup, value),
-            None => js::undefined(env),
+            Some((value, lookup)) => lookup_to_js(env, &lookup, value).map(Reply::Value),
+            None => js::undefined(env).map(Reply::Value),
         }
     }
 
     /// `lookupBuffer`: `{ value, tier, stale, age }` with the bytes, or `undefined`.
-    pub(crate) fn lookup_buffer_value(&self, env: &Env, key: Value) -> Result<Value, Error> {
+    pub(crate) fn lookup_buffer_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
         let key = js::key(env, key)?;
+        if self.source {
+            return self.load(env, &key, Shape::LookupBuffer);
+        }
         match self.with_cache(|c| c.lookup(&key))? {
-            Some(lookup) => lookup_to_js(env, &lookup, js::buffer(env, &lookup.value)?),
-            None => js::undefined(env),
+            Some(lookup) => {
+                lookup_to_js(env, &lookup, js::buffer(env, &lookup.value)?).map(Reply::Value)
+            }
+            None => js::undefined(env).map(Reply::Value),
         }
     }
 
-    /// `has`: whether the key holds a fresh value.
-    pub(crate) fn has_value(&self, env: &Env, key: Value) -> Result<Value, Error> {
+    /// `has`: whether the key holds a fresh value (never loads).
+    pub(crate) fn has_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
         let key = js::key(env, key)?;
-        js::boolean(env, self.with_cache(|c| c.has(&key))?)
+        js::boolean(env, self.with_cache(|c| c.has(&key))?).map(Reply::Value)
     }
 
     /// The value of `key` (decoded JSON), or `undefined` on a miss.
@@ -196,7 +335,7 @@ impl HybridStorage {
         ts_return_type = "Promise<T | undefined>"
     )]
     pub fn get<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        resolved(env, self.get_value(env, key.raw()))
+        replied(env, self.get_value(env, key.raw()))
     }
 
     /// The stored bytes of `key` as a `Buffer`, or `undefined` on a miss.
@@ -205,7 +344,7 @@ impl HybridStorage {
         ts_return_type = "Promise<Buffer | undefined>"
     )]
     pub fn get_buffer<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        resolved(env, self.get_buffer_value(env, key.raw()))
+        replied(env, self.get_buffer_value(env, key.raw()))
     }
 
     /// The value of `key` with the tier that served it, whether it is a
@@ -215,7 +354,7 @@ impl HybridStorage {
         ts_return_type = "Promise<LookupResult | undefined>"
     )]
     pub fn lookup<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        resolved(env, self.lookup_value(env, key.raw()))
+        replied(env, self.lookup_value(env, key.raw()))
     }
 
     /// `lookup` with the stored bytes as a `Buffer` for `value`.
@@ -224,7 +363,7 @@ impl HybridStorage {
         ts_return_type = "Promise<(LookupResult & { value: Buffer }) | undefined>"
     )]
     pub fn lookup_buffer<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        resolved(env, self.lookup_buffer_value(env, key.raw()))
+        replied(env, self.lookup_buffer_value(env, key.raw()))
     }
 
     /// Stores `value` under `key` in every tier. A `Buffer` or `Uint8Array`
@@ -266,7 +405,7 @@ impl HybridStorage {
     /// Whether `key` holds a fresh value (not counted as a read).
     #[napi(ts_args_type = "key: string", ts_return_type = "Promise<boolean>")]
     pub fn has<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        resolved(env, self.has_value(env, key.raw()))
+        replied(env, self.has_value(env, key.raw()))
     }
 
     /// Removes `key` from every tier; resolves to whether it held a fresh value.
@@ -293,18 +432,24 @@ impl HybridStorage {
 
     /// The values of `keys` found, as a `Map` in the order asked: decoded,
     /// or as `Buffer`s.
-    fn mget_map(&self, env: &Env, keys: Value, decode: bool) -> Result<Value, Error> {
-        if !js::is_array(env, keys) {
-            return Err(argument(format!(
-                "keys must be an array of strings, got {}",
-                js::type_name(env, keys)
-            )));
+    fn mget_map(&self, env: &Env, keys: Value, decode: bool) -> Result<Reply, Error> {
+        let names = key_names(env, keys)?;
+        if self.source {
+            let cache = self.cache()?.as_async().clone();
+            let promise = drive::promise(
+                env,
+                async move {
+                    let values = cache.mget(&names).await;
+                    values.map(|v| (names, v))
+                },
+                Box::new(move |env, found| {
+                    let (names, values) = found?;
+                    found_map(env, &names, values, decode)
+                }),
+            )?;
+            return Ok(Reply::Promise(promise));
         }
         let handles = js::elements(env, keys)?;
-        let names = handles
-            .iter()
-            .map(|&k| js::key(env, k).map(|k| k.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
         let values = self.with_cache(|c| c.mget(&names))?;
         let mut found = Vec::with_capacity(values.len());
         for (key, value) in handles.into_iter().zip(values) {
@@ -316,7 +461,7 @@ impl HybridStorage {
                 found.push((key, value));
             }
         }
-        self.builtins.new_map(env, &found)
+        self.builtins.new_map(env, &found).map(Reply::Value)
     }
 
     /// The values of the `keys` found, as a `Map` in the order asked (a
@@ -327,7 +472,7 @@ impl HybridStorage {
         ts_return_type = "Promise<Map<string, T>>"
     )]
     pub fn mget<'env>(&self, env: &'env Env, keys: Unknown) -> napi::Result<Unknown<'env>> {
-        resolved(env, self.mget_map(env, keys.raw(), true))
+        replied(env, self.mget_map(env, keys.raw(), true))
     }
 
     /// `mget` with the stored bytes as `Buffer`s.
@@ -336,7 +481,7 @@ impl HybridStorage {
         ts_return_type = "Promise<Map<string, Buffer>>"
     )]
     pub fn mget_buffer<'env>(&self, env: &'env Env, keys: Unknown) -> napi::Result<Unknown<'env>> {
-        resolved(env, self.mget_map(env, keys.raw(), false))
+        replied(env, self.mget_map(env, keys.raw(), false))
     }
 
     /// Stores every entry of a `Map` or plain object in one transaction;
@@ -427,14 +572,48 @@ impl HybridStorage {
         resolved(env, outcome)
     }
 
-    /// The value of `key`; on a miss, calls `loader` (which may return a
-    /// promise), stores its value with the TTL, and resolves to it.
-    /// Concurrent calls for one key share one loader call. A loader's own
-    /// error rejects the promise unchanged, and nothing is stored.
+    /// `getOrLoad` and `getOrLoadBuffer`.
+    fn get_or_load_reply(
+        &self,
+        env: &Env,
+        key: Value,
+        loader: Value,
+        ttl_seconds: Value,
+        shape: Shape,
+    ) -> Result<Value, Error> {
+        let key = js::key(env, key)?.to_string();
+        let loader = CallLoader::new(env, loader, "loader")?;
+        let options = entry::get_options(env, Some(ttl_seconds))?;
+        let cache = self.cache()?.as_async().clone();
+        let mark_stale = self.mark_stale;
+        drive::promise(
+            env,
+            async move {
+                let load = move |key| loader.fetch(key);
+                cache.lookup_or_load(&key, load, options).await
+            },
+            Box::new(move |env, found| shape.answer(env, found?, mark_stale)),
+        )
+    }
+
+    /// The value of `key`; when no tier holds it, `loader(key)`'s (awaited
+    /// if a promise), stored with the TTL (seconds, or `{ ttl, tags }` as
+    /// for `set`) and returned. `undefined` from the loader means "not
+    /// found": the promise resolves to `undefined`, nothing is stored, and
+    /// the answer is remembered for `negativeTtl` seconds.
+    ///
+    /// However many callers miss the key at once, in this process and in
+    /// every process sharing the SQLite file, one loader runs. A loader that
+    /// throws or rejects makes the promise reject with
+    /// `code === 'source'`, the loader's message, and `cause` the loader's
+    /// own error, unless a stale copy can be served instead (also when the
+    /// breaker is open, code `'source_unavailable'` otherwise, or past
+    /// `failSafe.softTimeout`; past `failSafe.hardTimeout` with no stale
+    /// copy: `'timeout'`).
     #[napi(
         ts_generic_types = "T = unknown",
-        ts_args_type = "key: string, loader: () => T | Promise<T>, ttlSeconds?: number | SetOptions | null",
-        ts_return_type = "Promise<T>"
+        ts_args_type = "key: string, loader: (key: string) => T | undefined | Promise<T | undefined>, ttlSeconds?: number | SetOptions | null",
+        ts_return_type = "Promise<T | undefined>"
     )]
     pub fn get_or_load<'env>(
         &self,
@@ -443,25 +622,103 @@ impl HybridStorage {
         loader: Unknown,
         ttl_seconds: Unknown,
     ) -> napi::Result<Unknown<'env>> {
-        let outcome = (|| {
-            let name = js::key(env, key.raw())?;
-            if js::type_of(env, loader.raw()) != ValueType::Function {
-                return Err(argument(format!(
-                    "loader must be a function, got {}",
-                    js::type_name(env, loader.raw())
-                )));
-            }
-            let options = entry::set_options(env, Some(ttl_seconds.raw()))?;
-            let cache = self.cache()?;
-            if let Some(promise) = self.loads.joined(env, &name)? {
-                return Ok(promise);
-            }
-            if let Some((value, _)) = self.read(env, key.raw())? {
-                return js::settled(env, Ok(value));
-            }
-            self.loads.start(env, &cache, &name, loader.raw(), options)
-        })();
-        queued(env, outcome)
+        let promise = self.get_or_load_reply(
+            env,
+            key.raw(),
+            loader.raw(),
+            ttl_seconds.raw(),
+            Shape::Value,
+        );
+        queued(env, promise)
+    }
+
+    /// `getOrLoad` resolving to the stored bytes as a `Buffer`.
+    #[napi(
+        ts_args_type = "key: string, loader: (key: string) => unknown, ttlSeconds?: number | SetOptions | null",
+        ts_return_type = "Promise<Buffer | undefined>"
+    )]
+    pub fn get_or_load_buffer<'env>(
+        &self,
+        env: &'env Env,
+        key: Unknown,
+        loader: Unknown,
+        ttl_seconds: Unknown,
+    ) -> napi::Result<Unknown<'env>> {
+        let promise = self.get_or_load_reply(
+            env,
+            key.raw(),
+            loader.raw(),
+            ttl_seconds.raw(),
+            Shape::Buffer,
+        );
+        queued(env, promise)
+    }
+
+    /// `getOrLoadMany` and `getOrLoadManyBuffer`.
+    fn get_or_load_many_reply(
+        &self,
+        env: &Env,
+        keys: Value,
+        loader: Value,
+        ttl_seconds: Value,
+        decode: bool,
+    ) -> Result<Value, Error> {
+        let names = key_names(env, keys)?;
+        let loader = CallLoader::new(env, loader, "loader")?;
+        let options = entry::get_options(env, Some(ttl_seconds))?;
+        let cache = self.cache()?.as_async().clone();
+        drive::promise(
+            env,
+            async move {
+                let load = move |keys| loader.fetch_many(keys);
+                let values = cache.get_or_load_many(&names, load, options).await;
+                values.map(|v| (names, v))
+            },
+            Box::new(move |env, found| {
+                let (names, values) = found?;
+                found_map(env, &names, values, decode)
+            }),
+        )
+    }
+
+    /// The values of `keys` found, as a `Map` in the order asked. The keys
+    /// that no tier holds (and no other caller is loading) go to one call of
+    /// `loader(missingKeys)`, which returns (or resolves to) a `Map` or
+    /// plain object of the keys it found; a key it leaves out or maps to
+    /// `undefined` is not found (absent from the result, remembered for
+    /// `negativeTtl`). Errors as for `getOrLoad`.
+    #[napi(
+        ts_generic_types = "T = unknown",
+        ts_args_type = "keys: string[], loader: (missingKeys: string[]) => Map<string, T | undefined> | Record<string, T | undefined> | undefined | Promise<Map<string, T | undefined> | Record<string, T | undefined> | undefined>, ttlSeconds?: number | SetOptions | null",
+        ts_return_type = "Promise<Map<string, T>>"
+    )]
+    pub fn get_or_load_many<'env>(
+        &self,
+        env: &'env Env,
+        keys: Unknown,
+        loader: Unknown,
+        ttl_seconds: Unknown,
+    ) -> napi::Result<Unknown<'env>> {
+        let promise =
+            self.get_or_load_many_reply(env, keys.raw(), loader.raw(), ttl_seconds.raw(), true);
+        queued(env, promise)
+    }
+
+    /// `getOrLoadMany` with the stored bytes as `Buffer`s.
+    #[napi(
+        ts_args_type = "keys: string[], loader: (missingKeys: string[]) => unknown, ttlSeconds?: number | SetOptions | null",
+        ts_return_type = "Promise<Map<string, Buffer>>"
+    )]
+    pub fn get_or_load_many_buffer<'env>(
+        &self,
+        env: &'env Env,
+        keys: Unknown,
+        loader: Unknown,
+        ttl_seconds: Unknown,
+    ) -> napi::Result<Unknown<'env>> {
+        let promise =
+            self.get_or_load_many_reply(env, keys.raw(), loader.raw(), ttl_seconds.raw(), false);
+        queued(env, promise)
     }
 
     /// Removes every entry stored with `tag`; resolves to how many.
@@ -516,12 +773,45 @@ impl HybridStorage {
             .map_err(|e| error::to_napi(env, &e))
     }
 
-    /// Always `null`: no source is configured, so no circuit breaker guards
-    /// one. Throws with `code === 'closed'` after `dispose()`.
-    #[napi(ts_return_type = "null")]
-    pub fn get_circuit_breaker_status(&self, env: &Env) -> napi::Result<Null> {
-        self.with_cache(|_| Ok(Null))
+    /// Sets every counter of `getStats()` back to zero.
+    #[napi]
+    pub fn reset_stats(&self, env: &Env) -> napi::Result<()> {
+        self.with_cache(|c| {
+            c.reset_stats();
+            Ok(())
+        })
+        .map_err(|e| error::to_napi(env, &e))
+    }
+
+    /// The status of the circuit breaker guarding the loaders (the source
+    /// and every `getOrLoad` loader); reading it changes nothing. Throws
+    /// with `code === 'closed'` after `dispose()`.
+    #[napi]
+    pub fn get_circuit_breaker_status(&self, env: &Env) -> napi::Result<CircuitBreakerStatus> {
+        self.with_cache(|c| Ok(c.breaker_status().into()))
             .map_err(|e| error::to_napi(env, &e))
+    }
+
+    /// Opens the breaker by hand: no loader is called (stale copies are
+    /// served, else reads reject with `code === 'source_unavailable'`)
+    /// until `closeCircuitBreaker()`.
+    #[napi]
+    pub fn open_circuit_breaker(&self, env: &Env) -> napi::Result<()> {
+        self.with_cache(|c| {
+            c.breaker_open();
+            Ok(())
+        })
+        .map_err(|e| error::to_napi(env, &e))
+    }
+
+    /// Closes the breaker by hand, forgetting the failures counted.
+    #[napi]
+    pub fn close_circuit_breaker(&self, env: &Env) -> napi::Result<()> {
+        self.with_cache(|c| {
+            c.breaker_close();
+            Ok(())
+        })
+        .map_err(|e| error::to_napi(env, &e))
     }
 }
 
@@ -531,4 +821,50 @@ impl ObjectFinalize for HybridStorage {
         self.builtins.release(&env);
         Ok(())
     }
+}
+
+/// The keys of an array argument, as strings.
+fn key_names(env: &Env, keys: Value) -> Result<Vec<String>, Error> {
+    if !js::is_array(env, keys) {
+        return Err(argument(format!(
+            "keys must be an array of strings, got {}",
+            js::type_name(env, keys)
+        )));
+    }
+    js::elements(env, keys)?
+        .into_iter()
+        .map(|k| js::key(env, k).map(|k| k.to_string()))
+        .collect()
+}
+
+/// A `Map` of the keys found, in the order asked, after a load.
+fn found_map(
+    env: &Env,
+    names: &[String],
+    values: Vec<Option<bytes::Bytes>>,
+    decode: bool,
+) -> Result<Value, Error> {
+    let builtins = Builtins::capture(env)?;
+    let map = (|| {
+        let mut found = Vec::with_capacity(values.len());
+        for (key, value) in names.iter().zip(values) {
+            if let Some(bytes) = value {
+                let value = match decode {
+                    true => builtins.decode(env, &bytes)?,
+                    false => js::buffer(env, &bytes)?,
+                };
+                found.push((js::string(env, key)?, value));
+            }
+        }
+        builtins.new_map(env, &found)
+    })();
+    builtins.release(env);
+    map
+}
+
+/// Now, in ms since the Unix epoch (the engine's clock).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -8,17 +8,18 @@
 //! | `namespace` | `namespace` |
 //! | `memory.enabled`, `memory.maxSize`, `memory.ttl` | `memory.enabled`, `memory.max_bytes`, `memory.ttl` |
 //! | `sqlite.enabled`, `sqlite.path`, `sqlite.maxSize`, `sqlite.ttl`, `sqlite.coherenceInterval`, `sqlite.onCorrupt` | `sqlite.enabled`, `sqlite.path`, `sqlite.max_bytes`, `sqlite.ttl`, `sqlite.coherence_interval`, `sqlite.on_corrupt` |
-//! | `failSafe.maxStale` | `fail_safe.max_stale` |
+//! | `failSafe.maxStale`, `failSafe.softTimeout`, `failSafe.hardTimeout` | `fail_safe.max_stale`, `fail_safe.soft_timeout`, `fail_safe.hard_timeout` |
+//! | `circuitBreaker.threshold`, `.failureRate`, `.minimumCalls`, `.window`, `.slowCall`, `.timeout`, `.maxTimeout`, `.halfOpenProbes`, `.successThreshold` | `circuit_breaker.threshold`, `failure_rate`, `minimum_calls`, `window`, `slow_call`, `timeout`, `max_timeout`, `half_open_probes`, `success_threshold` |
+//! | `negativeTtl`, `refreshAhead`, `ttlJitter` | `negative_ttl`, `refresh_ahead`, `ttl_jitter` |
 //!
-//! An unknown key is an `invalid_config` error, as in the core; so is
-//! `circuitBreaker` (and every other key of sections the engine does not
-//! have yet), until the engine has a source for a breaker to guard.
+//! An unknown key is an `invalid_config` error, as in the core.
 
 use napi::{Env, ValueType};
 use napi_derive::napi;
 use serde_json::{Map, Value as Json};
 use tierstack::{Config, Error, ErrorKind};
 
+use crate::error::argument;
 use crate::js::{self, Value};
 use crate::value::Builtins;
 
@@ -31,8 +32,18 @@ pub struct HybridStorageConfig {
     pub memory: Option<MemoryOptions>,
     /// The SQLite file shared by every process on the host (L2).
     pub sqlite: Option<SqliteOptions>,
-    /// Serving expired copies.
+    /// Serving expired copies, and load timeouts.
     pub fail_safe: Option<FailSafeOptions>,
+    /// The circuit breaker guarding the source.
+    pub circuit_breaker: Option<CircuitBreakerOptions>,
+    /// Seconds a "not found" answer of a loader is remembered (default 60).
+    pub negative_ttl: Option<f64>,
+    /// A hit past this fraction of its TTL is refreshed in the background
+    /// through the loader (default 0.8; 0: never).
+    pub refresh_ahead: Option<f64>,
+    /// Loaded values' TTLs are shortened by up to this fraction at random,
+    /// so keys loaded together do not expire together (default 0.1).
+    pub ttl_jitter: Option<f64>,
 }
 
 /// The memory tier (L1).
@@ -69,11 +80,42 @@ pub struct SqliteOptions {
     pub on_corrupt: Option<String>,
 }
 
-/// Serving expired copies.
+/// Serving expired copies, and how long a read waits for a load.
 #[napi(object)]
 pub struct FailSafeOptions {
     /// How long in seconds an expired L2 row is kept to be served stale (default 86400).
     pub max_stale: Option<f64>,
+    /// Seconds a read holding a stale copy waits for a load before it gets
+    /// the stale copy; the load goes on and fills the tiers (default 1).
+    pub soft_timeout: Option<f64>,
+    /// Seconds after which a load is abandoned and counts as a failure
+    /// (default 30); with no stale copy the read rejects with
+    /// `code === 'timeout'`. A load's lease in the file lasts twice this.
+    pub hard_timeout: Option<f64>,
+}
+
+/// The circuit breaker guarding the source (every loader of a storage).
+#[napi(object)]
+pub struct CircuitBreakerOptions {
+    /// Consecutive failures that open it (default 5).
+    pub threshold: Option<f64>,
+    /// Failure rate within `window` that opens it (default 0.5)...
+    pub failure_rate: Option<f64>,
+    /// ...once the window holds at least this many calls (default 10).
+    pub minimum_calls: Option<f64>,
+    /// The sliding window of the failure rate, in seconds (default 60).
+    pub window: Option<f64>,
+    /// Calls slower than this many seconds count as failures (default 10).
+    pub slow_call: Option<f64>,
+    /// Seconds it stays open before a probe (default 60), doubling per
+    /// consecutive trip...
+    pub timeout: Option<f64>,
+    /// ...up to this many seconds (default 600).
+    pub max_timeout: Option<f64>,
+    /// Calls admitted while half-open (default 1).
+    pub half_open_probes: Option<f64>,
+    /// Successes while half-open that close it (default 2).
+    pub success_threshold: Option<f64>,
 }
 
 /// A section of the config: its Node name, its core name, and its keys
@@ -107,8 +149,102 @@ const SECTIONS: &[Section] = &[
             ("onCorrupt", "on_corrupt"),
         ]),
     ),
-    ("failSafe", "fail_safe", Some(&[("maxStale", "max_stale")])),
+    (
+        "failSafe",
+        "fail_safe",
+        Some(&[
+            ("maxStale", "max_stale"),
+            ("softTimeout", "soft_timeout"),
+            ("hardTimeout", "hard_timeout"),
+        ]),
+    ),
+    (
+        "circuitBreaker",
+        "circuit_breaker",
+        Some(&[
+            ("threshold", "threshold"),
+            ("failureRate", "failure_rate"),
+            ("minimumCalls", "minimum_calls"),
+            ("window", "window"),
+            ("slowCall", "slow_call"),
+            ("timeout", "timeout"),
+            ("maxTimeout", "max_timeout"),
+            ("halfOpenProbes", "half_open_probes"),
+            ("successThreshold", "success_threshold"),
+        ]),
+    ),
+    ("negativeTtl", "negative_ttl", None),
+    ("refreshAhead", "refresh_ahead", None),
+    ("ttlJitter", "ttl_jitter", None),
 ];
+
+/// The second argument of `new HybridStorage(config, options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct HybridStorageOptions {
+    /// The source of truth for read-through: a function called with a key
+    /// that returns (or resolves to) its value, or `undefined` when the key
+    /// does not exist; or an object with such a `load` function. Plain reads
+    /// load what no tier holds through it.
+    #[napi(ts_type = "((key: string) => unknown) | { load: (key: string) => unknown }")]
+    pub source: Option<String>,
+    /// Stale object values (served when the source fails, its breaker is
+    /// open, or it is slower than `failSafe.softTimeout`) come back from
+    /// `get`, `getOrLoad` and `lookup` with `_stale: true` added, as the
+    /// storage design this replaces did (default `false`; `lookup` tells
+    /// staleness in its `stale` field either way). What is stored is unchanged.
+    pub mark_stale: Option<bool>,
+}
+
+/// The options of a storage, read.
+pub(crate) struct Options {
+    pub(crate) source: Option<std::sync::Arc<dyn tierstack::Source>>,
+    pub(crate) mark_stale: bool,
+}
+
+const OPTIONS: [&str; 2] = ["source", "markStale"];
+
+/// Reads the options bag (`undefined` or `null`: none). An unknown key or a
+/// bad value is an `invalid_argument` error.
+pub(crate) fn options_from_js(env: &Env, value: Value) -> Result<Options, Error> {
+    let mut options = Options {
+        source: None,
+        mark_stale: false,
+    };
+    if js::is_nullish(env, Some(value)) {
+        return Ok(options);
+    }
+    if js::type_of(env, value) != ValueType::Object || js::is_array(env, value) {
+        return Err(argument(format!(
+            "options must be an object, got {}",
+            js::type_name(env, value)
+        )));
+    }
+    for name in js::own_keys(env, value)? {
+        let name = js::string_arg(env, name, "an option name")?;
+        if !OPTIONS.contains(&name.as_str()) {
+            return Err(argument(format!(
+                "unknown option `{name}`, expected one of: {}",
+                OPTIONS.join(", ")
+            )));
+        }
+    }
+    let source = js::get_named(env, value, c"source")?;
+    if !js::is_nullish(env, Some(source)) {
+        options.source = Some(crate::load::source(env, source)?);
+    }
+    let mark_stale = js::get_named(env, value, c"markStale")?;
+    match js::type_of(env, mark_stale) {
+        ValueType::Undefined | ValueType::Null => {}
+        ValueType::Boolean => options.mark_stale = js::as_bool(env, mark_stale),
+        _ => {
+            return Err(argument(format!(
+                "markStale must be a boolean, got {}",
+                js::type_name(env, mark_stale)
+            )));
+        }
+    }
+    Ok(options)
+}
 
 fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidConfig, message)
@@ -184,7 +320,10 @@ mod tests {
             "namespace": "ns",
             "memory": {"enabled": true, "maxSize": 1024, "ttl": 1.5},
             "sqlite": {"path": "/tmp/x.db", "maxSize": 4096, "ttl": 60, "coherenceInterval": 0.02, "onCorrupt": "fail"},
-            "failSafe": {"maxStale": 10}
+            "failSafe": {"maxStale": 10, "softTimeout": 0.2, "hardTimeout": 3},
+            "circuitBreaker": {"threshold": 3, "failureRate": 0.25, "minimumCalls": 4, "window": 30,
+                "slowCall": 2, "timeout": 5, "maxTimeout": 50, "halfOpenProbes": 2, "successThreshold": 1},
+            "negativeTtl": 7, "refreshAhead": 0.5, "ttlJitter": 0
         });
         let config = Config::from_json(&to_core(json).unwrap().to_string()).unwrap();
         assert_eq!(config.namespace, "ns");
@@ -204,6 +343,23 @@ mod tests {
             config.fail_safe.max_stale,
             std::time::Duration::from_secs(10)
         );
+        let expected = serde_json::json!({
+            "fail_safe": {"max_stale": 10, "soft_timeout": 0.2, "hard_timeout": 3},
+            "circuit_breaker": {"threshold": 3, "failure_rate": 0.25, "minimum_calls": 4, "window": 30,
+                "slow_call": 2, "timeout": 5, "max_timeout": 50, "half_open_probes": 2, "success_threshold": 1},
+            "negative_ttl": 7, "refresh_ahead": 0.5, "ttl_jitter": 0
+        });
+        let core = to_core(json_of_loading()).unwrap();
+        assert_eq!(core, expected);
+    }
+
+    fn json_of_loading() -> Json {
+        serde_json::json!({
+            "failSafe": {"maxStale": 10, "softTimeout": 0.2, "hardTimeout": 3},
+            "circuitBreaker": {"threshold": 3, "failureRate": 0.25, "minimumCalls": 4, "window": 30,
+                "slowCall": 2, "timeout": 5, "maxTimeout": 50, "halfOpenProbes": 2, "successThreshold": 1},
+            "negativeTtl": 7, "refreshAhead": 0.5, "ttlJitter": 0
+        })
     }
 
     #[test]
@@ -215,8 +371,8 @@ mod tests {
                 "unknown key `memory.max_bytes`",
             ),
             (
-                serde_json::json!({"circuitBreaker": {"threshold": 5}}),
-                "unknown key `circuitBreaker`",
+                serde_json::json!({"circuitBreaker": {"failure_rate": 5}}),
+                "unknown key `circuitBreaker.failure_rate`",
             ),
             (
                 serde_json::json!({"sqlite": {"coherence_interval": 1}}),

@@ -25,12 +25,13 @@ use napi_derive::napi;
 use tierstack::Error;
 
 use crate::cache::HybridStorage;
+use crate::drive::Reply;
 use crate::error;
 use crate::js::{self, Value};
 
-/// A read method: the storage, the env and the key argument; its outcome
-/// settles the returned promise.
-type Read = fn(&HybridStorage, &Env, Value) -> Result<Value, Error>;
+/// A read method: the storage, the env and the key argument; its reply is
+/// the returned promise, or settles it.
+type Read = fn(&HybridStorage, &Env, Value) -> Result<Reply, Error>;
 
 const READS: [(&CStr, Read); 5] = [
     (c"get", HybridStorage::get_value),
@@ -123,14 +124,16 @@ unsafe extern "C" fn dispatch(raw_env: sys::napi_env, info: sys::napi_callback_i
     // A panic must not unwind out of an `extern "C"` callback (that aborts
     // the process): it rejects the promise as an internal error instead.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        read(storage, &env, argv[0])
+        read(storage, &env, argv[0]).and_then(|reply| reply.into_promise(&env))
     }))
     .unwrap_or_else(|_| {
         Err(Error::new(
             tierstack::ErrorKind::Internal,
             "a read panicked; the storage is unchanged",
         ))
-    })
-    .map_err(|e| error::to_js(&env, &e));
-    js::settled(&env, outcome).unwrap_or(ptr::null_mut())
+    });
+    match outcome {
+        Ok(promise) => promise,
+        Err(err) => js::settled(&env, Err(error::to_js(&env, &err))).unwrap_or(ptr::null_mut()),
+    }
 }

@@ -16,7 +16,9 @@ use crate::js::{self, Value};
 pub struct LookupResult<'env> {
     /// The value (decoded JSON).
     pub value: Unknown<'env>,
-    /// The tier that served it: `"memory"` or `"sqlite"`.
+    /// The tier that served it: `"memory"`, `"sqlite"`, or `"source"` for
+    /// a value just loaded.
+    #[napi(ts_type = "'memory' | 'sqlite' | 'source'")]
     pub tier: String,
     /// Whether the value had expired and was served as a stale copy.
     pub stale: bool,
@@ -165,4 +167,15 @@ fn with_ttl(
         Some(ttl) => options.ttl(ttl),
         None => options,
     })
+}
+
+/// The options of a load (`getOrLoad`'s third argument, as `set`'s): the
+/// TTL and tags of a loaded value.
+pub(crate) fn get_options(env: &Env, arg: Option<Value>) -> Result<tierstack::GetOptions, Error> {
+    let set = set_options(env, arg)?;
+    let mut options = tierstack::GetOptions::new().tags(set.tags);
+    if let Some(ttl) = set.ttl {
+        options = options.ttl(ttl);
+    }
+    Ok(options)
 }

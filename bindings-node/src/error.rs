@@ -3,6 +3,9 @@
 //! whose message is the engine's; its underlying causes become a `cause`
 //! chain of plain `Error`s.
 //!
+//! A loader's failure (kind `source`) carries what the loader threw or
+//! rejected with ([`LoaderFailure`]): that very value is the `cause`.
+//!
 //! Mistakes the binding catches itself (a number given as a key, a loader
 //! that is not a function) are errors of the same kinds, built here with
 //! [`argument`].
@@ -14,6 +17,7 @@ use napi::bindgen_prelude::Unknown;
 use tierstack::{Error, ErrorKind};
 
 use crate::js::{self, Value};
+use crate::load::LoaderFailure;
 
 /// The longest `cause` chain carried over (causes are engine-made, so this
 /// only guards against a cycle).
@@ -32,6 +36,12 @@ pub(crate) fn disposed() -> Error {
 /// The JS `Error` for `err`; for an error caused by JS code that threw
 /// (a [`js::Thrown`]), the very value it threw.
 pub(crate) fn to_js(env: &Env, err: &Error) -> Value {
+    if let Some(failure) = err.find_cause::<LoaderFailure>()
+        && let Some(cause) = failure.0.value(env)
+        && let Ok(value) = js::error(env, Some(err.kind().as_str()), err.message(), Some(cause))
+    {
+        return value;
+    }
     if let Some(thrown) = err.source().and_then(|s| s.downcast_ref::<js::Thrown>())
         && let Some(value) = thrown.value(env)
     {

@@ -50,6 +50,18 @@ pub(crate) fn check(env: &Env, status: sys::napi_status, what: &str) -> Result<(
 pub(crate) struct Thrown(napi::Error);
 
 impl Thrown {
+    /// Keeps `value`, a thrown or rejected JS value, on the JS thread.
+    pub(crate) fn new(env: &Env, value: Value) -> Self {
+        // SAFETY: a handle of the current call on this env.
+        let value = unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), value) };
+        Self(napi::Error::from_unknown_without_coercion(value))
+    }
+
+    /// What napi-rs caught from a JS call (it holds the thrown value).
+    pub(crate) fn from_error(error: napi::Error) -> Self {
+        Self(error)
+    }
+
     /// The thrown value; on the JS thread that caught it, the same value
     /// (napi-rs keeps a reference to it and releases it when this is dropped).
     pub(crate) fn value(&self, env: &Env) -> Option<Value> {
@@ -82,9 +94,7 @@ impl std::error::Error for Thrown {}
 /// The error of a call during which JS code threw `exception` (`what` says
 /// what the binding was doing); see [`Thrown`].
 pub(crate) fn thrown(env: &Env, exception: Value, what: &str) -> Error {
-    // SAFETY: a handle of the current call on this env.
-    let value = unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), exception) };
-    let thrown = Thrown(napi::Error::from_unknown_without_coercion(value));
+    let thrown = Thrown::new(env, exception);
     Error::new(
         ErrorKind::InvalidArgument,
         format!("{what}: JS code threw: {thrown}"),
@@ -324,6 +334,14 @@ pub(crate) fn as_number(env: &Env, value: Value) -> Option<f64> {
     // SAFETY: a valid env and value; a non-number is reported by status.
     let status = unsafe { sys::napi_get_value_double(env.raw(), value, &mut out) };
     (status == sys::Status::napi_ok).then_some(out)
+}
+
+/// A JS boolean as `bool` (`false` for any other value).
+pub(crate) fn as_bool(env: &Env, value: Value) -> bool {
+    let mut out = false;
+    // SAFETY: a valid env and value; a non-boolean is reported by status.
+    let status = unsafe { sys::napi_get_value_bool(env.raw(), value, &mut out) };
+    status == sys::Status::napi_ok && out
 }
 
 /// `true` or `false`.

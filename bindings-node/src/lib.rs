@@ -5,9 +5,11 @@
 //! `error` turns every [`tierstack::Error`] into a JS `Error` whose `code`
 //! is the kind's name, `entry` and `stats` convert what reads and stats
 //! report. `value` is the JSON convention, `kept` the decoded values kept
-//! per L1 entry, `load` the single-flight `getOrLoad`, `task` the writes
-//! that run off the JS thread, `dispatch` the direct dispatch of the read
-//! methods, and `js` the few raw napi calls napi-rs has no wrapper for.
+//! per L1 entry, `load` the adapter that makes a JS function a core loader
+//! (loading itself is the core's), `drive` the core futures settled as JS
+//! promises, `task` the writes that run off the JS thread, `dispatch` the
+//! direct dispatch of the read methods, and `js` the few raw napi calls
+//! napi-rs has no wrapper for.
 //!
 //! # Which thread does the work
 //!
@@ -18,9 +20,13 @@
 //!   connection that never waits for a writer; a hop to libuv's thread pool
 //!   and back costs tens of microseconds, more than either.
 //! - Writes (`set`, `mset`, `delete`, `clear`, `invalidateTag`, `flush`,
-//!   `dispose`, and the store of `getOrLoad`) run on libuv's thread pool
-//!   (napi async work), because they may wait for another process's write
-//!   lock. Values are encoded on the JS thread first, so a value that cannot
+//!   `dispose`) run on libuv's thread pool (napi async work), because they
+//!   may wait for another process's write lock.
+//! - Loads (`getOrLoad`, `getOrLoadMany`, and the reads of a storage opened
+//!   with a source) are core futures: polled once on the JS thread, so an L1
+//!   hit answers there; a miss waits on the core's runtime, whose loader
+//!   calls come back to the JS thread (see `load` and `drive`). No libuv
+//!   pool thread waits for a JS loader. Values are encoded on the JS thread first, so a value that cannot
 //!   be encoded is refused before anything is queued.
 //!
 //! # Values
@@ -38,6 +44,7 @@ mod config;
 // napi-rs registers `module_exports` hooks outside `cfg(test)` only.
 #[cfg_attr(test, allow(dead_code))]
 mod dispatch;
+mod drive;
 mod entry;
 mod error;
 mod js;
@@ -48,6 +55,10 @@ mod task;
 mod value;
 
 pub use cache::HybridStorage;
-pub use config::{FailSafeOptions, HybridStorageConfig, MemoryOptions, SqliteOptions};
+pub use config::{
+    CircuitBreakerOptions, FailSafeOptions, HybridStorageConfig, HybridStorageOptions,
+    MemoryOptions, SqliteOptions,
+};
 pub use entry::{LookupResult, Metadata, SetOptions};
-pub use stats::{ResponseTimes, StorageStats, TierStats};
+pub use load::Loaded;
+pub use stats::{CircuitBreakerStatus, ResponseTimes, SourceStats, StorageStats, TierStats};

@@ -1,136 +1,196 @@
-//! `getOrLoad`: a read that, on a miss, calls the caller's loader, stores
-//! what it gives and returns it.
+//! JS loaders as core loaders: the adapter, and nothing else.
 //!
-//! Concurrent calls for one key in one storage share one loader call: the
-//! first miss starts the load and registers its promise; later calls for the
-//! key, until it settles, get that same promise without reading (so they
-//! count neither a hit nor a miss). The loader runs on the JS thread; its
-//! value (a promise is awaited) is encoded there and stored off the JS
-//! thread, and the shared promise resolves once it is stored. A loader that
-//! throws or rejects makes the shared promise reject with its own error and
-//! stores nothing; a value that cannot be stored rejects with the engine's
-//! error (`invalid_value` for a value JSON cannot encode).
+//! Loading (single-flight in the process and across processes, the circuit
+//! breaker, timeouts, fail-safe stale copies, negative caching,
+//! refresh-ahead) lives in the core, once. This module only turns a JS
+//! function into what the core calls: the loader of one `getOrLoad` or
+//! `getOrLoadMany` call, or the source given at open
+//! (`new HybridStorage(config, { source })`).
+//!
+//! The core calls a loader from its runtime thread. The call is queued to
+//! the JS thread through a napi thread-safe function; there the JS function
+//! runs with the key (or the array of missing keys), its value is awaited if
+//! it is a promise (`Promise.resolve(value).then(...)`) and encoded as `set`
+//! encodes (a `Buffer` as its bytes, anything else as JSON; `undefined` is
+//! "not found"), and the answer goes back to the core over a oneshot
+//! channel. No thread waits for JS: the runtime task awaits the channel.
+//!
+//! A loader that throws or rejects fails with kind `source`, the loader's
+//! message, and its original value as the cause ([`LoaderFailure`]), which
+//! [`crate::error::to_js`] puts back as `err.cause`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use bytes::Bytes;
-use napi::bindgen_prelude::{FunctionCallContext, JsValue, Unknown};
-use napi::{Env, Task, sys};
-use tierstack::{Error, ErrorKind, SetOptions, blocking::Cache};
+use napi::bindgen_prelude::{
+    FromNapiValue, Function, FunctionCallContext, JsValue, ToNapiValue, Unknown,
+};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Status, ValueType, sys};
+use tierstack::source::{FetchFuture, Fetched, Source};
+use tierstack::{Error, ErrorKind};
+use tokio::sync::oneshot;
 
-use crate::error;
-use crate::js::{self, Held, Value};
+use crate::error::argument;
+use crate::js::{self, Thrown, Value};
 use crate::task::Raw;
 use crate::value::Builtins;
 
-/// The loads in flight, by key: an id and the shared promise.
-type InFlight = HashMap<String, (u64, Held)>;
-
-/// The loads in flight of one storage.
-#[derive(Default)]
-pub(crate) struct Loads {
-    in_flight: Arc<Mutex<InFlight>>,
-    next_id: Cell<u64>,
+/// What a loader is called with: the key, or the array of missing keys.
+pub(crate) enum Arg {
+    Key(String),
+    Keys(Vec<String>),
 }
 
-/// A deferred, settled once on the JS thread.
-struct Deferred(sys::napi_deferred);
-
-// SAFETY: only settled on the JS thread (in a promise reaction or a task's
-// completion); other threads only move it.
-unsafe impl Send for Deferred {}
-
-/// A load between its loader's call and its end.
-struct Pending {
-    deferred: Deferred,
-    cache: Cache,
-    key: String,
-    options: SetOptions,
-    id: u64,
-    in_flight: Arc<Mutex<InFlight>>,
-}
-
-impl Loads {
-    /// The promise of the load of `key` in flight, if there is one.
-    pub(crate) fn joined(&self, env: &Env, key: &str) -> Result<Option<Value>, Error> {
-        let in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        in_flight.get(key).map(|(_, p)| p.get(env)).transpose()
-    }
-
-    /// Calls `loader` for `key` and returns the promise every caller shares.
-    ///
-    /// The load is registered before the loader runs, so a loader that asks
-    /// for its own key joins its own load instead of starting another.
-    pub(crate) fn start(
-        &self,
-        env: &Env,
-        cache: &Cache,
-        key: &str,
-        loader: Value,
-        options: SetOptions,
-    ) -> Result<Value, Error> {
-        let (deferred, promise) = js::promise(env)?;
-        let id = self.next_id.get() + 1;
-        self.next_id.set(id);
-        let pending = Pending {
-            deferred: Deferred(deferred),
-            cache: cache.clone(),
-            key: key.to_owned(),
-            options,
-            id,
-            in_flight: self.in_flight.clone(),
-        };
-        self.in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.to_owned(), (id, Held::new(env, promise)?));
-        let pending = Rc::new(RefCell::new(Some(pending)));
-        if let Err(err) = call_loader(env, loader, &pending) {
-            // The load could not be set up: it ends here, so that the next
-            // call for the key loads again.
-            if let Some(pending) = pending.borrow_mut().take() {
-                finish(env, pending, Err(error::to_js(env, &err)));
+impl ToNapiValue for Arg {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        // SAFETY: forwarded to napi-rs's conversions with the same env.
+        unsafe {
+            match val {
+                Arg::Key(key) => String::to_napi_value(env, key),
+                Arg::Keys(keys) => Vec::<String>::to_napi_value(env, keys),
             }
         }
-        Ok(promise)
     }
 }
 
-/// Calls the loader and reacts to its value: `Promise.resolve(loaded)
-/// .then(stored, failed)`, so a plain value and a promise are awaited alike.
-/// Neither reaction throws, so the promise `then` returns never rejects
-/// unobserved.
-fn call_loader(
-    env: &Env,
-    loader: Value,
-    pending: &Rc<RefCell<Option<Pending>>>,
-) -> Result<(), Error> {
-    let undefined = js::undefined(env)?;
-    let loaded = match js::call(env, loader, undefined, &[])? {
-        Ok(loaded) => loaded,
-        Err(exception) => {
-            if let Some(pending) = pending.borrow_mut().take() {
-                finish(env, pending, Err(exception));
+/// A JS loader callable from any thread. `WEAK`: it does not keep the event
+/// loop alive (the source of a storage); a per-call loader does, until the
+/// core drops it.
+pub(crate) struct JsLoader<const WEAK: bool> {
+    function: ThreadsafeFunction<Arg, Raw, Arg, Status, false, WEAK>,
+}
+
+/// A loader given with one call (`getOrLoad`, `getOrLoadMany`).
+pub(crate) type CallLoader = JsLoader<false>;
+
+/// Converts what a loader resolved to, on the JS thread.
+type Convert<T> = fn(&Env, Value) -> Result<T, Error>;
+
+impl<const WEAK: bool> JsLoader<WEAK> {
+    /// Wraps `function` (`what` names it in errors).
+    pub(crate) fn new(env: &Env, function: Value, what: &str) -> Result<Self, Error> {
+        if js::type_of(env, function) != ValueType::Function {
+            return Err(argument(format!(
+                "{what} must be a function, got {}",
+                js::type_name(env, function)
+            )));
+        }
+        let napi_failed = |e: napi::Error| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("wrapping the {what}: {}", e.reason),
+            )
+        };
+        // SAFETY: a function handle of the current call on this env.
+        let function = unsafe { Function::<Arg, Raw>::from_napi_value(env.raw(), function) }
+            .map_err(napi_failed)?;
+        let function = function
+            .build_threadsafe_function::<Arg>()
+            .callee_handled::<false>()
+            .weak::<WEAK>()
+            .build()
+            .map_err(napi_failed)?;
+        Ok(Self { function })
+    }
+
+    /// Calls the loader on the JS thread with `arg`; its answer, converted
+    /// there by `convert`.
+    fn call<T: Send + 'static>(
+        &self,
+        arg: Arg,
+        convert: Convert<T>,
+    ) -> impl Future<Output = tierstack::Result<T>> + Send + 'static + use<T, WEAK> {
+        let (sender, receiver) = oneshot::channel();
+        let status = self.function.call_with_return_value(
+            arg,
+            ThreadsafeFunctionCallMode::NonBlocking,
+            move |returned: napi::Result<Raw>, env: Env| {
+                returned_on_js_thread(&env, returned, sender, convert);
+                Ok(())
+            },
+        );
+        async move {
+            if status != Status::Ok {
+                return Err(Error::new(
+                    ErrorKind::Source,
+                    format!(
+                        "the JS loader could not be called ({status}): the environment is shutting down"
+                    ),
+                ));
             }
-            return Ok(());
+            receiver.await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Source,
+                    "the JS loader's answer was lost: the environment is shutting down",
+                ))
+            })
+        }
+    }
+
+    /// Loads one key: a value, or not found for `undefined`.
+    pub(crate) fn fetch(&self, key: String) -> FetchFuture {
+        Box::pin(self.call(Arg::Key(key), fetched))
+    }
+
+    /// Loads a batch: the loader's `Map` or object of the keys it found.
+    pub(crate) fn fetch_many(
+        &self,
+        keys: Vec<String>,
+    ) -> impl Future<Output = tierstack::Result<HashMap<String, Fetched>>> + Send + 'static + use<WEAK>
+    {
+        self.call(Arg::Keys(keys), fetched_many)
+    }
+}
+
+/// The loader's return value on the JS thread: a throw fails at once, a
+/// value or promise is awaited through `Promise.resolve(value).then(...)`.
+fn returned_on_js_thread<T: Send + 'static>(
+    env: &Env,
+    returned: napi::Result<Raw>,
+    sender: oneshot::Sender<tierstack::Result<T>>,
+    convert: Convert<T>,
+) {
+    let value = match returned {
+        Ok(Raw(value)) => value,
+        Err(thrown) => {
+            let _ = sender.send(Err(failure(env, Thrown::from_error(thrown))));
+            return;
         }
     };
-    let adopted = js::settled(env, Ok(loaded))?;
-    let reaction = |name: &str, on: fn(&Env, Pending, Value)| {
-        let pending = pending.clone();
+    let sender = Rc::new(RefCell::new(Some(sender)));
+    if let Err(err) = await_value(env, value, &sender, convert)
+        && let Some(sender) = sender.borrow_mut().take()
+    {
+        let _ = sender.send(Err(err));
+    }
+}
+
+type Pending<T> = Rc<RefCell<Option<oneshot::Sender<tierstack::Result<T>>>>>;
+
+fn await_value<T: Send + 'static>(
+    env: &Env,
+    value: Value,
+    sender: &Pending<T>,
+    convert: Convert<T>,
+) -> Result<(), Error> {
+    let adopted = js::settled(env, Ok(value))?;
+    let reaction = |name: &str, rejected: bool| {
+        let sender = sender.clone();
         env.create_function_from_closure::<Unknown, (), _>(name, move |ctx: FunctionCallContext| {
             let arg = match ctx.get::<Unknown>(0) {
                 Ok(arg) => arg.raw(),
-                Err(_) => js::undefined(ctx.env).map_err(|e| error::to_napi(ctx.env, &e))?,
+                Err(_) => js::undefined(ctx.env).map_err(|e| crate::error::to_napi(ctx.env, &e))?,
             };
-            if let Some(pending) = pending.borrow_mut().take() {
-                on(ctx.env, pending, arg);
+            if let Some(sender) = sender.borrow_mut().take() {
+                let answer = match rejected {
+                    false => convert(ctx.env, arg),
+                    true => Err(failure(ctx.env, Thrown::new(ctx.env, arg))),
+                };
+                let _ = sender.send(answer);
             }
             Ok(())
         })
@@ -142,93 +202,199 @@ fn call_loader(
             )
         })
     };
-    let on_value = reaction("stored", store)?;
-    let on_error = reaction("failed", |env, pending, reason| {
-        finish(env, pending, Err(reason))
-    })?;
+    let on_value = reaction("loaded", false)?;
+    let on_error = reaction("failed", true)?;
     let then = js::get_named(env, adopted, c"then")?;
     js::call(env, then, adopted, &[on_value, on_error])?
         .map_err(|e| Error::new(ErrorKind::Internal, js::message_of(env, e)))?;
     Ok(())
 }
 
-/// Encodes the loaded value and stores it off the JS thread.
-fn store(env: &Env, pending: Pending, value: Value) {
-    let bytes = Builtins::capture(env).and_then(|builtins| {
-        let bytes = builtins.encode(env, value);
-        builtins.release(env);
-        bytes
-    });
-    let (bytes, held) = match bytes.and_then(|b| Ok((b, Held::new(env, value)?))) {
-        Ok(ok) => ok,
-        Err(err) => return finish(env, pending, Err(error::to_js(env, &err))),
+/// The error of a loader that threw or rejected with `thrown`.
+fn failure(env: &Env, thrown: Thrown) -> Error {
+    let message = match thrown.value(env) {
+        Some(value) => js::message_of(env, value),
+        None => thrown.to_string(),
     };
-    let task = Store {
-        pending: Some(pending),
-        bytes,
-        value: Some(held),
-    };
-    // Queueing only fails while the environment shuts down, when no one is
-    // left to wait for the promise.
-    let _ = env.spawn(task);
+    Error::new(ErrorKind::Source, message).with_source(LoaderFailure(thrown))
 }
 
-/// Settles the shared promise and ends the load.
-fn finish(env: &Env, pending: Pending, outcome: Result<Value, Value>) {
-    let mut in_flight = pending
-        .in_flight
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if in_flight
-        .get(&pending.key)
-        .is_some_and(|(id, _)| *id == pending.id)
-        && let Some((_, promise)) = in_flight.remove(&pending.key)
-    {
-        promise.release(env);
+/// The cause of a `source` error: what the JS loader threw or rejected with.
+#[derive(Debug)]
+pub(crate) struct LoaderFailure(pub(crate) Thrown);
+
+impl std::fmt::Display for LoaderFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
-    drop(in_flight);
-    // Settling only fails while the environment shuts down.
-    let _ = js::settle(env, pending.deferred.0, outcome);
 }
 
-/// Stores a loaded value off the JS thread, then settles the shared promise.
-struct Store {
-    pending: Option<Pending>,
-    bytes: Bytes,
-    value: Option<Held>,
+impl std::error::Error for LoaderFailure {}
+
+/// A loader's answer that chooses its own TTL or tags:
+/// `return new Loaded(value, { ttl: 60, tags: ['docs'] })`. Without one, a
+/// loaded value takes the call's TTL (else `sqlite.ttl`). The value is
+/// encoded when the answer is made, as `set` encodes it.
+#[napi_derive::napi]
+pub struct Loaded {
+    value: bytes::Bytes,
+    options: tierstack::SetOptions,
 }
 
-impl Task for Store {
-    type Output = tierstack::Result<()>;
-    type JsValue = Raw;
+#[napi_derive::napi]
+impl Loaded {
+    /// Throws with `code === 'invalid_value'` for a value JSON cannot
+    /// encode, `'invalid_argument'` for bad options.
+    #[napi(
+        constructor,
+        ts_args_type = "value: unknown, options?: number | SetOptions | null"
+    )]
+    pub fn new(env: &Env, value: Unknown, options: Unknown) -> napi::Result<Self> {
+        let made = (|| {
+            let options = crate::entry::set_options(env, Some(options.raw()))?;
+            Ok(Self {
+                value: encode(env, value.raw())?,
+                options,
+            })
+        })();
+        made.map_err(|e: Error| crate::error::to_napi(env, &e))
+    }
+}
 
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(match &self.pending {
-            Some(p) => p
-                .cache
-                .set_with(p.key.as_str(), self.bytes.clone(), p.options.clone()),
-            None => Err(Error::new(ErrorKind::Internal, "a load was stored twice")),
+/// The [`Loaded`] that `value` wraps, if it is one.
+fn as_loaded<'a>(env: &Env, value: Value) -> Option<&'a Loaded> {
+    if js::type_of(env, value) != ValueType::Object {
+        return None;
+    }
+    let tag = <Loaded as napi::bindgen_prelude::TypeTag>::type_tag();
+    let mut tagged = false;
+    // SAFETY: valid handles; the tag is napi-rs's tag of the class.
+    let status = unsafe { sys::napi_check_object_type_tag(env.raw(), value, &tag, &mut tagged) };
+    if status != sys::Status::napi_ok || !tagged {
+        return None;
+    }
+    let mut wrapped: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: an object carrying the class's tag wraps a boxed `Loaded`.
+    let status = unsafe { sys::napi_unwrap(env.raw(), value, &mut wrapped) };
+    // SAFETY: alive while `value` is, which outlives this conversion.
+    (status == sys::Status::napi_ok && !wrapped.is_null())
+        .then(|| unsafe { &*wrapped.cast::<Loaded>() })
+}
+
+/// One answer: `undefined` is not found, a [`Loaded`] a value with its own
+/// TTL and tags, anything else the value.
+fn answer(
+    env: &Env,
+    value: Value,
+    encode: impl FnOnce(Value) -> Result<bytes::Bytes, Error>,
+) -> Result<Fetched, Error> {
+    if js::type_of(env, value) == ValueType::Undefined {
+        return Ok(Fetched::NotFound);
+    }
+    if let Some(loaded) = as_loaded(env, value) {
+        let mut answer =
+            tierstack::Loaded::new(loaded.value.clone()).tags(loaded.options.tags.clone());
+        if let Some(ttl) = loaded.options.ttl {
+            answer = answer.ttl(ttl);
+        }
+        return Ok(Fetched::Value(answer));
+    }
+    encode(value).map(Fetched::value)
+}
+
+/// One key's answer.
+fn fetched(env: &Env, value: Value) -> Result<Fetched, Error> {
+    answer(env, value, |v| encode(env, v))
+}
+
+/// A batch's answer: a `Map` or plain object (or `undefined`: none found).
+fn fetched_many(env: &Env, value: Value) -> Result<HashMap<String, Fetched>, Error> {
+    if js::is_nullish(env, Some(value)) {
+        return Ok(HashMap::new());
+    }
+    let builtins = Builtins::capture(env)?;
+    let answers = (|| {
+        let mut out = HashMap::new();
+        let entries = builtins.entries(env, value).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidValue,
+                format!(
+                    "a batch loader must return a Map or a plain object: {}",
+                    e.message()
+                ),
+            )
+        })?;
+        for (key, value) in entries {
+            let key = js::key(env, key)?.to_string();
+            out.insert(key, answer(env, value, |v| builtins.encode(env, v))?);
+        }
+        Ok(out)
+    })();
+    builtins.release(env);
+    answers
+}
+
+fn encode(env: &Env, value: Value) -> Result<bytes::Bytes, Error> {
+    let builtins = Builtins::capture(env)?;
+    let bytes = builtins.encode(env, value);
+    builtins.release(env);
+    bytes
+}
+
+/// The source given at open: `source` is a function, or an object with a
+/// `load` function. Writable sources (`store`, `remove`) are refused until
+/// the engine writes through.
+pub(crate) struct JsSource {
+    load: JsLoader<true>,
+}
+
+impl JsSource {
+    pub(crate) fn new(env: &Env, source: Value) -> Result<Self, Error> {
+        let load = match js::type_of(env, source) {
+            ValueType::Function => source,
+            ValueType::Object if !js::is_array(env, source) => {
+                for name in js::own_keys(env, source)? {
+                    let name = js::string_arg(env, name, "a source key")?;
+                    match name.as_str() {
+                        "load" => {}
+                        "store" | "remove" => {
+                            return Err(argument(format!(
+                                "source.{name}: writable sources are not supported yet; give `load` only"
+                            )));
+                        }
+                        other => {
+                            return Err(argument(format!(
+                                "unknown source key `{other}`, expected: load"
+                            )));
+                        }
+                    }
+                }
+                js::get_named(env, source, c"load")?
+            }
+            _ => {
+                return Err(argument(format!(
+                    "source must be a function or an object with a load function, got {}",
+                    js::type_name(env, source)
+                )));
+            }
+        };
+        Ok(Self {
+            load: JsLoader::new(env, load, "source load function")?,
         })
     }
+}
 
-    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Raw> {
-        if let (Some(pending), Some(value)) = (self.pending.take(), self.value.take()) {
-            let outcome = match output {
-                Ok(()) => value.get(&env).map_err(|e| error::to_js(&env, &e)),
-                Err(err) => Err(error::to_js(&env, &err)),
-            };
-            finish(&env, pending, outcome);
-            value.release(&env);
-        }
-        js::undefined(&env)
-            .map(Raw)
-            .map_err(|e| error::to_napi(&env, &e))
+impl Source for JsSource {
+    fn name(&self) -> &str {
+        "js"
     }
 
-    fn finally(mut self, env: Env) -> napi::Result<()> {
-        if let Some(value) = self.value.take() {
-            value.release(&env);
-        }
-        Ok(())
+    fn fetch(&self, key: &str, _validator: Option<&str>) -> FetchFuture {
+        self.load.fetch(key.to_owned())
     }
+}
+
+/// The source as the core takes it.
+pub(crate) fn source(env: &Env, source: Value) -> Result<Arc<dyn Source>, Error> {
+    Ok(Arc::new(JsSource::new(env, source)?))
 }

@@ -1,10 +1,11 @@
 //! `getStats()`: the field names of the storage design it replaces (`hits`,
 //! `misses`, `hitRate`, `avgResponseTimes`, `totalOperations`) plus the
 //! engine's own figures: coherence with other processes (`invalidations`,
-//! `resyncs`) and per tier.
+//! `resyncs`), per tier, loading (`source`) and the breaker.
 
+use napi::bindgen_prelude::{Either, Null};
 use napi_derive::napi;
-use tierstack::Tier;
+use tierstack::{BreakerState, BreakerStatus, Tier};
 
 /// Mean read time per tier, in milliseconds (0 for a tier that served no read).
 #[napi(object, object_from_js = false)]
@@ -68,6 +69,84 @@ pub struct StorageStats {
     /// Times the SQLite file was found deleted or replaced on disk and the
     /// file now at its path was opened.
     pub sqlite_reopens: f64,
+    /// Loading: calls of loaders and of the source, and how reads were answered.
+    pub source: SourceStats,
+    /// The circuit breaker guarding the loaders.
+    pub breaker: CircuitBreakerStatus,
+}
+
+/// The loading counters of a storage.
+#[napi(object, object_from_js = false)]
+pub struct SourceStats {
+    /// Loader calls made (a batch counts once).
+    pub requests: f64,
+    /// Calls that answered (a value or not found).
+    pub successes: f64,
+    /// Calls that failed (timeouts included).
+    pub failures: f64,
+    /// Calls abandoned at `failSafe.hardTimeout` (also in `failures`).
+    pub timeouts: f64,
+    /// Keys a loader answered "not found" (`undefined`).
+    pub not_found: f64,
+    /// Loads not attempted because the breaker was open.
+    pub rejected: f64,
+    /// Callers that waited for a load another caller in this process started.
+    pub coalesced: f64,
+    /// Loads left to another process sharing the SQLite file.
+    pub coalesced_processes: f64,
+    /// Reads answered with a stale copy.
+    pub stale_served: f64,
+    /// Reads answered "not found" from the negative cache.
+    pub negative_hits: f64,
+    /// Background refreshes started (refresh-ahead).
+    pub refreshes: f64,
+}
+
+/// `getCircuitBreakerStatus()`: the names of the design it replaces.
+#[napi(object, object_from_js = false)]
+pub struct CircuitBreakerStatus {
+    /// `'CLOSED'` (calls go through), `'OPEN'` (no call; stale copies are
+    /// served) or `'HALF_OPEN'` (probe calls decide).
+    #[napi(ts_type = "'CLOSED' | 'OPEN' | 'HALF_OPEN'")]
+    pub state: String,
+    /// Whether the state is `'OPEN'`.
+    pub is_open: bool,
+    /// Consecutive failures (reset by a success, cleared when it closes).
+    pub failure_count: f64,
+    /// Whether a call made now would be admitted.
+    pub is_request_allowed: bool,
+    /// When the last failure was recorded (ms since the epoch), or `null`.
+    pub last_failure_time: Either<f64, Null>,
+    /// While open, when it turns half-open (ms since the epoch); else `null`.
+    pub next_attempt_time: Either<f64, Null>,
+    /// How many times it has opened (manual opens included).
+    pub trips: f64,
+}
+
+fn ms(at: Option<u64>) -> Either<f64, Null> {
+    match at {
+        Some(ms) => Either::A(ms as f64),
+        None => Either::B(Null),
+    }
+}
+
+impl From<BreakerStatus> for CircuitBreakerStatus {
+    fn from(status: BreakerStatus) -> Self {
+        let state = match status.state {
+            BreakerState::Closed => "CLOSED",
+            BreakerState::Open => "OPEN",
+            BreakerState::HalfOpen => "HALF_OPEN",
+        };
+        Self {
+            state: state.to_owned(),
+            is_open: status.state == BreakerState::Open,
+            failure_count: f64::from(status.failure_count),
+            is_request_allowed: status.allows_request,
+            last_failure_time: ms(status.last_failure_at),
+            next_attempt_time: ms(status.next_attempt_at),
+            trips: status.trips as f64,
+        }
+    }
 }
 
 impl From<tierstack::Stats> for StorageStats {
@@ -102,6 +181,20 @@ impl From<tierstack::Stats> for StorageStats {
                 .collect(),
             sqlite_rebuilds: stats.sqlite_rebuilds as f64,
             sqlite_reopens: stats.sqlite_reopens as f64,
+            source: SourceStats {
+                requests: stats.source.requests as f64,
+                successes: stats.source.successes as f64,
+                failures: stats.source.failures as f64,
+                timeouts: stats.source.timeouts as f64,
+                not_found: stats.source.not_found as f64,
+                rejected: stats.source.rejected as f64,
+                coalesced: stats.source.coalesced as f64,
+                coalesced_processes: stats.source.coalesced_processes as f64,
+                stale_served: stats.source.stale_served as f64,
+                negative_hits: stats.source.negative_hits as f64,
+                refreshes: stats.source.refreshes as f64,
+            },
+            breaker: stats.breaker.into(),
         }
     }
 }

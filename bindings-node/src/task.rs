@@ -2,15 +2,22 @@
 //! async work): the writes, which may wait for another process's write lock.
 //! The promise settles on the JS thread when the work is done.
 
-use napi::bindgen_prelude::{ToNapiValue, TypeName};
+use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName};
 use napi::{Env, JsValue, Task, ValueType, sys};
 use tierstack::{Error, ErrorKind, blocking::Cache};
 
 use crate::error;
 use crate::js::Value;
 
-/// A JS value made on the JS thread, handed back as a task's result.
+/// A JS value made on the JS thread, handed back as a task's result (or
+/// what a JS loader returned, see `load`).
 pub(crate) struct Raw(pub(crate) Value);
+
+// SAFETY: made and read on the JS thread only; a thread-safe function's
+// type mentions it, but no value of it crosses threads.
+unsafe impl Send for Raw {}
+// SAFETY: as above.
+unsafe impl Sync for Raw {}
 
 impl TypeName for Raw {
     fn type_name() -> &'static str {
@@ -19,6 +26,12 @@ impl TypeName for Raw {
 
     fn value_type() -> ValueType {
         ValueType::Unknown
+    }
+}
+
+impl FromNapiValue for Raw {
+    unsafe fn from_napi_value(_env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        Ok(Self(value))
     }
 }
 

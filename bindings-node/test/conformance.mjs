@@ -18,14 +18,31 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
-import { HybridStorage } from '../index.mjs';
+import { HybridStorage, Loaded } from '../index.mjs';
 
 const CAMEL = {
-  '': { fail_safe: 'failSafe' },
+  '': {
+    fail_safe: 'failSafe',
+    circuit_breaker: 'circuitBreaker',
+    negative_ttl: 'negativeTtl',
+    refresh_ahead: 'refreshAhead',
+    ttl_jitter: 'ttlJitter',
+  },
   memory: { max_bytes: 'maxSize' },
-  sqlite: { max_bytes: 'maxSize' },
-  fail_safe: { max_stale: 'maxStale' },
+  sqlite: { max_bytes: 'maxSize', coherence_interval: 'coherenceInterval', on_corrupt: 'onCorrupt' },
+  fail_safe: { max_stale: 'maxStale', soft_timeout: 'softTimeout', hard_timeout: 'hardTimeout' },
+  circuit_breaker: {
+    failure_rate: 'failureRate',
+    minimum_calls: 'minimumCalls',
+    slow_call: 'slowCall',
+    max_timeout: 'maxTimeout',
+    half_open_probes: 'halfOpenProbes',
+    success_threshold: 'successThreshold',
+  },
 };
+
+/** `getCircuitBreakerStatus()` in the vectors' spelling. */
+const BREAKER_STATES = { CLOSED: 'closed', OPEN: 'open', HALF_OPEN: 'half-open' };
 
 /** A JSON-spelled config in Node's spelling. */
 function camelCase(config) {
@@ -70,12 +87,55 @@ function mount(command, args) {
 
 const text = (buffer) => (buffer === undefined ? null : buffer.toString('utf8'));
 const bytes = (value) => Buffer.from(value, 'utf8');
+const sleep = (seconds) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+
+/** The scripted loader of a vector: its answers in order, one per call. */
+class Script {
+  constructor(answers) {
+    this.answers = answers ?? [];
+    this.calls = 0;
+    this.keys = null;
+  }
+
+  async answer() {
+    const answer = this.answers[this.calls];
+    this.calls += 1;
+    if (answer === undefined) throw new Error('script exhausted');
+    if (answer.delay) await sleep(answer.delay);
+    if (answer.error !== undefined) throw new Error(answer.error);
+    return answer;
+  }
+
+  /** The loader of one key (and the read-through source). */
+  load = async () => {
+    const answer = await this.answer();
+    if (answer.not_found) return undefined;
+    if (answer.ttl === undefined && answer.tags === undefined) return bytes(answer.value);
+    return new Loaded(bytes(answer.value), { ttl: answer.ttl, tags: answer.tags });
+  };
+
+  /** The batch loader: records the keys it is handed. */
+  loadMany = async (keys) => {
+    this.keys = [...keys].sort();
+    const answer = await this.answer();
+    return new Map(Object.entries(answer.values ?? {}).map(([k, v]) => [k, bytes(v)]));
+  };
+}
+
+const BREAKER_FIELDS = {
+  state: (s) => BREAKER_STATES[s.state],
+  failure_count: (s) => s.failureCount,
+  allows_request: (s) => s.isRequestAllowed,
+  trips: (s) => s.trips,
+};
 
 class Runner {
-  constructor(dir, config) {
+  constructor(dir, vector) {
     this.dir = dir;
-    this.vectorConfig = config;
-    this.config = config;
+    this.vectorConfig = vector.config ?? {};
+    this.config = this.vectorConfig;
+    this.script = new Script(vector.script);
+    this.readThrough = vector.read_through === true;
     this.storage = null;
     this.mounted = false;
   }
@@ -86,7 +146,8 @@ class Runner {
     if (typeof withPath.sqlite === 'object' && withPath.sqlite !== null && withPath.sqlite.enabled !== false) {
       withPath.sqlite.path ??= join(this.dir, 'cache.db');
     }
-    this.storage = new HybridStorage(withPath);
+    const options = this.readThrough ? { source: this.script.load } : undefined;
+    this.storage = new HybridStorage(withPath, options);
     this.config = config;
   }
 
@@ -114,7 +175,11 @@ class Runner {
         return text(await storage.getBuffer(step.key));
       case 'lookup': {
         const found = await storage.lookupBuffer(step.key);
-        return found === undefined ? null : { value: text(found.value), tier: found.tier };
+        if (found === undefined) return null;
+        const result = { value: text(found.value), tier: found.tier };
+        // `stale` is compared where a vector expects a stale copy.
+        if (found.stale) result.stale = true;
+        return result;
       }
       case 'has':
         return storage.has(step.key);
@@ -136,6 +201,48 @@ class Runner {
         return storage.set(step.key, step.json);
       case 'get_json':
         return (await storage.get(step.key)) ?? null;
+      case 'get_or_load':
+        return text(await storage.getOrLoadBuffer(step.key, this.script.load, ttlOf(step)));
+      case 'get_or_load_many': {
+        this.script.keys = null;
+        const found = await storage.getOrLoadManyBuffer(step.keys, this.script.loadMany, ttlOf(step));
+        if ('loader_keys' in step && !isDeepStrictEqual(this.script.keys, step.loader_keys)) {
+          throw new StepFailed(
+            `the loader was handed ${JSON.stringify(this.script.keys)}, expected ${JSON.stringify(step.loader_keys)}`,
+          );
+        }
+        return Object.fromEntries([...found].map(([key, value]) => [key, text(value)]));
+      }
+      case 'loader_calls':
+        return this.script.calls;
+      case 'concurrent': {
+        const inner = step.step;
+        const outcomes = await Promise.allSettled(Array.from({ length: step.times }, () => this.step(inner)));
+        for (const [i, outcome] of outcomes.entries()) {
+          if (outcome.status === 'rejected') {
+            const err = outcome.reason;
+            if (err instanceof StepFailed) throw err;
+            if (inner.error === undefined || err?.code !== inner.error) {
+              throw new StepFailed(`call ${i}: ${inner.op} raised ${err?.code ?? err?.name}: ${err?.message ?? err}`);
+            }
+          } else if (inner.error !== undefined) {
+            throw new StepFailed(`call ${i}: ${inner.op} succeeded, expected ${inner.error}`);
+          } else if ('expect' in inner && !isDeepStrictEqual(outcome.value ?? null, inner.expect)) {
+            throw new StepFailed(
+              `call ${i}: ${inner.op} gave ${JSON.stringify(outcome.value)}, expected ${JSON.stringify(inner.expect)}`,
+            );
+          }
+        }
+        return undefined;
+      }
+      case 'breaker': {
+        const status = storage.getCircuitBreakerStatus();
+        return Object.fromEntries(Object.keys(step.expect ?? {}).map((k) => [k, BREAKER_FIELDS[k]?.(status)]));
+      }
+      case 'breaker_open':
+        return storage.openCircuitBreaker();
+      case 'breaker_close':
+        return storage.closeCircuitBreaker();
       default:
         throw new StepFailed(`unknown op ${JSON.stringify(op)}`);
     }
@@ -153,7 +260,7 @@ class Runner {
 /** `null` if the vector passed, else what went wrong. */
 async function runVector(vector) {
   const dir = mkdtempSync(join(tmpdir(), 'tierstack-conformance-'));
-  const runner = new Runner(dir, vector.config ?? {});
+  const runner = new Runner(dir, vector);
   try {
     runner.open(runner.config);
     for (const [i, step] of vector.steps.entries()) {

@@ -8,9 +8,17 @@ test('getStats has the documented fields', (t) => {
   const { storage } = open(t);
   const stats = storage.getStats();
   assert.deepEqual(Object.keys(stats).sort(), [
-    'avgResponseTimes', 'deletes', 'hitRate', 'hits', 'invalidations', 'misses', 'resyncs', 'sets',
-    'sqliteRebuilds', 'sqliteReopens', 'tiers', 'totalOperations',
+    'avgResponseTimes', 'breaker', 'deletes', 'hitRate', 'hits', 'invalidations', 'misses', 'resyncs', 'sets',
+    'source', 'sqliteRebuilds', 'sqliteReopens', 'tiers', 'totalOperations',
   ]);
+  assert.deepEqual(stats.source, {
+    requests: 0, successes: 0, failures: 0, timeouts: 0, notFound: 0, rejected: 0, coalesced: 0,
+    coalescedProcesses: 0, staleServed: 0, negativeHits: 0, refreshes: 0,
+  });
+  assert.deepEqual(stats.breaker, {
+    state: 'CLOSED', isOpen: false, failureCount: 0, isRequestAllowed: true, lastFailureTime: null,
+    nextAttemptTime: null, trips: 0,
+  });
   assert.deepEqual(Object.keys(stats.avgResponseTimes).sort(), ['memory', 'sqlite']);
   assert.deepEqual(stats.tiers.map((x) => x.tier), ['memory', 'sqlite']);
   assert.deepEqual(Object.keys(stats.tiers[0]).sort(), [

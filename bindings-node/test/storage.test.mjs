@@ -215,9 +215,19 @@ test('flush resolves once the writes are in the file', async (t) => {
   assert.equal(await reopen(t, path, { memory: { enabled: false } }).get('k'), 'v');
 });
 
-test('getCircuitBreakerStatus is null: no source is configured', (t) => {
+test('getCircuitBreakerStatus starts closed, and the manual controls open and close it', (t) => {
   const { storage } = open(t);
-  assert.equal(storage.getCircuitBreakerStatus(), null);
+  const closed = {
+    state: 'CLOSED', isOpen: false, failureCount: 0, isRequestAllowed: true, lastFailureTime: null,
+    nextAttemptTime: null, trips: 0,
+  };
+  assert.deepEqual(storage.getCircuitBreakerStatus(), closed);
+  assert.equal(storage.openCircuitBreaker(), undefined);
+  assert.deepEqual(storage.getCircuitBreakerStatus(), {
+    ...closed, state: 'OPEN', isOpen: true, isRequestAllowed: false, trips: 1,
+  });
+  storage.closeCircuitBreaker();
+  assert.deepEqual(storage.getCircuitBreakerStatus(), { ...closed, trips: 1 });
 });
 
 test('dispose closes the storage; twice is fine', async (t) => {

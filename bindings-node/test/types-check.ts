@@ -2,7 +2,11 @@
 // the generated index.d.ts describes how HybridStorage is used.
 import {
   HybridStorage,
+  Loaded,
+  type CircuitBreakerStatus,
   type HybridStorageConfig,
+  type HybridStorageOptions,
+  type SourceStats,
   type LookupResult,
   type Metadata,
   type SetOptions,
@@ -25,10 +29,24 @@ const config: HybridStorageConfig = {
     ttl: 86400,
     coherenceInterval: 0.05,
   },
-  failSafe: { maxStale: 600 },
+  failSafe: { maxStale: 600, softTimeout: 1, hardTimeout: 30 },
+  circuitBreaker: {
+    threshold: 5, failureRate: 0.5, minimumCalls: 10, window: 60, slowCall: 10, timeout: 60,
+    maxTimeout: 600, halfOpenProbes: 1, successThreshold: 2,
+  },
+  negativeTtl: 60,
+  refreshAhead: 0.8,
+  ttlJitter: 0.1,
 };
 
-export async function use(storage: HybridStorage = new HybridStorage(config)): Promise<number> {
+const options: HybridStorageOptions = {
+  source: async (key: string) => (key.startsWith('component:') ? { name: key, files: [] } : undefined),
+  markStale: true,
+};
+const withLoad: HybridStorageOptions = { source: { load: (key: string) => new Loaded(key, { ttl: 60 }) } };
+
+export async function use(storage: HybridStorage = new HybridStorage(config, options)): Promise<number> {
+  const other = new HybridStorage(null, withLoad);
   const options: SetOptions = { ttl: 60, tags: ['ui'] };
   await storage.set('component:button', { name: 'button', files: [] }, options);
   await storage.set('raw', Buffer.from('bytes'), 30);
@@ -40,7 +58,16 @@ export async function use(storage: HybridStorage = new HybridStorage(config)): P
   const hit: LookupResult | undefined = await storage.lookup('component:button');
   const tier: string | undefined = hit?.tier;
   const meta: Metadata | undefined = await storage.getMetadata('component:button');
-  const loaded: Component = await storage.getOrLoad('component:card', async () => ({ name: 'card', files: [] }), 60);
+  const loaded: Component | undefined = await storage.getOrLoad(
+    'component:card', async (key: string) => ({ name: key, files: [] }), 60);
+  const missing: Component | undefined = await storage.getOrLoad<Component>('component:none', () => undefined);
+  const many: Map<string, Component> = await storage.getOrLoadMany<Component>(
+    ['component:a', 'component:b'], async (keys: string[]) => new Map(keys.map((k) => [k, { name: k, files: [] }])));
+  const fromObject: Map<string, number> = await storage.getOrLoadMany<number>(['n'], (keys) => ({ [keys[0]]: 1 }));
+  const rawLoaded: Buffer | undefined = await storage.getOrLoadBuffer('raw2', () => Buffer.from('x'));
+  const rawMany: Map<string, Buffer> = await storage.getOrLoadManyBuffer(['raw3'], () => ({}));
+  const loadedTier: 'memory' | 'sqlite' | 'source' | undefined = (await storage.lookup('component:card'))?.tier;
+  const stale: boolean | undefined = (await storage.lookup('component:card'))?.stale;
   const existed: boolean = (await storage.has('a')) && (await storage.delete('a'));
   const keys: string[] = await storage.keys('component:*');
   const size: number = await storage.size();
@@ -51,10 +78,22 @@ export async function use(storage: HybridStorage = new HybridStorage(config)): P
   const total: number = stats.hits + stats.misses + stats.hitRate + stats.totalOperations;
   const dropped: number = stats.invalidations + stats.resyncs;
   const times: number = stats.avgResponseTimes.memory + stats.avgResponseTimes.sqlite;
-  const breaker: null = storage.getCircuitBreakerStatus();
+  const breaker: CircuitBreakerStatus = storage.getCircuitBreakerStatus();
+  const state: 'CLOSED' | 'OPEN' | 'HALF_OPEN' = breaker.state;
+  const open: boolean = breaker.isOpen && breaker.isRequestAllowed;
+  const failures: number = breaker.failureCount + breaker.trips;
+  const lastFailure: number | null = breaker.lastFailureTime;
+  const nextAttempt: number | null = breaker.nextAttemptTime;
+  storage.openCircuitBreaker();
+  storage.closeCircuitBreaker();
+  storage.resetStats();
+  const source: SourceStats = stats.source;
+  const loads: number = source.requests + source.coalesced + source.staleServed + stats.breaker.failureCount;
+  await other.dispose();
   await storage.clear();
   await storage.dispose();
   const disposed: boolean = storage.isDisposed();
-  return [button?.name, bytes?.length, found.size, tier, meta?.createdAt, loaded.name, existed, keys, size,
-    removed, memory?.avgTimeUs, total, dropped, times, breaker, disposed].length;
+  return [button?.name, bytes?.length, found.size, tier, meta?.createdAt, loaded?.name, existed, keys, size,
+    removed, memory?.avgTimeUs, total, dropped, times, breaker, disposed, missing, many, fromObject, rawLoaded,
+    rawMany, loadedTier, stale, state, open, failures, lastFailure, nextAttempt, loads].length;
 }
