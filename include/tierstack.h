@@ -67,6 +67,17 @@ enum tierstack_result
   // directory or file mode): it was opened read-only, reads are served
   // and every write is refused with this result.
   TIERSTACK_RESULT_READ_ONLY = 11,
+  // The source (a loader, the configured source) failed to answer: its
+  // loader returned a non-OK result, answered nothing, or answered
+  // something unusable, and no stale copy was there to serve instead.
+  TIERSTACK_RESULT_SOURCE = 12,
+  // The source was not asked because its circuit breaker is open (it
+  // failed recently, or was opened by hand), and no stale copy was there
+  // to serve instead.
+  TIERSTACK_RESULT_SOURCE_UNAVAILABLE = 13,
+  // Loading took longer than `fail_safe.hard_timeout` and was abandoned,
+  // and no stale copy was there to serve instead.
+  TIERSTACK_RESULT_TIMEOUT = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -82,8 +93,19 @@ typedef uint32_t tierstack_result;
 // handle may be used from many threads at once.
 typedef struct tierstack_cache tierstack_cache;
 
-// A value read from the cache: its bytes and, when it came from
-// `tierstack_cache_lookup`, the tier that served it, its staleness and age.
+// The answer slot of one loader call, handed to the loader as its last
+// argument. It is valid only while that loader call runs: answering
+// through it afterwards fails with `TIERSTACK_RESULT_INVALID_ARGUMENT`.
+// It may be answered from any thread during the call, once.
+typedef struct tierstack_load tierstack_load;
+
+// The answer slots of one batch loader call; see `tierstack_load`.
+typedef struct tierstack_load_batch tierstack_load_batch;
+
+// A value read from the cache: its bytes, whether it is a stale copy, and,
+// when it came from `tierstack_cache_lookup`, `tierstack_cache_get_or_load`
+// or `tierstack_cache_get_or_load_many`, the tier that served it and its
+// age.
 //
 // Owned by the caller, who frees it with `tierstack_value_free`. It does not
 // depend on the cache: it stays valid after the cache is closed or freed.
@@ -91,9 +113,104 @@ typedef struct tierstack_cache tierstack_cache;
 // another thread reads it.
 typedef struct tierstack_value tierstack_value;
 
+// A loader: fetches the value of `key` (`key_len` bytes of UTF-8, followed
+// by a NUL that is not part of the key) and answers through `load` with
+// `tierstack_load_value` or `tierstack_load_not_found`, then returns
+// `TIERSTACK_RESULT_OK`.
+//
+// Returning any other result fails the load (whatever was answered): the
+// caller gets `TIERSTACK_RESULT_SOURCE` (or a stale copy) and the message
+// `the loader returned <result name>`, followed by the loader thread's last
+// error message if a tierstack call on it failed during the loader.
+// Returning OK without answering is a failure too ("the loader answered
+// nothing").
+//
+// The loader runs on a thread of tierstack's runtime (its blocking pool),
+// never on the thread that called `tierstack_cache_get_or_load`, so
+// `user_data` must be usable from another thread. It may still be running
+// after the caller got its answer (a stale copy at the soft timeout, a
+// timeout at the hard one): `user_data` must stay valid until the loader
+// returns. The key and `load` are valid only during the call.
+typedef tierstack_result (*tierstack_loader_fn)(void *user_data,
+                                                const char *key,
+                                                size_t key_len,
+                                                tierstack_load *load);
+
+// A batch loader: fetches the `n` keys `keys[i]` (`key_lens[i]` bytes of
+// UTF-8, each followed by a NUL that is not part of the key), which are
+// exactly the keys of the call that no tier holds and no other caller is
+// loading, and answers per key through `batch` with
+// `tierstack_load_batch_value` or `tierstack_load_batch_not_found`; a key
+// left unanswered is not found. Then it returns `TIERSTACK_RESULT_OK`;
+// any other result fails every key of the batch as in
+// `tierstack_loader_fn`.
+//
+// Runs on a thread of tierstack's runtime, as `tierstack_loader_fn` does;
+// the key arrays and `batch` are valid only during the call.
+typedef tierstack_result (*tierstack_batch_loader_fn)(void *user_data,
+                                                      const char *const *keys,
+                                                      const size_t *key_lens,
+                                                      size_t n,
+                                                      tierstack_load_batch *batch);
+
+// Writes a value to the source (write-through and write-behind). Reserved:
+// no version calls it yet, and `tierstack_source.store` must be NULL.
+typedef tierstack_result (*tierstack_store_fn)(void *user_data,
+                                               const char *key,
+                                               size_t key_len,
+                                               const uint8_t *data,
+                                               size_t len);
+
+// Removes a key from the source (write-through and write-behind).
+// Reserved: no version calls it yet, and `tierstack_source.remove` must be
+// NULL.
+typedef tierstack_result (*tierstack_remove_fn)(void *user_data,
+                                                const char *key,
+                                                size_t key_len);
+
+// A source of truth for `tierstack_cache_open_with_source`: the functions
+// the cache calls, each with the `user_data` given at open. Copied at
+// open; the struct itself need not outlive the call.
+typedef struct {
+  // Loads one key (required): called, as `tierstack_loader_fn` says, for
+  // a key that a plain read (`tierstack_cache_get`, `_lookup`, `_mget`)
+  // finds in no tier. The cache may call it from several of its threads
+  // at once, for different keys.
+  tierstack_loader_fn load;
+  // Reserved for write-through / write-behind (a later version); must be
+  // NULL for now.
+  tierstack_store_fn store;
+  // Reserved for write-through / write-behind (a later version); must be
+  // NULL for now.
+  tierstack_remove_fn remove;
+} tierstack_source;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Stores in `*out` the status of the breaker guarding the cache's source
+// (the configured one and every loader of `tierstack_cache_get_or_load`
+// alike) as a NUL-terminated JSON object: `state` (`"closed"`, `"open"` or
+// `"half-open"`), `failure_count` (consecutive failures), `allows_request`
+// (whether a load would call the source now), `last_failure_at` and
+// `next_attempt_at` (milliseconds since the Unix epoch, or null) and
+// `trips` (how many times it opened). Reading it changes nothing. The caller
+// owns the string and frees it with `tierstack_string_free`. Works on a
+// closed cache too. Any thread may call this.
+tierstack_result tierstack_cache_breaker_status_json(const tierstack_cache *cache,
+                                                     char **out);
+
+// Opens the breaker by hand: until `tierstack_cache_breaker_close`, loads
+// do not call the source; a caller holding a stale copy gets it (marked
+// stale), any other gets `TIERSTACK_RESULT_SOURCE_UNAVAILABLE`. Counts as a
+// trip. Any thread may call this.
+tierstack_result tierstack_cache_breaker_open(const tierstack_cache *cache);
+
+// Closes the breaker by hand (also one opened by failures): loads call the
+// source again, and its failure count starts from zero. Any thread may call
+// this.
+tierstack_result tierstack_cache_breaker_close(const tierstack_cache *cache);
 
 // Opens a cache and stores a new handle in `*out`.
 //
@@ -121,7 +238,10 @@ tierstack_result tierstack_cache_close(const tierstack_cache *cache);
 void tierstack_cache_free(tierstack_cache *cache);
 
 // Reads `key` (`key_len` bytes of UTF-8, not NUL-terminated) from the first
-// tier holding a fresh value, promoting an L2 hit into L1.
+// tier holding a fresh value, promoting an L2 hit into L1. A cache opened
+// with `tierstack_cache_open_with_source` loads a miss through its source
+// (see `tierstack_cache_get_or_load` for what that involves, and for the
+// stale copy it may serve: `tierstack_value_is_stale`).
 //
 // On a hit `*out` receives a new value owned by the caller (free it with
 // `tierstack_value_free`); on a miss `*out` is set to NULL and the result is
@@ -242,7 +362,11 @@ tierstack_result tierstack_cache_invalidate_tag(const tierstack_cache *cache,
 // key; `resyncs`: times L1 was emptied because another process's changes
 // could not be told one by one; and `tiers`: one object per enabled tier
 // with `tier`, `hits`, `misses`, `avg_time_us`, `evictions`, `entries`,
-// `bytes`, `max_bytes`). The caller owns the string
+// `bytes`, `max_bytes`); `source`: loading counters (`requests`,
+// `successes`, `failures`, `timeouts`, `not_found`, `rejected`,
+// `coalesced`, `coalesced_processes`, `stale_served`, `negative_hits`,
+// `refreshes`); `breaker`: the object of
+// `tierstack_cache_breaker_status_json`. The caller owns the string
 // and frees it with `tierstack_string_free`. Works on a closed cache too.
 // Any thread may call this.
 tierstack_result tierstack_cache_stats_json(const tierstack_cache *cache,
@@ -260,25 +384,31 @@ const uint8_t *tierstack_value_data(const tierstack_value *value);
 // The number of bytes of the value; 0 when `value` is NULL.
 size_t tierstack_value_len(const tierstack_value *value);
 
-// Whether the value had expired and was served as a stale copy. Only
-// `tierstack_cache_lookup` reports staleness; other reads, and NULL, give
+// Whether the value had expired and was served as a stale copy (its
+// source failed, its breaker is open, or it was slower than
+// `fail_safe.soft_timeout`). Reported by `tierstack_cache_get`,
+// `tierstack_cache_lookup`, `tierstack_cache_get_or_load` and
+// `tierstack_cache_get_or_load_many`; values from `mget`, and NULL, give
 // false.
 bool tierstack_value_is_stale(const tierstack_value *value);
 
-// The tier that served a value from `tierstack_cache_lookup`: the static,
-// NUL-terminated `"memory"` or `"sqlite"` (never to be freed). NULL for a
-// value from another read (`get`, `mget` do not report it) and for NULL.
+// The tier that served a value from `tierstack_cache_lookup`,
+// `tierstack_cache_get_or_load` or `tierstack_cache_get_or_load_many`: the
+// static, NUL-terminated `"memory"`, `"sqlite"` or `"source"` (loaded for
+// this call), never to be freed. NULL for a value from another read (`get`,
+// `mget` do not report it) and for NULL.
 const char *tierstack_value_tier(const tierstack_value *value);
 
-// Seconds since a value from `tierstack_cache_lookup` was written
-// (millisecond resolution). -1 for a value from another read and for NULL.
+// Seconds since a value from `tierstack_cache_lookup`,
+// `tierstack_cache_get_or_load` or `tierstack_cache_get_or_load_many` was
+// written (millisecond resolution; 0 for a value just loaded). -1 for a value from another read and for NULL.
 double tierstack_value_age(const tierstack_value *value);
 
 // Frees a value; NULL does nothing. Each value is freed once, by one thread.
 void tierstack_value_free(tierstack_value *value);
 
 // The stable name of a result code (`"ok"`, `"invalid_key"`, …,
-// `"read_only"`; the kind names of every host), a static NUL-terminated
+// `"timeout"`; the kind names of every host), a static NUL-terminated
 // string; `"unknown"` for a number that is no result. Any thread may call
 // this.
 const char *tierstack_result_name(uint32_t code);
@@ -302,6 +432,121 @@ tierstack_result tierstack_result_message(uint32_t code,
 tierstack_result tierstack_last_error_message(char *buf,
                                               size_t len,
                                               size_t *out_n);
+
+// Answers a load with a value: `len` bytes at `data` (copied; NULL when
+// `len` is 0) and the TTL the loader chooses, in seconds by the rule of
+// every TTL: 0 takes the TTL of the `tierstack_cache_get_or_load` call
+// (else the tier default); negative, NaN, infinite or over 100 years is
+// `TIERSTACK_RESULT_INVALID_ARGUMENT` and answers nothing.
+//
+// `load` must be the handle of a loader call still running (any thread may
+// answer it during the call); a load answers once: a second answer, or one
+// after the call returned, is `TIERSTACK_RESULT_INVALID_ARGUMENT`.
+tierstack_result tierstack_load_value(tierstack_load *load,
+                                      const uint8_t *data,
+                                      size_t len,
+                                      double ttl_seconds);
+
+// Answers a load with "not found": the caller gets no value (`*out` NULL),
+// nothing is stored, and the key is not loaded again for `negative_ttl`
+// seconds (in every process sharing the file). `load` as in
+// `tierstack_load_value`.
+tierstack_result tierstack_load_not_found(tierstack_load *load);
+
+// Answers key `key` (`key_len` bytes, one of the keys the batch loader was
+// handed) of a batch with a value, as `tierstack_load_value` does. A key
+// the batch did not ask for, or one already answered, is
+// `TIERSTACK_RESULT_INVALID_ARGUMENT`; so is a `batch` whose loader call
+// returned.
+tierstack_result tierstack_load_batch_value(tierstack_load_batch *batch,
+                                            const char *key,
+                                            size_t key_len,
+                                            const uint8_t *data,
+                                            size_t len,
+                                            double ttl_seconds);
+
+// Answers key `key` of a batch with "not found", as
+// `tierstack_load_not_found` does; leaving a key unanswered means the
+// same. Errors as in `tierstack_load_batch_value`.
+tierstack_result tierstack_load_batch_not_found(tierstack_load_batch *batch,
+                                                const char *key,
+                                                size_t key_len);
+
+// Reads `key` (`key_len` bytes of UTF-8) from the tiers; on a miss in
+// every tier, calls `loader(user_data, key, key_len, load)` and stores its
+// answer in every tier, with the loader's TTL, else `ttl_seconds` (0: the
+// tier default; negative, NaN or infinite: `TIERSTACK_RESULT_INVALID_ARGUMENT`
+// before anything is read).
+//
+// On success `*out` receives a new value owned by the caller (free it with
+// `tierstack_value_free`; `tierstack_value_tier` says `"source"` when it was
+// loaded for this call, `tierstack_value_is_stale` whether it is a stale
+// copy), or NULL when the loader answered "not found" (now or within
+// `negative_ttl`: the loader is not called again meanwhile).
+//
+// One load per key at a time: however many threads of this process, and
+// processes sharing the L2 file, miss the key at once, one loader call
+// runs and every caller gets its answer. A caller holding an expired copy
+// (within `fail_safe.max_stale`) gets that copy, marked stale, when the
+// loader fails, when the breaker is open, or once the load has run for
+// `fail_safe.soft_timeout` (the load then finishes in the background and
+// fills the tiers). Without a stale copy: `TIERSTACK_RESULT_SOURCE` (the
+// loader failed), `TIERSTACK_RESULT_SOURCE_UNAVAILABLE` (the breaker is
+// open) or `TIERSTACK_RESULT_TIMEOUT` (past `fail_safe.hard_timeout`; the
+// loader's late answer is dropped).
+//
+// The loader runs on one of tierstack's threads, not the calling one; see
+// `tierstack_loader_fn` for what that asks of `user_data`. A NULL `loader`
+// is `TIERSTACK_RESULT_INVALID_ARGUMENT`. Any thread may call this.
+tierstack_result tierstack_cache_get_or_load(const tierstack_cache *cache,
+                                             const char *key,
+                                             size_t key_len,
+                                             tierstack_loader_fn loader,
+                                             void *user_data,
+                                             double ttl_seconds,
+                                             tierstack_value **out);
+
+// Reads `n` keys (parallel arrays of pointers and byte lengths, as in
+// `tierstack_cache_mget`); the keys that no tier holds and no other caller
+// is loading go to one call of `loader`, which answers each through its
+// `tierstack_load_batch` (keys it leaves unanswered are not found). Keys
+// another caller is loading are waited for.
+//
+// On success `out_values[i]` (room for `n` pointers) receives a new value
+// owned by the caller, or NULL for a key not found; values report tier and
+// staleness as with `tierstack_cache_get_or_load`. A bad key or TTL fails
+// the whole call before the loader is called; a failed load fails the call
+// unless every key it concerns has a stale copy to serve. Nothing is
+// written to `out_values` on failure. With `n == 0` the arrays may be NULL.
+// `loader` runs as `tierstack_batch_loader_fn` says. Any thread may call
+// this.
+tierstack_result tierstack_cache_get_or_load_many(const tierstack_cache *cache,
+                                                  const char *const *keys,
+                                                  const size_t *key_lens,
+                                                  size_t n,
+                                                  tierstack_batch_loader_fn loader,
+                                                  void *user_data,
+                                                  double ttl_seconds,
+                                                  tierstack_value **out_values);
+
+// Opens a cache, as `tierstack_cache_open` does, whose source of truth is
+// `*source` called with `user_data`: a read that misses every tier
+// (`tierstack_cache_get`, `tierstack_cache_lookup`, `tierstack_cache_mget`)
+// loads the key through `source->load`, with everything
+// `tierstack_cache_get_or_load` describes (one load per key across threads
+// and processes, the breaker, stale copies, timeouts, negative caching);
+// `mget` loads its missing keys one call each, concurrently.
+//
+// `source->load` is required; `source->store` and `source->remove` are
+// reserved and must be NULL (else `TIERSTACK_RESULT_INVALID_ARGUMENT`).
+// `user_data` must be usable from any thread, by several threads at once,
+// and stay valid until the cache is freed and the last loader call has
+// returned. The caller owns the handle and frees it with
+// `tierstack_cache_free`. Any thread may call this.
+tierstack_result tierstack_cache_open_with_source(const char *config_json,
+                                                  const tierstack_source *source,
+                                                  void *user_data,
+                                                  tierstack_cache **out);
 
 // Frees a string returned by tierstack (`tierstack_cache_keys_json`,
 // `tierstack_cache_stats_json`); NULL does nothing. Each string is freed

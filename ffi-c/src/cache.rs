@@ -21,7 +21,7 @@ use crate::strings::c_string;
 /// handle may be used from many threads at once.
 #[allow(non_camel_case_types)]
 pub struct tierstack_cache {
-    inner: blocking::Cache,
+    pub(crate) inner: blocking::Cache,
 }
 
 impl BoxHandle for tierstack_cache {
@@ -32,7 +32,9 @@ impl BoxHandle for tierstack_cache {
 ///
 /// # Safety
 /// `cache` is NULL or a live handle.
-unsafe fn engine<'a>(cache: *const tierstack_cache) -> Result<&'a blocking::Cache, Error> {
+pub(crate) unsafe fn engine<'a>(
+    cache: *const tierstack_cache,
+) -> Result<&'a blocking::Cache, Error> {
     // SAFETY: per the caller.
     unsafe { tierstack_cache::borrow(cache) }.map(|c| &c.inner)
 }
@@ -41,7 +43,7 @@ unsafe fn engine<'a>(cache: *const tierstack_cache) -> Result<&'a blocking::Cach
 ///
 /// # Safety
 /// `cache` is NULL or a live handle; `key` as in [`handle::key`].
-unsafe fn engine_and_key<'a>(
+pub(crate) unsafe fn engine_and_key<'a>(
     cache: *const tierstack_cache,
     key: *const c_char,
     key_len: usize,
@@ -97,26 +99,34 @@ pub unsafe extern "C" fn tierstack_cache_open(
 ) -> tierstack_result {
     guard(|| {
         let out = out_param(out, "out")?;
-        let config = match config_json.is_null() {
-            true => Config::default(),
-            false => {
-                // SAFETY: the caller passes a NUL-terminated string.
-                let json = unsafe { CStr::from_ptr(config_json) }
-                    .to_str()
-                    .map_err(|e| {
-                        Error::new(
-                            ErrorKind::InvalidConfig,
-                            format!("config JSON is not UTF-8 (bad byte at {})", e.valid_up_to()),
-                        )
-                    })?;
-                Config::from_json(json)?
-            }
-        };
+        // SAFETY: the caller passes NULL or a NUL-terminated string.
+        let config = unsafe { parse_config(config_json) }?;
         let inner = blocking::Cache::open(config)?;
         // SAFETY: `out` is a non-NULL pointer to a writable handle slot.
         unsafe { out.write(tierstack_cache { inner }.into_raw()) };
         Ok(())
     })
+}
+
+/// The config of `tierstack_cache_open`: NULL for every default, else
+/// NUL-terminated UTF-8 JSON.
+///
+/// # Safety
+/// `config_json` is NULL or a NUL-terminated string.
+pub(crate) unsafe fn parse_config(config_json: *const c_char) -> Result<Config, Error> {
+    if config_json.is_null() {
+        return Ok(Config::default());
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    let json = unsafe { CStr::from_ptr(config_json) }
+        .to_str()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("config JSON is not UTF-8 (bad byte at {})", e.valid_up_to()),
+            )
+        })?;
+    Config::from_json(json)
 }
 
 /// Closes the cache: writes buffered state, closes the L2 file, empties L1.
@@ -149,7 +159,10 @@ pub unsafe extern "C" fn tierstack_cache_free(cache: *mut tierstack_cache) {
 }
 
 /// Reads `key` (`key_len` bytes of UTF-8, not NUL-terminated) from the first
-/// tier holding a fresh value, promoting an L2 hit into L1.
+/// tier holding a fresh value, promoting an L2 hit into L1. A cache opened
+/// with `tierstack_cache_open_with_source` loads a miss through its source
+/// (see `tierstack_cache_get_or_load` for what that involves, and for the
+/// stale copy it may serve: `tierstack_value_is_stale`).
 ///
 /// On a hit `*out` receives a new value owned by the caller (free it with
 /// `tierstack_value_free`); on a miss `*out` is set to NULL and the result is
@@ -165,7 +178,7 @@ pub unsafe extern "C" fn tierstack_cache_get(
     // writable `out`.
     unsafe {
         read_one(cache, key, key_len, out, |e, k| {
-            Ok(e.get(k)?.map(Into::into))
+            Ok(e.lookup(k)?.map(tierstack_value::read))
         })
     }
 }
@@ -464,7 +477,11 @@ pub unsafe extern "C" fn tierstack_cache_invalidate_tag(
 /// key; `resyncs`: times L1 was emptied because another process's changes
 /// could not be told one by one; and `tiers`: one object per enabled tier
 /// with `tier`, `hits`, `misses`, `avg_time_us`, `evictions`, `entries`,
-/// `bytes`, `max_bytes`). The caller owns the string
+/// `bytes`, `max_bytes`); `source`: loading counters (`requests`,
+/// `successes`, `failures`, `timeouts`, `not_found`, `rejected`,
+/// `coalesced`, `coalesced_processes`, `stale_served`, `negative_hits`,
+/// `refreshes`); `breaker`: the object of
+/// `tierstack_cache_breaker_status_json`. The caller owns the string
 /// and frees it with `tierstack_string_free`. Works on a closed cache too.
 /// Any thread may call this.
 #[unsafe(no_mangle)]

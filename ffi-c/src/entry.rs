@@ -8,8 +8,10 @@ use tierstack::{Bytes, Lookup, Tier};
 use crate::handle::BoxHandle;
 use crate::panic::guard_or;
 
-/// A value read from the cache: its bytes and, when it came from
-/// `tierstack_cache_lookup`, the tier that served it, its staleness and age.
+/// A value read from the cache: its bytes, whether it is a stale copy, and,
+/// when it came from `tierstack_cache_lookup`, `tierstack_cache_get_or_load`
+/// or `tierstack_cache_get_or_load_many`, the tier that served it and its
+/// age.
 ///
 /// Owned by the caller, who frees it with `tierstack_value_free`. It does not
 /// depend on the cache: it stays valid after the cache is closed or freed.
@@ -18,13 +20,13 @@ use crate::panic::guard_or;
 #[allow(non_camel_case_types)]
 pub struct tierstack_value {
     value: Bytes,
+    stale: bool,
     found: Option<Found>,
 }
 
-/// What `lookup` reports besides the bytes.
+/// What `lookup` reports besides the bytes and staleness.
 struct Found {
     tier: Tier,
-    stale: bool,
     age: Duration,
 }
 
@@ -34,7 +36,11 @@ impl BoxHandle for tierstack_value {
 
 impl From<Bytes> for tierstack_value {
     fn from(value: Bytes) -> Self {
-        Self { value, found: None }
+        Self {
+            value,
+            stale: false,
+            found: None,
+        }
     }
 }
 
@@ -42,11 +48,23 @@ impl From<Lookup> for tierstack_value {
     fn from(l: Lookup) -> Self {
         Self {
             value: l.value,
+            stale: l.stale,
             found: Some(Found {
                 tier: l.tier,
-                stale: l.stale,
                 age: l.age,
             }),
+        }
+    }
+}
+
+impl tierstack_value {
+    /// A value for a plain read (`get`): the bytes and staleness, no tier
+    /// or age.
+    pub(crate) fn read(l: Lookup) -> Self {
+        Self {
+            value: l.value,
+            stale: l.stale,
+            found: None,
         }
     }
 }
@@ -56,6 +74,7 @@ fn tier_name(tier: Tier) -> &'static CStr {
     match tier {
         Tier::Memory => c"memory",
         Tier::Sqlite => c"sqlite",
+        Tier::Source => c"source",
         _ => c"unknown",
     }
 }
@@ -81,21 +100,25 @@ pub unsafe extern "C" fn tierstack_value_len(value: *const tierstack_value) -> u
     })
 }
 
-/// Whether the value had expired and was served as a stale copy. Only
-/// `tierstack_cache_lookup` reports staleness; other reads, and NULL, give
+/// Whether the value had expired and was served as a stale copy (its
+/// source failed, its breaker is open, or it was slower than
+/// `fail_safe.soft_timeout`). Reported by `tierstack_cache_get`,
+/// `tierstack_cache_lookup`, `tierstack_cache_get_or_load` and
+/// `tierstack_cache_get_or_load_many`; values from `mget`, and NULL, give
 /// false.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_value_is_stale(value: *const tierstack_value) -> bool {
     guard_or(false, || {
         // SAFETY: the caller passes NULL or a live value.
-        unsafe { tierstack_value::borrow(value) }
-            .is_ok_and(|v| v.found.as_ref().is_some_and(|f| f.stale))
+        unsafe { tierstack_value::borrow(value) }.is_ok_and(|v| v.stale)
     })
 }
 
-/// The tier that served a value from `tierstack_cache_lookup`: the static,
-/// NUL-terminated `"memory"` or `"sqlite"` (never to be freed). NULL for a
-/// value from another read (`get`, `mget` do not report it) and for NULL.
+/// The tier that served a value from `tierstack_cache_lookup`,
+/// `tierstack_cache_get_or_load` or `tierstack_cache_get_or_load_many`: the
+/// static, NUL-terminated `"memory"`, `"sqlite"` or `"source"` (loaded for
+/// this call), never to be freed. NULL for a value from another read (`get`,
+/// `mget` do not report it) and for NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_value_tier(value: *const tierstack_value) -> *const c_char {
     guard_or(std::ptr::null(), || {
@@ -107,8 +130,9 @@ pub unsafe extern "C" fn tierstack_value_tier(value: *const tierstack_value) -> 
     })
 }
 
-/// Seconds since a value from `tierstack_cache_lookup` was written
-/// (millisecond resolution). -1 for a value from another read and for NULL.
+/// Seconds since a value from `tierstack_cache_lookup`,
+/// `tierstack_cache_get_or_load` or `tierstack_cache_get_or_load_many` was
+/// written (millisecond resolution; 0 for a value just loaded). -1 for a value from another read and for NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_value_age(value: *const tierstack_value) -> f64 {
     guard_or(-1.0, || {
@@ -135,7 +159,7 @@ mod tests {
 
     #[test]
     fn tier_names_match_the_engine() {
-        for tier in [Tier::Memory, Tier::Sqlite] {
+        for tier in [Tier::Memory, Tier::Sqlite, Tier::Source] {
             assert_eq!(tier_name(tier).to_str().unwrap(), tier.as_str());
         }
     }

@@ -55,10 +55,21 @@ pub enum tierstack_result {
     /// directory or file mode): it was opened read-only, reads are served
     /// and every write is refused with this result.
     ReadOnly = 11,
+    /// The source (a loader, the configured source) failed to answer: its
+    /// loader returned a non-OK result, answered nothing, or answered
+    /// something unusable, and no stale copy was there to serve instead.
+    Source = 12,
+    /// The source was not asked because its circuit breaker is open (it
+    /// failed recently, or was opened by hand), and no stale copy was there
+    /// to serve instead.
+    SourceUnavailable = 13,
+    /// Loading took longer than `fail_safe.hard_timeout` and was abandoned,
+    /// and no stale copy was there to serve instead.
+    Timeout = 14,
 }
 
 /// Every result, indexed by its number.
-const RESULTS: [tierstack_result; 12] = [
+const RESULTS: [tierstack_result; 15] = [
     tierstack_result::Ok,
     tierstack_result::InvalidKey,
     tierstack_result::InvalidConfig,
@@ -71,6 +82,9 @@ const RESULTS: [tierstack_result; 12] = [
     tierstack_result::Internal,
     tierstack_result::InvalidValue,
     tierstack_result::ReadOnly,
+    tierstack_result::Source,
+    tierstack_result::SourceUnavailable,
+    tierstack_result::Timeout,
 ];
 
 /// The names, indexed by number: `"ok"`, then the engine's kind names.
@@ -115,6 +129,13 @@ impl tierstack_result {
             Self::Internal => "internal error in tierstack",
             Self::InvalidValue => "the value is not what the call needs",
             Self::ReadOnly => "the cache file is read-only: reads are served, writes are refused",
+            Self::Source => "the source failed to answer and no stale copy was there",
+            Self::SourceUnavailable => {
+                "the source's circuit breaker is open and no stale copy was there"
+            }
+            Self::Timeout => {
+                "loading took longer than fail_safe.hard_timeout and no stale copy was there"
+            }
         }
     }
 }
@@ -186,7 +207,7 @@ pub(crate) unsafe fn write_message(
 }
 
 /// The stable name of a result code (`"ok"`, `"invalid_key"`, …,
-/// `"read_only"`; the kind names of every host), a static NUL-terminated
+/// `"timeout"`; the kind names of every host), a static NUL-terminated
 /// string; `"unknown"` for a number that is no result. Any thread may call
 /// this.
 #[unsafe(no_mangle)]
@@ -249,7 +270,7 @@ mod tests {
             assert_eq!(result.name().to_str().unwrap(), kind.as_str());
         }
         assert_eq!(tierstack_result::Ok.name(), c"ok");
-        assert_eq!(tierstack_result::from_code(12), None);
+        assert_eq!(tierstack_result::from_code(15), None);
         assert_eq!(RESULTS.len(), ErrorKind::ALL.len() + 1);
         for (i, r) in RESULTS.iter().enumerate() {
             assert_eq!(*r as usize, i);

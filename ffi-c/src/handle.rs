@@ -1,8 +1,13 @@
 //! How C pointers become Rust references: the one place that decides that
-//! handles are `Box`es, and the checks on every pointer and length argument.
+//! handles are `Box`es (or, for handles that live only during a callback,
+//! tokens of a registry), and the checks on every pointer and length
+//! argument.
 
+use std::collections::BTreeMap;
 use std::ffi::c_char;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use tierstack::{Error, ErrorKind};
 
@@ -109,4 +114,67 @@ pub(crate) unsafe fn strings<'a>(
         // SAFETY: per the caller, each pair describes readable bytes.
         .map(|(&ptr, &len)| unsafe { utf8(ptr, len, what, not_utf8) })
         .collect()
+}
+
+/// Handles valid only while one callback runs (`tierstack_load`,
+/// `tierstack_load_batch`): C is handed a token, never a pointer to Rust
+/// memory, and every use looks the token up among the live ones. A handle
+/// used after its callback returned is then a clear error, not a use after
+/// free. Tokens count up from 1 and are never reused.
+pub(crate) struct Scoped<T> {
+    /// The kind of handle, for errors (`"load"`, `"batch"`).
+    name: &'static str,
+    live: Mutex<BTreeMap<usize, T>>,
+    next: AtomicUsize,
+}
+
+impl<T> Scoped<T> {
+    pub(crate) const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            live: Mutex::new(BTreeMap::new()),
+            next: AtomicUsize::new(1),
+        }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, T>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `call` with a new handle to `state`; the handle is live only
+    /// during the call. Gives back the call's result and the state.
+    pub(crate) fn run<H, R>(&self, state: T, call: impl FnOnce(*mut H) -> R) -> (R, T) {
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        self.live().insert(token, state);
+        // The token is never dereferenced: it only names the state.
+        let result = call(std::ptr::without_provenance_mut(token));
+        let state = self.live().remove(&token);
+        debug_assert!(state.is_some(), "only `run` removes a live handle");
+        (
+            result,
+            state.expect("a live handle stays live until its call returns"),
+        )
+    }
+
+    /// Runs `f` on the state of the live handle `ptr`.
+    pub(crate) fn with<H, R>(
+        &self,
+        ptr: *const H,
+        f: impl FnOnce(&mut T) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        if ptr.is_null() {
+            return Err(null_argument(self.name));
+        }
+        let mut live = self.live();
+        let state = live.get_mut(&ptr.addr()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "{} is not a live handle: it is valid only while its loader call runs",
+                    self.name
+                ),
+            )
+        })?;
+        f(state)
+    }
 }

@@ -4,7 +4,9 @@
 //! Conventions, the same in every function:
 //! - Names are `tierstack_<type>_<verb>`; handles (`tierstack_cache`,
 //!   `tierstack_value`) are opaque `Box`es, each with one `_free` that does
-//!   nothing on NULL.
+//!   nothing on NULL. The answer handles of a loader (`tierstack_load`,
+//!   `tierstack_load_batch`) live only during the loader call and are never
+//!   freed by C.
 //! - Fallible functions return a [`tierstack_result`]: 0 for success, else
 //!   the stable code of the engine's error kind. Out-parameters are written
 //!   only on success. A failure also records a thread-local message
@@ -17,13 +19,18 @@
 
 #![allow(clippy::missing_safety_doc)] // Each function's doc states its contract for C callers.
 
+pub mod breaker;
 pub mod cache;
 pub mod entry;
 pub mod error;
 mod handle;
+pub mod load;
 mod panic;
+pub mod source;
 pub mod strings;
 
 pub use cache::tierstack_cache;
 pub use entry::tierstack_value;
 pub use error::tierstack_result;
+pub use load::{tierstack_load, tierstack_load_batch};
+pub use source::tierstack_source;

@@ -14,6 +14,8 @@
 
 #include <math.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,10 +25,23 @@
 #include "check.h"
 #include "json.h"
 
+/* A vector's scripted loader (tests/conformance/README.md, "Loading"):
+ * the answers, used in order, one per loader call, from whichever thread
+ * tierstack calls it on. */
+typedef struct {
+    const json *script;        /* the vector's "script" array, or NULL */
+    atomic_size_t calls;       /* loader calls so far in the vector */
+    atomic_int running;        /* loader calls not yet returned */
+    pthread_mutex_t lock;      /* guards loader_keys */
+    json *loader_keys;         /* the sorted keys of the last batch call, or NULL */
+} script;
+
 /* One vector's state: its directory, its current config, its cache. */
 typedef struct {
     char *dir;
     const json *config;
+    script *loader;            /* shared by the threads of a `concurrent` step */
+    bool read_through;         /* open with the scripted loader as the source */
     tierstack_cache *cache;
     bool mounted;      /* make_read_only bind-mounted dir onto itself */
     bool skipped;      /* a step is not possible here; `what` says why */
@@ -122,11 +137,92 @@ static char *config_json(const json *config, const char *dir) {
     return out.data;
 }
 
+/* ---- the scripted loader ---- */
+
+/* The answer of loader call number `calls` (counted), or NULL past the
+ * end of the script ("script exhausted"). Waits out the answer's "delay". */
+static const json *next_answer(script *s) {
+    size_t i = atomic_fetch_add(&s->calls, 1);
+    const json *answer = s->script != NULL && i < s->script->n ? s->script->items[i] : NULL;
+    const json *delay = json_get(answer, "delay");
+    if (delay != NULL && delay->type == JSON_NUMBER) {
+        sleep_seconds(delay->number);
+    }
+    return answer;
+}
+
+static double answer_ttl(const json *answer) {
+    const json *ttl = json_get(answer, "ttl");
+    return ttl != NULL && ttl->type == JSON_NUMBER ? ttl->number : 0;
+}
+
+static tierstack_result script_loader(void *user_data, const char *key, size_t key_len,
+                                      tierstack_load *load) {
+    (void)key, (void)key_len;
+    script *s = user_data;
+    atomic_fetch_add(&s->running, 1);
+    const json *answer = next_answer(s);
+    const json *value = json_get(answer, "value");
+    tierstack_result res = TIERSTACK_RESULT_SOURCE; /* an error, or the script is exhausted */
+    if (value != NULL && value->type == JSON_STRING) {
+        res = tierstack_load_value(load, (const uint8_t *)value->text, value->len,
+                                   answer_ttl(answer));
+    } else if (json_get(answer, "not_found") != NULL) {
+        res = tierstack_load_not_found(load);
+    }
+    atomic_fetch_sub(&s->running, 1);
+    return res;
+}
+
+static int compare_strings(const void *a, const void *b) {
+    const json *x = *(json *const *)a, *y = *(json *const *)b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->text, y->text, n);
+    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static tierstack_result script_batch_loader(void *user_data, const char *const *keys,
+                                            const size_t *key_lens, size_t n,
+                                            tierstack_load_batch *batch) {
+    script *s = user_data;
+    atomic_fetch_add(&s->running, 1);
+    json *asked = json_new(JSON_ARRAY);
+    for (size_t i = 0; i < n; i++) {
+        json_push(asked, json_new_string(keys[i], key_lens[i]));
+    }
+    qsort(asked->items, asked->n, sizeof *asked->items, compare_strings);
+    pthread_mutex_lock(&s->lock);
+    json_free(s->loader_keys);
+    s->loader_keys = asked;
+    pthread_mutex_unlock(&s->lock);
+
+    const json *answer = next_answer(s);
+    const json *values = json_get(answer, "values");
+    tierstack_result res = TIERSTACK_RESULT_SOURCE;
+    if (values != NULL && values->type == JSON_OBJECT) {
+        res = TIERSTACK_RESULT_OK;
+        for (size_t i = 0; res == TIERSTACK_RESULT_OK && i < values->n; i++) {
+            const json_member *m = &values->members[i];
+            res = tierstack_load_batch_value(batch, m->key, m->key_len,
+                                             (const uint8_t *)m->value->text, m->value->len,
+                                             answer_ttl(answer));
+        }
+    }
+    atomic_fetch_sub(&s->running, 1);
+    return res;
+}
+
 static tierstack_result open_cache(run *r, const json *config) {
     tierstack_cache_free(r->cache);
     r->cache = NULL;
     char *text = config_json(config, r->dir);
-    tierstack_result result = tierstack_cache_open(text, &r->cache);
+    tierstack_result result;
+    if (r->read_through) {
+        tierstack_source source = {.load = script_loader, .store = NULL, .remove = NULL};
+        result = tierstack_cache_open_with_source(text, &source, r->loader, &r->cache);
+    } else {
+        result = tierstack_cache_open(text, &r->cache);
+    }
     free(text);
     return result;
 }
@@ -172,6 +268,135 @@ static json *string_or_null(tierstack_value *value) {
     json *s = json_new_string((const char *)tierstack_value_data(value), tierstack_value_len(value));
     tierstack_value_free(value);
     return s;
+}
+
+static bool step_passes(run *r, const json *step);
+
+/* `breaker`: the fields of the status that `expect` names (the others are
+ * not compared), as an object. */
+static tierstack_result breaker(run *r, const json *step, json **actual) {
+    char *text = NULL;
+    tierstack_result res = tierstack_cache_breaker_status_json(r->cache, &text);
+    if (res != TIERSTACK_RESULT_OK) {
+        return res;
+    }
+    char err[128];
+    json *status = json_parse(text, strlen(text), err, sizeof err);
+    tierstack_string_free(text);
+    const json *expect = json_get(step, "expect");
+    if (status == NULL || status->type != JSON_OBJECT) {
+        failed(r, "the breaker status is not a JSON object: %s", status ? "" : err);
+        json_free(status);
+        return TIERSTACK_RESULT_INTERNAL;
+    }
+    json_buf out = {0};
+    bool first = true;
+    json_buf_append(&out, "{", 1);
+    for (size_t i = 0; expect != NULL && expect->type == JSON_OBJECT && i < expect->n; i++) {
+        const json_member *m = &expect->members[i];
+        const json *got = json_get(status, m->key);
+        if (got != NULL) {
+            write_member(&out, &first, m->key, m->key_len, got);
+        }
+    }
+    json_buf_append(&out, "}", 1);
+    *actual = json_parse(out.data, out.len, err, sizeof err);
+    json_buf_free(&out);
+    json_free(status);
+    return res;
+}
+
+/* `get_or_load_many`: the found keys with their values; with
+ * "loader_keys", also checks the keys the batch loader was handed. */
+static tierstack_result get_or_load_many(run *r, const json *step, double ttl, json **actual) {
+    const json *list = json_get(step, "keys");
+    if (list == NULL || list->type != JSON_ARRAY) {
+        failed(r, "the step has no \"keys\"");
+        return TIERSTACK_RESULT_INTERNAL;
+    }
+    size_t n = list->n;
+    const char **keys = calloc(n + 1, sizeof *keys);
+    size_t *key_lens = calloc(n + 1, sizeof *key_lens);
+    tierstack_value **values = calloc(n + 1, sizeof *values);
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = list->items[i]->text;
+        key_lens[i] = list->items[i]->len;
+    }
+    pthread_mutex_lock(&r->loader->lock);
+    json_free(r->loader->loader_keys);
+    r->loader->loader_keys = NULL;
+    pthread_mutex_unlock(&r->loader->lock);
+    tierstack_result res = tierstack_cache_get_or_load_many(
+        r->cache, keys, key_lens, n, script_batch_loader, r->loader, ttl, values);
+    if (res == TIERSTACK_RESULT_OK) {
+        *actual = json_new(JSON_OBJECT);
+        for (size_t i = 0; i < n; i++) {
+            if (values[i] != NULL) {
+                json_set(*actual, keys[i], key_lens[i], string_or_null(values[i]));
+            }
+        }
+        const json *want = json_get(step, "loader_keys");
+        pthread_mutex_lock(&r->loader->lock);
+        const json *got = r->loader->loader_keys;
+        if (want != NULL && want->type == JSON_NULL ? got != NULL
+                                                    : want != NULL && !json_equal(got, want)) {
+            json_buf g = {0}, w = {0};
+            if (got != NULL) {
+                json_write(&g, got);
+            }
+            json_write(&w, want);
+            failed(r, "the batch loader was handed %s, expected %s",
+                   got != NULL ? g.data : "nothing (not called)", w.data);
+            json_buf_free(&g), json_buf_free(&w);
+        }
+        pthread_mutex_unlock(&r->loader->lock);
+    }
+    free(keys), free(key_lens), free(values);
+    return res;
+}
+
+typedef struct {
+    run r;             /* a copy of the vector's run: its own `what` */
+    const json *step;
+    bool ok;
+} concurrent_call;
+
+static void *concurrent_thread(void *arg) {
+    concurrent_call *c = arg;
+    c->ok = step_passes(&c->r, c->step);
+    return NULL;
+}
+
+/* `concurrent`: `times` threads run `step` at once; each result must match
+ * the inner step's expect/error. */
+static tierstack_result concurrent(run *r, const json *step) {
+    const json *times = json_get(step, "times");
+    const json *inner = json_get(step, "step");
+    if (times == NULL || times->type != JSON_NUMBER || inner == NULL) {
+        failed(r, "the step has no \"times\" or \"step\"");
+        return TIERSTACK_RESULT_INTERNAL;
+    }
+    size_t n = (size_t)times->number;
+    concurrent_call *calls = calloc(n + 1, sizeof *calls);
+    pthread_t *threads = calloc(n + 1, sizeof *threads);
+    size_t started = 0;
+    for (; started < n; started++) {
+        calls[started] = (concurrent_call){.r = *r, .step = inner};
+        if (pthread_create(&threads[started], NULL, concurrent_thread, &calls[started]) != 0) {
+            failed(r, "pthread_create failed after %zu threads", started);
+            break;
+        }
+    }
+    for (size_t i = 0; i < started; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    for (size_t i = 0; i < started && r->what[0] == '\0'; i++) {
+        if (!calls[i].ok) {
+            failed(r, "call %zu of %zu: %s", i, n, calls[i].r.what);
+        }
+    }
+    free(calls), free(threads);
+    return r->what[0] == '\0' ? TIERSTACK_RESULT_OK : TIERSTACK_RESULT_INTERNAL;
 }
 
 /* Runs one step's call: the result code, and in *actual what it returned. */
@@ -272,6 +497,26 @@ static tierstack_result call(run *r, const json *step, const char *op, json **ac
         return res;
     }
 
+    if (strcmp(op, "loader_calls") == 0) {
+        *actual = json_new_number((double)atomic_load(&r->loader->calls));
+        return TIERSTACK_RESULT_OK;
+    }
+    if (strcmp(op, "breaker_open") == 0) {
+        return tierstack_cache_breaker_open(r->cache);
+    }
+    if (strcmp(op, "breaker_close") == 0) {
+        return tierstack_cache_breaker_close(r->cache);
+    }
+    if (strcmp(op, "breaker") == 0) {
+        return breaker(r, step, actual);
+    }
+    if (strcmp(op, "concurrent") == 0) {
+        return concurrent(r, step);
+    }
+    if (strcmp(op, "get_or_load_many") == 0) {
+        return get_or_load_many(r, step, ttl, actual);
+    }
+
     /* Every other op names one key. */
     if (!field(r, step, "key", &key, &key_len)) {
         return TIERSTACK_RESULT_INTERNAL;
@@ -315,6 +560,14 @@ static tierstack_result call(run *r, const json *step, const char *op, json **ac
         }
         return res;
     }
+    if (strcmp(op, "get_or_load") == 0) {
+        res = tierstack_cache_get_or_load(r->cache, key, key_len, script_loader, r->loader, ttl,
+                                          &value);
+        if (res == TIERSTACK_RESULT_OK) {
+            *actual = string_or_null(value);
+        }
+        return res;
+    }
     if (strcmp(op, "lookup") == 0) {
         res = tierstack_cache_lookup(r->cache, key, key_len, &value);
         if (res == TIERSTACK_RESULT_OK && value == NULL) {
@@ -323,6 +576,9 @@ static tierstack_result call(run *r, const json *step, const char *op, json **ac
             const char *tier = tierstack_value_tier(value);
             *actual = json_new(JSON_OBJECT);
             json_set(*actual, "tier", 4, json_new_string(tier, strlen(tier)));
+            if (tierstack_value_is_stale(value)) {
+                json_set(*actual, "stale", 5, json_new_bool(true));
+            }
             json_set(*actual, "value", 5, string_or_null(value));
         }
         return res;
@@ -383,7 +639,14 @@ static verdict run_vector(const char *file, const json *vector) {
     const json *name = json_get(vector, "name");
     const json *steps = json_get(vector, "steps");
     const char *title = name != NULL && name->type == JSON_STRING ? name->text : "(unnamed)";
-    run r = {.dir = tmp_dir_new(), .config = json_get(vector, "config")};
+    const json *read_through = json_get(vector, "read_through");
+    script loader = {.script = json_get(vector, "script")};
+    pthread_mutex_init(&loader.lock, NULL);
+    run r = {.dir = tmp_dir_new(),
+             .config = json_get(vector, "config"),
+             .loader = &loader,
+             .read_through = read_through != NULL && read_through->type == JSON_BOOL &&
+                             read_through->boolean};
     bool ok = true;
     size_t i = 0;
     if (steps == NULL || steps->type != JSON_ARRAY) {
@@ -402,6 +665,13 @@ static verdict run_vector(const char *file, const json *vector) {
         printf("FAIL %s: %s: step %zu: %s\n", file, title, i > 0 ? i - 1 : 0, r.what);
     }
     tierstack_cache_free(r.cache);
+    /* A load abandoned at the hard timeout, or finishing in the background
+     * after the soft one, may still run: the script outlives it. */
+    for (int waited = 0; atomic_load(&loader.running) > 0 && waited < 1000; waited++) {
+        sleep_seconds(0.01);
+    }
+    json_free(loader.loader_keys);
+    pthread_mutex_destroy(&loader.lock);
     if (r.mounted) {
         umount2(r.dir, MNT_DETACH);
     }

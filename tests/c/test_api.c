@@ -43,19 +43,22 @@ static void done(void) {
 static void test_names_and_version(void) {
     static const char *names[] = {"ok",      "invalid_key", "invalid_config", "invalid_argument",
                                   "closed",  "storage",     "io",             "corrupt",
-                                  "incompatible", "internal", "invalid_value", "read_only"};
+                                  "incompatible", "internal", "invalid_value", "read_only",
+                                  "source", "source_unavailable", "timeout"};
     const tierstack_result results[] = {
         TIERSTACK_RESULT_OK,           TIERSTACK_RESULT_INVALID_KEY,
         TIERSTACK_RESULT_INVALID_CONFIG, TIERSTACK_RESULT_INVALID_ARGUMENT,
         TIERSTACK_RESULT_CLOSED,       TIERSTACK_RESULT_STORAGE,
         TIERSTACK_RESULT_IO,           TIERSTACK_RESULT_CORRUPT,
         TIERSTACK_RESULT_INCOMPATIBLE, TIERSTACK_RESULT_INTERNAL,
-        TIERSTACK_RESULT_INVALID_VALUE, TIERSTACK_RESULT_READ_ONLY};
+        TIERSTACK_RESULT_INVALID_VALUE, TIERSTACK_RESULT_READ_ONLY,
+        TIERSTACK_RESULT_SOURCE,       TIERSTACK_RESULT_SOURCE_UNAVAILABLE,
+        TIERSTACK_RESULT_TIMEOUT};
     for (uint32_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         CHECK(results[i] == i);
         CHECK(strcmp(tierstack_result_name(i), names[i]) == 0);
     }
-    CHECK(strcmp(tierstack_result_name(12), "unknown") == 0);
+    CHECK(strcmp(tierstack_result_name(15), "unknown") == 0);
     CHECK(strcmp(tierstack_result_name(UINT32_MAX), "unknown") == 0);
     CHECK(strcmp(tierstack_version(), "0.1.0") == 0);
 }

@@ -1,5 +1,7 @@
 // The header from C++17: RAII ownership of handles, std::string keys,
 // std::thread, and the result enum as a C++ type.
+#include <atomic>
+#include <cctype>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -100,10 +102,44 @@ void test_threads() {
     CHECK(n == 200);
 }
 
+// A plain function as the loader (no lambda): C++ code passes the same
+// function pointer type C does.
+extern "C" tierstack_result upper_loader(void *user_data, const char *key, size_t key_len,
+                                         tierstack_load *load) {
+    static_cast<std::atomic<int> *>(user_data)->fetch_add(1);
+    std::string value(key, key_len);
+    for (char &c : value) {
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    return tierstack_load_value(load, reinterpret_cast<const uint8_t *>(value.data()),
+                                value.size(), 0);
+}
+
+void test_get_or_load() {
+    TempCache temp;
+    const Cache &cache = temp.cache;
+    std::atomic<int> calls{0};
+    for (int i = 0; i < 3; i++) {
+        tierstack_value *raw = nullptr;
+        CHECK_OK(tierstack_cache_get_or_load(cache.get(), "button", 6, upper_loader, &calls, 0,
+                                             &raw));
+        Value value(raw);
+        CHECK(value && std::string(reinterpret_cast<const char *>(tierstack_value_data(value.get())),
+                                   tierstack_value_len(value.get())) == "BUTTON");
+        CHECK(value && std::string(tierstack_value_tier(value.get())) ==
+                           (i == 0 ? "source" : "memory"));
+    }
+    CHECK(calls.load() == 1);
+    tierstack_result r = tierstack_cache_get_or_load(cache.get(), "x", 1, nullptr, nullptr, 0,
+                                                     nullptr);
+    CHECK(r == TIERSTACK_RESULT_INVALID_ARGUMENT);
+}
+
 }  // namespace
 
 int main() {
     check_case("C++: RAII handles, string keys, the result enum", test_raii_round_trip);
     check_case("C++: std::thread writers on one handle", test_threads);
+    check_case("C++: get_or_load with a function pointer", test_get_or_load);
     return check_summary();
 }

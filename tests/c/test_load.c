@@ -1,0 +1,623 @@
+/*
+ * Loading through the C API, in one process, on real SQLite files: one
+ * loader call for 100 threads, not-found and its negative cache, stale
+ * copies when the loader fails, the breaker is open or the soft timeout
+ * passes, the error codes without a stale copy, how a loader's answers and
+ * failures are read, batches, read-through, the breaker status and stats.
+ * The cross-process cases are in test_processes.c.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "check.h"
+#include "json.h"
+
+#define K(s) (s), (sizeof(s) - 1)
+
+/* What a test loader does, and what it saw. Used from tierstack's threads. */
+typedef struct {
+    const char *value;      /* the value to answer; NULL: see below */
+    bool not_found;         /* answer "not found" */
+    tierstack_result fail;  /* return this without answering (when not OK) */
+    bool answer_twice;      /* answer `value` twice; the second result kept */
+    double sleep;           /* seconds to sleep before answering */
+    double ttl;             /* the loader's TTL */
+    atomic_int calls;
+    atomic_bool finished;   /* the last call returned */
+    tierstack_result second_answer;
+    tierstack_load *kept;   /* the handle of the last call, kept past it */
+} loader_state;
+
+static tierstack_result test_loader(void *user_data, const char *key, size_t key_len,
+                                    tierstack_load *load) {
+    loader_state *s = user_data;
+    atomic_fetch_add(&s->calls, 1);
+    atomic_store(&s->finished, false);
+    /* The key arrives with its length and a NUL after it. */
+    tierstack_result res = key[key_len] == '\0' ? TIERSTACK_RESULT_OK : TIERSTACK_RESULT_INTERNAL;
+    s->kept = load;
+    if (s->sleep > 0) {
+        sleep_seconds(s->sleep);
+    }
+    if (res != TIERSTACK_RESULT_OK) {
+        /* a key without its NUL: fail the load */
+    } else if (s->fail != TIERSTACK_RESULT_OK) {
+        res = s->fail;
+    } else if (s->not_found) {
+        res = tierstack_load_not_found(load);
+    } else if (s->value != NULL) {
+        res = tierstack_load_value(load, (const uint8_t *)s->value, strlen(s->value), s->ttl);
+        if (s->answer_twice) {
+            s->second_answer = tierstack_load_value(load, (const uint8_t *)"again", 5, 0);
+        }
+    }
+    atomic_store(&s->finished, true);
+    return res;
+}
+
+/* Waits (at most 10 s) until the loader's last call returned: its state
+ * must outlive it. */
+static void wait_finished(loader_state *s) {
+    for (int i = 0; i < 1000 && !atomic_load(&s->finished); i++) {
+        sleep_seconds(0.01);
+    }
+    CHECK(atomic_load(&s->finished));
+}
+
+static char *dir;
+static tierstack_cache *cache;
+
+static void fresh(const char *extra) {
+    dir = tmp_dir_new();
+    cache = open_in(dir, extra);
+}
+
+static void done(void) {
+    tierstack_cache_free(cache);
+    cache = NULL;
+    tmp_dir_remove(dir);
+    dir = NULL;
+}
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* get_or_load of `key` with `s`; the result, and the value in *out. */
+static tierstack_result load(const char *key, loader_state *s, tierstack_value **out) {
+    return tierstack_cache_get_or_load(cache, key, strlen(key), test_loader, s, 0, out);
+}
+
+/* Checks that a value is `want`, served by `tier`, stale or not; frees it. */
+#define CHECK_SERVED(value, want, tier, stale)                                               \
+    do {                                                                                     \
+        tierstack_value *v_ = (value);                                                       \
+        CHECK(v_ != NULL && strcmp(tierstack_value_tier(v_), (tier)) == 0);                  \
+        CHECK(tierstack_value_is_stale(v_) == (stale));                                      \
+        CHECK_VALUE(v_, want);                                                               \
+    } while (0)
+
+/* ---- one loader call for many threads ---- */
+
+static pthread_barrier_t barrier;
+static loader_state shared_loader;
+static atomic_int shared_ok;
+
+static void *miss_together(void *arg) {
+    (void)arg;
+    tierstack_value *value = NULL;
+    pthread_barrier_wait(&barrier);
+    if (CHECK_OK(load("hot", &shared_loader, &value)) && value != NULL &&
+        tierstack_value_len(value) == 6 && memcmp(tierstack_value_data(value), "shared", 6) == 0) {
+        atomic_fetch_add(&shared_ok, 1);
+    }
+    tierstack_value_free(value);
+    return NULL;
+}
+
+static void test_hundred_threads_one_call(void) {
+    fresh("");
+    shared_loader = (loader_state){.value = "shared", .sleep = 0.2};
+    atomic_store(&shared_ok, 0);
+    enum { THREADS = 100 };
+    pthread_t threads[THREADS];
+    pthread_barrier_init(&barrier, NULL, THREADS);
+    for (int i = 0; i < THREADS; i++) {
+        CHECK(pthread_create(&threads[i], NULL, miss_together, NULL) == 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    pthread_barrier_destroy(&barrier);
+    CHECK(atomic_load(&shared_loader.calls) == 1);
+    CHECK(atomic_load(&shared_ok) == THREADS);
+    tierstack_value *value = NULL;
+    CHECK_OK(tierstack_cache_lookup(cache, K("hot"), &value));
+    CHECK_SERVED(value, "shared", "memory", false);
+    done();
+}
+
+/* ---- answers ---- */
+
+static void test_loaded_value_reports_source_then_memory(void) {
+    fresh("");
+    loader_state s = {.value = "v1"};
+    tierstack_value *value = NULL;
+    CHECK_OK(load("k", &s, &value));
+    CHECK_SERVED(value, "v1", "source", false);
+    CHECK_OK(load("k", &s, &value));
+    CHECK_SERVED(value, "v1", "memory", false);
+    CHECK(atomic_load(&s.calls) == 1);
+    CHECK_OK(tierstack_cache_get(cache, K("k"), &value));
+    CHECK_VALUE(value, "v1");
+    done();
+}
+
+static void test_not_found_is_negatively_cached(void) {
+    fresh("\"negative_ttl\": 60");
+    loader_state s = {.not_found = true};
+    tierstack_value *value = (tierstack_value *)&s;
+    CHECK_OK(load("gone", &s, &value));
+    CHECK(value == NULL);
+    value = (tierstack_value *)&s;
+    CHECK_OK(load("gone", &s, &value));
+    CHECK(value == NULL);
+    CHECK(atomic_load(&s.calls) == 1);
+    value = (tierstack_value *)&s;
+    CHECK_OK(tierstack_cache_get(cache, K("gone"), &value));
+    CHECK(value == NULL);
+    uint64_t n = 99;
+    CHECK_OK(tierstack_cache_len(cache, &n));
+    CHECK(n == 0);
+    bool has = true;
+    CHECK_OK(tierstack_cache_has(cache, K("gone"), &has));
+    CHECK(!has);
+    done();
+}
+
+static void test_loader_ttl_and_call_ttl(void) {
+    fresh("\"ttl_jitter\": 0, \"refresh_ahead\": 0");
+    loader_state s = {.value = "short", .ttl = 0.2};
+    tierstack_value *value = NULL;
+    CHECK_OK(tierstack_cache_get_or_load(cache, K("k"), test_loader, &s, 60, &value));
+    CHECK_VALUE(value, "short");
+    sleep_seconds(0.3);
+    s.value = "again";
+    s.ttl = 0;
+    CHECK_OK(load("k", &s, &value));
+    CHECK_SERVED(value, "again", "source", false);
+    CHECK(atomic_load(&s.calls) == 2);
+    /* A bad call TTL is refused before anything is read or loaded. */
+    value = (tierstack_value *)&s;
+    CHECK_RESULT(tierstack_cache_get_or_load(cache, K("x"), test_loader, &s, -1, &value),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(tierstack_cache_get_or_load(cache, K("x"), test_loader, &s, NAN, &value),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(value == (tierstack_value *)&s);
+    CHECK(atomic_load(&s.calls) == 2);
+    /* A bad loader TTL is refused by tierstack_load_value, and the loader
+     * returning that result fails the load with its message. */
+    s.ttl = -5;
+    CHECK_RESULT(load("y", &s, &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(strncmp(last_error(),
+                  "source: the loader returned invalid_argument: invalid_argument: ttl -5.0 is "
+                  "negative",
+                  82) == 0);
+    done();
+}
+
+static void test_loader_failures_without_stale(void) {
+    fresh("");
+    tierstack_value *value = (tierstack_value *)&dir;
+    loader_state s = {.fail = TIERSTACK_RESULT_SOURCE};
+    CHECK_RESULT(load("a", &s, &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(strcmp(last_error(), "source: the loader returned source") == 0);
+    CHECK(value == (tierstack_value *)&dir);
+
+    s = (loader_state){.fail = (tierstack_result)99};
+    CHECK_RESULT(load("b", &s, &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(strcmp(last_error(), "source: the loader returned unknown result 99") == 0);
+
+    s = (loader_state){0}; /* returns OK, answers nothing */
+    CHECK_RESULT(load("c", &s, &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(strcmp(last_error(), "source: the loader answered nothing") == 0);
+    bool has = true;
+    CHECK_OK(tierstack_cache_has(cache, K("c"), &has));
+    CHECK(!has);
+    CHECK(value == (tierstack_value *)&dir);
+    done();
+}
+
+static void test_second_answer_and_use_after_the_call(void) {
+    fresh("");
+    loader_state s = {.value = "first", .answer_twice = true};
+    tierstack_value *value = NULL;
+    CHECK_OK(load("k", &s, &value));
+    CHECK_VALUE(value, "first");
+    CHECK(s.second_answer == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    /* The handle died with the call. */
+    CHECK_RESULT(tierstack_load_value(s.kept, (const uint8_t *)"late", 4, 0),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: load is not a live handle: it is valid only "
+                               "while its loader call runs") == 0);
+    CHECK_RESULT(tierstack_load_not_found(s.kept), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(tierstack_load_not_found(NULL), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: load is a NULL pointer") == 0);
+    CHECK_RESULT(tierstack_load_batch_not_found(NULL, K("k")), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    done();
+}
+
+static void test_null_arguments(void) {
+    fresh("");
+    loader_state s = {.value = "v"};
+    tierstack_value *value = NULL;
+    CHECK_RESULT(tierstack_cache_get_or_load(cache, K("k"), NULL, &s, 0, &value),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: loader is a NULL pointer") == 0);
+    CHECK_RESULT(tierstack_cache_get_or_load(cache, K("k"), test_loader, &s, 0, NULL),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(tierstack_cache_get_or_load(NULL, K("k"), test_loader, &s, 0, &value),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(tierstack_cache_get_or_load(cache, K(""), test_loader, &s, 0, &value),
+                 TIERSTACK_RESULT_INVALID_KEY);
+    CHECK(atomic_load(&s.calls) == 0);
+
+    char *config = config_in(dir, "");
+    tierstack_cache *other = NULL;
+    CHECK_RESULT(tierstack_cache_open_with_source(config, NULL, NULL, &other),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    tierstack_source source = {.load = NULL, .store = NULL, .remove = NULL};
+    CHECK_RESULT(tierstack_cache_open_with_source(config, &source, NULL, &other),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: source->load is a NULL pointer") == 0);
+    CHECK(other == NULL);
+    free(config);
+
+    char *text = NULL;
+    CHECK_RESULT(tierstack_cache_breaker_status_json(NULL, &text), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(tierstack_cache_breaker_status_json(cache, NULL), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(tierstack_cache_breaker_open(NULL), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(tierstack_cache_breaker_close(NULL), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(tierstack_result_name(TIERSTACK_RESULT_SOURCE), "source") == 0);
+    CHECK(strcmp(tierstack_result_name(TIERSTACK_RESULT_SOURCE_UNAVAILABLE),
+                 "source_unavailable") == 0);
+    CHECK(strcmp(tierstack_result_name(TIERSTACK_RESULT_TIMEOUT), "timeout") == 0);
+    CHECK(TIERSTACK_RESULT_SOURCE == 12 && TIERSTACK_RESULT_SOURCE_UNAVAILABLE == 13 &&
+          TIERSTACK_RESULT_TIMEOUT == 14);
+    CHECK(strcmp(tierstack_result_name(15), "unknown") == 0);
+    done();
+}
+
+static tierstack_result store_fn(void *user_data, const char *key, size_t key_len,
+                                 const uint8_t *data, size_t len) {
+    (void)user_data, (void)key, (void)key_len, (void)data, (void)len;
+    return TIERSTACK_RESULT_OK;
+}
+
+static tierstack_result remove_fn(void *user_data, const char *key, size_t key_len) {
+    (void)user_data, (void)key, (void)key_len;
+    return TIERSTACK_RESULT_OK;
+}
+
+static void test_reserved_store_and_remove_are_refused(void) {
+    dir = tmp_dir_new();
+    char *config = config_in(dir, "");
+    tierstack_cache *other = NULL;
+    tierstack_source source = {.load = test_loader, .store = store_fn, .remove = NULL};
+    CHECK_RESULT(tierstack_cache_open_with_source(config, &source, NULL, &other),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    source = (tierstack_source){.load = test_loader, .store = NULL, .remove = remove_fn};
+    CHECK_RESULT(tierstack_cache_open_with_source(config, &source, NULL, &other),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: source->store and source->remove are reserved "
+                               "for write strategies and must be NULL") == 0);
+    CHECK(other == NULL);
+    free(config);
+    tmp_dir_remove(dir);
+}
+
+/* ---- stale copies ---- */
+
+#define STALE_CONFIG "\"sqlite\": {\"path\": \"%s/cache.db\", \"ttl\": 0.2}, " \
+                     "\"refresh_ahead\": 0, \"ttl_jitter\": 0"
+
+/* A cache whose "k" holds "old", expired (stale) in the file. */
+static void fresh_with_stale(const char *fail_safe, loader_state *first) {
+    dir = tmp_dir_new();
+    char config[1024];
+    snprintf(config, sizeof config, "{" STALE_CONFIG "%s%s}", dir, *fail_safe ? ", " : "",
+             fail_safe);
+    CHECK_OK(tierstack_cache_open(config, &cache));
+    *first = (loader_state){.value = "old"};
+    tierstack_value *value = NULL;
+    CHECK_OK(load("k", first, &value));
+    CHECK_VALUE(value, "old");
+    sleep_seconds(0.3);
+}
+
+static void test_failing_loader_serves_stale(void) {
+    loader_state first;
+    fresh_with_stale("", &first);
+    loader_state failing = {.fail = TIERSTACK_RESULT_SOURCE};
+    tierstack_value *value = NULL;
+    CHECK_OK(load("k", &failing, &value));
+    CHECK_SERVED(value, "old", "sqlite", true);
+    CHECK(atomic_load(&failing.calls) == 1);
+    done();
+}
+
+static void test_open_breaker_serves_stale(void) {
+    loader_state first;
+    fresh_with_stale("", &first);
+    CHECK_OK(tierstack_cache_breaker_open(cache));
+    loader_state s = {.value = "new"};
+    tierstack_value *value = NULL;
+    CHECK_OK(load("k", &s, &value));
+    CHECK_SERVED(value, "old", "sqlite", true);
+    /* Without a stale copy: source_unavailable. */
+    value = (tierstack_value *)&s;
+    CHECK_RESULT(load("other", &s, &value), TIERSTACK_RESULT_SOURCE_UNAVAILABLE);
+    CHECK(value == (tierstack_value *)&s);
+    CHECK(atomic_load(&s.calls) == 0);
+    CHECK_OK(tierstack_cache_breaker_close(cache));
+    CHECK_OK(load("k", &s, &value));
+    CHECK_SERVED(value, "new", "source", false);
+    CHECK(atomic_load(&s.calls) == 1);
+    done();
+}
+
+static void test_soft_timeout_serves_stale_then_fills(void) {
+    loader_state first;
+    fresh_with_stale("\"fail_safe\": {\"soft_timeout\": 0.2, \"hard_timeout\": 5}", &first);
+    loader_state slow = {.value = "new", .sleep = 1.0, .ttl = 60};
+    tierstack_value *value = NULL;
+    double started = now_seconds();
+    CHECK_OK(load("k", &slow, &value));
+    double elapsed = now_seconds() - started;
+    CHECK_SERVED(value, "old", "sqlite", true);
+    /* Answered before the loader finished; within soft_timeout + 50 ms
+     * (not asserted under valgrind or ASan, which slow everything). */
+    CHECK(!atomic_load(&slow.finished));
+    if (getenv("TIERSTACK_TEST_SLOW") == NULL) {
+        CHECK(elapsed < 0.25);
+    }
+    wait_finished(&slow);
+    /* The background load fills the tiers: poll until it has stored. */
+    bool filled = false;
+    for (int i = 0; i < 500 && !filled; i++) {
+        CHECK_OK(tierstack_cache_lookup(cache, K("k"), &value));
+        filled = value != NULL && !tierstack_value_is_stale(value);
+        if (!filled) {
+            tierstack_value_free(value);
+            sleep_seconds(0.01);
+        }
+    }
+    CHECK(filled);
+    if (filled) {
+        CHECK_SERVED(value, "new", "memory", false);
+    }
+    CHECK(atomic_load(&slow.calls) == 1);
+    done();
+}
+
+static void test_hard_timeout_without_stale(void) {
+    fresh("\"fail_safe\": {\"soft_timeout\": 0.1, \"hard_timeout\": 0.2}");
+    loader_state slow = {.value = "late", .sleep = 0.5};
+    tierstack_value *value = NULL;
+    CHECK_RESULT(load("k", &slow, &value), TIERSTACK_RESULT_TIMEOUT);
+    wait_finished(&slow);
+    bool has = true;
+    CHECK_OK(tierstack_cache_has(cache, K("k"), &has));
+    CHECK(!has);
+    done();
+}
+
+/* ---- the breaker ---- */
+
+static void test_breaker_status_after_failures(void) {
+    fresh("\"circuit_breaker\": {\"threshold\": 2, \"timeout\": 60}");
+    char *text = NULL;
+    CHECK_OK(tierstack_cache_breaker_status_json(cache, &text));
+    CHECK(text != NULL && strcmp(text, "{\"state\":\"closed\",\"failure_count\":0,"
+                                       "\"allows_request\":true,\"last_failure_at\":null,"
+                                       "\"next_attempt_at\":null,\"trips\":0}") == 0);
+    tierstack_string_free(text);
+
+    loader_state s = {.fail = TIERSTACK_RESULT_SOURCE};
+    tierstack_value *value = NULL;
+    CHECK_RESULT(load("a", &s, &value), TIERSTACK_RESULT_SOURCE);
+    CHECK_RESULT(load("b", &s, &value), TIERSTACK_RESULT_SOURCE);
+    CHECK_RESULT(load("c", &s, &value), TIERSTACK_RESULT_SOURCE_UNAVAILABLE);
+    CHECK(atomic_load(&s.calls) == 2);
+
+    CHECK_OK(tierstack_cache_breaker_status_json(cache, &text));
+    char err[128];
+    json *status = json_parse(text, strlen(text), err, sizeof err);
+    tierstack_string_free(text);
+    const json *state = json_get(status, "state");
+    const json *count = json_get(status, "failure_count");
+    const json *allows = json_get(status, "allows_request");
+    const json *last = json_get(status, "last_failure_at");
+    const json *next = json_get(status, "next_attempt_at");
+    const json *trips = json_get(status, "trips");
+    CHECK(state != NULL && state->type == JSON_STRING && strcmp(state->text, "open") == 0);
+    CHECK(count != NULL && count->type == JSON_NUMBER && count->number == 2);
+    CHECK(allows != NULL && allows->type == JSON_BOOL && !allows->boolean);
+    CHECK(last != NULL && last->type == JSON_NUMBER && last->number > 1.6e12);
+    /* Open for `timeout` (60 s, with jitter) after the last failure. */
+    CHECK(next != NULL && next->type == JSON_NUMBER && last != NULL &&
+          next->number > last->number + 30000);
+    CHECK(trips != NULL && trips->type == JSON_NUMBER && trips->number == 1);
+    json_free(status);
+
+    /* Stats carry the loading counters and the same breaker. */
+    CHECK_OK(tierstack_cache_stats_json(cache, &text));
+    json *stats = json_parse(text, strlen(text), err, sizeof err);
+    tierstack_string_free(text);
+    const json *source = json_get(stats, "source");
+    const json *requests = json_get(source, "requests");
+    const json *failures = json_get(source, "failures");
+    const json *rejected = json_get(source, "rejected");
+    const json *breaker = json_get(json_get(stats, "breaker"), "state");
+    CHECK(requests != NULL && requests->number == 2);
+    CHECK(failures != NULL && failures->number == 2);
+    CHECK(rejected != NULL && rejected->number == 1);
+    CHECK(breaker != NULL && breaker->type == JSON_STRING && strcmp(breaker->text, "open") == 0);
+    json_free(stats);
+    done();
+}
+
+/* ---- batches ---- */
+
+typedef struct {
+    atomic_int calls;
+    char asked[256];               /* the keys handed over, sorted, comma-separated */
+    tierstack_result unasked;      /* answering a key not asked for */
+    tierstack_result twice;        /* answering a key again */
+} batch_state;
+
+static int compare_keys(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static tierstack_result test_batch_loader(void *user_data, const char *const *keys,
+                                          const size_t *key_lens, size_t n,
+                                          tierstack_load_batch *batch) {
+    batch_state *s = user_data;
+    atomic_fetch_add(&s->calls, 1);
+    const char *sorted[16];
+    for (size_t i = 0; i < n && i < 16; i++) {
+        sorted[i] = keys[i]; /* NUL-terminated too */
+    }
+    qsort(sorted, n < 16 ? n : 16, sizeof *sorted, compare_keys);
+    s->asked[0] = '\0';
+    for (size_t i = 0; i < n && i < 16; i++) {
+        strcat(s->asked, i ? "," : "");
+        strcat(s->asked, sorted[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char value[64];
+        int len = snprintf(value, sizeof value, "loaded %s", keys[i]);
+        if (strcmp(keys[i], "none") == 0) {
+            tierstack_load_batch_not_found(batch, keys[i], key_lens[i]);
+        } else if (strcmp(keys[i], "silent") != 0) {
+            tierstack_load_batch_value(batch, keys[i], key_lens[i], (const uint8_t *)value,
+                                       (size_t)len, 0);
+        }
+    }
+    if (n > 0) {
+        s->twice = tierstack_load_batch_not_found(batch, keys[0], key_lens[0]);
+    }
+    s->unasked = tierstack_load_batch_value(batch, K("cached"), (const uint8_t *)"x", 1, 0);
+    return TIERSTACK_RESULT_OK;
+}
+
+static void test_get_or_load_many_hands_over_the_missing_keys(void) {
+    fresh("");
+    CHECK_OK(tierstack_cache_set(cache, K("cached"), (const uint8_t *)"c0", 2, 0));
+    const char *keys[] = {"cached", "miss", "none", "silent", "also"};
+    size_t lens[] = {6, 4, 4, 6, 4};
+    tierstack_value *values[5] = {0};
+    batch_state s = {0};
+    CHECK_OK(tierstack_cache_get_or_load_many(cache, keys, lens, 5, test_batch_loader, &s, 0,
+                                              values));
+    CHECK(atomic_load(&s.calls) == 1);
+    CHECK(strcmp(s.asked, "also,miss,none,silent") == 0);
+    CHECK(s.unasked == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(s.twice == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK_SERVED(values[0], "c0", "memory", false);
+    CHECK_SERVED(values[1], "loaded miss", "source", false);
+    CHECK(values[2] == NULL);
+    CHECK(values[3] == NULL);
+    CHECK_SERVED(values[4], "loaded also", "source", false);
+
+    /* Everything is now cached or negatively cached: no call. */
+    CHECK_OK(tierstack_cache_get_or_load_many(cache, keys, lens, 5, test_batch_loader, &s, 0,
+                                              values));
+    CHECK(atomic_load(&s.calls) == 1);
+    CHECK_VALUE(values[0], "c0");
+    CHECK_VALUE(values[1], "loaded miss");
+    CHECK(values[2] == NULL && values[3] == NULL);
+    CHECK_VALUE(values[4], "loaded also");
+
+    /* A bad key fails the call before the loader runs; nothing is written. */
+    const char *bad[] = {"fine", ""};
+    size_t bad_lens[] = {4, 0};
+    values[0] = (tierstack_value *)&s;
+    CHECK_RESULT(tierstack_cache_get_or_load_many(cache, bad, bad_lens, 2, test_batch_loader, &s,
+                                                  0, values),
+                 TIERSTACK_RESULT_INVALID_KEY);
+    CHECK_RESULT(tierstack_cache_get_or_load_many(cache, keys, lens, 5, NULL, &s, 0, values),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(values[0] == (tierstack_value *)&s);
+    CHECK(atomic_load(&s.calls) == 1);
+    CHECK_OK(tierstack_cache_get_or_load_many(cache, NULL, NULL, 0, test_batch_loader, &s, 0,
+                                              NULL));
+    CHECK(atomic_load(&s.calls) == 1);
+    done();
+}
+
+/* ---- read-through ---- */
+
+static void test_read_through_source(void) {
+    dir = tmp_dir_new();
+    char *config = config_in(dir, "");
+    loader_state s = {.value = "through"};
+    tierstack_source source = {.load = test_loader, .store = NULL, .remove = NULL};
+    CHECK_OK(tierstack_cache_open_with_source(config, &source, &s, &cache));
+    free(config);
+    tierstack_value *value = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K("x"), &value));
+    CHECK_VALUE(value, "through");
+    CHECK_OK(tierstack_cache_lookup(cache, K("x"), &value));
+    CHECK_SERVED(value, "through", "memory", false);
+    const char *keys[] = {"x", "y"};
+    size_t lens[] = {1, 1};
+    tierstack_value *values[2] = {0};
+    CHECK_OK(tierstack_cache_mget(cache, keys, lens, 2, values));
+    CHECK_VALUE(values[0], "through");
+    CHECK_VALUE(values[1], "through");
+    CHECK(atomic_load(&s.calls) == 2);
+    done();
+}
+
+int main(void) {
+    check_case("100 threads missing one key share one loader call",
+               test_hundred_threads_one_call);
+    check_case("a loaded value reports tier source, then memory",
+               test_loaded_value_reports_source_then_memory);
+    check_case("not found: *out NULL, negatively cached, never stored",
+               test_not_found_is_negatively_cached);
+    check_case("the loader's TTL, the call's TTL, and bad TTLs", test_loader_ttl_and_call_ttl);
+    check_case("a failing, unknown-coded or silent loader is a source error",
+               test_loader_failures_without_stale);
+    check_case("a second answer and a load handle used after its call are refused",
+               test_second_answer_and_use_after_the_call);
+    check_case("NULL loaders, sources and handles; the new result codes", test_null_arguments);
+    check_case("a source's reserved store/remove must be NULL",
+               test_reserved_store_and_remove_are_refused);
+    check_case("fail-safe: a failing loader serves the stale copy, marked stale",
+               test_failing_loader_serves_stale);
+    check_case("fail-safe: an open breaker serves stale, else source_unavailable",
+               test_open_breaker_serves_stale);
+    check_case("fail-safe: past the soft timeout the stale copy, then the tiers are filled",
+               test_soft_timeout_serves_stale_then_fills);
+    check_case("past the hard timeout without a stale copy: timeout",
+               test_hard_timeout_without_stale);
+    check_case("breaker status JSON after failures, and the loading stats",
+               test_breaker_status_after_failures);
+    check_case("get_or_load_many hands the loader exactly the missing keys",
+               test_get_or_load_many_hands_over_the_missing_keys);
+    check_case("read-through: get, lookup and mget load through the source",
+               test_read_through_source);
+    return check_summary();
+}
