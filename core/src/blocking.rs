@@ -153,14 +153,9 @@ impl Cache {
             }))
         };
         let engine = self.engine();
-        match engine.memory_lookup_hit(key) {
-            Some((hit, false)) => Ok(Some(hit)),
-            Some((hit, true)) => {
-                let now = engine.clock.now_ms();
-                engine.refresh_ahead(key, fetcher(), &options, hit.age, now);
-                Ok(Some(hit))
-            }
-            None => engine.load_blocking(key, fetcher(), &options),
+        match engine.hit_or_refresh(key, fetcher, &options) {
+            Ok(hit) => Ok(Some(hit)),
+            Err(fetcher) => engine.load_blocking(key, fetcher, &options),
         }
     }
 
@@ -198,6 +193,24 @@ impl Cache {
         let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
         let fetcher = ManyFetcher::Once(Box::new(move |keys| run_blocking(move || loader(keys))));
         self.engine().load_many_blocking(&keys, fetcher, &options)
+    }
+
+    /// For hosts that answer hits without leaving their event loop: an L1
+    /// hit of `key` that is not due for a refresh ahead, counted as a hit;
+    /// `None` otherwise, with nothing counted, and the caller goes on with
+    /// [`Cache::lookup_or_load`] (or a plain [`Cache::lookup`]), which
+    /// loads or refreshes as needed.
+    #[inline]
+    pub fn memory_hit(&self, key: &str) -> Option<Lookup> {
+        match self.engine().memory_lookup_hit(key) {
+            Some((hit, false)) => Some(hit),
+            _ => None,
+        }
+    }
+
+    /// Whether a source is configured (plain reads load through it).
+    pub fn has_source(&self) -> bool {
+        self.engine().loads.has_source()
     }
 
     /// The breaker's status; see [`crate::Cache::breaker_status`].

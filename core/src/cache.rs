@@ -214,6 +214,26 @@ impl Engine {
         Some((memory_lookup(entry, now), refresh))
     }
 
+    /// An L1 hit (counted), after starting a refresh ahead through
+    /// `fetcher` if it is due; on a miss, `fetcher` back for the load.
+    #[inline]
+    pub(crate) fn hit_or_refresh(
+        self: &Arc<Self>,
+        key: &str,
+        fetcher: impl FnOnce() -> Fetcher,
+        options: &GetOptions,
+    ) -> std::result::Result<Lookup, Fetcher> {
+        match self.memory_lookup_hit(key) {
+            Some((hit, false)) => Ok(hit),
+            Some((hit, true)) => {
+                let now = self.clock.now_ms();
+                self.refresh_ahead(key, fetcher(), options, hit.age, now);
+                Ok(hit)
+            }
+            None => Err(fetcher()),
+        }
+    }
+
     /// The fresh L1 entry of `key`, not counted (a flight's last look).
     pub(crate) fn memory_fresh(&self, key: &str) -> Option<Lookup> {
         let now = self.clock.now_ms();
@@ -996,15 +1016,9 @@ impl Cache {
         Fut: std::future::Future<Output = Result<Fetched>> + Send + 'static,
     {
         let fetcher = || Fetcher::Once(Box::new(move |key, _| Box::pin(loader(key))));
-        match self.engine.memory_lookup_hit(key) {
-            Some((hit, false)) => Ok(Some(hit)),
-            Some((hit, true)) => {
-                let now = self.engine.clock.now_ms();
-                self.engine
-                    .refresh_ahead(key, fetcher(), &options, hit.age, now);
-                Ok(Some(hit))
-            }
-            None => self.engine.load(key, fetcher(), &options).await,
+        match self.engine.hit_or_refresh(key, fetcher, &options) {
+            Ok(hit) => Ok(Some(hit)),
+            Err(fetcher) => self.engine.load(key, fetcher, &options).await,
         }
     }
 

@@ -460,20 +460,10 @@ impl Engine {
         let engine = self.clone();
         runtime::handle().spawn(async move {
             let soft = engine.config.fail_safe.soft_timeout;
-            let run = engine.run_flight(&job, fetcher);
-            tokio::pin!(run);
-            let soft_timer = tokio::time::sleep(soft);
-            tokio::pin!(soft_timer);
-            let mut soft_passed = false;
-            let outcome = loop {
-                tokio::select! {
-                    outcome = &mut run => break outcome,
-                    () = &mut soft_timer, if !soft_passed => {
-                        soft_passed = true;
-                        flight.pass_soft_timeout();
-                    }
-                }
-            };
+            let outcome = soft_timed(soft, engine.run_flight(&job, fetcher), || {
+                flight.pass_soft_timeout();
+            })
+            .await;
             // Ended before it lands, so that a caller woken by the landing
             // never joins it again; a caller that read the tiers before the
             // value was stored and starts a new flight finds it stored.
@@ -919,21 +909,10 @@ impl Engine {
         let engine = self.clone();
         runtime::handle().spawn(async move {
             let soft = engine.config.fail_safe.soft_timeout;
-            let flights: Vec<Arc<Flight>> = led.iter().map(|(f, _)| f.clone()).collect();
-            let run = engine.run_many(&led, fetcher);
-            tokio::pin!(run);
-            let soft_timer = tokio::time::sleep(soft);
-            tokio::pin!(soft_timer);
-            let mut soft_passed = false;
-            let outcomes = loop {
-                tokio::select! {
-                    outcomes = &mut run => break outcomes,
-                    () = &mut soft_timer, if !soft_passed => {
-                        soft_passed = true;
-                        flights.iter().for_each(|f| f.pass_soft_timeout());
-                    }
-                }
-            };
+            let outcomes = soft_timed(soft, engine.run_many(&led, fetcher), || {
+                led.iter().for_each(|(f, _)| f.pass_soft_timeout());
+            })
+            .await;
             for ((flight, job), outcome) in led.iter().zip(outcomes) {
                 engine.loads.end(&job.key, flight);
                 flight.land(outcome);
@@ -1065,6 +1044,20 @@ enum Repeat {
 struct Plan {
     done: Vec<Option<Lookup>>,
     waiting: Vec<(usize, Arc<Flight>, Option<Stale>)>,
+}
+
+/// Awaits `run`, calling `on_soft` once if it is still running after `soft`.
+async fn soft_timed<T>(
+    soft: Duration,
+    run: impl std::future::Future<Output = T>,
+    on_soft: impl FnOnce(),
+) -> T {
+    tokio::pin!(run);
+    tokio::select! {
+        done = &mut run => return done,
+        () = tokio::time::sleep(soft) => on_soft(),
+    }
+    run.await
 }
 
 fn ms(d: Duration) -> u64 {
