@@ -154,8 +154,8 @@ impl Cache {
         };
         let engine = self.engine();
         match engine.hit_or_refresh(key, fetcher, &options) {
-            Ok(hit) => Ok(Some(hit)),
-            Err(fetcher) => engine.load_blocking(key, fetcher, &options),
+            Ok((hit, _)) => Ok(Some(hit)),
+            Err(fetcher) => engine.load_blocking(key, fetcher(), &options),
         }
     }
 
@@ -195,17 +195,29 @@ impl Cache {
         self.engine().load_many_blocking(&keys, fetcher, &options)
     }
 
-    /// For hosts that answer hits without leaving their event loop: an L1
-    /// hit of `key` that is not due for a refresh ahead, counted as a hit;
-    /// `None` otherwise, with nothing counted, and the caller goes on with
-    /// [`Cache::lookup_or_load`] (or a plain [`Cache::lookup`]), which
-    /// loads or refreshes as needed.
+    /// For hosts that answer `get_or_load` hits without leaving their
+    /// event loop: an L1 hit of `key`, counted, with its version (see
+    /// [`Cache::memory_version`]); if it is due for a refresh ahead, one is
+    /// started through the loader `loader()` makes (called only then).
+    /// `None` on a miss, with nothing counted: the caller goes on with
+    /// [`crate::Cache::lookup_or_load`], which loads.
     #[inline]
-    pub fn memory_hit(&self, key: &str) -> Option<Lookup> {
-        match self.engine().memory_lookup_hit(key) {
-            Some((hit, false)) => Some(hit),
-            _ => None,
-        }
+    pub fn memory_hit_or_refresh<M, L, Fut>(
+        &self,
+        key: &str,
+        loader: M,
+        options: &GetOptions,
+    ) -> Option<(Lookup, u64)>
+    where
+        M: FnOnce() -> L,
+        L: FnOnce(String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Fetched>> + Send + 'static,
+    {
+        let fetcher = || {
+            let loader = loader();
+            Fetcher::Once(Box::new(move |key: String, _| Box::pin(loader(key))))
+        };
+        self.engine().hit_or_refresh(key, fetcher, options).ok()
     }
 
     /// Whether a source is configured (plain reads load through it).

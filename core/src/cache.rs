@@ -201,36 +201,37 @@ impl Engine {
         }
     }
 
-    /// An L1 hit, counted, with whether it is due for a refresh ahead;
-    /// `None` (not counted) otherwise.
+    /// An L1 hit, counted, with its version and whether it is due for a
+    /// refresh ahead; `None` (not counted) otherwise.
     #[inline]
-    pub(crate) fn memory_lookup_hit(&self, key: &str) -> Option<(Lookup, bool)> {
+    pub(crate) fn memory_lookup_hit(&self, key: &str) -> Option<(Lookup, u64, bool)> {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
         let now = self.clock.now_ms();
         let entry = self.memory_hit(key, now)?;
-        let refresh = now >= entry.refresh_ms;
-        Some((memory_lookup(entry, now), refresh))
+        let (version, refresh) = (entry.version, now >= entry.refresh_ms);
+        Some((memory_lookup(entry, now), version, refresh))
     }
 
-    /// An L1 hit (counted), after starting a refresh ahead through
-    /// `fetcher` if it is due; on a miss, `fetcher` back for the load.
+    /// An L1 hit (counted) with its version, after starting a refresh
+    /// ahead through the fetcher `fetcher()` makes if it is due; on a miss,
+    /// `fetcher` back, unused, for the load.
     #[inline]
-    pub(crate) fn hit_or_refresh(
+    pub(crate) fn hit_or_refresh<M: FnOnce() -> Fetcher>(
         self: &Arc<Self>,
         key: &str,
-        fetcher: impl FnOnce() -> Fetcher,
+        fetcher: M,
         options: &GetOptions,
-    ) -> std::result::Result<Lookup, Fetcher> {
+    ) -> std::result::Result<(Lookup, u64), M> {
         match self.memory_lookup_hit(key) {
-            Some((hit, false)) => Ok(hit),
-            Some((hit, true)) => {
+            Some((hit, version, false)) => Ok((hit, version)),
+            Some((hit, version, true)) => {
                 let now = self.clock.now_ms();
                 self.refresh_ahead(key, fetcher(), options, hit.age, now);
-                Ok(hit)
+                Ok((hit, version))
             }
-            None => Err(fetcher()),
+            None => Err(fetcher),
         }
     }
 
@@ -1017,8 +1018,8 @@ impl Cache {
     {
         let fetcher = || Fetcher::Once(Box::new(move |key, _| Box::pin(loader(key))));
         match self.engine.hit_or_refresh(key, fetcher, &options) {
-            Ok(hit) => Ok(Some(hit)),
-            Err(fetcher) => self.engine.load(key, fetcher, &options).await,
+            Ok((hit, _)) => Ok(Some(hit)),
+            Err(fetcher) => self.engine.load(key, fetcher(), &options).await,
         }
     }
 

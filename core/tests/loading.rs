@@ -730,3 +730,56 @@ fn a_loader_error_reaches_every_waiter_with_its_cause() {
         );
     }
 }
+
+#[test]
+fn a_host_hit_path_makes_a_loader_only_for_a_refresh_that_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let cache = Cache::builder()
+        .sqlite_path(dir.path().join("c.db"))
+        .sqlite_ttl(Duration::from_secs(100))
+        .refresh_ahead(0.5)
+        .ttl_jitter(0.0)
+        .clock(clock.clone())
+        .build_blocking()
+        .unwrap();
+    let made = Arc::new(AtomicUsize::new(0));
+    let maker = |made: &Arc<AtomicUsize>| {
+        let made = made.clone();
+        move || {
+            made.fetch_add(1, Ordering::SeqCst);
+            |key: String| async move { Ok(Fetched::value(format!("{key} refreshed"))) }
+        }
+    };
+    let options = GetOptions::new();
+    assert!(
+        cache
+            .memory_hit_or_refresh(KEY, maker(&made), &options)
+            .is_none()
+    );
+    assert_eq!(cache.stats().hits, 0, "a miss counts nothing");
+    cache.set(KEY, "v1").unwrap();
+    let (hit, version) = cache
+        .memory_hit_or_refresh(KEY, maker(&made), &options)
+        .unwrap();
+    assert_eq!(
+        (&hit.value[..], version),
+        (&b"v1"[..], cache.memory_version(KEY).unwrap())
+    );
+    assert_eq!(
+        made.load(Ordering::SeqCst),
+        0,
+        "no loader for a hit not due"
+    );
+    clock.advance(Duration::from_secs(51));
+    let (hit, _) = cache
+        .memory_hit_or_refresh(KEY, maker(&made), &options)
+        .unwrap();
+    assert_eq!(&hit.value[..], b"v1", "answered before the refresh lands");
+    assert_eq!(made.load(Ordering::SeqCst), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.lookup_cached(KEY).unwrap().unwrap().value != "component:button refreshed" {
+        assert!(Instant::now() < deadline, "the refresh never landed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
