@@ -166,6 +166,8 @@ pub(crate) struct Loads {
     /// The fork generation (see [`crate::runtime`]) the maps belong to: a
     /// forked child has none of the parent's flights in progress.
     generation: AtomicU64,
+    /// The generation the maps are being reset for, by one thread.
+    building: AtomicU64,
 }
 
 impl Loads {
@@ -177,6 +179,7 @@ impl Loads {
             negative: Mutex::new(HashMap::new()),
             negative_len: AtomicUsize::new(0),
             generation: AtomicU64::new(runtime::fork_generation()),
+            building: AtomicU64::new(runtime::fork_generation()),
         }
     }
 
@@ -188,14 +191,30 @@ impl Loads {
 
     /// In a forked child, drops the parent's flights (their tasks do not
     /// exist here) before the maps are used.
+    #[inline]
     fn after_fork(&self) {
         let generation = runtime::fork_generation();
         if self.generation.load(Ordering::Acquire) != generation {
-            // SAFETY: in a forked child the maps' locks can only be held by
-            // a parent's thread, which does not exist here; the generation
-            // check makes one thread of the child do this, before any other
-            // takes them (the race of two threads here is benign: both only
-            // empty the maps).
+            self.reset_after_fork(generation);
+        }
+    }
+
+    /// One thread of the child resets the maps; the others wait for it
+    /// before they take a lock (as `L1` does for the memory tier).
+    #[cold]
+    fn reset_after_fork(&self, generation: u64) {
+        let building = self.building.load(Ordering::Acquire);
+        if building != generation
+            && self
+                .building
+                .compare_exchange(building, generation, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            // SAFETY: in a forked child, a lock of these maps found held
+            // was taken by a parent's thread, which does not exist here and
+            // will never release it; no thread of the child takes them
+            // until `generation` is stored below (they wait in this
+            // function).
             unsafe {
                 runtime::unlock_abandoned(&self.flights);
                 runtime::unlock_abandoned(&self.negative);
@@ -204,6 +223,9 @@ impl Loads {
             self.negative.lock().clear();
             self.negative_len.store(0, Ordering::Relaxed);
             self.generation.store(generation, Ordering::Release);
+        }
+        while self.generation.load(Ordering::Acquire) != generation {
+            std::thread::yield_now();
         }
     }
 
@@ -540,8 +562,9 @@ impl Engine {
                         }
                         return Ok(Leased::Answered(Ok(Some(lookup))));
                     }
-                    // A refresh ahead found the old row: take the lease
-                    // regardless, as nobody else is loading.
+                    // A refresh ahead found the row it refreshes, which
+                    // nobody else is refreshing: it loads without a lease
+                    // (another process refreshing at once loads too).
                     if job.refresh_of_ms.is_some() {
                         return Ok(Leased::Unavailable);
                     }

@@ -314,3 +314,40 @@ fn a_forked_child_wakes_its_own_maintenance_not_the_parents() {
     });
     assert_eq!(code, Some(0), "the child's maintenance was not woken");
 }
+
+/// A load the parent has in flight at the fork: the child's own load of the
+/// key neither hangs on the parent's flight (its task does not exist in the
+/// child) nor calls its loader while the parent, alive, holds the key's
+/// lease in the file: it gets the parent's value. Without a file, the child
+/// loads on its own.
+#[test]
+fn a_child_forked_mid_load_gets_the_value_without_hanging() {
+    use tierstack::{Fetched, GetOptions};
+    for with_file in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::builder()
+            .sqlite(with_file)
+            .sqlite_path(dir.path().join("c.db"))
+            .build_blocking()
+            .unwrap();
+        let loading = {
+            let cache = cache.clone();
+            thread::spawn(move || {
+                let slow = |_: &str| {
+                    thread::sleep(Duration::from_millis(400));
+                    Ok(Fetched::value("parent"))
+                };
+                cache.get_or_load("k", slow, GetOptions::new()).unwrap()
+            })
+        };
+        thread::sleep(Duration::from_millis(100));
+        let code = in_child(DEADLINE, || {
+            let own = |_: &str| Ok(Fetched::value("child"));
+            let got = cache.get_or_load("k", own, GetOptions::new()).unwrap();
+            let wanted: &[u8] = if with_file { b"parent" } else { b"child" };
+            i32::from(got.as_deref() != Some(wanted))
+        });
+        assert_eq!(code, Some(0), "with a file: {with_file}");
+        assert_eq!(loading.join().unwrap().as_deref(), Some(&b"parent"[..]));
+    }
+}
