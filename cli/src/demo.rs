@@ -7,8 +7,14 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tierstack::blocking::Cache;
-use tierstack::{Error, ErrorKind, Lookup, Result, SetOptions, Stats, Tier, TierStats};
+use tierstack::{
+    BreakerState, Error, ErrorKind, Fetched, GetOptions, Lookup, Result, SetOptions, Stats, Tier,
+    TierStats,
+};
 
 use crate::format;
 use crate::out::Out;
@@ -60,6 +66,7 @@ pub fn run(out: &mut Out) -> Result<()> {
     );
     restart_promotion_ttl(out, &dir.path().join("components.db"))?;
     eviction_and_stats(out, &dir.path().join("budget.db"))?;
+    loading(out, &dir.path().join("loading.db"))?;
     say!(out, "");
     say!(out, "every claim above was checked ✓");
     dir.close().map_err(|e| {
@@ -263,6 +270,91 @@ fn restart_promotion_ttl(out: &mut Out, path: &Path) -> Result<()> {
     )?;
     b.close()?;
     Ok(())
+}
+
+/// Step 6 on a third file: loading from a source (a loader standing in for
+/// GitHub): one call for many callers, a stale copy when it fails, and the
+/// breaker cutting it off.
+fn loading(out: &mut Out, path: &Path) -> Result<()> {
+    say!(out, "");
+    say!(out, "6. Loading from the source of truth");
+    let cache = Cache::builder()
+        .sqlite_path(path)
+        .sqlite_ttl(SHORT_TTL)
+        .ttl_jitter(0.0)
+        .refresh_ahead(0.0)
+        .build_blocking()?;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let key = "component:accordion";
+    let callers: Vec<_> = (0..50)
+        .map(|_| {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            std::thread::spawn(move || {
+                let fetch = move |key: &str| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(100));
+                    Ok(Fetched::value(component(
+                        key.trim_start_matches("component:"),
+                    )))
+                };
+                cache.get_or_load(key, fetch, GetOptions::new())
+            })
+        })
+        .collect();
+    let mut answered = 0;
+    for caller in callers {
+        let value = caller
+            .join()
+            .map_err(|_| Error::new(ErrorKind::Internal, "a demo thread panicked"))??;
+        answered += usize::from(value.is_some());
+    }
+    say!(
+        out,
+        "   50 threads missed {key} at once; the loader takes 100 ms"
+    );
+    let made = calls.load(Ordering::SeqCst);
+    check(
+        out,
+        answered == 50 && made == 1,
+        "all 50 got the value from one loader call (single-flight)",
+        || format!("{answered} answered, {made} loader calls"),
+    )?;
+    std::thread::sleep(SLEEP);
+    say!(
+        out,
+        "   slept {} ms: the value expired; now the source fails",
+        SLEEP.as_millis()
+    );
+    let down = |_: &str| Err(Error::new(ErrorKind::Source, "GitHub answered 503"));
+    let hit = cache.lookup_or_load(key, down, GetOptions::new())?;
+    check(
+        out,
+        hit.as_ref()
+            .is_some_and(|h| h.stale && h.tier == Tier::Sqlite),
+        "the expired copy was served, marked stale, instead of the error",
+        || describe(&hit),
+    )?;
+    for _ in 0..5 {
+        let _ = cache.get_or_load("component:missing", down, GetOptions::new());
+    }
+    let status = cache.breaker_status();
+    say!(
+        out,
+        "   5 more loads fail on keys with no copy: the breaker is {} ({} trip)",
+        status.state,
+        status.trips
+    );
+    let refused = cache.get_or_load("component:other", down, GetOptions::new());
+    check(
+        out,
+        status.state == BreakerState::Open
+            && refused
+                .as_ref()
+                .is_err_and(|e| e.kind() == ErrorKind::SourceUnavailable),
+        "open: the source is not called; with no copy the caller gets source_unavailable",
+        || format!("{status:?}, {refused:?}"),
+    )?;
+    cache.close()
 }
 
 /// Steps 4 and 5 on a second file with small budgets: eviction, then stats.

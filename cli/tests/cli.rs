@@ -133,6 +133,10 @@ fn demo_checks_every_claim_and_cleans_up() {
         "   total ",
         "   ✓ the counters add up to the ",
         "   as JSON:\n",
+        "\n6. Loading from the source of truth\n",
+        "   ✓ all 50 got the value from one loader call (single-flight)\n",
+        "   ✓ the expired copy was served, marked stale, instead of the error\n",
+        "   ✓ open: the source is not called; with no copy the caller gets source_unavailable\n",
         "\nevery claim above was checked ✓\n",
     ];
     let mut from = 0;
@@ -142,7 +146,7 @@ fn demo_checks_every_claim_and_cleans_up() {
             .unwrap_or_else(|| panic!("{marker:?} missing after byte {from} of:\n{out}"));
         from += at + marker.len();
     }
-    assert_eq!(out.matches("   ✓ ").count(), 17, "{out}");
+    assert_eq!(out.matches("   ✓ ").count(), 20, "{out}");
 
     // The stats JSON is the real snapshot: both budgets held, evictions counted.
     let json: String = out
