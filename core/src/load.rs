@@ -513,7 +513,11 @@ impl Engine {
             // Filled while this flight was being set up.
             return Ok(Some(found));
         }
-        let outcome = self.fetch_and_store(job, fetcher, started, hard).await;
+        // The hard timeout bounds the fetch itself: a flight that waited on
+        // another process's lease and took it over gets the whole of it.
+        let outcome = self
+            .fetch_and_store(job, fetcher, Instant::now(), hard)
+            .await;
         if leased {
             self.end_lease(job, holder, &outcome).await;
         }
@@ -968,7 +972,7 @@ impl Engine {
         let wanted: Vec<usize> = (0..led.len()).filter(|&i| outcomes[i].is_none()).collect();
         if !wanted.is_empty() {
             let keys: Vec<String> = wanted.iter().map(|&i| led[i].1.key.clone()).collect();
-            let answers = self.fetch_many(keys, fetcher, started, hard).await;
+            let answers = self.fetch_many(keys, fetcher, Instant::now(), hard).await;
             for &i in &wanted {
                 let job = &led[i].1;
                 let outcome = match &answers {

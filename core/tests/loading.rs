@@ -223,13 +223,14 @@ fn a_killed_lease_holder_is_taken_over_and_every_caller_gets_the_value() {
         .map(|_| {
             let (cache, calls) = (cache.clone(), calls.clone());
             std::thread::spawn(move || {
-                let loader = counted(&calls, "taken over", Duration::ZERO);
+                let loader = counted(&calls, "taken over", Duration::from_millis(50));
                 text(cache.get_or_load(KEY, loader, GetOptions::new()).unwrap())
             })
         })
         .collect();
-    // The waiters find the lease held and wait on the file.
-    std::thread::sleep(Duration::from_millis(200));
+    // The waiters find the lease held and wait on the file, longer than
+    // their own hard timeout: it bounds their fetch, not their wait.
+    std::thread::sleep(Duration::from_millis(1300));
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the lease held them off");
     let killed_at = Instant::now();
     holder.kill().unwrap();
