@@ -940,8 +940,12 @@ impl Engine {
                 led.iter().for_each(|(f, _)| f.pass_soft_timeout());
             })
             .await;
-            for ((flight, job), outcome) in led.iter().zip(outcomes) {
+            // Every key's flight ends before any lands: a caller woken by
+            // one key must not join another key's finished flight.
+            for (flight, job) in &led {
                 engine.loads.end(&job.key, flight);
+            }
+            for ((flight, _), outcome) in led.iter().zip(outcomes) {
                 flight.land(outcome);
             }
         });
