@@ -96,7 +96,9 @@ typedef struct tierstack_cache tierstack_cache;
 // The answer slot of one loader call, handed to the loader as its last
 // argument. It is valid only while that loader call runs: answering
 // through it afterwards fails with `TIERSTACK_RESULT_INVALID_ARGUMENT`.
-// It may be answered from any thread during the call, once.
+// It may be answered from any thread during the call, once: with a value
+// (`tierstack_load_value`, then any `tierstack_load_tag`), "not found"
+// (`tierstack_load_not_found`) or an error (`tierstack_load_error`).
 typedef struct tierstack_load tierstack_load;
 
 // The answer slots of one batch loader call; see `tierstack_load`.
@@ -115,15 +117,18 @@ typedef struct tierstack_value tierstack_value;
 
 // A loader: fetches the value of `key` (`key_len` bytes of UTF-8, followed
 // by a NUL that is not part of the key) and answers through `load` with
-// `tierstack_load_value` or `tierstack_load_not_found`, then returns
-// `TIERSTACK_RESULT_OK`.
+// `tierstack_load_value` (and `tierstack_load_tag` for each tag of the
+// value) or `tierstack_load_not_found`, then returns `TIERSTACK_RESULT_OK`.
 //
 // Returning any other result fails the load (whatever was answered): the
 // caller gets `TIERSTACK_RESULT_SOURCE` (or a stale copy) and the message
-// `the loader returned <result name>`, followed by the loader thread's last
-// error message if a tierstack call on it failed during the loader.
-// Returning OK without answering is a failure too ("the loader answered
-// nothing").
+// `the loader returned <result name>`, followed by `: ` and the loader's
+// own message if it gave one with `tierstack_load_error`, else by the
+// loader thread's last error message if a tierstack call on it failed
+// during the loader. A loader that called `tierstack_load_error` and
+// returns OK has failed too, with the message `the loader failed:
+// <message>`. Returning OK without answering is a failure as well ("the
+// loader answered nothing").
 //
 // The loader runs on a thread of tierstack's runtime (its blocking pool),
 // never on the thread that called `tierstack_cache_get_or_load`, so
@@ -140,10 +145,11 @@ typedef tierstack_result (*tierstack_loader_fn)(void *user_data,
 // UTF-8, each followed by a NUL that is not part of the key), which are
 // exactly the keys of the call that no tier holds and no other caller is
 // loading, and answers per key through `batch` with
-// `tierstack_load_batch_value` or `tierstack_load_batch_not_found`; a key
-// left unanswered is not found. Then it returns `TIERSTACK_RESULT_OK`;
-// any other result fails every key of the batch as in
-// `tierstack_loader_fn`.
+// `tierstack_load_batch_value` (and `tierstack_load_batch_tag`) or
+// `tierstack_load_batch_not_found`; a key left unanswered is not found.
+// Then it returns `TIERSTACK_RESULT_OK`; any other result, or a call of
+// `tierstack_load_batch_error`, fails every key of the batch with the
+// messages of `tierstack_loader_fn`.
 //
 // Runs on a thread of tierstack's runtime, as `tierstack_loader_fn` does;
 // the key arrays and `batch` are valid only during the call.
@@ -188,6 +194,108 @@ typedef struct {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Answers a load with a value: `len` bytes at `data` (copied; NULL when
+// `len` is 0) and the TTL the loader chooses, in seconds by the rule of
+// every TTL: 0 takes the TTL of the `tierstack_cache_get_or_load` call
+// (else the tier default); negative, NaN, infinite or over 100 years is
+// `TIERSTACK_RESULT_INVALID_ARGUMENT` and answers nothing.
+//
+// `load` must be the handle of a loader call still running (any thread may
+// answer it during the call); a load answers once: a second answer, or one
+// after the call returned, is `TIERSTACK_RESULT_INVALID_ARGUMENT`.
+tierstack_result tierstack_load_value(tierstack_load *load,
+                                      const uint8_t *data,
+                                      size_t len,
+                                      double ttl_seconds);
+
+// Answers a load with "not found": the caller gets no value (`*out` NULL),
+// nothing is stored, and the key is not loaded again for `negative_ttl`
+// seconds (in every process sharing the file). `load` as in
+// `tierstack_load_value`.
+tierstack_result tierstack_load_not_found(tierstack_load *load);
+
+// Adds tag `tag` (`tag_len` bytes of UTF-8) to the value answered through
+// `load`: call it after `tierstack_load_value`, once per tag, before the
+// loader returns. The tags are stored with the value in every tier, so
+// `tierstack_cache_invalidate_tag` of any of them removes it (in every
+// process sharing the file). The tag is copied.
+//
+// A load not answered yet, answered "not found" or failed is
+// `TIERSTACK_RESULT_INVALID_ARGUMENT`, as is a tag that is not UTF-8 and
+// a `load` whose call returned. A tag that is empty, over 255 bytes or
+// holds a control character is refused by the engine when it stores the
+// value: nothing is stored and the caller of
+// `tierstack_cache_get_or_load` gets `TIERSTACK_RESULT_INVALID_ARGUMENT`
+// (or its stale copy, if it holds one). Any thread may call this during
+// the loader call.
+tierstack_result tierstack_load_tag(tierstack_load *load,
+                                    const char *tag,
+                                    size_t tag_len);
+
+// Fails the load with the loader's own message (`message_len` bytes of
+// UTF-8, not empty, without a NUL; copied): the caller gets
+// `TIERSTACK_RESULT_SOURCE` (or a stale copy) and its last error message
+// reads `source: the loader returned <result name>: <message>`, where the
+// result is the one the loader then returns (e.g. `source: the loader
+// returned io: the origin answered 503`). A loader that calls this and
+// returns `TIERSTACK_RESULT_OK` has still failed, with `source: the loader
+// failed: <message>`.
+//
+// An error is the load's answer: a load already answered (a value, "not
+// found" or an error) is `TIERSTACK_RESULT_INVALID_ARGUMENT`, and so is a
+// value answered after it; so are a bad message and a `load` whose call
+// returned. Any thread may call this during the loader call.
+tierstack_result tierstack_load_error(tierstack_load *load,
+                                      const char *message,
+                                      size_t message_len);
+
+// Answers key `key` (`key_len` bytes, one of the keys the batch loader was
+// handed) of a batch with a value, as `tierstack_load_value` does. A key
+// the batch did not ask for, or one already answered, is
+// `TIERSTACK_RESULT_INVALID_ARGUMENT`; so are a batch failed with
+// `tierstack_load_batch_error` and a `batch` whose loader call returned.
+tierstack_result tierstack_load_batch_value(tierstack_load_batch *batch,
+                                            const char *key,
+                                            size_t key_len,
+                                            const uint8_t *data,
+                                            size_t len,
+                                            double ttl_seconds);
+
+// Answers key `key` of a batch with "not found", as
+// `tierstack_load_not_found` does; leaving a key unanswered means the
+// same. Errors as in `tierstack_load_batch_value`.
+tierstack_result tierstack_load_batch_not_found(tierstack_load_batch *batch,
+                                                const char *key,
+                                                size_t key_len);
+
+// Adds tag `tag` to the value answered for key `key` of a batch, as
+// `tierstack_load_tag` does for a single load: after
+// `tierstack_load_batch_value` for that key, once per tag. A key the batch
+// did not ask for, not answered yet or answered "not found" is
+// `TIERSTACK_RESULT_INVALID_ARGUMENT`, as are the other errors of
+// `tierstack_load_batch_value`. A bad tag is refused by the engine when it
+// stores the batch: that key is not stored (the batch's other values are)
+// and the caller's `tierstack_cache_get_or_load_many` gets
+// `TIERSTACK_RESULT_INVALID_ARGUMENT` (unless the key has a stale copy).
+tierstack_result tierstack_load_batch_tag(tierstack_load_batch *batch,
+                                          const char *key,
+                                          size_t key_len,
+                                          const char *tag,
+                                          size_t tag_len);
+
+// Fails the whole batch with the loader's own message, as
+// `tierstack_load_error` does for a single load: every key of the batch
+// fails (those with a stale copy get it), whatever was answered, and the
+// caller's last error message reads `source: the loader returned <result
+// name>: <message>` (`source: the loader failed: <message>` when the
+// loader returns OK). The batch then takes no more answers: a second
+// error, a value, "not found" or a tag is
+// `TIERSTACK_RESULT_INVALID_ARGUMENT`, as are a bad message and a `batch`
+// whose call returned. Any thread may call this during the loader call.
+tierstack_result tierstack_load_batch_error(tierstack_load_batch *batch,
+                                            const char *message,
+                                            size_t message_len);
 
 // Stores in `*out` the status of the breaker guarding the cache's source
 // (the configured one and every loader of `tierstack_cache_get_or_load`
@@ -432,45 +540,6 @@ tierstack_result tierstack_result_message(uint32_t code,
 tierstack_result tierstack_last_error_message(char *buf,
                                               size_t len,
                                               size_t *out_n);
-
-// Answers a load with a value: `len` bytes at `data` (copied; NULL when
-// `len` is 0) and the TTL the loader chooses, in seconds by the rule of
-// every TTL: 0 takes the TTL of the `tierstack_cache_get_or_load` call
-// (else the tier default); negative, NaN, infinite or over 100 years is
-// `TIERSTACK_RESULT_INVALID_ARGUMENT` and answers nothing.
-//
-// `load` must be the handle of a loader call still running (any thread may
-// answer it during the call); a load answers once: a second answer, or one
-// after the call returned, is `TIERSTACK_RESULT_INVALID_ARGUMENT`.
-tierstack_result tierstack_load_value(tierstack_load *load,
-                                      const uint8_t *data,
-                                      size_t len,
-                                      double ttl_seconds);
-
-// Answers a load with "not found": the caller gets no value (`*out` NULL),
-// nothing is stored, and the key is not loaded again for `negative_ttl`
-// seconds (in every process sharing the file). `load` as in
-// `tierstack_load_value`.
-tierstack_result tierstack_load_not_found(tierstack_load *load);
-
-// Answers key `key` (`key_len` bytes, one of the keys the batch loader was
-// handed) of a batch with a value, as `tierstack_load_value` does. A key
-// the batch did not ask for, or one already answered, is
-// `TIERSTACK_RESULT_INVALID_ARGUMENT`; so is a `batch` whose loader call
-// returned.
-tierstack_result tierstack_load_batch_value(tierstack_load_batch *batch,
-                                            const char *key,
-                                            size_t key_len,
-                                            const uint8_t *data,
-                                            size_t len,
-                                            double ttl_seconds);
-
-// Answers key `key` of a batch with "not found", as
-// `tierstack_load_not_found` does; leaving a key unanswered means the
-// same. Errors as in `tierstack_load_batch_value`.
-tierstack_result tierstack_load_batch_not_found(tierstack_load_batch *batch,
-                                                const char *key,
-                                                size_t key_len);
 
 // Reads `key` (`key_len` bytes of UTF-8) from the tiers; on a miss in
 // every tier, calls `loader(user_data, key, key_len, load)` and stores its

@@ -19,6 +19,7 @@
 
 #![allow(clippy::missing_safety_doc)] // Each function's doc states its contract for C callers.
 
+pub mod answer;
 pub mod breaker;
 pub mod cache;
 pub mod entry;
@@ -29,8 +30,8 @@ mod panic;
 pub mod source;
 pub mod strings;
 
+pub use answer::{tierstack_load, tierstack_load_batch};
 pub use cache::tierstack_cache;
 pub use entry::tierstack_value;
 pub use error::tierstack_result;
-pub use load::{tierstack_load, tierstack_load_batch};
 pub use source::tierstack_source;

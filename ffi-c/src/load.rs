@@ -1,49 +1,39 @@
-//! Loading: C function pointers adapted into the engine's loaders, the
-//! handles they answer through, and `tierstack_cache_get_or_load(_many)`.
+//! Loading: C function pointers adapted into the engine's loaders, and
+//! `tierstack_cache_get_or_load(_many)`. The handles loaders answer through
+//! are in [`crate::answer`].
 //!
 //! Everything around a loader call (single-flight in the process and across
 //! processes, the breaker, the timeouts, stale copies, negative caching)
 //! happens in the engine; this file only turns a C call into a
 //! [`Fetched`] answer and back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::{CString, c_char, c_void};
 
 use tierstack::config::ttl_from_seconds;
-use tierstack::{Bytes, Error, ErrorKind, Fetched, GetOptions, Loaded};
+use tierstack::{Error, ErrorKind, Fetched, GetOptions};
 
+use crate::answer::{self, Answer, tierstack_load, tierstack_load_batch};
 use crate::cache::{engine, engine_and_key, tierstack_cache};
 use crate::entry::tierstack_value;
 use crate::error::{last_error, null_argument, set_last_error, tierstack_result};
-use crate::handle::{self, BoxHandle, Scoped, out_param};
+use crate::handle::{self, BoxHandle, out_param};
 use crate::panic::guard;
-
-/// The answer slot of one loader call, handed to the loader as its last
-/// argument. It is valid only while that loader call runs: answering
-/// through it afterwards fails with `TIERSTACK_RESULT_INVALID_ARGUMENT`.
-/// It may be answered from any thread during the call, once.
-#[allow(non_camel_case_types)]
-pub struct tierstack_load {
-    _opaque: [u8; 0],
-}
-
-/// The answer slots of one batch loader call; see `tierstack_load`.
-#[allow(non_camel_case_types)]
-pub struct tierstack_load_batch {
-    _opaque: [u8; 0],
-}
 
 /// A loader: fetches the value of `key` (`key_len` bytes of UTF-8, followed
 /// by a NUL that is not part of the key) and answers through `load` with
-/// `tierstack_load_value` or `tierstack_load_not_found`, then returns
-/// `TIERSTACK_RESULT_OK`.
+/// `tierstack_load_value` (and `tierstack_load_tag` for each tag of the
+/// value) or `tierstack_load_not_found`, then returns `TIERSTACK_RESULT_OK`.
 ///
 /// Returning any other result fails the load (whatever was answered): the
 /// caller gets `TIERSTACK_RESULT_SOURCE` (or a stale copy) and the message
-/// `the loader returned <result name>`, followed by the loader thread's last
-/// error message if a tierstack call on it failed during the loader.
-/// Returning OK without answering is a failure too ("the loader answered
-/// nothing").
+/// `the loader returned <result name>`, followed by `: ` and the loader's
+/// own message if it gave one with `tierstack_load_error`, else by the
+/// loader thread's last error message if a tierstack call on it failed
+/// during the loader. A loader that called `tierstack_load_error` and
+/// returns OK has failed too, with the message `the loader failed:
+/// <message>`. Returning OK without answering is a failure as well ("the
+/// loader answered nothing").
 ///
 /// The loader runs on a thread of tierstack's runtime (its blocking pool),
 /// never on the thread that called `tierstack_cache_get_or_load`, so
@@ -65,10 +55,11 @@ pub type tierstack_loader_fn = Option<
 /// UTF-8, each followed by a NUL that is not part of the key), which are
 /// exactly the keys of the call that no tier holds and no other caller is
 /// loading, and answers per key through `batch` with
-/// `tierstack_load_batch_value` or `tierstack_load_batch_not_found`; a key
-/// left unanswered is not found. Then it returns `TIERSTACK_RESULT_OK`;
-/// any other result fails every key of the batch as in
-/// `tierstack_loader_fn`.
+/// `tierstack_load_batch_value` (and `tierstack_load_batch_tag`) or
+/// `tierstack_load_batch_not_found`; a key left unanswered is not found.
+/// Then it returns `TIERSTACK_RESULT_OK`; any other result, or a call of
+/// `tierstack_load_batch_error`, fails every key of the batch with the
+/// messages of `tierstack_loader_fn`.
 ///
 /// Runs on a thread of tierstack's runtime, as `tierstack_loader_fn` does;
 /// the key arrays and `batch` are valid only during the call.
@@ -82,18 +73,6 @@ pub type tierstack_batch_loader_fn = Option<
         batch: *mut tierstack_load_batch,
     ) -> tierstack_result,
 >;
-
-/// The live `tierstack_load` handles: what each was answered.
-static LOADS: Scoped<Option<Fetched>> = Scoped::new("load");
-
-/// The live `tierstack_load_batch` handles.
-static BATCHES: Scoped<Batch> = Scoped::new("batch");
-
-/// What a batch loader was asked and has answered so far.
-struct Batch {
-    asked: HashSet<String>,
-    answers: HashMap<String, Fetched>,
-}
 
 /// `user_data`, which the caller promises is usable from any thread.
 #[derive(Clone, Copy)]
@@ -148,16 +127,19 @@ impl Loader {
         let key_c = c_key(key)?;
         let f = self.f;
         set_last_error(String::new());
-        let (code, answer) = LOADS.run(None, |load| {
+        let (code, answer) = answer::run_load(|load| {
             // SAFETY: the caller of the get_or_load (or open) gave a loader
             // and user_data that may be called from this thread; the key
             // and handle are valid for the call.
             unsafe { f(self.user_data.0, key_c.as_ptr(), key.len(), load) }
         });
         match (code, answer) {
-            (0, Some(fetched)) => Ok(fetched),
-            (0, None) => Err(Error::new(ErrorKind::Source, "the loader answered nothing")),
-            (code, _) => Err(loader_failed(code)),
+            (code, Answer::Failed(message)) => Err(loader_failed(code, Some(message))),
+            (0, Answer::Fetched(fetched)) => Ok(fetched),
+            (0, Answer::Nothing) => {
+                Err(Error::new(ErrorKind::Source, "the loader answered nothing"))
+            }
+            (code, _) => Err(loader_failed(code, None)),
         }
     }
 }
@@ -179,12 +161,8 @@ impl BatchLoader {
         let ptrs: Vec<*const c_char> = keys_c.iter().map(|k| k.as_ptr()).collect();
         let lens: Vec<usize> = keys.iter().map(String::len).collect();
         let f = self.f;
-        let batch = Batch {
-            asked: keys.into_iter().collect(),
-            answers: HashMap::new(),
-        };
         set_last_error(String::new());
-        let (code, batch) = BATCHES.run(batch, |handle| {
+        let (code, batch) = answer::run_batch(keys.into_iter().collect(), |handle| {
             // SAFETY: as in `Loader::call`; the arrays hold `n` elements and
             // outlive the call.
             unsafe {
@@ -197,9 +175,10 @@ impl BatchLoader {
                 )
             }
         });
-        match code {
-            0 => Ok(batch.answers),
-            code => Err(loader_failed(code)),
+        match (code, batch.failed) {
+            (code, Some(message)) => Err(loader_failed(code, Some(message))),
+            (0, None) => Ok(batch.answers),
+            (code, None) => Err(loader_failed(code, None)),
         }
     }
 }
@@ -212,152 +191,26 @@ fn c_key(key: &str) -> Result<CString, Error> {
         .map_err(|_| Error::new(ErrorKind::InvalidKey, "a key to load holds a NUL byte"))
 }
 
-/// The error of a loader that returned `code` (not OK).
-fn loader_failed(code: u32) -> Error {
+/// The error of a loader that returned `code` (not OK), or that gave its
+/// own failure `message` (whatever it returned). Without a message of its
+/// own, this thread's last error (a tierstack call the loader made that
+/// failed) is the detail.
+fn loader_failed(code: u32, message: Option<String>) -> Error {
+    if code == 0
+        && let Some(message) = &message
+    {
+        return Error::new(ErrorKind::Source, format!("the loader failed: {message}"));
+    }
     let name = tierstack_result::from_code(code).map_or_else(
         || format!("unknown result {code}"),
         |r| r.name().to_string_lossy().into_owned(),
     );
-    let detail = last_error();
+    let detail = message.unwrap_or_else(last_error);
     let message = match detail.is_empty() {
         true => format!("the loader returned {name}"),
         false => format!("the loader returned {name}: {detail}"),
     };
     Error::new(ErrorKind::Source, message)
-}
-
-/// A value answer: `len` bytes at `data`, with the loader's TTL in seconds
-/// (0: the call's TTL, else the tier default).
-///
-/// # Safety
-/// `data` is NULL with `len == 0` or valid for `len` bytes.
-unsafe fn value_answer(data: *const u8, len: usize, ttl_seconds: f64) -> Result<Fetched, Error> {
-    let ttl = ttl_from_seconds(ttl_seconds)?;
-    // SAFETY: per the caller.
-    let data = unsafe { handle::slice(data, len, "data") }?;
-    let loaded = Loaded::new(Bytes::copy_from_slice(data));
-    Ok(Fetched::Value(match ttl {
-        Some(ttl) => loaded.ttl(ttl),
-        None => loaded,
-    }))
-}
-
-/// Records `answer` for the live load `load`, unless it has one.
-fn answer(load: *const tierstack_load, fetched: Fetched) -> Result<(), Error> {
-    LOADS.with(load, |slot| match slot {
-        Some(_) => Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "the load was already answered: a loader answers once",
-        )),
-        None => {
-            *slot = Some(fetched);
-            Ok(())
-        }
-    })
-}
-
-/// Records `answer` for `key` in the live batch `batch`.
-///
-/// # Safety
-/// `key` as in [`handle::key`].
-unsafe fn answer_batch(
-    batch: *const tierstack_load_batch,
-    key: *const c_char,
-    key_len: usize,
-    fetched: Fetched,
-) -> Result<(), Error> {
-    // SAFETY: per the caller.
-    let key = unsafe { handle::key(key, key_len, "key") }?;
-    BATCHES.with(batch, |batch| {
-        if !batch.asked.contains(key) {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "{} is not a key this batch asked for",
-                    tierstack::key::quote(key)
-                ),
-            ));
-        }
-        if batch.answers.contains_key(key) {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!(
-                    "{} was already answered: a batch answers each key once",
-                    tierstack::key::quote(key)
-                ),
-            ));
-        }
-        batch.answers.insert(key.to_owned(), fetched);
-        Ok(())
-    })
-}
-
-/// Answers a load with a value: `len` bytes at `data` (copied; NULL when
-/// `len` is 0) and the TTL the loader chooses, in seconds by the rule of
-/// every TTL: 0 takes the TTL of the `tierstack_cache_get_or_load` call
-/// (else the tier default); negative, NaN, infinite or over 100 years is
-/// `TIERSTACK_RESULT_INVALID_ARGUMENT` and answers nothing.
-///
-/// `load` must be the handle of a loader call still running (any thread may
-/// answer it during the call); a load answers once: a second answer, or one
-/// after the call returned, is `TIERSTACK_RESULT_INVALID_ARGUMENT`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn tierstack_load_value(
-    load: *mut tierstack_load,
-    data: *const u8,
-    len: usize,
-    ttl_seconds: f64,
-) -> tierstack_result {
-    guard(|| {
-        // SAFETY: the caller passes `len` readable bytes.
-        let fetched = unsafe { value_answer(data, len, ttl_seconds) }?;
-        answer(load, fetched)
-    })
-}
-
-/// Answers a load with "not found": the caller gets no value (`*out` NULL),
-/// nothing is stored, and the key is not loaded again for `negative_ttl`
-/// seconds (in every process sharing the file). `load` as in
-/// `tierstack_load_value`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn tierstack_load_not_found(load: *mut tierstack_load) -> tierstack_result {
-    guard(|| answer(load, Fetched::NotFound))
-}
-
-/// Answers key `key` (`key_len` bytes, one of the keys the batch loader was
-/// handed) of a batch with a value, as `tierstack_load_value` does. A key
-/// the batch did not ask for, or one already answered, is
-/// `TIERSTACK_RESULT_INVALID_ARGUMENT`; so is a `batch` whose loader call
-/// returned.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn tierstack_load_batch_value(
-    batch: *mut tierstack_load_batch,
-    key: *const c_char,
-    key_len: usize,
-    data: *const u8,
-    len: usize,
-    ttl_seconds: f64,
-) -> tierstack_result {
-    guard(|| {
-        // SAFETY: the caller passes readable key and data bytes.
-        unsafe {
-            let fetched = value_answer(data, len, ttl_seconds)?;
-            answer_batch(batch, key, key_len, fetched)
-        }
-    })
-}
-
-/// Answers key `key` of a batch with "not found", as
-/// `tierstack_load_not_found` does; leaving a key unanswered means the
-/// same. Errors as in `tierstack_load_batch_value`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn tierstack_load_batch_not_found(
-    batch: *mut tierstack_load_batch,
-    key: *const c_char,
-    key_len: usize,
-) -> tierstack_result {
-    // SAFETY: the caller passes readable key bytes.
-    guard(|| unsafe { answer_batch(batch, key, key_len, Fetched::NotFound) })
 }
 
 /// Options of a loading call: its TTL in seconds (0: the tier default).

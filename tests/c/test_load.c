@@ -3,7 +3,8 @@
  * loader call for 100 threads, not-found and its negative cache, stale
  * copies when the loader fails, the breaker is open or the soft timeout
  * passes, the error codes without a stale copy, how a loader's answers and
- * failures are read, batches, read-through, the breaker status and stats.
+ * failures are read, a loader's tags and its own error messages, batches,
+ * read-through, the breaker status and stats.
  * The cross-process cases are in test_processes.c.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -570,6 +571,296 @@ static void test_get_or_load_many_hands_over_the_missing_keys(void) {
     done();
 }
 
+/* ---- a loader's tags and its own error message ---- */
+
+/* What a tagging or failing loader does, and what its calls returned. */
+typedef struct {
+    const char *value;            /* answer this value (NULL: answer nothing) */
+    bool not_found;               /* answer "not found" instead */
+    const char *tags[3];          /* then tag it with these (NULL-ended) */
+    const char *error;            /* then fail with this message (NULL: don't) */
+    tierstack_result returns;     /* and return this */
+    atomic_int calls;
+    tierstack_result tag_before;  /* tierstack_load_tag before any answer */
+    char tag_before_error[160];   /* and its last error message */
+    tierstack_result tagged[3];   /* each tierstack_load_tag */
+    tierstack_result bad_utf8;    /* tierstack_load_tag of a non-UTF-8 tag */
+    char bad_utf8_error[160];
+    tierstack_result failed;      /* tierstack_load_error */
+    tierstack_result after_error; /* tierstack_load_value after the error */
+    char after_error_error[160];
+} answer_state;
+
+static tierstack_result answering_loader(void *user_data, const char *key, size_t key_len,
+                                         tierstack_load *load) {
+    answer_state *s = user_data;
+    (void)key, (void)key_len;
+    atomic_fetch_add(&s->calls, 1);
+    s->tag_before = tierstack_load_tag(load, K("early"));
+    snprintf(s->tag_before_error, sizeof s->tag_before_error, "%s", last_error());
+    if (s->not_found) {
+        tierstack_load_not_found(load);
+    } else if (s->value != NULL) {
+        tierstack_load_value(load, (const uint8_t *)s->value, strlen(s->value), 0);
+    }
+    for (int i = 0; i < 3 && s->tags[i] != NULL; i++) {
+        s->tagged[i] = tierstack_load_tag(load, s->tags[i], strlen(s->tags[i]));
+    }
+    s->bad_utf8 = tierstack_load_tag(load, K("caf\xc3"));
+    snprintf(s->bad_utf8_error, sizeof s->bad_utf8_error, "%s", last_error());
+    if (s->error != NULL) {
+        s->failed = tierstack_load_error(load, s->error, strlen(s->error));
+        s->after_error = tierstack_load_value(load, (const uint8_t *)"late", 4, 0);
+        snprintf(s->after_error_error, sizeof s->after_error_error, "%s", last_error());
+    }
+    return s->returns;
+}
+
+static tierstack_result get_answered(const char *key, answer_state *s, tierstack_value **out) {
+    return tierstack_cache_get_or_load(cache, key, strlen(key), answering_loader, s, 0, out);
+}
+
+static void test_loader_tags_its_value(void) {
+    fresh("");
+    answer_state a = {.value = "button", .tags = {"team:ui", "all"}};
+    answer_state b = {.value = "card", .tags = {"all"}};
+    tierstack_value *value = NULL;
+    CHECK_OK(get_answered("button", &a, &value));
+    CHECK_SERVED(value, "button", "source", false);
+    CHECK_OK(get_answered("card", &b, &value));
+    CHECK_SERVED(value, "card", "source", false);
+    CHECK(a.tagged[0] == TIERSTACK_RESULT_OK && a.tagged[1] == TIERSTACK_RESULT_OK);
+    CHECK(b.tagged[0] == TIERSTACK_RESULT_OK);
+    /* Tagging before answering, or with a tag that is not UTF-8, is refused. */
+    CHECK(a.tag_before == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(a.tag_before_error, "invalid_argument: the load has no value to tag yet: "
+                                     "answer the value first, then its tags") == 0);
+    CHECK(a.bad_utf8 == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(a.bad_utf8_error, "invalid_argument: tag is not UTF-8 (bad byte at 3)") == 0);
+
+    uint64_t removed = 99;
+    CHECK_OK(tierstack_cache_invalidate_tag(cache, K("team:ui"), &removed));
+    CHECK(removed == 1);
+    bool has = true;
+    CHECK_OK(tierstack_cache_has(cache, K("button"), &has));
+    CHECK(!has);
+    CHECK_OK(tierstack_cache_has(cache, K("card"), &has));
+    CHECK(has);
+
+    /* The tags are in the file: a second handle, whose L1 is empty,
+     * removes "card" by its tag. */
+    tierstack_cache *other = open_in(dir, "");
+    removed = 99;
+    CHECK_OK(tierstack_cache_invalidate_tag(other, K("all"), &removed));
+    CHECK(removed == 1);
+    CHECK_OK(tierstack_cache_has(other, K("card"), &has));
+    CHECK(!has);
+    tierstack_cache_free(other);
+    CHECK(atomic_load(&a.calls) == 1 && atomic_load(&b.calls) == 1);
+
+    /* Tags on "not found" are refused; the answer stands. */
+    answer_state gone = {.not_found = true, .tags = {"all"}};
+    value = (tierstack_value *)&gone;
+    CHECK_OK(get_answered("gone", &gone, &value));
+    CHECK(value == NULL);
+    CHECK(gone.tagged[0] == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    /* The handle died with the call. */
+    CHECK_RESULT(tierstack_load_tag(NULL, K("x")), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: load is a NULL pointer") == 0);
+    done();
+}
+
+static void test_bad_loader_tag_fails_the_caller(void) {
+    fresh("");
+    answer_state empty = {.value = "v", .tags = {""}};
+    tierstack_value *value = (tierstack_value *)&empty;
+    CHECK_RESULT(get_answered("k", &empty, &value), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: tag \"\" must be 1-255 bytes without control "
+                               "characters") == 0);
+    CHECK(empty.tagged[0] == TIERSTACK_RESULT_OK);
+    answer_state control = {.value = "v", .tags = {"ok", "a\tb"}};
+    CHECK_RESULT(get_answered("k", &control, &value), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: tag \"a\\tb\" must be 1-255 bytes without "
+                               "control characters") == 0);
+    CHECK(value == (tierstack_value *)&empty);
+    bool has = true;
+    CHECK_OK(tierstack_cache_has(cache, K("k"), &has));
+    CHECK(!has);
+    done();
+}
+
+static void test_loader_error_message_reaches_the_caller(void) {
+    fresh("");
+    answer_state s = {.error = "GitHub answered 503", .returns = TIERSTACK_RESULT_IO};
+    tierstack_value *value = (tierstack_value *)&s;
+    CHECK_RESULT(get_answered("repo", &s, &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(strcmp(last_error(), "source: the loader returned io: GitHub answered 503") == 0);
+    CHECK(s.failed == TIERSTACK_RESULT_OK);
+    /* An error is the load's answer: no value after it. */
+    CHECK(s.after_error == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(s.after_error_error,
+                 "invalid_argument: the load was already answered: a loader answers once") == 0);
+
+    /* Returning OK after the error is still a failure, with the message. */
+    s = (answer_state){.error = "GitHub answered 503"};
+    CHECK_RESULT(get_answered("repo", &s, &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(strcmp(last_error(), "source: the loader failed: GitHub answered 503") == 0);
+    CHECK(value == (tierstack_value *)&s);
+    bool has = true;
+    CHECK_OK(tierstack_cache_has(cache, K("repo"), &has));
+    CHECK(!has);
+
+    /* An error after a value is refused (a load answers once): the value
+     * stands and the loader's OK is a success. */
+    s = (answer_state){.value = "v", .error = "too late"};
+    CHECK_OK(get_answered("answered", &s, &value));
+    CHECK_SERVED(value, "v", "source", false);
+    CHECK(s.failed == TIERSTACK_RESULT_INVALID_ARGUMENT);
+
+    /* An empty message is refused; the loader's own result then fails the
+     * load with that refusal as the detail. */
+    s = (answer_state){.error = "", .returns = TIERSTACK_RESULT_SOURCE};
+    CHECK_RESULT(get_answered("empty", &s, &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(s.failed == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "source: the loader returned source: invalid_argument: message "
+                               "is empty: say what failed") == 0);
+    CHECK_RESULT(tierstack_load_error(NULL, K("x")), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: load is a NULL pointer") == 0);
+    done();
+}
+
+/* A batch loader that tags, fails, and records what its calls returned. */
+typedef struct {
+    const char *tag;             /* the tag of "a" (NULL: "blue") */
+    const char *error;           /* fail the batch with this message (NULL: don't) */
+    tierstack_result returns;
+    atomic_int calls;
+    tierstack_result tagged;     /* tag "blue" on the value of "a" */
+    tierstack_result tag_early;  /* tag "b" before answering it */
+    char tag_early_error[160];
+    tierstack_result tag_none;   /* tag "none", answered "not found" */
+    tierstack_result tag_unasked;
+    tierstack_result failed;     /* tierstack_load_batch_error */
+    tierstack_result after;      /* answering "b" after the error */
+    char after_error[160];
+    tierstack_result again;      /* a second tierstack_load_batch_error */
+} tag_batch_state;
+
+static tierstack_result tagging_batch_loader(void *user_data, const char *const *keys,
+                                             const size_t *key_lens, size_t n,
+                                             tierstack_load_batch *batch) {
+    tag_batch_state *s = user_data;
+    (void)keys, (void)key_lens, (void)n;
+    atomic_fetch_add(&s->calls, 1);
+    tierstack_load_batch_value(batch, K("a"), (const uint8_t *)"A", 1, 0);
+    const char *tag = s->tag != NULL ? s->tag : "blue";
+    s->tagged = tierstack_load_batch_tag(batch, K("a"), tag, strlen(tag));
+    s->tag_early = tierstack_load_batch_tag(batch, K("b"), K("blue"));
+    snprintf(s->tag_early_error, sizeof s->tag_early_error, "%s", last_error());
+    tierstack_load_batch_not_found(batch, K("none"));
+    s->tag_none = tierstack_load_batch_tag(batch, K("none"), K("blue"));
+    s->tag_unasked = tierstack_load_batch_tag(batch, K("other"), K("blue"));
+    if (s->error != NULL) {
+        s->failed = tierstack_load_batch_error(batch, s->error, strlen(s->error));
+        s->after = tierstack_load_batch_value(batch, K("b"), (const uint8_t *)"B", 1, 0);
+        snprintf(s->after_error, sizeof s->after_error, "%s", last_error());
+        s->again = tierstack_load_batch_error(batch, K("twice"));
+    } else {
+        tierstack_load_batch_value(batch, K("b"), (const uint8_t *)"B", 1, 0);
+    }
+    return s->returns;
+}
+
+static const char *batch_keys[] = {"a", "b", "none"};
+static const size_t batch_lens[] = {1, 1, 4};
+
+static void test_batch_loader_tags_its_values(void) {
+    fresh("");
+    tag_batch_state s = {0};
+    tierstack_value *values[3] = {0};
+    CHECK_OK(tierstack_cache_get_or_load_many(cache, batch_keys, batch_lens, 3,
+                                              tagging_batch_loader, &s, 0, values));
+    CHECK(atomic_load(&s.calls) == 1);
+    CHECK_SERVED(values[0], "A", "source", false);
+    CHECK_SERVED(values[1], "B", "source", false);
+    CHECK(values[2] == NULL);
+    CHECK(s.tagged == TIERSTACK_RESULT_OK);
+    CHECK(s.tag_early == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(s.tag_early_error, "invalid_argument: \"b\" has no value to tag yet: answer "
+                                    "the value first, then its tags") == 0);
+    CHECK(s.tag_none == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(s.tag_unasked == TIERSTACK_RESULT_INVALID_ARGUMENT);
+
+    uint64_t removed = 99;
+    CHECK_OK(tierstack_cache_invalidate_tag(cache, K("blue"), &removed));
+    CHECK(removed == 1);
+    bool has = true;
+    CHECK_OK(tierstack_cache_has(cache, K("a"), &has));
+    CHECK(!has);
+    CHECK_OK(tierstack_cache_has(cache, K("b"), &has));
+    CHECK(has);
+    CHECK_RESULT(tierstack_load_batch_tag(NULL, K("a"), K("blue")),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: batch is a NULL pointer") == 0);
+
+    /* A bad tag is refused when "a" is stored: the call fails, "a" is not
+     * stored, the batch's other value is. */
+    CHECK_OK(tierstack_cache_clear(cache));
+    s = (tag_batch_state){.tag = "bad\ntag"};
+    values[0] = (tierstack_value *)&s;
+    CHECK_RESULT(tierstack_cache_get_or_load_many(cache, batch_keys, batch_lens, 3,
+                                                  tagging_batch_loader, &s, 0, values),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: tag \"bad\\ntag\" must be 1-255 bytes "
+                               "without control characters") == 0);
+    CHECK(s.tagged == TIERSTACK_RESULT_OK);
+    CHECK(values[0] == (tierstack_value *)&s);
+    CHECK_OK(tierstack_cache_has(cache, K("a"), &has));
+    CHECK(!has);
+    uint64_t n = 99;
+    CHECK_OK(tierstack_cache_len(cache, &n));
+    CHECK(n == 1);
+    CHECK_OK(tierstack_cache_has(cache, K("b"), &has));
+    CHECK(has);
+    done();
+}
+
+static void test_batch_loader_error_fails_the_batch(void) {
+    fresh("");
+    tag_batch_state s = {.error = "db down", .returns = TIERSTACK_RESULT_STORAGE};
+    tierstack_value *values[3] = {(tierstack_value *)&s, NULL, NULL};
+    CHECK_RESULT(tierstack_cache_get_or_load_many(cache, batch_keys, batch_lens, 3,
+                                                  tagging_batch_loader, &s, 0, values),
+                 TIERSTACK_RESULT_SOURCE);
+    CHECK(strcmp(last_error(), "source: the loader returned storage: db down") == 0);
+    CHECK(values[0] == (tierstack_value *)&s);
+    CHECK(s.failed == TIERSTACK_RESULT_OK);
+    CHECK(s.after == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(s.after_error, "invalid_argument: the batch already failed "
+                                "(tierstack_load_batch_error): it takes no more answers") == 0);
+    CHECK(s.again == TIERSTACK_RESULT_INVALID_ARGUMENT);
+    /* What was answered before the error is not stored. */
+    uint64_t n = 99;
+    CHECK_OK(tierstack_cache_len(cache, &n));
+    CHECK(n == 0);
+
+    /* Returning OK after the error is still a failure, with the message.
+     * (Only "a" is sure to be loaded again: the caller returned when its
+     * flight landed, and the engine may not yet have ended the flights of
+     * "b" and "none", which this call may then join.) */
+    s = (tag_batch_state){.error = "db down"};
+    CHECK_RESULT(tierstack_cache_get_or_load_many(cache, batch_keys, batch_lens, 3,
+                                                  tagging_batch_loader, &s, 0, values),
+                 TIERSTACK_RESULT_SOURCE);
+    CHECK(strcmp(last_error(), "source: the loader failed: db down") == 0);
+    CHECK(atomic_load(&s.calls) == 1);
+    CHECK(values[0] == (tierstack_value *)&s);
+    CHECK_OK(tierstack_cache_len(cache, &n));
+    CHECK(n == 0);
+    CHECK_RESULT(tierstack_load_batch_error(NULL, K("x")), TIERSTACK_RESULT_INVALID_ARGUMENT);
+    done();
+}
+
 /* ---- read-through ---- */
 
 static void test_read_through_source(void) {
@@ -621,6 +912,15 @@ int main(void) {
                test_breaker_status_after_failures);
     check_case("get_or_load_many hands the loader exactly the missing keys",
                test_get_or_load_many_hands_over_the_missing_keys);
+    check_case("a loader tags its value; invalidate_tag removes it, in L2 too",
+               test_loader_tags_its_value);
+    check_case("a loader's bad tag fails the caller with invalid_argument, nothing stored",
+               test_bad_loader_tag_fails_the_caller);
+    check_case("a loader's own error message reaches the caller exactly",
+               test_loader_error_message_reaches_the_caller);
+    check_case("a batch loader tags its values", test_batch_loader_tags_its_values);
+    check_case("a batch loader's error fails the whole batch with its message",
+               test_batch_loader_error_fails_the_batch);
     check_case("read-through: get, lookup and mget load through the source",
                test_read_through_source);
     return check_summary();
