@@ -844,10 +844,9 @@ static void test_batch_loader_error_fails_the_batch(void) {
     CHECK_OK(tierstack_cache_len(cache, &n));
     CHECK(n == 0);
 
-    /* Returning OK after the error is still a failure, with the message.
-     * (Only "a" is sure to be loaded again: the caller returned when its
-     * flight landed, and the engine may not yet have ended the flights of
-     * "b" and "none", which this call may then join.) */
+    /* Returning OK after the error is still a failure, with the message;
+     * the failed batch's flights all ended before it landed, so the whole
+     * batch goes to the loader again, in one call. */
     s = (tag_batch_state){.error = "db down"};
     CHECK_RESULT(tierstack_cache_get_or_load_many(cache, batch_keys, batch_lens, 3,
                                                   tagging_batch_loader, &s, 0, values),
