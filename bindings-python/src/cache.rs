@@ -1,20 +1,27 @@
 //! `tierstack._native.Cache`: the engine's synchronous cache for Python.
 //!
 //! `tierstack.Cache` (Python) subclasses it to add the config keywords, the
-//! `source` adapter, the `get_or_load` family's signatures and the docs; `tierstack.AsyncCache` drives it from a thread
-//! pool, answering L1 hits on the event loop.
+//! `source` adapter, the `get_or_load_many` family's signatures and the docs;
+//! `tierstack.AsyncCache` drives it from a thread pool, answering L1 hits
+//! (of reads and of `get_or_load`) on the event loop.
 //!
 //! The GIL is released around every call that may reach the SQLite file
-//! (reads below L1, writes, maintenance, close). An answer from the kept
-//! values (see [`crate::kept`]) never blocks and keeps the GIL: releasing and
-//! taking it back would cost more than the hit itself.
+//! (reads below L1, loads, writes, maintenance, close). An L1 hit never
+//! blocks and keeps the GIL: releasing and taking it back would cost more
+//! than the hit itself. It is answered with the decoded value kept beside
+//! L1 (see [`crate::kept`]), so that JSON is decoded once per stored value.
+
+use std::future::Future;
+use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, sync::PyOnceLock};
-use tierstack::{BreakerStatus, Clock, Config, Lookup, Tier, blocking};
+use tierstack::{
+    BreakerStatus, Clock, Config, Fetched, GetOptions, Lookup, Source, Tier, blocking,
+};
 
 use crate::error::to_py;
 use crate::kept::{Kept, KeptValues};
@@ -60,6 +67,15 @@ impl Read {
     }
 }
 
+/// A read code from Python (see [`Read::from_code`]).
+impl<'a, 'py> FromPyObject<'a, 'py> for Read {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        Read::from_code(obj.extract()?)
+    }
+}
+
 /// A cache handle. Closing goes through the engine, which refuses every
 /// later call with `closed`; the handle itself stays, so that a call running
 /// without the GIL on another thread never finds it gone.
@@ -68,16 +84,42 @@ pub(crate) struct Cache {
     inner: blocking::Cache,
     /// Decoded values beside L1; `None` without an L1.
     kept: Option<KeptValues>,
-    /// Whether a source is configured (plain reads load through it).
-    source: bool,
+    /// The configured source (plain reads load through it, and it
+    /// refreshes ahead the hits they serve here).
+    source: Option<Arc<dyn Source>>,
 }
 
 impl Cache {
-    /// The answer from the kept values if `key` is a fresh L1 entry whose
-    /// value is kept (one L1 hit counted); `None`, with nothing counted,
-    /// when the caller must read through the tiers.
+    /// The answer of a read if `key` is a fresh L1 entry, without blocking
+    /// (one L1 hit counted), from the kept decoded value where there is one;
+    /// `None`, with nothing counted, when the caller must read through the
+    /// tiers.
     #[inline]
     fn memory_answer<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        read: Read,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match &self.source {
+            // A hit of a value not kept yet (the first after a load) brings
+            // its bytes, so it is decoded and kept without a second read.
+            Some(source) => self.memory_hit(
+                py,
+                key,
+                read,
+                || load::source_loader(source),
+                &GetOptions::default(),
+            ),
+            None => self.kept_answer(py, key, read),
+        }
+    }
+
+    /// [`Cache::memory_answer`] without a source: only a kept value is
+    /// served here (checking L1 for an entry not kept would count a hit
+    /// that the read through the tiers then counts again).
+    #[inline]
+    fn kept_answer<'py>(
         &self,
         py: Python<'py>,
         key: &str,
@@ -92,29 +134,50 @@ impl Cache {
         match self.inner.memory_version(key) {
             Some(version) if version == hit.version => {}
             // L1 holds a newer value (a write raced the read that kept this
-            // one): the caller reads it, and that read counts the hit again.
+            // one, or a refresh ahead replaced it): the caller reads it, and
+            // that read counts the hit again.
             Some(_) => return Ok(None),
             None => {
                 kept.forget(key);
                 return Ok(None);
             }
         }
-        let value = match (read.json(), hit.json) {
-            (false, _) => hit.raw.into_bound(py).into_any(),
-            (true, Some(json)) => json.into_bound(py),
-            (true, None) => {
-                let json = decode(hit.raw.bind(py))?;
-                kept.set_json(py, key, hit.version, &json.clone().unbind());
-                json
-            }
+        let age_ms = Clock::system().now_ms().saturating_sub(hit.created_ms);
+        let value = kept_value(py, kept, key, hit, read)?;
+        respond(py, value, Tier::Memory, false, age_ms as f64 / 1000.0, read).map(Some)
+    }
+
+    /// An L1 hit of `key`, counted once, answered with the kept decoded
+    /// value while L1 still holds the version it was read from (else
+    /// decoded and kept); a refresh ahead that is due runs through the
+    /// loader `make_loader()` makes. `None` on a miss, with nothing counted.
+    #[inline]
+    fn memory_hit<'py, M, L, Fut>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        read: Read,
+        make_loader: M,
+        options: &GetOptions,
+    ) -> PyResult<Option<Bound<'py, PyAny>>>
+    where
+        M: FnOnce() -> L,
+        L: FnOnce(String) -> Fut + Send + 'static,
+        Fut: Future<Output = tierstack::Result<Fetched>> + Send + 'static,
+    {
+        let Some(kept) = &self.kept else {
+            return Ok(None);
         };
-        match read.lookup() {
-            false => Ok(Some(value)),
-            true => {
-                let age_ms = Clock::system().now_ms().saturating_sub(hit.created_ms);
-                lookup(py, value, Tier::Memory, false, age_ms as f64 / 1000.0).map(Some)
-            }
-        }
+        let Some((found, version)) = self.inner.memory_hit_or_refresh(key, make_loader, options)
+        else {
+            return Ok(None);
+        };
+        let value = match kept.get(py, key).filter(|hit| hit.version == version) {
+            Some(hit) => kept_value(py, kept, key, hit, read)?,
+            None => keep(py, kept, key, &found, version, read)?,
+        };
+        let age = found.age.as_secs_f64();
+        respond(py, value, found.tier, found.stale, age, read).map(Some)
     }
 
     /// Reads `key` through the tiers without the GIL, and keeps what L1 now
@@ -126,7 +189,7 @@ impl Cache {
         key: &str,
         read: Read,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        if self.source {
+        if self.source.is_some() {
             let found = py
                 .detach(|| self.inner.lookup(key))
                 .map_err(|e| to_py(py, e))?;
@@ -138,34 +201,30 @@ impl Cache {
         let Some((found, version)) = found else {
             return Ok(None);
         };
-        let raw = PyBytes::new(py, &found.value);
-        let json = read.json().then(|| decode(&raw));
-        if let (Some(kept), Some(version)) = (&self.kept, version) {
-            let age_ms = found.age.as_millis() as u64;
-            let json = json
-                .as_ref()
-                .and_then(|j| j.as_ref().ok())
-                .map(|j| j.clone().unbind());
-            let created_ms = Clock::system().now_ms().saturating_sub(age_ms);
-            kept.keep(
-                key,
-                Kept::new(
-                    version,
-                    created_ms,
-                    raw.clone().unbind(),
-                    found.value.len(),
-                    json,
-                ),
-            );
-        }
-        let value = match json {
-            Some(json) => json?,
-            None => raw.into_any(),
+        let value = match (&self.kept, version) {
+            (Some(kept), Some(version)) => keep(py, kept, key, &found, version, read)?,
+            _ => value_of(py, &found.value, read)?,
         };
-        match read.lookup() {
-            false => Ok(Some(value)),
-            true => lookup(py, value, found.tier, found.stale, found.age.as_secs_f64()).map(Some),
-        }
+        let age = found.age.as_secs_f64();
+        respond(py, value, found.tier, found.stale, age, read).map(Some)
+    }
+
+    /// The value of an L1 hit of `key` for a `get_or_load` read (one hit
+    /// counted, as in [`Cache::memory_hit`]), a refresh ahead that is due
+    /// running through `loader`, its coroutines resolved on the loop
+    /// `event_loop()` gives (asked only then); `None` on a miss.
+    #[inline]
+    fn load_hit<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        read: Read,
+        loader: &Bound<'py, PyAny>,
+        event_loop: impl FnOnce() -> Option<Bound<'py, PyAny>>,
+        options: &GetOptions,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let make_loader = || PyLoader::new(loader, event_loop().as_ref()).one_async();
+        self.memory_hit(py, key, read, make_loader, options)
     }
 
     fn read<'py>(
@@ -233,12 +292,7 @@ impl Cache {
                 kept.forget(key);
             }
             if let Some(value) = value {
-                let raw = PyBytes::new(py, &value);
-                let value = match read.json() {
-                    true => decode(&raw)?,
-                    false => raw.into_any(),
-                };
-                stored.set_item(obj, value)?;
+                stored.set_item(obj, value_of(py, &value, read)?)?;
             }
         }
         let out = PyDict::new(py);
@@ -296,17 +350,93 @@ fn lookup<'py>(
     class.call1((value, tier, stale, age))
 }
 
-/// What a read returns for a value the engine found (not kept).
-fn answer<'py>(py: Python<'py>, found: Lookup, read: Read) -> PyResult<Bound<'py, PyAny>> {
+/// The value a read returns (decoded JSON or bytes) of a value the engine
+/// found.
+fn value_of<'py>(py: Python<'py>, bytes: &[u8], read: Read) -> PyResult<Bound<'py, PyAny>> {
+    let raw = PyBytes::new(py, bytes);
+    match read.json() {
+        true => decode(&raw),
+        false => Ok(raw.into_any()),
+    }
+}
+
+/// The value a read returns of a value the engine found in L1 as
+/// `version`, kept for the reads after it (with its decoded JSON if this
+/// read decoded it).
+fn keep<'py>(
+    py: Python<'py>,
+    kept: &KeptValues,
+    key: &str,
+    found: &Lookup,
+    version: u64,
+    read: Read,
+) -> PyResult<Bound<'py, PyAny>> {
     let raw = PyBytes::new(py, &found.value);
-    let value = match read.json() {
-        true => decode(&raw)?,
-        false => raw.into_any(),
-    };
+    let json = read.json().then(|| decode(&raw));
+    let created_ms = Clock::system()
+        .now_ms()
+        .saturating_sub(found.age.as_millis() as u64);
+    let decoded = json
+        .as_ref()
+        .and_then(|j| j.as_ref().ok())
+        .map(|j| j.clone().unbind());
+    kept.keep(
+        key,
+        Kept::new(
+            version,
+            created_ms,
+            raw.clone().unbind(),
+            found.value.len(),
+            decoded,
+        ),
+    );
+    match json {
+        Some(json) => json,
+        None => Ok(raw.into_any()),
+    }
+}
+
+/// The value a read returns of the value kept for `key`, decoding (and
+/// keeping) the JSON on the first JSON read.
+fn kept_value<'py>(
+    py: Python<'py>,
+    kept: &KeptValues,
+    key: &str,
+    hit: Kept,
+    read: Read,
+) -> PyResult<Bound<'py, PyAny>> {
+    match (read.json(), hit.json) {
+        (false, _) => Ok(hit.raw.into_bound(py).into_any()),
+        (true, Some(json)) => Ok(json.into_bound(py)),
+        (true, None) => {
+            let json = decode(hit.raw.bind(py))?;
+            kept.set_json(py, key, hit.version, &json.clone().unbind());
+            Ok(json)
+        }
+    }
+}
+
+/// What a read returns: `value` itself, or for a lookup read a `Lookup`
+/// of it.
+fn respond<'py>(
+    py: Python<'py>,
+    value: Bound<'py, PyAny>,
+    tier: Tier,
+    stale: bool,
+    age: f64,
+    read: Read,
+) -> PyResult<Bound<'py, PyAny>> {
     match read.lookup() {
         false => Ok(value),
-        true => lookup(py, value, found.tier, found.stale, found.age.as_secs_f64()),
+        true => lookup(py, value, tier, stale, age),
     }
+}
+
+/// What a read returns for a value the engine found (not kept).
+fn answer<'py>(py: Python<'py>, found: Lookup, read: Read) -> PyResult<Bound<'py, PyAny>> {
+    let value = value_of(py, &found.value, read)?;
+    let age = found.age.as_secs_f64();
+    respond(py, value, found.tier, found.stale, age, read)
 }
 
 /// Milliseconds since the epoch as float seconds, or `None`.
@@ -344,10 +474,10 @@ impl Cache {
             .memory
             .enabled
             .then(|| KeptValues::new(config.memory.max_bytes / KEPT_SHARE));
-        let has_source = source.is_some();
+        let source = source.map(load::source);
         let mut builder = blocking::Cache::builder().config(config);
-        if let Some(source) = source {
-            builder = builder.source(load::source(source));
+        if let Some(source) = &source {
+            builder = builder.source_arc(source.clone());
         }
         let inner = py
             .detach(|| builder.build_blocking())
@@ -355,32 +485,92 @@ impl Cache {
         Ok(Self {
             inner,
             kept,
-            source: has_source,
+            source,
         })
+    }
+
+    /// The value of ``key`` (decoded JSON, as :meth:`get`); on a miss in
+    /// every tier, what ``loader`` answers, stored with ``ttl`` (as in
+    /// :meth:`set`; a :class:`Loaded` answer may choose its own), or
+    /// ``None`` if it answers :data:`NOT_FOUND`.
+    ///
+    /// ``loader`` is called as ``loader(key)`` if it accepts a positional
+    /// argument, else as ``loader()``; once per key however many threads
+    /// and processes miss it at once. It raising raises
+    /// :class:`SourceError` (``__cause__``: its exception) unless a stale
+    /// copy stands in. A bad key or ``ttl`` raises before it is called.
+    #[pyo3(signature = (key, loader, ttl=None))]
+    fn get_or_load<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        loader: &Bound<'py, PyAny>,
+        ttl: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self._load(py, key, loader, ttl, None, Read::Json)
+    }
+
+    /// :meth:`get_or_load` returning the stored bytes (for values that
+    /// are not JSON).
+    #[pyo3(signature = (key, loader, ttl=None))]
+    fn get_or_load_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        loader: &Bound<'py, PyAny>,
+        ttl: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self._load(py, key, loader, ttl, None, Read::Raw)
     }
 
     /// `get_or_load` (read code 0) and its kin (1 `get_or_load_bytes`,
     /// 2 and 3 a `Lookup`): the value of `key`, loaded on a miss with
-    /// `loader` (coroutines resolved on `event_loop`), or `None`.
+    /// `loader` (coroutines resolved on `event_loop`), or `None`. An L1 hit
+    /// is answered with the GIL held, as [`Cache::load_hit`].
     #[pyo3(signature = (key, loader, ttl, event_loop, read))]
     fn _load<'py>(
         &self,
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
-        loader: Py<PyAny>,
+        loader: &Bound<'py, PyAny>,
         ttl: Option<&Bound<'py, PyAny>>,
-        event_loop: Option<Py<PyAny>>,
-        read: u8,
+        event_loop: Option<&Bound<'py, PyAny>>,
+        read: Read,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let read = Read::from_code(read)?;
         let key = value::key(key)?;
         let options = load::options(ttl)?;
+        let hit = self.load_hit(py, &key, read, loader, || event_loop.cloned(), &options)?;
+        if let Some(hit) = hit {
+            return Ok(Some(hit));
+        }
         let loader = PyLoader::new(loader, event_loop).one();
         let found = py
             .detach(|| self.inner.lookup_or_load(&key, loader, options))
             .map_err(|e| to_py(py, e))?;
         self.forget(&key);
         found.map(|found| answer(py, found, read)).transpose()
+    }
+
+    /// The first half of an async `get_or_load` (read codes as in
+    /// `_load`): the answer of an L1 hit, which never blocks, else
+    /// `missing` (and nothing is counted). A bad key or `ttl` raises here.
+    /// Called on the event loop, whose coroutines a refresh ahead runs on.
+    #[pyo3(signature = (key, loader, ttl, read, missing))]
+    fn _load_hit<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        loader: &Bound<'py, PyAny>,
+        ttl: Option<&Bound<'py, PyAny>>,
+        read: Read,
+        missing: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = value::key(key)?;
+        let options = load::options(ttl)?;
+        let event_loop = || load::running_loop(py);
+        Ok(self
+            .load_hit(py, &key, read, loader, event_loop, &options)?
+            .unwrap_or(missing))
     }
 
     /// `get_or_load_many` (`raw`: `get_or_load_many_bytes`): the found
@@ -391,9 +581,9 @@ impl Cache {
         &self,
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
-        loader: Py<PyAny>,
+        loader: &Bound<'py, PyAny>,
         ttl: Option<&Bound<'py, PyAny>>,
-        event_loop: Option<Py<PyAny>>,
+        event_loop: Option<&Bound<'py, PyAny>>,
         raw: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let read = if raw { Read::Raw } else { Read::Json };
@@ -482,10 +672,9 @@ impl Cache {
         &self,
         py: Python<'py>,
         key: &Bound<'py, PyAny>,
-        read: u8,
+        read: Read,
         missing: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let read = Read::from_code(read)?;
         let key = value::key(key)?;
         Ok(self.memory_answer(py, &key, read)?.unwrap_or(missing))
     }

@@ -15,19 +15,21 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString};
-use tierstack::source::{BlockingFn, from_blocking_fn};
-use tierstack::{Error, ErrorKind, Fetched, GetOptions, Loaded, Result};
+use tierstack::source::{FetchFuture, from_blocking_fn, run_blocking};
+use tierstack::{Error, ErrorKind, Fetched, GetOptions, Loaded, Result, Source};
 
 use crate::value::{encode, ttl_seconds};
 
 static NOT_FOUND: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOADED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static RUN_LOADER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A Python exception carried through the engine inside an [`Error`]'s
 /// source, found again with [`Error::find_cause`].
@@ -178,8 +180,11 @@ pub(crate) struct PyLoader {
 }
 
 impl PyLoader {
-    pub(crate) fn new(loader: Py<PyAny>, event_loop: Option<Py<PyAny>>) -> Self {
-        Self { loader, event_loop }
+    pub(crate) fn new(loader: &Bound<'_, PyAny>, event_loop: Option<&Bound<'_, PyAny>>) -> Self {
+        Self {
+            loader: loader.clone().unbind(),
+            event_loop: event_loop.map(|l| l.clone().unbind()),
+        }
     }
 
     fn run<'py>(
@@ -208,6 +213,14 @@ impl PyLoader {
         }
     }
 
+    /// [`PyLoader::one`] as an async loader (`FnOnce(String) -> future`),
+    /// run on the engine's blocking pool: what a refresh ahead started from
+    /// an L1 hit calls.
+    pub(crate) fn one_async(self) -> impl FnOnce(String) -> FetchFuture + Send + 'static {
+        let one = self.one();
+        move |key: String| run_blocking(move || one(&key))
+    }
+
     /// The loader of a batch: `FnOnce(Vec<String>) -> Result<HashMap<..>>`.
     pub(crate) fn many(
         self,
@@ -225,15 +238,32 @@ impl PyLoader {
 
 /// The configured source of a cache: `source(key)` (a `tierstack._Source`,
 /// which calls the user's callable or `load` method and resolves coroutines).
-pub(crate) fn source(
-    source: Py<PyAny>,
-) -> BlockingFn<impl Fn(&str) -> Result<Fetched> + Send + Sync + 'static> {
-    from_blocking_fn(move |key: &str| {
+pub(crate) fn source(source: Py<PyAny>) -> Arc<dyn Source> {
+    Arc::new(from_blocking_fn(move |key: &str| {
         Python::attach(|py| {
             let answer = source.bind(py).call1((key,)).map_err(|e| raised(py, e))?;
             fetched(&answer).map_err(|e| unreadable(py, e))
         })
-    })
+    }))
+}
+
+/// The configured source as an async loader of one key: what a refresh
+/// ahead started from a plain read's L1 hit calls (the same fetch the
+/// engine makes when it loads through the source itself).
+pub(crate) fn source_loader(
+    source: &Arc<dyn Source>,
+) -> impl FnOnce(String) -> FetchFuture + Send + 'static {
+    let source = source.clone();
+    move |key: String| source.fetch(&key, None)
+}
+
+/// The event loop running on this thread, if any: where an async
+/// caller's coroutine loaders run.
+pub(crate) fn running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
+    let get = GET_RUNNING_LOOP
+        .import(py, "asyncio", "get_running_loop")
+        .ok()?;
+    get.call0().ok()
 }
 
 /// The options of a load: `ttl` as `set` reads it (`None`: the defaults).

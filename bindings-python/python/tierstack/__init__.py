@@ -432,7 +432,7 @@ class Loaded:
 
 
 _MISSING: Any = object()
-# Read codes of ``_memory_get``.
+# Read codes of ``_memory_get``, ``_load`` and ``_load_hit``.
 _GET, _GET_BYTES, _LOOKUP, _LOOKUP_BYTES = 0, 1, 2, 3
 
 
@@ -562,25 +562,6 @@ class Cache(_NativeCache):
     def __init__(self, config: Any = None, /, *, source: Any = None, **options: Any) -> None:
         """The cache is opened by ``__new__``, which takes these arguments."""
 
-    def get_or_load(self, key: str, loader: Any, ttl: Any = None) -> Any:
-        """The value of ``key`` (decoded JSON, as :meth:`get`); on a miss in
-        every tier, what ``loader`` answers, stored with ``ttl`` (as in
-        :meth:`set`; a :class:`Loaded` answer may choose its own), or
-        ``None`` if it answers :data:`NOT_FOUND`.
-
-        ``loader`` is called as ``loader(key)`` if it accepts a positional
-        argument, else as ``loader()``; once per key however many threads
-        and processes miss it at once. It raising raises
-        :class:`SourceError` (``__cause__``: its exception) unless a stale
-        copy stands in. A bad key or ``ttl`` raises before it is called.
-        """
-        return self._load(key, loader, ttl, None, _GET)
-
-    def get_or_load_bytes(self, key: str, loader: Any, ttl: Any = None) -> Any:
-        """:meth:`get_or_load` returning the stored bytes (for values that
-        are not JSON)."""
-        return self._load(key, loader, ttl, None, _GET_BYTES)
-
     def get_or_load_many(self, keys: Any, loader: Any, ttl: Any = None) -> Any:
         """The values (decoded JSON) of the found keys among ``keys``, in
         their order. The keys missing in every tier go to one call
@@ -598,10 +579,11 @@ class Cache(_NativeCache):
 class AsyncCache:
     """A :class:`Cache` for asyncio: the same methods, as coroutines.
 
-    A read answered from L1's kept values completes on the event loop; every
-    call that may reach the SQLite file or load runs in the loop's default
-    executor (a thread pool), without the GIL while it waits. Opening (the
-    constructor) touches the file once, synchronously.
+    A read or ``get_or_load`` that L1 answers completes on the event loop
+    (a refresh ahead it starts runs in the background); every call that may
+    reach the SQLite file or load runs in the loop's default executor (a
+    thread pool), without the GIL while it waits. Opening (the constructor)
+    touches the file once, synchronously.
 
     Loaders and ``source`` may be plain or coroutine functions. A coroutine
     runs on the caller's event loop (the engine's worker thread hands it
@@ -657,13 +639,19 @@ class AsyncCache:
 
     async def get_or_load(self, key: str, loader: Any, ttl: Any = None) -> Any:
         """:meth:`Cache.get_or_load`; ``loader`` may be a coroutine function."""
-        loop = asyncio.get_running_loop()
-        return await self._off_loop(self._cache._load, key, loader, ttl, loop, _GET)
+        value = self._cache._load_hit(key, loader, ttl, _GET, _MISSING)
+        if value is _MISSING:
+            loop = asyncio.get_running_loop()
+            return await self._off_loop(self._cache._load, key, loader, ttl, loop, _GET)
+        return value
 
     async def get_or_load_bytes(self, key: str, loader: Any, ttl: Any = None) -> Any:
         """:meth:`Cache.get_or_load_bytes`; ``loader`` may be a coroutine function."""
-        loop = asyncio.get_running_loop()
-        return await self._off_loop(self._cache._load, key, loader, ttl, loop, _GET_BYTES)
+        value = self._cache._load_hit(key, loader, ttl, _GET_BYTES, _MISSING)
+        if value is _MISSING:
+            loop = asyncio.get_running_loop()
+            return await self._off_loop(self._cache._load, key, loader, ttl, loop, _GET_BYTES)
+        return value
 
     async def get_or_load_many(self, keys: Any, loader: Any, ttl: Any = None) -> Any:
         """:meth:`Cache.get_or_load_many`; ``loader`` may be a coroutine function."""
