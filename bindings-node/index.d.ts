@@ -96,7 +96,9 @@ export declare class HybridStorage {
    * own error, unless a stale copy can be served instead (also when the
    * breaker is open, code `'source_unavailable'` otherwise, or past
    * `failSafe.softTimeout`; past `failSafe.hardTimeout` with no stale
-   * copy: `'timeout'`).
+   * copy: `'timeout'`). An L1 hit answers without calling the loader
+   * (unless it is due for a refresh ahead, which runs in the background)
+   * and, as `get`, with the same object while the entry is unchanged.
    */
   getOrLoad<T = unknown>(key: string, loader: (key: string) => T | undefined | Promise<T | undefined>, ttlSeconds?: number | SetOptions | null): Promise<T | undefined>
   /** `getOrLoad` resolving to the stored bytes as a `Buffer`. */

@@ -23,7 +23,7 @@ use crate::entry::{self, lookup_to_js, metadata_to_js};
 use crate::error::{self, argument, disposed};
 use crate::js::{self, Value};
 use crate::kept::Kept;
-use crate::load::CallLoader;
+use crate::load::{self, CallLoader};
 use crate::stats::{CircuitBreakerStatus, StorageStats};
 use crate::task;
 use crate::value::Builtins;
@@ -53,7 +53,7 @@ pub struct HybridStorage {
 
 /// What a read that may load answers with.
 #[derive(Clone, Copy)]
-enum Shape {
+pub(crate) enum Shape {
     /// The decoded value (`get`).
     Value,
     /// The bytes as a `Buffer` (`getBuffer`).
@@ -218,18 +218,31 @@ impl HybridStorage {
         let Some((lookup, version)) = self.with_cache(|c| c.lookup_versioned(&key))? else {
             return Ok(None);
         };
-        let Some(version) = version else {
-            let value = self.builtins.decode(env, &lookup.value)?;
-            return Ok(Some((value, lookup)));
+        let value = match version {
+            Some(version) => self.kept_or_decoded(env, &key, version, &lookup.value)?,
+            None => self.builtins.decode(env, &lookup.value)?,
         };
-        if let Some(value) = self.kept.borrow().get(env, &key, version) {
-            return Ok(Some((value, lookup)));
+        Ok(Some((value, lookup)))
+    }
+
+    /// The value of `bytes`, read from L1 entry `version` of `key`: the kept
+    /// one while the entry is unchanged, else decoded now and kept.
+    #[inline]
+    fn kept_or_decoded(
+        &self,
+        env: &Env,
+        key: &str,
+        version: u64,
+        bytes: &[u8],
+    ) -> Result<Value, Error> {
+        if let Some(value) = self.kept.borrow().get(env, key, version) {
+            return Ok(value);
         }
-        let value = self.builtins.decode(env, &lookup.value)?;
+        let value = self.builtins.decode(env, bytes)?;
         self.kept
             .borrow_mut()
-            .insert(env, &key, version, value, lookup.value.len());
-        Ok(Some((value, lookup)))
+            .insert(env, key, version, value, bytes.len());
+        Ok(value)
     }
 
     /// A read of `key` through the core's load path (a storage with a
@@ -274,11 +287,9 @@ impl HybridStorage {
             if let Some(entry) = cache.entry(&key)?
                 && entry.is_fresh(now_ms())
             {
-                let value = self.builtins.decode(env, &entry.value)?;
-                self.kept
-                    .borrow_mut()
-                    .insert(env, &key, version, value, entry.value.len());
-                return Ok(Reply::Value(value));
+                return self
+                    .kept_or_decoded(env, &key, version, &entry.value)
+                    .map(Reply::Value);
             }
         }
         self.load(env, &key, Shape::Value)
@@ -572,18 +583,36 @@ impl HybridStorage {
         resolved(env, outcome)
     }
 
-    /// `getOrLoad` and `getOrLoadBuffer`.
-    fn get_or_load_reply(
+    /// `getOrLoad` and `getOrLoadBuffer`. An L1 hit answers on the JS
+    /// thread (a decoded value from the kept ones, as `get` does), and wraps
+    /// the loader only if the hit is due for a refresh ahead; anything else
+    /// goes through the core's load path.
+    pub(crate) fn get_or_load_reply(
         &self,
         env: &Env,
         key: Value,
         loader: Value,
         ttl_seconds: Value,
         shape: Shape,
-    ) -> Result<Value, Error> {
-        let key = js::key(env, key)?.to_string();
-        let loader = CallLoader::new(env, loader, "loader")?;
+    ) -> Result<Reply, Error> {
+        let key = js::key(env, key)?;
+        load::check_function(env, loader, "loader")?;
         let options = entry::get_options(env, Some(ttl_seconds))?;
+        let hit = self.with_cache(|c| {
+            let load_fn = || CallLoader::load_fn(env, loader);
+            Ok(c.memory_hit_or_refresh(&key, load_fn, &options))
+        })?;
+        if let Some((lookup, version)) = hit {
+            // An L1 hit is never stale, so `markStale` has nothing to mark.
+            debug_assert!(!lookup.stale);
+            let value = match shape {
+                Shape::Value => self.kept_or_decoded(env, &key, version, &lookup.value)?,
+                _ => shape.answer(env, Some(lookup), self.mark_stale)?,
+            };
+            return Ok(Reply::Value(value));
+        }
+        let key = key.to_string();
+        let loader = CallLoader::new(env, loader, "loader")?;
         let cache = self.cache()?.as_async().clone();
         let mark_stale = self.mark_stale;
         drive::promise(
@@ -594,6 +623,7 @@ impl HybridStorage {
             },
             Box::new(move |env, found| shape.answer(env, found?, mark_stale)),
         )
+        .map(Reply::Promise)
     }
 
     /// The value of `key`; when no tier holds it, `loader(key)`'s (awaited
@@ -609,7 +639,9 @@ impl HybridStorage {
     /// own error, unless a stale copy can be served instead (also when the
     /// breaker is open, code `'source_unavailable'` otherwise, or past
     /// `failSafe.softTimeout`; past `failSafe.hardTimeout` with no stale
-    /// copy: `'timeout'`).
+    /// copy: `'timeout'`). An L1 hit answers without calling the loader
+    /// (unless it is due for a refresh ahead, which runs in the background)
+    /// and, as `get`, with the same object while the entry is unchanged.
     #[napi(
         ts_generic_types = "T = unknown",
         ts_args_type = "key: string, loader: (key: string) => T | undefined | Promise<T | undefined>, ttlSeconds?: number | SetOptions | null",
@@ -622,14 +654,14 @@ impl HybridStorage {
         loader: Unknown,
         ttl_seconds: Unknown,
     ) -> napi::Result<Unknown<'env>> {
-        let promise = self.get_or_load_reply(
+        let reply = self.get_or_load_reply(
             env,
             key.raw(),
             loader.raw(),
             ttl_seconds.raw(),
             Shape::Value,
         );
-        queued(env, promise)
+        replied(env, reply)
     }
 
     /// `getOrLoad` resolving to the stored bytes as a `Buffer`.
@@ -644,14 +676,14 @@ impl HybridStorage {
         loader: Unknown,
         ttl_seconds: Unknown,
     ) -> napi::Result<Unknown<'env>> {
-        let promise = self.get_or_load_reply(
+        let reply = self.get_or_load_reply(
             env,
             key.raw(),
             loader.raw(),
             ttl_seconds.raw(),
             Shape::Buffer,
         );
-        queued(env, promise)
+        replied(env, reply)
     }
 
     /// `getOrLoadMany` and `getOrLoadManyBuffer`.

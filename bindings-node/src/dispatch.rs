@@ -3,11 +3,12 @@
 //! napi-rs 3 surrounds every `&self` method call with per-call borrow
 //! tracking (a process-wide, mutex-guarded map of live borrows) that costs
 //! about 300 ns, more than the rest of an L1 hit. When the module loads,
-//! the prototype's `get`, `getBuffer`, `lookup`, `lookupBuffer` and `has` are therefore
-//! replaced by plain napi callbacks. Each does the receiver checks napi-rs
-//! does (`napi_unwrap`, then the class's type tag, so a foreign object is
-//! refused) and calls the same implementation as the `#[napi]` method, which
-//! stays the declaration the TypeScript types are generated from.
+//! the prototype's `get`, `getBuffer`, `lookup`, `lookupBuffer`, `has`,
+//! `getOrLoad` and `getOrLoadBuffer` are therefore replaced by plain napi
+//! callbacks. Each does the receiver checks napi-rs does (`napi_unwrap`,
+//! then the class's type tag, so a foreign object is refused) and calls the
+//! same implementation as the `#[napi]` method, which stays the declaration
+//! the TypeScript types are generated from.
 //!
 //! Why a shared reference without tracking is sound: the tracking exists to
 //! refuse a `&mut self` call while a `&self` borrow is live. Every
@@ -24,21 +25,35 @@ use napi::{Env, JsValue, sys};
 use napi_derive::napi;
 use tierstack::Error;
 
-use crate::cache::HybridStorage;
+use crate::cache::{HybridStorage, Shape};
 use crate::drive::Reply;
 use crate::error;
 use crate::js::{self, Value};
 
-/// A read method: the storage, the env and the key argument; its reply is
-/// the returned promise, or settles it.
-type Read = fn(&HybridStorage, &Env, Value) -> Result<Reply, Error>;
+/// A method dispatched directly: the storage, the env and its arguments;
+/// its reply is the returned promise, or settles it.
+enum Method {
+    /// A read of one key: `get(key)`.
+    Read(fn(&HybridStorage, &Env, Value) -> Result<Reply, Error>),
+    /// A read that may load, `getOrLoad(key, loader, ttlSeconds)`,
+    /// answering with the value in this shape.
+    Load(Shape),
+}
 
-const READS: [(&CStr, Read); 5] = [
-    (c"get", HybridStorage::get_value),
-    (c"getBuffer", HybridStorage::get_buffer_value),
-    (c"lookup", HybridStorage::lookup_value),
-    (c"lookupBuffer", HybridStorage::lookup_buffer_value),
-    (c"has", HybridStorage::has_value),
+/// The most arguments a [`Method`] takes.
+const MAX_ARGS: usize = 3;
+
+static METHODS: [(&CStr, Method); 7] = [
+    (c"get", Method::Read(HybridStorage::get_value)),
+    (c"getBuffer", Method::Read(HybridStorage::get_buffer_value)),
+    (c"lookup", Method::Read(HybridStorage::lookup_value)),
+    (
+        c"lookupBuffer",
+        Method::Read(HybridStorage::lookup_buffer_value),
+    ),
+    (c"has", Method::Read(HybridStorage::has_value)),
+    (c"getOrLoad", Method::Load(Shape::Value)),
+    (c"getOrLoadBuffer", Method::Load(Shape::Buffer)),
 ];
 
 /// Replaces the read methods of `HybridStorage.prototype` (run by napi-rs
@@ -48,17 +63,17 @@ pub fn install(exports: Object, env: Env) -> napi::Result<()> {
     let class: Unknown = exports.get_named_property("HybridStorage")?;
     let prototype =
         js::get_named(&env, class.raw(), c"prototype").map_err(|e| error::to_napi(&env, &e))?;
-    for (name, read) in READS {
+    for (name, method) in &METHODS {
         let mut function = ptr::null_mut();
         // SAFETY: `name` is NUL-terminated (auto length); the data pointer
-        // is a fn pointer, turned back into `Read` by `dispatch` only.
+        // is a `&'static Method`, turned back into one by `dispatch` only.
         let status = unsafe {
             sys::napi_create_function(
                 env.raw(),
                 name.as_ptr(),
                 name.to_bytes().len() as isize,
                 Some(dispatch),
-                read as *mut c_void,
+                ptr::from_ref(method).cast_mut().cast(),
                 &mut function,
             )
         };
@@ -94,8 +109,8 @@ unsafe fn receiver<'a>(env: &Env, this: Value) -> Option<&'a HybridStorage> {
 /// read, and returns a promise settled with its outcome.
 unsafe extern "C" fn dispatch(raw_env: sys::napi_env, info: sys::napi_callback_info) -> Value {
     let env = Env::from_raw(raw_env);
-    let mut argc = 1usize;
-    let mut argv = [ptr::null_mut(); 1];
+    let mut argc = MAX_ARGS;
+    let mut argv = [ptr::null_mut(); MAX_ARGS];
     let mut this = ptr::null_mut();
     let mut data = ptr::null_mut();
     // SAFETY: `argv` holds `argc` slots; napi fills missing arguments with undefined.
@@ -112,8 +127,8 @@ unsafe extern "C" fn dispatch(raw_env: sys::napi_env, info: sys::napi_callback_i
     if status != sys::Status::napi_ok {
         return ptr::null_mut();
     }
-    // SAFETY: `data` is the `Read` that `install` gave this function.
-    let read = unsafe { std::mem::transmute::<*mut c_void, Read>(data) };
+    // SAFETY: `data` is the `&'static Method` that `install` gave this function.
+    let method = unsafe { &*data.cast::<Method>() };
     // SAFETY: the reference is used within this call only.
     let Some(storage) = (unsafe { receiver(&env, this) }) else {
         let err = error::argument("a HybridStorage method was called on another object");
@@ -124,7 +139,13 @@ unsafe extern "C" fn dispatch(raw_env: sys::napi_env, info: sys::napi_callback_i
     // A panic must not unwind out of an `extern "C"` callback (that aborts
     // the process): it rejects the promise as an internal error instead.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        read(storage, &env, argv[0]).and_then(|reply| reply.into_promise(&env))
+        let reply = match method {
+            Method::Read(read) => read(storage, &env, argv[0]),
+            Method::Load(shape) => {
+                storage.get_or_load_reply(&env, argv[0], argv[1], argv[2], *shape)
+            }
+        };
+        reply.and_then(|reply| reply.into_promise(&env))
     }))
     .unwrap_or_else(|_| {
         Err(Error::new(

@@ -1,10 +1,11 @@
 //! Core futures as JS promises, without blocking any thread.
 //!
 //! A read that may load (`getOrLoad`, `getOrLoadMany`, and the reads of a
-//! storage opened with a source) is a future of the async core. It is polled
-//! once on the JS thread: an L1 hit (or an L2 hit, a negative-cache hit, an
-//! error) is ready at once and settles the promise without leaving the
-//! thread. Otherwise the future, now waiting for a flight, moves to the
+//! storage opened with a source) is a future of the async core, once an L1
+//! hit has been ruled out (`getOrLoad` and `get` answer those before any
+//! future exists). It is polled once on the JS thread: an L1 or L2 hit, a
+//! negative-cache hit, an error is ready at once and settles the promise
+//! without leaving the thread. Otherwise the future, now waiting for a flight, moves to the
 //! core's runtime (`tierstack::runtime::handle().spawn`), and when it ends
 //! the promise is settled on the JS thread through a napi thread-safe
 //! function, which also keeps the event loop alive meanwhile. No libuv

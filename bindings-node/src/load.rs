@@ -73,12 +73,7 @@ type Convert<T> = fn(&Env, Value) -> Result<T, Error>;
 impl<const WEAK: bool> JsLoader<WEAK> {
     /// Wraps `function` (`what` names it in errors).
     pub(crate) fn new(env: &Env, function: Value, what: &str) -> Result<Self, Error> {
-        if js::type_of(env, function) != ValueType::Function {
-            return Err(argument(format!(
-                "{what} must be a function, got {}",
-                js::type_name(env, function)
-            )));
-        }
+        check_function(env, function, what)?;
         let napi_failed = |e: napi::Error| {
             Error::new(
                 ErrorKind::Internal,
@@ -143,6 +138,36 @@ impl<const WEAK: bool> JsLoader<WEAK> {
     ) -> impl Future<Output = tierstack::Result<HashMap<String, Fetched>>> + Send + 'static + use<WEAK>
     {
         self.call(Arg::Keys(keys), fetched_many)
+    }
+}
+
+/// Refuses a `what` that is not a function, as [`JsLoader::new`] does,
+/// without wrapping it.
+pub(crate) fn check_function(env: &Env, function: Value, what: &str) -> Result<(), Error> {
+    match js::type_of(env, function) {
+        ValueType::Function => Ok(()),
+        _ => Err(argument(format!(
+            "{what} must be a function, got {}",
+            js::type_name(env, function)
+        ))),
+    }
+}
+
+impl CallLoader {
+    /// The core loader of a `getOrLoad` call's `loader` (already checked
+    /// with [`check_function`]), wrapped now, on the JS thread, for a caller
+    /// that cannot fail where it makes it: the core asks for it only when an
+    /// L1 hit is due for a refresh ahead. A wrapping that fails becomes that
+    /// load's failure.
+    pub(crate) fn load_fn(
+        env: &Env,
+        function: Value,
+    ) -> impl FnOnce(String) -> FetchFuture + Send + 'static {
+        let loader = Self::new(env, function, "loader");
+        move |key| match loader {
+            Ok(loader) => loader.fetch(key),
+            Err(err) => Box::pin(std::future::ready(Err(err))),
+        }
     }
 }
 

@@ -177,8 +177,8 @@ test('a huge key gives a short message', async (t) => {
 });
 
 test('invalid_argument: a read method called on another object throws', () => {
-  for (const method of ['get', 'getBuffer', 'lookup', 'has']) {
-    throwsWith(() => HybridStorage.prototype[method].call({}, 'k'), 'invalid_argument', /another object/);
+  for (const method of ['get', 'getBuffer', 'lookup', 'lookupBuffer', 'has', 'getOrLoad', 'getOrLoadBuffer']) {
+    throwsWith(() => HybridStorage.prototype[method].call({}, 'k', () => 1), 'invalid_argument', /another object/);
   }
 });
 

@@ -53,6 +53,51 @@ test('a miss calls the loader once with the key, stores its value, and later cal
   assert.deepEqual([stats.hits, stats.misses, stats.source.requests, stats.source.successes], [1, 1, 1, 1]);
 });
 
+test('a getOrLoad miss and hit count each read once; the hit answers with the value get keeps', async (t) => {
+  const { storage } = open(t);
+  const loader = scripted((key) => ({ loaded: key }));
+  assert.deepEqual(await storage.getOrLoad('k', loader), { loaded: 'k' }); // miss: loads
+  const hit = await storage.getOrLoad('k', loader); // L1 hit
+  assert.deepEqual(hit, { loaded: 'k' });
+  assert.equal(loader.calls, 1);
+  const stats = storage.getStats();
+  assert.deepEqual(
+    {
+      hits: stats.hits,
+      misses: stats.misses,
+      memory: [stats.tiers[0].hits, stats.tiers[0].misses],
+      sqlite: [stats.tiers[1].hits, stats.tiers[1].misses],
+      requests: stats.source.requests,
+    },
+    { hits: 1, misses: 1, memory: [1, 1], sqlite: [0, 1], requests: 1 },
+  );
+  // While the entry is unchanged, hits of getOrLoad and get share one decoded value.
+  assert.equal(await storage.getOrLoad('k', loader), hit);
+  assert.equal(await storage.get('k'), hit);
+  assert.deepEqual(await storage.getOrLoadBuffer('k', loader), Buffer.from('{"loaded":"k"}'));
+  await storage.set('k', { loaded: 'again' });
+  assert.deepEqual(await storage.getOrLoad('k', loader), { loaded: 'again' });
+  assert.equal(loader.calls, 1);
+  assert.deepEqual([storage.getStats().hits, storage.getStats().misses], [5, 1]);
+});
+
+test('a getOrLoad hit due for a refresh ahead answers at once and refreshes through its loader', async (t) => {
+  const { storage } = open(t, { sqlite: { ttl: 2 }, memory: { ttl: 2 }, refreshAhead: 0.5, ttlJitter: 0 });
+  await storage.set('k', 'v1');
+  const loader = scripted('v2');
+  assert.equal(await storage.getOrLoad('k', loader), 'v1'); // young: no refresh
+  assert.equal(loader.calls, 0);
+  await sleep(1.1); // past half the TTL, well before it ends
+  assert.equal(await storage.getOrLoad('k', loader), 'v1'); // the hit, answered before the refresh lands
+  const deadline = Date.now() + 5000;
+  while ((await storage.get('k')) !== 'v2') {
+    assert.ok(Date.now() < deadline, 'the refresh never landed');
+    await sleep(0.01);
+  }
+  assert.deepEqual(loader.keys, ['k']);
+  assert.equal(storage.getStats().source.refreshes, 1);
+});
+
 test('100 concurrent misses of one key make one loader call', async (t) => {
   const { storage } = open(t);
   let calls = 0;
@@ -339,6 +384,9 @@ test('bad arguments reject with invalid_argument or invalid_key before any loade
   await rejectsWith(storage.getOrLoad(5, loader), 'invalid_argument');
   await rejectsWith(storage.getOrLoad('', loader), 'invalid_key');
   await rejectsWith(storage.getOrLoad('k', loader, -1), 'invalid_argument');
+  await storage.set('held', 'v'); // an L1 hit checks its arguments too
+  await rejectsWith(storage.getOrLoad('held', 'not a function'), 'invalid_argument');
+  await rejectsWith(storage.getOrLoadBuffer('held', loader, { ttl: 'long' }), 'invalid_argument');
   assert.equal(loader.calls, 0);
 });
 
