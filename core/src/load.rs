@@ -38,12 +38,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::{Condvar, Mutex};
-use tokio::sync::Notify;
+use parking_lot::Mutex;
 
 use crate::breaker::{Breaker, CallOutcome, Permit};
 use crate::cache::Engine;
@@ -52,7 +51,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key;
 use crate::runtime;
 use crate::source::{FetchFuture, FetchManyFuture, Fetched, Loaded, Source};
-use crate::tier::sqlite::{Found, Lease};
+use crate::tier::sqlite::Found;
+
+mod flight;
+mod lease;
+mod many;
+
+use flight::{Flight, Waited, soft_timed};
+use lease::Leased;
 
 /// A negative cache holds at most this many keys in memory.
 const NEGATIVE_CAP: usize = 65_536;
@@ -67,78 +73,6 @@ const REMOTE_POLL_MAX: Duration = Duration::from_millis(20);
 
 /// What a flight ends with: the value (`None`: not found), or the error.
 pub(crate) type Outcome = Result<Option<Lookup>>;
-
-/// One load of one key that every caller of this process shares.
-pub(crate) struct Flight {
-    outcome: Mutex<Option<Outcome>>,
-    /// Set once the flight has run for `fail_safe.soft_timeout`.
-    soft_passed: AtomicBool,
-    landed: Condvar,
-    notify: Notify,
-}
-
-/// What a caller waiting on a flight learns.
-enum Waited {
-    Landed(Outcome),
-    /// The soft timeout passed first (asked only by callers with a stale copy).
-    SoftTimeout,
-}
-
-impl Flight {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            outcome: Mutex::new(None),
-            soft_passed: AtomicBool::new(false),
-            landed: Condvar::new(),
-            notify: Notify::new(),
-        })
-    }
-
-    fn land(&self, outcome: Outcome) {
-        *self.outcome.lock() = Some(outcome);
-        self.landed.notify_all();
-        self.notify.notify_waiters();
-    }
-
-    fn pass_soft_timeout(&self) {
-        let _guard = self.outcome.lock();
-        self.soft_passed.store(true, Ordering::Release);
-        self.landed.notify_all();
-        self.notify.notify_waiters();
-    }
-
-    fn check(&self, has_stale: bool) -> Option<Waited> {
-        if let Some(outcome) = &*self.outcome.lock() {
-            return Some(Waited::Landed(outcome.clone()));
-        }
-        (has_stale && self.soft_passed.load(Ordering::Acquire)).then_some(Waited::SoftTimeout)
-    }
-
-    fn wait_blocking(&self, has_stale: bool) -> Waited {
-        let mut outcome = self.outcome.lock();
-        loop {
-            if let Some(outcome) = &*outcome {
-                return Waited::Landed(outcome.clone());
-            }
-            if has_stale && self.soft_passed.load(Ordering::Acquire) {
-                return Waited::SoftTimeout;
-            }
-            self.landed.wait(&mut outcome);
-        }
-    }
-
-    async fn wait(&self, has_stale: bool) -> Waited {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(waited) = self.check(has_stale) {
-                return waited;
-            }
-            notified.await;
-        }
-    }
-}
 
 /// How a flight fetches.
 pub(crate) enum Fetcher {
@@ -524,97 +458,6 @@ impl Engine {
         outcome
     }
 
-    /// Takes the key's lease in the file, waiting while another process
-    /// holds it.
-    async fn take_lease(
-        self: &Arc<Self>,
-        job: &Job,
-        holder: i64,
-        started: Instant,
-    ) -> Result<Leased> {
-        let lease_ms = ms(self.config.fail_safe.hard_timeout + LEASE_MARGIN);
-        // A live holder ends its lease within its hard timeout; a dead one's
-        // is taken over at once or at its expiry: past twice the lease,
-        // something is wrong with the clock or the file, and this flight
-        // loads on its own.
-        let give_up = Duration::from_millis(lease_ms.saturating_mul(2));
-        let mut pause = Duration::from_millis(1);
-        let mut waited = false;
-        loop {
-            let now = self.clock.now_ms();
-            let (engine, key) = (self.clone(), job.key.clone());
-            let lease = blocking(move || {
-                let sqlite = engine.sqlite.as_ref().expect("a lease needs a file");
-                sqlite.lease(&key, holder, now, lease_ms)
-            })
-            .await;
-            let lease = match lease {
-                Ok(lease) => lease,
-                Err(err) if err.kind() == ErrorKind::Closed => return Err(err),
-                Err(err) => {
-                    // A read-only file, a full disk: load without a lease.
-                    tracing::debug!(error = %err, "no load lease; loading without one");
-                    return Ok(Leased::Unavailable);
-                }
-            };
-            match lease {
-                Lease::Free => return Ok(Leased::Held),
-                Lease::Filled => {
-                    if let Some(lookup) = self.read_filled(job, now).await? {
-                        if waited {
-                            self.counters.source.coalesced_processes.incr();
-                        }
-                        return Ok(Leased::Answered(Ok(Some(lookup))));
-                    }
-                    // A refresh ahead found the row it refreshes, which
-                    // nobody else is refreshing: it loads without a lease
-                    // (another process refreshing at once loads too).
-                    if job.refresh_of_ms.is_some() {
-                        return Ok(Leased::Unavailable);
-                    }
-                }
-                Lease::NotFound { until_ms } => {
-                    self.loads.remember_not_found(&job.key, until_ms, now);
-                    if waited {
-                        self.counters.source.coalesced_processes.incr();
-                    }
-                    self.counters.source.negative_hits.incr();
-                    return Ok(Leased::Answered(Ok(None)));
-                }
-                Lease::Held => waited = true,
-            }
-            if started.elapsed() > give_up {
-                return Ok(Leased::Unavailable);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(REMOTE_POLL_MAX);
-        }
-    }
-
-    /// The value another process stored, promoted; `None` if the row is
-    /// not what this flight waits for (a refresh ahead sees its own old row).
-    async fn read_filled(self: &Arc<Self>, job: &Job, now: u64) -> Result<Option<Lookup>> {
-        let (engine, key) = (self.clone(), job.key.clone());
-        let refresh_of = job.refresh_of_ms;
-        blocking(move || {
-            let sqlite = engine.sqlite.as_ref().expect("filled in a file");
-            let memory = engine.l1(now);
-            let ticket = memory.map(|m| (m, m.ticket(&key)));
-            let found = sqlite.get(&key, now);
-            engine.follow_file_swap();
-            match found? {
-                Some(found)
-                    if now < found.expires_ms
-                        && refresh_of.is_none_or(|old| found.created_ms > old) =>
-                {
-                    Ok(Some(engine.promote(ticket, &key, found, now).0))
-                }
-                _ => Ok(None),
-            }
-        })
-        .await
-    }
-
     /// Asks the source (through the breaker, within the hard timeout) and
     /// stores what it answers.
     async fn fetch_and_store(
@@ -718,27 +561,6 @@ impl Engine {
         blocking(move || engine.store_fetched(&key, fetched, &options, stale)).await
     }
 
-    /// Ends a job's lease; a "not found" stays in the file for `negative_ttl`.
-    async fn end_lease(self: &Arc<Self>, job: &Job, holder: i64, outcome: &Outcome) {
-        let now = self.clock.now_ms();
-        let not_found_until = match outcome {
-            Ok(None) if !self.config.negative_ttl.is_zero() => {
-                Some(now.saturating_add(ms(self.config.negative_ttl)))
-            }
-            _ => None,
-        };
-        let (engine, key) = (self.clone(), job.key.clone());
-        let ended = blocking(move || {
-            let sqlite = engine.sqlite.as_ref().expect("leased on a file");
-            sqlite.end_lease(&key, holder, not_found_until)
-        })
-        .await;
-        if let Err(err) = ended {
-            // The lease expires on its own.
-            tracing::warn!(key = %key::quote(&job.key), error = %err, "ending a load lease failed");
-        }
-    }
-
     /// Stores what the source answered for `key` and reports it.
     fn store_fetched(
         &self,
@@ -814,281 +636,11 @@ impl Engine {
             age: Duration::ZERO,
         }))
     }
-
-    /// Read-through of many keys: found ones from the tiers, the rest
-    /// through one call of the batch loader (keys another caller is
-    /// already loading are waited for instead). `None`: not found.
-    pub(crate) async fn load_many(
-        self: &Arc<Self>,
-        keys: &[&str],
-        fetcher: ManyFetcher,
-        options: &GetOptions,
-    ) -> Result<Vec<Option<Lookup>>> {
-        let plan = self.plan_many(keys, fetcher, options)?;
-        let mut out = plan.done;
-        for (i, flight, stale) in plan.waiting {
-            let waited = flight.wait(stale.is_some()).await;
-            out[i] = self.finish_load(waited, stale)?;
-        }
-        Ok(out)
-    }
-
-    /// [`Engine::load_many`], blocking.
-    pub(crate) fn load_many_blocking(
-        self: &Arc<Self>,
-        keys: &[&str],
-        fetcher: ManyFetcher,
-        options: &GetOptions,
-    ) -> Result<Vec<Option<Lookup>>> {
-        let plan = self.plan_many(keys, fetcher, options)?;
-        let mut out = plan.done;
-        for (i, flight, stale) in plan.waiting {
-            let waited = flight.wait_blocking(stale.is_some());
-            out[i] = self.finish_load(waited, stale)?;
-        }
-        Ok(out)
-    }
-
-    fn plan_many(
-        self: &Arc<Self>,
-        keys: &[&str],
-        fetcher: ManyFetcher,
-        options: &GetOptions,
-    ) -> Result<Plan> {
-        self.check_open()?;
-        for key in keys {
-            key::validate(key)?;
-        }
-        if let ManyFetcher::Configured = fetcher
-            && !self.loads.has_source()
-        {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "no source is configured to load from",
-            ));
-        }
-        let now = self.clock.now_ms();
-        let mut done = vec![None; keys.len()];
-        let mut waiting = Vec::new();
-        let mut led: Vec<(Arc<Flight>, Job)> = Vec::new();
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, &key) in keys.iter().enumerate() {
-            if let Some(&first) = seen.get(key) {
-                // The same key twice: answered as the first.
-                waiting.push((i, Repeat::Of(first)));
-                continue;
-            }
-            seen.insert(key, i);
-            let stale = match self.probe(key, now)? {
-                Probe::Fresh(lookup, _) => {
-                    done[i] = Some(lookup);
-                    continue;
-                }
-                Probe::Stale(found) => Some(Stale { found }),
-                Probe::Miss => None,
-            };
-            if stale.is_none() && self.loads.negative_until(key, now).is_some() {
-                self.counters.source.negative_hits.incr();
-                continue;
-            }
-            let (flight, lead) = self.loads.join(key);
-            if lead {
-                led.push((
-                    flight.clone(),
-                    Job {
-                        key: key.to_owned(),
-                        options: options.clone(),
-                        stale: stale.as_ref().map(|s| s.found.clone()),
-                        refresh_of_ms: None,
-                    },
-                ));
-            } else {
-                self.counters.source.coalesced.incr();
-            }
-            waiting.push((i, Repeat::Flight(flight, stale)));
-        }
-        if !led.is_empty() {
-            self.fly_many(led, fetcher);
-        }
-        let mut flights = Vec::with_capacity(waiting.len());
-        for (i, wait) in waiting {
-            match wait {
-                Repeat::Flight(flight, stale) => flights.push((i, flight, stale)),
-                Repeat::Of(first) => {
-                    if let Some((_, flight, stale)) = flights.iter().find(|(j, _, _)| *j == first) {
-                        let (flight, stale) = (Arc::clone(flight), stale.clone());
-                        flights.push((i, flight, stale));
-                    } else {
-                        done[i] = done[first].clone();
-                    }
-                }
-            }
-        }
-        Ok(Plan {
-            done,
-            waiting: flights,
-        })
-    }
-
-    /// Runs the flights of a batch: each takes its lease; the keys leased
-    /// go to the loader in one call.
-    fn fly_many(self: &Arc<Self>, led: Vec<(Arc<Flight>, Job)>, fetcher: ManyFetcher) {
-        let engine = self.clone();
-        runtime::handle().spawn(async move {
-            let soft = engine.config.fail_safe.soft_timeout;
-            let outcomes = soft_timed(soft, engine.run_many(&led, fetcher), || {
-                led.iter().for_each(|(f, _)| f.pass_soft_timeout());
-            })
-            .await;
-            // Every key's flight ends before any lands: a caller woken by
-            // one key must not join another key's finished flight.
-            for (flight, job) in &led {
-                engine.loads.end(&job.key, flight);
-            }
-            for ((flight, _), outcome) in led.iter().zip(outcomes) {
-                flight.land(outcome);
-            }
-        });
-    }
-
-    async fn run_many(
-        self: &Arc<Self>,
-        led: &[(Arc<Flight>, Job)],
-        fetcher: ManyFetcher,
-    ) -> Vec<Outcome> {
-        let started = Instant::now();
-        let hard = self.config.fail_safe.hard_timeout;
-        let holder = crate::coherence::new_origin();
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; led.len()];
-        let mut leased = vec![false; led.len()];
-        if self.sqlite.is_some() {
-            // Leases one by one: a key another process loads is waited for
-            // before the batch goes out; the batch takes the rest.
-            for (i, (_, job)) in led.iter().enumerate() {
-                match self.take_lease(job, holder, started).await {
-                    Ok(Leased::Held) => leased[i] = true,
-                    Ok(Leased::Answered(outcome)) => outcomes[i] = Some(outcome),
-                    Ok(Leased::Unavailable) => {}
-                    Err(err) => outcomes[i] = Some(Err(err)),
-                }
-            }
-        }
-        let wanted: Vec<usize> = (0..led.len()).filter(|&i| outcomes[i].is_none()).collect();
-        if !wanted.is_empty() {
-            let keys: Vec<String> = wanted.iter().map(|&i| led[i].1.key.clone()).collect();
-            let answers = self.fetch_many(keys, fetcher, Instant::now(), hard).await;
-            for &i in &wanted {
-                let job = &led[i].1;
-                let outcome = match &answers {
-                    Err(err) => Err(err.clone()),
-                    Ok(answers) => {
-                        let fetched = answers.get(&job.key).cloned().unwrap_or(Fetched::NotFound);
-                        self.store(job, fetched).await
-                    }
-                };
-                outcomes[i] = Some(outcome);
-            }
-        }
-        let outcomes: Vec<Outcome> = outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    Err(Error::new(
-                        ErrorKind::Internal,
-                        "a batched load left a key unanswered",
-                    ))
-                })
-            })
-            .collect();
-        for (((_, job), outcome), leased) in led.iter().zip(&outcomes).zip(leased) {
-            if leased {
-                self.end_lease(job, holder, outcome).await;
-            }
-        }
-        outcomes
-    }
-
-    /// One batched source call, through the breaker and within the hard timeout.
-    async fn fetch_many(
-        self: &Arc<Self>,
-        keys: Vec<String>,
-        fetcher: ManyFetcher,
-        started: Instant,
-        hard: Duration,
-    ) -> Result<HashMap<String, Fetched>> {
-        let count = keys.len();
-        let what = || format!("a batched load of {count} keys");
-        let permit = self.admit(count, what)?;
-        let fetch: FetchManyFuture = match fetcher {
-            ManyFetcher::Once(loader) => loader(keys),
-            ManyFetcher::Configured => {
-                let source = self.loads.source.clone().expect("checked when planned");
-                match source.fetch_many(&keys) {
-                    Some(batch) => batch,
-                    None => Box::pin(async move {
-                        // No batch call: one fetch per key, all at once.
-                        let tasks: Vec<_> = keys
-                            .into_iter()
-                            .map(|key| {
-                                let fetch = source.fetch(&key, None);
-                                (key, runtime::handle().spawn(fetch))
-                            })
-                            .collect();
-                        let mut answers = HashMap::with_capacity(tasks.len());
-                        for (key, task) in tasks {
-                            let fetched = task.await.map_err(|e| {
-                                Error::new(
-                                    ErrorKind::Source,
-                                    format!("a fetch did not finish: {e}"),
-                                )
-                            })??;
-                            answers.insert(key, fetched);
-                        }
-                        Ok(answers)
-                    }),
-                }
-            }
-        };
-        self.call_source(permit, fetch, started, hard, what).await
-    }
 }
 
 enum Started {
     Done(Outcome),
     Waiting(Arc<Flight>, Option<Stale>),
-}
-
-enum Leased {
-    /// This flight holds the lease.
-    Held,
-    /// Another process's load answered.
-    Answered(Outcome),
-    /// No lease could be had (a read-only file): load without one.
-    Unavailable,
-}
-
-enum Repeat {
-    Flight(Arc<Flight>, Option<Stale>),
-    Of(usize),
-}
-
-struct Plan {
-    done: Vec<Option<Lookup>>,
-    waiting: Vec<(usize, Arc<Flight>, Option<Stale>)>,
-}
-
-/// Awaits `run`, calling `on_soft` once if it is still running after `soft`.
-async fn soft_timed<T>(
-    soft: Duration,
-    run: impl std::future::Future<Output = T>,
-    on_soft: impl FnOnce(),
-) -> T {
-    tokio::pin!(run);
-    tokio::select! {
-        done = &mut run => return done,
-        () = tokio::time::sleep(soft) => on_soft(),
-    }
-    run.await
 }
 
 fn ms(d: Duration) -> u64 {
