@@ -4,13 +4,11 @@
 
 use std::ffi::c_char;
 
-use tierstack::{Error, ErrorKind};
-
 use crate::cache::{engine, tierstack_cache};
 use crate::error::tierstack_result;
 use crate::handle::out_param;
 use crate::panic::guard;
-use crate::strings::c_string;
+use crate::strings::json_string;
 
 /// Stores in `*out` the status of the breaker guarding the cache's source
 /// (the configured one and every loader of `tierstack_cache_get_or_load`
@@ -30,9 +28,7 @@ pub unsafe extern "C" fn tierstack_cache_breaker_status_json(
         // SAFETY: the caller passes a live handle.
         let engine = unsafe { engine(cache)? };
         let out = out_param(out, "out")?;
-        let json = serde_json::to_string(&engine.breaker_status())
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("breaker status as JSON: {e}")))?;
-        let json = c_string(json)?;
+        let json = json_string(&engine.breaker_status(), "breaker status")?;
         // SAFETY: `out` is a non-NULL pointer to a writable string slot.
         unsafe { out.write(json) };
         Ok(())

@@ -13,7 +13,7 @@ use crate::entry::tierstack_value;
 use crate::error::tierstack_result;
 use crate::handle::{self, BoxHandle, out_param};
 use crate::panic::{guard, guard_or};
-use crate::strings::c_string;
+use crate::strings::json_string;
 
 /// An open cache: L1 in this process's memory over the L2 SQLite file.
 ///
@@ -401,9 +401,7 @@ pub unsafe extern "C" fn tierstack_cache_keys_json(
             false => unsafe { handle::key(pattern, pattern_len, "pattern")? },
         };
         let out = out_param(out, "out")?;
-        let json = serde_json::to_string(&engine.keys(pattern)?)
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("keys as JSON: {e}")))?;
-        let json = c_string(json)?;
+        let json = json_string(&engine.keys(pattern)?, "keys")?;
         // SAFETY: `out` is a non-NULL pointer to a writable string slot.
         unsafe { out.write(json) };
         Ok(())
@@ -493,9 +491,7 @@ pub unsafe extern "C" fn tierstack_cache_stats_json(
         // SAFETY: the caller passes a live handle.
         let engine = unsafe { engine(cache)? };
         let out = out_param(out, "out")?;
-        let json = serde_json::to_string(&engine.stats())
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("stats as JSON: {e}")))?;
-        let json = c_string(json)?;
+        let json = json_string(&engine.stats(), "stats")?;
         // SAFETY: `out` is a non-NULL pointer to a writable string slot.
         unsafe { out.write(json) };
         Ok(())

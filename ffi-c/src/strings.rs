@@ -17,6 +17,17 @@ pub(crate) fn c_string(text: String) -> Result<*mut c_char, Error> {
     })
 }
 
+/// `value` as a JSON C string owned by the caller (see [`c_string`]);
+/// `what` names it in an error.
+pub(crate) fn json_string<T: serde::Serialize>(
+    value: &T,
+    what: &str,
+) -> Result<*mut c_char, Error> {
+    let json = serde_json::to_string(value)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("{what} as JSON: {e}")))?;
+    c_string(json)
+}
+
 /// Frees a string returned by tierstack (`tierstack_cache_keys_json`,
 /// `tierstack_cache_stats_json`); NULL does nothing. Each string is freed
 /// once. Any thread may call this.
