@@ -19,7 +19,7 @@
 //! | `sqlite.on_corrupt` | `"rebuild"` | a damaged tierstack file: `"rebuild"` sets it aside as `<name>.corrupt-<unix time>` and starts a fresh one; `"fail"` reports `corrupt` and touches nothing |
 //! | `fail_safe.max_stale` | 86400 (24 h) | how long an expired L2 row is kept to be served stale |
 //! | `fail_safe.soft_timeout` | 1.0 | a load slower than this serves the stale copy, if there is one, and finishes in the background (0: serve it as soon as the load is started) |
-//! | `fail_safe.hard_timeout` | 30 | a load slower than this is abandoned and counts as a failure of the source (more than 0, at least `soft_timeout`) |
+//! | `fail_safe.hard_timeout` | 30 | a fetch from the source slower than this is abandoned and counts as a failure of the source; waiting for another process's fetch does not count against it (more than 0, at least `soft_timeout`) |
 //! | `circuit_breaker.*` | see [`CircuitBreakerConfig`] | when the source is cut off |
 //! | `negative_ttl` | 60 | how long a source's "not found" is remembered (0: not at all) |
 //! | `refresh_ahead` | 0.8 | a hit past this share of its TTL is refreshed from the source in the background (0 or 1: never) |
@@ -150,7 +150,8 @@ pub struct FailSafeConfig {
     /// the stale copy while the load finishes in the background.
     #[serde(with = "seconds")]
     pub soft_timeout: Duration,
-    /// A load is abandoned after this long and counts as a failure.
+    /// A fetch from the source is abandoned after this long and counts as
+    /// a failure; waiting for another process's fetch does not count.
     #[serde(with = "seconds")]
     pub hard_timeout: Duration,
 }
