@@ -48,7 +48,8 @@ pub struct Lookup {
     pub age: Duration,
 }
 
-/// Options for [`crate::Cache::set_with`].
+/// Options for [`crate::Cache::set_with`] (and, as [`GetOptions`], for
+/// what `get_or_load` stores).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SetOptions {
@@ -90,42 +91,10 @@ impl SetOptions {
     }
 }
 
-/// Options for `get_or_load` and `get_or_load_many`: what a loaded value
-/// is stored with, unless the loader chooses (see [`crate::Loaded`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct GetOptions {
-    /// Time to live of a loaded value; `None` or zero: `sqlite.ttl` (and
-    /// `memory.ttl` in L1), as for [`SetOptions::ttl`].
-    pub ttl: Option<Duration>,
-    /// Tags stored with a loaded value.
-    pub tags: Vec<String>,
-}
-
-impl GetOptions {
-    /// No TTL override, no tags.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the time to live of a loaded value.
-    #[must_use]
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
-    }
-
-    /// Adds tags.
-    #[must_use]
-    pub fn tags<I, S>(mut self, tags: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.tags.extend(tags.into_iter().map(Into::into));
-        self
-    }
-}
+/// Options for `get_or_load` and `get_or_load_many`: the TTL and tags a
+/// loaded value is stored with, unless the loader chooses (see
+/// [`crate::Loaded`]). The same options as a write's.
+pub type GetOptions = SetOptions;
 
 /// Everything L2 keeps about an entry besides its value. Times are
 /// milliseconds since the Unix epoch.

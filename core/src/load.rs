@@ -606,7 +606,7 @@ impl Engine {
         };
         let ttl = loaded
             .ttl
-            .or(options.ttl.filter(|t| !t.is_zero()))
+            .or(options.ttl_override())
             .unwrap_or(self.config.sqlite.ttl);
         let ttl = jitter(ttl, self.config.ttl_jitter);
         let mut set = SetOptions::new().ttl(ttl);
