@@ -242,7 +242,7 @@ fn file_commands_round_trip_across_processes() {
         lines[..6],
         [
             format!("path:           {db}"),
-            "schema version: 3".to_owned(),
+            "schema version: 4".to_owned(),
             "entries:        3".to_owned(),
             "expired:        0".to_owned(),
             format!("bytes:          {bytes} B"),
@@ -277,7 +277,7 @@ fn file_commands_round_trip_across_processes() {
     assert_eq!(
         rest,
         serde_json::json!({
-            "path": db, "schema_version": 3, "entries": 3, "expired": 0,
+            "path": db, "schema_version": 4, "entries": 3, "expired": 0,
             "bytes": bytes, "max_bytes": 104_857_600, "read_only": false,
         })
     );
@@ -472,7 +472,7 @@ fn bad_configs_exit_2_with_invalid_config() {
     let cases = [
         (
             r#"{"memroy": {}}"#,
-            "unknown field `memroy`, expected one of `namespace`, `memory`, `sqlite`, `fail_safe`, `circuit_breaker`, `negative_ttl`, `refresh_ahead`, `ttl_jitter` at line 1 column 9",
+            "unknown field `memroy`, expected one of `namespace`, `memory`, `sqlite`, `fail_safe`, `circuit_breaker`, `negative_ttl`, `refresh_ahead`, `ttl_jitter`, `github` at line 1 column 9",
         ),
         (
             r#"{"memory": {"max_size": 1}}"#,

@@ -466,6 +466,34 @@ impl Breaker {
         self.shared.state.lock().close();
     }
 
+    /// Opens the breaker until `until_ms` (ms since the Unix epoch) because
+    /// someone else found the source cut off: another process sharing its
+    /// rate limit. Counts as a trip unless it was open already; an open
+    /// period ending earlier is extended; a breaker opened by hand, or one
+    /// already open longer, is left as it is. A time not after now changes
+    /// nothing.
+    pub fn hold_open_until(&self, until_ms: u64) {
+        let now = self.shared.clock.now_ms();
+        if until_ms <= now {
+            return;
+        }
+        let mut state = self.shared.state.lock();
+        match state.phase {
+            Phase::Open { until: None } => {}
+            Phase::Open { until: Some(until) } if until >= until_ms => {}
+            Phase::Open { .. } => state.enter(Phase::Open {
+                until: Some(until_ms),
+            }),
+            Phase::Closed | Phase::HalfOpen { .. } => {
+                state.trips += 1;
+                state.window.clear();
+                state.enter(Phase::Open {
+                    until: Some(until_ms),
+                });
+            }
+        }
+    }
+
     /// When an open breaker admits its next call, in ms since the Unix
     /// epoch; `None` if it is not open, or forced open.
     pub fn retry_at_ms(&self) -> Option<u64> {
@@ -1099,6 +1127,37 @@ mod tests {
         assert!(breaker.try_acquire().is_none());
         manual.set(reset);
         assert!(breaker.try_acquire().is_some());
+    }
+
+    #[test]
+    fn held_open_by_another_process_until_a_time() {
+        let (breaker, manual) = breaker(CircuitBreakerConfig::default());
+        let now = manual.now_ms();
+        breaker.hold_open_until(now); // not after now: nothing
+        assert_eq!(breaker.status().state, BreakerState::Closed);
+        breaker.hold_open_until(now + 5_000);
+        let status = breaker.status();
+        assert_eq!(
+            (status.state, status.next_attempt_at, status.trips),
+            (BreakerState::Open, Some(now + 5_000), 1)
+        );
+        assert!(breaker.try_acquire().is_none());
+        // Extended, not shortened, and not counted again.
+        breaker.hold_open_until(now + 9_000);
+        breaker.hold_open_until(now + 1_000);
+        let status = breaker.status();
+        assert_eq!(
+            (status.next_attempt_at, status.trips),
+            (Some(now + 9_000), 1)
+        );
+        manual.set(now + 9_000);
+        let probe = breaker.try_acquire().expect("half-open at the time given");
+        assert_eq!(breaker.status().state, BreakerState::HalfOpen);
+        breaker.record(probe, CallOutcome::Success);
+        // Opened by hand: left alone.
+        breaker.open();
+        breaker.hold_open_until(manual.now_ms() + 1_000);
+        assert_eq!(breaker.status().next_attempt_at, None);
     }
 
     #[test]

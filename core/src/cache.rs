@@ -23,8 +23,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::{self, Glob};
 use crate::load::{Fetcher, Loads, ManyFetcher, Probe};
 use crate::runtime;
-use crate::source::{Fetched, Source};
-use crate::stats::{Counters, Stats};
+use crate::source::{Fetched, GitHub, Source};
+use crate::stats::{Counters, SourceStats, Stats};
 use crate::tier::Inspection;
 use crate::tier::memory::{L1, MemEntry, MemoryTier, Ticket};
 use crate::tier::sqlite::{self, Found, Outcome, Row, SqliteTier, Write};
@@ -56,6 +56,16 @@ fn ms(d: Duration) -> u64 {
 impl Engine {
     fn open(config: Config, clock: Clock, source: Option<Arc<dyn Source>>) -> Result<Arc<Self>> {
         config.validate()?;
+        let source = match (source, config.github.as_ref().filter(|g| g.enabled)) {
+            (Some(_), Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    "a source was handed in and github is configured: use one (or set github.enabled to false)",
+                ));
+            }
+            (None, Some(github)) => Some(Arc::new(GitHub::new(github)?) as Arc<dyn Source>),
+            (source, None) => source,
+        };
         let breaker = Breaker::new(config.circuit_breaker.clone(), clock.clone());
         let counters = Arc::new(Counters::default());
         let memory = config.memory.enabled.then(|| {
@@ -779,7 +789,10 @@ impl Engine {
             tiers,
             sqlite_rebuilds: c.sqlite_rebuilds.get(),
             sqlite_reopens: c.sqlite_reopens.get(),
-            source: c.source.snapshot(),
+            source: SourceStats {
+                rate_limit: self.source_rate_limit(),
+                ..c.source.snapshot()
+            },
             breaker: self.loads.breaker.status(),
         }
     }
@@ -1060,6 +1073,7 @@ impl Cache {
     /// Closes the breaker by hand, forgetting the failures counted.
     pub fn breaker_close(&self) {
         self.engine.loads.breaker.close();
+        self.engine.lift_shared_limit();
     }
 
     /// Whether `key` holds a fresh value; not counted as a read.

@@ -23,6 +23,7 @@
 //! | `circuit_breaker.*` | see [`CircuitBreakerConfig`] | when the source is cut off |
 //! | `negative_ttl` | 60 | how long a source's "not found" is remembered (0: not at all) |
 //! | `refresh_ahead` | 0.8 | a hit past this share of its TTL is refreshed from the source in the background (0 or 1: never) |
+//! | `github.*` | absent | GitHub as the source of truth; see [`GitHubConfig`] |
 //! | `ttl_jitter` | 0.1 | a loaded value's TTL is shortened by a random share up to this, so that values loaded together do not expire together (0: exact TTLs); in `[0, 1)` |
 //!
 //! Durations in a config are at most 100 years ([`MAX_TTL`]); the TTLs are
@@ -45,6 +46,7 @@ pub use crate::breaker::CircuitBreakerConfig;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::Source;
+pub use crate::source::github::{GitHubConfig, Routes, Secret};
 
 /// The environment variable that supplies `sqlite.path` when the config has none.
 pub const DB_PATH_ENV: &str = "TIERSTACK_DB_PATH";
@@ -77,6 +79,8 @@ pub struct Config {
     pub refresh_ahead: f64,
     /// A loaded value's TTL is shortened by a random share up to this.
     pub ttl_jitter: f64,
+    /// GitHub as the source of truth; `None` (the default): not used.
+    pub github: Option<GitHubConfig>,
 }
 
 /// The L1 memory tier.
@@ -167,6 +171,7 @@ impl Default for Config {
             negative_ttl: Duration::from_secs(60),
             refresh_ahead: 0.8,
             ttl_jitter: 0.1,
+            github: None,
         }
     }
 }
@@ -289,6 +294,9 @@ impl Config {
         }
         if let Some(path) = &self.sqlite.path {
             check_sqlite_path("sqlite.path", path)?;
+        }
+        if let Some(github) = &self.github {
+            github.validate()?;
         }
         Ok(())
     }

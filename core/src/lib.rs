@@ -51,8 +51,8 @@ pub use config::{
 };
 pub use entry::{Entry, GetOptions, Lookup, Metadata, SetOptions, Tier};
 pub use error::{Error, ErrorKind, Result};
-pub use source::{Fetched, Loaded, Source};
-pub use stats::{Stats, TIME_SAMPLE_EVERY, TierStats};
+pub use source::{Fetched, GitHub, GitHubConfig, Loaded, RateLimit, Source};
+pub use stats::{SourceStats, Stats, TIME_SAMPLE_EVERY, TierStats};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -56,6 +56,7 @@ use crate::tier::sqlite::Found;
 mod flight;
 mod lease;
 mod many;
+mod shared;
 
 use flight::{Flight, Waited, soft_timed};
 use lease::Leased;
@@ -121,6 +122,12 @@ impl Loads {
     #[inline]
     pub(crate) fn has_source(&self) -> bool {
         self.source.is_some()
+    }
+
+    /// Whether the configured source has anything for `key` (see
+    /// [`Source::serves`]); an unsafe key is an error.
+    pub(crate) fn serves(&self, key: &str) -> Result<bool> {
+        self.source.as_ref().map_or(Ok(false), |s| s.serves(key))
     }
 
     /// In a forked child, drops the parent's flights (their tasks do not
@@ -346,6 +353,12 @@ impl Engine {
             Probe::Stale(found) => Some(Stale { found }),
             Probe::Miss => None,
         };
+        if let Fetcher::Configured = fetcher
+            && !self.loads.serves(key)?
+        {
+            // Not the source's: a plain miss, as without a source.
+            return Ok(Started::Done(Ok(None)));
+        }
         if stale.is_none() && self.loads.negative_until(key, now).is_some() {
             self.counters.source.negative_hits.incr();
             return Ok(Started::Done(Ok(None)));
@@ -375,7 +388,7 @@ impl Engine {
         now: u64,
     ) {
         if let Fetcher::Configured = fetcher
-            && !self.loads.has_source()
+            && !self.loads.serves(key).unwrap_or(false)
         {
             return;
         }
@@ -468,6 +481,11 @@ impl Engine {
         hard: Duration,
     ) -> Outcome {
         let what = || format!("loading {}", key::quote(&job.key));
+        let configured = matches!(fetcher, Fetcher::Configured);
+        if configured {
+            self.follow_shared_limit().await;
+        }
+        let trips = self.loads.breaker.status().trips;
         let permit = self.admit(1, what)?;
         let validator = job.stale.as_ref().and_then(|s| s.etag.clone());
         let fetch = match fetcher {
@@ -483,8 +501,11 @@ impl Engine {
             },
             Fetcher::Once(loader) => loader(job.key.clone(), validator),
         };
-        let fetched = self.call_source(permit, fetch, started, hard, what).await?;
-        self.store(job, fetched).await
+        let fetched = self.call_source(permit, fetch, started, hard, what).await;
+        if configured {
+            self.share_limit(trips).await;
+        }
+        self.store(job, fetched?).await
     }
 
     /// The breaker's permit for a call, or `source_unavailable` (counted

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::source::RateLimit;
+
 use crate::entry::Tier;
 
 /// Threads that get a cell of their own in every counter.
@@ -244,6 +246,7 @@ impl SourceCounters {
             stale_served: self.stale_served.get(),
             negative_hits: self.negative_hits.get(),
             refreshes: self.refreshes.get(),
+            rate_limit: None,
         }
     }
 }
@@ -276,6 +279,10 @@ pub struct SourceStats {
     pub negative_hits: u64,
     /// Background refreshes started (refresh-ahead).
     pub refreshes: u64,
+    /// The configured source's latest rate-limit figures (GitHub's
+    /// `X-RateLimit-*` headers), shared by the processes on the L2 file;
+    /// `None` when it sent none.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Counters {

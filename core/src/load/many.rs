@@ -87,6 +87,12 @@ impl Engine {
                 Probe::Stale(found) => Some(Stale { found }),
                 Probe::Miss => None,
             };
+            if let ManyFetcher::Configured = fetcher
+                && !self.loads.serves(key)?
+            {
+                // Not the source's: a plain miss.
+                continue;
+            }
             if stale.is_none() && self.loads.negative_until(key, now).is_some() {
                 self.counters.source.negative_hits.incr();
                 continue;
@@ -218,6 +224,11 @@ impl Engine {
     ) -> Result<HashMap<String, Fetched>> {
         let count = keys.len();
         let what = || format!("a batched load of {count} keys");
+        let configured = matches!(fetcher, ManyFetcher::Configured);
+        if configured {
+            self.follow_shared_limit().await;
+        }
+        let trips = self.loads.breaker.status().trips;
         let permit = self.admit(count, what)?;
         let fetch: FetchManyFuture = match fetcher {
             ManyFetcher::Once(loader) => loader(keys),
@@ -249,7 +260,11 @@ impl Engine {
                 }
             }
         };
-        self.call_source(permit, fetch, started, hard, what).await
+        let answered = self.call_source(permit, fetch, started, hard, what).await;
+        if configured {
+            self.share_limit(trips).await;
+        }
+        answered
     }
 }
 

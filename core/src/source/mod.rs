@@ -16,6 +16,7 @@
 //! callables), run on the runtime's blocking pool.
 
 mod func;
+pub mod github;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use crate::error::Result;
 
 pub use func::{BlockingFn, SourceFn, from_blocking_fn, from_fn, run_blocking};
+pub use github::{GitHub, GitHubConfig};
 
 /// What a source answers for one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,4 +141,38 @@ pub trait Source: Send + Sync + 'static {
         let _ = keys;
         None
     }
+
+    /// Whether this source has anything for `key`, told without a request.
+    /// `Ok(false)`: a read of `key` that misses every tier is a plain miss
+    /// and the source is not asked. An error (of kind
+    /// [`crate::ErrorKind::InvalidKey`]) rejects the key before any request.
+    /// The default serves every key.
+    fn serves(&self, key: &str) -> Result<bool> {
+        let _ = key;
+        Ok(true)
+    }
+
+    /// The name under which this source's rate limit and open breaker are
+    /// shared, through the L2 file, by every process on it (a rate limit
+    /// belongs to a token or an address, not to one process); `None` (the
+    /// default): not shared.
+    fn shared_scope(&self) -> Option<&str> {
+        None
+    }
+
+    /// The latest rate-limit figures the source was told, if any.
+    fn rate_limit(&self) -> Option<RateLimit> {
+        None
+    }
+}
+
+/// A source's rate-limit figures, as its last answer told them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RateLimit {
+    /// Requests allowed per period, if told.
+    pub limit: Option<u64>,
+    /// Requests left in this period.
+    pub remaining: u64,
+    /// When the period ends, in ms since the Unix epoch, if told.
+    pub reset_at_ms: Option<u64>,
 }

@@ -34,6 +34,7 @@
 mod damage;
 mod file;
 mod lease;
+mod limits;
 mod recovery;
 mod space;
 
@@ -57,6 +58,7 @@ use crate::stats::Counters;
 pub use damage::{Integrity, check};
 use file::{FileId, Mode, connect, prepare_file};
 pub(crate) use lease::Lease;
+pub(crate) use limits::LimitUpdate;
 pub use recovery::FILE_CHECK_INTERVAL;
 pub use space::{CHECKPOINT_BELOW, DISK_RESERVE, WAL_SIZE_LIMIT};
 use space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
@@ -66,7 +68,7 @@ use space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
 pub const ROW_OVERHEAD: u64 = 64;
 
 /// The schema this version writes; files with a lower version are migrated.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// `PRAGMA application_id` of a tierstack file ("TSTK").
 pub const APPLICATION_ID: i64 = 0x5453_544B;
@@ -111,6 +113,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
 ",
     coherence::MIGRATION,
     lease::MIGRATION,
+    limits::MIGRATION,
 ];
 
 const SQL_GET: &str =
