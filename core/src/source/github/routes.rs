@@ -61,6 +61,12 @@ pub struct Route {
     /// (directories are listed by name); none: every entry, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suffix: Option<String>,
+    /// For a listing: the key pattern of the items it lists, with `{name}`
+    /// for each name listed and the listing's own placeholders (e.g.
+    /// `component:{framework}:{name}` for `components:{framework}`), so
+    /// that `tierstack warm` can fetch every item of a listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<String>,
     /// Allowed values of placeholders; a key with another value is not
     /// this route's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -138,6 +144,38 @@ impl RouteTable {
     /// What `key` loads: `Ok(None)` when no route serves it, an
     /// [`ErrorKind::InvalidKey`] error when its parts are unsafe.
     pub fn resolve(&self, key: &str) -> Result<Option<Target>> {
+        Ok(self
+            .matching(key)?
+            .map(|compiled| compiled.target(&capture(&compiled.pattern, key).expect("matched"))))
+    }
+
+    /// The keys of the items a listing key lists, given the names its
+    /// value holds: `Ok(None)` when `key` is not a listing with an `items`
+    /// pattern. Names that would make an unsafe key are an
+    /// [`ErrorKind::InvalidKey`] error.
+    pub fn item_keys(&self, key: &str, names: &[String]) -> Result<Option<Vec<String>>> {
+        let Some(compiled) = self.matching(key)? else {
+            return Ok(None);
+        };
+        let (Some(items), Some(_)) = (&compiled.route.items, &compiled.route.listing) else {
+            return Ok(None);
+        };
+        let values = capture(&compiled.pattern, key).expect("matched");
+        names
+            .iter()
+            .map(|name| {
+                check_part(key, "name", name)?;
+                let mut with_name = values.clone();
+                with_name.retain(|(n, _)| n != "name");
+                with_name.push(("name".to_owned(), name.clone()));
+                Ok(fill(items, &with_name))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// The route serving `key`, its parts checked.
+    fn matching(&self, key: &str) -> Result<Option<&Compiled>> {
         for compiled in &self.routes {
             let Some(values) = capture(&compiled.pattern, key) else {
                 continue;
@@ -150,10 +188,9 @@ impl RouteTable {
                     .iter()
                     .any(|(n, v)| n == name && allowed.iter().any(|a| a == v))
             });
-            if !allowed {
-                continue;
+            if allowed {
+                return Ok(Some(compiled));
             }
-            return Ok(Some(compiled.target(&values)));
         }
         Ok(None)
     }
@@ -188,26 +225,23 @@ impl Compiled {
 }
 
 fn shadcn_v4() -> Vec<Route> {
-    let route =
-        |key: &str, path: Option<String>, listing: Option<String>, suffix: Option<&str>| Route {
+    let route = |key: &str, path: Option<String>, listing: Option<(String, &str)>| {
+        let (listing, items) = listing.unzip();
+        Route {
             key: key.to_owned(),
             owner: "shadcn-ui".to_owned(),
             repo: "ui".to_owned(),
             git_ref: "main".to_owned(),
             path,
+            suffix: listing.as_ref().map(|_| ".tsx".to_owned()),
             listing,
-            suffix: suffix.map(str::to_owned),
+            items: items.map(str::to_owned),
             only: BTreeMap::from([("framework".to_owned(), vec!["react".to_owned()])]),
-        };
-    let file =
-        |key: &str, path: &str| route(key, Some(format!("{SHADCN_BASE}/{path}")), None, None);
-    let listing = |key: &str, dir: &str| {
-        route(
-            key,
-            None,
-            Some(format!("{SHADCN_BASE}/{dir}")),
-            Some(".tsx"),
-        )
+        }
+    };
+    let file = |key: &str, path: &str| route(key, Some(format!("{SHADCN_BASE}/{path}")), None);
+    let listing = |key: &str, dir: &str, items| {
+        route(key, None, Some((format!("{SHADCN_BASE}/{dir}"), items)))
     };
     vec![
         file("component:{framework}:{name}", "ui/{name}.tsx"),
@@ -216,8 +250,12 @@ fn shadcn_v4() -> Vec<Route> {
             "examples/{name}-demo.tsx",
         ),
         file("block:{framework}:{name}", "blocks/{name}.tsx"),
-        listing("components:{framework}", "ui"),
-        listing("blocks:{framework}", "blocks"),
+        listing(
+            "components:{framework}",
+            "ui",
+            "component:{framework}:{name}",
+        ),
+        listing("blocks:{framework}", "blocks", "block:{framework}:{name}"),
     ]
 }
 
@@ -249,8 +287,21 @@ fn compile(route: Route) -> std::result::Result<Compiled, String> {
         (Some(path), None) => path,
         (None, Some(dir)) => dir,
     };
-    if route.suffix.is_some() && route.listing.is_none() {
-        return Err("suffix is only for a listing".to_owned());
+    if route.listing.is_none() && (route.suffix.is_some() || route.items.is_some()) {
+        return Err("suffix and items are only for a listing".to_owned());
+    }
+    if let Some(items) = &route.items {
+        for piece in parse_pattern(items)? {
+            if let Piece::Hole(name) = piece
+                && name != "name"
+                && !holes.contains(&name.as_str())
+            {
+                return Err(format!(
+                    "items {items:?} uses {{{name}}}, which is neither {{name}} nor in the key pattern {:?}",
+                    route.key
+                ));
+            }
+        }
     }
     for piece in parse_pattern(template)? {
         match piece {
@@ -432,6 +483,30 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_names_the_keys_of_its_items() {
+        let t = shadcn();
+        let names = vec!["button".to_owned(), "card".to_owned()];
+        assert_eq!(
+            t.item_keys("components:react", &names).unwrap(),
+            Some(vec![
+                "component:react:button".to_owned(),
+                "component:react:card".to_owned()
+            ])
+        );
+        assert_eq!(
+            t.item_keys("blocks:react", &names[..1]).unwrap(),
+            Some(vec!["block:react:button".to_owned()])
+        );
+        assert_eq!(t.item_keys("component:react:button", &names).unwrap(), None);
+        assert_eq!(t.item_keys("session:1", &names).unwrap(), None);
+        let bad = vec!["../x".to_owned()];
+        assert_eq!(
+            t.item_keys("components:react", &bad).unwrap_err().kind(),
+            ErrorKind::InvalidKey
+        );
+    }
+
+    #[test]
     fn keys_no_route_serves_are_not_githubs() {
         let t = shadcn();
         for key in [
@@ -504,6 +579,7 @@ mod tests {
             path: Some("{name}.txt".into()),
             listing: None,
             suffix: None,
+            items: None,
             only: BTreeMap::new(),
         };
         let cases: Vec<(Route, &str)> = vec![
@@ -566,6 +642,13 @@ mod tests {
             (
                 Route {
                     suffix: Some(".x".into()),
+                    ..base.clone()
+                },
+                "only for a listing",
+            ),
+            (
+                Route {
+                    items: Some("x:{name}".into()),
                     ..base.clone()
                 },
                 "only for a listing",
