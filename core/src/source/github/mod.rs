@@ -85,17 +85,6 @@ impl GitHub {
     pub fn new(config: &GitHubConfig) -> Result<Self> {
         config.validate()?;
         install_crypto();
-        let client = Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .no_proxy()
-            .build()
-            .map_err(|e| {
-                Error::new(ErrorKind::Internal, "the HTTP client could not be built").with_source(e)
-            })?;
         let base = |url: &str| {
             let mut url = Url::parse(url).expect("checked by validate");
             if !url.path().ends_with('/') {
@@ -103,8 +92,25 @@ impl GitHub {
             }
             url
         };
-        let token = config.resolved_token();
         let api = base(&config.api_url);
+        let raw = base(&config.raw_url);
+        let mut client = Client::builder();
+        // Proxies from the environment (HTTPS_PROXY, NO_PROXY) are honoured,
+        // except for an origin on this machine.
+        if is_loopback(&api) && is_loopback(&raw) {
+            client = client.no_proxy();
+        }
+        let client = client
+            .user_agent(USER_AGENT)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| {
+                Error::new(ErrorKind::Internal, "the HTTP client could not be built").with_source(e)
+            })?;
+        let token = config.resolved_token();
         let scope = format!(
             "github {} {}",
             api.origin().ascii_serialization(),
@@ -116,7 +122,7 @@ impl GitHub {
             inner: Arc::new(Inner {
                 client,
                 api,
-                raw: base(&config.raw_url),
+                raw,
                 token,
                 max_body: config.max_body_bytes,
                 routes: config.routes.table()?,
@@ -179,12 +185,15 @@ impl Inner {
             StatusCode::NOT_FOUND => return Ok(Fetched::NotFound),
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
                 if let Some(until) = rate_limited_until(response.headers(), now_ms()) {
+                    let when = until.map_or_else(
+                        || "no reset time was given".to_owned(),
+                        |at| format!("it resets at {at} ms since the Unix epoch"),
+                    );
                     return Err(Error::rate_limited(
                         format!(
-                            "GitHub rate limit reached loading {} (HTTP {}); retry after {} ms since the Unix epoch",
+                            "GitHub rate limit reached loading {} (HTTP {}); {when}",
                             key::quote(key),
                             status.as_u16(),
-                            until.unwrap_or(0)
                         ),
                         until,
                     ));
@@ -389,6 +398,18 @@ fn listing_names(body: &[u8], suffix: Option<&str>, key: &str) -> Result<Bytes> 
     Ok(Bytes::from(
         serde_json::to_vec(&names).expect("strings always serialise"),
     ))
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
 }
 
 fn join(base: &Url, path: &str) -> Result<Url> {
