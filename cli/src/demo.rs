@@ -1,5 +1,6 @@
 //! `tierstack demo`: the cache's main job, shown step by step on embedded
-//! defaults in a temporary directory.
+//! defaults in a temporary directory, and last (step 7, [`github`]) GitHub
+//! as the source of truth, against a GitHub-shaped origin on loopback.
 //!
 //! Every claim the demo prints with a check mark is tested first; a claim
 //! that does not hold ends the demo with an error (exit status 2).
@@ -25,6 +26,8 @@ macro_rules! say {
         $out.line(format_args!($($arg)*))?
     };
 }
+
+mod github;
 
 /// The memory budget of the eviction step.
 const SMALL_MEMORY: u64 = 64 * 1024;
@@ -67,6 +70,7 @@ pub fn run(out: &mut Out) -> Result<()> {
     restart_promotion_ttl(out, &dir.path().join("components.db"))?;
     eviction_and_stats(out, &dir.path().join("budget.db"))?;
     loading(out, &dir.path().join("loading.db"))?;
+    github::run(out, &dir.path().join("github.db"))?;
     say!(out, "");
     say!(out, "every claim above was checked ✓");
     dir.close().map_err(|e| {

@@ -3,17 +3,22 @@
 //! - `tierstack demo` shows, and checks, what the cache does: L2 surviving a
 //!   restart, promotion into L1, TTL expiry, eviction under the byte budgets,
 //!   and the stats. It runs on embedded defaults in a temporary directory.
-//! - `get`, `set`, `del`, `keys`, `inspect`, `check` and `clear` work on a
-//!   cache file: `--db`, else `sqlite.path` of the `--config` file, else
-//!   `$TIERSTACK_DB_PATH`, else the default path of the config's namespace.
+//!   A last chapter reads through GitHub as the source of truth, against a
+//!   GitHub-shaped origin on loopback started in the process.
+//! - `get`, `set`, `del`, `keys`, `inspect`, `check`, `clear` and `warm`
+//!   work on a cache file: `--db`, else `sqlite.path` of the `--config`
+//!   file, else `$TIERSTACK_DB_PATH`, else the default path of the config's
+//!   namespace. `warm` loads keys from GitHub into it (the config needs a
+//!   `github` section).
 //!
-//! Exit status: 0 on success, 1 when `get` finds no fresh value or `check`
-//! finds damage, 2 on an error (printed as `tierstack: <kind>: <message>` on
-//! stderr).
+//! Exit status: 0 on success, 1 when `get` finds no fresh value, `check`
+//! finds damage or `warm` leaves a key unwarmed, 2 on an error (printed as
+//! `tierstack: <kind>: <message>` on stderr).
 
 mod demo;
 mod format;
 mod out;
+mod warm;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -100,12 +105,21 @@ enum Command {
     /// damaged file is set aside as <name>.corrupt-<unix time> and replaced,
     /// whatever sqlite.on_corrupt says
     Clear,
+    /// Load KEYs from GitHub into the cache ahead of need; a listing key
+    /// (e.g. components:react) warms every item it lists too. Needs a config
+    /// with a github section; exit 1 if a key could not be warmed
+    Warm {
+        /// The keys (e.g. components:react, component:react:button)
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
 }
 
 /// How a command ended when it did not fail.
 enum Outcome {
     Done,
-    /// `get` found no fresh value, or `check` found damage.
+    /// `get` found no fresh value, `check` found damage, or `warm` left a
+    /// key unwarmed.
     Miss,
 }
 
@@ -143,6 +157,7 @@ fn run(cli: Cli) -> Result<Outcome> {
         Command::Inspect { json } => inspect(&mut out, config()?, json),
         Command::Check { json } => check(&mut out, config()?, json),
         Command::Clear => clear(&mut out, config()?),
+        Command::Warm { keys } => warm::run(&mut out, config()?, keys),
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use tierstack_origin::{COMPONENTS, Fault, Host, Origin, RateLimit};
 
 /// What one run of the binary produced.
 #[derive(Debug)]
@@ -43,7 +44,7 @@ impl Run {
 }
 
 /// Runs the binary with `args`, with `env` set and `stdin` piped in; it
-/// never sees the caller's `TIERSTACK_DB_PATH`.
+/// never sees the caller's `TIERSTACK_DB_PATH` nor a GitHub token.
 fn run_with(args: &[&str], env: &[(&str, &Path)], stdin: Option<&[u8]>) -> Run {
     run_in(None, args, env, stdin)
 }
@@ -57,6 +58,8 @@ fn run_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &Path)], stdin: Optio
     command
         .args(args)
         .env_remove("TIERSTACK_DB_PATH")
+        .env_remove("GITHUB_PERSONAL_ACCESS_TOKEN")
+        .env_remove("GITHUB_TOKEN")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -137,6 +140,24 @@ fn demo_checks_every_claim_and_cleans_up() {
         "   ✓ all 50 got the value from one loader call (single-flight)\n",
         "   ✓ the expired copy was served, marked stale, instead of the error\n",
         "   ✓ open: the source is not called; with no copy the caller gets source_unavailable\n",
+        "\n7. GitHub as the source of truth (a GitHub-shaped origin on loopback: no network, no token)\n",
+        "   read component:react:button -> from source (",
+        "   ✓ tier \"source\": 1 request to the origin, GET /shadcn-ui/ui/main/apps/v4/registry/new-york-v4/ui/button.tsx -> 200\n",
+        "   read component:react:button -> from memory (",
+        "   ✓ tier \"memory\": no further request\n",
+        "   read component:react:button -> from sqlite (",
+        "   ✓ tier \"sqlite\": the same bytes from the file, 0 requests\n",
+        "   ✓ the origin failed (503): the expired copy was served, marked stale, instead of the error\n",
+        "   ✓ 3 failures in a row (circuit_breaker.threshold): the breaker is open\n",
+        "   ✓ open: the origin is not asked (0 requests); with no copy the caller gets source_unavailable\n",
+        "   ✓ half-open: one probe was admitted (1 request)\n",
+        "   ✓ the probe revalidated the expired copy: If-None-Match -> 304, no body; the copy is fresh again (stale false)\n",
+        "   ✓ a second successful probe (circuit_breaker.success_threshold 2) closed the breaker\n",
+        "   ✓ 403 with X-RateLimit-Remaining 0: an error of kind source naming the rate limit\n",
+        "   ✓ the breaker is open until the reset exactly (next_attempt_at = X-RateLimit-Reset × 1000)\n",
+        "   ✓ until the reset: source_unavailable, 0 requests (the raw host is not asked either)\n",
+        "   ✓ after the reset: 1 request, and the listing names all 46 components\n",
+        "   ✓ the stats carry GitHub's figures: source.rate_limit limit 60, remaining 59\n",
         "\nevery claim above was checked ✓\n",
     ];
     let mut from = 0;
@@ -146,7 +167,7 @@ fn demo_checks_every_claim_and_cleans_up() {
             .unwrap_or_else(|| panic!("{marker:?} missing after byte {from} of:\n{out}"));
         from += at + marker.len();
     }
-    assert_eq!(out.matches("   ✓ ").count(), 20, "{out}");
+    assert_eq!(out.matches("   ✓ ").count(), 34, "{out}");
 
     // The stats JSON is the real snapshot: both budgets held, evictions counted.
     let json: String = out
@@ -717,4 +738,401 @@ fn check_refuses_what_is_not_a_cache() {
         )),
         "{run_missing:?}"
     );
+}
+
+/// A config file in `dir` pointing `github` at `origin`, with the cache
+/// file `warm.db` beside it; its path.
+fn github_config(dir: &Path, origin: &Origin) -> std::path::PathBuf {
+    let config = dir.join("github.json");
+    let json = serde_json::json!({
+        "sqlite": {"path": dir.join("warm.db")},
+        "github": {"api_url": origin.api_url(), "raw_url": origin.raw_url(), "timeout": 5},
+    });
+    std::fs::write(&config, json.to_string()).unwrap();
+    config
+}
+
+/// The seeded components' keys in the order the listing names them.
+fn component_keys() -> Vec<String> {
+    let mut names: Vec<&str> = COMPONENTS.to_vec();
+    names.sort_unstable();
+    names
+        .into_iter()
+        .map(|n| format!("component:react:{n}"))
+        .collect()
+}
+
+/// One `warmed <key> (<tier>)` line a key.
+fn warmed_lines<'a>(keys: impl IntoIterator<Item = &'a str>, tier: &str) -> String {
+    keys.into_iter()
+        .map(|k| format!("warmed {k} ({tier})\n"))
+        .collect()
+}
+
+fn now_s() -> u64 {
+    now_ms() / 1000
+}
+
+#[test]
+fn warm_loads_a_listing_and_its_items_once() {
+    let origin = Origin::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = github_config(dir.path(), &origin);
+    let cfg = path_str(&config);
+    let items = component_keys();
+    assert_eq!(items.len(), 46);
+
+    // Cold: the listing, then each item, in its order; button, given
+    // first, is not read twice.
+    let cold = run(&[
+        "--config",
+        cfg,
+        "warm",
+        "component:react:button",
+        "components:react",
+    ]);
+    assert_eq!(cold.code, 0, "{cold:?}");
+    assert_eq!(
+        cold.stdout(),
+        "warmed 47 of 47 keys; 0 already cached; 0 failed\n"
+    );
+    let rest = items
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k != "component:react:button");
+    let expected = warmed_lines(
+        ["component:react:button", "components:react"]
+            .into_iter()
+            .chain(rest),
+        "source",
+    );
+    assert_eq!(cold.stderr, expected);
+    let requests = origin.requests();
+    assert_eq!(requests.len(), 47);
+    assert_eq!(
+        requests.iter().filter(|r| r.host == Host::Api).count(),
+        1,
+        "{requests:?}"
+    );
+    assert!(requests.iter().all(|r| r.status == 200), "{requests:?}");
+
+    // Warm again: everything is in the file already; no request.
+    let again = run(&["--config", cfg, "warm", "components:react"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(
+        again.stdout(),
+        "warmed 47 of 47 keys; 47 already cached; 0 failed\n"
+    );
+    assert_eq!(
+        again.stderr,
+        warmed_lines(
+            std::iter::once("components:react").chain(items.iter().map(String::as_str)),
+            "sqlite"
+        )
+    );
+    assert_eq!(origin.count(), 47);
+
+    // The warmed file serves a plain get with no request either.
+    let hit = run(&["--config", cfg, "get", "component:react:tooltip", "--json"]);
+    assert_eq!(hit.code, 0, "{hit:?}");
+    let hit = hit.json();
+    assert_eq!(hit["tier"], "sqlite");
+    assert!(
+        hit["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("// apps/v4/registry/new-york-v4/ui/tooltip.tsx\n"),
+        "{hit}"
+    );
+    assert_eq!(origin.count(), 47);
+}
+
+#[test]
+fn warm_stops_at_a_rate_limit_and_says_when_to_retry() {
+    let origin = Origin::start().unwrap();
+    let reset = now_s() + 60;
+    origin.rate_limit(RateLimit {
+        limit: 60,
+        remaining: 0,
+        reset,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = github_config(dir.path(), &origin);
+    let cfg = path_str(&config);
+    let retry = format!(
+        "tierstack: source_unavailable: GitHub is not asked while the circuit breaker is open, \
+         until {} (in ",
+        rfc3339(reset * 1000)
+    );
+
+    let limited = run(&["--config", cfg, "warm", "components:react"]);
+    assert_eq!(limited.code, 1, "{limited:?}");
+    assert_eq!(
+        limited.stdout(),
+        "warmed 0 of 1 key; 0 already cached; 1 failed\n"
+    );
+    let lines: Vec<&str> = limited.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "failed components:react: source: GitHub rate limit reached loading \
+             \"components:react\" (HTTP 403); retry after {} ms since the Unix epoch",
+            reset * 1000
+        )
+    );
+    assert!(lines[1].starts_with(&retry), "{lines:?}");
+    assert!(
+        lines[1].ends_with(" s): run warm again after that"),
+        "{lines:?}"
+    );
+    let requests = origin.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!((requests[0].host, requests[0].status), (Host::Api, 403));
+
+    // Another process on the same file honours the open breaker: no request.
+    let again = run(&["--config", cfg, "warm", "components:react"]);
+    assert_eq!(again.code, 1, "{again:?}");
+    let lines: Vec<&str> = again.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("failed components:react: source_unavailable: "),
+        "{lines:?}"
+    );
+    assert!(lines[1].starts_with(&retry), "{lines:?}");
+    assert_eq!(origin.count(), 1);
+}
+
+#[test]
+fn warm_makes_no_request_after_a_403_in_the_middle_of_a_listing() {
+    let origin = Origin::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = github_config(dir.path(), &origin);
+    // The last item is in the file already.
+    let tooltip = "component:react:tooltip";
+    let first = run(&["--config", path_str(&config), "warm", tooltip]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first.stderr, format!("warmed {tooltip} (source)\n"));
+    assert_eq!(origin.count(), 1);
+    origin.clear_log();
+
+    let reset = now_s() + 60;
+    origin.fault(Fault {
+        host: Some(Host::Raw),
+        path_contains: Some("/ui/card.tsx".into()),
+        status: Some(403),
+        headers: vec![
+            ("X-RateLimit-Remaining".into(), "0".into()),
+            ("X-RateLimit-Reset".into(), reset.to_string()),
+        ],
+        body: Some(r#"{"message":"rate limit exceeded"}"#.into()),
+        ..Fault::default()
+    });
+    let limited = run(&["--config", path_str(&config), "warm", "components:react"]);
+    assert_eq!(limited.code, 1, "{limited:?}");
+    assert_eq!(
+        limited.stdout(),
+        "warmed 11 of 47 keys; 1 already cached; 1 failed\n"
+    );
+
+    // The listing and the nine items before card, then card's 403, then
+    // not one more request: the rest are read from the file alone.
+    let items = component_keys();
+    let card = items
+        .iter()
+        .position(|k| k == "component:react:card")
+        .unwrap();
+    assert_eq!(card, 9);
+    let requests = origin.requests();
+    assert_eq!(requests.len(), 1 + card + 1, "{requests:?}");
+    let last = requests.last().unwrap();
+    assert_eq!(
+        (last.path.as_str(), last.status),
+        (
+            "/shadcn-ui/ui/main/apps/v4/registry/new-york-v4/ui/card.tsx",
+            403
+        )
+    );
+
+    let mut expected = warmed_lines(
+        std::iter::once("components:react").chain(items[..card].iter().map(String::as_str)),
+        "source",
+    );
+    expected.push_str(&format!(
+        "failed component:react:card: source: GitHub rate limit reached loading \
+         \"component:react:card\" (HTTP 403); retry after {} ms since the Unix epoch\n",
+        reset * 1000
+    ));
+    for key in &items[card + 1..] {
+        match key == tooltip {
+            true => expected.push_str(&format!("warmed {key} (sqlite)\n")),
+            false => expected.push_str(&format!("not warmed {key}\n")),
+        }
+    }
+    let (head, last_line) = limited
+        .stderr
+        .trim_end_matches('\n')
+        .rsplit_once('\n')
+        .unwrap();
+    assert_eq!(format!("{head}\n"), expected);
+    assert!(
+        last_line.starts_with(&format!(
+            "tierstack: source_unavailable: GitHub is not asked while the circuit breaker is \
+             open, until {} (in ",
+            rfc3339(reset * 1000)
+        )),
+        "{last_line}"
+    );
+    assert!(
+        last_line.ends_with(" s); 35 keys not warmed: run warm again after that"),
+        "{last_line}"
+    );
+}
+
+#[test]
+fn warm_needs_a_github_section_and_routed_keys() {
+    let origin = Origin::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plain.db");
+    let no_github = "tierstack: invalid_config: warm loads keys from GitHub, and the config has \
+                     no github section: give --config a file with one (e.g. {\"github\": {}} for \
+                     the shadcn-v4 routes)\n";
+    run(&["--db", path_str(&db), "warm", "components:react"]).fails(2, no_github);
+    let plain = dir.path().join("plain.json");
+    std::fs::write(&plain, r#"{"sqlite": {"ttl": 60}}"#).unwrap();
+    run(&[
+        "--config",
+        path_str(&plain),
+        "--db",
+        path_str(&db),
+        "warm",
+        "components:react",
+    ])
+    .fails(2, no_github);
+    let disabled = dir.path().join("disabled.json");
+    std::fs::write(&disabled, r#"{"github": {"enabled": false}}"#).unwrap();
+    run(&[
+        "--config",
+        path_str(&disabled),
+        "--db",
+        path_str(&db),
+        "warm",
+        "components:react",
+    ])
+    .fails(
+        2,
+        "tierstack: invalid_config: warm loads keys from GitHub, and the config's github \
+         section is disabled (github.enabled is false)\n",
+    );
+
+    let config = github_config(dir.path(), &origin);
+    let cfg = path_str(&config);
+    run(&["--config", cfg, "warm", "components:react", "session:1"]).fails(
+        2,
+        "tierstack: invalid_argument: key \"session:1\": no route in github.routes serves it, \
+         so GitHub has nothing to warm it with\n",
+    );
+    let bad = run(&["--config", cfg, "warm", "component:react:../x"]);
+    assert_eq!((bad.code, bad.stdout()), (2, ""), "{bad:?}");
+    assert!(
+        bad.stderr
+            .starts_with("tierstack: invalid_key: key \"component:react:../x\": "),
+        "{bad:?}"
+    );
+    run(&["--config", cfg, "warm"]).fails(
+        2,
+        "error: the following required arguments were not provided:\n  <KEY>...\n\n\
+         Usage: tierstack warm <KEY>...\n\nFor more information, try '--help'.\n",
+    );
+    assert_eq!(origin.count(), 0);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".db"))
+        .collect();
+    assert!(left.is_empty(), "a refused warm created {left:?}");
+}
+
+/// `s` quoted for `sh`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[test]
+fn warm_draws_a_progress_bar_on_a_terminal() {
+    let script = Path::new("/usr/bin/script");
+    assert!(
+        script.exists(),
+        "this test runs warm under a pseudo-terminal with util-linux's script (Debian: bsdutils)"
+    );
+    let origin = Origin::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = github_config(dir.path(), &origin);
+    let command = [
+        env!("CARGO_BIN_EXE_tierstack"),
+        "--config",
+        path_str(&config),
+        "warm",
+        "components:react",
+    ]
+    .map(sh_quote)
+    .join(" ");
+    let output = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("TIERSTACK_DB_PATH")
+        .env_remove("GITHUB_PERSONAL_ACCESS_TOKEN")
+        .env_remove("GITHUB_TOKEN")
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{shown:?}");
+    assert_eq!(origin.count(), 47);
+    // The bar, redrawn in place, instead of a line a key.
+    assert!(shown.contains("warming ["), "{shown:?}");
+    assert!(shown.contains("] 47/47 done"), "{shown:?}");
+    assert!(shown.contains("\x1b["), "{shown:?}");
+    assert!(
+        !shown.contains("warmed components:react (source)"),
+        "{shown:?}"
+    );
+    assert!(
+        !shown.contains("warmed component:react:button (source)"),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains("warmed 47 of 47 keys; 0 already cached; 0 failed\r\n"),
+        "{shown:?}"
+    );
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 (`2024-05-01T12:00:00.250Z`),
+/// by Howard Hinnant's `civil_from_days`.
+fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[test]
+fn rfc3339_matches_known_dates() {
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(rfc3339(951_782_400_250), "2000-02-29T00:00:00.250Z");
+    assert_eq!(rfc3339(1_735_689_599_999), "2024-12-31T23:59:59.999Z");
 }
