@@ -44,6 +44,22 @@ fn open(origin: &Origin, path: &Path, extra: serde_json::Value) -> Cache {
     Cache::open(config(origin, path, extra)).unwrap()
 }
 
+/// A cache on a new file in `dir` with 1 s TTLs (and `extra`), holding a
+/// copy of [`BUTTON`] fetched with one request and just expired; and the copy.
+fn with_expired_button(
+    origin: &Origin,
+    dir: &Path,
+    extra: serde_json::Value,
+) -> (Cache, tierstack::Bytes) {
+    let mut settings = json!({"sqlite": {"ttl": 1}, "memory": {"ttl": 1}});
+    merge(&mut settings, extra);
+    let cache = open(origin, &dir.join("c.db"), settings);
+    let copy = cache.get(BUTTON).unwrap().unwrap();
+    assert_eq!(origin.requests()[0].status, 200);
+    std::thread::sleep(Duration::from_millis(1100));
+    (cache, copy)
+}
+
 fn first_line(value: &[u8]) -> String {
     String::from_utf8_lossy(value)
         .lines()
@@ -146,15 +162,7 @@ fn demos_blocks_and_listings_follow_the_preset_routes() {
 fn unchanged_content_is_revalidated_with_a_304_and_no_body() {
     let origin = Origin::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cache = open(
-        &origin,
-        &dir.path().join("c.db"),
-        json!({"sqlite": {"ttl": 1}, "memory": {"ttl": 1}}),
-    );
-    let first = cache.get(BUTTON).unwrap().unwrap();
-    let etag = origin.requests()[0].status;
-    assert_eq!(etag, 200);
-    std::thread::sleep(Duration::from_millis(1100));
+    let (cache, first) = with_expired_button(&origin, dir.path(), json!({}));
 
     let renewed = cache.lookup(BUTTON).unwrap().unwrap();
     assert_eq!(renewed.value, first);
@@ -225,14 +233,11 @@ fn a_hundred_concurrent_gets_of_a_missing_component_make_one_request() {
 fn server_errors_serve_the_stale_copy_then_open_the_breaker() {
     let origin = Origin::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cache = open(
+    let (cache, original) = with_expired_button(
         &origin,
-        &dir.path().join("c.db"),
-        json!({"sqlite": {"ttl": 1}, "memory": {"ttl": 1},
-               "circuit_breaker": {"threshold": 3, "timeout": 60}}),
+        dir.path(),
+        json!({"circuit_breaker": {"threshold": 3, "timeout": 60}}),
     );
-    let original = cache.get(BUTTON).unwrap().unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
     for status in [500, 502, 503] {
         origin.fault(Fault {
             status: Some(status),
@@ -276,14 +281,11 @@ fn without_a_stale_copy_a_server_error_is_a_source_error() {
 fn a_slow_origin_serves_stale_at_the_soft_timeout_and_fails_at_the_hard_one() {
     let origin = Origin::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cache = open(
+    let (cache, original) = with_expired_button(
         &origin,
-        &dir.path().join("c.db"),
-        json!({"sqlite": {"ttl": 1}, "memory": {"ttl": 1},
-               "fail_safe": {"soft_timeout": 0.2, "hard_timeout": 0.6}}),
+        dir.path(),
+        json!({"fail_safe": {"soft_timeout": 0.2, "hard_timeout": 0.6}}),
     );
-    let original = cache.get(BUTTON).unwrap().unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
     origin.fault(Fault {
         delay_ms: 400,
         times: Some(1),
