@@ -22,7 +22,9 @@ export declare class HybridStorage {
    * async, or `{ load }`) makes plain reads (`get`, `getBuffer`,
    * `lookup`, `lookupBuffer`, `mget`, `mgetBuffer`) load what no tier
    * holds through it (read-through), with the engine's single-flight,
-   * breaker, timeouts and fail-safe.
+   * breaker, timeouts and fail-safe. A `github` section in the config
+   * does the same with GitHub as the source (not together with
+   * `options.source`: `invalid_config`).
    */
   constructor(config?: HybridStorageConfig | null, options?: HybridStorageOptions | null)
   /**
@@ -223,6 +225,82 @@ export interface FailSafeOptions {
   hardTimeout?: number
 }
 
+/** GitHub as the source of truth. */
+export interface GitHubOptions {
+  /**
+   * Load through GitHub (default `true`; `false` keeps the section but
+   * loads nothing through it).
+   */
+  enabled?: boolean
+  /**
+   * The token (default `$GITHUB_PERSONAL_ACCESS_TOKEN`, else
+   * `$GITHUB_TOKEN`, else none), sent as `Authorization: Bearer` to
+   * `apiUrl` only; never logged, shown or stored.
+   */
+  token?: string
+  /** `token` under the name of the storage design this replaces. */
+  apiKey?: string
+  /**
+   * The REST API's base URL, for directory listings (default
+   * `"https://api.github.com"`).
+   */
+  apiUrl?: string
+  /** `apiUrl` under the name of the storage design this replaces. */
+  baseUrl?: string
+  /**
+   * The base URL files are read from (default
+   * `"https://raw.githubusercontent.com"`).
+   */
+  rawUrl?: string
+  /** Seconds one HTTP request may take (default 30). */
+  timeout?: number
+  /** A larger body is refused, a failure of the source (default 5 MiB). */
+  maxBodyBytes?: number
+  /**
+   * Which keys load which files: a preset's name (default
+   * `"shadcn-v4"`) or a list of routes.
+   */
+  routes?: string | Array<GitHubRoute>
+}
+
+/**
+ * One route of `github.routes`: a file route (`path`) or a listing route
+ * (`listing`). `{name}`-style placeholders in `key` fill those of `path`
+ * or `listing`.
+ */
+export interface GitHubRoute {
+  /** The key pattern, e.g. `'doc:{name}'`. */
+  key: string
+  /** The repository's owner. */
+  owner: string
+  /** The repository. */
+  repo: string
+  /** The branch, tag or commit (default `'main'`). */
+  ref?: string
+  /** A file route: the file's path in the repository, with placeholders. */
+  path?: string
+  /**
+   * A listing route: the directory whose entries are listed; the value
+   * is a JSON array of names, sorted.
+   */
+  listing?: string
+  /**
+   * For a listing: only files ending with this are listed, without it
+   * (directories are listed by name).
+   */
+  suffix?: string
+  /**
+   * For a listing: the key pattern of the items it lists, e.g.
+   * `'doc:{name}'`.
+   */
+  items?: string
+  /**
+   * Allowed values of placeholders, e.g. `{ framework: ['react'] }`; a
+   * key with another value is not this route's.
+   */
+  only?: Record<string, Array<string>>
+}
+
 /** The options of `new HybridStorage(config)`; every key is optional. */
 export interface HybridStorageConfig {
   /** Names the default cache file: 1–64 of `A-Z a-z 0-9 . _ -` (default `"default"`). */
@@ -247,6 +325,12 @@ export interface HybridStorageConfig {
    * so keys loaded together do not expire together (default 0.1).
    */
   ttlJitter?: number
+  /**
+   * GitHub as the source of truth: present (and `enabled`), plain reads
+   * load what no tier holds from GitHub (read-through). Not together
+   * with `options.source`.
+   */
+  github?: GitHubOptions
 }
 
 /** The second argument of `new HybridStorage(config, options)`. */
@@ -320,6 +404,16 @@ export interface Metadata {
   tags: Array<string>
 }
 
+/** A source's rate limit, as its last answer told it. */
+export interface RateLimit {
+  /** Requests allowed per period, or `null` if not told. */
+  limit: number | null
+  /** Requests left in this period. */
+  remaining: number
+  /** When the period ends, or `null` if not told. */
+  resetAt: Date | null
+}
+
 /** Mean read time per tier, in milliseconds (0 for a tier that served no read). */
 export interface ResponseTimes {
   /** L1 hits (sampled: one read in 64 is timed). */
@@ -367,6 +461,12 @@ export interface SourceStats {
   negativeHits: number
   /** Background refreshes started (refresh-ahead). */
   refreshes: number
+  /**
+   * The configured source's latest rate-limit figures (GitHub's
+   * `X-RateLimit-*` headers), shared by the processes on the SQLite
+   * file; `null` when it sent none.
+   */
+  rateLimit: RateLimit | null
 }
 
 /** The SQLite tier (L2). */

@@ -45,7 +45,8 @@ pub struct HybridStorage {
     inner: RefCell<Option<Cache>>,
     builtins: Builtins,
     kept: RefCell<Kept>,
-    /// Whether a source was given at open: plain reads then load through it.
+    /// Whether a source was given or configured (`github`) at open: plain
+    /// reads then load through it.
     source: bool,
     /// Whether stale object values get `_stale: true` (option `markStale`).
     mark_stale: bool,
@@ -156,7 +157,9 @@ impl HybridStorage {
     /// async, or `{ load }`) makes plain reads (`get`, `getBuffer`,
     /// `lookup`, `lookupBuffer`, `mget`, `mgetBuffer`) load what no tier
     /// holds through it (read-through), with the engine's single-flight,
-    /// breaker, timeouts and fail-safe.
+    /// breaker, timeouts and fail-safe. A `github` section in the config
+    /// does the same with GitHub as the source (not together with
+    /// `options.source`: `invalid_config`).
     #[napi(
         constructor,
         ts_args_type = "config?: HybridStorageConfig | null, options?: HybridStorageOptions | null"
@@ -170,16 +173,13 @@ impl HybridStorage {
                 false => 0,
             };
             let mut builder = Cache::builder().config(config);
-            let source = options.source.is_some();
             if let Some(load) = options.source {
                 builder = builder.source_arc(load);
             }
-            Ok((
-                builder.build_blocking()?,
-                max_bytes,
-                source,
-                options.mark_stale,
-            ))
+            let cache = builder.build_blocking()?;
+            // A source handed in, or one configured (`github`).
+            let source = cache.has_source();
+            Ok((cache, max_bytes, source, options.mark_stale))
         });
         match opened {
             Ok((cache, max_bytes, source, mark_stale)) => Ok(Self {

@@ -11,9 +11,18 @@
 //! | `failSafe.maxStale`, `failSafe.softTimeout`, `failSafe.hardTimeout` | `fail_safe.max_stale`, `fail_safe.soft_timeout`, `fail_safe.hard_timeout` |
 //! | `circuitBreaker.threshold`, `.failureRate`, `.minimumCalls`, `.window`, `.slowCall`, `.timeout`, `.maxTimeout`, `.halfOpenProbes`, `.successThreshold` | `circuit_breaker.threshold`, `failure_rate`, `minimum_calls`, `window`, `slow_call`, `timeout`, `max_timeout`, `half_open_probes`, `success_threshold` |
 //! | `negativeTtl`, `refreshAhead`, `ttlJitter` | `negative_ttl`, `refresh_ahead`, `ttl_jitter` |
+//! | `github.enabled`, `github.token`, `github.apiUrl`, `github.rawUrl`, `github.timeout`, `github.maxBodyBytes`, `github.routes` | `github.enabled`, `github.token`, `github.api_url`, `github.raw_url`, `github.timeout`, `github.max_body_bytes`, `github.routes` |
+//! | `github.apiKey`, `github.baseUrl` (the design it replaces) | `github.token`, `github.api_url` |
+//!
+//! `github.routes` is a preset's name or an array of route objects, passed
+//! on as they are (their keys, `key`, `owner`, `repo`, `ref`, `path`,
+//! `listing`, `suffix`, `items`, `only`, are the core's). Giving both
+//! `token` and `apiKey`, or both `apiUrl` and `baseUrl`, with different
+//! values is an `invalid_config` error naming both.
 //!
 //! An unknown key is an `invalid_config` error, as in the core.
 
+use napi::bindgen_prelude::Either;
 use napi::{Env, ValueType};
 use napi_derive::napi;
 use serde_json::{Map, Value as Json};
@@ -44,6 +53,69 @@ pub struct HybridStorageConfig {
     /// Loaded values' TTLs are shortened by up to this fraction at random,
     /// so keys loaded together do not expire together (default 0.1).
     pub ttl_jitter: Option<f64>,
+    /// GitHub as the source of truth: present (and `enabled`), plain reads
+    /// load what no tier holds from GitHub (read-through). Not together
+    /// with `options.source`.
+    pub github: Option<GitHubOptions>,
+}
+
+/// GitHub as the source of truth.
+#[napi(object)]
+pub struct GitHubOptions {
+    /// Load through GitHub (default `true`; `false` keeps the section but
+    /// loads nothing through it).
+    pub enabled: Option<bool>,
+    /// The token (default `$GITHUB_PERSONAL_ACCESS_TOKEN`, else
+    /// `$GITHUB_TOKEN`, else none), sent as `Authorization: Bearer` to
+    /// `apiUrl` only; never logged, shown or stored.
+    pub token: Option<String>,
+    /// `token` under the name of the storage design this replaces.
+    pub api_key: Option<String>,
+    /// The REST API's base URL, for directory listings (default
+    /// `"https://api.github.com"`).
+    pub api_url: Option<String>,
+    /// `apiUrl` under the name of the storage design this replaces.
+    pub base_url: Option<String>,
+    /// The base URL files are read from (default
+    /// `"https://raw.githubusercontent.com"`).
+    pub raw_url: Option<String>,
+    /// Seconds one HTTP request may take (default 30).
+    pub timeout: Option<f64>,
+    /// A larger body is refused, a failure of the source (default 5 MiB).
+    pub max_body_bytes: Option<f64>,
+    /// Which keys load which files: a preset's name (default
+    /// `"shadcn-v4"`) or a list of routes.
+    pub routes: Option<Either<String, Vec<GitHubRoute>>>,
+}
+
+/// One route of `github.routes`: a file route (`path`) or a listing route
+/// (`listing`). `{name}`-style placeholders in `key` fill those of `path`
+/// or `listing`.
+#[napi(object)]
+pub struct GitHubRoute {
+    /// The key pattern, e.g. `'doc:{name}'`.
+    pub key: String,
+    /// The repository's owner.
+    pub owner: String,
+    /// The repository.
+    pub repo: String,
+    /// The branch, tag or commit (default `'main'`).
+    #[napi(js_name = "ref")]
+    pub git_ref: Option<String>,
+    /// A file route: the file's path in the repository, with placeholders.
+    pub path: Option<String>,
+    /// A listing route: the directory whose entries are listed; the value
+    /// is a JSON array of names, sorted.
+    pub listing: Option<String>,
+    /// For a listing: only files ending with this are listed, without it
+    /// (directories are listed by name).
+    pub suffix: Option<String>,
+    /// For a listing: the key pattern of the items it lists, e.g.
+    /// `'doc:{name}'`.
+    pub items: Option<String>,
+    /// Allowed values of placeholders, e.g. `{ framework: ['react'] }`; a
+    /// key with another value is not this route's.
+    pub only: Option<std::collections::HashMap<String, Vec<String>>>,
 }
 
 /// The memory tier (L1).
@@ -176,6 +248,21 @@ const SECTIONS: &[Section] = &[
     ("negativeTtl", "negative_ttl", None),
     ("refreshAhead", "refresh_ahead", None),
     ("ttlJitter", "ttl_jitter", None),
+    (
+        "github",
+        "github",
+        Some(&[
+            ("enabled", "enabled"),
+            ("token", "token"),
+            ("apiKey", "token"),
+            ("apiUrl", "api_url"),
+            ("baseUrl", "api_url"),
+            ("rawUrl", "raw_url"),
+            ("timeout", "timeout"),
+            ("maxBodyBytes", "max_body_bytes"),
+            ("routes", "routes"),
+        ]),
+    ),
 ];
 
 /// The second argument of `new HybridStorage(config, options)`.
@@ -284,11 +371,23 @@ fn to_core(json: Json) -> Result<Json, Error> {
         };
         let value = match (keys, value) {
             (Some(keys), Json::Object(section)) => {
-                let mut renamed = Map::new();
+                // The Node name each core key was given under, to tell two
+                // spellings of one key (`token`, `apiKey`) that disagree.
+                let mut renamed: Map<String, Json> = Map::new();
+                let mut given_as: Vec<(&str, String)> = Vec::new();
                 for (name, v) in section {
                     let Some(&(_, core_name)) = keys.iter().find(|k| k.0 == name) else {
                         return Err(unknown(&format!("{key}.{name}"), keys.iter().map(|k| k.0)));
                     };
+                    match given_as.iter().find(|(c, _)| *c == core_name) {
+                        Some((_, other)) if renamed.get(core_name) != Some(&v) => {
+                            return Err(invalid(format!(
+                                "config: `{key}.{other}` and `{key}.{name}` are one setting given two different values"
+                            )));
+                        }
+                        Some(_) => {}
+                        None => given_as.push((core_name, name)),
+                    }
                     renamed.insert(core_name.to_owned(), v);
                 }
                 Json::Object(renamed)
@@ -387,5 +486,146 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::InvalidConfig);
             assert!(err.message().contains(needle), "{}", err.message());
         }
+    }
+    #[test]
+    fn the_github_section_maps_onto_the_core_schema() {
+        let routes = serde_json::json!([
+            {"key": "doc:{name}", "owner": "me", "repo": "docs", "ref": "v1", "path": "pages/{name}.md",
+             "only": {"name": ["intro", "setup"]}},
+            {"key": "docs", "owner": "me", "repo": "docs", "listing": "pages", "suffix": ".md", "items": "doc:{name}"}
+        ]);
+        let json = serde_json::json!({"github": {
+            "enabled": true, "token": "ghp_node", "apiUrl": "http://127.0.0.1:1",
+            "rawUrl": "http://127.0.0.1:2", "timeout": 2.5, "maxBodyBytes": 1000, "routes": routes
+        }});
+        let core = to_core(json).unwrap();
+        assert_eq!(
+            core,
+            serde_json::json!({"github": {
+                "enabled": true, "token": "ghp_node", "api_url": "http://127.0.0.1:1",
+                "raw_url": "http://127.0.0.1:2", "timeout": 2.5, "max_body_bytes": 1000, "routes": routes
+            }})
+        );
+        let github = Config::from_json(&core.to_string())
+            .unwrap()
+            .github
+            .unwrap();
+        assert!(github.enabled);
+        assert_eq!(
+            github.token,
+            Some(tierstack::config::Secret::new("ghp_node"))
+        );
+        assert_eq!(github.api_url, "http://127.0.0.1:1");
+        assert_eq!(github.raw_url, "http://127.0.0.1:2");
+        assert_eq!(github.timeout, std::time::Duration::from_millis(2500));
+        assert_eq!(github.max_body_bytes, 1000);
+        assert_eq!(serde_json::to_value(&github.routes).unwrap(), {
+            let mut expected = routes.clone();
+            expected[1]["ref"] = "main".into();
+            expected
+        });
+
+        let preset =
+            to_core(serde_json::json!({"github": {"routes": "shadcn-v4", "enabled": false}}))
+                .unwrap();
+        assert_eq!(
+            preset,
+            serde_json::json!({"github": {"routes": "shadcn-v4", "enabled": false}})
+        );
+        assert!(
+            !Config::from_json(&preset.to_string())
+                .unwrap()
+                .github
+                .unwrap()
+                .enabled
+        );
+    }
+
+    #[test]
+    fn the_github_names_of_the_replaced_design_are_the_token_and_the_api_url() {
+        let core = to_core(
+            serde_json::json!({"github": {"apiKey": "ghp_old", "baseUrl": "http://127.0.0.1:3"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            core,
+            serde_json::json!({"github": {"token": "ghp_old", "api_url": "http://127.0.0.1:3"}})
+        );
+        // Both spellings with one value are that value.
+        let core = to_core(serde_json::json!({"github": {
+            "apiKey": "ghp_same", "token": "ghp_same", "apiUrl": "http://a.test", "baseUrl": "http://a.test"
+        }}))
+        .unwrap();
+        assert_eq!(
+            core,
+            serde_json::json!({"github": {"token": "ghp_same", "api_url": "http://a.test"}})
+        );
+    }
+
+    #[test]
+    fn two_spellings_of_one_github_setting_that_disagree_are_refused_naming_both() {
+        for (github, names) in [
+            (
+                serde_json::json!({"token": "ghp_a", "apiKey": "ghp_b"}),
+                ["`github.apiKey`", "`github.token`"],
+            ),
+            (
+                serde_json::json!({"apiUrl": "http://a.test", "baseUrl": "http://b.test"}),
+                ["`github.apiUrl`", "`github.baseUrl`"],
+            ),
+        ] {
+            let err = to_core(serde_json::json!({ "github": github })).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+            for name in names {
+                assert!(err.message().contains(name), "{name}: {}", err.message());
+            }
+            // The values, a token among them, are not in the message.
+            for value in ["ghp_a", "ghp_b"] {
+                assert!(!err.message().contains(value), "{}", err.message());
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_and_snake_case_github_keys_are_refused() {
+        for (github, needle) in [
+            (
+                serde_json::json!({"tokn": "x"}),
+                "unknown key `github.tokn`",
+            ),
+            (
+                serde_json::json!({"api_url": "http://a.test"}),
+                "unknown key `github.api_url`",
+            ),
+            (
+                serde_json::json!({"max_body_bytes": 1}),
+                "unknown key `github.max_body_bytes`",
+            ),
+        ] {
+            let err = to_core(serde_json::json!({ "github": github })).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+            assert!(err.message().contains(needle), "{}", err.message());
+        }
+        // Routes go to the core as they are: it refuses a bad one naming
+        // it, and a route with a key it does not know.
+        for route in [
+            serde_json::json!({"key": "doc:{name}", "owner": "me", "repo": "docs"}),
+            serde_json::json!({"key": "doc:{name}", "owner": "me", "repo": "docs", "path": "{name}.md", "branch": "main"}),
+        ] {
+            let core = to_core(serde_json::json!({"github": {"routes": [route]}})).unwrap();
+            assert_eq!(core["github"]["routes"][0], route);
+            let err = Config::from_json(&core.to_string()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{route}");
+        }
+        let core = to_core(serde_json::json!({"github": {"routes": [
+            {"key": "doc:{name}", "owner": "me", "repo": "docs"}
+        ]}}))
+        .unwrap();
+        let err = Config::from_json(&core.to_string()).unwrap_err();
+        assert!(
+            err.message().contains("github.routes[0]"),
+            "{}",
+            err.message()
+        );
     }
 }

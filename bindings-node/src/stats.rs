@@ -1,9 +1,11 @@
 //! `getStats()`: the field names of the storage design it replaces (`hits`,
 //! `misses`, `hitRate`, `avgResponseTimes`, `totalOperations`) plus the
 //! engine's own figures: coherence with other processes (`invalidations`,
-//! `resyncs`), per tier, loading (`source`) and the breaker.
+//! `resyncs`), per tier, loading (`source`, with the source's rate limit)
+//! and the breaker.
 
-use napi::bindgen_prelude::{Either, Null};
+use napi::bindgen_prelude::{Either, Null, ToNapiValue};
+use napi::{Env, JsValue, sys};
 use napi_derive::napi;
 use tierstack::{BreakerState, BreakerStatus, Tier};
 
@@ -100,6 +102,47 @@ pub struct SourceStats {
     pub negative_hits: f64,
     /// Background refreshes started (refresh-ahead).
     pub refreshes: f64,
+    /// The configured source's latest rate-limit figures (GitHub's
+    /// `X-RateLimit-*` headers), shared by the processes on the SQLite
+    /// file; `null` when it sent none.
+    pub rate_limit: Either<RateLimit, Null>,
+}
+
+/// A source's rate limit, as its last answer told it.
+#[napi(object, object_from_js = false)]
+pub struct RateLimit {
+    /// Requests allowed per period, or `null` if not told.
+    pub limit: Either<f64, Null>,
+    /// Requests left in this period.
+    pub remaining: f64,
+    /// When the period ends, or `null` if not told.
+    #[napi(ts_type = "Date | null")]
+    pub reset_at: Either<EpochDate, Null>,
+}
+
+/// A time in ms since the Unix epoch, handed to JS as a `Date`.
+pub struct EpochDate(f64);
+
+impl ToNapiValue for EpochDate {
+    unsafe fn to_napi_value(env: sys::napi_env, date: Self) -> napi::Result<sys::napi_value> {
+        Ok(Env::from_raw(env).create_date(date.0)?.raw())
+    }
+}
+
+impl From<tierstack::RateLimit> for RateLimit {
+    fn from(limit: tierstack::RateLimit) -> Self {
+        Self {
+            limit: match limit.limit {
+                Some(n) => Either::A(n as f64),
+                None => Either::B(Null),
+            },
+            remaining: limit.remaining as f64,
+            reset_at: match limit.reset_at_ms {
+                Some(ms) => Either::A(EpochDate(ms as f64)),
+                None => Either::B(Null),
+            },
+        }
+    }
 }
 
 /// `getCircuitBreakerStatus()`: the names of the design it replaces.
@@ -193,6 +236,10 @@ impl From<tierstack::Stats> for StorageStats {
                 stale_served: stats.source.stale_served as f64,
                 negative_hits: stats.source.negative_hits as f64,
                 refreshes: stats.source.refreshes as f64,
+                rate_limit: match stats.source.rate_limit {
+                    Some(limit) => Either::A(limit.into()),
+                    None => Either::B(Null),
+                },
             },
             breaker: stats.breaker.into(),
         }

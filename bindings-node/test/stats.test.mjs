@@ -13,7 +13,7 @@ test('getStats has the documented fields', (t) => {
   ]);
   assert.deepEqual(stats.source, {
     requests: 0, successes: 0, failures: 0, timeouts: 0, notFound: 0, rejected: 0, coalesced: 0,
-    coalescedProcesses: 0, staleServed: 0, negativeHits: 0, refreshes: 0,
+    coalescedProcesses: 0, staleServed: 0, negativeHits: 0, refreshes: 0, rateLimit: null,
   });
   assert.deepEqual(stats.breaker, {
     state: 'CLOSED', isOpen: false, failureCount: 0, isRequestAllowed: true, lastFailureTime: null,

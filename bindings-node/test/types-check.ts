@@ -4,11 +4,14 @@ import {
   HybridStorage,
   Loaded,
   type CircuitBreakerStatus,
+  type GitHubOptions,
+  type GitHubRoute,
   type HybridStorageConfig,
   type HybridStorageOptions,
   type SourceStats,
   type LookupResult,
   type Metadata,
+  type RateLimit,
   type SetOptions,
   type StorageStats,
   type TierStats,
@@ -38,6 +41,22 @@ const config: HybridStorageConfig = {
   refreshAhead: 0.8,
   ttlJitter: 0.1,
 };
+
+// GitHub as the source: a preset, or routes of one's own (file and listing).
+const docs: GitHubRoute[] = [
+  { key: 'doc:{name}', owner: 'me', repo: 'docs', ref: 'main', path: 'pages/{name}.md' },
+  { key: 'docs', owner: 'me', repo: 'docs', listing: 'pages', suffix: '.md', items: 'doc:{name}', only: {} },
+];
+const github: GitHubOptions = {
+  enabled: true, token: 'ghp_x', apiUrl: 'https://api.github.com', rawUrl: 'https://raw.githubusercontent.com',
+  timeout: 30, maxBodyBytes: 5 * 1024 * 1024, routes: docs,
+};
+const fromGitHub: HybridStorageConfig[] = [
+  { github },
+  { github: { routes: 'shadcn-v4' } },
+  // The spelling of the design this replaces.
+  { github: { enabled: true, apiKey: 'ghp_x', baseUrl: 'https://api.github.com' } },
+];
 
 const options: HybridStorageOptions = {
   source: async (key: string) => (key.startsWith('component:') ? { name: key, files: [] } : undefined),
@@ -89,11 +108,18 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
   storage.resetStats();
   const source: SourceStats = stats.source;
   const loads: number = source.requests + source.coalesced + source.staleServed + stats.breaker.failureCount;
+  const rateLimit: RateLimit | null = source.rateLimit;
+  const remaining: number | undefined = rateLimit?.remaining;
+  const limit: number | null | undefined = rateLimit?.limit;
+  const resetAt: Date | null | undefined = rateLimit?.resetAt;
+  const viaGitHub = new HybridStorage(fromGitHub[0]);
+  await viaGitHub.dispose();
   await other.dispose();
   await storage.clear();
   await storage.dispose();
   const disposed: boolean = storage.isDisposed();
   return [button?.name, bytes?.length, found.size, tier, meta?.createdAt, loaded?.name, existed, keys, size,
     removed, memory?.avgTimeUs, total, dropped, times, breaker, disposed, missing, many, fromObject, rawLoaded,
-    rawMany, loadedTier, stale, state, open, failures, lastFailure, nextAttempt, loads].length;
+    rawMany, loadedTier, stale, state, open, failures, lastFailure, nextAttempt, loads, remaining, limit,
+    resetAt?.getTime(), fromGitHub].length;
 }
