@@ -8,7 +8,7 @@ const [config, key] = process.argv.slice(2);
 const storage = new HybridStorage(JSON.parse(config));
 let code;
 try {
-  code = (await storage.getBuffer(key)) === undefined ? 'not_found' : 'ok';
+  code = (await storage.get(key)) === undefined ? 'not_found' : 'ok';
 } catch (err) {
   code = err.code;
 }

@@ -3,8 +3,9 @@
 // that counts its requests and injects faults). Every scenario asserts the
 // origin's request count exactly. The Rust reference: core/tests/github.rs.
 //
-// Files (`.tsx`) are not JSON, so they are read as bytes (`getBuffer`,
-// `lookupBuffer`); listings are JSON arrays and read with `get`.
+// A file is stored as a JSON string of its text, so `get` gives the
+// component's source as a string (its bytes, through `getBuffer`, are that
+// JSON); a listing is a JSON array of names.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -114,13 +115,13 @@ function open(t, extra = {}) {
   return { storage, path };
 }
 
-const firstLine = (bytes) => bytes.toString('utf8').split('\n')[0];
+const firstLine = (text) => text.split('\n')[0];
 
 // ---- reading through ----------------------------------------------------------------
 
 test('a component is fetched once, then served from memory, then from the file', async (t) => {
   const { storage, path } = open(t);
-  const first = await storage.lookupBuffer(BUTTON);
+  const first = await storage.lookup(BUTTON);
   assert.equal(first.tier, 'source');
   assert.equal(first.stale, false);
   assert.equal(firstLine(first.value), `// ${BASE}/ui/button.tsx`);
@@ -132,18 +133,20 @@ test('a component is fetched once, then served from memory, then from the file',
   );
 
   for (let i = 0; i < 3; i++) {
-    const again = await storage.lookupBuffer(BUTTON);
+    const again = await storage.lookup(BUTTON);
     assert.equal(again.tier, 'memory');
     assert.deepEqual(again.value, first.value);
   }
-  assert.deepEqual(await storage.getBuffer(BUTTON), first.value);
+  assert.deepEqual(await storage.get(BUTTON), first.value);
+  // The bytes stored are the text as a JSON string.
+  assert.equal(JSON.parse((await storage.getBuffer(BUTTON)).toString('utf8')), first.value);
   assert.equal(await count(), 1);
   await storage.dispose();
 
   // Another storage on the file (a restart) reads it: no request.
   const restarted = new HybridStorage(config(path));
   t.after(() => restarted.dispose());
-  const fromFile = await restarted.lookupBuffer(BUTTON);
+  const fromFile = await restarted.lookup(BUTTON);
   assert.equal(fromFile.tier, 'sqlite');
   assert.deepEqual(fromFile.value, first.value);
   assert.equal(await count(), 1);
@@ -158,15 +161,15 @@ test('new HybridStorage({github: {token}}) reads through GitHub with the default
     github: { token: 'ghp_defaults_0123456789', apiUrl: urls.api, rawUrl: urls.raw },
   });
   t.after(() => storage.dispose());
-  assert.equal(firstLine(await storage.getBuffer(CARD)), `// ${BASE}/ui/card.tsx`);
+  assert.equal(firstLine(await storage.get(CARD)), `// ${BASE}/ui/card.tsx`);
   assert.deepEqual(await storage.get('blocks:react'), BLOCKS);
   assert.equal(await count(), 2);
 });
 
 test('demos, blocks and listings follow the preset routes; unrouted keys are plain misses', async (t) => {
   const { storage } = open(t);
-  assert.equal(firstLine(await storage.getBuffer('component-demo:react:dialog')), `// ${BASE}/examples/dialog-demo.tsx`);
-  assert.equal(firstLine(await storage.getBuffer('block:react:login-01')), `// ${BASE}/blocks/login-01.tsx`);
+  assert.equal(firstLine(await storage.get('component-demo:react:dialog')), `// ${BASE}/examples/dialog-demo.tsx`);
+  assert.equal(firstLine(await storage.get('block:react:login-01')), `// ${BASE}/blocks/login-01.tsx`);
 
   const names = await storage.get('components:react');
   assert.equal(names.length, 46);
@@ -182,16 +185,16 @@ test('demos, blocks and listings follow the preset routes; unrouted keys are pla
   // A key no route serves is a plain miss: no request.
   for (const key of ['session:42', 'component:vue:button']) {
     assert.equal(await storage.get(key), undefined);
-    assert.equal(await storage.getBuffer(key), undefined);
+    assert.equal(await storage.get(key), undefined);
     assert.equal(await storage.lookup(key), undefined);
   }
   assert.deepEqual(await storage.mget(['session:42', 'components:react']), new Map([['components:react', names]]));
   assert.equal(await count(), 4);
 });
 
-test('mgetBuffer reads the components it misses through GitHub, one request each', async (t) => {
+test('mget reads the components it misses through GitHub, one request each', async (t) => {
   const { storage } = open(t);
-  const found = await storage.mgetBuffer([BUTTON, 'component:react:no-such-thing', CARD, 'session:1']);
+  const found = await storage.mget([BUTTON, 'component:react:no-such-thing', CARD, 'session:1']);
   assert.deepEqual([...found.keys()], [BUTTON, CARD]);
   assert.equal(firstLine(found.get(CARD)), `// ${BASE}/ui/card.tsx`);
   assert.equal(await count(), 3);
@@ -199,7 +202,7 @@ test('mgetBuffer reads the components it misses through GitHub, one request each
 
 test('github.enabled false loads nothing through GitHub', async (t) => {
   const { storage } = open(t, { github: { enabled: false } });
-  assert.equal(await storage.getBuffer(BUTTON), undefined);
+  assert.equal(await storage.get(BUTTON), undefined);
   assert.equal(await storage.get('components:react'), undefined);
   assert.equal(await count(), 0);
   assert.equal(storage.getStats().source.requests, 0);
@@ -207,11 +210,11 @@ test('github.enabled false loads nothing through GitHub', async (t) => {
 
 test('unchanged content is revalidated with a 304 and no body; changed content comes back whole', async (t) => {
   const { storage } = open(t, { sqlite: { ttl: 1 }, memory: { ttl: 1 } });
-  const first = await storage.getBuffer(BUTTON);
+  const first = await storage.get(BUTTON);
   assert.equal((await requests())[0].status, 200);
   await sleep(1.1);
 
-  const renewed = await storage.lookupBuffer(BUTTON);
+  const renewed = await storage.lookup(BUTTON);
   assert.deepEqual(renewed.value, first);
   assert.equal(renewed.stale, false);
   let log = await requests();
@@ -220,14 +223,14 @@ test('unchanged content is revalidated with a 304 and no body; changed content c
   assert.equal(typeof log[1].if_none_match, 'string');
   assert.notEqual(log[1].if_none_match, '');
   // Renewed: fresh again, from memory, with no request.
-  assert.equal((await storage.lookupBuffer(BUTTON)).tier, 'memory');
+  assert.equal((await storage.lookup(BUTTON)).tier, 'memory');
   assert.equal(await count(), 2);
 
   await control('file', {
     owner: 'shadcn-ui', repo: 'ui', ref: 'main', path: `${BASE}/ui/button.tsx`, content: '// changed',
   });
   await sleep(1.1);
-  assert.equal((await storage.getBuffer(BUTTON)).toString(), '// changed');
+  assert.equal(await storage.get(BUTTON), '// changed');
   log = await requests();
   assert.equal(log.length, 3);
   assert.equal(log[2].status, 200);
@@ -236,7 +239,7 @@ test('unchanged content is revalidated with a 304 and no body; changed content c
 test('a missing component is not found and remembered', async (t) => {
   const { storage } = open(t);
   assert.equal(await storage.get('component:react:no-such-thing'), undefined);
-  assert.equal(await storage.getBuffer('component:react:no-such-thing'), undefined);
+  assert.equal(await storage.get('component:react:no-such-thing'), undefined);
   assert.equal(await count(), 1);
   assert.equal((await requests())[0].status, 404);
   const { notFound, negativeHits } = storage.getStats().source;
@@ -246,7 +249,7 @@ test('a missing component is not found and remembered', async (t) => {
 test('a hundred concurrent reads of a missing component make one request', async (t) => {
   await fault({ delay_ms: 200, times: 1 });
   const { storage } = open(t);
-  const values = await Promise.all(Array.from({ length: 100 }, () => storage.getBuffer(CARD)));
+  const values = await Promise.all(Array.from({ length: 100 }, () => storage.get(CARD)));
   assert.equal(values.length, 100);
   for (const value of values) assert.equal(firstLine(value), `// ${BASE}/ui/card.tsx`);
   assert.equal(await count(), 1);
@@ -258,11 +261,11 @@ test('server errors serve the stale copy, then open the breaker', async (t) => {
   const { storage } = open(t, {
     sqlite: { ttl: 1 }, memory: { ttl: 1 }, circuitBreaker: { threshold: 3, timeout: 60 },
   });
-  const original = await storage.getBuffer(BUTTON);
+  const original = await storage.get(BUTTON);
   await sleep(1.1);
   for (const status of [500, 502, 503]) {
     await fault({ status, times: 1 });
-    const served = await storage.lookupBuffer(BUTTON);
+    const served = await storage.lookup(BUTTON);
     assert.equal(served.stale, true, `${status}`);
     assert.deepEqual(served.value, original);
   }
@@ -272,8 +275,8 @@ test('server errors serve the stale copy, then open the breaker', async (t) => {
   assert.equal(status.isOpen, true);
 
   // Open: no request; the stale copy still; without one, the error.
-  assert.equal((await storage.lookupBuffer(BUTTON)).stale, true);
-  await rejectsWith(storage.getBuffer(CARD), 'source_unavailable');
+  assert.equal((await storage.lookup(BUTTON)).stale, true);
+  await rejectsWith(storage.get(CARD), 'source_unavailable');
   assert.equal(await count(), 4);
   assert.equal(storage.getStats().source.rejected, 2);
 });
@@ -281,9 +284,9 @@ test('server errors serve the stale copy, then open the breaker', async (t) => {
 test('without a stale copy a server error is a source error, and nothing is stored', async (t) => {
   await fault({ status: 503, times: 1 });
   const { storage } = open(t);
-  await rejectsWith(storage.getBuffer(BUTTON), 'source', /503/);
+  await rejectsWith(storage.get(BUTTON), 'source', /503/);
   // The next read asks again.
-  assert.equal(firstLine(await storage.getBuffer(BUTTON)), `// ${BASE}/ui/button.tsx`);
+  assert.equal(firstLine(await storage.get(BUTTON)), `// ${BASE}/ui/button.tsx`);
   assert.equal(await count(), 2);
 });
 
@@ -291,24 +294,24 @@ test('a slow origin serves stale at the soft timeout, and fails at the hard one'
   const { storage } = open(t, {
     sqlite: { ttl: 1 }, memory: { ttl: 1 }, failSafe: { softTimeout: 0.2, hardTimeout: 0.6 },
   });
-  const original = await storage.getBuffer(BUTTON);
+  const original = await storage.get(BUTTON);
   await sleep(1.1);
   await fault({ delay_ms: 400, times: 1 });
   const started = performance.now();
-  const served = await storage.lookupBuffer(BUTTON);
+  const served = await storage.lookup(BUTTON);
   const took = performance.now() - started;
   assert.equal(served.stale, true);
   assert.deepEqual(served.value, original);
   assert.ok(took >= 200 && took < 250, `served stale after ${took.toFixed(1)} ms`);
   // The fetch goes on and fills the tiers.
   await sleep(0.4);
-  const filled = await storage.lookupBuffer(BUTTON);
+  const filled = await storage.lookup(BUTTON);
   assert.equal(filled.stale, false);
   assert.equal(await count(), 2);
 
   // Past the hard timeout, with no stale copy: a timeout.
   await fault({ delay_ms: 1500, times: 1 });
-  await rejectsWith(storage.getBuffer(CARD), 'timeout');
+  await rejectsWith(storage.get(CARD), 'timeout');
   assert.equal(storage.getStats().source.timeouts, 1);
   assert.equal(await count(), 3);
   // Let the origin finish the abandoned answer before the next test resets it.
@@ -324,7 +327,7 @@ test('a refused connection is a source failure', async (t) => {
   await once(closed, 'close');
 
   const { storage } = open(t, { github: { rawUrl: `http://127.0.0.1:${port}` } });
-  await rejectsWith(storage.getBuffer(BUTTON), 'source', /could not connect/);
+  await rejectsWith(storage.get(BUTTON), 'source', /could not connect/);
   assert.equal(storage.getStats().source.failures, 1);
   assert.equal(await count(), 0);
 });
@@ -332,10 +335,10 @@ test('a refused connection is a source failure', async (t) => {
 test('truncated and oversized bodies are source failures and nothing is stored', async (t) => {
   const { storage } = open(t, { github: { maxBodyBytes: 100_000 } });
   await fault({ truncate: true, times: 1 });
-  await rejectsWith(storage.getBuffer(BUTTON), 'source', /broke off/);
+  await rejectsWith(storage.get(BUTTON), 'source', /broke off/);
 
   await fault({ oversize: 200_000, times: 1 });
-  await rejectsWith(storage.getBuffer(BUTTON), 'source', /max_body_bytes/);
+  await rejectsWith(storage.get(BUTTON), 'source', /max_body_bytes/);
   assert.equal(storage.getStats().source.failures, 2);
   assert.equal(await storage.has(BUTTON), false);
   assert.equal(await storage.getMetadata(BUTTON), undefined);
@@ -355,9 +358,9 @@ test('traversal keys are invalid_key and make no request, through get and mget',
     'block:react:.git',
   ]) {
     await rejectsWith(storage.get(key), 'invalid_key');
-    await rejectsWith(storage.getBuffer(key), 'invalid_key');
+    await rejectsWith(storage.get(key), 'invalid_key');
     await rejectsWith(storage.mget([key]), 'invalid_key');
-    await rejectsWith(storage.mgetBuffer([BUTTON, key]), 'invalid_key');
+    await rejectsWith(storage.mget([BUTTON, key]), 'invalid_key');
   }
   assert.equal(await count(), 0);
   assert.equal(storage.getStats().source.requests, 0);
@@ -376,24 +379,24 @@ test('a 403 rate limit opens the breaker until the reset, then a probe closes it
   const { storage } = open(t);
   const reset = nowS() + 2;
   await fault(rateLimited(reset, { body: '{"message":"API rate limit exceeded"}' }));
-  await rejectsWith(storage.getBuffer(BUTTON), 'source', /rate limit/);
+  await rejectsWith(storage.get(BUTTON), 'source', /rate limit/);
   const status = storage.getCircuitBreakerStatus();
   assert.equal(status.state, 'OPEN');
   assert.equal(status.isOpen, true);
   assert.equal(status.nextAttemptTime, reset * 1000);
 
   // Until the reset: no request at all.
-  await rejectsWith(storage.getBuffer(BUTTON), 'source_unavailable');
-  await rejectsWith(storage.getBuffer(CARD), 'source_unavailable');
+  await rejectsWith(storage.get(BUTTON), 'source_unavailable');
+  await rejectsWith(storage.get(CARD), 'source_unavailable');
   await rejectsWith(storage.get('components:react'), 'source_unavailable');
   assert.equal(await count(), 1);
 
   // After it: one probe, then a second success closes it (successThreshold 2).
   await sleep((reset * 1000 - Date.now() + 50) / 1000);
-  assert.equal(firstLine(await storage.getBuffer(BUTTON)), `// ${BASE}/ui/button.tsx`);
+  assert.equal(firstLine(await storage.get(BUTTON)), `// ${BASE}/ui/button.tsx`);
   assert.equal(await count(), 2);
   assert.equal(storage.getCircuitBreakerStatus().state, 'HALF_OPEN');
-  assert.equal(firstLine(await storage.getBuffer(CARD)), `// ${BASE}/ui/card.tsx`);
+  assert.equal(firstLine(await storage.get(CARD)), `// ${BASE}/ui/card.tsx`);
   assert.equal(storage.getCircuitBreakerStatus().state, 'CLOSED');
   assert.equal(await count(), 3);
 });
@@ -402,10 +405,10 @@ test('a 429 with Retry-After opens the breaker for that long', async (t) => {
   const { storage } = open(t);
   await fault({ status: 429, headers: [['Retry-After', '30']], times: 1 });
   const before = Date.now();
-  await rejectsWith(storage.getBuffer(BUTTON), 'source', /rate limit/);
+  await rejectsWith(storage.get(BUTTON), 'source', /rate limit/);
   const until = storage.getCircuitBreakerStatus().nextAttemptTime;
   assert.ok(until >= before + 30_000 && until <= before + 31_000, `${until} vs ${before}`);
-  await rejectsWith(storage.getBuffer(BUTTON), 'source_unavailable');
+  await rejectsWith(storage.get(BUTTON), 'source_unavailable');
   assert.equal(await count(), 1);
 });
 
@@ -415,7 +418,7 @@ test('getStats().source.rateLimit is what the API last said', async (t) => {
   const { storage, path } = open(t);
   assert.equal(storage.getStats().source.rateLimit, null);
   // The raw host sends no figures.
-  await storage.getBuffer(BUTTON);
+  await storage.get(BUTTON);
   assert.equal(storage.getStats().source.rateLimit, null);
   await storage.get('components:react');
   const { limit, remaining, resetAt } = storage.getStats().source.rateLimit;
@@ -442,7 +445,7 @@ for (const [name, github] of [
     // The listing's request goes to the API with the token, is sent on to
     // the other host (which serves no listing: not found), which must not see it.
     assert.equal(await storage.get('components:react'), undefined);
-    assert.equal(firstLine(await storage.getBuffer(BUTTON)), `// ${BASE}/ui/button.tsx`);
+    assert.equal(firstLine(await storage.get(BUTTON)), `// ${BASE}/ui/button.tsx`);
     const log = await requests();
     const api = log.filter((r) => r.host === 'api');
     assert.equal(api.length, 1);
@@ -472,7 +475,7 @@ test('another process honours this one\'s rate limit until closeCircuitBreaker()
   const { storage, path } = open(t);
   const reset = nowS() + 60;
   await fault(rateLimited(reset));
-  await rejectsWith(storage.getBuffer(BUTTON), 'source', /rate limit/);
+  await rejectsWith(storage.get(BUTTON), 'source', /rate limit/);
   assert.equal(await count(), 1);
 
   assert.deepEqual(await inAnotherProcess(path, CARD), {

@@ -837,11 +837,10 @@ fn warm_loads_a_listing_and_its_items_once() {
     assert_eq!(hit.code, 0, "{hit:?}");
     let hit = hit.json();
     assert_eq!(hit["tier"], "sqlite");
+    // A file is stored as a JSON string of its text.
+    let text: String = serde_json::from_str(hit["value"].as_str().unwrap()).unwrap();
     assert!(
-        hit["value"]
-            .as_str()
-            .unwrap()
-            .starts_with("// apps/v4/registry/new-york-v4/ui/tooltip.tsx\n"),
+        text.starts_with("// apps/v4/registry/new-york-v4/ui/tooltip.tsx\n"),
         "{hit}"
     );
     assert_eq!(origin.count(), 47);

@@ -60,12 +60,14 @@ fn with_expired_button(
     (cache, copy)
 }
 
+/// The first line of a file's text, stored as a JSON string.
 fn first_line(value: &[u8]) -> String {
-    String::from_utf8_lossy(value)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    text(value).lines().next().unwrap_or_default().to_owned()
+}
+
+/// A file's text, stored as a JSON string.
+fn text(value: &[u8]) -> String {
+    serde_json::from_slice(value).expect("a file is stored as a JSON string")
 }
 
 fn now_s() -> u64 {
@@ -84,7 +86,10 @@ fn a_component_is_fetched_once_then_served_from_memory_and_the_file() {
 
     let first = cache.lookup(BUTTON).unwrap().unwrap();
     assert_eq!(first.tier, Tier::Source);
-    assert_eq!(first_line(&first.value), format!("// {BASE}/ui/button.tsx"));
+    assert_eq!(
+        text(&first.value),
+        tierstack_origin::seed_content(&format!("{BASE}/ui/button.tsx"))
+    );
     assert_eq!(origin.count(), 1);
     let request = &origin.requests()[0];
     assert_eq!(request.host, Host::Raw);
@@ -184,7 +189,7 @@ fn unchanged_content_is_revalidated_with_a_304_and_no_body() {
         b"// changed",
     );
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(&cache.get(BUTTON).unwrap().unwrap()[..], b"// changed");
+    assert_eq!(text(&cache.get(BUTTON).unwrap().unwrap()), "// changed");
     assert_eq!(origin.requests()[2].status, 200);
 }
 
@@ -609,4 +614,54 @@ fn bad_github_configs_are_refused_naming_the_key() {
         assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{github}");
         assert!(err.message().contains(needle), "{needle}: {err}");
     }
+}
+
+#[test]
+fn a_route_that_does_not_parse_is_named() {
+    for (routes, needle) in [
+        (
+            json!([{"key": "a:{n}", "owner": "o", "repo": "r", "path": "{n}"},
+                   {"key": "b", "owner": "o", "repo": "r", "path": "b", "branch": "x"}]),
+            "github.routes[1]: unknown field `branch`",
+        ),
+        (
+            json!([{"key": "a", "repo": "r", "path": "a"}]),
+            "github.routes[0]: missing field `owner`",
+        ),
+        (
+            json!([{"key": "a", "owner": "o", "repo": "r", "path": "a", "format": "xml"}]),
+            "github.routes[0]: unknown variant `xml`",
+        ),
+        (json!(5), "a preset's name or a list of routes"),
+    ] {
+        let err =
+            Config::from_json(&json!({"github": {"routes": routes}}).to_string()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+        assert!(err.message().contains(needle), "{needle}: {err}");
+    }
+}
+
+#[test]
+fn a_raw_route_stores_the_bytes_as_they_are() {
+    let origin = Origin::start().unwrap();
+    origin.set_file("me", "docs", "main", "img/logo.bin", &[0xff, 0x00, 0x7f]);
+    let dir = tempfile::tempdir().unwrap();
+    let raw = json!([{"key": "img:{name}", "owner": "me", "repo": "docs",
+                      "path": "img/{name}.bin", "format": "raw"},
+                     {"key": "text:{name}", "owner": "me", "repo": "docs",
+                      "path": "img/{name}.bin"}]);
+    let cache = open(
+        &origin,
+        &dir.path().join("c.db"),
+        json!({"github": {"routes": raw}}),
+    );
+    assert_eq!(
+        &cache.get("img:logo").unwrap().unwrap()[..],
+        &[0xff, 0x00, 0x7f]
+    );
+    // The same bytes as text: not UTF-8, a failure that says what to do.
+    let err = cache.get("text:logo").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Source);
+    assert!(err.message().contains("\"format\": \"raw\""), "{err}");
+    assert_eq!(origin.count(), 2);
 }

@@ -49,9 +49,13 @@ impl State {
         }
     }
 
-    /// Seed content, no faults, a fresh rate limit, an empty log.
+    /// Seed content, no faults, a fresh rate limit, an empty log. Request
+    /// ids go on from where they were, so that a request answered after
+    /// the reset never sets the status of one logged after it.
     pub(crate) fn reset(&mut self) {
+        let next_id = self.next_id;
         *self = State::new(std::mem::take(&mut self.raw_url));
+        self.next_id = next_id;
     }
 
     /// Logs a request; the id sets its status later.
@@ -213,5 +217,17 @@ mod tests {
         state.answered(third, 304);
         assert_eq!(state.requests()[0].status, 304);
         assert_eq!(state.count_matching("/a"), 1);
+    }
+
+    #[test]
+    fn a_request_answered_after_a_reset_leaves_the_new_log_alone() {
+        let mut state = State::new(String::new());
+        let before = state.log(request("/slow"));
+        state.reset();
+        let after = state.log(request("/new"));
+        state.answered(before, 200);
+        assert_eq!(state.requests()[0].status, 0);
+        state.answered(after, 404);
+        assert_eq!(state.requests()[0].status, 404);
     }
 }

@@ -153,13 +153,37 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 /// The route table: a preset by name, or routes of one's own.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Routes {
     /// A preset: `"shadcn-v4"` (see [`super::routes::SHADCN_V4`]).
     Preset(String),
     /// Routes, tried in order.
     Table(Vec<Route>),
+}
+
+impl<'de> Deserialize<'de> for Routes {
+    /// A string names a preset; a list holds routes, each read on its own
+    /// so that an error names the route (`github.routes[2]: unknown field
+    /// ...`).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(name) => Ok(Routes::Preset(name)),
+            serde_json::Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    serde_json::from_value::<Route>(item)
+                        .map_err(|e| D::Error::custom(format!("github.routes[{i}]: {e}")))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map(Routes::Table),
+            _ => Err(D::Error::custom(
+                "github.routes must be a preset's name or a list of routes",
+            )),
+        }
+    }
 }
 
 impl Default for Routes {

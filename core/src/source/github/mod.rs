@@ -10,7 +10,7 @@
 //!
 //! | GitHub answers | the cache gets |
 //! |---|---|
-//! | 200 | the body (a listing: a JSON array of names), with its `ETag` as the validator |
+//! | 200 | the file's text as a JSON string (`"format": "raw"`: its bytes; a listing: a JSON array of names), with its `ETag` as the validator |
 //! | 304 (to `If-None-Match` with the stored ETag) | not-modified: the stored copy's freshness is renewed, no body moves |
 //! | 404 | not-found (remembered for `negative_ttl`) |
 //! | 403 or 429 with `X-RateLimit-Remaining: 0`, `X-RateLimit-Reset` or `Retry-After` | a rate limit: the breaker opens until the reset |
@@ -40,7 +40,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Client, StatusCode, Url};
 
 pub use config::{GitHubConfig, MAX_BODY_LIMIT, Routes, Secret, TOKEN_ENV};
-pub use routes::{Route, RouteTable, Target};
+pub use routes::{Format, Route, RouteTable, Target};
 
 use super::{FetchFuture, Fetched, Loaded, RateLimit, Source};
 use crate::error::{Error, ErrorKind, Result};
@@ -162,8 +162,8 @@ impl Inner {
         let Some(target) = self.routes.resolve(key)? else {
             return Ok(Fetched::NotFound);
         };
-        let (url, suffix) = match &target {
-            Target::File { raw_path } => (join(&self.raw, raw_path)?, None),
+        let (url, suffix, format) = match &target {
+            Target::File { raw_path, format } => (join(&self.raw, raw_path)?, None, *format),
             Target::Listing {
                 api_path,
                 git_ref,
@@ -171,7 +171,7 @@ impl Inner {
             } => {
                 let mut url = join(&self.api, api_path)?;
                 url.query_pairs_mut().append_pair("ref", git_ref);
-                (url, Some(suffix.clone()))
+                (url, Some(suffix.clone()), Format::Raw)
             }
         };
         let response = self.get(url, suffix.is_some(), validator).await?;
@@ -220,9 +220,10 @@ impl Inner {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let body = self.body(response, key).await?;
-        let value = match suffix {
-            None => body,
-            Some(suffix) => listing_names(&body, suffix.as_deref(), key)?,
+        let value = match (suffix, format) {
+            (Some(suffix), _) => listing_names(&body, suffix.as_deref(), key)?,
+            (None, Format::Raw) => body,
+            (None, Format::Text) => json_text(&body, key)?,
         };
         let mut loaded = Loaded::new(value);
         loaded.validator = etag;
@@ -412,6 +413,19 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// A file's UTF-8 text as a JSON string.
+fn json_text(body: &[u8], key: &str) -> Result<Bytes> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        source_error(format!(
+            "GitHub's answer for {} is not UTF-8 text ({e}); give its route \"format\": \"raw\"",
+            key::quote(key)
+        ))
+    })?;
+    Ok(Bytes::from(
+        serde_json::to_vec(text).expect("a string always serialises"),
+    ))
+}
+
 fn join(base: &Url, path: &str) -> Result<Url> {
     base.join(path)
         .map_err(|e| Error::new(ErrorKind::Internal, format!("a route made a bad URL: {e}")))
@@ -506,6 +520,17 @@ mod tests {
         assert_eq!(&names[..], br#"["button","card","dashboard-01"]"#);
         let err = listing_names(b"{}", Some(".tsx"), "k").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Source);
+    }
+
+    #[test]
+    fn text_files_become_json_strings() {
+        assert_eq!(
+            &json_text(b"a \"b\"\n", "k").unwrap()[..],
+            br#""a \"b\"\n""#
+        );
+        let err = json_text(&[0xff, 0xfe], "k").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Source);
+        assert!(err.message().contains("format"), "{err}");
     }
 
     #[test]

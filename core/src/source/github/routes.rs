@@ -7,6 +7,12 @@
 //! contents API, as a JSON array of strings). A key no route matches is
 //! not GitHub's: a read of it is a plain miss, and no request is made.
 //!
+//! Values follow the JSON convention every host shares (Python's and
+//! Node's `get` decode JSON): a file is stored as a JSON string of its
+//! UTF-8 text (`"format": "text"`, the default), or as its bytes as they
+//! are (`"format": "raw"`, for `get_bytes`/`getBuffer` and C); a listing
+//! is a JSON array of names.
+//!
 //! Every placeholder's value must be 1–128 characters of `A-Z a-z 0-9 . _ -`,
 //! neither starting with `.` nor holding `..`: a key whose parts could
 //! leave the path template (`..`, `/`, `\`, any percent-encoding) is an
@@ -67,10 +73,29 @@ pub struct Route {
     /// that `tierstack warm` can fetch every item of a listing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<String>,
+    /// For a file: how its bytes are stored.
+    #[serde(default, skip_serializing_if = "is_text")]
+    pub format: Format,
     /// Allowed values of placeholders; a key with another value is not
     /// this route's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub only: BTreeMap<String, Vec<String>>,
+}
+
+/// How a file route stores what it fetches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The file's UTF-8 text as a JSON string (a file that is not UTF-8 is
+    /// a failure of the source).
+    #[default]
+    Text,
+    /// The bytes as they are.
+    Raw,
+}
+
+fn is_text(format: &Format) -> bool {
+    *format == Format::Text
 }
 
 fn default_ref() -> String {
@@ -84,6 +109,8 @@ pub enum Target {
     File {
         /// `owner/repo/ref/path`, every part checked.
         raw_path: String,
+        /// How it is stored.
+        format: Format,
     },
     /// A directory listing: `{api_url}/repos/{owner}/{repo}/contents/{dir}?ref={ref}`.
     Listing {
@@ -208,6 +235,7 @@ impl Compiled {
                     r.git_ref,
                     fill(path, values)
                 ),
+                format: r.format,
             },
             (None, Some(dir)) => Target::Listing {
                 api_path: format!(
@@ -236,6 +264,7 @@ fn shadcn_v4() -> Vec<Route> {
             suffix: listing.as_ref().map(|_| ".tsx".to_owned()),
             listing,
             items: items.map(str::to_owned),
+            format: Format::Text,
             only: BTreeMap::from([("framework".to_owned(), vec!["react".to_owned()])]),
         }
     };
@@ -289,6 +318,9 @@ fn compile(route: Route) -> std::result::Result<Compiled, String> {
     };
     if route.listing.is_none() && (route.suffix.is_some() || route.items.is_some()) {
         return Err("suffix and items are only for a listing".to_owned());
+    }
+    if route.listing.is_some() && route.format != Format::Text {
+        return Err("format is only for a file (a listing is a JSON array)".to_owned());
     }
     if let Some(items) = &route.items {
         for piece in parse_pattern(items)? {
@@ -454,7 +486,8 @@ mod tests {
         assert_eq!(
             t.resolve("component:react:button").unwrap(),
             Some(Target::File {
-                raw_path: "shadcn-ui/ui/main/apps/v4/registry/new-york-v4/ui/button.tsx".into()
+                raw_path: "shadcn-ui/ui/main/apps/v4/registry/new-york-v4/ui/button.tsx".into(),
+                format: Format::Text,
             })
         );
         assert_eq!(
@@ -462,14 +495,16 @@ mod tests {
             Some(Target::File {
                 raw_path:
                     "shadcn-ui/ui/main/apps/v4/registry/new-york-v4/examples/alert-dialog-demo.tsx"
-                        .into()
+                        .into(),
+                format: Format::Text,
             })
         );
         assert_eq!(
             t.resolve("block:react:login-01").unwrap(),
             Some(Target::File {
                 raw_path: "shadcn-ui/ui/main/apps/v4/registry/new-york-v4/blocks/login-01.tsx"
-                    .into()
+                    .into(),
+                format: Format::Text,
             })
         );
         assert_eq!(
@@ -549,14 +584,15 @@ mod tests {
     #[test]
     fn custom_routes_are_checked_and_resolved() {
         let json = r#"[{"key": "doc:{name}", "owner": "me", "repo": "docs", "ref": "v1",
-                        "path": "pages/{name}.md"},
+                        "path": "pages/{name}.md", "format": "raw"},
                        {"key": "docs", "owner": "me", "repo": "docs", "listing": "pages", "suffix": ".md"}]"#;
         let routes: Vec<Route> = serde_json::from_str(json).unwrap();
         let t = RouteTable::new(routes).unwrap();
         assert_eq!(
             t.resolve("doc:intro").unwrap(),
             Some(Target::File {
-                raw_path: "me/docs/v1/pages/intro.md".into()
+                raw_path: "me/docs/v1/pages/intro.md".into(),
+                format: Format::Raw,
             })
         );
         assert_eq!(
@@ -580,6 +616,7 @@ mod tests {
             listing: None,
             suffix: None,
             items: None,
+            format: Format::Text,
             only: BTreeMap::new(),
         };
         let cases: Vec<(Route, &str)> = vec![
