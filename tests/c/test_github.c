@@ -1,0 +1,1206 @@
+/*
+ * GitHub as the source of truth, through the C API's JSON config, against
+ * the loopback origin (`tierstack-origin`, whose path is in
+ * $TIERSTACK_ORIGIN_BIN): a real HTTP server that counts its requests and
+ * injects faults. The test talks to its control API (under /_origin/ on the
+ * api URL) with the small HTTP/1.1 client below. Every case asserts the
+ * origin's request count exactly.
+ *
+ * The second-process case runs this binary again (`--second-process
+ * <config>`): it opens its own cache on the same file, reads one key and
+ * prints the result's name and the breaker status.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "json.h"
+
+#define K(s) (s), (sizeof(s) - 1)
+
+#define BASE "apps/v4/registry/new-york-v4"
+#define BUTTON "component:react:button"
+
+/* ---- the origin: a child process and its control API ---- */
+
+static pid_t origin_pid = -1;
+static int origin_stdin = -1; /* the origin exits when this is closed */
+static char origin_api[128], origin_raw[128], origin_other[128];
+static struct sockaddr_in api_addr;
+static const char *self_path; /* argv[0], for the second process */
+
+/* Copies the string member `key` of `object` into `out`. */
+static bool copy_member(const json *object, const char *key, char *out, size_t len) {
+    const json *v = json_get(object, key);
+    if (v == NULL || v->type != JSON_STRING || v->len >= len) {
+        return false;
+    }
+    memcpy(out, v->text, v->len + 1);
+    return true;
+}
+
+/* Parses "http://127.0.0.1:PORT" into an IPv4 address. */
+static bool parse_url(const char *url, struct sockaddr_in *addr) {
+    const char *prefix = "http://";
+    if (strncmp(url, prefix, strlen(prefix)) != 0) {
+        return false;
+    }
+    char host[64];
+    const char *hp = url + strlen(prefix);
+    const char *colon = strchr(hp, ':');
+    if (colon == NULL || (size_t)(colon - hp) >= sizeof host) {
+        return false;
+    }
+    memcpy(host, hp, (size_t)(colon - hp));
+    host[colon - hp] = '\0';
+    long port = strtol(colon + 1, NULL, 10);
+    memset(addr, 0, sizeof *addr);
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons((uint16_t)port);
+    return port > 0 && port < 65536 && inet_pton(AF_INET, host, &addr->sin_addr) == 1;
+}
+
+/* Starts $TIERSTACK_ORIGIN_BIN with a pipe on its stdin and reads the JSON
+ * line of its URLs. Called before any cache is opened (and so before
+ * tierstack starts any thread). */
+static bool origin_start(void) {
+    const char *bin = getenv("TIERSTACK_ORIGIN_BIN");
+    if (bin == NULL || *bin == '\0') {
+        fprintf(stderr, "TIERSTACK_ORIGIN_BIN is not set (tests/run-c sets it)\n");
+        return false;
+    }
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0) {
+        perror("pipe");
+        return false;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return false;
+    }
+    if (pid == 0) {
+        dup2(in[0], STDIN_FILENO);
+        dup2(out[1], STDOUT_FILENO);
+        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+        execl(bin, bin, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    fcntl(in[1], F_SETFD, FD_CLOEXEC);
+    origin_pid = pid;
+    origin_stdin = in[1];
+
+    char line[1024];
+    FILE *urls = fdopen(out[0], "r");
+    bool ok = urls != NULL && fgets(line, sizeof line, urls) != NULL;
+    if (urls != NULL) {
+        fclose(urls);
+    }
+    if (!ok) {
+        fprintf(stderr, "%s printed no line of URLs\n", bin);
+        return false;
+    }
+    char err[128];
+    json *doc = json_parse(line, strlen(line), err, sizeof err);
+    ok = doc != NULL && copy_member(doc, "api", origin_api, sizeof origin_api) &&
+         copy_member(doc, "raw", origin_raw, sizeof origin_raw) &&
+         copy_member(doc, "other", origin_other, sizeof origin_other) &&
+         parse_url(origin_api, &api_addr);
+    json_free(doc);
+    if (!ok) {
+        fprintf(stderr, "cannot read the origin's URLs from: %s\n", line);
+    }
+    return ok;
+}
+
+/* Closes the origin's stdin (it exits at EOF) and reaps it. */
+static void origin_stop(void) {
+    if (origin_stdin >= 0) {
+        close(origin_stdin);
+        origin_stdin = -1;
+    }
+    if (origin_pid > 0) {
+        int status;
+        for (int i = 0; i < 500; i++) {
+            if (waitpid(origin_pid, &status, WNOHANG) == origin_pid) {
+                origin_pid = -1;
+                return;
+            }
+            sleep_seconds(0.01);
+        }
+        kill(origin_pid, SIGKILL);
+        waitpid(origin_pid, &status, 0);
+        origin_pid = -1;
+    }
+}
+
+/* One HTTP/1.1 exchange with the api listener (`Connection: close`): the
+ * status, and the body in *body (malloc'd, NUL-terminated; may be NULL).
+ * -1 when the exchange itself failed. */
+static int http(const char *method, const char *path, const char *payload, char **body) {
+    if (body != NULL) {
+        *body = NULL;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    if (connect(fd, (const struct sockaddr *)&api_addr, sizeof api_addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    size_t payload_len = payload != NULL ? strlen(payload) : 0;
+    json_buf req = {0};
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     method, path, origin_api + strlen("http://"), payload_len);
+    json_buf_append(&req, head, (size_t)n);
+    if (payload_len > 0) {
+        json_buf_append(&req, payload, payload_len);
+    }
+    size_t sent = 0;
+    while (sent < req.len) {
+        ssize_t w = send(fd, req.data + sent, req.len - sent, 0);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            json_buf_free(&req);
+            close(fd);
+            return -1;
+        }
+        sent += (size_t)w;
+    }
+    json_buf_free(&req);
+
+    /* The answer: read to EOF (the server closes after it). */
+    json_buf resp = {0};
+    char chunk[4096];
+    for (;;) {
+        ssize_t r = recv(fd, chunk, sizeof chunk, 0);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        json_buf_append(&resp, chunk, (size_t)r);
+    }
+    close(fd);
+
+    int status = -1;
+    const char *end = resp.data != NULL ? strstr(resp.data, "\r\n\r\n") : NULL;
+    if (end != NULL && sscanf(resp.data, "HTTP/1.1 %d", &status) == 1) {
+        const char *start = end + 4;
+        size_t len = resp.len - (size_t)(start - resp.data);
+        /* The head's Content-Length must match what arrived. */
+        const char *cl = strstr(resp.data, "Content-Length: ");
+        if (cl == NULL || cl > end || strtoul(cl + 16, NULL, 10) != len) {
+            status = -1;
+        } else if (body != NULL) {
+            *body = malloc(len + 1);
+            if (*body == NULL) {
+                abort();
+            }
+            memcpy(*body, start, len);
+            (*body)[len] = '\0';
+        }
+    }
+    json_buf_free(&resp);
+    return status;
+}
+
+/* POSTs a control action; checks that the origin answered 200. */
+#define ORIGIN_POST(action, payload) \
+    CHECK(http("POST", "/_origin/" action, (payload), NULL) == 200)
+
+/* The origin's request log, parsed (free with json_free); NULL on a
+ * failed check. */
+static json *origin_log(void) {
+    char *body = NULL;
+    int status = http("GET", "/_origin/requests", NULL, &body);
+    json *doc = NULL;
+    if (CHECK(status == 200 && body != NULL)) {
+        char err[128];
+        doc = json_parse(body, strlen(body), err, sizeof err);
+        CHECK(doc != NULL && json_get(doc, "requests") != NULL);
+    }
+    free(body);
+    return doc;
+}
+
+/* How many requests the origin has logged; -1 on a failed check. */
+static int origin_count(void) {
+    json *doc = origin_log();
+    const json *count = doc != NULL ? json_get(doc, "count") : NULL;
+    int n = count != NULL && count->type == JSON_NUMBER ? (int)count->number : -1;
+    CHECK(n >= 0);
+    json_free(doc);
+    return n;
+}
+
+/* The member `key` of the i-th logged request. */
+static const json *request_field(const json *log, size_t i, const char *key) {
+    const json *requests = log != NULL ? json_get(log, "requests") : NULL;
+    if (requests == NULL || requests->type != JSON_ARRAY || i >= requests->n) {
+        return NULL;
+    }
+    return json_get(requests->items[i], key);
+}
+
+static bool json_is_string(const json *v, const char *want) {
+    return v != NULL && v->type == JSON_STRING && strcmp(v->text, want) == 0;
+}
+
+static bool json_is_number(const json *v, double want) {
+    return v != NULL && v->type == JSON_NUMBER && v->number == want;
+}
+
+/* ---- helpers ---- */
+
+static char *dir;
+static tierstack_cache *cache;
+
+/* What a case adds to the config: members of the `sqlite` and `github`
+ * objects and of the top level (each NULL or ""), and a raw URL other than
+ * the origin's. */
+typedef struct {
+    const char *sqlite;
+    const char *github;
+    const char *more;
+    const char *raw_url;
+} options;
+
+static const char *or_empty(const char *s) { return s != NULL ? s : ""; }
+
+/* The whole config JSON: the cache file in `dir`, GitHub pointed at the
+ * origin (timeout 5 s), no TTL jitter, and `o`. malloc'd. */
+static char *github_config(options o) {
+    /* mkdtemp names need no JSON escaping; $TMPDIR is checked here. */
+    if (strpbrk(dir, "\"\\") != NULL) {
+        fprintf(stderr, "TMPDIR %s needs JSON escaping, which these tests do not do\n", dir);
+        abort();
+    }
+    const char *sqlite = or_empty(o.sqlite), *github = or_empty(o.github), *more = or_empty(o.more);
+    const char *raw = o.raw_url != NULL ? o.raw_url : origin_raw;
+    json_buf config = {0};
+    const char *parts[] = {"{\"sqlite\": {\"path\": \"", dir, "/cache.db\"", *sqlite ? ", " : "",
+                           sqlite, "}, \"ttl_jitter\": 0.0, \"github\": {\"api_url\": \"",
+                           origin_api, "\", \"raw_url\": \"", raw, "\", \"timeout\": 5",
+                           *github ? ", " : "", github, "}", *more ? ", " : "", more, "}"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        json_buf_append(&config, parts[i], strlen(parts[i]));
+    }
+    return config.data;
+}
+
+static tierstack_cache *open_github(options o) {
+    char *config = github_config(o);
+    tierstack_cache *c = NULL;
+    tierstack_result r = tierstack_cache_open(config, &c);
+    if (!CHECK_OK(r)) {
+        fprintf(stderr, "  config: %s\n", config);
+    }
+    free(config);
+    return r == TIERSTACK_RESULT_OK ? c : NULL;
+}
+
+/* A fresh origin (seed content, no faults, empty log) and a cache in a new
+ * directory; false (a failed check) if either is not there. */
+static bool fresh(options o) {
+    bool reset = ORIGIN_POST("reset", NULL);
+    dir = tmp_dir_new();
+    cache = open_github(o);
+    return reset && cache != NULL;
+}
+
+static void done(void) {
+    tierstack_cache_free(cache);
+    cache = NULL;
+    tmp_dir_remove(dir);
+    dir = NULL;
+}
+
+static double now_monotonic(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int64_t now_epoch_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Under ASan and valgrind every call is slow: wall-clock bounds are not
+ * checked there (the outcomes are). */
+static bool slow(void) {
+    const char *v = getenv("TIERSTACK_TEST_SLOW");
+    return v != NULL && *v != '\0';
+}
+
+/* Whether a value's first line is `// <path>`. */
+static bool first_line_is(const tierstack_value *value, const char *path) {
+    if (value == NULL) {
+        return false;
+    }
+    const char *data = (const char *)tierstack_value_data(value);
+    size_t len = tierstack_value_len(value);
+    size_t line = 0;
+    while (line < len && data[line] != '\n') {
+        line++;
+    }
+    return line == strlen(path) + 3 && memcmp(data, "// ", 3) == 0 &&
+           memcmp(data + 3, path, strlen(path)) == 0;
+}
+
+static bool same_bytes(const tierstack_value *a, const tierstack_value *b) {
+    return a != NULL && b != NULL && tierstack_value_len(a) == tierstack_value_len(b) &&
+           memcmp(tierstack_value_data(a), tierstack_value_data(b), tierstack_value_len(a)) == 0;
+}
+
+static bool served_by(const tierstack_value *value, const char *tier) {
+    const char *t = tierstack_value_tier(value);
+    return t != NULL && strcmp(t, tier) == 0;
+}
+
+/* Whether the calling thread's last error message contains `needle`. */
+static bool error_mentions(const char *needle) {
+    return strstr(last_error(), needle) != NULL;
+}
+
+/* A JSON document returned by the cache, parsed (free with json_free). */
+static json *parse_owned(char *text) {
+    json *doc = NULL;
+    if (CHECK(text != NULL)) {
+        char err[128];
+        doc = json_parse(text, strlen(text), err, sizeof err);
+        CHECK(doc != NULL);
+    }
+    tierstack_string_free(text);
+    return doc;
+}
+
+static json *stats(void) {
+    char *text = NULL;
+    CHECK_OK(tierstack_cache_stats_json(cache, &text));
+    return parse_owned(text);
+}
+
+static json *breaker_status(tierstack_cache *c) {
+    char *text = NULL;
+    CHECK_OK(tierstack_cache_breaker_status_json(c, &text));
+    return parse_owned(text);
+}
+
+/* stats.source.<key> as a number; -1 when missing. */
+static double source_stat(const char *key) {
+    json *s = stats();
+    const json *source = s != NULL ? json_get(s, "source") : NULL;
+    const json *v = source != NULL ? json_get(source, key) : NULL;
+    double n = v != NULL && v->type == JSON_NUMBER ? v->number : -1;
+    json_free(s);
+    return n;
+}
+
+static bool breaker_state_is(const char *state) {
+    json *status = breaker_status(cache);
+    bool ok = status != NULL && json_is_string(json_get(status, "state"), state);
+    json_free(status);
+    return ok;
+}
+
+/* A port nothing listens on: bound, noted, closed. */
+static int refused_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    int port = -1;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
+        getsockname(fd, (struct sockaddr *)&addr, &len) == 0) {
+        port = ntohs(addr.sin_port);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return port;
+}
+
+/* A 403 rate limit answer for the next request, its window ending at
+ * `reset` (epoch seconds). */
+static void fault_rate_limited(long long reset) {
+    char fault[512];
+    snprintf(fault, sizeof fault,
+             "{\"status\": 403, \"times\": 1, \"headers\": [[\"X-RateLimit-Remaining\", \"0\"], "
+             "[\"X-RateLimit-Reset\", \"%lld\"]], "
+             "\"body\": \"{\\\"message\\\":\\\"API rate limit exceeded\\\"}\"}",
+             reset);
+    ORIGIN_POST("fault", fault);
+}
+
+/* ---- a component: once from the origin, then memory, then the file ---- */
+
+static void test_component_fetched_once(void) {
+    if (!fresh((options){0})) {
+        done();
+        return;
+    }
+    tierstack_value *first = NULL;
+    CHECK_OK(tierstack_cache_lookup(cache, K(BUTTON), &first));
+    CHECK(served_by(first, "source"));
+    CHECK(!tierstack_value_is_stale(first));
+    CHECK(first_line_is(first, BASE "/ui/button.tsx"));
+    json *log = origin_log();
+    CHECK(json_is_number(json_get(log, "count"), 1));
+    CHECK(json_is_string(request_field(log, 0, "host"), "raw"));
+    CHECK(json_is_string(request_field(log, 0, "method"), "GET"));
+    CHECK(json_is_string(request_field(log, 0, "path"),
+                         "/shadcn-ui/ui/main/" BASE "/ui/button.tsx"));
+    CHECK(json_is_number(request_field(log, 0, "status"), 200));
+    json_free(log);
+
+    for (int i = 0; i < 3; i++) {
+        tierstack_value *again = NULL;
+        CHECK_OK(tierstack_cache_lookup(cache, K(BUTTON), &again));
+        CHECK(served_by(again, "memory"));
+        CHECK(same_bytes(again, first));
+        tierstack_value_free(again);
+    }
+    CHECK(origin_count() == 1);
+
+    /* A second cache on the same file reads it from the file. */
+    tierstack_cache *second = open_github((options){0});
+    tierstack_value *from_file = NULL;
+    CHECK_OK(tierstack_cache_lookup(second, K(BUTTON), &from_file));
+    CHECK(served_by(from_file, "sqlite"));
+    CHECK(same_bytes(from_file, first));
+    tierstack_value_free(from_file);
+    tierstack_cache_free(second);
+    CHECK(origin_count() == 1);
+
+    /* So does a restart. */
+    tierstack_cache_free(cache);
+    cache = open_github((options){0});
+    tierstack_value *restarted = NULL;
+    CHECK_OK(tierstack_cache_lookup(cache, K(BUTTON), &restarted));
+    CHECK(served_by(restarted, "sqlite"));
+    CHECK(same_bytes(restarted, first));
+    tierstack_value_free(restarted);
+    tierstack_value_free(first);
+    CHECK(origin_count() == 1);
+    done();
+}
+
+/* ---- the preset's routes; unrouted keys ---- */
+
+/* The origin's seeded components (the listing's names, once sorted). */
+static const char *const seeded_components[] = {
+    "accordion", "alert", "alert-dialog", "aspect-ratio", "avatar", "badge", "breadcrumb",
+    "button", "calendar", "card", "carousel", "chart", "checkbox", "collapsible", "command",
+    "context-menu", "dialog", "drawer", "dropdown-menu", "form", "hover-card", "input",
+    "input-otp", "label", "menubar", "navigation-menu", "pagination", "popover", "progress",
+    "radio-group", "resizable", "scroll-area", "select", "separator", "sheet", "sidebar",
+    "skeleton", "slider", "sonner", "switch", "table", "tabs", "textarea", "toggle",
+    "toggle-group", "tooltip",
+};
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void test_listing_demos_blocks_and_unrouted_keys(void) {
+    if (!fresh((options){0})) {
+        done();
+        return;
+    }
+    tierstack_value *value = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K("components:react"), &value));
+    char err[128];
+    json *names = value != NULL ? json_parse((const char *)tierstack_value_data(value),
+                                             tierstack_value_len(value), err, sizeof err)
+                                : NULL;
+    enum { N = sizeof seeded_components / sizeof seeded_components[0] };
+    const char *sorted[N];
+    memcpy(sorted, seeded_components, sizeof sorted);
+    qsort(sorted, N, sizeof sorted[0], compare_names);
+    if (CHECK(names != NULL && names->type == JSON_ARRAY && names->n == N)) {
+        bool has_button = false;
+        for (size_t i = 0; i < N; i++) {
+            CHECK(json_is_string(names->items[i], sorted[i]));
+            has_button = has_button || json_is_string(names->items[i], "button");
+        }
+        CHECK(has_button);
+    }
+    json_free(names);
+    tierstack_value_free(value);
+
+    CHECK_OK(tierstack_cache_get(cache, K("component-demo:react:dialog"), &value));
+    CHECK(first_line_is(value, BASE "/examples/dialog-demo.tsx"));
+    tierstack_value_free(value);
+    CHECK_OK(tierstack_cache_get(cache, K("block:react:login-01"), &value));
+    CHECK(first_line_is(value, BASE "/blocks/login-01.tsx"));
+    tierstack_value_free(value);
+
+    json *log = origin_log();
+    CHECK(json_is_number(json_get(log, "count"), 3));
+    CHECK(json_is_string(request_field(log, 0, "host"), "api"));
+    CHECK(json_is_string(request_field(log, 0, "path"),
+                         "/repos/shadcn-ui/ui/contents/" BASE "/ui"));
+    CHECK(json_is_string(request_field(log, 0, "query"), "ref=main"));
+    json_free(log);
+
+    /* Keys no route serves: a plain miss, no request, through get and mget. */
+    const char *unrouted[] = {"session:1", "component:vue:button"};
+    for (size_t i = 0; i < 2; i++) {
+        value = (tierstack_value *)&value; /* must be overwritten with NULL */
+        CHECK_OK(tierstack_cache_get(cache, unrouted[i], strlen(unrouted[i]), &value));
+        CHECK(value == NULL);
+    }
+    size_t lens[2] = {strlen(unrouted[0]), strlen(unrouted[1])};
+    tierstack_value *values[2] = {(tierstack_value *)&value, (tierstack_value *)&value};
+    CHECK_OK(tierstack_cache_mget(cache, unrouted, lens, 2, values));
+    CHECK(values[0] == NULL && values[1] == NULL);
+    CHECK(origin_count() == 3);
+    done();
+}
+
+/* ---- revalidation with If-None-Match ---- */
+
+static void test_expired_copy_revalidated_with_304(void) {
+    if (!fresh((options){.sqlite = "\"ttl\": 1", .more = "\"memory\": {\"ttl\": 1}"})) {
+        done();
+        return;
+    }
+    tierstack_value *first = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &first));
+    CHECK(first_line_is(first, BASE "/ui/button.tsx"));
+    sleep_seconds(1.1);
+
+    tierstack_value *renewed = NULL;
+    CHECK_OK(tierstack_cache_lookup(cache, K(BUTTON), &renewed));
+    CHECK(same_bytes(renewed, first));
+    CHECK(!tierstack_value_is_stale(renewed));
+    tierstack_value_free(renewed);
+    json *log = origin_log();
+    CHECK(json_is_number(json_get(log, "count"), 2));
+    CHECK(json_is_number(request_field(log, 0, "status"), 200));
+    CHECK(json_is_number(request_field(log, 1, "status"), 304));
+    const json *etag = request_field(log, 1, "if_none_match");
+    CHECK(etag != NULL && etag->type == JSON_STRING && etag->len > 0);
+    json_free(log);
+
+    /* Renewed: fresh again, from memory, with no request. */
+    CHECK_OK(tierstack_cache_lookup(cache, K(BUTTON), &renewed));
+    CHECK(served_by(renewed, "memory"));
+    CHECK(!tierstack_value_is_stale(renewed));
+    tierstack_value_free(renewed);
+    CHECK(origin_count() == 2);
+
+    /* Changed content comes back whole. */
+    ORIGIN_POST("file", "{\"owner\": \"shadcn-ui\", \"repo\": \"ui\", \"ref\": \"main\", "
+                        "\"path\": \"" BASE "/ui/button.tsx\", \"content\": \"// changed\"}");
+    sleep_seconds(1.1);
+    tierstack_value *changed = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &changed));
+    CHECK_VALUE(changed, "// changed");
+    log = origin_log();
+    CHECK(json_is_number(json_get(log, "count"), 3));
+    CHECK(json_is_number(request_field(log, 2, "status"), 200));
+    json_free(log);
+    tierstack_value_free(first);
+    done();
+}
+
+/* ---- not found ---- */
+
+static void test_missing_component_remembered(void) {
+    if (!fresh((options){0})) {
+        done();
+        return;
+    }
+    for (int i = 0; i < 2; i++) {
+        tierstack_value *value = (tierstack_value *)&value;
+        CHECK_OK(tierstack_cache_get(cache, K("component:react:no-such-thing"), &value));
+        CHECK(value == NULL);
+    }
+    json *log = origin_log();
+    CHECK(json_is_number(json_get(log, "count"), 1));
+    CHECK(json_is_number(request_field(log, 0, "status"), 404));
+    json_free(log);
+    CHECK(source_stat("not_found") == 1);
+    CHECK(source_stat("negative_hits") == 1);
+    done();
+}
+
+/* ---- 100 threads, one request ---- */
+
+static pthread_barrier_t barrier;
+static atomic_int card_ok;
+
+static void *get_card(void *arg) {
+    (void)arg;
+    pthread_barrier_wait(&barrier);
+    tierstack_value *value = NULL;
+    if (CHECK_OK(tierstack_cache_get(cache, K("component:react:card"), &value)) &&
+        CHECK(first_line_is(value, BASE "/ui/card.tsx"))) {
+        atomic_fetch_add(&card_ok, 1);
+    }
+    tierstack_value_free(value);
+    return NULL;
+}
+
+static void test_hundred_threads_one_request(void) {
+    if (!fresh((options){0})) {
+        done();
+        return;
+    }
+    ORIGIN_POST("fault", "{\"delay_ms\": 200, \"times\": 1}");
+    enum { THREADS = 100 };
+    pthread_t threads[THREADS];
+    atomic_store(&card_ok, 0);
+    pthread_barrier_init(&barrier, NULL, THREADS);
+    for (int i = 0; i < THREADS; i++) {
+        CHECK(pthread_create(&threads[i], NULL, get_card, NULL) == 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    pthread_barrier_destroy(&barrier);
+    CHECK(atomic_load(&card_ok) == THREADS);
+    CHECK(origin_count() == 1);
+    done();
+}
+
+/* ---- server errors: the stale copy, then the breaker ---- */
+
+static void test_server_errors_serve_stale_then_open_breaker(void) {
+    if (!fresh((options){.sqlite = "\"ttl\": 1",
+                         .more = "\"memory\": {\"ttl\": 1}, "
+                                 "\"circuit_breaker\": {\"threshold\": 3, \"timeout\": 60}"})) {
+        done();
+        return;
+    }
+    tierstack_value *original = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &original));
+    CHECK(first_line_is(original, BASE "/ui/button.tsx"));
+    sleep_seconds(1.1);
+    const int statuses[] = {500, 502, 503};
+    for (int i = 0; i < 3; i++) {
+        char fault[64];
+        snprintf(fault, sizeof fault, "{\"status\": %d, \"times\": 1}", statuses[i]);
+        ORIGIN_POST("fault", fault);
+        tierstack_value *served = NULL;
+        CHECK_OK(tierstack_cache_lookup(cache, K(BUTTON), &served));
+        CHECK(tierstack_value_is_stale(served));
+        CHECK(same_bytes(served, original));
+        tierstack_value_free(served);
+    }
+    CHECK(origin_count() == 4);
+    CHECK(breaker_state_is("open"));
+
+    /* Open: no request; the stale copy still; without one, the error. */
+    tierstack_value *served = NULL;
+    CHECK_OK(tierstack_cache_lookup(cache, K(BUTTON), &served));
+    CHECK(tierstack_value_is_stale(served));
+    CHECK(same_bytes(served, original));
+    tierstack_value_free(served);
+    served = NULL;
+    CHECK_RESULT(tierstack_cache_get(cache, K("component:react:card"), &served),
+                 TIERSTACK_RESULT_SOURCE_UNAVAILABLE);
+    CHECK(served == NULL);
+    CHECK(origin_count() == 4);
+    CHECK(source_stat("rejected") == 2);
+    tierstack_value_free(original);
+    done();
+}
+
+static void test_server_error_without_stale_copy(void) {
+    if (!fresh((options){0})) {
+        done();
+        return;
+    }
+    ORIGIN_POST("fault", "{\"status\": 503, \"times\": 1}");
+    tierstack_value *value = NULL;
+    CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(error_mentions("503"));
+    CHECK(value == NULL);
+    /* Nothing was stored: the next read asks again. */
+    CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &value));
+    CHECK(first_line_is(value, BASE "/ui/button.tsx"));
+    tierstack_value_free(value);
+    CHECK(origin_count() == 2);
+    done();
+}
+
+/* ---- a slow origin ---- */
+
+static void test_slow_origin_soft_and_hard_timeouts(void) {
+    options o = {.sqlite = "\"ttl\": 1",
+                 .more = "\"memory\": {\"ttl\": 1}, "
+                         "\"fail_safe\": {\"soft_timeout\": 0.2, \"hard_timeout\": 0.6}"};
+    if (!fresh(o)) {
+        done();
+        return;
+    }
+    tierstack_value *original = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &original));
+    sleep_seconds(1.1);
+    ORIGIN_POST("fault", "{\"delay_ms\": 400, \"times\": 1}");
+    double started = now_monotonic();
+    tierstack_value *served = NULL;
+    CHECK_OK(tierstack_cache_lookup(cache, K(BUTTON), &served));
+    double took = now_monotonic() - started;
+    CHECK(tierstack_value_is_stale(served));
+    CHECK(same_bytes(served, original));
+    tierstack_value_free(served);
+    if (!slow()) {
+        if (!CHECK(took >= 0.2 && took < 0.25)) {
+            fprintf(stderr, "  the stale copy came after %.3f s\n", took);
+        }
+    }
+    /* The background fetch lands and fills the tiers (waited for, not
+     * slept on: its answer comes 400 ms after the request). */
+    bool filled = false;
+    for (int i = 0; i < 1000 && !filled; i++) {
+        CHECK_OK(tierstack_cache_has(cache, K(BUTTON), &filled));
+        if (!filled) {
+            sleep_seconds(0.01);
+        }
+    }
+    CHECK(filled);
+    CHECK_OK(tierstack_cache_lookup(cache, K(BUTTON), &served));
+    CHECK(!tierstack_value_is_stale(served));
+    CHECK(served_by(served, "memory"));
+    CHECK(same_bytes(served, original));
+    tierstack_value_free(served);
+    CHECK(origin_count() == 2);
+
+    /* Past the hard timeout, with no stale copy: a timeout. */
+    ORIGIN_POST("fault", "{\"delay_ms\": 1500, \"times\": 1}");
+    served = NULL;
+    started = now_monotonic();
+    CHECK_RESULT(tierstack_cache_get(cache, K("component:react:card"), &served),
+                 TIERSTACK_RESULT_TIMEOUT);
+    took = now_monotonic() - started;
+    CHECK(served == NULL);
+    if (!slow()) {
+        CHECK(took >= 0.6 && took < 1.0);
+    }
+    CHECK(source_stat("timeouts") == 1);
+    CHECK(origin_count() == 3);
+    tierstack_value_free(original);
+    done();
+}
+
+/* ---- transport failures ---- */
+
+static void test_refused_connection(void) {
+    int port = refused_port();
+    CHECK(port > 0);
+    char raw_url[64];
+    snprintf(raw_url, sizeof raw_url, "http://127.0.0.1:%d", port);
+    if (!fresh((options){.raw_url = raw_url})) {
+        done();
+        return;
+    }
+    tierstack_value *value = NULL;
+    CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(error_mentions("could not connect"));
+    CHECK(value == NULL);
+    CHECK(source_stat("failures") == 1);
+    CHECK(origin_count() == 0);
+    done();
+}
+
+static void test_truncated_and_oversized_bodies(void) {
+    if (!fresh((options){.github = "\"max_body_bytes\": 100000"})) {
+        done();
+        return;
+    }
+    ORIGIN_POST("fault", "{\"truncate\": true, \"times\": 1}");
+    tierstack_value *value = NULL;
+    CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(error_mentions("broke off"));
+
+    ORIGIN_POST("fault", "{\"oversize\": 200000, \"times\": 1}");
+    CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(error_mentions("max_body_bytes"));
+    CHECK(value == NULL);
+    CHECK(source_stat("failures") == 2);
+
+    /* Nothing was stored. */
+    bool has = true;
+    CHECK_OK(tierstack_cache_has(cache, K(BUTTON), &has));
+    CHECK(!has);
+    uint64_t n = 99;
+    CHECK_OK(tierstack_cache_len(cache, &n));
+    CHECK(n == 0);
+    CHECK(origin_count() == 2);
+    done();
+}
+
+/* ---- keys that would leave the route's folder ---- */
+
+static void test_traversal_keys_invalid_without_request(void) {
+    if (!fresh((options){0})) {
+        done();
+        return;
+    }
+    const char *keys[] = {
+        "component:react:../x",   "component:react:a/b",    "component:react:%2e%2e",
+        "component:react:a\\b",   "component:react:..",     "component:react:../../../etc/passwd",
+        "component:react:%2fetc", "component-demo:react:%41", "block:react:.git",
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        size_t len = strlen(keys[i]);
+        tierstack_value *value = NULL;
+        if (!CHECK_RESULT(tierstack_cache_get(cache, keys[i], len, &value),
+                          TIERSTACK_RESULT_INVALID_KEY)) {
+            fprintf(stderr, "  key: %s\n", keys[i]);
+        }
+        CHECK(value == NULL);
+        CHECK_RESULT(tierstack_cache_lookup(cache, keys[i], len, &value),
+                     TIERSTACK_RESULT_INVALID_KEY);
+        tierstack_value *values[2] = {NULL, NULL};
+        const char *pair[2] = {BUTTON, keys[i]};
+        size_t lens[2] = {strlen(BUTTON), len};
+        CHECK_RESULT(tierstack_cache_mget(cache, pair, lens, 2, values),
+                     TIERSTACK_RESULT_INVALID_KEY);
+        CHECK(values[0] == NULL && values[1] == NULL);
+    }
+    CHECK(origin_count() == 0);
+    CHECK(source_stat("requests") == 0);
+    done();
+}
+
+/* ---- rate limits ---- */
+
+static void test_rate_limit_opens_breaker_until_reset(void) {
+    if (!fresh((options){0})) {
+        done();
+        return;
+    }
+    long long reset = (long long)(now_epoch_ms() / 1000) + 2;
+    fault_rate_limited(reset);
+    tierstack_value *value = NULL;
+    CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(error_mentions("rate limit"));
+    json *status = breaker_status(cache);
+    CHECK(json_is_string(json_get(status, "state"), "open"));
+    CHECK(json_is_number(json_get(status, "next_attempt_at"), (double)reset * 1000));
+    json_free(status);
+
+    /* Until the reset: no request at all. */
+    const char *keys[] = {BUTTON, "component:react:card", "components:react"};
+    for (size_t i = 0; i < 3; i++) {
+        CHECK_RESULT(tierstack_cache_get(cache, keys[i], strlen(keys[i]), &value),
+                     TIERSTACK_RESULT_SOURCE_UNAVAILABLE);
+        CHECK(value == NULL);
+    }
+    CHECK(origin_count() == 1);
+
+    /* After it: one probe (half-open), then a second success closes it
+     * (success_threshold 2). */
+    int64_t wait_ms = reset * 1000 - now_epoch_ms();
+    if (wait_ms > 0) {
+        sleep_seconds((double)wait_ms / 1000 + 0.05);
+    }
+    CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &value));
+    CHECK(first_line_is(value, BASE "/ui/button.tsx"));
+    tierstack_value_free(value);
+    CHECK(origin_count() == 2);
+    CHECK(breaker_state_is("half-open"));
+    CHECK_OK(tierstack_cache_get(cache, K("component:react:card"), &value));
+    CHECK(first_line_is(value, BASE "/ui/card.tsx"));
+    tierstack_value_free(value);
+    CHECK(breaker_state_is("closed"));
+    CHECK(origin_count() == 3);
+    done();
+}
+
+static void test_429_retry_after(void) {
+    if (!fresh((options){0})) {
+        done();
+        return;
+    }
+    ORIGIN_POST("fault",
+                "{\"status\": 429, \"times\": 1, \"headers\": [[\"Retry-After\", \"30\"]]}");
+    int64_t before = now_epoch_ms();
+    tierstack_value *value = NULL;
+    CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(error_mentions("rate limit"));
+    json *status = breaker_status(cache);
+    const json *until = json_get(status, "next_attempt_at");
+    CHECK(json_is_string(json_get(status, "state"), "open"));
+    CHECK(until != NULL && until->type == JSON_NUMBER && until->number >= (double)before + 30000 &&
+          until->number <= (double)before + 31000);
+    json_free(status);
+    CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value),
+                 TIERSTACK_RESULT_SOURCE_UNAVAILABLE);
+    CHECK(origin_count() == 1);
+    done();
+}
+
+/* The second process: opens a cache with `config`, reads the card, prints
+ * the result's name and the breaker status JSON, one line each. */
+static int second_process_main(const char *config) {
+    tierstack_cache *c = NULL;
+    tierstack_result r = tierstack_cache_open(config, &c);
+    if (r != TIERSTACK_RESULT_OK) {
+        fprintf(stderr, "second process: open: %s\n", last_error());
+        return 1;
+    }
+    tierstack_value *value = NULL;
+    r = tierstack_cache_get(c, K("component:react:card"), &value);
+    tierstack_value_free(value);
+    char *status = NULL;
+    tierstack_result s = tierstack_cache_breaker_status_json(c, &status);
+    printf("%s\n%s\n", tierstack_result_name(r), s == TIERSTACK_RESULT_OK ? status : "null");
+    tierstack_string_free(status);
+    tierstack_cache_free(c);
+    return 0;
+}
+
+/* Runs this binary as the second process on `config`; its two lines in
+ * `result` and `status` (parsed; free with json_free). */
+static bool run_second_process(const char *config, char *result, size_t result_len,
+                               json **status) {
+    *status = NULL;
+    int out[2];
+    if (pipe(out) != 0) {
+        return false;
+    }
+    /* Everything the child needs is ready before the fork: it only execs. */
+    char *const argv[] = {(char *)self_path, (char *)"--second-process", (char *)config, NULL};
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(out[1], STDOUT_FILENO);
+        close(out[0]);
+        close(out[1]);
+        execv(self_path, argv);
+        _exit(127);
+    }
+    close(out[1]);
+    if (pid < 0) {
+        close(out[0]);
+        return false;
+    }
+    json_buf text = {0};
+    char chunk[1024];
+    for (;;) {
+        ssize_t r = read(out[0], chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            break;
+        }
+        json_buf_append(&text, chunk, (size_t)r);
+    }
+    close(out[0]);
+    int wstatus = 0;
+    bool exited = waitpid(pid, &wstatus, 0) == pid && WIFEXITED(wstatus) &&
+                  WEXITSTATUS(wstatus) == 0;
+    bool ok = false;
+    char *newline = text.data != NULL ? strchr(text.data, '\n') : NULL;
+    if (exited && newline != NULL && (size_t)(newline - text.data) < result_len) {
+        memcpy(result, text.data, (size_t)(newline - text.data));
+        result[newline - text.data] = '\0';
+        char err[128];
+        *status = json_parse(newline + 1, strlen(newline + 1), err, sizeof err);
+        ok = *status != NULL;
+    }
+    if (!ok) {
+        fprintf(stderr, "  the second process printed: %s\n", text.data ? text.data : "");
+    }
+    json_buf_free(&text);
+    return ok;
+}
+
+static void test_second_process_honours_rate_limit(void) {
+    if (!fresh((options){0})) {
+        done();
+        return;
+    }
+    long long reset = (long long)(now_epoch_ms() / 1000) + 60;
+    fault_rate_limited(reset);
+    tierstack_value *value = NULL;
+    CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value), TIERSTACK_RESULT_SOURCE);
+    CHECK(origin_count() == 1);
+
+    char *config = github_config((options){0});
+    char result[64];
+    json *status = NULL;
+    if (CHECK(run_second_process(config, result, sizeof result, &status))) {
+        CHECK(strcmp(result, tierstack_result_name(TIERSTACK_RESULT_SOURCE_UNAVAILABLE)) == 0);
+        CHECK(json_is_string(json_get(status, "state"), "open"));
+        CHECK(json_is_number(json_get(status, "next_attempt_at"), (double)reset * 1000));
+    }
+    json_free(status);
+    CHECK(origin_count() == 1);
+
+    /* A hand close lifts the bar for every process. */
+    CHECK_OK(tierstack_cache_breaker_close(cache));
+    if (CHECK(run_second_process(config, result, sizeof result, &status))) {
+        CHECK(strcmp(result, tierstack_result_name(TIERSTACK_RESULT_OK)) == 0);
+        CHECK(json_is_string(json_get(status, "state"), "closed"));
+    }
+    json_free(status);
+    CHECK(origin_count() == 2);
+    free(config);
+    done();
+}
+
+static void test_rate_limit_remaining_in_stats(void) {
+    long long reset = (long long)(now_epoch_ms() / 1000) + 3600;
+    char limit[128];
+    snprintf(limit, sizeof limit, "{\"limit\": 60, \"remaining\": 42, \"reset\": %lld}",
+             reset);
+    if (!fresh((options){0}) || !ORIGIN_POST("rate_limit", limit)) {
+        done();
+        return;
+    }
+
+    json *s = stats();
+    const json *source = s != NULL ? json_get(s, "source") : NULL;
+    const json *rate = source != NULL ? json_get(source, "rate_limit") : NULL;
+    CHECK(rate != NULL && rate->type == JSON_NULL);
+    json_free(s);
+
+    tierstack_value *value = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K("components:react"), &value));
+    CHECK(value != NULL);
+    tierstack_value_free(value);
+    s = stats();
+    source = s != NULL ? json_get(s, "source") : NULL;
+    rate = source != NULL ? json_get(source, "rate_limit") : NULL;
+    if (CHECK(rate != NULL && rate->type == JSON_OBJECT)) {
+        CHECK(json_is_number(json_get(rate, "limit"), 60));
+        CHECK(json_is_number(json_get(rate, "remaining"), 41));
+        CHECK(json_is_number(json_get(rate, "reset_at_ms"), (double)reset * 1000));
+    }
+    json_free(s);
+    CHECK(origin_count() == 1);
+    done();
+}
+
+/* ---- the token and redirects ---- */
+
+static void test_redirect_drops_token(void) {
+    const char *token = "ghp_redirect_test_token_0123456789";
+    char github_more[128];
+    snprintf(github_more, sizeof github_more, "\"token\": \"%s\"", token);
+    if (!fresh((options){.github = github_more})) {
+        done();
+        return;
+    }
+    char fault[256];
+    snprintf(fault, sizeof fault, "{\"host\": \"api\", \"redirect\": \"%s\", \"times\": 1}",
+             origin_other);
+    ORIGIN_POST("fault", fault);
+    /* The listing's request goes to the API with the token and is sent on to
+     * the other host, which must not see it; that host serves the raw
+     * layout, so the listing's path is not found there. */
+    tierstack_value *value = (tierstack_value *)&value;
+    CHECK_OK(tierstack_cache_get(cache, K("components:react"), &value));
+    CHECK(value == NULL);
+    CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &value));
+    CHECK(first_line_is(value, BASE "/ui/button.tsx"));
+    tierstack_value_free(value);
+
+    char bearer[128];
+    snprintf(bearer, sizeof bearer, "Bearer %s", token);
+    json *log = origin_log();
+    const json *requests = log != NULL ? json_get(log, "requests") : NULL;
+    int api = 0, elsewhere = 0, other = 0;
+    for (size_t i = 0; requests != NULL && i < requests->n; i++) {
+        const json *r = requests->items[i];
+        const json *auth = json_get(r, "authorization");
+        if (json_is_string(json_get(r, "host"), "api")) {
+            api++;
+            CHECK(json_is_string(auth, bearer));
+        } else {
+            elsewhere++;
+            other += json_is_string(json_get(r, "host"), "other");
+            CHECK(auth != NULL && auth->type == JSON_NULL);
+        }
+    }
+    CHECK(api == 1 && elsewhere == 2 && other == 1);
+    json_free(log);
+
+    /* The token is nowhere in the stats or the breaker status. */
+    char *text = NULL;
+    CHECK_OK(tierstack_cache_stats_json(cache, &text));
+    CHECK(text != NULL && strstr(text, token) == NULL);
+    tierstack_string_free(text);
+    done();
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--second-process") == 0) {
+        return second_process_main(argv[2]);
+    }
+    self_path = argv[0];
+    signal(SIGPIPE, SIG_IGN);
+    if (!origin_start()) {
+        origin_stop();
+        printf("FAIL the origin starts\n");
+        printf("cases: 0 passed, 1 failed\n");
+        return 1;
+    }
+    check_case("a component: 1 request, then memory, then the file (a second cache, a restart)",
+               test_component_fetched_once);
+    check_case("the listing, demos and blocks follow the preset; unrouted keys are plain misses",
+               test_listing_demos_blocks_and_unrouted_keys);
+    check_case("an expired copy is revalidated with If-None-Match: a 304, fresh again",
+               test_expired_copy_revalidated_with_304);
+    check_case("a 404 is not found (NULL) and remembered: 1 request for 2 reads",
+               test_missing_component_remembered);
+    check_case("100 threads missing a slow component: 1 request",
+               test_hundred_threads_one_request);
+    check_case("5xx serve the stale copy; 3 open the breaker; then 0 requests",
+               test_server_errors_serve_stale_then_open_breaker);
+    check_case("a 503 without a stale copy is SOURCE, and nothing is stored",
+               test_server_error_without_stale_copy);
+    check_case("a slow origin: the stale copy at the soft timeout, TIMEOUT at the hard one",
+               test_slow_origin_soft_and_hard_timeouts);
+    check_case("a refused connection is SOURCE", test_refused_connection);
+    check_case("truncated and oversized bodies are SOURCE, nothing stored",
+               test_truncated_and_oversized_bodies);
+    check_case("traversal keys are INVALID_KEY before any request (get, lookup, mget)",
+               test_traversal_keys_invalid_without_request);
+    check_case("a 403 rate limit opens the breaker until the reset, then a probe",
+               test_rate_limit_opens_breaker_until_reset);
+    check_case("a 429 with Retry-After opens the breaker for that long", test_429_retry_after);
+    check_case("a second process honours the first one's rate limit: 0 requests",
+               test_second_process_honours_rate_limit);
+    check_case("stats: source.rate_limit from the API's headers",
+               test_rate_limit_remaining_in_stats);
+    check_case("a redirect to another host is followed without the token",
+               test_redirect_drops_token);
+    origin_stop();
+    return check_summary();
+}
