@@ -84,8 +84,9 @@ pub(crate) struct Cache {
     inner: blocking::Cache,
     /// Decoded values beside L1; `None` without an L1.
     kept: Option<KeptValues>,
-    /// The configured source (plain reads load through it, and it
-    /// refreshes ahead the hits they serve here).
+    /// The source handed in (plain reads load through it, and it
+    /// refreshes ahead the hits they serve here); `None` for one the
+    /// config names (`github`), which only the engine holds.
     source: Option<Arc<dyn Source>>,
 }
 
@@ -111,6 +112,10 @@ impl Cache {
                 || load::source_loader(source),
                 &GetOptions::default(),
             ),
+            // A source configured in the config (`github`): the engine
+            // holds it, so a hit, and the refresh ahead it may start, is
+            // the engine's read through the tiers.
+            None if self.inner.has_source() => Ok(None),
             None => self.kept_answer(py, key, read),
         }
     }
@@ -181,15 +186,16 @@ impl Cache {
     }
 
     /// Reads `key` through the tiers without the GIL, and keeps what L1 now
-    /// holds. With a source configured, a miss loads from it (and what L1
-    /// holds is kept by the next read).
+    /// holds. With a source configured (handed in or `github`), a miss
+    /// loads from it (and what L1 holds is kept by the next read, for a
+    /// source handed in).
     fn tiers_answer<'py>(
         &self,
         py: Python<'py>,
         key: &str,
         read: Read,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        if self.source.is_some() {
+        if self.inner.has_source() {
             let found = py
                 .detach(|| self.inner.lookup(key))
                 .map_err(|e| to_py(py, e))?;

@@ -502,7 +502,9 @@ def test_stats_count_loads(cache):
         "stale_served",
         "negative_hits",
         "refreshes",
+        "rate_limit",
     }
+    assert source["rate_limit"] is None  # a loader sends no rate-limit figures
 
 
 def test_readme_loading_example_runs():

@@ -86,6 +86,31 @@ def use_sync(directory: Path) -> None:
     refuses(lambda: tierstack.Cache(memroy={}), tierstack.InvalidConfigError)  # type: ignore[call-overload]
 
 
+def use_github(directory: Path) -> None:
+    """A GitHub-sourced cache; only keys no route serves are read, so no
+    request is made."""
+    route: tierstack.GitHubRoute = {"key": "doc:{name}", "owner": "me", "repo": "docs", "path": "pages/{name}.md"}
+    github: tierstack.GitHubConfig = {
+        "api_url": "http://127.0.0.1:9",
+        "raw_url": "http://127.0.0.1:9",
+        "token": None,
+        "timeout": 2.5,
+        "routes": [route, {"key": "docs", "owner": "me", "repo": "docs", "listing": "pages", "suffix": ".md"}],
+    }
+    with tierstack.Cache({"sqlite": {"path": directory / "github.db"}, "github": github}) as cache:
+        assert cache.get("session:1") is None
+        limit: Optional[tierstack.RateLimit] = cache.stats()["source"]["rate_limit"]
+        assert limit is None
+        if limit is not None:
+            remaining: int = limit["remaining"]
+            reset_at_ms: Optional[int] = limit["reset_at_ms"]
+            assert remaining >= 0 and reset_at_ms != 0
+    refuses(
+        lambda: tierstack.Cache(github={"routes": 5}),  # type: ignore[call-overload]
+        tierstack.InvalidConfigError,
+    )
+
+
 async def use_async(directory: Path) -> None:
     async with tierstack.AsyncCache(sqlite={"path": str(directory / "async.db")}) as cache:
         await cache.set("doc", {"name": "card"})
@@ -118,4 +143,5 @@ async def use_async(directory: Path) -> None:
 
 def main(directory: Path) -> None:
     use_sync(directory)
+    use_github(directory)
     asyncio.run(use_async(directory))

@@ -63,6 +63,16 @@ when the loader fails, the breaker is open, or the load passes
 :class:`TimeoutError` past ``fail_safe.hard_timeout``. Loaders run on the
 engine's worker threads, with the GIL; the calling thread waits without it.
 
+GitHub. A ``github`` section in the config (:class:`GitHubConfig`) makes
+GitHub the source: ``get``, ``get_bytes``, ``lookup`` and ``mget`` of a key
+its routes serve (the ``"shadcn-v4"`` preset: ``component:react:{name}``,
+``components:react``, ...) read through memory, the file, then GitHub,
+with conditional requests, the breaker (a rate limit opens it until the
+reset, for every process on the file) and the stale copies as above; a key
+no route serves is a plain miss. ``stats()["source"]["rate_limit"]`` holds
+the API's latest ``X-RateLimit-*`` figures. It cannot be combined with
+``source=``.
+
 Errors. Every error the engine reports is a :class:`Error` with a stable
 ``kind`` and ``code``, raised as the subclass of that kind. An argument of
 the wrong Python type (a key that is not a ``str``, a ``ttl`` that is not a
@@ -91,6 +101,8 @@ __all__ = [
     "CorruptError",
     "Error",
     "FailSafeConfig",
+    "GitHubConfig",
+    "GitHubRoute",
     "IncompatibleError",
     "InternalError",
     "InvalidArgumentError",
@@ -102,6 +114,7 @@ __all__ = [
     "Lookup",
     "MemoryConfig",
     "NOT_FOUND",
+    "RateLimit",
     "ReadOnlyError",
     "SourceError",
     "SourceStats",
@@ -128,7 +141,10 @@ class Error(Exception):
 
 class InvalidKeyError(Error, ValueError):
     """A key is empty, longer than 255 bytes, holds a control character, or
-    holds lone surrogates (not valid Unicode)."""
+    holds lone surrogates (not valid Unicode); or, with a ``github`` source,
+    a routed key whose name part is not 1-128 characters of
+    ``[A-Za-z0-9._-]`` (or starts with ``.``, or holds ``..``), refused
+    before any request."""
 
     kind = "invalid_key"
     code = 1
@@ -306,6 +322,39 @@ class CircuitBreakerConfig(TypedDict, total=False):
     success_threshold: int
 
 
+class GitHubRoute(TypedDict, total=False):
+    """One route of ``github.routes``: keys matching ``key`` (``{name}``
+    style placeholders) load the file at ``path``, or, with ``listing``, the
+    sorted names of the files in that directory (``suffix`` stripped), as a
+    JSON array."""
+
+    key: str
+    owner: str
+    repo: str
+    ref: str
+    path: str
+    listing: str
+    suffix: str
+    items: str
+    only: Mapping[str, List[str]]
+
+
+class GitHubConfig(TypedDict, total=False):
+    """``github``: GitHub as the source of truth; present, plain reads load
+    through it."""
+
+    enabled: bool
+    token: Optional[str]
+    """Sent to ``api_url`` only (default: ``$GITHUB_PERSONAL_ACCESS_TOKEN``,
+    else ``$GITHUB_TOKEN``)."""
+    api_url: str
+    raw_url: str
+    timeout: float
+    max_body_bytes: int
+    routes: Union[str, List[GitHubRoute]]
+    """A preset's name (``"shadcn-v4"``, the default) or a list of routes."""
+
+
 class Config(TypedDict, total=False):
     """The config, in the JSON spelling; every key is optional. Durations
     are seconds."""
@@ -322,6 +371,7 @@ class Config(TypedDict, total=False):
     0.8; 0: never)."""
     ttl_jitter: float
     """Loaded values' TTLs are shortened by up to this share (default 0.1)."""
+    github: GitHubConfig
 
 
 class TierStats(TypedDict):
@@ -335,6 +385,16 @@ class TierStats(TypedDict):
     entries: int
     bytes: int
     max_bytes: int
+
+
+class RateLimit(TypedDict):
+    """The source's latest rate-limit figures (GitHub's ``X-RateLimit-*``
+    headers), in :meth:`Cache.stats` ``["source"]["rate_limit"]``."""
+
+    limit: Optional[int]
+    remaining: int
+    reset_at_ms: Optional[int]
+    """When the period ends, in milliseconds since the epoch."""
 
 
 class SourceStats(TypedDict):
@@ -351,6 +411,9 @@ class SourceStats(TypedDict):
     stale_served: int
     negative_hits: int
     refreshes: int
+    rate_limit: Optional[RateLimit]
+    """Shared by the processes on the file; ``None`` until the source sends
+    any."""
 
 
 class BreakerStatus(TypedDict):

@@ -170,6 +170,31 @@ class CircuitBreakerConfig(TypedDict, total=False):
     half_open_probes: int
     success_threshold: int
 
+class GitHubRoute(TypedDict, total=False):
+    """One route: ``key`` with ``{name}`` placeholders, and either ``path``
+    (a file) or ``listing`` (a directory's names as a JSON array)."""
+
+    key: str
+    owner: str
+    repo: str
+    ref: str
+    path: str
+    listing: str
+    suffix: str
+    items: str
+    only: Mapping[str, list[str]]
+
+class GitHubConfig(TypedDict, total=False):
+    enabled: bool
+    token: str | None
+    """Sent to ``api_url`` only; never logged, shown or stored."""
+    api_url: str
+    raw_url: str
+    timeout: float
+    max_body_bytes: int
+    routes: str | list[GitHubRoute]
+    """A preset's name (``"shadcn-v4"``) or a list of routes."""
+
 class Config(TypedDict, total=False):
     namespace: str
     memory: MemoryConfig
@@ -179,6 +204,7 @@ class Config(TypedDict, total=False):
     negative_ttl: float
     refresh_ahead: float
     ttl_jitter: float
+    github: GitHubConfig
 
 class TierStats(TypedDict):
     tier: _Tier
@@ -189,6 +215,12 @@ class TierStats(TypedDict):
     entries: int
     bytes: int
     max_bytes: int
+
+class RateLimit(TypedDict):
+    limit: int | None
+    remaining: int
+    reset_at_ms: int | None
+    """Milliseconds since the epoch."""
 
 class SourceStats(TypedDict):
     requests: int
@@ -202,6 +234,8 @@ class SourceStats(TypedDict):
     stale_served: int
     negative_hits: int
     refreshes: int
+    rate_limit: RateLimit | None
+    """GitHub's ``X-RateLimit-*`` figures, shared through the file."""
 
 class BreakerStatus(TypedDict):
     state: Literal["closed", "open", "half-open"]
