@@ -133,8 +133,8 @@ def open_github(origin: Origin, db_path: str) -> Iterator[Any]:
         cache.close()
 
 
-def first_line(value: bytes) -> str:
-    return value.decode().split("\n", 1)[0]
+def first_line(value: str) -> str:
+    return value.split("\n", 1)[0]
 
 
 def wait_for(condition: Any, seconds: float = 5.0) -> None:
@@ -155,7 +155,7 @@ def rate_limit_fault(origin: Origin, reset: int) -> None:
 
 def test_a_component_is_fetched_once_then_served_from_memory_and_the_file(origin, open_github):
     cache = open_github()
-    first = cache.lookup_bytes(BUTTON)
+    first = cache.lookup(BUTTON)
     assert first is not None and (first.tier, first.stale) == ("source", False)
     assert first_line(first.value) == f"// {BASE}/ui/button.tsx"
     (request,) = origin.requests()
@@ -163,21 +163,23 @@ def test_a_component_is_fetched_once_then_served_from_memory_and_the_file(origin
     assert request["authorization"] is None
 
     for _ in range(3):
-        again = cache.lookup_bytes(BUTTON)
+        again = cache.lookup(BUTTON)
         assert again is not None and (again.tier, again.value) == ("memory", first.value)
-    assert cache.get_bytes(BUTTON) == first.value
+    assert cache.get(BUTTON) == first.value
+    # A file is stored as the JSON string of its text.
+    assert cache.get_bytes(BUTTON) == json.dumps(first.value, ensure_ascii=False, separators=(",", ":")).encode()
     assert origin.count() == 1
     cache.close()
 
-    restarted = open_github().lookup_bytes(BUTTON)
+    restarted = open_github().lookup(BUTTON)
     assert restarted is not None and (restarted.tier, restarted.value) == ("sqlite", first.value)
     assert origin.count() == 1
 
 
 def test_demos_blocks_and_listings_follow_the_preset_routes(origin, open_github):
     cache = open_github()
-    assert first_line(cache.get_bytes("component-demo:react:dialog")) == f"// {BASE}/examples/dialog-demo.tsx"
-    assert first_line(cache.get_bytes("block:react:login-01")) == f"// {BASE}/blocks/login-01.tsx"
+    assert first_line(cache.get("component-demo:react:dialog")) == f"// {BASE}/examples/dialog-demo.tsx"
+    assert first_line(cache.get("block:react:login-01")) == f"// {BASE}/blocks/login-01.tsx"
     listing = cache.lookup("components:react")
     assert listing is not None and (listing.value, listing.tier) == (COMPONENTS, "source")
     assert len(listing.value) == 46
@@ -196,7 +198,7 @@ def test_unrouted_keys_are_plain_misses_without_a_request(origin, open_github):
     cache = open_github()
     for key in ["session:1", "component:vue:button"]:
         assert cache.get(key) is None
-        assert cache.get_bytes(key) is None
+        assert cache.get(key) is None
         assert cache.lookup(key) is None
     assert cache.mget(["session:1", "component:vue:button"]) == {}
     assert origin.count() == 0
@@ -205,17 +207,17 @@ def test_unrouted_keys_are_plain_misses_without_a_request(origin, open_github):
 
 def test_unchanged_content_is_revalidated_with_a_304_and_no_body(origin, open_github):
     cache = open_github(sqlite={"ttl": 1}, memory={"ttl": 1})
-    first = cache.get_bytes(BUTTON)
+    first = cache.get(BUTTON)
     assert first is not None
     time.sleep(1.1)  # past the TTL
 
-    renewed = cache.lookup_bytes(BUTTON)
+    renewed = cache.lookup(BUTTON)
     assert renewed is not None and (renewed.value, renewed.stale) == (first, False)
     fetched, revalidated = origin.requests()
     assert (fetched["status"], fetched["if_none_match"]) == (200, None)
     assert revalidated["status"] == 304
     assert revalidated["if_none_match"] is not None
-    again = cache.lookup_bytes(BUTTON)
+    again = cache.lookup(BUTTON)
     assert again is not None and (again.tier, again.value, again.stale) == ("memory", first, False)
     assert origin.count() == 2
 
@@ -224,14 +226,14 @@ def test_unchanged_content_is_revalidated_with_a_304_and_no_body(origin, open_gi
         {"owner": "shadcn-ui", "repo": "ui", "ref": "main", "path": f"{BASE}/ui/button.tsx", "content": "// changed"},
     )
     time.sleep(1.1)
-    assert cache.get_bytes(BUTTON) == b"// changed"
+    assert cache.get(BUTTON) == "// changed"
     assert [r["status"] for r in origin.requests()] == [200, 304, 200]
 
 
 def test_a_missing_component_is_not_found_and_remembered(origin, open_github):
     cache = open_github()
-    assert cache.get_bytes("component:react:no-such-thing") is None
-    assert cache.lookup_bytes("component:react:no-such-thing") is None
+    assert cache.get("component:react:no-such-thing") is None
+    assert cache.lookup("component:react:no-such-thing") is None
     assert [r["status"] for r in origin.requests()] == [404]
     source = cache.stats()["source"]
     assert (source["not_found"], source["negative_hits"]) == (1, 1)
@@ -246,7 +248,7 @@ def test_a_hundred_threads_reading_a_missing_component_make_one_request(origin, 
     def read(i: int) -> None:
         start.wait()
         try:
-            results[i] = cache.get_bytes("component:react:card")
+            results[i] = cache.get("component:react:card")
         except BaseException as exc:  # checked below
             results[i] = exc
 
@@ -255,7 +257,7 @@ def test_a_hundred_threads_reading_a_missing_component_make_one_request(origin, 
         t.start()
     for t in threads:
         t.join()
-    assert [first_line(r) if isinstance(r, bytes) else r for r in results] == [f"// {BASE}/ui/card.tsx"] * 100
+    assert [first_line(r) if isinstance(r, str) else r for r in results] == [f"// {BASE}/ui/card.tsx"] * 100
     assert origin.count() == 1
 
 
@@ -264,7 +266,7 @@ def test_a_hundred_tasks_reading_a_missing_component_make_one_request(origin, db
 
     async def main() -> List[Any]:
         async with tierstack.AsyncCache(github_config(origin, db_path)) as cache:
-            return await asyncio.gather(*(cache.get_bytes("component:react:dialog") for _ in range(100)))
+            return await asyncio.gather(*(cache.get("component:react:dialog") for _ in range(100)))
 
     results = asyncio.run(main())
     assert [first_line(r) for r in results] == [f"// {BASE}/ui/dialog.tsx"] * 100
@@ -273,20 +275,20 @@ def test_a_hundred_tasks_reading_a_missing_component_make_one_request(origin, db
 
 def test_server_errors_serve_the_stale_copy_then_open_the_breaker(origin, open_github):
     cache = open_github(sqlite={"ttl": 1}, memory={"ttl": 1}, circuit_breaker={"threshold": 3, "timeout": 60})
-    original = cache.get_bytes(BUTTON)
+    original = cache.get(BUTTON)
     time.sleep(1.1)  # past the TTL: a stale copy
     for status in [500, 502, 503]:
         origin.fault(status=status, times=1)
-        served = cache.lookup_bytes(BUTTON)
+        served = cache.lookup(BUTTON)
         assert served is not None and (served.stale, served.value) == (True, original), status
     assert [r["status"] for r in origin.requests()] == [200, 500, 502, 503]
     assert cache.breaker_status()["state"] == "open"
 
     # Open: no request; the stale copy still, and without one the error.
-    served = cache.lookup_bytes(BUTTON)
+    served = cache.lookup(BUTTON)
     assert served is not None and (served.stale, served.value) == (True, original)
     with pytest.raises(tierstack.SourceUnavailableError):
-        cache.get_bytes("component:react:card")
+        cache.get("component:react:card")
     assert origin.count() == 4
     source = cache.stats()["source"]
     assert (source["failures"], source["rejected"], source["stale_served"]) == (3, 2, 4)
@@ -296,25 +298,25 @@ def test_without_a_stale_copy_a_server_error_is_a_source_error(origin, open_gith
     origin.fault(status=503, times=1)
     cache = open_github()
     with pytest.raises(tierstack.SourceError, match="503"):
-        cache.get_bytes(BUTTON)
-    assert cache.get_bytes(BUTTON) is not None  # nothing was stored: asked again
+        cache.get(BUTTON)
+    assert cache.get(BUTTON) is not None  # nothing was stored: asked again
     assert [r["status"] for r in origin.requests()] == [503, 200]
 
 
 def test_a_slow_origin_serves_stale_at_the_soft_timeout_then_fills_in_the_background(origin, open_github):
     cache = open_github(sqlite={"ttl": 1}, memory={"ttl": 1}, fail_safe={"soft_timeout": 0.2, "hard_timeout": 0.6})
-    original = cache.get_bytes(BUTTON)
+    original = cache.get(BUTTON)
     time.sleep(1.1)  # past the TTL: a stale copy
     origin.fault(delay_ms=400, times=1)
     started = time.monotonic()
-    served = cache.lookup_bytes(BUTTON)
+    served = cache.lookup(BUTTON)
     took = time.monotonic() - started
     assert served is not None and (served.stale, served.value) == (True, original)
     assert 0.2 <= took < 0.25, took
 
     # The fetch goes on in the background and renews the copy.
     wait_for(lambda: cache.has(BUTTON))
-    filled = cache.lookup_bytes(BUTTON)
+    filled = cache.lookup(BUTTON)
     assert filled is not None and (filled.tier, filled.stale, filled.value) == ("memory", False, original)
     assert origin.count() == 2
 
@@ -324,7 +326,7 @@ def test_a_slow_origin_without_a_stale_copy_times_out_at_the_hard_timeout(origin
     origin.fault(delay_ms=1500, times=1)
     started = time.monotonic()
     with pytest.raises(tierstack.TimeoutError) as raised:
-        cache.get_bytes("component:react:card")
+        cache.get("component:react:card")
     took = time.monotonic() - started
     assert 0.6 <= took < 1.5, took  # abandoned at the hard timeout, before the answer at 1.5 s
     assert raised.value.kind == "timeout"
@@ -332,7 +334,7 @@ def test_a_slow_origin_without_a_stale_copy_times_out_at_the_hard_timeout(origin
     assert origin.count() == 1
     # The abandoned fetch stored nothing: the next read asks again.
     wait_for(lambda: origin.requests()[0]["status"] == 200)
-    assert cache.get_bytes("component:react:card") is not None
+    assert cache.get("component:react:card") is not None
     assert origin.count() == 2
 
 
@@ -342,7 +344,7 @@ def test_a_refused_connection_is_a_source_error(origin, open_github):
         closed = listener.getsockname()[1]
     cache = open_github(github={"raw_url": f"http://127.0.0.1:{closed}"})
     with pytest.raises(tierstack.SourceError, match="could not connect"):
-        cache.get_bytes(BUTTON)
+        cache.get(BUTTON)
     assert cache.stats()["source"]["failures"] == 1
     assert origin.count() == 0
 
@@ -351,16 +353,16 @@ def test_truncated_and_oversized_bodies_are_source_errors_and_nothing_is_stored(
     cache = open_github(github={"max_body_bytes": 100_000})
     origin.fault(truncate=True, times=1)
     with pytest.raises(tierstack.SourceError, match="broke off"):
-        cache.get_bytes(BUTTON)
+        cache.get(BUTTON)
     origin.fault(oversize=200_000, times=1)
     with pytest.raises(tierstack.SourceError, match="max_body_bytes"):
-        cache.get_bytes(BUTTON)
+        cache.get(BUTTON)
     assert cache.stats()["source"]["failures"] == 2
     assert cache.has(BUTTON) is False
     assert origin.count() == 2
     # Nor in the file: a cache without a source finds nothing.
     with tierstack.Cache(sqlite={"path": db_path}) as plain:
-        assert plain.get_bytes(BUTTON) is None
+        assert plain.get(BUTTON) is None
     assert origin.count() == 2
 
 
@@ -380,11 +382,11 @@ def test_traversal_keys_are_invalid_keys_and_make_no_request(origin, open_github
     cache = open_github()
     for key in TRAVERSALS:
         with pytest.raises(tierstack.InvalidKeyError):
-            cache.get_bytes(key)
+            cache.get(key)
         with pytest.raises(tierstack.InvalidKeyError):
-            cache.lookup_bytes(key)
+            cache.lookup(key)
         with pytest.raises(tierstack.InvalidKeyError):
-            cache.mget_bytes([BUTTON, key])
+            cache.mget([BUTTON, key])
     assert origin.count() == 0
     assert cache.stats()["source"]["requests"] == 0
 
@@ -394,7 +396,7 @@ def test_traversal_keys_are_invalid_in_async_reads(origin, db_path):
         async with tierstack.AsyncCache(github_config(origin, db_path)) as cache:
             for key in TRAVERSALS:
                 with pytest.raises(tierstack.InvalidKeyError):
-                    await cache.get_bytes(key)
+                    await cache.get(key)
                 with pytest.raises(tierstack.InvalidKeyError):
                     await cache.mget([key])
 
@@ -407,22 +409,22 @@ def test_a_rate_limit_opens_the_breaker_until_the_reset_then_probes(origin, open
     reset = int(time.time()) + 2
     rate_limit_fault(origin, reset)
     with pytest.raises(tierstack.SourceError, match="rate limit"):
-        cache.get_bytes(BUTTON)
+        cache.get(BUTTON)
     status = cache.breaker_status()
     assert status["state"] == "open" and status["allows_request"] is False
     assert status["next_attempt_at"] == reset  # seconds since the epoch: reset * 1000 ms
 
     for key in [BUTTON, "component:react:card", "components:react"]:
         with pytest.raises(tierstack.SourceUnavailableError):
-            cache.get_bytes(key)
+            cache.get(key)
     assert origin.count() == 1
 
     # After the reset: one probe; success_threshold (2) successes close it.
     sleep_until(reset * 1000)
-    assert first_line(cache.get_bytes(BUTTON)) == f"// {BASE}/ui/button.tsx"
+    assert first_line(cache.get(BUTTON)) == f"// {BASE}/ui/button.tsx"
     assert origin.count() == 2
     assert cache.breaker_status()["state"] == "half-open"
-    assert cache.get_bytes("component:react:card") is not None
+    assert cache.get("component:react:card") is not None
     assert cache.breaker_status()["state"] == "closed"
     assert [r["status"] for r in origin.requests()] == [403, 200, 200]
 
@@ -432,12 +434,12 @@ def test_a_429_with_retry_after_opens_the_breaker_for_that_long(origin, open_git
     origin.fault(status=429, headers=[["Retry-After", "30"]], times=1)
     before = time.time()
     with pytest.raises(tierstack.SourceError, match="rate limit"):
-        cache.get_bytes(BUTTON)
+        cache.get(BUTTON)
     after = time.time()
     until = cache.breaker_status()["next_attempt_at"]
     assert until is not None and before + 30 <= until <= after + 30, (before, until, after)
     with pytest.raises(tierstack.SourceUnavailableError):
-        cache.get_bytes(BUTTON)
+        cache.get(BUTTON)
     assert origin.count() == 1
 
 
@@ -446,7 +448,7 @@ def test_the_rate_limit_figures_are_in_the_stats_and_shared_through_the_file(ori
     origin.post("rate_limit", {"limit": 60, "remaining": 42, "reset": reset})
     cache = open_github()
     assert cache.stats()["source"]["rate_limit"] is None
-    assert cache.get_bytes(BUTTON) is not None  # the raw host sends no figures
+    assert cache.get(BUTTON) is not None  # the raw host sends no figures
     assert cache.stats()["source"]["rate_limit"] is None
     assert cache.get("components:react") == COMPONENTS
     expected = {"limit": 60, "remaining": 41, "reset_at_ms": reset * 1000}
@@ -462,7 +464,7 @@ def test_a_redirect_to_another_host_is_followed_without_the_token(origin, open_g
     # The listing goes to the api with the token and is sent on to the other
     # host (which serves the raw layout only: not found there).
     assert cache.get("components:react") is None
-    assert first_line(cache.get_bytes(BUTTON)) == f"// {BASE}/ui/button.tsx"
+    assert first_line(cache.get(BUTTON)) == f"// {BASE}/ui/button.tsx"
     requests = origin.requests()
     assert [(r["host"], r["status"]) for r in requests] == [("api", 302), ("other", 404), ("raw", 200)]
     assert requests[0]["authorization"] == f"Bearer {token}"
@@ -478,7 +480,7 @@ def test_the_token_comes_from_the_environment_and_goes_to_the_api_only(origin, o
     monkeypatch.setenv("GITHUB_TOKEN", "env-token-for-tests")
     cache = open_github()
     assert cache.get("blocks:react") == BLOCKS
-    assert cache.get_bytes(BUTTON) is not None
+    assert cache.get(BUTTON) is not None
     assert [(r["host"], r["authorization"]) for r in origin.requests()] == [
         ("api", "Bearer env-token-for-tests"),
         ("raw", None),
@@ -490,7 +492,7 @@ import json, sys, tierstack
 config = json.loads(sys.argv[1])
 with tierstack.Cache(config) as cache:
     try:
-        cache.get_bytes("component:react:card")
+        cache.get("component:react:card")
         kind = "ok"
     except tierstack.Error as err:
         kind = err.kind
@@ -513,7 +515,7 @@ def test_a_second_process_honours_the_first_ones_rate_limit(origin, open_github,
     reset = int(time.time()) + 60
     rate_limit_fault(origin, reset)
     with pytest.raises(tierstack.SourceError, match="rate limit"):
-        cache.get_bytes(BUTTON)
+        cache.get(BUTTON)
     assert origin.count() == 1
 
     config = github_config(origin, db_path)
@@ -572,9 +574,10 @@ def test_a_route_of_ones_own_loads_its_files(origin, open_github):
         {"key": "docs", "owner": "me", "repo": "docs", "ref": "main", "listing": "pages", "suffix": ".md"},
     ]
     cache = open_github(github={"routes": routes})
-    assert cache.get_bytes("doc:intro") == b"# Intro"
+    assert cache.get("doc:intro") == "# Intro"
+    assert cache.get_bytes("doc:intro") == b'"# Intro"'
     assert cache.get("docs") == ["intro"]
-    assert cache.get_bytes(BUTTON) is None  # not routed here: no request
+    assert cache.get(BUTTON) is None  # not routed here: no request
     assert [(r["host"], r["path"]) for r in origin.requests()] == [
         ("raw", "/me/docs/main/pages/intro.md"),
         ("api", "/repos/me/docs/contents/pages"),
