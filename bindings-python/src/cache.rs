@@ -11,17 +11,12 @@
 //! than the hit itself. It is answered with the decoded value kept beside
 //! L1 (see [`crate::kept`]), so that JSON is decoded once per stored value.
 
-use std::future::Future;
-use std::sync::Arc;
-
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, sync::PyOnceLock};
-use tierstack::{
-    BreakerStatus, Clock, Config, Fetched, GetOptions, Lookup, Source, Tier, blocking,
-};
+use tierstack::{BreakerStatus, Clock, Config, GetOptions, Lookup, Tier, blocking};
 
 use crate::error::to_py;
 use crate::kept::{Kept, KeptValues};
@@ -84,10 +79,6 @@ pub(crate) struct Cache {
     inner: blocking::Cache,
     /// Decoded values beside L1; `None` without an L1.
     kept: Option<KeptValues>,
-    /// The source handed in (plain reads load through it, and it
-    /// refreshes ahead the hits they serve here); `None` for one the
-    /// config names (`github`), which only the engine holds.
-    source: Option<Arc<dyn Source>>,
 }
 
 impl Cache {
@@ -102,21 +93,13 @@ impl Cache {
         key: &str,
         read: Read,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        match &self.source {
-            // A hit of a value not kept yet (the first after a load) brings
-            // its bytes, so it is decoded and kept without a second read.
-            Some(source) => self.memory_hit(
-                py,
-                key,
-                read,
-                || load::source_loader(source),
-                &GetOptions::default(),
-            ),
-            // A source configured in the config (`github`): the engine
-            // holds it, so a hit, and the refresh ahead it may start, is
-            // the engine's read through the tiers.
-            None if self.inner.has_source() => Ok(None),
-            None => self.kept_answer(py, key, read),
+        // With a source (handed in, or `github`), a hit of a value not
+        // kept yet (the first after a load) brings its bytes, so it is
+        // decoded and kept without a second read; a refresh ahead that is
+        // due runs through the engine's source.
+        match self.inner.has_source() {
+            true => self.memory_hit(py, key, read, || self.inner.memory_hit_configured(key)),
+            false => self.kept_answer(py, key, read),
         }
     }
 
@@ -152,29 +135,22 @@ impl Cache {
         respond(py, value, Tier::Memory, false, age_ms as f64 / 1000.0, read).map(Some)
     }
 
-    /// An L1 hit of `key`, counted once, answered with the kept decoded
-    /// value while L1 still holds the version it was read from (else
-    /// decoded and kept); a refresh ahead that is due runs through the
-    /// loader `make_loader()` makes. `None` on a miss, with nothing counted.
+    /// An L1 hit of `key` as `hit()` reads it (counted once, starting a
+    /// refresh ahead if one is due), answered with the kept decoded value
+    /// while L1 still holds the version it was read from (else decoded and
+    /// kept). `None` on a miss, with nothing counted.
     #[inline]
-    fn memory_hit<'py, M, L, Fut>(
+    fn memory_hit<'py>(
         &self,
         py: Python<'py>,
         key: &str,
         read: Read,
-        make_loader: M,
-        options: &GetOptions,
-    ) -> PyResult<Option<Bound<'py, PyAny>>>
-    where
-        M: FnOnce() -> L,
-        L: FnOnce(String) -> Fut + Send + 'static,
-        Fut: Future<Output = tierstack::Result<Fetched>> + Send + 'static,
-    {
+        hit: impl FnOnce() -> Option<(Lookup, u64)>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let Some(kept) = &self.kept else {
             return Ok(None);
         };
-        let Some((found, version)) = self.inner.memory_hit_or_refresh(key, make_loader, options)
-        else {
+        let Some((found, version)) = hit() else {
             return Ok(None);
         };
         let value = match kept.get(py, key).filter(|hit| hit.version == version) {
@@ -230,7 +206,9 @@ impl Cache {
         options: &GetOptions,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let make_loader = || PyLoader::new(loader, event_loop().as_ref()).one_async();
-        self.memory_hit(py, key, read, make_loader, options)
+        self.memory_hit(py, key, read, || {
+            self.inner.memory_hit_or_refresh(key, make_loader, options)
+        })
     }
 
     fn read<'py>(
@@ -480,19 +458,14 @@ impl Cache {
             .memory
             .enabled
             .then(|| KeptValues::new(config.memory.max_bytes / KEPT_SHARE));
-        let source = source.map(load::source);
         let mut builder = blocking::Cache::builder().config(config);
-        if let Some(source) = &source {
-            builder = builder.source_arc(source.clone());
+        if let Some(source) = source.map(load::source) {
+            builder = builder.source_arc(source);
         }
         let inner = py
             .detach(|| builder.build_blocking())
             .map_err(|e| to_py(py, e))?;
-        Ok(Self {
-            inner,
-            kept,
-            source,
-        })
+        Ok(Self { inner, kept })
     }
 
     /// The value of ``key`` (decoded JSON, as :meth:`get`); on a miss in

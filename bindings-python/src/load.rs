@@ -247,16 +247,6 @@ pub(crate) fn source(source: Py<PyAny>) -> Arc<dyn Source> {
     }))
 }
 
-/// The configured source as an async loader of one key: what a refresh
-/// ahead started from a plain read's L1 hit calls (the same fetch the
-/// engine makes when it loads through the source itself).
-pub(crate) fn source_loader(
-    source: &Arc<dyn Source>,
-) -> impl FnOnce(String) -> FetchFuture + Send + 'static {
-    let source = source.clone();
-    move |key: String| source.fetch(&key, None)
-}
-
 /// The event loop running on this thread, if any: where an async
 /// caller's coroutine loaders run.
 pub(crate) fn running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {

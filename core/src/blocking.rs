@@ -220,6 +220,16 @@ impl Cache {
         self.engine().hit_or_refresh(key, fetcher, options).ok()
     }
 
+    /// [`Cache::memory_hit_or_refresh`] for plain reads of a cache with a
+    /// configured source (handed in, or `github`): an L1 hit of `key`,
+    /// counted, with its version; a refresh ahead that is due runs through
+    /// the configured source. `None`, with nothing counted, on a miss.
+    pub fn memory_hit_configured(&self, key: &str) -> Option<(Lookup, u64)> {
+        self.engine()
+            .hit_or_refresh(key, || Fetcher::Configured, &GetOptions::default())
+            .ok()
+    }
+
     /// Whether a source is configured (plain reads load through it).
     pub fn has_source(&self) -> bool {
         self.engine().loads.has_source()
