@@ -98,6 +98,9 @@ pub(crate) struct Loads {
     flights: Mutex<HashMap<String, Arc<Flight>>>,
     negative: Mutex<HashMap<String, u64>>,
     negative_len: AtomicUsize,
+    /// A fingerprint of the rate-limit figures last written to the file
+    /// (see `shared.rs`), so that an unchanged figure is not written again.
+    shared_rate_limit: AtomicU64,
     /// The fork generation (see [`crate::runtime`]) the maps belong to: a
     /// forked child has none of the parent's flights in progress.
     generation: AtomicU64,
@@ -113,6 +116,7 @@ impl Loads {
             flights: Mutex::new(HashMap::new()),
             negative: Mutex::new(HashMap::new()),
             negative_len: AtomicUsize::new(0),
+            shared_rate_limit: AtomicU64::new(0),
             generation: AtomicU64::new(runtime::fork_generation()),
             building: AtomicU64::new(runtime::fork_generation()),
         }

@@ -4,7 +4,9 @@
 //! process's breaker, and the rate-limit figures the source last sent, are
 //! recorded for the others.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::blocking;
 use crate::cache::Engine;
@@ -49,6 +51,9 @@ impl Engine {
             .flatten()
             .map(LimitUpdate::OpenUntil);
         let rate_limit = self.loads.source.as_ref().and_then(|s| s.rate_limit());
+        let print = rate_limit.map_or(0, fingerprint);
+        let changed = self.loads.shared_rate_limit.swap(print, Ordering::AcqRel) != print;
+        let rate_limit = rate_limit.filter(|_| changed);
         if update.is_none() && rate_limit.is_none() {
             return;
         }
@@ -59,6 +64,8 @@ impl Engine {
         })
         .await;
         if let Err(err) = written {
+            // Written again next time.
+            self.loads.shared_rate_limit.store(0, Ordering::Release);
             tracing::debug!(error = %err, "the shared source limits could not be written");
         }
     }
@@ -87,4 +94,11 @@ impl Engine {
         }
         source.rate_limit()
     }
+}
+
+/// A non-zero fingerprint of rate-limit figures.
+fn fingerprint(limit: RateLimit) -> u64 {
+    let mut h = DefaultHasher::new();
+    (limit.limit, limit.remaining, limit.reset_at_ms).hash(&mut h);
+    h.finish() | 1
 }
