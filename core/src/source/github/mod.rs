@@ -176,7 +176,14 @@ impl Inner {
         };
         let response = self.get(url, suffix.is_some(), validator).await?;
         let status = response.status();
-        let what = || format!("GitHub's answer for {}", key::quote(key));
+        let failed = || {
+            source_error(format!(
+                "GitHub's answer for {}: HTTP {} {}",
+                key::quote(key),
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            ))
+        };
         match status {
             StatusCode::OK => {}
             StatusCode::NOT_MODIFIED if validator.is_some() => {
@@ -184,35 +191,23 @@ impl Inner {
             }
             StatusCode::NOT_FOUND => return Ok(Fetched::NotFound),
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
-                if let Some(until) = rate_limited_until(response.headers(), now_ms()) {
-                    let when = until.map_or_else(
-                        || "no reset time was given".to_owned(),
-                        |at| format!("it resets at {at} ms since the Unix epoch"),
-                    );
-                    return Err(Error::rate_limited(
-                        format!(
-                            "GitHub rate limit reached loading {} (HTTP {}); {when}",
-                            key::quote(key),
-                            status.as_u16(),
-                        ),
-                        until,
-                    ));
-                }
-                return Err(source_error(format!(
-                    "{}: HTTP {} {}",
-                    what(),
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                )));
+                let Some(until) = rate_limited_until(response.headers(), now_ms()) else {
+                    return Err(failed());
+                };
+                let when = until.map_or_else(
+                    || "no reset time was given".to_owned(),
+                    |at| format!("it resets at {at} ms since the Unix epoch"),
+                );
+                return Err(Error::rate_limited(
+                    format!(
+                        "GitHub rate limit reached loading {} (HTTP {}); {when}",
+                        key::quote(key),
+                        status.as_u16(),
+                    ),
+                    until,
+                ));
             }
-            other => {
-                return Err(source_error(format!(
-                    "{}: HTTP {} {}",
-                    what(),
-                    other.as_u16(),
-                    other.canonical_reason().unwrap_or("")
-                )));
-            }
+            _ => return Err(failed()),
         }
         let etag = response
             .headers()
