@@ -105,6 +105,21 @@ test('invalid_argument: wrong JS types and unusable numbers', async (t) => {
   assert.equal(await small.get('big'), undefined);
 });
 
+test('invalid_argument: a value no enabled tier can hold, and the refused write changes nothing', async (t) => {
+  const { storage } = open(t, { memory: { maxSize: 65536 }, sqlite: { enabled: false } });
+  await storage.set('k', 'old');
+  const big = 'x'.repeat(100_000); // 100,002 bytes of JSON
+  await rejectsWith(
+    storage.set('k', big),
+    'invalid_argument',
+    /^value for "k" needs 100099 bytes in L1, over the \d+ bytes one L1 entry may take \(memory.max_bytes is 65536, split over \d+ shards\); sqlite is disabled, so no tier can hold it$/,
+  );
+  await rejectsWith(storage.mset(new Map([['small', 1], ['k', big]])), 'invalid_argument', /^value for "k" needs/);
+  assert.equal(await storage.get('k'), 'old');
+  assert.equal(await storage.get('small'), undefined);
+  assert.deepEqual(await storage.keys(), ['k']);
+});
+
 test('what a getter of the mset object throws rejects the promise unchanged, storing nothing', async (t) => {
   const { storage } = open(t);
   await storage.set('a', 'old');

@@ -200,6 +200,24 @@ def test_value_over_the_l2_budget(tmp_path):
         assert c.has("k") is False
 
 
+def test_a_value_no_enabled_tier_can_hold_is_refused_and_the_old_value_kept():
+    with tierstack.Cache(memory={"max_bytes": 65536}, sqlite={"enabled": False}) as c:
+        c.set("k", "old")
+        err = raises(tierstack.InvalidArgumentError, c.set, "k", b"x" * 100_000)
+        assert re.fullmatch(
+            r'value for "k" needs 100097 bytes in L1, over the \d+ bytes one L1 entry may take '
+            r"\(memory.max_bytes is 65536, split over \d+ shards\); sqlite is disabled, so no tier can hold it",
+            str(err),
+        ), str(err)
+        raises(tierstack.InvalidArgumentError, c.set, "k", "x" * 100_000)
+        raises(tierstack.InvalidArgumentError, c.mset, {"small": "s", "k": "x" * 100_000})
+        assert (c.get("k"), c.get("small"), c.keys()) == ("old", None, ["k"])
+        # Loaded, the value is answered, not stored, and counted.
+        loaded = c.get_or_load_bytes("big", lambda: b"x" * 100_000)
+        assert loaded == b"x" * 100_000
+        assert (c.has("big"), c.stats()["not_stored"], c.stats()["sets"]) == (False, 1, 1)
+
+
 def test_closed_cache_refuses_everything(cache):
     cache.set("k", "v")
     cache.close()

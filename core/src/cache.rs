@@ -26,7 +26,7 @@ use crate::runtime;
 use crate::source::{Fetched, GitHub, Source};
 use crate::stats::{Counters, SourceStats, Stats};
 use crate::tier::Inspection;
-use crate::tier::memory::{L1, MemEntry, MemoryTier, Ticket};
+use crate::tier::memory::{self, L1, MemEntry, MemoryTier, Ticket};
 use crate::tier::sqlite::{self, Found, Outcome, Row, SqliteTier, Write};
 
 /// How often L2 maintenance runs when nothing asks for it sooner: buffered
@@ -510,19 +510,7 @@ impl Engine {
             .into_iter()
             .map(|(key, value)| {
                 key::validate(&key).map_err(|e| e.context(format!("key {}", key::quote(&key))))?;
-                if let Some(sqlite) = &self.sqlite {
-                    let size = sqlite::row_size(&key, value.len());
-                    if size > sqlite.max_bytes() {
-                        return Err(Error::new(
-                            ErrorKind::InvalidArgument,
-                            format!(
-                                "value for {} needs {size} bytes; sqlite.max_bytes is {}",
-                                key::quote(&key),
-                                sqlite.max_bytes()
-                            ),
-                        ));
-                    }
-                }
+                self.check_fits(&key, value.len())?;
                 Ok(Row {
                     key,
                     value,
@@ -534,6 +522,48 @@ impl Engine {
                 })
             })
             .collect()
+    }
+
+    /// Whether an enabled tier can hold a value of `value_len` bytes under
+    /// `key`; `invalid_argument`, naming the budget and the sizes, if none
+    /// can.
+    ///
+    /// With an L2, every value is written there and L1 holds copies of its
+    /// rows, so the value must fit `sqlite.max_bytes`; one larger than an
+    /// L1 entry may take is kept in L2 only. Without an L2, it must fit one
+    /// L1 entry: one shard's share of `memory.max_bytes`.
+    pub(crate) fn check_fits(&self, key: &str, value_len: usize) -> Result<()> {
+        if let Some(sqlite) = &self.sqlite {
+            let size = sqlite::row_size(key, value_len);
+            if size > sqlite.max_bytes() {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "value for {} needs {size} bytes in L2; sqlite.max_bytes is {} \
+                         (with sqlite enabled every value is stored in L2, and L1 holds copies of its rows)",
+                        key::quote(key),
+                        sqlite.max_bytes()
+                    ),
+                ));
+            }
+        } else if let Some(memory) = self.memory.as_ref().map(L1::get) {
+            let size = memory::entry_size(key, value_len);
+            if size > memory.max_entry() {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "value for {} needs {size} bytes in L1, over the {} bytes one L1 entry \
+                         may take (memory.max_bytes is {}, split over {} shards); \
+                         sqlite is disabled, so no tier can hold it",
+                        key::quote(key),
+                        memory.max_entry(),
+                        memory.max_bytes(),
+                        memory.shards()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn set_many(&self, items: Vec<(String, Bytes)>, options: &SetOptions) -> Result<()> {
@@ -789,6 +819,7 @@ impl Engine {
             tiers,
             sqlite_rebuilds: c.sqlite_rebuilds.get(),
             sqlite_reopens: c.sqlite_reopens.get(),
+            not_stored: c.not_stored.get(),
             source: SourceStats {
                 rate_limit: self.source_rate_limit(),
                 ..c.source.snapshot()
@@ -1082,6 +1113,11 @@ impl Cache {
     }
 
     /// Stores `value` under `key` in every tier with the default TTLs.
+    ///
+    /// A value no enabled tier can hold (over `sqlite.max_bytes`; without
+    /// an L2, over one L1 entry's share of `memory.max_bytes`) fails with
+    /// [`ErrorKind::InvalidArgument`] and changes nothing; one that fits L2
+    /// but not L1 is kept in L2 only.
     pub async fn set(&self, key: impl Into<String>, value: impl Into<Bytes>) -> Result<()> {
         self.set_with(key, value, SetOptions::default()).await
     }

@@ -638,21 +638,28 @@ impl Engine {
         set.tags = options.tags.clone();
         set.tags.extend(loaded.tags);
         let value: Bytes = loaded.value;
-        match self.store_loaded(key.to_owned(), value.clone(), &set, loaded.validator) {
-            Ok(()) => {}
-            // The caller asked for the value, which it has: a failure to
-            // keep it is logged, unless the loader's own answer was bad.
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    ErrorKind::InvalidArgument | ErrorKind::InvalidKey
-                ) =>
-            {
-                return Err(err);
+        // The caller asked for the value, which it has: a failure to keep
+        // it (a value too large for every tier, a failed write) is logged
+        // and counted, unless the loader's own answer was bad.
+        let stored = match self.check_fits(key, value.len()) {
+            Err(too_large) => Err(too_large),
+            Ok(()) => {
+                match self.store_loaded(key.to_owned(), value.clone(), &set, loaded.validator) {
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            ErrorKind::InvalidArgument | ErrorKind::InvalidKey
+                        ) =>
+                    {
+                        return Err(err);
+                    }
+                    stored => stored,
+                }
             }
-            Err(err) => {
-                tracing::warn!(key = %key::quote(key), error = %err, "a loaded value could not be stored");
-            }
+        };
+        if let Err(err) = stored {
+            self.counters.not_stored.incr();
+            tracing::warn!(key = %key::quote(key), error = %err, "a loaded value was answered but not stored");
         }
         Ok(Some(Lookup {
             value,

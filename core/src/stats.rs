@@ -190,6 +190,8 @@ pub(crate) struct Counters {
     pub(crate) sqlite: TierCounters,
     pub(crate) misses: Counter,
     pub(crate) sets: Counter,
+    /// Loaded values answered but not stored (see [`Stats::not_stored`]).
+    pub(crate) not_stored: Counter,
     pub(crate) deletes: Counter,
     /// L1 entries dropped because another process changed them.
     pub(crate) coherence_drops: Counter,
@@ -299,6 +301,7 @@ impl Counters {
         for c in [
             &self.misses,
             &self.sets,
+            &self.not_stored,
             &self.deletes,
             &self.coherence_drops,
             &self.coherence_resets,
@@ -341,6 +344,12 @@ pub struct Stats {
     /// Times this process found the L2 file deleted or replaced on disk and
     /// opened the file now at its path (creating it if missing).
     pub sqlite_reopens: u64,
+    /// Values loaded from the source and handed to the caller but not
+    /// stored: too large for every enabled tier (larger than
+    /// `sqlite.max_bytes`, or with no L2 than one L1 entry may take), or the
+    /// write failed. Each is also logged as a warning. (A value a caller
+    /// writes itself is refused with `invalid_argument` instead.)
+    pub not_stored: u64,
     /// Loading from the source.
     pub source: SourceStats,
     /// The circuit breaker guarding the source (reading it changes nothing).
@@ -384,6 +393,7 @@ impl Stats {
             ("hits_total", self.hits),
             ("misses_total", self.misses),
             ("sets_total", self.sets),
+            ("not_stored_total", self.not_stored),
             ("deletes_total", self.deletes),
             ("invalidations_total", self.invalidations),
             ("resyncs_total", self.resyncs),

@@ -849,6 +849,22 @@ static void test_storage_errors(void) {
     tierstack_cache_free(cache);
     cache = NULL;
 
+    /* Memory only: a value larger than the L1 budget has no tier to go to. The
+     * refused write changes nothing. */
+    CHECK_OK(tierstack_cache_open(
+        "{\"memory\": {\"max_bytes\": 1000}, \"sqlite\": {\"enabled\": false}}", &cache));
+    CHECK_OK(tierstack_cache_set(cache, K("big"), D("old"), 0));
+    CHECK_RESULT(tierstack_cache_set(cache, K("big"), big, sizeof big, 0),
+                 TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "value for \"big\" needs 2099 bytes in L1") != NULL);
+    CHECK(strstr(last_error(), "memory.max_bytes is 1000") != NULL);
+    CHECK(strstr(last_error(), "sqlite is disabled, so no tier can hold it") != NULL);
+    tierstack_value *value = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K("big"), &value));
+    CHECK_VALUE(value, "old");
+    tierstack_cache_free(cache);
+    cache = NULL;
+
     /* A file that is not a database is refused and left untouched. */
     char *path = path_join(dir, "cache.db");
     FILE *f = fopen(path, "wb");
@@ -899,6 +915,6 @@ int main(void) {
     check_case("NULL arguments everywhere", test_null_arguments);
     check_case("invalid and non-UTF-8 keys", test_invalid_keys);
     check_case("use after close", test_use_after_close);
-    check_case("storage errors: too large, corrupt file, unusable path", test_storage_errors);
+    check_case("storage errors: too large for L2 or for L1 alone, corrupt file, unusable path", test_storage_errors);
     return check_summary();
 }

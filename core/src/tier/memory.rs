@@ -110,13 +110,19 @@ impl MemEntry {
     }
 }
 
+/// Bytes an entry of `key` and a value of `value_len` bytes is charged in L1.
+#[inline]
+pub(crate) fn entry_size(key: &str, value_len: usize) -> u64 {
+    key.len() as u64 + value_len as u64 + ENTRY_OVERHEAD
+}
+
 #[derive(Clone, Copy)]
 struct ByteWeighter;
 
 impl Weighter<Key, MemEntry> for ByteWeighter {
     #[inline]
     fn weight(&self, key: &Key, val: &MemEntry) -> u64 {
-        key.len() as u64 + val.value.len() as u64 + ENTRY_OVERHEAD
+        entry_size(key, val.value.len())
     }
 }
 
@@ -172,6 +178,8 @@ pub(crate) struct Ticket {
 pub(crate) struct MemoryTier {
     map: Map,
     max_bytes: u64,
+    /// The largest entry L1 keeps ([`entry_size`]): one shard's share of
+    /// `max_bytes`.
     max_entry: u64,
     next_version: AtomicU64,
     /// Tag -> the (key, version) pairs written with it. Kept beside the map
@@ -407,7 +415,7 @@ impl MemoryTier {
     /// for L1 is dropped (and any older value for the key removed, so a read
     /// never sees it), and `None` returned.
     fn insert(&self, key: &str, mut entry: MemEntry) -> Option<u64> {
-        if key.len() as u64 + entry.value.len() as u64 + ENTRY_OVERHEAD > self.max_entry {
+        if entry_size(key, entry.value.len()) > self.max_entry {
             self.map.remove(key);
             return None;
         }
@@ -475,6 +483,17 @@ impl MemoryTier {
 
     pub(crate) fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    /// The largest entry ([`entry_size`]) L1 keeps: the budget is split
+    /// over the map's shards, and an entry must fit in one.
+    pub(crate) fn max_entry(&self) -> u64 {
+        self.max_entry
+    }
+
+    /// How many shards the budget is split over.
+    pub(crate) fn shards(&self) -> usize {
+        self.map.num_shards()
     }
 }
 

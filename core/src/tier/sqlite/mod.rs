@@ -134,6 +134,12 @@ const SQL_DELETE_TAGGED: &str = "DELETE FROM entries WHERE tags IS NOT NULL \
      AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE json_each.value = ?1) \
      RETURNING key, size, expires_ms";
 const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1 RETURNING value";
+/// The row written last: the latest change in the log whose key still has a
+/// row (a put; a later delete or put of the key would be a later change).
+/// `CROSS JOIN` keeps the log outside: it is walked from its head, each key
+/// looked up by the unique index, and the walk stops at the first row.
+const SQL_WRITTEN_LAST: &str = "SELECT entries.id, entries.size FROM changes \
+     CROSS JOIN entries ON entries.key = changes.key ORDER BY changes.seq DESC LIMIT 1";
 const SQL_TOUCH: &str = "UPDATE entries SET last_access_ms = max(last_access_ms, ?2), \
      access_count = access_count + ?3 WHERE id = ?1";
 const SQL_TOUCH_ROW: &str =
@@ -1059,13 +1065,23 @@ impl SqliteTier {
         )?;
         let mut over = total + bytes - (max_bytes as f64 * EVICT_LOW_WATER) as i64;
         if budget && (total + bytes > max_bytes as i64 || round > 0) {
+            // The row written last is kept if it fits the budget alone, so a
+            // budget that holds one row, or rows larger than the share
+            // eviction aims for, never loses the write that just returned.
+            let kept: Option<i64> = tx
+                .prepare_cached(SQL_WRITTEN_LAST)?
+                .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .optional()?
+                .filter(|&(_, size)| size <= max_bytes as i64)
+                .map(|(id, _)| id);
             let mut oldest = tx.prepare_cached(
-                "SELECT id, size FROM entries ORDER BY last_access_ms, id LIMIT 256",
+                "SELECT id, size FROM entries WHERE id IS NOT ?1 \
+                 ORDER BY last_access_ms, id LIMIT 256",
             )?;
             let mut delete = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
             while over > 0 && done.evicted < EVICT_CHUNK {
                 let batch = oldest
-                    .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                    .query_map([kept], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 if batch.is_empty() {
                     break;
