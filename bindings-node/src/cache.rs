@@ -21,7 +21,7 @@ use crate::config;
 use crate::drive::{self, Reply};
 use crate::entry::{self, lookup_to_js, metadata_to_js};
 use crate::error::{self, argument, disposed};
-use crate::js::{self, Value};
+use crate::js::{self, Held, Value};
 use crate::kept::Kept;
 use crate::load::{self, CallLoader};
 use crate::stats::{CircuitBreakerStatus, StorageStats};
@@ -50,6 +50,14 @@ pub struct HybridStorage {
     source: bool,
     /// Whether stale object values get `_stale: true` (option `markStale`).
     mark_stale: bool,
+}
+
+/// What `mget` found.
+pub(crate) enum Found {
+    /// The value of each key asked, in order (`None`: not found).
+    Values(Vec<Option<Value>>),
+    /// The promise of the `Map`, when keys had to be loaded.
+    Promise(Value),
 }
 
 /// What a read that may load answers with.
@@ -235,7 +243,7 @@ impl HybridStorage {
         version: u64,
         bytes: &[u8],
     ) -> Result<Value, Error> {
-        if let Some(value) = self.kept.borrow().get(env, key, version) {
+        if let Some(value) = self.kept.borrow().get(env, version) {
             return Ok(value);
         }
         let value = self.builtins.decode(env, bytes)?;
@@ -276,23 +284,24 @@ impl HybridStorage {
     /// through the core's load path.
     fn get_through(&self, env: &Env, key: Value) -> Result<Reply, Error> {
         let key = js::key(env, key)?;
-        let cache = self.cache()?;
-        // Counted as an L1 hit only when it is one; a miss counts nothing,
-        // so the load path below counts the read once.
-        if let Some(version) = cache.memory_version(&key) {
-            if let Some(value) = self.kept.borrow().get(env, &key, version) {
-                return Ok(Reply::Value(value));
-            }
-            // The bytes, without counting the read again.
-            if let Some(entry) = cache.entry(&key)?
-                && entry.is_fresh(now_ms())
-            {
-                return self
-                    .kept_or_decoded(env, &key, version, &entry.value)
-                    .map(Reply::Value);
-            }
+        match self.memory_hit(env, &key)? {
+            Some((value, _)) => Ok(Reply::Value(value)),
+            None => self.load(env, &key, Shape::Value),
         }
-        self.load(env, &key, Shape::Value)
+    }
+
+    /// An L1 hit of `key` (counted, with a refresh ahead through the
+    /// configured source if one is due) with its decoded value; `None`, with
+    /// nothing counted, when L1 does not hold it.
+    #[inline]
+    fn memory_hit(&self, env: &Env, key: &str) -> Result<Option<(Value, Lookup)>, Error> {
+        let Some((lookup, version)) = self.with_cache(|c| Ok(c.memory_hit_configured(key)))? else {
+            return Ok(None);
+        };
+        // An L1 hit is never stale, so `markStale` has nothing to mark.
+        debug_assert!(!lookup.stale);
+        let value = self.kept_or_decoded(env, key, version, &lookup.value)?;
+        Ok(Some((value, lookup)))
     }
 
     /// `getBuffer`: the stored bytes as a `Buffer`, or `undefined`.
@@ -310,7 +319,11 @@ impl HybridStorage {
     /// `lookup`: `{ value, tier, stale, age }`, or `undefined`.
     pub(crate) fn lookup_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
         if self.source {
-            return self.load(env, &js::key(env, key)?, Shape::Lookup);
+            let key = js::key(env, key)?;
+            return match self.memory_hit(env, &key)? {
+                Some((value, lookup)) => lookup_to_js(env, &lookup, value).map(Reply::Value),
+                None => self.load(env, &key, Shape::Lookup),
+            };
         }
         match self.read(env, key)? {
             Some((value, lookup)) => lookup_to_js(env, &lookup, value).map(Reply::Value),
@@ -441,38 +454,138 @@ impl HybridStorage {
         queued(env, promise)
     }
 
-    /// The values of `keys` found, as a `Map` in the order asked: decoded,
-    /// or as `Buffer`s.
-    fn mget_map(&self, env: &Env, keys: Value, decode: bool) -> Result<Reply, Error> {
-        let names = key_names(env, keys)?;
-        if self.source {
-            let cache = self.cache()?.as_async().clone();
-            let promise = drive::promise(
-                env,
-                async move {
-                    let values = cache.mget(&names).await;
-                    values.map(|v| (names, v))
-                },
-                Box::new(move |env, found| {
-                    let (names, values) = found?;
-                    found_map(env, &names, values, decode)
-                }),
-            )?;
-            return Ok(Reply::Promise(promise));
+    /// `mget` and `mgetBuffer`: the values of `keys` found, decoded or as
+    /// `Buffer`s. An L1 hit answers on the JS thread (with the kept decoded
+    /// value while the entry is unchanged); the keys L1 does not hold are
+    /// read from L2 in one round, or, with a source, loaded through the
+    /// core's load path (then the answer is the promise of the `Map`).
+    pub(crate) fn mget_found(&self, env: &Env, keys: Value, decode: bool) -> Result<Found, Error> {
+        if !js::is_array(env, keys) {
+            return Err(argument(format!(
+                "keys must be an array of strings, got {}",
+                js::type_name(env, keys)
+            )));
         }
+        // The keys' text, one after the other in one string.
         let handles = js::elements(env, keys)?;
-        let values = self.with_cache(|c| c.mget(&names))?;
-        let mut found = Vec::with_capacity(values.len());
-        for (key, value) in handles.into_iter().zip(values) {
-            if let Some(bytes) = value {
-                let value = match decode {
-                    true => self.builtins.decode(env, &bytes)?,
-                    false => js::buffer(env, &bytes)?,
-                };
-                found.push((key, value));
+        let mut text = String::with_capacity(32 * handles.len());
+        let mut ends = Vec::with_capacity(handles.len());
+        for &handle in &handles {
+            text.push_str(&js::key(env, handle)?);
+            ends.push(text.len());
+        }
+        let names: Vec<&str> = (0..ends.len())
+            .map(|i| &text[if i == 0 { 0 } else { ends[i - 1] }..ends[i]])
+            .collect();
+        // Every key is checked before any is read (and counted).
+        for name in &names {
+            tierstack::key::validate(name)?;
+        }
+        let cache = self.cache()?;
+        let answer = |bytes: &[u8]| match decode {
+            true => self.builtins.decode(env, bytes),
+            false => js::buffer(env, bytes),
+        };
+        let mut values = Vec::with_capacity(names.len());
+        let mut missing = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            values.push(match cache.memory_hit_configured(name) {
+                Some((hit, version)) if decode => {
+                    Some(self.kept_or_decoded(env, name, version, &hit.value)?)
+                }
+                Some((hit, _)) => Some(answer(&hit.value)?),
+                None => {
+                    missing.push(i);
+                    None
+                }
+            });
+        }
+        if !missing.is_empty() && self.source {
+            return self
+                .mget_load(env, &cache, &names, values, decode)
+                .map(Found::Promise);
+        }
+        if !missing.is_empty() {
+            let wanted: Vec<&str> = missing.iter().map(|&i| names[i]).collect();
+            for (i, bytes) in missing.into_iter().zip(cache.mget(&wanted)?) {
+                if let Some(bytes) = bytes {
+                    values[i] = Some(answer(&bytes)?);
+                }
             }
         }
-        self.builtins.new_map(env, &found).map(Reply::Value)
+        Ok(Found::Values(values))
+    }
+
+    /// The promise of `mget`'s `Map` when some keys (those without a value
+    /// in `found`, which holds the L1 hits) go through the load path.
+    fn mget_load(
+        &self,
+        env: &Env,
+        cache: &Cache,
+        names: &[&str],
+        found: Vec<Option<Value>>,
+        decode: bool,
+    ) -> Result<Value, Error> {
+        // The hits stay alive until the load lands.
+        let mut hits = Vec::new();
+        let mut wanted = Vec::new();
+        for (name, value) in names.iter().zip(found) {
+            match value {
+                Some(value) => hits.push(Some(Held::new(env, value)?)),
+                None => {
+                    hits.push(None);
+                    wanted.push(name.to_string());
+                }
+            }
+        }
+        let names: Vec<String> = names.iter().map(|&n| n.to_owned()).collect();
+        let cache = cache.as_async().clone();
+        drive::promise(
+            env,
+            async move { cache.mget(&wanted).await },
+            Box::new(move |env, loaded| {
+                let builtins = Builtins::capture(env)?;
+                let map = (|| {
+                    let mut loaded = loaded?.into_iter();
+                    let mut entries = Vec::with_capacity(names.len());
+                    for (name, hit) in names.iter().zip(&hits) {
+                        let value = match hit {
+                            Some(held) => Some(held.get(env)?),
+                            None => match loaded.next().flatten() {
+                                Some(bytes) if decode => Some(builtins.decode(env, &bytes)?),
+                                Some(bytes) => Some(js::buffer(env, &bytes)?),
+                                None => None,
+                            },
+                        };
+                        if let Some(value) = value {
+                            entries.push((js::string(env, name)?, value));
+                        }
+                    }
+                    builtins.new_map(env, &entries)
+                })();
+                builtins.release(env);
+                for held in hits.into_iter().flatten() {
+                    held.release(env);
+                }
+                map
+            }),
+        )
+    }
+
+    /// `mget` as a `Map` (or the promise of one).
+    fn mget_map(&self, env: &Env, keys: Value, decode: bool) -> Result<Reply, Error> {
+        match self.mget_found(env, keys, decode)? {
+            Found::Values(values) => {
+                let handles = js::elements(env, keys)?;
+                let pairs: Vec<_> = handles
+                    .into_iter()
+                    .zip(values)
+                    .filter_map(|(key, value)| Some((key, value?)))
+                    .collect();
+                self.builtins.new_map(env, &pairs).map(Reply::Value)
+            }
+            Found::Promise(promise) => Ok(Reply::Promise(promise)),
+        }
     }
 
     /// The values of the `keys` found, as a `Map` in the order asked (a
@@ -892,11 +1005,4 @@ fn found_map(
     })();
     builtins.release(env);
     map
-}
-
-/// Now, in ms since the Unix epoch (the engine's clock).
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

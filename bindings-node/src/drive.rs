@@ -99,6 +99,15 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
+    /// What the direct-dispatch methods hand their JS side (see
+    /// [`crate::dispatch`]), which makes the promise: the value, or the
+    /// promise of the load.
+    pub(crate) fn into_answer(self) -> Value {
+        match self {
+            Reply::Value(value) | Reply::Promise(value) => value,
+        }
+    }
+
     /// The promise: already settled for a value.
     pub(crate) fn into_promise(self, env: &Env) -> Result<Value, Error> {
         match self {

@@ -212,13 +212,21 @@ pub(crate) enum StrError {
 
 /// Reads a JS string as UTF-8 without losing information: a string with a
 /// lone surrogate is refused rather than altered.
+#[inline]
 pub(crate) fn read_str(env: &Env, value: Value) -> Result<Str, StrError> {
-    let mut buf = [0u8; INLINE];
-    let mut len = 0usize;
+    // Built in place (not moved into the result afterwards): a key is read
+    // on every L1 hit.
+    let mut out = Str::Inline {
+        buf: [0u8; INLINE],
+        len: 0,
+    };
+    let Str::Inline { buf, len } = &mut out else {
+        unreachable!("built inline above");
+    };
     // SAFETY: the buffer is INLINE bytes long, as passed; napi writes at most
     // INLINE - 1 bytes and a NUL.
     let status = unsafe {
-        sys::napi_get_value_string_utf8(env.raw(), value, buf.as_mut_ptr().cast(), INLINE, &mut len)
+        sys::napi_get_value_string_utf8(env.raw(), value, buf.as_mut_ptr().cast(), INLINE, len)
     };
     match status {
         sys::Status::napi_ok => {}
@@ -229,11 +237,9 @@ pub(crate) fn read_str(env: &Env, value: Value) -> Result<Str, StrError> {
     }
     // napi stops before a character that does not fit, so a string that was
     // cut short reports up to 3 bytes less than the buffer holds.
-    let out = if len + 4 >= INLINE {
-        Str::Heap(read_long_str(env, value).map_err(StrError::Napi)?)
-    } else {
-        Str::Inline { buf, len }
-    };
+    if *len + 4 >= INLINE {
+        out = Str::Heap(read_long_str(env, value).map_err(StrError::Napi)?);
+    }
     // U+FFFD is what napi writes for a lone surrogate; only then is the
     // UTF-16 form checked.
     if out.contains('\u{FFFD}') && has_lone_surrogate(env, value).map_err(StrError::Napi)? {
@@ -275,6 +281,7 @@ fn read_units<T: Copy + Default>(
 }
 
 /// A key argument: a string that is valid Unicode (the engine checks the rest).
+#[inline]
 pub(crate) fn key(env: &Env, value: Value) -> Result<Str, Error> {
     read_str(env, value).map_err(|e| match e {
         StrError::NotString(got) => argument(format!("key must be a string, got {got}")),

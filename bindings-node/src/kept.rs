@@ -1,117 +1,138 @@
-//! Decoded values kept per key, so an L1 hit does not decode again.
+//! Decoded values kept per L1 entry, so an L1 hit does not decode again.
 //!
 //! `JSON.parse` of a ~2 KB object costs more than the whole L1 hit, so each
-//! storage keeps the JS value it last decoded for a key together with the
-//! engine's version of the L1 entry the bytes came from
-//! (`tierstack::blocking::Cache::lookup_versioned`). Every write of a key
-//! gives its L1 entry a new version, so while the version read on a hit is
-//! the kept one, the kept value is exactly what decoding would give, and it
-//! is returned as it is. Reads from L2 and entries that L1 does not hold are
-//! always decoded.
+//! storage keeps the JS value it decoded from an L1 entry, found by that
+//! entry's version (`tierstack::blocking::Cache::lookup_versioned`,
+//! `memory_hit_configured`). Every write or promotion of a key gives its L1
+//! entry a new version, unique within the cache, and another process's write
+//! drops the key from L1 (coherence), so its next read promotes a new
+//! version: while a hit reports a version that is kept, the kept value is
+//! exactly what decoding would give, and it is returned as it is. Values L1
+//! does not hold are always decoded. A read from L2 keeps the value it
+//! decoded for the L1 entry its promotion made, except through the load
+//! path (a storage with a source), which does not report that entry: there
+//! the first L1 hit after it decodes and keeps.
 //!
 //! A hit hands back the same object to every caller (as a `Map` of objects
 //! does): callers should not mutate what they read.
 //!
-//! The map is bounded by [`MAX_ENTRIES`] and by [`MAX_BYTES`] of encoded
-//! value (never more than the L1 budget); when full, the oldest insertion
-//! goes first.
+//! # Bound
+//!
+//! The values kept are bounded by the L1 budget (`memory.maxSize`), each
+//! charged as L1 charges its entry (key + value bytes +
+//! [`MEMORY_ENTRY_OVERHEAD`]), so everything L1 holds can be kept at once.
+//! One value is kept per key: keeping a new version of a key lets the old
+//! one go, and a write of the key through this storage lets it go at once.
+//! What L1 dropped on its own (evicted, expired, replaced by another
+//! process) stays until the budget needs its room; then the values kept
+//! longest go first. The decoded objects live on the V8 heap and take more
+//! room there than their JSON (about 2–3× for objects of strings).
 
 use std::collections::{HashMap, VecDeque};
 
+use foldhash::fast::RandomState;
 use napi::Env;
+use tierstack::tier::MEMORY_ENTRY_OVERHEAD;
 
 use crate::js::{Held, Value};
 
-/// The most values kept per storage.
-pub(crate) const MAX_ENTRIES: usize = 10_000;
-
-/// The most encoded bytes whose decoded values are kept per storage.
-pub(crate) const MAX_BYTES: u64 = 16 * 1024 * 1024;
-
+/// What is known of a kept value besides the value.
 struct Slot {
-    version: u64,
-    value: Held,
+    key: Box<str>,
+    /// What the value is charged against the budget.
     size: usize,
 }
 
-/// Decoded values by key, tagged with their L1 entry's version.
+/// Decoded values by the version of the L1 entry they were decoded from.
 pub(crate) struct Kept {
-    slots: HashMap<Box<str>, Slot, foldhash::fast::RandomState>,
-    /// Insertions, oldest first; an insertion whose slot has since been
-    /// replaced or removed is skipped when it comes up.
-    order: VecDeque<(Box<str>, u64)>,
+    /// The values, alone in their map so that a hit reads little memory.
+    values: HashMap<u64, Held, RandomState>,
+    slots: HashMap<u64, Slot, RandomState>,
+    /// The version kept for each key (one per key).
+    versions: HashMap<Box<str>, u64, RandomState>,
+    /// Versions in the order they were kept, oldest first; one whose slot
+    /// has since gone is skipped when it comes up.
+    order: VecDeque<u64>,
     bytes: usize,
     max_bytes: usize,
 }
 
 impl Kept {
-    /// An empty map holding at most `max_bytes` of encoded values (capped at
-    /// [`MAX_BYTES`]).
+    /// An empty map for an L1 of `max_bytes` (0: no L1, nothing is kept).
     pub(crate) fn new(max_bytes: u64) -> Self {
         Self {
+            values: HashMap::default(),
             slots: HashMap::default(),
+            versions: HashMap::default(),
             order: VecDeque::new(),
             bytes: 0,
-            max_bytes: max_bytes.min(MAX_BYTES) as usize,
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
         }
     }
 
-    /// The kept value of `key` if it was decoded from L1 entry `version`.
+    /// The value decoded from L1 entry `version`, if it is kept.
     #[inline]
-    pub(crate) fn get(&self, env: &Env, key: &str, version: u64) -> Option<Value> {
-        let slot = self.slots.get(key)?;
-        (slot.version == version)
-            .then(|| slot.value.get(env).ok())
-            .flatten()
+    pub(crate) fn get(&self, env: &Env, version: u64) -> Option<Value> {
+        self.values.get(&version)?.get(env).ok()
     }
 
-    /// Keeps `value`, decoded from `size` bytes of L1 entry `version`.
-    pub(crate) fn insert(&mut self, env: &Env, key: &str, version: u64, value: Value, size: usize) {
+    /// Keeps `value`, decoded from the `len` bytes of L1 entry `version` of
+    /// `key`, in place of any value kept for `key`.
+    pub(crate) fn insert(&mut self, env: &Env, key: &str, version: u64, value: Value, len: usize) {
         self.remove(env, key);
+        let size = key.len() + len + MEMORY_ENTRY_OVERHEAD as usize;
         if size > self.max_bytes {
             return;
         }
         let Ok(value) = Held::new(env, value) else {
             return;
         };
-        self.slots.insert(
-            key.into(),
-            Slot {
-                version,
-                value,
-                size,
-            },
-        );
+        // A version is unique to one stored value: it is never kept twice.
+        debug_assert!(!self.slots.contains_key(&version));
+        self.release(env, version);
+        let key: Box<str> = key.into();
+        self.versions.insert(key.clone(), version);
+        self.slots.insert(version, Slot { key, size });
+        self.values.insert(version, value);
         self.bytes += size;
-        self.order.push_back((key.into(), version));
-        while self.slots.len() > MAX_ENTRIES || self.bytes > self.max_bytes {
-            let Some((key, version)) = self.order.pop_front() else {
+        self.order.push_back(version);
+        while self.bytes > self.max_bytes {
+            let Some(oldest) = self.order.pop_front() else {
                 break;
             };
-            if self.slots.get(&key).is_some_and(|s| s.version == version) {
-                self.remove(env, &key);
-            }
+            self.release(env, oldest);
         }
         if self.order.len() > 2 * self.slots.len() + 64 {
             let slots = &self.slots;
-            self.order
-                .retain(|(key, version)| slots.get(key).is_some_and(|s| s.version == *version));
+            self.order.retain(|version| slots.contains_key(version));
         }
     }
 
-    /// Forgets `key`.
+    /// Lets the value kept for `key` go.
     pub(crate) fn remove(&mut self, env: &Env, key: &str) {
-        if let Some(slot) = self.slots.remove(key) {
-            self.bytes -= slot.size;
-            slot.value.release(env);
+        if let Some(version) = self.versions.get(key).copied() {
+            self.release(env, version);
         }
     }
 
-    /// Forgets every key.
-    pub(crate) fn clear(&mut self, env: &Env) {
-        for (_, slot) in self.slots.drain() {
-            slot.value.release(env);
+    /// Lets the value of L1 entry `version` go, if it is kept.
+    fn release(&mut self, env: &Env, version: u64) {
+        if let Some(slot) = self.slots.remove(&version) {
+            self.versions.remove(&slot.key);
+            self.bytes -= slot.size;
         }
+        if let Some(value) = self.values.remove(&version) {
+            value.release(env);
+        }
+    }
+
+    /// Lets every value go.
+    pub(crate) fn clear(&mut self, env: &Env) {
+        for (_, value) in self.values.drain() {
+            value.release(env);
+        }
+        self.slots.clear();
+        self.versions.clear();
         self.order.clear();
         self.bytes = 0;
     }
