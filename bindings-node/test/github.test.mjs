@@ -7,84 +7,23 @@
 // component's source as a string (its bytes, through `getBuffer`, are that
 // JSON); a listing is a JSON array of names.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 import { HybridStorage } from 'tierstack';
 
 import { rejectsWith, sleep, tempDir, throwsWith } from './helpers.mjs';
+import { BASE, BLOCKS, COMPONENTS, control, count, fault, nowS, requests, urls, useOrigin } from './origin.mjs';
 
-const BASE = 'apps/v4/registry/new-york-v4';
 const BUTTON = 'component:react:button';
 const CARD = 'component:react:card';
-const COMPONENTS = [
-  'accordion', 'alert', 'alert-dialog', 'aspect-ratio', 'avatar', 'badge', 'breadcrumb', 'button', 'calendar',
-  'card', 'carousel', 'chart', 'checkbox', 'collapsible', 'command', 'context-menu', 'dialog', 'drawer',
-  'dropdown-menu', 'form', 'hover-card', 'input', 'input-otp', 'label', 'menubar', 'navigation-menu',
-  'pagination', 'popover', 'progress', 'radio-group', 'resizable', 'scroll-area', 'select', 'separator', 'sheet',
-  'sidebar', 'skeleton', 'slider', 'sonner', 'switch', 'table', 'tabs', 'textarea', 'toggle', 'toggle-group',
-  'tooltip',
-];
-const BLOCKS = ['dashboard-01', 'login-01', 'login-02', 'sidebar-01', 'signup-01'];
 
-// ---- the origin -------------------------------------------------------------------
-
-let origin; // the child process
-let urls; // {api, raw, other}
-
-before(async () => {
-  const bin = process.env.TIERSTACK_ORIGIN_BIN;
-  assert.ok(bin, 'TIERSTACK_ORIGIN_BIN names the tierstack-origin binary (tests/run-node builds it)');
-  // stdin stays an open pipe: the origin ends at its end of file.
-  origin = spawn(bin, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: origin.stdout });
-  const [line] = await Promise.race([
-    once(lines, 'line'),
-    once(origin, 'exit').then(([code]) => {
-      throw new Error(`tierstack-origin exited (${code}) before printing its URLs`);
-    }),
-  ]);
-  urls = JSON.parse(line);
-});
-
-after(async () => {
-  const exited = once(origin, 'exit');
-  origin.stdin.end();
-  await exited;
-});
-
-beforeEach(() => control('reset'));
-
-/** POSTs to the origin's control API; resolves to the answer's JSON, if any. */
-async function control(what, body) {
-  const response = await fetch(`${urls.api}/_origin/${what}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  assert.equal(response.status, 200, `POST /_origin/${what}: ${await response.clone().text()}`);
-  return response.text();
-}
-
-/** The requests the origin logged since the last reset. */
-async function requests() {
-  const log = await (await fetch(`${urls.api}/_origin/requests`)).json();
-  assert.equal(log.count, log.requests.length);
-  return log.requests;
-}
-
-async function count() {
-  return (await requests()).length;
-}
-
-const fault = (spec) => control('fault', spec);
-const nowS = () => Math.floor(Date.now() / 1000);
+useOrigin();
 
 // ---- storages ---------------------------------------------------------------------
 
