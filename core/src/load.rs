@@ -2,6 +2,9 @@
 //! can answer it. Once, here, for every host.
 //!
 //! In order, for a key that no tier holds fresh:
+//! 0. **The source's keys.** A key the configured source does not serve
+//!    ([`Source::serves`]) is a plain miss, with no load; one whose parts
+//!    it refuses is an error (GitHub: `invalid_key`) before any request.
 //! 1. **Negative cache.** A key the source recently answered "not found"
 //!    for is not asked again before `negative_ttl` passes (remembered in
 //!    this process and, for other processes, in the file; see
@@ -14,7 +17,11 @@
 //!    file for that process's value (`coalesced_processes`); a lease whose
 //!    holder died or overran ends, and the flight takes it over.
 //! 4. **The breaker.** Open: the source is not called and the flight fails
-//!    with [`ErrorKind::SourceUnavailable`] (`rejected`).
+//!    with [`ErrorKind::SourceUnavailable`] (`rejected`). For a configured
+//!    source that shares its limits ([`Source::shared_scope`]: GitHub's
+//!    rate limit belongs to its token), a bar another process recorded in
+//!    the file holds the breaker open too, and this process's trips and
+//!    rate-limit figures are recorded for the others (`load/shared.rs`).
 //! 5. **The fetch,** abandoned at `fail_safe.hard_timeout`
 //!    ([`ErrorKind::Timeout`]). Its outcome is counted by the breaker; a
 //!    value is stored in every tier (its TTL shortened by up to
