@@ -492,11 +492,11 @@ impl Engine {
         hard: Duration,
     ) -> Outcome {
         let what = || format!("loading {}", key::quote(&job.key));
-        let configured = matches!(fetcher, Fetcher::Configured);
-        if configured {
-            self.follow_shared_limit().await;
-        }
-        let trips = self.loads.breaker.status().trips;
+        // The configured source's limits are shared with other processes.
+        let trips = match fetcher {
+            Fetcher::Configured => Some(self.follow_shared_limit().await),
+            Fetcher::Once(_) => None,
+        };
         let permit = self.admit(1, what)?;
         let validator = job.stale.as_ref().and_then(|s| s.etag.clone());
         let fetch = match fetcher {
@@ -513,7 +513,7 @@ impl Engine {
             Fetcher::Once(loader) => loader(job.key.clone(), validator),
         };
         let fetched = self.call_source(permit, fetch, started, hard, what).await;
-        if configured {
+        if let Some(trips) = trips {
             self.share_limit(trips).await;
         }
         self.store(job, fetched?).await
@@ -648,25 +648,24 @@ impl Engine {
         // The caller asked for the value, which it has: a failure to keep
         // it (a value too large for every tier, a failed write) is logged
         // and counted, unless the loader's own answer was bad.
-        let stored = match self.check_fits(key, value.len()) {
-            Err(too_large) => Err(too_large),
-            Ok(()) => {
-                match self.store_loaded(key.to_owned(), value.clone(), &set, loaded.validator) {
-                    Err(err)
-                        if matches!(
-                            err.kind(),
-                            ErrorKind::InvalidArgument | ErrorKind::InvalidKey
-                        ) =>
-                    {
-                        return Err(err);
-                    }
-                    stored => stored,
-                }
+        let stored = self
+            .check_fits(key, value.len())
+            .map(|()| self.store_loaded(key.to_owned(), value.clone(), &set, loaded.validator));
+        match stored {
+            Ok(Ok(())) => {}
+            // The loader's own bad TTL or tags.
+            Ok(Err(err))
+                if matches!(
+                    err.kind(),
+                    ErrorKind::InvalidArgument | ErrorKind::InvalidKey
+                ) =>
+            {
+                return Err(err);
             }
-        };
-        if let Err(err) = stored {
-            self.counters.not_stored.incr();
-            tracing::warn!(key = %key::quote(key), error = %err, "a loaded value was answered but not stored");
+            Ok(Err(err)) | Err(err) => {
+                self.counters.not_stored.incr();
+                tracing::warn!(key = %key::quote(key), error = %err, "a loaded value was answered but not stored");
+            }
         }
         Ok(Some(Lookup {
             value,

@@ -224,11 +224,11 @@ impl Engine {
     ) -> Result<HashMap<String, Fetched>> {
         let count = keys.len();
         let what = || format!("a batched load of {count} keys");
-        let configured = matches!(fetcher, ManyFetcher::Configured);
-        if configured {
-            self.follow_shared_limit().await;
-        }
-        let trips = self.loads.breaker.status().trips;
+        // The configured source's limits are shared with other processes.
+        let trips = match fetcher {
+            ManyFetcher::Configured => Some(self.follow_shared_limit().await),
+            ManyFetcher::Once(_) => None,
+        };
         let permit = self.admit(count, what)?;
         let fetch: FetchManyFuture = match fetcher {
             ManyFetcher::Once(loader) => loader(keys),
@@ -261,7 +261,7 @@ impl Engine {
             }
         };
         let answered = self.call_source(permit, fetch, started, hard, what).await;
-        if configured {
+        if let Some(trips) = trips {
             self.share_limit(trips).await;
         }
         answered

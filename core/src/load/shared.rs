@@ -22,10 +22,12 @@ impl Engine {
     }
 
     /// Before a call of the configured source: holds the breaker open
-    /// until a bar another process recorded, if one stands.
-    pub(super) async fn follow_shared_limit(self: &Arc<Self>) {
+    /// until a bar another process recorded, if one stands; answers the
+    /// breaker's trips so far, for [`Engine::share_limit`] after the call.
+    pub(super) async fn follow_shared_limit(self: &Arc<Self>) -> u64 {
+        let trips = || self.loads.breaker.status().trips;
         let Some(scope) = self.shared_scope() else {
-            return;
+            return trips();
         };
         let engine = self.clone();
         let found = blocking(move || {
@@ -37,6 +39,7 @@ impl Engine {
             Ok(limit) => self.loads.breaker.hold_open_until(limit.open_until_ms),
             Err(err) => tracing::debug!(error = %err, "the shared source limits could not be read"),
         }
+        trips()
     }
 
     /// After a call of the configured source: records a trip of the

@@ -61,7 +61,8 @@ struct Inner {
     client: Client,
     api: Url,
     raw: Url,
-    token: Option<Secret>,
+    /// `Bearer <token>`, marked sensitive; sent to `api`'s origin only.
+    authorization: Option<HeaderValue>,
     max_body: u64,
     routes: RouteTable,
     scope: String,
@@ -73,7 +74,7 @@ impl std::fmt::Debug for GitHub {
         f.debug_struct("GitHub")
             .field("api", &self.inner.api.as_str())
             .field("raw", &self.inner.raw.as_str())
-            .field("token", &self.inner.token)
+            .field("token", &self.inner.authorization.as_ref().map(|_| "***"))
             .field("max_body", &self.inner.max_body)
             .finish_non_exhaustive()
     }
@@ -118,12 +119,25 @@ impl GitHub {
                 .as_ref()
                 .map_or_else(|| "anonymous".to_owned(), fingerprint)
         );
+        let authorization = token
+            .map(|token| {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .map_err(|_| {
+                        Error::new(
+                            ErrorKind::InvalidConfig,
+                            "the GitHub token is not a valid header value",
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Ok::<_, Error>(value)
+            })
+            .transpose()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
                 api,
                 raw,
-                token,
+                authorization,
                 max_body: config.max_body_bytes,
                 routes: config.routes.table()?,
                 scope,
@@ -244,16 +258,8 @@ impl Inner {
                 request = request.header(header::IF_NONE_MATCH, validator);
             }
             let to_api = url.origin() == self.api.origin();
-            if let (true, Some(token)) = (to_api, &self.token) {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                    .map_err(|_| {
-                        Error::new(
-                            ErrorKind::InvalidConfig,
-                            "github.token is not a valid header value",
-                        )
-                    })?;
-                value.set_sensitive(true);
-                request = request.header(header::AUTHORIZATION, value);
+            if let (true, Some(authorization)) = (to_api, &self.authorization) {
+                request = request.header(header::AUTHORIZATION, authorization.clone());
             }
             let response = request.send().await.map_err(|e| request_error(&url, e))?;
             if to_api {
