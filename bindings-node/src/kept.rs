@@ -19,8 +19,8 @@
 //! # Bound
 //!
 //! The values kept are bounded by the L1 budget (`memory.maxSize`), each
-//! charged as L1 charges its entry (key + value bytes +
-//! [`MEMORY_ENTRY_OVERHEAD`]), so everything L1 holds can be kept at once.
+//! charged as L1 charges its entry ([`memory_entry_size`]: key + value
+//! bytes + a fixed overhead), so everything L1 holds can be kept at once.
 //! One value is kept per key: keeping a new version of a key lets the old
 //! one go, and a write of the key through this storage lets it go at once.
 //! What L1 dropped on its own (evicted, expired, replaced by another
@@ -32,7 +32,7 @@ use std::collections::{HashMap, VecDeque};
 
 use foldhash::fast::RandomState;
 use napi::Env;
-use tierstack::tier::MEMORY_ENTRY_OVERHEAD;
+use tierstack::tier::memory_entry_size;
 
 use crate::js::{Held, Value};
 
@@ -80,7 +80,7 @@ impl Kept {
     /// `key`, in place of any value kept for `key`.
     pub(crate) fn insert(&mut self, env: &Env, key: &str, version: u64, value: Value, len: usize) {
         self.remove(env, key);
-        let size = key.len() + len + MEMORY_ENTRY_OVERHEAD as usize;
+        let size = usize::try_from(memory_entry_size(key, len)).unwrap_or(usize::MAX);
         if size > self.max_bytes {
             return;
         }

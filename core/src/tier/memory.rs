@@ -112,7 +112,7 @@ impl MemEntry {
 
 /// Bytes an entry of `key` and a value of `value_len` bytes is charged in L1.
 #[inline]
-pub(crate) fn entry_size(key: &str, value_len: usize) -> u64 {
+pub fn entry_size(key: &str, value_len: usize) -> u64 {
     key.len() as u64 + value_len as u64 + ENTRY_OVERHEAD
 }
 

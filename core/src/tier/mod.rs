@@ -7,7 +7,7 @@
 pub(crate) mod memory;
 pub(crate) mod sqlite;
 
-pub use memory::ENTRY_OVERHEAD as MEMORY_ENTRY_OVERHEAD;
+pub use memory::{ENTRY_OVERHEAD as MEMORY_ENTRY_OVERHEAD, entry_size as memory_entry_size};
 pub use sqlite::{
     CHECKPOINT_BELOW, DISK_RESERVE, FILE_CHECK_INTERVAL, Inspection, Integrity,
     ROW_OVERHEAD as SQLITE_ROW_OVERHEAD, SCHEMA_VERSION, WAL_SIZE_LIMIT, check,
