@@ -71,12 +71,13 @@ export declare class HybridStorage {
    */
   mset(entries: Map<string, unknown> | Record<string, unknown>, ttlSeconds?: number | SetOptions | null): Promise<void>
   /**
-   * What L2 keeps about `key` (times in ms since the epoch), or
-   * `undefined` if it holds no entry. An expired entry kept to be served
-   * stale is reported too (its `expiresAt` is past). Without an L2, the
-   * L1 entry's times are reported.
+   * What the storage keeps about `key`'s fresh value: size, TTL in
+   * seconds, first and latest write, latest read and read count (memory
+   * hits included), expiry, stale window and tags; `null` if no tier
+   * holds a fresh value (a missing key, or an expired one, even while it
+   * may be served stale). Not a read: it counts nothing and never loads.
    */
-  getMetadata(key: string): Promise<Metadata | undefined>
+  getMetadata(key: string): Promise<Metadata | null>
   /**
    * The fresh keys matching a glob where `*` is the only wildcard
    * (default `*`: every key), sorted.
@@ -130,7 +131,11 @@ export declare class HybridStorage {
   isDisposed(): boolean
   /** A snapshot of the counters. Throws with `code === 'closed'` after `dispose()`. */
   getStats(): StorageStats
-  /** Sets every counter of `getStats()` back to zero. */
+  /**
+   * Sets every counter of `getStats()` back to zero (the breaker's
+   * state, the tiers' contents and the source's rate limit are not
+   * counters: they stay). Throws with `code === 'closed'` after `dispose()`.
+   */
   resetStats(): void
   /**
    * The status of the circuit breaker guarding the loaders (the source
@@ -381,25 +386,45 @@ export interface MemoryOptions {
 }
 
 /**
- * What L2 keeps about an entry besides its value. Times are milliseconds
- * since the Unix epoch (as `Date.now()`).
+ * What `getMetadata` reports about a fresh entry (the StorageMetadata of
+ * the design it replaces, plus `expiresAt`, `staleUntil` and `tags`).
  */
 export interface Metadata {
-  /** When the value was written. */
-  createdAt: number
-  /**
-   * When it stops being fresh (in the past for an expired entry kept to
-   * be served stale).
-   */
-  expiresAt: number
-  /** When it stops being usable even as a stale copy. */
-  staleUntil: number
-  /** Bytes charged against the tier budget (key + value + per-entry overhead). */
+  /** The key. */
+  key: string
+  /** Bytes of the stored value: its JSON text (UTF-8), or a `Buffer`'s bytes. */
   size: number
-  /** How many reads L2 has served (recorded in batches, about once a second). */
+  /**
+   * The time to live, in seconds, the value was written with (the tier
+   * default if none was given).
+   */
+  ttl: number
+  /**
+   * When the key was first written; a rewrite keeps it (a `delete`,
+   * `clear` or `invalidateTag` forgets the key).
+   */
+  createdAt: Date
+  /** When the value was written (the latest write). */
+  updatedAt: Date
+  /**
+   * The latest read or write. Reads answered from memory are timed by
+   * the pass that hands them to the SQLite file (about once a second);
+   * without a file, the latest write.
+   */
+  accessedAt: Date
+  /**
+   * Reads of the key since its first write, memory hits included: exact
+   * for this process's reads; other processes' arrive within about a
+   * second. `has` and `getMetadata` are not reads.
+   */
   accessCount: number
-  /** The latest read or write (recorded in batches). */
-  lastAccess: number
+  /** When the value stops being fresh (`updatedAt + ttl`). */
+  expiresAt: Date
+  /**
+   * When it stops being usable even as a stale copy (`expiresAt +
+   * failSafe.maxStale`; without a SQLite file, `expiresAt`).
+   */
+  staleUntil: Date
   /** Tags given at write time. */
   tags: Array<string>
 }
@@ -496,16 +521,28 @@ export interface SqliteOptions {
 
 /** A snapshot of a storage's counters. */
 export interface StorageStats {
-  /** Reads that some tier answered with a fresh value. */
-  hits: number
-  /** Reads that no tier could answer. */
+  /** Reads each tier answered with a fresh value. */
+  hits: TierHits
+  /**
+   * Reads that no tier could answer (a value then loaded from the source
+   * included).
+   */
   misses: number
-  /** `hits / (hits + misses)`, 0 before the first read. */
+  /**
+   * The share of reads a tier answered, in percent (0–100):
+   * `100 * (hits.memory + hits.sqlite) / (hits.memory + hits.sqlite + misses)`,
+   * 0 before the first read. Not rounded.
+   */
   hitRate: number
   /** Mean read time per tier, in milliseconds. */
   avgResponseTimes: ResponseTimes
-  /** `hits + misses + sets + deletes`. */
+  /**
+   * Reads, writes and deletes counted: `hits.memory + hits.sqlite +
+   * misses + sets + deletes`.
+   */
   totalOperations: number
+  /** Which tiers serve. */
+  tierAvailability: TierAvailability
   /** Values written (each key of an `mset` counts once). */
   sets: number
   /** Deletes of keys that held a fresh value. */
@@ -535,8 +572,32 @@ export interface StorageStats {
   sqliteReopens: number
   /** Loading: calls of loaders and of the source, and how reads were answered. */
   source: SourceStats
-  /** The circuit breaker guarding the loaders. */
-  breaker: CircuitBreakerStatus
+  /** The circuit breaker guarding the loaders (as `getCircuitBreakerStatus()`). */
+  circuitBreaker: CircuitBreakerStatus
+}
+
+/** Which tiers serve. */
+export interface TierAvailability {
+  /** Whether this process keeps an L1 (`memory.enabled`). */
+  memory: boolean
+  /** Whether the SQLite file is in use (`sqlite.enabled`). */
+  sqlite: boolean
+  /**
+   * Whether a source is configured (`options.source` or `github`) and
+   * its breaker admits a call now.
+   */
+  source: boolean
+}
+
+/**
+ * Reads each cache tier answered with a fresh value. A value loaded from
+ * the source is not a hit (it is in `misses`; `source` counts the loads).
+ */
+export interface TierHits {
+  /** L1 hits. */
+  memory: number
+  /** L2 hits. */
+  sqlite: number
 }
 
 /** The counters of one tier. */

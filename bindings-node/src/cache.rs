@@ -648,20 +648,22 @@ impl HybridStorage {
         queued(env, promise)
     }
 
-    /// What L2 keeps about `key` (times in ms since the epoch), or
-    /// `undefined` if it holds no entry. An expired entry kept to be served
-    /// stale is reported too (its `expiresAt` is past). Without an L2, the
-    /// L1 entry's times are reported.
+    /// What the storage keeps about `key`'s fresh value: size, TTL in
+    /// seconds, first and latest write, latest read and read count (memory
+    /// hits included), expiry, stale window and tags; `null` if no tier
+    /// holds a fresh value (a missing key, or an expired one, even while it
+    /// may be served stale). Not a read: it counts nothing and never loads.
     #[napi(
         ts_args_type = "key: string",
-        ts_return_type = "Promise<Metadata | undefined>"
+        ts_return_type = "Promise<Metadata | null>"
     )]
     pub fn get_metadata<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        let outcome =
-            js::key(env, key.raw()).and_then(|key| match self.with_cache(|c| c.entry(&key))? {
-                Some(entry) => metadata_to_js(env, entry.meta),
-                None => js::undefined(env),
-            });
+        let outcome = js::key(env, key.raw()).and_then(|key| {
+            match self.with_cache(|c| c.fresh_entry(&key))? {
+                Some(entry) => metadata_to_js(env, entry),
+                None => entry::to_js(env, napi::bindgen_prelude::Null),
+            }
+        });
         resolved(env, outcome)
     }
 
@@ -914,11 +916,13 @@ impl HybridStorage {
     /// A snapshot of the counters. Throws with `code === 'closed'` after `dispose()`.
     #[napi]
     pub fn get_stats(&self, env: &Env) -> napi::Result<StorageStats> {
-        self.with_cache(|c| Ok(c.stats().into()))
+        self.with_cache(|c| Ok(StorageStats::new(c.stats(), c.has_source())))
             .map_err(|e| error::to_napi(env, &e))
     }
 
-    /// Sets every counter of `getStats()` back to zero.
+    /// Sets every counter of `getStats()` back to zero (the breaker's
+    /// state, the tiers' contents and the source's rate limit are not
+    /// counters: they stay). Throws with `code === 'closed'` after `dispose()`.
     #[napi]
     pub fn reset_stats(&self, env: &Env) -> napi::Result<()> {
         self.with_cache(|c| {

@@ -9,6 +9,7 @@ use tierstack::{Error, config::ttl_from_seconds};
 
 use crate::error::argument;
 use crate::js::{self, Value};
+use crate::stats::EpochDate;
 
 /// What `lookup` reports: the value, the tier that served it, whether it was
 /// a stale copy, and its age.
@@ -26,23 +27,40 @@ pub struct LookupResult<'env> {
     pub age: f64,
 }
 
-/// What L2 keeps about an entry besides its value. Times are milliseconds
-/// since the Unix epoch (as `Date.now()`).
+/// What `getMetadata` reports about a fresh entry (the StorageMetadata of
+/// the design it replaces, plus `expiresAt`, `staleUntil` and `tags`).
 #[napi(object, object_from_js = false)]
 pub struct Metadata {
-    /// When the value was written.
-    pub created_at: f64,
-    /// When it stops being fresh (in the past for an expired entry kept to
-    /// be served stale).
-    pub expires_at: f64,
-    /// When it stops being usable even as a stale copy.
-    pub stale_until: f64,
-    /// Bytes charged against the tier budget (key + value + per-entry overhead).
+    /// The key.
+    pub key: String,
+    /// Bytes of the stored value: its JSON text (UTF-8), or a `Buffer`'s bytes.
     pub size: f64,
-    /// How many reads L2 has served (recorded in batches, about once a second).
+    /// The time to live, in seconds, the value was written with (the tier
+    /// default if none was given).
+    pub ttl: f64,
+    /// When the key was first written; a rewrite keeps it (a `delete`,
+    /// `clear` or `invalidateTag` forgets the key).
+    #[napi(ts_type = "Date")]
+    pub created_at: EpochDate,
+    /// When the value was written (the latest write).
+    #[napi(ts_type = "Date")]
+    pub updated_at: EpochDate,
+    /// The latest read or write. Reads answered from memory are timed by
+    /// the pass that hands them to the SQLite file (about once a second);
+    /// without a file, the latest write.
+    #[napi(ts_type = "Date")]
+    pub accessed_at: EpochDate,
+    /// Reads of the key since its first write, memory hits included: exact
+    /// for this process's reads; other processes' arrive within about a
+    /// second. `has` and `getMetadata` are not reads.
     pub access_count: f64,
-    /// The latest read or write (recorded in batches).
-    pub last_access: f64,
+    /// When the value stops being fresh (`updatedAt + ttl`).
+    #[napi(ts_type = "Date")]
+    pub expires_at: EpochDate,
+    /// When it stops being usable even as a stale copy (`expiresAt +
+    /// failSafe.maxStale`; without a SQLite file, `expiresAt`).
+    #[napi(ts_type = "Date")]
+    pub stale_until: EpochDate,
     /// Tags given at write time.
     pub tags: Vec<String>,
 }
@@ -76,14 +94,18 @@ pub(crate) fn lookup_to_js(
 }
 
 /// The JS object of an entry's metadata.
-pub(crate) fn metadata_to_js(env: &Env, meta: tierstack::Metadata) -> Result<Value, Error> {
+pub(crate) fn metadata_to_js(env: &Env, entry: tierstack::Entry) -> Result<Value, Error> {
+    let meta = entry.meta;
     let metadata = Metadata {
-        created_at: meta.created_ms as f64,
-        expires_at: meta.expires_ms as f64,
-        stale_until: meta.stale_until_ms as f64,
-        size: meta.size as f64,
+        key: entry.key,
+        size: entry.value.len() as f64,
+        ttl: meta.expires_ms.saturating_sub(meta.created_ms) as f64 / 1000.0,
+        created_at: EpochDate(meta.first_written_ms as f64),
+        updated_at: EpochDate(meta.created_ms as f64),
+        accessed_at: EpochDate(meta.last_access_ms as f64),
         access_count: meta.access_count as f64,
-        last_access: meta.last_access_ms as f64,
+        expires_at: EpochDate(meta.expires_ms as f64),
+        stale_until: EpochDate(meta.stale_until_ms as f64),
         tags: meta.tags,
     };
     to_js(env, metadata)

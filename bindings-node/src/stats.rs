@@ -1,8 +1,9 @@
-//! `getStats()`: the field names of the storage design it replaces (`hits`,
-//! `misses`, `hitRate`, `avgResponseTimes`, `totalOperations`) plus the
+//! `getStats()`: the field names of the storage design it replaces (`hits`
+//! per tier, `misses`, `hitRate` in percent, `avgResponseTimes`,
+//! `totalOperations`, `tierAvailability`, `circuitBreaker`) plus the
 //! engine's own figures: coherence with other processes (`invalidations`,
-//! `resyncs`), per tier, loading (`source`, with the source's rate limit)
-//! and the breaker.
+//! `resyncs`), per tier, and loading (`source`, with the source's rate
+//! limit).
 
 use napi::bindgen_prelude::{Either, Null, ToNapiValue};
 use napi::{Env, JsValue, sys};
@@ -16,6 +17,28 @@ pub struct ResponseTimes {
     pub memory: f64,
     /// L2 hits.
     pub sqlite: f64,
+}
+
+/// Reads each cache tier answered with a fresh value. A value loaded from
+/// the source is not a hit (it is in `misses`; `source` counts the loads).
+#[napi(object, object_from_js = false)]
+pub struct TierHits {
+    /// L1 hits.
+    pub memory: f64,
+    /// L2 hits.
+    pub sqlite: f64,
+}
+
+/// Which tiers serve.
+#[napi(object, object_from_js = false)]
+pub struct TierAvailability {
+    /// Whether this process keeps an L1 (`memory.enabled`).
+    pub memory: bool,
+    /// Whether the SQLite file is in use (`sqlite.enabled`).
+    pub sqlite: bool,
+    /// Whether a source is configured (`options.source` or `github`) and
+    /// its breaker admits a call now.
+    pub source: bool,
 }
 
 /// The counters of one tier.
@@ -42,16 +65,22 @@ pub struct TierStats {
 /// A snapshot of a storage's counters.
 #[napi(object, object_from_js = false)]
 pub struct StorageStats {
-    /// Reads that some tier answered with a fresh value.
-    pub hits: f64,
-    /// Reads that no tier could answer.
+    /// Reads each tier answered with a fresh value.
+    pub hits: TierHits,
+    /// Reads that no tier could answer (a value then loaded from the source
+    /// included).
     pub misses: f64,
-    /// `hits / (hits + misses)`, 0 before the first read.
+    /// The share of reads a tier answered, in percent (0–100):
+    /// `100 * (hits.memory + hits.sqlite) / (hits.memory + hits.sqlite + misses)`,
+    /// 0 before the first read. Not rounded.
     pub hit_rate: f64,
     /// Mean read time per tier, in milliseconds.
     pub avg_response_times: ResponseTimes,
-    /// `hits + misses + sets + deletes`.
+    /// Reads, writes and deletes counted: `hits.memory + hits.sqlite +
+    /// misses + sets + deletes`.
     pub total_operations: f64,
+    /// Which tiers serve.
+    pub tier_availability: TierAvailability,
     /// Values written (each key of an `mset` counts once).
     pub sets: f64,
     /// Deletes of keys that held a fresh value.
@@ -73,8 +102,8 @@ pub struct StorageStats {
     pub sqlite_reopens: f64,
     /// Loading: calls of loaders and of the source, and how reads were answered.
     pub source: SourceStats,
-    /// The circuit breaker guarding the loaders.
-    pub breaker: CircuitBreakerStatus,
+    /// The circuit breaker guarding the loaders (as `getCircuitBreakerStatus()`).
+    pub circuit_breaker: CircuitBreakerStatus,
 }
 
 /// The loading counters of a storage.
@@ -121,7 +150,7 @@ pub struct RateLimit {
 }
 
 /// A time in ms since the Unix epoch, handed to JS as a `Date`.
-pub struct EpochDate(f64);
+pub struct EpochDate(pub(crate) f64);
 
 impl ToNapiValue for EpochDate {
     unsafe fn to_napi_value(env: sys::napi_env, date: Self) -> napi::Result<sys::napi_value> {
@@ -192,18 +221,32 @@ impl From<BreakerStatus> for CircuitBreakerStatus {
     }
 }
 
-impl From<tierstack::Stats> for StorageStats {
-    fn from(stats: tierstack::Stats) -> Self {
+impl StorageStats {
+    /// The JS stats of a snapshot; `has_source`: whether a source is
+    /// configured.
+    pub(crate) fn new(stats: tierstack::Stats, has_source: bool) -> Self {
         let avg_ms = |tier| stats.tier(tier).map_or(0.0, |t| t.avg_time_us / 1000.0);
+        let hits = |tier| stats.tier(tier).map_or(0.0, |t| t.hits as f64);
         Self {
-            hits: stats.hits as f64,
+            hits: TierHits {
+                memory: hits(Tier::Memory),
+                sqlite: hits(Tier::Sqlite),
+            },
             misses: stats.misses as f64,
-            hit_rate: stats.hit_rate,
+            hit_rate: match stats.hits + stats.misses {
+                0 => 0.0,
+                reads => 100.0 * stats.hits as f64 / reads as f64,
+            },
             avg_response_times: ResponseTimes {
                 memory: avg_ms(Tier::Memory),
                 sqlite: avg_ms(Tier::Sqlite),
             },
             total_operations: (stats.hits + stats.misses + stats.sets + stats.deletes) as f64,
+            tier_availability: TierAvailability {
+                memory: stats.tier(Tier::Memory).is_some(),
+                sqlite: stats.tier(Tier::Sqlite).is_some(),
+                source: has_source && stats.breaker.allows_request,
+            },
             sets: stats.sets as f64,
             deletes: stats.deletes as f64,
             invalidations: stats.invalidations as f64,
@@ -241,7 +284,7 @@ impl From<tierstack::Stats> for StorageStats {
                     None => Either::B(Null),
                 },
             },
-            breaker: stats.breaker.into(),
+            circuit_breaker: stats.breaker.into(),
         }
     }
 }

@@ -280,7 +280,7 @@ test('truncated and oversized bodies are source failures and nothing is stored',
   await rejectsWith(storage.get(BUTTON), 'source', /max_body_bytes/);
   assert.equal(storage.getStats().source.failures, 2);
   assert.equal(await storage.has(BUTTON), false);
-  assert.equal(await storage.getMetadata(BUTTON), undefined);
+  assert.equal(await storage.getMetadata(BUTTON), null);
   assert.equal(await count(), 2);
 });
 

@@ -176,28 +176,30 @@ test('clear empties every tier', async (t) => {
   assert.equal(await reopen(t, path).get('b'), undefined);
 });
 
-test('getMetadata reports times in ms since the epoch, size and tags', async (t) => {
+test('getMetadata reports Dates, the size of the value, its TTL in seconds and tags', async (t) => {
   const { storage } = open(t);
   const before = Date.now();
   await storage.set('k', { v: 'x' }, { ttl: 60, tags: ['ui', 'button'] });
   const after = Date.now();
   const meta = await storage.getMetadata('k');
   assert.deepEqual(Object.keys(meta).sort(), [
-    'accessCount', 'createdAt', 'expiresAt', 'lastAccess', 'size', 'staleUntil', 'tags',
+    'accessCount', 'accessedAt', 'createdAt', 'expiresAt', 'key', 'size', 'staleUntil', 'tags', 'ttl', 'updatedAt',
   ]);
+  assert.ok(meta.createdAt instanceof Date);
   // The cache reads the kernel's coarse clock: never ahead of Date.now(),
   // behind it by up to a tick (4 ms), and by more when a loaded virtual
-  // machine delays ticks. Milliseconds since the epoch either way.
+  // machine delays ticks.
   assert.ok(
     meta.createdAt >= before - 50 && meta.createdAt <= after + 1,
-    `createdAt ${meta.createdAt}, set between ${before} and ${after}`,
+    `createdAt ${meta.createdAt.getTime()}, set between ${before} and ${after}`,
   );
   assert.equal(meta.expiresAt - meta.createdAt, 60_000);
   assert.equal(meta.staleUntil - meta.expiresAt, 86_400_000);
-  assert.equal(meta.size, 'k'.length + '{"v":"x"}'.length + 64);
+  assert.equal(meta.ttl, 60);
+  assert.equal(meta.size, '{"v":"x"}'.length);
   assert.deepEqual([...meta.tags].sort(), ['button', 'ui']);
   assert.equal(meta.accessCount, 0);
-  assert.equal(await storage.getMetadata('missing'), undefined);
+  assert.equal(await storage.getMetadata('missing'), null);
 });
 
 test('lookup reports the value, the tier, staleness and age', async (t) => {

@@ -76,7 +76,7 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
   await storage.mset({ b: 2 });
   const hit: LookupResult | undefined = await storage.lookup('component:button');
   const tier: string | undefined = hit?.tier;
-  const meta: Metadata | undefined = await storage.getMetadata('component:button');
+  const meta: Metadata | null = await storage.getMetadata('component:button');
   const loaded: Component | undefined = await storage.getOrLoad(
     'component:card', async (key: string) => ({ name: key, files: [] }), 60);
   const missing: Component | undefined = await storage.getOrLoad<Component>('component:none', () => undefined);
@@ -94,7 +94,8 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
   await storage.flush();
   const stats: StorageStats = storage.getStats();
   const memory: TierStats | undefined = stats.tiers.find((t) => t.tier === 'memory');
-  const total: number = stats.hits + stats.misses + stats.hitRate + stats.totalOperations;
+  const total: number = stats.hits.memory + stats.hits.sqlite + stats.misses + stats.hitRate + stats.totalOperations;
+  const available: boolean = stats.tierAvailability.memory && stats.tierAvailability.sqlite && stats.tierAvailability.source;
   const dropped: number = stats.invalidations + stats.resyncs;
   const times: number = stats.avgResponseTimes.memory + stats.avgResponseTimes.sqlite;
   const breaker: CircuitBreakerStatus = storage.getCircuitBreakerStatus();
@@ -107,7 +108,7 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
   storage.closeCircuitBreaker();
   storage.resetStats();
   const source: SourceStats = stats.source;
-  const loads: number = source.requests + source.coalesced + source.staleServed + stats.breaker.failureCount;
+  const loads: number = source.requests + source.coalesced + source.staleServed + stats.circuitBreaker.failureCount;
   const rateLimit: RateLimit | null = source.rateLimit;
   const remaining: number | undefined = rateLimit?.remaining;
   const limit: number | null | undefined = rateLimit?.limit;
@@ -121,5 +122,5 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
   return [button?.name, bytes?.length, found.size, tier, meta?.createdAt, loaded?.name, existed, keys, size,
     removed, memory?.avgTimeUs, total, dropped, times, breaker, disposed, missing, many, fromObject, rawLoaded,
     rawMany, loadedTier, stale, state, open, failures, lastFailure, nextAttempt, loads, remaining, limit,
-    resetAt?.getTime(), fromGitHub].length;
+    resetAt?.getTime(), fromGitHub, available, meta?.updatedAt.getTime()].length;
 }

@@ -320,6 +320,13 @@ impl Cache {
         self.engine().entry(key)
     }
 
+    /// [`Cache::entry`] if the value is fresh by the cache's clock; `None`
+    /// for a missing key or an expired one (even while it may be served
+    /// stale). Not a read: counts nothing, never loads.
+    pub fn fresh_entry(&self, key: &str) -> Result<Option<Entry>> {
+        self.engine().fresh_entry(key)
+    }
+
     /// Removes every entry from every tier.
     pub fn clear(&self) -> Result<()> {
         self.engine().clear()

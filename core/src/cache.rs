@@ -249,7 +249,7 @@ impl Engine {
     pub(crate) fn memory_fresh(&self, key: &str) -> Option<Lookup> {
         let now = self.clock.now_ms();
         let memory = self.l1(now)?;
-        memory.get(key, now).map(|e| memory_lookup(e, now))
+        memory.peek_fresh(key, now).map(|e| memory_lookup(e, now))
     }
 
     /// [`Engine::lookup`], plus the version of the L1 entry holding the
@@ -401,6 +401,7 @@ impl Engine {
                 ticket,
                 key,
                 MemEntry::new(found.value.clone(), found.created_ms, expires_ms)
+                    .first_written(found.first_ms)
                     .in_row(found.row)
                     .refresh_at(refresh_ms),
             );
@@ -680,25 +681,69 @@ impl Engine {
         Ok(self.keys("*")?.len() as u64)
     }
 
+    /// The stored entry of `key`, fresh or not, with every read of it
+    /// counted so far: those L2 recorded, those it holds to record, and
+    /// this process's L1 hits not yet handed to it. Not counted as a read.
     pub(crate) fn entry(&self, key: &str) -> Result<Option<Entry>> {
         self.check_open()?;
         key::validate(key)?;
-        if let Some(sqlite) = &self.sqlite {
-            return sqlite.entry(key);
-        }
         let now = self.clock.now_ms();
-        Ok(self.l1(now).and_then(|m| m.get(key, now)).map(|e| Entry {
-            key: key.to_owned(),
-            meta: Metadata {
-                created_ms: e.created_ms,
-                expires_ms: e.expires_ms,
-                stale_until_ms: e.expires_ms,
-                size: key.len() as u64 + e.value.len() as u64 + crate::tier::MEMORY_ENTRY_OVERHEAD,
-                last_access_ms: now,
-                ..Metadata::default()
-            },
-            value: e.value,
-        }))
+        let Some(sqlite) = &self.sqlite else {
+            let held = self
+                .memory
+                .as_ref()
+                .and_then(|m| m.get().peek_fresh(key, now));
+            return Ok(held.map(|e| {
+                let reads = self
+                    .memory
+                    .as_ref()
+                    .map_or(0, |m| m.get().pending_reads(key, 0));
+                Entry {
+                    key: key.to_owned(),
+                    meta: Metadata {
+                        first_written_ms: e.first_ms,
+                        created_ms: e.created_ms,
+                        expires_ms: e.expires_ms,
+                        stale_until_ms: e.expires_ms,
+                        size: key.len() as u64
+                            + e.value.len() as u64
+                            + crate::tier::MEMORY_ENTRY_OVERHEAD,
+                        access_count: reads,
+                        last_access_ms: e.created_ms,
+                        ..Metadata::default()
+                    },
+                    value: e.value,
+                }
+            }));
+        };
+        // No hand-over of reads runs meanwhile, so each read is in exactly
+        // one of the places added up here.
+        let _counting = sqlite.counting();
+        let found = sqlite.entry(key);
+        self.follow_file_swap();
+        let Some((mut entry, row)) = found? else {
+            return Ok(None);
+        };
+        if let Some(memory) = self.memory.as_ref().map(L1::get) {
+            entry.meta.access_count += memory.pending_reads(key, row);
+        }
+        Ok(Some(entry))
+    }
+
+    /// [`Engine::entry`] if fresh at the clock's now.
+    pub(crate) fn fresh_entry(&self, key: &str) -> Result<Option<Entry>> {
+        let entry = self.entry(key)?;
+        Ok(entry.filter(|e| e.is_fresh(self.clock.now_ms())))
+    }
+
+    /// Hands the L1 hits counted per key to L2, which adds them to the
+    /// rows' read counts with its next pass: the same way as its own reads,
+    /// so that an L1 hit costs an atomic add and no lock.
+    fn hand_over_reads(&self) {
+        if let (Some(sqlite), Some(memory)) = (&self.sqlite, &self.memory) {
+            let _counting = sqlite.counting();
+            sqlite.record_reads(&memory.get().take_reads(), self.clock.now_ms());
+        }
     }
 
     pub(crate) fn clear(&self) -> Result<()> {
@@ -745,6 +790,7 @@ impl Engine {
 
     pub(crate) fn run_pending_tasks(&self) -> Result<()> {
         self.check_open()?;
+        self.hand_over_reads();
         if let Some(sqlite) = &self.sqlite {
             sqlite.maintain(self.clock.now_ms(), true)?;
         }
@@ -753,6 +799,7 @@ impl Engine {
 
     pub(crate) fn flush(&self) -> Result<()> {
         self.check_open()?;
+        self.hand_over_reads();
         if let Some(sqlite) = &self.sqlite {
             sqlite.maintain(self.clock.now_ms(), true)?;
             sqlite.checkpoint()?;
@@ -772,6 +819,7 @@ impl Engine {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.hand_over_reads();
         if let Some(memory) = self.memory.as_ref().map(L1::get) {
             let pending = memory.begin_all();
             memory.invalidate_all(&pending, None);
@@ -1182,6 +1230,13 @@ impl Cache {
     /// The stored entry with its metadata, fresh or expired.
     pub async fn entry(&self, key: &str) -> Result<Option<Entry>> {
         self.engine.entry(key)
+    }
+
+    /// [`Cache::entry`] if the value is fresh by the cache's clock; `None`
+    /// for a missing key or an expired one (even while it may be served
+    /// stale). Not a read: counts nothing, never loads.
+    pub async fn fresh_entry(&self, key: &str) -> Result<Option<Entry>> {
+        self.engine.fresh_entry(key)
     }
 
     /// Removes every entry from every tier.

@@ -100,7 +100,12 @@ pub type GetOptions = SetOptions;
 /// milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Metadata {
-    /// When the value was written.
+    /// When the key was first written: a write that replaces its value
+    /// keeps it; a delete, a `clear`, a tag invalidation or the row's purge
+    /// past its stale window forgets the key. (Without L2, as far as L1
+    /// holds the key.)
+    pub first_written_ms: u64,
+    /// When the value was written (the latest write).
     pub created_ms: u64,
     /// When it stops being fresh.
     pub expires_ms: u64,
@@ -108,9 +113,14 @@ pub struct Metadata {
     pub stale_until_ms: u64,
     /// Bytes charged against the tier budget (key + value + per-row overhead).
     pub size: u64,
-    /// How many reads L2 has served (recorded in batches).
+    /// How many reads of the key any tier answered since its first write,
+    /// L1 hits included: exact for this process's reads (and those of
+    /// processes that closed), other processes' reads arrive with their
+    /// next maintenance pass (about a second). Reads an L1 counted and then
+    /// dropped, because of a `clear` or a resync with other processes, are
+    /// lost.
     pub access_count: u64,
-    /// The latest read or write (recorded in batches).
+    /// The latest read or write.
     pub last_access_ms: u64,
     /// The source's entity tag, for conditional refreshes.
     pub etag: Option<String>,

@@ -44,10 +44,11 @@
 //! parent's copy is leaked in the child (its pages are shared with the
 //! parent until written, and nothing in the child reads them again).
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use compact_str::CompactString;
@@ -67,8 +68,47 @@ pub(crate) const STRIPES: usize = 64;
 /// and the timestamps.
 pub const ENTRY_OVERHEAD: u64 = 96;
 
-/// One L1 entry. Cloning it bumps the value's refcount and copies five
-/// integers.
+/// Reads taken from L1 for L2: `(row id, reads)`.
+pub(crate) type TakenReads = Vec<(i64, u64)>;
+
+thread_local! {
+    /// Set by [`MemoryTier::get`] while the map copies an entry out for a
+    /// read; see [`Reads`].
+    static READING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The reads of one L1 entry not yet handed to L2.
+///
+/// The map hands an entry out only as a copy (`Clone`), made under its
+/// shard's read lock from the entry in its slot. [`MemoryTier::get`] marks
+/// the copy it asks for as a read (a thread-local flag), and that copy adds
+/// one to the slot's count: an atomic add on a cache line the lookup has
+/// just read, with no lock and no second probe. Every other copy (a peek, a
+/// walk) leaves the count alone. Threads reading one key at once share that
+/// cache line, as they share the value's refcount.
+#[derive(Debug, Default)]
+struct Reads(AtomicU64);
+
+impl Reads {
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Clone for Reads {
+    #[inline]
+    fn clone(&self) -> Self {
+        let n = if READING.get() {
+            self.0.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.get()
+        };
+        Self(AtomicU64::new(n))
+    }
+}
+
+/// One L1 entry. Cloning it bumps the value's refcount and copies seven
+/// integers (and counts a read, for the copy a hit takes: see [`Reads`]).
 #[derive(Clone, Debug)]
 pub(crate) struct MemEntry {
     pub(crate) value: Bytes,
@@ -82,6 +122,12 @@ pub(crate) struct MemEntry {
     /// When a hit should refresh the value from the source in the
     /// background (`refresh_ahead`; `u64::MAX`: never).
     pub(crate) refresh_ms: u64,
+    /// When the key was first written, as far as this L1 knows (a rewrite
+    /// keeps it).
+    pub(crate) first_ms: u64,
+    /// Reads of this entry, and of the one it replaced in the same row,
+    /// not yet handed to L2.
+    reads: Reads,
 }
 
 impl MemEntry {
@@ -94,7 +140,15 @@ impl MemEntry {
             version: 0,
             row: 0,
             refresh_ms: u64::MAX,
+            first_ms: created_ms,
+            reads: Reads::default(),
         }
+    }
+
+    /// The entry of a key first written at `first_ms`.
+    pub(crate) fn first_written(mut self, first_ms: u64) -> Self {
+        self.first_ms = first_ms;
+        self
     }
 
     /// The entry, refreshed ahead from `refresh_ms` on.
@@ -126,14 +180,28 @@ impl Weighter<Key, MemEntry> for ByteWeighter {
     }
 }
 
+/// Counts evictions, and keeps the reads of an evicted entry for L2.
 #[derive(Clone)]
-struct CountEvictions(Arc<Counters>);
+struct OnEvict {
+    counters: Arc<Counters>,
+    departed: Arc<Mutex<TakenReads>>,
+}
 
-impl Lifecycle<Key, MemEntry> for CountEvictions {
+impl Lifecycle<Key, MemEntry> for OnEvict {
     type RequestState = ();
 
-    fn on_evict(&self, _state: &mut (), _key: Key, _val: MemEntry) {
-        self.0.memory.evictions.incr();
+    fn on_evict(&self, _state: &mut (), _key: Key, val: MemEntry) {
+        self.counters.memory.evictions.incr();
+        depart(&self.departed, &val, 0);
+    }
+}
+
+/// Keeps the reads of `entry`, which leaves L1, for L2 to count (but
+/// `not_reads` of them, lookups that turned out not to be reads).
+fn depart(departed: &Mutex<TakenReads>, entry: &MemEntry, not_reads: u64) {
+    let reads = entry.reads.get().saturating_sub(not_reads);
+    if entry.row != 0 && reads > 0 {
+        departed.lock().push((entry.row, reads));
     }
 }
 
@@ -141,7 +209,7 @@ impl Lifecycle<Key, MemEntry> for CountEvictions {
 /// compares them without following a pointer to the heap.
 type Key = CompactString;
 
-type Map = QuickCache<Key, MemEntry, ByteWeighter, DefaultHashBuilder, CountEvictions>;
+type Map = QuickCache<Key, MemEntry, ByteWeighter, DefaultHashBuilder, OnEvict>;
 
 /// One stripe of keys; see the module docs.
 #[repr(align(64))]
@@ -177,6 +245,14 @@ pub(crate) struct Ticket {
 
 pub(crate) struct MemoryTier {
     map: Map,
+    /// Reads of entries that left L1 (evicted, expired, dropped after
+    /// another process's change) before they were handed to L2; see
+    /// [`MemoryTier::take_reads`].
+    departed: Arc<Mutex<TakenReads>>,
+    /// Whether a hit was served since [`MemoryTier::take_reads`] last
+    /// walked the map. Written by a hit only when it is false (once a
+    /// pass), so hits on many threads do not share a written cache line.
+    unwalked: AtomicBool,
     max_bytes: u64,
     /// The largest entry L1 keeps ([`entry_size`]): one shard's share of
     /// `max_bytes`.
@@ -219,16 +295,22 @@ impl MemoryTier {
             .weight_capacity(max_bytes)
             .build()
             .expect("estimated capacity and weight are set");
+        let departed = Arc::new(Mutex::new(TakenReads::new()));
         let map = Map::with_options(
             options,
             ByteWeighter,
             DefaultHashBuilder::default(),
-            CountEvictions(counters),
+            OnEvict {
+                counters,
+                departed: departed.clone(),
+            },
         );
         // A shard holds at most its share of the budget; larger entries are not kept in L1.
         let max_entry = map.shard_capacity();
         Self {
             map,
+            departed,
+            unwalked: AtomicBool::new(false),
             max_bytes,
             max_entry,
             next_version: AtomicU64::new(first_version),
@@ -293,6 +375,7 @@ impl MemoryTier {
         let stripe = &self.stripes[self.stripe_of(key)];
         let mut applied = stripe.applied.lock();
         let seq = seq.unwrap_or(*applied + 1);
+        let deleted = entry.is_none();
         match entry {
             Some(entry) if seq > *applied => {
                 *applied = seq;
@@ -300,7 +383,12 @@ impl MemoryTier {
             }
             _ => {
                 *applied = (*applied).max(seq);
-                self.map.remove(key);
+                match (deleted, self.map.remove(key)) {
+                    (true, Some((_, old))) => self.forget_reads(old.row),
+                    // Superseded by a later write of the row: its reads stay.
+                    (false, Some((_, old))) => depart(&self.departed, &old, 0),
+                    (_, None) => {}
+                }
                 None
             }
         }
@@ -348,9 +436,12 @@ impl MemoryTier {
         now_ms: u64,
     ) -> (u64, Vec<String>) {
         self.with_every_stripe(seq, || {
+            // Another process rewrote these keys (an upsert keeps the row):
+            // the reads counted here still belong to it.
             let dropped = keys
                 .iter()
-                .filter(|key| self.map.remove(key.as_str()).is_some())
+                .filter_map(|key| self.map.remove(key.as_str()))
+                .inspect(|(_, old)| depart(&self.departed, old, 0))
                 .count() as u64;
             let fresh = tags
                 .iter()
@@ -368,6 +459,7 @@ impl MemoryTier {
         self.with_every_stripe(seq, || {
             self.map.clear();
             self.tagged.lock().clear();
+            self.departed.lock().clear();
         });
     }
 
@@ -390,11 +482,18 @@ impl MemoryTier {
         self.next_version.load(Ordering::Relaxed)
     }
 
-    /// A fresh entry, or `None`. An expired entry is removed on the way.
+    /// A fresh entry, or `None`, counted as a read of it (see [`Reads`]).
+    /// An expired entry is removed on the way.
     #[inline]
     pub(crate) fn get(&self, key: &str, now_ms: u64) -> Option<MemEntry> {
-        let entry = self.map.get(key)?;
+        READING.set(true);
+        let found = self.map.get(key);
+        READING.set(false);
+        let entry = found?;
         if now_ms < entry.expires_ms {
+            if !self.unwalked.load(Ordering::Relaxed) {
+                self.unwalked.store(true, Ordering::Relaxed);
+            }
             return Some(entry);
         }
         self.remove_expired(key, now_ms);
@@ -403,7 +502,64 @@ impl MemoryTier {
 
     #[cold]
     fn remove_expired(&self, key: &str, now_ms: u64) {
-        self.map.remove_if(key, |e| now_ms >= e.expires_ms);
+        // L2 may keep the row longer than L1 (`memory.ttl`): its reads stay,
+        // but for the lookup that found it expired.
+        if let Some((_, old)) = self.map.remove_if(key, |e| now_ms >= e.expires_ms) {
+            depart(&self.departed, &old, 1);
+        }
+    }
+
+    /// The fresh entry of `key`, not counted as a read.
+    pub(crate) fn peek_fresh(&self, key: &str, now_ms: u64) -> Option<MemEntry> {
+        self.map.peek(key).filter(|e| now_ms < e.expires_ms)
+    }
+
+    /// Reads of `key` counted here and not yet handed to L2 (`row`: the L2
+    /// row the count belongs to; 0: no L2): its entry's, and those of its
+    /// entries that left L1.
+    pub(crate) fn pending_reads(&self, key: &str, row: i64) -> u64 {
+        let held = self
+            .map
+            .peek(key)
+            .filter(|e| e.row == row)
+            .map_or(0, |e| e.reads.get());
+        let departed: u64 = match row {
+            0 => 0,
+            _ => self
+                .departed
+                .lock()
+                .iter()
+                .filter(|(r, _)| *r == row)
+                .map(|(_, n)| n)
+                .sum(),
+        };
+        held + departed
+    }
+
+    /// Takes the reads counted since the last call, of the entries held in
+    /// an L2 row and of those that left L1 meanwhile, for L2 to add to the
+    /// rows' read counts. Walks L1 (a shard at a time, under its write
+    /// lock) only if it served a hit since the last walk.
+    pub(crate) fn take_reads(&self) -> TakenReads {
+        let taken = RefCell::new(std::mem::take(&mut *self.departed.lock()));
+        if self.unwalked.swap(false, Ordering::Relaxed) {
+            self.map.retain(|_, entry| {
+                let reads = entry.reads.0.swap(0, Ordering::Relaxed);
+                if entry.row != 0 && reads > 0 {
+                    taken.borrow_mut().push((entry.row, reads));
+                }
+                true
+            });
+        }
+        taken.into_inner()
+    }
+
+    /// Forgets the reads kept for row `row` of a deleted key: a new row
+    /// given the same id must not inherit them.
+    pub(crate) fn forget_reads(&self, row: i64) {
+        if row != 0 {
+            self.departed.lock().retain(|(r, _)| *r != row);
+        }
     }
 
     /// Whether `key` holds a fresh entry; does not count as a use.
@@ -416,8 +572,31 @@ impl MemoryTier {
     /// never sees it), and `None` returned.
     fn insert(&self, key: &str, mut entry: MemEntry) -> Option<u64> {
         if entry_size(key, entry.value.len()) > self.max_entry {
-            self.map.remove(key);
+            if let Some((_, old)) = self.map.remove(key) {
+                depart(&self.departed, &old, 0);
+            }
             return None;
+        }
+        // A rewrite of the key keeps its first write, and the reads of the
+        // row it rewrites not yet handed to L2 (insertions of a key are
+        // ordered by its stripe's lock, held by every caller).
+        let old = match self.map.peek(key) {
+            // No L2: no walk hands reads over, so a copy of the count is
+            // exact but for hits racing this write.
+            Some(old) if old.row == 0 && entry.row == 0 => Some(old),
+            // Removed first, so that its count is final: no hit adds to it
+            // and no walk hands it over after this. Meanwhile a read of the
+            // key goes to L2, which holds the value being written.
+            Some(_) => self.map.remove(key).map(|(_, old)| old),
+            None => None,
+        };
+        if let Some(old) = old {
+            if old.row == entry.row {
+                entry.first_ms = old.first_ms;
+                entry.reads = old.reads;
+            } else {
+                depart(&self.departed, &old, 0);
+            }
         }
         entry.version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let version = entry.version;
@@ -459,6 +638,7 @@ impl MemoryTier {
             .filter(|(key, version)| {
                 self.map
                     .remove_if(key, |e| e.version == *version)
+                    .inspect(|(_, e)| self.forget_reads(e.row))
                     .is_some_and(|(_, e)| now_ms < e.expires_ms)
             })
             .map(|(key, _)| key.into_string())

@@ -95,12 +95,12 @@ const cacheStats = {
 
 function statsOf(storage: HybridStorage) {
   const stats = storage.getStats();
-  const { source, breaker } = stats;
+  const { source, circuitBreaker: breaker } = stats;
   const rateLimit = source.rateLimit;
   return {
-    hits: stats.hits,
+    hits: stats.hits.memory + stats.hits.sqlite,
     misses: stats.misses,
-    hitRate: stats.hits + stats.misses === 0 ? 0 : (100 * stats.hits) / (stats.hits + stats.misses),
+    hitRate: stats.hitRate,
     tiers: stats.tiers.map(({ tier, hits, misses, entries }) => ({ tier, hits, misses, entries })),
     github: {
       requests: source.requests,

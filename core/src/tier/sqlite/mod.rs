@@ -68,7 +68,7 @@ use space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
 pub const ROW_OVERHEAD: u64 = 64;
 
 /// The schema this version writes; files with a lower version are migrated.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// `PRAGMA application_id` of a tierstack file ("TSTK").
 pub const APPLICATION_ID: i64 = 0x5453_544B;
@@ -114,25 +114,33 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     coherence::MIGRATION,
     lease::MIGRATION,
     limits::MIGRATION,
+    // When the key was first written: kept when a write replaces the row
+    // (`created_ms` is the latest write). NULL in rows from before: their
+    // `created_ms` stands in.
+    "ALTER TABLE entries ADD COLUMN first_ms INTEGER;",
 ];
 
-const SQL_GET: &str =
-    "SELECT id, created_ms, expires_ms, value, stale_until_ms, etag FROM entries WHERE key = ?1";
-const SQL_GET_MANY: &str = "SELECT id, created_ms, expires_ms, value, stale_until_ms, etag, key \
+const SQL_GET: &str = "SELECT id, created_ms, expires_ms, value, stale_until_ms, etag, \
+     coalesce(first_ms, created_ms) FROM entries WHERE key = ?1";
+const SQL_GET_MANY: &str = "SELECT id, created_ms, expires_ms, value, stale_until_ms, etag, \
+     coalesce(first_ms, created_ms), key \
      FROM entries \
      WHERE key IN (SELECT value FROM json_each(?1))";
 const SQL_SIZE_OF: &str = "SELECT size FROM entries WHERE key = ?1";
+/// A write keeps the row (its id), when the key was first written and how
+/// often it was read; everything else is the new value's.
 const SQL_UPSERT: &str = "INSERT INTO entries \
-     (key, created_ms, expires_ms, stale_until_ms, size, access_count, last_access_ms, tags, value, etag) \
-     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?2, ?6, ?7, ?8) \
+     (key, created_ms, expires_ms, stale_until_ms, size, access_count, last_access_ms, tags, value, etag, first_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?2, ?6, ?7, ?8, ?2) \
      ON CONFLICT (key) DO UPDATE SET created_ms = excluded.created_ms, \
      expires_ms = excluded.expires_ms, stale_until_ms = excluded.stale_until_ms, \
-     size = excluded.size, access_count = 0, last_access_ms = excluded.last_access_ms, \
-     etag = excluded.etag, tags = excluded.tags, value = excluded.value RETURNING id";
-const SQL_DELETE: &str = "DELETE FROM entries WHERE key = ?1 RETURNING size, expires_ms";
+     size = excluded.size, last_access_ms = excluded.last_access_ms, \
+     etag = excluded.etag, tags = excluded.tags, value = excluded.value, \
+     first_ms = coalesce(entries.first_ms, entries.created_ms) RETURNING id";
+const SQL_DELETE: &str = "DELETE FROM entries WHERE key = ?1 RETURNING size, expires_ms, id";
 const SQL_DELETE_TAGGED: &str = "DELETE FROM entries WHERE tags IS NOT NULL \
      AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE json_each.value = ?1) \
-     RETURNING key, size, expires_ms";
+     RETURNING key, size, expires_ms, id";
 const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1 RETURNING value";
 /// The row written last: the latest change in the log whose key still has a
 /// row (a put; a later delete or put of the key would be a later change).
@@ -213,6 +221,8 @@ pub(crate) fn row_size(key: &str, value_len: usize) -> u64 {
 pub(crate) struct Found {
     pub(crate) value: Bytes,
     pub(crate) created_ms: u64,
+    /// When the key was first written (see [`Metadata::first_written_ms`]).
+    pub(crate) first_ms: u64,
     pub(crate) expires_ms: u64,
     /// Until when the row may be served as a stale copy.
     pub(crate) stale_until_ms: u64,
@@ -281,6 +291,8 @@ pub(crate) struct SqliteTier {
     /// Idle reader connections, with the epoch of the file they are on.
     readers: Mutex<Vec<(u64, Connection)>>,
     access: Mutex<Access>,
+    /// See [`SqliteTier::counting`].
+    counting: Mutex<()>,
     /// Rows used above this tier, one slot per row id modulo the slot
     /// count (0: empty); see [`SqliteTier::touch`].
     hot: Box<[AtomicI64]>,
@@ -343,6 +355,7 @@ impl SqliteTier {
             queue: Mutex::new(Vec::new()),
             readers: Mutex::new(Vec::new()),
             access: Mutex::new(Access::default()),
+            counting: Mutex::new(()),
             hot: (0..HOT_SLOTS).map(|_| AtomicI64::new(0)).collect(),
             closed: AtomicBool::new(false),
             total_bytes: AtomicU64::new(0),
@@ -455,6 +468,7 @@ impl SqliteTier {
             unlock_abandoned(&self.readers);
             unlock_abandoned(&self.queue);
             unlock_abandoned(&self.access);
+            unlock_abandoned(&self.counting);
             unlock_abandoned(&self.watch);
             unlock_abandoned(&self.wake);
         }
@@ -545,7 +559,7 @@ impl SqliteTier {
         })?;
         let rows = self.read(|conn| {
             let mut stmt = conn.prepare_cached(SQL_GET_MANY)?;
-            let rows = stmt.query_map([&json], |r| Ok((r.get::<_, String>(6)?, found_from(r)?)))?;
+            let rows = stmt.query_map([&json], |r| Ok((r.get::<_, String>(7)?, found_from(r)?)))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         let ids: Vec<i64> = rows.iter().map(|(_, found)| found.row).collect();
@@ -553,19 +567,24 @@ impl SqliteTier {
         Ok(rows.into_iter().collect())
     }
 
-    /// The whole stored entry for `key`, fresh or not, without recording an access.
-    pub(crate) fn entry(&self, key: &str) -> Result<Option<Entry>> {
-        self.read(|conn| {
+    /// The whole stored entry for `key`, fresh or not, and its row id,
+    /// without recording an access. Its read count includes the reads this
+    /// process holds to write with the next pass; hold
+    /// [`SqliteTier::counting`] for the count to be exact.
+    pub(crate) fn entry(&self, key: &str) -> Result<Option<(Entry, i64)>> {
+        let found = self.read(|conn| {
             conn.prepare_cached(
                 "SELECT created_ms, expires_ms, stale_until_ms, size, access_count, \
-                 last_access_ms, etag, tags, value FROM entries WHERE key = ?1",
+                 last_access_ms, etag, tags, value, id, coalesce(first_ms, created_ms) \
+                 FROM entries WHERE key = ?1",
             )?
             .query_row([key], |r| {
                 let tags: Option<String> = r.get(7)?;
-                Ok(Entry {
+                let entry = Entry {
                     key: key.to_owned(),
                     value: Bytes::copy_from_slice(r.get_ref(8)?.as_blob()?),
                     meta: Metadata {
+                        first_written_ms: r.get::<_, i64>(10)? as u64,
                         created_ms: r.get::<_, i64>(0)? as u64,
                         expires_ms: r.get::<_, i64>(1)? as u64,
                         stale_until_ms: r.get::<_, i64>(2)? as u64,
@@ -577,10 +596,45 @@ impl SqliteTier {
                             .and_then(|t| serde_json::from_str(&t).ok())
                             .unwrap_or_default(),
                     },
-                })
+                };
+                Ok((entry, r.get::<_, i64>(9)?))
             })
             .optional()
-        })
+        })?;
+        Ok(found.map(|(mut entry, row)| {
+            if let Some(&(last, n)) = self.access.lock().by_id.get(&row) {
+                entry.meta.access_count += n as u64;
+                entry.meta.last_access_ms = entry.meta.last_access_ms.max(last);
+            }
+            (entry, row)
+        }))
+    }
+
+    /// Drops the reads buffered for deleted row `id`: SQLite gives a
+    /// deleted row's id to the next row inserted, which must not inherit them.
+    fn forget_reads(&self, id: i64) {
+        self.access.lock().by_id.remove(&id);
+    }
+
+    /// Held while reads move between the places they are counted in (L1,
+    /// this tier's buffer, the file), so that [`SqliteTier::entry`] plus
+    /// L1's count adds every read once.
+    pub(crate) fn counting(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.counting.lock()
+    }
+
+    /// Records reads served above this tier by `(row, reads)`, counted
+    /// up to `now_ms`, to be written with the next pass as this tier's own are.
+    pub(crate) fn record_reads(&self, reads: &[(i64, u64)], now_ms: u64) {
+        if reads.is_empty() || self.read_only.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut access = self.access.lock();
+        for &(id, n) in reads {
+            let (last, count) = access.by_id.entry(id).or_insert((now_ms, 0));
+            *last = (*last).max(now_ms);
+            *count += n as i64;
+        }
     }
 
     /// Counts and bounds of what the file holds, read in one statement.
@@ -773,16 +827,17 @@ impl SqliteTier {
                             });
                         }
                         Write::Delete(key) => {
-                            let removed: Option<(i64, i64)> = delete
-                                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                            let removed: Option<(i64, i64, i64)> = delete
+                                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                                 .optional()?;
-                            if let Some((size, _)) = removed {
+                            if let Some((size, _, id)) = removed {
                                 bytes -= size;
                                 count -= 1;
+                                self.forget_reads(id);
                             }
                             outcome.push(Outcome {
                                 seq: log.record(&tx, Some(key), None)?,
-                                removed_expires_ms: removed.map(|(_, expires)| expires as u64),
+                                removed_expires_ms: removed.map(|(_, expires, _)| expires as u64),
                                 row: None,
                             });
                         }
@@ -866,8 +921,9 @@ impl SqliteTier {
                 let mut delete = tx.prepare_cached(SQL_DELETE_TAGGED)?;
                 let mut rows = delete.query([tag])?;
                 while let Some(row) = rows.next()? {
-                    let (key, size, expires): (String, i64, i64) =
-                        (row.get(0)?, row.get(1)?, row.get(2)?);
+                    let (key, size, expires, id): (String, i64, i64, i64) =
+                        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                    self.forget_reads(id);
                     bytes -= size;
                     count -= 1;
                     log.record(tx, Some(&key), None)?;
@@ -973,6 +1029,9 @@ impl SqliteTier {
         let mut round = 0;
         loop {
             let step = {
+                // The reads taken from the buffer are in neither it nor the
+                // file until the commit.
+                let _counting = self.counting.lock();
                 let mut writer = self.writer.lock();
                 let pass = |writer: &mut Option<Connection>| {
                     let tx = self
@@ -1142,5 +1201,6 @@ fn found_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
         value: Bytes::copy_from_slice(r.get_ref(3)?.as_blob()?),
         stale_until_ms: r.get::<_, i64>(4)? as u64,
         etag: r.get(5)?,
+        first_ms: r.get::<_, i64>(6)? as u64,
     })
 }
