@@ -89,15 +89,17 @@ function median(xs) {
 }
 
 /**
- * µs per operation of each of `sides` (name → async (i) => void), as the
- * median over ROUNDS rounds of `count` operations, after one warm-up round.
+ * µs per operation of each of `sides` (name → (i) => the promise of the
+ * operation itself, awaited by the loop and its outcome handed to
+ * `verify(name, i, outcome)`), as the median over ROUNDS rounds of `count`
+ * operations, after one warm-up round.
  */
-async function measure(count, sides) {
+async function measure(count, sides, verify = () => {}) {
   const samples = Object.fromEntries(Object.keys(sides).map((name) => [name, []]));
   for (let round = 0; round <= ROUNDS; round++) {
     for (const [name, op] of Object.entries(sides)) {
       const start = process.hrtime.bigint();
-      for (let i = 0; i < count; i++) await op(i);
+      for (let i = 0; i < count; i++) verify(name, i, await op(i));
       const us = Number(process.hrtime.bigint() - start) / 1000 / count;
       if (round > 0) samples[name].push(us);
     }
@@ -136,10 +138,12 @@ try {
 
   // Memory hit, `await get`.
   const hitCount = Math.round(100_000 * scale);
-  const hit = await measure(hitCount, {
-    reference: async (i) => check('reference get', keys[i % KEYS], await ref.get(keys[i % KEYS]), i % KEYS),
-    tierstack: async (i) => check('tierstack get', keys[i % KEYS], await ours.get(keys[i % KEYS]), i % KEYS),
-  });
+  const checkGet = (name, i, value) => check(`${name} get`, keys[i % KEYS], value, i % KEYS);
+  const hit = await measure(
+    hitCount,
+    { reference: (i) => ref.get(keys[i % KEYS]), tierstack: (i) => ours.get(keys[i % KEYS]) },
+    checkGet,
+  );
   rows.push({ name: 'memory hit, `await get`', ...hit, target: 0.78 });
 
   // `mget` of 100 memory hits.
@@ -150,16 +154,14 @@ try {
     for (let j = 0; j < batch.length; j++) check(name, batch[j], map.get(batch[j]), b * 100 + j);
   };
   const mgetCount = Math.round(2_000 * scale);
-  const mget = await measure(mgetCount, {
-    reference: async (i) => {
-      const b = i % batches.length;
-      checkMap('reference mget', b, await ref.mget(batches[b]));
+  const mget = await measure(
+    mgetCount,
+    {
+      reference: (i) => ref.mget(batches[i % batches.length]),
+      tierstack: (i) => ours.mget(batches[i % batches.length]),
     },
-    tierstack: async (i) => {
-      const b = i % batches.length;
-      checkMap('tierstack mget', b, await ours.mget(batches[b]));
-    },
-  });
+    (name, i, map) => checkMap(`${name} mget`, i % batches.length, map),
+  );
   rows.push({ name: '`mget` of 100 memory hits', ...mget, target: 60 });
 
   // File hit, memory off: the same files, opened again without a memory tier.
@@ -167,10 +169,11 @@ try {
   const oursFile = open(new HybridStorage({ memory: { enabled: false }, sqlite: { path: oursPath } }));
   await expectTier(oursFile, 'sqlite');
   const fileCount = Math.round(20_000 * scale);
-  const file = await measure(fileCount, {
-    reference: async (i) => check('reference file get', keys[i % KEYS], await refFile.get(keys[i % KEYS]), i % KEYS),
-    tierstack: async (i) => check('tierstack file get', keys[i % KEYS], await oursFile.get(keys[i % KEYS]), i % KEYS),
-  });
+  const file = await measure(
+    fileCount,
+    { reference: (i) => refFile.get(keys[i % KEYS]), tierstack: (i) => oursFile.get(keys[i % KEYS]) },
+    checkGet,
+  );
   rows.push({ name: 'file hit, memory off', ...file, target: 10.7 });
 
   // `set` on both tiers, into storages of their own (so the reads above
@@ -181,13 +184,13 @@ try {
   let refWrites = 0;
   let oursWrites = 0;
   const set = await measure(setCount, {
-    reference: async () => {
+    reference: () => {
       const i = refWrites++ % KEYS;
-      await refSet.set(keys[i], values[i]);
+      return refSet.set(keys[i], values[i]);
     },
-    tierstack: async () => {
+    tierstack: () => {
       const i = oursWrites++ % KEYS;
-      await oursSet.set(keys[i], values[i]);
+      return oursSet.set(keys[i], values[i]);
     },
   });
   for (const i of [0, Math.min(oursWrites, KEYS) - 1]) {
