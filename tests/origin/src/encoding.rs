@@ -1,5 +1,6 @@
 //! The small encodings the origin speaks: a stable 64-bit hash for ETags and
-//! content ids, base64 as the contents API wraps it, and percent-decoding.
+//! content ids, base64 (flat, and wrapped as the contents API sends it), and
+//! percent-decoding.
 
 /// FNV-1a over several byte strings, each followed by a 0xff separator so
 /// that `("ab", "c")` and `("a", "bc")` differ. Stable across platforms and
@@ -31,12 +32,10 @@ pub(crate) fn content_id(kind: &str, content: &[u8]) -> String {
     hex[..40].to_owned()
 }
 
-/// Standard base64 with padding, in lines of 60 characters each ending in
-/// `\n`, as GitHub's contents API sends file content.
-pub(crate) fn base64_lines(bytes: &[u8]) -> String {
+/// Standard base64 with padding, on one line.
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const LINE: usize = 60;
-    let mut flat = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
             chunk[0],
@@ -46,12 +45,20 @@ pub(crate) fn base64_lines(bytes: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
-                flat.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
             } else {
-                flat.push('=');
+                out.push('=');
             }
         }
     }
+    out
+}
+
+/// Standard base64 with padding, in lines of 60 characters each ending in
+/// `\n`, as GitHub's contents API sends file content.
+pub(crate) fn base64_lines(bytes: &[u8]) -> String {
+    const LINE: usize = 60;
+    let flat = base64(bytes);
     let mut out = String::with_capacity(flat.len() + flat.len() / LINE + 1);
     for line in flat.as_bytes().chunks(LINE) {
         // The alphabet is ASCII, so every chunk is valid UTF-8.
@@ -61,8 +68,9 @@ pub(crate) fn base64_lines(bytes: &[u8]) -> String {
     out
 }
 
-/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as is.
-pub(crate) fn percent_decode(text: &str) -> String {
+/// Decodes `%XX` escapes to bytes; a `%` not followed by two hex digits
+/// stays as is.
+pub(crate) fn percent_decode_bytes(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -80,7 +88,12 @@ pub(crate) fn percent_decode(text: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
+}
+
+/// Decodes `%XX` escapes, replacing bytes that are not UTF-8 with U+FFFD.
+pub(crate) fn percent_decode(text: &str) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(text)).into_owned()
 }
 
 /// The value of `name` in a query string such as `ref=main&x=1`, decoded.
@@ -124,6 +137,14 @@ mod tests {
         assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%3a%3A"), "::");
+        assert_eq!(percent_decode_bytes("a%FFb%00"), b"a\xffb\0");
+    }
+
+    #[test]
+    fn base64_is_one_line() {
+        assert_eq!(base64(&[0xff; 48]), "/".repeat(64));
+        assert_eq!(base64(b"\0\xfe"), "AP4=");
     }
 
     #[test]

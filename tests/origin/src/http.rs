@@ -234,7 +234,7 @@ impl Response {
         Response::new(status, "application/json; charset=utf-8", value.to_string())
     }
 
-    /// A response with no body and no `Content-Type` (a 304 or a 302).
+    /// A response with no body and no `Content-Type` (a 204, 304 or 302).
     pub(crate) fn empty(status: u16) -> Response {
         Response {
             status,
@@ -268,8 +268,10 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    // A 304 has no body; its length would describe the 200's.
-    if response.status != 304 {
+    // Neither a 204 nor a 304 has a body (RFC 9110 §6.4.1); a 204 has no
+    // Content-Length either, and a 304's would describe the 200's.
+    let bodiless = matches!(response.status, 204 | 304);
+    if !bodiless {
         head.push_str(&format!("Content-Length: {}\r\n", response.body.len()));
     }
     head.push_str(if keep_alive {
@@ -277,7 +279,9 @@ pub(crate) async fn write_response<W: AsyncWrite + Unpin>(
     } else {
         "Connection: close\r\n\r\n"
     });
-    let send = if response.truncate {
+    let send = if bodiless {
+        0
+    } else if response.truncate {
         response.body.len() / 2
     } else {
         response.body.len()
@@ -369,5 +373,18 @@ mod tests {
         assert!(text.contains("Content-Length: 6\r\n"));
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.ends_with("\r\n\r\nabc"));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn no_content_sends_neither_a_length_nor_a_body() {
+        let response = Response::new(204, "text/plain", "ignored");
+        let mut out = Vec::new();
+        assert!(write_response(&mut out, &response, true).await.unwrap());
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 204 No Content\r\nServer: tierstack-origin\r\n\
+             Content-Type: text/plain\r\nConnection: keep-alive\r\n\r\n"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The values a test hands the origin and reads back: faults, the rate
-//! limit, and the entries of the request log.
+//! limit, the entries of the request log, and the deliveries to the store.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -130,6 +130,21 @@ pub struct Request {
     /// The status answered; 0 while unanswered or if the connection was
     /// closed without an answer.
     pub status: u16,
+}
+
+/// One write applied to the store (`PUT` or `DELETE /store/{key}`), the
+/// first time its idempotency key arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The key, percent-decoded.
+    pub key: String,
+    /// The request's `Idempotency-Key` header.
+    pub idempotency_key: String,
+    /// The value written; `None` for a delete.
+    pub value: Option<Vec<u8>>,
+    /// Its place among all deliveries since the start or the last reset,
+    /// from 0: `origin.deliveries()[i].seq == i`.
+    pub seq: u64,
 }
 
 /// Seconds since the Unix epoch.

@@ -4,14 +4,16 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::model::{Fault, Host, RateLimit, Request};
+use crate::model::{Delivery, Fault, Host, RateLimit, Request};
 use crate::serve::accept_loop;
 use crate::state::{Shared, State, lock};
 use crate::store::Tree;
+use crate::writes::is_status;
 
 /// A running origin: three loopback listeners (api, raw, other) served by a
 /// thread with its own current-thread tokio runtime, so it works from sync
@@ -176,8 +178,89 @@ impl Origin {
             .remove(&Tree::new(owner, repo, git_ref), path);
     }
 
+    /// The writable store's base URL, `http://127.0.0.1:PORT/store` on the
+    /// api host: `PUT`, `DELETE` and `GET` `{store_url}/{key}`.
+    #[must_use]
+    pub fn store_url(&self) -> String {
+        format!("{}/store", self.api_url())
+    }
+
+    /// Every write applied to the store since the start or the last reset,
+    /// in the order they were applied (duplicates and failed attempts are
+    /// not deliveries).
+    #[must_use]
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        lock(&self.shared).writes.deliveries().to_vec()
+    }
+
+    /// The deliveries to `key` (percent-decoded, as stored), in order.
+    #[must_use]
+    pub fn deliveries_for(&self, key: &str) -> Vec<Delivery> {
+        let state = lock(&self.shared);
+        let all = state.writes.deliveries().iter();
+        all.filter(|d| d.key == key).cloned().collect()
+    }
+
+    /// The store's current value for `key`; `None` if it was never written
+    /// or was deleted last.
+    #[must_use]
+    pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
+        lock(&self.shared).writes.value(key).map(<[u8]>::to_vec)
+    }
+
+    /// How many `PUT` and `DELETE` requests reached the store: applied,
+    /// duplicate, failed by a write fault or refused as malformed.
+    #[must_use]
+    pub fn write_attempts(&self) -> usize {
+        lock(&self.shared).writes.attempts()
+    }
+
+    /// How many writes answered 204 without applying, because their
+    /// idempotency key had been applied before.
+    #[must_use]
+    pub fn duplicates(&self) -> usize {
+        lock(&self.shared).writes.duplicates()
+    }
+
+    /// The next `n` `PUT`/`DELETE` requests to the store, whatever they
+    /// carry, answer `status` without applying anything; replaces the write
+    /// failure set before (`n == 0` leaves none). GET [`Fault`]s are
+    /// separate and never touch the store.
+    ///
+    /// # Panics
+    ///
+    /// If `status` is not between 200 and 599.
+    pub fn fail_writes(&self, n: u32, status: u16) {
+        assert!(is_status(status), "not an HTTP status: {status}");
+        lock(&self.shared).writes.fail(Some(n), status);
+    }
+
+    /// Every `PUT`/`DELETE` request to the store answers `status` until
+    /// [`Origin::clear_write_faults`] (or a reset).
+    ///
+    /// # Panics
+    ///
+    /// If `status` is not between 200 and 599.
+    pub fn fail_writes_always(&self, status: u16) {
+        assert!(is_status(status), "not an HTTP status: {status}");
+        lock(&self.shared).writes.fail(None, status);
+    }
+
+    /// Removes the write failure and the write delay.
+    pub fn clear_write_faults(&self) {
+        lock(&self.shared).writes.clear_faults();
+    }
+
+    /// Every `PUT`/`DELETE` request to the store waits `delay` before it is
+    /// applied and answered (counted as an attempt at once);
+    /// `Duration::ZERO` for none.
+    pub fn write_delay(&self, delay: Duration) {
+        lock(&self.shared).writes.set_delay(delay);
+    }
+
     /// Back to the start: the seed content, no faults, a fresh rate limit,
-    /// an empty log.
+    /// an empty log, an empty store with no deliveries, zero write counters
+    /// and no write faults.
     pub fn reset(&self) {
         lock(&self.shared).reset();
     }

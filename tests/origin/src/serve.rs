@@ -1,5 +1,6 @@
 //! The three listeners: the accept loops, one task per connection, and the
-//! answers of the api and raw hosts with faults and the rate limit applied.
+//! answers of the api and raw hosts with faults and the rate limit applied
+//! (the control API and the writable store answer for themselves).
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use crate::http::{Body, HttpRequest, ReadError, Response, read_request, write_re
 use crate::model::{Fault, Host, Request, epoch_now};
 use crate::state::{RateVerdict, Shared, State, lock};
 use crate::store::{Entry, Tree, etag_of, file_object};
+use crate::write_api;
 
 /// The ref the contents API uses when a request names none.
 const DEFAULT_REF: &str = "main";
@@ -59,6 +61,9 @@ async fn serve_connection(stream: TcpStream, host: Host, shared: Shared) {
 async fn answer(request: &HttpRequest, host: Host, shared: &Shared) -> Option<Response> {
     if host == Host::Api && request.path.starts_with(control::PREFIX) {
         return Some(control::answer(request, shared));
+    }
+    if host == Host::Api && write_api::is_store_path(&request.path) {
+        return Some(write_api::answer(request, shared).await);
     }
     let (id, fault) = {
         let mut state = lock(shared);

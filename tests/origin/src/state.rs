@@ -1,10 +1,11 @@
 //! The state the listeners share with the `Origin` handle: files, faults,
-//! the rate limit and the request log, behind one mutex.
+//! the rate limit, the request log and the writable store, behind one mutex.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::model::{Fault, Host, RateLimit, Request, epoch_now};
 use crate::store::Store;
+use crate::writes::WriteStore;
 
 /// The state, shared between the handle and the server thread.
 pub(crate) type Shared = Arc<Mutex<State>>;
@@ -35,6 +36,8 @@ pub(crate) struct State {
     next_id: u64,
     /// The raw host's base URL, for `download_url`.
     pub(crate) raw_url: String,
+    /// The key-value store under `/store/`.
+    pub(crate) writes: WriteStore,
 }
 
 impl State {
@@ -46,16 +49,22 @@ impl State {
             log: Vec::new(),
             next_id: 0,
             raw_url,
+            writes: WriteStore::default(),
         }
     }
 
-    /// Seed content, no faults, a fresh rate limit, an empty log. Request
-    /// ids go on from where they were, so that a request answered after
-    /// the reset never sets the status of one logged after it.
+    /// Seed content, no faults, a fresh rate limit, an empty log, an empty
+    /// store. Request ids go on from where they were, so that a request
+    /// answered after the reset never sets the status of one logged after
+    /// it; the store keeps track of writes that arrived before the reset, so
+    /// that they are not applied after it.
     pub(crate) fn reset(&mut self) {
         let next_id = self.next_id;
+        let mut writes = std::mem::take(&mut self.writes);
+        writes.reset();
         *self = State::new(std::mem::take(&mut self.raw_url));
         self.next_id = next_id;
+        self.writes = writes;
     }
 
     /// Logs a request; the id sets its status later.
