@@ -263,7 +263,7 @@ fn file_commands_round_trip_across_processes() {
         lines[..6],
         [
             format!("path:           {db}"),
-            "schema version: 4".to_owned(),
+            format!("schema version: {}", tierstack::tier::SCHEMA_VERSION),
             "entries:        3".to_owned(),
             "expired:        0".to_owned(),
             format!("bytes:          {bytes} B"),
@@ -298,7 +298,7 @@ fn file_commands_round_trip_across_processes() {
     assert_eq!(
         rest,
         serde_json::json!({
-            "path": db, "schema_version": 4, "entries": 3, "expired": 0,
+            "path": db, "schema_version": tierstack::tier::SCHEMA_VERSION, "entries": 3, "expired": 0,
             "bytes": bytes, "max_bytes": 104_857_600, "read_only": false,
         })
     );
