@@ -16,6 +16,7 @@ use crate::config::{CacheBuilder, Config};
 use crate::entry::{Entry, GetOptions, Lookup, SetOptions};
 use crate::error::Result;
 use crate::load::{Fetcher, ManyFetcher};
+use crate::outbox::{DeadLetter, OutboxStats, PendingWrite};
 use crate::source::{Fetched, run_blocking};
 use crate::stats::Stats;
 use crate::tier::Inspection;
@@ -345,6 +346,31 @@ impl Cache {
     /// Brings the file up to date; see [`crate::Cache::flush`].
     pub fn flush(&self) -> Result<()> {
         self.engine().flush()
+    }
+
+    /// The write-behind outbox's figures; see [`crate::Cache::outbox_stats`].
+    pub fn outbox_stats(&self) -> Option<OutboxStats> {
+        self.engine().outbox_stats()
+    }
+
+    /// Writes that gave up; see [`crate::Cache::dead_letters`].
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.engine().dead_letters()
+    }
+
+    /// Writes waiting for the source; see [`crate::Cache::pending_writes`].
+    pub fn pending_writes(&self) -> Result<Vec<PendingWrite>> {
+        self.engine().pending_writes()
+    }
+
+    /// Queues the dead letters again; see [`crate::Cache::retry_dead_letters`].
+    pub fn retry_dead_letters(&self) -> Result<u64> {
+        self.engine().retry_dead_letters()
+    }
+
+    /// Deletes the dead letters; see [`crate::Cache::purge_dead_letters`].
+    pub fn purge_dead_letters(&self) -> Result<u64> {
+        self.engine().purge_dead_letters()
     }
 
     /// For hosts that keep decoded values (parsed JSON) next to the cache:

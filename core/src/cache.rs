@@ -17,11 +17,12 @@ use bytes::Bytes;
 use crate::breaker::{Breaker, BreakerStatus};
 use crate::clock::Clock;
 use crate::coherence::Changes;
-use crate::config::{CacheBuilder, Config};
+use crate::config::{CacheBuilder, Config, Strategy};
 use crate::entry::{Entry, GetOptions, Lookup, Metadata, SetOptions, Tier};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{self, Glob};
 use crate::load::{Fetcher, Loads, ManyFetcher, Probe};
+use crate::outbox::{DeadLetter, Outbox, OutboxStats, PendingWrite};
 use crate::runtime;
 use crate::source::{Fetched, GitHub, Source};
 use crate::stats::{Counters, SourceStats, Stats};
@@ -47,6 +48,9 @@ pub(crate) struct Engine {
     pub(crate) loads: Loads,
     /// This engine, for background work started from `&self`.
     pub(crate) me: OnceLock<Weak<Engine>>,
+    /// The source's writes: write-through's calls, write-behind's outbox
+    /// (see [`crate::outbox`]); `None` for the other strategies.
+    pub(crate) outbox: Option<Outbox>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -66,6 +70,35 @@ impl Engine {
             (None, Some(github)) => Some(Arc::new(GitHub::new(github)?) as Arc<dyn Source>),
             (source, None) => source,
         };
+        let strategy = config.strategy;
+        let outbox = match (strategy.writes_source(), &source) {
+            (false, _) => None,
+            (true, Some(source)) if source.writable() => Some(Outbox::new(
+                config.outbox.clone(),
+                source.clone(),
+                config.sqlite.enabled,
+                config.fail_safe.hard_timeout,
+            )),
+            (true, found) => {
+                let why = match found {
+                    Some(source) => format!(
+                        "the source ({}) is read-only: it has no store and remove",
+                        source.name()
+                    ),
+                    None => "no source is configured".to_owned(),
+                };
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "strategy {} writes to the source, but {why}; give a source that can \
+                         store (store/remove) or use read-through or cache-aside",
+                        strategy.as_str()
+                    ),
+                ));
+            }
+        };
+        // cache-aside: a miss never calls the configured source.
+        let source = source.filter(|_| strategy != Strategy::CacheAside);
         let breaker = Breaker::new(config.circuit_breaker.clone(), clock.clone());
         let counters = Arc::new(Counters::default());
         let memory = config.memory.enabled.then(|| {
@@ -97,18 +130,28 @@ impl Engine {
             l1_epoch: AtomicU64::new(0),
             loads: Loads::new(source, breaker),
             me: OnceLock::new(),
+            outbox,
         });
         let _ = engine.me.set(Arc::downgrade(&engine));
         if let Some(memory) = engine.memory.as_ref().map(L1::get) {
             // Starts watching the file before L1 holds anything.
             engine.sync(memory, engine.clock.now_ms());
         }
+        let drains = strategy == Strategy::WriteBehind;
+        if drains {
+            spawn_outbox(Arc::downgrade(&engine));
+        }
         if let Some(sqlite) = &engine.sqlite {
             let weak = Arc::downgrade(&engine);
             spawn_maintenance(weak.clone(), sqlite.wake());
             // A forked child has none of the parent's threads: its first use
-            // of the file restarts maintenance there.
-            sqlite.on_fork(move |wake| spawn_maintenance(weak.clone(), wake));
+            // of the file restarts maintenance (and the outbox's worker) there.
+            sqlite.on_fork(move |wake| {
+                spawn_maintenance(weak.clone(), wake);
+                if drains {
+                    spawn_outbox(weak.clone());
+                }
+            });
         }
         Ok(engine)
     }
@@ -571,7 +614,33 @@ impl Engine {
         self.check_open()?;
         let now = self.clock.now_ms();
         let rows = self.rows(items, options, now)?;
-        self.write_rows(rows, options, now)
+        match (self.config.strategy, &self.outbox) {
+            (Strategy::WriteThrough, Some(outbox)) => {
+                // The source first, key by key: a failure leaves that key's
+                // tiers (and those of the keys after it) unchanged.
+                let mut stored = Vec::with_capacity(rows.len());
+                let mut failed = None;
+                for row in rows {
+                    match outbox.write_through(&row.key, Some(row.value.clone())) {
+                        Ok(()) => stored.push(row),
+                        Err(err) => {
+                            failed = Some(err);
+                            break;
+                        }
+                    }
+                }
+                if !stored.is_empty() {
+                    self.write_rows(stored, options, now, None)?;
+                }
+                failed.map_or(Ok(()), Err)
+            }
+            (Strategy::WriteBehind, Some(outbox)) => {
+                self.write_rows(rows, options, now, Some(outbox))?;
+                outbox.wake.notify_one();
+                Ok(())
+            }
+            _ => self.write_rows(rows, options, now, None),
+        }
     }
 
     /// Stores a value loaded from the source, with its validator.
@@ -586,10 +655,18 @@ impl Engine {
         let now = self.clock.now_ms();
         let mut rows = self.rows(vec![(key, value)], options, now)?;
         rows.iter_mut().for_each(|r| r.etag = validator.clone());
-        self.write_rows(rows, options, now)
+        self.write_rows(rows, options, now, None)
     }
 
-    fn write_rows(&self, rows: Vec<Row>, options: &SetOptions, now: u64) -> Result<()> {
+    /// Writes `rows` to the tiers; with `behind`, also queues them for the
+    /// source in its outbox (in the same L2 commit, made durable).
+    fn write_rows(
+        &self,
+        rows: Vec<Row>,
+        options: &SetOptions,
+        now: u64,
+        behind: Option<&Outbox>,
+    ) -> Result<()> {
         self.loads
             .forget_not_found(rows.iter().map(|r| r.key.as_str()));
         let count = rows.len() as u64;
@@ -612,11 +689,25 @@ impl Engine {
         };
         let written: Vec<Option<Outcome>> = match &self.sqlite {
             Some(sqlite) => {
-                let written = sqlite.write(rows.into_iter().map(Write::Put).collect());
+                let writes = rows
+                    .into_iter()
+                    .map(|row| match behind {
+                        Some(outbox) => Write::PutBehind(row, outbox.behind(now)),
+                        None => Write::Put(row),
+                    })
+                    .collect();
+                let written = sqlite.write(writes);
                 self.follow_file_swap();
                 written?.into_iter().map(Some).collect()
             }
-            None => vec![None; rows.len()],
+            None => {
+                if let Some(outbox) = behind {
+                    for row in &rows {
+                        outbox.enqueue_in_memory(&row.key, Some(row.value.clone()), now);
+                    }
+                }
+                vec![None; rows.len()]
+            }
         };
         if let Some(memory) = memory {
             for ((pending, key, entry), outcome) in l1.into_iter().zip(written) {
@@ -633,12 +724,27 @@ impl Engine {
         self.check_open()?;
         key::validate(key)?;
         let now = self.clock.now_ms();
+        let behind = match (self.config.strategy, &self.outbox) {
+            (Strategy::WriteThrough, Some(outbox)) => {
+                outbox.write_through(key, None)?;
+                None
+            }
+            (Strategy::WriteBehind, Some(outbox)) => Some(outbox),
+            _ => None,
+        };
         let memory = self.l1(now);
         let pending = memory.map(|m| m.begin(key));
         let mut existed = memory.is_some_and(|m| m.contains_fresh(key, now));
         let mut seq = None;
+        if let (None, Some(outbox)) = (&self.sqlite, behind) {
+            outbox.enqueue_in_memory(key, None, now);
+        }
         if let Some(sqlite) = &self.sqlite {
-            let outcome = sqlite.write(vec![Write::Delete(key.to_owned())]);
+            let write = match behind {
+                Some(outbox) => Write::DeleteBehind(key.to_owned(), outbox.behind(now)),
+                None => Write::Delete(key.to_owned()),
+            };
+            let outcome = sqlite.write(vec![write]);
             self.follow_file_swap();
             let outcome = outcome?;
             let outcome = outcome.first().ok_or_else(|| {
@@ -655,6 +761,9 @@ impl Engine {
         }
         if existed {
             self.counters.deletes.incr();
+        }
+        if let Some(outbox) = behind {
+            outbox.wake.notify_one();
         }
         Ok(existed)
     }
@@ -799,12 +908,79 @@ impl Engine {
 
     pub(crate) fn flush(&self) -> Result<()> {
         self.check_open()?;
+        if let Some(outbox) = self.draining() {
+            outbox.flush(self.sqlite.as_ref())?;
+        }
         self.hand_over_reads();
         if let Some(sqlite) = &self.sqlite {
             sqlite.maintain(self.clock.now_ms(), true)?;
             sqlite.checkpoint()?;
         }
         Ok(())
+    }
+
+    /// The outbox a worker drains: write-behind's.
+    fn draining(&self) -> Option<&Outbox> {
+        self.outbox
+            .as_ref()
+            .filter(|_| self.config.strategy == Strategy::WriteBehind)
+    }
+
+    /// The write-behind outbox's figures; `None` for other strategies.
+    pub(crate) fn outbox_stats(&self) -> Option<OutboxStats> {
+        let outbox = self.draining()?;
+        Some(outbox.stats(self.sqlite.as_ref(), self.clock.now_ms()))
+    }
+
+    /// Writes that gave up: this cache's outbox's, or (for a cache that
+    /// does not drain, such as the CLI's) those in the L2 file.
+    pub(crate) fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.check_open()?;
+        match (self.draining(), &self.sqlite) {
+            (Some(outbox), sqlite) => outbox.dead_letters(sqlite.as_ref()),
+            (None, Some(sqlite)) => Ok(sqlite
+                .dead_letters()?
+                .into_iter()
+                .map(DeadLetter::from)
+                .collect()),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+
+    /// Writes waiting for the source (in the L2 file, or this cache's
+    /// in-memory outbox), oldest first.
+    pub(crate) fn pending_writes(&self) -> Result<Vec<PendingWrite>> {
+        self.check_open()?;
+        match (self.draining(), &self.sqlite) {
+            (Some(outbox), None) => Ok(outbox.pending_in_memory()),
+            (_, Some(sqlite)) => Ok(sqlite
+                .outbox_pending()?
+                .into_iter()
+                .map(PendingWrite::from)
+                .collect()),
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+
+    /// Queues the dead letters again; how many.
+    pub(crate) fn retry_dead_letters(&self) -> Result<u64> {
+        self.check_open()?;
+        let now = self.clock.now_ms();
+        match (self.draining(), &self.sqlite) {
+            (Some(outbox), sqlite) => outbox.retry_dead_letters(sqlite.as_ref(), now),
+            (None, Some(sqlite)) => sqlite.retry_dead_letters(now),
+            (None, None) => Ok(0),
+        }
+    }
+
+    /// Deletes the dead letters; how many.
+    pub(crate) fn purge_dead_letters(&self) -> Result<u64> {
+        self.check_open()?;
+        match (self.draining(), &self.sqlite) {
+            (Some(outbox), sqlite) => outbox.purge_dead_letters(sqlite.as_ref()),
+            (None, Some(sqlite)) => sqlite.purge_dead_letters(),
+            (None, None) => Ok(0),
+        }
     }
 
     pub(crate) fn inspect(&self) -> Result<Option<Inspection>> {
@@ -816,6 +992,13 @@ impl Engine {
     }
 
     pub(crate) fn close(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Delivers while the cache still works, up to outbox.close_timeout.
+        if let Some(outbox) = self.draining() {
+            outbox.close(self.sqlite.as_ref());
+        }
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -873,6 +1056,7 @@ impl Engine {
                 ..c.source.snapshot()
             },
             breaker: self.loads.breaker.status(),
+            outbox: self.outbox_stats(),
         }
     }
 
@@ -923,6 +1107,39 @@ impl Drop for Engine {
             tracing::warn!(error = %err, "closing the cache on drop failed");
         }
     }
+}
+
+/// Starts the write-behind outbox's worker (see [`crate::outbox`]).
+fn spawn_outbox(engine: Weak<Engine>) {
+    runtime::handle().spawn(async move {
+        loop {
+            let Some(strong) = engine.upgrade() else {
+                return;
+            };
+            let Some(outbox) = strong.outbox.as_ref() else {
+                return;
+            };
+            if outbox.stopped.load(Ordering::Acquire) || strong.closed.load(Ordering::Acquire) {
+                return;
+            }
+            let wake = outbox.wake.clone();
+            let pause = match strong.outbox_pass().await {
+                Ok(pause) => pause,
+                Err(err) if err.kind() == ErrorKind::Closed => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, "the outbox's pass failed; trying again");
+                    std::time::Duration::from_secs(1)
+                }
+            };
+            drop(strong);
+            if !pause.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = wake.notified() => {}
+                }
+            }
+        }
+    });
 }
 
 fn spawn_maintenance(engine: Weak<Engine>, wake: Arc<tokio::sync::Notify>) {
@@ -1258,10 +1475,41 @@ impl Cache {
         self.off_thread(move |e| e.invalidate_tag(&tag)).await
     }
 
+    /// The write-behind outbox's figures (see [`crate::outbox`]); `None`
+    /// for the other strategies.
+    pub fn outbox_stats(&self) -> Option<OutboxStats> {
+        self.engine.outbox_stats()
+    }
+
+    /// Writes for the source that gave up after `outbox.max_attempts`.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        self.off_thread(Engine::dead_letters).await
+    }
+
+    /// Writes waiting for the source, oldest first.
+    pub async fn pending_writes(&self) -> Result<Vec<PendingWrite>> {
+        self.off_thread(Engine::pending_writes).await
+    }
+
+    /// Queues every dead letter again, with its attempts reset (one whose
+    /// key has a newer write pending is dropped: that write supersedes
+    /// it); returns how many were queued.
+    pub async fn retry_dead_letters(&self) -> Result<u64> {
+        self.off_thread(Engine::retry_dead_letters).await
+    }
+
+    /// Deletes every dead letter; returns how many there were.
+    pub async fn purge_dead_letters(&self) -> Result<u64> {
+        self.off_thread(Engine::purge_dead_letters).await
+    }
+
     /// Returns once everything acknowledged is in the file and the file is
     /// up to date: buffered access times are written and the WAL is
     /// checkpointed as far as readers allow. Every write is already durable
     /// when it returns; `flush` is for handing the file to another program.
+    /// With write-behind, it first waits for the outbox to empty (every
+    /// write delivered to the source), and fails with
+    /// [`ErrorKind::Timeout`] past `outbox.flush_timeout`.
     pub async fn flush(&self) -> Result<()> {
         self.off_thread(Engine::flush).await
     }

@@ -45,6 +45,7 @@ use std::sync::Arc;
 pub use crate::breaker::CircuitBreakerConfig;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
+pub use crate::outbox::OutboxConfig;
 use crate::source::Source;
 pub use crate::source::github::{GitHubConfig, Routes, Secret};
 
@@ -81,6 +82,55 @@ pub struct Config {
     pub ttl_jitter: f64,
     /// GitHub as the source of truth; `None` (the default): not used.
     pub github: Option<GitHubConfig>,
+    /// How writes reach the source, and whether reads load from it.
+    pub strategy: Strategy,
+    /// The write-behind outbox.
+    pub outbox: OutboxConfig,
+}
+
+/// How writes reach the source, and whether a miss loads from it.
+///
+/// | strategy | `set` writes | a miss loads from the configured source |
+/// |---|---|---|
+/// | read-through (default) | the tiers | yes |
+/// | cache-aside | the tiers | no: the caller loads (`get_or_load`) |
+/// | write-through | the source first, then the tiers | yes |
+/// | write-behind | the tiers and the outbox, in one durable commit; the source later | yes |
+///
+/// write-through and write-behind need a source that can store
+/// ([`crate::Source::writable`]); opening with a read-only one (GitHub, a
+/// plain loader) is an [`ErrorKind::InvalidConfig`] error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Writes go to the tiers; a miss loads from the source.
+    #[default]
+    ReadThrough,
+    /// Writes go to the tiers; a miss never calls the configured source.
+    CacheAside,
+    /// Writes go to the source first (a failure is the caller's, and the
+    /// tiers are left unchanged), then to the tiers.
+    WriteThrough,
+    /// Writes go to the tiers and, through the durable outbox, to the
+    /// source later (see [`crate::outbox`]).
+    WriteBehind,
+}
+
+impl Strategy {
+    /// The config's name of the strategy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::ReadThrough => "read-through",
+            Strategy::CacheAside => "cache-aside",
+            Strategy::WriteThrough => "write-through",
+            Strategy::WriteBehind => "write-behind",
+        }
+    }
+
+    /// Whether `set` writes to the source.
+    pub fn writes_source(self) -> bool {
+        matches!(self, Strategy::WriteThrough | Strategy::WriteBehind)
+    }
 }
 
 /// The L1 memory tier.
@@ -172,6 +222,8 @@ impl Default for Config {
             refresh_ahead: 0.8,
             ttl_jitter: 0.1,
             github: None,
+            strategy: Strategy::ReadThrough,
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -298,6 +350,7 @@ impl Config {
         if let Some(github) = &self.github {
             github.validate()?;
         }
+        self.outbox.validate()?;
         Ok(())
     }
 
@@ -568,6 +621,18 @@ impl CacheBuilder {
     /// Sets `ttl_jitter`.
     pub fn ttl_jitter(mut self, share: f64) -> Self {
         self.config.ttl_jitter = share;
+        self
+    }
+
+    /// How writes reach the source; see [`Strategy`].
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.config.strategy = strategy;
+        self
+    }
+
+    /// The write-behind outbox's settings.
+    pub fn outbox(mut self, outbox: OutboxConfig) -> Self {
+        self.config.outbox = outbox;
         self
     }
 

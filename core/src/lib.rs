@@ -36,6 +36,7 @@ mod entry;
 mod error;
 pub mod key;
 mod load;
+pub mod outbox;
 pub mod runtime;
 pub mod source;
 mod stats;
@@ -47,10 +48,11 @@ pub use cache::{Cache, MAINTENANCE_INTERVAL};
 pub use clock::{Clock, ManualClock};
 pub use config::{
     CacheBuilder, CircuitBreakerConfig, Config, FailSafeConfig, MemoryConfig, OnCorrupt,
-    SqliteConfig,
+    SqliteConfig, Strategy,
 };
 pub use entry::{Entry, GetOptions, Lookup, Metadata, SetOptions, Tier};
 pub use error::{Error, ErrorKind, Result};
+pub use outbox::{DeadLetter, OutboxConfig, OutboxStats, PendingWrite};
 pub use source::{Fetched, GitHub, GitHubConfig, Loaded, RateLimit, Source};
 pub use stats::{SourceStats, Stats, TIME_SAMPLE_EVERY, TierStats};
 

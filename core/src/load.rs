@@ -700,7 +700,7 @@ fn jitter(ttl: Duration, share: f64) -> Duration {
 
 /// A number in `[0, 1)`, from a per-thread xorshift seeded by the clock
 /// and the thread: enough to spread expiries, not for anything secret.
-fn random_unit() -> f64 {
+pub(crate) fn random_unit() -> f64 {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = const { Cell::new(0) };

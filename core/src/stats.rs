@@ -354,6 +354,8 @@ pub struct Stats {
     pub source: SourceStats,
     /// The circuit breaker guarding the source (reading it changes nothing).
     pub breaker: crate::BreakerStatus,
+    /// The write-behind outbox; `None` for the other strategies.
+    pub outbox: Option<crate::OutboxStats>,
 }
 
 /// The counters of one tier.

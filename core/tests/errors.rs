@@ -84,7 +84,7 @@ fn invalid_configs_are_rejected_before_touching_anything() {
         format!(r#"{{"sqlite": {{"path": {:?}, "max_bytes": 0}}}}"#, path),
         format!(r#"{{"sqlite": {{"path": {:?}, "ttl": -5}}}}"#, path),
         format!(
-            r#"{{"sqlite": {{"path": {:?}}}, "strategy": "write-through"}}"#,
+            r#"{{"sqlite": {{"path": {:?}}}, "strategy": "write-around"}}"#,
             path
         ),
         format!(r#"{{"sqlite": {{"path": {:?}, "max_size": 5}}}}"#, path),

@@ -144,8 +144,11 @@ fn a_file_from_before_first_ms_is_migrated() {
     {
         // The file as schema 4 left it.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE entries DROP COLUMN first_ms; PRAGMA user_version = 4;")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE entries DROP COLUMN first_ms; DROP TABLE outbox; \
+             DROP TABLE dead_letters; DROP TABLE outbox_lease; PRAGMA user_version = 4;",
+        )
+        .unwrap();
     }
     clock.advance(SECOND);
     let cache = builder(&dir, &clock).build_blocking().unwrap();
@@ -165,7 +168,7 @@ fn a_file_from_before_first_ms_is_migrated() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, tierstack::tier::SCHEMA_VERSION);
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 #[test]

@@ -2,13 +2,31 @@
 
 use std::future::Future;
 
-use super::{FetchFuture, Fetched, Source};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{FetchFuture, Fetched, Source, WriteFuture};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime;
+
+/// A source's writes as closures: store `(key, value, idempotency key)`
+/// and remove `(key, idempotency key)`, each returning the write's future.
+type AsyncWrites = (
+    Arc<dyn Fn(String, Bytes, String) -> WriteFuture + Send + Sync>,
+    Arc<dyn Fn(String, String) -> WriteFuture + Send + Sync>,
+);
+
+/// A source's writes as blocking closures (see [`BlockingFn::with_writes`]).
+type BlockingWrites = (
+    Arc<dyn Fn(&str, &[u8], &str) -> Result<()> + Send + Sync>,
+    Arc<dyn Fn(&str, &str) -> Result<()> + Send + Sync>,
+);
 
 /// A [`Source`] calling an async closure; see [`from_fn`].
 pub struct SourceFn<F> {
     f: F,
+    writes: Option<AsyncWrites>,
 }
 
 /// A source whose fetch is `f(key)`, an async closure.
@@ -26,7 +44,27 @@ where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Fetched>> + Send + 'static,
 {
-    SourceFn { f }
+    SourceFn { f, writes: None }
+}
+
+impl<F> SourceFn<F> {
+    /// The source, writable: `store(key, value, idempotency_key)` and
+    /// `remove(key, idempotency_key)` are async closures (see
+    /// [`Source::store`]).
+    #[must_use]
+    pub fn with_writes<S, SFut, R, RFut>(mut self, store: S, remove: R) -> Self
+    where
+        S: Fn(String, Bytes, String) -> SFut + Send + Sync + 'static,
+        SFut: Future<Output = Result<()>> + Send + 'static,
+        R: Fn(String, String) -> RFut + Send + Sync + 'static,
+        RFut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.writes = Some((
+            Arc::new(move |k, v, i| Box::pin(store(k, v, i)) as WriteFuture),
+            Arc::new(move |k, i| Box::pin(remove(k, i)) as WriteFuture),
+        ));
+        self
+    }
 }
 
 impl<F, Fut> Source for SourceFn<F>
@@ -37,11 +75,41 @@ where
     fn fetch(&self, key: &str, _validator: Option<&str>) -> FetchFuture {
         Box::pin((self.f)(key.to_owned()))
     }
+
+    fn writable(&self) -> bool {
+        self.writes.is_some()
+    }
+
+    fn store(&self, key: &str, value: Bytes, idempotency_key: &str) -> WriteFuture {
+        match &self.writes {
+            Some((store, _)) => store(key.to_owned(), value, idempotency_key.to_owned()),
+            None => read_only(key),
+        }
+    }
+
+    fn remove(&self, key: &str, idempotency_key: &str) -> WriteFuture {
+        match &self.writes {
+            Some((_, remove)) => remove(key.to_owned(), idempotency_key.to_owned()),
+            None => read_only(key),
+        }
+    }
+}
+
+fn read_only(key: &str) -> WriteFuture {
+    let err = Error::new(
+        ErrorKind::Source,
+        format!(
+            "the source is read-only: it cannot store {}",
+            crate::key::quote(key)
+        ),
+    );
+    Box::pin(std::future::ready(Err(err)))
 }
 
 /// A [`Source`] calling a blocking closure; see [`from_blocking_fn`].
 pub struct BlockingFn<F> {
-    f: std::sync::Arc<F>,
+    f: Arc<F>,
+    writes: Option<BlockingWrites>,
 }
 
 /// A source whose fetch is `f(key)`, a closure that blocks (a C function,
@@ -53,7 +121,23 @@ where
     F: Fn(&str) -> Result<Fetched> + Send + Sync + 'static,
 {
     BlockingFn {
-        f: std::sync::Arc::new(f),
+        f: Arc::new(f),
+        writes: None,
+    }
+}
+
+impl<F> BlockingFn<F> {
+    /// The source, writable: `store(key, value, idempotency_key)` and
+    /// `remove(key, idempotency_key)` are closures that block (see
+    /// [`Source::store`]), run on the runtime's blocking pool.
+    #[must_use]
+    pub fn with_writes<S, R>(mut self, store: S, remove: R) -> Self
+    where
+        S: Fn(&str, &[u8], &str) -> Result<()> + Send + Sync + 'static,
+        R: Fn(&str, &str) -> Result<()> + Send + Sync + 'static,
+    {
+        self.writes = Some((Arc::new(store), Arc::new(remove)));
+        self
     }
 }
 
@@ -64,6 +148,26 @@ where
     fn fetch(&self, key: &str, _validator: Option<&str>) -> FetchFuture {
         let (f, key) = (self.f.clone(), key.to_owned());
         run_blocking(move || f(&key))
+    }
+
+    fn writable(&self) -> bool {
+        self.writes.is_some()
+    }
+
+    fn store(&self, key: &str, value: Bytes, idempotency_key: &str) -> WriteFuture {
+        let Some((store, _)) = &self.writes else {
+            return read_only(key);
+        };
+        let (store, key, id) = (store.clone(), key.to_owned(), idempotency_key.to_owned());
+        run_blocking(move || store(&key, &value, &id))
+    }
+
+    fn remove(&self, key: &str, idempotency_key: &str) -> WriteFuture {
+        let Some((_, remove)) = &self.writes else {
+            return read_only(key);
+        };
+        let (remove, key, id) = (remove.clone(), key.to_owned(), idempotency_key.to_owned());
+        run_blocking(move || remove(&key, &id))
     }
 }
 

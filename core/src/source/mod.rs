@@ -114,6 +114,9 @@ impl From<Loaded> for Fetched {
 /// The future of one fetch.
 pub type FetchFuture = Pin<Box<dyn Future<Output = Result<Fetched>> + Send + 'static>>;
 
+/// The future of a write to the source ([`Source::store`], [`Source::remove`]).
+pub type WriteFuture = Pin<Box<dyn Future<Output = Result<()>> + Send + 'static>>;
+
 /// The future of a batched fetch: an answer per key; a key left out is
 /// [`Fetched::NotFound`].
 pub type FetchManyFuture =
@@ -164,6 +167,40 @@ pub trait Source: Send + Sync + 'static {
     fn rate_limit(&self) -> Option<RateLimit> {
         None
     }
+
+    /// Whether this source implements [`Source::store`] and
+    /// [`Source::remove`], as the write-through and write-behind
+    /// strategies need; `false` (the default): read-only.
+    fn writable(&self) -> bool {
+        false
+    }
+
+    /// Stores `value` under `key` at the source (write-through, and the
+    /// write-behind outbox). `idempotency_key` names this write: a retry
+    /// of it, even by another process after a crash, carries the same one,
+    /// so that a source that remembers them can apply a write once. An
+    /// error is retried by the outbox (with backoff) and returned by
+    /// write-through. The default refuses: the source is read-only.
+    fn store(&self, key: &str, value: Bytes, idempotency_key: &str) -> WriteFuture {
+        let _ = (value, idempotency_key);
+        Box::pin(std::future::ready(Err(read_only(self.name(), key))))
+    }
+
+    /// Removes `key` at the source; see [`Source::store`].
+    fn remove(&self, key: &str, idempotency_key: &str) -> WriteFuture {
+        let _ = idempotency_key;
+        Box::pin(std::future::ready(Err(read_only(self.name(), key))))
+    }
+}
+
+fn read_only(name: &str, key: &str) -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::Source,
+        format!(
+            "{name} is read-only: it cannot store {}",
+            crate::key::quote(key)
+        ),
+    )
 }
 
 /// A source's rate-limit figures, as its last answer told them.

@@ -35,6 +35,7 @@ mod damage;
 mod file;
 mod lease;
 mod limits;
+mod outbox;
 mod recovery;
 mod space;
 
@@ -59,6 +60,8 @@ pub use damage::{Integrity, check};
 use file::{FileId, Mode, connect, prepare_file};
 pub(crate) use lease::Lease;
 pub(crate) use limits::LimitUpdate;
+pub(crate) use outbox::{Attempt, Depth};
+pub use outbox::{OutboxOp, Pending};
 pub use recovery::FILE_CHECK_INTERVAL;
 pub use space::{CHECKPOINT_BELOW, DISK_RESERVE, WAL_SIZE_LIMIT};
 use space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
@@ -68,7 +71,7 @@ use space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
 pub const ROW_OVERHEAD: u64 = 64;
 
 /// The schema this version writes; files with a lower version are migrated.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// `PRAGMA application_id` of a tierstack file ("TSTK").
 pub const APPLICATION_ID: i64 = 0x5453_544B;
@@ -118,6 +121,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     // (`created_ms` is the latest write). NULL in rows from before: their
     // `created_ms` stands in.
     "ALTER TABLE entries ADD COLUMN first_ms INTEGER;",
+    outbox::MIGRATION,
 ];
 
 const SQL_GET: &str = "SELECT id, created_ms, expires_ms, value, stale_until_ms, etag, \
@@ -237,6 +241,28 @@ pub(crate) struct Found {
 pub(crate) enum Write {
     Put(Row),
     Delete(String),
+    /// A put whose write the source gets through the outbox (write-behind).
+    PutBehind(Row, Behind),
+    /// A delete whose removal the source gets through the outbox.
+    DeleteBehind(String, Behind),
+}
+
+/// What the outbox row of a write-behind write carries besides the write.
+#[derive(Debug, Clone)]
+pub(crate) struct Behind {
+    /// Names the write for the source, the same on every attempt.
+    pub(crate) idempotency_key: String,
+    /// When the write was made.
+    pub(crate) now_ms: u64,
+}
+
+impl Write {
+    fn behind(&self) -> Option<&Behind> {
+        match self {
+            Write::PutBehind(_, behind) | Write::DeleteBehind(_, behind) => Some(behind),
+            Write::Put(_) | Write::Delete(_) => None,
+        }
+    }
 }
 
 /// What one write did.
@@ -785,6 +811,24 @@ impl SqliteTier {
     }
 
     fn apply(&self, conn: &mut Connection, batch: &[Submission]) -> Result<Vec<Vec<Outcome>>> {
+        // A write queued for the source must survive a power loss, not only
+        // a crash of this process: its commit waits for the WAL to reach
+        // the disk (`synchronous = FULL`); every other commit keeps NORMAL.
+        let durable = batch
+            .iter()
+            .any(|s| s.writes.iter().any(|w| w.behind().is_some()));
+        if !durable {
+            return self.apply_in(conn, batch);
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let applied = self.apply_in(conn, batch);
+        let normal = conn.pragma_update(None, "synchronous", "NORMAL");
+        let applied = applied?;
+        normal?;
+        Ok(applied)
+    }
+
+    fn apply_in(&self, conn: &mut Connection, batch: &[Submission]) -> Result<Vec<Vec<Outcome>>> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.check_still_current()?;
         let (mut bytes, mut count) = (0i64, 0i64);
@@ -798,7 +842,7 @@ impl SqliteTier {
                 let mut outcome = Vec::with_capacity(submission.writes.len());
                 for write in &submission.writes {
                     match write {
-                        Write::Put(row) => {
+                        Write::Put(row) | Write::PutBehind(row, _) => {
                             let old: Option<i64> =
                                 size_of.query_row([&row.key], |r| r.get(0)).optional()?;
                             let tags = (!row.tags.is_empty()).then(|| {
@@ -820,13 +864,24 @@ impl SqliteTier {
                             )?;
                             bytes += size - old.unwrap_or(0);
                             count += i64::from(old.is_none());
+                            let seq = log.record(&tx, Some(&row.key), None)?;
+                            if let Some(behind) = write.behind() {
+                                outbox::enqueue(
+                                    &tx,
+                                    &row.key,
+                                    seq,
+                                    Some(&row.value),
+                                    &behind.idempotency_key,
+                                    behind.now_ms,
+                                )?;
+                            }
                             outcome.push(Outcome {
-                                seq: log.record(&tx, Some(&row.key), None)?,
+                                seq,
                                 removed_expires_ms: None,
                                 row: Some(id),
                             });
                         }
-                        Write::Delete(key) => {
+                        Write::Delete(key) | Write::DeleteBehind(key, _) => {
                             let removed: Option<(i64, i64, i64)> = delete
                                 .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                                 .optional()?;
@@ -835,8 +890,19 @@ impl SqliteTier {
                                 count -= 1;
                                 self.forget_reads(id);
                             }
+                            let seq = log.record(&tx, Some(key), None)?;
+                            if let Some(behind) = write.behind() {
+                                outbox::enqueue(
+                                    &tx,
+                                    key,
+                                    seq,
+                                    None,
+                                    &behind.idempotency_key,
+                                    behind.now_ms,
+                                )?;
+                            }
                             outcome.push(Outcome {
-                                seq: log.record(&tx, Some(key), None)?,
+                                seq,
                                 removed_expires_ms: removed.map(|(_, expires, _)| expires as u64),
                                 row: None,
                             });

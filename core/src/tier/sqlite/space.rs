@@ -67,8 +67,8 @@ impl SqliteTier {
         let stored: u64 = writes
             .iter()
             .map(|w| match w {
-                Write::Put(row) => row.size(),
-                Write::Delete(_) => 0,
+                Write::Put(row) | Write::PutBehind(row, _) => row.size(),
+                Write::Delete(_) | Write::DeleteBehind(..) => 0,
             })
             .sum();
         if stored == 0 {

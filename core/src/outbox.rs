@@ -1,0 +1,686 @@
+//! Writes to the source: the write strategies' side of a source that can
+//! store and remove (see [`crate::Source::store`]).
+//!
+//! - **write-through**: [`Outbox::write_through`] calls the source before
+//!   the tiers are written; its error is the caller's, and the tiers are
+//!   left as they were.
+//! - **write-behind**: a write is committed to the tiers and to the outbox
+//!   in one transaction of the L2 file, with `synchronous = FULL`, before
+//!   `set` returns: a write acknowledged survives a crash of the process
+//!   and a power loss. (L2 is written at once rather than by the worker:
+//!   the outbox lives in the same file, so the same commit makes both
+//!   durable, and other processes read the new value without waiting for
+//!   the source.) A background worker delivers the outbox to the source.
+//!
+//! # The worker
+//!
+//! - Pending writes of one key coalesce: the outbox holds one row per key,
+//!   replaced by a later write (last write wins), whose version (the
+//!   write's change number) orders deliveries. A delivery removes the row
+//!   only if no newer write replaced it meanwhile, so a key's writes reach
+//!   the source in order, and the last one always does.
+//! - Each write carries an idempotency key, the same on every attempt, for
+//!   a source that can tell a repeated delivery (a process killed after
+//!   the source took a write and before the row was removed delivers it
+//!   again after its restart).
+//! - A failed attempt is retried after `retry_base × 2^(attempts - 1)`, at
+//!   most `retry_max`, less a random share up to a half (so that writers
+//!   that failed together do not retry together); after `max_attempts`
+//!   the write moves to the dead letters, which can be listed, retried and
+//!   purged. Source writes are not guarded by the circuit breaker (it
+//!   guards loads): backoff is the outbox's own.
+//! - Of the processes sharing the file, one drains at a time: the holder
+//!   of the file's outbox lease, which lasts `fail_safe.hard_timeout` plus
+//!   a margin and is renewed by every pass. A holder that died (its
+//!   process is gone) is replaced at once; one that hangs, at the lease's
+//!   end. At open, the outbox left by a process that stopped or crashed is
+//!   delivered.
+//! - `flush()` returns once the outbox is empty, or fails with
+//!   [`ErrorKind::Timeout`] at `outbox.flush_timeout`; `close()` delivers
+//!   for up to `outbox.close_timeout`, and what is left stays in the file
+//!   for the next process.
+//!
+//! Without an L2 file the outbox is held in memory: it survives nothing,
+//! which [`OutboxStats::durable`] says.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::cache::Engine;
+use crate::config::seconds;
+use crate::error::{Error, ErrorKind, Result};
+use crate::source::{Source, run_blocking};
+use crate::tier::sqlite::{Attempt, Behind, Depth, OutboxOp, Pending, SqliteTier};
+
+/// Added to `fail_safe.hard_timeout` for the drainer's lease: a delivery
+/// under way is abandoned before the lease can end.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// How often, at most, an idle worker looks at the file for writes other
+/// processes queued, or a waiting one for the lease.
+const POLL: Duration = Duration::from_millis(200);
+
+/// How often `flush` and `close` look at the outbox while they wait.
+const FLUSH_POLL: Duration = Duration::from_millis(5);
+
+/// The outbox's settings (`outbox` in the config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Attempts of a write before it moves to the dead letters.
+    pub max_attempts: u32,
+    /// The pause after a write's first failed attempt; doubled per attempt.
+    #[serde(with = "seconds")]
+    pub retry_base: Duration,
+    /// The longest pause between attempts.
+    #[serde(with = "seconds")]
+    pub retry_max: Duration,
+    /// Writes delivered at once, concurrently (never two of one key).
+    pub batch: u32,
+    /// How long `flush()` waits for the outbox to empty.
+    #[serde(with = "seconds")]
+    pub flush_timeout: Duration,
+    /// How long `close()` keeps delivering.
+    #[serde(with = "seconds")]
+    pub close_timeout: Duration,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_base: Duration::from_millis(500),
+            retry_max: Duration::from_secs(60),
+            batch: 32,
+            flush_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// Checks every value; errors are of kind [`ErrorKind::InvalidConfig`].
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |m: &str| Err(Error::new(ErrorKind::InvalidConfig, m.to_owned()));
+        if !(1..=1000).contains(&self.max_attempts) {
+            return invalid("outbox.max_attempts must be between 1 and 1000");
+        }
+        if self.retry_base.is_zero() || self.retry_base > self.retry_max {
+            return invalid("outbox.retry_base must be above 0 and at most outbox.retry_max");
+        }
+        if self.retry_max > Duration::from_secs(24 * 3600) {
+            return invalid("outbox.retry_max is longer than 1 day");
+        }
+        if !(1..=1000).contains(&self.batch) {
+            return invalid("outbox.batch must be between 1 and 1000");
+        }
+        if self.flush_timeout > Duration::from_secs(24 * 3600)
+            || self.close_timeout > Duration::from_secs(24 * 3600)
+        {
+            return invalid("outbox.flush_timeout and outbox.close_timeout are at most 1 day");
+        }
+        Ok(())
+    }
+}
+
+/// The outbox in [`crate::Stats::outbox`] (and `outbox_stats()` in hosts).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxStats {
+    /// Whether the outbox survives a crash (it is in the L2 file); `false`
+    /// without one.
+    pub durable: bool,
+    /// Writes waiting for the source (those of every process on the file).
+    pub pending: u64,
+    /// Age of the oldest pending write, in milliseconds.
+    pub oldest_age_ms: Option<u64>,
+    /// Pending writes that failed at least once.
+    pub retrying: u64,
+    /// Failed attempts made by this process.
+    pub retries: u64,
+    /// Writes delivered by this process.
+    pub delivered: u64,
+    /// Writes in the dead letters.
+    pub dead: u64,
+}
+
+/// A write that gave up, as [`crate::Cache::dead_letters`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// The key.
+    pub key: String,
+    /// `"store"` or `"remove"`.
+    pub op: &'static str,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last attempt's error.
+    pub last_error: String,
+    /// When it gave up, in ms since the Unix epoch.
+    pub failed_ms: u64,
+    /// When the write was made, in ms since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// A write waiting for the source, as [`crate::Cache::pending_writes`]
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingWrite {
+    /// The key.
+    pub key: String,
+    /// `"store"` or `"remove"`.
+    pub op: &'static str,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The last attempt's error, if any.
+    pub last_error: Option<String>,
+    /// When the write was made, in ms since the Unix epoch.
+    pub created_ms: u64,
+}
+
+impl From<Pending> for PendingWrite {
+    fn from(p: Pending) -> Self {
+        PendingWrite {
+            key: p.key,
+            op: p.op.as_str(),
+            attempts: p.attempts,
+            last_error: p.last_error,
+            created_ms: p.created_ms,
+        }
+    }
+}
+
+impl From<Pending> for DeadLetter {
+    fn from(p: Pending) -> Self {
+        DeadLetter {
+            key: p.key,
+            op: p.op.as_str(),
+            attempts: p.attempts,
+            last_error: p.last_error.unwrap_or_default(),
+            failed_ms: p.failed_ms,
+            created_ms: p.created_ms,
+        }
+    }
+}
+
+/// The outbox of a cache without an L2 file.
+#[derive(Default)]
+struct MemoryQueue {
+    /// Pending writes by version.
+    pending: BTreeMap<u64, (Pending, u64)>,
+    /// Key -> its pending write's version.
+    by_key: HashMap<String, u64>,
+    /// Dead letters by key.
+    dead: BTreeMap<String, Pending>,
+    next_version: u64,
+}
+
+impl MemoryQueue {
+    fn enqueue(&mut self, key: &str, value: Option<Bytes>, idempotency_key: String, now_ms: u64) {
+        self.next_version += 1;
+        let version = self.next_version;
+        if let Some(old) = self.by_key.insert(key.to_owned(), version) {
+            self.pending.remove(&old);
+        }
+        let op = if value.is_some() {
+            OutboxOp::Store
+        } else {
+            OutboxOp::Remove
+        };
+        let write = Pending {
+            key: key.to_owned(),
+            version,
+            op,
+            value,
+            idempotency_key,
+            attempts: 0,
+            created_ms: now_ms,
+            last_error: None,
+            failed_ms: 0,
+        };
+        self.pending.insert(version, (write, now_ms));
+    }
+
+    fn due(&self, now_ms: u64, limit: usize) -> Vec<Pending> {
+        self.pending
+            .values()
+            .filter(|(_, next)| *next <= now_ms)
+            .take(limit)
+            .map(|(w, _)| w.clone())
+            .collect()
+    }
+
+    fn settle(&mut self, settled: &[(Pending, Attempt)], now_ms: u64) {
+        for (write, attempt) in settled {
+            let Some((held, next)) = self.pending.get_mut(&write.version) else {
+                continue;
+            };
+            match attempt {
+                Attempt::Delivered => {
+                    self.pending.remove(&write.version);
+                    self.by_key.remove(&write.key);
+                }
+                Attempt::Retry { next_ms, error } => {
+                    held.attempts += 1;
+                    held.last_error = Some(error.clone());
+                    *next = *next_ms;
+                }
+                Attempt::Dead { error } => {
+                    let (mut dead, _) = self.pending.remove(&write.version).expect("held");
+                    self.by_key.remove(&write.key);
+                    dead.attempts += 1;
+                    dead.last_error = Some(error.clone());
+                    dead.failed_ms = now_ms;
+                    self.dead.insert(dead.key.clone(), dead);
+                }
+            }
+        }
+    }
+
+    fn depth(&self) -> Depth {
+        Depth {
+            pending: self.pending.len() as u64,
+            oldest_ms: self.pending.values().map(|(w, _)| w.created_ms).min(),
+            retrying: self
+                .pending
+                .values()
+                .filter(|(w, _)| w.attempts > 0)
+                .count() as u64,
+            dead: self.dead.len() as u64,
+            next_due_ms: self.pending.values().map(|(_, next)| *next).min(),
+        }
+    }
+
+    fn retry_dead(&mut self, now_ms: u64) -> u64 {
+        let dead = std::mem::take(&mut self.dead);
+        let mut queued = 0;
+        for (key, write) in dead {
+            if self.by_key.contains_key(&key) {
+                continue;
+            }
+            self.next_version += 1;
+            let version = self.next_version;
+            self.by_key.insert(key, version);
+            let write = Pending {
+                version,
+                attempts: 0,
+                failed_ms: 0,
+                ..write
+            };
+            self.pending.insert(version, (write, now_ms));
+            queued += 1;
+        }
+        queued
+    }
+}
+
+/// A source's writes, and the outbox of a write-behind cache.
+pub(crate) struct Outbox {
+    config: OutboxConfig,
+    source: Arc<dyn Source>,
+    /// The queue when there is no L2 file.
+    memory: Option<Mutex<MemoryQueue>>,
+    /// Wakes the worker: a write was queued, or `flush` waits.
+    pub(crate) wake: Arc<Notify>,
+    /// This cache's name in the file's lease.
+    holder: i64,
+    /// Makes idempotency keys unique across processes and restarts.
+    nonce: u64,
+    next_write: AtomicU64,
+    delivered: AtomicU64,
+    retries: AtomicU64,
+    /// Set by `close`: the worker stops after its pass.
+    pub(crate) stopped: AtomicBool,
+    hard_timeout: Duration,
+}
+
+impl Outbox {
+    /// The outbox for `source` (`file`: whether the L2 file holds it).
+    pub(crate) fn new(
+        config: OutboxConfig,
+        source: Arc<dyn Source>,
+        file: bool,
+        hard_timeout: Duration,
+    ) -> Self {
+        let nonce = random_u64();
+        Self {
+            config,
+            source,
+            memory: (!file).then(|| Mutex::new(MemoryQueue::default())),
+            wake: Arc::new(Notify::new()),
+            holder: (nonce >> 1) as i64,
+            nonce,
+            next_write: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+            hard_timeout,
+        }
+    }
+
+    /// A new idempotency key: unique to this write.
+    pub(crate) fn idempotency_key(&self) -> String {
+        let n = self.next_write.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}-{n}", self.nonce)
+    }
+
+    /// Queues a write in the in-memory outbox (no L2 file).
+    pub(crate) fn enqueue_in_memory(&self, key: &str, value: Option<Bytes>, now_ms: u64) {
+        if let Some(memory) = &self.memory {
+            memory
+                .lock()
+                .enqueue(key, value, self.idempotency_key(), now_ms);
+        }
+    }
+
+    /// The outbox row's part of a write-behind write made at `now_ms`.
+    pub(crate) fn behind(&self, now_ms: u64) -> Behind {
+        Behind {
+            idempotency_key: self.idempotency_key(),
+            now_ms,
+        }
+    }
+
+    /// The in-memory outbox's writes, oldest first.
+    pub(crate) fn pending_in_memory(&self) -> Vec<PendingWrite> {
+        self.memory.as_ref().map_or_else(Vec::new, |memory| {
+            let memory = memory.lock();
+            memory
+                .pending
+                .values()
+                .map(|(w, _)| PendingWrite::from(w.clone()))
+                .collect()
+        })
+    }
+
+    /// Whether the outbox is in memory (no L2 file).
+    pub(crate) fn in_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
+    /// write-through: stores `value` (or removes the key, for `None`) at
+    /// the source, waiting for its answer (at most `fail_safe.hard_timeout`).
+    pub(crate) fn write_through(&self, key: &str, value: Option<Bytes>) -> Result<()> {
+        let call = self.call(key, value, &self.idempotency_key());
+        let handle = crate::runtime::handle();
+        let (tx, rx) = std::sync::mpsc::channel();
+        handle.spawn(async move {
+            let _ = tx.send(call.await);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Internal,
+                "a source write's task ended without an answer",
+            ))
+        })
+    }
+
+    /// One call of the source, bounded by the hard timeout.
+    fn call(
+        &self,
+        key: &str,
+        value: Option<Bytes>,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let future = match value {
+            Some(value) => self.source.store(key, value, idempotency_key),
+            None => self.source.remove(key, idempotency_key),
+        };
+        let (timeout, key) = (self.hard_timeout, key.to_owned());
+        async move {
+            match tokio::time::timeout(timeout, future).await {
+                Ok(done) => done,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the source did not answer the write of {} within {timeout:?} \
+                         (fail_safe.hard_timeout)",
+                        crate::key::quote(&key)
+                    ),
+                )),
+            }
+        }
+    }
+
+    /// How deep the outbox is.
+    fn depth(&self, sqlite: Option<&SqliteTier>) -> Result<Depth> {
+        match (&self.memory, sqlite) {
+            (Some(memory), _) => Ok(memory.lock().depth()),
+            (None, Some(sqlite)) => sqlite.outbox_depth(),
+            (None, None) => Ok(Depth::default()),
+        }
+    }
+
+    /// The outbox's figures at `now_ms`.
+    pub(crate) fn stats(&self, sqlite: Option<&SqliteTier>, now_ms: u64) -> OutboxStats {
+        let depth = self.depth(sqlite).unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "could not read the outbox's depth");
+            Depth::default()
+        });
+        OutboxStats {
+            durable: !self.in_memory(),
+            pending: depth.pending,
+            oldest_age_ms: depth.oldest_ms.map(|t| now_ms.saturating_sub(t)),
+            retrying: depth.retrying,
+            retries: self.retries.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            dead: depth.dead,
+        }
+    }
+
+    /// The dead letters.
+    pub(crate) fn dead_letters(&self, sqlite: Option<&SqliteTier>) -> Result<Vec<DeadLetter>> {
+        let dead = match (&self.memory, sqlite) {
+            (Some(memory), _) => memory.lock().dead.values().cloned().collect(),
+            (None, Some(sqlite)) => sqlite.dead_letters()?,
+            (None, None) => Vec::new(),
+        };
+        Ok(dead.into_iter().map(DeadLetter::from).collect())
+    }
+
+    /// Queues the dead letters again; how many.
+    pub(crate) fn retry_dead_letters(
+        &self,
+        sqlite: Option<&SqliteTier>,
+        now_ms: u64,
+    ) -> Result<u64> {
+        let queued = match (&self.memory, sqlite) {
+            (Some(memory), _) => memory.lock().retry_dead(now_ms),
+            (None, Some(sqlite)) => sqlite.retry_dead_letters(now_ms)?,
+            (None, None) => 0,
+        };
+        self.wake.notify_one();
+        Ok(queued)
+    }
+
+    /// Drops the dead letters; how many.
+    pub(crate) fn purge_dead_letters(&self, sqlite: Option<&SqliteTier>) -> Result<u64> {
+        match (&self.memory, sqlite) {
+            (Some(memory), _) => Ok(std::mem::take(&mut memory.lock().dead).len() as u64),
+            (None, Some(sqlite)) => sqlite.purge_dead_letters(),
+            (None, None) => Ok(0),
+        }
+    }
+
+    /// The pause before attempt `attempts + 1`, after `attempts` failures.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let doubled = self
+            .config
+            .retry_base
+            .saturating_mul(1u32 << (attempts.saturating_sub(1)).min(20));
+        let pause = doubled.min(self.config.retry_max);
+        pause.mul_f64(1.0 - 0.5 * crate::load::random_unit())
+    }
+
+    /// What becomes of `write` after an attempt answered `answer`
+    /// (`None`: its task failed).
+    fn settle_one(&self, write: &Pending, answer: Option<Result<()>>, now_ms: u64) -> Attempt {
+        let error = match answer {
+            Some(Ok(())) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                return Attempt::Delivered;
+            }
+            Some(Err(err)) => err.to_string(),
+            None => "the delivery task failed".to_owned(),
+        };
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        let attempts = write.attempts + 1;
+        if attempts >= self.config.max_attempts {
+            tracing::warn!(key = %write.key, attempts, %error,
+                "a write for the source moved to the dead letters");
+            return Attempt::Dead { error };
+        }
+        let next_ms = now_ms.saturating_add(self.backoff(attempts).as_millis() as u64);
+        Attempt::Retry { next_ms, error }
+    }
+
+    /// Waits (blocking) until the outbox is empty or `timeout` passes;
+    /// whether it emptied.
+    pub(crate) fn wait_empty(
+        &self,
+        sqlite: Option<&SqliteTier>,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.depth(sqlite)?.pending == 0 {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            self.wake.notify_one();
+            std::thread::sleep(FLUSH_POLL);
+        }
+    }
+
+    /// `flush`: waits for the outbox to empty, at most `outbox.flush_timeout`.
+    pub(crate) fn flush(&self, sqlite: Option<&SqliteTier>) -> Result<()> {
+        let timeout = self.config.flush_timeout;
+        if self.wait_empty(sqlite, timeout)? {
+            return Ok(());
+        }
+        let depth = self.depth(sqlite)?;
+        Err(Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "the outbox still holds {} write(s) for the source after {timeout:?} \
+                 (outbox.flush_timeout); they stay queued",
+                depth.pending
+            ),
+        ))
+    }
+
+    /// `close`: delivers for up to `outbox.close_timeout`, then stops the
+    /// worker and gives up the lease. What is left stays in the file.
+    pub(crate) fn close(&self, sqlite: Option<&SqliteTier>) {
+        match self.wait_empty(sqlite, self.config.close_timeout) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "closing with writes for the source still queued; the next process to open the \
+                 file delivers them"
+            ),
+            Err(err) => tracing::warn!(error = %err, "could not wait for the outbox at close"),
+        }
+        self.stopped.store(true, Ordering::Release);
+        self.wake.notify_one();
+        if let Some(sqlite) = sqlite.filter(|_| !self.in_memory())
+            && let Err(err) = sqlite.end_outbox_lease(self.holder)
+        {
+            tracing::debug!(error = %err, "could not end the outbox lease");
+        }
+    }
+}
+
+impl Engine {
+    /// One pass of the outbox's worker: takes the lease (with a file),
+    /// delivers what is due, records what became of it. Returns how long
+    /// to wait before the next pass (unless woken).
+    pub(crate) async fn outbox_pass(self: &Arc<Self>) -> Result<Duration> {
+        let Some(outbox) = self.outbox.as_ref() else {
+            return Ok(POLL);
+        };
+        let now_ms = self.clock.now_ms();
+        let limit = outbox.config.batch as usize;
+        let due = match &outbox.memory {
+            Some(memory) => memory.lock().due(now_ms, limit),
+            None if self.sqlite.is_some() => {
+                let lease_ms = (outbox.hard_timeout + LEASE_MARGIN).as_millis() as u64;
+                let (engine, holder) = (self.clone(), outbox.holder);
+                let due = run_blocking(move || {
+                    let sqlite = engine.sqlite.as_ref().expect("checked above");
+                    if !sqlite.outbox_lease(holder, now_ms, lease_ms)? {
+                        return Ok(None);
+                    }
+                    sqlite.outbox_due(now_ms, limit).map(Some)
+                })
+                .await?;
+                match due {
+                    Some(due) => due,
+                    None => return Ok(POLL),
+                }
+            }
+            None => return Ok(POLL),
+        };
+        if due.is_empty() {
+            let next = outbox.depth(self.sqlite.as_ref())?.next_due_ms;
+            let until_due = next.map_or(POLL, |t| Duration::from_millis(t.saturating_sub(now_ms)));
+            return Ok(until_due.min(POLL));
+        }
+        let full = due.len() == limit;
+        let mut calls = tokio::task::JoinSet::new();
+        for (i, write) in due.iter().enumerate() {
+            let call = outbox.call(&write.key, write.value.clone(), &write.idempotency_key);
+            calls.spawn(async move { (i, call.await) });
+        }
+        let mut answers: Vec<Option<Result<()>>> = (0..due.len()).map(|_| None).collect();
+        while let Some(joined) = calls.join_next().await {
+            match joined {
+                Ok((i, answer)) => answers[i] = Some(answer),
+                Err(err) => tracing::warn!(error = %err, "an outbox delivery task failed"),
+            }
+        }
+        let settled: Vec<(Pending, Attempt)> = due
+            .into_iter()
+            .zip(answers)
+            .map(|(write, answer)| {
+                let attempt = outbox.settle_one(&write, answer, now_ms);
+                (write, attempt)
+            })
+            .collect();
+        match &outbox.memory {
+            Some(memory) => memory.lock().settle(&settled, now_ms),
+            None => {
+                let engine = self.clone();
+                run_blocking(move || {
+                    let sqlite = engine.sqlite.as_ref().expect("checked above");
+                    sqlite.outbox_settle(&settled, now_ms)
+                })
+                .await?;
+            }
+        }
+        Ok(if full {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(20)
+        })
+    }
+}
+
+/// 64 random bits (from the standard library's randomly keyed hasher).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
