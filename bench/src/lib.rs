@@ -13,6 +13,7 @@
 //! | [`hit_ratio`] | L1 hit ratio, Zipf(0.99) | `moka` | ≥ moka − 0.5 points |
 //! | [`l2_hit`] | `get`, L2 only | bare rusqlite | ≤ 1.3× |
 //! | [`l2_write`] | `mset` of a batch, L2 only | bare rusqlite | ≤ 1.5×, ≥ 100,000 entries/s |
+//! | [`write_strategies`] | single-key `set`, write-behind | bare rusqlite, one `synchronous = FULL` commit a write; tierstack write-through | reported, no target |
 //! | [`c_hit`] | `tierstack_cache_get` from C, L1 hit | the Rust `get` | ≤ 1.3× |
 
 pub mod bare;
@@ -24,6 +25,7 @@ pub mod l2_hit;
 pub mod l2_write;
 pub mod measure;
 pub mod table;
+pub mod write_strategies;
 
 use table::{Row, Verdict};
 
@@ -59,6 +61,10 @@ pub struct Scale {
     pub write_rounds: usize,
     /// L1 hits per round of the C scenario.
     pub c_gets: usize,
+    /// Single-key writes per round of the write-strategy scenario.
+    pub strategy_writes: usize,
+    /// Measured rounds per contender of the write-strategy scenario.
+    pub strategy_rounds: usize,
 }
 
 impl Scale {
@@ -75,6 +81,8 @@ impl Scale {
             write_entries: 10_000,
             write_rounds: 15,
             c_gets: 2_000_000,
+            strategy_writes: 1_000,
+            strategy_rounds: 7,
         }
     }
 
@@ -87,6 +95,8 @@ impl Scale {
             l2_passes: 2,
             write_rounds: 7,
             c_gets: 500_000,
+            strategy_writes: 200,
+            strategy_rounds: 3,
             ..Self::full()
         }
     }
@@ -203,6 +213,25 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Vec<
         verdict: Verdict::of(write.tierstack_per_sec() >= 100_000.0),
     });
 
+    progress("write strategies");
+    let strategies = write_strategies::run(scale.strategy_writes, scale.strategy_rounds)?;
+    let behind_ns = strategies.write_behind.median_ns();
+    let per_sec = |s: &measure::Samples| table::rate(1e9 / s.median_ns());
+    for peer in [&strategies.rusqlite_full, &strategies.write_through] {
+        rows.push(Row {
+            scenario: format!(
+                "set, write-behind, {} single-key writes",
+                table::thousands(strategies.entries as u64)
+            ),
+            ours: per_sec(&strategies.write_behind),
+            peer: peer.name.to_owned(),
+            peer_figure: per_sec(peer),
+            ratio: Some(behind_ns / peer.median_ns()),
+            target: "reported (time ratio)".to_owned(),
+            verdict: Verdict::Info,
+        });
+    }
+
     let program = c_hit::program();
     if program.exists() {
         progress("C L1 hit");
@@ -263,16 +292,24 @@ mod tests {
             write_entries: 100,
             write_rounds: 1,
             c_gets: 100,
+            strategy_writes: 20,
+            strategy_rounds: 1,
         };
         let c_built = c_hit::program().exists();
         let mut started = Vec::new();
         let rows = run_all(scale, |s| started.push(s.to_owned())).unwrap();
-        let mut scenarios = vec!["L1 hit", "L1 hit ratio", "L2 hit", "L2 write"];
+        let mut scenarios = vec![
+            "L1 hit",
+            "L1 hit ratio",
+            "L2 hit",
+            "L2 write",
+            "write strategies",
+        ];
         if c_built {
             scenarios.push("C L1 hit");
         }
         assert_eq!(started, scenarios);
-        assert_eq!(rows.len(), 10);
+        assert_eq!(rows.len(), 12);
         let peers: Vec<&str> = rows.iter().map(|r| r.peer.as_str()).collect();
         assert_eq!(
             peers,
@@ -284,14 +321,16 @@ mod tests {
                 "rusqlite",
                 "rusqlite",
                 "-",
+                "rusqlite FULL",
+                "write-through",
                 if c_built { "Rust get" } else { "-" },
                 "TypeScript design",
                 "TypeScript design"
             ]
         );
         assert!(rows.iter().all(|r| r.ratio.is_none_or(f64::is_finite)));
-        assert_eq!(rows[8].peer_figure, "7.8 µs");
-        assert_eq!(rows[9].peer_figure, "1,851 µs");
+        assert_eq!(rows[10].peer_figure, "7.8 µs");
+        assert_eq!(rows[11].peer_figure, "1,851 µs");
     }
 
     #[test]

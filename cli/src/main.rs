@@ -113,6 +113,27 @@ enum Command {
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,
     },
+    /// The write-behind outbox in the cache file: writes waiting for the
+    /// source, and dead letters (writes that gave up)
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxAction {
+    /// List the writes waiting for the source and the dead letters
+    List {
+        /// Print them as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue every dead letter again (a process writing behind on this file
+    /// delivers them); one whose key has a newer write pending is dropped
+    Retry,
+    /// Delete every dead letter
+    Purge,
 }
 
 /// How a command ended when it did not fail.
@@ -158,6 +179,7 @@ fn run(cli: Cli) -> Result<Outcome> {
         Command::Check { json } => check(&mut out, config()?, json),
         Command::Clear => clear(&mut out, config()?),
         Command::Warm { keys } => warm::run(&mut out, config()?, keys),
+        Command::Outbox { action } => outbox(&mut out, config()?, action),
     }
 }
 
@@ -308,12 +330,21 @@ fn keys(out: &mut Out, config: Config, pattern: &str, json: bool) -> Result<Outc
 }
 
 fn inspect(out: &mut Out, config: Config, json: bool) -> Result<Outcome> {
-    let inspection = with_cache(config, |cache| cache.inspect())?.ok_or_else(|| {
+    let (inspection, pending, dead, tags) = with_cache(config, |cache| {
+        Ok((
+            cache.inspect()?,
+            cache.pending_writes()?,
+            cache.dead_letters()?,
+            cache.tags()?,
+        ))
+    })?;
+    let inspection = inspection.ok_or_else(|| {
         Error::new(
             ErrorKind::Internal,
             "the cache was opened with the sqlite tier but has none",
         )
     })?;
+    let oldest_pending = pending.iter().map(|p| p.created_ms).min();
     // Opening the file migrated it to this version's schema or refused it.
     let schema = tierstack::tier::SCHEMA_VERSION;
     if json {
@@ -332,6 +363,15 @@ fn inspect(out: &mut Out, config: Config, json: bool) -> Result<Outcome> {
             "newest".into(),
             inspection.newest_ms.map(format::rfc3339).into(),
         );
+        fields.insert("outbox_pending".into(), pending.len().into());
+        fields.insert(
+            "outbox_oldest".into(),
+            oldest_pending.map(format::rfc3339).into(),
+        );
+        fields.insert("dead_letters".into(), dead.len().into());
+        let tags: serde_json::Map<String, serde_json::Value> =
+            tags.into_iter().map(|(t, n)| (t, n.into())).collect();
+        fields.insert("tags".into(), tags.into());
         out.json(&doc)?;
         return Ok(Outcome::Done);
     }
@@ -360,11 +400,42 @@ fn inspect(out: &mut Out, config: Config, json: bool) -> Result<Outcome> {
                 false => "read-write".to_owned(),
             },
         ),
+        (
+            "outbox",
+            match oldest_pending {
+                None => "0 writes pending".to_owned(),
+                Some(oldest) => format!(
+                    "{} write(s) pending for the source, the oldest from {}",
+                    pending.len(),
+                    format::utc(oldest)
+                ),
+            },
+        ),
+        ("dead letters", dead.len().to_string()),
+        ("tags", tag_summary(&tags)),
     ];
     for (name, value) in rows {
         out.line(format_args!("{:<16}{value}", format!("{name}:")))?;
     }
     Ok(Outcome::Done)
+}
+
+/// `N: a (rows), b (rows), …`: the most used tags first, at most 8 named.
+fn tag_summary(tags: &[(String, u64)]) -> String {
+    const NAMED: usize = 8;
+    if tags.is_empty() {
+        return "0".to_owned();
+    }
+    let named: Vec<String> = tags
+        .iter()
+        .take(NAMED)
+        .map(|(t, n)| format!("{} ({n})", quote(t)))
+        .collect();
+    let more = match tags.len().saturating_sub(NAMED) {
+        0 => String::new(),
+        n => format!(", and {n} more"),
+    };
+    format!("{}: {}{more}", tags.len(), named.join(", "))
 }
 
 fn check(out: &mut Out, config: Config, json: bool) -> Result<Outcome> {
@@ -395,6 +466,53 @@ fn check(out: &mut Out, config: Config, json: bool) -> Result<Outcome> {
         path.display()
     ))?;
     Ok(outcome)
+}
+
+fn outbox(out: &mut Out, config: Config, action: OutboxAction) -> Result<Outcome> {
+    match action {
+        OutboxAction::List { json } => {
+            let (pending, dead) =
+                with_cache(config, |c| Ok((c.pending_writes()?, c.dead_letters()?)))?;
+            if json {
+                out.json(&serde_json::json!({"pending": pending, "dead_letters": dead}))?;
+                return Ok(Outcome::Done);
+            }
+            out.line(format_args!("pending: {}", pending.len()))?;
+            for p in &pending {
+                let error = p
+                    .last_error
+                    .as_ref()
+                    .map_or_else(String::new, |e| format!(", last error: {e}"));
+                out.line(format_args!(
+                    "  {} {} (written {}, {} failed attempt(s){error})",
+                    p.op,
+                    quote(&p.key),
+                    format::utc(p.created_ms),
+                    p.attempts
+                ))?;
+            }
+            out.line(format_args!("dead letters: {}", dead.len()))?;
+            for d in &dead {
+                out.line(format_args!(
+                    "  {} {} (gave up {} after {} attempt(s): {})",
+                    d.op,
+                    quote(&d.key),
+                    format::utc(d.failed_ms),
+                    d.attempts,
+                    d.last_error
+                ))?;
+            }
+        }
+        OutboxAction::Retry => {
+            let queued = with_cache(config, Cache::retry_dead_letters)?;
+            out.line(format_args!("{queued} dead letter(s) queued again"))?;
+        }
+        OutboxAction::Purge => {
+            let purged = with_cache(config, Cache::purge_dead_letters)?;
+            out.line(format_args!("{purged} dead letter(s) deleted"))?;
+        }
+    }
+    Ok(Outcome::Done)
 }
 
 fn clear(out: &mut Out, mut config: Config) -> Result<Outcome> {

@@ -270,9 +270,17 @@ fn file_commands_round_trip_across_processes() {
             "budget:         104857600 B (100.0 MiB), 0.0 % used".to_owned(),
         ]
     );
-    assert_eq!(lines.len(), 10, "{lines:?}");
+    assert_eq!(lines.len(), 13, "{lines:?}");
     assert!(lines[8].starts_with("file size:      "), "{lines:?}");
-    assert_eq!(lines[9], "mode:           read-write");
+    assert_eq!(
+        lines[9..],
+        [
+            "mode:           read-write",
+            "outbox:         0 writes pending",
+            "dead letters:   0",
+            "tags:           0",
+        ]
+    );
 
     let json = run(&["--db", db, "inspect", "--json"]);
     assert_eq!((json.code, json.stderr.as_str()), (0, ""));
@@ -300,6 +308,7 @@ fn file_commands_round_trip_across_processes() {
         serde_json::json!({
             "path": db, "schema_version": tierstack::tier::SCHEMA_VERSION, "entries": 3, "expired": 0,
             "bytes": bytes, "max_bytes": 104_857_600, "read_only": false,
+            "outbox_pending": 0, "outbox_oldest": null, "dead_letters": 0, "tags": {},
         })
     );
 
@@ -1120,4 +1129,136 @@ fn rfc3339(ms: u64) -> String {
         String::from_utf8(out.stdout).unwrap().trim(),
         ms % 1000
     )
+}
+
+/// A write-behind cache on `db` whose source refuses every write: `dead`
+/// gives up at once (one attempt), `pending` waits a minute between tries.
+fn refused_writes(db: &str) {
+    use tierstack::source::{self, Fetched};
+    use tierstack::{Cache, Error, ErrorKind, OutboxConfig, SetOptions, Strategy};
+    let refuse = |_: &str, _: &str| Err(Error::new(ErrorKind::Source, "the store is down"));
+    let open = |max_attempts| {
+        let source = source::from_blocking_fn(|_: &str| Ok(Fetched::NotFound))
+            .with_writes(move |k, _: &[u8], id| refuse(k, id), refuse);
+        Cache::builder()
+            .sqlite_path(db)
+            .source(source)
+            .strategy(Strategy::WriteBehind)
+            .outbox(OutboxConfig {
+                max_attempts,
+                retry_base: Duration::from_secs(60),
+                retry_max: Duration::from_secs(60),
+                close_timeout: Duration::ZERO,
+                ..OutboxConfig::default()
+            })
+            .build_blocking()
+            .unwrap()
+    };
+    let cache = open(1);
+    cache
+        .set_with("dead", "v", SetOptions::new().tags(["ui", "react"]))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.outbox_stats().unwrap().dead == 0 {
+        assert!(Instant::now() < deadline, "{:?}", cache.outbox_stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cache.close().unwrap();
+    let cache = open(5);
+    cache
+        .set_with("pending", "v", SetOptions::new().tags(["ui"]))
+        .unwrap();
+    while cache.outbox_stats().unwrap().retrying == 0 {
+        assert!(Instant::now() < deadline, "{:?}", cache.outbox_stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cache.close().unwrap();
+}
+
+#[test]
+fn outbox_lists_retries_and_purges_what_a_write_behind_cache_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("outbox.db");
+    let db = db.to_str().unwrap();
+    refused_writes(db);
+
+    let list = run(&["--db", db, "outbox", "list", "--json"]);
+    let json = list.json();
+    let pick = |v: &Value, fields: &[&str]| -> Value {
+        fields
+            .iter()
+            .map(|f| (f.to_string(), v[*f].clone()))
+            .collect()
+    };
+    let fields = ["key", "op", "attempts", "last_error"];
+    assert_eq!(
+        json["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| pick(p, &fields))
+            .collect::<Vec<_>>(),
+        [
+            serde_json::json!({"key": "pending", "op": "store", "attempts": 1,
+            "last_error": "source: the store is down"})
+        ]
+    );
+    assert_eq!(
+        json["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| pick(p, &fields))
+            .collect::<Vec<_>>(),
+        [
+            serde_json::json!({"key": "dead", "op": "store", "attempts": 1,
+            "last_error": "source: the store is down"})
+        ]
+    );
+    let text = run(&["--db", db, "outbox", "list"]);
+    let lines: Vec<&str> = text.stdout().lines().collect();
+    assert_eq!(lines[0], "pending: 1");
+    assert!(
+        lines[1].starts_with("  store \"pending\" (written "),
+        "{lines:?}"
+    );
+    assert!(lines[1].ends_with(", 1 failed attempt(s), last error: source: the store is down)"));
+    assert_eq!(lines[2], "dead letters: 1");
+    assert!(
+        lines[3].starts_with("  store \"dead\" (gave up "),
+        "{lines:?}"
+    );
+    assert!(lines[3].ends_with(" after 1 attempt(s): source: the store is down)"));
+
+    let inspect = run(&["--db", db, "inspect", "--json"]).json();
+    assert_eq!(
+        pick(&inspect, &["outbox_pending", "dead_letters", "tags"]),
+        serde_json::json!({"outbox_pending": 1, "dead_letters": 1,
+            "tags": {"ui": 2, "react": 1}})
+    );
+    let inspect = run(&["--db", db, "inspect"]);
+    let rows: Vec<&str> = inspect.stdout().lines().collect();
+    assert!(
+        rows.iter().any(|r| r
+            .starts_with("outbox:         1 write(s) pending for the source, the oldest from ")),
+        "{rows:?}"
+    );
+    assert!(rows.contains(&"dead letters:   1"), "{rows:?}");
+    assert!(
+        rows.contains(&"tags:           2: \"ui\" (2), \"react\" (1)"),
+        "{rows:?}"
+    );
+
+    // `dead` has no newer write: queued again. Then nothing is dead.
+    run(&["--db", db, "outbox", "retry"]).ok("1 dead letter(s) queued again\n");
+    run(&["--db", db, "outbox", "purge"]).ok("0 dead letter(s) deleted\n");
+    let json = run(&["--db", db, "outbox", "list", "--json"]).json();
+    let keys: Vec<&str> = json["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["dead", "pending"]);
+    assert_eq!(json["dead_letters"], serde_json::json!([]));
 }

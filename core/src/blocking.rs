@@ -363,6 +363,12 @@ impl Cache {
         self.engine().pending_writes()
     }
 
+    /// The tags the L2 file's rows carry (expired rows included), with how
+    /// many rows carry each, most used first; empty without a file.
+    pub fn tags(&self) -> Result<Vec<(String, u64)>> {
+        self.engine().tags()
+    }
+
     /// Queues the dead letters again; see [`crate::Cache::retry_dead_letters`].
     pub fn retry_dead_letters(&self) -> Result<u64> {
         self.engine().retry_dead_letters()

@@ -962,6 +962,15 @@ impl Engine {
         }
     }
 
+    /// The tags L2's rows carry, with how many rows carry each.
+    pub(crate) fn tags(&self) -> Result<Vec<(String, u64)>> {
+        self.check_open()?;
+        match &self.sqlite {
+            Some(sqlite) => sqlite.tag_counts(),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Queues the dead letters again; how many.
     pub(crate) fn retry_dead_letters(&self) -> Result<u64> {
         self.check_open()?;

@@ -305,6 +305,19 @@ impl SqliteTier {
         })
     }
 
+    /// Every tag rows carry, with how many rows carry it (expired rows
+    /// included), most used first.
+    pub(crate) fn tag_counts(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT t.value, count(*) AS n FROM entries, json_each(entries.tags) AS t \
+                 WHERE entries.tags IS NOT NULL GROUP BY t.value ORDER BY n DESC, t.value",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+            rows.collect()
+        })
+    }
+
     /// Deletes every dead letter; returns how many there were.
     pub(crate) fn purge_dead_letters(&self) -> Result<u64> {
         self.with_writer(|tx| Ok(tx.execute("DELETE FROM dead_letters", [])? as u64))
