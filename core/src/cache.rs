@@ -1001,12 +1001,19 @@ impl Engine {
     }
 
     pub(crate) fn close(&self) -> Result<()> {
+        self.close_with(true)
+    }
+
+    /// Closes; with `deliver`, the write-behind outbox is delivered first
+    /// for up to `outbox.close_timeout` (not when the last handle is
+    /// dropped: no worker can run then, and what is pending stays in the
+    /// file for the next process).
+    fn close_with(&self, deliver: bool) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        // Delivers while the cache still works, up to outbox.close_timeout.
         if let Some(outbox) = self.draining() {
-            outbox.close(self.sqlite.as_ref());
+            outbox.close(self.sqlite.as_ref(), deliver);
         }
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -1112,7 +1119,7 @@ fn validate_tag(tag: &str) -> Result<()> {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        if let Err(err) = self.close() {
+        if let Err(err) = self.close_with(false) {
             tracing::warn!(error = %err, "closing the cache on drop failed");
         }
     }

@@ -327,10 +327,8 @@ pub(crate) struct Outbox {
     memory: Option<Mutex<MemoryQueue>>,
     /// Wakes the worker: a write was queued, or `flush` waits.
     pub(crate) wake: Arc<Notify>,
-    /// This cache's name in the file's lease.
-    holder: i64,
-    /// Makes idempotency keys unique across processes and restarts.
-    nonce: u64,
+    /// Names this process's writes and its lease: see [`Identity`].
+    identity: Identity,
     next_write: AtomicU64,
     delivered: AtomicU64,
     retries: AtomicU64,
@@ -347,14 +345,12 @@ impl Outbox {
         file: bool,
         hard_timeout: Duration,
     ) -> Self {
-        let nonce = random_u64();
         Self {
             config,
             source,
             memory: (!file).then(|| Mutex::new(MemoryQueue::default())),
             wake: Arc::new(Notify::new()),
-            holder: (nonce >> 1) as i64,
-            nonce,
+            identity: Identity::new(),
             next_write: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -363,10 +359,17 @@ impl Outbox {
         }
     }
 
-    /// A new idempotency key: unique to this write.
+    /// The name this process takes the file's lease under.
+    fn holder(&self) -> i64 {
+        (self.identity.nonce() >> 1) as i64
+    }
+
+    /// A new idempotency key: unique to this write, in every process and
+    /// every run.
     pub(crate) fn idempotency_key(&self) -> String {
+        let nonce = self.identity.nonce();
         let n = self.next_write.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}-{n}", self.nonce)
+        format!("{nonce:016x}-{n}")
     }
 
     /// Queues a write in the in-memory outbox (no L2 file).
@@ -576,21 +579,29 @@ impl Outbox {
         ))
     }
 
-    /// `close`: delivers for up to `outbox.close_timeout`, then stops the
-    /// worker and gives up the lease. What is left stays in the file.
-    pub(crate) fn close(&self, sqlite: Option<&SqliteTier>) {
-        match self.wait_empty(sqlite, self.config.close_timeout) {
+    /// `close`: delivers for up to `outbox.close_timeout` (with
+    /// `deliver`), then stops the worker and gives up the lease. What is
+    /// left stays in the file.
+    pub(crate) fn close(&self, sqlite: Option<&SqliteTier>, deliver: bool) {
+        let delivered = match deliver {
+            true => self.wait_empty(sqlite, self.config.close_timeout),
+            false => self.depth(sqlite).map(|d| d.pending == 0),
+        };
+        match delivered {
             Ok(true) => {}
+            Ok(false) if self.in_memory() => tracing::warn!(
+                "closing with writes for the source still queued in memory (no file): they are lost"
+            ),
             Ok(false) => tracing::warn!(
                 "closing with writes for the source still queued; the next process to open the \
                  file delivers them"
             ),
-            Err(err) => tracing::warn!(error = %err, "could not wait for the outbox at close"),
+            Err(err) => tracing::warn!(error = %err, "could not read the outbox at close"),
         }
         self.stopped.store(true, Ordering::Release);
         self.wake.notify_one();
         if let Some(sqlite) = sqlite.filter(|_| !self.in_memory())
-            && let Err(err) = sqlite.end_outbox_lease(self.holder)
+            && let Err(err) = sqlite.end_outbox_lease(self.holder())
         {
             tracing::debug!(error = %err, "could not end the outbox lease");
         }
@@ -611,7 +622,7 @@ impl Engine {
             Some(memory) => memory.lock().due(now_ms, limit),
             None if self.sqlite.is_some() => {
                 let lease_ms = (outbox.hard_timeout + LEASE_MARGIN).as_millis() as u64;
-                let (engine, holder) = (self.clone(), outbox.holder);
+                let (engine, holder) = (self.clone(), outbox.holder());
                 let due = run_blocking(move || {
                     let sqlite = engine.sqlite.as_ref().expect("checked above");
                     if !sqlite.outbox_lease(holder, now_ms, lease_ms)? {
@@ -669,6 +680,52 @@ impl Engine {
         } else {
             Duration::from_millis(20)
         })
+    }
+}
+
+/// What names a process's writes (the idempotency keys' prefix) and its
+/// hold on the file's lease: drawn at random at open, and again in a forked
+/// child, whose writes and lease must not pass for the parent's. Atomics
+/// only: a lock held by a parent's thread at the fork would never be
+/// released in the child.
+struct Identity {
+    nonce: AtomicU64,
+    /// The fork generation (see [`crate::runtime`]) `nonce` was drawn in.
+    generation: AtomicU64,
+    /// The generation a nonce is being drawn for, by one thread.
+    drawing: AtomicU64,
+}
+
+impl Identity {
+    fn new() -> Self {
+        let generation = crate::runtime::fork_generation();
+        Identity {
+            nonce: AtomicU64::new(random_u64()),
+            generation: AtomicU64::new(generation),
+            drawing: AtomicU64::new(generation),
+        }
+    }
+
+    /// This process's nonce; in a forked child, one thread draws a new one
+    /// and the others wait for it.
+    fn nonce(&self) -> u64 {
+        let generation = crate::runtime::fork_generation();
+        if self.generation.load(Ordering::Acquire) != generation {
+            let drawing = self.drawing.load(Ordering::Acquire);
+            if drawing != generation
+                && self
+                    .drawing
+                    .compare_exchange(drawing, generation, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                self.nonce.store(random_u64(), Ordering::Release);
+                self.generation.store(generation, Ordering::Release);
+            }
+            while self.generation.load(Ordering::Acquire) != generation {
+                std::thread::yield_now();
+            }
+        }
+        self.nonce.load(Ordering::Acquire)
     }
 }
 

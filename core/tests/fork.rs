@@ -351,3 +351,60 @@ fn a_child_forked_mid_load_gets_the_value_without_hanging() {
         assert_eq!(loading.join().unwrap().as_deref(), Some(&b"parent"[..]));
     }
 }
+
+/// A write-behind cache forked: the child's writes carry idempotency keys
+/// of their own (not the parent's next ones), and each write of either
+/// process reaches the source once.
+#[test]
+fn a_forked_child_writing_behind_delivers_its_writes_under_keys_of_its_own() {
+    use std::io::Write as _;
+    use tierstack::source::{self, Fetched};
+    use tierstack::{OutboxConfig, Strategy};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("deliveries");
+    let append = {
+        let log = log.clone();
+        move |key: &str, id: &str| {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap();
+            file.write_all(format!("{key} {id}\n").as_bytes()).unwrap();
+            Ok(())
+        }
+    };
+    let remove = append.clone();
+    let source = source::from_blocking_fn(|_: &str| Ok(Fetched::NotFound)).with_writes(
+        move |k, _: &[u8], id| append(k, id),
+        move |k, id| remove(k, id),
+    );
+    let cache = Cache::builder()
+        .sqlite_path(dir.path().join("behind.db"))
+        .source(source)
+        .strategy(Strategy::WriteBehind)
+        .outbox(OutboxConfig {
+            retry_base: Duration::from_millis(10),
+            retry_max: Duration::from_millis(20),
+            ..OutboxConfig::default()
+        })
+        .build_blocking()
+        .unwrap();
+    cache.set("p0", "v").unwrap();
+    cache.flush().unwrap();
+    let code = in_child(DEADLINE, || {
+        cache.set("c0", "v").unwrap();
+        cache.set("c1", "v").unwrap();
+        i32::from(cache.flush().is_err())
+    });
+    assert_eq!(code, Some(0));
+    cache.set("p1", "v").unwrap();
+    cache.flush().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut keys: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["c0", "c1", "p0", "p1"], "{text}");
+    let ids: std::collections::HashSet<&str> =
+        text.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(ids.len(), 4, "{text}");
+}

@@ -416,3 +416,40 @@ fn writing_strategies_refuse_a_read_only_source_at_open() {
     let err = tierstack::Config::from_json(r#"{"strategy": "write-around"}"#).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidConfig);
 }
+
+#[test]
+fn dropping_the_last_handle_does_not_wait_for_the_outbox_and_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::default();
+    store.fail.store(usize::MAX, Ordering::SeqCst);
+    let first = Cache::builder()
+        .sqlite_path(dir.path().join("w.db"))
+        .source(store.source())
+        .strategy(Strategy::WriteBehind)
+        .outbox(OutboxConfig {
+            retry_base: Duration::from_secs(60),
+            retry_max: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(30),
+            ..OutboxConfig::default()
+        })
+        .build_blocking()
+        .unwrap();
+    first.set("k", "v").unwrap();
+    // Its first attempt failed: the worker waits out the backoff.
+    while first.outbox_stats().unwrap().retrying == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // No close: the drop cannot deliver (nothing can run the worker then),
+    // so it does not wait out close_timeout.
+    let dropped = std::time::Instant::now();
+    drop(first);
+    assert!(
+        dropped.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        dropped.elapsed()
+    );
+    store.fail.store(0, Ordering::SeqCst);
+    let cache = cache(&dir, &store, Strategy::WriteBehind);
+    cache.flush().unwrap();
+    assert_eq!(store.writes(), [("k".to_owned(), Some("v".to_owned()))]);
+}
