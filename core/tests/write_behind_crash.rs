@@ -341,3 +341,70 @@ fn two_processes_on_one_file_deliver_each_write_once() {
     assert_eq!(origin.write_attempts(), 400);
     assert_eq!(origin.duplicates(), 0);
 }
+
+/// Retries that never give up within a test.
+fn patient_retries() -> OutboxConfig {
+    OutboxConfig {
+        max_attempts: 1000,
+        retry_base: Duration::from_millis(200),
+        retry_max: Duration::from_millis(200),
+        ..OutboxConfig::default()
+    }
+}
+
+/// Child: opens a write-behind cache whose source is unreachable (so it
+/// holds the outbox's lease but delivers nothing), prints `ready` once it
+/// holds it, and waits to be killed.
+#[test]
+#[ignore = "run by a_live_process_takes_over_the_outbox_when_its_drainer_dies"]
+fn stuck_drainer_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (db, url) = spec.split_once('|').unwrap();
+    let cache = open(db, url, patient_retries());
+    cache.set("from-the-stuck-one", "v").unwrap();
+    while cache.outbox_stats().unwrap().retrying == 0 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_live_process_takes_over_the_outbox_when_its_drainer_dies() {
+    let origin = Origin::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("takeover.db").display().to_string();
+    // A port nothing listens on: the child's deliveries are refused.
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/store", listener.local_addr().unwrap())
+    };
+    let mut stuck = child("stuck_drainer_child", &format!("{db}|{unreachable}"))
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(stuck.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().ends_with("ready")));
+    let cache = open(&db, &origin.store_url(), patient_retries());
+    cache.set("k", "v").unwrap();
+    // While the child lives and holds the lease, this process does not drain.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(origin.write_attempts(), 0);
+    assert_eq!(cache.outbox_stats().unwrap().pending, 2);
+    stuck.kill().unwrap();
+    stuck.wait().unwrap();
+    // Its process gone, the lease is taken over at once, not at its expiry
+    // (hard_timeout + 5 s): both writes are delivered, each once.
+    let started = Instant::now();
+    cache.flush().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut keys: Vec<String> = origin.deliveries().into_iter().map(|d| d.key).collect();
+    keys.sort();
+    assert_eq!(keys, ["from-the-stuck-one", "k"]);
+    assert_eq!(origin.duplicates(), 0);
+}
