@@ -50,6 +50,7 @@ mod error;
 mod js;
 mod kept;
 mod load;
+mod outbox;
 mod stats;
 mod task;
 mod value;
@@ -57,8 +58,9 @@ mod value;
 pub use cache::HybridStorage;
 pub use config::{
     CircuitBreakerOptions, FailSafeOptions, HybridStorageConfig, HybridStorageOptions,
-    MemoryOptions, SqliteOptions,
+    MemoryOptions, OutboxOptions, SqliteOptions, StorageSource,
 };
 pub use entry::{LookupResult, Metadata, SetOptions};
 pub use load::Loaded;
+pub use outbox::{DeadLetter, OutboxStats};
 pub use stats::{CircuitBreakerStatus, ResponseTimes, SourceStats, StorageStats, TierStats};
