@@ -4,7 +4,9 @@
 // (`GET /_origin/deliveries`) tells exactly what reached it. The functions of
 // a source that throw or reject are tested with in-process sources.
 import assert from 'node:assert/strict';
+import { pbkdf2 } from 'node:crypto';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { test } from 'node:test';
 
 import { HybridStorage } from 'tierstack';
@@ -407,4 +409,25 @@ test('cache-aside: reads never call the source, and writes do not reach it', asy
   assert.equal((await deliveries()).count, 1);
   assert.equal(await stored('k'), '"at the source"');
   assert.equal(storage.outboxStats(), null);
+});
+
+test('write-through: many concurrent sets whose store uses the libuv pool all complete', async (t) => {
+  // libuv's pool has 4 threads: were each waiting set to hold one while its
+  // store waits for the pool (pbkdf2 runs there), none would finish before
+  // failSafe.hardTimeout.
+  const hash = promisify(pbkdf2);
+  const stored = new Map();
+  const source = {
+    load: async () => undefined,
+    store: async (key, value) => {
+      await hash(key, 'salt', 1000, 32, 'sha256');
+      stored.set(key, value);
+    },
+    remove: async () => {},
+  };
+  const { storage } = open(t, { strategy: 'write-through', failSafe: { hardTimeout: 5 } }, source);
+  const keys = Array.from({ length: 16 }, (_, i) => `k${i}`);
+  await Promise.all(keys.map((key, i) => storage.set(key, i)));
+  assert.deepEqual([...stored.entries()].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true })), keys.map((k, i) => [k, i]));
+  assert.deepEqual(await storage.mget(keys), new Map(keys.map((k, i) => [k, i])));
 });
