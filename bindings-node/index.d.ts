@@ -24,7 +24,10 @@ export declare class HybridStorage {
    * holds through it (read-through), with the engine's single-flight,
    * breaker, timeouts and fail-safe. A `github` section in the config
    * does the same with GitHub as the source (not together with
-   * `options.source`: `invalid_config`).
+   * `options.source`: `invalid_config`). `{ load, store, remove }` is a
+   * writable source, which config `strategy: 'write-through'` or
+   * `'write-behind'` writes to (with a read-only source or none, those
+   * throw `invalid_config`).
    */
   constructor(config?: HybridStorageConfig | null, options?: HybridStorageOptions | null)
   /**
@@ -119,18 +122,47 @@ export declare class HybridStorage {
   getOrLoadManyBuffer(keys: string[], loader: (missingKeys: string[]) => unknown, ttlSeconds?: number | SetOptions | null): Promise<Map<string, Buffer>>
   /** Removes every entry stored with `tag`; resolves to how many. */
   invalidateTag(tag: string): Promise<number>
-  /** Resolves when every write acknowledged so far is durable in the file. */
+  /**
+   * Resolves when every write acknowledged so far is durable in the
+   * file (and the file up to date for another program to read). With
+   * `strategy: 'write-behind'` it first waits for the outbox to empty
+   * (every write delivered to the source; dead letters do not count) and
+   * rejects with `code === 'timeout'` past `outbox.flushTimeout` seconds,
+   * the writes left staying queued.
+   */
   flush(): Promise<void>
   /**
    * Closes the storage: buffered state is written and the file closed.
-   * Every later call rejects (or throws) with `code === 'closed'`;
-   * disposing twice is harmless.
+   * With `strategy: 'write-behind'` the outbox first delivers for up to
+   * `outbox.closeTimeout` seconds; what is left stays in the file, and
+   * the next storage opened on it delivers it. Every later call rejects
+   * (or throws) with `code === 'closed'`; disposing twice is harmless.
    */
   dispose(): Promise<void>
   /** Whether `dispose()` was called. */
   isDisposed(): boolean
   /** A snapshot of the counters. Throws with `code === 'closed'` after `dispose()`. */
   getStats(): StorageStats
+  /**
+   * The write-behind outbox's figures; `null` for the other strategies.
+   * Throws with `code === 'closed'` after `dispose()`.
+   */
+  outboxStats(): OutboxStats | null
+  /**
+   * The writes the outbox gave up on after `outbox.maxAttempts`
+   * attempts, oldest first: this storage's, or, for a storage that does
+   * not deliver (another strategy), those in its SQLite file. They stay
+   * until `retryDeadLetters()` or `purgeDeadLetters()`.
+   */
+  deadLetters(): Promise<DeadLetter[]>
+  /**
+   * Queues every dead letter again with its attempts reset (one whose
+   * key has a newer write pending is dropped: that write supersedes it);
+   * resolves to how many were queued.
+   */
+  retryDeadLetters(): Promise<number>
+  /** Deletes every dead letter; resolves to how many there were. */
+  purgeDeadLetters(): Promise<number>
   /**
    * Sets every counter of `getStats()` back to zero (the breaker's
    * state, the tiers' contents and the source's rate limit are not
@@ -211,6 +243,25 @@ export interface CircuitBreakerStatus {
   nextAttemptTime: number | null
   /** How many times it has opened (manual opens included). */
   trips: number
+}
+
+/** A write the outbox gave up on after `outbox.maxAttempts` attempts. */
+export interface DeadLetter {
+  /** The key. */
+  key: string
+  /** `'store'` (a `set`) or `'remove'` (a `delete`). */
+  op: 'store' | 'remove'
+  /** Attempts made. */
+  attempts: number
+  /**
+   * The last attempt's error: the message of what the source's function
+   * threw or rejected with.
+   */
+  lastError: string
+  /** When it gave up. */
+  failedAt: Date
+  /** When the write was made. */
+  createdAt: Date
 }
 
 /** Serving expired copies, and how long a read waits for a load. */
@@ -336,17 +387,42 @@ export interface HybridStorageConfig {
    * with `options.source`.
    */
   github?: GitHubOptions
+  /**
+   * How writes reach the source, and whether a miss loads from it
+   * (default `'read-through'`):
+   * - `'read-through'`: writes go to the tiers; a miss loads from the
+   *   source (`options.source` or `github`), if any.
+   * - `'cache-aside'`: writes go to the tiers; a miss never calls the
+   *   configured source (the caller loads, with `getOrLoad`).
+   * - `'write-through'`: `set`, `mset` and `delete` call the source's
+   *   `store` / `remove` first; a failure rejects (`code === 'source'`)
+   *   and leaves the tiers as they were.
+   * - `'write-behind'`: writes go to the tiers and to the outbox in one
+   *   durable commit of the SQLite file before they resolve; the outbox
+   *   delivers them to the source in the background, retrying (see
+   *   `outbox`).
+   *
+   * `'write-through'` and `'write-behind'` need a writable
+   * `options.source` (`{ load, store, remove }`); without one, or with a
+   * read-only one (a plain function, `github`), the constructor throws
+   * with `code === 'invalid_config'`.
+   */
+  strategy?: 'read-through' | 'cache-aside' | 'write-through' | 'write-behind'
+  /** The write-behind outbox. */
+  outbox?: OutboxOptions
 }
 
 /** The second argument of `new HybridStorage(config, options)`. */
 export interface HybridStorageOptions {
   /**
-   * The source of truth for read-through: a function called with a key
-   * that returns (or resolves to) its value, or `undefined` when the key
-   * does not exist; or an object with such a `load` function. Plain reads
-   * load what no tier holds through it.
+   * The source of truth: a function called with a key that returns (or
+   * resolves to) its value, or `undefined` when the key does not exist
+   * (read-only); or a `StorageSource` object, `{ load }`, or
+   * `{ load, store, remove }` for a writable source (`strategy`
+   * `'write-through'` or `'write-behind'`). Plain reads load what no
+   * tier holds through it (unless `strategy` is `'cache-aside'`).
    */
-  source?: ((key: string) => unknown) | { load: (key: string) => unknown }
+  source?: ((key: string) => unknown) | StorageSource
   /**
    * Stale object values (served when the source fails, its breaker is
    * open, or it is slower than `failSafe.softTimeout`) come back from
@@ -427,6 +503,69 @@ export interface Metadata {
   staleUntil: Date
   /** Tags given at write time. */
   tags: Array<string>
+}
+
+/** The write-behind outbox: how its writes are delivered to the source. */
+export interface OutboxOptions {
+  /**
+   * Attempts of a write before it moves to the dead letters (default 8;
+   * 1–1000).
+   */
+  maxAttempts?: number
+  /**
+   * Seconds to wait after a write's first failed attempt, doubled per
+   * attempt, less a random share up to a half (default 0.5; above 0 and
+   * at most `retryMax`).
+   */
+  retryBase?: number
+  /**
+   * The longest wait between attempts, in seconds (default 60; at most
+   * one day).
+   */
+  retryMax?: number
+  /**
+   * Writes delivered at once, concurrently, never two of one key
+   * (default 32).
+   */
+  batch?: number
+  /**
+   * Seconds `flush()` waits for the outbox to empty before it rejects
+   * with `code === 'timeout'` (default 30).
+   */
+  flushTimeout?: number
+  /**
+   * Seconds `dispose()` keeps delivering; what is left stays in the
+   * SQLite file for the next process that opens it (default 5).
+   */
+  closeTimeout?: number
+}
+
+/**
+ * The outbox's figures: those of the SQLite file (every process's writes)
+ * for `pending`, `oldestAge`, `retrying` and `dead`; this process's for
+ * `retries` and `delivered`.
+ */
+export interface OutboxStats {
+  /**
+   * Whether the outbox survives a crash: `true` when it is in the SQLite
+   * file, `false` without one (`sqlite.enabled: false`: it is in memory).
+   */
+  durable: boolean
+  /** Writes waiting for the source. */
+  pending: number
+  /**
+   * Seconds since the oldest pending write was made; `null` when none is
+   * pending.
+   */
+  oldestAge: number | null
+  /** Pending writes that failed at least once. */
+  retrying: number
+  /** Failed attempts made by this process. */
+  retries: number
+  /** Writes delivered by this process. */
+  delivered: number
+  /** Writes in the dead letters. */
+  dead: number
 }
 
 /** A source's rate limit, as its last answer told it. */
@@ -519,6 +658,34 @@ export interface SqliteOptions {
   onCorrupt?: 'rebuild' | 'fail'
 }
 
+/**
+ * A source of truth given as an object (`options.source`). Each function
+ * may return a value or a promise; one that throws or rejects fails the
+ * call with `code === 'source'` and its message (a failed write of the
+ * write-behind outbox is retried, then kept as a dead letter whose
+ * `lastError` is that message).
+ */
+export interface StorageSource {
+  /** Loads a key: its value, or `undefined` when the key does not exist. */
+  load: (key: string) => unknown
+  /**
+   * Stores a value at the source (write-through, write-behind). `value`
+   * is what `get(key)` would give: the parsed JSON, or a `Buffer` of
+   * bytes that are not UTF-8 JSON (a value written as a `Buffer` or
+   * `Uint8Array`). `idempotencyKey` names this write: every attempt of
+   * it, by any process, carries the same one, so a source that remembers
+   * them can apply it once. What it resolves to is ignored. Given with
+   * `remove`, or not at all.
+   */
+  store?: (key: string, value: unknown, idempotencyKey: string) => unknown
+  /**
+   * Removes a key at the source (a `delete` under write-through or
+   * write-behind), with the write's `idempotencyKey` as for `store`.
+   * Given with `store`, or not at all.
+   */
+  remove?: (key: string, idempotencyKey: string) => unknown
+}
+
 /** A snapshot of a storage's counters. */
 export interface StorageStats {
   /** Reads each tier answered with a fresh value. */
@@ -574,6 +741,11 @@ export interface StorageStats {
   source: SourceStats
   /** The circuit breaker guarding the loaders (as `getCircuitBreakerStatus()`). */
   circuitBreaker: CircuitBreakerStatus
+  /**
+   * The write-behind outbox (as `outboxStats()`); `null` for the other
+   * strategies.
+   */
+  outbox: OutboxStats | null
 }
 
 /** Which tiers serve. */

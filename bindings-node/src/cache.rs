@@ -5,14 +5,16 @@
 //! `size`, `dispose`, `isDisposed`), so a server swaps its storage class
 //! without changing call sites, and adds `getOrLoad`, `lookup`, the raw
 //! byte reads `getBuffer`, `lookupBuffer` and `mgetBuffer`, `invalidateTag`,
-//! `flush`, `getStats` and `getCircuitBreakerStatus`.
+//! `flush`, `getStats` and `getCircuitBreakerStatus`, and the write-behind
+//! outbox's `outboxStats`, `deadLetters`, `retryDeadLetters` and
+//! `purgeDeadLetters`.
 //!
 //! Every promise-returning method reports a failure by rejecting (never by
 //! throwing), with a JS `Error` whose `code` is the error kind.
 
 use std::cell::RefCell;
 
-use napi::bindgen_prelude::{ObjectFinalize, Unknown};
+use napi::bindgen_prelude::{Either, Null, ObjectFinalize, Unknown};
 use napi::{Env, JsValue};
 use napi_derive::napi;
 use tierstack::{Error, Lookup, blocking::Cache};
@@ -24,6 +26,7 @@ use crate::error::{self, argument, disposed};
 use crate::js::{self, Held, Value};
 use crate::kept::Kept;
 use crate::load::{self, CallLoader};
+use crate::outbox::{OutboxStats, dead_letters_to_js};
 use crate::stats::{CircuitBreakerStatus, StorageStats};
 use crate::task;
 use crate::value::Builtins;
@@ -50,6 +53,10 @@ pub struct HybridStorage {
     source: bool,
     /// Whether stale object values get `_stale: true` (option `markStale`).
     mark_stale: bool,
+    /// Whether the strategy writes to the source (write-through,
+    /// write-behind): writes that may wait for its JS functions then run on
+    /// the core's runtime (see [`task::spawn_waiting_for_js`]).
+    writes_source: bool,
 }
 
 /// What `mget` found.
@@ -167,7 +174,10 @@ impl HybridStorage {
     /// holds through it (read-through), with the engine's single-flight,
     /// breaker, timeouts and fail-safe. A `github` section in the config
     /// does the same with GitHub as the source (not together with
-    /// `options.source`: `invalid_config`).
+    /// `options.source`: `invalid_config`). `{ load, store, remove }` is a
+    /// writable source, which config `strategy: 'write-through'` or
+    /// `'write-behind'` writes to (with a read-only source or none, those
+    /// throw `invalid_config`).
     #[napi(
         constructor,
         ts_args_type = "config?: HybridStorageConfig | null, options?: HybridStorageOptions | null"
@@ -180,22 +190,25 @@ impl HybridStorage {
                 true => config.memory.max_bytes,
                 false => 0,
             };
+            let writes_source = config.strategy.writes_source();
             let mut builder = Cache::builder().config(config);
             if let Some(load) = options.source {
                 builder = builder.source_arc(load);
             }
             let cache = builder.build_blocking()?;
-            // A source handed in, or one configured (`github`).
+            // A source handed in, or one configured (`github`), that reads
+            // load through (not with `cache-aside`).
             let source = cache.has_source();
-            Ok((cache, max_bytes, source, options.mark_stale))
+            Ok((cache, max_bytes, source, options.mark_stale, writes_source))
         });
         match opened {
-            Ok((cache, max_bytes, source, mark_stale)) => Ok(Self {
+            Ok((cache, max_bytes, source, mark_stale, writes_source)) => Ok(Self {
                 inner: RefCell::new(Some(cache)),
                 builtins,
                 kept: RefCell::new(Kept::new(max_bytes)),
                 source,
                 mark_stale,
+                writes_source,
             }),
             Err(err) => {
                 builtins.release(env);
@@ -216,6 +229,21 @@ impl HybridStorage {
     /// A handle to the open cache, for work that outlives the call.
     fn cache(&self) -> Result<Cache, Error> {
         self.with_cache(|c| Ok(c.clone()))
+    }
+
+    /// Queues a write that, with a strategy that writes to the source, may
+    /// wait for the source's JS functions (see [`task`]).
+    fn spawn_write<R: Send + 'static>(
+        &self,
+        env: &Env,
+        cache: &Cache,
+        work: impl FnOnce(&Cache) -> tierstack::Result<R> + Send + 'static,
+        to_js: task::ToJs<R>,
+    ) -> Result<Value, Error> {
+        match self.writes_source {
+            true => task::spawn_waiting_for_js(env, cache, work, to_js),
+            false => task::spawn(env, cache, work, to_js),
+        }
     }
 
     /// Reads `key` and decodes its value, reusing the kept value of an
@@ -416,7 +444,7 @@ impl HybridStorage {
             let cache = self.cache()?;
             self.kept.borrow_mut().remove(env, &key);
             let key = key.to_string();
-            task::spawn(
+            self.spawn_write(
                 env,
                 &cache,
                 move |c| c.set_with(key, bytes, options),
@@ -439,7 +467,7 @@ impl HybridStorage {
             let cache = self.cache()?;
             self.kept.borrow_mut().remove(env, &key);
             let key = key.to_string();
-            task::spawn(env, &cache, move |c| c.delete(&key), to_boolean)
+            self.spawn_write(env, &cache, move |c| c.delete(&key), to_boolean)
         });
         queued(env, promise)
     }
@@ -638,7 +666,7 @@ impl HybridStorage {
                 kept.remove(env, key);
             }
             drop(kept);
-            task::spawn(
+            self.spawn_write(
                 env,
                 &cache,
                 move |c| c.mset_with(items, options),
@@ -882,25 +910,32 @@ impl HybridStorage {
         queued(env, promise)
     }
 
-    /// Resolves when every write acknowledged so far is durable in the file.
+    /// Resolves when every write acknowledged so far is durable in the
+    /// file (and the file up to date for another program to read). With
+    /// `strategy: 'write-behind'` it first waits for the outbox to empty
+    /// (every write delivered to the source; dead letters do not count) and
+    /// rejects with `code === 'timeout'` past `outbox.flushTimeout` seconds,
+    /// the writes left staying queued.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
         let promise = self
             .cache()
-            .and_then(|cache| task::spawn(env, &cache, Cache::flush, to_undefined));
+            .and_then(|cache| self.spawn_write(env, &cache, Cache::flush, to_undefined));
         queued(env, promise)
     }
 
     /// Closes the storage: buffered state is written and the file closed.
-    /// Every later call rejects (or throws) with `code === 'closed'`;
-    /// disposing twice is harmless.
+    /// With `strategy: 'write-behind'` the outbox first delivers for up to
+    /// `outbox.closeTimeout` seconds; what is left stays in the file, and
+    /// the next storage opened on it delivers it. Every later call rejects
+    /// (or throws) with `code === 'closed'`; disposing twice is harmless.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn dispose<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
         let taken = self.inner.borrow_mut().take();
         let promise = match taken {
             Some(cache) => {
                 self.kept.borrow_mut().clear(env);
-                task::spawn(env, &cache, Cache::close, to_undefined)
+                self.spawn_write(env, &cache, Cache::close, to_undefined)
             }
             None => js::undefined(env).and_then(|u| js::settled(env, Ok(u))),
         };
@@ -918,6 +953,51 @@ impl HybridStorage {
     pub fn get_stats(&self, env: &Env) -> napi::Result<StorageStats> {
         self.with_cache(|c| Ok(StorageStats::new(c.stats(), c.has_source())))
             .map_err(|e| error::to_napi(env, &e))
+    }
+
+    /// The write-behind outbox's figures; `null` for the other strategies.
+    /// Throws with `code === 'closed'` after `dispose()`.
+    #[napi]
+    pub fn outbox_stats(&self, env: &Env) -> napi::Result<Either<OutboxStats, Null>> {
+        self.with_cache(|c| {
+            Ok(match c.outbox_stats() {
+                Some(stats) => Either::A(stats.into()),
+                None => Either::B(Null),
+            })
+        })
+        .map_err(|e| error::to_napi(env, &e))
+    }
+
+    /// The writes the outbox gave up on after `outbox.maxAttempts`
+    /// attempts, oldest first: this storage's, or, for a storage that does
+    /// not deliver (another strategy), those in its SQLite file. They stay
+    /// until `retryDeadLetters()` or `purgeDeadLetters()`.
+    #[napi(ts_return_type = "Promise<DeadLetter[]>")]
+    pub fn dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let promise = self
+            .cache()
+            .and_then(|cache| task::spawn(env, &cache, Cache::dead_letters, dead_letters_to_js));
+        queued(env, promise)
+    }
+
+    /// Queues every dead letter again with its attempts reset (one whose
+    /// key has a newer write pending is dropped: that write supersedes it);
+    /// resolves to how many were queued.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn retry_dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let promise = self
+            .cache()
+            .and_then(|cache| task::spawn(env, &cache, Cache::retry_dead_letters, to_number));
+        queued(env, promise)
+    }
+
+    /// Deletes every dead letter; resolves to how many there were.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn purge_dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let promise = self
+            .cache()
+            .and_then(|cache| task::spawn(env, &cache, Cache::purge_dead_letters, to_number));
+        queued(env, promise)
     }
 
     /// Sets every counter of `getStats()` back to zero (the breaker's
@@ -968,6 +1048,15 @@ impl ObjectFinalize for HybridStorage {
     fn finalize(mut self, env: Env) -> napi::Result<()> {
         self.kept.get_mut().clear(&env);
         self.builtins.release(&env);
+        // A storage collected without `dispose()` closes when its last
+        // handle goes; under write-behind that delivers the outbox first,
+        // which needs this thread for the source's functions: it must not
+        // happen here.
+        if let Some(cache) = self.inner.get_mut().take()
+            && self.writes_source
+        {
+            tierstack::runtime::handle().spawn_blocking(move || drop(cache));
+        }
         Ok(())
     }
 }

@@ -11,6 +11,8 @@
 //! | `failSafe.maxStale`, `failSafe.softTimeout`, `failSafe.hardTimeout` | `fail_safe.max_stale`, `fail_safe.soft_timeout`, `fail_safe.hard_timeout` |
 //! | `circuitBreaker.threshold`, `.failureRate`, `.minimumCalls`, `.window`, `.slowCall`, `.timeout`, `.maxTimeout`, `.halfOpenProbes`, `.successThreshold` | `circuit_breaker.threshold`, `failure_rate`, `minimum_calls`, `window`, `slow_call`, `timeout`, `max_timeout`, `half_open_probes`, `success_threshold` |
 //! | `negativeTtl`, `refreshAhead`, `ttlJitter` | `negative_ttl`, `refresh_ahead`, `ttl_jitter` |
+//! | `strategy` | `strategy` |
+//! | `outbox.maxAttempts`, `.retryBase`, `.retryMax`, `.batch`, `.flushTimeout`, `.closeTimeout` | `outbox.max_attempts`, `retry_base`, `retry_max`, `batch`, `flush_timeout`, `close_timeout` |
 //! | `github.enabled`, `github.token`, `github.apiUrl`, `github.rawUrl`, `github.timeout`, `github.maxBodyBytes`, `github.routes` | `github.enabled`, `github.token`, `github.api_url`, `github.raw_url`, `github.timeout`, `github.max_body_bytes`, `github.routes` |
 //! | `github.apiKey`, `github.baseUrl` (the design it replaces) | `github.token`, `github.api_url` |
 //!
@@ -57,6 +59,52 @@ pub struct HybridStorageConfig {
     /// load what no tier holds from GitHub (read-through). Not together
     /// with `options.source`.
     pub github: Option<GitHubOptions>,
+    /// How writes reach the source, and whether a miss loads from it
+    /// (default `'read-through'`):
+    /// - `'read-through'`: writes go to the tiers; a miss loads from the
+    ///   source (`options.source` or `github`), if any.
+    /// - `'cache-aside'`: writes go to the tiers; a miss never calls the
+    ///   configured source (the caller loads, with `getOrLoad`).
+    /// - `'write-through'`: `set`, `mset` and `delete` call the source's
+    ///   `store` / `remove` first; a failure rejects (`code === 'source'`)
+    ///   and leaves the tiers as they were.
+    /// - `'write-behind'`: writes go to the tiers and to the outbox in one
+    ///   durable commit of the SQLite file before they resolve; the outbox
+    ///   delivers them to the source in the background, retrying (see
+    ///   `outbox`).
+    ///
+    /// `'write-through'` and `'write-behind'` need a writable
+    /// `options.source` (`{ load, store, remove }`); without one, or with a
+    /// read-only one (a plain function, `github`), the constructor throws
+    /// with `code === 'invalid_config'`.
+    #[napi(ts_type = "'read-through' | 'cache-aside' | 'write-through' | 'write-behind'")]
+    pub strategy: Option<String>,
+    /// The write-behind outbox.
+    pub outbox: Option<OutboxOptions>,
+}
+
+/// The write-behind outbox: how its writes are delivered to the source.
+#[napi(object)]
+pub struct OutboxOptions {
+    /// Attempts of a write before it moves to the dead letters (default 8;
+    /// 1–1000).
+    pub max_attempts: Option<f64>,
+    /// Seconds to wait after a write's first failed attempt, doubled per
+    /// attempt, less a random share up to a half (default 0.5; above 0 and
+    /// at most `retryMax`).
+    pub retry_base: Option<f64>,
+    /// The longest wait between attempts, in seconds (default 60; at most
+    /// one day).
+    pub retry_max: Option<f64>,
+    /// Writes delivered at once, concurrently, never two of one key
+    /// (default 32).
+    pub batch: Option<f64>,
+    /// Seconds `flush()` waits for the outbox to empty before it rejects
+    /// with `code === 'timeout'` (default 30).
+    pub flush_timeout: Option<f64>,
+    /// Seconds `dispose()` keeps delivering; what is left stays in the
+    /// SQLite file for the next process that opens it (default 5).
+    pub close_timeout: Option<f64>,
 }
 
 /// GitHub as the source of truth.
@@ -263,16 +311,31 @@ const SECTIONS: &[Section] = &[
             ("routes", "routes"),
         ]),
     ),
+    ("strategy", "strategy", None),
+    (
+        "outbox",
+        "outbox",
+        Some(&[
+            ("maxAttempts", "max_attempts"),
+            ("retryBase", "retry_base"),
+            ("retryMax", "retry_max"),
+            ("batch", "batch"),
+            ("flushTimeout", "flush_timeout"),
+            ("closeTimeout", "close_timeout"),
+        ]),
+    ),
 ];
 
 /// The second argument of `new HybridStorage(config, options)`.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct HybridStorageOptions {
-    /// The source of truth for read-through: a function called with a key
-    /// that returns (or resolves to) its value, or `undefined` when the key
-    /// does not exist; or an object with such a `load` function. Plain reads
-    /// load what no tier holds through it.
-    #[napi(ts_type = "((key: string) => unknown) | { load: (key: string) => unknown }")]
+    /// The source of truth: a function called with a key that returns (or
+    /// resolves to) its value, or `undefined` when the key does not exist
+    /// (read-only); or a `StorageSource` object, `{ load }`, or
+    /// `{ load, store, remove }` for a writable source (`strategy`
+    /// `'write-through'` or `'write-behind'`). Plain reads load what no
+    /// tier holds through it (unless `strategy` is `'cache-aside'`).
+    #[napi(ts_type = "((key: string) => unknown) | StorageSource")]
     pub source: Option<String>,
     /// Stale object values (served when the source fails, its breaker is
     /// open, or it is slower than `failSafe.softTimeout`) come back from
@@ -280,6 +343,32 @@ pub struct HybridStorageOptions {
     /// storage design this replaces did (default `false`; `lookup` tells
     /// staleness in its `stale` field either way). What is stored is unchanged.
     pub mark_stale: Option<bool>,
+}
+
+/// A source of truth given as an object (`options.source`). Each function
+/// may return a value or a promise; one that throws or rejects fails the
+/// call with `code === 'source'` and its message (a failed write of the
+/// write-behind outbox is retried, then kept as a dead letter whose
+/// `lastError` is that message).
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct StorageSource {
+    /// Loads a key: its value, or `undefined` when the key does not exist.
+    #[napi(ts_type = "(key: string) => unknown")]
+    pub load: String,
+    /// Stores a value at the source (write-through, write-behind). `value`
+    /// is what `get(key)` would give: the parsed JSON, or a `Buffer` of
+    /// bytes that are not UTF-8 JSON (a value written as a `Buffer` or
+    /// `Uint8Array`). `idempotencyKey` names this write: every attempt of
+    /// it, by any process, carries the same one, so a source that remembers
+    /// them can apply it once. What it resolves to is ignored. Given with
+    /// `remove`, or not at all.
+    #[napi(ts_type = "(key: string, value: unknown, idempotencyKey: string) => unknown")]
+    pub store: Option<String>,
+    /// Removes a key at the source (a `delete` under write-through or
+    /// write-behind), with the write's `idempotencyKey` as for `store`.
+    /// Given with `store`, or not at all.
+    #[napi(ts_type = "(key: string, idempotencyKey: string) => unknown")]
+    pub remove: Option<String>,
 }
 
 /// The options of a storage, read.
@@ -459,6 +548,50 @@ mod tests {
                 "slowCall": 2, "timeout": 5, "maxTimeout": 50, "halfOpenProbes": 2, "successThreshold": 1},
             "negativeTtl": 7, "refreshAhead": 0.5, "ttlJitter": 0
         })
+    }
+
+    #[test]
+    fn the_strategy_and_the_outbox_map_onto_the_core_schema() {
+        let json = serde_json::json!({
+            "strategy": "write-behind",
+            "outbox": {"maxAttempts": 3, "retryBase": 0.01, "retryMax": 0.05, "batch": 4,
+                "flushTimeout": 2, "closeTimeout": 0.5}
+        });
+        let core = to_core(json).unwrap();
+        assert_eq!(
+            core,
+            serde_json::json!({
+                "strategy": "write-behind",
+                "outbox": {"max_attempts": 3, "retry_base": 0.01, "retry_max": 0.05, "batch": 4,
+                    "flush_timeout": 2, "close_timeout": 0.5}
+            })
+        );
+        let config = Config::from_json(&core.to_string()).unwrap();
+        assert_eq!(config.strategy, tierstack::config::Strategy::WriteBehind);
+        assert_eq!(config.outbox.max_attempts, 3);
+        assert_eq!(
+            config.outbox.retry_base,
+            std::time::Duration::from_millis(10)
+        );
+        assert_eq!(
+            config.outbox.retry_max,
+            std::time::Duration::from_millis(50)
+        );
+        assert_eq!(config.outbox.batch, 4);
+        assert_eq!(
+            config.outbox.flush_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(
+            config.outbox.close_timeout,
+            std::time::Duration::from_millis(500)
+        );
+        let err = to_core(serde_json::json!({"outbox": {"max_attempts": 3}})).unwrap_err();
+        assert!(
+            err.message().contains("unknown key `outbox.max_attempts`"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]

@@ -4,24 +4,32 @@
 //! turns the camelCase option bag into the core's [`tierstack::Config`],
 //! `error` turns every [`tierstack::Error`] into a JS `Error` whose `code`
 //! is the kind's name, `entry` and `stats` convert what reads and stats
-//! report. `value` is the JSON convention, `kept` the decoded values kept
-//! per L1 entry, `load` the adapter that makes a JS function a core loader
-//! (loading itself is the core's), `drive` the core futures settled as JS
-//! promises, `task` the writes that run off the JS thread, `dispatch` the
-//! direct dispatch of the read methods, and `js` the few raw napi calls
-//! napi-rs has no wrapper for.
+//! report, `outbox` what the write-behind outbox reports. `value` is the
+//! JSON convention, `kept` the decoded values kept per L1 entry, `load` the
+//! adapter that makes JS functions a core loader or source, writable with
+//! `store` and `remove` (loading and writing to the source are the core's),
+//! `drive` the core futures settled as JS promises, `task` the writes that
+//! run off the JS thread, `dispatch` the direct dispatch of the read
+//! methods, and `js` the few raw napi calls napi-rs has no wrapper for.
 //!
 //! # Which thread does the work
 //!
 //! - Reads (`get`, `getBuffer`, `lookup`, `lookupBuffer`, `has`, `mget`,
 //!   `mgetBuffer`, `getMetadata`, `keys`, `size`) run on the JS thread and
-//!   return an already settled promise. An L1 hit is a few hundred
+//!   return an already settled promise (and the synchronous `getStats` and
+//!   `outboxStats` answer there). An L1 hit is a few hundred
 //!   nanoseconds and an L2 point read a few microseconds on a WAL reader
 //!   connection that never waits for a writer; a hop to libuv's thread pool
 //!   and back costs tens of microseconds, more than either.
 //! - Writes (`set`, `mset`, `delete`, `clear`, `invalidateTag`, `flush`,
-//!   `dispose`) run on libuv's thread pool (napi async work), because they
-//!   may wait for another process's write lock.
+//!   `dispose`, `retryDeadLetters`, `purgeDeadLetters`) and `deadLetters`
+//!   run on libuv's thread pool (napi async work), because they may wait for
+//!   another process's write lock. With a strategy that writes to the
+//!   source, `set`, `mset`, `delete`, `flush` and `dispose` may also wait
+//!   for the source's JS functions (write-through calls them first;
+//!   write-behind's `flush` and `dispose` wait for the outbox's
+//!   deliveries): they run on the core runtime's blocking pool instead, so
+//!   that no libuv pool thread waits for JS (see `task`).
 //! - Loads (`getOrLoad`, `getOrLoadMany`, and the reads of a storage opened
 //!   with a source) are core futures: polled once on the JS thread, so an L1
 //!   hit answers there; a miss waits on the core's runtime, whose loader
@@ -50,6 +58,7 @@ mod error;
 mod js;
 mod kept;
 mod load;
+mod outbox;
 mod stats;
 mod task;
 mod value;
@@ -57,8 +66,9 @@ mod value;
 pub use cache::HybridStorage;
 pub use config::{
     CircuitBreakerOptions, FailSafeOptions, HybridStorageConfig, HybridStorageOptions,
-    MemoryOptions, SqliteOptions,
+    MemoryOptions, OutboxOptions, SqliteOptions, StorageSource,
 };
 pub use entry::{LookupResult, Metadata, SetOptions};
 pub use load::Loaded;
+pub use outbox::{DeadLetter, OutboxStats};
 pub use stats::{CircuitBreakerStatus, ResponseTimes, SourceStats, StorageStats, TierStats};

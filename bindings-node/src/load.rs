@@ -1,23 +1,33 @@
-//! JS loaders as core loaders: the adapter, and nothing else.
+//! JS loaders and source writes as the core's: the adapter, and nothing else.
 //!
 //! Loading (single-flight in the process and across processes, the circuit
 //! breaker, timeouts, fail-safe stale copies, negative caching,
-//! refresh-ahead) lives in the core, once. This module only turns a JS
-//! function into what the core calls: the loader of one `getOrLoad` or
-//! `getOrLoadMany` call, or the source given at open
-//! (`new HybridStorage(config, { source })`).
+//! refresh-ahead) and writing to the source (write-through, the write-behind
+//! outbox with its retries, ordering and dead letters) live in the core,
+//! once. This module only turns JS functions into what the core calls: the
+//! loader of one `getOrLoad` or `getOrLoadMany` call, or the source given at
+//! open (`new HybridStorage(config, { source })`), whose `store` and
+//! `remove` make it writable.
 //!
-//! The core calls a loader from its runtime thread. The call is queued to
-//! the JS thread through a napi thread-safe function; there the JS function
-//! runs with the key (or the array of missing keys), its value is awaited if
-//! it is a promise (`Promise.resolve(value).then(...)`) and encoded as `set`
-//! encodes (a `Buffer` as its bytes, anything else as JSON; `undefined` is
-//! "not found"), and the answer goes back to the core over a oneshot
-//! channel. No thread waits for JS: the runtime task awaits the channel.
+//! The core calls a JS function from its runtime thread. The call is queued
+//! to the JS thread through a napi thread-safe function; there the JS
+//! function runs with its arguments (a loader's key or array of missing
+//! keys; a store's key, value and idempotency key; a remove's key and
+//! idempotency key), its value is awaited if it is a promise
+//! (`Promise.resolve(value).then(...)`) and converted there (a loaded value
+//! is encoded as `set` encodes: a `Buffer` as its bytes, anything else as
+//! JSON, `undefined` is "not found"; what a store or remove resolves to is
+//! ignored), and the answer goes back to the core over a oneshot channel.
+//! No thread waits for JS: the runtime task awaits the channel.
 //!
-//! A loader that throws or rejects fails with kind `source`, the loader's
-//! message, and its original value as the cause ([`LoaderFailure`]), which
-//! [`crate::error::to_js`] puts back as `err.cause`.
+//! The value handed to `store` is decoded as `get` decodes it: the parsed
+//! JSON, or, for stored bytes that are not UTF-8 JSON (a value written as a
+//! `Buffer` or `Uint8Array`), a `Buffer` of them.
+//!
+//! A function that throws or rejects fails with kind `source`, its message,
+//! and its original value as the cause ([`LoaderFailure`]), which
+//! [`crate::error::to_js`] puts back as `err.cause` (and the outbox keeps
+//! the message as a dead letter's `lastError`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,12 +35,14 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use napi::bindgen_prelude::JsValuesTupleIntoVec;
 use napi::bindgen_prelude::{
     FromNapiValue, Function, FunctionCallContext, JsValue, ToNapiValue, Unknown,
 };
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, ValueType, sys};
-use tierstack::source::{FetchFuture, Fetched, Source};
+use tierstack::source::{FetchFuture, Fetched, Source, WriteFuture};
 use tierstack::{Error, ErrorKind};
 use tokio::sync::oneshot;
 
@@ -39,40 +51,85 @@ use crate::js::{self, Thrown, Value};
 use crate::task::Raw;
 use crate::value::Builtins;
 
-/// What a loader is called with: the key, or the array of missing keys.
+/// What a JS function is called with: a loader's key or array of missing
+/// keys, a store's key, value and idempotency key, a remove's key and
+/// idempotency key.
 pub(crate) enum Arg {
     Key(String),
     Keys(Vec<String>),
+    Store {
+        key: String,
+        value: Bytes,
+        idempotency_key: String,
+    },
+    Remove {
+        key: String,
+        idempotency_key: String,
+    },
 }
 
-impl ToNapiValue for Arg {
-    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
-        // SAFETY: forwarded to napi-rs's conversions with the same env.
+impl JsValuesTupleIntoVec for Arg {
+    fn into_vec(self, env: sys::napi_env) -> napi::Result<Vec<sys::napi_value>> {
+        // SAFETY: forwarded to napi-rs's conversions with the same env, on
+        // the JS thread (the thread-safe function's call).
         unsafe {
-            match val {
-                Arg::Key(key) => String::to_napi_value(env, key),
-                Arg::Keys(keys) => Vec::<String>::to_napi_value(env, keys),
+            match self {
+                Arg::Key(key) => Ok(vec![String::to_napi_value(env, key)?]),
+                Arg::Keys(keys) => Ok(vec![Vec::<String>::to_napi_value(env, keys)?]),
+                Arg::Store {
+                    key,
+                    value,
+                    idempotency_key,
+                } => Ok(vec![
+                    String::to_napi_value(env, key)?,
+                    stored_value(&Env::from_raw(env), &value)?,
+                    String::to_napi_value(env, idempotency_key)?,
+                ]),
+                Arg::Remove {
+                    key,
+                    idempotency_key,
+                } => Ok(vec![
+                    String::to_napi_value(env, key)?,
+                    String::to_napi_value(env, idempotency_key)?,
+                ]),
             }
         }
     }
 }
 
-/// A JS loader callable from any thread. `WEAK`: it does not keep the event
-/// loop alive (the source of a storage); a per-call loader does, until the
-/// core drops it.
-pub(crate) struct JsLoader<const WEAK: bool> {
+/// The value a `store` function is handed: decoded as `get` decodes it, or
+/// a `Buffer` of bytes that are not UTF-8 JSON.
+fn stored_value(env: &Env, bytes: &[u8]) -> napi::Result<sys::napi_value> {
+    let value = Builtins::capture(env).and_then(|builtins| {
+        let decoded = builtins.decode(env, bytes);
+        builtins.release(env);
+        match decoded {
+            Ok(value) => Ok(value),
+            Err(err) if err.kind() == ErrorKind::InvalidValue => js::buffer(env, bytes),
+            Err(err) => Err(err),
+        }
+    });
+    value.map_err(|e| crate::error::to_napi(env, &e))
+}
+
+/// A JS function callable from any thread. `WEAK`: it does not keep the
+/// event loop alive (the functions of a storage's source); a per-call loader
+/// does, until the core drops it.
+pub(crate) struct JsFunction<const WEAK: bool> {
     function: ThreadsafeFunction<Arg, Raw, Arg, Status, false, WEAK>,
+    /// Names the function in errors (`"loader"`, `"source store function"`).
+    what: &'static str,
 }
 
 /// A loader given with one call (`getOrLoad`, `getOrLoadMany`).
-pub(crate) type CallLoader = JsLoader<false>;
+pub(crate) type CallLoader = JsFunction<false>;
 
-/// Converts what a loader resolved to, on the JS thread.
+/// Converts what a JS function resolved to, on the JS thread.
 type Convert<T> = fn(&Env, Value) -> Result<T, Error>;
 
-impl<const WEAK: bool> JsLoader<WEAK> {
+impl<const WEAK: bool> JsFunction<WEAK> {
     /// Wraps `function` (`what` names it in errors).
-    pub(crate) fn new(env: &Env, function: Value, what: &str) -> Result<Self, Error> {
+    pub(crate) fn new(env: &Env, function: Value, what: &'static str) -> Result<Self, Error> {
         check_function(env, function, what)?;
         let napi_failed = |e: napi::Error| {
             Error::new(
@@ -89,10 +146,10 @@ impl<const WEAK: bool> JsLoader<WEAK> {
             .weak::<WEAK>()
             .build()
             .map_err(napi_failed)?;
-        Ok(Self { function })
+        Ok(Self { function, what })
     }
 
-    /// Calls the loader on the JS thread with `arg`; its answer, converted
+    /// Calls the function on the JS thread with `arg`; its answer, converted
     /// there by `convert`.
     fn call<T: Send + 'static>(
         &self,
@@ -100,6 +157,7 @@ impl<const WEAK: bool> JsLoader<WEAK> {
         convert: Convert<T>,
     ) -> impl Future<Output = tierstack::Result<T>> + Send + 'static + use<T, WEAK> {
         let (sender, receiver) = oneshot::channel();
+        let what = self.what;
         let status = self.function.call_with_return_value(
             arg,
             ThreadsafeFunctionCallMode::NonBlocking,
@@ -113,14 +171,14 @@ impl<const WEAK: bool> JsLoader<WEAK> {
                 return Err(Error::new(
                     ErrorKind::Source,
                     format!(
-                        "the JS loader could not be called ({status}): the environment is shutting down"
+                        "the JS {what} could not be called ({status}): the environment is shutting down"
                     ),
                 ));
             }
             receiver.await.unwrap_or_else(|_| {
                 Err(Error::new(
                     ErrorKind::Source,
-                    "the JS loader's answer was lost: the environment is shutting down",
+                    format!("the JS {what}'s answer was lost: the environment is shutting down"),
                 ))
             })
         }
@@ -139,9 +197,33 @@ impl<const WEAK: bool> JsLoader<WEAK> {
     {
         self.call(Arg::Keys(keys), fetched_many)
     }
+
+    /// Stores `value` under `key`: the call settles the write.
+    fn store(&self, key: String, value: Bytes, idempotency_key: String) -> WriteFuture {
+        let arg = Arg::Store {
+            key,
+            value,
+            idempotency_key,
+        };
+        Box::pin(self.call(arg, written))
+    }
+
+    /// Removes `key`: the call settles the write.
+    fn remove(&self, key: String, idempotency_key: String) -> WriteFuture {
+        let arg = Arg::Remove {
+            key,
+            idempotency_key,
+        };
+        Box::pin(self.call(arg, written))
+    }
 }
 
-/// Refuses a `what` that is not a function, as [`JsLoader::new`] does,
+/// A write's answer: whatever a store or remove resolved to, it is done.
+fn written(_: &Env, _: Value) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Refuses a `what` that is not a function, as [`JsFunction::new`] does,
 /// without wrapping it.
 pub(crate) fn check_function(env: &Env, function: Value, what: &str) -> Result<(), Error> {
     match js::type_of(env, function) {
@@ -366,46 +448,67 @@ fn encode(env: &Env, value: Value) -> Result<bytes::Bytes, Error> {
     bytes
 }
 
-/// The source given at open: `source` is a function, or an object with a
-/// `load` function. Writable sources (`store`, `remove`) are refused until
-/// the engine writes through.
+/// The source given at open: `source` is a function (read-only), or an
+/// object with a `load` function and, to make it writable, `store` and
+/// `remove` functions (both or neither).
 pub(crate) struct JsSource {
-    load: JsLoader<true>,
+    load: JsFunction<true>,
+    writes: Option<(JsFunction<true>, JsFunction<true>)>,
 }
+
+/// The keys of a source object.
+const SOURCE_KEYS: [&str; 3] = ["load", "store", "remove"];
 
 impl JsSource {
     pub(crate) fn new(env: &Env, source: Value) -> Result<Self, Error> {
-        let load = match js::type_of(env, source) {
-            ValueType::Function => source,
+        match js::type_of(env, source) {
+            ValueType::Function => Ok(Self {
+                load: JsFunction::new(env, source, "source load function")?,
+                writes: None,
+            }),
             ValueType::Object if !js::is_array(env, source) => {
                 for name in js::own_keys(env, source)? {
                     let name = js::string_arg(env, name, "a source key")?;
-                    match name.as_str() {
-                        "load" => {}
-                        "store" | "remove" => {
-                            return Err(argument(format!(
-                                "source.{name}: writable sources are not supported yet; give `load` only"
-                            )));
-                        }
-                        other => {
-                            return Err(argument(format!(
-                                "unknown source key `{other}`, expected: load"
-                            )));
-                        }
+                    if !SOURCE_KEYS.contains(&name.as_str()) {
+                        return Err(argument(format!(
+                            "unknown source key `{name}`, expected one of: {}",
+                            SOURCE_KEYS.join(", ")
+                        )));
                     }
                 }
-                js::get_named(env, source, c"load")?
+                let load = js::get_named(env, source, c"load")?;
+                let store = js::get_named(env, source, c"store")?;
+                let remove = js::get_named(env, source, c"remove")?;
+                let writes = match (
+                    js::is_nullish(env, Some(store)),
+                    js::is_nullish(env, Some(remove)),
+                ) {
+                    (true, true) => None,
+                    (false, false) => Some((
+                        JsFunction::new(env, store, "source store function")?,
+                        JsFunction::new(env, remove, "source remove function")?,
+                    )),
+                    (false, true) => {
+                        return Err(argument(
+                            "source.store is given without source.remove: a writable source has both",
+                        ));
+                    }
+                    (true, false) => {
+                        return Err(argument(
+                            "source.remove is given without source.store: a writable source has both",
+                        ));
+                    }
+                };
+                Ok(Self {
+                    load: JsFunction::new(env, load, "source load function")?,
+                    writes,
+                })
             }
-            _ => {
-                return Err(argument(format!(
-                    "source must be a function or an object with a load function, got {}",
-                    js::type_name(env, source)
-                )));
-            }
-        };
-        Ok(Self {
-            load: JsLoader::new(env, load, "source load function")?,
-        })
+            _ => Err(argument(format!(
+                "source must be a function or an object with load (and store and remove) functions, got {}",
+                js::type_name(env, source)
+            ))),
+        }
     }
 }
 
@@ -417,6 +520,37 @@ impl Source for JsSource {
     fn fetch(&self, key: &str, _validator: Option<&str>) -> FetchFuture {
         self.load.fetch(key.to_owned())
     }
+
+    fn writable(&self) -> bool {
+        self.writes.is_some()
+    }
+
+    fn store(&self, key: &str, value: Bytes, idempotency_key: &str) -> WriteFuture {
+        match &self.writes {
+            Some((store, _)) => store.store(key.to_owned(), value, idempotency_key.to_owned()),
+            None => read_only(key),
+        }
+    }
+
+    fn remove(&self, key: &str, idempotency_key: &str) -> WriteFuture {
+        match &self.writes {
+            Some((_, remove)) => remove.remove(key.to_owned(), idempotency_key.to_owned()),
+            None => read_only(key),
+        }
+    }
+}
+
+/// The write of a read-only source, which the core never asks for (it
+/// refuses a read-only source with write-through or write-behind at open).
+fn read_only(key: &str) -> WriteFuture {
+    let err = Error::new(
+        ErrorKind::Source,
+        format!(
+            "the source is read-only (no store and remove functions): it cannot write {}",
+            tierstack::key::quote(key)
+        ),
+    );
+    Box::pin(std::future::ready(Err(err)))
 }
 
 /// The source as the core takes it.

@@ -2,13 +2,15 @@
 //! per tier, `misses`, `hitRate` in percent, `avgResponseTimes`,
 //! `totalOperations`, `tierAvailability`, `circuitBreaker`) plus the
 //! engine's own figures: coherence with other processes (`invalidations`,
-//! `resyncs`), per tier, and loading (`source`, with the source's rate
-//! limit).
+//! `resyncs`), per tier, loading (`source`, with the source's rate
+//! limit) and the write-behind outbox (`outbox`).
 
 use napi::bindgen_prelude::{Either, Null, ToNapiValue};
 use napi::{Env, JsValue, sys};
 use napi_derive::napi;
 use tierstack::{BreakerState, BreakerStatus, Tier};
+
+use crate::outbox::OutboxStats;
 
 /// Mean read time per tier, in milliseconds (0 for a tier that served no read).
 #[napi(object, object_from_js = false)]
@@ -104,6 +106,9 @@ pub struct StorageStats {
     pub source: SourceStats,
     /// The circuit breaker guarding the loaders (as `getCircuitBreakerStatus()`).
     pub circuit_breaker: CircuitBreakerStatus,
+    /// The write-behind outbox (as `outboxStats()`); `null` for the other
+    /// strategies.
+    pub outbox: Either<OutboxStats, Null>,
 }
 
 /// The loading counters of a storage.
@@ -285,6 +290,10 @@ impl StorageStats {
                 },
             },
             circuit_breaker: stats.breaker.into(),
+            outbox: match stats.outbox {
+                Some(outbox) => Either::A(outbox.into()),
+                None => Either::B(Null),
+            },
         }
     }
 }

@@ -1,11 +1,20 @@
-//! Engine work that runs off the JS thread, on libuv's thread pool (napi
-//! async work): the writes, which may wait for another process's write lock.
-//! The promise settles on the JS thread when the work is done.
+//! Engine work that runs off the JS thread: the writes, which may wait for
+//! another process's write lock. The promise settles on the JS thread when
+//! the work is done.
+//!
+//! [`spawn`] runs it on libuv's thread pool (napi async work). Work that
+//! may wait for a JS function of the storage's source (a write under
+//! write-through, which calls `store` / `remove` first; `flush` and
+//! `dispose` under write-behind, which wait for the outbox's deliveries)
+//! runs on the core runtime's blocking pool instead ([`spawn_waiting_for_js`]):
+//! a libuv pool thread waiting for a JS function that itself needs the pool
+//! (fs, dns, crypto) could leave it none.
 
 use napi::bindgen_prelude::{FromNapiValue, ToNapiValue, TypeName};
 use napi::{Env, JsValue, Task, ValueType, sys};
 use tierstack::{Error, ErrorKind, blocking::Cache};
 
+use crate::drive;
 use crate::error;
 use crate::js::Value;
 
@@ -88,4 +97,24 @@ pub(crate) fn spawn<R: Send + 'static>(
         .spawn(task)
         .map_err(|e| Error::new(ErrorKind::Internal, format!("queueing work: {}", e.reason)))?;
     Ok(promise.promise_object().raw())
+}
+
+/// [`spawn`] for work that may wait for a JS function: run on the core
+/// runtime's blocking pool, settled through [`drive::promise`].
+pub(crate) fn spawn_waiting_for_js<R: Send + 'static>(
+    env: &Env,
+    cache: &Cache,
+    work: impl FnOnce(&Cache) -> tierstack::Result<R> + Send + 'static,
+    to_js: ToJs<R>,
+) -> Result<Value, Error> {
+    let cache = cache.clone();
+    let task = tierstack::runtime::handle().spawn_blocking(move || work(&cache));
+    drive::promise(
+        env,
+        async move {
+            task.await
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("a write task failed: {e}")))?
+        },
+        Box::new(move |env, output| to_js(env, output?)),
+    )
 }

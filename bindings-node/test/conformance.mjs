@@ -12,6 +12,11 @@
 // `lookupBuffer`, `mgetBuffer`); `set_json` and `get_json` use the JSON calls.
 // Vector configs are in the JSON spelling (snake_case) and are handed over
 // in Node's camelCase; a key the runner does not know is passed unchanged.
+// A `writable` vector's source is `{load, store, remove}`; `store` is handed
+// the value as `get` decodes it (parsed JSON, or a Buffer for bytes that are
+// not JSON), which the runner records as the text of its bytes (the JSON
+// text of a parsed value is the bytes it was parsed from: vector values are
+// compact).
 import { execFileSync } from 'node:child_process';
 import { isDeepStrictEqual } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -38,6 +43,13 @@ const CAMEL = {
     max_timeout: 'maxTimeout',
     half_open_probes: 'halfOpenProbes',
     success_threshold: 'successThreshold',
+  },
+  outbox: {
+    max_attempts: 'maxAttempts',
+    retry_base: 'retryBase',
+    retry_max: 'retryMax',
+    flush_timeout: 'flushTimeout',
+    close_timeout: 'closeTimeout',
   },
 };
 
@@ -122,6 +134,35 @@ class Script {
   };
 }
 
+/**
+ * The writable side of a vector's source: records each write as
+ * `[key, value or null]`; the first `fail` calls fail with `store refused`.
+ */
+class Writes {
+  constructor(fail) {
+    this.fail = fail ?? 0;
+    this.calls = 0;
+    this.recorded = [];
+  }
+
+  write(key, value) {
+    this.calls += 1;
+    if (this.calls <= this.fail) throw new Error('store refused');
+    this.recorded.push([key, value]);
+  }
+
+  store = async (key, value) => {
+    this.write(key, Buffer.isBuffer(value) ? text(value) : JSON.stringify(value));
+  };
+
+  remove = async (key) => {
+    this.write(key, null);
+  };
+}
+
+/** The outbox's figures in the vectors' spelling (`null` without an outbox). */
+const OUTBOX_FIELDS = ['durable', 'pending', 'retrying', 'retries', 'delivered', 'dead'];
+
 const BREAKER_FIELDS = {
   state: (s) => BREAKER_STATES[s.state],
   failure_count: (s) => s.failureCount,
@@ -136,6 +177,7 @@ class Runner {
     this.config = this.vectorConfig;
     this.script = new Script(vector.script);
     this.readThrough = vector.read_through === true;
+    this.writes = vector.writable === true ? new Writes(vector.store_fail) : null;
     this.storage = null;
     this.mounted = false;
   }
@@ -146,7 +188,12 @@ class Runner {
     if (typeof withPath.sqlite === 'object' && withPath.sqlite !== null && withPath.sqlite.enabled !== false) {
       withPath.sqlite.path ??= join(this.dir, 'cache.db');
     }
-    const options = this.readThrough ? { source: this.script.load } : undefined;
+    let options;
+    if (this.writes !== null) {
+      options = { source: { load: this.script.load, store: this.writes.store, remove: this.writes.remove } };
+    } else if (this.readThrough) {
+      options = { source: this.script.load };
+    }
     this.storage = new HybridStorage(withPath, options);
     this.config = config;
   }
@@ -169,8 +216,10 @@ class Runner {
         return this.open(this.config);
       case 'close':
         return storage.dispose();
-      case 'set':
-        return storage.set(step.key, bytes(step.value), ttlOf(step));
+      case 'set': {
+        const ttl = ttlOf(step);
+        return storage.set(step.key, bytes(step.value), step.tags === undefined ? ttl : { ttl, tags: step.tags });
+      }
       case 'get':
         return text(await storage.getBuffer(step.key));
       case 'lookup': {
@@ -239,6 +288,24 @@ class Runner {
         const status = storage.getCircuitBreakerStatus();
         return Object.fromEntries(Object.keys(step.expect ?? {}).map((k) => [k, BREAKER_FIELDS[k]?.(status)]));
       }
+      case 'invalidate_tag':
+        return storage.invalidateTag(step.tag);
+      case 'flush':
+        return storage.flush();
+      case 'source_writes':
+        if (this.writes === null) throw new StepFailed('source_writes in a vector that is not writable');
+        return structuredClone(this.writes.recorded);
+      case 'outbox': {
+        const stats = storage.outboxStats();
+        const fields = Object.keys(step.expect ?? {}).filter((k) => OUTBOX_FIELDS.includes(k));
+        return Object.fromEntries(fields.map((k) => [k, stats === null ? null : stats[k]]));
+      }
+      case 'dead_letters':
+        return (await storage.deadLetters()).map(({ key, op, attempts }) => ({ key, op, attempts }));
+      case 'retry_dead_letters':
+        return storage.retryDeadLetters();
+      case 'purge_dead_letters':
+        return storage.purgeDeadLetters();
       case 'breaker_open':
         return storage.openCircuitBreaker();
       case 'breaker_close':

@@ -33,6 +33,12 @@ test('the ```js example of README.md runs', (t) => {
 
 test('the Loading example of README.md runs', (t) => {
   const blocks = examples();
-  assert.equal(blocks.length, 2, 'the Node section has the storage and the Loading examples');
+  assert.equal(blocks.length, 3, 'the Node section has the storage, Loading and Writing examples');
   assert.equal(run(t, blocks[1], 'loading').trim(), '# docs:button 6');
+});
+
+test('the Writing to the source example of README.md runs', (t) => {
+  const blocks = examples();
+  assert.equal(blocks.length, 3, 'the Node section has the storage, Loading and Writing examples');
+  assert.equal(run(t, blocks[2], 'writing').trim(), '2 3');
 });

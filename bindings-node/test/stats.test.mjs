@@ -8,9 +8,12 @@ test('getStats has the documented fields', (t) => {
   const { storage } = open(t);
   const stats = storage.getStats();
   assert.deepEqual(Object.keys(stats).sort(), [
-    'avgResponseTimes', 'circuitBreaker', 'deletes', 'hitRate', 'hits', 'invalidations', 'misses', 'resyncs',
-    'sets', 'source', 'sqliteRebuilds', 'sqliteReopens', 'tierAvailability', 'tiers', 'totalOperations',
+    'avgResponseTimes', 'circuitBreaker', 'deletes', 'hitRate', 'hits', 'invalidations', 'misses', 'outbox',
+    'resyncs', 'sets', 'source', 'sqliteRebuilds', 'sqliteReopens', 'tierAvailability', 'tiers', 'totalOperations',
   ]);
+  // No outbox but with write-behind.
+  assert.equal(stats.outbox, null);
+  assert.equal(storage.outboxStats(), null);
   assert.deepEqual(stats.source, {
     requests: 0, successes: 0, failures: 0, timeouts: 0, notFound: 0, rejected: 0, coalesced: 0,
     coalescedProcesses: 0, staleServed: 0, negativeHits: 0, refreshes: 0, rateLimit: null,

@@ -4,13 +4,17 @@ import {
   HybridStorage,
   Loaded,
   type CircuitBreakerStatus,
+  type DeadLetter,
   type GitHubOptions,
   type GitHubRoute,
   type HybridStorageConfig,
   type HybridStorageOptions,
   type SourceStats,
+  type StorageSource,
   type LookupResult,
   type Metadata,
+  type OutboxOptions,
+  type OutboxStats,
   type RateLimit,
   type SetOptions,
   type StorageStats,
@@ -64,6 +68,26 @@ const options: HybridStorageOptions = {
 };
 const withLoad: HybridStorageOptions = { source: { load: (key: string) => new Loaded(key, { ttl: 60 }) } };
 
+// A writable source, and the strategies that write to it.
+const writable: StorageSource = {
+  load: async (key: string) => (await fetch(`http://127.0.0.1:9/store/${key}`)).json(),
+  store: async (key: string, value: unknown, idempotencyKey: string) =>
+    fetch(`http://127.0.0.1:9/store/${key}`, {
+      method: 'PUT', headers: { 'idempotency-key': idempotencyKey }, body: JSON.stringify(value),
+    }),
+  remove: (key: string, idempotencyKey: string) => {
+    void key;
+    void idempotencyKey;
+  },
+};
+const outbox: OutboxOptions = {
+  maxAttempts: 8, retryBase: 0.5, retryMax: 60, batch: 32, flushTimeout: 30, closeTimeout: 5,
+};
+const behind: HybridStorageConfig = { strategy: 'write-behind', outbox };
+const strategies: HybridStorageConfig[] = [
+  { strategy: 'read-through' }, { strategy: 'cache-aside' }, { strategy: 'write-through' }, behind,
+];
+
 export async function use(storage: HybridStorage = new HybridStorage(config, options)): Promise<number> {
   const other = new HybridStorage(null, withLoad);
   const options: SetOptions = { ttl: 60, tags: ['ui'] };
@@ -113,6 +137,19 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
   const remaining: number | undefined = rateLimit?.remaining;
   const limit: number | null | undefined = rateLimit?.limit;
   const resetAt: Date | null | undefined = rateLimit?.resetAt;
+  const writing = new HybridStorage(behind, { source: writable });
+  const outboxStats: OutboxStats | null = writing.outboxStats();
+  const pending: number | undefined = outboxStats?.pending;
+  const oldestAge: number | null | undefined = outboxStats?.oldestAge;
+  const durable: boolean | undefined = outboxStats?.durable;
+  const inStats: OutboxStats | null = writing.getStats().outbox;
+  const dead: DeadLetter[] = await writing.deadLetters();
+  const op: 'store' | 'remove' | undefined = dead[0]?.op;
+  const failedAt: Date | undefined = dead[0]?.failedAt;
+  const lastError: string | undefined = dead[0]?.lastError;
+  const requeued: number = await writing.retryDeadLetters();
+  const purged: number = await writing.purgeDeadLetters();
+  await writing.dispose();
   const viaGitHub = new HybridStorage(fromGitHub[0]);
   await viaGitHub.dispose();
   await other.dispose();
@@ -122,5 +159,6 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
   return [button?.name, bytes?.length, found.size, tier, meta?.createdAt, loaded?.name, existed, keys, size,
     removed, memory?.avgTimeUs, total, dropped, times, breaker, disposed, missing, many, fromObject, rawLoaded,
     rawMany, loadedTier, stale, state, open, failures, lastFailure, nextAttempt, loads, remaining, limit,
-    resetAt?.getTime(), fromGitHub, available, meta?.updatedAt.getTime()].length;
+    resetAt?.getTime(), fromGitHub, available, meta?.updatedAt.getTime(), strategies, pending, oldestAge, durable,
+    inStats, op, failedAt, lastError, requeued, purged].length;
 }

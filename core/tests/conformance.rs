@@ -20,18 +20,42 @@ struct Script {
     calls: AtomicUsize,
     /// The keys handed to the last batch loader call.
     batch_keys: Mutex<Option<Vec<String>>>,
+    /// The source's writes: `[key, value]`, `value` null for a remove.
+    writes: Mutex<Vec<Value>>,
+    /// Source writes still to refuse (`store_fail`).
+    store_fail: AtomicUsize,
 }
 
 impl Script {
-    fn new(answers: Option<&Value>) -> Arc<Self> {
-        let answers = answers
+    fn new(vector: &Value) -> Arc<Self> {
+        let answers = vector
+            .get("script")
             .and_then(Value::as_array)
             .map(|a| a.iter().cloned().collect())
             .unwrap_or_default();
+        let store_fail = vector
+            .get("store_fail")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         Arc::new(Self {
             answers: Mutex::new(answers),
+            store_fail: AtomicUsize::new(store_fail as usize),
             ..Self::default()
         })
+    }
+
+    /// A source write: refused while `store_fail` lasts, else recorded.
+    fn write(&self, key: &str, value: Option<&[u8]>) -> tierstack::Result<()> {
+        let refused = self
+            .store_fail
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            return Err(Error::new(ErrorKind::Source, "store refused"));
+        }
+        let value = value.map(|v| String::from_utf8(v.to_vec()).expect("UTF-8 values"));
+        self.writes.lock().unwrap().push(json!([key, value]));
+        Ok(())
     }
 
     /// The next answer, after its delay.
@@ -96,6 +120,8 @@ struct Runner {
     cache: Option<Cache>,
     script: Arc<Script>,
     read_through: bool,
+    /// The source can store and remove (`writable`).
+    writable: bool,
 }
 
 /// `dir` bind-mounted read-only onto itself; detached when dropped.
@@ -148,8 +174,9 @@ impl Runner {
             dir: tempfile::tempdir().unwrap(),
             config: vector.get("config").cloned().unwrap_or_else(|| json!({})),
             cache: None,
-            script: Script::new(vector.get("script")),
+            script: Script::new(vector),
             read_through: vector.get("read_through") == Some(&Value::Bool(true)),
+            writable: vector.get("writable") == Some(&Value::Bool(true)),
         }
     }
 
@@ -165,11 +192,18 @@ impl Runner {
             }
         }
         let mut builder = Cache::builder().config(Config::from_json(&config.to_string())?);
-        if self.read_through {
+        if self.read_through || self.writable {
             let script = self.script.clone();
-            builder = builder.source(tierstack::source::from_blocking_fn(move |_key| {
-                script.load()
-            }));
+            let source = tierstack::source::from_blocking_fn(move |_key| script.load());
+            if self.writable {
+                let (store, remove) = (self.script.clone(), self.script.clone());
+                builder = builder.source(source.with_writes(
+                    move |key, value, _id| store.write(key, Some(value)),
+                    move |key, _id| remove.write(key, None),
+                ));
+            } else {
+                builder = builder.source(source);
+            }
         }
         self.cache = Some(builder.build_blocking()?);
         Ok(())
@@ -197,6 +231,9 @@ impl Runner {
                 && let Some(ttl) = ttl_from_seconds(ttl)?
             {
                 options = options.ttl(ttl);
+            }
+            if let Some(tags) = step.get("tags").and_then(Value::as_array) {
+                options = options.tags(tags.iter().map(|t| t.as_str().unwrap().to_owned()));
             }
             Ok(options)
         };
@@ -309,6 +346,42 @@ impl Runner {
                         .collect(),
                 ))
             }
+            "invalidate_tag" => {
+                let tag = step["tag"].as_str().unwrap();
+                self.cache()
+                    .invalidate_tag(tag)
+                    .map(|n| json!(n))
+                    .map_err(kind)
+            }
+            "flush" => self.cache().flush().map(|()| Value::Null).map_err(kind),
+            "source_writes" => Ok(Value::Array(self.script.writes.lock().unwrap().clone())),
+            "outbox" => {
+                let stats = serde_json::to_value(self.cache().outbox_stats()).unwrap();
+                let expected = step["expect"].as_object().expect("an object to compare");
+                Ok(Value::Object(
+                    expected
+                        .keys()
+                        .map(|k| (k.clone(), stats[k].clone()))
+                        .collect(),
+                ))
+            }
+            "dead_letters" => {
+                let dead = self.cache().dead_letters().map_err(kind)?;
+                Ok(dead
+                    .iter()
+                    .map(|d| json!({"key": d.key, "op": d.op, "attempts": d.attempts}))
+                    .collect())
+            }
+            "retry_dead_letters" => self
+                .cache()
+                .retry_dead_letters()
+                .map(|n| json!(n))
+                .map_err(kind),
+            "purge_dead_letters" => self
+                .cache()
+                .purge_dead_letters()
+                .map(|n| json!(n))
+                .map_err(kind),
             "breaker_open" => {
                 self.cache().breaker_open();
                 Ok(Value::Null)
