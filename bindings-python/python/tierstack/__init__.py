@@ -80,11 +80,13 @@ number) raises ``TypeError``.
 """
 
 import asyncio
+import atexit
 import builtins
 import concurrent.futures
 import inspect
 import json
 import os
+import weakref
 from collections.abc import Mapping
 from typing import Any, List, NamedTuple, Optional, TypedDict, Union
 
@@ -571,10 +573,29 @@ def _run_loader(loader: Any, argument: Any, loop: Any, single: bool) -> Any:
     return result
 
 
-class _Source:
-    """A configured source as the engine calls it: ``source(key)``."""
+def _takes_idempotency_key(method: Any) -> bool:
+    """Whether a source's ``store``/``remove`` is handed the write's
+    idempotency key: it has a parameter ``idempotency_key`` (positional or
+    keyword) or takes ``**kwargs``."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False  # no signature to read: call it without the key
+    for parameter in parameters:
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            return True
+        if parameter.name == "idempotency_key" and parameter.kind is not inspect.Parameter.POSITIONAL_ONLY:
+            return True
+    return False
 
-    __slots__ = ("load", "loop")
+
+class _Source:
+    """A configured source as the engine calls it: ``source(key)``, and for
+    a writable source ``store(key, value, idempotency_key)`` and
+    ``remove(key, idempotency_key)``, which hand the key on as the keyword
+    ``idempotency_key`` to a method that accepts it."""
+
+    __slots__ = ("load", "loop", "writable", "_store", "_remove", "_store_key", "_remove_key")
 
     def __init__(self, source: Any) -> None:
         load = getattr(source, "load", None)
@@ -585,9 +606,37 @@ class _Source:
         else:
             raise TypeError(f"source must be a callable or have a load(key) method, not {type(source).__name__}")
         self.loop: Any = None
+        store = getattr(source, "store", None)
+        remove = getattr(source, "remove", None)
+        self.writable = store is not None or remove is not None
+        if self.writable and not (callable(store) and callable(remove)):
+            raise TypeError(
+                f"a writable source has both store(key, value) and remove(key) methods; "
+                f"{type(source).__name__} has {'store' if callable(store) else 'remove'} only"
+            )
+        self._store: Any = store
+        self._remove: Any = remove
+        self._store_key = self.writable and _takes_idempotency_key(store)
+        self._remove_key = self.writable and _takes_idempotency_key(remove)
 
     def __call__(self, key: str) -> Any:
-        result = self.load(key)
+        return self._done(self.load(key))
+
+    def store(self, key: str, value: bytes, idempotency_key: str) -> None:
+        if self._store_key:
+            self._done(self._store(key, value, idempotency_key=idempotency_key))
+        else:
+            self._done(self._store(key, value))
+
+    def remove(self, key: str, idempotency_key: str) -> None:
+        if self._remove_key:
+            self._done(self._remove(key, idempotency_key=idempotency_key))
+        else:
+            self._done(self._remove(key))
+
+    def _done(self, result: Any) -> Any:
+        """``result``, awaited first if it is an awaitable (on the caller's
+        loop while it runs, see :func:`_resolve`)."""
         if inspect.isawaitable(result):
             result = _resolve(result, self.loop)
         return result
@@ -614,12 +663,15 @@ class Cache(_NativeCache):
     Use it as a context manager to close it on exit.
     """
 
-    __slots__ = ("_source",)
+    __slots__ = ("_source", "__weakref__")
 
     def __new__(cls, config: Any = None, /, *, source: Any = None, **options: Any) -> "Cache":
         adapter = None if source is None else _Source(source)
-        self = super().__new__(cls, _config_json(config, options), adapter)
+        writable = adapter is not None and adapter.writable
+        self = super().__new__(cls, _config_json(config, options), adapter, writable)
         self._source = adapter
+        if writable:
+            _WRITERS.add(self)
         return self
 
     def __init__(self, config: Any = None, /, *, source: Any = None, **options: Any) -> None:
@@ -637,6 +689,26 @@ class Cache(_NativeCache):
     def get_or_load_many_bytes(self, keys: Any, loader: Any, ttl: Any = None) -> Any:
         """:meth:`get_or_load_many` returning the stored bytes."""
         return self._load_many(keys, loader, ttl, None, True)
+
+
+_WRITERS: "weakref.WeakSet[Cache]" = weakref.WeakSet()
+"""The open caches with a writable source."""
+
+
+@atexit.register
+def _close_writers() -> None:
+    """Closes the caches with a writable source still open at the
+    interpreter's exit, while their ``store`` and ``remove`` can still be
+    called: write-behind delivers its outbox for up to
+    ``outbox.close_timeout`` (what is left stays in the file)."""
+    failed: Optional[BaseException] = None
+    for cache in list(_WRITERS):
+        try:
+            cache.close()
+        except Error as err:  # close the others first
+            failed = failed or err
+    if failed is not None:
+        raise failed
 
 
 class AsyncCache:
@@ -773,12 +845,31 @@ class AsyncCache:
         return await self._off_loop(self._cache.invalidate_tag, tag)
 
     async def flush(self) -> None:
-        """Returns once every acknowledged write is durable in the file."""
+        """Returns once every acknowledged write is durable in the file and,
+        with write-behind, the outbox is empty; see :meth:`Cache.flush`."""
         await self._off_loop(self._cache.flush)
 
     async def stats(self) -> Any:
-        """The engine's counters (no I/O: completes on the loop)."""
-        return self._cache.stats()
+        """The engine's counters; see :meth:`Cache.stats` (in the executor:
+        with write-behind, the outbox's figures are read from the file)."""
+        return await self._off_loop(self._cache.stats)
+
+    async def outbox_stats(self) -> Any:
+        """The write-behind outbox's figures, or ``None``; see
+        :meth:`Cache.outbox_stats`."""
+        return await self._off_loop(self._cache.outbox_stats)
+
+    async def dead_letters(self) -> Any:
+        """The writes that gave up; see :meth:`Cache.dead_letters`."""
+        return await self._off_loop(self._cache.dead_letters)
+
+    async def retry_dead_letters(self) -> int:
+        """Queues the dead letters again; see :meth:`Cache.retry_dead_letters`."""
+        return await self._off_loop(self._cache.retry_dead_letters)
+
+    async def purge_dead_letters(self) -> int:
+        """Deletes the dead letters; see :meth:`Cache.purge_dead_letters`."""
+        return await self._off_loop(self._cache.purge_dead_letters)
 
     async def breaker_status(self) -> Any:
         """The circuit breaker's status; see :meth:`Cache.breaker_status`
