@@ -904,6 +904,13 @@ impl Cache {
         result.map_err(|e| to_py(py, e))
     }
 
+    /// Whether the strategy is write-behind, whose `stats()` reads the
+    /// outbox's figures from the file (`AsyncCache` runs it off the loop).
+    #[getter]
+    fn _write_behind(&self) -> bool {
+        self.inner.config().strategy == Strategy::WriteBehind
+    }
+
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
