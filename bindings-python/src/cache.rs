@@ -16,11 +16,12 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, sync::PyOnceLock};
-use tierstack::{BreakerStatus, Clock, Config, GetOptions, Lookup, Tier, blocking};
+use tierstack::{BreakerStatus, Clock, Config, GetOptions, Lookup, Strategy, Tier, blocking};
 
 use crate::error::to_py;
 use crate::kept::{Kept, KeptValues};
 use crate::load::{self, PyLoader};
+use crate::outbox;
 use crate::value::{self, decode, encode};
 
 static LOOKUP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -446,20 +447,42 @@ fn breaker_dict<'py>(py: Python<'py>, status: &BreakerStatus) -> PyResult<Bound<
     Ok(dict)
 }
 
+impl Drop for Cache {
+    /// A write-behind cache dropped open delivers its outbox (for up to
+    /// `outbox.close_timeout`) as `close()` does: without the GIL, which its
+    /// source's `store` and `remove` take. (`tierstack` closes the caches
+    /// still open at the interpreter's exit, while it can call them.)
+    fn drop(&mut self) {
+        if self.inner.is_closed() || self.inner.config().strategy != Strategy::WriteBehind {
+            return;
+        }
+        let closed = Python::try_attach(|py| py.detach(|| self.inner.close()));
+        if let Some(Err(err)) = closed {
+            tracing::warn!(error = %err, "closing the cache on drop failed");
+        }
+    }
+}
+
 #[pymethods]
 impl Cache {
     /// Opens the cache described by `config_json` (the JSON config), with
-    /// `source(key)` as its source if given (see [`crate::load::source`]).
+    /// `source(key)` as its source if given, which also stores and removes
+    /// if `writable` (see [`crate::load::source`]).
     #[new]
-    #[pyo3(signature = (config_json, source=None))]
-    fn new(py: Python<'_>, config_json: PyBackedStr, source: Option<Py<PyAny>>) -> PyResult<Self> {
+    #[pyo3(signature = (config_json, source=None, writable=false))]
+    fn new(
+        py: Python<'_>,
+        config_json: PyBackedStr,
+        source: Option<Py<PyAny>>,
+        writable: bool,
+    ) -> PyResult<Self> {
         let config = Config::from_json(&config_json).map_err(|e| to_py(py, e))?;
         let kept = config
             .memory
             .enabled
             .then(|| KeptValues::new(config.memory.max_bytes / KEPT_SHARE));
         let mut builder = blocking::Cache::builder().config(config);
-        if let Some(source) = source.map(load::source) {
+        if let Some(source) = source.map(|source| load::source(source, writable)) {
             builder = builder.source_arc(source);
         }
         let inner = py
@@ -818,19 +841,59 @@ impl Cache {
         result.map_err(|e| to_py(py, e))
     }
 
-    /// Returns once every acknowledged write is durable in the file.
+    /// Returns once every acknowledged write is durable in the file and,
+    /// with write-behind, the outbox is empty (`TimeoutError` past
+    /// `outbox.flush_timeout`).
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| self.inner.flush()).map_err(|e| to_py(py, e))
     }
 
-    /// The engine's counters, as a dict (the stats JSON).
+    /// The engine's counters, as a dict (the stats JSON), with `breaker`
+    /// and `outbox` as `breaker_status()` and `outbox_stats()` give them.
+    /// Without the GIL: with write-behind, the outbox's figures are read
+    /// from the file.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let stats = self.inner.stats();
+        let stats = py.detach(|| self.inner.stats());
         let json = serde_json::to_vec(&stats)
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
         let dict = decode(&PyBytes::new(py, &json))?;
         dict.set_item(intern!(py, "breaker"), breaker_dict(py, &stats.breaker)?)?;
+        let outbox = stats
+            .outbox
+            .as_ref()
+            .map(|o| outbox::stats_dict(py, o))
+            .transpose()?;
+        dict.set_item(intern!(py, "outbox"), outbox)?;
         Ok(dict)
+    }
+
+    /// The write-behind outbox's figures (`{durable, pending, oldest_age,
+    /// retrying, retries, delivered, dead}`, `oldest_age` in seconds or
+    /// `None`), or `None` for the other strategies.
+    fn outbox_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let stats = py.detach(|| self.inner.outbox_stats());
+        stats.map(|s| outbox::stats_dict(py, &s)).transpose()
+    }
+
+    /// The writes that gave up after `outbox.max_attempts`, oldest first:
+    /// `[{key, op, attempts, last_error, failed_at}]`.
+    fn dead_letters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let dead = py
+            .detach(|| self.inner.dead_letters())
+            .map_err(|e| to_py(py, e))?;
+        outbox::dead_letters_list(py, &dead)
+    }
+
+    /// Queues every dead letter again, its attempts reset; how many.
+    fn retry_dead_letters(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.inner.retry_dead_letters())
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// Deletes every dead letter; how many there were.
+    fn purge_dead_letters(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.inner.purge_dead_letters())
+            .map_err(|e| to_py(py, e))
     }
 
     /// Closes the cache; later calls raise `ClosedError`. Closing twice is
@@ -839,6 +902,13 @@ impl Cache {
         let result = py.detach(|| self.inner.close());
         self.forget_all();
         result.map_err(|e| to_py(py, e))
+    }
+
+    /// Whether the strategy is write-behind, whose `stats()` reads the
+    /// outbox's figures from the file (`AsyncCache` runs it off the loop).
+    #[getter]
+    fn _write_behind(&self) -> bool {
+        self.inner.config().strategy == Strategy::WriteBehind
     }
 
     /// Whether `close()` was called.

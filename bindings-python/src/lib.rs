@@ -4,7 +4,8 @@
 //! which builds on this module. Conversions between the engine's types and
 //! Python's live here only: keys, TTLs, tags and values in [`value`], errors
 //! in [`error`], the cache in [`cache`], Python loaders and sources in
-//! [`load`], and the decoded values kept beside L1 in [`kept`].
+//! [`load`], the outbox's figures and dead letters in [`outbox`], and the
+//! decoded values kept beside L1 in [`kept`].
 
 use pyo3::prelude::*;
 
@@ -12,6 +13,7 @@ mod cache;
 mod error;
 mod kept;
 mod load;
+mod outbox;
 mod value;
 
 /// The native module: `Cache` and the package version.

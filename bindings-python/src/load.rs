@@ -17,10 +17,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use tierstack::source::{FetchFuture, from_blocking_fn, run_blocking};
 use tierstack::{Error, ErrorKind, Fetched, GetOptions, Loaded, Result, Source};
 
@@ -68,6 +69,12 @@ impl PyCause {
 /// The engine error for a loader that raised: kind `source`, the
 /// exception carried as its cause.
 fn raised(py: Python<'_>, err: PyErr) -> Error {
+    raised_in(py, "the loader", err)
+}
+
+/// The engine error for `what` (`the loader`, `store`, `remove`) having
+/// raised: kind `source`, the exception carried as its cause.
+fn raised_in(py: Python<'_>, what: &str, err: PyErr) -> Error {
     let name = err
         .get_type(py)
         .qualname()
@@ -77,8 +84,8 @@ fn raised(py: Python<'_>, err: PyErr) -> Error {
         .str()
         .map_or_else(|_| String::new(), |s| s.to_string());
     let message = match text.is_empty() {
-        true => format!("the loader raised {name}"),
-        false => format!("the loader raised {name}: {text}"),
+        true => format!("{what} raised {name}"),
+        false => format!("{what} raised {name}: {text}"),
     };
     Error::new(ErrorKind::Source, message.clone()).with_source(PyCause {
         err,
@@ -237,14 +244,56 @@ impl PyLoader {
 }
 
 /// The configured source of a cache: `source(key)` (a `tierstack._Source`,
-/// which calls the user's callable or `load` method and resolves coroutines).
-pub(crate) fn source(source: Py<PyAny>) -> Arc<dyn Source> {
-    Arc::new(from_blocking_fn(move |key: &str| {
-        Python::attach(|py| {
-            let answer = source.bind(py).call1((key,)).map_err(|e| raised(py, e))?;
-            fetched(&answer).map_err(|e| unreadable(py, e))
-        })
-    }))
+/// which calls the user's callable or `load` method and resolves
+/// coroutines). With `writable`, also `source.store(key, value,
+/// idempotency_key)` and `source.remove(key, idempotency_key)`, which the
+/// engine calls for write-through and write-behind; their return value is
+/// ignored, and an exception is an error of kind `source`.
+pub(crate) fn source(source: Py<PyAny>, writable: bool) -> Arc<dyn Source> {
+    let source = Arc::new(source);
+    let load = {
+        let source = source.clone();
+        move |key: &str| {
+            Python::attach(|py| {
+                let answer = source.bind(py).call1((key,)).map_err(|e| raised(py, e))?;
+                fetched(&answer).map_err(|e| unreadable(py, e))
+            })
+        }
+    };
+    let loader = from_blocking_fn(load);
+    if !writable {
+        return Arc::new(loader);
+    }
+    let remover = source.clone();
+    Arc::new(loader.with_writes(
+        move |key: &str, value: &[u8], idempotency_key: &str| {
+            attached("store", |py| {
+                let value = PyBytes::new(py, value);
+                let args = (key, value, idempotency_key);
+                source.bind(py).call_method1(intern!(py, "store"), args)
+            })
+        },
+        move |key: &str, idempotency_key: &str| {
+            attached("remove", |py| {
+                let args = (key, idempotency_key);
+                remover.bind(py).call_method1(intern!(py, "remove"), args)
+            })
+        },
+    ))
+}
+
+/// Runs a source write `write` (named `what`) with the GIL; its exception
+/// is an error of kind `source`. Past the interpreter's shutdown the write
+/// fails without being called (write-behind keeps it for the next process).
+fn attached<F>(what: &str, write: F) -> Result<()>
+where
+    F: for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>>,
+{
+    let written = Python::try_attach(|py| write(py).map(drop).map_err(|e| raised_in(py, what, e)));
+    written.unwrap_or_else(|| {
+        let message = format!("{what} was not called: the Python interpreter is shutting down");
+        Err(Error::new(ErrorKind::Source, message))
+    })
 }
 
 /// The event loop running on this thread, if any: where an async

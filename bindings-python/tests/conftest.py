@@ -1,6 +1,8 @@
-"""Fixtures: a fresh SQLite file per test, a cache on it, and a way to open
-more caches on the same file (a new process's view: an empty L1)."""
+"""Fixtures: a fresh SQLite file per test, a cache on it, a way to open
+more caches on the same file (a new process's view: an empty L1), and
+tierstack-origin (started once; tests reset it)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +10,7 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 
+import origin
 import tierstack
 
 
@@ -72,3 +75,11 @@ def write_lock(db_path: str) -> Iterator[Callable[[], Callable[[], None]]]:
     yield take
     for blocker in blockers:
         release(blocker)
+
+
+@pytest.fixture(scope="session")
+def origin_process() -> Iterator[origin.Origin]:
+    """tierstack-origin, running for the whole session (see origin.py)."""
+    if not os.environ.get("TIERSTACK_ORIGIN_BIN"):
+        pytest.fail("TIERSTACK_ORIGIN_BIN is not set: run tests/run-python, which builds tierstack-origin")
+    yield from origin.from_env()

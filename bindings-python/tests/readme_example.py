@@ -1,5 +1,5 @@
 """Runs the ```python examples of the README's "## Python" section: the
-first block, and the one under "### Loading".
+first block, and those under "### Loading" and "### Writes".
 
 ``python readme_example.py`` runs both and exits non-zero if either fails;
 the test suite calls :func:`run` too.
@@ -24,14 +24,22 @@ def example() -> str:
     return found.group(1)
 
 
-def loading_example() -> str:
-    """The ```python block of the Python section's "### Loading"."""
+def subsection_example(title: str) -> str:
+    """The ```python block of the Python section's "### <title>"."""
     section = README.read_text(encoding="utf-8").split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
-    loading = section.split("\n### Loading\n", 1)[1].split("\n### ", 1)[0]
-    found = re.search(r"^```python\n(.*?)^```$", loading, re.S | re.M)
+    subsection = section.split(f"\n### {title}\n", 1)[1].split("\n### ", 1)[0]
+    found = re.search(r"^```python\n(.*?)^```$", subsection, re.S | re.M)
     if found is None:
-        raise SystemExit('README.md: no ```python block in the Python section\'s "### Loading"')
+        raise SystemExit(f'README.md: no ```python block in the Python section\'s "### {title}"')
     return found.group(1)
+
+
+def loading_example() -> str:
+    return subsection_example("Loading")
+
+
+def writes_example() -> str:
+    return subsection_example("Writes")
 
 
 def run(code: Optional[str] = None) -> "subprocess.CompletedProcess[str]":
@@ -45,7 +53,7 @@ def run(code: Optional[str] = None) -> "subprocess.CompletedProcess[str]":
 
 if __name__ == "__main__":
     status = 0
-    for code in (example(), loading_example()):
+    for code in (example(), loading_example(), writes_example()):
         result = run(code)
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)

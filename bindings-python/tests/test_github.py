@@ -2,8 +2,8 @@
 HTTP origin on loopback that counts its requests and injects faults. Every
 test asserts the origin's request count exactly.
 
-tests/run-python builds the origin and hands its path over in
-``TIERSTACK_ORIGIN_BIN``."""
+The origin runs once for the session (``origin_process`` in conftest.py);
+each test resets it."""
 
 import asyncio
 import json
@@ -13,13 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
 import tierstack
+from origin import Origin
 
 BASE = "apps/v4/registry/new-york-v4"
 BUTTON = "component:react:button"
@@ -34,57 +34,6 @@ COMPONENTS = sorted(
 BLOCKS = ["dashboard-01", "login-01", "login-02", "sidebar-01", "signup-01"]
 RATE_LIMITED = {"status": 403, "body": '{"message":"API rate limit exceeded"}', "times": 1}
 TOKEN_ENV = ("GITHUB_PERSONAL_ACCESS_TOKEN", "GITHUB_TOKEN")
-
-
-class Origin:
-    """The running origin and its control API (``/_origin/...`` on the api
-    listener)."""
-
-    def __init__(self, process: "subprocess.Popen[bytes]", urls: Dict[str, str]) -> None:
-        self.process = process
-        self.api: str = urls["api"]
-        self.raw: str = urls["raw"]
-        self.other: str = urls["other"]
-
-    def _call(self, method: str, action: str, body: Optional[Dict[str, Any]] = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.api}/_origin/{action}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
-    def post(self, action: str, body: Optional[Dict[str, Any]] = None) -> None:
-        assert self._call("POST", action, body if body is not None else {}) == {"ok": True}
-
-    def fault(self, **fault: Any) -> None:
-        self.post("fault", fault)
-
-    def requests(self) -> List[Dict[str, Any]]:
-        log = self._call("GET", "requests")
-        assert log["count"] == len(log["requests"])
-        return log["requests"]  # type: ignore[no-any-return]
-
-    def count(self) -> int:
-        return len(self.requests())
-
-
-@pytest.fixture(scope="module")
-def origin_process() -> Iterator[Origin]:
-    binary = os.environ.get("TIERSTACK_ORIGIN_BIN")
-    if not binary:
-        pytest.fail("TIERSTACK_ORIGIN_BIN is not set: run tests/run-python, which builds tierstack-origin")
-    # stdin stays an open pipe: the origin serves until it reads end of file.
-    process = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert process.stdout is not None and process.stdin is not None
-    line = process.stdout.readline()
-    assert line, f"tierstack-origin exited with {process.wait(timeout=10)} before printing its URLs"
-    yield Origin(process, json.loads(line))
-    process.stdin.close()
-    assert process.wait(timeout=10) == 0
 
 
 @pytest.fixture

@@ -14,3 +14,9 @@ def test_readme_example_runs():
 
 def test_typed_usage_runs(tmp_path):
     typecheck_usage.main(tmp_path)
+
+
+def test_readme_loading_and_writes_examples_run():
+    for code in (readme_example.loading_example(), readme_example.writes_example()):
+        result = readme_example.run(code)
+        assert result.returncode == 0, result.stderr

@@ -111,6 +111,47 @@ def use_github(directory: Path) -> None:
     )
 
 
+class MemoryStore:
+    """A writable source over a dict; ``remove`` takes the idempotency key."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.ids: list[str] = []
+
+    def load(self, key: str) -> Any:
+        return self.data.get(key, tierstack.NOT_FOUND)
+
+    def store(self, key: str, value: bytes) -> None:
+        self.data[key] = value
+
+    def remove(self, key: str, idempotency_key: str) -> None:
+        self.ids.append(idempotency_key)
+        self.data.pop(key, None)
+
+
+def use_writes(directory: Path) -> None:
+    outbox: tierstack.OutboxConfig = {"max_attempts": 3, "retry_base": 0.01, "retry_max": 0.05}
+    config: tierstack.Config = {"sqlite": {"path": directory / "writes.db"}, "strategy": "write-behind", "outbox": outbox}
+    store = MemoryStore()
+    with tierstack.Cache(config, source=store) as cache:
+        cache.set("k", {"v": 1})
+        cache.delete("gone")
+        cache.flush()
+        figures: Optional[tierstack.OutboxStats] = cache.outbox_stats()
+        assert figures is not None and figures["delivered"] == 2 and figures["oldest_age"] is None
+        in_stats: Optional[tierstack.OutboxStats] = cache.stats()["outbox"]
+        assert in_stats == figures
+        dead: list[tierstack.DeadLetter] = cache.dead_letters()
+        assert dead == [] and store.data == {"k": b'{"v":1}'} and len(store.ids) == 1
+        queued: int = cache.retry_dead_letters() + cache.purge_dead_letters()
+        assert queued == 0
+        got: tierstack.OutboxStats = figures
+        refuses(lambda: got["pendng"], KeyError)  # type: ignore[typeddict-item]
+    refuses(lambda: tierstack.Cache(strategy="write-around"), tierstack.InvalidConfigError)  # type: ignore[call-overload]
+    with tierstack.Cache(sqlite={"enabled": False}) as plain:
+        assert plain.outbox_stats() is None and plain.stats()["outbox"] is None
+
+
 async def use_async(directory: Path) -> None:
     async with tierstack.AsyncCache(sqlite={"path": str(directory / "async.db")}) as cache:
         await cache.set("doc", {"name": "card"})
@@ -137,6 +178,10 @@ async def use_async(directory: Path) -> None:
         await cache.flush()
         stats: tierstack.Stats = await cache.stats()
         assert stats["sets"] == 4
+        figures: Optional[tierstack.OutboxStats] = await cache.outbox_stats()
+        dead: list[tierstack.DeadLetter] = await cache.dead_letters()
+        assert figures is None and dead == []
+        assert await cache.retry_dead_letters() == await cache.purge_dead_letters() == 0
         await cache.clear()
     assert cache.closed
 
@@ -144,4 +189,5 @@ async def use_async(directory: Path) -> None:
 def main(directory: Path) -> None:
     use_sync(directory)
     use_github(directory)
+    use_writes(directory)
     asyncio.run(use_async(directory))

@@ -11,7 +11,10 @@ uses the raw-bytes calls (``set(key, bytes)``, ``get_bytes``,
 ``lookup_bytes``, ``mget_bytes``, ``get_or_load_bytes``,
 ``get_or_load_many_bytes``); ``set_json`` and ``get_json`` use the JSON
 calls. A vector's ``script`` is played by one scripted loader (see
-:class:`Script`), the cache's ``source`` when ``read_through`` is true.
+:class:`Script`), the cache's ``source`` when ``read_through`` is true; a
+``writable`` vector's source is a :class:`WritableSource` (the script's
+``load``, with ``store`` and ``remove`` recording the writes and refusing
+the first ``store_fail`` of them).
 """
 
 import copy
@@ -82,9 +85,13 @@ class Script:
     """The scripted loader of a vector: each call (from any thread) takes
     the next answer; past the end it raises ``script exhausted``."""
 
-    def __init__(self, answers: List[Dict[str, Any]]) -> None:
+    def __init__(self, answers: List[Dict[str, Any]], store_fail: int = 0) -> None:
         self.answers = answers
         self.calls = 0
+        self.store_fail = store_fail
+        """Source writes still to refuse."""
+        self.writes: List[List[Optional[str]]] = []
+        """The source's writes, in order."""
         self.lock = threading.Lock()
         self.handed: Optional[List[str]] = None
         """The keys the last batch call was handed."""
@@ -109,6 +116,15 @@ class Script:
         if "ttl" in answer or "tags" in answer:
             return tierstack.Loaded(value, ttl=answer.get("ttl"), tags=answer.get("tags"))
         return value
+
+    def write(self, key: str, value: Optional[bytes]) -> None:
+        """A source write: refused while ``store_fail`` lasts, else
+        recorded as ``[key, value]`` (``value`` ``None`` for a remove)."""
+        with self.lock:
+            if self.store_fail > 0:
+                self.store_fail -= 1
+                raise RuntimeError("store refused")
+            self.writes.append([key, text(value)])
 
     def load_many(self, keys: List[str]) -> Dict[str, Any]:
         self.handed = sorted(keys)
@@ -141,6 +157,26 @@ def fields(got: Dict[str, Any], expected: Any) -> Dict[str, Any]:
     return {name: value for name, value in got.items() if name in expected}
 
 
+class WritableSource:
+    """A vector's source that stores and removes (``writable``): its loads
+    are the script's, its writes :meth:`Script.write`'s."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+
+    def load(self, key: str) -> Any:
+        return self.script.load(key)
+
+    def store(self, key: str, value: bytes) -> None:
+        self.script.write(key, value)
+
+    def remove(self, key: str) -> None:
+        self.script.write(key, None)
+
+
+OUTBOX_FIELDS = ("durable", "pending", "retrying", "retries", "delivered", "dead")
+
+
 class Runner:
     """One vector's state: its directory, config, script and open cache."""
 
@@ -148,8 +184,9 @@ class Runner:
         self.directory = directory
         self.vector_config = vector.get("config", {})
         self.config = self.vector_config
-        self.script = Script(vector.get("script", []))
+        self.script = Script(vector.get("script", []), vector.get("store_fail", 0))
         self.read_through = bool(vector.get("read_through"))
+        self.writable = bool(vector.get("writable"))
         self.cache: Optional[tierstack.Cache] = None
         self.mounted = False
 
@@ -161,7 +198,11 @@ class Runner:
         return config
 
     def open(self, config: Dict[str, Any]) -> None:
-        source = self.script.load if self.read_through else None
+        source: Any = None
+        if self.writable:
+            source = WritableSource(self.script)
+        elif self.read_through:
+            source = self.script.load
         self.cache = tierstack.Cache(self.with_path(config), source=source)
         self.config = config
 
@@ -185,7 +226,7 @@ class Runner:
         if op == "close":
             return cache.close()
         if op == "set":
-            return cache.set(step["key"], step["value"].encode("utf-8"), ttl=ttl_of(step))
+            return cache.set(step["key"], step["value"].encode("utf-8"), ttl=ttl_of(step), tags=step.get("tags"))
         if op == "get":
             return text(cache.get_bytes(step["key"]))
         if op == "lookup":
@@ -228,6 +269,22 @@ class Runner:
             return self.concurrent(step["step"], step["times"])
         if op == "breaker":
             return fields(dict(cache.breaker_status()), step.get("expect"))
+        if op == "invalidate_tag":
+            return cache.invalidate_tag(step["tag"])
+        if op == "flush":
+            return cache.flush()
+        if op == "source_writes":
+            return self.script.writes
+        if op == "outbox":
+            stats = cache.outbox_stats()
+            got = {name: None if stats is None else stats[name] for name in OUTBOX_FIELDS}
+            return fields(got, step.get("expect"))
+        if op == "dead_letters":
+            return [{"key": d["key"], "op": d["op"], "attempts": d["attempts"]} for d in cache.dead_letters()]
+        if op == "retry_dead_letters":
+            return cache.retry_dead_letters()
+        if op == "purge_dead_letters":
+            return cache.purge_dead_letters()
         if op == "breaker_open":
             return cache.breaker_open()
         if op == "breaker_close":

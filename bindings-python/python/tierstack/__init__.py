@@ -73,6 +73,40 @@ no route serves is a plain miss. ``stats()["source"]["rate_limit"]`` holds
 the API's latest ``X-RateLimit-*`` figures. It cannot be combined with
 ``source=``.
 
+Writes. The config's ``strategy`` says how writes reach the source:
+``"read-through"`` (the default: writes go to the tiers only; a miss loads
+from ``source``), ``"cache-aside"`` (the same, but a miss never calls
+``source``), ``"write-through"`` (``set``, ``mset`` and ``delete`` call the
+source first; if it raises, the caller gets :class:`SourceError` with its
+exception as ``__cause__`` and the tiers are unchanged) and
+``"write-behind"`` (a write is committed to the tiers and to a durable
+outbox in the file before it returns; a background worker delivers the
+outbox to the source, retrying failures after ``outbox.retry_base`` seconds,
+doubled per attempt up to ``outbox.retry_max``; after
+``outbox.max_attempts`` a write becomes a dead letter). The two writing
+strategies need a writable ``source``: an object with ``load(key)``,
+``store(key, value)`` and ``remove(key)``; a plain callable, or an object
+without ``store``/``remove``, raises :class:`InvalidConfigError` at open, and
+one with only one of them ``TypeError``. ``store`` gets the stored bytes (the
+JSON text for values set as Python objects). Each write carries an
+idempotency key, the same on every retry of that write (also by another
+process after a crash): ``store`` and ``remove`` get it as the keyword
+argument ``idempotency_key`` when they have a parameter of that name (or
+``**kwargs``), and are called without it otherwise. Their return value is
+ignored; raising fails the attempt, recorded as ``"source: <what> raised
+<Exception>: <message>"``. They run on the engine's worker threads, with the
+GIL; coroutine functions run on the caller's loop in :class:`AsyncCache`.
+:meth:`Cache.flush` waits for the outbox to empty (dead letters do not
+count; :class:`TimeoutError` past ``outbox.flush_timeout``, default 30 s);
+:meth:`Cache.outbox_stats` gives its figures (``None`` unless
+write-behind; also ``stats()["outbox"]``), :meth:`Cache.dead_letters` lists
+the writes that gave up, :meth:`Cache.retry_dead_letters` queues them again
+and :meth:`Cache.purge_dead_letters` deletes them. ``close()`` delivers for
+up to ``outbox.close_timeout`` (default 5 s) and leaves the rest in the file
+for the next process to deliver; a cache with a writable source that is
+still open at the interpreter's exit is closed then (and one dropped open
+is closed as it goes), while ``store`` and ``remove`` can still be called.
+
 Errors. Every error the engine reports is a :class:`Error` with a stable
 ``kind`` and ``code``, raised as the subclass of that kind. An argument of
 the wrong Python type (a key that is not a ``str``, a ``ttl`` that is not a
@@ -80,11 +114,13 @@ number) raises ``TypeError``.
 """
 
 import asyncio
+import atexit
 import builtins
 import concurrent.futures
 import inspect
 import json
 import os
+import weakref
 from collections.abc import Mapping
 from typing import Any, List, NamedTuple, Optional, TypedDict, Union
 
@@ -99,6 +135,7 @@ __all__ = [
     "ClosedError",
     "Config",
     "CorruptError",
+    "DeadLetter",
     "Error",
     "FailSafeConfig",
     "GitHubConfig",
@@ -114,6 +151,8 @@ __all__ = [
     "Lookup",
     "MemoryConfig",
     "NOT_FOUND",
+    "OutboxConfig",
+    "OutboxStats",
     "RateLimit",
     "ReadOnlyError",
     "SourceError",
@@ -231,8 +270,9 @@ class ReadOnlyError(Error):
 
 class SourceError(Error):
     """A loader or source failed (raised, or answered something that cannot
-    be stored) and no stale copy could stand in. ``__cause__`` is the
-    loader's exception."""
+    be stored) and no stale copy could stand in, or (write-through) the
+    source's ``store`` or ``remove`` raised. ``__cause__`` is that
+    exception."""
 
     kind = "source"
     code = 12
@@ -248,8 +288,9 @@ class SourceUnavailableError(Error):
 
 class TimeoutError(Error, builtins.TimeoutError):
     """A load ran past ``fail_safe.hard_timeout`` and was abandoned, and no
-    stale copy could stand in. Also a builtin ``TimeoutError``, so either
-    name catches it."""
+    stale copy could stand in; or (write-behind) ``flush`` waited
+    ``outbox.flush_timeout`` with writes still pending. Also a builtin
+    ``TimeoutError``, so either name catches it."""
 
     kind = "timeout"
     code = 14
@@ -355,6 +396,24 @@ class GitHubConfig(TypedDict, total=False):
     """A preset's name (``"shadcn-v4"``, the default) or a list of routes."""
 
 
+class OutboxConfig(TypedDict, total=False):
+    """``outbox``: how write-behind delivers to the source."""
+
+    max_attempts: int
+    """Attempts of a write before it is a dead letter (default 8; 1-1000)."""
+    retry_base: float
+    """Seconds before the first retry, doubled per attempt (default 0.5)."""
+    retry_max: float
+    """The longest pause between attempts (default 60)."""
+    batch: int
+    """Writes delivered at once, never two of one key (default 32)."""
+    flush_timeout: float
+    """How long ``flush()`` waits for the outbox to empty (default 30)."""
+    close_timeout: float
+    """How long ``close()`` keeps delivering (default 5); what is left stays
+    in the file for the next process."""
+
+
 class Config(TypedDict, total=False):
     """The config, in the JSON spelling; every key is optional. Durations
     are seconds."""
@@ -372,6 +431,10 @@ class Config(TypedDict, total=False):
     ttl_jitter: float
     """Loaded values' TTLs are shortened by up to this share (default 0.1)."""
     github: GitHubConfig
+    strategy: str
+    """How writes reach the source: ``"read-through"`` (default),
+    ``"cache-aside"``, ``"write-through"`` or ``"write-behind"``."""
+    outbox: OutboxConfig
 
 
 class TierStats(TypedDict):
@@ -431,6 +494,39 @@ class BreakerStatus(TypedDict):
     trips: int
 
 
+class OutboxStats(TypedDict):
+    """The write-behind outbox, from :meth:`Cache.outbox_stats` and in
+    :meth:`Cache.stats` ``["outbox"]``."""
+
+    durable: bool
+    """Whether it is in the L2 file (survives a crash); ``False`` without one."""
+    pending: int
+    """Writes waiting for the source (of every process on the file)."""
+    oldest_age: Optional[float]
+    """Seconds since the oldest pending write was made; ``None`` if none."""
+    retrying: int
+    """Pending writes that failed at least once."""
+    retries: int
+    """Failed attempts made by this process."""
+    delivered: int
+    """Writes delivered by this process."""
+    dead: int
+    """Writes in the dead letters."""
+
+
+class DeadLetter(TypedDict):
+    """A write that gave up, from :meth:`Cache.dead_letters`."""
+
+    key: str
+    op: str
+    """``"store"`` or ``"remove"``."""
+    attempts: int
+    last_error: str
+    """The last attempt's error, ``"source: <what the source raised>"``."""
+    failed_at: float
+    """When it gave up, in seconds since the epoch."""
+
+
 class Stats(TypedDict):
     """The counters of a cache, from :meth:`Cache.stats`."""
 
@@ -444,8 +540,11 @@ class Stats(TypedDict):
     tiers: List[TierStats]
     sqlite_rebuilds: int
     sqlite_reopens: int
+    not_stored: int
     source: SourceStats
     breaker: BreakerStatus
+    outbox: Optional[OutboxStats]
+    """``None`` unless the strategy is write-behind."""
 
 
 class _NotFound:
@@ -571,10 +670,29 @@ def _run_loader(loader: Any, argument: Any, loop: Any, single: bool) -> Any:
     return result
 
 
-class _Source:
-    """A configured source as the engine calls it: ``source(key)``."""
+def _takes_idempotency_key(method: Any) -> bool:
+    """Whether a source's ``store``/``remove`` is handed the write's
+    idempotency key: it has a parameter ``idempotency_key`` (positional or
+    keyword) or takes ``**kwargs``."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False  # no signature to read: call it without the key
+    for parameter in parameters:
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            return True
+        if parameter.name == "idempotency_key" and parameter.kind is not inspect.Parameter.POSITIONAL_ONLY:
+            return True
+    return False
 
-    __slots__ = ("load", "loop")
+
+class _Source:
+    """A configured source as the engine calls it: ``source(key)``, and for
+    a writable source ``store(key, value, idempotency_key)`` and
+    ``remove(key, idempotency_key)``, which hand the key on as the keyword
+    ``idempotency_key`` to a method that accepts it."""
+
+    __slots__ = ("load", "loop", "writable", "_store", "_remove", "_store_key", "_remove_key")
 
     def __init__(self, source: Any) -> None:
         load = getattr(source, "load", None)
@@ -585,9 +703,37 @@ class _Source:
         else:
             raise TypeError(f"source must be a callable or have a load(key) method, not {type(source).__name__}")
         self.loop: Any = None
+        store = getattr(source, "store", None)
+        remove = getattr(source, "remove", None)
+        self.writable = store is not None or remove is not None
+        if self.writable and not (callable(store) and callable(remove)):
+            raise TypeError(
+                f"a writable source has both store(key, value) and remove(key) methods; "
+                f"{type(source).__name__} has {'store' if callable(store) else 'remove'} only"
+            )
+        self._store: Any = store
+        self._remove: Any = remove
+        self._store_key = self.writable and _takes_idempotency_key(store)
+        self._remove_key = self.writable and _takes_idempotency_key(remove)
 
     def __call__(self, key: str) -> Any:
-        result = self.load(key)
+        return self._done(self.load(key))
+
+    def store(self, key: str, value: bytes, idempotency_key: str) -> None:
+        if self._store_key:
+            self._done(self._store(key, value, idempotency_key=idempotency_key))
+        else:
+            self._done(self._store(key, value))
+
+    def remove(self, key: str, idempotency_key: str) -> None:
+        if self._remove_key:
+            self._done(self._remove(key, idempotency_key=idempotency_key))
+        else:
+            self._done(self._remove(key))
+
+    def _done(self, result: Any) -> Any:
+        """``result``, awaited first if it is an awaitable (on the caller's
+        loop while it runs, see :func:`_resolve`)."""
         if inspect.isawaitable(result):
             result = _resolve(result, self.loop)
         return result
@@ -606,20 +752,24 @@ class Cache(_NativeCache):
 
     ``source``: reads that miss every tier load through it (see the package
     docs): a callable ``source(key)``, or an object with a ``load(key)``
-    method (its ``store``/``remove`` methods, for writable sources, are not
-    called by this version). A coroutine function works too: it runs in a
-    new event loop on the loading thread (in :class:`AsyncCache`, on the
-    caller's loop).
+    method; an object that also has ``store(key, value)`` and
+    ``remove(key)`` is writable, and the ``write-through`` and
+    ``write-behind`` strategies write to it (see "Writes" in the package
+    docs). A coroutine function works too: it runs in a new event loop on
+    the loading thread (in :class:`AsyncCache`, on the caller's loop).
 
     Use it as a context manager to close it on exit.
     """
 
-    __slots__ = ("_source",)
+    __slots__ = ("_source", "__weakref__")
 
     def __new__(cls, config: Any = None, /, *, source: Any = None, **options: Any) -> "Cache":
         adapter = None if source is None else _Source(source)
-        self = super().__new__(cls, _config_json(config, options), adapter)
+        writable = adapter is not None and adapter.writable
+        self = super().__new__(cls, _config_json(config, options), adapter, writable)
         self._source = adapter
+        if writable:
+            _WRITERS.add(self)
         return self
 
     def __init__(self, config: Any = None, /, *, source: Any = None, **options: Any) -> None:
@@ -639,6 +789,26 @@ class Cache(_NativeCache):
         return self._load_many(keys, loader, ttl, None, True)
 
 
+_WRITERS: "weakref.WeakSet[Cache]" = weakref.WeakSet()
+"""The open caches with a writable source."""
+
+
+@atexit.register
+def _close_writers() -> None:
+    """Closes the caches with a writable source still open at the
+    interpreter's exit, while their ``store`` and ``remove`` can still be
+    called: write-behind delivers its outbox for up to
+    ``outbox.close_timeout`` (what is left stays in the file)."""
+    failed: Optional[BaseException] = None
+    for cache in list(_WRITERS):
+        try:
+            cache.close()
+        except Error as err:  # close the others first
+            failed = failed or err
+    if failed is not None:
+        raise failed
+
+
 class AsyncCache:
     """A :class:`Cache` for asyncio: the same methods, as coroutines.
 
@@ -648,10 +818,12 @@ class AsyncCache:
     thread pool), without the GIL while it waits. Opening (the constructor)
     touches the file once, synchronously.
 
-    Loaders and ``source`` may be plain or coroutine functions. A coroutine
-    runs on the caller's event loop (the engine's worker thread hands it
-    over and waits; the loop stays free); a plain function runs on the
-    engine's worker thread. Cancelling a waiting task does not cancel the
+    Loaders and ``source`` (its ``load``, ``store`` and ``remove``) may be
+    plain or coroutine functions. A coroutine runs on the caller's event
+    loop (the engine's worker thread hands it over and waits; the loop
+    stays free); a write-behind delivery's, on the loop of the cache's
+    latest call while that loop runs, else in a new loop on the worker
+    thread. A plain function runs on the engine's worker thread. Cancelling a waiting task does not cancel the
     load: the other waiters still get it.
     """
 
@@ -773,12 +945,34 @@ class AsyncCache:
         return await self._off_loop(self._cache.invalidate_tag, tag)
 
     async def flush(self) -> None:
-        """Returns once every acknowledged write is durable in the file."""
+        """Returns once every acknowledged write is durable in the file and,
+        with write-behind, the outbox is empty; see :meth:`Cache.flush`."""
         await self._off_loop(self._cache.flush)
 
     async def stats(self) -> Any:
-        """The engine's counters (no I/O: completes on the loop)."""
+        """The engine's counters; see :meth:`Cache.stats`. No I/O, so it
+        completes on the loop, except with write-behind (the outbox's
+        figures are read from the file), where it runs in the executor."""
+        if self._cache._write_behind:
+            return await self._off_loop(self._cache.stats)
         return self._cache.stats()
+
+    async def outbox_stats(self) -> Any:
+        """The write-behind outbox's figures, or ``None``; see
+        :meth:`Cache.outbox_stats`."""
+        return await self._off_loop(self._cache.outbox_stats)
+
+    async def dead_letters(self) -> Any:
+        """The writes that gave up; see :meth:`Cache.dead_letters`."""
+        return await self._off_loop(self._cache.dead_letters)
+
+    async def retry_dead_letters(self) -> int:
+        """Queues the dead letters again; see :meth:`Cache.retry_dead_letters`."""
+        return await self._off_loop(self._cache.retry_dead_letters)
+
+    async def purge_dead_letters(self) -> int:
+        """Deletes the dead letters; see :meth:`Cache.purge_dead_letters`."""
+        return await self._off_loop(self._cache.purge_dead_letters)
 
     async def breaker_status(self) -> Any:
         """The circuit breaker's status; see :meth:`Cache.breaker_status`

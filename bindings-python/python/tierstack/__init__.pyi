@@ -85,15 +85,17 @@ class ReadOnlyError(Error):
     refused."""
 
 class SourceError(Error):
-    """Code 12: a loader or source failed and no stale copy could stand in;
-    ``__cause__`` is the loader's exception."""
+    """Code 12: a loader or source failed and no stale copy could stand in,
+    or (write-through) the source's ``store``/``remove`` raised;
+    ``__cause__`` is that exception."""
 
 class SourceUnavailableError(Error):
     """Code 13: the circuit breaker is open and no stale copy could stand in."""
 
 class TimeoutError(Error, builtins.TimeoutError):
     """Code 14: a load passed ``fail_safe.hard_timeout`` and no stale copy
-    could stand in."""
+    could stand in, or (write-behind) ``flush`` passed
+    ``outbox.flush_timeout`` with writes still pending."""
 
 @final
 class _NotFound:
@@ -125,9 +127,25 @@ _AsyncManyLoader: TypeAlias = Callable[[list[str]], Awaitable[Mapping[str, _Answ
 class _SourceObject(Protocol):
     def load(self, key: str, /) -> Any: ...
 
-_Source: TypeAlias = Callable[[str], Any] | _SourceObject
-"""A configured source: ``source(key)`` or an object with ``load(key)``;
-it answers like a loader (coroutines allowed)."""
+class _WritableSource(Protocol):
+    """A source that also writes (write-through, write-behind):
+    ``store(key, value)`` gets the stored bytes (JSON text for values set
+    as Python objects), ``remove(key)`` the key; each is also handed the
+    write's ``idempotency_key=`` (a ``str``, the same on every retry of
+    one write) when it has a parameter of that name or ``**kwargs``. Their
+    return value is ignored; raising fails the attempt. Coroutine functions
+    work too."""
+
+    def load(self, key: str, /) -> Any: ...
+    @property
+    def store(self) -> Callable[..., Any]: ...
+    @property
+    def remove(self) -> Callable[..., Any]: ...
+
+_Source: TypeAlias = Callable[[str], Any] | _SourceObject | _WritableSource
+"""A configured source: ``source(key)`` or an object with ``load(key)``
+(read-only), or an object with ``load``, ``store`` and ``remove``
+(writable); ``load`` answers like a loader (coroutines allowed)."""
 
 class Lookup(NamedTuple, Generic[_L_co]):
     """A value found by ``lookup``, with where it came from."""
@@ -195,6 +213,25 @@ class GitHubConfig(TypedDict, total=False):
     routes: str | list[GitHubRoute]
     """A preset's name (``"shadcn-v4"``) or a list of routes."""
 
+class OutboxConfig(TypedDict, total=False):
+    """``outbox``: how write-behind delivers to the source."""
+
+    max_attempts: int
+    """Attempts of a write before it is a dead letter (default 8; 1-1000)."""
+    retry_base: float
+    """Seconds before the first retry, doubled per attempt (default 0.5)."""
+    retry_max: float
+    """The longest pause between attempts (default 60)."""
+    batch: int
+    """Writes delivered at once, never two of one key (default 32)."""
+    flush_timeout: float
+    """How long ``flush()`` waits for the outbox to empty (default 30)."""
+    close_timeout: float
+    """How long ``close()`` keeps delivering (default 5); what is left stays
+    in the file for the next process."""
+
+_Strategy: TypeAlias = Literal["read-through", "cache-aside", "write-through", "write-behind"]
+
 class Config(TypedDict, total=False):
     namespace: str
     memory: MemoryConfig
@@ -205,6 +242,9 @@ class Config(TypedDict, total=False):
     refresh_ahead: float
     ttl_jitter: float
     github: GitHubConfig
+    strategy: _Strategy
+    """How writes reach the source (default ``"read-through"``)."""
+    outbox: OutboxConfig
 
 class TierStats(TypedDict):
     tier: _Tier
@@ -247,6 +287,36 @@ class BreakerStatus(TypedDict):
     """Seconds since the epoch; ``None`` unless open (and not by hand)."""
     trips: int
 
+class OutboxStats(TypedDict):
+    """The write-behind outbox, from :meth:`Cache.outbox_stats` and in
+    ``stats()["outbox"]``."""
+
+    durable: bool
+    """Whether it is in the L2 file (survives a crash); ``False`` without one."""
+    pending: int
+    """Writes waiting for the source (of every process on the file)."""
+    oldest_age: float | None
+    """Seconds since the oldest pending write was made; ``None`` if none."""
+    retrying: int
+    """Pending writes that failed at least once."""
+    retries: int
+    """Failed attempts made by this process."""
+    delivered: int
+    """Writes delivered by this process."""
+    dead: int
+    """Writes in the dead letters."""
+
+class DeadLetter(TypedDict):
+    """A write that gave up, from :meth:`Cache.dead_letters`."""
+
+    key: str
+    op: Literal["store", "remove"]
+    attempts: int
+    last_error: str
+    """The last attempt's error, ``"source: <what the source raised>"``."""
+    failed_at: float
+    """When it gave up, in seconds since the epoch."""
+
 class Stats(TypedDict):
     hits: int
     misses: int
@@ -262,8 +332,12 @@ class Stats(TypedDict):
     sqlite_reopens: int
     """Times the SQLite file was found deleted or replaced on disk and the
     file now at its path was opened."""
+    not_stored: int
+    """Loaded values answered but too large for any tier to store."""
     source: SourceStats
     breaker: BreakerStatus
+    outbox: OutboxStats | None
+    """``None`` unless the strategy is write-behind."""
 
 class Cache:
     """A cache: L1 in this process's memory over an L2 SQLite file."""
@@ -325,8 +399,20 @@ class Cache:
     def __bool__(self) -> Literal[True]: ...
     def clear(self) -> None: ...
     def invalidate_tag(self, tag: str) -> int: ...
-    def flush(self) -> None: ...
+    def flush(self) -> None:
+        """Returns once every acknowledged write is durable in the file and,
+        with write-behind, the outbox is empty (dead letters do not count);
+        :class:`TimeoutError` past ``outbox.flush_timeout``."""
     def stats(self) -> Stats: ...
+    def outbox_stats(self) -> OutboxStats | None:
+        """``None`` unless the strategy is write-behind."""
+    def dead_letters(self) -> list[DeadLetter]:
+        """The writes that gave up after ``outbox.max_attempts``, oldest first."""
+    def retry_dead_letters(self) -> int:
+        """Queues every dead letter again (attempts reset; one whose key was
+        written since is dropped); how many were queued."""
+    def purge_dead_letters(self) -> int:
+        """Deletes every dead letter; how many there were."""
     def breaker_status(self) -> BreakerStatus:
         """The circuit breaker guarding the source and every loader."""
     def breaker_open(self) -> None: ...
@@ -395,6 +481,10 @@ class AsyncCache:
     async def invalidate_tag(self, tag: str) -> int: ...
     async def flush(self) -> None: ...
     async def stats(self) -> Stats: ...
+    async def outbox_stats(self) -> OutboxStats | None: ...
+    async def dead_letters(self) -> list[DeadLetter]: ...
+    async def retry_dead_letters(self) -> int: ...
+    async def purge_dead_letters(self) -> int: ...
     async def breaker_status(self) -> BreakerStatus: ...
     async def breaker_open(self) -> None: ...
     async def breaker_close(self) -> None: ...
