@@ -52,6 +52,22 @@ pub fn get(conn: &Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
         .optional()
 }
 
+/// How many of `items` the table holds with their value (none unless it
+/// holds exactly as many rows).
+pub fn verify<K: AsRef<str>, V: AsRef<[u8]>>(
+    conn: &Connection,
+    items: &[(K, V)],
+) -> rusqlite::Result<usize> {
+    if count(conn)? != items.len() as i64 {
+        return Ok(0);
+    }
+    let mut verified = 0;
+    for (key, value) in items {
+        verified += usize::from(get(conn, key.as_ref())?.as_deref() == Some(value.as_ref()));
+    }
+    Ok(verified)
+}
+
 /// Rows in the table.
 pub fn count(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT count(*) FROM kv", [], |r| r.get(0))

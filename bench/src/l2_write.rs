@@ -86,16 +86,10 @@ fn rusqlite_round(items: &[(String, Bytes)]) -> BenchResult<Round> {
     bare::insert_all(&mut conn, items)?;
     let elapsed = start.elapsed();
 
-    let mut verified = 0;
-    if bare::count(&conn)? == items.len() as i64 {
-        for (key, value) in items {
-            verified += usize::from(bare::get(&conn, key)?.as_deref() == Some(&value[..]));
-        }
-    }
     Ok(Round {
         elapsed,
         ops: items.len(),
-        verified,
+        verified: bare::verify(&conn, items)?,
     })
 }
 

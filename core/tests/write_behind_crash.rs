@@ -15,7 +15,9 @@ use tierstack::source::{FetchFuture, WriteFuture};
 use tierstack::{Cache, Error, ErrorKind, Fetched, OutboxConfig, Source, Strategy};
 use tierstack_origin::Origin;
 
-const CHILD_ENV: &str = "TIERSTACK_WRITE_BEHIND_CHILD";
+mod support;
+
+use support::CHILD_ENV;
 
 /// A source whose writes are HTTP requests to `/store/{key}`.
 struct HttpStore {
@@ -98,19 +100,10 @@ fn quick_retries() -> OutboxConfig {
     }
 }
 
+/// The ignored test `test` run as a child with `spec`, its stdout piped.
 fn child(test: &str, spec: &str) -> Command {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--exact",
-            test,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, spec)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let mut command = support::child_command(test, spec);
+    command.stdout(Stdio::piped()).stderr(Stdio::inherit());
     command
 }
 

@@ -84,13 +84,31 @@ fn quick_retries() -> OutboxConfig {
 }
 
 fn cache(dir: &tempfile::TempDir, store: &Store, strategy: Strategy) -> tierstack::blocking::Cache {
+    with_outbox(dir, store, strategy, quick_retries())
+}
+
+fn with_outbox(
+    dir: &tempfile::TempDir,
+    store: &Store,
+    strategy: Strategy,
+    outbox: OutboxConfig,
+) -> tierstack::blocking::Cache {
     Cache::builder()
         .sqlite_path(dir.path().join("w.db"))
         .source(store.source())
         .strategy(strategy)
-        .outbox(quick_retries())
+        .outbox(outbox)
         .build_blocking()
         .unwrap()
+}
+
+/// Retries a minute apart: a failed write stays pending through a test.
+fn slow_retries() -> OutboxConfig {
+    OutboxConfig {
+        retry_base: Duration::from_secs(60),
+        retry_max: Duration::from_secs(60),
+        ..OutboxConfig::default()
+    }
 }
 
 fn got(cache: &tierstack::blocking::Cache, key: &str) -> Option<String> {
@@ -277,18 +295,15 @@ fn the_outbox_left_by_a_closed_cache_is_delivered_by_the_next_one() {
     let store = Store::default();
     store.fail.store(usize::MAX, Ordering::SeqCst);
     {
-        let cache = Cache::builder()
-            .sqlite_path(dir.path().join("w.db"))
-            .source(store.source())
-            .strategy(Strategy::WriteBehind)
-            .outbox(OutboxConfig {
-                retry_base: Duration::from_secs(60),
-                retry_max: Duration::from_secs(60),
+        let cache = with_outbox(
+            &dir,
+            &store,
+            Strategy::WriteBehind,
+            OutboxConfig {
                 close_timeout: Duration::from_millis(50),
-                ..OutboxConfig::default()
-            })
-            .build_blocking()
-            .unwrap();
+                ..slow_retries()
+            },
+        );
         cache.set("k", "v").unwrap();
         cache.delete("d").unwrap();
         cache.close().unwrap();
@@ -422,18 +437,15 @@ fn dropping_the_last_handle_does_not_wait_for_the_outbox_and_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::default();
     store.fail.store(usize::MAX, Ordering::SeqCst);
-    let first = Cache::builder()
-        .sqlite_path(dir.path().join("w.db"))
-        .source(store.source())
-        .strategy(Strategy::WriteBehind)
-        .outbox(OutboxConfig {
-            retry_base: Duration::from_secs(60),
-            retry_max: Duration::from_secs(60),
+    let first = with_outbox(
+        &dir,
+        &store,
+        Strategy::WriteBehind,
+        OutboxConfig {
             close_timeout: Duration::from_secs(30),
-            ..OutboxConfig::default()
-        })
-        .build_blocking()
-        .unwrap();
+            ..slow_retries()
+        },
+    );
     first.set("k", "v").unwrap();
     // Its first attempt failed: the worker waits out the backoff.
     while first.outbox_stats().unwrap().retrying == 0 {

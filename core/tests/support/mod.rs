@@ -104,9 +104,9 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Runs the ignored test `name` of this binary as a child process with
-/// `arg` in [`CHILD_ENV`], as user and group `uid` if given.
-pub fn run_child(name: &str, arg: &str, uid: Option<u32>) -> Output {
+/// The command running the ignored test `name` of this binary as a child
+/// process, with `arg` in [`CHILD_ENV`].
+pub fn child_command(name: &str, arg: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args([
@@ -117,6 +117,13 @@ pub fn run_child(name: &str, arg: &str, uid: Option<u32>) -> Output {
             "--test-threads=1",
         ])
         .env(CHILD_ENV, arg);
+    command
+}
+
+/// Runs the ignored test `name` of this binary as a child process with
+/// `arg` in [`CHILD_ENV`], as user and group `uid` if given.
+pub fn run_child(name: &str, arg: &str, uid: Option<u32>) -> Output {
+    let mut command = child_command(name, arg);
     if let Some(uid) = uid {
         use std::os::unix::process::CommandExt;
         command.uid(uid).gid(uid).env("HOME", "/");
