@@ -334,6 +334,11 @@ pub(crate) struct Outbox {
     retries: AtomicU64,
     /// Set by `close`: the worker stops after its pass.
     pub(crate) stopped: AtomicBool,
+    /// Held while the worker takes the file's lease and while `close` gives
+    /// it up, so that a pass under way when the cache closes cannot take
+    /// the lease again after `close` released it (the process lives on, so
+    /// nobody else could drain until the lease ran out).
+    lease_lock: Mutex<()>,
     hard_timeout: Duration,
 }
 
@@ -355,6 +360,7 @@ impl Outbox {
             delivered: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            lease_lock: Mutex::new(()),
             hard_timeout,
         }
     }
@@ -598,6 +604,7 @@ impl Outbox {
             ),
             Err(err) => tracing::warn!(error = %err, "could not read the outbox at close"),
         }
+        let _lease = self.lease_lock.lock();
         self.stopped.store(true, Ordering::Release);
         self.wake.notify_one();
         if let Some(sqlite) = sqlite.filter(|_| !self.in_memory())
@@ -624,10 +631,15 @@ impl Engine {
                 let lease_ms = (outbox.hard_timeout + LEASE_MARGIN).as_millis() as u64;
                 let (engine, holder) = (self.clone(), outbox.holder());
                 let due = run_blocking(move || {
-                    let sqlite = engine.sqlite.as_ref().expect("checked above");
-                    if !sqlite.outbox_lease(holder, now_ms, lease_ms)? {
+                    let (sqlite, outbox) = (engine.sqlite.as_ref(), engine.outbox.as_ref());
+                    let (sqlite, outbox) = (sqlite.expect("checked above"), outbox.expect("held"));
+                    let lease = outbox.lease_lock.lock();
+                    if outbox.stopped.load(Ordering::Acquire)
+                        || !sqlite.outbox_lease(holder, now_ms, lease_ms)?
+                    {
                         return Ok(None);
                     }
+                    drop(lease);
                     sqlite.outbox_due(now_ms, limit).map(Some)
                 })
                 .await?;

@@ -465,3 +465,26 @@ fn dropping_the_last_handle_does_not_wait_for_the_outbox_and_keeps_it() {
     cache.flush().unwrap();
     assert_eq!(store.writes(), [("k".to_owned(), Some("v".to_owned()))]);
 }
+
+/// A cache closed while its worker is in a pass: the pass must not take
+/// the lease again after `close` gave it up, or the next cache on the file
+/// (in this live process) could not drain until the lease ran out.
+#[test]
+fn a_closed_cache_leaves_the_lease_to_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::default();
+    let outbox = OutboxConfig {
+        flush_timeout: Duration::from_secs(3),
+        ..quick_retries()
+    };
+    for i in 0..30 {
+        let first = with_outbox(&dir, &store, Strategy::WriteBehind, outbox.clone());
+        first.set(format!("a{i}"), "v").unwrap();
+        first.close().unwrap();
+        let next = with_outbox(&dir, &store, Strategy::WriteBehind, outbox.clone());
+        next.set(format!("b{i}"), "v").unwrap();
+        next.flush().unwrap();
+        next.close().unwrap();
+    }
+    assert_eq!(store.writes().len(), 60);
+}
