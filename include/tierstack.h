@@ -472,6 +472,12 @@ tierstack_result tierstack_cache_set_with_tags(const tierstack_cache *cache,
 // `datas[i]` (NULL when the length is 0). One bad key or value writes
 // nothing. `ttl_seconds` as in `tierstack_cache_set`. Any thread may call
 // this.
+//
+// With the `strategy` `"write-through"` each value goes to the source's
+// `store` first, in order; the first that fails ends the call with
+// `TIERSTACK_RESULT_SOURCE`: the values before it are written everywhere,
+// it and those after it nowhere. With `"write-behind"` every value is
+// queued in the outbox in the same commit.
 tierstack_result tierstack_cache_mset(const tierstack_cache *cache,
                                       const char *const *keys,
                                       const size_t *key_lens,
@@ -729,11 +735,12 @@ tierstack_result tierstack_cache_purge_dead_letters(const tierstack_cache *cache
 // - `"read-through"` (the default) and `"cache-aside"`: never (they are
 //   the cache's alone); cache-aside does not load misses through the
 //   source either (only `tierstack_cache_get_or_load` loads).
-// - `"write-through"`: `tierstack_cache_set` (and `_set_with_tags`,
-//   `_mset`) and `tierstack_cache_delete` call `store` / `remove` first,
-//   on one of tierstack's threads, and write the tiers only once it
-//   succeeded; a failure is the caller's `TIERSTACK_RESULT_SOURCE` and
-//   leaves the tiers as they were.
+// - `"write-through"`: `tierstack_cache_set` (and `_set_with_tags`) and
+//   `tierstack_cache_delete` call `store` / `remove` first, on one of
+//   tierstack's threads, and write the tiers only once it succeeded; a
+//   failure is the caller's `TIERSTACK_RESULT_SOURCE` and leaves the tiers
+//   as they were. `tierstack_cache_mset` stores key by key, in order, and
+//   stops at the first failure (see there).
 // - `"write-behind"`: the write is committed to the tiers and to the
 //   outbox (in the L2 file: it survives a crash) before the call returns;
 //   a background worker delivers it with retries, backoff and dead

@@ -338,6 +338,12 @@ pub unsafe extern "C" fn tierstack_cache_set_with_tags(
 /// `datas[i]` (NULL when the length is 0). One bad key or value writes
 /// nothing. `ttl_seconds` as in `tierstack_cache_set`. Any thread may call
 /// this.
+///
+/// With the `strategy` `"write-through"` each value goes to the source's
+/// `store` first, in order; the first that fails ends the call with
+/// `TIERSTACK_RESULT_SOURCE`: the values before it are written everywhere,
+/// it and those after it nowhere. With `"write-behind"` every value is
+/// queued in the outbox in the same commit.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_cache_mset(
     cache: *const tierstack_cache,

@@ -48,11 +48,12 @@ pub struct tierstack_source {
 /// - `"read-through"` (the default) and `"cache-aside"`: never (they are
 ///   the cache's alone); cache-aside does not load misses through the
 ///   source either (only `tierstack_cache_get_or_load` loads).
-/// - `"write-through"`: `tierstack_cache_set` (and `_set_with_tags`,
-///   `_mset`) and `tierstack_cache_delete` call `store` / `remove` first,
-///   on one of tierstack's threads, and write the tiers only once it
-///   succeeded; a failure is the caller's `TIERSTACK_RESULT_SOURCE` and
-///   leaves the tiers as they were.
+/// - `"write-through"`: `tierstack_cache_set` (and `_set_with_tags`) and
+///   `tierstack_cache_delete` call `store` / `remove` first, on one of
+///   tierstack's threads, and write the tiers only once it succeeded; a
+///   failure is the caller's `TIERSTACK_RESULT_SOURCE` and leaves the tiers
+///   as they were. `tierstack_cache_mset` stores key by key, in order, and
+///   stops at the first failure (see there).
 /// - `"write-behind"`: the write is committed to the tiers and to the
 ///   outbox (in the L2 file: it survives a crash) before the call returns;
 ///   a background worker delivers it with retries, backoff and dead
