@@ -38,11 +38,14 @@ enum tierstack_result
   TIERSTACK_RESULT_INVALID_KEY = 1,
   // The config JSON is malformed: a syntax error, an unknown key, a wrong
   // type, an out-of-range value (a duration over 100 years, a
-  // `sqlite.path` of `:memory:` or a `file:` URI), or no tier enabled.
+  // `sqlite.path` of `:memory:` or a `file:` URI), or no tier enabled;
+  // also the `strategy` `"write-through"` or `"write-behind"` without a
+  // writable source (`tierstack_source.store` and `.remove`).
   TIERSTACK_RESULT_INVALID_CONFIG = 2,
   // Another argument is unusable: a NULL pointer where one is required, a
   // TTL that is negative, NaN, infinite or over 100 years, a value larger
-  // than the L2 budget, a bad tag or glob pattern.
+  // than the L2 budget, a bad tag or glob pattern, a `tierstack_source`
+  // with `store` but not `remove` (or the reverse).
   TIERSTACK_RESULT_INVALID_ARGUMENT = 3,
   // The cache was closed; no operation is possible any more.
   TIERSTACK_RESULT_CLOSED = 4,
@@ -69,14 +72,17 @@ enum tierstack_result
   TIERSTACK_RESULT_READ_ONLY = 11,
   // The source (a loader, the configured source) failed to answer: its
   // loader returned a non-OK result, answered nothing, or answered
-  // something unusable, and no stale copy was there to serve instead.
+  // something unusable, and no stale copy was there to serve instead;
+  // or, with write-through, the source's `store` / `remove` failed.
   TIERSTACK_RESULT_SOURCE = 12,
   // The source was not asked because its circuit breaker is open (it
   // failed recently, or was opened by hand), and no stale copy was there
   // to serve instead.
   TIERSTACK_RESULT_SOURCE_UNAVAILABLE = 13,
   // Loading took longer than `fail_safe.hard_timeout` and was abandoned,
-  // and no stale copy was there to serve instead.
+  // and no stale copy was there to serve instead; or, with write-behind,
+  // `tierstack_cache_flush` waited `outbox.flush_timeout` and writes were
+  // still pending.
   TIERSTACK_RESULT_TIMEOUT = 14,
 };
 #ifndef __cplusplus
@@ -114,6 +120,12 @@ typedef struct tierstack_load_batch tierstack_load_batch;
 // Its accessors may be called from any thread; it must not be freed while
 // another thread reads it.
 typedef struct tierstack_value tierstack_value;
+
+// The failure slot of one store or remove call, handed to it as its last
+// argument: `tierstack_write_error` records why the write failed. Valid
+// only while that call runs (afterwards: `TIERSTACK_RESULT_INVALID_ARGUMENT`);
+// never freed by C.
+typedef struct tierstack_write tierstack_write;
 
 // A loader: fetches the value of `key` (`key_len` bytes of UTF-8, followed
 // by a NUL that is not part of the key) and answers through `load` with
@@ -159,20 +171,49 @@ typedef tierstack_result (*tierstack_batch_loader_fn)(void *user_data,
                                                       size_t n,
                                                       tierstack_load_batch *batch);
 
-// Writes a value to the source (write-through and write-behind). Reserved:
-// no version calls it yet, and `tierstack_source.store` must be NULL.
+// Stores a value at the source: `data` (`len` bytes; `len` may be 0)
+// under `key` (`key_len` bytes of UTF-8, followed by a NUL that is not
+// part of the key). `idempotency_key` (`idempotency_key_len` bytes of
+// ASCII, followed by a NUL) names this write: every attempt of it, also
+// one made by another process after this one crashed, carries the same
+// one, so a source that remembers them can apply each write once (e.g.
+// send it as an HTTP `Idempotency-Key` header).
+//
+// Return `TIERSTACK_RESULT_OK` once the source holds the value. Any other
+// result fails the write, as does calling `tierstack_write_error` on
+// `write` (which also gives the failure's message); the error is of kind
+// `source` with the messages of `tierstack_loader_fn` ("the store
+// returned <result name>: <message>", or "the store failed: <message>"
+// when it called `tierstack_write_error` and returned OK). With
+// write-through the caller of `tierstack_cache_set` gets that error;
+// with write-behind the outbox retries the write and, after
+// `outbox.max_attempts`, keeps it as a dead letter whose `last_error` is
+// `source: <that message>`.
+//
+// Runs on a thread of tierstack's runtime (its blocking pool), never on
+// the thread that called `tierstack_cache_set` / `_delete`, and, with
+// write-behind, for several keys at once (never two writes of one key at
+// once). `key`, `data`, `idempotency_key` and `write` are valid only
+// during the call.
 typedef tierstack_result (*tierstack_store_fn)(void *user_data,
                                                const char *key,
                                                size_t key_len,
                                                const uint8_t *data,
-                                               size_t len);
+                                               size_t len,
+                                               const char *idempotency_key,
+                                               size_t idempotency_key_len,
+                                               tierstack_write *write);
 
-// Removes a key from the source (write-through and write-behind).
-// Reserved: no version calls it yet, and `tierstack_source.remove` must be
-// NULL.
+// Removes `key` (`key_len` bytes of UTF-8, followed by a NUL) at the
+// source; removing a key the source does not hold succeeds.
+// `idempotency_key`, the result, `write` and the threads it runs on are as
+// in `tierstack_store_fn` (the messages say "remove").
 typedef tierstack_result (*tierstack_remove_fn)(void *user_data,
                                                 const char *key,
-                                                size_t key_len);
+                                                size_t key_len,
+                                                const char *idempotency_key,
+                                                size_t idempotency_key_len,
+                                                tierstack_write *write);
 
 // A source of truth for `tierstack_cache_open_with_source`: the functions
 // the cache calls, each with the `user_data` given at open. Copied at
@@ -183,11 +224,12 @@ typedef struct {
   // finds in no tier. The cache may call it from several of its threads
   // at once, for different keys.
   tierstack_loader_fn load;
-  // Reserved for write-through / write-behind (a later version); must be
-  // NULL for now.
+  // Stores a value at the source (see `tierstack_store_fn`), for the
+  // `strategy` `"write-through"` and `"write-behind"`. NULL together with
+  // `remove`: the source is read-only.
   tierstack_store_fn store;
-  // Reserved for write-through / write-behind (a later version); must be
-  // NULL for now.
+  // Removes a key at the source (see `tierstack_remove_fn`); NULL
+  // exactly when `store` is.
   tierstack_remove_fn remove;
 } tierstack_source;
 
@@ -327,10 +369,17 @@ tierstack_result tierstack_cache_breaker_close(const tierstack_cache *cache);
 // `TIERSTACK_RESULT_INVALID_CONFIG`), or NULL for every default. The L2 file
 // is created if needed. The caller owns the handle and frees it with
 // `tierstack_cache_free`. Any thread may call this.
+//
+// Without a source, the `strategy` `"write-through"` and `"write-behind"`
+// are `TIERSTACK_RESULT_INVALID_CONFIG` (open the cache with a writable
+// `tierstack_source` through `tierstack_cache_open_with_source`).
 tierstack_result tierstack_cache_open(const char *config_json,
                                       tierstack_cache **out);
 
 // Closes the cache: writes buffered state, closes the L2 file, empties L1.
+// With write-behind it first keeps delivering the outbox for up to
+// `outbox.close_timeout` seconds (default 5); what is left stays in the
+// L2 file and is delivered by the next cache opened on it.
 //
 // The handle stays valid: later calls on it fail with
 // `TIERSTACK_RESULT_CLOSED`, and closing again returns OK. Free it with
@@ -392,6 +441,11 @@ tierstack_result tierstack_cache_mget(const tierstack_cache *cache,
 // `TIERSTACK_RESULT_INVALID_ARGUMENT` and stores nothing. L1 never keeps an
 // entry longer than `memory.ttl`. The bytes are copied. Any thread may call
 // this.
+//
+// With the `strategy` `"write-through"` the source's `store` is called
+// first; its failure is `TIERSTACK_RESULT_SOURCE` and stores nothing. With
+// `"write-behind"` the write is also queued in the outbox, in the same
+// commit, for the source (see `tierstack_cache_open_with_source`).
 tierstack_result tierstack_cache_set(const tierstack_cache *cache,
                                      const char *key,
                                      size_t key_len,
@@ -418,6 +472,12 @@ tierstack_result tierstack_cache_set_with_tags(const tierstack_cache *cache,
 // `datas[i]` (NULL when the length is 0). One bad key or value writes
 // nothing. `ttl_seconds` as in `tierstack_cache_set`. Any thread may call
 // this.
+//
+// With the `strategy` `"write-through"` each value goes to the source's
+// `store` first, in order; the first that fails ends the call with
+// `TIERSTACK_RESULT_SOURCE`: the values before it are written everywhere,
+// it and those after it nowhere. With `"write-behind"` every value is
+// queued in the outbox in the same commit.
 tierstack_result tierstack_cache_mset(const tierstack_cache *cache,
                                       const char *const *keys,
                                       const size_t *key_lens,
@@ -428,6 +488,11 @@ tierstack_result tierstack_cache_mset(const tierstack_cache *cache,
 
 // Removes `key` from every tier. If `existed` is not NULL it receives
 // whether the key held a fresh value. Any thread may call this.
+//
+// With a writing `strategy` the source's `remove` is called as
+// `tierstack_cache_set` calls `store`: first with `"write-through"` (a
+// failure is `TIERSTACK_RESULT_SOURCE` and removes nothing), through the
+// outbox with `"write-behind"`.
 tierstack_result tierstack_cache_delete(const tierstack_cache *cache,
                                         const char *key,
                                         size_t key_len,
@@ -452,8 +517,11 @@ tierstack_result tierstack_cache_len(const tierstack_cache *cache,
 tierstack_result tierstack_cache_clear(const tierstack_cache *cache);
 
 // Returns when every write acknowledged so far is durable in the L2 file
-// (buffered recency committed, the WAL checkpointed). Any thread may call
-// this.
+// (buffered recency committed, the WAL checkpointed). With write-behind it
+// first waits until the outbox is empty (every write delivered to the
+// source; dead letters do not count) and fails with
+// `TIERSTACK_RESULT_TIMEOUT` past `outbox.flush_timeout` seconds (default
+// 30). Any thread may call this.
 tierstack_result tierstack_cache_flush(const tierstack_cache *cache);
 
 // Removes every entry written with tag `tag` (`tag_len` bytes of UTF-8)
@@ -474,7 +542,9 @@ tierstack_result tierstack_cache_invalidate_tag(const tierstack_cache *cache,
 // `successes`, `failures`, `timeouts`, `not_found`, `rejected`,
 // `coalesced`, `coalesced_processes`, `stale_served`, `negative_hits`,
 // `refreshes`); `breaker`: the object of
-// `tierstack_cache_breaker_status_json`. The caller owns the string
+// `tierstack_cache_breaker_status_json`; `outbox`: the object of
+// `tierstack_cache_outbox_stats_json` (null unless the `strategy` is
+// `"write-behind"`). The caller owns the string
 // and frees it with `tierstack_string_free`. Works on a closed cache too.
 // Any thread may call this.
 tierstack_result tierstack_cache_stats_json(const tierstack_cache *cache,
@@ -598,6 +668,58 @@ tierstack_result tierstack_cache_get_or_load_many(const tierstack_cache *cache,
                                                   double ttl_seconds,
                                                   tierstack_value **out_values);
 
+// Stores in `*out` the write-behind outbox's figures as a NUL-terminated
+// JSON object: `durable` (whether the outbox survives a crash: it is in
+// the L2 file; `false` with `sqlite.enabled` false), `pending` (writes
+// waiting for the source, of every process sharing the file),
+// `oldest_age_ms` (the age of the oldest pending write in milliseconds,
+// or null), `retrying` (pending writes that failed at least once),
+// `retries` (failed attempts made by this cache), `delivered` (writes
+// this cache delivered) and `dead` (writes in the dead letters). For a
+// cache whose `strategy` is not `"write-behind"` it is the JSON `null`.
+// The same object is the `outbox` member of `tierstack_cache_stats_json`.
+// The caller owns the string and frees it with `tierstack_string_free`.
+// Any thread may call this.
+tierstack_result tierstack_cache_outbox_stats_json(const tierstack_cache *cache,
+                                                   char **out);
+
+// Stores in `*out` the dead letters (writes the outbox gave up on after
+// `outbox.max_attempts`) as a NUL-terminated JSON array, oldest first, of
+// objects: `key`, `op` (`"store"` or `"remove"`), `attempts`,
+// `last_error` (the last attempt's error, e.g. `"source: the store
+// returned source: <message>"`), `failed_ms` (when it gave up) and
+// `created_ms` (when the write was made), both in milliseconds since the
+// Unix epoch. Without write-behind it lists those in the L2 file (left by
+// a write-behind cache; `[]` without a file). The caller owns the string
+// and frees it with `tierstack_string_free`. `TIERSTACK_RESULT_CLOSED` on
+// a closed cache. Any thread may call this.
+tierstack_result tierstack_cache_dead_letters_json(const tierstack_cache *cache,
+                                                   char **out);
+
+// Stores in `*out` the writes waiting for the source as a NUL-terminated
+// JSON array, oldest first, of objects: `key`, `op` (`"store"` or
+// `"remove"`), `attempts` (failed so far), `last_error` (or null) and
+// `created_ms` (milliseconds since the Unix epoch). A key has one pending
+// write at most: a later write replaces an undelivered one. The caller
+// owns the string and frees it with `tierstack_string_free`.
+// `TIERSTACK_RESULT_CLOSED` on a closed cache. Any thread may call this.
+tierstack_result tierstack_cache_pending_writes_json(const tierstack_cache *cache,
+                                                     char **out);
+
+// Queues every dead letter again, with its attempts starting from zero
+// (one whose key has a newer write pending is dropped instead: that
+// write supersedes it). If `queued` is not NULL it receives how
+// many were queued. `TIERSTACK_RESULT_CLOSED` on a closed cache. Any
+// thread may call this.
+tierstack_result tierstack_cache_retry_dead_letters(const tierstack_cache *cache,
+                                                    uint64_t *queued);
+
+// Deletes every dead letter (those writes never reach the source). If
+// `purged` is not NULL it receives how many there were.
+// `TIERSTACK_RESULT_CLOSED` on a closed cache. Any thread may call this.
+tierstack_result tierstack_cache_purge_dead_letters(const tierstack_cache *cache,
+                                                    uint64_t *purged);
+
 // Opens a cache, as `tierstack_cache_open` does, whose source of truth is
 // `*source` called with `user_data`: a read that misses every tier
 // (`tierstack_cache_get`, `tierstack_cache_lookup`, `tierstack_cache_mget`)
@@ -606,12 +728,35 @@ tierstack_result tierstack_cache_get_or_load_many(const tierstack_cache *cache,
 // and processes, the breaker, stale copies, timeouts, negative caching);
 // `mget` loads its missing keys one call each, concurrently.
 //
-// `source->load` is required; `source->store` and `source->remove` are
-// reserved and must be NULL (else `TIERSTACK_RESULT_INVALID_ARGUMENT`).
+// `source->load` is required. `source->store` and `source->remove` are
+// both set (a writable source) or both NULL (a read-only one); one without
+// the other is `TIERSTACK_RESULT_INVALID_ARGUMENT`. How writes reach a
+// writable source is the config's `strategy`:
+// - `"read-through"` (the default) and `"cache-aside"`: never (they are
+//   the cache's alone); cache-aside does not load misses through the
+//   source either (only `tierstack_cache_get_or_load` loads).
+// - `"write-through"`: `tierstack_cache_set` (and `_set_with_tags`) and
+//   `tierstack_cache_delete` call `store` / `remove` first, on one of
+//   tierstack's threads, and write the tiers only once it succeeded; a
+//   failure is the caller's `TIERSTACK_RESULT_SOURCE` and leaves the tiers
+//   as they were. `tierstack_cache_mset` stores key by key, in order, and
+//   stops at the first failure (see there).
+// - `"write-behind"`: the write is committed to the tiers and to the
+//   outbox (in the L2 file: it survives a crash) before the call returns;
+//   a background worker delivers it with retries, backoff and dead
+//   letters per the config's `outbox` section (`max_attempts` 8,
+//   `retry_base` 0.5 s, `retry_max` 60 s, `batch` 32, `flush_timeout`
+//   30 s, `close_timeout` 5 s). See `tierstack_cache_outbox_stats_json`,
+//   `tierstack_cache_dead_letters_json`, `tierstack_cache_flush`.
+//
+// Either writing strategy with a read-only source is
+// `TIERSTACK_RESULT_INVALID_CONFIG` (as with `tierstack_cache_open`, which
+// has no source).
+//
 // `user_data` must be usable from any thread, by several threads at once,
-// and stay valid until the cache is freed and the last loader call has
-// returned. The caller owns the handle and frees it with
-// `tierstack_cache_free`. Any thread may call this.
+// and stay valid until the cache is freed and the last call of `load`,
+// `store` or `remove` has returned. The caller owns the handle and frees
+// it with `tierstack_cache_free`. Any thread may call this.
 tierstack_result tierstack_cache_open_with_source(const char *config_json,
                                                   const tierstack_source *source,
                                                   void *user_data,
@@ -624,6 +769,21 @@ void tierstack_string_free(char *s);
 
 // The library's version (`"0.1.0"`), a static NUL-terminated string.
 const char *tierstack_version(void);
+
+// Fails the store or remove call that was handed `write`, with its own
+// message (`message_len` bytes of UTF-8, not empty, without a NUL;
+// copied): the write's error then reads `source: the store returned
+// <result name>: <message>` (`the remove …` for a remove), or `source: the
+// store failed: <message>` when the callback returns OK anyway. With
+// write-behind this is the dead letter's `last_error` once the outbox
+// gives up.
+//
+// A second call, a bad message and a `write` whose call returned are
+// `TIERSTACK_RESULT_INVALID_ARGUMENT`. Any thread may call this during the
+// store or remove call.
+tierstack_result tierstack_write_error(tierstack_write *write,
+                                       const char *message,
+                                       size_t message_len);
 
 #ifdef __cplusplus
 }  // extern "C"

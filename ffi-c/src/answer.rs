@@ -32,10 +32,10 @@ pub struct tierstack_load_batch {
 }
 
 /// The live `tierstack_load` handles: what each was answered.
-static LOADS: Scoped<Answer> = Scoped::new("load");
+static LOADS: Scoped<Answer> = Scoped::new("load", "loader call");
 
 /// The live `tierstack_load_batch` handles.
-static BATCHES: Scoped<Batch> = Scoped::new("batch");
+static BATCHES: Scoped<Batch> = Scoped::new("batch", "loader call");
 
 /// What a loader call has answered through its `tierstack_load`.
 pub(crate) enum Answer {
@@ -198,7 +198,7 @@ fn add_tag(fetched: Option<&mut Fetched>, tag: &str, what: &str) -> Result<(), E
 ///
 /// # Safety
 /// As [`handle::slice`].
-unsafe fn failure_message(message: *const c_char, len: usize) -> Result<String, Error> {
+pub(crate) unsafe fn failure_message(message: *const c_char, len: usize) -> Result<String, Error> {
     // SAFETY: per the caller.
     let message = unsafe { handle::utf8(message, len, "message", ErrorKind::InvalidArgument) }?;
     if message.is_empty() {

@@ -92,6 +92,10 @@ fn set_options(ttl_seconds: f64, tags: &[&str]) -> Result<SetOptions, Error> {
 /// `TIERSTACK_RESULT_INVALID_CONFIG`), or NULL for every default. The L2 file
 /// is created if needed. The caller owns the handle and frees it with
 /// `tierstack_cache_free`. Any thread may call this.
+///
+/// Without a source, the `strategy` `"write-through"` and `"write-behind"`
+/// are `TIERSTACK_RESULT_INVALID_CONFIG` (open the cache with a writable
+/// `tierstack_source` through `tierstack_cache_open_with_source`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_cache_open(
     config_json: *const c_char,
@@ -130,6 +134,9 @@ pub(crate) unsafe fn parse_config(config_json: *const c_char) -> Result<Config, 
 }
 
 /// Closes the cache: writes buffered state, closes the L2 file, empties L1.
+/// With write-behind it first keeps delivering the outbox for up to
+/// `outbox.close_timeout` seconds (default 5); what is left stays in the
+/// L2 file and is delivered by the next cache opened on it.
 ///
 /// The handle stays valid: later calls on it fail with
 /// `TIERSTACK_RESULT_CLOSED`, and closing again returns OK. Free it with
@@ -265,6 +272,11 @@ pub unsafe extern "C" fn tierstack_cache_mget(
 /// `TIERSTACK_RESULT_INVALID_ARGUMENT` and stores nothing. L1 never keeps an
 /// entry longer than `memory.ttl`. The bytes are copied. Any thread may call
 /// this.
+///
+/// With the `strategy` `"write-through"` the source's `store` is called
+/// first; its failure is `TIERSTACK_RESULT_SOURCE` and stores nothing. With
+/// `"write-behind"` the write is also queued in the outbox, in the same
+/// commit, for the source (see `tierstack_cache_open_with_source`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_cache_set(
     cache: *const tierstack_cache,
@@ -326,6 +338,12 @@ pub unsafe extern "C" fn tierstack_cache_set_with_tags(
 /// `datas[i]` (NULL when the length is 0). One bad key or value writes
 /// nothing. `ttl_seconds` as in `tierstack_cache_set`. Any thread may call
 /// this.
+///
+/// With the `strategy` `"write-through"` each value goes to the source's
+/// `store` first, in order; the first that fails ends the call with
+/// `TIERSTACK_RESULT_SOURCE`: the values before it are written everywhere,
+/// it and those after it nowhere. With `"write-behind"` every value is
+/// queued in the outbox in the same commit.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_cache_mset(
     cache: *const tierstack_cache,
@@ -361,6 +379,11 @@ pub unsafe extern "C" fn tierstack_cache_mset(
 
 /// Removes `key` from every tier. If `existed` is not NULL it receives
 /// whether the key held a fresh value. Any thread may call this.
+///
+/// With a writing `strategy` the source's `remove` is called as
+/// `tierstack_cache_set` calls `store`: first with `"write-through"` (a
+/// failure is `TIERSTACK_RESULT_SOURCE` and removes nothing), through the
+/// outbox with `"write-behind"`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_cache_delete(
     cache: *const tierstack_cache,
@@ -434,8 +457,11 @@ pub unsafe extern "C" fn tierstack_cache_clear(cache: *const tierstack_cache) ->
 }
 
 /// Returns when every write acknowledged so far is durable in the L2 file
-/// (buffered recency committed, the WAL checkpointed). Any thread may call
-/// this.
+/// (buffered recency committed, the WAL checkpointed). With write-behind it
+/// first waits until the outbox is empty (every write delivered to the
+/// source; dead letters do not count) and fails with
+/// `TIERSTACK_RESULT_TIMEOUT` past `outbox.flush_timeout` seconds (default
+/// 30). Any thread may call this.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_cache_flush(cache: *const tierstack_cache) -> tierstack_result {
     // SAFETY: the caller passes a live handle.
@@ -479,7 +505,9 @@ pub unsafe extern "C" fn tierstack_cache_invalidate_tag(
 /// `successes`, `failures`, `timeouts`, `not_found`, `rejected`,
 /// `coalesced`, `coalesced_processes`, `stale_served`, `negative_hits`,
 /// `refreshes`); `breaker`: the object of
-/// `tierstack_cache_breaker_status_json`. The caller owns the string
+/// `tierstack_cache_breaker_status_json`; `outbox`: the object of
+/// `tierstack_cache_outbox_stats_json` (null unless the `strategy` is
+/// `"write-behind"`). The caller owns the string
 /// and frees it with `tierstack_string_free`. Works on a closed cache too.
 /// Any thread may call this.
 #[unsafe(no_mangle)]

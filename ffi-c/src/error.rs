@@ -26,11 +26,14 @@ pub enum tierstack_result {
     InvalidKey = 1,
     /// The config JSON is malformed: a syntax error, an unknown key, a wrong
     /// type, an out-of-range value (a duration over 100 years, a
-    /// `sqlite.path` of `:memory:` or a `file:` URI), or no tier enabled.
+    /// `sqlite.path` of `:memory:` or a `file:` URI), or no tier enabled;
+    /// also the `strategy` `"write-through"` or `"write-behind"` without a
+    /// writable source (`tierstack_source.store` and `.remove`).
     InvalidConfig = 2,
     /// Another argument is unusable: a NULL pointer where one is required, a
     /// TTL that is negative, NaN, infinite or over 100 years, a value larger
-    /// than the L2 budget, a bad tag or glob pattern.
+    /// than the L2 budget, a bad tag or glob pattern, a `tierstack_source`
+    /// with `store` but not `remove` (or the reverse).
     InvalidArgument = 3,
     /// The cache was closed; no operation is possible any more.
     Closed = 4,
@@ -57,14 +60,17 @@ pub enum tierstack_result {
     ReadOnly = 11,
     /// The source (a loader, the configured source) failed to answer: its
     /// loader returned a non-OK result, answered nothing, or answered
-    /// something unusable, and no stale copy was there to serve instead.
+    /// something unusable, and no stale copy was there to serve instead;
+    /// or, with write-through, the source's `store` / `remove` failed.
     Source = 12,
     /// The source was not asked because its circuit breaker is open (it
     /// failed recently, or was opened by hand), and no stale copy was there
     /// to serve instead.
     SourceUnavailable = 13,
     /// Loading took longer than `fail_safe.hard_timeout` and was abandoned,
-    /// and no stale copy was there to serve instead.
+    /// and no stale copy was there to serve instead; or, with write-behind,
+    /// `tierstack_cache_flush` waited `outbox.flush_timeout` and writes were
+    /// still pending.
     Timeout = 14,
 }
 
@@ -129,12 +135,15 @@ impl tierstack_result {
             Self::Internal => "internal error in tierstack",
             Self::InvalidValue => "the value is not what the call needs",
             Self::ReadOnly => "the cache file is read-only: reads are served, writes are refused",
-            Self::Source => "the source failed to answer and no stale copy was there",
+            Self::Source => {
+                "the source failed (a load with no stale copy to serve, or a write-through write)"
+            }
             Self::SourceUnavailable => {
                 "the source's circuit breaker is open and no stale copy was there"
             }
             Self::Timeout => {
-                "loading took longer than fail_safe.hard_timeout and no stale copy was there"
+                "loading took longer than fail_safe.hard_timeout with no stale copy, or a flush \
+                 longer than outbox.flush_timeout"
             }
         }
     }

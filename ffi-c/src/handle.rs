@@ -117,21 +117,24 @@ pub(crate) unsafe fn strings<'a>(
 }
 
 /// Handles valid only while one callback runs (`tierstack_load`,
-/// `tierstack_load_batch`): C is handed a token, never a pointer to Rust
+/// `tierstack_load_batch`, `tierstack_write`): C is handed a token, never a pointer to Rust
 /// memory, and every use looks the token up among the live ones. A handle
 /// used after its callback returned is then a clear error, not a use after
 /// free. Tokens count up from 1 and are never reused.
 pub(crate) struct Scoped<T> {
-    /// The kind of handle, for errors (`"load"`, `"batch"`).
+    /// The kind of handle, for errors (`"load"`, `"batch"`, `"write"`).
     name: &'static str,
+    /// The call it lives for, for errors (`"loader call"`).
+    call: &'static str,
     live: Mutex<BTreeMap<usize, T>>,
     next: AtomicUsize,
 }
 
 impl<T> Scoped<T> {
-    pub(crate) const fn new(name: &'static str) -> Self {
+    pub(crate) const fn new(name: &'static str, call: &'static str) -> Self {
         Self {
             name,
+            call,
             live: Mutex::new(BTreeMap::new()),
             next: AtomicUsize::new(1),
         }
@@ -170,8 +173,8 @@ impl<T> Scoped<T> {
             Error::new(
                 ErrorKind::InvalidArgument,
                 format!(
-                    "{} is not a live handle: it is valid only while its loader call runs",
-                    self.name
+                    "{} is not a live handle: it is valid only while its {} runs",
+                    self.name, self.call
                 ),
             )
         })?;

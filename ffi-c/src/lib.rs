@@ -5,8 +5,8 @@
 //! - Names are `tierstack_<type>_<verb>`; handles (`tierstack_cache`,
 //!   `tierstack_value`) are opaque `Box`es, each with one `_free` that does
 //!   nothing on NULL. The answer handles of a loader (`tierstack_load`,
-//!   `tierstack_load_batch`) live only during the loader call and are never
-//!   freed by C.
+//!   `tierstack_load_batch`) and of a source's writes (`tierstack_write`)
+//!   live only during the callback and are never freed by C.
 //! - Fallible functions return a [`tierstack_result`]: 0 for success, else
 //!   the stable code of the engine's error kind. Out-parameters are written
 //!   only on success. A failure also records a thread-local message
@@ -26,12 +26,15 @@ pub mod entry;
 pub mod error;
 mod handle;
 pub mod load;
+pub mod outbox;
 mod panic;
 pub mod source;
 pub mod strings;
+pub mod write;
 
 pub use answer::{tierstack_load, tierstack_load_batch};
 pub use cache::tierstack_cache;
 pub use entry::tierstack_value;
 pub use error::tierstack_result;
 pub use source::tierstack_source;
+pub use write::tierstack_write;

@@ -76,7 +76,7 @@ pub type tierstack_batch_loader_fn = Option<
 
 /// `user_data`, which the caller promises is usable from any thread.
 #[derive(Clone, Copy)]
-struct UserData(*mut c_void);
+pub(crate) struct UserData(pub(crate) *mut c_void);
 
 // SAFETY: the documented contract of every loader: `user_data` may be used
 // from another thread (loaders run on tierstack's runtime).
@@ -184,7 +184,7 @@ impl BatchLoader {
 }
 
 /// `key` with a NUL after it, for C.
-fn c_key(key: &str) -> Result<CString, Error> {
+pub(crate) fn c_key(key: &str) -> Result<CString, Error> {
     // Keys never hold a control character; checked again here because C
     // would read a NUL as the end.
     CString::new(key)
@@ -192,14 +192,23 @@ fn c_key(key: &str) -> Result<CString, Error> {
 }
 
 /// The error of a loader that returned `code` (not OK), or that gave its
-/// own failure `message` (whatever it returned). Without a message of its
-/// own, this thread's last error (a tierstack call the loader made that
-/// failed) is the detail.
+/// own failure `message` (whatever it returned); see [`callback_failed`].
 fn loader_failed(code: u32, message: Option<String>) -> Error {
+    callback_failed("loader", code, message)
+}
+
+/// The error of a C callback (`who`: `"loader"`, `"store"`, `"remove"`)
+/// that returned `code` (not OK), or that gave its own failure `message`
+/// (whatever it returned): kind `source`, with the message `the <who>
+/// returned <result name>[: <detail>]`, or `the <who> failed: <message>`
+/// for a callback that gave a message and returned OK. Without a message
+/// of its own, this thread's last error (a tierstack call the callback made
+/// that failed) is the detail.
+pub(crate) fn callback_failed(who: &str, code: u32, message: Option<String>) -> Error {
     if code == 0
         && let Some(message) = &message
     {
-        return Error::new(ErrorKind::Source, format!("the loader failed: {message}"));
+        return Error::new(ErrorKind::Source, format!("the {who} failed: {message}"));
     }
     let name = tierstack_result::from_code(code).map_or_else(
         || format!("unknown result {code}"),
@@ -207,8 +216,8 @@ fn loader_failed(code: u32, message: Option<String>) -> Error {
     );
     let detail = message.unwrap_or_else(last_error);
     let message = match detail.is_empty() {
-        true => format!("the loader returned {name}"),
-        false => format!("the loader returned {name}: {detail}"),
+        true => format!("the {who} returned {name}"),
+        false => format!("the {who} returned {name}: {detail}"),
     };
     Error::new(ErrorKind::Source, message)
 }

@@ -27,13 +27,16 @@
 
 /* A vector's scripted loader (tests/conformance/README.md, "Loading"):
  * the answers, used in order, one per loader call, from whichever thread
- * tierstack calls it on. */
+ * tierstack calls it on; and, for a "writable" vector, the source's
+ * writes ("Writes: strategies, the outbox, tags"). */
 typedef struct {
     const json *script;        /* the vector's "script" array, or NULL */
     atomic_size_t calls;       /* loader calls so far in the vector */
-    atomic_int running;        /* loader calls not yet returned */
-    pthread_mutex_t lock;      /* guards loader_keys */
+    atomic_int running;        /* loader, store and remove calls not yet returned */
+    pthread_mutex_t lock;      /* guards loader_keys and writes */
     json *loader_keys;         /* the sorted keys of the last batch call, or NULL */
+    json *writes;              /* the source's writes: [[key, value or null], ...] */
+    atomic_size_t store_fail;  /* store / remove calls still to refuse */
 } script;
 
 /* One vector's state: its directory, its current config, its cache. */
@@ -42,6 +45,7 @@ typedef struct {
     const json *config;
     script *loader;            /* shared by the threads of a `concurrent` step */
     bool read_through;         /* open with the scripted loader as the source */
+    bool writable;             /* ... and with the scripted store and remove */
     tierstack_cache *cache;
     bool mounted;      /* make_read_only bind-mounted dir onto itself */
     bool skipped;      /* a step is not possible here; `what` says why */
@@ -212,13 +216,60 @@ static tierstack_result script_batch_loader(void *user_data, const char *const *
     return res;
 }
 
+/* A source write: refused ("store refused") while store_fail lasts, else
+ * recorded as [key, value] (value NULL: a remove). */
+static tierstack_result script_write(script *s, const char *key, size_t key_len,
+                                     const uint8_t *data, size_t len, bool remove,
+                                     tierstack_write *write) {
+    size_t left = atomic_load(&s->store_fail);
+    while (left > 0 && !atomic_compare_exchange_weak(&s->store_fail, &left, left - 1)) {
+    }
+    if (left > 0) {
+        tierstack_write_error(write, "store refused", strlen("store refused"));
+        return TIERSTACK_RESULT_SOURCE;
+    }
+    json *entry = json_new(JSON_ARRAY);
+    json_push(entry, json_new_string(key, key_len));
+    json_push(entry, remove ? json_new(JSON_NULL) : json_new_string((const char *)data, len));
+    pthread_mutex_lock(&s->lock);
+    json_push(s->writes, entry);
+    pthread_mutex_unlock(&s->lock);
+    return TIERSTACK_RESULT_OK;
+}
+
+static tierstack_result script_store(void *user_data, const char *key, size_t key_len,
+                                     const uint8_t *data, size_t len, const char *idempotency_key,
+                                     size_t idempotency_key_len, tierstack_write *write) {
+    (void)idempotency_key, (void)idempotency_key_len;
+    script *s = user_data;
+    atomic_fetch_add(&s->running, 1);
+    tierstack_result res = script_write(s, key, key_len, data, len, false, write);
+    atomic_fetch_sub(&s->running, 1);
+    return res;
+}
+
+static tierstack_result script_remove(void *user_data, const char *key, size_t key_len,
+                                      const char *idempotency_key, size_t idempotency_key_len,
+                                      tierstack_write *write) {
+    (void)idempotency_key, (void)idempotency_key_len;
+    script *s = user_data;
+    atomic_fetch_add(&s->running, 1);
+    tierstack_result res = script_write(s, key, key_len, NULL, 0, true, write);
+    atomic_fetch_sub(&s->running, 1);
+    return res;
+}
+
 static tierstack_result open_cache(run *r, const json *config) {
     tierstack_cache_free(r->cache);
     r->cache = NULL;
     char *text = config_json(config, r->dir);
     tierstack_result result;
-    if (r->read_through) {
+    if (r->read_through || r->writable) {
         tierstack_source source = {.load = script_loader, .store = NULL, .remove = NULL};
+        if (r->writable) {
+            source.store = script_store;
+            source.remove = script_remove;
+        }
         result = tierstack_cache_open_with_source(text, &source, r->loader, &r->cache);
     } else {
         result = tierstack_cache_open(text, &r->cache);
@@ -272,11 +323,15 @@ static json *string_or_null(tierstack_value *value) {
 
 static bool step_passes(run *r, const json *step);
 
-/* `breaker`: the fields of the status that `expect` names (the others are
- * not compared), as an object. */
-static tierstack_result breaker(run *r, const json *step, json **actual) {
+/* `breaker` and `outbox`: the fields of a report (a JSON object from
+ * `report`) that `expect` names (the others are not compared), as an
+ * object. A report that is JSON null (the outbox of a strategy without
+ * one) gives null for every field. */
+static tierstack_result report_fields(run *r, const json *step, json **actual, const char *what,
+                                      tierstack_result (*report)(const tierstack_cache *,
+                                                                 char **)) {
     char *text = NULL;
-    tierstack_result res = tierstack_cache_breaker_status_json(r->cache, &text);
+    tierstack_result res = report(r->cache, &text);
     if (res != TIERSTACK_RESULT_OK) {
         return res;
     }
@@ -284,8 +339,8 @@ static tierstack_result breaker(run *r, const json *step, json **actual) {
     json *status = json_parse(text, strlen(text), err, sizeof err);
     tierstack_string_free(text);
     const json *expect = json_get(step, "expect");
-    if (status == NULL || status->type != JSON_OBJECT) {
-        failed(r, "the breaker status is not a JSON object: %s", status ? "" : err);
+    if (status == NULL || (status->type != JSON_OBJECT && status->type != JSON_NULL)) {
+        failed(r, "the %s is not a JSON object or null: %s", what, status ? "" : err);
         json_free(status);
         return TIERSTACK_RESULT_INTERNAL;
     }
@@ -295,7 +350,11 @@ static tierstack_result breaker(run *r, const json *step, json **actual) {
     for (size_t i = 0; expect != NULL && expect->type == JSON_OBJECT && i < expect->n; i++) {
         const json_member *m = &expect->members[i];
         const json *got = json_get(status, m->key);
-        if (got != NULL) {
+        if (status->type == JSON_NULL) {
+            separator(&out, &first);
+            json_write_string(&out, m->key, m->key_len);
+            json_buf_append(&out, ":null", 5);
+        } else if (got != NULL) {
             write_member(&out, &first, m->key, m->key_len, got);
         }
     }
@@ -303,6 +362,42 @@ static tierstack_result breaker(run *r, const json *step, json **actual) {
     *actual = json_parse(out.data, out.len, err, sizeof err);
     json_buf_free(&out);
     json_free(status);
+    return res;
+}
+
+/* `dead_letters`: [{"key", "op", "attempts"}, ...], oldest first (the
+ * other fields of the C list are not compared). */
+static tierstack_result dead_letters(run *r, json **actual) {
+    char *text = NULL;
+    tierstack_result res = tierstack_cache_dead_letters_json(r->cache, &text);
+    if (res != TIERSTACK_RESULT_OK) {
+        return res;
+    }
+    char err[128];
+    json *list = json_parse(text, strlen(text), err, sizeof err);
+    tierstack_string_free(text);
+    if (list == NULL || list->type != JSON_ARRAY) {
+        failed(r, "the dead letters are not a JSON array: %s", list ? "" : err);
+        json_free(list);
+        return TIERSTACK_RESULT_INTERNAL;
+    }
+    *actual = json_new(JSON_ARRAY);
+    for (size_t i = 0; i < list->n; i++) {
+        json *letter = json_new(JSON_OBJECT);
+        static const char *const fields[] = {"key", "op", "attempts"};
+        for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
+            const json *v = json_get(list->items[i], fields[f]);
+            if (v == NULL) {
+                failed(r, "a dead letter has no \"%s\"", fields[f]);
+            } else if (v->type == JSON_NUMBER) {
+                json_set(letter, fields[f], strlen(fields[f]), json_new_number(v->number));
+            } else {
+                json_set(letter, fields[f], strlen(fields[f]), json_new_string(v->text, v->len));
+            }
+        }
+        json_push(*actual, letter);
+    }
+    json_free(list);
     return res;
 }
 
@@ -508,7 +603,44 @@ static tierstack_result call(run *r, const json *step, const char *op, json **ac
         return tierstack_cache_breaker_close(r->cache);
     }
     if (strcmp(op, "breaker") == 0) {
-        return breaker(r, step, actual);
+        return report_fields(r, step, actual, "breaker status", tierstack_cache_breaker_status_json);
+    }
+    if (strcmp(op, "outbox") == 0) {
+        return report_fields(r, step, actual, "outbox stats", tierstack_cache_outbox_stats_json);
+    }
+    if (strcmp(op, "dead_letters") == 0) {
+        return dead_letters(r, actual);
+    }
+    if (strcmp(op, "retry_dead_letters") == 0 || strcmp(op, "purge_dead_letters") == 0) {
+        uint64_t n = 0;
+        res = op[0] == 'r' ? tierstack_cache_retry_dead_letters(r->cache, &n)
+                           : tierstack_cache_purge_dead_letters(r->cache, &n);
+        *actual = json_new_number((double)n);
+        return res;
+    }
+    if (strcmp(op, "flush") == 0) {
+        return tierstack_cache_flush(r->cache);
+    }
+    if (strcmp(op, "source_writes") == 0) {
+        char err[128];
+        json_buf text = {0};
+        pthread_mutex_lock(&r->loader->lock);
+        json_write(&text, r->loader->writes);
+        pthread_mutex_unlock(&r->loader->lock);
+        *actual = json_parse(text.data, text.len, err, sizeof err);
+        json_buf_free(&text);
+        return TIERSTACK_RESULT_OK;
+    }
+    if (strcmp(op, "invalidate_tag") == 0) {
+        const char *tag = NULL;
+        size_t tag_len = 0;
+        uint64_t n = 0;
+        if (!field(r, step, "tag", &tag, &tag_len)) {
+            return TIERSTACK_RESULT_INTERNAL;
+        }
+        res = tierstack_cache_invalidate_tag(r->cache, tag, tag_len, &n);
+        *actual = json_new_number((double)n);
+        return res;
     }
     if (strcmp(op, "concurrent") == 0) {
         return concurrent(r, step);
@@ -525,8 +657,25 @@ static tierstack_result call(run *r, const json *step, const char *op, json **ac
         if (!field(r, step, "value", &data, &data_len)) {
             return TIERSTACK_RESULT_INTERNAL;
         }
-        return tierstack_cache_set(r->cache, key, key_len, (const uint8_t *)data, data_len,
-                                   ttl);
+        const json *tags = json_get(step, "tags");
+        if (tags == NULL) {
+            return tierstack_cache_set(r->cache, key, key_len, (const uint8_t *)data, data_len,
+                                       ttl);
+        }
+        if (tags->type != JSON_ARRAY) {
+            failed(r, "\"tags\" is not an array");
+            return TIERSTACK_RESULT_INTERNAL;
+        }
+        const char **tag_ptrs = calloc(tags->n + 1, sizeof *tag_ptrs);
+        size_t *tag_lens = calloc(tags->n + 1, sizeof *tag_lens);
+        for (size_t i = 0; i < tags->n; i++) {
+            tag_ptrs[i] = tags->items[i]->text;
+            tag_lens[i] = tags->items[i]->len;
+        }
+        res = tierstack_cache_set_with_tags(r->cache, key, key_len, (const uint8_t *)data,
+                                            data_len, ttl, tag_ptrs, tag_lens, tags->n);
+        free(tag_ptrs), free(tag_lens);
+        return res;
     }
     if (strcmp(op, "set_json") == 0) {
         const json *doc = json_get(step, "json");
@@ -640,13 +789,19 @@ static verdict run_vector(const char *file, const json *vector) {
     const json *steps = json_get(vector, "steps");
     const char *title = name != NULL && name->type == JSON_STRING ? name->text : "(unnamed)";
     const json *read_through = json_get(vector, "read_through");
-    script loader = {.script = json_get(vector, "script")};
+    const json *writable = json_get(vector, "writable");
+    const json *store_fail = json_get(vector, "store_fail");
+    script loader = {.script = json_get(vector, "script"), .writes = json_new(JSON_ARRAY)};
+    atomic_init(&loader.store_fail, store_fail != NULL && store_fail->type == JSON_NUMBER
+                                        ? (size_t)store_fail->number
+                                        : 0);
     pthread_mutex_init(&loader.lock, NULL);
     run r = {.dir = tmp_dir_new(),
              .config = json_get(vector, "config"),
              .loader = &loader,
              .read_through = read_through != NULL && read_through->type == JSON_BOOL &&
-                             read_through->boolean};
+                             read_through->boolean,
+             .writable = writable != NULL && writable->type == JSON_BOOL && writable->boolean};
     bool ok = true;
     size_t i = 0;
     if (steps == NULL || steps->type != JSON_ARRAY) {
@@ -671,6 +826,7 @@ static verdict run_vector(const char *file, const json *vector) {
         sleep_seconds(0.01);
     }
     json_free(loader.loader_keys);
+    json_free(loader.writes);
     pthread_mutex_destroy(&loader.lock);
     if (r.mounted) {
         umount2(r.dir, MNT_DETACH);

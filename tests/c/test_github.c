@@ -3,7 +3,7 @@
  * the loopback origin (`tierstack-origin`, whose path is in
  * $TIERSTACK_ORIGIN_BIN): a real HTTP server that counts its requests and
  * injects faults. The test talks to its control API (under /_origin/ on the
- * api URL) with the small HTTP/1.1 client below. Every case asserts the
+ * api URL) with the small HTTP/1.1 client of origin.c. Every case asserts the
  * origin's request count exactly.
  *
  * The second-process case runs this binary again (`--second-process
@@ -14,7 +14,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,204 +28,21 @@
 
 #include "check.h"
 #include "json.h"
+#include "origin.h"
 
 #define K(s) (s), (sizeof(s) - 1)
 
 #define BASE "apps/v4/registry/new-york-v4"
 #define BUTTON "component:react:button"
 
-/* ---- the origin: a child process and its control API ---- */
+/* ---- the origin's control API (the process: origin.c) ---- */
 
-static pid_t origin_pid = -1;
-static int origin_stdin = -1; /* the origin exits when this is closed */
-static char origin_api[128], origin_raw[128], origin_other[128];
-static struct sockaddr_in api_addr;
 static const char *self_path; /* argv[0], for the second process */
 
-/* Copies the string member `key` of `object` into `out`. */
-static bool copy_member(const json *object, const char *key, char *out, size_t len) {
-    const json *v = json_get(object, key);
-    if (v == NULL || v->type != JSON_STRING || v->len >= len) {
-        return false;
-    }
-    memcpy(out, v->text, v->len + 1);
-    return true;
-}
-
-/* Parses "http://127.0.0.1:PORT" into an IPv4 address. */
-static bool parse_url(const char *url, struct sockaddr_in *addr) {
-    const char *prefix = "http://";
-    if (strncmp(url, prefix, strlen(prefix)) != 0) {
-        return false;
-    }
-    char host[64];
-    const char *hp = url + strlen(prefix);
-    const char *colon = strchr(hp, ':');
-    if (colon == NULL || (size_t)(colon - hp) >= sizeof host) {
-        return false;
-    }
-    memcpy(host, hp, (size_t)(colon - hp));
-    host[colon - hp] = '\0';
-    long port = strtol(colon + 1, NULL, 10);
-    memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons((uint16_t)port);
-    return port > 0 && port < 65536 && inet_pton(AF_INET, host, &addr->sin_addr) == 1;
-}
-
-/* Starts $TIERSTACK_ORIGIN_BIN with a pipe on its stdin and reads the JSON
- * line of its URLs. Called before any cache is opened (and so before
- * tierstack starts any thread). */
-static bool origin_start(void) {
-    const char *bin = getenv("TIERSTACK_ORIGIN_BIN");
-    if (bin == NULL || *bin == '\0') {
-        fprintf(stderr, "TIERSTACK_ORIGIN_BIN is not set (tests/run-c sets it)\n");
-        return false;
-    }
-    int in[2], out[2];
-    if (pipe(in) != 0 || pipe(out) != 0) {
-        perror("pipe");
-        return false;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        return false;
-    }
-    if (pid == 0) {
-        dup2(in[0], STDIN_FILENO);
-        dup2(out[1], STDOUT_FILENO);
-        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
-        execl(bin, bin, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    fcntl(in[1], F_SETFD, FD_CLOEXEC);
-    origin_pid = pid;
-    origin_stdin = in[1];
-
-    char line[1024];
-    FILE *urls = fdopen(out[0], "r");
-    bool ok = urls != NULL && fgets(line, sizeof line, urls) != NULL;
-    if (urls != NULL) {
-        fclose(urls);
-    }
-    if (!ok) {
-        fprintf(stderr, "%s printed no line of URLs\n", bin);
-        return false;
-    }
-    char err[128];
-    json *doc = json_parse(line, strlen(line), err, sizeof err);
-    ok = doc != NULL && copy_member(doc, "api", origin_api, sizeof origin_api) &&
-         copy_member(doc, "raw", origin_raw, sizeof origin_raw) &&
-         copy_member(doc, "other", origin_other, sizeof origin_other) &&
-         parse_url(origin_api, &api_addr);
-    json_free(doc);
-    if (!ok) {
-        fprintf(stderr, "cannot read the origin's URLs from: %s\n", line);
-    }
-    return ok;
-}
-
-/* Closes the origin's stdin (it exits at EOF) and reaps it. */
-static void origin_stop(void) {
-    if (origin_stdin >= 0) {
-        close(origin_stdin);
-        origin_stdin = -1;
-    }
-    if (origin_pid > 0) {
-        int status;
-        for (int i = 0; i < 500; i++) {
-            if (waitpid(origin_pid, &status, WNOHANG) == origin_pid) {
-                origin_pid = -1;
-                return;
-            }
-            sleep_seconds(0.01);
-        }
-        kill(origin_pid, SIGKILL);
-        waitpid(origin_pid, &status, 0);
-        origin_pid = -1;
-    }
-}
-
-/* One HTTP/1.1 exchange with the api listener (`Connection: close`): the
- * status, and the body in *body (malloc'd, NUL-terminated; may be NULL).
- * -1 when the exchange itself failed. */
+/* One JSON exchange with the api listener; see origin_http. */
 static int http(const char *method, const char *path, const char *payload, char **body) {
-    if (body != NULL) {
-        *body = NULL;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    if (connect(fd, (const struct sockaddr *)&api_addr, sizeof api_addr) != 0) {
-        close(fd);
-        return -1;
-    }
-    size_t payload_len = payload != NULL ? strlen(payload) : 0;
-    json_buf req = {0};
-    char head[512];
-    int n = snprintf(head, sizeof head,
-                     "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                     method, path, origin_api + strlen("http://"), payload_len);
-    json_buf_append(&req, head, (size_t)n);
-    if (payload_len > 0) {
-        json_buf_append(&req, payload, payload_len);
-    }
-    size_t sent = 0;
-    while (sent < req.len) {
-        ssize_t w = send(fd, req.data + sent, req.len - sent, 0);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            json_buf_free(&req);
-            close(fd);
-            return -1;
-        }
-        sent += (size_t)w;
-    }
-    json_buf_free(&req);
-
-    /* The answer: read to EOF (the server closes after it). */
-    json_buf resp = {0};
-    char chunk[4096];
-    for (;;) {
-        ssize_t r = recv(fd, chunk, sizeof chunk, 0);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            break;
-        }
-        json_buf_append(&resp, chunk, (size_t)r);
-    }
-    close(fd);
-
-    int status = -1;
-    const char *end = resp.data != NULL ? strstr(resp.data, "\r\n\r\n") : NULL;
-    if (end != NULL && sscanf(resp.data, "HTTP/1.1 %d", &status) == 1) {
-        const char *start = end + 4;
-        size_t len = resp.len - (size_t)(start - resp.data);
-        /* The head's Content-Length must match what arrived. */
-        const char *cl = strstr(resp.data, "Content-Length: ");
-        if (cl == NULL || cl > end || strtoul(cl + 16, NULL, 10) != len) {
-            status = -1;
-        } else if (body != NULL) {
-            *body = malloc(len + 1);
-            if (*body == NULL) {
-                abort();
-            }
-            memcpy(*body, start, len);
-            (*body)[len] = '\0';
-        }
-    }
-    json_buf_free(&resp);
-    return status;
+    return origin_http(method, path, "Content-Type: application/json\r\n", payload,
+                       payload != NULL ? strlen(payload) : 0, body);
 }
 
 /* POSTs a control action; checks that the origin answered 200. */

@@ -299,29 +299,40 @@ static void test_null_arguments(void) {
 }
 
 static tierstack_result store_fn(void *user_data, const char *key, size_t key_len,
-                                 const uint8_t *data, size_t len) {
+                                 const uint8_t *data, size_t len, const char *idempotency_key,
+                                 size_t idempotency_key_len, tierstack_write *write) {
     (void)user_data, (void)key, (void)key_len, (void)data, (void)len;
+    (void)idempotency_key, (void)idempotency_key_len, (void)write;
     return TIERSTACK_RESULT_OK;
 }
 
-static tierstack_result remove_fn(void *user_data, const char *key, size_t key_len) {
+static tierstack_result remove_fn(void *user_data, const char *key, size_t key_len,
+                                  const char *idempotency_key, size_t idempotency_key_len,
+                                  tierstack_write *write) {
     (void)user_data, (void)key, (void)key_len;
+    (void)idempotency_key, (void)idempotency_key_len, (void)write;
     return TIERSTACK_RESULT_OK;
 }
 
-static void test_reserved_store_and_remove_are_refused(void) {
+static void test_store_and_remove_go_together(void) {
     dir = tmp_dir_new();
     char *config = config_in(dir, "");
     tierstack_cache *other = NULL;
     tierstack_source source = {.load = test_loader, .store = store_fn, .remove = NULL};
     CHECK_RESULT(tierstack_cache_open_with_source(config, &source, NULL, &other),
                  TIERSTACK_RESULT_INVALID_ARGUMENT);
+    CHECK(strcmp(last_error(), "invalid_argument: source->remove is NULL but source->store is "
+                               "not: a writable source gives both, a read-only one neither") == 0);
     source = (tierstack_source){.load = test_loader, .store = NULL, .remove = remove_fn};
     CHECK_RESULT(tierstack_cache_open_with_source(config, &source, NULL, &other),
                  TIERSTACK_RESULT_INVALID_ARGUMENT);
-    CHECK(strcmp(last_error(), "invalid_argument: source->store and source->remove are reserved "
-                               "for write strategies and must be NULL") == 0);
+    CHECK(strcmp(last_error(), "invalid_argument: source->store is NULL but source->remove is "
+                               "not: a writable source gives both, a read-only one neither") == 0);
     CHECK(other == NULL);
+    /* Both: a writable source, which any strategy accepts. */
+    source = (tierstack_source){.load = test_loader, .store = store_fn, .remove = remove_fn};
+    CHECK_OK(tierstack_cache_open_with_source(config, &source, NULL, &other));
+    tierstack_cache_free(other);
     free(config);
     tmp_dir_remove(dir);
 }
@@ -897,8 +908,8 @@ int main(void) {
     check_case("a second answer and a load handle used after its call are refused",
                test_second_answer_and_use_after_the_call);
     check_case("NULL loaders, sources and handles; the new result codes", test_null_arguments);
-    check_case("a source's reserved store/remove must be NULL",
-               test_reserved_store_and_remove_are_refused);
+    check_case("a source's store and remove go together: one alone is INVALID_ARGUMENT",
+               test_store_and_remove_go_together);
     check_case("fail-safe: a failing loader serves the stale copy, marked stale",
                test_failing_loader_serves_stale);
     check_case("fail-safe: an open breaker serves stale, else source_unavailable",
