@@ -930,9 +930,16 @@ impl SqliteTier {
     }
 
     /// Reads the file's totals (another process may have changed them) and
-    /// returns the bytes held.
+    /// returns the bytes held. Read on the writer connection, under its
+    /// lock: the totals this process stores are then in commit order. (Read
+    /// on a pooled reader, an older snapshot could be stored after a newer
+    /// total another thread's eviction had stored.)
     fn read_totals(&self) -> Result<u64> {
-        self.read(|conn| self.refresh_totals(conn))?;
+        let writer = self.writer.lock();
+        match writer.as_ref() {
+            Some(conn) => self.refresh_totals(conn)?,
+            None => return Err(Error::closed()),
+        }
         Ok(self.bytes())
     }
 
