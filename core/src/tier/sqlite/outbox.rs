@@ -327,6 +327,7 @@ impl SqliteTier {
     /// `now_ms + lease_ms`, unless another holder's lease runs and its
     /// process is alive (the file is per host, so its pid tells); whether
     /// it is held. A holder new to the lease makes every pending write due.
+    /// A lease with more than half of it to run is not renewed (no write).
     pub(crate) fn outbox_lease(&self, holder: i64, now_ms: u64, lease_ms: u64) -> Result<bool> {
         let other = self.read(|conn| {
             conn.prepare_cached("SELECT holder, pid, until_ms FROM outbox_lease WHERE id = 1")?
@@ -341,6 +342,12 @@ impl SqliteTier {
         })?;
         let (other, dead) = match other {
             Some((h, pid, until)) if h != holder && until > now_ms as i64 => (h, !pid_alive(pid)),
+            // Held, with more than half of it to run: no write to renew it.
+            Some((h, _, until))
+                if h == holder && until > now_ms.saturating_add(lease_ms / 2) as i64 =>
+            {
+                return Ok(true);
+            }
             _ => (holder, false),
         };
         if other != holder && !dead {
