@@ -72,20 +72,29 @@ pub const ENTRY_OVERHEAD: u64 = 96;
 pub(crate) type TakenReads = Vec<(i64, u64)>;
 
 thread_local! {
-    /// Set by [`MemoryTier::get`] while the map copies an entry out for a
-    /// read; see [`Reads`].
-    static READING: Cell<bool> = const { Cell::new(false) };
+    /// Set while the map copies entries out for something that is not a
+    /// read (a peek, a walk); see [`Reads`].
+    static PEEKING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, whose copies of entries are not reads (see [`Reads`]).
+fn peeking<R>(f: impl FnOnce() -> R) -> R {
+    PEEKING.set(true);
+    let out = f();
+    PEEKING.set(false);
+    out
 }
 
 /// The reads of one L1 entry not yet handed to L2.
 ///
 /// The map hands an entry out only as a copy (`Clone`), made under its
-/// shard's read lock from the entry in its slot. [`MemoryTier::get`] marks
-/// the copy it asks for as a read (a thread-local flag), and that copy adds
-/// one to the slot's count: an atomic add on a cache line the lookup has
-/// just read, with no lock and no second probe. Every other copy (a peek, a
-/// walk) leaves the count alone. Threads reading one key at once share that
-/// cache line, as they share the value's refcount.
+/// shard's read lock from the entry in its slot, and a copy is a read
+/// unless made inside [`peeking`] (which every peek and walk of this
+/// module is): it adds one to the slot's count, an atomic add on a cache
+/// line the lookup has just read, with no lock and no second probe. The hit
+/// path reads the thread-local flag once and writes nothing but the count.
+/// Threads reading one key at once share that cache line, as they share the
+/// value's refcount.
 #[derive(Debug, Default)]
 struct Reads(AtomicU64);
 
@@ -98,10 +107,10 @@ impl Reads {
 impl Clone for Reads {
     #[inline]
     fn clone(&self) -> Self {
-        let n = if READING.get() {
-            self.0.fetch_add(1, Ordering::Relaxed) + 1
-        } else {
+        let n = if PEEKING.get() {
             self.get()
+        } else {
+            self.0.fetch_add(1, Ordering::Relaxed) + 1
         };
         Self(AtomicU64::new(n))
     }
@@ -486,10 +495,7 @@ impl MemoryTier {
     /// An expired entry is removed on the way.
     #[inline]
     pub(crate) fn get(&self, key: &str, now_ms: u64) -> Option<MemEntry> {
-        READING.set(true);
-        let found = self.map.get(key);
-        READING.set(false);
-        let entry = found?;
+        let entry = self.map.get(key)?;
         if now_ms < entry.expires_ms {
             if !self.unwalked.load(Ordering::Relaxed) {
                 self.unwalked.store(true, Ordering::Relaxed);
@@ -511,7 +517,7 @@ impl MemoryTier {
 
     /// The fresh entry of `key`, not counted as a read.
     pub(crate) fn peek_fresh(&self, key: &str, now_ms: u64) -> Option<MemEntry> {
-        self.map.peek(key).filter(|e| now_ms < e.expires_ms)
+        self.peek(key).filter(|e| now_ms < e.expires_ms)
     }
 
     /// Reads of `key` counted here and not yet handed to L2 (`row`: the L2
@@ -519,7 +525,6 @@ impl MemoryTier {
     /// entries that left L1.
     pub(crate) fn pending_reads(&self, key: &str, row: i64) -> u64 {
         let held = self
-            .map
             .peek(key)
             .filter(|e| e.row == row)
             .map_or(0, |e| e.reads.get());
@@ -564,7 +569,7 @@ impl MemoryTier {
 
     /// Whether `key` holds a fresh entry; does not count as a use.
     pub(crate) fn contains_fresh(&self, key: &str, now_ms: u64) -> bool {
-        self.map.peek(key).is_some_and(|e| now_ms < e.expires_ms)
+        self.peek(key).is_some_and(|e| now_ms < e.expires_ms)
     }
 
     /// Stores an entry under a new version, which it returns; one too large
@@ -580,7 +585,7 @@ impl MemoryTier {
         // A rewrite of the key keeps its first write, and the reads of the
         // row it rewrites not yet handed to L2 (insertions of a key are
         // ordered by its stripe's lock, held by every caller).
-        let old = match self.map.peek(key) {
+        let old = match self.peek(key) {
             // No L2: no walk hands reads over, so a copy of the count is
             // exact but for hits racing this write.
             Some(old) if old.row == 0 && entry.row == 0 => Some(old),
@@ -622,7 +627,7 @@ impl MemoryTier {
         let pairs: usize = tagged.values().map(Vec::len).sum();
         if pairs > 2 * self.map.len() + 1024 {
             for list in tagged.values_mut() {
-                list.retain(|(k, v)| self.map.peek(k).is_some_and(|e| e.version == *v));
+                list.retain(|(k, v)| self.peek(k).is_some_and(|e| e.version == *v));
             }
             tagged.retain(|_, list| !list.is_empty());
         }
@@ -647,10 +652,19 @@ impl MemoryTier {
 
     /// Fresh keys, in no particular order.
     pub(crate) fn fresh_keys(&self, now_ms: u64) -> impl Iterator<Item = String> + '_ {
-        self.map
-            .iter()
-            .filter(move |(_, e)| now_ms < e.expires_ms)
-            .map(|(k, _)| k.into_string())
+        let keys: Vec<String> = peeking(|| {
+            self.map
+                .iter()
+                .filter(move |(_, e)| now_ms < e.expires_ms)
+                .map(|(k, _)| k.into_string())
+                .collect()
+        });
+        keys.into_iter()
+    }
+
+    /// `key`'s entry, fresh or not, not counted as a read.
+    fn peek(&self, key: &str) -> Option<MemEntry> {
+        peeking(|| self.map.peek(key))
     }
 
     pub(crate) fn entries(&self) -> u64 {
