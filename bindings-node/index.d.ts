@@ -156,9 +156,9 @@ export declare class HybridStorage {
    */
   deadLetters(): Promise<DeadLetter[]>
   /**
-   * Queues every dead letter again with its attempts reset (one whose
-   * key has a newer write pending is dropped: that write supersedes it);
-   * resolves to how many were queued.
+   * Queues every dead letter again with its attempts reset; resolves to
+   * how many were queued. (A key written since its write died has no
+   * dead letter any more: retried, it would put an older value back.)
    */
   retryDeadLetters(): Promise<number>
   /** Deletes every dead letter; resolves to how many there were. */

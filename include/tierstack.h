@@ -707,8 +707,8 @@ tierstack_result tierstack_cache_pending_writes_json(const tierstack_cache *cach
                                                      char **out);
 
 // Queues every dead letter again, with its attempts starting from zero
-// (one whose key has a newer write pending is dropped instead: that
-// write supersedes it). If `queued` is not NULL it receives how
+// (a key written since its write died has no dead letter any more:
+// retried, it would put an older value back). If `queued` is not NULL it receives how
 // many were queued. `TIERSTACK_RESULT_CLOSED` on a closed cache. Any
 // thread may call this.
 tierstack_result tierstack_cache_retry_dead_letters(const tierstack_cache *cache,

@@ -980,9 +980,9 @@ impl HybridStorage {
         queued(env, promise)
     }
 
-    /// Queues every dead letter again with its attempts reset (one whose
-    /// key has a newer write pending is dropped: that write supersedes it);
-    /// resolves to how many were queued.
+    /// Queues every dead letter again with its attempts reset; resolves to
+    /// how many were queued. (A key written since its write died has no
+    /// dead letter any more: retried, it would put an older value back.)
     #[napi(ts_return_type = "Promise<number>")]
     pub fn retry_dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
         let promise = self

@@ -130,7 +130,8 @@ enum OutboxAction {
         json: bool,
     },
     /// Queue every dead letter again (a process writing behind on this file
-    /// delivers them); one whose key has a newer write pending is dropped
+    /// delivers them); a key written since its write died has no dead
+    /// letter any more
     Retry,
     /// Delete every dead letter
     Purge,

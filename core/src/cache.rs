@@ -1507,9 +1507,9 @@ impl Cache {
         self.off_thread(Engine::pending_writes).await
     }
 
-    /// Queues every dead letter again, with its attempts reset (one whose
-    /// key has a newer write pending is dropped: that write supersedes
-    /// it); returns how many were queued.
+    /// Queues every dead letter again, with its attempts reset; returns
+    /// how many were queued. (A later write of a key drops its dead
+    /// letter: retried, it would put an older value back.)
     pub async fn retry_dead_letters(&self) -> Result<u64> {
         self.off_thread(Engine::retry_dead_letters).await
     }

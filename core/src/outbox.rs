@@ -227,6 +227,8 @@ impl MemoryQueue {
         if let Some(old) = self.by_key.insert(key.to_owned(), version) {
             self.pending.remove(&old);
         }
+        // This write supersedes the key's dead letter.
+        self.dead.remove(key);
         let op = if value.is_some() {
             OutboxOp::Store
         } else {

@@ -250,8 +250,16 @@ fn a_source_that_always_fails_ends_in_dead_letters_which_can_be_retried_and_purg
     cache.flush().unwrap();
 
     store.fail.store(0, Ordering::SeqCst);
-    // `b` was written again meanwhile: its dead letter is superseded.
+    // `b` is written again: its dead letter is superseded (retried, it
+    // would put "1" back over "2").
     cache.set("b", "2").unwrap();
+    let dead: Vec<String> = cache
+        .dead_letters()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.key)
+        .collect();
+    assert_eq!(dead, ["a"]);
     assert_eq!(cache.retry_dead_letters().unwrap(), 1);
     cache.flush().unwrap();
     let mut writes = store.writes();

@@ -112,8 +112,8 @@ pub unsafe extern "C" fn tierstack_cache_pending_writes_json(
 }
 
 /// Queues every dead letter again, with its attempts starting from zero
-/// (one whose key has a newer write pending is dropped instead: that
-/// write supersedes it). If `queued` is not NULL it receives how
+/// (a key written since its write died has no dead letter any more:
+/// retried, it would put an older value back). If `queued` is not NULL it receives how
 /// many were queued. `TIERSTACK_RESULT_CLOSED` on a closed cache. Any
 /// thread may call this.
 #[unsafe(no_mangle)]

@@ -129,8 +129,10 @@ pub(crate) struct Depth {
     pub(crate) next_due_ms: Option<u64>,
 }
 
-/// Queues `key`'s write for the source, replacing any pending one; part of
-/// the transaction that writes the key's row.
+/// Queues `key`'s write for the source, replacing any pending one and
+/// dropping the key's dead letter (this write supersedes it: retried later,
+/// it would put an older value back); part of the transaction that writes
+/// the key's row.
 pub(crate) fn enqueue(
     tx: &Transaction<'_>,
     key: &str,
@@ -159,6 +161,8 @@ pub(crate) fn enqueue(
         idempotency_key,
         now_ms as i64
     ])?;
+    tx.prepare_cached("DELETE FROM dead_letters WHERE key = ?1")?
+        .execute([key])?;
     Ok(())
 }
 
@@ -288,9 +292,8 @@ impl SqliteTier {
     }
 
     /// Puts the dead letters back in the outbox with their attempts reset,
-    /// due at `now_ms`; a dead letter whose key has a newer write pending
-    /// is dropped instead (that write supersedes it). Returns how many were
-    /// queued again.
+    /// due at `now_ms`. (A key written since its write died has no dead
+    /// letter any more: see [`enqueue`].) Returns how many were queued.
     pub(crate) fn retry_dead_letters(&self, now_ms: u64) -> Result<u64> {
         self.with_writer(|tx| {
             let queued = tx.execute(
