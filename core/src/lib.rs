@@ -48,13 +48,13 @@ pub use cache::{Cache, MAINTENANCE_INTERVAL};
 pub use clock::{Clock, ManualClock};
 pub use config::{
     CacheBuilder, CircuitBreakerConfig, Config, FailSafeConfig, MemoryConfig, OnCorrupt,
-    SqliteConfig, Strategy,
+    RedisConfig, RedisUrl, SqliteConfig, Strategy,
 };
 pub use entry::{Entry, GetOptions, Lookup, Metadata, SetOptions, Tier};
 pub use error::{Error, ErrorKind, Result};
 pub use outbox::{DeadLetter, OutboxConfig, OutboxStats, PendingWrite};
 pub use source::{Fetched, GitHub, GitHubConfig, Loaded, RateLimit, Source};
-pub use stats::{SourceStats, Stats, TIME_SAMPLE_EVERY, TierStats};
+pub use stats::{RedisStats, SourceStats, Stats, TIME_SAMPLE_EVERY, TierStats};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]
