@@ -542,3 +542,66 @@ fn without_a_section_or_disabled_nothing_connects() {
         );
     }
 }
+
+#[test]
+fn a_redis_that_never_answers_is_a_failure_after_the_timeout() {
+    // Accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let mut redis = RedisConfig::new(format!("redis://127.0.0.1:{port}/0"));
+    redis.timeout = Duration::from_millis(100);
+    let cache = Cache::builder()
+        .sqlite_path(dir.path().join("silent.db"))
+        .clock(clock.clone())
+        .redis(redis)
+        .build_blocking()
+        .unwrap();
+    let started = std::time::Instant::now();
+    cache.set("k", "v").unwrap();
+    assert_eq!(cache.get("missing").unwrap(), None);
+    assert_eq!(tier(&cache, "k"), hit("v", Tier::Memory));
+    let took = started.elapsed();
+    assert_eq!(redis_counts(&cache), ((0, 0), (2, 0)));
+    // Two calls, each given up at the timeout (with room for a slow machine).
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    drop(silent);
+}
+
+#[test]
+fn the_async_cache_reads_and_writes_through_redis() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let a = machine(&dir, "a", &server.url(), &clock).build().unwrap();
+    let b = machine(&dir, "b", &server.url(), &clock).build().unwrap();
+    // On a runtime of the caller's own, single-threaded: the Redis calls run
+    // on the shared runtime while the caller's thread waits.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        a.set("k", "v").await.unwrap();
+        let found = b.lookup("k").await.unwrap().unwrap();
+        assert_eq!((&found.value[..], found.tier), (&b"v"[..], Tier::Redis));
+        let found = b
+            .lookup_or_load(
+                "loaded",
+                |_| async { Ok(Fetched::value("l")) },
+                GetOptions::new(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.tier, Tier::Source);
+        let found = a.lookup("loaded").await.unwrap().unwrap();
+        assert_eq!((&found.value[..], found.tier), (&b"l"[..], Tier::Redis));
+    });
+    for cache in [&a, &b] {
+        let redis = cache.stats().redis.unwrap();
+        assert_eq!((redis.errors, redis.skipped), (0, 0));
+    }
+}

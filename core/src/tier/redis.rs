@@ -19,6 +19,8 @@
 //! - **Clear** walks this prefix's keys with `SCAN MATCH <prefix>*` and
 //!   `UNLINK`s them, for at most [`CLEAR_LIMIT`]; what is left past that
 //!   is logged and goes at its own expiry.
+//! - **Not consulted** by `has`, `keys`, `len` and `entry`: they report
+//!   this host's tiers.
 //! - **Tag invalidation** removes from Redis the keys it removed from this
 //!   host's tiers; tagged keys that only other machines hold stay in Redis
 //!   until the backplane (a later step) carries invalidations.
