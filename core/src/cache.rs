@@ -25,9 +25,11 @@ use crate::load::{Fetcher, Loads, ManyFetcher, Probe};
 use crate::outbox::{DeadLetter, Outbox, OutboxStats, PendingWrite};
 use crate::runtime;
 use crate::source::{Fetched, GitHub, Source};
-use crate::stats::{Counters, SourceStats, Stats};
+use crate::stats::{Counters, RedisStats, SourceStats, Stats};
 use crate::tier::Inspection;
+use crate::tier::envelope::Stored;
 use crate::tier::memory::{self, L1, MemEntry, MemoryTier, Ticket};
+use crate::tier::redis::RedisTier;
 use crate::tier::sqlite::{self, Found, Outcome, Row, SqliteTier, Write};
 
 /// How often L2 maintenance runs when nothing asks for it sooner: buffered
@@ -40,6 +42,9 @@ pub(crate) struct Engine {
     pub(crate) clock: Clock,
     memory: Option<L1>,
     pub(crate) sqlite: Option<SqliteTier>,
+    /// The Redis shared by many machines (see [`crate::tier`]); always
+    /// `None` in a build without the `redis` feature.
+    redis: Option<RedisTier>,
     pub(crate) counters: Arc<Counters>,
     closed: AtomicBool,
     /// The L2 [`SqliteTier::file_epoch`] the L1 was last checked against.
@@ -101,6 +106,8 @@ impl Engine {
         let source = source.filter(|_| strategy != Strategy::CacheAside);
         let breaker = Breaker::new(config.circuit_breaker.clone(), clock.clone());
         let counters = Arc::new(Counters::default());
+        // Nothing connects here: the first call does.
+        let redis = RedisTier::open(&config, clock.clone(), counters.clone())?;
         let memory = config.memory.enabled.then(|| {
             L1::new(
                 config.memory.max_bytes,
@@ -125,6 +132,7 @@ impl Engine {
             clock,
             memory,
             sqlite,
+            redis,
             counters,
             closed: AtomicBool::new(false),
             l1_epoch: AtomicU64::new(0),
@@ -247,9 +255,9 @@ impl Engine {
         if self.memory.is_some() {
             self.counters.memory.misses.incr();
         }
-        match self.read_sqlite(key, now)? {
+        match self.read_below(key, now)? {
             Below::Fresh((lookup, _), refresh) => Ok(Probe::Fresh(lookup, refresh)),
-            Below::Stale(found) => Ok(Probe::Stale(found)),
+            Below::Stale(found, tier) => Ok(Probe::Stale(found, tier)),
             Below::Miss => Ok(Probe::Miss),
         }
     }
@@ -372,7 +380,7 @@ impl Engine {
 
     #[inline(never)]
     fn lookup_below_memory(&self, key: &str, now: u64) -> Result<Option<(Lookup, Option<u64>)>> {
-        match self.read_sqlite(key, now)? {
+        match self.read_below(key, now)? {
             Below::Fresh(found, refresh) => {
                 if refresh {
                     self.refresh_configured(
@@ -382,12 +390,12 @@ impl Engine {
                 }
                 Ok(Some(found))
             }
-            Below::Stale(_) | Below::Miss => Ok(None),
+            Below::Stale(..) | Below::Miss => Ok(None),
         }
     }
 
-    /// L2's answer for `key`, promoted if fresh; counted.
-    fn read_sqlite(&self, key: &str, now: u64) -> Result<Below> {
+    /// What L2, then Redis, hold for `key`, promoted if fresh; counted.
+    fn read_below(&self, key: &str, now: u64) -> Result<Below> {
         let mut below = Below::Miss;
         if let Some(sqlite) = &self.sqlite {
             let start = Instant::now();
@@ -404,13 +412,75 @@ impl Engine {
                 }
                 Some(found) if now < found.stale_until_ms => {
                     self.counters.sqlite.misses.incr();
-                    below = Below::Stale(found);
+                    below = Below::Stale(found, Tier::Sqlite);
                 }
                 _ => self.counters.sqlite.misses.incr(),
             }
         }
+        if let Some(redis) = &self.redis {
+            let start = Instant::now();
+            match redis.get(key) {
+                Some(Some(stored)) if now < stored.expires_ms => {
+                    let refresh = now >= self.refresh_ms(stored.created_ms, stored.expires_ms);
+                    let promoted = self.promote_from_redis(key, stored, now);
+                    self.counters.redis.hits.incr();
+                    self.counters.redis.record_time(start.elapsed());
+                    return Ok(Below::Fresh(promoted, refresh));
+                }
+                Some(Some(stored)) if now < stored.stale_until_ms => {
+                    self.counters.redis.misses.incr();
+                    if let Below::Miss = below {
+                        below = Below::Stale(stored.into_found(), Tier::Redis);
+                    }
+                }
+                Some(_) => self.counters.redis.misses.incr(),
+                // Skipped or failed: counted as such.
+                None => {}
+            }
+        }
         self.counters.misses.incr();
         Ok(below)
+    }
+
+    /// Writes a Redis hit into L2 (if it fits there; a failure is logged)
+    /// and L1, as its own write would, and reports it.
+    fn promote_from_redis(&self, key: &str, stored: Stored, now: u64) -> (Lookup, Option<u64>) {
+        let memory = self.l1(now);
+        let pending = memory.map(|m| m.begin(key));
+        let (mut seq, mut row) = (None, 0);
+        if let Some(sqlite) = &self.sqlite
+            && self.check_fits(key, stored.value.len()).is_ok()
+        {
+            let written = sqlite.write(vec![Write::Put(stored.to_row(key))]);
+            self.follow_file_swap();
+            match written {
+                Ok(outcomes) => {
+                    if let Some(outcome) = outcomes.first() {
+                        (seq, row) = (Some(outcome.seq), outcome.row.unwrap_or(0));
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(key = %key::quote(key), error = %err, "copying a Redis hit into L2 failed");
+                }
+            }
+        }
+        let mut version = None;
+        if let (Some(memory), Some(pending)) = (memory, &pending) {
+            let expires_ms = stored
+                .expires_ms
+                .min(now.saturating_add(ms(self.config.memory.ttl)));
+            let entry = MemEntry::new(stored.value.clone(), stored.created_ms, expires_ms)
+                .in_row(row)
+                .refresh_at(self.refresh_ms(stored.created_ms, stored.expires_ms));
+            version = memory.apply(pending, key, Some(entry), &stored.tags, seq);
+        }
+        let lookup = Lookup {
+            value: stored.value,
+            tier: Tier::Redis,
+            stale: false,
+            age: Duration::from_millis(now.saturating_sub(stored.created_ms)),
+        };
+        (lookup, version)
     }
 
     /// When a value written at `created_ms` to expire at `expires_ms` is
@@ -511,6 +581,30 @@ impl Engine {
             if hits > 0 {
                 let each = start.elapsed() / hits as u32;
                 (0..hits).for_each(|_| self.counters.sqlite.record_time(each));
+            }
+        }
+        if let (Some(redis), false) = (&self.redis, missing.is_empty()) {
+            let start = Instant::now();
+            let wanted: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
+            if let Some(found) = redis.get_many(&wanted) {
+                let mut hits = 0u64;
+                let mut found = found.into_iter();
+                missing.retain(
+                    |&i| match found.next().flatten().filter(|s| now < s.expires_ms) {
+                        Some(stored) => {
+                            out[i] = Some(self.promote_from_redis(keys[i], stored, now).0.value);
+                            hits += 1;
+                            false
+                        }
+                        None => true,
+                    },
+                );
+                self.counters.redis.hits.add(hits);
+                self.counters.redis.misses.add(missing.len() as u64);
+                if hits > 0 {
+                    let each = start.elapsed() / hits as u32;
+                    (0..hits).for_each(|_| self.counters.redis.record_time(each));
+                }
             }
         }
         self.counters.misses.add(missing.len() as u64);
@@ -687,6 +781,8 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
+        // Written to Redis after L2 and L1.
+        let shared = self.redis.as_ref().map(|redis| (redis, rows.clone()));
         let written: Vec<Option<Outcome>> = match &self.sqlite {
             Some(sqlite) => {
                 let writes = rows
@@ -715,6 +811,10 @@ impl Engine {
                 let entry = entry.in_row(row.unwrap_or(0));
                 memory.apply(&pending, &key, Some(entry), &options.tags, seq);
             }
+        }
+        if let Some((redis, rows)) = shared {
+            // A failure is counted and logged by the tier; the write stands.
+            redis.put(&rows, now);
         }
         self.counters.sets.add(count);
         Ok(())
@@ -758,6 +858,9 @@ impl Engine {
         }
         if let (Some(memory), Some(pending)) = (memory, &pending) {
             memory.apply(pending, key, None, &[], seq);
+        }
+        if let Some(redis) = &self.redis {
+            redis.delete(&[key]);
         }
         if existed {
             self.counters.deletes.incr();
@@ -866,6 +969,9 @@ impl Engine {
         if let (Some(memory), Some(pending)) = (memory, &pending) {
             memory.invalidate_all(pending, seq);
         }
+        if let Some(redis) = &self.redis {
+            redis.clear();
+        }
         Ok(())
     }
 
@@ -892,6 +998,12 @@ impl Engine {
         }
         removed.sort_unstable();
         removed.dedup();
+        if let Some(redis) = &self.redis {
+            // Only the keys this host held: the backplane is to carry tag
+            // invalidations to the other machines' keys.
+            let keys: Vec<&str> = removed.iter().map(String::as_str).collect();
+            redis.delete(&keys);
+        }
         let count = removed.len() as u64;
         self.counters.deletes.add(count);
         Ok(count)
@@ -1048,6 +1160,9 @@ impl Engine {
                 s.max_bytes(),
             ));
         }
+        if self.redis.is_some() {
+            tiers.push(c.tier(Tier::Redis).snapshot(Tier::Redis, 0, 0, 0));
+        }
         let hits: u64 = tiers.iter().map(|t| t.hits).sum();
         let misses = c.misses.get();
         let reads = hits + misses;
@@ -1073,6 +1188,11 @@ impl Engine {
             },
             breaker: self.loads.breaker.status(),
             outbox: self.outbox_stats(),
+            redis: self.redis.as_ref().map(|redis| RedisStats {
+                errors: c.redis_errors.get(),
+                skipped: c.redis_skipped.get(),
+                breaker: redis.breaker_status(),
+            }),
         }
     }
 
@@ -1081,12 +1201,12 @@ impl Engine {
     }
 }
 
-/// What L2 holds for a key.
+/// What L2 or Redis hold for a key.
 enum Below {
     /// Fresh, promoted; whether due for a refresh ahead.
     Fresh((Lookup, Option<u64>), bool),
-    /// Expired, within `fail_safe.max_stale`.
-    Stale(sqlite::Found),
+    /// Expired, within `fail_safe.max_stale`; the tier holding it.
+    Stale(sqlite::Found, Tier),
     Miss,
 }
 

@@ -24,6 +24,7 @@
 //! | `negative_ttl` | 60 | how long a source's "not found" is remembered (0: not at all) |
 //! | `refresh_ahead` | 0.8 | a hit past this share of its TTL is refreshed from the source in the background (0 or 1: never) |
 //! | `github.*` | absent | GitHub as the source of truth; see [`GitHubConfig`] |
+//! | `redis.*` | absent | a Redis shared by many machines, between the L2 file and the source; see [`RedisConfig`] (needs the `redis` Cargo feature) |
 //! | `ttl_jitter` | 0.1 | a loaded value's TTL is shortened by a random share up to this, so that values loaded together do not expire together (0: exact TTLs); in `[0, 1)` |
 //!
 //! Durations in a config are at most 100 years ([`MAX_TTL`]); the TTLs are
@@ -42,12 +43,15 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+pub use self::redis::{MAX_REDIS_TIMEOUT, RedisConfig, RedisUrl};
 pub use crate::breaker::CircuitBreakerConfig;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 pub use crate::outbox::OutboxConfig;
 use crate::source::Source;
 pub use crate::source::github::{GitHubConfig, Routes, Secret};
+
+mod redis;
 
 /// The environment variable that supplies `sqlite.path` when the config has none.
 pub const DB_PATH_ENV: &str = "TIERSTACK_DB_PATH";
@@ -86,6 +90,10 @@ pub struct Config {
     pub strategy: Strategy,
     /// The write-behind outbox.
     pub outbox: OutboxConfig,
+    /// A Redis shared by many machines; `None` (the default): not used.
+    /// Opening a cache with an enabled section fails with
+    /// [`ErrorKind::InvalidConfig`] in a build without the `redis` feature.
+    pub redis: Option<RedisConfig>,
 }
 
 /// How writes reach the source, and whether a miss loads from it.
@@ -224,6 +232,7 @@ impl Default for Config {
             github: None,
             strategy: Strategy::ReadThrough,
             outbox: OutboxConfig::default(),
+            redis: None,
         }
     }
 }
@@ -273,6 +282,12 @@ impl Config {
             Error::new(ErrorKind::InvalidConfig, "config: expected a JSON object")
         })?;
         for (name, section) in sections {
+            if name == "redis" && section.as_object().is_some_and(|s| !s.contains_key("url")) {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    "config: redis.url is required (missing field `url`)",
+                ));
+            }
             if section.is_array() {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
@@ -351,6 +366,9 @@ impl Config {
             github.validate()?;
         }
         self.outbox.validate()?;
+        if let Some(redis) = &self.redis {
+            redis.validate()?;
+        }
         Ok(())
     }
 
@@ -633,6 +651,12 @@ impl CacheBuilder {
     /// The write-behind outbox's settings.
     pub fn outbox(mut self, outbox: OutboxConfig) -> Self {
         self.config.outbox = outbox;
+        self
+    }
+
+    /// A Redis shared by many machines (see [`RedisConfig`]).
+    pub fn redis(mut self, redis: RedisConfig) -> Self {
+        self.config.redis = Some(redis);
         self
     }
 

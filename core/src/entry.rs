@@ -12,16 +12,19 @@ pub enum Tier {
     Memory,
     /// L2: the SQLite file shared by every process on the host.
     Sqlite,
+    /// The Redis shared by many machines (the `redis` Cargo feature).
+    Redis,
     /// The source of truth: the value was loaded for this read.
     Source,
 }
 
 impl Tier {
-    /// The tier's stable name: `"memory"`, `"sqlite"` or `"source"`.
+    /// The tier's stable name: `"memory"`, `"sqlite"`, `"redis"` or `"source"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Tier::Memory => "memory",
             Tier::Sqlite => "sqlite",
+            Tier::Redis => "redis",
             Tier::Source => "source",
         }
     }

@@ -3,6 +3,9 @@
 //! L1 is this process's memory (byte-bounded, per-entry TTL, scan-resistant
 //! eviction); L2 is a SQLite file shared by every process on the host, which
 //! survives restarts. A read walks L1 then L2 and promotes an L2 hit into L1.
+//! With the `redis` Cargo feature and a `redis` config section
+//! ([`RedisConfig`]), a Redis shared by many machines sits between L2 and
+//! the source (see [`tier`]).
 //!
 //! [`Cache`] is async; [`blocking::Cache`] is the same cache, synchronous.
 //! Both are opened from one [`Config`] (serde, JSON) or a [`CacheBuilder`].
@@ -48,13 +51,13 @@ pub use cache::{Cache, MAINTENANCE_INTERVAL};
 pub use clock::{Clock, ManualClock};
 pub use config::{
     CacheBuilder, CircuitBreakerConfig, Config, FailSafeConfig, MemoryConfig, OnCorrupt,
-    SqliteConfig, Strategy,
+    RedisConfig, RedisUrl, SqliteConfig, Strategy,
 };
 pub use entry::{Entry, GetOptions, Lookup, Metadata, SetOptions, Tier};
 pub use error::{Error, ErrorKind, Result};
 pub use outbox::{DeadLetter, OutboxConfig, OutboxStats, PendingWrite};
 pub use source::{Fetched, GitHub, GitHubConfig, Loaded, RateLimit, Source};
-pub use stats::{SourceStats, Stats, TIME_SAMPLE_EVERY, TierStats};
+pub use stats::{RedisStats, SourceStats, Stats, TIME_SAMPLE_EVERY, TierStats};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -254,23 +254,25 @@ impl Loads {
 pub(crate) enum Probe {
     /// A fresh value; whether it is due for a refresh ahead.
     Fresh(Lookup, bool),
-    /// An expired copy still within `fail_safe.max_stale`.
-    Stale(Found),
+    /// An expired copy still within `fail_safe.max_stale`, and the tier
+    /// holding it (L2 or Redis).
+    Stale(Found, Tier),
     /// Nothing usable.
     Miss,
 }
 
-/// A stale copy a caller may fall back on.
+/// A stale copy a caller may fall back on, and the tier holding it.
 #[derive(Clone)]
 struct Stale {
     found: Found,
+    tier: Tier,
 }
 
 impl Stale {
     fn lookup(&self, now: u64) -> Lookup {
         Lookup {
             value: self.found.value.clone(),
-            tier: Tier::Sqlite,
+            tier: self.tier,
             stale: true,
             age: Duration::from_millis(now.saturating_sub(self.found.created_ms)),
         }
@@ -361,7 +363,7 @@ impl Engine {
                 }
                 return Ok(Started::Done(Ok(Some(lookup))));
             }
-            Probe::Stale(found) => Some(Stale { found }),
+            Probe::Stale(found, tier) => Some(Stale { found, tier }),
             Probe::Miss => None,
         };
         if let Fetcher::Configured = fetcher

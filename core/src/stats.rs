@@ -188,6 +188,11 @@ impl TierCounters {
 pub(crate) struct Counters {
     pub(crate) memory: TierCounters,
     pub(crate) sqlite: TierCounters,
+    pub(crate) redis: TierCounters,
+    /// Redis calls that failed (see [`RedisStats::errors`]).
+    pub(crate) redis_errors: Counter,
+    /// Redis calls skipped while its breaker was open.
+    pub(crate) redis_skipped: Counter,
     pub(crate) misses: Counter,
     pub(crate) sets: Counter,
     /// Loaded values answered but not stored (see [`Stats::not_stored`]).
@@ -292,13 +297,17 @@ impl Counters {
         match tier {
             Tier::Memory => &self.memory,
             Tier::Sqlite | Tier::Source => &self.sqlite,
+            Tier::Redis => &self.redis,
         }
     }
 
     pub(crate) fn reset(&self) {
         self.memory.reset();
         self.sqlite.reset();
+        self.redis.reset();
         for c in [
+            &self.redis_errors,
+            &self.redis_skipped,
             &self.misses,
             &self.sets,
             &self.not_stored,
@@ -356,6 +365,22 @@ pub struct Stats {
     pub breaker: crate::BreakerStatus,
     /// The write-behind outbox; `None` for the other strategies.
     pub outbox: Option<crate::OutboxStats>,
+    /// The Redis tier's failures and breaker; `None` without one (its
+    /// hits and misses are its entry in `tiers`).
+    pub redis: Option<RedisStats>,
+}
+
+/// The Redis tier's failures, in [`Stats::redis`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RedisStats {
+    /// Calls that failed: an error, a refused or lost connection, or no
+    /// answer within `redis.timeout`. Each is also logged as a warning;
+    /// none reaches the caller.
+    pub errors: u64,
+    /// Calls not made because the tier's breaker was open.
+    pub skipped: u64,
+    /// The tier's own breaker (reading it changes nothing).
+    pub breaker: crate::BreakerStatus,
 }
 
 /// The counters of one tier.
@@ -416,7 +441,14 @@ impl Stats {
             ("negative_hits_total", self.source.negative_hits),
             ("refreshes_total", self.source.refreshes),
             ("breaker_trips_total", self.breaker.trips),
-        ] {
+        ]
+        .into_iter()
+        .chain(self.redis.iter().flat_map(|r| {
+            [
+                ("redis_errors_total", r.errors),
+                ("redis_skipped_total", r.skipped),
+            ]
+        })) {
             let _ = writeln!(out, "# TYPE tierstack_{name} counter");
             let _ = writeln!(out, "tierstack_{name}{{namespace=\"{ns}\"}} {value}");
         }

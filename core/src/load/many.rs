@@ -84,7 +84,7 @@ impl Engine {
                     done[i] = Some(lookup);
                     continue;
                 }
-                Probe::Stale(found) => Some(Stale { found }),
+                Probe::Stale(found, tier) => Some(Stale { found, tier }),
                 Probe::Miss => None,
             };
             if let ManyFetcher::Configured = fetcher

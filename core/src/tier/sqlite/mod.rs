@@ -198,7 +198,7 @@ pub struct Inspection {
 }
 
 /// A row to write.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Row {
     pub(crate) key: String,
     pub(crate) value: Bytes,

@@ -1,0 +1,607 @@
+//! The Redis tier against a real `redis-server` (found on PATH), started
+//! by each test on a free loopback port and killed when the test ends.
+//! Two "machines" are two caches with separate L2 files (and L1s) sharing
+//! one Redis, on one clock the test drives.
+
+#![cfg(feature = "redis")]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tierstack::blocking::Cache;
+use tierstack::source::from_blocking_fn;
+use tierstack::{
+    BreakerState, CacheBuilder, Config, ErrorKind, Fetched, GetOptions, Loaded, ManualClock,
+    RedisConfig, SetOptions, Tier,
+};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A `redis-server` of this test's own; killed on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    password: Option<String>,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    fn start_with(password: Option<&str>) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            password: password.map(str::to_owned),
+        };
+        server.run();
+        server
+    }
+
+    /// Starts the server on its port and returns once it accepts
+    /// connections (its log says so).
+    fn run(&mut self) {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let mut child = command
+            .spawn()
+            .expect("redis-server on PATH (tests/run-all installs it)");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("Ready to accept connections") => break,
+                Some(Ok(_)) => {}
+                _ => panic!(
+                    "redis-server on port {} exited before it was ready",
+                    self.port
+                ),
+            }
+        }
+        // Keep draining its log so that it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A "machine": its own L2 file and L1, on the shared clock and Redis.
+fn machine(dir: &tempfile::TempDir, name: &str, url: &str, clock: &ManualClock) -> CacheBuilder {
+    Cache::builder()
+        .namespace("redis-test")
+        .sqlite_path(dir.path().join(format!("{name}.db")))
+        .clock(clock.clone())
+        .ttl_jitter(0.0)
+        .redis(RedisConfig::new(url))
+}
+
+fn tier(cache: &Cache, key: &str) -> Option<(Vec<u8>, Tier)> {
+    cache
+        .lookup(key)
+        .unwrap()
+        .map(|l| (l.value.to_vec(), l.tier))
+}
+
+fn hit(value: &str, tier: Tier) -> Option<(Vec<u8>, Tier)> {
+    Some((value.as_bytes().to_vec(), tier))
+}
+
+/// (hits, misses) of the Redis tier, and (errors, skipped).
+fn redis_counts(cache: &Cache) -> ((u64, u64), (u64, u64)) {
+    let stats = cache.stats();
+    let tier = stats.tier(Tier::Redis).expect("a redis tier");
+    let redis = stats.redis.as_ref().expect("redis stats");
+    ((tier.hits, tier.misses), (redis.errors, redis.skipped))
+}
+
+#[test]
+fn a_set_on_one_machine_is_a_redis_hit_on_another_then_memory() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let a = machine(&dir, "a", &server.url(), &clock)
+        .build_blocking()
+        .unwrap();
+    let b = machine(&dir, "b", &server.url(), &clock)
+        .build_blocking()
+        .unwrap();
+
+    a.set("component:button", "<Button/>").unwrap();
+    assert_eq!(tier(&b, "component:button"), hit("<Button/>", Tier::Redis));
+    assert_eq!(tier(&b, "component:button"), hit("<Button/>", Tier::Memory));
+    assert_eq!(redis_counts(&b), ((1, 0), (0, 0)));
+    assert_eq!(b.stats().hits, 2);
+
+    // Promoted into B's own file: a new process on it finds it in L2.
+    b.close().unwrap();
+    let b2 = Cache::builder()
+        .namespace("redis-test")
+        .sqlite_path(dir.path().join("b.db"))
+        .clock(clock.clone())
+        .build_blocking()
+        .unwrap();
+    assert_eq!(
+        tier(&b2, "component:button"),
+        hit("<Button/>", Tier::Sqlite)
+    );
+    assert!(b2.stats().redis.is_none());
+    assert!(b2.stats().tier(Tier::Redis).is_none());
+
+    // A miss everywhere is a Redis miss.
+    let c = machine(&dir, "c", &server.url(), &clock)
+        .build_blocking()
+        .unwrap();
+    assert_eq!(tier(&c, "nothing"), None);
+    assert_eq!(redis_counts(&c), ((0, 1), (0, 0)));
+}
+
+#[test]
+fn a_value_loaded_on_one_machine_is_a_redis_hit_on_another() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = |calls: &Arc<AtomicUsize>| {
+        let calls = calls.clone();
+        from_blocking_fn(move |key| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(Fetched::value(format!("source of {key}")))
+        })
+    };
+    let a = machine(&dir, "a", &server.url(), &clock)
+        .source(source(&calls))
+        .build_blocking()
+        .unwrap();
+    let b = machine(&dir, "b", &server.url(), &clock)
+        .source(source(&calls))
+        .build_blocking()
+        .unwrap();
+
+    assert_eq!(tier(&a, "k"), hit("source of k", Tier::Source));
+    assert_eq!(tier(&b, "k"), hit("source of k", Tier::Redis));
+    assert_eq!(tier(&b, "k"), hit("source of k", Tier::Memory));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // A loader handed in per call: the same.
+    let loaded = a
+        .lookup_or_load("per-call", |_| Ok(Fetched::value("v")), GetOptions::new())
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.tier, Tier::Source);
+    let again = b
+        .lookup_or_load("per-call", |_| panic!("loaded twice"), GetOptions::new())
+        .unwrap()
+        .unwrap();
+    assert_eq!((&again.value[..], again.tier), (&b"v"[..], Tier::Redis));
+}
+
+#[test]
+fn batches_deletes_clears_and_tag_invalidations_reach_redis() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let a = machine(&dir, "a", &server.url(), &clock)
+        .build_blocking()
+        .unwrap();
+    let b = machine(&dir, "b", &server.url(), &clock)
+        .build_blocking()
+        .unwrap();
+
+    a.mset([("m1", "1"), ("m2", "2"), ("m3", "3")]).unwrap();
+    let got = b.mget(&["m1", "nope", "m3", "m2"]).unwrap();
+    let got: Vec<Option<&[u8]>> = got.iter().map(|v| v.as_deref()).collect();
+    assert_eq!(got, [Some(&b"1"[..]), None, Some(b"3"), Some(b"2")]);
+    assert_eq!(redis_counts(&b), ((3, 1), (0, 0)));
+    assert_eq!(tier(&b, "m2"), hit("2", Tier::Memory));
+
+    a.set("gone", "x").unwrap();
+    assert!(a.delete("gone").unwrap());
+    assert_eq!(tier(&b, "gone"), None);
+
+    a.set_with("tagged", "t", SetOptions::new().tags(["red"]))
+        .unwrap();
+    assert_eq!(a.invalidate_tag("red").unwrap(), 1);
+    assert_eq!(tier(&b, "tagged"), None);
+
+    a.set("cleared", "c").unwrap();
+    a.clear().unwrap();
+    assert_eq!(tier(&b, "cleared"), None);
+    // B's own copies (its L1 and file) are B's: the backplane is to drop them.
+    assert_eq!(tier(&b, "m1"), hit("1", Tier::Memory));
+    assert_eq!(redis_counts(&a).1, (0, 0));
+}
+
+#[test]
+fn ttl_stale_until_tags_and_etag_travel_with_the_value() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let a = machine(&dir, "a", &server.url(), &clock)
+        .max_stale(600 * SECOND)
+        .build_blocking()
+        .unwrap();
+    let b = machine(&dir, "b", &server.url(), &clock)
+        .max_stale(600 * SECOND)
+        .build_blocking()
+        .unwrap();
+
+    a.set_with(
+        "k",
+        "v",
+        SetOptions::new().ttl(100 * SECOND).tags(["t1", "t2"]),
+    )
+    .unwrap();
+    a.lookup_or_load(
+        "e",
+        |_| Ok(Fetched::Value(Loaded::new("body").validator("W/\"42\""))),
+        GetOptions::new().ttl(50 * SECOND),
+    )
+    .unwrap();
+    clock.advance(3 * SECOND);
+    assert_eq!(tier(&b, "k"), hit("v", Tier::Redis));
+    assert_eq!(tier(&b, "e"), hit("body", Tier::Redis));
+    for key in ["k", "e"] {
+        let (ours, theirs) = (
+            a.entry(key).unwrap().unwrap(),
+            b.entry(key).unwrap().unwrap(),
+        );
+        assert_eq!(
+            (
+                ours.meta.created_ms,
+                ours.meta.expires_ms,
+                ours.meta.stale_until_ms
+            ),
+            (
+                theirs.meta.created_ms,
+                theirs.meta.expires_ms,
+                theirs.meta.stale_until_ms
+            ),
+            "{key}"
+        );
+        assert_eq!(ours.meta.etag, theirs.meta.etag, "{key}");
+        assert_eq!(ours.meta.tags, theirs.meta.tags, "{key}");
+    }
+    let k = b.entry("k").unwrap().unwrap().meta;
+    assert_eq!(k.expires_ms - k.created_ms, 100_000);
+    assert_eq!(k.stale_until_ms - k.expires_ms, 600_000);
+    assert_eq!(k.tags, ["t1", "t2"]);
+    assert_eq!(
+        b.entry("e").unwrap().unwrap().meta.etag.as_deref(),
+        Some("W/\"42\"")
+    );
+
+    // Past its expiry, within its stale window: a third machine whose
+    // source fails serves the stale copy it finds in Redis.
+    clock.advance(100 * SECOND);
+    let c = machine(&dir, "c", &server.url(), &clock)
+        .max_stale(600 * SECOND)
+        .source(from_blocking_fn(|_| {
+            Err(tierstack::Error::new(
+                ErrorKind::Source,
+                "the source is down",
+            ))
+        }))
+        .build_blocking()
+        .unwrap();
+    let stale = c.lookup("k").unwrap().unwrap();
+    assert_eq!(
+        (&stale.value[..], stale.tier, stale.stale, stale.age),
+        (&b"v"[..], Tier::Redis, true, 103 * SECOND)
+    );
+    assert_eq!(redis_counts(&c).0, (0, 1));
+}
+
+#[test]
+fn redis_down_is_skipped_without_errors_and_recovers_when_it_returns() {
+    let mut server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let a = machine(&dir, "a", &server.url(), &clock)
+        .build_blocking()
+        .unwrap();
+    let b = machine(&dir, "b", &server.url(), &clock)
+        .source(from_blocking_fn(move |key| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(Fetched::value(format!("source of {key}")))
+        }))
+        .build_blocking()
+        .unwrap();
+    a.set("before", "1").unwrap();
+    assert_eq!(tier(&b, "before"), hit("1", Tier::Redis));
+
+    server.kill();
+    // Writes land in L1 and L2; the failed Redis write is counted.
+    a.set("during", "2").unwrap();
+    assert_eq!(tier(&a, "during"), hit("2", Tier::Memory));
+    assert_eq!(redis_counts(&a).1, (1, 0));
+    // Reads go on to the source: a failed get and a failed put…
+    assert_eq!(tier(&b, "x"), hit("source of x", Tier::Source));
+    assert_eq!(redis_counts(&b).1, (2, 0));
+    // …the third failure in a row opens the tier's breaker…
+    assert_eq!(tier(&b, "y"), hit("source of y", Tier::Source));
+    assert_eq!(redis_counts(&b).1, (3, 1));
+    assert_eq!(b.stats().redis.unwrap().breaker.state, BreakerState::Open);
+    // …and Redis is skipped while it is open.
+    assert_eq!(tier(&b, "z"), hit("source of z", Tier::Source));
+    assert_eq!(redis_counts(&b).1, (3, 3));
+    assert_eq!(tier(&b, "before"), hit("1", Tier::Memory));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    server.restart();
+    // Still open until its period ends (1 s, plus jitter)…
+    assert_eq!(tier(&b, "w"), hit("source of w", Tier::Source));
+    assert_eq!(redis_counts(&b).1, (3, 5));
+    // …then one probe finds Redis back and closes it.
+    clock.advance(2 * SECOND);
+    a.set("after", "3").unwrap();
+    assert_eq!(tier(&b, "after"), hit("3", Tier::Redis));
+    assert_eq!(b.stats().redis.unwrap().breaker.state, BreakerState::Closed);
+    assert_eq!(tier(&b, "v"), hit("source of v", Tier::Source));
+    let c = machine(&dir, "c", &server.url(), &clock)
+        .build_blocking()
+        .unwrap();
+    assert_eq!(tier(&c, "v"), hit("source of v", Tier::Redis));
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!(redis_counts(&b).1, (3, 5));
+}
+
+thread_local! {
+    static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes a log line to this thread's capture, if one is on.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        CAPTURED.with(|c| {
+            if let Some(buffer) = c.borrow_mut().as_mut() {
+                buffer.extend_from_slice(bytes);
+            }
+        });
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Log lines written on this thread while `f` runs. (One subscriber for
+/// the whole test binary: a scoped one misses events whose call sites
+/// other tests' threads reached first.)
+fn logged(f: impl FnOnce()) -> String {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_writer(|| ThreadCapture)
+            .with_ansi(false)
+            .init();
+    });
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    f();
+    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn a_password_in_the_url_never_shows() {
+    let password = "pa55-w0rd-secret";
+    let server = RedisServer::start_with(Some(password));
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let url = |pw: &str| format!("redis://:{pw}@127.0.0.1:{}/0", server.port);
+
+    // The right password: the tier works.
+    let a = machine(&dir, "a", &url(password), &clock)
+        .build_blocking()
+        .unwrap();
+    let b = machine(&dir, "b", &url(password), &clock)
+        .build_blocking()
+        .unwrap();
+    a.set("k", "v").unwrap();
+    assert_eq!(tier(&b, "k"), hit("v", Tier::Redis));
+
+    // A wrong one: the failure is counted and logged, without it.
+    let wrong = "wr0ng-pa55-secret";
+    let c = machine(&dir, "c", &url(wrong), &clock)
+        .build_blocking()
+        .unwrap();
+    let log = logged(|| assert_eq!(tier(&c, "k"), None));
+    assert_eq!(redis_counts(&c).1, (1, 0));
+    assert!(log.contains("a Redis call failed"), "{log}");
+
+    let stats = serde_json::to_string(&c.stats()).unwrap();
+    let config = c.config().clone();
+    let shown = [
+        log,
+        stats,
+        format!("{config:?}"),
+        config.to_json(),
+        format!("{:?}", machine(&dir, "d", &url(wrong), &clock)),
+        format!("{c:?}"),
+    ];
+    for text in &shown {
+        assert!(!text.contains(wrong) && !text.contains(password), "{text}");
+    }
+    assert!(shown[2].contains("redis://:***@127.0.0.1"), "{}", shown[2]);
+
+    // A URL redis-rs cannot read: the error names the key, not the password.
+    let err = machine(
+        &dir,
+        "e",
+        &format!("redis://:{wrong}@127.0.0.1:notaport/0"),
+        &clock,
+    )
+    .build_blocking()
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert!(err.message().contains("redis.url"), "{}", err.message());
+    assert!(!err.to_string().contains(wrong), "{err}");
+    assert!(!format!("{err:?}").contains(wrong), "{err:?}");
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let cases = [
+        (r#"{"redis": {"prefix": "p"}}"#, "redis.url is required"),
+        (r#"{"redis": {"url": "localhost:6379"}}"#, "redis.url"),
+        (
+            r#"{"redis": {"url": "redis://h", "timeout": 0}}"#,
+            "redis.timeout",
+        ),
+        (
+            r#"{"redis": {"url": "redis://h", "ttl": 1e20}}"#,
+            "redis.ttl",
+        ),
+        (
+            r#"{"redis": {"url": "redis://h", "prefix": "a\nb"}}"#,
+            "redis.prefix",
+        ),
+        (
+            r#"{"redis": {"url": "redis://h", "enabled": "yes"}}"#,
+            "invalid type",
+        ),
+    ];
+    for (json, needle) in cases {
+        let err = Config::from_json(json).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{json}");
+        assert!(err.message().contains(needle), "{json}: {}", err.message());
+    }
+}
+
+#[test]
+fn without_a_section_or_disabled_nothing_connects() {
+    // No server runs on this port: any connection would fail and count.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let mut disabled = RedisConfig::new(format!("redis://127.0.0.1:{port}/0"));
+    disabled.enabled = false;
+    for builder in [
+        Cache::builder().sqlite_path(dir.path().join("none.db")),
+        Cache::builder()
+            .sqlite_path(dir.path().join("off.db"))
+            .redis(disabled.clone()),
+    ] {
+        let cache = builder.clock(clock.clone()).build_blocking().unwrap();
+        cache.set("k", "v").unwrap();
+        assert_eq!(cache.get("nope").unwrap(), None);
+        let stats = cache.stats();
+        assert!(stats.redis.is_none());
+        assert_eq!(
+            stats.tiers.iter().map(|t| t.tier).collect::<Vec<_>>(),
+            [Tier::Memory, Tier::Sqlite]
+        );
+    }
+}
+
+#[test]
+fn a_redis_that_never_answers_is_a_failure_after_the_timeout() {
+    // Accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let mut redis = RedisConfig::new(format!("redis://127.0.0.1:{port}/0"));
+    redis.timeout = Duration::from_millis(100);
+    let cache = Cache::builder()
+        .sqlite_path(dir.path().join("silent.db"))
+        .clock(clock.clone())
+        .redis(redis)
+        .build_blocking()
+        .unwrap();
+    let started = std::time::Instant::now();
+    cache.set("k", "v").unwrap();
+    assert_eq!(cache.get("missing").unwrap(), None);
+    assert_eq!(tier(&cache, "k"), hit("v", Tier::Memory));
+    let took = started.elapsed();
+    assert_eq!(redis_counts(&cache), ((0, 0), (2, 0)));
+    // Two calls, each given up at the timeout (with room for a slow machine).
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    drop(silent);
+}
+
+#[test]
+fn the_async_cache_reads_and_writes_through_redis() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let a = machine(&dir, "a", &server.url(), &clock).build().unwrap();
+    let b = machine(&dir, "b", &server.url(), &clock).build().unwrap();
+    // On a runtime of the caller's own, single-threaded: the Redis calls run
+    // on the shared runtime while the caller's thread waits.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        a.set("k", "v").await.unwrap();
+        let found = b.lookup("k").await.unwrap().unwrap();
+        assert_eq!((&found.value[..], found.tier), (&b"v"[..], Tier::Redis));
+        let found = b
+            .lookup_or_load(
+                "loaded",
+                |_| async { Ok(Fetched::value("l")) },
+                GetOptions::new(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.tier, Tier::Source);
+        let found = a.lookup("loaded").await.unwrap().unwrap();
+        assert_eq!((&found.value[..], found.tier), (&b"l"[..], Tier::Redis));
+    });
+    for cache in [&a, &b] {
+        let redis = cache.stats().redis.unwrap();
+        assert_eq!((redis.errors, redis.skipped), (0, 0));
+    }
+}
