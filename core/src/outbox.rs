@@ -418,12 +418,7 @@ impl Outbox {
     /// the source, waiting for its answer (at most `fail_safe.hard_timeout`).
     pub(crate) fn write_through(&self, key: &str, value: Option<Bytes>) -> Result<()> {
         let call = self.call(key, value, &self.idempotency_key());
-        let handle = crate::runtime::handle();
-        let (tx, rx) = std::sync::mpsc::channel();
-        handle.spawn(async move {
-            let _ = tx.send(call.await);
-        });
-        rx.recv().unwrap_or_else(|_| {
+        crate::runtime::wait_for(call, None).unwrap_or_else(|| {
             Err(Error::new(
                 ErrorKind::Internal,
                 "a source write's task ended without an answer",

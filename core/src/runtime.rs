@@ -187,6 +187,35 @@ pub fn handle() -> Handle {
     runtime.handle().clone()
 }
 
+/// Runs `future` on the shared runtime and waits for its output on this
+/// thread, for at most `limit` (`None`: until it ends); `None` if none came
+/// (too late, or the task ended without one). Called on one of the shared
+/// runtime's own workers (a flight landing, say), the worker's duties move
+/// to another thread while this one waits, so that `future` can run.
+pub(crate) fn wait_for<T: Send + 'static>(
+    future: impl std::future::Future<Output = T> + Send + 'static,
+    limit: Option<std::time::Duration>,
+) -> Option<T> {
+    let handle = handle();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = tx.send(future.await);
+    });
+    let wait = || match limit {
+        Some(limit) => rx.recv_timeout(limit).ok(),
+        None => rx.recv().ok(),
+    };
+    match Handle::try_current() {
+        Ok(current)
+            if current.id() == handle.id()
+                && current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+        {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}
+
 fn build() -> Runtime {
     Builder::new_multi_thread()
         .worker_threads(1)

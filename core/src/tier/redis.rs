@@ -47,7 +47,6 @@ use std::time::{Duration, Instant};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisError, RedisResult};
 use parking_lot::Mutex;
-use tokio::runtime::RuntimeFlavor;
 
 use crate::breaker::{Breaker, BreakerStatus, CallOutcome, CircuitBreakerConfig};
 use crate::clock::Clock;
@@ -366,25 +365,8 @@ fn wait_for<T: Send + 'static>(
     limit: Duration,
     future: impl Future<Output = std::result::Result<T, Failed>> + Send + 'static,
 ) -> std::result::Result<T, Failed> {
-    let handle = runtime::handle();
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    handle.spawn(async move {
-        let _ = tx.send(future.await);
-    });
     let grace = limit + Duration::from_millis(100);
-    let wait = || rx.recv_timeout(grace).unwrap_or(Err(Failed::TimedOut));
-    // On one of the shared runtime's own workers (a flight landing, say),
-    // the worker's duties move to another thread while this one waits, so
-    // that the call can run.
-    match tokio::runtime::Handle::try_current() {
-        Ok(current)
-            if current.id() == handle.id()
-                && current.runtime_flavor() == RuntimeFlavor::MultiThread =>
-        {
-            tokio::task::block_in_place(wait)
-        }
-        _ => wait(),
-    }
+    runtime::wait_for(future, Some(grace)).unwrap_or(Err(Failed::TimedOut))
 }
 
 /// `message` with every secret in it as `***`.
