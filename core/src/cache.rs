@@ -32,6 +32,33 @@ use crate::tier::memory::{self, L1, MemEntry, MemoryTier, Ticket};
 use crate::tier::redis::RedisTier;
 use crate::tier::sqlite::{self, Found, Outcome, Row, SqliteTier, Write};
 
+/// Reads Redis with `read`, and again (up to twice more) if another
+/// process's change was applied meanwhile: the answer may be what that
+/// change replaced, which would then not be kept (see
+/// [`Engine::promote_from_redis`]). Returns the count of applied changes
+/// the answer is as new as, and the answer.
+fn read_settled<T>(redis: &RedisTier, read: impl Fn() -> T) -> (u64, T) {
+    let mut tries = 1;
+    loop {
+        let seen = redis.remote_seen();
+        let got = read();
+        if tries == 3 || redis.remote_seen() == seen {
+            return (seen, got);
+        }
+        tries += 1;
+    }
+}
+
+/// Starts the backplane's reader for this process (see
+/// [`crate::backplane`]), unless it runs.
+#[cfg(feature = "redis")]
+fn start_backplane(engine: &Arc<Engine>) {
+    crate::backplane::start(engine, Arc::downgrade(engine));
+}
+
+#[cfg(not(feature = "redis"))]
+fn start_backplane(_engine: &Arc<Engine>) {}
+
 /// How often L2 maintenance runs when nothing asks for it sooner: buffered
 /// accesses are written, the budget enforced, dead rows purged.
 pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
@@ -149,19 +176,46 @@ impl Engine {
         if drains {
             spawn_outbox(Arc::downgrade(&engine));
         }
+        if let (Some(redis), Some(sqlite)) = (&engine.redis, &engine.sqlite) {
+            // Changes other machines announce are dropped from this file
+            // too; those of processes on this file are not.
+            match sqlite.identity() {
+                Ok(id) => redis.set_file(id),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the L2 file has no identity for the backplane");
+                }
+            }
+        }
+        start_backplane(&engine);
         if let Some(sqlite) = &engine.sqlite {
             let weak = Arc::downgrade(&engine);
             spawn_maintenance(weak.clone(), sqlite.wake());
             // A forked child has none of the parent's threads: its first use
-            // of the file restarts maintenance (and the outbox's worker) there.
+            // of the file restarts maintenance (and the outbox's worker, and
+            // the backplane's reader) there.
             sqlite.on_fork(move |wake| {
                 spawn_maintenance(weak.clone(), wake);
                 if drains {
                     spawn_outbox(weak.clone());
                 }
+                if let Some(engine) = weak.upgrade() {
+                    start_backplane(&engine);
+                }
             });
         }
         Ok(engine)
+    }
+
+    /// Whether the cache was closed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The Redis tier, if any.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn redis(&self) -> Option<&RedisTier> {
+        self.redis.as_ref()
     }
 
     #[inline]
@@ -419,10 +473,11 @@ impl Engine {
         }
         if let Some(redis) = &self.redis {
             let start = Instant::now();
-            match redis.get(key) {
+            let (seen, got) = read_settled(redis, || redis.get(key));
+            match got {
                 Some(Some(stored)) if now < stored.expires_ms => {
                     let refresh = now >= self.refresh_ms(stored.created_ms, stored.expires_ms);
-                    let promoted = self.promote_from_redis(key, stored, now);
+                    let promoted = self.promote_from_redis(key, stored, now, seen);
                     self.counters.redis.hits.incr();
                     self.counters.redis.record_time(start.elapsed());
                     return Ok(Below::Fresh(promoted, refresh));
@@ -443,8 +498,33 @@ impl Engine {
     }
 
     /// Writes a Redis hit into L2 (if it fits there; a failure is logged)
-    /// and L1, as its own write would, and reports it.
-    fn promote_from_redis(&self, key: &str, stored: Stored, now: u64) -> (Lookup, Option<u64>) {
+    /// and L1, as its own write would, and reports it; `seen`: the
+    /// backplane's count of applied changes before Redis was read. If
+    /// another process's change was applied since, the hit is answered but
+    /// not kept: it may be what that change replaced (see
+    /// [`crate::tier`]'s Redis tier and the backplane).
+    pub(crate) fn promote_from_redis(
+        &self,
+        key: &str,
+        stored: Stored,
+        now: u64,
+        seen: u64,
+    ) -> (Lookup, Option<u64>) {
+        let lookup = |stored: &Stored| Lookup {
+            value: stored.value.clone(),
+            tier: Tier::Redis,
+            stale: false,
+            age: Duration::from_millis(now.saturating_sub(stored.created_ms)),
+        };
+        let Some(redis) = &self.redis else {
+            return (lookup(&stored), None);
+        };
+        let kept = redis.unless_changed_since(seen, || self.keep_from_redis(key, &stored, now));
+        (lookup(&stored), kept.flatten())
+    }
+
+    /// Stores a Redis hit in L2 and L1; the L1 version holding it.
+    fn keep_from_redis(&self, key: &str, stored: &Stored, now: u64) -> Option<u64> {
         let memory = self.l1(now);
         let pending = memory.map(|m| m.begin(key));
         let (mut seq, mut row) = (None, 0);
@@ -474,13 +554,7 @@ impl Engine {
                 .refresh_at(self.refresh_ms(stored.created_ms, stored.expires_ms));
             version = memory.apply(pending, key, Some(entry), &stored.tags, seq);
         }
-        let lookup = Lookup {
-            value: stored.value,
-            tier: Tier::Redis,
-            stale: false,
-            age: Duration::from_millis(now.saturating_sub(stored.created_ms)),
-        };
-        (lookup, version)
+        version
     }
 
     /// When a value written at `created_ms` to expire at `expires_ms` is
@@ -586,13 +660,15 @@ impl Engine {
         if let (Some(redis), false) = (&self.redis, missing.is_empty()) {
             let start = Instant::now();
             let wanted: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
-            if let Some(found) = redis.get_many(&wanted) {
+            let (seen, got) = read_settled(redis, || redis.get_many(&wanted));
+            if let Some(found) = got {
                 let mut hits = 0u64;
                 let mut found = found.into_iter();
                 missing.retain(
                     |&i| match found.next().flatten().filter(|s| now < s.expires_ms) {
                         Some(stored) => {
-                            out[i] = Some(self.promote_from_redis(keys[i], stored, now).0.value);
+                            out[i] =
+                                Some(self.promote_from_redis(keys[i], stored, now, seen).0.value);
                             hits += 1;
                             false
                         }
@@ -860,7 +936,7 @@ impl Engine {
             memory.apply(pending, key, None, &[], seq);
         }
         if let Some(redis) = &self.redis {
-            redis.delete(&[key]);
+            redis.delete(&[key], false);
         }
         if existed {
             self.counters.deletes.incr();
@@ -958,6 +1034,84 @@ impl Engine {
         }
     }
 
+    /// Applies other processes' changes read from the backplane: drops
+    /// their keys, tagged entries or everything from L1, and from L2 those
+    /// made through another file (see [`crate::backplane`]). Keys a tag
+    /// removed from L2 are removed from Redis too (quietly: every machine
+    /// hears of the tag).
+    #[cfg(feature = "redis")]
+    pub(crate) fn apply_remote(&self, remote: &crate::backplane::Remote) {
+        let Some(redis) = &self.redis else {
+            return;
+        };
+        let now = self.clock.now_ms();
+        let mut tagged = Vec::new();
+        redis.changed_by_others(|| {
+            let memory = self.memory.as_ref().map(L1::get);
+            let pending = memory.map(MemoryTier::begin_all);
+            let mut seq = None;
+            if let Some(sqlite) = &self.sqlite {
+                let failed = |err: Error| {
+                    tracing::warn!(error = %err, "dropping other machines' changes from L2 failed");
+                };
+                if remote.clear_file {
+                    sqlite.clear().map_or_else(failed, |s| seq = Some(s));
+                } else {
+                    if !remote.file_keys.is_empty() {
+                        let writes = remote
+                            .file_keys
+                            .iter()
+                            .cloned()
+                            .map(Write::Delete)
+                            .collect();
+                        match sqlite.write(writes) {
+                            Ok(outcomes) => seq = outcomes.iter().map(|o| o.seq).max(),
+                            Err(err) => failed(err),
+                        }
+                    }
+                    for tag in &remote.file_tags {
+                        match sqlite.delete_tagged(tag, now) {
+                            Ok((removed, s)) => {
+                                tagged.extend(removed);
+                                seq = seq.max(Some(s));
+                            }
+                            Err(err) => failed(err),
+                        }
+                    }
+                }
+                self.follow_file_swap();
+            }
+            if let (Some(memory), Some(pending)) = (memory, &pending) {
+                if remote.clear {
+                    memory.invalidate_all(pending, seq);
+                } else {
+                    let (dropped, fresh) =
+                        memory.invalidate(pending, &remote.keys, &remote.tags, seq, now);
+                    self.counters
+                        .coherence_drops
+                        .add(dropped + fresh.len() as u64);
+                }
+            }
+        });
+        if !tagged.is_empty() {
+            let keys: Vec<&str> = tagged.iter().map(String::as_str).collect();
+            redis.delete(&keys, true);
+        }
+    }
+
+    /// Empties L1 and the L2 file's entries: the backplane cannot tell
+    /// what other machines changed (see [`crate::backplane`]).
+    #[cfg(feature = "redis")]
+    pub(crate) fn resync_remote(&self) {
+        self.apply_remote(&crate::backplane::Remote {
+            clear: true,
+            clear_file: true,
+            ..Default::default()
+        });
+        self.counters.backplane.resyncs.incr();
+        tracing::warn!("the backplane missed changes (stream trimmed or lost): L1 and L2 emptied");
+    }
+
     pub(crate) fn clear(&self) -> Result<()> {
         self.check_open()?;
         let memory = self.memory.as_ref().map(L1::get);
@@ -999,10 +1153,10 @@ impl Engine {
         removed.sort_unstable();
         removed.dedup();
         if let Some(redis) = &self.redis {
-            // Only the keys this host held: the backplane is to carry tag
-            // invalidations to the other machines' keys.
+            // The keys this host held; the backplane carries the tag to the
+            // other machines, which remove theirs.
             let keys: Vec<&str> = removed.iter().map(String::as_str).collect();
-            redis.delete(&keys);
+            redis.invalidate_tag(tag, &keys);
         }
         let count = removed.len() as u64;
         self.counters.deletes.add(count);
@@ -1130,6 +1284,9 @@ impl Engine {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        if let Some(redis) = &self.redis {
+            redis.halt();
+        }
         self.hand_over_reads();
         if let Some(memory) = self.memory.as_ref().map(L1::get) {
             let pending = memory.begin_all();
@@ -1192,6 +1349,7 @@ impl Engine {
                 errors: c.redis_errors.get(),
                 skipped: c.redis_skipped.get(),
                 breaker: redis.breaker_status(),
+                backplane: redis.announces().then(|| c.backplane.snapshot()),
             }),
         }
     }

@@ -29,6 +29,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "redis")]
+mod backplane;
 pub mod blocking;
 pub mod breaker;
 mod cache;
@@ -57,7 +59,7 @@ pub use entry::{Entry, GetOptions, Lookup, Metadata, SetOptions, Tier};
 pub use error::{Error, ErrorKind, Result};
 pub use outbox::{DeadLetter, OutboxConfig, OutboxStats, PendingWrite};
 pub use source::{Fetched, GitHub, GitHubConfig, Loaded, RateLimit, Source};
-pub use stats::{RedisStats, SourceStats, Stats, TIME_SAMPLE_EVERY, TierStats};
+pub use stats::{BackplaneStats, RedisStats, SourceStats, Stats, TIME_SAMPLE_EVERY, TierStats};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

@@ -16,13 +16,17 @@
 //!    in the L2 file. If another process holds it, the flight waits on the
 //!    file for that process's value (`coalesced_processes`); a lease whose
 //!    holder died or overran ends, and the flight takes it over.
-//! 4. **The breaker.** Open: the source is not called and the flight fails
+//! 4. **Single-flight across machines** (with Redis): the flight then
+//!    takes the key's lease in Redis; while another machine holds it, the
+//!    flight waits for that machine's fill (`coalesced_machines`; see
+//!    `load/machines.rs`).
+//! 5. **The breaker.** Open: the source is not called and the flight fails
 //!    with [`ErrorKind::SourceUnavailable`] (`rejected`). For a configured
 //!    source that shares its limits ([`Source::shared_scope`]: GitHub's
 //!    rate limit belongs to its token), a bar another process recorded in
 //!    the file holds the breaker open too, and this process's trips and
 //!    rate-limit figures are recorded for the others (`load/shared.rs`).
-//! 5. **The fetch,** abandoned at `fail_safe.hard_timeout`
+//! 6. **The fetch,** abandoned at `fail_safe.hard_timeout`
 //!    ([`ErrorKind::Timeout`]). Its outcome is counted by the breaker; a
 //!    value is stored in every tier (its TTL shortened by up to
 //!    `ttl_jitter`), not-modified renews the stored copy, not-found is
@@ -62,6 +66,8 @@ use crate::tier::sqlite::Found;
 
 mod flight;
 mod lease;
+#[cfg(feature = "redis")]
+mod machines;
 mod many;
 mod shared;
 
@@ -473,11 +479,30 @@ impl Engine {
             // Filled while this flight was being set up.
             return Ok(Some(found));
         }
+        // Then the machines' lease, in Redis (a refresh ahead takes none).
+        #[cfg(feature = "redis")]
+        let machine = match self.redis().is_some() && job.refresh_of_ms.is_none() {
+            false => None,
+            true => match self.take_machine_lease(job).await {
+                machines::MachineLease::Held(token) => Some(token),
+                machines::MachineLease::Answered(outcome) => {
+                    if leased {
+                        self.end_lease(job, holder, &outcome).await;
+                    }
+                    return outcome;
+                }
+                machines::MachineLease::Unavailable => None,
+            },
+        };
         // The hard timeout bounds the fetch itself: a flight that waited on
         // another process's lease and took it over gets the whole of it.
         let outcome = self
             .fetch_and_store(job, fetcher, Instant::now(), hard)
             .await;
+        #[cfg(feature = "redis")]
+        if let Some(token) = machine {
+            self.end_machine_lease(job, &token, &outcome).await;
+        }
         if leased {
             self.end_lease(job, holder, &outcome).await;
         }

@@ -193,6 +193,8 @@ pub(crate) struct Counters {
     pub(crate) redis_errors: Counter,
     /// Redis calls skipped while its breaker was open.
     pub(crate) redis_skipped: Counter,
+    /// The backplane's counters (see [`BackplaneStats`]).
+    pub(crate) backplane: BackplaneCounters,
     pub(crate) misses: Counter,
     pub(crate) sets: Counter,
     /// Loaded values answered but not stored (see [`Stats::not_stored`]).
@@ -218,13 +220,14 @@ pub(crate) struct SourceCounters {
     pub(crate) rejected: Counter,
     pub(crate) coalesced: Counter,
     pub(crate) coalesced_processes: Counter,
+    pub(crate) coalesced_machines: Counter,
     pub(crate) stale_served: Counter,
     pub(crate) negative_hits: Counter,
     pub(crate) refreshes: Counter,
 }
 
 impl SourceCounters {
-    fn all(&self) -> [&Counter; 11] {
+    fn all(&self) -> [&Counter; 12] {
         [
             &self.requests,
             &self.successes,
@@ -234,6 +237,7 @@ impl SourceCounters {
             &self.rejected,
             &self.coalesced,
             &self.coalesced_processes,
+            &self.coalesced_machines,
             &self.stale_served,
             &self.negative_hits,
             &self.refreshes,
@@ -250,6 +254,7 @@ impl SourceCounters {
             rejected: self.rejected.get(),
             coalesced: self.coalesced.get(),
             coalesced_processes: self.coalesced_processes.get(),
+            coalesced_machines: self.coalesced_machines.get(),
             stale_served: self.stale_served.get(),
             negative_hits: self.negative_hits.get(),
             refreshes: self.refreshes.get(),
@@ -279,6 +284,9 @@ pub struct SourceStats {
     /// Loads this process left to another process sharing the L2 file,
     /// reading what it stored.
     pub coalesced_processes: u64,
+    /// Loads this process left to another machine sharing Redis (a lease
+    /// another machine held), reading what it stored in Redis.
+    pub coalesced_machines: u64,
     /// Reads answered with a stale copy (the source failed, was cut off by
     /// the breaker, or was slower than `fail_safe.soft_timeout`).
     pub stale_served: u64,
@@ -305,6 +313,7 @@ impl Counters {
         self.memory.reset();
         self.sqlite.reset();
         self.redis.reset();
+        self.backplane.reset();
         for c in [
             &self.redis_errors,
             &self.redis_skipped,
@@ -381,6 +390,85 @@ pub struct RedisStats {
     pub skipped: u64,
     /// The tier's own breaker (reading it changes nothing).
     pub breaker: crate::BreakerStatus,
+    /// The backplane; `None` when `redis.backplane` is off.
+    pub backplane: Option<BackplaneStats>,
+}
+
+/// The backplane's traffic, in [`RedisStats::backplane`] (see
+/// `crate::backplane`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackplaneStats {
+    /// Whether the reader is connected to the stream now.
+    pub connected: bool,
+    /// Changes this process announced on the stream.
+    pub sent: u64,
+    /// Other processes' changes read from the stream and applied here.
+    pub received: u64,
+    /// Of `received`, those read on reconnecting: changes made while this
+    /// process was not reading.
+    pub replayed: u64,
+    /// Times this process emptied its L1 and its L2 file's entries because
+    /// it could not tell what changed: the stream was trimmed past the
+    /// last change it read, or Redis lost it.
+    pub resyncs: u64,
+    /// Changes that could not be announced (Redis failing) and were
+    /// announced later, as deletes, once it answered.
+    pub deferred: u64,
+    /// Milliseconds from the latest change applied here (not replayed)
+    /// being added to the stream (by Redis's clock) to its being applied
+    /// (by this host's).
+    pub lag_ms: u64,
+    /// The most `lag_ms` has been since the stats were reset.
+    pub max_lag_ms: u64,
+}
+
+/// The backplane's counters.
+#[derive(Default)]
+pub(crate) struct BackplaneCounters {
+    pub(crate) sent: Counter,
+    pub(crate) received: Counter,
+    pub(crate) replayed: Counter,
+    pub(crate) resyncs: Counter,
+    pub(crate) deferred: Counter,
+    pub(crate) lag_ms: std::sync::atomic::AtomicU64,
+    pub(crate) max_lag_ms: std::sync::atomic::AtomicU64,
+    pub(crate) connected: AtomicBool,
+}
+
+impl BackplaneCounters {
+    /// Records the lag of a change applied now.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn record_lag(&self, lag_ms: u64) {
+        self.lag_ms.store(lag_ms, Ordering::Relaxed);
+        self.max_lag_ms.fetch_max(lag_ms, Ordering::Relaxed);
+    }
+
+    fn reset(&self) {
+        for c in [
+            &self.sent,
+            &self.received,
+            &self.replayed,
+            &self.resyncs,
+            &self.deferred,
+        ] {
+            c.reset();
+        }
+        self.lag_ms.store(0, Ordering::Relaxed);
+        self.max_lag_ms.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> BackplaneStats {
+        BackplaneStats {
+            connected: self.connected.load(Ordering::Relaxed),
+            sent: self.sent.get(),
+            received: self.received.get(),
+            replayed: self.replayed.get(),
+            resyncs: self.resyncs.get(),
+            deferred: self.deferred.get(),
+            lag_ms: self.lag_ms.load(Ordering::Relaxed),
+            max_lag_ms: self.max_lag_ms.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The counters of one tier.
@@ -437,6 +525,10 @@ impl Stats {
                 "source_coalesced_processes_total",
                 self.source.coalesced_processes,
             ),
+            (
+                "source_coalesced_machines_total",
+                self.source.coalesced_machines,
+            ),
             ("stale_served_total", self.source.stale_served),
             ("negative_hits_total", self.source.negative_hits),
             ("refreshes_total", self.source.refreshes),
@@ -448,7 +540,21 @@ impl Stats {
                 ("redis_errors_total", r.errors),
                 ("redis_skipped_total", r.skipped),
             ]
-        })) {
+        }))
+        .chain(
+            self.redis
+                .iter()
+                .flat_map(|r| r.backplane.iter())
+                .flat_map(|b| {
+                    [
+                        ("backplane_sent_total", b.sent),
+                        ("backplane_received_total", b.received),
+                        ("backplane_replayed_total", b.replayed),
+                        ("backplane_resyncs_total", b.resyncs),
+                        ("backplane_deferred_total", b.deferred),
+                    ]
+                }),
+        ) {
             let _ = writeln!(out, "# TYPE tierstack_{name} counter");
             let _ = writeln!(out, "tierstack_{name}{{namespace=\"{ns}\"}} {value}");
         }

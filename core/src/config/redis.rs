@@ -8,6 +8,8 @@
 //! | `redis.prefix` | `"tierstack:<namespace>:"` | put before every key in Redis; 1–255 bytes without control characters |
 //! | `redis.timeout` | 0.25 | seconds: a Redis call slower than this counts as a failure and the read goes on below (more than 0, at most 60) |
 //! | `redis.ttl` | absent: the entry's own | the longest time a key lives in Redis; a key never outlives its entry's stale-until time |
+//! | `redis.backplane` | `true` | carry every change to the other machines' L1 and L2 through a Redis Stream (see `backplane`) |
+//! | `redis.backplane_max_len` | 100000 | about how many changes the stream keeps (`XADD MAXLEN ~`); a node away for longer than that many changes clears its local tiers on return (100 to 100,000,000) |
 //! | `redis.enabled` | `true` | use the section (false: as if absent) |
 
 use std::fmt;
@@ -37,9 +39,24 @@ pub struct RedisConfig {
     /// stale-until time.
     #[serde(default, with = "optional_seconds")]
     pub ttl: Option<Duration>,
+    /// Carry changes to the other machines through a Redis Stream.
+    #[serde(default = "yes")]
+    pub backplane: bool,
+    /// About how many changes the stream keeps.
+    #[serde(default = "default_backplane_max_len")]
+    pub backplane_max_len: u64,
     /// Use the section.
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+/// The fewest changes `redis.backplane_max_len` may keep.
+pub const MIN_BACKPLANE_MAX_LEN: u64 = 100;
+/// The most changes `redis.backplane_max_len` may keep.
+pub const MAX_BACKPLANE_MAX_LEN: u64 = 100_000_000;
+
+fn default_backplane_max_len() -> u64 {
+    100_000
 }
 
 fn default_timeout() -> Duration {
@@ -58,6 +75,8 @@ impl RedisConfig {
             prefix: None,
             timeout: default_timeout(),
             ttl: None,
+            backplane: true,
+            backplane_max_len: default_backplane_max_len(),
             enabled: true,
         }
     }
@@ -88,6 +107,12 @@ impl RedisConfig {
         }
         if let Some(ttl) = self.ttl {
             check_ttl("redis.ttl", ttl)?;
+        }
+        if !(MIN_BACKPLANE_MAX_LEN..=MAX_BACKPLANE_MAX_LEN).contains(&self.backplane_max_len) {
+            return Err(invalid(format!(
+                "redis.backplane_max_len must be between {MIN_BACKPLANE_MAX_LEN} and {MAX_BACKPLANE_MAX_LEN}, got {}",
+                self.backplane_max_len
+            )));
         }
         debug_assert!(MAX_TTL > MAX_REDIS_TIMEOUT);
         Ok(())

@@ -45,7 +45,23 @@ impl RedisTier {
         match *self {}
     }
 
-    pub(crate) fn delete(&self, _keys: &[&str]) -> bool {
+    pub(crate) fn delete(&self, _keys: &[&str], _quietly: bool) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn invalidate_tag(&self, _tag: &str, _keys: &[&str]) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn remote_seen(&self) -> u64 {
+        match *self {}
+    }
+
+    pub(crate) fn unless_changed_since<R>(
+        &self,
+        _seen: u64,
+        _keep: impl FnOnce() -> R,
+    ) -> Option<R> {
         match *self {}
     }
 
@@ -54,6 +70,18 @@ impl RedisTier {
     }
 
     pub(crate) fn breaker_status(&self) -> BreakerStatus {
+        match *self {}
+    }
+
+    pub(crate) fn set_file(&self, _id: i64) {
+        match *self {}
+    }
+
+    pub(crate) fn announces(&self) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn halt(&self) {
         match *self {}
     }
 }

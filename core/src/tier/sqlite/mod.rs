@@ -1234,6 +1234,25 @@ impl SqliteTier {
         Ok(done)
     }
 
+    /// This file's identity: a random number kept in its `meta` table,
+    /// drawn by the first process that asks. Processes that share the file
+    /// see the same number; another machine's file has its own.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn identity(&self) -> Result<i64> {
+        let drawn = crate::coherence::new_origin();
+        self.with_writer(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES ('file_id', ?1)",
+                [drawn],
+            )?;
+            Ok(
+                tx.query_row("SELECT value FROM meta WHERE name = 'file_id'", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+    }
+
     /// Copies the WAL back into the database file without waiting for
     /// anyone. Once every frame is copied, new readers read the file alone
     /// (through its memory map) instead of looking pages up in the WAL.

@@ -1,0 +1,590 @@
+//! The backplane (Cargo feature `redis`, `redis.backplane`): keeps every
+//! machine's L1, and its L2 file, coherent with what other machines change.
+//!
+//! **Announcing.** Every set, delete, tag invalidation and clear that
+//! reaches Redis is added, in the same pipeline, to one Redis Stream per
+//! cache (`XADD <prefix>\x1fchanges MAXLEN ~ <redis.backplane_max_len>`),
+//! with the announcing process's node id and its L2 file's identity. A
+//! load's fill is announced as a set. What could not reach Redis is
+//! delivered once it answers again (see `tier::redis`).
+//!
+//! **Reading.** Each process runs one reader on the shared runtime, on a
+//! connection of its own: `XREAD BLOCK` from the last id it read. For each
+//! change made by another process it drops the key (or the tag's entries,
+//! or everything) from its L1, and, when the change came from another L2
+//! file (another machine), from its L2 file as well: that copy came from
+//! Redis or from this host's own writes, and Redis now holds the newer
+//! value. The next read finds it in Redis. Changes made through the same
+//! file need no L2 work: the file already holds them (and the file's own
+//! change log keeps L1s coherent on the host; see [`crate::coherence`]).
+//!
+//! **Replay.** A reader that lost its connection reconnects (after 100 ms,
+//! doubling to 5 s) and reads on from its last id: every change made
+//! meanwhile is applied (counted as `replayed`). If Redis no longer holds
+//! them all — the stream was trimmed past that id (`max-deleted-entry-id`
+//! of `XINFO STREAM`), or Redis lost the stream (its epoch key changed, or
+//! its last id is below the reader's) — the process cannot tell what
+//! changed, so it empties its L1 and its L2 file's entries (a *resync*)
+//! and reads on from the stream's end.
+//!
+//! **A race it closes.** A read that finds a key in Redis and copies it
+//! into L2 and L1 could copy a value another machine replaced after the
+//! read and whose change was applied before the copy is stored. So a copy
+//! is stored only if no change of another process was applied since the
+//! read began (else it is answered but not kept); the check and the store
+//! are one step under the lock the reader applies changes under.
+//!
+//! **Bound.** While the reader is connected, a change is applied here as
+//! soon as the stream delivers it: `stats.redis.backplane.lag_ms` (by
+//! Redis's clock against this host's) is typically a millisecond or two on
+//! a LAN. A process that is cut off from Redis serves what it holds until
+//! it reconnects, and then replays or resyncs before its next read of
+//! Redis. (As with any cache, a value read before the change arrived may
+//! already be in a caller's hands.)
+//!
+//! **At start**, a process reads from a second before it opened the
+//! cache (so that nothing changed while it connects is missed); changes
+//! made while no process of this host was running are not replayed, so an
+//! L2 file that outlived its processes can hold values other machines
+//! replaced until their TTL.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{RedisResult, Value};
+
+use crate::cache::Engine;
+use crate::runtime;
+use crate::tier::redis::{Change, RedisTier};
+
+/// How long one `XREAD` waits for news.
+const BLOCK: Duration = Duration::from_millis(1000);
+
+/// The first read starts this long before the cache opened (by this
+/// host's clock against Redis's), so that no change made while the reader
+/// was connecting is missed.
+const START_MARGIN: Duration = Duration::from_secs(1);
+
+/// Changes read per `XREAD`.
+const COUNT: usize = 512;
+
+/// The first pause before reconnecting; it doubles up to [`RECONNECT_MAX`].
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Sets the epoch unless one is there; answers the one there.
+const EPOCH_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
+    if v then return v end redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]";
+
+/// A stream entry id.
+type Id = (u64, u64);
+
+/// Where the reader is in the stream.
+#[derive(Default)]
+struct Cursor {
+    /// The stream's epoch when last read.
+    epoch: Option<String>,
+    /// Where the first read starts.
+    first: Option<Id>,
+    /// The last id read.
+    last: Option<Id>,
+}
+
+/// Other processes' changes, gathered from one read of the stream.
+#[derive(Default)]
+pub(crate) struct Remote {
+    /// Keys to drop from L1.
+    pub(crate) keys: Vec<String>,
+    /// Of `keys`, those changed through another L2 file: dropped from
+    /// this one too.
+    pub(crate) file_keys: Vec<String>,
+    /// Tags whose entries to drop from L1.
+    pub(crate) tags: Vec<String>,
+    /// Of `tags`, those invalidated through another L2 file.
+    pub(crate) file_tags: Vec<String>,
+    /// Everything is to go from L1 (and, with `clear_file`, from L2).
+    pub(crate) clear: bool,
+    pub(crate) clear_file: bool,
+}
+
+impl Remote {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.tags.is_empty() && !self.clear
+    }
+}
+
+/// Starts the reader of this fork generation, unless it runs already.
+pub(crate) fn start(engine: &Engine, weak: Weak<Engine>) {
+    let Some(redis) = engine.redis() else {
+        return;
+    };
+    let generation = runtime::fork_generation();
+    if redis
+        .reader_generation
+        .swap(generation, std::sync::atomic::Ordering::AcqRel)
+        == generation
+    {
+        return;
+    }
+    let started = wall_ms().saturating_sub(START_MARGIN.as_millis() as u64);
+    runtime::handle().spawn(run(weak, generation, started));
+}
+
+async fn run(weak: Weak<Engine>, generation: u64, started: u64) {
+    let mut cursor = Cursor {
+        epoch: None,
+        first: Some((started, 0)),
+        last: None,
+    };
+    let mut pause = RECONNECT_MIN;
+    loop {
+        let Some(stop) = with_redis(&weak, generation, RedisTier::stopping) else {
+            return;
+        };
+        let backplane = with_redis(&weak, generation, RedisTier::announces).unwrap_or(false);
+        if !backplane {
+            // Only delivering what Redis missed.
+            deliver_missed(&weak, generation).await;
+            tokio::select! {
+                () = stop.notified() => return,
+                () = tokio::time::sleep(BLOCK) => continue,
+            }
+        }
+        let connection = connect(&weak, generation).await;
+        if with_redis(&weak, generation, |_| ()).is_none() {
+            return;
+        }
+        let Some(mut connection) = connection else {
+            set_connected(&weak, false);
+            tokio::select! {
+                () = stop.notified() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(RECONNECT_MAX);
+            continue;
+        };
+        pause = RECONNECT_MIN;
+        // Changes added before a reconnection are replays (not those a
+        // first connection reads from before the cache opened).
+        let connected_at = match cursor.last {
+            Some(_) => wall_ms(),
+            None => 0,
+        };
+        match catch_up(&weak, generation, &mut connection, &mut cursor).await {
+            Some(Ok(())) => {}
+            Some(Err(err)) => {
+                log_lost(&weak, &err);
+                continue;
+            }
+            None => return,
+        }
+        set_connected(&weak, true);
+        if with_redis(&weak, generation, RedisTier::answered_again).is_none() {
+            return;
+        }
+        loop {
+            deliver_missed(&weak, generation).await;
+            let Some((stream, last)) = with_redis(&weak, generation, |r| {
+                (r.stream_key(), cursor.last.unwrap_or((0, 0)))
+            }) else {
+                return;
+            };
+            let read = tokio::select! {
+                () = stop.notified() => return,
+                read = xread(&mut connection, &stream, last) => read,
+            };
+            let entries = match read {
+                Ok(entries) => entries,
+                Err(err) => {
+                    set_connected(&weak, false);
+                    log_lost(&weak, &err);
+                    break;
+                }
+            };
+            let full = entries.len() >= COUNT;
+            if !entries.is_empty()
+                && !apply(&weak, generation, entries, &mut cursor, connected_at).await
+            {
+                return;
+            }
+            if full {
+                // Far behind: the stream may have been trimmed past here.
+                match catch_up(&weak, generation, &mut connection, &mut cursor).await {
+                    Some(Ok(())) => {}
+                    Some(Err(err)) => {
+                        set_connected(&weak, false);
+                        log_lost(&weak, &err);
+                        break;
+                    }
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f` on the engine's Redis tier while the engine is open and this
+/// reader's generation is current; `None` otherwise (the reader ends).
+fn with_redis<R>(
+    weak: &Weak<Engine>,
+    generation: u64,
+    f: impl FnOnce(&RedisTier) -> R,
+) -> Option<R> {
+    let engine = weak.upgrade()?;
+    if engine.is_closed() || runtime::fork_generation() != generation {
+        return None;
+    }
+    engine.redis().map(f)
+}
+
+fn set_connected(weak: &Weak<Engine>, connected: bool) {
+    if let Some(engine) = weak.upgrade() {
+        engine
+            .counters
+            .backplane
+            .connected
+            .store(connected, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn log_lost(weak: &Weak<Engine>, err: &::redis::RedisError) {
+    if let Some(engine) = weak.upgrade()
+        && let Some(redis) = engine.redis()
+    {
+        tracing::warn!(error = %redis.scrub(&err.to_string()), "the backplane lost Redis; reconnecting");
+    }
+}
+
+async fn deliver_missed(weak: &Weak<Engine>, generation: u64) {
+    if let Some(engine) = weak.upgrade()
+        && !engine.is_closed()
+        && runtime::fork_generation() == generation
+        && let Some(redis) = engine.redis()
+    {
+        redis.deliver_missed().await;
+    }
+}
+
+async fn connect(weak: &Weak<Engine>, generation: u64) -> Option<MultiplexedConnection> {
+    let engine = weak.upgrade()?;
+    if engine.is_closed() || runtime::fork_generation() != generation {
+        return None;
+    }
+    engine.redis()?.reader_connection(BLOCK).await
+}
+
+/// Checks, on (re)connecting or after a full read, that the stream still
+/// holds every change after the cursor; if not, resyncs and moves the
+/// cursor to the stream's end. `None` if the engine is gone.
+async fn catch_up(
+    weak: &Weak<Engine>,
+    generation: u64,
+    connection: &mut MultiplexedConnection,
+    cursor: &mut Cursor,
+) -> Option<RedisResult<()>> {
+    let (stream, epoch_key) = with_redis(weak, generation, |r| (r.stream_key(), r.epoch_key()))?;
+    let drawn = format!("{:x}", crate::coherence::new_origin() as u64);
+    let epoch: RedisResult<String> = ::redis::cmd("EVAL")
+        .arg(EPOCH_SCRIPT)
+        .arg(1)
+        .arg(&epoch_key)
+        .arg(drawn)
+        .query_async(connection)
+        .await;
+    let epoch = match epoch {
+        Ok(epoch) => epoch,
+        Err(err) => return Some(Err(err)),
+    };
+    let info = match stream_info(connection, &stream).await {
+        Ok(info) => info,
+        Err(err) => return Some(Err(err)),
+    };
+    let lost_epoch = cursor.epoch.as_ref().is_some_and(|e| *e != epoch);
+    cursor.epoch = Some(epoch);
+    let resync = match cursor.last {
+        // First connection: read from about when the cache opened.
+        None => {
+            cursor.last = cursor.first.take().or(Some(info.last_generated));
+            false
+        }
+        Some(last) => lost_epoch || info.missing_after(last),
+    };
+    if resync {
+        cursor.last = Some(info.last_generated);
+    }
+    if resync {
+        let engine = weak.upgrade()?;
+        let done = tokio::task::spawn_blocking(move || engine.resync_remote()).await;
+        if done.is_err() {
+            return None;
+        }
+    }
+    Some(Ok(()))
+}
+
+/// What `XINFO STREAM` tells of where the stream stands.
+struct StreamInfo {
+    last_generated: Id,
+    /// The first entry kept; `None` if none is.
+    first: Option<Id>,
+    max_deleted: Id,
+}
+
+impl StreamInfo {
+    /// Whether some change after `last` may be gone: deleted, trimmed
+    /// (entries after `last` were added, and the first kept is later than
+    /// `last`, or none is kept), or the stream is not the one `last` was
+    /// read from (its last id is earlier). A stream trimmed to exactly the
+    /// entry after `last` counts as a gap too: there is no telling.
+    fn missing_after(&self, last: Id) -> bool {
+        self.max_deleted > last
+            || self.last_generated < last
+            || (self.last_generated > last && self.first.is_none_or(|first| first > last))
+    }
+}
+
+async fn stream_info(
+    connection: &mut MultiplexedConnection,
+    stream: &str,
+) -> RedisResult<StreamInfo> {
+    let info: RedisResult<Vec<Value>> = ::redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(stream)
+        .query_async(connection)
+        .await;
+    let info = match info {
+        Ok(info) => info,
+        // No stream yet (or any more): nothing was added, nothing trimmed.
+        Err(err) if err.to_string().contains("no such key") => {
+            return Ok(StreamInfo {
+                last_generated: (0, 0),
+                first: None,
+                max_deleted: (0, 0),
+            });
+        }
+        Err(err) => return Err(err),
+    };
+    let field = |name: &str| {
+        info.chunks(2)
+            .find(|pair| pair.len() == 2 && k_is(&pair[0], name))
+            .and_then(|pair| id_of(&pair[1]))
+    };
+    let first = info
+        .chunks(2)
+        .find(|pair| pair.len() == 2 && k_is(&pair[0], "first-entry"))
+        .and_then(|pair| match &pair[1] {
+            Value::Array(entry) => entry.first().and_then(id_of),
+            _ => None,
+        });
+    Ok(StreamInfo {
+        last_generated: field("last-generated-id").unwrap_or((0, 0)),
+        first,
+        // Redis 7 reports deletions (`XDEL`) here; trims show in `first`.
+        max_deleted: field("max-deleted-entry-id").unwrap_or((0, 0)),
+    })
+}
+
+fn k_is(value: &Value, name: &str) -> bool {
+    match value {
+        Value::BulkString(k) => k == name.as_bytes(),
+        Value::SimpleString(k) => k == name,
+        _ => false,
+    }
+}
+
+fn id_of(value: &Value) -> Option<Id> {
+    match value {
+        Value::BulkString(b) => parse_id(std::str::from_utf8(b).ok()?),
+        Value::SimpleString(s) => parse_id(s),
+        _ => None,
+    }
+}
+
+fn parse_id(id: &str) -> Option<Id> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// One stream entry: its id and its fields.
+type Entry = (String, Vec<Vec<u8>>);
+
+async fn xread(
+    connection: &mut MultiplexedConnection,
+    stream: &str,
+    last: Id,
+) -> RedisResult<Vec<Entry>> {
+    let read: Option<Vec<(String, Vec<Entry>)>> = ::redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(COUNT)
+        .arg("BLOCK")
+        .arg(BLOCK.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(format!("{}-{}", last.0, last.1))
+        .query_async(connection)
+        .await?;
+    Ok(read
+        .into_iter()
+        .flatten()
+        .flat_map(|(_, entries)| entries)
+        .collect())
+}
+
+/// Applies other processes' changes among `entries` and moves the cursor
+/// past them; `false` if the engine is gone.
+async fn apply(
+    weak: &Weak<Engine>,
+    generation: u64,
+    entries: Vec<Entry>,
+    cursor: &mut Cursor,
+    connected_at: u64,
+) -> bool {
+    let Some(node) = with_redis(weak, generation, RedisTier::node) else {
+        return false;
+    };
+    let now = wall_ms();
+    let mut remote = Remote::default();
+    let (mut received, mut replayed, mut woken) = (0u64, 0u64, Vec::new());
+    let mut lags = Vec::new();
+    for (id, fields) in entries {
+        let Some(id) = parse_id(&id) else {
+            continue;
+        };
+        cursor.last = Some(id);
+        let field = |name: &[u8]| {
+            fields
+                .chunks(2)
+                .find(|p| p.len() == 2 && p[0] == name)
+                .map(|p| p[1].clone())
+        };
+        let (Some(from), Some(op)) = (field(b"n"), field(b"o")) else {
+            continue;
+        };
+        let Some(change) = Change::parse(&op, field(b"k").unwrap_or_default()) else {
+            continue;
+        };
+        if let Change::Set(key) | Change::Delete(key) = &change {
+            woken.push(key.clone());
+        }
+        if from == node.id.as_bytes() {
+            continue;
+        }
+        let other_file =
+            node.file.is_empty() || field(b"f").as_deref() != Some(node.file.as_bytes());
+        received += 1;
+        if id.0 < connected_at {
+            replayed += 1;
+        } else {
+            lags.push(now.saturating_sub(id.0));
+        }
+        match change {
+            Change::Set(key) | Change::Delete(key) => {
+                if other_file {
+                    remote.file_keys.push(key.clone());
+                }
+                remote.keys.push(key);
+            }
+            Change::Tag(tag) => {
+                if other_file {
+                    remote.file_tags.push(tag.clone());
+                }
+                remote.tags.push(tag);
+            }
+            Change::Clear => {
+                remote.clear = true;
+                remote.clear_file |= other_file;
+            }
+        }
+    }
+    let Some(engine) = weak.upgrade() else {
+        return false;
+    };
+    let cleared = remote.clear;
+    if !remote.is_empty() {
+        let applying = engine.clone();
+        if tokio::task::spawn_blocking(move || applying.apply_remote(&remote))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+    let counters = &engine.counters.backplane;
+    counters.received.add(received);
+    counters.replayed.add(replayed);
+    for lag in lags {
+        counters.record_lag(lag);
+    }
+    if let Some(redis) = engine.redis() {
+        woken.iter().for_each(|k| redis.wake(k));
+        if cleared {
+            redis.wake_all();
+        }
+    }
+    true
+}
+
+/// Milliseconds since the Unix epoch, by the wall clock (stream ids are
+/// Redis's wall clock).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_parse() {
+        assert_eq!(parse_id("1700000000000-3"), Some((1_700_000_000_000, 3)));
+        assert_eq!(parse_id("0-0"), Some((0, 0)));
+        assert_eq!(parse_id("12"), None);
+        assert_eq!(parse_id("a-1"), None);
+    }
+
+    #[test]
+    fn a_gap_after_the_last_read_is_seen() {
+        let info = |last_generated, first, max_deleted| StreamInfo {
+            last_generated,
+            first,
+            max_deleted,
+        };
+        // Nothing new; new entries all kept; the last read entry trimmed
+        // but nothing after it.
+        assert!(!info((5, 0), Some((1, 0)), (0, 0)).missing_after((5, 0)));
+        assert!(!info((9, 0), Some((1, 0)), (0, 0)).missing_after((5, 0)));
+        assert!(!info((5, 0), Some((5, 0)), (0, 0)).missing_after((5, 0)));
+        assert!(!info((5, 0), None, (0, 0)).missing_after((5, 0)));
+        // Trimmed past it; everything trimmed; an entry after it deleted;
+        // a new stream.
+        assert!(info((9, 0), Some((7, 0)), (0, 0)).missing_after((5, 0)));
+        assert!(info((9, 0), None, (0, 0)).missing_after((5, 0)));
+        assert!(info((9, 0), Some((1, 0)), (6, 0)).missing_after((5, 0)));
+        assert!(info((2, 0), Some((1, 0)), (0, 0)).missing_after((5, 0)));
+    }
+
+    #[test]
+    fn changes_round_trip_through_their_fields() {
+        for change in [
+            Change::Set("k".into()),
+            Change::Delete("k".into()),
+            Change::Tag("t".into()),
+            Change::Clear,
+        ] {
+            let (op, arg) = match &change {
+                Change::Set(k) => ("s", k.as_str()),
+                Change::Delete(k) => ("d", k.as_str()),
+                Change::Tag(t) => ("t", t.as_str()),
+                Change::Clear => ("c", ""),
+            };
+            assert_eq!(
+                Change::parse(op.as_bytes(), arg.as_bytes().to_vec()),
+                Some(change)
+            );
+        }
+        assert_eq!(Change::parse(b"x", Vec::new()), None);
+    }
+}
