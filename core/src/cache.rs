@@ -29,21 +29,21 @@ use crate::stats::{Counters, RedisStats, SourceStats, Stats};
 use crate::tier::Inspection;
 use crate::tier::envelope::Stored;
 use crate::tier::memory::{self, L1, MemEntry, MemoryTier, Ticket};
-use crate::tier::redis::RedisTier;
+use crate::tier::redis::{ReadTicket, RedisTier};
 use crate::tier::sqlite::{self, Found, Outcome, Row, SqliteTier, Write};
 
-/// Reads Redis with `read`, and again (up to twice more) if another
-/// process's change was applied meanwhile: the answer may be what that
-/// change replaced, which would then not be kept (see
-/// [`Engine::promote_from_redis`]). Returns the count of applied changes
-/// the answer is as new as, and the answer.
-fn read_settled<T>(redis: &RedisTier, read: impl Fn() -> T) -> (u64, T) {
+/// Reads `key` from Redis with `read`, and again (up to twice more) if a
+/// change of it was under way or began meanwhile: the answer may be what
+/// that change replaced, which would then not be kept (see
+/// [`Engine::promote_from_redis`]). Returns the read's ticket, and the
+/// answer.
+fn read_settled<T>(redis: &RedisTier, key: &str, read: impl Fn() -> T) -> (ReadTicket, T) {
     let mut tries = 1;
     loop {
-        let seen = redis.remote_seen();
+        let ticket = redis.ticket(key);
         let got = read();
-        if tries == 3 || redis.remote_seen() == seen {
-            return (seen, got);
+        if tries == 3 || redis.still_valid(ticket) {
+            return (ticket, got);
         }
         tries += 1;
     }
@@ -473,11 +473,11 @@ impl Engine {
         }
         if let Some(redis) = &self.redis {
             let start = Instant::now();
-            let (seen, got) = read_settled(redis, || redis.get(key));
+            let (ticket, got) = read_settled(redis, key, || redis.get(key));
             match got {
                 Some(Some(stored)) if now < stored.expires_ms => {
                     let refresh = now >= self.refresh_ms(stored.created_ms, stored.expires_ms);
-                    let promoted = self.promote_from_redis(key, stored, now, seen);
+                    let promoted = self.promote_from_redis(key, stored, now, ticket);
                     self.counters.redis.hits.incr();
                     self.counters.redis.record_time(start.elapsed());
                     return Ok(Below::Fresh(promoted, refresh));
@@ -498,17 +498,18 @@ impl Engine {
     }
 
     /// Writes a Redis hit into L2 (if it fits there; a failure is logged)
-    /// and L1, as its own write would, and reports it; `seen`: the
-    /// backplane's count of applied changes before Redis was read. If
-    /// another process's change was applied since, the hit is answered but
-    /// not kept: it may be what that change replaced (see
-    /// [`crate::tier`]'s Redis tier and the backplane).
+    /// and L1, as its own write would, and reports it; `ticket`: taken
+    /// before Redis was read. If a change of the key began since (this
+    /// process's write, or another's applied by the backplane), the hit is
+    /// answered but not kept: it may be what that change replaced. Nor is
+    /// it kept in L2 over a write of the key another process on the file
+    /// made meanwhile (see [`Write::Copy`]).
     pub(crate) fn promote_from_redis(
         &self,
         key: &str,
         stored: Stored,
         now: u64,
-        seen: u64,
+        ticket: ReadTicket,
     ) -> (Lookup, Option<u64>) {
         let lookup = |stored: &Stored| Lookup {
             value: stored.value.clone(),
@@ -519,7 +520,7 @@ impl Engine {
         let Some(redis) = &self.redis else {
             return (lookup(&stored), None);
         };
-        let kept = redis.unless_changed_since(seen, || self.keep_from_redis(key, &stored, now));
+        let kept = redis.keep_if(ticket, || self.keep_from_redis(key, &stored, now));
         (lookup(&stored), kept.flatten())
     }
 
@@ -531,14 +532,16 @@ impl Engine {
         if let Some(sqlite) = &self.sqlite
             && self.check_fits(key, stored.value.len()).is_ok()
         {
-            let written = sqlite.write(vec![Write::Put(stored.to_row(key))]);
+            let written = sqlite.write(vec![Write::Copy(stored.to_row(key))]);
             self.follow_file_swap();
             match written {
-                Ok(outcomes) => {
-                    if let Some(outcome) = outcomes.first() {
+                Ok(outcomes) => match outcomes.first() {
+                    Some(outcome) if outcome.row.is_some() => {
                         (seq, row) = (Some(outcome.seq), outcome.row.unwrap_or(0));
                     }
-                }
+                    // The file holds a newer write: neither tier keeps the copy.
+                    _ => return None,
+                },
                 Err(err) => {
                     tracing::warn!(key = %key::quote(key), error = %err, "copying a Redis hit into L2 failed");
                 }
@@ -660,21 +663,23 @@ impl Engine {
         if let (Some(redis), false) = (&self.redis, missing.is_empty()) {
             let start = Instant::now();
             let wanted: Vec<&str> = missing.iter().map(|&i| keys[i]).collect();
-            let (seen, got) = read_settled(redis, || redis.get_many(&wanted));
-            if let Some(found) = got {
+            let tickets: Vec<ReadTicket> = wanted.iter().map(|k| redis.ticket(k)).collect();
+            let mut tickets = tickets.into_iter();
+            if let Some(found) = redis.get_many(&wanted) {
                 let mut hits = 0u64;
                 let mut found = found.into_iter();
-                missing.retain(
-                    |&i| match found.next().flatten().filter(|s| now < s.expires_ms) {
-                        Some(stored) => {
-                            out[i] =
-                                Some(self.promote_from_redis(keys[i], stored, now, seen).0.value);
-                            hits += 1;
-                            false
-                        }
-                        None => true,
-                    },
-                );
+                missing.retain(|&i| match (found.next().flatten(), tickets.next()) {
+                    (Some(stored), Some(ticket)) if now < stored.expires_ms => {
+                        out[i] = Some(
+                            self.promote_from_redis(keys[i], stored, now, ticket)
+                                .0
+                                .value,
+                        );
+                        hits += 1;
+                        false
+                    }
+                    _ => true,
+                });
                 self.counters.redis.hits.add(hits);
                 self.counters.redis.misses.add(missing.len() as u64);
                 if hits > 0 {
@@ -857,7 +862,12 @@ impl Engine {
                 .collect(),
             None => Vec::new(),
         };
-        // Written to Redis after L2 and L1.
+        // Written to Redis after L2 and L1; a copy of these keys read from
+        // Redis meanwhile is not kept.
+        let changing = self
+            .redis
+            .as_ref()
+            .map(|redis| redis.changing(rows.iter().map(|r| r.key.as_str())));
         let shared = self.redis.as_ref().map(|redis| (redis, rows.clone()));
         let written: Vec<Option<Outcome>> = match &self.sqlite {
             Some(sqlite) => {
@@ -892,6 +902,7 @@ impl Engine {
             // A failure is counted and logged by the tier; the write stands.
             redis.put(&rows, now);
         }
+        drop(changing);
         self.counters.sets.add(count);
         Ok(())
     }
@@ -910,6 +921,7 @@ impl Engine {
         };
         let memory = self.l1(now);
         let pending = memory.map(|m| m.begin(key));
+        let changing = self.redis.as_ref().map(|redis| redis.changing([key]));
         let mut existed = memory.is_some_and(|m| m.contains_fresh(key, now));
         let mut seq = None;
         if let (None, Some(outbox)) = (&self.sqlite, behind) {
@@ -938,6 +950,7 @@ impl Engine {
         if let Some(redis) = &self.redis {
             redis.delete(&[key], false);
         }
+        drop(changing);
         if existed {
             self.counters.deletes.incr();
         }
@@ -1046,7 +1059,11 @@ impl Engine {
         };
         let now = self.clock.now_ms();
         let mut tagged = Vec::new();
-        redis.changed_by_others(|| {
+        let changing = match remote.clear || !remote.tags.is_empty() {
+            true => redis.changing_all(),
+            false => redis.changing(remote.keys.iter().map(String::as_str)),
+        };
+        {
             let memory = self.memory.as_ref().map(L1::get);
             let pending = memory.map(MemoryTier::begin_all);
             let mut seq = None;
@@ -1092,7 +1109,8 @@ impl Engine {
                         .add(dropped + fresh.len() as u64);
                 }
             }
-        });
+        }
+        drop(changing);
         if !tagged.is_empty() {
             let keys: Vec<&str> = tagged.iter().map(String::as_str).collect();
             redis.delete(&keys, true);
@@ -1116,6 +1134,7 @@ impl Engine {
         self.check_open()?;
         let memory = self.memory.as_ref().map(L1::get);
         let pending = memory.map(MemoryTier::begin_all);
+        let _changing = self.redis.as_ref().map(RedisTier::changing_all);
         let seq = match &self.sqlite {
             Some(sqlite) => Some(sqlite.clear()?),
             None => None,
@@ -1135,6 +1154,7 @@ impl Engine {
         let now = self.clock.now_ms();
         let memory = self.memory.as_ref().map(L1::get);
         let pending = memory.map(MemoryTier::begin_all);
+        let _changing = self.redis.as_ref().map(RedisTier::changing_all);
         let (mut removed, seq) = match &self.sqlite {
             Some(sqlite) => {
                 let removed = sqlite.delete_tagged(tag, now);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis_support::RedisServer;
+use redis_support::{Proxy, RedisServer};
 use tierstack::blocking::Cache;
 use tierstack::source::from_blocking_fn;
 use tierstack::{
@@ -42,6 +42,11 @@ fn tier(cache: &Cache, key: &str) -> Option<(Vec<u8>, Tier)> {
 
 fn hit(value: &str, tier: Tier) -> Option<(Vec<u8>, Tier)> {
     Some((value.as_bytes().to_vec(), tier))
+}
+
+/// Changes `cache`'s backplane has applied.
+fn received(cache: &Cache) -> u64 {
+    cache.stats().redis.unwrap().backplane.unwrap().received
 }
 
 /// Waits (up to 10 s) for `done`.
@@ -74,6 +79,7 @@ fn a_set_on_one_machine_is_a_redis_hit_on_another_then_memory() {
         .unwrap();
 
     a.set("component:button", "<Button/>").unwrap();
+    wait_until(|| received(&b) == 1);
     assert_eq!(tier(&b, "component:button"), hit("<Button/>", Tier::Redis));
     assert_eq!(tier(&b, "component:button"), hit("<Button/>", Tier::Memory));
     assert_eq!(redis_counts(&b), ((1, 0), (0, 0)));
@@ -125,6 +131,7 @@ fn a_value_loaded_on_one_machine_is_a_redis_hit_on_another() {
         .unwrap();
 
     assert_eq!(tier(&a, "k"), hit("source of k", Tier::Source));
+    wait_until(|| received(&b) == 1);
     assert_eq!(tier(&b, "k"), hit("source of k", Tier::Redis));
     assert_eq!(tier(&b, "k"), hit("source of k", Tier::Memory));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -155,6 +162,9 @@ fn batches_deletes_clears_and_tag_invalidations_reach_redis() {
         .unwrap();
 
     a.mset([("m1", "1"), ("m2", "2"), ("m3", "3")]).unwrap();
+    // (A read of Redis racing the arrival of a change of its key is
+    // answered but not kept: see the backplane.)
+    wait_until(|| received(&b) == 3);
     let got = b.mget(&["m1", "nope", "m3", "m2"]).unwrap();
     let got: Vec<Option<&[u8]>> = got.iter().map(|v| v.as_deref()).collect();
     assert_eq!(got, [Some(&b"1"[..]), None, Some(b"3"), Some(b"2")]);
@@ -174,7 +184,7 @@ fn batches_deletes_clears_and_tag_invalidations_reach_redis() {
     a.clear().unwrap();
     assert_eq!(tier(&b, "cleared"), None);
     // The backplane carries the clear to B, which empties its L1 and file.
-    wait_until(|| b.stats().redis.unwrap().backplane.unwrap().received == 9);
+    wait_until(|| received(&b) == 9);
     assert_eq!(tier(&b, "m1"), None);
     assert_eq!(redis_counts(&a).1, (0, 0));
 }
@@ -206,6 +216,7 @@ fn ttl_stale_until_tags_and_etag_travel_with_the_value() {
     )
     .unwrap();
     clock.advance(3 * SECOND);
+    wait_until(|| received(&b) == 2);
     assert_eq!(tier(&b, "k"), hit("v", Tier::Redis));
     assert_eq!(tier(&b, "e"), hit("body", Tier::Redis));
     for key in ["k", "e"] {
@@ -277,6 +288,7 @@ fn redis_down_is_skipped_without_errors_and_recovers_when_it_returns() {
         .build_blocking()
         .unwrap();
     a.set("before", "1").unwrap();
+    wait_until(|| received(&b) == 1);
     assert_eq!(tier(&b, "before"), hit("1", Tier::Redis));
 
     server.kill();
@@ -530,4 +542,66 @@ fn the_async_cache_reads_and_writes_through_redis() {
         let redis = cache.stats().redis.unwrap();
         assert_eq!((redis.errors, redis.skipped), (0, 0));
     }
+}
+
+/// B reads `k` from Redis through a slow link while it is written in B's
+/// file, by B itself or (`by_another`) by another process on the file;
+/// the read answers `answered`, and B then serves the new value (from
+/// `then`), and so does its file, whatever the read answered.
+fn a_slow_redis_read_racing(by_another: bool, answered: &str, then: Tier) {
+    let server = RedisServer::start();
+    let proxy = Proxy::to(server.port);
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let a = machine(&dir, "a", &server.url(), &clock)
+        .build_blocking()
+        .unwrap();
+    let mut slow = RedisConfig::new(proxy.url());
+    slow.timeout = 5 * SECOND;
+    let b = machine(&dir, "b", &proxy.url(), &clock)
+        .redis(slow)
+        .build_blocking()
+        .unwrap();
+    let other = by_another.then(|| {
+        machine(&dir, "b", &server.url(), &clock)
+            .build_blocking()
+            .unwrap()
+    });
+    a.set("k", "old").unwrap();
+    wait_until(|| received(&b) == 1);
+    // B's connection is made before its link slows down.
+    assert_eq!(tier(&b, "warm"), None);
+    proxy.delay(Duration::from_millis(400));
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| tier(&b, "k"));
+        std::thread::sleep(Duration::from_millis(100));
+        other.as_ref().unwrap_or(&b).set("k", "new").unwrap();
+        assert_eq!(reader.join().unwrap(), hit(answered, Tier::Redis));
+    });
+    proxy.delay(Duration::ZERO);
+    // B's L1 is checked against the file on B's clock.
+    clock.advance(SECOND);
+    assert_eq!(tier(&b, "k"), hit("new", then));
+    b.close().unwrap();
+    let reopened = Cache::builder()
+        .namespace("redis-test")
+        .sqlite_path(dir.path().join("b.db"))
+        .clock(clock.clone())
+        .build_blocking()
+        .unwrap();
+    assert_eq!(tier(&reopened, "k"), hit("new", Tier::Sqlite));
+}
+
+#[test]
+fn a_redis_read_racing_a_write_of_this_process_is_not_kept() {
+    // The write began while the read was under way: the read asks again.
+    a_slow_redis_read_racing(false, "new", Tier::Memory);
+}
+
+#[test]
+fn a_redis_read_racing_a_write_of_another_process_on_the_file_is_not_kept() {
+    // B hears of the other process's write only later (its link is slow):
+    // the read answers what Redis held when it asked, and the file, which
+    // holds the newer write, does not take it.
+    a_slow_redis_read_racing(true, "old", Tier::Sqlite);
 }

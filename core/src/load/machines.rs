@@ -100,7 +100,7 @@ impl Engine {
     /// `None` if Redis holds none (or only the old one a refresh replaces).
     async fn read_machine_fill(self: &Arc<Self>, job: &Job) -> Option<Lookup> {
         let redis = self.redis()?;
-        let seen = redis.remote_seen();
+        let ticket = redis.ticket(&job.key);
         let stored = redis.get_async(&job.key).await??;
         let now = self.clock.now_ms();
         if now >= stored.expires_ms
@@ -111,7 +111,7 @@ impl Engine {
             return None;
         }
         let (engine, key) = (self.clone(), job.key.clone());
-        blocking(move || Ok(engine.promote_from_redis(&key, stored, now, seen).0))
+        blocking(move || Ok(engine.promote_from_redis(&key, stored, now, ticket).0))
             .await
             .ok()
     }

@@ -61,7 +61,7 @@ use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::breaker::{Breaker, BreakerStatus, CallOutcome, CircuitBreakerConfig};
@@ -157,6 +157,40 @@ pub(crate) enum LeaseState {
     NotFound,
 }
 
+/// Stripes of keys for [`RedisTier::ticket`].
+const STRIPES: usize = 64;
+
+/// Changes of one stripe's keys: begun and ended.
+#[derive(Default)]
+struct Stripe {
+    started: AtomicU64,
+    finished: AtomicU64,
+    /// Held while a copy is kept, and while a change begins.
+    lock: Mutex<()>,
+}
+
+/// A read of Redis's ticket: its key's stripe, and the changes begun there
+/// when it was taken (`None`: one was under way).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadTicket {
+    stripe: usize,
+    started: Option<u64>,
+}
+
+/// A change under way (see [`RedisTier::changing`]): ended when dropped.
+pub(crate) struct Changing<'a> {
+    tier: &'a RedisTier,
+    stripes: Vec<usize>,
+}
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        for &i in &self.stripes {
+            self.tier.stripes[i].finished.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The lease value a holder leaves behind when the source had no value.
 const NOT_FOUND_MARK: &str = "-";
 
@@ -211,10 +245,11 @@ pub(crate) struct RedisTier {
     /// Changes Redis missed; `has_missed` is set while it holds any.
     missed: Mutex<Missed>,
     has_missed: AtomicBool,
-    /// Counts changes other processes made, applied here: a copy read from
-    /// Redis is kept only if none was applied since the read began (see
-    /// [`RedisTier::remote_lock`]).
-    remote: Mutex<u64>,
+    /// Changes under way and made, by stripe of keys: a copy read from
+    /// Redis is kept only if no change of its key's stripe began since the
+    /// read (see [`RedisTier::keep_if`]).
+    stripes: Box<[Stripe]>,
+    hasher: std::hash::RandomState,
     /// Callers waiting for news of a key on the stream.
     watchers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Wakes the stream's reader to stop (the cache closed).
@@ -326,7 +361,8 @@ impl RedisTier {
             file: Mutex::new(Arc::from("")),
             missed: Mutex::new(Missed::default()),
             has_missed: AtomicBool::new(false),
-            remote: Mutex::new(0),
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            hasher: std::hash::RandomState::new(),
             watchers: Mutex::new(HashMap::new()),
             stop: Arc::new(Notify::new()),
             reader_generation: AtomicU64::new(u64::MAX),
@@ -422,25 +458,65 @@ impl RedisTier {
         scrub(&self.secrets, message)
     }
 
-    /// Runs `apply`, which applies other processes' changes, counted, under
-    /// the lock that [`RedisTier::unless_changed_since`] takes.
-    pub(crate) fn changed_by_others(&self, apply: impl FnOnce()) {
-        let mut seen = self.remote.lock();
-        *seen += 1;
-        apply();
+    /// A ticket for keeping a copy of `key` read from Redis (see
+    /// [`RedisTier::keep_if`]), taken before the read.
+    pub(crate) fn ticket(&self, key: &str) -> ReadTicket {
+        let i = self.stripe_of(key);
+        let stripe = &self.stripes[i];
+        let started = stripe.started.load(Ordering::SeqCst);
+        let idle = stripe.finished.load(Ordering::SeqCst) == started;
+        ReadTicket {
+            stripe: i,
+            started: idle.then_some(started),
+        }
     }
 
-    /// Runs `keep` (storing a copy read from Redis) unless another
-    /// process's change was applied since `seen` ([`RedisTier::remote_seen`]
-    /// before the read).
-    pub(crate) fn unless_changed_since<R>(&self, seen: u64, keep: impl FnOnce() -> R) -> Option<R> {
-        let now: MutexGuard<'_, u64> = self.remote.lock();
-        (*now == seen).then(keep)
+    /// Whether no change of the ticket's stripe began since it was taken
+    /// (nor was under way then).
+    pub(crate) fn still_valid(&self, ticket: ReadTicket) -> bool {
+        ticket
+            .started
+            .is_some_and(|s| self.stripes[ticket.stripe].started.load(Ordering::SeqCst) == s)
     }
 
-    /// The count of other processes' changes applied so far.
-    pub(crate) fn remote_seen(&self) -> u64 {
-        *self.remote.lock()
+    /// Runs `keep` (storing a copy read from Redis with `ticket`) unless a
+    /// change of its stripe began since the ticket was taken; no change
+    /// begins while it runs.
+    pub(crate) fn keep_if<R>(&self, ticket: ReadTicket, keep: impl FnOnce() -> R) -> Option<R> {
+        let _stripe = self.stripes[ticket.stripe].lock.lock();
+        self.still_valid(ticket).then(keep)
+    }
+
+    /// Announces a change of `keys` (this process's write, or another
+    /// process's applied here), before it reaches L2; it ends when the
+    /// returned guard drops, after it reached Redis.
+    pub(crate) fn changing<'k>(&self, keys: impl IntoIterator<Item = &'k str>) -> Changing<'_> {
+        let mut stripes: Vec<usize> = keys.into_iter().map(|k| self.stripe_of(k)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        self.begin(stripes)
+    }
+
+    /// Announces a change that may touch any key (a clear, a tag).
+    pub(crate) fn changing_all(&self) -> Changing<'_> {
+        self.begin((0..STRIPES).collect())
+    }
+
+    fn begin(&self, stripes: Vec<usize>) -> Changing<'_> {
+        for &i in &stripes {
+            let stripe = &self.stripes[i];
+            let _stripe = stripe.lock.lock();
+            stripe.started.fetch_add(1, Ordering::SeqCst);
+        }
+        Changing {
+            tier: self,
+            stripes,
+        }
+    }
+
+    fn stripe_of(&self, key: &str) -> usize {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key) as usize % STRIPES
     }
 
     /// A handle to wait on for news of `key` on the stream; call

@@ -11,6 +11,18 @@ use crate::stats::Counters;
 use crate::tier::envelope::Stored;
 use crate::tier::sqlite::Row;
 
+/// A read's ticket (never made: no cache has the tier).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadTicket;
+
+/// A change under way (never made: no cache has the tier). Dropped where
+/// the tier's own ends the change.
+pub(crate) struct Changing;
+
+impl Drop for Changing {
+    fn drop(&mut self) {}
+}
+
 /// No value of this type exists: the engine's `Option<RedisTier>` is
 /// always `None`, and the calls below are never made.
 pub(crate) enum RedisTier {}
@@ -53,15 +65,23 @@ impl RedisTier {
         match *self {}
     }
 
-    pub(crate) fn remote_seen(&self) -> u64 {
+    pub(crate) fn ticket(&self, _key: &str) -> ReadTicket {
         match *self {}
     }
 
-    pub(crate) fn unless_changed_since<R>(
-        &self,
-        _seen: u64,
-        _keep: impl FnOnce() -> R,
-    ) -> Option<R> {
+    pub(crate) fn still_valid(&self, _ticket: ReadTicket) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn keep_if<R>(&self, _ticket: ReadTicket, _keep: impl FnOnce() -> R) -> Option<R> {
+        match *self {}
+    }
+
+    pub(crate) fn changing<'k>(&self, _keys: impl IntoIterator<Item = &'k str>) -> Changing {
+        match *self {}
+    }
+
+    pub(crate) fn changing_all(&self) -> Changing {
         match *self {}
     }
 

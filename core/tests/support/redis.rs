@@ -4,11 +4,12 @@
 
 #![allow(dead_code)] // each test binary uses a part of this module
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A `redis-server` of this test's own; killed on drop.
 pub struct RedisServer {
@@ -97,11 +98,13 @@ impl Drop for RedisServer {
 }
 
 /// A loopback TCP proxy to `port`: `cut` drops every connection through it
-/// and refuses new ones until `restore`.
+/// and refuses new ones until `restore`; `delay` holds back what the
+/// server answers.
 pub struct Proxy {
     pub port: u16,
     open: Arc<AtomicBool>,
     streams: Arc<Mutex<Vec<TcpStream>>>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -110,7 +113,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let open = Arc::new(AtomicBool::new(true));
         let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (accepting, held) = (open.clone(), streams.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (accepting, held, delay) = (open.clone(), streams.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -127,22 +131,17 @@ impl Proxy {
                 let mut held = held.lock().unwrap();
                 held.push(client.try_clone().unwrap());
                 held.push(server.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                        let _ = from.shutdown(Shutdown::Both);
-                    });
-                }
+                let upstream = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || relay(upstream.0, upstream.1, None));
+                let delay = delay.clone();
+                std::thread::spawn(move || relay(server, client, Some(delay)));
             }
         });
         Self {
             port,
             open,
             streams,
+            delay_ms,
         }
     }
 
@@ -162,4 +161,26 @@ impl Proxy {
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
     }
+
+    /// Holds back each chunk the server answers by `delay`, from now on.
+    pub fn delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to`, each chunk after `delay` (milliseconds) if given,
+/// until either side closes.
+fn relay(mut from: TcpStream, mut to: TcpStream, delay: Option<Arc<AtomicU64>>) {
+    let mut buffer = [0u8; 16 << 10];
+    while let Ok(n @ 1..) = from.read(&mut buffer) {
+        if let Some(ms) = delay.as_ref().map(|d| d.load(Ordering::SeqCst)) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        if to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
+    let _ = from.shutdown(Shutdown::Both);
 }

@@ -131,6 +131,7 @@ const SQL_GET_MANY: &str = "SELECT id, created_ms, expires_ms, value, stale_unti
      FROM entries \
      WHERE key IN (SELECT value FROM json_each(?1))";
 const SQL_SIZE_OF: &str = "SELECT size FROM entries WHERE key = ?1";
+const SQL_CREATED_OF: &str = "SELECT created_ms FROM entries WHERE key = ?1";
 /// A write keeps the row (its id), when the key was first written and how
 /// often it was read; everything else is the new value's.
 const SQL_UPSERT: &str = "INSERT INTO entries \
@@ -240,6 +241,11 @@ pub(crate) struct Found {
 #[derive(Debug)]
 pub(crate) enum Write {
     Put(Row),
+    /// A copy of a value read from a tier shared with other hosts (Redis):
+    /// stored unless the file holds a write of the key made since (created
+    /// at or after it), which a process on the file made while the copy was
+    /// read. Its outcome's `row` is `None` when it was not stored.
+    Copy(Row),
     Delete(String),
     /// A put whose write the source gets through the outbox (write-behind).
     PutBehind(Row, Behind),
@@ -260,7 +266,7 @@ impl Write {
     fn behind(&self) -> Option<&Behind> {
         match self {
             Write::PutBehind(_, behind) | Write::DeleteBehind(_, behind) => Some(behind),
-            Write::Put(_) | Write::Delete(_) => None,
+            Write::Put(_) | Write::Copy(_) | Write::Delete(_) => None,
         }
     }
 }
@@ -841,8 +847,22 @@ impl SqliteTier {
             for submission in batch {
                 let mut outcome = Vec::with_capacity(submission.writes.len());
                 for write in &submission.writes {
+                    if let Write::Copy(row) = write {
+                        let held: Option<i64> = tx
+                            .prepare_cached(SQL_CREATED_OF)?
+                            .query_row([&row.key], |r| r.get(0))
+                            .optional()?;
+                        if held.is_some_and(|created| created >= row.created_ms as i64) {
+                            outcome.push(Outcome {
+                                seq: 0,
+                                removed_expires_ms: None,
+                                row: None,
+                            });
+                            continue;
+                        }
+                    }
                     match write {
-                        Write::Put(row) | Write::PutBehind(row, _) => {
+                        Write::Put(row) | Write::Copy(row) | Write::PutBehind(row, _) => {
                             let old: Option<i64> =
                                 size_of.query_row([&row.key], |r| r.get(0)).optional()?;
                             let tags = (!row.tags.is_empty()).then(|| {

@@ -67,7 +67,7 @@ impl SqliteTier {
         let stored: u64 = writes
             .iter()
             .map(|w| match w {
-                Write::Put(row) | Write::PutBehind(row, _) => row.size(),
+                Write::Put(row) | Write::Copy(row) | Write::PutBehind(row, _) => row.size(),
                 Write::Delete(_) | Write::DeleteBehind(..) => 0,
             })
             .sum();
