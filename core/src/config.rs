@@ -274,8 +274,14 @@ impl Config {
     /// Parses a JSON config; errors are of kind [`ErrorKind::InvalidConfig`]
     /// and name the offending key.
     pub fn from_json(json: &str) -> Result<Self> {
-        let invalid =
-            |e: serde_json::Error| Error::new(ErrorKind::InvalidConfig, format!("config: {e}"));
+        // The text of a misplaced value is not repeated: it may be a secret
+        // (a token, a Redis URL with its password).
+        let invalid = |e: serde_json::Error| {
+            Error::new(
+                ErrorKind::InvalidConfig,
+                format!("config: {}", without_strings(&e.to_string())),
+            )
+        };
         let value: serde_json::Value = serde_json::from_str(json).map_err(invalid)?;
         // serde would also build a struct from a JSON array of its fields.
         let sections = value.as_object().ok_or_else(|| {
@@ -690,9 +696,58 @@ impl CacheBuilder {
     }
 }
 
+/// `message` (serde's) with every string value it quotes (`string "…"`)
+/// left out.
+fn without_strings(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("string \"") {
+        out.push_str(&rest[..at]);
+        out.push_str("a string");
+        let quoted = &rest[at + "string \"".len()..];
+        // The closing quote: the first one not escaped.
+        let mut escaped = false;
+        let end = quoted.char_indices().find_map(|(i, c)| match (c, escaped) {
+            ('\\', false) => {
+                escaped = true;
+                None
+            }
+            ('"', false) => Some(i + 1),
+            _ => {
+                escaped = false;
+                None
+            }
+        });
+        rest = end.map_or("", |end| &quoted[end..]);
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misplaced_value_is_not_repeated_in_the_error() {
+        for (json, secret) in [
+            (r#"{"redis": "redis://:hunter2@127.0.0.1:1"}"#, "hunter2"),
+            (
+                r#"{"redis": {"url": "redis://127.0.0.1:1", "ttl": "redis://:hunter2@h"}}"#,
+                "hunter2",
+            ),
+            (r#"{"github": {"timeout": "ghp_s3cr3t\"x"}}"#, "s3cr3t"),
+        ] {
+            let err = Config::from_json(json).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+            assert!(!err.message().contains(secret), "{}", err.message());
+        }
+        let err = Config::from_json(r#"{"redis": "redis://:hunter2@h"}"#).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "config: invalid type: a string, expected struct RedisConfig at line 1 column 30"
+        );
+    }
 
     #[test]
     fn empty_json_gives_documented_defaults() {
