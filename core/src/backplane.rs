@@ -42,11 +42,15 @@
 //! Redis. (As with any cache, a value read before the change arrived may
 //! already be in a caller's hands.)
 //!
-//! **At start**, a process reads from a second before it opened the
-//! cache (so that nothing changed while it connects is missed); changes
-//! made while no process of this host was running are not replayed, so an
-//! L2 file that outlived its processes can hold values other machines
-//! replaced until their TTL.
+//! **At start**, a process reads from where the processes on its L2 file
+//! last read to (recorded in the file: the stream's epoch and the last id,
+//! after each batch of other machines' changes and at most every second
+//! otherwise), or from a second before it opened the cache, whichever is
+//! earlier: a file that outlived its processes replays what other machines
+//! changed meanwhile. If that is no longer in the stream, or the file read
+//! another stream (Redis lost it, or this is another Redis), the process
+//! resyncs. A file that never read a stream (new, or used before Redis was
+//! configured) is taken as it is.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -65,6 +69,10 @@ const BLOCK: Duration = Duration::from_millis(1000);
 /// host's clock against Redis's), so that no change made while the reader
 /// was connecting is missed.
 const START_MARGIN: Duration = Duration::from_secs(1);
+
+/// How often the L2 file's record of the stream's place is brought up to
+/// date when no change of another machine came.
+const RECORD_EVERY: Duration = Duration::from_secs(1);
 
 /// Changes read per `XREAD`.
 const COUNT: usize = 512;
@@ -85,8 +93,16 @@ type Id = (u64, u64);
 struct Cursor {
     /// The stream's epoch when last read.
     epoch: Option<String>,
-    /// Where the first read starts.
+    /// The epoch as a number, for the L2 file.
+    epoch_id: i64,
+    /// Where the first read starts, at the latest.
     first: Option<Id>,
+    /// When the cursor was last recorded in the L2 file.
+    recorded: Option<std::time::Instant>,
+    /// Whether changes added before this connection are replays: it is a
+    /// reconnection, or the first read starts where the L2 file's
+    /// processes read to (not merely a second before the cache opened).
+    replays: bool,
     /// The last id read.
     last: Option<Id>,
 }
@@ -134,8 +150,11 @@ pub(crate) fn start(engine: &Engine, weak: Weak<Engine>) {
 async fn run(weak: Weak<Engine>, generation: u64, started: u64) {
     let mut cursor = Cursor {
         epoch: None,
+        epoch_id: 0,
         first: Some((started, 0)),
         last: None,
+        recorded: None,
+        replays: false,
     };
     let mut pause = RECONNECT_MIN;
     loop {
@@ -165,12 +184,7 @@ async fn run(weak: Weak<Engine>, generation: u64, started: u64) {
             continue;
         };
         pause = RECONNECT_MIN;
-        // Changes added before a reconnection are replays (not those a
-        // first connection reads from before the cache opened).
-        let connected_at = match cursor.last {
-            Some(_) => wall_ms(),
-            None => 0,
-        };
+        let connected_at = wall_ms();
         match catch_up(&weak, generation, &mut connection, &mut cursor).await {
             Some(Ok(())) => {}
             Some(Err(err)) => {
@@ -301,26 +315,53 @@ async fn catch_up(
         Err(err) => return Some(Err(err)),
     };
     let lost_epoch = cursor.epoch.as_ref().is_some_and(|e| *e != epoch);
+    let epoch_id = epoch_id(&epoch);
     cursor.epoch = Some(epoch);
     let resync = match cursor.last {
-        // First connection: read from about when the cache opened.
+        // First connection: from where the processes on the L2 file read
+        // to, or about when the cache opened, whichever is earlier.
         None => {
-            cursor.last = cursor.first.take().or(Some(info.last_generated));
-            false
+            let opened = cursor.first.take().unwrap_or(info.last_generated);
+            let engine = weak.upgrade()?;
+            let recorded = tokio::task::spawn_blocking(move || engine.backplane_cursor())
+                .await
+                .ok()?;
+            match recorded {
+                Some((e, last)) if e == epoch_id => {
+                    let start = unpack(last).min(opened);
+                    cursor.replays = start < opened;
+                    cursor.last = Some(start);
+                    info.missing_after(start)
+                }
+                // The file read another stream (Redis lost it, or the file
+                // moved to another Redis): its copies may be stale.
+                Some(_) => true,
+                None => {
+                    cursor.last = Some(opened);
+                    false
+                }
+            }
         }
-        Some(last) => lost_epoch || info.missing_after(last),
+        Some(last) => {
+            cursor.replays = true;
+            lost_epoch || info.missing_after(last)
+        }
     };
+    cursor.epoch_id = epoch_id;
     if resync {
         cursor.last = Some(info.last_generated);
     }
-    if resync {
-        let engine = weak.upgrade()?;
-        let done = tokio::task::spawn_blocking(move || engine.resync_remote()).await;
-        if done.is_err() {
-            return None;
+    let engine = weak.upgrade()?;
+    let last = pack(cursor.last.unwrap_or((0, 0)));
+    cursor.recorded = Some(std::time::Instant::now());
+    let done = tokio::task::spawn_blocking(move || {
+        if resync {
+            engine.resync_remote();
         }
-    }
-    Some(Ok(()))
+        engine.record_backplane_cursor(epoch_id, last);
+    })
+    .await;
+    done.ok().map(Ok)
 }
 
 /// What `XINFO STREAM` tells of where the stream stands.
@@ -329,6 +370,10 @@ struct StreamInfo {
     /// The first entry kept; `None` if none is.
     first: Option<Id>,
     max_deleted: Id,
+    /// Whether any entry was ever trimmed or deleted (entries added
+    /// exceed the length; Redis 7 reports both, and before it this is
+    /// taken to be so).
+    removed_any: bool,
 }
 
 impl StreamInfo {
@@ -340,7 +385,9 @@ impl StreamInfo {
     fn missing_after(&self, last: Id) -> bool {
         self.max_deleted > last
             || self.last_generated < last
-            || (self.last_generated > last && self.first.is_none_or(|first| first > last))
+            || (self.removed_any
+                && self.last_generated > last
+                && self.first.is_none_or(|first| first > last))
     }
 }
 
@@ -361,6 +408,7 @@ async fn stream_info(
                 last_generated: (0, 0),
                 first: None,
                 max_deleted: (0, 0),
+                removed_any: false,
             });
         }
         Err(err) => return Err(err),
@@ -377,9 +425,22 @@ async fn stream_info(
             Value::Array(entry) => entry.first().and_then(id_of),
             _ => None,
         });
+    let number = |name: &str| {
+        info.chunks(2)
+            .find(|pair| pair.len() == 2 && k_is(&pair[0], name))
+            .and_then(|pair| match pair[1] {
+                Value::Int(n) => Some(n),
+                _ => None,
+            })
+    };
+    let removed_any = match (number("entries-added"), number("length")) {
+        (Some(added), Some(length)) => added > length,
+        _ => true,
+    };
     Ok(StreamInfo {
         last_generated: field("last-generated-id").unwrap_or((0, 0)),
         first,
+        removed_any,
         // Redis 7 reports deletions (`XDEL`) here; trims show in `first`.
         max_deleted: field("max-deleted-entry-id").unwrap_or((0, 0)),
     })
@@ -473,7 +534,7 @@ async fn apply(
         let other_file =
             node.file.is_empty() || field(b"f").as_deref() != Some(node.file.as_bytes());
         received += 1;
-        if id.0 < connected_at {
+        if cursor.replays && id.0 < connected_at {
             replayed += 1;
         } else {
             lags.push(now.saturating_sub(id.0));
@@ -501,14 +562,29 @@ async fn apply(
         return false;
     };
     let cleared = remote.clear;
-    if !remote.is_empty() {
-        let applying = engine.clone();
-        if tokio::task::spawn_blocking(move || applying.apply_remote(&remote))
-            .await
-            .is_err()
-        {
-            return false;
+    // The file's record of where its processes read to: after changes
+    // were applied to it, and otherwise at most once a second.
+    let record = cursor.last.filter(|_| {
+        !remote.is_empty()
+            || cursor
+                .recorded
+                .is_none_or(|at| at.elapsed() >= RECORD_EVERY)
+    });
+    if record.is_some() {
+        cursor.recorded = Some(std::time::Instant::now());
+    }
+    let epoch_id = cursor.epoch_id;
+    let applying = engine.clone();
+    let applied = tokio::task::spawn_blocking(move || {
+        if !remote.is_empty() {
+            applying.apply_remote(&remote);
         }
+        if let Some(last) = record {
+            applying.record_backplane_cursor(epoch_id, pack(last));
+        }
+    });
+    if applied.await.is_err() {
+        return false;
     }
     let counters = &engine.counters.backplane;
     counters.received.add(received);
@@ -523,6 +599,31 @@ async fn apply(
         }
     }
     true
+}
+
+/// A stream id as one number: the milliseconds, then 16 bits of sequence
+/// (a larger sequence is recorded as the largest: an earlier place, from
+/// which a few changes are read again).
+fn pack((ms, seq): Id) -> i64 {
+    ((ms << 16) | seq.min(0xffff)) as i64
+}
+
+fn unpack(packed: i64) -> Id {
+    let packed = packed as u64;
+    (packed >> 16, packed & 0xffff)
+}
+
+/// The stream's epoch as a number, for the L2 file.
+fn epoch_id(epoch: &str) -> i64 {
+    match u64::from_str_radix(epoch, 16) {
+        Ok(n) => n as i64,
+        Err(_) => {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut hasher = DefaultHasher::new();
+            epoch.hash(&mut hasher);
+            hasher.finish() as i64
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, by the wall clock (stream ids are
@@ -551,6 +652,7 @@ mod tests {
             last_generated,
             first,
             max_deleted,
+            removed_any: true,
         };
         // Nothing new; new entries all kept; the last read entry trimmed
         // but nothing after it.
@@ -564,6 +666,21 @@ mod tests {
         assert!(info((9, 0), None, (0, 0)).missing_after((5, 0)));
         assert!(info((9, 0), Some((1, 0)), (6, 0)).missing_after((5, 0)));
         assert!(info((2, 0), Some((1, 0)), (0, 0)).missing_after((5, 0)));
+        // Nothing was ever removed: entries after it are all there.
+        let untouched = StreamInfo {
+            removed_any: false,
+            ..info((9, 0), Some((7, 0)), (0, 0))
+        };
+        assert!(!untouched.missing_after((5, 0)));
+    }
+
+    #[test]
+    fn ids_pack_in_order() {
+        assert_eq!(unpack(pack((1_796_230_147_736, 3))), (1_796_230_147_736, 3));
+        assert!(pack((10, 0)) < pack((10, 1)));
+        assert!(pack((10, 70_000)) < pack((11, 0)));
+        // A sequence past 16 bits is recorded earlier: read again, not skipped.
+        assert_eq!(unpack(pack((10, 70_000))), (10, 0xffff));
     }
 
     #[test]

@@ -1117,6 +1117,32 @@ impl Engine {
         }
     }
 
+    /// Where the processes on the L2 file read the backplane's stream to
+    /// (see [`SqliteTier::backplane_cursor`]); `None` without a file, or
+    /// if it cannot be read (logged).
+    #[cfg(feature = "redis")]
+    pub(crate) fn backplane_cursor(&self) -> Option<(i64, i64)> {
+        let recorded = self.sqlite.as_ref()?.backplane_cursor();
+        self.follow_file_swap();
+        recorded
+            .inspect_err(|err| tracing::warn!(error = %err, "reading the backplane's place in the L2 file failed"))
+            .ok()
+            .flatten()
+    }
+
+    /// Records where this process read the backplane's stream to, in the
+    /// L2 file, if any; a failure is logged.
+    #[cfg(feature = "redis")]
+    pub(crate) fn record_backplane_cursor(&self, epoch: i64, last: i64) {
+        if let Some(sqlite) = &self.sqlite {
+            let recorded = sqlite.record_backplane_cursor(epoch, last);
+            self.follow_file_swap();
+            if let Err(err) = recorded {
+                tracing::debug!(error = %err, "recording the backplane's place in the L2 file failed");
+            }
+        }
+    }
+
     /// Empties L1 and the L2 file's entries: the backplane cannot tell
     /// what other machines changed (see [`crate::backplane`]).
     #[cfg(feature = "redis")]

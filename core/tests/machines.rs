@@ -513,6 +513,52 @@ fn a_machine_cut_off_replays_the_changes_it_missed() {
 }
 
 #[test]
+fn a_machine_restarted_on_its_file_replays_what_changed_while_it_was_down() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let a = here(dir.path(), &server.url(), &loads);
+    let log = dir.path().join("origin.log");
+    let spec = Spec {
+        url: &server.url(),
+        db: &dir.path().join("b.db"),
+        origin_log: &log,
+        max_len: 100_000,
+    };
+    for i in 0..100 {
+        a.set(format!("k{i}"), "old").unwrap();
+    }
+    // (Older than B looks back: B's reads race no change arriving.)
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut b = Machine::start(&spec);
+    wait_until("B reads the stream", || b.backplane()["connected"] == true);
+    let answer = b.ask("read k 100");
+    assert!(
+        answer
+            .strip_prefix("read ")
+            .unwrap()
+            .split(',')
+            .all(|v| v == "old")
+    );
+    // B's file holds every key; B stops.
+    assert_eq!(b.stats()["tiers"][1]["entries"], 100);
+    drop(b);
+
+    for i in 0..100 {
+        a.set(format!("k{i}"), format!("new{i}")).unwrap();
+    }
+    // Longer ago than a starting reader looks back by itself.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut b = Machine::start(&spec);
+    wait_until("B replays", || b.backplane()["replayed"] == 100);
+    assert_eq!(b.backplane()["resyncs"], 0);
+    let answer = b.ask("read k 100");
+    let expected: Vec<String> = (0..100).map(|i| format!("new{i}")).collect();
+    assert_eq!(answer, format!("read {}", expected.join(",")));
+    assert!(origin_requests(&log).is_empty());
+}
+
+#[test]
 fn a_machine_away_past_the_trimmed_stream_empties_its_tiers() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
