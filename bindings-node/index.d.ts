@@ -199,6 +199,43 @@ export declare class Loaded {
   constructor(value: unknown, options?: number | SetOptions | null)
 }
 
+/** The backplane's traffic, in `getStats().redis.backplane`. */
+export interface BackplaneStats {
+  /** Whether this storage reads the stream of changes now. */
+  connected: boolean
+  /** Changes this storage added to the stream. */
+  sent: number
+  /**
+   * Changes of other storages (other processes and machines) read from
+   * the stream and applied here.
+   */
+  received: number
+  /**
+   * Of `received`, those read on reconnecting: made while this storage
+   * was cut off from Redis.
+   */
+  replayed: number
+  /**
+   * Times this storage emptied its memory tier and its SQLite file's
+   * entries because it could not tell what changed while it was cut off
+   * (the stream was trimmed past the last change it read, or Redis lost
+   * it).
+   */
+  resyncs: number
+  /**
+   * Changes that could not be added to the stream while Redis failed,
+   * added later (as deletes) once it answered again.
+   */
+  deferred: number
+  /**
+   * Milliseconds from the latest applied change being added to the
+   * stream (by Redis's clock) to its being applied here (by this host's).
+   */
+  lagMs: number
+  /** The most `lagMs` has been since the stats were reset. */
+  maxLagMs: number
+}
+
 /** The circuit breaker guarding the source (every loader of a storage). */
 export interface CircuitBreakerOptions {
   /** Consecutive failures that open it (default 5). */
@@ -410,6 +447,12 @@ export interface HybridStorageConfig {
   strategy?: 'read-through' | 'cache-aside' | 'write-through' | 'write-behind'
   /** The write-behind outbox. */
   outbox?: OutboxOptions
+  /**
+   * A Redis shared by many machines: a tier between the SQLite file and
+   * the source, and the backplane that carries every machine's changes
+   * to the others' memory and files.
+   */
+  redis?: RedisOptions
 }
 
 /** The second argument of `new HybridStorage(config, options)`. */
@@ -578,12 +621,82 @@ export interface RateLimit {
   resetAt: Date | null
 }
 
+/**
+ * Redis, shared by many machines: a tier read after the SQLite file and
+ * before the source (a hit is copied into the file and memory, and
+ * reported as tier `'redis'`), with a breaker of its own: when Redis fails
+ * or is slow, reads and writes go on without it and no call fails because
+ * of it. With `backplane` on, every `set`, `delete`, `invalidateTag` and
+ * `clear` is added to a Redis Stream that every other storage on this
+ * Redis reads, dropping the key from its memory (and from its file when
+ * the change came from another machine); one that was cut off replays what
+ * it missed, or empties its memory and file when the stream no longer
+ * holds it all. A key no tier holds is loaded once across the machines.
+ */
+export interface RedisOptions {
+  /**
+   * `redis://[user][:password@]host[:port][/db]` (or `rediss://`,
+   * `redis+unix://`, `unix://`). The password is never shown in an
+   * error, a log or the stats.
+   */
+  url: string
+  /**
+   * Put before every key in Redis: 1–255 bytes without control
+   * characters (default `'tierstack:<namespace>:'`).
+   */
+  prefix?: string
+  /**
+   * Seconds a Redis call may take; a slower one counts as a failure and
+   * the read goes on below (default 0.25; above 0, at most 60).
+   */
+  timeout?: number
+  /**
+   * The longest time in seconds a key lives in Redis (default: the
+   * entry's own, up to its stale-until time).
+   */
+  ttl?: number
+  /**
+   * Carry every change to the other machines' memory and files through a
+   * Redis Stream (default `true`).
+   */
+  backplane?: boolean
+  /**
+   * About how many changes the stream keeps (default 100000; 100 to
+   * 100000000). A storage cut off for longer than that many changes
+   * empties its memory and file when it reconnects.
+   */
+  backplaneMaxLen?: number
+  /** Use the section (default `true`; `false`: as if it were absent). */
+  enabled?: boolean
+}
+
+/**
+ * Redis's figures, in `getStats().redis`. Its hits and misses are
+ * `hits.redis` and its entry in `tiers`.
+ */
+export interface RedisStats {
+  /**
+   * Redis calls that failed: an error, a refused or lost connection, or
+   * no answer within `redis.timeout`. Each is logged as a warning; none
+   * fails a call of this storage.
+   */
+  errors: number
+  /** Redis calls not made because Redis's breaker was open. */
+  skipped: number
+  /** Redis's own breaker (the shape of `getCircuitBreakerStatus()`). */
+  breaker: CircuitBreakerStatus
+  /** The backplane; `null` when `redis.backplane` is `false`. */
+  backplane: BackplaneStats | null
+}
+
 /** Mean read time per tier, in milliseconds (0 for a tier that served no read). */
 export interface ResponseTimes {
   /** L1 hits (sampled: one read in 64 is timed). */
   memory: number
   /** L2 hits. */
   sqlite: number
+  /** Redis hits (0 without Redis). */
+  redis: number
 }
 
 /**
@@ -619,6 +732,11 @@ export interface SourceStats {
   coalesced: number
   /** Loads left to another process sharing the SQLite file. */
   coalescedProcesses: number
+  /**
+   * Loads left to another machine sharing Redis (it held the key's lease
+   * in Redis); the value was read from Redis once it stored it.
+   */
+  coalescedMachines: number
   /** Reads answered with a stale copy. */
   staleServed: number
   /** Reads answered "not found" from the negative cache. */
@@ -697,15 +815,15 @@ export interface StorageStats {
   misses: number
   /**
    * The share of reads a tier answered, in percent (0–100):
-   * `100 * (hits.memory + hits.sqlite) / (hits.memory + hits.sqlite + misses)`,
-   * 0 before the first read. Not rounded.
+   * `100 * hits / (hits + misses)` where `hits` is `hits.memory +
+   * hits.sqlite + hits.redis`, 0 before the first read. Not rounded.
    */
   hitRate: number
   /** Mean read time per tier, in milliseconds. */
   avgResponseTimes: ResponseTimes
   /**
    * Reads, writes and deletes counted: `hits.memory + hits.sqlite +
-   * misses + sets + deletes`.
+   * hits.redis + misses + sets + deletes`.
    */
   totalOperations: number
   /** Which tiers serve. */
@@ -725,7 +843,7 @@ export interface StorageStats {
    * the file's change log keeps).
    */
   resyncs: number
-  /** One entry per enabled tier, L1 first. */
+  /** One entry per enabled tier: `memory`, `sqlite`, `redis`, in that order. */
   tiers: Array<TierStats>
   /**
    * Times the SQLite file was found damaged, set aside as
@@ -746,6 +864,11 @@ export interface StorageStats {
    * strategies.
    */
   outbox: OutboxStats | null
+  /**
+   * Redis: its failures, its breaker and the backplane; `null` without a
+   * `redis` section.
+   */
+  redis: RedisStats | null
 }
 
 /** Which tiers serve. */
@@ -754,6 +877,11 @@ export interface TierAvailability {
   memory: boolean
   /** Whether the SQLite file is in use (`sqlite.enabled`). */
   sqlite: boolean
+  /**
+   * Whether a `redis` section is in use and Redis's own breaker admits a
+   * call now.
+   */
+  redis: boolean
   /**
    * Whether a source is configured (`options.source` or `github`) and
    * its breaker admits a call now.
@@ -770,11 +898,13 @@ export interface TierHits {
   memory: number
   /** L2 hits. */
   sqlite: number
+  /** Redis hits (0 without Redis). */
+  redis: number
 }
 
 /** The counters of one tier. */
 export interface TierStats {
-  /** `"memory"` or `"sqlite"`. */
+  /** `"memory"`, `"sqlite"` or `"redis"`. */
   tier: string
   /** Reads this tier answered. */
   hits: number
@@ -784,10 +914,13 @@ export interface TierStats {
   avgTimeUs: number
   /** Entries removed to keep within `maxBytes`. */
   evictions: number
-  /** Entries held (for `sqlite`, including expired rows kept for stale serving). */
+  /**
+   * Entries held (for `sqlite`, including expired rows kept for stale
+   * serving; 0 for `redis`, which this process does not count).
+   */
   entries: number
-  /** Bytes charged against the budget. */
+  /** Bytes charged against the budget (0 for `redis`). */
   bytes: number
-  /** The budget. */
+  /** The budget (0 for `redis`). */
   maxBytes: number
 }

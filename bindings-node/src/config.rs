@@ -15,12 +15,17 @@
 //! | `outbox.maxAttempts`, `.retryBase`, `.retryMax`, `.batch`, `.flushTimeout`, `.closeTimeout` | `outbox.max_attempts`, `retry_base`, `retry_max`, `batch`, `flush_timeout`, `close_timeout` |
 //! | `github.enabled`, `github.token`, `github.apiUrl`, `github.rawUrl`, `github.timeout`, `github.maxBodyBytes`, `github.routes` | `github.enabled`, `github.token`, `github.api_url`, `github.raw_url`, `github.timeout`, `github.max_body_bytes`, `github.routes` |
 //! | `github.apiKey`, `github.baseUrl` (the design it replaces) | `github.token`, `github.api_url` |
+//! | `redis.url`, `redis.prefix`, `redis.timeout`, `redis.ttl`, `redis.backplane`, `redis.backplaneMaxLen`, `redis.enabled` | `redis.url`, `redis.prefix`, `redis.timeout`, `redis.ttl`, `redis.backplane`, `redis.backplane_max_len`, `redis.enabled` |
 //!
 //! `github.routes` is a preset's name or an array of route objects, passed
 //! on as they are (their keys, `key`, `owner`, `repo`, `ref`, `path`,
 //! `listing`, `suffix`, `items`, `only`, are the core's). Giving both
 //! `token` and `apiKey`, or both `apiUrl` and `baseUrl`, with different
 //! values is an `invalid_config` error naming both.
+//!
+//! A password in `redis.url` is a secret: the core never shows it in an
+//! error, a log or the stats, and the errors made here name keys, never
+//! values.
 //!
 //! An unknown key is an `invalid_config` error, as in the core.
 
@@ -81,6 +86,46 @@ pub struct HybridStorageConfig {
     pub strategy: Option<String>,
     /// The write-behind outbox.
     pub outbox: Option<OutboxOptions>,
+    /// A Redis shared by many machines: a tier between the SQLite file and
+    /// the source, and the backplane that carries every machine's changes
+    /// to the others' memory and files.
+    pub redis: Option<RedisOptions>,
+}
+
+/// Redis, shared by many machines: a tier read after the SQLite file and
+/// before the source (a hit is copied into the file and memory, and
+/// reported as tier `'redis'`), with a breaker of its own: when Redis fails
+/// or is slow, reads and writes go on without it and no call fails because
+/// of it. With `backplane` on, every `set`, `delete`, `invalidateTag` and
+/// `clear` is added to a Redis Stream that every other storage on this
+/// Redis reads, dropping the key from its memory (and from its file when
+/// the change came from another machine); one that was cut off replays what
+/// it missed, or empties its memory and file when the stream no longer
+/// holds it all. A key no tier holds is loaded once across the machines.
+#[napi(object)]
+pub struct RedisOptions {
+    /// `redis://[user][:password@]host[:port][/db]` (or `rediss://`,
+    /// `redis+unix://`, `unix://`). The password is never shown in an
+    /// error, a log or the stats.
+    pub url: String,
+    /// Put before every key in Redis: 1–255 bytes without control
+    /// characters (default `'tierstack:<namespace>:'`).
+    pub prefix: Option<String>,
+    /// Seconds a Redis call may take; a slower one counts as a failure and
+    /// the read goes on below (default 0.25; above 0, at most 60).
+    pub timeout: Option<f64>,
+    /// The longest time in seconds a key lives in Redis (default: the
+    /// entry's own, up to its stale-until time).
+    pub ttl: Option<f64>,
+    /// Carry every change to the other machines' memory and files through a
+    /// Redis Stream (default `true`).
+    pub backplane: Option<bool>,
+    /// About how many changes the stream keeps (default 100000; 100 to
+    /// 100000000). A storage cut off for longer than that many changes
+    /// empties its memory and file when it reconnects.
+    pub backplane_max_len: Option<f64>,
+    /// Use the section (default `true`; `false`: as if it were absent).
+    pub enabled: Option<bool>,
 }
 
 /// The write-behind outbox: how its writes are delivered to the source.
@@ -322,6 +367,19 @@ const SECTIONS: &[Section] = &[
             ("batch", "batch"),
             ("flushTimeout", "flush_timeout"),
             ("closeTimeout", "close_timeout"),
+        ]),
+    ),
+    (
+        "redis",
+        "redis",
+        Some(&[
+            ("url", "url"),
+            ("prefix", "prefix"),
+            ("timeout", "timeout"),
+            ("ttl", "ttl"),
+            ("backplane", "backplane"),
+            ("backplaneMaxLen", "backplane_max_len"),
+            ("enabled", "enabled"),
         ]),
     ),
 ];
@@ -716,6 +774,70 @@ mod tests {
             for value in ["ghp_a", "ghp_b"] {
                 assert!(!err.message().contains(value), "{}", err.message());
             }
+        }
+    }
+
+    #[test]
+    fn the_redis_section_maps_onto_the_core_schema() {
+        let json = serde_json::json!({"redis": {
+            "url": "redis://:hunter2@127.0.0.1:6380/2", "prefix": "app:", "timeout": 0.5,
+            "ttl": 600, "backplane": false, "backplaneMaxLen": 1000, "enabled": true
+        }});
+        let core = to_core(json).unwrap();
+        assert_eq!(
+            core,
+            serde_json::json!({"redis": {
+                "url": "redis://:hunter2@127.0.0.1:6380/2", "prefix": "app:", "timeout": 0.5,
+                "ttl": 600, "backplane": false, "backplane_max_len": 1000, "enabled": true
+            }})
+        );
+        let redis = Config::from_json(&core.to_string()).unwrap().redis.unwrap();
+        assert_eq!(redis.url.redacted(), "redis://:***@127.0.0.1:6380/2");
+        assert_eq!(redis.prefix.as_deref(), Some("app:"));
+        assert_eq!(redis.timeout, std::time::Duration::from_millis(500));
+        assert_eq!(redis.ttl, Some(std::time::Duration::from_secs(600)));
+        assert!(!redis.backplane);
+        assert_eq!(redis.backplane_max_len, 1000);
+        assert!(redis.enabled);
+
+        // The defaults: only the URL is required.
+        let core = to_core(serde_json::json!({"redis": {"url": "redis://127.0.0.1"}})).unwrap();
+        let redis = Config::from_json(&core.to_string()).unwrap().redis.unwrap();
+        assert_eq!(redis, tierstack::RedisConfig::new("redis://127.0.0.1"));
+    }
+
+    #[test]
+    fn bad_redis_sections_are_refused_without_the_password() {
+        let url = "redis://user:hunter2@127.0.0.1:6379/0";
+        for (redis, needle) in [
+            (
+                serde_json::json!({"url": url, "backplane_max_len": 100}),
+                "unknown key `redis.backplane_max_len`",
+            ),
+            (
+                serde_json::json!({"url": url, "tiemout": 1}),
+                "unknown key `redis.tiemout`",
+            ),
+            (
+                serde_json::json!({"url": "http://user:hunter2@127.0.0.1"}),
+                "redis.url \"http://user:***@127.0.0.1\" must start with redis://",
+            ),
+            (
+                serde_json::json!({"url": url, "timeout": 0}),
+                "redis.timeout must be greater than 0",
+            ),
+            (
+                serde_json::json!({"url": url, "backplaneMaxLen": 99}),
+                "redis.backplane_max_len must be between 100 and 100000000",
+            ),
+            (serde_json::json!({"prefix": "p:"}), "missing field `url`"),
+        ] {
+            let err = to_core(serde_json::json!({ "redis": redis }))
+                .and_then(|core| Config::from_json(&core.to_string()))
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{redis}");
+            assert!(err.message().contains(needle), "{}", err.message());
+            assert!(!err.message().contains("hunter2"), "{}", err.message());
         }
     }
 

@@ -20,7 +20,10 @@
 //!   `outboxStats` answer there). An L1 hit is a few hundred
 //!   nanoseconds and an L2 point read a few microseconds on a WAL reader
 //!   connection that never waits for a writer; a hop to libuv's thread pool
-//!   and back costs tens of microseconds, more than either.
+//!   and back costs tens of microseconds, more than either. With a `redis`
+//!   section, a read that misses both goes on to Redis and waits for its
+//!   answer on the JS thread too: a round trip on the network, bounded by
+//!   `redis.timeout` (and skipped while Redis's breaker is open).
 //! - Writes (`set`, `mset`, `delete`, `clear`, `invalidateTag`, `flush`,
 //!   `dispose`, `retryDeadLetters`, `purgeDeadLetters`) and `deadLetters`
 //!   run on libuv's thread pool (napi async work), because they may wait for
@@ -66,9 +69,12 @@ mod value;
 pub use cache::HybridStorage;
 pub use config::{
     CircuitBreakerOptions, FailSafeOptions, HybridStorageConfig, HybridStorageOptions,
-    MemoryOptions, OutboxOptions, SqliteOptions, StorageSource,
+    MemoryOptions, OutboxOptions, RedisOptions, SqliteOptions, StorageSource,
 };
 pub use entry::{LookupResult, Metadata, SetOptions};
 pub use load::Loaded;
 pub use outbox::{DeadLetter, OutboxStats};
-pub use stats::{CircuitBreakerStatus, ResponseTimes, SourceStats, StorageStats, TierStats};
+pub use stats::{
+    BackplaneStats, CircuitBreakerStatus, RedisStats, ResponseTimes, SourceStats, StorageStats,
+    TierStats,
+};

@@ -3,7 +3,8 @@
 //! `totalOperations`, `tierAvailability`, `circuitBreaker`) plus the
 //! engine's own figures: coherence with other processes (`invalidations`,
 //! `resyncs`), per tier, loading (`source`, with the source's rate
-//! limit) and the write-behind outbox (`outbox`).
+//! limit), the write-behind outbox (`outbox`), and Redis with its backplane
+//! (`redis`; its tier's hits are `hits.redis`).
 
 use napi::bindgen_prelude::{Either, Null, ToNapiValue};
 use napi::{Env, JsValue, sys};
@@ -19,6 +20,8 @@ pub struct ResponseTimes {
     pub memory: f64,
     /// L2 hits.
     pub sqlite: f64,
+    /// Redis hits (0 without Redis).
+    pub redis: f64,
 }
 
 /// Reads each cache tier answered with a fresh value. A value loaded from
@@ -29,6 +32,8 @@ pub struct TierHits {
     pub memory: f64,
     /// L2 hits.
     pub sqlite: f64,
+    /// Redis hits (0 without Redis).
+    pub redis: f64,
 }
 
 /// Which tiers serve.
@@ -38,6 +43,9 @@ pub struct TierAvailability {
     pub memory: bool,
     /// Whether the SQLite file is in use (`sqlite.enabled`).
     pub sqlite: bool,
+    /// Whether a `redis` section is in use and Redis's own breaker admits a
+    /// call now.
+    pub redis: bool,
     /// Whether a source is configured (`options.source` or `github`) and
     /// its breaker admits a call now.
     pub source: bool,
@@ -46,7 +54,7 @@ pub struct TierAvailability {
 /// The counters of one tier.
 #[napi(object, object_from_js = false)]
 pub struct TierStats {
-    /// `"memory"` or `"sqlite"`.
+    /// `"memory"`, `"sqlite"` or `"redis"`.
     pub tier: String,
     /// Reads this tier answered.
     pub hits: f64,
@@ -56,11 +64,12 @@ pub struct TierStats {
     pub avg_time_us: f64,
     /// Entries removed to keep within `maxBytes`.
     pub evictions: f64,
-    /// Entries held (for `sqlite`, including expired rows kept for stale serving).
+    /// Entries held (for `sqlite`, including expired rows kept for stale
+    /// serving; 0 for `redis`, which this process does not count).
     pub entries: f64,
-    /// Bytes charged against the budget.
+    /// Bytes charged against the budget (0 for `redis`).
     pub bytes: f64,
-    /// The budget.
+    /// The budget (0 for `redis`).
     pub max_bytes: f64,
 }
 
@@ -73,13 +82,13 @@ pub struct StorageStats {
     /// included).
     pub misses: f64,
     /// The share of reads a tier answered, in percent (0–100):
-    /// `100 * (hits.memory + hits.sqlite) / (hits.memory + hits.sqlite + misses)`,
-    /// 0 before the first read. Not rounded.
+    /// `100 * hits / (hits + misses)` where `hits` is `hits.memory +
+    /// hits.sqlite + hits.redis`, 0 before the first read. Not rounded.
     pub hit_rate: f64,
     /// Mean read time per tier, in milliseconds.
     pub avg_response_times: ResponseTimes,
     /// Reads, writes and deletes counted: `hits.memory + hits.sqlite +
-    /// misses + sets + deletes`.
+    /// hits.redis + misses + sets + deletes`.
     pub total_operations: f64,
     /// Which tiers serve.
     pub tier_availability: TierAvailability,
@@ -94,7 +103,7 @@ pub struct StorageStats {
     /// told one by one (a clear, or more changes since the last check than
     /// the file's change log keeps).
     pub resyncs: f64,
-    /// One entry per enabled tier, L1 first.
+    /// One entry per enabled tier: `memory`, `sqlite`, `redis`, in that order.
     pub tiers: Vec<TierStats>,
     /// Times the SQLite file was found damaged, set aside as
     /// `<name>.corrupt-<unix time>` and replaced by a fresh one.
@@ -109,6 +118,82 @@ pub struct StorageStats {
     /// The write-behind outbox (as `outboxStats()`); `null` for the other
     /// strategies.
     pub outbox: Either<OutboxStats, Null>,
+    /// Redis: its failures, its breaker and the backplane; `null` without a
+    /// `redis` section.
+    pub redis: Either<RedisStats, Null>,
+}
+
+/// Redis's figures, in `getStats().redis`. Its hits and misses are
+/// `hits.redis` and its entry in `tiers`.
+#[napi(object, object_from_js = false)]
+pub struct RedisStats {
+    /// Redis calls that failed: an error, a refused or lost connection, or
+    /// no answer within `redis.timeout`. Each is logged as a warning; none
+    /// fails a call of this storage.
+    pub errors: f64,
+    /// Redis calls not made because Redis's breaker was open.
+    pub skipped: f64,
+    /// Redis's own breaker (the shape of `getCircuitBreakerStatus()`).
+    pub breaker: CircuitBreakerStatus,
+    /// The backplane; `null` when `redis.backplane` is `false`.
+    pub backplane: Either<BackplaneStats, Null>,
+}
+
+/// The backplane's traffic, in `getStats().redis.backplane`.
+#[napi(object, object_from_js = false)]
+pub struct BackplaneStats {
+    /// Whether this storage reads the stream of changes now.
+    pub connected: bool,
+    /// Changes this storage added to the stream.
+    pub sent: f64,
+    /// Changes of other storages (other processes and machines) read from
+    /// the stream and applied here.
+    pub received: f64,
+    /// Of `received`, those read on reconnecting: made while this storage
+    /// was cut off from Redis.
+    pub replayed: f64,
+    /// Times this storage emptied its memory tier and its SQLite file's
+    /// entries because it could not tell what changed while it was cut off
+    /// (the stream was trimmed past the last change it read, or Redis lost
+    /// it).
+    pub resyncs: f64,
+    /// Changes that could not be added to the stream while Redis failed,
+    /// added later (as deletes) once it answered again.
+    pub deferred: f64,
+    /// Milliseconds from the latest applied change being added to the
+    /// stream (by Redis's clock) to its being applied here (by this host's).
+    pub lag_ms: f64,
+    /// The most `lagMs` has been since the stats were reset.
+    pub max_lag_ms: f64,
+}
+
+impl From<tierstack::BackplaneStats> for BackplaneStats {
+    fn from(stats: tierstack::BackplaneStats) -> Self {
+        Self {
+            connected: stats.connected,
+            sent: stats.sent as f64,
+            received: stats.received as f64,
+            replayed: stats.replayed as f64,
+            resyncs: stats.resyncs as f64,
+            deferred: stats.deferred as f64,
+            lag_ms: stats.lag_ms as f64,
+            max_lag_ms: stats.max_lag_ms as f64,
+        }
+    }
+}
+
+impl From<tierstack::RedisStats> for RedisStats {
+    fn from(stats: tierstack::RedisStats) -> Self {
+        Self {
+            errors: stats.errors as f64,
+            skipped: stats.skipped as f64,
+            breaker: stats.breaker.into(),
+            backplane: match stats.backplane {
+                Some(backplane) => Either::A(backplane.into()),
+                None => Either::B(Null),
+            },
+        }
+    }
 }
 
 /// The loading counters of a storage.
@@ -130,6 +215,9 @@ pub struct SourceStats {
     pub coalesced: f64,
     /// Loads left to another process sharing the SQLite file.
     pub coalesced_processes: f64,
+    /// Loads left to another machine sharing Redis (it held the key's lease
+    /// in Redis); the value was read from Redis once it stored it.
+    pub coalesced_machines: f64,
     /// Reads answered with a stale copy.
     pub stale_served: f64,
     /// Reads answered "not found" from the negative cache.
@@ -236,6 +324,7 @@ impl StorageStats {
             hits: TierHits {
                 memory: hits(Tier::Memory),
                 sqlite: hits(Tier::Sqlite),
+                redis: hits(Tier::Redis),
             },
             misses: stats.misses as f64,
             hit_rate: match stats.hits + stats.misses {
@@ -245,11 +334,16 @@ impl StorageStats {
             avg_response_times: ResponseTimes {
                 memory: avg_ms(Tier::Memory),
                 sqlite: avg_ms(Tier::Sqlite),
+                redis: avg_ms(Tier::Redis),
             },
             total_operations: (stats.hits + stats.misses + stats.sets + stats.deletes) as f64,
             tier_availability: TierAvailability {
                 memory: stats.tier(Tier::Memory).is_some(),
                 sqlite: stats.tier(Tier::Sqlite).is_some(),
+                redis: stats
+                    .redis
+                    .as_ref()
+                    .is_some_and(|redis| redis.breaker.allows_request),
                 source: has_source && stats.breaker.allows_request,
             },
             sets: stats.sets as f64,
@@ -281,6 +375,7 @@ impl StorageStats {
                 rejected: stats.source.rejected as f64,
                 coalesced: stats.source.coalesced as f64,
                 coalesced_processes: stats.source.coalesced_processes as f64,
+                coalesced_machines: stats.source.coalesced_machines as f64,
                 stale_served: stats.source.stale_served as f64,
                 negative_hits: stats.source.negative_hits as f64,
                 refreshes: stats.source.refreshes as f64,
@@ -292,6 +387,10 @@ impl StorageStats {
             circuit_breaker: stats.breaker.into(),
             outbox: match stats.outbox {
                 Some(outbox) => Either::A(outbox.into()),
+                None => Either::B(Null),
+            },
+            redis: match stats.redis {
+                Some(redis) => Either::A(redis.into()),
                 None => Either::B(Null),
             },
         }

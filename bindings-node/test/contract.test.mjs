@@ -224,23 +224,23 @@ test('getStats: the fields the server reads, their types, and their values after
   assert.equal(await storage.delete('a'), true);
 
   const stats = storage.getStats();
-  assert.deepEqual(stats.hits, { memory: 4, sqlite: 0 });
+  assert.deepEqual(stats.hits, { memory: 4, sqlite: 0, redis: 0 });
   assert.equal(stats.misses, 2);
   // In percent, as the design it replaces reported it.
   assert.equal(stats.hitRate, (100 * 4) / 6);
   assert.equal(stats.totalOperations, 4 + 2 + 2 + 1);
   assert.deepEqual([stats.sets, stats.deletes], [2, 1]);
-  assert.deepEqual(Object.keys(stats.avgResponseTimes).sort(), ['memory', 'sqlite']);
+  assert.deepEqual(Object.keys(stats.avgResponseTimes).sort(), ['memory', 'redis', 'sqlite']);
   assert.equal(typeof stats.avgResponseTimes.memory, 'number');
   assert.equal(stats.avgResponseTimes.sqlite, 0); // no read reached the file
-  assert.deepEqual(stats.tierAvailability, { memory: true, sqlite: true, source: false });
+  assert.deepEqual(stats.tierAvailability, { memory: true, sqlite: true, redis: false, source: false });
   assert.deepEqual(stats.circuitBreaker, CLOSED_BREAKER);
 
   // Another process on the file: one read answered by the file, in ms.
   const other = reopen(t, path);
   assert.equal(await other.get('c'), 'c');
   const second = other.getStats();
-  assert.deepEqual([second.hits, second.misses, second.hitRate], [{ memory: 0, sqlite: 1 }, 0, 100]);
+  assert.deepEqual([second.hits, second.misses, second.hitRate], [{ memory: 0, sqlite: 1, redis: 0 }, 0, 100]);
   assert.ok(second.avgResponseTimes.sqlite > 0, 'the file read was timed');
   assert.equal(second.avgResponseTimes.sqlite, second.tiers[1].avgTimeUs / 1000);
 
@@ -248,12 +248,12 @@ test('getStats: the fields the server reads, their types, and their values after
   const reset = storage.getStats();
   assert.deepEqual(
     [reset.hits, reset.misses, reset.hitRate, reset.totalOperations, reset.sets, reset.deletes],
-    [{ memory: 0, sqlite: 0 }, 0, 0, 0, 0, 0],
+    [{ memory: 0, sqlite: 0, redis: 0 }, 0, 0, 0, 0, 0],
   );
-  assert.deepEqual(reset.avgResponseTimes, { memory: 0, sqlite: 0 });
+  assert.deepEqual(reset.avgResponseTimes, { memory: 0, sqlite: 0, redis: 0 });
   // Counters go back to zero; what the tiers hold does not.
   assert.equal(await storage.get('c'), 'c');
-  assert.deepEqual(storage.getStats().hits, { memory: 1, sqlite: 0 });
+  assert.deepEqual(storage.getStats().hits, { memory: 1, sqlite: 0, redis: 0 });
 });
 
 test('getStats without a SQLite file: the tier is reported unavailable', async (t) => {
@@ -261,8 +261,8 @@ test('getStats without a SQLite file: the tier is reported unavailable', async (
   await storage.set('k', 1);
   await storage.get('k');
   const stats = storage.getStats();
-  assert.deepEqual(stats.tierAvailability, { memory: true, sqlite: false, source: false });
-  assert.deepEqual([stats.hits, stats.hitRate], [{ memory: 1, sqlite: 0 }, 100]);
+  assert.deepEqual(stats.tierAvailability, { memory: true, sqlite: false, redis: false, source: false });
+  assert.deepEqual([stats.hits, stats.hitRate], [{ memory: 1, sqlite: 0, redis: 0 }, 100]);
 });
 
 test('the circuit breaker status: the names of the design it replaces, in getStats too', async (t) => {

@@ -52,7 +52,7 @@ test('a miss calls the loader once with the key, stores its value, and later cal
   const stats = storage.getStats();
   assert.deepEqual(
     [stats.hits, stats.misses, stats.source.requests, stats.source.successes],
-    [{ memory: 1, sqlite: 0 }, 1, 1, 1],
+    [{ memory: 1, sqlite: 0, redis: 0 }, 1, 1, 1],
   );
 });
 
@@ -72,7 +72,7 @@ test('a getOrLoad miss and hit count each read once; the hit answers with the va
       sqlite: [stats.tiers[1].hits, stats.tiers[1].misses],
       requests: stats.source.requests,
     },
-    { hits: { memory: 1, sqlite: 0 }, misses: 1, memory: [1, 1], sqlite: [0, 1], requests: 1 },
+    { hits: { memory: 1, sqlite: 0, redis: 0 }, misses: 1, memory: [1, 1], sqlite: [0, 1], requests: 1 },
   );
   // While the entry is unchanged, hits of getOrLoad and get share one decoded value.
   assert.equal(await storage.getOrLoad('k', loader), hit);
@@ -81,7 +81,7 @@ test('a getOrLoad miss and hit count each read once; the hit answers with the va
   await storage.set('k', { loaded: 'again' });
   assert.deepEqual(await storage.getOrLoad('k', loader), { loaded: 'again' });
   assert.equal(loader.calls, 1);
-  assert.deepEqual([storage.getStats().hits, storage.getStats().misses], [{ memory: 5, sqlite: 0 }, 1]);
+  assert.deepEqual([storage.getStats().hits, storage.getStats().misses], [{ memory: 5, sqlite: 0, redis: 0 }, 1]);
 });
 
 test('a getOrLoad hit due for a refresh ahead answers at once and refreshes through its loader', async (t) => {

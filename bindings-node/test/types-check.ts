@@ -16,6 +16,9 @@ import {
   type OutboxOptions,
   type OutboxStats,
   type RateLimit,
+  type RedisOptions,
+  type RedisStats,
+  type BackplaneStats,
   type SetOptions,
   type StorageStats,
   type TierStats,
@@ -118,10 +121,13 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
   await storage.flush();
   const stats: StorageStats = storage.getStats();
   const memory: TierStats | undefined = stats.tiers.find((t) => t.tier === 'memory');
-  const total: number = stats.hits.memory + stats.hits.sqlite + stats.misses + stats.hitRate + stats.totalOperations;
-  const available: boolean = stats.tierAvailability.memory && stats.tierAvailability.sqlite && stats.tierAvailability.source;
+  const total: number =
+    stats.hits.memory + stats.hits.sqlite + stats.hits.redis + stats.misses + stats.hitRate + stats.totalOperations;
+  const available: boolean =
+    stats.tierAvailability.memory && stats.tierAvailability.sqlite && stats.tierAvailability.redis &&
+    stats.tierAvailability.source;
   const dropped: number = stats.invalidations + stats.resyncs;
-  const times: number = stats.avgResponseTimes.memory + stats.avgResponseTimes.sqlite;
+  const times: number = stats.avgResponseTimes.memory + stats.avgResponseTimes.sqlite + stats.avgResponseTimes.redis;
   const breaker: CircuitBreakerStatus = storage.getCircuitBreakerStatus();
   const state: 'CLOSED' | 'OPEN' | 'HALF_OPEN' = breaker.state;
   const open: boolean = breaker.isOpen && breaker.isRequestAllowed;
@@ -152,6 +158,17 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
   await writing.dispose();
   const viaGitHub = new HybridStorage(fromGitHub[0]);
   await viaGitHub.dispose();
+  const redis: RedisOptions = {
+    url: 'redis://127.0.0.1:6379/0', prefix: 'app:', timeout: 0.25, ttl: 600, backplane: true,
+    backplaneMaxLen: 100_000, enabled: true,
+  };
+  const shared = new HybridStorage({ redis, sqlite: { path: 'shared.db' } });
+  const redisStats: RedisStats | null = shared.getStats().redis;
+  const backplane: BackplaneStats | null | undefined = redisStats?.backplane;
+  const heard: number | undefined = backplane ? backplane.received + backplane.replayed + backplane.lagMs : undefined;
+  const redisBreaker: CircuitBreakerStatus | undefined = redisStats?.breaker;
+  const machines: number = shared.getStats().source.coalescedMachines;
+  await shared.dispose();
   await other.dispose();
   await storage.clear();
   await storage.dispose();
@@ -160,5 +177,5 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
     removed, memory?.avgTimeUs, total, dropped, times, breaker, disposed, missing, many, fromObject, rawLoaded,
     rawMany, loadedTier, stale, state, open, failures, lastFailure, nextAttempt, loads, remaining, limit,
     resetAt?.getTime(), fromGitHub, available, meta?.updatedAt.getTime(), strategies, pending, oldestAge, durable,
-    inStats, op, failedAt, lastError, requeued, purged].length;
+    inStats, op, failedAt, lastError, requeued, purged, heard, redisBreaker, machines].length;
 }

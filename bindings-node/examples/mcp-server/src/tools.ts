@@ -98,7 +98,7 @@ function statsOf(storage: HybridStorage) {
   const { source, circuitBreaker: breaker } = stats;
   const rateLimit = source.rateLimit;
   return {
-    hits: stats.hits.memory + stats.hits.sqlite,
+    hits: stats.hits.memory + stats.hits.sqlite + stats.hits.redis,
     misses: stats.misses,
     hitRate: stats.hitRate,
     tiers: stats.tiers.map(({ tier, hits, misses, entries }) => ({ tier, hits, misses, entries })),
