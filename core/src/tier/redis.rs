@@ -45,8 +45,15 @@
 //! the read goes on to the source (a write still lands in L1 and L2).
 //! While the breaker is open, calls are skipped (counted as `skipped`);
 //! after its open period one probe goes through and, if Redis answers,
-//! closes it again. A failed call drops the connection, and the next one
-//! allowed connects afresh.
+//! closes it again; so does the backplane's reader reaching Redis again. A
+//! failed call drops the connection, and the next one allowed connects
+//! afresh.
+//! - **A copy read from Redis** is kept in L2 and L1 only if no change of
+//!   its key began in this process since the read (a write, a delete, a
+//!   clear, a tag invalidation, or another process's change the backplane
+//!   applied: [`RedisTier::ticket`] and [`RedisTier::keep_if`]), and only
+//!   over an older row of the file; otherwise it is answered and not kept
+//!   (the read first asks again, twice at most).
 //!
 //! The engine is synchronous, so each call is run on the shared runtime
 //! (see [`crate::runtime`]) while the calling thread waits for it, at most
