@@ -66,7 +66,33 @@ fn forking_a_memory_only_cache_while_three_threads_use_it_never_hangs_a_child() 
     fork_while_busy(&cache);
 }
 
+/// With Redis: its tier's connection, stripes and backplane reader must
+/// not hang a child either (each child is a machine of its own, reading
+/// the parent's value through the file).
+#[cfg(feature = "redis")]
+#[test]
+fn forking_a_cache_on_redis_while_three_threads_use_it_never_hangs_a_child() {
+    #[path = "support/redis.rs"]
+    mod redis_support;
+
+    let server = redis_support::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::builder()
+        .sqlite_path(dir.path().join("fork.db"))
+        .redis(tierstack::RedisConfig::new(server.url()))
+        .build_blocking()
+        .unwrap();
+    // Each child connects to Redis: fewer of them.
+    fork_n_while_busy(&cache, 40);
+    let redis = cache.stats().redis.unwrap();
+    assert_eq!((redis.errors, redis.skipped), (0, 0));
+}
+
 fn fork_while_busy(cache: &Cache) {
+    fork_n_while_busy(cache, FORKS);
+}
+
+fn fork_n_while_busy(cache: &Cache, forks: usize) {
     cache.set("fixed", "value").unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..THREADS)
@@ -88,7 +114,7 @@ fn fork_while_busy(cache: &Cache) {
         .collect();
 
     let (mut hung, mut failed) = (0, Vec::new());
-    for n in 0..FORKS {
+    for n in 0..forks {
         // SAFETY: the child only uses the cache (whose fork handling is
         // under test) and leaves through `_exit`.
         let pid = unsafe { libc::fork() };
@@ -106,7 +132,7 @@ fn fork_while_busy(cache: &Cache) {
     }
     stop.store(true, Ordering::Relaxed);
     workers.into_iter().for_each(|w| w.join().unwrap());
-    assert_eq!(hung, 0, "{hung} of {FORKS} children hung");
+    assert_eq!(hung, 0, "{hung} of {forks} children hung");
     assert!(failed.is_empty(), "children exited with errors: {failed:?}");
 }
 

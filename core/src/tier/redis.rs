@@ -408,6 +408,7 @@ impl RedisTier {
     /// This process (redrawn after a fork) and its file.
     pub(crate) fn node(&self) -> Node {
         let generation = runtime::fork_generation();
+        let _gate = runtime::fork_gate();
         let mut node = self.node.lock();
         match &*node {
             Some((g, n)) if *g == generation => n.clone(),
@@ -490,6 +491,7 @@ impl RedisTier {
     /// change of its stripe began since the ticket was taken; no change
     /// begins while it runs.
     pub(crate) fn keep_if<R>(&self, ticket: ReadTicket, keep: impl FnOnce() -> R) -> Option<R> {
+        let _gate = runtime::fork_gate();
         let _stripe = self.stripes[ticket.stripe].lock.lock();
         self.still_valid(ticket).then(keep)
     }
@@ -510,6 +512,7 @@ impl RedisTier {
     }
 
     fn begin(&self, stripes: Vec<usize>) -> Changing<'_> {
+        let _gate = runtime::fork_gate();
         for &i in &stripes {
             let stripe = &self.stripes[i];
             let _stripe = stripe.lock.lock();
@@ -529,6 +532,7 @@ impl RedisTier {
     /// A handle to wait on for news of `key` on the stream; call
     /// [`RedisTier::unwatch`] when done.
     pub(crate) fn watch(&self, key: &str) -> Arc<Notify> {
+        let _gate = runtime::fork_gate();
         self.watchers
             .lock()
             .entry(key.to_owned())
@@ -538,6 +542,7 @@ impl RedisTier {
 
     /// Ends a [`RedisTier::watch`].
     pub(crate) fn unwatch(&self, key: &str, notify: Arc<Notify>) {
+        let _gate = runtime::fork_gate();
         let mut watchers = self.watchers.lock();
         drop(notify);
         if watchers.get(key).is_some_and(|n| Arc::strong_count(n) == 1) {
@@ -547,6 +552,7 @@ impl RedisTier {
 
     /// Wakes whoever waits for news of `key`.
     pub(crate) fn wake(&self, key: &str) {
+        let _gate = runtime::fork_gate();
         if let Some(notify) = self.watchers.lock().get(key) {
             notify.notify_waiters();
         }
@@ -554,6 +560,7 @@ impl RedisTier {
 
     /// Wakes everyone waiting for news of any key.
     pub(crate) fn wake_all(&self) {
+        let _gate = runtime::fork_gate();
         for notify in self.watchers.lock().values() {
             notify.notify_waiters();
         }
@@ -603,6 +610,7 @@ impl RedisTier {
     }
 
     fn remember_missed(&self, changes: Vec<Change>) {
+        let _gate = runtime::fork_gate();
         let mut missed = self.missed.lock();
         for change in changes {
             match change {
@@ -636,6 +644,7 @@ impl RedisTier {
             return;
         }
         let missed = {
+            let _gate = runtime::fork_gate();
             let mut missed = self.missed.lock();
             self.has_missed.store(false, Ordering::Release);
             std::mem::take(&mut *missed)
