@@ -12,6 +12,7 @@
 //! | [`l1_hit`] | `get_or_load`, L1 hit | tierstack's own `get` | ≤ 1.1× |
 //! | [`hit_ratio`] | L1 hit ratio, Zipf(0.99) | `moka` | ≥ moka − 0.5 points |
 //! | [`l2_hit`] | `get`, L2 only | bare rusqlite | ≤ 1.3× |
+//! | [`redis_hit`] | `get`, Redis only (blocking; async on tokio) | a bare redis-rs `GET` of the same Redis key (sync `Connection`; `aio::ConnectionManager`) | ≤ 1.2× |
 //! | [`l2_write`] | `mset` of a batch, L2 only | bare rusqlite | ≤ 1.5×, ≥ 100,000 entries/s |
 //! | [`write_strategies`] | single-key `set`, write-behind | bare rusqlite, one `synchronous = FULL` commit a write; tierstack write-through | reported, no target |
 //! | [`c_hit`] | `tierstack_cache_get` from C, L1 hit | the Rust `get` | ≤ 1.3× |
@@ -24,6 +25,7 @@ pub mod l1_hit;
 pub mod l2_hit;
 pub mod l2_write;
 pub mod measure;
+pub mod redis_hit;
 pub mod table;
 pub mod write_strategies;
 
@@ -55,6 +57,12 @@ pub struct Scale {
     pub l2_keys: usize,
     /// Reads of every key per L2 round.
     pub l2_passes: usize,
+    /// Keys preloaded for the Redis hit.
+    pub redis_keys: usize,
+    /// Reads per round of the Redis hit (cycling through the keys).
+    pub redis_reads: usize,
+    /// Measured rounds per contender of the Redis hit.
+    pub redis_rounds: usize,
     /// Entries written per L2 write round.
     pub write_entries: usize,
     /// Measured rounds per contender in the write scenario.
@@ -78,6 +86,9 @@ impl Scale {
             zipf_requests: 1_000_000,
             l2_keys: 10_000,
             l2_passes: 5,
+            redis_keys: 10_000,
+            redis_reads: 1_000,
+            redis_rounds: 41,
             write_entries: 10_000,
             write_rounds: 15,
             c_gets: 2_000_000,
@@ -93,6 +104,8 @@ impl Scale {
             l1_passes: 20,
             zipf_requests: 200_000,
             l2_passes: 2,
+            redis_reads: 500,
+            redis_rounds: 11,
             write_rounds: 7,
             c_gets: 500_000,
             strategy_writes: 200,
@@ -179,6 +192,41 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Vec<
         target: "≤ 1.30×".to_owned(),
         verdict: Verdict::of(ratio <= 1.3),
     });
+
+    if redis_hit::server_available() {
+        progress("Redis hit");
+        let redis = redis_hit::run(scale.redis_keys, scale.redis_reads, scale.redis_rounds)?;
+        let name = format!(
+            "Redis hit, {} keys, {:.1} KB on the wire",
+            table::thousands(scale.redis_keys as u64),
+            redis.wire_bytes as f64 / 1000.0
+        );
+        for (how, ours, peer) in [
+            ("blocking get", &redis.blocking, &redis.redis_sync),
+            ("async get", &redis.tierstack_async, &redis.redis_async),
+        ] {
+            let ratio = ours.median_ns() / peer.median_ns();
+            rows.push(Row {
+                scenario: format!("{name}, {how}"),
+                ours: table::duration(ours.median_ns()),
+                peer: peer.name.to_owned(),
+                peer_figure: table::duration(peer.median_ns()),
+                ratio: Some(ratio),
+                target: "≤ 1.20×".to_owned(),
+                verdict: Verdict::of(ratio <= 1.2),
+            });
+        }
+    } else {
+        rows.push(Row {
+            scenario: "Redis hit".to_owned(),
+            ours: "no redis-server".to_owned(),
+            peer: "-".to_owned(),
+            peer_figure: "-".to_owned(),
+            ratio: None,
+            target: "install redis-server first".to_owned(),
+            verdict: Verdict::Info,
+        });
+    }
 
     progress("L2 write");
     let write = l2_write::run(scale.write_entries, scale.write_rounds)?;
@@ -289,6 +337,9 @@ mod tests {
             zipf_requests: 2000,
             l2_keys: 50,
             l2_passes: 1,
+            redis_keys: 50,
+            redis_reads: 20,
+            redis_rounds: 1,
             write_entries: 100,
             write_rounds: 1,
             c_gets: 100,
@@ -296,12 +347,17 @@ mod tests {
             strategy_rounds: 1,
         };
         let c_built = c_hit::program().exists();
+        assert!(
+            redis_hit::server_available(),
+            "redis-server on PATH (tests/run-all installs it)"
+        );
         let mut started = Vec::new();
         let rows = run_all(scale, |s| started.push(s.to_owned())).unwrap();
         let mut scenarios = vec![
             "L1 hit",
             "L1 hit ratio",
             "L2 hit",
+            "Redis hit",
             "L2 write",
             "write strategies",
         ];
@@ -309,7 +365,7 @@ mod tests {
             scenarios.push("C L1 hit");
         }
         assert_eq!(started, scenarios);
-        assert_eq!(rows.len(), 12);
+        assert_eq!(rows.len(), 14);
         let peers: Vec<&str> = rows.iter().map(|r| r.peer.as_str()).collect();
         assert_eq!(
             peers,
@@ -319,6 +375,8 @@ mod tests {
                 "tierstack get",
                 "moka",
                 "rusqlite",
+                "redis-rs GET",
+                "redis-rs async GET",
                 "rusqlite",
                 "-",
                 "rusqlite FULL",
@@ -329,8 +387,8 @@ mod tests {
             ]
         );
         assert!(rows.iter().all(|r| r.ratio.is_none_or(f64::is_finite)));
-        assert_eq!(rows[10].peer_figure, "7.8 µs");
-        assert_eq!(rows[11].peer_figure, "1,851 µs");
+        assert_eq!(rows[12].peer_figure, "7.8 µs");
+        assert_eq!(rows[13].peer_figure, "1,851 µs");
     }
 
     #[test]
@@ -339,8 +397,14 @@ mod tests {
         assert!(quick.rounds < full.rounds && quick.zipf_requests == 200_000);
         assert_eq!((full.zipf_requests, full.zipf_keys), (1_000_000, 100_000));
         assert_eq!(
-            (quick.write_entries, quick.l1_keys, quick.l2_keys),
-            (10_000, 10_000, 10_000)
+            (
+                quick.write_entries,
+                quick.l1_keys,
+                quick.l2_keys,
+                quick.redis_keys
+            ),
+            (10_000, 10_000, 10_000, 10_000)
         );
+        assert!(quick.redis_reads < full.redis_reads && quick.redis_rounds < full.redis_rounds);
     }
 }

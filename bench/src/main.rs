@@ -6,8 +6,9 @@ use tierstack_bench::{Scale, table};
 
 const USAGE: &str = "usage: tierstack-bench [--quick]
 
-Runs tierstack side by side with quick_cache, moka and bare rusqlite and
-prints the median of alternating rounds for each.
+Runs tierstack side by side with quick_cache, moka, bare rusqlite and bare
+redis-rs (against a redis-server it starts on loopback, if one is on PATH)
+and prints the median of alternating rounds for each.
 
   --quick   fewer rounds and a shorter trace (well under a minute)";
 
