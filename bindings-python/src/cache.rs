@@ -329,6 +329,7 @@ fn lookup<'py>(
     let tier = match tier {
         Tier::Memory => intern!(py, "memory"),
         Tier::Sqlite => intern!(py, "sqlite"),
+        Tier::Redis => intern!(py, "redis"),
         Tier::Source => intern!(py, "source"),
         other => &PyString::new(py, other.as_str()),
     };
@@ -849,15 +850,19 @@ impl Cache {
     }
 
     /// The engine's counters, as a dict (the stats JSON), with `breaker`
-    /// and `outbox` as `breaker_status()` and `outbox_stats()` give them.
-    /// Without the GIL: with write-behind, the outbox's figures are read
-    /// from the file.
+    /// (and the Redis tier's, `redis.breaker`) and `outbox` as
+    /// `breaker_status()` and `outbox_stats()` give them. Without the GIL:
+    /// with write-behind, the outbox's figures are read from the file.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stats = py.detach(|| self.inner.stats());
         let json = serde_json::to_vec(&stats)
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
         let dict = decode(&PyBytes::new(py, &json))?;
         dict.set_item(intern!(py, "breaker"), breaker_dict(py, &stats.breaker)?)?;
+        if let Some(redis) = &stats.redis {
+            dict.get_item(intern!(py, "redis"))?
+                .set_item(intern!(py, "breaker"), breaker_dict(py, &redis.breaker)?)?;
+        }
         let outbox = stats
             .outbox
             .as_ref()
@@ -937,9 +942,14 @@ impl Cache {
             ),
             false => "None".to_owned(),
         };
+        // The URL as the config shows it: a password in it is `***`.
+        let redis = match &config.redis {
+            Some(redis) if redis.enabled => format!(" redis={:?}", redis.url.redacted()),
+            _ => String::new(),
+        };
         let name = slf.get_type().qualname()?;
         Ok(format!(
-            "<{name} memory={} sqlite={sqlite} closed={}>",
+            "<{name} memory={} sqlite={sqlite}{redis} closed={}>",
             if config.memory.enabled {
                 "True"
             } else {

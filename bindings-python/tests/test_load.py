@@ -499,6 +499,7 @@ def test_stats_count_loads(cache):
         "rejected",
         "coalesced",
         "coalesced_processes",
+        "coalesced_machines",
         "stale_served",
         "negative_hits",
         "refreshes",

@@ -111,6 +111,43 @@ def use_github(directory: Path) -> None:
     )
 
 
+def use_redis(directory: Path) -> None:
+    """A cache with a Redis tier that is not there: every call still
+    answers (from memory and the file), and the stats say why."""
+    redis: tierstack.RedisConfig = {
+        "url": "redis://:secret@127.0.0.1:9/0",
+        "prefix": "typed:",
+        "timeout": 0.05,
+        "ttl": None,
+        "backplane": True,
+        "backplane_max_len": 1000,
+    }
+    with tierstack.Cache({"sqlite": {"path": directory / "redis.db"}, "redis": redis}) as cache:
+        cache.set("k", [1])
+        found = cache.lookup("k")
+        assert found is not None and found.tier == "memory"
+        assert "secret" not in repr(cache)
+        stats: Optional[tierstack.RedisStats] = cache.stats()["redis"]
+        assert stats is not None and stats["errors"] >= 1
+        breaker: tierstack.BreakerStatus = stats["breaker"]
+        backplane: Optional[tierstack.BackplaneStats] = stats["backplane"]
+        assert backplane is not None and breaker["trips"] >= 0
+        connected: bool = backplane["connected"]
+        figures: int = backplane["sent"] + backplane["received"] + backplane["replayed"] + backplane["resyncs"]
+        lag: int = backplane["lag_ms"] + backplane["max_lag_ms"] + backplane["deferred"]
+        coalesced: int = cache.stats()["source"]["coalesced_machines"]
+        assert not connected and figures >= 0 and lag >= 0 and coalesced == 0
+        tiers: list[str] = [t["tier"] for t in cache.stats()["tiers"]]
+        assert tiers == ["memory", "sqlite", "redis"]
+        refuses(lambda: stats["backplan"], KeyError)  # type: ignore[typeddict-item]
+    refuses(
+        lambda: tierstack.Cache(redis={"url": "redis://h", "tiemout": 1}),  # type: ignore[call-overload]
+        tierstack.InvalidConfigError,
+    )
+    with tierstack.Cache(sqlite={"enabled": False}) as plain:
+        assert plain.stats()["redis"] is None
+
+
 class MemoryStore:
     """A writable source over a dict; ``remove`` takes the idempotency key."""
 
@@ -189,5 +226,6 @@ async def use_async(directory: Path) -> None:
 def main(directory: Path) -> None:
     use_sync(directory)
     use_github(directory)
+    use_redis(directory)
     use_writes(directory)
     asyncio.run(use_async(directory))

@@ -107,6 +107,32 @@ for the next process to deliver; a cache with a writable source that is
 still open at the interpreter's exit is closed then (and one dropped open
 is closed as it goes), while ``store`` and ``remove`` can still be called.
 
+Many machines. A ``redis`` section in the config (:class:`RedisConfig`)
+adds a Redis shared by many machines as a tier between the file and the
+source: a read walks memory, the file, Redis, then the source; a Redis hit
+is copied into the file and memory and reported with ``Lookup.tier``
+``"redis"``. Writes, deletes, ``clear`` and ``invalidate_tag`` reach Redis
+as well; ``has``, ``keys`` and ``len`` answer for this host's tiers only.
+Redis failing never reaches the caller: a call that fails or takes longer
+than ``redis.timeout`` is counted (``stats()["redis"]["errors"]``), the
+read goes on below it, and after a few failures the tier's own circuit
+breaker (``stats()["redis"]["breaker"]``) skips Redis until a probe finds
+it answering again. With ``redis.backplane`` (the default) every set,
+delete, tag invalidation and clear is also added to a Redis Stream that
+every process reads: another machine's change drops the key from this
+process's memory and from its file, so the next read gets the new value
+from Redis (``stats()["redis"]["backplane"]``: ``lag_ms`` is the time from
+a change being added to its being applied here). A process cut off from
+Redis serves what it holds; when it reconnects it applies the changes it
+missed (``replayed``), or, if the stream no longer holds them all (more
+than ``redis.backplane_max_len`` changes were made meanwhile, or Redis
+restarted empty), empties its memory and its file's entries
+(``resyncs``). A key missing everywhere is loaded once for all machines:
+while one machine loads it (holding a lease on the key in Redis), the
+others wait and read its value from Redis
+(``stats()["source"]["coalesced_machines"]``). The password of a
+``redis.url`` never shows in errors, logs, stats or ``repr``.
+
 Errors. Every error the engine reports is a :class:`Error` with a stable
 ``kind`` and ``code``, raised as the subclass of that kind. An argument of
 the wrong Python type (a key that is not a ``str``, a ``ttl`` that is not a
@@ -129,6 +155,7 @@ from ._native import __version__
 
 __all__ = [
     "AsyncCache",
+    "BackplaneStats",
     "BreakerStatus",
     "Cache",
     "CircuitBreakerConfig",
@@ -155,6 +182,8 @@ __all__ = [
     "OutboxStats",
     "RateLimit",
     "ReadOnlyError",
+    "RedisConfig",
+    "RedisStats",
     "SourceError",
     "SourceStats",
     "SourceUnavailableError",
@@ -302,8 +331,8 @@ class Lookup(NamedTuple):
     value: Any
     """The value: decoded JSON from ``lookup``, bytes from ``lookup_bytes``."""
     tier: str
-    """The tier that served it: ``"memory"``, ``"sqlite"``, or ``"source"``
-    (loaded for this read)."""
+    """The tier that served it: ``"memory"``, ``"sqlite"``, ``"redis"``, or
+    ``"source"`` (loaded for this read)."""
     stale: bool
     """Whether it had expired and was served as a stale copy."""
     age: float
@@ -414,6 +443,33 @@ class OutboxConfig(TypedDict, total=False):
     in the file for the next process."""
 
 
+class RedisConfig(TypedDict, total=False):
+    """``redis``: a Redis shared by many machines, between the file and the
+    source (see "Many machines" in the package docs). ``url`` is required."""
+
+    url: str
+    """``redis://[user][:password@]host[:port][/db]`` (or ``rediss://``,
+    ``redis+unix://``, ``unix://``); the password never shows."""
+    prefix: str
+    """Put before every key in Redis (default ``"tierstack:<namespace>:"``;
+    1-255 bytes without control characters)."""
+    timeout: float
+    """A Redis call slower than this counts as a failure and the read goes
+    on below (default 0.25; more than 0, at most 60)."""
+    ttl: Optional[float]
+    """The longest time a key lives in Redis (default ``None``: the
+    entry's own, up to its stale-until time)."""
+    backplane: bool
+    """Carry every change to the other machines' memory and file through a
+    Redis Stream (default ``True``)."""
+    backplane_max_len: int
+    """About how many changes the stream keeps (default 100000; 100 to
+    100,000,000): a process away for longer than that many changes empties
+    its memory and its file on return."""
+    enabled: bool
+    """Use the section (default ``True``; ``False``: as if absent)."""
+
+
 class Config(TypedDict, total=False):
     """The config, in the JSON spelling; every key is optional. Durations
     are seconds."""
@@ -435,12 +491,14 @@ class Config(TypedDict, total=False):
     """How writes reach the source: ``"read-through"`` (default),
     ``"cache-aside"``, ``"write-through"`` or ``"write-behind"``."""
     outbox: OutboxConfig
+    redis: RedisConfig
 
 
 class TierStats(TypedDict):
     """The counters of one tier, from :meth:`Cache.stats`."""
 
     tier: str
+    """``"memory"``, ``"sqlite"`` or ``"redis"``."""
     hits: int
     misses: int
     avg_time_us: float
@@ -470,7 +528,11 @@ class SourceStats(TypedDict):
     not_found: int
     rejected: int
     coalesced: int
+    """Callers that waited for a load another caller of this process started."""
     coalesced_processes: int
+    """Loads left to another process on the file, read from the file."""
+    coalesced_machines: int
+    """Loads left to another machine sharing Redis, read from Redis."""
     stale_served: int
     negative_hits: int
     refreshes: int
@@ -527,6 +589,46 @@ class DeadLetter(TypedDict):
     """When it gave up, in seconds since the epoch."""
 
 
+class BackplaneStats(TypedDict):
+    """The backplane, in :meth:`Cache.stats` ``["redis"]["backplane"]``."""
+
+    connected: bool
+    """Whether this process is reading the stream now."""
+    sent: int
+    """Changes this process added to the stream."""
+    received: int
+    """Other processes' changes read from the stream and applied here."""
+    replayed: int
+    """Of ``received``, those read on reconnecting: made while this process
+    was not reading."""
+    resyncs: int
+    """Times this process emptied its memory and its file's entries because
+    the stream no longer held every change it missed."""
+    deferred: int
+    """Changes that could not reach Redis and were announced (as deletes)
+    once it answered again."""
+    lag_ms: int
+    """Milliseconds from the latest change applied here being added to the
+    stream (by Redis's clock) to its being applied (by this host's)."""
+    max_lag_ms: int
+    """The most ``lag_ms`` has been."""
+
+
+class RedisStats(TypedDict):
+    """The Redis tier, in :meth:`Cache.stats` ``["redis"]`` (its hits and
+    misses are its entry in ``["tiers"]``)."""
+
+    errors: int
+    """Calls that failed or took longer than ``redis.timeout``; none reached
+    the caller."""
+    skipped: int
+    """Calls not made because the tier's breaker was open."""
+    breaker: BreakerStatus
+    """The tier's own circuit breaker (times as in :meth:`Cache.breaker_status`)."""
+    backplane: Optional[BackplaneStats]
+    """``None`` when ``redis.backplane`` is off."""
+
+
 class Stats(TypedDict):
     """The counters of a cache, from :meth:`Cache.stats`."""
 
@@ -545,6 +647,8 @@ class Stats(TypedDict):
     breaker: BreakerStatus
     outbox: Optional[OutboxStats]
     """``None`` unless the strategy is write-behind."""
+    redis: Optional[RedisStats]
+    """``None`` without a ``redis`` section."""
 
 
 class _NotFound:

@@ -36,7 +36,7 @@ _T = TypeVar("_T")
 _V = TypeVar("_V", bound=_Value)
 _L_co = TypeVar("_L_co", covariant=True)
 
-_Tier: TypeAlias = Literal["memory", "sqlite", "source"]
+_Tier: TypeAlias = Literal["memory", "sqlite", "redis", "source"]
 
 class Error(Exception):
     """Any error tierstack reports."""
@@ -230,6 +230,27 @@ class OutboxConfig(TypedDict, total=False):
     """How long ``close()`` keeps delivering (default 5); what is left stays
     in the file for the next process."""
 
+class RedisConfig(TypedDict, total=False):
+    """``redis``: a Redis shared by many machines, between the file and the
+    source. ``url`` is required."""
+
+    url: str
+    """``redis://[user][:password@]host[:port][/db]`` (or ``rediss://``,
+    ``redis+unix://``, ``unix://``); the password never shows."""
+    prefix: str
+    """Put before every key in Redis (default ``"tierstack:<namespace>:"``)."""
+    timeout: float
+    """A Redis call slower than this counts as a failure (default 0.25)."""
+    ttl: float | None
+    """The longest time a key lives in Redis (default: the entry's own)."""
+    backplane: bool
+    """Carry every change to the other machines through a Redis Stream
+    (default ``True``)."""
+    backplane_max_len: int
+    """About how many changes the stream keeps (default 100000; 100 to
+    100,000,000)."""
+    enabled: bool
+
 _Strategy: TypeAlias = Literal["read-through", "cache-aside", "write-through", "write-behind"]
 
 class Config(TypedDict, total=False):
@@ -245,6 +266,7 @@ class Config(TypedDict, total=False):
     strategy: _Strategy
     """How writes reach the source (default ``"read-through"``)."""
     outbox: OutboxConfig
+    redis: RedisConfig
 
 class TierStats(TypedDict):
     tier: _Tier
@@ -271,6 +293,8 @@ class SourceStats(TypedDict):
     rejected: int
     coalesced: int
     coalesced_processes: int
+    coalesced_machines: int
+    """Loads left to another machine sharing Redis, read from Redis."""
     stale_served: int
     negative_hits: int
     refreshes: int
@@ -317,6 +341,30 @@ class DeadLetter(TypedDict):
     failed_at: float
     """When it gave up, in seconds since the epoch."""
 
+class BackplaneStats(TypedDict):
+    """``stats()["redis"]["backplane"]``."""
+
+    connected: bool
+    sent: int
+    received: int
+    replayed: int
+    """Of ``received``, those read on reconnecting."""
+    resyncs: int
+    """Times memory and the file were emptied: the stream no longer held
+    every change missed."""
+    deferred: int
+    lag_ms: int
+    max_lag_ms: int
+
+class RedisStats(TypedDict):
+    """``stats()["redis"]``."""
+
+    errors: int
+    skipped: int
+    breaker: BreakerStatus
+    backplane: BackplaneStats | None
+    """``None`` when ``redis.backplane`` is off."""
+
 class Stats(TypedDict):
     hits: int
     misses: int
@@ -338,6 +386,8 @@ class Stats(TypedDict):
     breaker: BreakerStatus
     outbox: OutboxStats | None
     """``None`` unless the strategy is write-behind."""
+    redis: RedisStats | None
+    """``None`` without a ``redis`` section."""
 
 class Cache:
     """A cache: L1 in this process's memory over an L2 SQLite file."""
