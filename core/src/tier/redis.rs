@@ -55,9 +55,11 @@
 //!   over an older row of the file; otherwise it is answered and not kept
 //!   (the read first asks again, twice at most).
 //!
-//! The engine is synchronous, so each call is run on the shared runtime
-//! (see [`crate::runtime`]) while the calling thread waits for it, at most
-//! `redis.timeout`. The async [`crate::Cache`]'s plain reads therefore wait
+//! The engine is synchronous: a call made on a thread of no tokio runtime
+//! is polled on that thread (the connection's own task runs on the shared
+//! runtime, see [`crate::runtime`]); one made on a runtime's thread is run
+//! on the shared runtime while the calling thread waits for it. Either way
+//! it waits at most `redis.timeout`. The async [`crate::Cache`]'s plain reads therefore wait
 //! for Redis on the calling task's thread, as they do for L2.
 
 use std::collections::{HashMap, HashSet};
@@ -274,8 +276,15 @@ struct Link {
     connection: Mutex<Option<(u64, ConnectionManager)>>,
     /// Held while a connection is made, so that one is made at a time.
     connecting: tokio::sync::Mutex<()>,
+    /// Plain connections for reads made on threads of no runtime (see
+    /// [`RedisTier::read`]), of one fork generation; at most
+    /// [`SYNC_POOL`] kept.
+    pool: Mutex<(u64, Vec<::redis::Connection>)>,
     timeout: Duration,
 }
+
+/// The most plain connections a tier keeps for reads.
+const SYNC_POOL: usize = 16;
 
 impl Link {
     async fn connection(&self) -> RedisResult<ConnectionManager> {
@@ -308,6 +317,36 @@ impl Link {
 
     fn drop_connection(&self) {
         self.connection.lock().take();
+    }
+
+    /// A plain connection of this fork generation: a kept one, or a new one
+    /// whose connecting, reads and writes each give up after the timeout.
+    fn plain(&self) -> RedisResult<::redis::Connection> {
+        let generation = runtime::fork_generation();
+        {
+            let _gate = runtime::fork_gate();
+            let mut pool = self.pool.lock();
+            if pool.0 != generation {
+                // A parent's sockets are not this process's to use.
+                *pool = (generation, Vec::new());
+            }
+            if let Some(connection) = pool.1.pop() {
+                return Ok(connection);
+            }
+        }
+        let connection = self.client.get_connection_with_timeout(self.timeout)?;
+        connection.set_read_timeout(Some(self.timeout))?;
+        connection.set_write_timeout(Some(self.timeout))?;
+        Ok(connection)
+    }
+
+    /// Keeps a plain connection that answered, for the next read.
+    fn keep_plain(&self, connection: ::redis::Connection) {
+        let _gate = runtime::fork_gate();
+        let mut pool = self.pool.lock();
+        if pool.0 == runtime::fork_generation() && pool.1.len() < SYNC_POOL {
+            pool.1.push(connection);
+        }
     }
 }
 
@@ -354,6 +393,7 @@ impl RedisTier {
                 client,
                 connection: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
+                pool: Mutex::new((runtime::fork_generation(), Vec::new())),
                 timeout: redis.timeout,
             }),
             prefix: redis.prefix_for(&config.namespace),
@@ -767,10 +807,9 @@ impl RedisTier {
     /// The entry of `key`: `None` if the call was skipped or failed,
     /// `Some(None)` if Redis holds no entry.
     pub(crate) fn get(&self, key: &str) -> Option<Option<Stored>> {
-        let key = self.key(key);
-        let blob: Option<Vec<u8>> = self.call(self.timeout, move |mut c| async move {
-            ::redis::cmd("GET").arg(key).query_async(&mut c).await
-        })?;
+        let mut get = ::redis::cmd("GET");
+        get.arg(self.key(key));
+        let blob: Option<Vec<u8>> = self.read(get)?;
         Some(blob.as_deref().and_then(envelope::decode))
     }
 
@@ -780,10 +819,9 @@ impl RedisTier {
         if keys.is_empty() {
             return Some(Vec::new());
         }
-        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        let blobs: Vec<Option<Vec<u8>>> = self.call(self.timeout, move |mut c| async move {
-            ::redis::cmd("MGET").arg(keys).query_async(&mut c).await
-        })?;
+        let mut mget = ::redis::cmd("MGET");
+        mget.arg(keys.iter().map(|k| self.key(k)).collect::<Vec<_>>());
+        let blobs: Vec<Option<Vec<u8>>> = self.read(mget)?;
         Some(
             blobs
                 .iter()
@@ -903,6 +941,38 @@ impl RedisTier {
         )
     }
 
+    /// Runs the read `command` through the breaker, within the timeout. On
+    /// a thread of no tokio runtime, on a plain connection of the calling
+    /// thread's own (kept in a pool): the answer costs no thread switch.
+    /// Otherwise, as [`RedisTier::call`].
+    fn read<T>(&self, command: ::redis::Cmd) -> Option<T>
+    where
+        T: ::redis::FromRedisValue + Send + 'static,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return self.call(self.timeout, move |mut c| async move {
+                command.query_async(&mut c).await
+            });
+        }
+        let Some(permit) = self.breaker.try_acquire() else {
+            self.counters.redis_skipped.incr();
+            return None;
+        };
+        let started = Instant::now();
+        let answer = self.link.plain().and_then(|mut connection| {
+            let answer = command.query(&mut connection)?;
+            self.link.keep_plain(connection);
+            Ok(answer)
+        });
+        let outcome = match answer {
+            Ok(answer) if started.elapsed() <= self.timeout => Ok(answer),
+            Ok(_) => Err(Failed::TimedOut),
+            Err(err) if err.is_timeout() => Err(Failed::TimedOut),
+            Err(err) => Err(Failed::Redis(err)),
+        };
+        self.settle(permit, started, self.timeout, outcome)
+    }
+
     /// Runs `op` on the connection through the breaker, within `limit`,
     /// counting and logging a failure; `None` if it was skipped or failed.
     /// The calling thread waits (see the module docs).
@@ -917,9 +987,17 @@ impl RedisTier {
             return None;
         };
         let started = Instant::now();
-        let grace = limit + Duration::from_millis(100);
-        let outcome = runtime::wait_for(attempt(self.link.clone(), limit, op), Some(grace))
-            .unwrap_or(Err(Failed::TimedOut));
+        let call = attempt(self.link.clone(), limit, op);
+        let outcome = match tokio::runtime::Handle::try_current() {
+            // A thread of no runtime polls the call itself (the
+            // connection's own task runs on the shared runtime): two thread
+            // switches fewer than handing the call over and waiting.
+            Err(_) => runtime::handle().block_on(call),
+            Ok(_) => {
+                let grace = limit + Duration::from_millis(100);
+                runtime::wait_for(call, Some(grace)).unwrap_or(Err(Failed::TimedOut))
+            }
+        };
         self.settle(permit, started, limit, outcome)
     }
 
