@@ -304,6 +304,36 @@ fn settle(machine: &mut Machine, key: &str, v: &str, received: u64) {
     assert_eq!(machine.get(key), value(v, Tier::Memory));
 }
 
+/// This process (A) and a child machine (B), each with its own file in a
+/// new directory, on the Redis at `url`; both load from the origin log.
+struct Pair {
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+    loads: Arc<AtomicUsize>,
+    a: Cache,
+    b: Machine,
+}
+
+fn pair(url: &str) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("origin.log");
+    let loads = Arc::new(AtomicUsize::new(0));
+    let a = here(dir.path(), url, &loads);
+    let b = Machine::start(&Spec {
+        url,
+        db: &dir.path().join("b.db"),
+        origin_log: &log,
+        max_len: 100_000,
+    });
+    Pair {
+        _dir: dir,
+        log,
+        loads,
+        a,
+        b,
+    }
+}
+
 fn value(v: &str, tier: Tier) -> Option<(String, String)> {
     Some((v.to_owned(), tier.as_str().to_owned()))
 }
@@ -311,16 +341,13 @@ fn value(v: &str, tier: Tier) -> Option<(String, String)> {
 #[test]
 fn a_set_on_one_machine_reaches_the_others_reads_within_the_bound() {
     let server = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("origin.log");
-    let loads = Arc::new(AtomicUsize::new(0));
-    let a = here(dir.path(), &server.url(), &loads);
-    let mut b = Machine::start(&Spec {
-        url: &server.url(),
-        db: &dir.path().join("b.db"),
-        origin_log: &log,
-        max_len: 100_000,
-    });
+    let Pair {
+        _dir,
+        log,
+        loads,
+        a,
+        mut b,
+    } = pair(&server.url());
     a.set("component:card", "v0").unwrap();
     b.poll("component:card", "v0");
     settle(&mut b, "component:card", "v0", 1);
@@ -354,16 +381,13 @@ fn a_set_on_one_machine_reaches_the_others_reads_within_the_bound() {
 #[test]
 fn deletes_tags_and_clears_reach_the_other_machines_file() {
     let server = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("origin.log");
-    let loads = Arc::new(AtomicUsize::new(0));
-    let a = here(dir.path(), &server.url(), &loads);
-    let mut b = Machine::start(&Spec {
-        url: &server.url(),
-        db: &dir.path().join("b.db"),
-        origin_log: &log,
-        max_len: 100_000,
-    });
+    let Pair {
+        _dir,
+        log,
+        loads: _,
+        a,
+        mut b,
+    } = pair(&server.url());
     // B's own writes: in its L1 and its file (and Redis).
     b.set("gone", "1");
     b.set("red", "b");
@@ -394,16 +418,13 @@ fn deletes_tags_and_clears_reach_the_other_machines_file() {
 #[test]
 fn redis_killed_mid_run_both_keep_serving_and_recover_when_it_returns() {
     let mut server = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("origin.log");
-    let loads = Arc::new(AtomicUsize::new(0));
-    let a = here(dir.path(), &server.url(), &loads);
-    let mut b = Machine::start(&Spec {
-        url: &server.url(),
-        db: &dir.path().join("b.db"),
-        origin_log: &log,
-        max_len: 100_000,
-    });
+    let Pair {
+        _dir,
+        log: _,
+        loads: _,
+        a,
+        mut b,
+    } = pair(&server.url());
     a.set("before", "1").unwrap();
     b.poll("before", "1");
     settle(&mut b, "before", "1", 1);
