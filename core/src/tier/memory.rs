@@ -224,8 +224,7 @@ type Map = QuickCache<Key, MemEntry, ByteWeighter, DefaultHashBuilder, OnEvict>;
 #[repr(align(64))]
 #[derive(Default)]
 struct Stripe {
-    started: AtomicU64,
-    finished: AtomicU64,
+    progress: crate::tier::Progress,
     /// The change number of the latest write applied to L1.
     applied: Mutex<u64>,
 }
@@ -239,7 +238,7 @@ pub(crate) struct Pending<'a> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         for stripe in self.stripes {
-            stripe.finished.fetch_add(1, Ordering::SeqCst);
+            stripe.progress.end();
         }
     }
 }
@@ -353,7 +352,7 @@ impl MemoryTier {
     pub(crate) fn begin(&self, key: &str) -> Pending<'_> {
         let i = self.stripe_of(key);
         let stripes = &self.stripes[i..=i];
-        stripes[0].started.fetch_add(1, Ordering::SeqCst);
+        stripes[0].progress.begin();
         Pending { stripes }
     }
 
@@ -361,7 +360,7 @@ impl MemoryTier {
     /// invalidation, another process's changes).
     pub(crate) fn begin_all(&self) -> Pending<'_> {
         for stripe in &self.stripes[..] {
-            stripe.started.fetch_add(1, Ordering::SeqCst);
+            stripe.progress.begin();
         }
         Pending {
             stripes: &self.stripes,
@@ -407,12 +406,9 @@ impl MemoryTier {
     /// taken before L2 is read.
     pub(crate) fn ticket(&self, key: &str) -> Ticket {
         let i = self.stripe_of(key);
-        let stripe = &self.stripes[i];
-        let started = stripe.started.load(Ordering::SeqCst);
-        let idle = stripe.finished.load(Ordering::SeqCst) == started;
         Ticket {
             stripe: i,
-            started: idle.then_some(started),
+            started: self.stripes[i].progress.idle_at(),
         }
     }
 
@@ -421,11 +417,9 @@ impl MemoryTier {
     pub(crate) fn promote(&self, ticket: Ticket, key: &str, entry: MemEntry) -> Option<u64> {
         let stripe = &self.stripes[ticket.stripe];
         let _applied = stripe.applied.lock();
-        match ticket.started {
-            Some(started) if stripe.started.load(Ordering::SeqCst) == started => {
-                self.insert(key, entry)
-            }
-            _ => None,
+        match stripe.progress.unchanged_since(ticket.started) {
+            true => self.insert(key, entry),
+            false => None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub(crate) mod envelope;
 pub(crate) mod memory;
+mod progress;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 pub(crate) mod sqlite;
@@ -19,6 +20,7 @@ pub use self::redis::{CLEAR_LIMIT as REDIS_CLEAR_LIMIT, breaker_config as redis_
 pub(crate) use without_redis as redis;
 
 pub use memory::{ENTRY_OVERHEAD as MEMORY_ENTRY_OVERHEAD, entry_size as memory_entry_size};
+pub(crate) use progress::Progress;
 pub use sqlite::{
     CHECKPOINT_BELOW, DISK_RESERVE, FILE_CHECK_INTERVAL, Inspection, Integrity,
     ROW_OVERHEAD as SQLITE_ROW_OVERHEAD, SCHEMA_VERSION, WAL_SIZE_LIMIT, check,

@@ -172,8 +172,7 @@ const STRIPES: usize = 64;
 /// Changes of one stripe's keys: begun and ended.
 #[derive(Default)]
 struct Stripe {
-    started: AtomicU64,
-    finished: AtomicU64,
+    progress: crate::tier::Progress,
     /// Held while a copy is kept, and while a change begins.
     lock: Mutex<()>,
 }
@@ -195,7 +194,7 @@ pub(crate) struct Changing<'a> {
 impl Drop for Changing<'_> {
     fn drop(&mut self) {
         for &i in &self.stripes {
-            self.tier.stripes[i].finished.fetch_add(1, Ordering::SeqCst);
+            self.tier.stripes[i].progress.end();
         }
     }
 }
@@ -510,21 +509,18 @@ impl RedisTier {
     /// [`RedisTier::keep_if`]), taken before the read.
     pub(crate) fn ticket(&self, key: &str) -> ReadTicket {
         let i = self.stripe_of(key);
-        let stripe = &self.stripes[i];
-        let started = stripe.started.load(Ordering::SeqCst);
-        let idle = stripe.finished.load(Ordering::SeqCst) == started;
         ReadTicket {
             stripe: i,
-            started: idle.then_some(started),
+            started: self.stripes[i].progress.idle_at(),
         }
     }
 
     /// Whether no change of the ticket's stripe began since it was taken
     /// (nor was under way then).
     pub(crate) fn still_valid(&self, ticket: ReadTicket) -> bool {
-        ticket
-            .started
-            .is_some_and(|s| self.stripes[ticket.stripe].started.load(Ordering::SeqCst) == s)
+        self.stripes[ticket.stripe]
+            .progress
+            .unchanged_since(ticket.started)
     }
 
     /// Runs `keep` (storing a copy read from Redis with `ticket`) unless a
@@ -556,7 +552,7 @@ impl RedisTier {
         for &i in &stripes {
             let stripe = &self.stripes[i];
             let _stripe = stripe.lock.lock();
-            stripe.started.fetch_add(1, Ordering::SeqCst);
+            stripe.progress.begin();
         }
         Changing {
             tier: self,
