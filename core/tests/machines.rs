@@ -120,6 +120,13 @@ impl Machine {
         )
     }
 
+    /// The values of `<prefix>0` to `<prefix>{n-1}` (`-` for a miss).
+    fn read(&mut self, prefix: &str, n: usize) -> Vec<String> {
+        let answer = self.ask(&format!("read {prefix} {n}"));
+        let values = answer.strip_prefix("read ").unwrap();
+        values.split(',').map(str::to_owned).collect()
+    }
+
     fn stats(&mut self) -> serde_json::Value {
         let answer = self.ask("stats");
         serde_json::from_str(answer.strip_prefix("stats ").unwrap()).unwrap()
@@ -498,15 +505,10 @@ fn a_machine_cut_off_replays_the_changes_it_missed() {
         a.set(format!("k{i}"), "old").unwrap();
     }
     // B holds every old value in its L1 and its file.
-    let read = |b: &mut Machine| -> Vec<String> {
-        let answer = b.ask("read k 1000");
-        let values = answer.strip_prefix("read ").unwrap();
-        values.split(',').map(str::to_owned).collect()
-    };
     wait_until("B's reader has read the writes", || {
         b.backplane()["received"] == 1000
     });
-    assert!(read(&mut b).iter().all(|v| v == "old"));
+    assert!(b.read("k", 1000).iter().all(|v| v == "old"));
     assert_eq!(b.get("k7"), value("old", Tier::Memory));
 
     proxy.cut();
@@ -527,7 +529,7 @@ fn a_machine_cut_off_replays_the_changes_it_missed() {
     let stats = b.backplane();
     assert_eq!(stats["resyncs"], 0);
     assert_eq!(stats["received"], 2000);
-    let values = read(&mut b);
+    let values = b.read("k", 1000);
     let expected: Vec<String> = (0..1000).map(|i| format!("new{i}")).collect();
     assert_eq!(values, expected, "B served an old value");
     assert!(origin_requests(&log).is_empty());
@@ -553,14 +555,7 @@ fn a_machine_restarted_on_its_file_replays_what_changed_while_it_was_down() {
     std::thread::sleep(Duration::from_millis(1100));
     let mut b = Machine::start(&spec);
     wait_until("B reads the stream", || b.backplane()["connected"] == true);
-    let answer = b.ask("read k 100");
-    assert!(
-        answer
-            .strip_prefix("read ")
-            .unwrap()
-            .split(',')
-            .all(|v| v == "old")
-    );
+    assert!(b.read("k", 100).iter().all(|v| v == "old"));
     // B's file holds every key; B stops.
     assert_eq!(b.stats()["tiers"][1]["entries"], 100);
     drop(b);
@@ -573,9 +568,8 @@ fn a_machine_restarted_on_its_file_replays_what_changed_while_it_was_down() {
     let mut b = Machine::start(&spec);
     wait_until("B replays", || b.backplane()["replayed"] == 100);
     assert_eq!(b.backplane()["resyncs"], 0);
-    let answer = b.ask("read k 100");
     let expected: Vec<String> = (0..100).map(|i| format!("new{i}")).collect();
-    assert_eq!(answer, format!("read {}", expected.join(",")));
+    assert_eq!(b.read("k", 100), expected);
     assert!(origin_requests(&log).is_empty());
 }
 
@@ -599,14 +593,7 @@ fn a_machine_away_past_the_trimmed_stream_empties_its_tiers() {
     wait_until("B's reader has read the writes", || {
         b.backplane()["received"] == 50
     });
-    let answer = b.ask("read k 50");
-    assert!(
-        answer
-            .strip_prefix("read ")
-            .unwrap()
-            .split(',')
-            .all(|v| v == "old")
-    );
+    assert!(b.read("k", 50).iter().all(|v| v == "old"));
     assert_eq!(b.stats()["tiers"][0]["entries"], 50);
 
     proxy.cut();
@@ -630,15 +617,7 @@ fn a_machine_away_past_the_trimmed_stream_empties_its_tiers() {
     );
     assert_eq!(stats["tiers"][1]["tier"], "sqlite");
     assert_eq!(stats["tiers"][1]["entries"], 0, "B's file was not cleared");
-    let answer = b.ask("read k 50");
-    assert!(
-        answer
-            .strip_prefix("read ")
-            .unwrap()
-            .split(',')
-            .all(|v| v == "new19"),
-        "{answer}"
-    );
+    assert!(b.read("k", 50).iter().all(|v| v == "new19"));
     drop(loads);
 }
 
