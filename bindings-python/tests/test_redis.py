@@ -153,22 +153,14 @@ class Proxy:
                 sink.sendall(data)
         except OSError:
             pass
-        for s in (source, sink):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shut_down(source, sink)
 
     def cut(self) -> None:
         """Drops every connection through the proxy and refuses new ones."""
         self.open = False
         with self.lock:
             held, self.sockets = self.sockets, []
-        for s in held:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shut_down(*held)
 
     def restore(self) -> None:
         self.open = True
@@ -176,6 +168,15 @@ class Proxy:
     def close(self) -> None:
         self.cut()
         self.listener.close()
+
+
+def _shut_down(*sockets: socket.socket) -> None:
+    """Shuts each socket down both ways (one already closed is left)."""
+    for s in sockets:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class Machine:
