@@ -572,8 +572,8 @@ bool tierstack_value_is_stale(const tierstack_value *value);
 
 // The tier that served a value from `tierstack_cache_lookup`,
 // `tierstack_cache_get_or_load` or `tierstack_cache_get_or_load_many`: the
-// static, NUL-terminated `"memory"`, `"sqlite"` or `"source"` (loaded for
-// this call), never to be freed. NULL for a value from another read (`get`,
+// static, NUL-terminated `"memory"`, `"sqlite"`, `"redis"` or `"source"`
+// (loaded for this call), never to be freed. NULL for a value from another read (`get`,
 // `mget` do not report it) and for NULL.
 const char *tierstack_value_tier(const tierstack_value *value);
 

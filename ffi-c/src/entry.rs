@@ -74,6 +74,7 @@ fn tier_name(tier: Tier) -> &'static CStr {
     match tier {
         Tier::Memory => c"memory",
         Tier::Sqlite => c"sqlite",
+        Tier::Redis => c"redis",
         Tier::Source => c"source",
         _ => c"unknown",
     }
@@ -116,8 +117,8 @@ pub unsafe extern "C" fn tierstack_value_is_stale(value: *const tierstack_value)
 
 /// The tier that served a value from `tierstack_cache_lookup`,
 /// `tierstack_cache_get_or_load` or `tierstack_cache_get_or_load_many`: the
-/// static, NUL-terminated `"memory"`, `"sqlite"` or `"source"` (loaded for
-/// this call), never to be freed. NULL for a value from another read (`get`,
+/// static, NUL-terminated `"memory"`, `"sqlite"`, `"redis"` or `"source"`
+/// (loaded for this call), never to be freed. NULL for a value from another read (`get`,
 /// `mget` do not report it) and for NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_value_tier(value: *const tierstack_value) -> *const c_char {
@@ -159,7 +160,7 @@ mod tests {
 
     #[test]
     fn tier_names_match_the_engine() {
-        for tier in [Tier::Memory, Tier::Sqlite, Tier::Source] {
+        for tier in [Tier::Memory, Tier::Sqlite, Tier::Redis, Tier::Source] {
             assert_eq!(tier_name(tier).to_str().unwrap(), tier.as_str());
         }
     }
