@@ -55,11 +55,13 @@
 //!   over an older row of the file; otherwise it is answered and not kept
 //!   (the read first asks again, twice at most).
 //!
-//! The engine is synchronous: a call made on a thread of no tokio runtime
-//! is polled on that thread (the connection's own task runs on the shared
-//! runtime, see [`crate::runtime`]); one made on a runtime's thread is run
-//! on the shared runtime while the calling thread waits for it. Either way
-//! it waits at most `redis.timeout`. The async [`crate::Cache`]'s plain reads therefore wait
+//! The engine is synchronous: a read (`GET`, `MGET`) runs on a plain
+//! connection of the calling thread's, taken from a small pool; a write
+//! made on a thread of no tokio runtime is polled on that thread (the
+//! connection's own task runs on the shared runtime, see
+//! [`crate::runtime`]); one made on a runtime's thread is run on the shared
+//! runtime while the calling thread waits for it. Either way it waits at
+//! most `redis.timeout`. The async [`crate::Cache`]'s plain reads therefore wait
 //! for Redis on the calling task's thread, as they do for L2.
 
 use std::collections::{HashMap, HashSet};
@@ -937,15 +939,17 @@ impl RedisTier {
         )
     }
 
-    /// Runs the read `command` through the breaker, within the timeout. On
-    /// a thread of no tokio runtime, on a plain connection of the calling
-    /// thread's own (kept in a pool): the answer costs no thread switch.
-    /// Otherwise, as [`RedisTier::call`].
+    /// Runs the read `command` through the breaker, within the timeout, on
+    /// a plain connection the calling thread takes from a small pool: the
+    /// answer costs no thread switch. The calling thread waits for it, as
+    /// it does for L2 (a task of the async [`crate::Cache`] too, on its
+    /// thread). On a thread of the shared runtime itself, as
+    /// [`RedisTier::call`] (its duties move aside while it waits).
     fn read<T>(&self, command: ::redis::Cmd) -> Option<T>
     where
         T: ::redis::FromRedisValue + Send + 'static,
     {
-        if tokio::runtime::Handle::try_current().is_ok() {
+        if tokio::runtime::Handle::try_current().is_ok_and(|h| h.id() == runtime::handle().id()) {
             return self.call(self.timeout, move |mut c| async move {
                 command.query_async(&mut c).await
             });
