@@ -183,12 +183,18 @@ async fn run(weak: Weak<Engine>, generation: u64, started: u64) {
             pause = (pause * 2).min(RECONNECT_MAX);
             continue;
         };
-        pause = RECONNECT_MIN;
         let connected_at = wall_ms();
         match catch_up(&weak, generation, &mut connection, &mut cursor).await {
-            Some(Ok(())) => {}
+            Some(Ok(())) => pause = RECONNECT_MIN,
             Some(Err(err)) => {
+                // Connected, but Redis would not say where the stream
+                // stands: try again after the pause, as for a connection.
                 log_lost(&weak, &err);
+                tokio::select! {
+                    () = stop.notified() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(RECONNECT_MAX);
                 continue;
             }
             None => return,
