@@ -1555,6 +1555,11 @@ impl Cache {
         clock: Clock,
         source: Option<Arc<dyn Source>>,
     ) -> Result<Self> {
+        let clock = if config.test_clock && clock.is_system() {
+            Clock::test()
+        } else {
+            clock
+        };
         Ok(Self {
             engine: Engine::open(config, clock, source)?,
         })

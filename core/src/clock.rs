@@ -7,8 +7,8 @@
 //! of one kernel tick, typically 1–4 ms), so checking a TTL on the L1 hit
 //! path is nearly free. TTLs are therefore honoured to within one tick.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The source of "now" for a cache. Cheap to clone.
@@ -33,6 +33,16 @@ impl Clock {
     /// The operating system's wall clock.
     pub fn system() -> Self {
         Self { manual: None }
+    }
+
+    /// The process's test clock (see [`advance_test_clock`]).
+    pub fn test() -> Self {
+        Self::from(test_clock().clone())
+    }
+
+    /// Whether this is the operating system's wall clock.
+    pub fn is_system(&self) -> bool {
+        self.manual.is_none()
     }
 
     /// Milliseconds since the Unix epoch.
@@ -61,6 +71,38 @@ fn system_now_ms() -> u64 {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
     }
+}
+
+/// The process's test clock: it starts at the wall-clock time of its first
+/// use and then moves only when [`advance_test_clock`] moves it.
+fn test_clock() -> &'static ManualClock {
+    static TEST_CLOCK: OnceLock<ManualClock> = OnceLock::new();
+    TEST_CLOCK.get_or_init(ManualClock::starting_now)
+}
+
+/// Test only: moves this process's test clock forward by `by`. Caches opened
+/// with [`crate::Config::test_clock`] read their time from it; other caches
+/// are not affected. Every host exposes it for its tests (C
+/// `tierstack_advance_test_clock`, Python `tierstack.advance_test_clock`,
+/// Node `advanceTestClock`), and the conformance vectors' `advance` step
+/// calls it.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let mut config = tierstack::Config::default();
+/// config.test_clock = true;
+/// config.sqlite.path = Some(dir.path().join("cache.db"));
+/// let cache = tierstack::blocking::Cache::open(config).unwrap();
+/// cache.set_with("a", "1", tierstack::SetOptions::new().ttl(Duration::from_secs(5))).unwrap();
+/// tierstack::advance_test_clock(Duration::from_secs(4));
+/// assert!(cache.get("a").unwrap().is_some());
+/// tierstack::advance_test_clock(Duration::from_secs(1));
+/// assert!(cache.get("a").unwrap().is_none());
+/// ```
+pub fn advance_test_clock(by: Duration) {
+    test_clock().advance(by);
 }
 
 /// A clock that only moves when told to. Clones share the same time.

@@ -25,6 +25,7 @@
 //! | `refresh_ahead` | 0.8 | a hit past this share of its TTL is refreshed from the source in the background (0 or 1: never) |
 //! | `github.*` | absent | GitHub as the source of truth; see [`GitHubConfig`] |
 //! | `redis.*` | absent | a Redis shared by many machines, between the L2 file and the source; see [`RedisConfig`] (needs the `redis` Cargo feature) |
+//! | `test_clock` | false | test only: read time from the process's test clock, which moves only by [`crate::advance_test_clock`] |
 //! | `ttl_jitter` | 0.1 | a loaded value's TTL is shortened by a random share up to this, so that values loaded together do not expire together (0: exact TTLs); in `[0, 1)` |
 //!
 //! Durations in a config are at most 100 years ([`MAX_TTL`]); the TTLs are
@@ -94,6 +95,16 @@ pub struct Config {
     /// Opening a cache with an enabled section fails with
     /// [`ErrorKind::InvalidConfig`] in a build without the `redis` feature.
     pub redis: Option<RedisConfig>,
+    /// Test only. `true`: the cache reads time from this process's test
+    /// clock, which stands still until [`crate::advance_test_clock`] moves
+    /// it (the C `tierstack_advance_test_clock`, Python
+    /// `tierstack.advance_test_clock`, Node `advanceTestClock`), so a test
+    /// checks TTLs, stale windows, negative TTLs and breaker timeouts
+    /// without sleeping. Every cache of the process opened with it shares
+    /// that one clock, across close and reopen. Default `false`: the
+    /// system clock. A Rust [`CacheBuilder::clock`] takes precedence.
+    /// Never set it in production: time would stop for expiry.
+    pub test_clock: bool,
 }
 
 /// How writes reach the source, and whether a miss loads from it.
@@ -233,6 +244,7 @@ impl Default for Config {
             strategy: Strategy::ReadThrough,
             outbox: OutboxConfig::default(),
             redis: None,
+            test_clock: false,
         }
     }
 }

@@ -50,7 +50,7 @@ pub mod tier;
 pub use breaker::{Breaker, BreakerState, BreakerStatus, CallOutcome};
 pub use bytes::Bytes;
 pub use cache::{Cache, MAINTENANCE_INTERVAL};
-pub use clock::{Clock, ManualClock};
+pub use clock::{Clock, ManualClock, advance_test_clock};
 pub use config::{
     CacheBuilder, CircuitBreakerConfig, Config, FailSafeConfig, MemoryConfig, OnCorrupt,
     RedisConfig, RedisUrl, SqliteConfig, Strategy,
