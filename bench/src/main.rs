@@ -2,29 +2,26 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use tierstack_bench::{Scale, table};
 
-const USAGE: &str = "usage: tierstack-bench [--quick]
-
-Runs tierstack side by side with quick_cache, moka, bare rusqlite and bare
-redis-rs (against a redis-server it starts on loopback, if one is on PATH)
-and prints the median of alternating rounds for each.
-
-  --quick   fewer rounds and a shorter trace (well under a minute)";
+/// Runs tierstack side by side with quick_cache, moka, bare rusqlite and
+/// bare redis-rs (against a redis-server it starts on loopback, if one is on
+/// PATH) and prints the median of alternating rounds for each.
+#[derive(Parser)]
+#[command(name = "tierstack-bench")]
+struct Args {
+    /// Fewer rounds and a shorter trace (well under a minute).
+    #[arg(long)]
+    quick: bool,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (scale, mode) = match args.as_slice() {
-        [] => (Scale::full(), "full"),
-        [flag] if flag == "--quick" => (Scale::quick(), "quick"),
-        [flag] if flag == "-h" || flag == "--help" => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    let args = Args::parse();
+    let (scale, mode) = if args.quick {
+        (Scale::quick(), "quick")
+    } else {
+        (Scale::full(), "full")
     };
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; run with --release for meaningful figures");

@@ -17,6 +17,9 @@ use tierstack::{
     TierStats,
 };
 
+use comfy_table::presets::NOTHING;
+use comfy_table::{Cell, CellAlignment, ColumnConstraint, Table, Width};
+
 use crate::format;
 use crate::out::Out;
 
@@ -568,9 +571,8 @@ fn print_stats_table(out: &mut Out, stats: &Stats) -> Result<()> {
         0 => "-".to_owned(),
         n => format!("{:.1} %", hits as f64 * 100.0 / n as f64),
     };
-    say!(
-        out,
-        "   {:<7} {:>8} {:>8} {:>9} {:>12} {:>10} {:>8} {:>10}",
+    let mut table = Table::new();
+    let header = [
         "tier",
         "hits",
         "misses",
@@ -578,30 +580,49 @@ fn print_stats_table(out: &mut Out, stats: &Stats) -> Result<()> {
         "avg time",
         "evictions",
         "entries",
-        "bytes"
-    );
+        "bytes",
+    ];
+    // Figures are right-aligned under headers right-aligned too.
+    table
+        .load_style(NOTHING)
+        .set_header(header.iter().enumerate().map(|(i, h)| {
+            Cell::new(h).set_alignment(if i == 0 {
+                CellAlignment::Left
+            } else {
+                CellAlignment::Right
+            })
+        }));
     for t in &stats.tiers {
-        say!(
-            out,
-            "   {:<7} {:>8} {:>8} {:>9} {:>12} {:>10} {:>8} {:>10}",
-            t.tier.as_str(),
-            t.hits,
-            t.misses,
+        table.add_row([
+            t.tier.as_str().to_owned(),
+            t.hits.to_string(),
+            t.misses.to_string(),
             rate(t.hits, t.misses),
             format!("{:.2} µs", t.avg_time_us),
-            t.evictions,
-            t.entries,
-            t.bytes
-        );
+            t.evictions.to_string(),
+            t.entries.to_string(),
+            t.bytes.to_string(),
+        ]);
     }
-    say!(
-        out,
-        "   {:<7} {:>8} {:>8} {:>9}",
-        "total",
-        stats.hits,
-        stats.misses,
-        format!("{:.1} %", stats.hit_rate * 100.0)
-    );
+    table.add_row([
+        "total".to_owned(),
+        stats.hits.to_string(),
+        stats.misses.to_string(),
+        format!("{:.1} %", stats.hit_rate * 100.0),
+    ]);
+    // Fixed widths, so that the columns stay put whatever the figures.
+    let widths = [7, 8, 8, 9, 12, 10, 8, 10];
+    for (i, (column, width)) in table.column_iter_mut().zip(widths).enumerate() {
+        if i > 0 {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+        column
+            .set_padding((0, 1))
+            .set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(width + 1)));
+    }
+    for line in table.lines() {
+        say!(out, "   {}", line.trim_end());
+    }
     say!(out, "   sets {}, deletes {}", stats.sets, stats.deletes);
     Ok(())
 }

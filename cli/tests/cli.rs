@@ -502,7 +502,7 @@ fn bad_configs_exit_2_with_invalid_config() {
     let cases = [
         (
             r#"{"memroy": {}}"#,
-            "unknown field `memroy`, expected one of `namespace`, `memory`, `sqlite`, `fail_safe`, `circuit_breaker`, `negative_ttl`, `refresh_ahead`, `ttl_jitter`, `github`, `strategy`, `outbox`, `redis` at line 1 column 9",
+            "unknown field `memroy`, expected one of `namespace`, `memory`, `sqlite`, `fail_safe`, `circuit_breaker`, `negative_ttl`, `refresh_ahead`, `ttl_jitter`, `github`, `strategy`, `outbox`, `redis`, `test_clock` at line 1 column 9",
         ),
         (
             r#"{"memory": {"max_size": 1}}"#,
