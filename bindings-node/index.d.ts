@@ -199,6 +199,16 @@ export declare class Loaded {
   constructor(value: unknown, options?: number | SetOptions | null)
 }
 
+/**
+ * Test only: moves this process's test clock forward by `seconds`
+ * (fractions allowed). Every storage opened with `testClock: true` reads
+ * its time from that clock, which stands still until this moves it, so a
+ * test passes a TTL, a negative TTL, a stale window or a breaker timeout
+ * without sleeping. Other storages are not affected. Throws with
+ * `code === 'invalid_argument'` for a negative, NaN or infinite number.
+ */
+export declare function advanceTestClock(seconds: number): void
+
 /** The backplane's traffic, in `getStats().redis.backplane`. */
 export interface BackplaneStats {
   /** Whether this storage reads the stream of changes now. */
@@ -453,6 +463,17 @@ export interface HybridStorageConfig {
    * to the others' memory and files.
    */
   redis?: RedisOptions
+  /**
+   * Test only. `true`: the storage reads time from this process's test
+   * clock, which stands still until `advanceTestClock(seconds)` moves it,
+   * so a test passes TTLs, stale windows, negative TTLs and breaker
+   * timeouts without sleeping. Every storage of the process opened with
+   * it shares that one clock, across `dispose()` and reopening. Load
+   * timeouts (`failSafe.softTimeout`, `hardTimeout`) stay real time.
+   * Default `false`: the system clock. Never set it in production: time
+   * would stop for expiry.
+   */
+  testClock?: boolean
 }
 
 /** The second argument of `new HybridStorage(config, options)`. */

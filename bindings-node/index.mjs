@@ -4,4 +4,4 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const native = require('./index.js');
 
-export const { HybridStorage, Loaded } = native;
+export const { HybridStorage, Loaded, advanceTestClock } = native;

@@ -16,6 +16,7 @@
 //! | `github.enabled`, `github.token`, `github.apiUrl`, `github.rawUrl`, `github.timeout`, `github.maxBodyBytes`, `github.routes` | `github.enabled`, `github.token`, `github.api_url`, `github.raw_url`, `github.timeout`, `github.max_body_bytes`, `github.routes` |
 //! | `github.apiKey`, `github.baseUrl` (the design it replaces) | `github.token`, `github.api_url` |
 //! | `redis.url`, `redis.prefix`, `redis.timeout`, `redis.ttl`, `redis.backplane`, `redis.backplaneMaxLen`, `redis.enabled` | `redis.url`, `redis.prefix`, `redis.timeout`, `redis.ttl`, `redis.backplane`, `redis.backplane_max_len`, `redis.enabled` |
+//! | `testClock` (test only) | `test_clock` |
 //!
 //! `github.routes` is a preset's name or an array of route objects, passed
 //! on as they are (their keys, `key`, `owner`, `repo`, `ref`, `path`,
@@ -90,6 +91,15 @@ pub struct HybridStorageConfig {
     /// the source, and the backplane that carries every machine's changes
     /// to the others' memory and files.
     pub redis: Option<RedisOptions>,
+    /// Test only. `true`: the storage reads time from this process's test
+    /// clock, which stands still until `advanceTestClock(seconds)` moves it,
+    /// so a test passes TTLs, stale windows, negative TTLs and breaker
+    /// timeouts without sleeping. Every storage of the process opened with
+    /// it shares that one clock, across `dispose()` and reopening. Load
+    /// timeouts (`failSafe.softTimeout`, `hardTimeout`) stay real time.
+    /// Default `false`: the system clock. Never set it in production: time
+    /// would stop for expiry.
+    pub test_clock: Option<bool>,
 }
 
 /// Redis, shared by many machines: a tier read after the SQLite file and
@@ -382,6 +392,7 @@ const SECTIONS: &[Section] = &[
             ("enabled", "enabled"),
         ]),
     ),
+    ("testClock", "test_clock", None),
 ];
 
 /// The second argument of `new HybridStorage(config, options)`.
@@ -569,7 +580,7 @@ mod tests {
             "failSafe": {"maxStale": 10, "softTimeout": 0.2, "hardTimeout": 3},
             "circuitBreaker": {"threshold": 3, "failureRate": 0.25, "minimumCalls": 4, "window": 30,
                 "slowCall": 2, "timeout": 5, "maxTimeout": 50, "halfOpenProbes": 2, "successThreshold": 1},
-            "negativeTtl": 7, "refreshAhead": 0.5, "ttlJitter": 0
+            "negativeTtl": 7, "refreshAhead": 0.5, "ttlJitter": 0, "testClock": true
         });
         let config = Config::from_json(&to_core(json).unwrap().to_string()).unwrap();
         assert_eq!(config.namespace, "ns");
@@ -577,6 +588,7 @@ mod tests {
         assert_eq!(config.memory.ttl, std::time::Duration::from_millis(1500));
         assert_eq!(config.sqlite.max_bytes, 4096);
         assert_eq!(config.sqlite.on_corrupt, tierstack::OnCorrupt::Fail);
+        assert!(config.test_clock);
         assert_eq!(
             config.sqlite.coherence_interval,
             std::time::Duration::from_millis(20)

@@ -64,6 +64,7 @@ mod load;
 mod outbox;
 mod stats;
 mod task;
+mod testing;
 mod value;
 
 pub use cache::HybridStorage;

@@ -10,6 +10,8 @@
 // `skip <file>: <name>: <why>` and counts neither way. Vector values are byte strings, so the
 // runner uses the raw-bytes calls (`set(key, Buffer)`, `getBuffer`,
 // `lookupBuffer`, `mgetBuffer`); `set_json` and `get_json` use the JSON calls.
+// `advance` moves the process's test clock (`advanceTestClock`); vectors run
+// one at a time, so no vector sees another's advance.
 // Vector configs are in the JSON spelling (snake_case) and are handed over
 // in Node's camelCase; a key the runner does not know is passed unchanged.
 // A `writable` vector's source is `{load, store, remove}`; `store` is handed
@@ -23,7 +25,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 
-import { HybridStorage, Loaded } from '../index.mjs';
+import { HybridStorage, Loaded, advanceTestClock } from '../index.mjs';
 
 const CAMEL = {
   '': {
@@ -32,6 +34,7 @@ const CAMEL = {
     negative_ttl: 'negativeTtl',
     refresh_ahead: 'refreshAhead',
     ttl_jitter: 'ttlJitter',
+    test_clock: 'testClock',
   },
   memory: { max_bytes: 'maxSize' },
   sqlite: { max_bytes: 'maxSize', coherence_interval: 'coherenceInterval', on_corrupt: 'onCorrupt' },
@@ -201,7 +204,8 @@ class Runner {
   async step(step) {
     const { op } = step;
     if (op === 'open') return this.open(step.config ?? this.vectorConfig);
-    if (op === 'sleep') return new Promise((resolve) => setTimeout(resolve, step.seconds * 1000));
+    if (op === 'sleep') return sleep(step.seconds);
+    if (op === 'advance') return advanceTestClock(step.seconds);
     if (op === 'make_read_only') {
       // A read-only bind mount of the directory onto itself.
       mount('mount', ['--bind', this.dir, this.dir]);

@@ -2,12 +2,16 @@
 // interface the MCP server programs against (get, set, has, delete, clear,
 // mget, mset, getMetadata, keys, size, dispose, isDisposed) plus getStats,
 // resetStats and the circuit breaker status: shapes, units and exact counts.
+// Where time passes, the storages read the test clock (`testClock`), which
+// only `advanceTestClock` moves, so times are compared exactly.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { HybridStorage } from 'tierstack';
+import { HybridStorage, advanceTestClock } from 'tierstack';
 
-import { open, rejectsWith, reopen, sleep, throwsWith } from './helpers.mjs';
+import { open, rejectsWith, reopen, throwsWith } from './helpers.mjs';
+
+const CLOCK = { testClock: true };
 
 const METADATA_KEYS = [
   'accessCount', 'accessedAt', 'createdAt', 'expiresAt', 'key', 'size', 'staleUntil', 'tags', 'ttl', 'updatedAt',
@@ -61,9 +65,10 @@ test('getMetadata: the StorageMetadata shape, Dates, size in bytes, ttl in secon
 });
 
 test('accessCount counts every read, memory hits included; getMetadata and has are not reads', async (t) => {
-  const { storage, path } = open(t);
+  const { storage, path } = open(t, CLOCK);
   await storage.set('k', { v: 1 });
   await storage.set('other', 2);
+  advanceTestClock(1);
   for (let i = 0; i < 5; i += 1) assert.deepEqual(await storage.get('k'), { v: 1 }); // memory hits
   assert.equal((await storage.lookup('k')).tier, 'memory');
   assert.deepEqual(await storage.mget(['k', 'other', 'k']), new Map([['k', { v: 1 }], ['other', 2]]));
@@ -76,14 +81,14 @@ test('accessCount counts every read, memory hits included; getMetadata and has a
   assert.equal((await storage.getMetadata('k')).accessCount, 8);
 
   // Another process on the file: one read from the file, one from its memory.
-  const other = reopen(t, path);
+  const other = reopen(t, path, CLOCK);
   assert.equal((await other.lookup('k')).tier, 'sqlite');
   assert.equal((await other.lookup('k')).tier, 'memory');
   assert.equal((await other.getMetadata('k')).accessCount, 10);
   await other.dispose(); // hands its reads to the file
   assert.equal((await storage.getMetadata('k')).accessCount, 10);
   const meta = await storage.getMetadata('k');
-  assert.ok(meta.accessedAt >= meta.updatedAt, 'the latest read is after the write');
+  assert.equal(meta.accessedAt - meta.updatedAt, 1000, 'the latest read is a second after the write');
 });
 
 test('accessCount is exact without a SQLite file too', async (t) => {
@@ -96,16 +101,16 @@ test('accessCount is exact without a SQLite file too', async (t) => {
 });
 
 test('createdAt is the first write and stays across overwrites; updatedAt is the latest', async (t) => {
-  const { storage } = open(t);
+  const { storage } = open(t, CLOCK);
   await storage.set('k', 1);
   const first = await storage.getMetadata('k');
   await storage.get('k');
   await storage.get('k');
-  await sleep(0.02);
+  advanceTestClock(0.25);
   await storage.set('k', 2, 10);
   const second = await storage.getMetadata('k');
   assert.equal(second.createdAt.getTime(), first.createdAt.getTime());
-  assert.ok(second.updatedAt > first.updatedAt, `updatedAt ${second.updatedAt.getTime()} moved`);
+  assert.equal(second.updatedAt - first.updatedAt, 250);
   assert.equal(second.ttl, 10);
   assert.equal(second.expiresAt - second.updatedAt, 10_000);
   // The key's reads go on across the rewrite.
@@ -116,21 +121,21 @@ test('createdAt is the first write and stays across overwrites; updatedAt is the
   // A deleted key starts over.
   assert.equal(await storage.delete('k'), true);
   assert.equal(await storage.getMetadata('k'), null);
-  await sleep(0.02);
+  advanceTestClock(0.25);
   await storage.set('k', 3);
   const third = await storage.getMetadata('k');
-  assert.ok(third.createdAt > first.createdAt);
+  assert.equal(third.createdAt - first.createdAt, 500);
   assert.equal(third.updatedAt.getTime(), third.createdAt.getTime());
   assert.equal(third.accessCount, 0);
 });
 
 test('TTLs are seconds: an expired key is gone from get, has, getMetadata, keys and size', async (t) => {
-  const { storage } = open(t);
+  const { storage } = open(t, CLOCK);
   await storage.set('short', 'v', 0.05);
   await storage.set('long', 'v', 60);
   assert.equal((await storage.getMetadata('short')).ttl, 0.05);
   assert.equal(await storage.size(), 2);
-  await sleep(0.15); // the TTL passes: no event stands for wall-clock time
+  advanceTestClock(0.05); // the TTL passes: no event stands for the time
   assert.equal(await storage.get('short'), undefined);
   assert.equal(await storage.has('short'), false);
   assert.equal(await storage.getMetadata('short'), null);
@@ -267,7 +272,10 @@ test('getStats without a SQLite file: the tier is reported unavailable', async (
 
 test('the circuit breaker status: the names of the design it replaces, in getStats too', async (t) => {
   const failing = () => { throw new Error('down'); };
-  const { storage } = open(t, { circuitBreaker: { threshold: 2, timeout: 60 } });
+  const { storage } = open(t, { ...CLOCK, circuitBreaker: { threshold: 2, timeout: 60 } });
+  // The test clock's time: it stands still until moved.
+  await storage.set('now', 0);
+  const now = (await storage.getMetadata('now')).createdAt.getTime();
   const status = storage.getCircuitBreakerStatus();
   assert.deepEqual(Object.keys(status).sort(), BREAKER_KEYS);
   assert.deepEqual(status, CLOSED_BREAKER);
@@ -277,7 +285,6 @@ test('the circuit breaker status: the names of the design it replaces, in getSta
     [storage.getCircuitBreakerStatus().state, storage.getCircuitBreakerStatus().failureCount],
     ['CLOSED', 1],
   );
-  const before = Date.now();
   await rejectsWith(storage.getOrLoad('b', failing), 'source');
   const open2 = storage.getCircuitBreakerStatus();
   assert.deepEqual(
@@ -285,7 +292,7 @@ test('the circuit breaker status: the names of the design it replaces, in getSta
     ['OPEN', true, 2, false, 1],
   );
   assert.equal(typeof open2.lastFailureTime, 'number');
-  assert.ok(Math.abs(open2.lastFailureTime - before) < 1000, `lastFailureTime ${open2.lastFailureTime}`);
+  assert.equal(open2.lastFailureTime, now);
   // Open for circuitBreaker.timeout (60 s) plus a jitter of up to 10%.
   const openFor = open2.nextAttemptTime - open2.lastFailureTime;
   assert.ok(openFor >= 60_000 && openFor <= 66_000, `open for ${openFor} ms`);

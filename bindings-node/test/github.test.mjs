@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-import { HybridStorage } from 'tierstack';
+import { HybridStorage, advanceTestClock } from 'tierstack';
 
 import { rejectsWith, sleep, tempDir, throwsWith } from './helpers.mjs';
 import { BASE, BLOCKS, COMPONENTS, control, count, fault, nowS, requests, urls, useOrigin } from './origin.mjs';
@@ -148,10 +148,10 @@ test('github.enabled false loads nothing through GitHub', async (t) => {
 });
 
 test('unchanged content is revalidated with a 304 and no body; changed content comes back whole', async (t) => {
-  const { storage } = open(t, { sqlite: { ttl: 1 }, memory: { ttl: 1 } });
+  const { storage } = open(t, { testClock: true, sqlite: { ttl: 1 }, memory: { ttl: 1 } });
   const first = await storage.get(BUTTON);
   assert.equal((await requests())[0].status, 200);
-  await sleep(1.1);
+  advanceTestClock(1);
 
   const renewed = await storage.lookup(BUTTON);
   assert.deepEqual(renewed.value, first);
@@ -168,7 +168,7 @@ test('unchanged content is revalidated with a 304 and no body; changed content c
   await control('file', {
     owner: 'shadcn-ui', repo: 'ui', ref: 'main', path: `${BASE}/ui/button.tsx`, content: '// changed',
   });
-  await sleep(1.1);
+  advanceTestClock(1);
   assert.equal(await storage.get(BUTTON), '// changed');
   log = await requests();
   assert.equal(log.length, 3);
@@ -198,10 +198,10 @@ test('a hundred concurrent reads of a missing component make one request', async
 
 test('server errors serve the stale copy, then open the breaker', async (t) => {
   const { storage } = open(t, {
-    sqlite: { ttl: 1 }, memory: { ttl: 1 }, circuitBreaker: { threshold: 3, timeout: 60 },
+    testClock: true, sqlite: { ttl: 1 }, memory: { ttl: 1 }, circuitBreaker: { threshold: 3, timeout: 60 },
   });
   const original = await storage.get(BUTTON);
-  await sleep(1.1);
+  advanceTestClock(1);
   for (const status of [500, 502, 503]) {
     await fault({ status, times: 1 });
     const served = await storage.lookup(BUTTON);
@@ -231,10 +231,10 @@ test('without a stale copy a server error is a source error, and nothing is stor
 
 test('a slow origin serves stale at the soft timeout, and fails at the hard one', async (t) => {
   const { storage } = open(t, {
-    sqlite: { ttl: 1 }, memory: { ttl: 1 }, failSafe: { softTimeout: 0.2, hardTimeout: 0.6 },
+    testClock: true, sqlite: { ttl: 1 }, memory: { ttl: 1 }, failSafe: { softTimeout: 0.2, hardTimeout: 0.6 },
   });
   const original = await storage.get(BUTTON);
-  await sleep(1.1);
+  advanceTestClock(1);
   await fault({ delay_ms: 400, times: 1 });
   const started = performance.now();
   const served = await storage.lookup(BUTTON);
@@ -314,9 +314,16 @@ const rateLimited = (reset, extra = {}) => ({
   ...extra,
 });
 
+/** The time of `storage`'s clock, in ms (on the test clock, which stands still until moved). */
+async function clockOf(storage) {
+  await storage.set('clock', 0);
+  return (await storage.getMetadata('clock')).createdAt.getTime();
+}
+
 test('a 403 rate limit opens the breaker until the reset, then a probe closes it', async (t) => {
-  const { storage } = open(t);
-  const reset = nowS() + 2;
+  const { storage } = open(t, { testClock: true });
+  const now = await clockOf(storage);
+  const reset = Math.floor(now / 1000) + 2;
   await fault(rateLimited(reset, { body: '{"message":"API rate limit exceeded"}' }));
   await rejectsWith(storage.get(BUTTON), 'source', /rate limit/);
   const status = storage.getCircuitBreakerStatus();
@@ -330,8 +337,10 @@ test('a 403 rate limit opens the breaker until the reset, then a probe closes it
   await rejectsWith(storage.get('components:react'), 'source_unavailable');
   assert.equal(await count(), 1);
 
-  // After it: one probe, then a second success closes it (successThreshold 2).
-  await sleep((reset * 1000 - Date.now() + 50) / 1000);
+  // At the reset: one probe, then a second success closes it (successThreshold 2).
+  advanceTestClock((reset * 1000 - now - 1) / 1000);
+  await rejectsWith(storage.get(BUTTON), 'source_unavailable');
+  advanceTestClock(0.001);
   assert.equal(firstLine(await storage.get(BUTTON)), `// ${BASE}/ui/button.tsx`);
   assert.equal(await count(), 2);
   assert.equal(storage.getCircuitBreakerStatus().state, 'HALF_OPEN');

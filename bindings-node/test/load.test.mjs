@@ -1,7 +1,9 @@
 // Loading: getOrLoad, getOrLoadMany, a source given at open (read-through),
 // and what the engine does around every load (single-flight in the process
 // and across processes, fail-safe stale copies, timeouts, the breaker,
-// negative caching), seen from Node.
+// negative caching), seen from Node. TTLs, stale windows, negativeTtl and
+// the breaker's open period run on the test clock (`testClock`, moved by
+// `advanceTestClock`); loaders' own waits and load timeouts are real time.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -10,7 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { HybridStorage, Loaded } from 'tierstack';
+import { HybridStorage, Loaded, advanceTestClock } from 'tierstack';
 
 import { open, rejectsWith, reopen, sleep, tempDir, throwsWith } from './helpers.mjs';
 
@@ -40,7 +42,8 @@ function scripted(...answers) {
 
 // Entries expire after 0.2 s and stay usable as stale copies; no
 // refresh-ahead or jitter, so what the tests see is exact.
-const SHORT = { sqlite: { ttl: 0.2 }, memory: { ttl: 0.2 }, refreshAhead: 0, ttlJitter: 0 };
+const CLOCK = { testClock: true };
+const SHORT = { ...CLOCK, sqlite: { ttl: 30 }, memory: { ttl: 30 }, refreshAhead: 0, ttlJitter: 0 };
 
 test('a miss calls the loader once with the key, stores its value, and later calls hit', async (t) => {
   const { storage, path } = open(t);
@@ -85,12 +88,14 @@ test('a getOrLoad miss and hit count each read once; the hit answers with the va
 });
 
 test('a getOrLoad hit due for a refresh ahead answers at once and refreshes through its loader', async (t) => {
-  const { storage } = open(t, { sqlite: { ttl: 2 }, memory: { ttl: 2 }, refreshAhead: 0.5, ttlJitter: 0 });
+  const { storage } = open(t, { ...CLOCK, sqlite: { ttl: 2 }, memory: { ttl: 2 }, refreshAhead: 0.5, ttlJitter: 0 });
   await storage.set('k', 'v1');
   const loader = scripted('v2');
   assert.equal(await storage.getOrLoad('k', loader), 'v1'); // young: no refresh
+  advanceTestClock(0.5);
+  assert.equal(await storage.getOrLoad('k', loader), 'v1'); // a quarter of the TTL: no refresh
   assert.equal(loader.calls, 0);
-  await sleep(1.1); // past half the TTL, well before it ends
+  advanceTestClock(0.5); // half the TTL: due
   assert.equal(await storage.getOrLoad('k', loader), 'v1'); // the hit, answered before the refresh lands
   const deadline = Date.now() + 5000;
   while ((await storage.get('k')) !== 'v2') {
@@ -135,11 +140,13 @@ test('loaders that use the libuv pool (fs.promises) do not deadlock it: 50 concu
 });
 
 test('a synchronous loader, the TTL argument, and a Loaded answer choosing its own TTL and tags', async (t) => {
-  const { storage } = open(t, { ttlJitter: 0, refreshAhead: 0 });
+  const { storage } = open(t, { ...CLOCK, ttlJitter: 0, refreshAhead: 0 });
   assert.equal(await storage.getOrLoad('k', () => 'plain', 0.3), 'plain');
   const meta = await storage.getMetadata('k');
   assert.equal(meta.expiresAt - meta.createdAt, 300);
-  await sleep(0.45);
+  advanceTestClock(0.25);
+  assert.equal(await storage.getOrLoad('k', () => 'not called'), 'plain');
+  advanceTestClock(0.05);
   assert.equal(await storage.getOrLoad('k', () => 'again', { ttl: 60, tags: ['t'] }), 'again');
   assert.deepEqual((await storage.getMetadata('k')).tags, ['t']);
   assert.deepEqual(await storage.getOrLoad('own', () => new Loaded({ v: 1 }, { ttl: 0.5, tags: ['mine'] }), 60), { v: 1 });
@@ -187,7 +194,7 @@ test("a loader's failure rejects every waiting caller with code source, its mess
 });
 
 test('not found (undefined) is remembered for negativeTtl and never stored', async (t) => {
-  const { storage } = open(t, { negativeTtl: 0.3 });
+  const { storage } = open(t, { ...CLOCK, negativeTtl: 30 });
   const loader = scripted(undefined, 'now there');
   assert.equal(await storage.getOrLoad('gone', loader), undefined);
   assert.equal(await storage.getOrLoad('gone', loader), undefined);
@@ -195,7 +202,10 @@ test('not found (undefined) is remembered for negativeTtl and never stored', asy
   assert.deepEqual([await storage.has('gone'), await storage.keys(), await storage.size()], [false, [], 0]);
   assert.equal(await storage.get('gone'), undefined);
   assert.deepEqual([storage.getStats().source.notFound, storage.getStats().source.negativeHits], [1, 1]);
-  await sleep(0.4);
+  advanceTestClock(29.5);
+  assert.equal(await storage.getOrLoad('gone', loader), undefined);
+  assert.equal(loader.calls, 1);
+  advanceTestClock(0.5);
   assert.equal(await storage.getOrLoad('gone', loader), 'now there');
   assert.equal(loader.calls, 2);
 });
@@ -264,7 +274,10 @@ test('fail-safe: a failing source serves the stale copy, marked stale', async (t
   const source = scripted({ v: 'old' }, () => { throw new Error('down'); });
   const { storage } = openWith(t, SHORT, { source });
   assert.deepEqual(await storage.get('k'), { v: 'old' });
-  await sleep(0.3);
+  advanceTestClock(29.5);
+  assert.deepEqual(await storage.lookup('k'), { value: { v: 'old' }, tier: 'memory', stale: false, age: 29.5 });
+  assert.equal(source.calls, 1);
+  advanceTestClock(0.5);
   const stale = await storage.lookup('k');
   assert.deepEqual([stale.value, stale.tier, stale.stale], [{ v: 'old' }, 'sqlite', true]);
   assert.deepEqual(await storage.get('k'), { v: 'old' });
@@ -276,7 +289,7 @@ test('an open breaker serves the stale copy without calling the loader; without 
   const { storage } = open(t, SHORT);
   const loader = scripted('old', 'new');
   assert.equal(await storage.getOrLoad('k', loader), 'old');
-  await sleep(0.3);
+  advanceTestClock(30);
   storage.openCircuitBreaker();
   assert.equal(await storage.getOrLoad('k', loader), 'old');
   await rejectsWith(storage.getOrLoad('other', loader), 'source_unavailable');
@@ -299,7 +312,7 @@ test('past the soft timeout the stale copy is served while the load goes on and 
   });
   const { storage, path } = openWith(t, { ...SHORT, failSafe: { softTimeout: 0.2, hardTimeout: 5 } }, { source });
   assert.equal(await storage.get('k'), 'old');
-  await sleep(0.3);
+  advanceTestClock(30);
   const stale = await storage.lookup('k');
   assert.deepEqual([stale.value, stale.tier, stale.stale, finished], ['old', 'sqlite', true, false]);
   assert.equal(await storage.get('k'), 'old');
@@ -308,7 +321,7 @@ test('past the soft timeout the stale copy is served while the load goes on and 
   assert.equal(source.calls, 2);
   const fresh = await storage.lookup('k');
   assert.deepEqual([fresh.value, fresh.tier, fresh.stale], ['new', 'memory', false]);
-  assert.equal(await reopen(t, path).get('k'), 'new');
+  assert.equal(await reopen(t, path, CLOCK).get('k'), 'new');
 });
 
 test('without a stale copy: source, source_unavailable and timeout', async (t) => {
@@ -322,8 +335,10 @@ test('without a stale copy: source, source_unavailable and timeout', async (t) =
 });
 
 test('getCircuitBreakerStatus after failures: OPEN, failureCount, isRequestAllowed false, isOpen true', async (t) => {
-  const { storage } = open(t, { circuitBreaker: { threshold: 2, timeout: 60 } });
-  const before = Date.now();
+  const { storage } = open(t, { ...CLOCK, circuitBreaker: { threshold: 2, timeout: 60 } });
+  // The test clock's time: it stands still until moved.
+  await storage.set('now', 0);
+  const now = (await storage.getMetadata('now')).createdAt.getTime();
   const failing = scripted(() => { throw new Error('down'); });
   await rejectsWith(storage.getOrLoad('a', failing), 'source');
   assert.deepEqual(
@@ -339,9 +354,11 @@ test('getCircuitBreakerStatus after failures: OPEN, failureCount, isRequestAllow
       lastFailureTime: undefined, nextAttemptTime: undefined,
     },
   );
-  // Milliseconds since the epoch, by the engine's clock (within a second of Node's).
-  assert.ok(Math.abs(status.lastFailureTime - before) < 1000, `lastFailureTime ${status.lastFailureTime}`);
-  assert.ok(status.nextAttemptTime > status.lastFailureTime);
+  // Milliseconds since the epoch, by the engine's clock; open for
+  // circuitBreaker.timeout (60 s) plus a random jitter of up to 10%.
+  assert.equal(status.lastFailureTime, now);
+  const openFor = status.nextAttemptTime - now;
+  assert.ok(openFor >= 60_000 && openFor <= 66_000, `open for ${openFor} ms`);
   await rejectsWith(storage.getOrLoad('c', failing), 'source_unavailable');
   assert.equal(failing.calls, 2);
   assert.deepEqual(storage.getStats().circuitBreaker, status);
@@ -352,7 +369,7 @@ test('markStale: stale object values come back with _stale: true; what is stored
   const { storage } = openWith(t, SHORT, { source, markStale: true });
   assert.deepEqual(await storage.get('k'), { v: 'old' });
   assert.deepEqual(await storage.get('list'), [1, 2]);
-  await sleep(0.3);
+  advanceTestClock(30);
   assert.deepEqual(await storage.get('k'), { v: 'old', _stale: true });
   const stale = await storage.lookup('k');
   assert.deepEqual([stale.value, stale.stale], [{ v: 'old', _stale: true }, true]);
@@ -364,7 +381,7 @@ test('markStale: stale object values come back with _stale: true; what is stored
   // Off by default.
   const plain = openWith(t, SHORT, { source: scripted({ v: 'old' }, () => { throw new Error('down'); }) }).storage;
   assert.deepEqual(await plain.get('k'), { v: 'old' });
-  await sleep(0.3);
+  advanceTestClock(30);
   assert.deepEqual(await plain.get('k'), { v: 'old' });
 });
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { HybridStorage } from 'tierstack';
+import { HybridStorage, advanceTestClock } from 'tierstack';
 
 import { open, reopen } from './helpers.mjs';
 
@@ -203,17 +203,17 @@ test('getMetadata reports Dates, the size of the value, its TTL in seconds and t
 });
 
 test('lookup reports the value, the tier, staleness and age', async (t) => {
-  const { storage, path } = open(t);
+  // On the test clock, which stands still until moved: ages are exact.
+  const clock = { testClock: true };
+  const { storage, path } = open(t, clock);
   await storage.set('k', { v: 1 });
-  const hit = await storage.lookup('k');
-  assert.deepEqual(hit.value, { v: 1 });
-  assert.equal(hit.tier, 'memory');
-  assert.equal(hit.stale, false);
-  assert.ok(hit.age >= 0 && hit.age < 5, `${hit.age}`);
+  assert.deepEqual(await storage.lookup('k'), { value: { v: 1 }, tier: 'memory', stale: false, age: 0 });
+  advanceTestClock(2.5);
+  assert.deepEqual(await storage.lookup('k'), { value: { v: 1 }, tier: 'memory', stale: false, age: 2.5 });
   assert.equal(await storage.lookup('missing'), undefined);
-  const other = reopen(t, path);
-  assert.equal((await other.lookup('k')).tier, 'sqlite');
-  assert.equal((await other.lookup('k')).tier, 'memory');
+  const other = reopen(t, path, clock);
+  assert.deepEqual(await other.lookup('k'), { value: { v: 1 }, tier: 'sqlite', stale: false, age: 2.5 });
+  assert.deepEqual(await other.lookup('k'), { value: { v: 1 }, tier: 'memory', stale: false, age: 2.5 });
 });
 
 test('flush resolves once the writes are in the file', async (t) => {

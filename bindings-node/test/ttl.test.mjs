@@ -1,55 +1,72 @@
-// Time to live, in seconds (fractions allowed), in every tier.
+// Time to live, in seconds (fractions allowed), in every tier. The storages
+// read the process's test clock (`testClock`), which `advanceTestClock`
+// moves, so every expiry is checked at its exact moment without sleeping.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { open, rejectsWith, reopen, sleep } from './helpers.mjs';
+import { advanceTestClock } from 'tierstack';
+
+import { open, rejectsWith, reopen, throwsWith } from './helpers.mjs';
+
+const CLOCK = { testClock: true };
 
 test('a fractional TTL expires the entry in every tier', async (t) => {
-  const { storage, path } = open(t);
-  await storage.set('short', 's', 0.3);
+  const { storage, path } = open(t, CLOCK);
+  await storage.set('short', 's', 0.25);
   await storage.set('long', 'l', 60);
   assert.equal(await storage.get('short'), 's');
-  await sleep(0.45);
+  advanceTestClock(0.125);
+  assert.equal(await storage.get('short'), 's');
+  advanceTestClock(0.125);
   assert.equal(await storage.get('short'), undefined);
   assert.equal(await storage.has('short'), false);
   assert.equal(await storage.get('long'), 'l');
   assert.deepEqual(await storage.keys(), ['long']);
   assert.equal(await storage.size(), 1);
   assert.equal(await storage.delete('short'), false);
-  const other = reopen(t, path);
+  const other = reopen(t, path, CLOCK);
   assert.equal(await other.get('short'), undefined);
   assert.equal(await other.get('long'), 'l');
 });
 
 test('the TTL may be given as { ttl }', async (t) => {
-  const { storage } = open(t);
-  await storage.set('k', { v: 1 }, { ttl: 0.3 });
+  const { storage } = open(t, CLOCK);
+  await storage.set('k', { v: 1 }, { ttl: 30 });
   assert.deepEqual(await storage.get('k'), { v: 1 });
-  await sleep(0.45);
+  advanceTestClock(29.5);
+  assert.deepEqual(await storage.get('k'), { v: 1 });
+  advanceTestClock(0.5);
   assert.equal(await storage.get('k'), undefined);
 });
 
 test('mset with a TTL', async (t) => {
-  const { storage } = open(t);
-  await storage.mset({ a: 1, b: 2 }, 0.3);
-  assert.equal((await storage.mget(['a', 'b'])).size, 2);
-  await sleep(0.45);
-  assert.equal((await storage.mget(['a', 'b'])).size, 0);
+  const { storage } = open(t, CLOCK);
+  await storage.mset({ a: 1, b: 2 }, 30);
+  assert.deepEqual(await storage.mget(['a', 'b']), new Map([['a', 1], ['b', 2]]));
+  advanceTestClock(29.5);
+  assert.deepEqual(await storage.mget(['a', 'b']), new Map([['a', 1], ['b', 2]]));
+  advanceTestClock(0.5);
+  assert.deepEqual(await storage.mget(['a', 'b']), new Map());
 });
 
 test('a TTL of 0, -0, null or absent takes the tier default', async (t) => {
-  const { storage } = open(t);
+  const { storage } = open(t, CLOCK);
   await storage.set('zero', 'z', 0);
   await storage.set('minus-zero', 'm', -0);
   await storage.set('null', 'u', null);
   await storage.set('absent', 'a');
   await storage.set('options', 'o', { ttl: 0 });
   await storage.mset({ batch: 'b' }, 0);
-  await sleep(0.1);
-  for (const key of ['zero', 'minus-zero', 'null', 'absent', 'options', 'batch']) {
+  const keys = ['zero', 'minus-zero', 'null', 'absent', 'options', 'batch'];
+  for (const key of keys) {
     const meta = await storage.getMetadata(key);
     assert.equal(meta.expiresAt - meta.createdAt, 86_400_000, key);
   }
+  // sqlite.ttl, one day; memory.ttl (an hour) only bounds the L1 copy.
+  advanceTestClock(86_399.5);
+  assert.deepEqual(await storage.keys(), [...keys].sort());
+  advanceTestClock(0.5);
+  assert.deepEqual(await storage.keys(), []);
 });
 
 test('a negative, NaN, infinite or over-100-years TTL rejects with invalid_argument and stores nothing', async (t) => {
@@ -89,19 +106,40 @@ test('unknown set options are refused, naming the option', async (t) => {
 });
 
 test('memory.ttl bounds L1 while sqlite keeps the entry', async (t) => {
-  const { storage } = open(t, { memory: { ttl: 0.3 }, sqlite: { ttl: 60 } });
+  const { storage } = open(t, { ...CLOCK, memory: { ttl: 30 }, sqlite: { ttl: 60 } });
   await storage.set('k', 'v');
   assert.equal((await storage.lookup('k')).tier, 'memory');
-  await sleep(0.45);
+  advanceTestClock(29.5);
+  assert.equal((await storage.lookup('k')).tier, 'memory');
+  advanceTestClock(0.5);
   assert.equal((await storage.lookup('k')).tier, 'sqlite');
   assert.equal((await storage.lookup('k')).tier, 'memory');
 });
 
 test('getMetadata reports an expired entry as null, even while it may be served stale', async (t) => {
-  const { storage } = open(t, { failSafe: { maxStale: 60 } });
-  await storage.set('k', 'v', 0.2);
-  assert.equal((await storage.getMetadata('k')).staleUntil - (await storage.getMetadata('k')).expiresAt, 60_000);
-  await sleep(0.3);
+  const { storage } = open(t, { ...CLOCK, failSafe: { maxStale: 60 } });
+  await storage.set('k', 'v', 30);
+  const meta = await storage.getMetadata('k');
+  assert.deepEqual([meta.expiresAt - meta.createdAt, meta.staleUntil - meta.expiresAt], [30_000, 60_000]);
+  advanceTestClock(29.5);
+  assert.deepEqual(await storage.getMetadata('k'), meta);
+  advanceTestClock(0.5);
   assert.equal(await storage.get('k'), undefined);
   assert.equal(await storage.getMetadata('k'), null);
+});
+
+test('advanceTestClock moves only the storages on the test clock, and refuses a negative, NaN or infinite step', async (t) => {
+  const clocked = open(t, CLOCK).storage;
+  const wall = open(t).storage;
+  await clocked.set('k', 'v', 30);
+  await wall.set('k', 'v', 30);
+  advanceTestClock(30);
+  assert.equal(await clocked.get('k'), undefined);
+  assert.equal(await wall.get('k'), 'v');
+  for (const seconds of [-1, -1e-9, NaN, Infinity, -Infinity]) {
+    throwsWith(() => advanceTestClock(seconds), 'invalid_argument', /^advanceTestClock: seconds must be/);
+  }
+  advanceTestClock(0);
+  await clocked.set('k', 'again', 30);
+  assert.equal(await clocked.get('k'), 'again');
 });

@@ -3,6 +3,7 @@
 import {
   HybridStorage,
   Loaded,
+  advanceTestClock,
   type CircuitBreakerStatus,
   type DeadLetter,
   type GitHubOptions,
@@ -169,6 +170,10 @@ export async function use(storage: HybridStorage = new HybridStorage(config, opt
   const redisBreaker: CircuitBreakerStatus | undefined = redisStats?.breaker;
   const machines: number = shared.getStats().source.coalescedMachines;
   await shared.dispose();
+  // Test only: a storage on the process's test clock, moved by hand.
+  const timed = new HybridStorage({ testClock: true, sqlite: { path: 'timed.db' } });
+  advanceTestClock(0.5);
+  await timed.dispose();
   await other.dispose();
   await storage.clear();
   await storage.dispose();

@@ -428,7 +428,11 @@ impl Runner {
             "len" => self.cache().len().map(|n| json!(n)).map_err(kind),
             "clear" => self.cache().clear().map(|()| Value::Null).map_err(kind),
             "sleep" => {
-                std::thread::sleep(Duration::from_secs_f64(step["seconds"].as_f64().unwrap()));
+                std::thread::sleep(seconds(step));
+                Ok(Value::Null)
+            }
+            "advance" => {
+                tierstack::advance_test_clock(seconds(step));
                 Ok(Value::Null)
             }
             op => panic!("unknown op {op:?}"),
@@ -481,6 +485,12 @@ fn mismatch(step: &Value, outcome: &Outcome) -> Option<String> {
     }
 }
 
+/// A `sleep` or `advance` step's `seconds`.
+fn seconds(step: &Value) -> Duration {
+    let seconds = step["seconds"].as_f64().expect("`seconds` is a number");
+    Duration::try_from_secs_f64(seconds).expect("`seconds` is a duration")
+}
+
 /// A step's `ttl` in seconds: a JSON number, or one of the strings `"NaN"`,
 /// `"inf"`, `"-inf"` for the values JSON cannot hold.
 fn ttl_seconds(ttl: &Value) -> f64 {
@@ -524,6 +534,10 @@ fn vector_files() -> Vec<PathBuf> {
     files
 }
 
+/// Every vector, one after another in this one test: the test clock that
+/// `advance` moves is the process's, shared by every cache opened with
+/// `test_clock`, so a vector running alongside another could see its time
+/// jump.
 #[test]
 fn every_vector_passes() {
     let files = vector_files();
