@@ -1,15 +1,17 @@
 //! Errors: each [`ErrorKind`] raises its own Python class.
 //!
 //! The classes are defined in Python (`tierstack/__init__.py`) so that the
-//! bad-input ones can also subclass `ValueError`; they are named after the
-//! kind (`invalid_key` → `InvalidKeyError`) and carry `kind` and `code`. A
-//! kind this package's Python side does not know yet raises the base
-//! `tierstack.Error` with `kind` and `code` set on the exception.
+//! bad-input ones can also subclass `ValueError` and carry their docs; they
+//! are named after the kind (`invalid_key` → `InvalidKeyError`). Which kinds
+//! there are, their codes and their class names come from core's
+//! [`ErrorKind::ALL`] through [`error_classes`]: the package gives each
+//! class its `kind` and `code` from it when it is imported, and refuses to
+//! import if a kind has no class or a class no kind.
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyModule, PyType};
+use pyo3::types::{PyModule, PyTuple, PyType};
 use tierstack::{Error, ErrorKind};
 
 use crate::load::PyCause;
@@ -48,20 +50,22 @@ pub(crate) fn new_err(
     err
 }
 
+/// Every error kind, in code order, as `(kind, code, class name)`:
+/// `("invalid_key", 1, "InvalidKeyError")`, ….
+pub(crate) fn error_classes(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
+    let kinds = ErrorKind::ALL
+        .iter()
+        .map(|kind| (kind.as_str(), kind.code(), class_name(*kind)).into_pyobject(py))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyTuple::new(py, kinds)
+}
+
 fn build(py: Python<'_>, kind: ErrorKind, message: &str) -> PyResult<PyErr> {
     let package = PACKAGE.get_or_try_init(py, || -> PyResult<_> {
         Ok(py.import("tierstack")?.unbind())
     })?;
-    let package = package.bind(py);
-    let exception = match package.getattr(class_name(kind).as_str()) {
-        Ok(class) => class.cast_into::<PyType>()?.call1((message,))?,
-        Err(_) => {
-            let exception = package.getattr("Error")?.call1((message,))?;
-            exception.setattr("kind", kind.as_str())?;
-            exception.setattr("code", kind.code())?;
-            exception
-        }
-    };
+    let class = package.bind(py).getattr(class_name(kind).as_str())?;
+    let exception = class.cast_into::<PyType>()?.call1((message,))?;
     Ok(PyErr::from_value(exception))
 }
 

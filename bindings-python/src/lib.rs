@@ -16,10 +16,12 @@ mod load;
 mod outbox;
 mod value;
 
-/// The native module: `Cache` and the package version.
+/// The native module: `Cache`, the engine's error kinds (`ERROR_CLASSES`,
+/// see [`error::error_classes`]) and the package version.
 #[pymodule(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::Cache>()?;
+    m.add("ERROR_CLASSES", error::error_classes(m.py())?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

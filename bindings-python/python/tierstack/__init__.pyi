@@ -38,13 +38,18 @@ _L_co = TypeVar("_L_co", covariant=True)
 
 _Tier: TypeAlias = Literal["memory", "sqlite", "redis", "source"]
 
+ERROR_KINDS: Final[tuple[str, ...]]
+"""The engine's error kinds, in code order; each has its :class:`Error`
+subclass here (``"invalid_key"``: :class:`InvalidKeyError`)."""
+
 class Error(Exception):
     """Any error tierstack reports."""
 
     kind: str
-    """The stable snake_case name of the kind, e.g. ``"invalid_key"``."""
+    """The stable snake_case name of the kind, one of :data:`ERROR_KINDS`."""
     code: int
-    """The stable number of the kind (1-14), the same in every host."""
+    """The stable number of the kind (its place in :data:`ERROR_KINDS`,
+    from 1), the same in every host."""
 
 class InvalidKeyError(Error, ValueError):
     """Code 1: a key is empty, over 255 bytes, holds a control character or
