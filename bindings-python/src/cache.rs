@@ -80,6 +80,9 @@ pub(crate) struct Cache {
     inner: blocking::Cache,
     /// Decoded values beside L1; `None` without an L1.
     kept: Option<KeptValues>,
+    /// The engine's clock (the test clock with `test_clock`), for the age
+    /// of a kept value.
+    clock: Clock,
 }
 
 impl Cache {
@@ -131,7 +134,7 @@ impl Cache {
                 return Ok(None);
             }
         }
-        let age_ms = Clock::system().now_ms().saturating_sub(hit.created_ms);
+        let age_ms = self.clock.now_ms().saturating_sub(hit.created_ms);
         let value = kept_value(py, kept, key, hit, read)?;
         respond(py, value, Tier::Memory, false, age_ms as f64 / 1000.0, read).map(Some)
     }
@@ -156,7 +159,7 @@ impl Cache {
         };
         let value = match kept.get(py, key).filter(|hit| hit.version == version) {
             Some(hit) => kept_value(py, kept, key, hit, read)?,
-            None => keep(py, kept, key, &found, version, read)?,
+            None => keep(py, kept, key, &found, version, read, &self.clock)?,
         };
         let age = found.age.as_secs_f64();
         respond(py, value, found.tier, found.stale, age, read).map(Some)
@@ -185,7 +188,7 @@ impl Cache {
             return Ok(None);
         };
         let value = match (&self.kept, version) {
-            (Some(kept), Some(version)) => keep(py, kept, key, &found, version, read)?,
+            (Some(kept), Some(version)) => keep(py, kept, key, &found, version, read, &self.clock)?,
             _ => value_of(py, &found.value, read)?,
         };
         let age = found.age.as_secs_f64();
@@ -348,7 +351,7 @@ fn value_of<'py>(py: Python<'py>, bytes: &[u8], read: Read) -> PyResult<Bound<'p
 
 /// The value a read returns of a value the engine found in L1 as
 /// `version`, kept for the reads after it (with its decoded JSON if this
-/// read decoded it).
+/// read decoded it; its write time by `clock`).
 fn keep<'py>(
     py: Python<'py>,
     kept: &KeptValues,
@@ -356,12 +359,11 @@ fn keep<'py>(
     found: &Lookup,
     version: u64,
     read: Read,
+    clock: &Clock,
 ) -> PyResult<Bound<'py, PyAny>> {
     let raw = PyBytes::new(py, &found.value);
     let json = read.json().then(|| decode(&raw));
-    let created_ms = Clock::system()
-        .now_ms()
-        .saturating_sub(found.age.as_millis() as u64);
+    let created_ms = clock.now_ms().saturating_sub(found.age.as_millis() as u64);
     let decoded = json
         .as_ref()
         .and_then(|j| j.as_ref().ok())
@@ -482,6 +484,11 @@ impl Cache {
             .memory
             .enabled
             .then(|| KeptValues::new(config.memory.max_bytes / KEPT_SHARE));
+        // The engine's clock, as it chooses it (no clock is handed in here).
+        let clock = match config.test_clock {
+            true => Clock::test(),
+            false => Clock::system(),
+        };
         let mut builder = blocking::Cache::builder().config(config);
         if let Some(source) = source.map(|source| load::source(source, writable)) {
             builder = builder.source_arc(source);
@@ -489,7 +496,7 @@ impl Cache {
         let inner = py
             .detach(|| builder.build_blocking())
             .map_err(|e| to_py(py, e))?;
-        Ok(Self { inner, kept })
+        Ok(Self { inner, kept, clock })
     }
 
     /// The value of ``key`` (decoded JSON, as :meth:`get`); on a miss in

@@ -474,3 +474,30 @@ def test_cache_is_a_subclassable_type(db_path):
         c.set("k", 1)
         assert c.get("k") == 1
         assert repr(c).startswith("<test_cache_is_a_subclassable_type.<locals>.Named ")
+
+
+def test_the_test_clock_moves_only_when_advanced(reopen):
+    clocked = reopen(test_clock=True)
+    clocked.set("k", {"v": 1}, ttl=5)
+    assert clocked.lookup("k") == ({"v": 1}, "memory", False, 0.0)
+    time.sleep(0.05)  # real time passing does not move it
+    tierstack.advance_test_clock(2.5)
+    assert clocked.lookup("k") == ({"v": 1}, "memory", False, 2.5)  # the kept value's age
+    assert reopen(test_clock=True).lookup("k") == ({"v": 1}, "sqlite", False, 2.5)
+    tierstack.advance_test_clock(2.499)
+    assert clocked.get("k") == {"v": 1}
+    tierstack.advance_test_clock(0.001)
+    assert clocked.get("k") is None
+    assert reopen(test_clock=True).get("k") is None
+
+
+@pytest.mark.parametrize("seconds", [-0.001, float("nan"), float("inf"), float("-inf"), 100 * 365 * 24 * 3600 + 1])
+def test_advance_test_clock_refuses_what_is_no_step_forward(reopen, seconds):
+    clocked = reopen(test_clock=True)
+    clocked.set("k", 1, ttl=1)
+    with pytest.raises(tierstack.InvalidArgumentError):
+        tierstack.advance_test_clock(seconds)
+    tierstack.advance_test_clock(0)
+    assert clocked.get("k") == 1
+    with pytest.raises(TypeError):
+        tierstack.advance_test_clock("1")

@@ -139,6 +139,13 @@ the engine's (:data:`ERROR_KINDS`, in code order), and a Python exception
 behind an error (a loader's, a source's ``store``) is its ``__cause__``. An
 argument of the wrong Python type (a key that is not a ``str``, a ``ttl``
 that is not a number) raises ``TypeError``.
+
+Testing. A cache opened with ``test_clock=True`` reads its time from this
+process's test clock, which stands still until
+:func:`advance_test_clock` ``(seconds)`` moves it: a test passes a TTL, a
+negative TTL, a stale window or a breaker timeout without sleeping. Every
+cache of the process opened with it shares that one clock. Test only: time
+stops for expiry.
 """
 
 import asyncio
@@ -154,6 +161,7 @@ from typing import Any, List, NamedTuple, Optional, TypedDict, Union
 
 from ._native import ERROR_CLASSES as _ERROR_CLASSES
 from ._native import Cache as _NativeCache
+from ._native import advance_test_clock
 from ._native import __version__
 
 __all__ = [
@@ -197,6 +205,7 @@ __all__ = [
     "TierStats",
     "TimeoutError",
     "__version__",
+    "advance_test_clock",
 ]
 
 
@@ -479,6 +488,9 @@ class Config(TypedDict, total=False):
     ``"cache-aside"``, ``"write-through"`` or ``"write-behind"``."""
     outbox: OutboxConfig
     redis: RedisConfig
+    test_clock: bool
+    """Test only: read time from this process's test clock, which stands
+    still until :func:`advance_test_clock` moves it (default ``False``)."""
 
 
 class TierStats(TypedDict):

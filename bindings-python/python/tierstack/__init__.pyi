@@ -272,6 +272,9 @@ class Config(TypedDict, total=False):
     """How writes reach the source (default ``"read-through"``)."""
     outbox: OutboxConfig
     redis: RedisConfig
+    test_clock: bool
+    """Test only: read time from this process's test clock, which stands
+    still until :func:`advance_test_clock` moves it (default ``False``)."""
 
 class TierStats(TypedDict):
     tier: _Tier
@@ -553,3 +556,10 @@ class AsyncCache:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+def advance_test_clock(seconds: float) -> None:
+    """Test only: moves this process's test clock forward by ``seconds``;
+    the caches opened with ``test_clock=True`` read their time from it, so
+    a test passes a TTL, a negative TTL, a stale window or a breaker timeout
+    without sleeping. A negative, NaN or infinite number, or one over 100
+    years, raises :class:`InvalidArgumentError`."""
