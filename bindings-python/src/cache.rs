@@ -11,7 +11,6 @@
 //! than the hit itself. It is answered with the decoded value kept beside
 //! L1 (see [`crate::kept`]), so that JSON is decoded once per stored value.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -30,45 +29,38 @@ static LOOKUP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// values are kept beside L1.
 const KEPT_SHARE: u64 = 4;
 
-/// What a read returns.
+/// What a read returns. Python names it when a read is split between the
+/// event loop and a worker thread (`AsyncCache`): `Read.GET`, ….
+#[pyclass(
+    frozen,
+    eq,
+    from_py_object,
+    module = "tierstack._native",
+    name = "Read"
+)]
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Read {
+pub(crate) enum Read {
     /// The decoded JSON (`get`).
+    #[pyo3(name = "GET")]
     Json,
     /// The bytes (`get_bytes`).
+    #[pyo3(name = "GET_BYTES")]
     Raw,
     /// A `Lookup` of the decoded JSON (`lookup`).
+    #[pyo3(name = "LOOKUP")]
     LookupJson,
     /// A `Lookup` of the bytes (`lookup_bytes`).
+    #[pyo3(name = "LOOKUP_BYTES")]
     LookupRaw,
 }
 
 impl Read {
-    fn from_code(code: u8) -> PyResult<Self> {
-        match code {
-            0 => Ok(Read::Json),
-            1 => Ok(Read::Raw),
-            2 => Ok(Read::LookupJson),
-            3 => Ok(Read::LookupRaw),
-            _ => Err(PyValueError::new_err(format!("no read has code {code}"))),
-        }
-    }
-
     fn json(self) -> bool {
         matches!(self, Read::Json | Read::LookupJson)
     }
 
     fn lookup(self) -> bool {
         matches!(self, Read::LookupJson | Read::LookupRaw)
-    }
-}
-
-/// A read code from Python (see [`Read::from_code`]).
-impl<'a, 'py> FromPyObject<'a, 'py> for Read {
-    type Error = PyErr;
-
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        Read::from_code(obj.extract()?)
     }
 }
 
@@ -533,8 +525,9 @@ impl Cache {
         self._load(py, key, loader, ttl, None, Read::Raw)
     }
 
-    /// `get_or_load` (read code 0) and its kin (1 `get_or_load_bytes`,
-    /// 2 and 3 a `Lookup`): the value of `key`, loaded on a miss with
+    /// `get_or_load` (`Read.GET`) and its kin (`Read.GET_BYTES`:
+    /// `get_or_load_bytes`; the `LOOKUP` reads: a `Lookup`): the value of
+    /// `key`, loaded on a miss with
     /// `loader` (coroutines resolved on `event_loop`), or `None`. An L1 hit
     /// is answered with the GIL held, as [`Cache::load_hit`].
     #[pyo3(signature = (key, loader, ttl, event_loop, read))]
@@ -561,8 +554,8 @@ impl Cache {
         found.map(|found| answer(py, found, read)).transpose()
     }
 
-    /// The first half of an async `get_or_load` (read codes as in
-    /// `_load`): the answer of an L1 hit, which never blocks, else
+    /// The first half of an async `get_or_load` (reads as in `_load`): the
+    /// answer of an L1 hit, which never blocks, else
     /// `missing` (and nothing is counted). A bad key or `ttl` raises here.
     /// Called on the event loop, whose coroutines a refresh ahead runs on.
     #[pyo3(signature = (key, loader, ttl, read, missing))]
@@ -675,9 +668,9 @@ impl Cache {
         self.read(py, key, Read::LookupRaw)
     }
 
-    /// The answer of a read (code 0 `get`, 1 `get_bytes`, 2 `lookup`,
-    /// 3 `lookup_bytes`) if kept values give it without blocking, else
-    /// `missing` (and nothing is counted).
+    /// The answer of a read (`Read.GET`: `get`, `GET_BYTES`: `get_bytes`,
+    /// `LOOKUP`: `lookup`, `LOOKUP_BYTES`: `lookup_bytes`) if kept values
+    /// give it without blocking, else `missing` (and nothing is counted).
     fn _memory_get<'py>(
         &self,
         py: Python<'py>,

@@ -18,12 +18,13 @@ mod load;
 mod outbox;
 mod value;
 
-/// The native module: `Cache`, the engine's error kinds (`ERROR_CLASSES`,
-/// see [`error::error_classes`]), `advance_test_clock` and the package
-/// version.
+/// The native module: `Cache`, the read kinds it answers (`Read`), the
+/// engine's error kinds (`ERROR_CLASSES`, see [`error::error_classes`]),
+/// `advance_test_clock` and the package version.
 #[pymodule(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::Cache>()?;
+    m.add_class::<cache::Read>()?;
     m.add("ERROR_CLASSES", error::error_classes(m.py())?)?;
     m.add_function(wrap_pyfunction!(clock::advance_test_clock, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

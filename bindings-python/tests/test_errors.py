@@ -375,9 +375,10 @@ def test_other_arguments_of_the_wrong_type_are_type_errors(cache):
     assert cache.keys() == []
 
 
-def test_unknown_read_code_is_refused(cache):
-    with pytest.raises(ValueError):
-        cache._memory_get("k", 9, None)
+def test_a_read_is_named_by_its_kind_not_a_number(cache):
+    with pytest.raises(TypeError, match="^'int' object is not an instance of 'Read'"):
+        cache._memory_get("k", 0, None)
+    assert cache._memory_get("k", tierstack._Read.GET, None) is None
 
 
 def test_a_huge_key_gives_a_short_message(cache):

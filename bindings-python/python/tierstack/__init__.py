@@ -161,6 +161,7 @@ from typing import Any, List, NamedTuple, Optional, TypedDict, Union
 
 from ._native import ERROR_CLASSES as _ERROR_CLASSES
 from ._native import Cache as _NativeCache
+from ._native import Read as _Read
 from ._native import advance_test_clock
 from ._native import __version__
 
@@ -697,8 +698,6 @@ class Loaded:
 
 
 _MISSING: Any = object()
-# Read codes of ``_memory_get``, ``_load`` and ``_load_hit``.
-_GET, _GET_BYTES, _LOOKUP, _LOOKUP_BYTES = 0, 1, 2, 3
 
 
 def _merge(base: Mapping, over: Mapping) -> dict:
@@ -949,46 +948,46 @@ class AsyncCache:
 
     async def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key`` decoded from JSON, or ``default`` on a miss."""
-        value = self._cache._memory_get(key, _GET, _MISSING)
+        value = self._cache._memory_get(key, _Read.GET, _MISSING)
         if value is _MISSING:
             return await self._off_loop(self._cache.get, key, default)
         return value
 
     async def get_bytes(self, key: str, default: Any = None) -> Any:
         """The stored bytes of ``key``, or ``default`` on a miss."""
-        value = self._cache._memory_get(key, _GET_BYTES, _MISSING)
+        value = self._cache._memory_get(key, _Read.GET_BYTES, _MISSING)
         if value is _MISSING:
             return await self._off_loop(self._cache.get_bytes, key, default)
         return value
 
     async def lookup(self, key: str) -> Any:
         """A :class:`Lookup` of ``key`` (decoded value), or ``None``."""
-        found = self._cache._memory_get(key, _LOOKUP, _MISSING)
+        found = self._cache._memory_get(key, _Read.LOOKUP, _MISSING)
         if found is _MISSING:
             return await self._off_loop(self._cache.lookup, key)
         return found
 
     async def lookup_bytes(self, key: str) -> Any:
         """A :class:`Lookup` of ``key`` whose value is the stored bytes, or ``None``."""
-        found = self._cache._memory_get(key, _LOOKUP_BYTES, _MISSING)
+        found = self._cache._memory_get(key, _Read.LOOKUP_BYTES, _MISSING)
         if found is _MISSING:
             return await self._off_loop(self._cache.lookup_bytes, key)
         return found
 
     async def get_or_load(self, key: str, loader: Any, ttl: Any = None) -> Any:
         """:meth:`Cache.get_or_load`; ``loader`` may be a coroutine function."""
-        value = self._cache._load_hit(key, loader, ttl, _GET, _MISSING)
+        value = self._cache._load_hit(key, loader, ttl, _Read.GET, _MISSING)
         if value is _MISSING:
             loop = asyncio.get_running_loop()
-            return await self._off_loop(self._cache._load, key, loader, ttl, loop, _GET)
+            return await self._off_loop(self._cache._load, key, loader, ttl, loop, _Read.GET)
         return value
 
     async def get_or_load_bytes(self, key: str, loader: Any, ttl: Any = None) -> Any:
         """:meth:`Cache.get_or_load_bytes`; ``loader`` may be a coroutine function."""
-        value = self._cache._load_hit(key, loader, ttl, _GET_BYTES, _MISSING)
+        value = self._cache._load_hit(key, loader, ttl, _Read.GET_BYTES, _MISSING)
         if value is _MISSING:
             loop = asyncio.get_running_loop()
-            return await self._off_loop(self._cache._load, key, loader, ttl, loop, _GET_BYTES)
+            return await self._off_loop(self._cache._load, key, loader, ttl, loop, _Read.GET_BYTES)
         return value
 
     async def get_or_load_many(self, keys: Any, loader: Any, ttl: Any = None) -> Any:
