@@ -5,7 +5,7 @@
 //! Python's live here only: keys, TTLs, tags and values in [`value`], errors
 //! in [`error`], the cache in [`cache`], Python loaders and sources in
 //! [`load`], the outbox's figures and dead letters in [`outbox`], the
-//! decoded values kept beside L1 in [`kept`], and the test clock in
+//! decoded values kept beside L1 in [`l1_objects`], and the test clock in
 //! [`clock`].
 
 use pyo3::prelude::*;
@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 mod cache;
 mod clock;
 mod error;
-mod kept;
+mod l1_objects;
 mod load;
 mod outbox;
 mod value;
