@@ -8,7 +8,9 @@
 //! class its `kind` and `code` from it when it is imported, and refuses to
 //! import if a kind has no class or a class no kind.
 
-use pyo3::exceptions::PyRuntimeError;
+use std::io;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyModule, PyTuple, PyType};
@@ -72,13 +74,30 @@ fn build(py: Python<'_>, kind: ErrorKind, message: &str) -> PyResult<PyErr> {
 /// The exception for an engine error. An error that carries a Python
 /// exception (a loader's, see [`crate::load`]) raises the kind's class with
 /// that exception as `__cause__`, or the exception itself when it already
-/// is the error to raise.
+/// is the error to raise. One caused by the operating system (a file the
+/// SQLite tier cannot create) has the `OSError` of that reason as
+/// `__cause__` (`IsADirectoryError`, `PermissionError`, …, with `errno`).
 pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
-    match err.find_cause::<PyCause>() {
-        Some(cause) => match cause.raise_as_is(py) {
+    if let Some(cause) = err.find_cause::<PyCause>() {
+        return match cause.raise_as_is(py) {
             Some(exception) => exception,
             None => new_err(py, err.kind(), err.message(), Some(cause.exception(py))),
-        },
-        None => new_err(py, err.kind(), err.message(), None),
+        };
+    }
+    let cause = err.find_cause::<io::Error>().map(os_error);
+    new_err(py, err.kind(), err.message(), cause)
+}
+
+/// The `OSError` of `err`: `OSError(errno, strerror)`, which Python makes
+/// the subclass of that number, or `OSError(message)` without a number.
+fn os_error(err: &io::Error) -> PyErr {
+    let message = err.to_string();
+    match err.raw_os_error() {
+        Some(errno) => {
+            let suffix = format!(" (os error {errno})");
+            let strerror = message.strip_suffix(&suffix).unwrap_or(&message);
+            PyOSError::new_err((errno, strerror.to_owned()))
+        }
+        None => PyOSError::new_err(message),
     }
 }

@@ -4,6 +4,7 @@ A refused call changes nothing that is stored. ``internal`` (a bug) has no
 way to be provoked from outside.
 """
 
+import errno
 import math
 import os
 import re
@@ -266,11 +267,14 @@ def test_closed_cache_refuses_everything(cache):
 def test_io_error_with_the_reason_when_the_path_is_a_directory(tmp_path):
     err = raises(tierstack.IoError, tierstack.Cache, sqlite={"path": str(tmp_path)})
     assert "Is a directory" in str(err)
+    assert type(err.__cause__) is IsADirectoryError
+    assert (err.__cause__.errno, err.__cause__.strerror) == (errno.EISDIR, os.strerror(errno.EISDIR))
 
 
 def test_io_error_when_the_directory_cannot_be_created(tmp_path):
     (tmp_path / "file").write_text("not a directory")
-    raises(tierstack.IoError, tierstack.Cache, sqlite={"path": str(tmp_path / "file" / "c.db")})
+    err = raises(tierstack.IoError, tierstack.Cache, sqlite={"path": str(tmp_path / "file" / "c.db")})
+    assert type(err.__cause__) is NotADirectoryError and err.__cause__.errno == errno.ENOTDIR
 
 
 def test_corrupt_files_are_refused_and_left_untouched(tmp_path):

@@ -252,7 +252,9 @@ class StorageError(Error):
 class IoError(Error):
     """The file system refused something: the cache file or its directory
     cannot be created or read, or the path is a directory. The message
-    carries the operating system's reason."""
+    carries the operating system's reason, and ``__cause__`` is its
+    ``OSError`` (``IsADirectoryError``, ``PermissionError``, ..., with
+    ``errno``)."""
 
 
 class CorruptError(Error):

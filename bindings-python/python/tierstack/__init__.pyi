@@ -70,7 +70,7 @@ class StorageError(Error):
 
 class IoError(Error):
     """Code 6: the file system refused something (the OS reason is in the
-    message)."""
+    message; ``__cause__`` is its ``OSError``)."""
 
 class CorruptError(Error):
     """Code 7: the file is not a tierstack cache, or is damaged."""
