@@ -9,9 +9,8 @@
 //! (reads below L1, loads, writes, maintenance, close). An L1 hit never
 //! blocks and keeps the GIL: releasing and taking it back would cost more
 //! than the hit itself. It is answered with the decoded value kept beside
-//! L1 (see [`crate::kept`]), so that JSON is decoded once per stored value.
+//! L1 (see [`crate::l1_objects`]), so that JSON is decoded once per stored value.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -19,7 +18,7 @@ use pyo3::{intern, sync::PyOnceLock};
 use tierstack::{BreakerStatus, Clock, Config, GetOptions, Lookup, Strategy, Tier, blocking};
 
 use crate::error::to_py;
-use crate::kept::{Kept, KeptValues};
+use crate::l1_objects::{L1Object, L1Objects};
 use crate::load::{self, PyLoader};
 use crate::outbox;
 use crate::value::{self, decode, encode};
@@ -28,32 +27,34 @@ static LOOKUP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The fraction of `memory.max_bytes` (in encoded bytes) for which decoded
 /// values are kept beside L1.
-const KEPT_SHARE: u64 = 4;
+const L1_OBJECTS_SHARE: u64 = 4;
 
-/// What a read returns.
+/// What a read returns. Python names it when a read is split between the
+/// event loop and a worker thread (`AsyncCache`): `Read.GET`, ….
+#[pyclass(
+    frozen,
+    eq,
+    from_py_object,
+    module = "tierstack._native",
+    name = "Read"
+)]
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Read {
+pub(crate) enum Read {
     /// The decoded JSON (`get`).
+    #[pyo3(name = "GET")]
     Json,
     /// The bytes (`get_bytes`).
+    #[pyo3(name = "GET_BYTES")]
     Raw,
     /// A `Lookup` of the decoded JSON (`lookup`).
+    #[pyo3(name = "LOOKUP")]
     LookupJson,
     /// A `Lookup` of the bytes (`lookup_bytes`).
+    #[pyo3(name = "LOOKUP_BYTES")]
     LookupRaw,
 }
 
 impl Read {
-    fn from_code(code: u8) -> PyResult<Self> {
-        match code {
-            0 => Ok(Read::Json),
-            1 => Ok(Read::Raw),
-            2 => Ok(Read::LookupJson),
-            3 => Ok(Read::LookupRaw),
-            _ => Err(PyValueError::new_err(format!("no read has code {code}"))),
-        }
-    }
-
     fn json(self) -> bool {
         matches!(self, Read::Json | Read::LookupJson)
     }
@@ -63,23 +64,17 @@ impl Read {
     }
 }
 
-/// A read code from Python (see [`Read::from_code`]).
-impl<'a, 'py> FromPyObject<'a, 'py> for Read {
-    type Error = PyErr;
-
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        Read::from_code(obj.extract()?)
-    }
-}
-
 /// A cache handle. Closing goes through the engine, which refuses every
 /// later call with `closed`; the handle itself stays, so that a call running
 /// without the GIL on another thread never finds it gone.
 #[pyclass(frozen, subclass, module = "tierstack._native", name = "Cache")]
 pub(crate) struct Cache {
     inner: blocking::Cache,
-    /// Decoded values beside L1; `None` without an L1.
-    kept: Option<KeptValues>,
+    /// The Python objects of values L1 holds; `None` without an L1.
+    l1_objects: Option<L1Objects>,
+    /// The engine's clock (the test clock with `test_clock`), for the age
+    /// of a kept value.
+    clock: Clock,
 }
 
 impl Cache {
@@ -100,7 +95,7 @@ impl Cache {
         // due runs through the engine's source.
         match self.inner.has_source() {
             true => self.memory_hit(py, key, read, || self.inner.memory_hit_configured(key)),
-            false => self.kept_answer(py, key, read),
+            false => self.object_answer(py, key, read),
         }
     }
 
@@ -108,16 +103,16 @@ impl Cache {
     /// served here (checking L1 for an entry not kept would count a hit
     /// that the read through the tiers then counts again).
     #[inline]
-    fn kept_answer<'py>(
+    fn object_answer<'py>(
         &self,
         py: Python<'py>,
         key: &str,
         read: Read,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(kept) = &self.kept else {
+        let Some(objects) = &self.l1_objects else {
             return Ok(None);
         };
-        let Some(hit) = kept.get(py, key) else {
+        let Some(hit) = objects.get(py, key) else {
             return Ok(None);
         };
         match self.inner.memory_version(key) {
@@ -127,12 +122,12 @@ impl Cache {
             // that read counts the hit again.
             Some(_) => return Ok(None),
             None => {
-                kept.forget(key);
+                objects.forget(key);
                 return Ok(None);
             }
         }
-        let age_ms = Clock::system().now_ms().saturating_sub(hit.created_ms);
-        let value = kept_value(py, kept, key, hit, read)?;
+        let age_ms = self.clock.now_ms().saturating_sub(hit.created_ms);
+        let value = object_value(py, objects, key, hit, read)?;
         respond(py, value, Tier::Memory, false, age_ms as f64 / 1000.0, read).map(Some)
     }
 
@@ -148,15 +143,15 @@ impl Cache {
         read: Read,
         hit: impl FnOnce() -> Option<(Lookup, u64)>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(kept) = &self.kept else {
+        let Some(objects) = &self.l1_objects else {
             return Ok(None);
         };
         let Some((found, version)) = hit() else {
             return Ok(None);
         };
-        let value = match kept.get(py, key).filter(|hit| hit.version == version) {
-            Some(hit) => kept_value(py, kept, key, hit, read)?,
-            None => keep(py, kept, key, &found, version, read)?,
+        let value = match objects.get(py, key).filter(|hit| hit.version == version) {
+            Some(hit) => object_value(py, objects, key, hit, read)?,
+            None => keep_object(py, objects, key, &found, version, read, &self.clock)?,
         };
         let age = found.age.as_secs_f64();
         respond(py, value, found.tier, found.stale, age, read).map(Some)
@@ -184,8 +179,10 @@ impl Cache {
         let Some((found, version)) = found else {
             return Ok(None);
         };
-        let value = match (&self.kept, version) {
-            (Some(kept), Some(version)) => keep(py, kept, key, &found, version, read)?,
+        let value = match (&self.l1_objects, version) {
+            (Some(objects), Some(version)) => {
+                keep_object(py, objects, key, &found, version, read, &self.clock)?
+            }
             _ => value_of(py, &found.value, read)?,
         };
         let age = found.age.as_secs_f64();
@@ -273,8 +270,8 @@ impl Cache {
         let stored = PyDict::new(py);
         for ((obj, key), value) in wanted.iter().zip(values) {
             // A promotion gave the key a new L1 version: what was kept is old.
-            if let Some(kept) = &self.kept {
-                kept.forget(key);
+            if let Some(objects) = &self.l1_objects {
+                objects.forget(key);
             }
             if let Some(value) = value {
                 stored.set_item(obj, value_of(py, &value, read)?)?;
@@ -305,14 +302,14 @@ impl Cache {
     }
 
     fn forget(&self, key: &str) {
-        if let Some(kept) = &self.kept {
-            kept.forget(key);
+        if let Some(objects) = &self.l1_objects {
+            objects.forget(key);
         }
     }
 
     fn forget_all(&self) {
-        if let Some(kept) = &self.kept {
-            kept.clear();
+        if let Some(objects) = &self.l1_objects {
+            objects.clear();
         }
     }
 }
@@ -348,27 +345,26 @@ fn value_of<'py>(py: Python<'py>, bytes: &[u8], read: Read) -> PyResult<Bound<'p
 
 /// The value a read returns of a value the engine found in L1 as
 /// `version`, kept for the reads after it (with its decoded JSON if this
-/// read decoded it).
-fn keep<'py>(
+/// read decoded it; its write time by `clock`).
+fn keep_object<'py>(
     py: Python<'py>,
-    kept: &KeptValues,
+    objects: &L1Objects,
     key: &str,
     found: &Lookup,
     version: u64,
     read: Read,
+    clock: &Clock,
 ) -> PyResult<Bound<'py, PyAny>> {
     let raw = PyBytes::new(py, &found.value);
     let json = read.json().then(|| decode(&raw));
-    let created_ms = Clock::system()
-        .now_ms()
-        .saturating_sub(found.age.as_millis() as u64);
+    let created_ms = clock.now_ms().saturating_sub(found.age.as_millis() as u64);
     let decoded = json
         .as_ref()
         .and_then(|j| j.as_ref().ok())
         .map(|j| j.clone().unbind());
-    kept.keep(
+    objects.keep(
         key,
-        Kept::new(
+        L1Object::new(
             version,
             created_ms,
             raw.clone().unbind(),
@@ -384,11 +380,11 @@ fn keep<'py>(
 
 /// The value a read returns of the value kept for `key`, decoding (and
 /// keeping) the JSON on the first JSON read.
-fn kept_value<'py>(
+fn object_value<'py>(
     py: Python<'py>,
-    kept: &KeptValues,
+    objects: &L1Objects,
     key: &str,
-    hit: Kept,
+    hit: L1Object,
     read: Read,
 ) -> PyResult<Bound<'py, PyAny>> {
     match (read.json(), hit.json) {
@@ -396,7 +392,7 @@ fn kept_value<'py>(
         (true, Some(json)) => Ok(json.into_bound(py)),
         (true, None) => {
             let json = decode(hit.raw.bind(py))?;
-            kept.set_json(py, key, hit.version, &json.clone().unbind());
+            objects.set_json(py, key, hit.version, &json.clone().unbind());
             Ok(json)
         }
     }
@@ -478,10 +474,15 @@ impl Cache {
         writable: bool,
     ) -> PyResult<Self> {
         let config = Config::from_json(&config_json).map_err(|e| to_py(py, e))?;
-        let kept = config
+        let l1_objects = config
             .memory
             .enabled
-            .then(|| KeptValues::new(config.memory.max_bytes / KEPT_SHARE));
+            .then(|| L1Objects::new(config.memory.max_bytes / L1_OBJECTS_SHARE));
+        // The engine's clock, as it chooses it (no clock is handed in here).
+        let clock = match config.test_clock {
+            true => Clock::test(),
+            false => Clock::system(),
+        };
         let mut builder = blocking::Cache::builder().config(config);
         if let Some(source) = source.map(|source| load::source(source, writable)) {
             builder = builder.source_arc(source);
@@ -489,7 +490,11 @@ impl Cache {
         let inner = py
             .detach(|| builder.build_blocking())
             .map_err(|e| to_py(py, e))?;
-        Ok(Self { inner, kept })
+        Ok(Self {
+            inner,
+            l1_objects,
+            clock,
+        })
     }
 
     /// The value of ``key`` (decoded JSON, as :meth:`get`); on a miss in
@@ -526,8 +531,9 @@ impl Cache {
         self._load(py, key, loader, ttl, None, Read::Raw)
     }
 
-    /// `get_or_load` (read code 0) and its kin (1 `get_or_load_bytes`,
-    /// 2 and 3 a `Lookup`): the value of `key`, loaded on a miss with
+    /// `get_or_load` (`Read.GET`) and its kin (`Read.GET_BYTES`:
+    /// `get_or_load_bytes`; the `LOOKUP` reads: a `Lookup`): the value of
+    /// `key`, loaded on a miss with
     /// `loader` (coroutines resolved on `event_loop`), or `None`. An L1 hit
     /// is answered with the GIL held, as [`Cache::load_hit`].
     #[pyo3(signature = (key, loader, ttl, event_loop, read))]
@@ -554,8 +560,8 @@ impl Cache {
         found.map(|found| answer(py, found, read)).transpose()
     }
 
-    /// The first half of an async `get_or_load` (read codes as in
-    /// `_load`): the answer of an L1 hit, which never blocks, else
+    /// The first half of an async `get_or_load` (reads as in `_load`): the
+    /// answer of an L1 hit, which never blocks, else
     /// `missing` (and nothing is counted). A bad key or `ttl` raises here.
     /// Called on the event loop, whose coroutines a refresh ahead runs on.
     #[pyo3(signature = (key, loader, ttl, read, missing))]
@@ -668,9 +674,9 @@ impl Cache {
         self.read(py, key, Read::LookupRaw)
     }
 
-    /// The answer of a read (code 0 `get`, 1 `get_bytes`, 2 `lookup`,
-    /// 3 `lookup_bytes`) if kept values give it without blocking, else
-    /// `missing` (and nothing is counted).
+    /// The answer of a read (`Read.GET`: `get`, `GET_BYTES`: `get_bytes`,
+    /// `LOOKUP`: `lookup`, `LOOKUP_BYTES`: `lookup_bytes`) if kept values
+    /// give it without blocking, else `missing` (and nothing is counted).
     fn _memory_get<'py>(
         &self,
         py: Python<'py>,

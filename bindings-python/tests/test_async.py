@@ -131,11 +131,12 @@ def test_values_cross_between_sync_and_async_caches(db_path):
 
 def test_ttl(db_path):
     async def scenario(executor):
-        async with tierstack.AsyncCache(sqlite={"path": db_path}) as cache:
+        async with tierstack.AsyncCache(sqlite={"path": db_path}, test_clock=True) as cache:
             await cache.set("short", 1, ttl=0.3)
             await cache.mset({"m": 2}, ttl=0.3)
+            tierstack.advance_test_clock(0.299)
             assert await cache.mget(["short", "m"]) == {"short": 1, "m": 2}
-            await asyncio.sleep(0.45)
+            tierstack.advance_test_clock(0.001)
             assert await cache.get("short") is None
             assert await cache.mget(["short", "m"]) == {}
 

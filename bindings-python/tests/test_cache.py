@@ -93,24 +93,18 @@ def test_kept_values_are_bounded_and_stay_right(reopen):
     assert small.get("k199") is hot
 
 
-def test_lookup_reports_tier_staleness_and_age(cache, reopen):
+def test_lookup_reports_tier_staleness_and_age(reopen):
+    cache = reopen(test_clock=True)
     cache.set("k", DOC)
     found = cache.lookup("k")
-    assert found == (DOC, "memory", False, found.age)
+    assert found == (DOC, "memory", False, 0.0)
     assert isinstance(found, tierstack.Lookup)
     assert tierstack.Lookup[bytes] is tierstack.Lookup  # generic in annotations
-    assert 0 <= found.age < 1
-    # Ages come from a coarse clock (one kernel tick, at most 4 ms): sleep a
-    # tick longer than the age asserted.
-    time.sleep(0.26)
-    assert 0.25 <= cache.lookup("k").age < 1
-    other = reopen()
-    from_file = other.lookup("k")
-    assert (from_file.value, from_file.tier, from_file.stale) == (DOC, "sqlite", False)
-    assert 0.25 <= from_file.age < 1
-    promoted = other.lookup("k")
-    assert (promoted.value, promoted.tier) == (DOC, "memory")
-    assert 0.25 <= promoted.age < 1
+    tierstack.advance_test_clock(0.25)
+    assert cache.lookup("k") == (DOC, "memory", False, 0.25)
+    other = reopen(test_clock=True)
+    assert other.lookup("k") == (DOC, "sqlite", False, 0.25)
+    assert other.lookup("k") == (DOC, "memory", False, 0.25)
     raw = other.lookup_bytes("k")
     assert (raw.value, raw.tier, raw.stale) == (json.dumps(DOC, separators=(",", ":")).encode(), "memory", False)
 
@@ -193,40 +187,45 @@ def test_keys_len_clear(cache, reopen):
     assert reopen().keys() == []
 
 
-def test_ttl_expires_in_every_tier(cache, reopen):
+def test_ttl_expires_in_every_tier(reopen):
+    cache = reopen(test_clock=True)
     cache.set("short", {"s": 1}, ttl=0.3)
     cache.set("long", "l", ttl=60)
+    tierstack.advance_test_clock(0.299)
     assert cache.get("short") == {"s": 1}
-    time.sleep(0.45)
+    assert reopen(test_clock=True).get("short") == {"s": 1}
+    tierstack.advance_test_clock(0.001)
     assert cache.get("short") is None
     assert cache.has("short") is False
     assert cache.lookup("short") is None
     assert cache.keys() == ["long"]
     assert cache.delete("short") is False
-    assert reopen().get("short") is None
-    assert reopen().get("long") == "l"
+    assert reopen(test_clock=True).get("short") is None
+    assert reopen(test_clock=True).get("long") == "l"
 
 
 def test_ttl_of_zero_or_none_takes_the_tier_default(reopen, db_path):
-    short = reopen(memory={"ttl": 0.3}, sqlite={"path": db_path, "ttl": 0.3})
+    short = reopen(memory={"ttl": 0.3}, sqlite={"path": db_path, "ttl": 0.3}, test_clock=True)
     short.set("zero", 1, ttl=0)
     short.set("float-zero", 2, ttl=-0.0)
     short.set("none", 3, ttl=None)
     short.mset({"batch": 4}, ttl=0)
     short.set("long", 5, ttl=60)
     names = ["zero", "float-zero", "none", "batch"]
+    tierstack.advance_test_clock(0.299)
     assert short.mget(names) == {"zero": 1, "float-zero": 2, "none": 3, "batch": 4}
-    time.sleep(0.45)
+    tierstack.advance_test_clock(0.001)
     assert short.mget(names) == {}
     assert short.get("long") == 5
 
 
 def test_memory_ttl_bounds_l1_while_sqlite_keeps_the_entry(reopen):
-    short = reopen(memory={"ttl": 0.3})
+    short = reopen(memory={"ttl": 0.3}, test_clock=True)
     short.set("k", {"v": 1})
     first = short.get("k")
+    tierstack.advance_test_clock(0.299)
     assert short.lookup("k").tier == "memory"
-    time.sleep(0.45)
+    tierstack.advance_test_clock(0.001)
     found = short.lookup("k")
     assert (found.value, found.tier) == ({"v": 1}, "sqlite")
     assert short.get("k") == first
@@ -307,9 +306,12 @@ def test_get_or_load_loads_once_and_stores(cache, reopen):
     assert reopen().get("k") == {"loaded": 1}
 
 
-def test_get_or_load_honours_the_ttl(cache):
+def test_get_or_load_honours_the_ttl(reopen):
+    cache = reopen(test_clock=True, ttl_jitter=0, refresh_ahead=0)
     assert cache.get_or_load("k", lambda: "first", ttl=0.3) == "first"
-    time.sleep(0.45)
+    tierstack.advance_test_clock(0.299)
+    assert cache.get_or_load("k", lambda: "second") == "first"
+    tierstack.advance_test_clock(0.001)
     assert cache.get_or_load("k", lambda: "second") == "second"
 
 
@@ -435,11 +437,11 @@ def test_close_and_context_manager(db_path):
 
 def test_config_dict_and_keywords_merge(tmp_path):
     base = {"memory": {"max_bytes": 1 << 20, "ttl": 0.3}, "sqlite": {"path": str(tmp_path / "a.db")}}
-    c = tierstack.Cache(base, memory={"ttl": 60}, namespace="merged")
+    c = tierstack.Cache(base, memory={"ttl": 60}, namespace="merged", test_clock=True)
     assert base == {"memory": {"max_bytes": 1 << 20, "ttl": 0.3}, "sqlite": {"path": str(tmp_path / "a.db")}}
     assert c.stats()["tiers"][0]["max_bytes"] == 1 << 20
     c.set("k", 1)
-    time.sleep(0.45)
+    tierstack.advance_test_clock(0.3)
     assert c.lookup("k").tier == "memory"
     c.close()
     d = tierstack.Cache(config={"sqlite": {"path": pathlib.Path(tmp_path) / "b.db"}})
@@ -474,3 +476,30 @@ def test_cache_is_a_subclassable_type(db_path):
         c.set("k", 1)
         assert c.get("k") == 1
         assert repr(c).startswith("<test_cache_is_a_subclassable_type.<locals>.Named ")
+
+
+def test_the_test_clock_moves_only_when_advanced(reopen):
+    clocked = reopen(test_clock=True)
+    clocked.set("k", {"v": 1}, ttl=5)
+    assert clocked.lookup("k") == ({"v": 1}, "memory", False, 0.0)
+    time.sleep(0.05)  # real time passing does not move it
+    tierstack.advance_test_clock(2.5)
+    assert clocked.lookup("k") == ({"v": 1}, "memory", False, 2.5)  # the kept value's age
+    assert reopen(test_clock=True).lookup("k") == ({"v": 1}, "sqlite", False, 2.5)
+    tierstack.advance_test_clock(2.499)
+    assert clocked.get("k") == {"v": 1}
+    tierstack.advance_test_clock(0.001)
+    assert clocked.get("k") is None
+    assert reopen(test_clock=True).get("k") is None
+
+
+@pytest.mark.parametrize("seconds", [-0.001, float("nan"), float("inf"), float("-inf"), 100 * 365 * 24 * 3600 + 1])
+def test_advance_test_clock_refuses_what_is_no_step_forward(reopen, seconds):
+    clocked = reopen(test_clock=True)
+    clocked.set("k", 1, ttl=1)
+    with pytest.raises(tierstack.InvalidArgumentError):
+        tierstack.advance_test_clock(seconds)
+    tierstack.advance_test_clock(0)
+    assert clocked.get("k") == 1
+    with pytest.raises(TypeError):
+        tierstack.advance_test_clock("1")

@@ -4,6 +4,7 @@ A refused call changes nothing that is stored. ``internal`` (a bug) has no
 way to be provoked from outside.
 """
 
+import errno
 import math
 import os
 import re
@@ -16,28 +17,45 @@ import pytest
 
 import tierstack
 
-KINDS = [
-    ("InvalidKeyError", "invalid_key", 1, True),
-    ("InvalidConfigError", "invalid_config", 2, True),
-    ("InvalidArgumentError", "invalid_argument", 3, True),
-    ("ClosedError", "closed", 4, False),
-    ("StorageError", "storage", 5, False),
-    ("IoError", "io", 6, False),
-    ("CorruptError", "corrupt", 7, False),
-    ("IncompatibleError", "incompatible", 8, False),
-    ("InternalError", "internal", 9, False),
-    ("InvalidValueError", "invalid_value", 10, True),
-    ("ReadOnlyError", "read_only", 11, False),
-]
+BAD_INPUT = {tierstack.InvalidKeyError, tierstack.InvalidConfigError, tierstack.InvalidArgumentError, tierstack.InvalidValueError}
+"""The kinds whose classes are also ``ValueError``."""
 
 
-@pytest.mark.parametrize("name, kind, code, bad_input", KINDS)
-def test_one_class_per_kind(name, kind, code, bad_input):
+def class_name(kind):
+    return "".join(word.capitalize() for word in kind.split("_")) + "Error"
+
+
+def test_error_kinds_are_the_engines_in_code_order():
+    kinds = tierstack.ERROR_KINDS
+    assert type(kinds) is tuple and len(kinds) == len(set(kinds)) >= 14
+    assert kinds[0] == "invalid_key" and kinds.index("timeout") == 13
+    assert "ERROR_KINDS" in tierstack.__all__
+
+
+@pytest.mark.parametrize("kind", tierstack.ERROR_KINDS)
+def test_one_class_per_kind(kind):
+    name = class_name(kind)
     cls = getattr(tierstack, name)
     assert issubclass(cls, tierstack.Error) and issubclass(cls, Exception)
-    assert issubclass(cls, ValueError) is bad_input
-    assert (cls.kind, cls.code) == (kind, code)
+    assert issubclass(cls, ValueError) is (cls in BAD_INPUT)
+    assert (cls.kind, cls.code) == (kind, tierstack.ERROR_KINDS.index(kind) + 1)
     assert name in tierstack.__all__
+
+
+def test_every_error_class_has_a_kind():
+    classes = {cls for cls in vars(tierstack).values() if isinstance(cls, type) and issubclass(cls, tierstack.Error)}
+    assert classes - {tierstack.Error} == {getattr(tierstack, class_name(kind)) for kind in tierstack.ERROR_KINDS}
+
+
+def test_a_kind_without_a_class_or_a_class_without_a_kind_fails_the_import():
+    known = tuple((kind, code, class_name(kind)) for code, kind in enumerate(tierstack.ERROR_KINDS, 1))
+    added = known + (("out_of_paper", 99, "OutOfPaperError"),)
+    with pytest.raises(ImportError, match=r"^tierstack has no class OutOfPaperError for the engine's error kind 'out_of_paper' \(code 99\)$"):
+        tierstack._bind_error_kinds(added)
+    with pytest.raises(ImportError, match=r"^tierstack's TimeoutError match no error kind of the engine$"):
+        tierstack._bind_error_kinds(known[:-1])
+    tierstack._bind_error_kinds(known)
+    assert (tierstack.TimeoutError.kind, tierstack.TimeoutError.code) == ("timeout", 14)
 
 
 def raises(cls, call, *args, **kwargs):
@@ -249,11 +267,14 @@ def test_closed_cache_refuses_everything(cache):
 def test_io_error_with_the_reason_when_the_path_is_a_directory(tmp_path):
     err = raises(tierstack.IoError, tierstack.Cache, sqlite={"path": str(tmp_path)})
     assert "Is a directory" in str(err)
+    assert type(err.__cause__) is IsADirectoryError
+    assert (err.__cause__.errno, err.__cause__.strerror) == (errno.EISDIR, os.strerror(errno.EISDIR))
 
 
 def test_io_error_when_the_directory_cannot_be_created(tmp_path):
     (tmp_path / "file").write_text("not a directory")
-    raises(tierstack.IoError, tierstack.Cache, sqlite={"path": str(tmp_path / "file" / "c.db")})
+    err = raises(tierstack.IoError, tierstack.Cache, sqlite={"path": str(tmp_path / "file" / "c.db")})
+    assert type(err.__cause__) is NotADirectoryError and err.__cause__.errno == errno.ENOTDIR
 
 
 def test_corrupt_files_are_refused_and_left_untouched(tmp_path):
@@ -358,9 +379,10 @@ def test_other_arguments_of_the_wrong_type_are_type_errors(cache):
     assert cache.keys() == []
 
 
-def test_unknown_read_code_is_refused(cache):
-    with pytest.raises(ValueError):
-        cache._memory_get("k", 9, None)
+def test_a_read_is_named_by_its_kind_not_a_number(cache):
+    with pytest.raises(TypeError, match="^'int' object is not an instance of 'Read'"):
+        cache._memory_get("k", 0, None)
+    assert cache._memory_get("k", tierstack._Read.GET, None) is None
 
 
 def test_a_huge_key_gives_a_short_message(cache):
@@ -416,3 +438,51 @@ def test_on_corrupt_takes_rebuild_or_fail(tmp_path):
         tierstack.Cache(sqlite={"path": str(tmp_path / f"{value}.db"), "on_corrupt": value}).close()
     err = raises(tierstack.InvalidConfigError, tierstack.Cache, sqlite={"path": str(tmp_path / "x.db"), "on_corrupt": "repair"})
     assert "expected `rebuild` or `fail`" in str(err)
+
+
+class Refusing:
+    """A writable source whose every call raises its own exception."""
+
+    def __init__(self):
+        self.raised = []
+
+    def fail(self, what):
+        err = OSError(f"{what} refused")
+        self.raised.append(err)
+        raise err
+
+    def load(self, key):
+        self.fail("load")
+
+    def store(self, key, value):
+        self.fail("store")
+
+    def remove(self, key):
+        self.fail("remove")
+
+
+def test_the_exception_a_host_callable_raised_is_the_cause(db_path):
+    original = KeyError("no such thing")
+
+    def loader():
+        raise original
+
+    with tierstack.Cache(sqlite={"path": db_path}) as cache:
+        with pytest.raises(tierstack.SourceError) as raised:
+            cache.get_or_load("k", loader)
+        assert raised.value.__cause__ is original
+        with pytest.raises(tierstack.SourceError) as raised:
+            cache.get_or_load_many(["a", "b"], lambda keys: loader())
+        assert raised.value.__cause__ is original
+    source = Refusing()
+    with tierstack.Cache(sqlite={"path": db_path}, source=source, strategy="write-through") as cache:
+        with pytest.raises(tierstack.SourceError) as raised:
+            cache.get("k")
+        assert raised.value.__cause__ is source.raised[-1]
+        with pytest.raises(tierstack.SourceError) as raised:
+            cache.set("k", 1)
+        assert raised.value.__cause__ is source.raised[-1]
+        with pytest.raises(tierstack.SourceError) as raised:
+            cache.delete("k")
+        assert raised.value.__cause__ is source.raised[-1]
+        assert [str(err) for err in source.raised] == ["load refused", "store refused", "remove refused"]

@@ -155,10 +155,10 @@ def test_unrouted_keys_are_plain_misses_without_a_request(origin, open_github):
 
 
 def test_unchanged_content_is_revalidated_with_a_304_and_no_body(origin, open_github):
-    cache = open_github(sqlite={"ttl": 1}, memory={"ttl": 1})
+    cache = open_github(sqlite={"ttl": 1}, memory={"ttl": 1}, test_clock=True)
     first = cache.get(BUTTON)
     assert first is not None
-    time.sleep(1.1)  # past the TTL
+    tierstack.advance_test_clock(1)  # past the TTL
 
     renewed = cache.lookup(BUTTON)
     assert renewed is not None and (renewed.value, renewed.stale) == (first, False)
@@ -174,7 +174,9 @@ def test_unchanged_content_is_revalidated_with_a_304_and_no_body(origin, open_gi
         "file",
         {"owner": "shadcn-ui", "repo": "ui", "ref": "main", "path": f"{BASE}/ui/button.tsx", "content": "// changed"},
     )
-    time.sleep(1.1)
+    tierstack.advance_test_clock(0.999)
+    assert cache.get(BUTTON) == first
+    tierstack.advance_test_clock(0.001)
     assert cache.get(BUTTON) == "// changed"
     assert [r["status"] for r in origin.requests()] == [200, 304, 200]
 
@@ -223,9 +225,11 @@ def test_a_hundred_tasks_reading_a_missing_component_make_one_request(origin, db
 
 
 def test_server_errors_serve_the_stale_copy_then_open_the_breaker(origin, open_github):
-    cache = open_github(sqlite={"ttl": 1}, memory={"ttl": 1}, circuit_breaker={"threshold": 3, "timeout": 60})
+    cache = open_github(
+        sqlite={"ttl": 1}, memory={"ttl": 1}, circuit_breaker={"threshold": 3, "timeout": 60}, test_clock=True
+    )
     original = cache.get(BUTTON)
-    time.sleep(1.1)  # past the TTL: a stale copy
+    tierstack.advance_test_clock(1)  # past the TTL: a stale copy
     for status in [500, 502, 503]:
         origin.fault(status=status, times=1)
         served = cache.lookup(BUTTON)
@@ -253,9 +257,11 @@ def test_without_a_stale_copy_a_server_error_is_a_source_error(origin, open_gith
 
 
 def test_a_slow_origin_serves_stale_at_the_soft_timeout_then_fills_in_the_background(origin, open_github):
-    cache = open_github(sqlite={"ttl": 1}, memory={"ttl": 1}, fail_safe={"soft_timeout": 0.2, "hard_timeout": 0.6})
+    cache = open_github(
+        sqlite={"ttl": 1}, memory={"ttl": 1}, fail_safe={"soft_timeout": 0.2, "hard_timeout": 0.6}, test_clock=True
+    )
     original = cache.get(BUTTON)
-    time.sleep(1.1)  # past the TTL: a stale copy
+    tierstack.advance_test_clock(1)  # past the TTL: a stale copy
     origin.fault(delay_ms=400, times=1)
     started = time.monotonic()
     served = cache.lookup(BUTTON)

@@ -14,8 +14,9 @@ import pytest
 
 import tierstack
 
-# Stale copies are served from L2: short TTLs, no jitter, no refresh-ahead.
-STALE = {"sqlite": {"ttl": 0.3}, "refresh_ahead": 0, "ttl_jitter": 0}
+# Stale copies are served from L2: short TTLs, no jitter, no refresh-ahead,
+# on the test clock (moved past the TTL with tierstack.advance_test_clock).
+STALE = {"sqlite": {"ttl": 0.3}, "refresh_ahead": 0, "ttl_jitter": 0, "test_clock": True}
 
 
 class Counter:
@@ -301,9 +302,8 @@ def test_a_failing_source_serves_the_stale_copy(db_path):
     with open_cache(db_path, source=source, **STALE) as cache:
         assert cache.get("k") == "old"
         assert cache.lookup("k")[:3] == ("old", "memory", False)
-        time.sleep(0.4)
-        found = cache.lookup("k")
-        assert (found.value, found.tier, found.stale) == ("old", "sqlite", True)
+        tierstack.advance_test_clock(0.3)
+        assert cache.lookup("k") == ("old", "sqlite", True, 0.3)
         assert cache.get_or_load("k", failing) == "old"
         assert source.calls == 2
         assert cache.stats()["source"]["stale_served"] == 2
@@ -314,7 +314,7 @@ def test_an_open_breaker_serves_the_stale_copy_without_calling(db_path):
     with open_cache(db_path, source=source, **STALE) as cache:
         assert cache.get("k") == "old"
         cache.breaker_open()
-        time.sleep(0.4)
+        tierstack.advance_test_clock(0.3)
         found = cache.lookup("k")
         assert (found.value, found.stale) == ("old", True)
         with pytest.raises(tierstack.SourceUnavailableError) as raised:
@@ -331,7 +331,7 @@ def test_past_the_soft_timeout_the_stale_copy_is_served_and_the_load_fills_the_t
     options = dict(STALE, fail_safe={"soft_timeout": 0.2, "hard_timeout": 5})
     with open_cache(db_path, source=source, **options) as cache:
         assert cache.get("k") == "old"
-        time.sleep(0.4)
+        tierstack.advance_test_clock(0.3)
         began = time.monotonic()
         found = cache.lookup("k")
         waited = time.monotonic() - began
@@ -340,7 +340,7 @@ def test_past_the_soft_timeout_the_stale_copy_is_served_and_the_load_fills_the_t
         time.sleep(1.2)
         assert source.calls == 2
         assert cache.lookup_bytes("k")[:3] == (b'"new"', "memory", False)
-    with open_cache(db_path) as other:
+    with open_cache(db_path, test_clock=True) as other:
         assert other.get("k") == "new"
 
 
@@ -376,14 +376,17 @@ def test_not_found_is_remembered_for_negative_ttl_and_never_stored(db_path):
     def loader():
         return tierstack.NOT_FOUND if counter.hit() == 1 else "arrived"
 
-    with open_cache(db_path, negative_ttl=0.3) as cache:
+    with open_cache(db_path, negative_ttl=0.3, test_clock=True) as cache:
         assert cache.get_or_load("gone", loader) is None
         assert cache.get_or_load("gone", loader) is None
         assert counter.calls == 1
         assert cache.has("gone") is False and cache.keys() == [] and cache.len() == 0 and len(cache) == 0
         assert cache.get("gone") is None
         assert cache.stats()["source"]["negative_hits"] == 1
-        time.sleep(0.4)
+        tierstack.advance_test_clock(0.299)
+        assert cache.get_or_load("gone", loader) is None
+        assert counter.calls == 1
+        tierstack.advance_test_clock(0.001)
         assert cache.get_or_load("gone", loader) == "arrived"
         assert counter.calls == 2
 
@@ -417,12 +420,13 @@ def test_a_loader_takes_the_key_if_it_accepts_an_argument(cache):
     assert cache.get_or_load("f", str.upper) == "F"
 
 
-def test_a_loaded_answer_chooses_its_ttl_and_tags(cache):
+def test_a_loaded_answer_chooses_its_ttl_and_tags(reopen):
+    cache = reopen(test_clock=True, refresh_ahead=0)
     assert cache.get_or_load("k", lambda: tierstack.Loaded({"v": 1}, ttl=0.2, tags=["ui"]), ttl=60) == {"v": 1}
     assert cache.get_or_load("t", lambda: tierstack.Loaded("tagged", tags=["ui"])) == "tagged"
     assert cache.invalidate_tag("ui") == 2
     assert cache.get_or_load("k", lambda: tierstack.Loaded("short", ttl=0.2)) == "short"
-    time.sleep(0.3)
+    tierstack.advance_test_clock(0.2)
     assert cache.get_or_load("k", lambda: "reloaded") == "reloaded"
     assert repr(tierstack.NOT_FOUND) == "tierstack.NOT_FOUND"
     assert tierstack.Loaded(1, ttl=2) == tierstack.Loaded(1, ttl=2)

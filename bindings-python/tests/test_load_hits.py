@@ -12,8 +12,9 @@ import pytest
 import tierstack
 from test_async import run
 
-# Refreshed ahead past half of a 2 s TTL (slept past 1.1 s); no jitter.
-REFRESH = {"refresh_ahead": 0.5, "ttl_jitter": 0}
+# Refreshed ahead past half of a 2 s TTL (the test clock moved to 1 s); no
+# jitter.
+REFRESH = {"refresh_ahead": 0.5, "ttl_jitter": 0, "test_clock": True}
 
 
 def open_cache(db_path, **options):
@@ -127,8 +128,10 @@ def test_a_get_or_load_hit_due_for_refresh_reloads_through_its_loader(db_path):
         loaded = cache.get_or_load("k", first, ttl=2.0)
         assert loaded == {"key": "k", "by": "first", "version": 1}
         assert cache.get_or_load("k", second, ttl=2.0) == loaded
+        tierstack.advance_test_clock(0.999)
+        assert cache.get_or_load("k", second, ttl=2.0) == loaded
         assert second.calls == 0  # not due yet
-        time.sleep(1.1)
+        tierstack.advance_test_clock(0.001)
         # Due: the hit answers at once and the refresh runs behind it.
         assert cache.get_or_load("k", second, ttl=2.0) == loaded
         # The source's answer is counted before it is stored: wait for the value.
@@ -144,12 +147,14 @@ def test_a_plain_read_due_for_refresh_reloads_through_the_source(db_path):
     source = Versions()
     with open_cache(db_path, source=source, sqlite={"ttl": 2.0}, **REFRESH) as cache:
         assert cache.get("k") == {"key": "k", "version": 1}
+        tierstack.advance_test_clock(0.999)
         assert cache.get("k") == {"key": "k", "version": 1}
-        time.sleep(1.1)
+        assert source.calls == 1  # not due yet
+        tierstack.advance_test_clock(0.001)
         assert cache.get("k") == {"key": "k", "version": 1}
         # The source's answer is counted before it is stored: wait for the
         # value in the file, read by a cache of its own (no source, no L1).
-        with open_cache(db_path, memory={"enabled": False}) as file:
+        with open_cache(db_path, memory={"enabled": False}, test_clock=True) as file:
             wait_for(lambda: file.get("k") == {"key": "k", "version": 2})
         refreshed = cache.get("k")
         assert refreshed == {"key": "k", "version": 2}
@@ -189,7 +194,7 @@ def test_an_async_hit_due_for_refresh_runs_a_coroutine_loader_on_the_loop(db_pat
 
         async with tierstack.AsyncCache(sqlite={"path": db_path}, **REFRESH) as cache:
             assert await cache.get_or_load("k", fetch, ttl=2.0) == {"key": "k", "version": 1}
-            await asyncio.sleep(1.1)
+            tierstack.advance_test_clock(1)
             before = executor.calls
             assert await cache.get_or_load("k", fetch, ttl=2.0) == {"key": "k", "version": 1}
             assert executor.calls == before

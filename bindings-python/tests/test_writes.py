@@ -165,15 +165,22 @@ def test_a_source_always_failing_ends_in_dead_letters_which_are_retried(origin: 
 
 def test_flush_times_out_while_a_write_is_pending(origin: Origin, open_cache: Any) -> None:
     origin.post("fail_writes", {"status": 500})
-    cache = open_cache("write-behind", OriginStore(origin.store), outbox={"max_attempts": 1000, "flush_timeout": 0.2})
+    cache = open_cache(
+        "write-behind",
+        OriginStore(origin.store),
+        outbox={"max_attempts": 1000, "flush_timeout": 0.2},
+        test_clock=True,
+    )
     cache.set("k", "v")
     wait_for(lambda: cache.outbox_stats()["retrying"] == 1)
     stats = cache.outbox_stats()
-    assert stats is not None and stats["pending"] == 1 and stats["dead"] == 0
-    assert isinstance(stats["oldest_age"], float) and 0 <= stats["oldest_age"] < 10
+    assert stats is not None and (stats["pending"], stats["dead"], stats["oldest_age"]) == (1, 0, 0.0)
+    tierstack.advance_test_clock(2.5)
+    assert cache.outbox_stats()["oldest_age"] == 2.5
     with pytest.raises(tierstack.TimeoutError):
         cache.flush()
     origin.post("clear_write_faults")
+    tierstack.advance_test_clock(0.05)  # retry_max: the next attempt is due
     cache.flush()
     assert applied(origin) == [("k", '"v"')]
     assert counts(origin)[2] == 0

@@ -189,6 +189,17 @@ def use_writes(directory: Path) -> None:
         assert plain.outbox_stats() is None and plain.stats()["outbox"] is None
 
 
+def use_test_clock(directory: Path) -> None:
+    with tierstack.Cache(test_clock=True, sqlite={"path": directory / "clocked.db"}) as cache:
+        cache.set("k", 1, ttl=2)
+        tierstack.advance_test_clock(1.5)
+        tierstack.advance_test_clock(1)
+        assert cache.get("k") is None
+    refuses(lambda: tierstack.advance_test_clock("1"), TypeError)  # type: ignore[arg-type]
+    kinds: tuple[str, ...] = tierstack.ERROR_KINDS
+    assert kinds[tierstack.SourceError.code - 1] == tierstack.SourceError.kind
+
+
 async def use_async(directory: Path) -> None:
     async with tierstack.AsyncCache(sqlite={"path": str(directory / "async.db")}) as cache:
         await cache.set("doc", {"name": "card"})
@@ -228,4 +239,5 @@ def main(directory: Path) -> None:
     use_github(directory)
     use_redis(directory)
     use_writes(directory)
+    use_test_clock(directory)
     asyncio.run(use_async(directory))

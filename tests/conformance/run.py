@@ -10,11 +10,14 @@ allow (``make_read_only`` mounts: root only) prints ``skip <file>: <name>:
 uses the raw-bytes calls (``set(key, bytes)``, ``get_bytes``,
 ``lookup_bytes``, ``mget_bytes``, ``get_or_load_bytes``,
 ``get_or_load_many_bytes``); ``set_json`` and ``get_json`` use the JSON
-calls. A vector's ``script`` is played by one scripted loader (see
-:class:`Script`), the cache's ``source`` when ``read_through`` is true; a
-``writable`` vector's source is a :class:`WritableSource` (the script's
-``load``, with ``store`` and ``remove`` recording the writes and refusing
-the first ``store_fail`` of them).
+calls. ``advance`` moves the process's test clock
+(``tierstack.advance_test_clock``), which the caches of a vector whose
+config has ``"test_clock": true`` read. A vector's ``script`` is played by
+one scripted loader (see :class:`Script`), the cache's ``source`` when
+``read_through`` is true; a ``writable`` vector's source is a
+:class:`WritableSource` (the script's ``load``, with ``store`` and
+``remove`` recording the writes and refusing the first ``store_fail`` of
+them).
 """
 
 import copy
@@ -212,6 +215,8 @@ class Runner:
             return self.open(step.get("config", self.vector_config))
         if op == "sleep":
             return time.sleep(step["seconds"])
+        if op == "advance":
+            return tierstack.advance_test_clock(step["seconds"])
         if op == "make_read_only":
             # A read-only bind mount of the directory onto itself.
             _mount(str(self.directory), str(self.directory), _MS_BIND)

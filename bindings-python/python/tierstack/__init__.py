@@ -134,9 +134,18 @@ others wait and read its value from Redis
 ``redis.url`` never shows in errors, logs, stats or ``repr``.
 
 Errors. Every error the engine reports is a :class:`Error` with a stable
-``kind`` and ``code``, raised as the subclass of that kind. An argument of
-the wrong Python type (a key that is not a ``str``, a ``ttl`` that is not a
-number) raises ``TypeError``.
+``kind`` and ``code``, raised as the subclass of that kind; the kinds are
+the engine's (:data:`ERROR_KINDS`, in code order), and a Python exception
+behind an error (a loader's, a source's ``store``) is its ``__cause__``. An
+argument of the wrong Python type (a key that is not a ``str``, a ``ttl``
+that is not a number) raises ``TypeError``.
+
+Testing. A cache opened with ``test_clock=True`` reads its time from this
+process's test clock, which stands still until
+:func:`advance_test_clock` ``(seconds)`` moves it: a test passes a TTL, a
+negative TTL, a stale window or a breaker timeout without sleeping. Every
+cache of the process opened with it shares that one clock. Test only: time
+stops for expiry.
 """
 
 import asyncio
@@ -150,7 +159,10 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, List, NamedTuple, Optional, TypedDict, Union
 
+from ._native import ERROR_CLASSES as _ERROR_CLASSES
 from ._native import Cache as _NativeCache
+from ._native import Read as _Read
+from ._native import advance_test_clock
 from ._native import __version__
 
 __all__ = [
@@ -163,6 +175,7 @@ __all__ = [
     "Config",
     "CorruptError",
     "DeadLetter",
+    "ERROR_KINDS",
     "Error",
     "FailSafeConfig",
     "GitHubConfig",
@@ -193,14 +206,16 @@ __all__ = [
     "TierStats",
     "TimeoutError",
     "__version__",
+    "advance_test_clock",
 ]
 
 
 class Error(Exception):
-    """Any error tierstack reports.
+    """Any error tierstack reports, raised as the subclass of its kind.
 
-    ``kind`` is the stable snake_case name of the error kind (``"invalid_key"``)
-    and ``code`` its stable number (1-14), the same in every host.
+    ``kind`` is the stable snake_case name of the error kind (``"invalid_key"``,
+    one of :data:`ERROR_KINDS`) and ``code`` its stable number (its place in
+    :data:`ERROR_KINDS`, from 1), the same in every host.
     """
 
     kind: str
@@ -214,16 +229,10 @@ class InvalidKeyError(Error, ValueError):
     ``[A-Za-z0-9._-]`` (or starts with ``.``, or holds ``..``), refused
     before any request."""
 
-    kind = "invalid_key"
-    code = 1
-
 
 class InvalidConfigError(Error, ValueError):
     """A config is malformed: unknown key, wrong type, out-of-range value, no
     tier enabled, or not expressible as JSON."""
-
-    kind = "invalid_config"
-    code = 2
 
 
 class InvalidArgumentError(Error, ValueError):
@@ -231,70 +240,45 @@ class InvalidArgumentError(Error, ValueError):
     over-long TTL, a bad tag or glob pattern, a value larger than the L2
     budget."""
 
-    kind = "invalid_argument"
-    code = 3
-
 
 class ClosedError(Error):
     """The cache was closed."""
-
-    kind = "closed"
-    code = 4
 
 
 class StorageError(Error):
     """SQLite failed (busy past the timeout, disk full, ...)."""
 
-    kind = "storage"
-    code = 5
-
 
 class IoError(Error):
     """The file system refused something: the cache file or its directory
     cannot be created or read, or the path is a directory. The message
-    carries the operating system's reason."""
-
-    kind = "io"
-    code = 6
+    carries the operating system's reason, and ``__cause__`` is its
+    ``OSError`` (``IsADirectoryError``, ``PermissionError``, ..., with
+    ``errno``)."""
 
 
 class CorruptError(Error):
     """The cache file is not a database, is damaged, or belongs to another
     program. It is left untouched."""
 
-    kind = "corrupt"
-    code = 7
-
 
 class IncompatibleError(Error):
     """The cache file was written by a newer tierstack. It is left untouched."""
 
-    kind = "incompatible"
-    code = 8
-
 
 class InternalError(Error):
     """A bug in tierstack."""
-
-    kind = "internal"
-    code = 9
 
 
 class InvalidValueError(Error, ValueError):
     """A value JSON cannot encode was given, or stored bytes that are not
     UTF-8 JSON were read as JSON. What is stored is unchanged."""
 
-    kind = "invalid_value"
-    code = 10
-
 
 class ReadOnlyError(Error):
     """The cache file may be read but not written (a read-only file system,
     directory or file mode): it was opened read-only, reads are served, and
     every write raises this."""
-
-    kind = "read_only"
-    code = 11
 
 
 class SourceError(Error):
@@ -303,16 +287,10 @@ class SourceError(Error):
     source's ``store`` or ``remove`` raised. ``__cause__`` is that
     exception."""
 
-    kind = "source"
-    code = 12
-
 
 class SourceUnavailableError(Error):
     """The source was not called because its circuit breaker is open, and no
     stale copy could stand in."""
-
-    kind = "source_unavailable"
-    code = 13
 
 
 class TimeoutError(Error, builtins.TimeoutError):
@@ -321,8 +299,29 @@ class TimeoutError(Error, builtins.TimeoutError):
     ``outbox.flush_timeout`` with writes still pending. Also a builtin
     ``TimeoutError``, so either name catches it."""
 
-    kind = "timeout"
-    code = 14
+
+ERROR_KINDS: "tuple[str, ...]" = tuple(kind for kind, _, _ in _ERROR_CLASSES)
+"""The engine's error kinds, in code order (``code`` 1 first): each has its
+subclass of :class:`Error` here, named after it (``"invalid_key"``:
+:class:`InvalidKeyError`)."""
+
+
+def _bind_error_kinds(kinds: Any) -> None:
+    """Gives each :class:`Error` subclass its ``kind`` and ``code`` from
+    ``kinds`` (``(kind, code, class name)`` triples, the engine's list);
+    ``ImportError`` if a kind has no class here or a class no kind."""
+    classes = {cls.__name__: cls for cls in Error.__subclasses__()}
+    for kind, code, name in kinds:
+        cls = classes.pop(name, None)
+        if cls is None:
+            raise ImportError(f"tierstack has no class {name} for the engine's error kind {kind!r} (code {code})")
+        cls.kind = kind
+        cls.code = code
+    if classes:
+        raise ImportError(f"tierstack's {', '.join(sorted(classes))} match no error kind of the engine")
+
+
+_bind_error_kinds(_ERROR_CLASSES)
 
 
 class Lookup(NamedTuple):
@@ -492,6 +491,9 @@ class Config(TypedDict, total=False):
     ``"cache-aside"``, ``"write-through"`` or ``"write-behind"``."""
     outbox: OutboxConfig
     redis: RedisConfig
+    test_clock: bool
+    """Test only: read time from this process's test clock, which stands
+    still until :func:`advance_test_clock` moves it (default ``False``)."""
 
 
 class TierStats(TypedDict):
@@ -698,8 +700,6 @@ class Loaded:
 
 
 _MISSING: Any = object()
-# Read codes of ``_memory_get``, ``_load`` and ``_load_hit``.
-_GET, _GET_BYTES, _LOOKUP, _LOOKUP_BYTES = 0, 1, 2, 3
 
 
 def _merge(base: Mapping, over: Mapping) -> dict:
@@ -950,46 +950,46 @@ class AsyncCache:
 
     async def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key`` decoded from JSON, or ``default`` on a miss."""
-        value = self._cache._memory_get(key, _GET, _MISSING)
+        value = self._cache._memory_get(key, _Read.GET, _MISSING)
         if value is _MISSING:
             return await self._off_loop(self._cache.get, key, default)
         return value
 
     async def get_bytes(self, key: str, default: Any = None) -> Any:
         """The stored bytes of ``key``, or ``default`` on a miss."""
-        value = self._cache._memory_get(key, _GET_BYTES, _MISSING)
+        value = self._cache._memory_get(key, _Read.GET_BYTES, _MISSING)
         if value is _MISSING:
             return await self._off_loop(self._cache.get_bytes, key, default)
         return value
 
     async def lookup(self, key: str) -> Any:
         """A :class:`Lookup` of ``key`` (decoded value), or ``None``."""
-        found = self._cache._memory_get(key, _LOOKUP, _MISSING)
+        found = self._cache._memory_get(key, _Read.LOOKUP, _MISSING)
         if found is _MISSING:
             return await self._off_loop(self._cache.lookup, key)
         return found
 
     async def lookup_bytes(self, key: str) -> Any:
         """A :class:`Lookup` of ``key`` whose value is the stored bytes, or ``None``."""
-        found = self._cache._memory_get(key, _LOOKUP_BYTES, _MISSING)
+        found = self._cache._memory_get(key, _Read.LOOKUP_BYTES, _MISSING)
         if found is _MISSING:
             return await self._off_loop(self._cache.lookup_bytes, key)
         return found
 
     async def get_or_load(self, key: str, loader: Any, ttl: Any = None) -> Any:
         """:meth:`Cache.get_or_load`; ``loader`` may be a coroutine function."""
-        value = self._cache._load_hit(key, loader, ttl, _GET, _MISSING)
+        value = self._cache._load_hit(key, loader, ttl, _Read.GET, _MISSING)
         if value is _MISSING:
             loop = asyncio.get_running_loop()
-            return await self._off_loop(self._cache._load, key, loader, ttl, loop, _GET)
+            return await self._off_loop(self._cache._load, key, loader, ttl, loop, _Read.GET)
         return value
 
     async def get_or_load_bytes(self, key: str, loader: Any, ttl: Any = None) -> Any:
         """:meth:`Cache.get_or_load_bytes`; ``loader`` may be a coroutine function."""
-        value = self._cache._load_hit(key, loader, ttl, _GET_BYTES, _MISSING)
+        value = self._cache._load_hit(key, loader, ttl, _Read.GET_BYTES, _MISSING)
         if value is _MISSING:
             loop = asyncio.get_running_loop()
-            return await self._off_loop(self._cache._load, key, loader, ttl, loop, _GET_BYTES)
+            return await self._off_loop(self._cache._load, key, loader, ttl, loop, _Read.GET_BYTES)
         return value
 
     async def get_or_load_many(self, keys: Any, loader: Any, ttl: Any = None) -> Any:

@@ -38,13 +38,18 @@ _L_co = TypeVar("_L_co", covariant=True)
 
 _Tier: TypeAlias = Literal["memory", "sqlite", "redis", "source"]
 
+ERROR_KINDS: Final[tuple[str, ...]]
+"""The engine's error kinds, in code order; each has its :class:`Error`
+subclass here (``"invalid_key"``: :class:`InvalidKeyError`)."""
+
 class Error(Exception):
     """Any error tierstack reports."""
 
     kind: str
-    """The stable snake_case name of the kind, e.g. ``"invalid_key"``."""
+    """The stable snake_case name of the kind, one of :data:`ERROR_KINDS`."""
     code: int
-    """The stable number of the kind (1-14), the same in every host."""
+    """The stable number of the kind (its place in :data:`ERROR_KINDS`,
+    from 1), the same in every host."""
 
 class InvalidKeyError(Error, ValueError):
     """Code 1: a key is empty, over 255 bytes, holds a control character or
@@ -65,7 +70,7 @@ class StorageError(Error):
 
 class IoError(Error):
     """Code 6: the file system refused something (the OS reason is in the
-    message)."""
+    message; ``__cause__`` is its ``OSError``)."""
 
 class CorruptError(Error):
     """Code 7: the file is not a tierstack cache, or is damaged."""
@@ -267,6 +272,9 @@ class Config(TypedDict, total=False):
     """How writes reach the source (default ``"read-through"``)."""
     outbox: OutboxConfig
     redis: RedisConfig
+    test_clock: bool
+    """Test only: read time from this process's test clock, which stands
+    still until :func:`advance_test_clock` moves it (default ``False``)."""
 
 class TierStats(TypedDict):
     tier: _Tier
@@ -548,3 +556,10 @@ class AsyncCache:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+def advance_test_clock(seconds: float) -> None:
+    """Test only: moves this process's test clock forward by ``seconds``;
+    the caches opened with ``test_clock=True`` read their time from it, so
+    a test passes a TTL, a negative TTL, a stale window or a breaker timeout
+    without sleeping. A negative, NaN or infinite number, or one over 100
+    years, raises :class:`InvalidArgumentError`."""

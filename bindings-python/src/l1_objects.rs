@@ -1,5 +1,6 @@
-//! Values kept beside L1 as Python objects, so that an L1 hit neither copies
-//! the bytes nor decodes the JSON again.
+//! L1 objects: the Python objects of values L1 holds (their bytes, and their
+//! decoded JSON once a read decoded it), kept beside L1 so that an L1 hit
+//! neither copies the bytes nor decodes the JSON again.
 //!
 //! Each kept value is tagged with the version of the L1 entry it was read
 //! from (see `tierstack::blocking::Cache::memory_version`). A read serves the
@@ -22,8 +23,8 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter, unsync};
 /// map's own entry and the Python objects' headers.
 const OVERHEAD: u64 = 160;
 
-/// One kept value.
-pub(crate) struct Kept {
+/// The Python objects of one value L1 holds.
+pub(crate) struct L1Object {
     /// The L1 version the value was read from.
     pub(crate) version: u64,
     /// When the value was written (milliseconds since the Unix epoch).
@@ -35,7 +36,7 @@ pub(crate) struct Kept {
     len: u64,
 }
 
-impl Kept {
+impl L1Object {
     pub(crate) fn new(
         version: u64,
         created_ms: u64,
@@ -66,9 +67,9 @@ impl Kept {
 #[derive(Clone)]
 struct Weigh;
 
-impl Weighter<String, Kept> for Weigh {
-    fn weight(&self, key: &String, kept: &Kept) -> u64 {
-        key.len() as u64 + kept.len + OVERHEAD
+impl Weighter<String, L1Object> for Weigh {
+    fn weight(&self, key: &String, object: &L1Object) -> u64 {
+        key.len() as u64 + object.len + OVERHEAD
     }
 }
 
@@ -76,22 +77,22 @@ impl Weighter<String, Kept> for Weigh {
 #[derive(Clone, Default)]
 struct Collect;
 
-impl Lifecycle<String, Kept> for Collect {
-    type RequestState = Vec<Kept>;
+impl Lifecycle<String, L1Object> for Collect {
+    type RequestState = Vec<L1Object>;
 
-    fn on_evict(&self, evicted: &mut Vec<Kept>, _key: String, kept: Kept) {
-        evicted.push(kept);
+    fn on_evict(&self, evicted: &mut Vec<L1Object>, _key: String, object: L1Object) {
+        evicted.push(object);
     }
 }
 
-type Map = unsync::Cache<String, Kept, Weigh, DefaultHashBuilder, Collect>;
+type Map = unsync::Cache<String, L1Object, Weigh, DefaultHashBuilder, Collect>;
 
-/// The kept values of one cache.
-pub(crate) struct KeptValues {
+/// The L1 objects of one cache.
+pub(crate) struct L1Objects {
     map: Mutex<Map>,
 }
 
-impl KeptValues {
+impl L1Objects {
     /// Keeps values up to `max_weight` (key + encoded value + overhead each).
     pub(crate) fn new(max_weight: u64) -> Self {
         let estimated = (max_weight / (OVERHEAD + 1024)).clamp(16, 1 << 20) as usize;
@@ -109,17 +110,17 @@ impl KeptValues {
 
     /// A new reference to the value kept for `key`.
     #[inline]
-    pub(crate) fn get(&self, py: Python<'_>, key: &str) -> Option<Kept> {
+    pub(crate) fn get(&self, py: Python<'_>, key: &str) -> Option<L1Object> {
         self.map.lock().get(key).map(|k| k.clone_ref(py))
     }
 
     /// Keeps `kept` for `key`, replacing what was kept.
-    pub(crate) fn keep(&self, key: &str, kept: Kept) {
+    pub(crate) fn keep(&self, key: &str, object: L1Object) {
         let mut evicted = Vec::new();
         let replaced = {
             let mut map = self.map.lock();
             let replaced = map.remove(key);
-            map.insert_with_lifecycle(key.to_owned(), kept, &mut evicted);
+            map.insert_with_lifecycle(key.to_owned(), object, &mut evicted);
             replaced
         };
         drop((replaced, evicted));
@@ -129,11 +130,11 @@ impl KeptValues {
     /// `version`.
     pub(crate) fn set_json(&self, py: Python<'_>, key: &str, version: u64, json: &Py<PyAny>) {
         let mut map = self.map.lock();
-        if let Some(mut kept) = map.get_mut(key)
-            && kept.version == version
-            && kept.json.is_none()
+        if let Some(mut object) = map.get_mut(key)
+            && object.version == version
+            && object.json.is_none()
         {
-            kept.json = Some(json.clone_ref(py));
+            object.json = Some(json.clone_ref(py));
         }
     }
 
@@ -146,7 +147,7 @@ impl KeptValues {
     /// Forgets every kept value.
     pub(crate) fn clear(&self) {
         let mut map = self.map.lock();
-        let drained: Vec<(String, Kept)> = map.drain().collect();
+        let drained: Vec<(String, L1Object)> = map.drain().collect();
         drop(map);
         drop(drained);
     }
