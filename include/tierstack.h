@@ -554,6 +554,19 @@ tierstack_result tierstack_cache_stats_json(const tierstack_cache *cache,
 // Sets every counter of the cache back to zero. Any thread may call this.
 tierstack_result tierstack_cache_reset_stats(const tierstack_cache *cache);
 
+// Test only: moves this process's test clock forward by `seconds`
+// (fractions allowed). Caches opened with `"test_clock": true` in their
+// config read their time from that clock, which starts at the wall-clock
+// time of its first use and otherwise stands still, so a test can pass a
+// TTL, a stale window or a breaker timeout without sleeping. Other caches
+// are not affected. The clock is shared by every such cache in the
+// process and never moves back.
+//
+// A negative, NaN or infinite `seconds`, or one too large for a duration,
+// is `TIERSTACK_RESULT_INVALID_ARGUMENT` and moves nothing. Any thread may
+// call this.
+tierstack_result tierstack_advance_test_clock(double seconds);
+
 // The value's bytes: `tierstack_value_len(value)` of them, not
 // NUL-terminated, owned by `value` and valid until it is freed. Never NULL
 // for a value (an empty value gives a non-NULL pointer to zero bytes); NULL

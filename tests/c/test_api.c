@@ -324,7 +324,7 @@ static void test_has_and_delete(void) {
 }
 
 static void test_mget_mset(void) {
-    fresh("");
+    fresh("\"test_clock\": true");
     const char *keys[] = {"a", "b", "c"};
     const size_t key_lens[] = {1, 1, 1};
     const uint8_t *datas[] = {(const uint8_t *)"1", (const uint8_t *)"22", NULL};
@@ -362,9 +362,13 @@ static void test_mget_mset(void) {
     CHECK_OK(tierstack_cache_has(cache, K("fine"), &found));
     CHECK(!found);
 
-    /* mset with a TTL. */
+    /* mset with a TTL: fresh until the TTL has passed, to the millisecond. */
     CHECK_OK(tierstack_cache_mset(cache, keys, key_lens, datas, data_lens, 2, 0.2));
-    sleep_seconds(0.35);
+    CHECK_OK(tierstack_advance_test_clock(0.199));
+    CHECK_OK(tierstack_cache_mget(cache, keys, key_lens, 2, values));
+    CHECK_VALUE(values[0], "1");
+    CHECK_VALUE(values[1], "22");
+    CHECK_OK(tierstack_advance_test_clock(0.001));
     CHECK_OK(tierstack_cache_mget(cache, keys, key_lens, 3, values));
     CHECK(values[0] == NULL && values[1] == NULL);
     CHECK_VALUE(values[2], "");
@@ -411,7 +415,7 @@ static void test_keys_len_clear(void) {
 }
 
 static void test_ttls(void) {
-    fresh("");
+    fresh("\"test_clock\": true");
     CHECK_OK(tierstack_cache_set(cache, K("short"), D("s"), 0.2));
     CHECK_OK(tierstack_cache_set(cache, K("long"), D("l"), 60));
     CHECK_OK(tierstack_cache_set(cache, K("zero"), D("z"), 0));
@@ -420,7 +424,10 @@ static void test_ttls(void) {
     tierstack_value *value = NULL;
     CHECK_OK(tierstack_cache_get(cache, K("short"), &value));
     CHECK_VALUE(value, "s");
-    sleep_seconds(0.35);
+    CHECK_OK(tierstack_advance_test_clock(0.199));
+    CHECK_OK(tierstack_cache_get(cache, K("short"), &value));
+    CHECK_VALUE(value, "s");
+    CHECK_OK(tierstack_advance_test_clock(0.001));
     CHECK_OK(tierstack_cache_get(cache, K("short"), &value));
     CHECK(value == NULL);
     CHECK_OK(tierstack_cache_get(cache, K("long"), &value));
@@ -454,6 +461,38 @@ static void test_ttls(void) {
     CHECK(!found);
     CHECK_OK(tierstack_cache_get(cache, K("zero"), &value));
     CHECK_VALUE(value, "z");
+    done();
+}
+
+/* The test clock moves only test-clock caches, and refuses unusable
+ * seconds without moving. */
+static void test_advance_test_clock(void) {
+    fresh("\"test_clock\": true");
+    char *wall_dir = tmp_dir_new();
+    tierstack_cache *wall = open_in(wall_dir, "");
+    CHECK_OK(tierstack_cache_set(cache, K("k"), D("v"), 5));
+    CHECK_OK(tierstack_cache_set(wall, K("k"), D("v"), 5));
+    const double unusable[] = {-1, -1e-9, NAN, INFINITY, -INFINITY, DBL_MAX};
+    for (size_t i = 0; i < sizeof unusable / sizeof unusable[0]; i++) {
+        CHECK_RESULT(tierstack_advance_test_clock(unusable[i]), TIERSTACK_RESULT_INVALID_ARGUMENT);
+        CHECK(strstr(last_error(), "tierstack_advance_test_clock: seconds must be a finite "
+                                   "number >= 0") != NULL);
+    }
+    CHECK_OK(tierstack_advance_test_clock(0));
+    CHECK_OK(tierstack_advance_test_clock(-0.0));
+    CHECK_OK(tierstack_advance_test_clock(4.999));
+    tierstack_value *value = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K("k"), &value));
+    CHECK_VALUE(value, "v");
+    CHECK_OK(tierstack_advance_test_clock(0.001));
+    CHECK_OK(tierstack_cache_get(cache, K("k"), &value));
+    CHECK(value == NULL);
+    /* A cache on the wall clock is not moved. */
+    CHECK_OK(tierstack_advance_test_clock(3600));
+    CHECK_OK(tierstack_cache_get(wall, K("k"), &value));
+    CHECK_VALUE(value, "v");
+    tierstack_cache_free(wall);
+    tmp_dir_remove(wall_dir);
     done();
 }
 
@@ -907,6 +946,8 @@ int main(void) {
     check_case("a damaged file is set aside, rebuilt and counted in stats",
                test_damaged_file_is_rebuilt);
     check_case("TTLs: expiry, defaults, unusable numbers", test_ttls);
+    check_case("the test clock moves test-clock caches only; unusable seconds are refused",
+               test_advance_test_clock);
     check_case("a 1 MiB key gives a short message", test_huge_key_messages);
     check_case("tags and invalidate_tag", test_tags);
     check_case("flush makes writes durable in the main file", test_flush_reaches_the_main_file);
