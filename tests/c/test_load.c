@@ -224,9 +224,12 @@ static void test_loader_failures_without_stale(void) {
     CHECK(strcmp(last_error(), "source: the loader returned source") == 0);
     CHECK(value == (tierstack_value *)&dir);
 
-    s = (loader_state){.fail = (tierstack_result)99};
+    s = (loader_state){.fail = unknown_result_code()};
     CHECK_RESULT(load("b", &s, &value), TIERSTACK_RESULT_SOURCE);
-    CHECK(strcmp(last_error(), "source: the loader returned unknown result 99") == 0);
+    char want[64];
+    snprintf(want, sizeof want, "source: the loader returned unknown result %u",
+             (unsigned)unknown_result_code());
+    CHECK(strcmp(last_error(), want) == 0);
 
     s = (loader_state){0}; /* returns OK, answers nothing */
     CHECK_RESULT(load("c", &s, &value), TIERSTACK_RESULT_SOURCE);
@@ -288,13 +291,6 @@ static void test_null_arguments(void) {
     CHECK_RESULT(tierstack_cache_breaker_status_json(cache, NULL), TIERSTACK_RESULT_INVALID_ARGUMENT);
     CHECK_RESULT(tierstack_cache_breaker_open(NULL), TIERSTACK_RESULT_INVALID_ARGUMENT);
     CHECK_RESULT(tierstack_cache_breaker_close(NULL), TIERSTACK_RESULT_INVALID_ARGUMENT);
-    CHECK(strcmp(tierstack_result_name(TIERSTACK_RESULT_SOURCE), "source") == 0);
-    CHECK(strcmp(tierstack_result_name(TIERSTACK_RESULT_SOURCE_UNAVAILABLE),
-                 "source_unavailable") == 0);
-    CHECK(strcmp(tierstack_result_name(TIERSTACK_RESULT_TIMEOUT), "timeout") == 0);
-    CHECK(TIERSTACK_RESULT_SOURCE == 12 && TIERSTACK_RESULT_SOURCE_UNAVAILABLE == 13 &&
-          TIERSTACK_RESULT_TIMEOUT == 14);
-    CHECK(strcmp(tierstack_result_name(15), "unknown") == 0);
     done();
 }
 
@@ -907,7 +903,7 @@ int main(void) {
                test_loader_failures_without_stale);
     check_case("a second answer and a load handle used after its call are refused",
                test_second_answer_and_use_after_the_call);
-    check_case("NULL loaders, sources and handles; the new result codes", test_null_arguments);
+    check_case("NULL loaders, sources and handles", test_null_arguments);
     check_case("a source's store and remove go together: one alone is INVALID_ARGUMENT",
                test_store_and_remove_go_together);
     check_case("fail-safe: a failing loader serves the stale copy, marked stale",
