@@ -17,8 +17,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "check.h"
-#include "json.h"
 
 #define K(s) (s), (sizeof(s) - 1)
 
@@ -452,39 +453,38 @@ static void test_breaker_status_after_failures(void) {
     CHECK(atomic_load(&s.calls) == 2);
 
     CHECK_OK(tierstack_cache_breaker_status_json(cache, &text));
-    char err[128];
-    json *status = json_parse(text, strlen(text), err, sizeof err);
+    json_t *status = json_loads(text, 0, NULL);
     tierstack_string_free(text);
-    const json *state = json_get(status, "state");
-    const json *count = json_get(status, "failure_count");
-    const json *allows = json_get(status, "allows_request");
-    const json *last = json_get(status, "last_failure_at");
-    const json *next = json_get(status, "next_attempt_at");
-    const json *trips = json_get(status, "trips");
-    CHECK(state != NULL && state->type == JSON_STRING && strcmp(state->text, "open") == 0);
-    CHECK(count != NULL && count->type == JSON_NUMBER && count->number == 2);
-    CHECK(allows != NULL && allows->type == JSON_BOOL && !allows->boolean);
-    CHECK(last != NULL && last->type == JSON_NUMBER && last->number > 1.6e12);
+    const json_t *state = json_object_get(status, "state");
+    const json_t *count = json_object_get(status, "failure_count");
+    const json_t *allows = json_object_get(status, "allows_request");
+    const json_t *last = json_object_get(status, "last_failure_at");
+    const json_t *next = json_object_get(status, "next_attempt_at");
+    const json_t *trips = json_object_get(status, "trips");
+    CHECK(json_is_string(state) && strcmp(json_string_value(state), "open") == 0);
+    CHECK(json_is_number(count) && json_number_value(count) == 2);
+    CHECK(json_is_false(allows));
+    CHECK(json_is_number(last) && json_number_value(last) > 1.6e12);
     /* Open for `timeout` (60 s, with jitter) after the last failure. */
-    CHECK(next != NULL && next->type == JSON_NUMBER && last != NULL &&
-          next->number > last->number + 30000);
-    CHECK(trips != NULL && trips->type == JSON_NUMBER && trips->number == 1);
-    json_free(status);
+    CHECK(json_is_number(next) && last != NULL &&
+          json_number_value(next) > json_number_value(last) + 30000);
+    CHECK(json_is_number(trips) && json_number_value(trips) == 1);
+    json_decref(status);
 
     /* Stats carry the loading counters and the same breaker. */
     CHECK_OK(tierstack_cache_stats_json(cache, &text));
-    json *stats = json_parse(text, strlen(text), err, sizeof err);
+    json_t *stats = json_loads(text, 0, NULL);
     tierstack_string_free(text);
-    const json *source = json_get(stats, "source");
-    const json *requests = json_get(source, "requests");
-    const json *failures = json_get(source, "failures");
-    const json *rejected = json_get(source, "rejected");
-    const json *breaker = json_get(json_get(stats, "breaker"), "state");
-    CHECK(requests != NULL && requests->number == 2);
-    CHECK(failures != NULL && failures->number == 2);
-    CHECK(rejected != NULL && rejected->number == 1);
-    CHECK(breaker != NULL && breaker->type == JSON_STRING && strcmp(breaker->text, "open") == 0);
-    json_free(stats);
+    const json_t *source = json_object_get(stats, "source");
+    const json_t *requests = json_object_get(source, "requests");
+    const json_t *failures = json_object_get(source, "failures");
+    const json_t *rejected = json_object_get(source, "rejected");
+    const json_t *breaker = json_object_get(json_object_get(stats, "breaker"), "state");
+    CHECK(requests != NULL && json_number_value(requests) == 2);
+    CHECK(failures != NULL && json_number_value(failures) == 2);
+    CHECK(rejected != NULL && json_number_value(rejected) == 1);
+    CHECK(json_is_string(breaker) && strcmp(json_string_value(breaker), "open") == 0);
+    json_decref(stats);
     done();
 }
 
