@@ -400,14 +400,15 @@ static void test_listing_demos_blocks_and_unrouted_keys(void) {
 /* ---- revalidation with If-None-Match ---- */
 
 static void test_expired_copy_revalidated_with_304(void) {
-    if (!fresh((options){.sqlite = "\"ttl\": 1", .more = "\"memory\": {\"ttl\": 1}"})) {
+    if (!fresh((options){.sqlite = "\"ttl\": 1",
+                         .more = "\"memory\": {\"ttl\": 1}, \"test_clock\": true"})) {
         done();
         return;
     }
     tierstack_value *first = NULL;
     CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &first));
     CHECK(first_line_is(first, BASE "/ui/button.tsx"));
-    sleep_seconds(1.1);
+    CHECK_OK(tierstack_advance_test_clock(1));
 
     tierstack_value *renewed = NULL;
     CHECK_OK(tierstack_cache_lookup(cache, K(BUTTON), &renewed));
@@ -432,7 +433,7 @@ static void test_expired_copy_revalidated_with_304(void) {
     /* Changed content comes back whole. */
     ORIGIN_POST("file", "{\"owner\": \"shadcn-ui\", \"repo\": \"ui\", \"ref\": \"main\", "
                         "\"path\": \"" BASE "/ui/button.tsx\", \"content\": \"// changed\"}");
-    sleep_seconds(1.1);
+    CHECK_OK(tierstack_advance_test_clock(1));
     tierstack_value *changed = NULL;
     CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &changed));
     CHECK_VALUE(changed, "\"// changed\"");
@@ -508,7 +509,7 @@ static void test_hundred_threads_one_request(void) {
 
 static void test_server_errors_serve_stale_then_open_breaker(void) {
     if (!fresh((options){.sqlite = "\"ttl\": 1",
-                         .more = "\"memory\": {\"ttl\": 1}, "
+                         .more = "\"memory\": {\"ttl\": 1}, \"test_clock\": true, "
                                  "\"circuit_breaker\": {\"threshold\": 3, \"timeout\": 60}"})) {
         done();
         return;
@@ -516,7 +517,7 @@ static void test_server_errors_serve_stale_then_open_breaker(void) {
     tierstack_value *original = NULL;
     CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &original));
     CHECK(first_line_is(original, BASE "/ui/button.tsx"));
-    sleep_seconds(1.1);
+    CHECK_OK(tierstack_advance_test_clock(1));
     const int statuses[] = {500, 502, 503};
     for (int i = 0; i < 3; i++) {
         char fault[64];
@@ -569,7 +570,7 @@ static void test_server_error_without_stale_copy(void) {
 
 static void test_slow_origin_soft_and_hard_timeouts(void) {
     options o = {.sqlite = "\"ttl\": 1",
-                 .more = "\"memory\": {\"ttl\": 1}, "
+                 .more = "\"memory\": {\"ttl\": 1}, \"test_clock\": true, "
                          "\"fail_safe\": {\"soft_timeout\": 0.2, \"hard_timeout\": 0.6}"};
     if (!fresh(o)) {
         done();
@@ -577,7 +578,7 @@ static void test_slow_origin_soft_and_hard_timeouts(void) {
     }
     tierstack_value *original = NULL;
     CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &original));
-    sleep_seconds(1.1);
+    CHECK_OK(tierstack_advance_test_clock(1));
     ORIGIN_POST("fault", "{\"delay_ms\": 400, \"times\": 1}");
     double started = now_monotonic();
     tierstack_value *served = NULL;
@@ -709,11 +710,13 @@ static void test_traversal_keys_invalid_without_request(void) {
 /* ---- rate limits ---- */
 
 static void test_rate_limit_opens_breaker_until_reset(void) {
-    if (!fresh((options){0})) {
+    if (!fresh((options){.more = "\"test_clock\": true"})) {
         done();
         return;
     }
-    long long reset = (long long)(now_epoch_ms() / 1000) + 2;
+    /* An hour ahead: the test clock, which earlier cases moved on, is still
+     * before it until this case moves it there. */
+    long long reset = (long long)(now_epoch_ms() / 1000) + 3600;
     fault_rate_limited(reset);
     tierstack_value *value = NULL;
     CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value), TIERSTACK_RESULT_SOURCE);
@@ -721,9 +724,16 @@ static void test_rate_limit_opens_breaker_until_reset(void) {
     json_t *status = breaker_status(cache);
     CHECK(string_is(json_object_get(status, "state"), "open"));
     CHECK(number_is(json_object_get(status, "next_attempt_at"), (double)reset * 1000));
+    /* The failure's time on the test clock: the reset is this far ahead. */
+    const json_t *failed_at = json_object_get(status, "last_failure_at");
+    CHECK(json_is_integer(failed_at) && json_integer_value(failed_at) < reset * 1000);
+    double to_reset = json_is_integer(failed_at)
+                          ? (double)(reset * 1000 - json_integer_value(failed_at)) / 1000
+                          : 0;
     json_decref(status);
 
-    /* Until the reset: no request at all. */
+    /* Until the reset, to its last millisecond: no request at all. */
+    CHECK_OK(tierstack_advance_test_clock(to_reset - 0.001));
     const char *keys[] = {BUTTON, "component:react:card", "components:react"};
     for (size_t i = 0; i < 3; i++) {
         CHECK_RESULT(tierstack_cache_get(cache, keys[i], strlen(keys[i]), &value),
@@ -732,12 +742,9 @@ static void test_rate_limit_opens_breaker_until_reset(void) {
     }
     CHECK(origin_count() == 1);
 
-    /* After it: one probe (half-open), then a second success closes it
+    /* At it: one probe (half-open), then a second success closes it
      * (success_threshold 2). */
-    int64_t wait_ms = reset * 1000 - now_epoch_ms();
-    if (wait_ms > 0) {
-        sleep_seconds((double)wait_ms / 1000 + 0.05);
-    }
+    CHECK_OK(tierstack_advance_test_clock(0.001));
     CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &value));
     CHECK(first_line_is(value, BASE "/ui/button.tsx"));
     tierstack_value_free(value);

@@ -187,12 +187,17 @@ static void test_not_found_is_negatively_cached(void) {
 }
 
 static void test_loader_ttl_and_call_ttl(void) {
-    fresh("\"ttl_jitter\": 0, \"refresh_ahead\": 0");
+    fresh("\"ttl_jitter\": 0, \"refresh_ahead\": 0, \"test_clock\": true");
     loader_state s = {.value = "short", .ttl = 0.2};
     tierstack_value *value = NULL;
     CHECK_OK(tierstack_cache_get_or_load(cache, K("k"), test_loader, &s, 60, &value));
     CHECK_VALUE(value, "short");
-    sleep_seconds(0.3);
+    /* The loader's 0.2 s, not the call's 60 s, to the millisecond. */
+    CHECK_OK(tierstack_advance_test_clock(0.199));
+    CHECK_OK(load("k", &s, &value));
+    CHECK_SERVED(value, "short", "memory", false);
+    CHECK(atomic_load(&s.calls) == 1);
+    CHECK_OK(tierstack_advance_test_clock(0.001));
     s.value = "again";
     s.ttl = 0;
     CHECK_OK(load("k", &s, &value));
@@ -337,7 +342,7 @@ static void test_store_and_remove_go_together(void) {
 /* ---- stale copies ---- */
 
 #define STALE_CONFIG "\"sqlite\": {\"path\": \"%s/cache.db\", \"ttl\": 0.2}, " \
-                     "\"refresh_ahead\": 0, \"ttl_jitter\": 0"
+                     "\"refresh_ahead\": 0, \"ttl_jitter\": 0, \"test_clock\": true"
 
 /* A cache whose "k" holds "old", expired (stale) in the file. */
 static void fresh_with_stale(const char *fail_safe, loader_state *first) {
@@ -350,7 +355,7 @@ static void fresh_with_stale(const char *fail_safe, loader_state *first) {
     tierstack_value *value = NULL;
     CHECK_OK(load("k", first, &value));
     CHECK_VALUE(value, "old");
-    sleep_seconds(0.3);
+    CHECK_OK(tierstack_advance_test_clock(0.2));
 }
 
 static void test_failing_loader_serves_stale(void) {
@@ -465,9 +470,11 @@ static void test_breaker_status_after_failures(void) {
     CHECK(json_is_number(count) && json_number_value(count) == 2);
     CHECK(json_is_false(allows));
     CHECK(json_is_number(last) && json_number_value(last) > 1.6e12);
-    /* Open for `timeout` (60 s, with jitter) after the last failure. */
-    CHECK(json_is_number(next) && last != NULL &&
-          json_number_value(next) > json_number_value(last) + 30000);
+    /* Open for `timeout` (60 s) plus a jitter of up to 10% after the last
+     * failure. */
+    CHECK(json_is_number(next) && json_is_number(last) &&
+          json_number_value(next) >= json_number_value(last) + 60000 &&
+          json_number_value(next) <= json_number_value(last) + 66000);
     CHECK(json_is_number(trips) && json_number_value(trips) == 1);
     json_decref(status);
 
