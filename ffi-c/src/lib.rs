@@ -22,6 +22,7 @@
 pub mod answer;
 pub mod breaker;
 pub mod cache;
+pub mod clock;
 pub mod entry;
 pub mod error;
 mod handle;

@@ -12,6 +12,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#define RESULT(name) {TIERSTACK_RESULT_##name, #name}
+const result_constant every_result[] = {
+    RESULT(OK),           RESULT(INVALID_KEY), RESULT(INVALID_CONFIG), RESULT(INVALID_ARGUMENT),
+    RESULT(CLOSED),       RESULT(STORAGE),     RESULT(IO),             RESULT(CORRUPT),
+    RESULT(INCOMPATIBLE), RESULT(INTERNAL),    RESULT(INVALID_VALUE),  RESULT(READ_ONLY),
+    RESULT(SOURCE),       RESULT(SOURCE_UNAVAILABLE), RESULT(TIMEOUT)};
+#undef RESULT
+const size_t every_result_count = sizeof every_result / sizeof every_result[0];
+
+tierstack_result unknown_result_code(void) {
+    tierstack_result next = 0;
+    for (size_t i = 0; i < every_result_count; i++) {
+        if (every_result[i].code >= next) {
+            next = every_result[i].code + 1;
+        }
+    }
+    return next;
+}
+
 static atomic_int failed_checks;
 static int cases_passed, cases_failed;
 

@@ -57,6 +57,17 @@ char *config_in(const char *dir, const char *extra);
  * cannot. */
 tierstack_cache *open_in(const char *dir, const char *extra);
 
+/* Every result constant of tierstack.h, with its name as spelled there
+ * (TIERSTACK_RESULT_<constant>). */
+typedef struct {
+    tierstack_result code;
+    const char *constant;
+} result_constant;
+extern const result_constant every_result[];
+extern const size_t every_result_count;
+/* A code that is no result: one more than the largest constant. */
+tierstack_result unknown_result_code(void);
+
 /* Sleeps `seconds` (fractions allowed). */
 void sleep_seconds(double seconds);
 

@@ -20,8 +20,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "check.h"
-#include "json.h"
 
 char origin_api[128], origin_raw[128], origin_other[128];
 
@@ -30,12 +31,12 @@ static int origin_stdin = -1; /* the origin exits when this is closed */
 static struct sockaddr_in api_addr;
 
 /* Copies the string member `key` of `object` into `out`. */
-static bool copy_member(const json *object, const char *key, char *out, size_t len) {
-    const json *v = json_get(object, key);
-    if (v == NULL || v->type != JSON_STRING || v->len >= len) {
+static bool copy_member(const json_t *object, const char *key, char *out, size_t len) {
+    const json_t *v = json_object_get(object, key);
+    if (!json_is_string(v) || json_string_length(v) >= len) {
         return false;
     }
-    memcpy(out, v->text, v->len + 1);
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
     return true;
 }
 
@@ -100,13 +101,12 @@ bool origin_start(void) {
         fprintf(stderr, "%s printed no line of URLs\n", bin);
         return false;
     }
-    char err[128];
-    json *doc = json_parse(line, strlen(line), err, sizeof err);
+    json_t *doc = json_loads(line, 0, NULL);
     ok = doc != NULL && copy_member(doc, "api", origin_api, sizeof origin_api) &&
          copy_member(doc, "raw", origin_raw, sizeof origin_raw) &&
          copy_member(doc, "other", origin_other, sizeof origin_other) &&
          parse_url(origin_api, &api_addr);
-    json_free(doc);
+    json_decref(doc);
     if (!ok) {
         fprintf(stderr, "cannot read the origin's URLs from: %s\n", line);
     }
@@ -156,7 +156,6 @@ int origin_http(const char *method, const char *path, const char *headers, const
         close(fd);
         return -1;
     }
-    json_buf req = {0};
     char head[1024];
     int n = snprintf(head, sizeof head,
                      "%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %zu\r\n"
@@ -167,27 +166,33 @@ int origin_http(const char *method, const char *path, const char *headers, const
         close(fd);
         return -1;
     }
-    json_buf_append(&req, head, (size_t)n);
+    char *req = NULL;
+    size_t req_len = 0;
+    FILE *out = open_memstream(&req, &req_len);
+    fwrite(head, 1, (size_t)n, out);
     if (payload_len > 0) {
-        json_buf_append(&req, (const char *)payload, payload_len);
+        fwrite(payload, 1, payload_len, out);
     }
+    fclose(out);
     size_t sent = 0;
-    while (sent < req.len) {
-        ssize_t w = send(fd, req.data + sent, req.len - sent, 0);
+    while (sent < req_len) {
+        ssize_t w = send(fd, req + sent, req_len - sent, 0);
         if (w < 0 && errno == EINTR) {
             continue;
         }
         if (w <= 0) {
-            json_buf_free(&req);
+            free(req);
             close(fd);
             return -1;
         }
         sent += (size_t)w;
     }
-    json_buf_free(&req);
+    free(req);
 
     /* The answer: read to EOF (the server closes after it). */
-    json_buf resp = {0};
+    char *resp = NULL;
+    size_t resp_len = 0;
+    FILE *in = open_memstream(&resp, &resp_len);
     char chunk[4096];
     for (;;) {
         ssize_t r = recv(fd, chunk, sizeof chunk, 0);
@@ -197,18 +202,19 @@ int origin_http(const char *method, const char *path, const char *headers, const
         if (r <= 0) {
             break;
         }
-        json_buf_append(&resp, chunk, (size_t)r);
+        fwrite(chunk, 1, (size_t)r, in);
     }
     close(fd);
+    fclose(in);
 
     int status = -1;
-    const char *end = resp.data != NULL ? strstr(resp.data, "\r\n\r\n") : NULL;
-    if (end != NULL && sscanf(resp.data, "HTTP/1.1 %d", &status) == 1) {
+    const char *end = strstr(resp, "\r\n\r\n");
+    if (end != NULL && sscanf(resp, "HTTP/1.1 %d", &status) == 1) {
         const char *start = end + 4;
-        size_t len = resp.len - (size_t)(start - resp.data);
+        size_t len = resp_len - (size_t)(start - resp);
         /* The head's Content-Length must match what arrived; a 204 has
          * neither. */
-        const char *cl = strstr(resp.data, "Content-Length: ");
+        const char *cl = strstr(resp, "Content-Length: ");
         bool no_content = status == 204 && len == 0 && (cl == NULL || cl > end);
         if (!no_content && (cl == NULL || cl > end || strtoul(cl + 16, NULL, 10) != len)) {
             status = -1;
@@ -221,6 +227,6 @@ int origin_http(const char *method, const char *path, const char *headers, const
             (*body)[len] = '\0';
         }
     }
-    json_buf_free(&resp);
+    free(resp);
     return status;
 }

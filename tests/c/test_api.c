@@ -5,6 +5,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <ctype.h>
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -41,24 +42,22 @@ static void done(void) {
 }
 
 static void test_names_and_version(void) {
-    static const char *names[] = {"ok",      "invalid_key", "invalid_config", "invalid_argument",
-                                  "closed",  "storage",     "io",             "corrupt",
-                                  "incompatible", "internal", "invalid_value", "read_only",
-                                  "source", "source_unavailable", "timeout"};
-    const tierstack_result results[] = {
-        TIERSTACK_RESULT_OK,           TIERSTACK_RESULT_INVALID_KEY,
-        TIERSTACK_RESULT_INVALID_CONFIG, TIERSTACK_RESULT_INVALID_ARGUMENT,
-        TIERSTACK_RESULT_CLOSED,       TIERSTACK_RESULT_STORAGE,
-        TIERSTACK_RESULT_IO,           TIERSTACK_RESULT_CORRUPT,
-        TIERSTACK_RESULT_INCOMPATIBLE, TIERSTACK_RESULT_INTERNAL,
-        TIERSTACK_RESULT_INVALID_VALUE, TIERSTACK_RESULT_READ_ONLY,
-        TIERSTACK_RESULT_SOURCE,       TIERSTACK_RESULT_SOURCE_UNAVAILABLE,
-        TIERSTACK_RESULT_TIMEOUT};
-    for (uint32_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        CHECK(results[i] == i);
-        CHECK(strcmp(tierstack_result_name(i), names[i]) == 0);
+    /* Each constant's name is the constant's own, in lower case. */
+    for (size_t i = 0; i < every_result_count; i++) {
+        char want[64] = {0};
+        for (size_t c = 0; every_result[i].constant[c] != '\0' && c + 1 < sizeof want; c++) {
+            want[c] = (char)tolower((unsigned char)every_result[i].constant[c]);
+        }
+        const char *name = tierstack_result_name(every_result[i].code);
+        if (!CHECK(strcmp(name, want) == 0)) {
+            fprintf(stderr, "    TIERSTACK_RESULT_%s is named %s\n", every_result[i].constant, name);
+        }
+        for (size_t j = 0; j < i; j++) {
+            CHECK(every_result[i].code != every_result[j].code);
+        }
     }
-    CHECK(strcmp(tierstack_result_name(15), "unknown") == 0);
+    CHECK(TIERSTACK_RESULT_OK == 0);
+    CHECK(strcmp(tierstack_result_name(unknown_result_code()), "unknown") == 0);
     CHECK(strcmp(tierstack_result_name(UINT32_MAX), "unknown") == 0);
     CHECK(strcmp(tierstack_version(), "0.1.0") == 0);
 }
@@ -101,12 +100,15 @@ static void test_result_message_buffers(void) {
                  TIERSTACK_RESULT_INVALID_ARGUMENT);
     CHECK(n == 12345);
     /* Unknown codes are described, not refused. */
-    CHECK_OK(tierstack_result_message(99, buf, sizeof buf, &n));
-    CHECK(strcmp(buf, "unknown result code 99") == 0);
-    /* Every known code has a message. */
-    for (uint32_t code = 0; code <= 10; code++) {
-        CHECK_OK(tierstack_result_message(code, NULL, 0, &n));
-        CHECK(n > 0);
+    tierstack_result unknown = unknown_result_code();
+    char want_unknown[64];
+    snprintf(want_unknown, sizeof want_unknown, "unknown result code %u", (unsigned)unknown);
+    CHECK_OK(tierstack_result_message(unknown, buf, sizeof buf, &n));
+    CHECK(strcmp(buf, want_unknown) == 0);
+    /* Every known code has its own message. */
+    for (size_t i = 0; i < every_result_count; i++) {
+        CHECK_OK(tierstack_result_message(every_result[i].code, buf, sizeof buf, &n));
+        CHECK(n > 0 && strncmp(buf, "unknown result code", 19) != 0);
     }
 }
 
@@ -324,7 +326,7 @@ static void test_has_and_delete(void) {
 }
 
 static void test_mget_mset(void) {
-    fresh("");
+    fresh("\"test_clock\": true");
     const char *keys[] = {"a", "b", "c"};
     const size_t key_lens[] = {1, 1, 1};
     const uint8_t *datas[] = {(const uint8_t *)"1", (const uint8_t *)"22", NULL};
@@ -362,9 +364,13 @@ static void test_mget_mset(void) {
     CHECK_OK(tierstack_cache_has(cache, K("fine"), &found));
     CHECK(!found);
 
-    /* mset with a TTL. */
+    /* mset with a TTL: fresh until the TTL has passed, to the millisecond. */
     CHECK_OK(tierstack_cache_mset(cache, keys, key_lens, datas, data_lens, 2, 0.2));
-    sleep_seconds(0.35);
+    CHECK_OK(tierstack_advance_test_clock(0.199));
+    CHECK_OK(tierstack_cache_mget(cache, keys, key_lens, 2, values));
+    CHECK_VALUE(values[0], "1");
+    CHECK_VALUE(values[1], "22");
+    CHECK_OK(tierstack_advance_test_clock(0.001));
     CHECK_OK(tierstack_cache_mget(cache, keys, key_lens, 3, values));
     CHECK(values[0] == NULL && values[1] == NULL);
     CHECK_VALUE(values[2], "");
@@ -411,7 +417,7 @@ static void test_keys_len_clear(void) {
 }
 
 static void test_ttls(void) {
-    fresh("");
+    fresh("\"test_clock\": true");
     CHECK_OK(tierstack_cache_set(cache, K("short"), D("s"), 0.2));
     CHECK_OK(tierstack_cache_set(cache, K("long"), D("l"), 60));
     CHECK_OK(tierstack_cache_set(cache, K("zero"), D("z"), 0));
@@ -420,7 +426,10 @@ static void test_ttls(void) {
     tierstack_value *value = NULL;
     CHECK_OK(tierstack_cache_get(cache, K("short"), &value));
     CHECK_VALUE(value, "s");
-    sleep_seconds(0.35);
+    CHECK_OK(tierstack_advance_test_clock(0.199));
+    CHECK_OK(tierstack_cache_get(cache, K("short"), &value));
+    CHECK_VALUE(value, "s");
+    CHECK_OK(tierstack_advance_test_clock(0.001));
     CHECK_OK(tierstack_cache_get(cache, K("short"), &value));
     CHECK(value == NULL);
     CHECK_OK(tierstack_cache_get(cache, K("long"), &value));
@@ -454,6 +463,38 @@ static void test_ttls(void) {
     CHECK(!found);
     CHECK_OK(tierstack_cache_get(cache, K("zero"), &value));
     CHECK_VALUE(value, "z");
+    done();
+}
+
+/* The test clock moves only test-clock caches, and refuses unusable
+ * seconds without moving. */
+static void test_advance_test_clock(void) {
+    fresh("\"test_clock\": true");
+    char *wall_dir = tmp_dir_new();
+    tierstack_cache *wall = open_in(wall_dir, "");
+    CHECK_OK(tierstack_cache_set(cache, K("k"), D("v"), 5));
+    CHECK_OK(tierstack_cache_set(wall, K("k"), D("v"), 5));
+    const double unusable[] = {-1, -1e-9, NAN, INFINITY, -INFINITY, DBL_MAX};
+    for (size_t i = 0; i < sizeof unusable / sizeof unusable[0]; i++) {
+        CHECK_RESULT(tierstack_advance_test_clock(unusable[i]), TIERSTACK_RESULT_INVALID_ARGUMENT);
+        CHECK(strstr(last_error(), "tierstack_advance_test_clock: seconds must be a finite "
+                                   "number >= 0") != NULL);
+    }
+    CHECK_OK(tierstack_advance_test_clock(0));
+    CHECK_OK(tierstack_advance_test_clock(-0.0));
+    CHECK_OK(tierstack_advance_test_clock(4.999));
+    tierstack_value *value = NULL;
+    CHECK_OK(tierstack_cache_get(cache, K("k"), &value));
+    CHECK_VALUE(value, "v");
+    CHECK_OK(tierstack_advance_test_clock(0.001));
+    CHECK_OK(tierstack_cache_get(cache, K("k"), &value));
+    CHECK(value == NULL);
+    /* A cache on the wall clock is not moved. */
+    CHECK_OK(tierstack_advance_test_clock(3600));
+    CHECK_OK(tierstack_cache_get(wall, K("k"), &value));
+    CHECK_VALUE(value, "v");
+    tierstack_cache_free(wall);
+    tmp_dir_remove(wall_dir);
     done();
 }
 
@@ -907,6 +948,8 @@ int main(void) {
     check_case("a damaged file is set aside, rebuilt and counted in stats",
                test_damaged_file_is_rebuilt);
     check_case("TTLs: expiry, defaults, unusable numbers", test_ttls);
+    check_case("the test clock moves test-clock caches only; unusable seconds are refused",
+               test_advance_test_clock);
     check_case("a 1 MiB key gives a short message", test_huge_key_messages);
     check_case("tags and invalidate_tag", test_tags);
     check_case("flush makes writes durable in the main file", test_flush_reaches_the_main_file);

@@ -25,8 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "check.h"
-#include "json.h"
 #include "origin.h"
 
 #define K(s) (s), (sizeof(s) - 1)
@@ -49,42 +50,41 @@ static bool control(const char *action, const char *payload) {
                        payload != NULL ? strlen(payload) : 0, NULL) == 200;
 }
 
-/* GET /_origin/deliveries, parsed (free with json_free); NULL on a failed
+/* GET /_origin/deliveries, parsed (free with json_decref); NULL on a failed
  * check. */
-static json *deliveries(void) {
+static json_t *deliveries(void) {
     char *body = NULL;
     int status = origin_http("GET", "/_origin/deliveries", NULL, NULL, 0, &body);
-    json *doc = NULL;
+    json_t *doc = NULL;
     if (CHECK(status == 200 && body != NULL)) {
-        char err[128];
-        doc = json_parse(body, strlen(body), err, sizeof err);
-        CHECK(doc != NULL && json_get(doc, "deliveries") != NULL);
+        doc = json_loads(body, JSON_DECODE_ANY, NULL);
+        CHECK(doc != NULL && json_object_get(doc, "deliveries") != NULL);
     }
     free(body);
     return doc;
 }
 
-static double number(const json *object, const char *key) {
-    const json *v = json_get(object, key);
-    return v != NULL && v->type == JSON_NUMBER ? v->number : -1;
+static double number(const json_t *object, const char *key) {
+    const json_t *v = json_object_get(object, key);
+    return json_is_number(v) ? json_number_value(v) : -1;
 }
 
-static bool is_string(const json *v, const char *want) {
-    return v != NULL && v->type == JSON_STRING && strlen(want) == v->len &&
-           memcmp(v->text, want, v->len) == 0;
+static bool is_string(const json_t *v, const char *want) {
+    return json_is_string(v) && strlen(want) == json_string_length(v) &&
+           memcmp(json_string_value(v), want, json_string_length(v)) == 0;
 }
 
 /* Checks the origin's counts: writes applied, attempts, duplicates. */
 #define CHECK_DELIVERIES(count, attempts, duplicates)                                       \
     do {                                                                                    \
-        json *d_ = deliveries();                                                            \
+        json_t *d_ = deliveries();                                                            \
         CHECK(number(d_, "count") == (count) && number(d_, "attempts") == (attempts) &&     \
               number(d_, "duplicates") == (duplicates));                                    \
         if (number(d_, "count") != (count) || number(d_, "attempts") != (attempts)) {       \
             fprintf(stderr, "  deliveries: count %g attempts %g duplicates %g\n",           \
                     number(d_, "count"), number(d_, "attempts"), number(d_, "duplicates")); \
         }                                                                                   \
-        json_free(d_);                                                                      \
+        json_decref(d_);                                                                      \
     } while (0)
 
 /* What the origin's store holds for `key`: its bytes (malloc'd,
@@ -240,34 +240,33 @@ static void done(void) {
 }
 
 /* Parses a string tierstack handed over and frees it. */
-static json *parse_owned(char *text) {
-    char err[128];
-    json *doc = text != NULL ? json_parse(text, strlen(text), err, sizeof err) : NULL;
+static json_t *parse_owned(char *text) {
+    json_t *doc = text != NULL ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
     tierstack_string_free(text);
     CHECK(doc != NULL);
     return doc;
 }
 
-static json *outbox_stats(tierstack_cache *c) {
+static json_t *outbox_stats(tierstack_cache *c) {
     char *text = NULL;
     CHECK_OK(tierstack_cache_outbox_stats_json(c, &text));
     return parse_owned(text);
 }
 
-static json *dead_letters(void) {
+static json_t *dead_letters(void) {
     char *text = NULL;
     CHECK_OK(tierstack_cache_dead_letters_json(cache, &text));
     return parse_owned(text);
 }
 
-static bool is_true(const json *object, const char *key) {
-    const json *v = json_get(object, key);
-    return v != NULL && v->type == JSON_BOOL && v->boolean;
+static bool is_true(const json_t *object, const char *key) {
+    const json_t *v = json_object_get(object, key);
+    return json_is_true(v);
 }
 
-static bool is_null(const json *object, const char *key) {
-    const json *v = json_get(object, key);
-    return v != NULL && v->type == JSON_NULL;
+static bool is_null(const json_t *object, const char *key) {
+    const json_t *v = json_object_get(object, key);
+    return json_is_null(v);
 }
 
 static int64_t now_epoch_ms(void) {
@@ -329,34 +328,34 @@ static void test_write_behind_delivers_each_write_once(void) {
     CHECK_STORED("user%3A5", "five");
 
     /* Each write once, with its own idempotency key, as the origin logged it. */
-    json *d = deliveries();
-    const json *list = json_get(d, "deliveries");
-    CHECK(list != NULL && list->type == JSON_ARRAY && list->n == 6);
-    for (size_t i = 0; list != NULL && i < list->n; i++) {
-        const json *id = json_get(list->items[i], "idempotency_key");
-        CHECK(id != NULL && id->type == JSON_STRING && id->len > 0);
+    json_t *d = deliveries();
+    const json_t *list = json_object_get(d, "deliveries");
+    CHECK(json_is_array(list) && json_array_size(list) == 6);
+    for (size_t i = 0; list != NULL && i < json_array_size(list); i++) {
+        const json_t *id = json_object_get(json_array_get(list, i), "idempotency_key");
+        CHECK(json_is_string(id) && json_string_length(id) > 0);
         for (size_t j = 0; id != NULL && j < i; j++) {
-            CHECK(!is_string(json_get(list->items[j], "idempotency_key"), id->text));
+            CHECK(!is_string(json_object_get(json_array_get(list, j), "idempotency_key"), json_string_value(id)));
         }
     }
-    const json *last = list != NULL && list->n == 6 ? list->items[5] : NULL;
-    CHECK(is_string(json_get(last, "key"), "user:2") && is_null(last, "value"));
-    json_free(d);
+    const json_t *last = list != NULL && json_array_size(list) == 6 ? json_array_get(list, 5) : NULL;
+    CHECK(is_string(json_object_get(last, "key"), "user:2") && is_null(last, "value"));
+    json_decref(d);
 
-    json *stats = outbox_stats(cache);
+    json_t *stats = outbox_stats(cache);
     CHECK(is_true(stats, "durable") && number(stats, "pending") == 0 &&
           is_null(stats, "oldest_age_ms") && number(stats, "retrying") == 0 &&
           number(stats, "retries") == 0 && number(stats, "delivered") == 6 &&
           number(stats, "dead") == 0);
-    json_free(stats);
+    json_decref(stats);
 
     /* The same figures are the `outbox` member of the stats. */
     char *text = NULL;
     CHECK_OK(tierstack_cache_stats_json(cache, &text));
-    json *all = parse_owned(text);
-    const json *outbox = json_get(all, "outbox");
+    json_t *all = parse_owned(text);
+    const json_t *outbox = json_object_get(all, "outbox");
     CHECK(number(outbox, "delivered") == 6 && number(outbox, "pending") == 0);
-    json_free(all);
+    json_decref(all);
     CHECK(atomic_load(&source_state.loads) == 0);
     done();
 }
@@ -390,9 +389,9 @@ static void test_write_through_failure_keeps_the_old_value(void) {
     CHECK_DELIVERIES(3, 4, 0);
 
     /* No outbox with write-through. */
-    json *stats = outbox_stats(cache);
-    CHECK(stats != NULL && stats->type == JSON_NULL);
-    json_free(stats);
+    json_t *stats = outbox_stats(cache);
+    CHECK(json_is_null(stats));
+    json_decref(stats);
     CHECK(atomic_load(&source_state.loads) == 0);
     done();
 }
@@ -415,22 +414,22 @@ static void test_failing_then_recovering_source_gets_each_write_once(void) {
     CHECK_STORED("c", "3");
     /* A retry carries the idempotency key of the write's first attempt. */
     CHECK(attempts_with_one_id("a") + attempts_with_one_id("b") + attempts_with_one_id("c") == 5);
-    json *stats = outbox_stats(cache);
+    json_t *stats = outbox_stats(cache);
     CHECK(number(stats, "pending") == 0 && number(stats, "retries") == 2 &&
           number(stats, "delivered") == 3 && number(stats, "dead") == 0);
-    json_free(stats);
+    json_decref(stats);
     done();
 }
 
 /* Checks one dead letter of the always-failing origin. */
-static void check_dead_letter(const json *letter, const char *key, int64_t start_ms) {
+static void check_dead_letter(const json_t *letter, const char *key, int64_t start_ms) {
     char want[128];
     snprintf(want, sizeof want, "source: the store returned source: PUT /store/%s answered 500",
              key);
-    CHECK(is_string(json_get(letter, "key"), key));
-    CHECK(is_string(json_get(letter, "op"), "store"));
+    CHECK(is_string(json_object_get(letter, "key"), key));
+    CHECK(is_string(json_object_get(letter, "op"), "store"));
     CHECK(number(letter, "attempts") == 3);
-    CHECK(is_string(json_get(letter, "last_error"), want));
+    CHECK(is_string(json_object_get(letter, "last_error"), want));
     double created = number(letter, "created_ms"), failed = number(letter, "failed_ms");
     CHECK(created >= (double)start_ms && created <= failed && failed <= (double)now_epoch_ms());
 }
@@ -446,18 +445,18 @@ static void test_always_failing_source_ends_in_dead_letters(void) {
     CHECK_OK(tierstack_cache_set(cache, K("b"), V("2"), 0));
     /* flush returns once nothing is pending: dead letters do not count. */
     CHECK_OK(tierstack_cache_flush(cache));
-    json *dead = dead_letters();
-    CHECK(dead != NULL && dead->type == JSON_ARRAY && dead->n == 2);
-    if (dead != NULL && dead->n == 2) {
-        check_dead_letter(dead->items[0], "a", start_ms);
-        check_dead_letter(dead->items[1], "b", start_ms);
+    json_t *dead = dead_letters();
+    CHECK(json_is_array(dead) && json_array_size(dead) == 2);
+    if (dead != NULL && json_array_size(dead) == 2) {
+        check_dead_letter(json_array_get(dead, 0), "a", start_ms);
+        check_dead_letter(json_array_get(dead, 1), "b", start_ms);
     }
-    json_free(dead);
-    json *stats = outbox_stats(cache);
+    json_decref(dead);
+    json_t *stats = outbox_stats(cache);
     CHECK(number(stats, "pending") == 0 && number(stats, "retrying") == 0 &&
           number(stats, "retries") == 6 && number(stats, "delivered") == 0 &&
           number(stats, "dead") == 2);
-    json_free(stats);
+    json_decref(stats);
     CHECK_DELIVERIES(0, 6, 0);
     CHECK(attempts_with_one_id("a") == 3 && attempts_with_one_id("b") == 3);
     /* The cache still reads its own writes. */
@@ -475,12 +474,12 @@ static void test_always_failing_source_ends_in_dead_letters(void) {
     CHECK_STORED("a", "1");
     CHECK_STORED("b", "2");
     dead = dead_letters();
-    CHECK(dead != NULL && dead->type == JSON_ARRAY && dead->n == 0);
-    json_free(dead);
+    CHECK(json_is_array(dead) && json_array_size(dead) == 0);
+    json_decref(dead);
     stats = outbox_stats(cache);
     CHECK(number(stats, "delivered") == 2 && number(stats, "dead") == 0 &&
           number(stats, "retries") == 6);
-    json_free(stats);
+    json_decref(stats);
 
     /* One more that gives up, then purged: it never reaches the origin. */
     CHECK(control("fail_writes", "{\"status\": 500}"));
@@ -509,9 +508,9 @@ static void test_pending_writes_are_listed(void) {
     CHECK(control("fail_writes", "{\"status\": 500}"));
     CHECK_OK(tierstack_cache_set(cache, K("p"), V("1"), 0));
     /* Polled with a deadline: the first attempt is the worker's. */
-    json *stats = NULL;
+    json_t *stats = NULL;
     for (int i = 0; i < 1000; i++) {
-        json_free(stats);
+        json_decref(stats);
         stats = outbox_stats(cache);
         if (number(stats, "retrying") == 1) {
             break;
@@ -520,17 +519,17 @@ static void test_pending_writes_are_listed(void) {
     }
     CHECK(number(stats, "pending") == 1 && number(stats, "retrying") == 1 &&
           number(stats, "retries") == 1 && number(stats, "oldest_age_ms") >= 0);
-    json_free(stats);
+    json_decref(stats);
     char *text = NULL;
     CHECK_OK(tierstack_cache_pending_writes_json(cache, &text));
-    json *pending = parse_owned(text);
-    CHECK(pending != NULL && pending->type == JSON_ARRAY && pending->n == 1);
-    const json *p = pending != NULL && pending->n == 1 ? pending->items[0] : NULL;
-    CHECK(is_string(json_get(p, "key"), "p") && is_string(json_get(p, "op"), "store") &&
+    json_t *pending = parse_owned(text);
+    CHECK(json_is_array(pending) && json_array_size(pending) == 1);
+    const json_t *p = pending != NULL && json_array_size(pending) == 1 ? json_array_get(pending, 0) : NULL;
+    CHECK(is_string(json_object_get(p, "key"), "p") && is_string(json_object_get(p, "op"), "store") &&
           number(p, "attempts") == 1 &&
-          is_string(json_get(p, "last_error"),
+          is_string(json_object_get(p, "last_error"),
                     "source: the store returned source: PUT /store/p answered 500"));
-    json_free(pending);
+    json_decref(pending);
     /* flush gives up at outbox.flush_timeout. */
     CHECK_RESULT(tierstack_cache_flush(cache), TIERSTACK_RESULT_TIMEOUT);
     CHECK(control("clear_write_faults", NULL));
@@ -567,9 +566,9 @@ static void test_read_only_source_refused_at_open(void) {
     char *config = config_in(dir, "\"strategy\": \"read-through\"");
     tierstack_cache *other = NULL;
     CHECK_OK(tierstack_cache_open_with_source(config, &read_only, &source_state, &other));
-    json *stats = outbox_stats(other);
-    CHECK(stats != NULL && stats->type == JSON_NULL);
-    json_free(stats);
+    json_t *stats = outbox_stats(other);
+    CHECK(json_is_null(stats));
+    json_decref(stats);
     tierstack_cache_free(other);
     free(config);
     tmp_dir_remove(dir);
@@ -630,15 +629,15 @@ static char *dead_letter_error(failing_source *s, bool remove) {
             CHECK_OK(tierstack_cache_set(cache, K("k"), V("v"), 0));
         }
         CHECK_OK(tierstack_cache_flush(cache));
-        json *dead = dead_letters();
-        const json *letter = dead != NULL && dead->n == 1 ? dead->items[0] : NULL;
+        json_t *dead = dead_letters();
+        const json_t *letter = dead != NULL && json_array_size(dead) == 1 ? json_array_get(dead, 0) : NULL;
         CHECK(letter != NULL && number(letter, "attempts") == 3 &&
-              is_string(json_get(letter, "op"), remove ? "remove" : "store"));
-        const json *last = json_get(letter, "last_error");
-        if (CHECK(last != NULL && last->type == JSON_STRING)) {
-            error = strdup(last->text);
+              is_string(json_object_get(letter, "op"), remove ? "remove" : "store"));
+        const json_t *last = json_object_get(letter, "last_error");
+        if (CHECK(json_is_string(last))) {
+            error = strdup(json_string_value(last));
         }
-        json_free(dead);
+        json_decref(dead);
     }
     CHECK(atomic_load(&s->calls) == 3);
     free(config);
@@ -671,9 +670,12 @@ static void test_failing_callbacks_end_in_dead_letters_with_their_message(void) 
     free(error);
 
     /* A number that is no result code. */
-    failing_source odd = {.returns = (tierstack_result)77, .message = NULL};
+    failing_source odd = {.returns = unknown_result_code(), .message = NULL};
     error = dead_letter_error(&odd, false);
-    CHECK(error != NULL && strcmp(error, "source: the store returned unknown result 77") == 0);
+    char want[64];
+    snprintf(want, sizeof want, "source: the store returned unknown result %u",
+             (unsigned)unknown_result_code());
+    CHECK(error != NULL && strcmp(error, want) == 0);
     free(error);
 }
 
@@ -735,9 +737,9 @@ static void test_outbox_survives_a_crash(void) {
     CHECK_OK(tierstack_cache_flush(cache));
     CHECK_DELIVERIES(1, 2, 0);
     CHECK_STORED("survivor", "kept");
-    json *stats = outbox_stats(cache);
+    json_t *stats = outbox_stats(cache);
     CHECK(number(stats, "pending") == 0 && number(stats, "delivered") == 1);
-    json_free(stats);
+    json_decref(stats);
     free(config);
     free(quick);
     done();
