@@ -7,6 +7,8 @@
 
 #[path = "support/redis.rs"]
 mod redis_support;
+#[path = "support/redis_tier.rs"]
+mod redis_tier_support;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -17,54 +19,11 @@ use redis_support::{Proxy, RedisServer};
 use tierstack::blocking::Cache;
 use tierstack::source::from_blocking_fn;
 use tierstack::{
-    BreakerState, CacheBuilder, Config, ErrorKind, Fetched, GetOptions, Loaded, ManualClock,
-    RedisConfig, SetOptions, Tier,
+    BreakerState, ErrorKind, Fetched, GetOptions, Loaded, ManualClock, RedisConfig, SetOptions,
+    Tier,
 };
 
-const SECOND: Duration = Duration::from_secs(1);
-
-/// A "machine": its own L2 file and L1, on the shared clock and Redis.
-fn machine(dir: &tempfile::TempDir, name: &str, url: &str, clock: &ManualClock) -> CacheBuilder {
-    Cache::builder()
-        .namespace("redis-test")
-        .sqlite_path(dir.path().join(format!("{name}.db")))
-        .clock(clock.clone())
-        .ttl_jitter(0.0)
-        .redis(RedisConfig::new(url))
-}
-
-fn tier(cache: &Cache, key: &str) -> Option<(Vec<u8>, Tier)> {
-    cache
-        .lookup(key)
-        .unwrap()
-        .map(|l| (l.value.to_vec(), l.tier))
-}
-
-fn hit(value: &str, tier: Tier) -> Option<(Vec<u8>, Tier)> {
-    Some((value.as_bytes().to_vec(), tier))
-}
-
-/// Changes `cache`'s backplane has applied.
-fn received(cache: &Cache) -> u64 {
-    cache.stats().redis.unwrap().backplane.unwrap().received
-}
-
-/// Waits (up to 10 s) for `done`.
-fn wait_until(done: impl Fn() -> bool) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(start.elapsed() < 10 * SECOND, "not done within 10 s");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// (hits, misses) of the Redis tier, and (errors, skipped).
-fn redis_counts(cache: &Cache) -> ((u64, u64), (u64, u64)) {
-    let stats = cache.stats();
-    let tier = stats.tier(Tier::Redis).expect("a redis tier");
-    let redis = stats.redis.as_ref().expect("redis stats");
-    ((tier.hits, tier.misses), (redis.errors, redis.skipped))
-}
+use redis_tier_support::{SECOND, hit, machine, received, redis_counts, tier, wait_until};
 
 #[test]
 fn a_set_on_one_machine_is_a_redis_hit_on_another_then_memory() {
@@ -325,160 +284,6 @@ fn redis_down_is_skipped_without_errors_and_recovers_when_it_returns() {
     assert_eq!(tier(&c, "v"), hit("source of v", Tier::Redis));
     assert_eq!(calls.load(Ordering::SeqCst), 5);
     assert_eq!(redis_counts(&b).1, (3, 9));
-}
-
-thread_local! {
-    static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Writes a log line to this thread's capture, if one is on.
-struct ThreadCapture;
-
-impl std::io::Write for ThreadCapture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        CAPTURED.with(|c| {
-            if let Some(buffer) = c.borrow_mut().as_mut() {
-                buffer.extend_from_slice(bytes);
-            }
-        });
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Log lines written on this thread while `f` runs. (One subscriber for
-/// the whole test binary: a scoped one misses events whose call sites
-/// other tests' threads reached first.)
-fn logged(f: impl FnOnce()) -> String {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        tracing_subscriber::fmt()
-            .with_writer(|| ThreadCapture)
-            .with_ansi(false)
-            .init();
-    });
-    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
-    f();
-    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    String::from_utf8(bytes).unwrap()
-}
-
-#[test]
-fn a_password_in_the_url_never_shows() {
-    let password = "pa55-w0rd-secret";
-    let server = RedisServer::start_with(Some(password));
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::starting_now();
-    let url = |pw: &str| format!("redis://:{pw}@127.0.0.1:{}/0", server.port);
-
-    // The right password: the tier works.
-    let a = machine(&dir, "a", &url(password), &clock)
-        .build_blocking()
-        .unwrap();
-    let b = machine(&dir, "b", &url(password), &clock)
-        .build_blocking()
-        .unwrap();
-    a.set("k", "v").unwrap();
-    assert_eq!(tier(&b, "k"), hit("v", Tier::Redis));
-
-    // A wrong one: the failure is counted and logged, without it.
-    let wrong = "wr0ng-pa55-secret";
-    let c = machine(&dir, "c", &url(wrong), &clock)
-        .build_blocking()
-        .unwrap();
-    let log = logged(|| assert_eq!(tier(&c, "k"), None));
-    assert_eq!(redis_counts(&c).1, (1, 0));
-    assert!(log.contains("a Redis call failed"), "{log}");
-
-    let stats = serde_json::to_string(&c.stats()).unwrap();
-    let config = c.config().clone();
-    let shown = [
-        log,
-        stats,
-        format!("{config:?}"),
-        config.to_json(),
-        format!("{:?}", machine(&dir, "d", &url(wrong), &clock)),
-        format!("{c:?}"),
-    ];
-    for text in &shown {
-        assert!(!text.contains(wrong) && !text.contains(password), "{text}");
-    }
-    assert!(shown[2].contains("redis://:***@127.0.0.1"), "{}", shown[2]);
-
-    // A URL redis-rs cannot read: the error names the key, not the password.
-    let err = machine(
-        &dir,
-        "e",
-        &format!("redis://:{wrong}@127.0.0.1:notaport/0"),
-        &clock,
-    )
-    .build_blocking()
-    .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
-    assert!(err.message().contains("redis.url"), "{}", err.message());
-    assert!(!err.to_string().contains(wrong), "{err}");
-    assert!(!format!("{err:?}").contains(wrong), "{err:?}");
-}
-
-#[test]
-fn config_errors_name_the_key() {
-    let cases = [
-        (r#"{"redis": {"prefix": "p"}}"#, "redis.url is required"),
-        (r#"{"redis": {"url": "localhost:6379"}}"#, "redis.url"),
-        (
-            r#"{"redis": {"url": "redis://h", "timeout": 0}}"#,
-            "redis.timeout",
-        ),
-        (
-            r#"{"redis": {"url": "redis://h", "ttl": 1e20}}"#,
-            "redis.ttl",
-        ),
-        (
-            r#"{"redis": {"url": "redis://h", "prefix": "a\nb"}}"#,
-            "redis.prefix",
-        ),
-        (
-            r#"{"redis": {"url": "redis://h", "enabled": "yes"}}"#,
-            "invalid type",
-        ),
-    ];
-    for (json, needle) in cases {
-        let err = Config::from_json(json).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{json}");
-        assert!(err.message().contains(needle), "{json}: {}", err.message());
-    }
-}
-
-#[test]
-fn without_a_section_or_disabled_nothing_connects() {
-    // No server runs on this port: any connection would fail and count.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::starting_now();
-    let mut disabled = RedisConfig::new(format!("redis://127.0.0.1:{port}/0"));
-    disabled.enabled = false;
-    for builder in [
-        Cache::builder().sqlite_path(dir.path().join("none.db")),
-        Cache::builder()
-            .sqlite_path(dir.path().join("off.db"))
-            .redis(disabled.clone()),
-    ] {
-        let cache = builder.clock(clock.clone()).build_blocking().unwrap();
-        cache.set("k", "v").unwrap();
-        assert_eq!(cache.get("nope").unwrap(), None);
-        let stats = cache.stats();
-        assert!(stats.redis.is_none());
-        assert_eq!(
-            stats.tiers.iter().map(|t| t.tier).collect::<Vec<_>>(),
-            [Tier::Memory, Tier::Sqlite]
-        );
-    }
 }
 
 #[test]

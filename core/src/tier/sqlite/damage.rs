@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::APPLICATION_ID;
-use super::file::{Mode, check_identity, connect, io_error, regular, suffixed, wal_files};
+use super::file::{Mode, connect, io_error, regular, suffixed, wal_files};
+use super::schema::{APPLICATION_ID, check_identity};
 use crate::error::{Error, ErrorKind, Result};
 
 /// `err` (damage in `path`, `sqlite.on_corrupt` = `fail`) saying so.

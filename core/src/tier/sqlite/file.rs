@@ -1,7 +1,6 @@
 //! Opening the cache file: creating it with its directory, deciding
-//! whether it can be written, connecting, switching it to WAL, checking that
-//! it is a tierstack cache of a version this one reads, and migrating it
-//! forward.
+//! whether it can be written, connecting, switching it to WAL, and having it
+//! checked and migrated forward (see [`super::schema`]).
 //!
 //! How a path is opened:
 //! - missing: its directory (0700) and the file (0600) are created, and it
@@ -32,11 +31,12 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
+use super::BUSY_TIMEOUT;
 use super::damage::{check_structure, has_tierstack_header, is_damage, left_as_is, set_aside};
+use super::schema::{SCHEMA_VERSION, check_identity, migrate};
 use super::space::WAL_SIZE_LIMIT;
-use super::{APPLICATION_ID, BUSY_TIMEOUT, MIGRATIONS, SCHEMA_VERSION};
 use crate::config::OnCorrupt;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -395,58 +395,4 @@ fn is_busy(err: &Error) -> bool {
         source.and_then(rusqlite::Error::sqlite_error_code),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
     )
-}
-
-/// Refuses a file that is not an empty database or a tierstack cache, or
-/// that a newer version wrote. Reads only: a refused file is not modified.
-pub(super) fn check_identity(conn: &Connection) -> Result<()> {
-    // One statement, so one consistent snapshot even while another process
-    // is creating the schema.
-    let (app_id, version, objects): (i64, i64, i64) = conn.query_row(
-        "SELECT (SELECT application_id FROM pragma_application_id()), \
-         (SELECT user_version FROM pragma_user_version()), \
-         (SELECT count(*) FROM sqlite_schema)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let fresh = app_id == 0 && version == 0 && objects == 0;
-    if !fresh && app_id != APPLICATION_ID {
-        return Err(Error::new(
-            ErrorKind::Corrupt,
-            "a SQLite database of another program, not a tierstack cache; it was left untouched",
-        ));
-    }
-    if version > SCHEMA_VERSION {
-        return Err(Error::new(
-            ErrorKind::Incompatible,
-            format!(
-                "schema version {version}; this tierstack reads up to {SCHEMA_VERSION}; \
-                 it was left untouched"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let current =
-        |conn: &Connection| conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
-    if current(conn)? == SCHEMA_VERSION {
-        // Up to date: opening writes nothing.
-        return Ok(());
-    }
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Another process may have migrated while we waited for the write lock.
-    check_identity(&tx)?;
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(current(&tx)? as usize) {
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", step as i64 + 1)?;
-    }
-    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
-    tx.commit()?;
-    // Copied into the file at once, so that its header on disk shows a
-    // tierstack cache from now on (what decides whether a damaged file may
-    // be set aside); a busy checkpoint is not an error.
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-    Ok(())
 }

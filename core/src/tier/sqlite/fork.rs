@@ -1,0 +1,89 @@
+//! Fork safety: SQLite connections must not cross a `fork()`. Every call
+//! enters through a gate that holds `fork()` off, and a forked child
+//! replaces the connections (and everything the parent's threads may have
+//! held) before its first call.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::Notify;
+
+use super::SqliteTier;
+use super::maintenance::Access;
+use crate::coherence;
+use crate::error::Result;
+use crate::runtime::{self, unlock_abandoned};
+
+impl SqliteTier {
+    /// Sets what to run once in a forked child after its connections were
+    /// replaced, with the child's new [`SqliteTier::wake`] (the engine
+    /// restarts its maintenance there).
+    pub(crate) fn on_fork(&self, f: impl Fn(Arc<Notify>) + Send + Sync + 'static) {
+        // Set once, at open; a second call has nothing to replace.
+        let _ = self.after_fork.set(Box::new(f));
+    }
+
+    /// Enters SQLite: holds `fork()` off until the guard drops and, in a
+    /// process forked since the connections were opened, first replaces
+    /// them (SQLite connections must not cross a `fork()`).
+    #[inline]
+    pub(super) fn enter(&self) -> Result<runtime::ForkGate> {
+        let gate = runtime::fork_gate();
+        let generation = runtime::fork_generation();
+        if self.generation.load(Ordering::Acquire) != generation {
+            self.reset_after_fork(generation)?;
+        }
+        Ok(gate)
+    }
+
+    #[cold]
+    fn reset_after_fork(&self, generation: u64) -> Result<()> {
+        if self.resetting.swap(true, Ordering::AcqRel) {
+            // Another thread of this child is resetting; wait for it.
+            while self.generation.load(Ordering::Acquire) != generation {
+                std::thread::yield_now();
+            }
+            return Ok(());
+        }
+        // SAFETY: only threads of this (child) process can hold these locks
+        // from now on, and none has taken them yet: the connection locks are
+        // reached through `enter`, which waits above while `resetting` is
+        // set, and the read buffer only after it. A lock found held was
+        // taken by a parent's thread that does not exist in this process
+        // and will never release it.
+        unsafe {
+            unlock_abandoned(&self.current);
+            unlock_abandoned(&self.writer);
+            unlock_abandoned(&self.readers);
+            unlock_abandoned(&self.queue);
+            unlock_abandoned(&self.access);
+            unlock_abandoned(&self.counting);
+            unlock_abandoned(&self.watch);
+            unlock_abandoned(&self.wake);
+        }
+        // Closing the inherited connections first lets the new ones take
+        // their own locks: SQLite shares lock state between connections of
+        // one process, and the parent's locks were not inherited. A close
+        // checkpoints only if no other process holds the file open.
+        drop(self.writer.lock().take());
+        self.readers.lock().clear();
+        self.queue.lock().clear();
+        *self.access.lock() = Access::default();
+        *self.watch.lock() = None;
+        *self.wake.lock() = Arc::new(Notify::new());
+        self.origin
+            .store(coherence::new_origin(), Ordering::Relaxed);
+        let reopened = match self.closed.load(Ordering::Acquire) {
+            true => Ok(()),
+            false => self.open_writer().map(|conn| *self.writer.lock() = conn),
+        };
+        self.generation.store(generation, Ordering::Release);
+        self.resetting.store(false, Ordering::Release);
+        if reopened.is_ok()
+            && let Some(restart) = self.after_fork.get()
+        {
+            restart(self.wake());
+        }
+        reopened
+    }
+}

@@ -1,0 +1,307 @@
+//! Access tracking and eviction: reads recorded in memory (and rows used
+//! above this tier, by slot), written by a maintenance pass that evicts the
+//! least recently used rows while over budget and purges rows past their
+//! stale-until time.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::SqliteTier;
+use super::space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
+use crate::error::{Error, Result};
+
+/// After eviction the total is at most this share of the budget, so that
+/// eviction runs in batches rather than on every write.
+const EVICT_LOW_WATER: f64 = 0.9;
+
+/// Rows past their stale-until time are purged at most this often.
+const PURGE_EVERY_MS: u64 = 10 * 60 * 1000;
+
+/// Rows with reads held in memory (a count and the latest time per row)
+/// before a maintenance pass is asked for; past [`ACCESS_CAP`] rows, reads
+/// of further rows are not recorded until the next pass.
+const ACCESS_FLUSH_AT: usize = 16_384;
+const ACCESS_CAP: usize = 262_144;
+
+/// The row written last: the latest change in the log whose key still has a
+/// row (a put; a later delete or put of the key would be a later change).
+/// `CROSS JOIN` keeps the log outside: it is walked from its head, each key
+/// looked up by the unique index, and the walk stops at the first row.
+const SQL_WRITTEN_LAST: &str = "SELECT entries.id, entries.size FROM changes \
+     CROSS JOIN entries ON entries.key = changes.key ORDER BY changes.seq DESC LIMIT 1";
+const SQL_TOUCH: &str = "UPDATE entries SET last_access_ms = max(last_access_ms, ?2), \
+     access_count = access_count + ?3 WHERE id = ?1";
+const SQL_TOUCH_ROW: &str =
+    "UPDATE entries SET last_access_ms = max(last_access_ms, ?2) WHERE id = ?1";
+
+/// Slots of [`SqliteTier::touch`]'s record of rows used above this tier; a
+/// power of two.
+pub(super) const HOT_SLOTS: usize = 4096;
+
+/// Reads waiting to be written: per row, the latest time and how many.
+#[derive(Default)]
+pub(super) struct Access {
+    /// Reads served by this tier, by row id.
+    pub(super) by_id: HashMap<i64, (u64, i64)>,
+}
+
+impl Access {
+    fn rows(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
+/// What a maintenance pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Maintenance {
+    pub(crate) touched: usize,
+    pub(crate) evicted: u64,
+    pub(crate) purged: u64,
+}
+
+impl SqliteTier {
+    /// Drops the reads buffered for deleted row `id`: SQLite gives a
+    /// deleted row's id to the next row inserted, which must not inherit them.
+    pub(super) fn forget_reads(&self, id: i64) {
+        self.access.lock().by_id.remove(&id);
+    }
+
+    /// Held while reads move between the places they are counted in (L1,
+    /// this tier's buffer, the file), so that [`SqliteTier::entry`] plus
+    /// L1's count adds every read once.
+    pub(crate) fn counting(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.counting.lock()
+    }
+
+    /// Records reads served above this tier by `(row, reads)`, counted
+    /// up to `now_ms`, to be written with the next pass as this tier's own are.
+    pub(crate) fn record_reads(&self, reads: &[(i64, u64)], now_ms: u64) {
+        if reads.is_empty() || self.read_only.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut access = self.access.lock();
+        for &(id, n) in reads {
+            let (last, count) = access.by_id.entry(id).or_insert((now_ms, 0));
+            *last = (*last).max(now_ms);
+            *count += n as i64;
+        }
+    }
+
+    pub(super) fn record_access(&self, ids: &[i64], now_ms: u64) {
+        // A read-only file cannot record reads; it is not evicted from here either.
+        if ids.is_empty() || self.read_only.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut access = self.access.lock();
+        let before = access.rows();
+        for &id in ids {
+            if before < ACCESS_CAP || access.by_id.contains_key(&id) {
+                let (last, count) = access.by_id.entry(id).or_insert((now_ms, 0));
+                *last = (*last).max(now_ms);
+                *count += 1;
+            }
+        }
+        if before < ACCESS_FLUSH_AT && access.rows() >= ACCESS_FLUSH_AT {
+            self.wake.lock().notify_one();
+        }
+    }
+
+    /// Records that row `row` (an id from [`Found::row`](super::Found::row)
+    /// or [`Outcome::row`](super::Outcome::row); 0: none) was used above
+    /// this tier, by an L1 hit, so that it is not evicted as if unused. The
+    /// next maintenance pass sets its last access to the pass's time (at
+    /// most a pass late) and leaves `access_count` alone: that counts the
+    /// reads this tier served.
+    ///
+    /// On the L1 hit path (for one hit in [`crate::TIME_SAMPLE_EVERY`]):
+    /// one relaxed store into a fixed slot array, so no lock, no allocation
+    /// and no SQLite, and nothing to wait for (not even a `fork()` under way
+    /// in another thread). A row whose slot another row took since is not
+    /// recorded this pass; a hot row comes back. An id reused by a newer
+    /// row after a delete refreshes that row: harmless. Nothing is recorded
+    /// on a read-only file, where eviction cannot run.
+    #[inline]
+    pub(crate) fn touch(&self, row: i64) {
+        if row != 0 && !self.read_only.load(Ordering::Relaxed) {
+            self.hot[row as usize & (HOT_SLOTS - 1)].store(row, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether [`SqliteTier::touch`] recorded a row since the last pass.
+    fn hot_pending(&self) -> bool {
+        self.hot
+            .iter()
+            .any(|slot| slot.load(Ordering::Relaxed) != 0)
+    }
+
+    /// Writes buffered accesses, evicts least recently used rows while over
+    /// budget, and purges rows past their stale-until time (at most every
+    /// ten minutes).
+    ///
+    /// A pass with nothing to do writes nothing; `budget: false` (closing)
+    /// only writes the buffered reads.
+    ///
+    /// On a read-only file there is nothing to write and nothing may be
+    /// evicted: a pass does nothing.
+    pub(crate) fn maintain(&self, now_ms: u64, budget: bool) -> Result<Maintenance> {
+        if self.read_only.load(Ordering::Acquire) {
+            return Ok(Maintenance::default());
+        }
+        let _gate = self.enter()?;
+        let last_purge = self.last_purge_ms.load(Ordering::Relaxed);
+        let purge = budget && now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
+        let evict = budget && self.read_totals()? > self.max_bytes;
+        if !purge && !evict && self.access.lock().rows() == 0 && !self.hot_pending() {
+            return Ok(Maintenance::default());
+        }
+        // Eviction goes in transactions of at most EVICT_CHUNK rows with a
+        // checkpoint between, so that the WAL stays small (see `space`).
+        let mut done = Maintenance::default();
+        let mut round = 0;
+        loop {
+            let step = {
+                // The reads taken from the buffer are in neither it nor the
+                // file until the commit.
+                let _counting = self.counting.lock();
+                let mut writer = self.writer.lock();
+                let pass = |writer: &mut Option<Connection>| {
+                    let tx = self
+                        .writable(writer)?
+                        .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    self.check_still_current()?;
+                    let done = self.maintain_in(&tx, now_ms, purge && round == 0, budget, round)?;
+                    tx.commit()?;
+                    Ok::<_, Error>(done)
+                };
+                let step = match pass(&mut writer) {
+                    Err(err) => {
+                        self.recover(&mut writer, err)?;
+                        pass(&mut writer)?
+                    }
+                    step => step?,
+                };
+                // Counted before the writer lock is released, so the next
+                // pass, here or in another thread, sees it.
+                self.counters.sqlite.evictions.add(step.evicted);
+                step
+            };
+            done.touched += step.touched;
+            done.evicted += step.evicted;
+            done.purged += step.purged;
+            if step.evicted < EVICT_CHUNK {
+                break;
+            }
+            self.checkpoint()?;
+            round += 1;
+        }
+        if purge {
+            self.last_purge_ms.store(now_ms, Ordering::Relaxed);
+        }
+        if done.evicted + done.purged >= LARGE_REMOVAL {
+            if let Some(conn) = self.writer.lock().as_ref() {
+                checkpoint_truncate(conn)?;
+            }
+        } else if done != Maintenance::default() {
+            self.checkpoint()?;
+        }
+        Ok(done)
+    }
+
+    /// One transaction of a maintenance pass; `round` > 0 continues an
+    /// eviction that stopped at [`EVICT_CHUNK`] rows.
+    fn maintain_in(
+        &self,
+        tx: &Transaction<'_>,
+        now_ms: u64,
+        purge: bool,
+        budget: bool,
+        round: u32,
+    ) -> Result<Maintenance> {
+        let max_bytes = self.max_bytes;
+        // Taken under the writer lock, so a concurrent pass cannot evict
+        // by recency before the reads recorded up to now are written.
+        let access = std::mem::take(&mut *self.access.lock());
+        let mut done = Maintenance {
+            touched: access.rows(),
+            ..Maintenance::default()
+        };
+        let mut touch = tx.prepare_cached(SQL_TOUCH)?;
+        for (id, (at, n)) in &access.by_id {
+            touch.execute(params![id, *at as i64, n])?;
+        }
+        let mut touch_row = tx.prepare_cached(SQL_TOUCH_ROW)?;
+        for slot in &self.hot[..] {
+            let row = slot.swap(0, Ordering::Relaxed);
+            if row != 0 {
+                touch_row.execute(params![row, now_ms as i64])?;
+                done.touched += 1;
+            }
+        }
+        let (mut bytes, mut count) = (0i64, 0i64);
+        if purge {
+            let mut stmt =
+                tx.prepare_cached("DELETE FROM entries WHERE stale_until_ms <= ?1 RETURNING size")?;
+            let sizes = stmt.query_map([now_ms as i64], |r| r.get::<_, i64>(0))?;
+            for size in sizes {
+                bytes -= size?;
+                count -= 1;
+                done.purged += 1;
+            }
+        }
+        let total: i64 = tx.query_row(
+            "SELECT value FROM meta WHERE name = 'total_bytes'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut over = total + bytes - (max_bytes as f64 * EVICT_LOW_WATER) as i64;
+        if budget && (total + bytes > max_bytes as i64 || round > 0) {
+            // The row written last is kept if it fits the budget alone, so a
+            // budget that holds one row, or rows larger than the share
+            // eviction aims for, never loses the write that just returned.
+            let kept: Option<i64> = tx
+                .prepare_cached(SQL_WRITTEN_LAST)?
+                .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .optional()?
+                .filter(|&(_, size)| size <= max_bytes as i64)
+                .map(|(id, _)| id);
+            let mut oldest = tx.prepare_cached(
+                "SELECT id, size FROM entries WHERE id IS NOT ?1 \
+                 ORDER BY last_access_ms, id LIMIT 256",
+            )?;
+            let mut delete = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
+            while over > 0 && done.evicted < EVICT_CHUNK {
+                let batch = oldest
+                    .query_map([kept], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                if batch.is_empty() {
+                    break;
+                }
+                for (id, size) in batch {
+                    if over <= 0 || done.evicted == EVICT_CHUNK {
+                        break;
+                    }
+                    delete.execute([id])?;
+                    bytes -= size;
+                    over -= size;
+                    count -= 1;
+                    done.evicted += 1;
+                }
+            }
+        }
+        self.add_totals(tx, bytes, count)?;
+        Ok(done)
+    }
+
+    /// Copies the WAL back into the database file without waiting for
+    /// anyone. Once every frame is copied, new readers read the file alone
+    /// (through its memory map) instead of looking pages up in the WAL.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let _gate = self.enter()?;
+        if let Some(conn) = self.writer.lock().as_ref() {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        }
+        Ok(())
+    }
+}

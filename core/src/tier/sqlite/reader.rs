@@ -1,0 +1,228 @@
+//! Reads: pooled reader connections on the calling thread, prepared point
+//! and batch lookups, and the counts `inspect` reports.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::SqliteTier;
+use crate::entry::{Entry, Metadata};
+use crate::error::{Error, ErrorKind, Result};
+
+const READERS_KEPT: usize = 8;
+
+const SQL_GET: &str = "SELECT id, created_ms, expires_ms, value, stale_until_ms, etag, \
+     coalesce(first_ms, created_ms) FROM entries WHERE key = ?1";
+const SQL_GET_MANY: &str = "SELECT id, created_ms, expires_ms, value, stale_until_ms, etag, \
+     coalesce(first_ms, created_ms), key \
+     FROM entries \
+     WHERE key IN (SELECT value FROM json_each(?1))";
+
+/// What an L2 file holds, from [`crate::Cache::inspect`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Inspection {
+    /// The file.
+    pub path: PathBuf,
+    /// Rows, fresh or expired.
+    pub entries: u64,
+    /// Bytes charged against the budget.
+    pub bytes: u64,
+    /// The budget.
+    pub max_bytes: u64,
+    /// Rows past their expiry (kept until their stale-until time).
+    pub expired: u64,
+    /// Creation time of the oldest row, in milliseconds since the Unix epoch.
+    pub oldest_ms: Option<u64>,
+    /// Creation time of the newest row, in milliseconds since the Unix epoch.
+    pub newest_ms: Option<u64>,
+    /// Size of the database file itself (the WAL not included).
+    pub file_bytes: u64,
+    /// Whether the file is open read-only (this process may not write it).
+    pub read_only: bool,
+}
+
+/// A row read back.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub(crate) value: Bytes,
+    pub(crate) created_ms: u64,
+    /// When the key was first written (see [`Metadata::first_written_ms`]).
+    pub(crate) first_ms: u64,
+    pub(crate) expires_ms: u64,
+    /// Until when the row may be served as a stale copy.
+    pub(crate) stale_until_ms: u64,
+    /// The source's validator stored with it.
+    pub(crate) etag: Option<String>,
+    /// The row's id, for [`SqliteTier::touch`].
+    pub(crate) row: i64,
+}
+
+impl SqliteTier {
+    /// Runs `f` on a pooled reader connection; again on a fresh file if the
+    /// file was found damaged and rebuilt (see [`super::recovery`]).
+    pub(super) fn read<R>(&self, f: impl Fn(&Connection) -> rusqlite::Result<R>) -> Result<R> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        let _gate = self.enter()?;
+        self.check_file_every()?;
+        match self.read_once(&f) {
+            Err(err) => {
+                self.recover_read(err)?;
+                self.read_once(&f)
+            }
+            read => read,
+        }
+    }
+
+    fn read_once<R>(&self, f: impl Fn(&Connection) -> rusqlite::Result<R>) -> Result<R> {
+        let pooled = self.readers.lock().pop();
+        let (epoch, conn) = match pooled {
+            Some(pooled) => pooled,
+            None => (self.file_epoch(), self.connect()?),
+        };
+        let result = f(&conn).map_err(Error::from);
+        let mut readers = self.readers.lock();
+        if readers.len() < READERS_KEPT
+            && !self.closed.load(Ordering::Acquire)
+            && epoch == self.file_epoch()
+        {
+            readers.push((epoch, conn));
+        }
+        result
+    }
+
+    /// The row for `key`, fresh or not; records the access.
+    pub(crate) fn get(&self, key: &str, now_ms: u64) -> Result<Option<Found>> {
+        let found = self.read(|conn| {
+            conn.prepare_cached(SQL_GET)?
+                .query_row([key], found_from)
+                .optional()
+        })?;
+        Ok(found.inspect(|found| self.record_access(&[found.row], now_ms)))
+    }
+
+    /// The rows for `keys` in one statement; records the accesses.
+    pub(crate) fn get_many(&self, keys: &[&str], now_ms: u64) -> Result<HashMap<String, Found>> {
+        let json = serde_json::to_string(keys).map_err(|e| {
+            Error::new(ErrorKind::Internal, format!("encoding keys: {e}")).with_source(e)
+        })?;
+        let rows = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(SQL_GET_MANY)?;
+            let rows = stmt.query_map([&json], |r| Ok((r.get::<_, String>(7)?, found_from(r)?)))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let ids: Vec<i64> = rows.iter().map(|(_, found)| found.row).collect();
+        self.record_access(&ids, now_ms);
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The whole stored entry for `key`, fresh or not, and its row id,
+    /// without recording an access. Its read count includes the reads this
+    /// process holds to write with the next pass; hold
+    /// [`SqliteTier::counting`] for the count to be exact.
+    pub(crate) fn entry(&self, key: &str) -> Result<Option<(Entry, i64)>> {
+        let found = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT created_ms, expires_ms, stale_until_ms, size, access_count, \
+                 last_access_ms, etag, tags, value, id, coalesce(first_ms, created_ms) \
+                 FROM entries WHERE key = ?1",
+            )?
+            .query_row([key], |r| {
+                let tags: Option<String> = r.get(7)?;
+                let entry = Entry {
+                    key: key.to_owned(),
+                    value: Bytes::copy_from_slice(r.get_ref(8)?.as_blob()?),
+                    meta: Metadata {
+                        first_written_ms: r.get::<_, i64>(10)? as u64,
+                        created_ms: r.get::<_, i64>(0)? as u64,
+                        expires_ms: r.get::<_, i64>(1)? as u64,
+                        stale_until_ms: r.get::<_, i64>(2)? as u64,
+                        size: r.get::<_, i64>(3)? as u64,
+                        access_count: r.get::<_, i64>(4)? as u64,
+                        last_access_ms: r.get::<_, i64>(5)? as u64,
+                        etag: r.get(6)?,
+                        tags: tags
+                            .and_then(|t| serde_json::from_str(&t).ok())
+                            .unwrap_or_default(),
+                    },
+                };
+                Ok((entry, r.get::<_, i64>(9)?))
+            })
+            .optional()
+        })?;
+        Ok(found.map(|(mut entry, row)| {
+            if let Some(&(last, n)) = self.access.lock().by_id.get(&row) {
+                entry.meta.access_count += n as u64;
+                entry.meta.last_access_ms = entry.meta.last_access_ms.max(last);
+            }
+            (entry, row)
+        }))
+    }
+
+    /// Counts and bounds of what the file holds, read in one statement.
+    pub(crate) fn inspect(&self, now_ms: u64) -> Result<Inspection> {
+        let (entries, bytes, expired, oldest, newest) = self.read(|conn| {
+            conn.query_row(
+                "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(expires_ms <= ?1), 0), \
+                 min(created_ms), max(created_ms) FROM entries",
+                [now_ms as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                },
+            )
+        })?;
+        let file_bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        Ok(Inspection {
+            path: self.path.clone(),
+            entries: entries as u64,
+            bytes: bytes as u64,
+            max_bytes: self.max_bytes,
+            expired: expired as u64,
+            oldest_ms: oldest.map(|v| v as u64),
+            newest_ms: newest.map(|v| v as u64),
+            file_bytes,
+            read_only: self.read_only.load(Ordering::Acquire),
+        })
+    }
+
+    /// Whether `key` holds a fresh row; not recorded as an access.
+    pub(crate) fn contains_fresh(&self, key: &str, now_ms: u64) -> Result<bool> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT 1 FROM entries WHERE key = ?1 AND expires_ms > ?2")?
+                .exists(params![key, now_ms as i64])
+        })
+    }
+
+    /// Fresh keys matching a SQLite `GLOB` pattern.
+    pub(crate) fn fresh_keys(&self, sqlite_glob: &str, now_ms: u64) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT key FROM entries WHERE key GLOB ?1 AND expires_ms > ?2")?;
+            let keys = stmt.query_map(params![sqlite_glob, now_ms as i64], |r| r.get(0))?;
+            keys.collect()
+        })
+    }
+}
+
+/// A [`Found`] from a row of `id, created_ms, expires_ms, value, ...`.
+fn found_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
+    Ok(Found {
+        row: r.get(0)?,
+        created_ms: r.get::<_, i64>(1)? as u64,
+        expires_ms: r.get::<_, i64>(2)? as u64,
+        value: Bytes::copy_from_slice(r.get_ref(3)?.as_blob()?),
+        stale_until_ms: r.get::<_, i64>(4)? as u64,
+        etag: r.get(5)?,
+        first_ms: r.get::<_, i64>(6)? as u64,
+    })
+}

@@ -1,0 +1,41 @@
+//! This cache's watch on the file's change log: what other caches changed
+//! in the file since the last check (see [`crate::coherence`]).
+
+use std::sync::atomic::Ordering;
+
+use super::SqliteTier;
+use crate::coherence::{Changes, Watch};
+use crate::error::{Error, Result};
+
+impl SqliteTier {
+    /// If `due()` (asked under this cache's watch lock, so that callers
+    /// racing here check once), hands `apply` what other caches changed in
+    /// the file since the last check (see [`crate::coherence`]), still under
+    /// the lock. The first check, here, in a forked child or after the file
+    /// was swapped (see [`super::recovery`]), answers [`Changes::All`]: nothing was
+    /// vouched for before it.
+    pub(crate) fn sync(&self, due: impl FnOnce() -> bool, apply: impl FnOnce(Result<Changes>)) {
+        let _gate = match self.enter() {
+            Ok(gate) => gate,
+            Err(err) => return apply(Err(err)),
+        };
+        let mut watch = self.watch.lock();
+        if !due() {
+            return;
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return apply(Err(Error::closed()));
+        }
+        let origin = self.origin.load(Ordering::Relaxed);
+        let epoch = self.file_epoch();
+        let changes = match watch.as_mut() {
+            Some((on, watch)) if *on == epoch => watch.poll(origin),
+            _ => self.connect().and_then(Watch::open).map(|opened| {
+                let head = opened.seen();
+                *watch = Some((epoch, opened));
+                Changes::All { head }
+            }),
+        };
+        apply(changes);
+    }
+}

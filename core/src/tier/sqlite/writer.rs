@@ -1,0 +1,433 @@
+//! Writes: the rows and batches callers hand in, group commit on the one
+//! writer connection (one `IMMEDIATE` transaction for every queued batch),
+//! the totals kept in `meta`, and the deletes of a tag and of everything.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::maintenance::Access;
+use super::{SqliteTier, outbox};
+use crate::coherence::{self, ChangeLog};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Bytes charged per row on top of its key and value: the row's integer
+/// columns, its slots in the key and recency indexes, and page slack.
+pub const ROW_OVERHEAD: u64 = 64;
+
+const SQL_SIZE_OF: &str = "SELECT size FROM entries WHERE key = ?1";
+const SQL_CREATED_OF: &str = "SELECT created_ms FROM entries WHERE key = ?1";
+/// A write keeps the row (its id), when the key was first written and how
+/// often it was read; everything else is the new value's.
+const SQL_UPSERT: &str = "INSERT INTO entries \
+     (key, created_ms, expires_ms, stale_until_ms, size, access_count, last_access_ms, tags, value, etag, first_ms) \
+     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?2, ?6, ?7, ?8, ?2) \
+     ON CONFLICT (key) DO UPDATE SET created_ms = excluded.created_ms, \
+     expires_ms = excluded.expires_ms, stale_until_ms = excluded.stale_until_ms, \
+     size = excluded.size, last_access_ms = excluded.last_access_ms, \
+     etag = excluded.etag, tags = excluded.tags, value = excluded.value, \
+     first_ms = coalesce(entries.first_ms, entries.created_ms) RETURNING id";
+const SQL_DELETE: &str = "DELETE FROM entries WHERE key = ?1 RETURNING size, expires_ms, id";
+const SQL_DELETE_TAGGED: &str = "DELETE FROM entries WHERE tags IS NOT NULL \
+     AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE json_each.value = ?1) \
+     RETURNING key, size, expires_ms, id";
+const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1 RETURNING value";
+
+/// A row to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row {
+    pub(crate) key: String,
+    pub(crate) value: Bytes,
+    pub(crate) created_ms: u64,
+    pub(crate) expires_ms: u64,
+    pub(crate) stale_until_ms: u64,
+    pub(crate) tags: Vec<String>,
+    /// The source's validator (ETag), for conditional refreshes.
+    pub(crate) etag: Option<String>,
+}
+
+impl Row {
+    pub(crate) fn size(&self) -> u64 {
+        row_size(&self.key, self.value.len())
+    }
+}
+
+pub(crate) fn row_size(key: &str, value_len: usize) -> u64 {
+    key.len() as u64 + value_len as u64 + ROW_OVERHEAD
+}
+
+/// One write in a batch.
+#[derive(Debug)]
+pub(crate) enum Write {
+    Put(Row),
+    /// A copy of a value read from a tier shared with other hosts (Redis):
+    /// stored unless the file holds a write of the key made since (created
+    /// at or after it), which a process on the file made while the copy was
+    /// read. Its outcome's `row` is `None` when it was not stored.
+    Copy(Row),
+    Delete(String),
+    /// A put whose write the source gets through the outbox (write-behind).
+    PutBehind(Row, Behind),
+    /// A delete whose removal the source gets through the outbox.
+    DeleteBehind(String, Behind),
+}
+
+/// What the outbox row of a write-behind write carries besides the write.
+#[derive(Debug, Clone)]
+pub(crate) struct Behind {
+    /// Names the write for the source, the same on every attempt.
+    pub(crate) idempotency_key: String,
+    /// When the write was made.
+    pub(crate) now_ms: u64,
+}
+
+impl Write {
+    fn behind(&self) -> Option<&Behind> {
+        match self {
+            Write::PutBehind(_, behind) | Write::DeleteBehind(_, behind) => Some(behind),
+            Write::Put(_) | Write::Copy(_) | Write::Delete(_) => None,
+        }
+    }
+}
+
+/// What one write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// Its number in the file's change log: writes to the file, by every
+    /// process, are numbered in commit order.
+    pub(crate) seq: u64,
+    /// For a delete, the expiry of the removed row.
+    pub(crate) removed_expires_ms: Option<u64>,
+    /// For a put, the id of the row written, for [`SqliteTier::touch`].
+    pub(crate) row: Option<i64>,
+}
+
+#[derive(Default)]
+struct Slot(Mutex<Option<Result<Vec<Outcome>>>>);
+
+pub(super) struct Submission {
+    writes: Vec<Write>,
+    slot: Arc<Slot>,
+}
+
+impl SqliteTier {
+    /// `Err` of kind [`ErrorKind::ReadOnly`] when the file is open read-only.
+    #[inline]
+    pub(super) fn check_writable(&self) -> Result<()> {
+        if !self.read_only.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let because = self.current.lock().read_only_because.clone();
+        Err(Error::new(
+            ErrorKind::ReadOnly,
+            format!(
+                "{} is read-only ({}): reads are served, writes are refused",
+                self.path.display(),
+                because.as_deref().unwrap_or("SQLite opened it read-only")
+            ),
+        ))
+    }
+
+    /// Applies `writes` in one transaction, possibly grouped with other
+    /// threads' batches; returns one outcome per write, in order.
+    pub(crate) fn write(&self, writes: Vec<Write>) -> Result<Vec<Outcome>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        let _gate = self.enter()?;
+        self.check_writable()?;
+        self.ensure_room(&writes)?;
+        let slot = Arc::new(Slot::default());
+        self.queue.lock().push(Submission {
+            writes,
+            slot: slot.clone(),
+        });
+        let mut writer = self.writer.lock();
+        if let Some(done) = slot.0.lock().take() {
+            return done;
+        }
+        let conn = writer.as_mut().ok_or_else(Error::closed)?;
+        let batch = std::mem::take(&mut *self.queue.lock());
+        debug_assert!(batch.iter().any(|s| Arc::ptr_eq(&s.slot, &slot)));
+        let applied = match self.apply(conn, &batch) {
+            Err(err) => self
+                .recover(&mut writer, err)
+                .and_then(|()| self.apply(self.writable(&mut writer)?, &batch)),
+            applied => applied,
+        };
+        match applied {
+            Ok(outcomes) => {
+                for (submission, outcome) in batch.iter().zip(outcomes) {
+                    *submission.slot.0.lock() = Some(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                for submission in &batch {
+                    *submission.slot.0.lock() = Some(Err(Error::new(err.kind(), err.message())));
+                }
+            }
+        }
+        drop(writer);
+        if self.bytes() > self.max_bytes {
+            self.wake.lock().notify_one();
+        }
+        slot.0.lock().take().unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::Internal,
+                "group commit left a write without its outcome",
+            ))
+        })
+    }
+
+    fn apply(&self, conn: &mut Connection, batch: &[Submission]) -> Result<Vec<Vec<Outcome>>> {
+        // A write queued for the source must survive a power loss, not only
+        // a crash of this process: its commit waits for the WAL to reach
+        // the disk (`synchronous = FULL`); every other commit keeps NORMAL.
+        let durable = batch
+            .iter()
+            .any(|s| s.writes.iter().any(|w| w.behind().is_some()));
+        if !durable {
+            return self.apply_in(conn, batch);
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let applied = self.apply_in(conn, batch);
+        let normal = conn.pragma_update(None, "synchronous", "NORMAL");
+        let applied = applied?;
+        normal?;
+        Ok(applied)
+    }
+
+    fn apply_in(&self, conn: &mut Connection, batch: &[Submission]) -> Result<Vec<Vec<Outcome>>> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.check_still_current()?;
+        let (mut bytes, mut count) = (0i64, 0i64);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut log = ChangeLog::open(&tx, self.origin.load(Ordering::Relaxed))?;
+        {
+            let mut size_of = tx.prepare_cached(SQL_SIZE_OF)?;
+            let mut upsert = tx.prepare_cached(SQL_UPSERT)?;
+            let mut delete = tx.prepare_cached(SQL_DELETE)?;
+            for submission in batch {
+                let mut outcome = Vec::with_capacity(submission.writes.len());
+                for write in &submission.writes {
+                    if let Write::Copy(row) = write {
+                        let held: Option<i64> = tx
+                            .prepare_cached(SQL_CREATED_OF)?
+                            .query_row([&row.key], |r| r.get(0))
+                            .optional()?;
+                        if held.is_some_and(|created| created >= row.created_ms as i64) {
+                            outcome.push(Outcome {
+                                seq: 0,
+                                removed_expires_ms: None,
+                                row: None,
+                            });
+                            continue;
+                        }
+                    }
+                    match write {
+                        Write::Put(row) | Write::Copy(row) | Write::PutBehind(row, _) => {
+                            let old: Option<i64> =
+                                size_of.query_row([&row.key], |r| r.get(0)).optional()?;
+                            let tags = (!row.tags.is_empty()).then(|| {
+                                serde_json::to_string(&row.tags).expect("strings serialise")
+                            });
+                            let size = row.size() as i64;
+                            let id: i64 = upsert.query_row(
+                                params![
+                                    row.key,
+                                    row.created_ms as i64,
+                                    row.expires_ms as i64,
+                                    row.stale_until_ms as i64,
+                                    size,
+                                    tags,
+                                    &row.value[..],
+                                    row.etag,
+                                ],
+                                |r| r.get(0),
+                            )?;
+                            bytes += size - old.unwrap_or(0);
+                            count += i64::from(old.is_none());
+                            let seq = log.record(&tx, Some(&row.key), None)?;
+                            if let Some(behind) = write.behind() {
+                                outbox::enqueue(
+                                    &tx,
+                                    &row.key,
+                                    seq,
+                                    Some(&row.value),
+                                    &behind.idempotency_key,
+                                    behind.now_ms,
+                                )?;
+                            }
+                            outcome.push(Outcome {
+                                seq,
+                                removed_expires_ms: None,
+                                row: Some(id),
+                            });
+                        }
+                        Write::Delete(key) | Write::DeleteBehind(key, _) => {
+                            let removed: Option<(i64, i64, i64)> = delete
+                                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                                .optional()?;
+                            if let Some((size, _, id)) = removed {
+                                bytes -= size;
+                                count -= 1;
+                                self.forget_reads(id);
+                            }
+                            let seq = log.record(&tx, Some(key), None)?;
+                            if let Some(behind) = write.behind() {
+                                outbox::enqueue(
+                                    &tx,
+                                    key,
+                                    seq,
+                                    None,
+                                    &behind.idempotency_key,
+                                    behind.now_ms,
+                                )?;
+                            }
+                            outcome.push(Outcome {
+                                seq,
+                                removed_expires_ms: removed.map(|(_, expires, _)| expires as u64),
+                                row: None,
+                            });
+                        }
+                    }
+                }
+                outcomes.push(outcome);
+            }
+        }
+        log.finish(&tx)?;
+        self.add_totals(&tx, bytes, count)?;
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    pub(super) fn add_totals(&self, tx: &Transaction<'_>, bytes: i64, count: i64) -> Result<()> {
+        let mut add = tx.prepare_cached(SQL_ADD_META)?;
+        let total: i64 = add.query_row(params!["total_bytes", bytes], |r| r.get(0))?;
+        let entries: i64 = add.query_row(params!["entry_count", count], |r| r.get(0))?;
+        self.total_bytes
+            .store(total.max(0) as u64, Ordering::Relaxed);
+        self.entry_count
+            .store(entries.max(0) as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads the file's totals (another process may have changed them) and
+    /// returns the bytes held. Read on the writer connection, under its
+    /// lock: the totals this process stores are then in commit order. (Read
+    /// on a pooled reader, an older snapshot could be stored after a newer
+    /// total another thread's eviction had stored.)
+    pub(super) fn read_totals(&self) -> Result<u64> {
+        let writer = self.writer.lock();
+        match writer.as_ref() {
+            Some(conn) => self.refresh_totals(conn)?,
+            None => return Err(Error::closed()),
+        }
+        Ok(self.bytes())
+    }
+
+    pub(super) fn refresh_totals(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut stmt = conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?;
+        let total: i64 = stmt.query_row(["total_bytes"], |r| r.get(0))?;
+        let entries: i64 = stmt.query_row(["entry_count"], |r| r.get(0))?;
+        self.total_bytes
+            .store(total.max(0) as u64, Ordering::Relaxed);
+        self.entry_count
+            .store(entries.max(0) as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs `f` in an `IMMEDIATE` transaction on the writer connection.
+    ///
+    /// A file replaced or deleted since it was opened is reopened and `f`
+    /// runs there (see [`super::recovery`]).
+    pub(super) fn with_writer<R>(&self, f: impl Fn(&Transaction<'_>) -> Result<R>) -> Result<R> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        let _gate = self.enter()?;
+        self.check_writable()?;
+        let mut writer = self.writer.lock();
+        let run = |writer: &mut Option<Connection>| {
+            let tx = self
+                .writable(writer)?
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            self.check_still_current()?;
+            let result = f(&tx)?;
+            tx.commit()?;
+            Ok(result)
+        };
+        match run(&mut writer) {
+            Err(err) => {
+                self.recover(&mut writer, err)?;
+                run(&mut writer)
+            }
+            done => done,
+        }
+    }
+
+    /// Deletes every row tagged `tag`; returns the keys of those that were
+    /// fresh at `now_ms`, and the change number of the invalidation.
+    pub(crate) fn delete_tagged(&self, tag: &str, now_ms: u64) -> Result<(Vec<String>, u64)> {
+        self.with_writer(|tx| {
+            let mut removed = Vec::new();
+            let (mut bytes, mut count) = (0i64, 0i64);
+            let mut log = ChangeLog::open(tx, self.origin.load(Ordering::Relaxed))?;
+            {
+                let mut delete = tx.prepare_cached(SQL_DELETE_TAGGED)?;
+                let mut rows = delete.query([tag])?;
+                while let Some(row) = rows.next()? {
+                    let (key, size, expires, id): (String, i64, i64, i64) =
+                        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+                    self.forget_reads(id);
+                    bytes -= size;
+                    count -= 1;
+                    log.record(tx, Some(&key), None)?;
+                    if now_ms < expires as u64 {
+                        removed.push(key);
+                    }
+                }
+            }
+            // Other caches also drop tagged entries their L2 no longer has.
+            let seq = log.record(tx, None, Some(tag))?;
+            log.finish(tx)?;
+            self.add_totals(tx, bytes, count)?;
+            Ok((removed, seq))
+        })
+    }
+
+    /// Deletes every row, then gives the space back to the file system
+    /// (see [`super::space`]); returns the change number of the clear. The rows are
+    /// gone once the deletion commits: a failure to reclaim the space
+    /// afterwards is logged, not returned.
+    pub(crate) fn clear(&self) -> Result<u64> {
+        let seq = self.with_writer(|tx| {
+            tx.execute_batch(
+                "DELETE FROM entries; DELETE FROM loads WHERE not_found = 1; \
+                 UPDATE meta SET value = 0 WHERE name IN ('total_bytes', 'entry_count');",
+            )?;
+            let mut log = ChangeLog::open(tx, self.origin.load(Ordering::Relaxed))?;
+            let seq = log.record(tx, None, None)?;
+            log.finish(tx)?;
+            coherence::forget_before(tx, seq)?;
+            Ok(seq)
+        })?;
+        *self.access.lock() = Access::default();
+        self.total_bytes.store(0, Ordering::Relaxed);
+        self.entry_count.store(0, Ordering::Relaxed);
+        let _gate = self.enter()?;
+        if let Some(conn) = self.writer.lock().as_ref()
+            && let Err(err) = self.reclaim(conn)
+        {
+            tracing::warn!(
+                path = %self.path.display(),
+                error = %err,
+                "cleared, but the space was not given back to the file system"
+            );
+        }
+        Ok(seq)
+    }
+}
