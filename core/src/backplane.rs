@@ -135,7 +135,7 @@ pub(crate) fn start(engine: &Engine, weak: Weak<Engine>) {
     let Some(redis) = engine.redis() else {
         return;
     };
-    let generation = runtime::fork_generation();
+    let generation = crate::fork::fork_generation();
     if redis
         .reader_generation
         .swap(generation, std::sync::atomic::Ordering::AcqRel)
@@ -252,7 +252,7 @@ fn with_redis<R>(
     f: impl FnOnce(&RedisTier) -> R,
 ) -> Option<R> {
     let engine = weak.upgrade()?;
-    if engine.is_closed() || runtime::fork_generation() != generation {
+    if engine.is_closed() || crate::fork::fork_generation() != generation {
         return None;
     }
     engine.redis().map(f)
@@ -279,7 +279,7 @@ fn log_lost(weak: &Weak<Engine>, err: &::redis::RedisError) {
 async fn deliver_missed(weak: &Weak<Engine>, generation: u64) {
     if let Some(engine) = weak.upgrade()
         && !engine.is_closed()
-        && runtime::fork_generation() == generation
+        && crate::fork::fork_generation() == generation
         && let Some(redis) = engine.redis()
     {
         redis.deliver_missed().await;
@@ -288,7 +288,7 @@ async fn deliver_missed(weak: &Weak<Engine>, generation: u64) {
 
 async fn connect(weak: &Weak<Engine>, generation: u64) -> Option<MultiplexedConnection> {
     let engine = weak.upgrade()?;
-    if engine.is_closed() || runtime::fork_generation() != generation {
+    if engine.is_closed() || crate::fork::fork_generation() != generation {
         return None;
     }
     engine.redis()?.reader_connection(BLOCK).await

@@ -114,7 +114,7 @@ pub(crate) struct Loads {
     /// A fingerprint of the rate-limit figures last written to the file
     /// (see `shared.rs`), so that an unchanged figure is not written again.
     shared_rate_limit: AtomicU64,
-    /// The fork generation (see [`crate::runtime`]) the maps belong to: a
+    /// The fork generation (see [`crate::fork`]) the maps belong to: a
     /// forked child has none of the parent's flights in progress.
     generation: AtomicU64,
     /// The generation the maps are being reset for, by one thread.
@@ -130,8 +130,8 @@ impl Loads {
             negative: Mutex::new(HashMap::new()),
             negative_len: AtomicUsize::new(0),
             shared_rate_limit: AtomicU64::new(0),
-            generation: AtomicU64::new(runtime::fork_generation()),
-            building: AtomicU64::new(runtime::fork_generation()),
+            generation: AtomicU64::new(crate::fork::fork_generation()),
+            building: AtomicU64::new(crate::fork::fork_generation()),
         }
     }
 
@@ -151,7 +151,7 @@ impl Loads {
     /// exist here) before the maps are used.
     #[inline]
     fn after_fork(&self) {
-        let generation = runtime::fork_generation();
+        let generation = crate::fork::fork_generation();
         if self.generation.load(Ordering::Acquire) != generation {
             self.reset_after_fork(generation);
         }
@@ -174,8 +174,8 @@ impl Loads {
             // until `generation` is stored below (they wait in this
             // function).
             unsafe {
-                runtime::unlock_abandoned(&self.flights);
-                runtime::unlock_abandoned(&self.negative);
+                crate::fork::unlock_abandoned(&self.flights);
+                crate::fork::unlock_abandoned(&self.negative);
             }
             self.flights.lock().clear();
             self.negative.lock().clear();

@@ -699,7 +699,7 @@ impl Engine {
 /// released in the child.
 struct Identity {
     nonce: AtomicU64,
-    /// The fork generation (see [`crate::runtime`]) `nonce` was drawn in.
+    /// The fork generation (see [`crate::fork`]) `nonce` was drawn in.
     generation: AtomicU64,
     /// The generation a nonce is being drawn for, by one thread.
     drawing: AtomicU64,
@@ -707,7 +707,7 @@ struct Identity {
 
 impl Identity {
     fn new() -> Self {
-        let generation = crate::runtime::fork_generation();
+        let generation = crate::fork::fork_generation();
         Identity {
             nonce: AtomicU64::new(random_u64()),
             generation: AtomicU64::new(generation),
@@ -718,7 +718,7 @@ impl Identity {
     /// This process's nonce; in a forked child, one thread draws a new one
     /// and the others wait for it.
     fn nonce(&self) -> u64 {
-        let generation = crate::runtime::fork_generation();
+        let generation = crate::fork::fork_generation();
         if self.generation.load(Ordering::Acquire) != generation {
             let drawing = self.drawing.load(Ordering::Acquire);
             if drawing != generation
