@@ -19,9 +19,9 @@
 //! - L2 (`core/src/tier/sqlite/`): `SqliteTier::reset_after_fork` releases
 //!   its locks, reopens the writer and runs the restart given to
 //!   `SqliteTier::on_fork`;
-//! - the engine's background work (`core/src/cache.rs`): `Engine::open`
-//!   hands `SqliteTier::on_fork` the restart of the maintenance loop, the
-//!   outbox's worker and the backplane's reader;
+//! - the engine's background work (`core/src/cache/maintenance.rs`):
+//!   `start_maintenance` hands `SqliteTier::on_fork` the restart of the
+//!   maintenance loop, the outbox's worker and the backplane's reader;
 //! - the load path (`core/src/load.rs`): `Loads::after_fork` drops the
 //!   parent's flights and negative cache;
 //! - the outbox (`core/src/outbox.rs`): `Identity::nonce` draws a new
