@@ -5,7 +5,7 @@
 //! the parent's threads, so the first use after a fork builds a new runtime
 //! (the parent's, whose threads do not exist in the child, is leaked rather
 //! than dropped, as dropping it would wait for them). The fork handlers
-//! and the fork gate are in [`crate::fork`].
+//! and the fork gate are in `crate::fork` (`core/src/fork.rs`).
 
 use std::sync::atomic::Ordering;
 

@@ -172,7 +172,8 @@ impl Cache {
     }
 
     /// [`Cache::get_or_load`], reporting the tier that answered
-    /// ([`Tier::Source`] for a value just loaded), staleness and age.
+    /// ([`Tier::Source`](crate::Tier::Source) for a value just loaded),
+    /// staleness and age.
     pub async fn lookup_or_load<F, Fut>(
         &self,
         key: &str,

@@ -94,8 +94,10 @@ impl Engine {
     }
 
     /// Where the processes on the L2 file read the backplane's stream to
-    /// (see [`SqliteTier::backplane_cursor`]); `None` without a file, or
-    /// if it cannot be read (logged).
+    /// (see [`SqliteTier::backplane_cursor`]); `None` without a file, or if
+    /// it cannot be read (logged).
+    ///
+    /// [`SqliteTier::backplane_cursor`]: crate::tier::sqlite::SqliteTier::backplane_cursor
     #[cfg(feature = "redis")]
     pub(crate) fn backplane_cursor(&self) -> Option<(i64, i64)> {
         let recorded = self.sqlite.as_ref()?.backplane_cursor();
