@@ -24,8 +24,8 @@
 //!   maintenance loop, the outbox's worker and the backplane's reader;
 //! - the load path (`core/src/load.rs`): `Loads::after_fork` drops the
 //!   parent's flights and negative cache;
-//! - the outbox (`core/src/outbox.rs`): `Identity::nonce` draws a new
-//!   nonce, so that the child's writes and lease do not pass for the
+//! - the outbox (`core/src/outbox/identity.rs`): `Identity::nonce` draws
+//!   a new nonce, so that the child's writes and lease do not pass for the
 //!   parent's;
 //! - Redis (`core/src/tier/redis.rs`): connections and the node id are kept
 //!   per generation; the backplane (`core/src/backplane.rs`) starts one

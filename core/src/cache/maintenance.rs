@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::Engine;
 use super::backplane::start_backplane;
-use super::outbox::spawn_outbox;
 use crate::error::{ErrorKind, Result};
+use crate::outbox::spawn_outbox;
 use crate::runtime;
 
 /// How often L2 maintenance runs when nothing asks for it sooner: buffered

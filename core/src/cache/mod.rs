@@ -7,7 +7,7 @@
 //! - `load.rs`: what the load path ([`crate::load`]) asks of the tiers;
 //! - `coherence.rs`: L1 kept coherent with other processes' changes to the
 //!   L2 file;
-//! - `outbox.rs`: the write-behind outbox's worker and dead letters;
+//! - `outbox.rs`: the write-behind outbox's figures and dead letters;
 //! - `backplane.rs`: other machines' changes applied (Cargo feature `redis`);
 //! - `maintenance.rs`: the L2 maintenance loop, `flush`;
 //! - `inspect.rs`: keys, entries with metadata, tags, stats;
@@ -47,11 +47,11 @@ mod promote;
 mod read;
 mod write;
 
+use crate::outbox::spawn_outbox;
 pub use async_cache::Cache;
 use backplane::start_backplane;
 pub use maintenance::MAINTENANCE_INTERVAL;
 use maintenance::start_maintenance;
-use outbox::spawn_outbox;
 
 /// The engine shared by every handle of one cache.
 pub(crate) struct Engine {
@@ -186,7 +186,6 @@ impl Engine {
     }
 
     /// Whether the cache was closed.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }

@@ -1,14 +1,11 @@
 //! The engine's side of the write-behind outbox (see [`crate::outbox`]):
-//! the worker that drains it, its figures, pending writes and dead letters.
-
-use std::sync::Weak;
-use std::sync::atomic::Ordering;
+//! which outbox a worker drains, its figures, pending writes and dead
+//! letters.
 
 use super::Engine;
 use crate::config::Strategy;
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::outbox::{DeadLetter, Outbox, OutboxStats, PendingWrite};
-use crate::runtime;
 
 impl Engine {
     /// The outbox a worker drains: write-behind's.
@@ -74,37 +71,4 @@ impl Engine {
             (None, None) => Ok(0),
         }
     }
-}
-
-/// Starts the write-behind outbox's worker (see [`crate::outbox`]).
-pub(super) fn spawn_outbox(engine: Weak<Engine>) {
-    runtime::handle().spawn(async move {
-        loop {
-            let Some(strong) = engine.upgrade() else {
-                return;
-            };
-            let Some(outbox) = strong.outbox.as_ref() else {
-                return;
-            };
-            if outbox.stopped.load(Ordering::Acquire) || strong.closed.load(Ordering::Acquire) {
-                return;
-            }
-            let wake = outbox.wake.clone();
-            let pause = match strong.outbox_pass().await {
-                Ok(pause) => pause,
-                Err(err) if err.kind() == ErrorKind::Closed => return,
-                Err(err) => {
-                    tracing::warn!(error = %err, "the outbox's pass failed; trying again");
-                    std::time::Duration::from_secs(1)
-                }
-            };
-            drop(strong);
-            if !pause.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = wake.notified() => {}
-                }
-            }
-        }
-    });
 }
