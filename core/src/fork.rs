@@ -22,7 +22,7 @@
 //! - the engine's background work (`core/src/cache/maintenance.rs`):
 //!   `start_maintenance` hands `SqliteTier::on_fork` the restart of the
 //!   maintenance loop, the outbox's worker and the backplane's reader;
-//! - the load path (`core/src/load.rs`): `Loads::after_fork` drops the
+//! - the load path (`core/src/load/state.rs`): `Loads::after_fork` drops the
 //!   parent's flights and negative cache;
 //! - the outbox (`core/src/outbox/identity.rs`): `Identity::nonce` draws
 //!   a new nonce, so that the child's writes and lease do not pass for the
