@@ -17,8 +17,8 @@
 //! - L1 (`core/src/tier/memory.rs`): `L1::after_fork` replaces the tier by
 //!   a new, empty one;
 //! - L2 (`core/src/tier/sqlite/`): `SqliteTier::reset_after_fork` releases
-//!   its locks, reopens the writer and runs the restart given to
-//!   `SqliteTier::on_fork`;
+//!   its locks, draws a new change-log origin (see [`crate::coherence`]),
+//!   reopens the writer and runs the restart given to `SqliteTier::on_fork`;
 //! - the engine's background work (`core/src/cache/maintenance.rs`):
 //!   `start_maintenance` hands `SqliteTier::on_fork` the restart of the
 //!   maintenance loop, the outbox's worker and the backplane's reader;
