@@ -55,12 +55,16 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use ::redis::RedisResult;
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{RedisResult, Value};
 
 use crate::cache::Engine;
 use crate::runtime;
 use crate::tier::redis::{Change, RedisTier};
+
+use self::stream::{Entry, Id, epoch_id, pack, parse_id, stream_info, unpack, xread};
+
+mod stream;
 
 /// How long one `XREAD` waits for news.
 const BLOCK: Duration = Duration::from_millis(1000);
@@ -84,9 +88,6 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// Sets the epoch unless one is there; answers the one there.
 const EPOCH_SCRIPT: &str = "local v = redis.call('GET', KEYS[1]) \
     if v then return v end redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]";
-
-/// A stream entry id.
-type Id = (u64, u64);
 
 /// Where the reader is in the stream.
 #[derive(Default)]
@@ -135,7 +136,7 @@ pub(crate) fn start(engine: &Engine, weak: Weak<Engine>) {
     let Some(redis) = engine.redis() else {
         return;
     };
-    let generation = runtime::fork_generation();
+    let generation = crate::fork::fork_generation();
     if redis
         .reader_generation
         .swap(generation, std::sync::atomic::Ordering::AcqRel)
@@ -252,7 +253,7 @@ fn with_redis<R>(
     f: impl FnOnce(&RedisTier) -> R,
 ) -> Option<R> {
     let engine = weak.upgrade()?;
-    if engine.is_closed() || runtime::fork_generation() != generation {
+    if engine.is_closed() || crate::fork::fork_generation() != generation {
         return None;
     }
     engine.redis().map(f)
@@ -279,7 +280,7 @@ fn log_lost(weak: &Weak<Engine>, err: &::redis::RedisError) {
 async fn deliver_missed(weak: &Weak<Engine>, generation: u64) {
     if let Some(engine) = weak.upgrade()
         && !engine.is_closed()
-        && runtime::fork_generation() == generation
+        && crate::fork::fork_generation() == generation
         && let Some(redis) = engine.redis()
     {
         redis.deliver_missed().await;
@@ -288,7 +289,7 @@ async fn deliver_missed(weak: &Weak<Engine>, generation: u64) {
 
 async fn connect(weak: &Weak<Engine>, generation: u64) -> Option<MultiplexedConnection> {
     let engine = weak.upgrade()?;
-    if engine.is_closed() || runtime::fork_generation() != generation {
+    if engine.is_closed() || crate::fork::fork_generation() != generation {
         return None;
     }
     engine.redis()?.reader_connection(BLOCK).await
@@ -368,134 +369,6 @@ async fn catch_up(
     })
     .await;
     done.ok().map(Ok)
-}
-
-/// What `XINFO STREAM` tells of where the stream stands.
-struct StreamInfo {
-    last_generated: Id,
-    /// The first entry kept; `None` if none is.
-    first: Option<Id>,
-    max_deleted: Id,
-    /// Whether any entry was ever trimmed or deleted (entries added
-    /// exceed the length; Redis 7 reports both, and before it this is
-    /// taken to be so).
-    removed_any: bool,
-}
-
-impl StreamInfo {
-    /// Whether some change after `last` may be gone: deleted, trimmed
-    /// (entries after `last` were added, and the first kept is later than
-    /// `last`, or none is kept), or the stream is not the one `last` was
-    /// read from (its last id is earlier). A stream trimmed to exactly the
-    /// entry after `last` counts as a gap too: there is no telling.
-    fn missing_after(&self, last: Id) -> bool {
-        self.max_deleted > last
-            || self.last_generated < last
-            || (self.removed_any
-                && self.last_generated > last
-                && self.first.is_none_or(|first| first > last))
-    }
-}
-
-async fn stream_info(
-    connection: &mut MultiplexedConnection,
-    stream: &str,
-) -> RedisResult<StreamInfo> {
-    let info: RedisResult<Vec<Value>> = ::redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(stream)
-        .query_async(connection)
-        .await;
-    let info = match info {
-        Ok(info) => info,
-        // No stream yet (or any more): nothing was added, nothing trimmed.
-        Err(err) if err.to_string().contains("no such key") => {
-            return Ok(StreamInfo {
-                last_generated: (0, 0),
-                first: None,
-                max_deleted: (0, 0),
-                removed_any: false,
-            });
-        }
-        Err(err) => return Err(err),
-    };
-    let field = |name: &str| {
-        info.chunks(2)
-            .find(|pair| pair.len() == 2 && k_is(&pair[0], name))
-            .and_then(|pair| id_of(&pair[1]))
-    };
-    let first = info
-        .chunks(2)
-        .find(|pair| pair.len() == 2 && k_is(&pair[0], "first-entry"))
-        .and_then(|pair| match &pair[1] {
-            Value::Array(entry) => entry.first().and_then(id_of),
-            _ => None,
-        });
-    let number = |name: &str| {
-        info.chunks(2)
-            .find(|pair| pair.len() == 2 && k_is(&pair[0], name))
-            .and_then(|pair| match pair[1] {
-                Value::Int(n) => Some(n),
-                _ => None,
-            })
-    };
-    let removed_any = match (number("entries-added"), number("length")) {
-        (Some(added), Some(length)) => added > length,
-        _ => true,
-    };
-    Ok(StreamInfo {
-        last_generated: field("last-generated-id").unwrap_or((0, 0)),
-        first,
-        removed_any,
-        // Redis 7 reports deletions (`XDEL`) here; trims show in `first`.
-        max_deleted: field("max-deleted-entry-id").unwrap_or((0, 0)),
-    })
-}
-
-fn k_is(value: &Value, name: &str) -> bool {
-    match value {
-        Value::BulkString(k) => k == name.as_bytes(),
-        Value::SimpleString(k) => k == name,
-        _ => false,
-    }
-}
-
-fn id_of(value: &Value) -> Option<Id> {
-    match value {
-        Value::BulkString(b) => parse_id(std::str::from_utf8(b).ok()?),
-        Value::SimpleString(s) => parse_id(s),
-        _ => None,
-    }
-}
-
-fn parse_id(id: &str) -> Option<Id> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
-/// One stream entry: its id and its fields.
-type Entry = (String, Vec<Vec<u8>>);
-
-async fn xread(
-    connection: &mut MultiplexedConnection,
-    stream: &str,
-    last: Id,
-) -> RedisResult<Vec<Entry>> {
-    let read: Option<Vec<(String, Vec<Entry>)>> = ::redis::cmd("XREAD")
-        .arg("COUNT")
-        .arg(COUNT)
-        .arg("BLOCK")
-        .arg(BLOCK.as_millis() as u64)
-        .arg("STREAMS")
-        .arg(stream)
-        .arg(format!("{}-{}", last.0, last.1))
-        .query_async(connection)
-        .await?;
-    Ok(read
-        .into_iter()
-        .flatten()
-        .flat_map(|(_, entries)| entries)
-        .collect())
 }
 
 /// Applies other processes' changes among `entries` and moves the cursor
@@ -607,31 +480,6 @@ async fn apply(
     true
 }
 
-/// A stream id as one number: the milliseconds, then 16 bits of sequence
-/// (a larger sequence is recorded as the largest: an earlier place, from
-/// which a few changes are read again).
-fn pack((ms, seq): Id) -> i64 {
-    ((ms << 16) | seq.min(0xffff)) as i64
-}
-
-fn unpack(packed: i64) -> Id {
-    let packed = packed as u64;
-    (packed >> 16, packed & 0xffff)
-}
-
-/// The stream's epoch as a number, for the L2 file.
-fn epoch_id(epoch: &str) -> i64 {
-    match u64::from_str_radix(epoch, 16) {
-        Ok(n) => n as i64,
-        Err(_) => {
-            use std::hash::{DefaultHasher, Hash, Hasher};
-            let mut hasher = DefaultHasher::new();
-            epoch.hash(&mut hasher);
-            hasher.finish() as i64
-        }
-    }
-}
-
 /// Milliseconds since the Unix epoch, by the wall clock (stream ids are
 /// Redis's wall clock).
 fn wall_ms() -> u64 {
@@ -643,51 +491,6 @@ fn wall_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stream_ids_parse() {
-        assert_eq!(parse_id("1700000000000-3"), Some((1_700_000_000_000, 3)));
-        assert_eq!(parse_id("0-0"), Some((0, 0)));
-        assert_eq!(parse_id("12"), None);
-        assert_eq!(parse_id("a-1"), None);
-    }
-
-    #[test]
-    fn a_gap_after_the_last_read_is_seen() {
-        let info = |last_generated, first, max_deleted| StreamInfo {
-            last_generated,
-            first,
-            max_deleted,
-            removed_any: true,
-        };
-        // Nothing new; new entries all kept; the last read entry trimmed
-        // but nothing after it.
-        assert!(!info((5, 0), Some((1, 0)), (0, 0)).missing_after((5, 0)));
-        assert!(!info((9, 0), Some((1, 0)), (0, 0)).missing_after((5, 0)));
-        assert!(!info((5, 0), Some((5, 0)), (0, 0)).missing_after((5, 0)));
-        assert!(!info((5, 0), None, (0, 0)).missing_after((5, 0)));
-        // Trimmed past it; everything trimmed; an entry after it deleted;
-        // a new stream.
-        assert!(info((9, 0), Some((7, 0)), (0, 0)).missing_after((5, 0)));
-        assert!(info((9, 0), None, (0, 0)).missing_after((5, 0)));
-        assert!(info((9, 0), Some((1, 0)), (6, 0)).missing_after((5, 0)));
-        assert!(info((2, 0), Some((1, 0)), (0, 0)).missing_after((5, 0)));
-        // Nothing was ever removed: entries after it are all there.
-        let untouched = StreamInfo {
-            removed_any: false,
-            ..info((9, 0), Some((7, 0)), (0, 0))
-        };
-        assert!(!untouched.missing_after((5, 0)));
-    }
-
-    #[test]
-    fn ids_pack_in_order() {
-        assert_eq!(unpack(pack((1_796_230_147_736, 3))), (1_796_230_147_736, 3));
-        assert!(pack((10, 0)) < pack((10, 1)));
-        assert!(pack((10, 70_000)) < pack((11, 0)));
-        // A sequence past 16 bits is recorded earlier: read again, not skipped.
-        assert_eq!(unpack(pack((10, 70_000))), (10, 0xffff));
-    }
 
     #[test]
     fn changes_round_trip_through_their_fields() {

@@ -39,6 +39,7 @@ pub mod coherence;
 pub mod config;
 mod entry;
 mod error;
+mod fork;
 pub mod key;
 mod load;
 pub mod outbox;

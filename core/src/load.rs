@@ -47,21 +47,18 @@
 //! engine's one circuit breaker guards the configured source and every
 //! per-call loader alike: they are the same source of truth to the cache.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use parking_lot::Mutex;
-
-use crate::breaker::{Breaker, CallOutcome, Permit};
+use crate::breaker::{CallOutcome, Permit};
 use crate::cache::Engine;
-use crate::entry::{GetOptions, Lookup, SetOptions, Tier};
+use crate::entry::{GetOptions, Lookup, Tier};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key;
 use crate::runtime;
-use crate::source::{FetchFuture, FetchManyFuture, Fetched, Loaded, Source};
+#[cfg(doc)]
+use crate::source::Source;
+use crate::source::{FetchFuture, FetchManyFuture};
 use crate::tier::sqlite::Found;
 
 mod flight;
@@ -70,9 +67,13 @@ mod lease;
 mod machines;
 mod many;
 mod shared;
+mod state;
+mod store;
 
 use flight::{Flight, Waited, soft_timed};
 use lease::Leased;
+pub(crate) use state::Loads;
+pub(crate) use store::random_unit;
 
 /// A negative cache holds at most this many keys in memory.
 const NEGATIVE_CAP: usize = 65_536;
@@ -102,158 +103,6 @@ pub(crate) enum ManyFetcher {
     Configured,
     /// A loader given with this call.
     Once(Box<dyn FnOnce(Vec<String>) -> FetchManyFuture + Send>),
-}
-
-/// The loading state of one cache.
-pub(crate) struct Loads {
-    source: Option<Arc<dyn Source>>,
-    pub(crate) breaker: Breaker,
-    flights: Mutex<HashMap<String, Arc<Flight>>>,
-    negative: Mutex<HashMap<String, u64>>,
-    negative_len: AtomicUsize,
-    /// A fingerprint of the rate-limit figures last written to the file
-    /// (see `shared.rs`), so that an unchanged figure is not written again.
-    shared_rate_limit: AtomicU64,
-    /// The fork generation (see [`crate::runtime`]) the maps belong to: a
-    /// forked child has none of the parent's flights in progress.
-    generation: AtomicU64,
-    /// The generation the maps are being reset for, by one thread.
-    building: AtomicU64,
-}
-
-impl Loads {
-    pub(crate) fn new(source: Option<Arc<dyn Source>>, breaker: Breaker) -> Self {
-        Self {
-            source,
-            breaker,
-            flights: Mutex::new(HashMap::new()),
-            negative: Mutex::new(HashMap::new()),
-            negative_len: AtomicUsize::new(0),
-            shared_rate_limit: AtomicU64::new(0),
-            generation: AtomicU64::new(runtime::fork_generation()),
-            building: AtomicU64::new(runtime::fork_generation()),
-        }
-    }
-
-    /// Whether a source is configured (plain reads load through it).
-    #[inline]
-    pub(crate) fn has_source(&self) -> bool {
-        self.source.is_some()
-    }
-
-    /// Whether the configured source has anything for `key` (see
-    /// [`Source::serves`]); an unsafe key is an error.
-    pub(crate) fn serves(&self, key: &str) -> Result<bool> {
-        self.source.as_ref().map_or(Ok(false), |s| s.serves(key))
-    }
-
-    /// In a forked child, drops the parent's flights (their tasks do not
-    /// exist here) before the maps are used.
-    #[inline]
-    fn after_fork(&self) {
-        let generation = runtime::fork_generation();
-        if self.generation.load(Ordering::Acquire) != generation {
-            self.reset_after_fork(generation);
-        }
-    }
-
-    /// One thread of the child resets the maps; the others wait for it
-    /// before they take a lock (as `L1` does for the memory tier).
-    #[cold]
-    fn reset_after_fork(&self, generation: u64) {
-        let building = self.building.load(Ordering::Acquire);
-        if building != generation
-            && self
-                .building
-                .compare_exchange(building, generation, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            // SAFETY: in a forked child, a lock of these maps found held
-            // was taken by a parent's thread, which does not exist here and
-            // will never release it; no thread of the child takes them
-            // until `generation` is stored below (they wait in this
-            // function).
-            unsafe {
-                runtime::unlock_abandoned(&self.flights);
-                runtime::unlock_abandoned(&self.negative);
-            }
-            self.flights.lock().clear();
-            self.negative.lock().clear();
-            self.negative_len.store(0, Ordering::Relaxed);
-            self.generation.store(generation, Ordering::Release);
-        }
-        while self.generation.load(Ordering::Acquire) != generation {
-            std::thread::yield_now();
-        }
-    }
-
-    fn negative_until(&self, key: &str, now: u64) -> Option<u64> {
-        if self.negative_len.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        self.after_fork();
-        let mut negative = self.negative.lock();
-        match negative.get(key) {
-            Some(&until) if now < until => Some(until),
-            Some(_) => {
-                negative.remove(key);
-                self.negative_len.store(negative.len(), Ordering::Relaxed);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn remember_not_found(&self, key: &str, until: u64, now: u64) {
-        self.after_fork();
-        let mut negative = self.negative.lock();
-        if negative.len() >= NEGATIVE_CAP {
-            negative.retain(|_, &mut u| now < u);
-            if negative.len() >= NEGATIVE_CAP {
-                negative.clear();
-            }
-        }
-        negative.insert(key.to_owned(), until);
-        self.negative_len.store(negative.len(), Ordering::Relaxed);
-    }
-
-    /// Forgets "not found" for keys just written.
-    pub(crate) fn forget_not_found<'a>(&self, keys: impl Iterator<Item = &'a str>) {
-        if self.negative_len.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        self.after_fork();
-        let mut negative = self.negative.lock();
-        for key in keys {
-            negative.remove(key);
-        }
-        self.negative_len.store(negative.len(), Ordering::Relaxed);
-    }
-
-    fn flight(&self, key: &str) -> Option<Arc<Flight>> {
-        self.after_fork();
-        self.flights.lock().get(key).cloned()
-    }
-
-    /// The flight of `key`: `(flight, true)` if the caller must start it.
-    fn join(&self, key: &str) -> (Arc<Flight>, bool) {
-        self.after_fork();
-        let mut flights = self.flights.lock();
-        if let Some(flight) = flights.get(key) {
-            return (flight.clone(), false);
-        }
-        let flight = Flight::new();
-        flights.insert(key.to_owned(), flight.clone());
-        (flight, true)
-    }
-
-    fn end(&self, key: &str, flight: &Arc<Flight>) {
-        self.after_fork();
-        let mut flights = self.flights.lock();
-        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
-            flights.remove(key);
-        }
-    }
 }
 
 /// What the tiers hold for a key, for the load path.
@@ -607,100 +456,6 @@ impl Engine {
         }
         answered
     }
-
-    /// Stores what the source answered for a job's key, off the runtime's
-    /// async threads.
-    async fn store(self: &Arc<Self>, job: &Job, fetched: Fetched) -> Outcome {
-        let (engine, key, options, stale) = (
-            self.clone(),
-            job.key.clone(),
-            job.options.clone(),
-            job.stale.clone(),
-        );
-        blocking(move || engine.store_fetched(&key, fetched, &options, stale)).await
-    }
-
-    /// Stores what the source answered for `key` and reports it.
-    fn store_fetched(
-        &self,
-        key: &str,
-        fetched: Fetched,
-        options: &GetOptions,
-        stale: Option<Found>,
-    ) -> Outcome {
-        let now = self.clock.now_ms();
-        let loaded = match fetched {
-            Fetched::Value(loaded) => loaded,
-            Fetched::NotModified { ttl } => match stale {
-                Some(found) => {
-                    let mut loaded = Loaded::new(found.value);
-                    loaded.ttl = ttl;
-                    loaded.validator = found.etag;
-                    loaded
-                }
-                None => {
-                    return Err(Error::new(
-                        ErrorKind::Source,
-                        format!(
-                            "the source answered \"not modified\" for {}, which holds no copy",
-                            key::quote(key)
-                        ),
-                    ));
-                }
-            },
-            Fetched::NotFound => {
-                self.counters.source.not_found.incr();
-                if !self.config.negative_ttl.is_zero() {
-                    let until = now.saturating_add(ms(self.config.negative_ttl));
-                    self.loads.remember_not_found(key, until, now);
-                }
-                if stale.is_some() {
-                    // The source says it is gone: so is the stored copy.
-                    if let Err(err) = self.delete(key) {
-                        tracing::warn!(key = %key::quote(key), error = %err, "removing a copy the source no longer has failed");
-                    }
-                }
-                return Ok(None);
-            }
-        };
-        let ttl = loaded
-            .ttl
-            .or(options.ttl_override())
-            .unwrap_or(self.config.sqlite.ttl);
-        let ttl = jitter(ttl, self.config.ttl_jitter);
-        let mut set = SetOptions::new().ttl(ttl);
-        set.tags = options.tags.clone();
-        set.tags.extend(loaded.tags);
-        let value: Bytes = loaded.value;
-        // The caller asked for the value, which it has: a failure to keep
-        // it (a value too large for every tier, a failed write) is logged
-        // and counted, unless the loader's own answer was bad.
-        let stored = self
-            .check_fits(key, value.len())
-            .map(|()| self.store_loaded(key.to_owned(), value.clone(), &set, loaded.validator));
-        match stored {
-            Ok(Ok(())) => {}
-            // The loader's own bad TTL or tags.
-            Ok(Err(err))
-                if matches!(
-                    err.kind(),
-                    ErrorKind::InvalidArgument | ErrorKind::InvalidKey
-                ) =>
-            {
-                return Err(err);
-            }
-            Ok(Err(err)) | Err(err) => {
-                self.counters.not_stored.incr();
-                tracing::warn!(key = %key::quote(key), error = %err, "a loaded value was answered but not stored");
-            }
-        }
-        Ok(Some(Lookup {
-            value,
-            tier: Tier::Source,
-            stale: false,
-            age: Duration::ZERO,
-        }))
-    }
 }
 
 enum Started {
@@ -715,50 +470,4 @@ fn ms(d: Duration) -> u64 {
 /// Runs blocking engine work (SQLite) on the runtime's blocking pool.
 async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R> + Send + 'static) -> Result<R> {
     crate::source::run_blocking(f).await
-}
-
-/// `ttl` shortened by a random share up to `share`.
-fn jitter(ttl: Duration, share: f64) -> Duration {
-    if share <= 0.0 {
-        return ttl;
-    }
-    ttl.mul_f64(1.0 - share * random_unit())
-}
-
-/// A number in `[0, 1)`, from a per-thread xorshift seeded by the clock
-/// and the thread: enough to spread expiries, not for anything secret.
-pub(crate) fn random_unit() -> f64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = const { Cell::new(0) };
-    }
-    STATE.with(|state| {
-        let mut x = state.get();
-        if x == 0 {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64);
-            x = nanos ^ (state as *const Cell<u64> as u64).rotate_left(32) | 1;
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_only_shortens_and_stays_within_its_share() {
-        let ttl = Duration::from_secs(100);
-        for _ in 0..1000 {
-            let j = jitter(ttl, 0.1);
-            assert!(j <= ttl && j > Duration::from_secs(90), "{j:?}");
-        }
-        assert_eq!(jitter(ttl, 0.0), ttl);
-    }
 }

@@ -43,21 +43,27 @@
 //! Without an L2 file the outbox is held in memory: it survives nothing,
 //! which [`OutboxStats::durable`] says.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::cache::Engine;
-use crate::config::seconds;
+pub use crate::config::OutboxConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::{Source, run_blocking};
-use crate::tier::sqlite::{Attempt, Behind, Depth, OutboxOp, Pending, SqliteTier};
+use crate::source::Source;
+use crate::tier::sqlite::{Attempt, Behind, Depth, Pending, SqliteTier};
+
+use self::identity::Identity;
+use self::memory_queue::MemoryQueue;
+pub(crate) use self::worker::spawn_outbox;
+
+mod identity;
+mod memory_queue;
+mod worker;
 
 /// Added to `fail_safe.hard_timeout` for the drainer's lease: a delivery
 /// under way is abandoned before the lease can end.
@@ -69,66 +75,6 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// How often `flush` and `close` look at the outbox while they wait.
 const FLUSH_POLL: Duration = Duration::from_millis(5);
-
-/// The outbox's settings (`outbox` in the config).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct OutboxConfig {
-    /// Attempts of a write before it moves to the dead letters.
-    pub max_attempts: u32,
-    /// The pause after a write's first failed attempt; doubled per attempt.
-    #[serde(with = "seconds")]
-    pub retry_base: Duration,
-    /// The longest pause between attempts.
-    #[serde(with = "seconds")]
-    pub retry_max: Duration,
-    /// Writes delivered at once, concurrently (never two of one key).
-    pub batch: u32,
-    /// How long `flush()` waits for the outbox to empty.
-    #[serde(with = "seconds")]
-    pub flush_timeout: Duration,
-    /// How long `close()` keeps delivering.
-    #[serde(with = "seconds")]
-    pub close_timeout: Duration,
-}
-
-impl Default for OutboxConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            retry_base: Duration::from_millis(500),
-            retry_max: Duration::from_secs(60),
-            batch: 32,
-            flush_timeout: Duration::from_secs(30),
-            close_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl OutboxConfig {
-    /// Checks every value; errors are of kind [`ErrorKind::InvalidConfig`].
-    pub fn validate(&self) -> Result<()> {
-        let invalid = |m: &str| Err(Error::new(ErrorKind::InvalidConfig, m.to_owned()));
-        if !(1..=1000).contains(&self.max_attempts) {
-            return invalid("outbox.max_attempts must be between 1 and 1000");
-        }
-        if self.retry_base.is_zero() || self.retry_base > self.retry_max {
-            return invalid("outbox.retry_base must be above 0 and at most outbox.retry_max");
-        }
-        if self.retry_max > Duration::from_secs(24 * 3600) {
-            return invalid("outbox.retry_max is longer than 1 day");
-        }
-        if !(1..=1000).contains(&self.batch) {
-            return invalid("outbox.batch must be between 1 and 1000");
-        }
-        if self.flush_timeout > Duration::from_secs(24 * 3600)
-            || self.close_timeout > Duration::from_secs(24 * 3600)
-        {
-            return invalid("outbox.flush_timeout and outbox.close_timeout are at most 1 day");
-        }
-        Ok(())
-    }
-}
 
 /// The outbox in [`crate::Stats::outbox`] (and `outbox_stats()` in hosts).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -205,119 +151,6 @@ impl From<Pending> for DeadLetter {
             failed_ms: p.failed_ms,
             created_ms: p.created_ms,
         }
-    }
-}
-
-/// The outbox of a cache without an L2 file.
-#[derive(Default)]
-struct MemoryQueue {
-    /// Pending writes by version.
-    pending: BTreeMap<u64, (Pending, u64)>,
-    /// Key -> its pending write's version.
-    by_key: HashMap<String, u64>,
-    /// Dead letters by key.
-    dead: BTreeMap<String, Pending>,
-    next_version: u64,
-}
-
-impl MemoryQueue {
-    fn enqueue(&mut self, key: &str, value: Option<Bytes>, idempotency_key: String, now_ms: u64) {
-        self.next_version += 1;
-        let version = self.next_version;
-        if let Some(old) = self.by_key.insert(key.to_owned(), version) {
-            self.pending.remove(&old);
-        }
-        // This write supersedes the key's dead letter.
-        self.dead.remove(key);
-        let op = if value.is_some() {
-            OutboxOp::Store
-        } else {
-            OutboxOp::Remove
-        };
-        let write = Pending {
-            key: key.to_owned(),
-            version,
-            op,
-            value,
-            idempotency_key,
-            attempts: 0,
-            created_ms: now_ms,
-            last_error: None,
-            failed_ms: 0,
-        };
-        self.pending.insert(version, (write, now_ms));
-    }
-
-    fn due(&self, now_ms: u64, limit: usize) -> Vec<Pending> {
-        self.pending
-            .values()
-            .filter(|(_, next)| *next <= now_ms)
-            .take(limit)
-            .map(|(w, _)| w.clone())
-            .collect()
-    }
-
-    fn settle(&mut self, settled: &[(Pending, Attempt)], now_ms: u64) {
-        for (write, attempt) in settled {
-            let Some((held, next)) = self.pending.get_mut(&write.version) else {
-                continue;
-            };
-            match attempt {
-                Attempt::Delivered => {
-                    self.pending.remove(&write.version);
-                    self.by_key.remove(&write.key);
-                }
-                Attempt::Retry { next_ms, error } => {
-                    held.attempts += 1;
-                    held.last_error = Some(error.clone());
-                    *next = *next_ms;
-                }
-                Attempt::Dead { error } => {
-                    let (mut dead, _) = self.pending.remove(&write.version).expect("held");
-                    self.by_key.remove(&write.key);
-                    dead.attempts += 1;
-                    dead.last_error = Some(error.clone());
-                    dead.failed_ms = now_ms;
-                    self.dead.insert(dead.key.clone(), dead);
-                }
-            }
-        }
-    }
-
-    fn depth(&self) -> Depth {
-        Depth {
-            pending: self.pending.len() as u64,
-            oldest_ms: self.pending.values().map(|(w, _)| w.created_ms).min(),
-            retrying: self
-                .pending
-                .values()
-                .filter(|(w, _)| w.attempts > 0)
-                .count() as u64,
-            dead: self.dead.len() as u64,
-            next_due_ms: self.pending.values().map(|(_, next)| *next).min(),
-        }
-    }
-
-    fn retry_dead(&mut self, now_ms: u64) -> u64 {
-        let dead = std::mem::take(&mut self.dead);
-        let mut queued = 0;
-        for (key, write) in dead {
-            if self.by_key.contains_key(&key) {
-                continue;
-            }
-            self.next_version += 1;
-            let version = self.next_version;
-            self.by_key.insert(key, version);
-            let write = Pending {
-                version,
-                attempts: 0,
-                failed_ms: 0,
-                ..write
-            };
-            self.pending.insert(version, (write, now_ms));
-            queued += 1;
-        }
-        queued
     }
 }
 
@@ -610,143 +443,4 @@ impl Outbox {
             tracing::debug!(error = %err, "could not end the outbox lease");
         }
     }
-}
-
-impl Engine {
-    /// One pass of the outbox's worker: takes the lease (with a file),
-    /// delivers what is due, records what became of it. Returns how long
-    /// to wait before the next pass (unless woken).
-    pub(crate) async fn outbox_pass(self: &Arc<Self>) -> Result<Duration> {
-        let Some(outbox) = self.outbox.as_ref() else {
-            return Ok(POLL);
-        };
-        let now_ms = self.clock.now_ms();
-        let limit = outbox.config.batch as usize;
-        let due = match &outbox.memory {
-            Some(memory) => memory.lock().due(now_ms, limit),
-            None if self.sqlite.is_some() => {
-                let lease_ms = (outbox.hard_timeout + LEASE_MARGIN).as_millis() as u64;
-                let (engine, holder) = (self.clone(), outbox.holder());
-                let due = run_blocking(move || {
-                    let (sqlite, outbox) = (engine.sqlite.as_ref(), engine.outbox.as_ref());
-                    let (sqlite, outbox) = (sqlite.expect("checked above"), outbox.expect("held"));
-                    let lease = outbox.lease_lock.lock();
-                    if outbox.stopped.load(Ordering::Acquire)
-                        || !sqlite.outbox_lease(holder, now_ms, lease_ms)?
-                    {
-                        return Ok(None);
-                    }
-                    drop(lease);
-                    sqlite.outbox_due(now_ms, limit).map(Some)
-                })
-                .await?;
-                match due {
-                    Some(due) => due,
-                    None => return Ok(POLL),
-                }
-            }
-            None => return Ok(POLL),
-        };
-        if due.is_empty() {
-            let next = outbox.depth(self.sqlite.as_ref())?.next_due_ms;
-            let until_due = next.map_or(POLL, |t| Duration::from_millis(t.saturating_sub(now_ms)));
-            return Ok(until_due.min(POLL));
-        }
-        let full = due.len() == limit;
-        let mut calls = tokio::task::JoinSet::new();
-        for (i, write) in due.iter().enumerate() {
-            let call = outbox.call(&write.key, write.value.clone(), &write.idempotency_key);
-            calls.spawn(async move { (i, call.await) });
-        }
-        let mut answers: Vec<Option<Result<()>>> = (0..due.len()).map(|_| None).collect();
-        while let Some(joined) = calls.join_next().await {
-            match joined {
-                Ok((i, answer)) => answers[i] = Some(answer),
-                Err(err) => tracing::warn!(error = %err, "an outbox delivery task failed"),
-            }
-        }
-        let settled: Vec<(Pending, Attempt)> = due
-            .into_iter()
-            .zip(answers)
-            .map(|(write, answer)| {
-                let attempt = outbox.settle_one(&write, answer, now_ms);
-                (write, attempt)
-            })
-            .collect();
-        match &outbox.memory {
-            Some(memory) => memory.lock().settle(&settled, now_ms),
-            None => {
-                let engine = self.clone();
-                run_blocking(move || {
-                    let sqlite = engine.sqlite.as_ref().expect("checked above");
-                    sqlite.outbox_settle(&settled, now_ms)
-                })
-                .await?;
-            }
-        }
-        Ok(if full {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(20)
-        })
-    }
-}
-
-/// What names a process's writes (the idempotency keys' prefix) and its
-/// hold on the file's lease: drawn at random at open, and again in a forked
-/// child, whose writes and lease must not pass for the parent's. Atomics
-/// only: a lock held by a parent's thread at the fork would never be
-/// released in the child.
-struct Identity {
-    nonce: AtomicU64,
-    /// The fork generation (see [`crate::runtime`]) `nonce` was drawn in.
-    generation: AtomicU64,
-    /// The generation a nonce is being drawn for, by one thread.
-    drawing: AtomicU64,
-}
-
-impl Identity {
-    fn new() -> Self {
-        let generation = crate::runtime::fork_generation();
-        Identity {
-            nonce: AtomicU64::new(random_u64()),
-            generation: AtomicU64::new(generation),
-            drawing: AtomicU64::new(generation),
-        }
-    }
-
-    /// This process's nonce; in a forked child, one thread draws a new one
-    /// and the others wait for it.
-    fn nonce(&self) -> u64 {
-        let generation = crate::runtime::fork_generation();
-        if self.generation.load(Ordering::Acquire) != generation {
-            let drawing = self.drawing.load(Ordering::Acquire);
-            if drawing != generation
-                && self
-                    .drawing
-                    .compare_exchange(drawing, generation, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-            {
-                self.nonce.store(random_u64(), Ordering::Release);
-                self.generation.store(generation, Ordering::Release);
-            }
-            while self.generation.load(Ordering::Acquire) != generation {
-                std::thread::yield_now();
-            }
-        }
-        self.nonce.load(Ordering::Acquire)
-    }
-}
-
-/// 64 random bits (from the standard library's randomly keyed hasher).
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }

@@ -1,19 +1,14 @@
-//! Counters and their snapshot.
-//!
-//! Each counter has one cache-line-padded cell per thread slot. The first
-//! [`OWNED_SLOTS`] threads to touch any counter each own a slot until they
-//! exit, and bump their cell with a plain load and store: one writer per
-//! cell, so no locked instruction on the L1 hit path and no cache line
-//! shared between threads. Threads beyond that share one last cell, bumped
-//! atomically. Reads sum the cells.
+//! Counters and their snapshot: the counters every tier and the load path
+//! bump (each a [`Counter`], see `stats/counter.rs`), and [`Stats`], the
+//! snapshot a cache reports (as JSON, or for Prometheus: see
+//! `stats/prometheus.rs`).
 //!
 //! L1 hit times are sampled (one hit in [`TIME_SAMPLE_EVERY`] per thread is
 //! timed, chosen from the thread's own hit count) to keep clock reads off the hit path; every other tier's reads
 //! are all timed.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -21,111 +16,13 @@ use crate::source::RateLimit;
 
 use crate::entry::Tier;
 
-/// Threads that get a cell of their own in every counter.
-const OWNED_SLOTS: usize = 15;
-/// The cell shared by every other thread.
-const SHARED_SLOT: usize = OWNED_SLOTS;
-const UNASSIGNED: usize = usize::MAX;
+pub(crate) use self::counter::Counter;
+
+mod counter;
+mod prometheus;
 
 /// One L1 read in this many (per thread) is timed for [`TierStats::avg_time_us`].
 pub const TIME_SAMPLE_EVERY: u32 = 64;
-
-#[repr(align(128))]
-#[derive(Default)]
-struct Cell128(AtomicU64);
-
-/// A counter that many threads can bump without sharing a cache line.
-#[derive(Default)]
-pub(crate) struct Counter {
-    cells: [Cell128; OWNED_SLOTS + 1],
-}
-
-static SLOT_TAKEN: [AtomicBool; OWNED_SLOTS] = [const { AtomicBool::new(false) }; OWNED_SLOTS];
-
-/// Per-thread state: the slot this thread writes. Dropping it (at thread
-/// exit) frees the slot.
-struct Local {
-    slot: Cell<usize>,
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let slot = self.slot.replace(SHARED_SLOT);
-        if slot < OWNED_SLOTS {
-            // Release: this thread's last stores are visible to the next owner.
-            SLOT_TAKEN[slot].store(false, Ordering::Release);
-        }
-    }
-}
-
-thread_local! {
-    static LOCAL: Local = const { Local { slot: Cell::new(UNASSIGNED) } };
-}
-
-#[inline]
-fn slot() -> usize {
-    LOCAL
-        .try_with(|l| match l.slot.get() {
-            UNASSIGNED => assign_slot(&l.slot),
-            slot => slot,
-        })
-        .unwrap_or(SHARED_SLOT)
-}
-
-#[cold]
-fn assign_slot(cell: &Cell<usize>) -> usize {
-    let slot = SLOT_TAKEN
-        .iter()
-        .position(|taken| {
-            taken
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        })
-        .unwrap_or(SHARED_SLOT);
-    cell.set(slot);
-    slot
-}
-
-impl Counter {
-    #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        let slot = slot();
-        let cell = &self.cells[slot].0;
-        if slot == SHARED_SLOT {
-            cell.fetch_add(n, Ordering::Relaxed);
-        } else {
-            // This thread is the cell's only writer.
-            cell.store(
-                cell.load(Ordering::Relaxed).wrapping_add(n),
-                Ordering::Relaxed,
-            );
-        }
-    }
-
-    #[inline]
-    pub(crate) fn incr(&self) {
-        self.add(1);
-    }
-
-    /// The start time of the next event to time, if the next bump of this
-    /// thread's cell is one in [`TIME_SAMPLE_EVERY`]; reads only, so the
-    /// sampling decision adds no store to the hit path.
-    #[inline]
-    pub(crate) fn sample_next(&self) -> Option<Instant> {
-        let n = self.cells[slot()].0.load(Ordering::Relaxed);
-        (n % u64::from(TIME_SAMPLE_EVERY) == u64::from(TIME_SAMPLE_EVERY) - 1).then(Instant::now)
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
-    }
-
-    pub(crate) fn reset(&self) {
-        for c in &self.cells {
-            c.0.store(0, Ordering::Relaxed);
-        }
-    }
-}
 
 /// The counters of one tier.
 #[derive(Default)]
@@ -498,137 +395,10 @@ impl Stats {
     pub fn tier(&self, tier: Tier) -> Option<&TierStats> {
         self.tiers.iter().find(|t| t.tier == tier)
     }
-
-    /// Prometheus text exposition of these stats.
-    pub fn to_prometheus(&self, namespace: &str) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let ns = namespace;
-        for (name, value) in [
-            ("hits_total", self.hits),
-            ("misses_total", self.misses),
-            ("sets_total", self.sets),
-            ("not_stored_total", self.not_stored),
-            ("deletes_total", self.deletes),
-            ("invalidations_total", self.invalidations),
-            ("resyncs_total", self.resyncs),
-            ("sqlite_rebuilds_total", self.sqlite_rebuilds),
-            ("sqlite_reopens_total", self.sqlite_reopens),
-            ("source_requests_total", self.source.requests),
-            ("source_successes_total", self.source.successes),
-            ("source_failures_total", self.source.failures),
-            ("source_timeouts_total", self.source.timeouts),
-            ("source_not_found_total", self.source.not_found),
-            ("source_rejected_total", self.source.rejected),
-            ("source_coalesced_total", self.source.coalesced),
-            (
-                "source_coalesced_processes_total",
-                self.source.coalesced_processes,
-            ),
-            (
-                "source_coalesced_machines_total",
-                self.source.coalesced_machines,
-            ),
-            ("stale_served_total", self.source.stale_served),
-            ("negative_hits_total", self.source.negative_hits),
-            ("refreshes_total", self.source.refreshes),
-            ("breaker_trips_total", self.breaker.trips),
-        ]
-        .into_iter()
-        .chain(self.redis.iter().flat_map(|r| {
-            [
-                ("redis_errors_total", r.errors),
-                ("redis_skipped_total", r.skipped),
-            ]
-        }))
-        .chain(
-            self.redis
-                .iter()
-                .flat_map(|r| r.backplane.iter())
-                .flat_map(|b| {
-                    [
-                        ("backplane_sent_total", b.sent),
-                        ("backplane_received_total", b.received),
-                        ("backplane_replayed_total", b.replayed),
-                        ("backplane_resyncs_total", b.resyncs),
-                        ("backplane_deferred_total", b.deferred),
-                    ]
-                }),
-        ) {
-            let _ = writeln!(out, "# TYPE tierstack_{name} counter");
-            let _ = writeln!(out, "tierstack_{name}{{namespace=\"{ns}\"}} {value}");
-        }
-        let state = self.breaker.state.as_str();
-        let _ = writeln!(out, "# TYPE tierstack_breaker_open gauge");
-        let _ = writeln!(
-            out,
-            "tierstack_breaker_open{{namespace=\"{ns}\",state=\"{state}\"}} {}",
-            u8::from(!self.breaker.allows_request)
-        );
-        type Family = (&'static str, &'static str, fn(&TierStats) -> f64);
-        let families: [Family; 6] = [
-            ("tier_hits_total", "counter", |t| t.hits as f64),
-            ("tier_misses_total", "counter", |t| t.misses as f64),
-            ("tier_evictions_total", "counter", |t| t.evictions as f64),
-            ("tier_entries", "gauge", |t| t.entries as f64),
-            ("tier_bytes", "gauge", |t| t.bytes as f64),
-            ("tier_avg_time_microseconds", "gauge", |t| t.avg_time_us),
-        ];
-        for (name, kind, value) in families {
-            let _ = writeln!(out, "# TYPE tierstack_{name} {kind}");
-            for t in &self.tiers {
-                let _ = writeln!(
-                    out,
-                    "tierstack_{name}{{namespace=\"{ns}\",tier=\"{}\"}} {}",
-                    t.tier,
-                    value(t)
-                );
-            }
-        }
-        out
-    }
 }
 
 impl Serialize for Tier {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counter_sums_across_threads_owned_and_shared() {
-        let counter = std::sync::Arc::new(Counter::default());
-        // More threads than owned slots, so the shared cell is used too.
-        let threads = OWNED_SLOTS + 9;
-        let all_started = std::sync::Arc::new(std::sync::Barrier::new(threads));
-        let threads: Vec<_> = (0..threads)
-            .map(|_| {
-                let (c, all_started) = (counter.clone(), all_started.clone());
-                std::thread::spawn(move || {
-                    c.incr();
-                    all_started.wait();
-                    (1..1000).for_each(|_| c.incr());
-                })
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
-        assert_eq!(counter.get(), 1000 * (OWNED_SLOTS as u64 + 9));
-    }
-
-    #[test]
-    fn one_event_in_sample_every_is_timed() {
-        let counter = Counter::default();
-        let timed = (0..TIME_SAMPLE_EVERY * 3)
-            .filter(|_| {
-                let sampled = counter.sample_next().is_some();
-                counter.incr();
-                sampled
-            })
-            .count();
-        assert_eq!(timed, 3);
     }
 }

@@ -1,0 +1,325 @@
+//! The write path: set (through or behind the source, as the strategy
+//! says), delete, clear and tag invalidation, across every tier.
+
+use bytes::Bytes;
+
+use super::{Engine, ms};
+use crate::config::Strategy;
+use crate::entry::SetOptions;
+use crate::error::{Error, ErrorKind, Result};
+use crate::key;
+use crate::outbox::Outbox;
+use crate::tier::memory::{self, L1, MemEntry, MemoryTier};
+use crate::tier::redis::RedisTier;
+use crate::tier::sqlite::{self, Outcome, Row, Write};
+
+impl Engine {
+    pub(crate) fn set_many(&self, items: Vec<(String, Bytes)>, options: &SetOptions) -> Result<()> {
+        self.check_open()?;
+        let now = self.clock.now_ms();
+        let rows = self.rows(items, options, now)?;
+        match (self.config.strategy, &self.outbox) {
+            (Strategy::WriteThrough, Some(outbox)) => {
+                // The source first, key by key: a failure leaves that key's
+                // tiers (and those of the keys after it) unchanged.
+                let mut stored = Vec::with_capacity(rows.len());
+                let mut failed = None;
+                for row in rows {
+                    match outbox.write_through(&row.key, Some(row.value.clone())) {
+                        Ok(()) => stored.push(row),
+                        Err(err) => {
+                            failed = Some(err);
+                            break;
+                        }
+                    }
+                }
+                if !stored.is_empty() {
+                    self.write_rows(stored, options, now, None)?;
+                }
+                failed.map_or(Ok(()), Err)
+            }
+            (Strategy::WriteBehind, Some(outbox)) => {
+                self.write_rows(rows, options, now, Some(outbox))?;
+                outbox.wake.notify_one();
+                Ok(())
+            }
+            _ => self.write_rows(rows, options, now, None),
+        }
+    }
+
+    /// Builds the rows for a write, checking keys and sizes first so that a
+    /// bad item leaves everything untouched.
+    pub(super) fn rows(
+        &self,
+        items: Vec<(String, Bytes)>,
+        options: &SetOptions,
+        now: u64,
+    ) -> Result<Vec<Row>> {
+        let ttl = options.ttl_override().unwrap_or(self.config.sqlite.ttl);
+        if ttl > crate::config::MAX_TTL {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "ttl is longer than 100 years",
+            ));
+        }
+        for tag in &options.tags {
+            validate_tag(tag)?;
+        }
+        let expires_ms = now.saturating_add(ms(ttl));
+        let stale_until_ms = expires_ms.saturating_add(ms(self.config.fail_safe.max_stale));
+        items
+            .into_iter()
+            .map(|(key, value)| {
+                key::validate(&key).map_err(|e| e.context(format!("key {}", key::quote(&key))))?;
+                self.check_fits(&key, value.len())?;
+                Ok(Row {
+                    key,
+                    value,
+                    created_ms: now,
+                    expires_ms,
+                    stale_until_ms,
+                    tags: options.tags.clone(),
+                    etag: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether an enabled tier can hold a value of `value_len` bytes under
+    /// `key`; `invalid_argument`, naming the budget and the sizes, if none
+    /// can.
+    ///
+    /// With an L2, every value is written there and L1 holds copies of its
+    /// rows, so the value must fit `sqlite.max_bytes`; one larger than an
+    /// L1 entry may take is kept in L2 only. Without an L2, it must fit one
+    /// L1 entry: one shard's share of `memory.max_bytes`.
+    pub(crate) fn check_fits(&self, key: &str, value_len: usize) -> Result<()> {
+        if let Some(sqlite) = &self.sqlite {
+            let size = sqlite::row_size(key, value_len);
+            if size > sqlite.max_bytes() {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "value for {} needs {size} bytes in L2; sqlite.max_bytes is {} \
+                         (with sqlite enabled every value is stored in L2, and L1 holds copies of its rows)",
+                        key::quote(key),
+                        sqlite.max_bytes()
+                    ),
+                ));
+            }
+        } else if let Some(memory) = self.memory.as_ref().map(L1::get) {
+            let size = memory::entry_size(key, value_len);
+            if size > memory.max_entry() {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "value for {} needs {size} bytes in L1, over the {} bytes one L1 entry \
+                         may take (memory.max_bytes is {}, split over {} shards); \
+                         sqlite is disabled, so no tier can hold it",
+                        key::quote(key),
+                        memory.max_entry(),
+                        memory.max_bytes(),
+                        memory.shards()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `rows` to the tiers; with `behind`, also queues them for the
+    /// source in its outbox (in the same L2 commit, made durable).
+    pub(super) fn write_rows(
+        &self,
+        rows: Vec<Row>,
+        options: &SetOptions,
+        now: u64,
+        behind: Option<&Outbox>,
+    ) -> Result<()> {
+        self.loads
+            .forget_not_found(rows.iter().map(|r| r.key.as_str()));
+        let count = rows.len() as u64;
+        let memory_ttl = options
+            .ttl_override()
+            .map_or(self.config.memory.ttl, |t| t.min(self.config.memory.ttl));
+        let memory_expires = now.saturating_add(ms(memory_ttl));
+        let memory = self.memory.as_ref().map(L1::get);
+        // Announced before L2 is written; see `tier::memory`.
+        let l1: Vec<_> = match memory {
+            Some(memory) => rows
+                .iter()
+                .map(|r| {
+                    let entry = MemEntry::new(r.value.clone(), now, memory_expires)
+                        .refresh_at(self.refresh_ms(now, r.expires_ms));
+                    (memory.begin(&r.key), r.key.clone(), entry)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        // Written to Redis after L2 and L1; a copy of these keys read from
+        // Redis meanwhile is not kept.
+        let changing = self
+            .redis
+            .as_ref()
+            .map(|redis| redis.changing(rows.iter().map(|r| r.key.as_str())));
+        let shared = self.redis.as_ref().map(|redis| (redis, rows.clone()));
+        let written: Vec<Option<Outcome>> = match &self.sqlite {
+            Some(sqlite) => {
+                let writes = rows
+                    .into_iter()
+                    .map(|row| match behind {
+                        Some(outbox) => Write::PutBehind(row, outbox.behind(now)),
+                        None => Write::Put(row),
+                    })
+                    .collect();
+                let written = sqlite.write(writes);
+                self.follow_file_swap();
+                written?.into_iter().map(Some).collect()
+            }
+            None => {
+                if let Some(outbox) = behind {
+                    for row in &rows {
+                        outbox.enqueue_in_memory(&row.key, Some(row.value.clone()), now);
+                    }
+                }
+                vec![None; rows.len()]
+            }
+        };
+        if let Some(memory) = memory {
+            for ((pending, key, entry), outcome) in l1.into_iter().zip(written) {
+                let (seq, row) = outcome.map_or((None, None), |o| (Some(o.seq), o.row));
+                let entry = entry.in_row(row.unwrap_or(0));
+                memory.apply(&pending, &key, Some(entry), &options.tags, seq);
+            }
+        }
+        if let Some((redis, rows)) = shared {
+            // A failure is counted and logged by the tier; the write stands.
+            redis.put(&rows, now);
+        }
+        drop(changing);
+        self.counters.sets.add(count);
+        Ok(())
+    }
+
+    pub(crate) fn delete(&self, key: &str) -> Result<bool> {
+        self.check_open()?;
+        key::validate(key)?;
+        let now = self.clock.now_ms();
+        let behind = match (self.config.strategy, &self.outbox) {
+            (Strategy::WriteThrough, Some(outbox)) => {
+                outbox.write_through(key, None)?;
+                None
+            }
+            (Strategy::WriteBehind, Some(outbox)) => Some(outbox),
+            _ => None,
+        };
+        let memory = self.l1(now);
+        let pending = memory.map(|m| m.begin(key));
+        let changing = self.redis.as_ref().map(|redis| redis.changing([key]));
+        let mut existed = memory.is_some_and(|m| m.contains_fresh(key, now));
+        let mut seq = None;
+        if let (None, Some(outbox)) = (&self.sqlite, behind) {
+            outbox.enqueue_in_memory(key, None, now);
+        }
+        if let Some(sqlite) = &self.sqlite {
+            let write = match behind {
+                Some(outbox) => Write::DeleteBehind(key.to_owned(), outbox.behind(now)),
+                None => Write::Delete(key.to_owned()),
+            };
+            let outcome = sqlite.write(vec![write]);
+            self.follow_file_swap();
+            let outcome = outcome?;
+            let outcome = outcome.first().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Internal,
+                    "a delete came back without its outcome",
+                )
+            })?;
+            existed |= outcome.removed_expires_ms.is_some_and(|e| now < e);
+            seq = Some(outcome.seq);
+        }
+        if let (Some(memory), Some(pending)) = (memory, &pending) {
+            memory.apply(pending, key, None, &[], seq);
+        }
+        if let Some(redis) = &self.redis {
+            redis.delete(&[key], false);
+        }
+        drop(changing);
+        if existed {
+            self.counters.deletes.incr();
+        }
+        if let Some(outbox) = behind {
+            outbox.wake.notify_one();
+        }
+        Ok(existed)
+    }
+
+    pub(crate) fn clear(&self) -> Result<()> {
+        self.check_open()?;
+        let memory = self.memory.as_ref().map(L1::get);
+        let pending = memory.map(MemoryTier::begin_all);
+        let _changing = self.redis.as_ref().map(RedisTier::changing_all);
+        let seq = match &self.sqlite {
+            Some(sqlite) => Some(sqlite.clear()?),
+            None => None,
+        };
+        if let (Some(memory), Some(pending)) = (memory, &pending) {
+            memory.invalidate_all(pending, seq);
+        }
+        if let Some(redis) = &self.redis {
+            redis.clear();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn invalidate_tag(&self, tag: &str) -> Result<u64> {
+        self.check_open()?;
+        validate_tag(tag)?;
+        let now = self.clock.now_ms();
+        let memory = self.memory.as_ref().map(L1::get);
+        let pending = memory.map(MemoryTier::begin_all);
+        let _changing = self.redis.as_ref().map(RedisTier::changing_all);
+        let (mut removed, seq) = match &self.sqlite {
+            Some(sqlite) => {
+                let removed = sqlite.delete_tagged(tag, now);
+                self.follow_file_swap();
+                let (removed, seq) = removed?;
+                (removed, Some(seq))
+            }
+            None => (Vec::new(), None),
+        };
+        if let (Some(memory), Some(pending)) = (memory, &pending) {
+            // L1 may also hold tagged entries L2 no longer has (evicted, or
+            // no L2 at all).
+            let tags = [tag.to_owned()];
+            removed.extend(memory.invalidate(pending, &removed, &tags, seq, now).1);
+        }
+        removed.sort_unstable();
+        removed.dedup();
+        if let Some(redis) = &self.redis {
+            // The keys this host held; the backplane carries the tag to the
+            // other machines, which remove theirs.
+            let keys: Vec<&str> = removed.iter().map(String::as_str).collect();
+            redis.invalidate_tag(tag, &keys);
+        }
+        let count = removed.len() as u64;
+        self.counters.deletes.add(count);
+        Ok(count)
+    }
+}
+
+/// A tag is 1–255 bytes without control characters. The error quotes it
+/// as [`key::quote`] quotes a key: at most 64 bytes and its length, so a
+/// huge tag does not make a huge message.
+fn validate_tag(tag: &str) -> Result<()> {
+    if tag.is_empty() || tag.len() > key::MAX_KEY_LEN || tag.chars().any(char::is_control) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "tag {} must be 1-255 bytes without control characters",
+                key::quote(tag)
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! Everything about `fork()`: the fork gate, the `pthread_atfork` handlers,
+//! the fork generation, and the release of locks a parent's thread left
+//! held in a child.
+//!
+//! A child created by `fork()` has only the forking thread: none of the
+//! parent's runtime threads, background tasks or lock holders. Each part of
+//! the cache therefore notes the [`fork_generation`] its state belongs to
+//! and, on its first use in a child (a new generation), drops what the
+//! parent left and starts over. The [`fork_gate`] keeps `fork()` out while
+//! any thread is inside SQLite, so that no SQLite call is half done (with
+//! SQLite's internal locks held) when a child is created.
+//!
+//! The per-part hooks stay with the state they reset:
+//! - the shared runtime ([`crate::runtime`]): `runtime::release_after_fork`,
+//!   called from this module's child handler, and `runtime::handle`, which
+//!   builds a new runtime in a new generation;
+//! - L1 (`core/src/tier/memory.rs`): `L1::after_fork` replaces the tier by
+//!   a new, empty one;
+//! - L2 (`core/src/tier/sqlite/`): `SqliteTier::reset_after_fork` releases
+//!   its locks, draws a new change-log origin (see [`crate::coherence`]),
+//!   reopens the writer and runs the restart given to `SqliteTier::on_fork`;
+//! - the engine's background work (`core/src/cache/maintenance.rs`):
+//!   `start_maintenance` hands `SqliteTier::on_fork` the restart of the
+//!   maintenance loop, the outbox's worker and the backplane's reader;
+//! - the load path (`core/src/load/state.rs`): `Loads::after_fork` drops the
+//!   parent's flights and negative cache;
+//! - the outbox (`core/src/outbox/identity.rs`): `Identity::nonce` draws
+//!   a new nonce, so that the child's writes and lease do not pass for the
+//!   parent's;
+//! - Redis (`core/src/tier/redis.rs`): connections and the node id are kept
+//!   per generation; the backplane (`core/src/backplane.rs`) starts one
+//!   reader per generation, and a reader of an older one stops.
+
+use std::cell::Cell;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+/// How many times this process's line of ancestors has forked; see
+/// [`fork_generation`].
+pub(crate) static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+static ATFORK: Once = Once::new();
+static GATE: Gate = Gate::new();
+
+/// The fork gate: every thread inside SQLite is counted in `inside`, and
+/// `fork()` waits until none is, so that no SQLite call is half done (with
+/// SQLite's internal locks held) when a child is created.
+struct Gate {
+    inside: AtomicUsize,
+    /// How many threads are in `fork()`: a count, since threads may fork at
+    /// once and the first to finish must not reopen the gate for the others.
+    forking: AtomicUsize,
+}
+
+impl Gate {
+    const fn new() -> Self {
+        Self {
+            inside: AtomicUsize::new(0),
+            forking: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts the calling thread in, once no fork is under way.
+    fn enter(&self) {
+        loop {
+            while self.forking.load(Ordering::SeqCst) != 0 {
+                std::thread::yield_now();
+            }
+            self.inside.fetch_add(1, Ordering::SeqCst);
+            if self.forking.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            self.inside.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn leave(&self) {
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn before_fork(&self) {
+        self.forking.fetch_add(1, Ordering::SeqCst);
+        while self.inside.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+    }
+
+    fn after_fork_in_parent(&self) {
+        self.forking.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// In the child, which has only the forking thread (`depth`: how deep
+    /// that thread is in gate sections): the counts are that thread's
+    /// alone. The parent's may be off by the threads that, when the child
+    /// was created, had counted themselves in at the start of
+    /// [`Gate::enter`] and were about to see the fork and count themselves
+    /// out: that count would never come down in the child, and its own
+    /// forks (a fork of a fork) would wait for it forever.
+    fn after_fork_in_child(&self, depth: usize) {
+        self.inside.store(usize::from(depth > 0), Ordering::SeqCst);
+        self.forking.store(0, Ordering::SeqCst);
+    }
+}
+
+thread_local! {
+    /// How deep this thread is in nested gate sections.
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+extern "C" fn before_fork() {
+    GATE.before_fork();
+}
+
+extern "C" fn after_fork_in_parent() {
+    GATE.after_fork_in_parent();
+}
+
+extern "C" fn after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+    GATE.after_fork_in_child(DEPTH.try_with(Cell::get).unwrap_or(0));
+    crate::runtime::release_after_fork();
+}
+
+/// Releases `mutex` if a thread that no longer exists (one of the parent's,
+/// in a forked child) left it locked.
+///
+/// # Safety
+///
+/// No thread of this process may hold `mutex`.
+pub(crate) unsafe fn unlock_abandoned<T>(mutex: &Mutex<T>) {
+    if mutex.is_locked() {
+        // SAFETY: held, and by no thread of this process (the caller's
+        // promise), so no guard will ever release it.
+        unsafe { mutex.force_unlock(Default::default()) };
+    }
+}
+
+/// Registers the fork handlers; idempotent. Called when the first cache
+/// opens.
+pub(crate) fn watch_forks() {
+    ATFORK.call_once(|| {
+        // SAFETY: the handlers take and release one lock and bump an atomic.
+        unsafe {
+            libc::pthread_atfork(
+                Some(before_fork),
+                Some(after_fork_in_parent),
+                Some(after_fork_in_child),
+            )
+        };
+    });
+}
+
+/// Keeps `fork()` out while held. Nested sections of one thread pass
+/// straight in, so they never wait on a fork queued between them.
+pub(crate) fn fork_gate() -> ForkGate {
+    DEPTH.with(|depth| {
+        if depth.get() == 0 {
+            GATE.enter();
+        }
+        depth.set(depth.get() + 1);
+    });
+    ForkGate(std::marker::PhantomData)
+}
+
+/// A section inside the fork gate; see [`fork_gate`]. Not `Send`: it is
+/// released by the thread that entered.
+pub(crate) struct ForkGate(std::marker::PhantomData<*const ()>);
+
+impl Drop for ForkGate {
+    fn drop(&mut self) {
+        DEPTH.with(|depth| {
+            depth.set(depth.get() - 1);
+            if depth.get() == 0 {
+                GATE.leave();
+            }
+        });
+    }
+}
+
+/// How many times this process's line of ancestors has forked since the
+/// first cache opened: it changes in a child after `fork()`.
+pub(crate) fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Acquire)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_runtime_until_a_fork() {
+        let a = crate::runtime::handle();
+        let b = crate::runtime::handle();
+        assert_eq!(a.id(), b.id());
+        before_fork();
+        after_fork_in_child();
+        let c = crate::runtime::handle();
+        assert_ne!(a.id(), c.id());
+        assert_eq!(c.block_on(async { 7 }), 7);
+    }
+
+    #[test]
+    fn a_child_does_not_inherit_a_count_its_parents_threads_left_up() {
+        let gate = Gate::new();
+        gate.enter();
+        gate.leave();
+        gate.before_fork();
+        // A thread of the parent counted itself in after `before_fork`
+        // looked, and was about to see the fork and count itself out, when
+        // the child was created.
+        gate.inside.fetch_add(1, Ordering::SeqCst);
+        gate.after_fork_in_child(0);
+        assert_eq!(gate.inside.load(Ordering::SeqCst), 0);
+        assert_eq!(gate.forking.load(Ordering::SeqCst), 0);
+        // The child's own threads and forks get through.
+        gate.enter();
+        gate.leave();
+        gate.before_fork();
+        gate.after_fork_in_parent();
+        // A child forked from inside a gate section counts its thread in.
+        gate.after_fork_in_child(2);
+        assert_eq!(gate.inside.load(Ordering::SeqCst), 1);
+    }
+}
