@@ -12,9 +12,7 @@ use std::sync::atomic::Ordering;
 use parking_lot::Mutex;
 use tokio::runtime::{Builder, Handle, Runtime};
 
-use crate::fork::FORK_GENERATION;
-/// The fork machinery (see [`crate::fork`]) as the tiers reach it.
-pub(crate) use crate::fork::{ForkGate, fork_gate, fork_generation, unlock_abandoned, watch_forks};
+use crate::fork::{FORK_GENERATION, unlock_abandoned, watch_forks};
 
 /// The runtime of this process (built in `generation`); it lives as long as
 /// the process, and is kept here so that it stays reachable.

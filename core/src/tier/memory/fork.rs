@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use super::MemoryTier;
-use crate::runtime;
 use crate::stats::Counters;
 
 /// L1 as the engine holds it: replaced by a new, empty tier on the first use
 /// in a forked child (see the module docs).
 pub(crate) struct L1 {
     current: AtomicPtr<MemoryTier>,
-    /// The fork generation (see [`crate::runtime`]) `current` belongs to.
+    /// The fork generation (see [`crate::fork`]) `current` belongs to.
     generation: AtomicU64,
     /// The generation a new tier is being built for, by one thread.
     building: AtomicU64,
@@ -31,8 +30,8 @@ impl L1 {
     pub(crate) fn new(max_bytes: u64, counters: Arc<Counters>, check_every: Option<u64>) -> Self {
         let tier = MemoryTier::new(max_bytes, counters.clone(), 1, check_every);
         // A fork must be seen even by a cache without a file.
-        runtime::watch_forks();
-        let generation = runtime::fork_generation();
+        crate::fork::watch_forks();
+        let generation = crate::fork::fork_generation();
         Self {
             current: AtomicPtr::new(Box::into_raw(Box::new(tier))),
             generation: AtomicU64::new(generation),
@@ -46,7 +45,7 @@ impl L1 {
     /// The tier of this process.
     #[inline]
     pub(crate) fn get(&self) -> &MemoryTier {
-        if runtime::fork_generation() != self.generation.load(Ordering::Acquire) {
+        if crate::fork::fork_generation() != self.generation.load(Ordering::Acquire) {
             return self.after_fork();
         }
         // SAFETY: `current` always points to a live tier: tiers are freed
@@ -58,7 +57,7 @@ impl L1 {
     /// others wait), leaking the parent's, whose locks may be held forever.
     #[cold]
     fn after_fork(&self) -> &MemoryTier {
-        let generation = runtime::fork_generation();
+        let generation = crate::fork::fork_generation();
         let building = self.building.load(Ordering::Acquire);
         // A build for an older generation was abandoned by a fork: take over.
         if building != generation

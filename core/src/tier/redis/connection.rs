@@ -12,13 +12,14 @@ use parking_lot::Mutex;
 
 use super::RedisTier;
 use crate::breaker::CallOutcome;
+use crate::fork;
 use crate::runtime;
 
 /// The client and its connection, shared with the calls in flight.
 pub(super) struct Link {
     client: Client,
     /// The connection of the current fork generation (see
-    /// [`crate::runtime`]); `None` until the first call, and after a
+    /// [`crate::fork`]); `None` until the first call, and after a
     /// failed one.
     connection: Mutex<Option<(u64, ConnectionManager)>>,
     /// Held while a connection is made, so that one is made at a time.
@@ -40,13 +41,13 @@ impl Link {
             client,
             connection: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
-            pool: Mutex::new((runtime::fork_generation(), Vec::new())),
+            pool: Mutex::new((fork::fork_generation(), Vec::new())),
             timeout,
         }
     }
 
     async fn connection(&self) -> RedisResult<ConnectionManager> {
-        let generation = runtime::fork_generation();
+        let generation = fork::fork_generation();
         let current = || {
             self.connection
                 .lock()
@@ -80,9 +81,9 @@ impl Link {
     /// A plain connection of this fork generation: a kept one, or a new one
     /// whose connecting, reads and writes each give up after the timeout.
     fn plain(&self) -> RedisResult<::redis::Connection> {
-        let generation = runtime::fork_generation();
+        let generation = fork::fork_generation();
         {
-            let _gate = runtime::fork_gate();
+            let _gate = fork::fork_gate();
             let mut pool = self.pool.lock();
             if pool.0 != generation {
                 // A parent's sockets are not this process's to use.
@@ -100,9 +101,9 @@ impl Link {
 
     /// Keeps a plain connection that answered, for the next read.
     fn keep_plain(&self, connection: ::redis::Connection) {
-        let _gate = runtime::fork_gate();
+        let _gate = fork::fork_gate();
         let mut pool = self.pool.lock();
-        if pool.0 == runtime::fork_generation() && pool.1.len() < SYNC_POOL {
+        if pool.0 == fork::fork_generation() && pool.1.len() < SYNC_POOL {
             pool.1.push(connection);
         }
     }

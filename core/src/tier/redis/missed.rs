@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::RedisTier;
 use super::stream::Change;
-use crate::runtime;
+use crate::fork;
 
 /// The most keys remembered as missed by Redis; past this, a clear is
 /// announced instead once Redis answers.
@@ -28,7 +28,7 @@ impl Missed {
 
 impl RedisTier {
     pub(super) fn remember_missed(&self, changes: Vec<Change>) {
-        let _gate = runtime::fork_gate();
+        let _gate = fork::fork_gate();
         let mut missed = self.missed.lock();
         for change in changes {
             match change {
@@ -61,7 +61,7 @@ impl RedisTier {
             return;
         }
         let missed = {
-            let _gate = runtime::fork_gate();
+            let _gate = fork::fork_gate();
             let mut missed = self.missed.lock();
             self.has_missed.store(false, Ordering::Release);
             std::mem::take(&mut *missed)

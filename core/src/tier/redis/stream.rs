@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::{OWN, RedisTier};
-use crate::runtime;
+use crate::fork;
 
 /// One change, as announced on the backplane's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +58,8 @@ pub(crate) struct Node {
 impl RedisTier {
     /// This process (redrawn after a fork) and its file.
     pub(crate) fn node(&self) -> Node {
-        let generation = runtime::fork_generation();
-        let _gate = runtime::fork_gate();
+        let generation = fork::fork_generation();
+        let _gate = fork::fork_gate();
         let mut node = self.node.lock();
         match &*node {
             Some((g, n)) if *g == generation => n.clone(),
@@ -87,7 +87,7 @@ impl RedisTier {
     /// A handle to wait on for news of `key` on the stream; call
     /// [`RedisTier::unwatch`] when done.
     pub(crate) fn watch(&self, key: &str) -> Arc<Notify> {
-        let _gate = runtime::fork_gate();
+        let _gate = fork::fork_gate();
         self.watchers
             .lock()
             .entry(key.to_owned())
@@ -97,7 +97,7 @@ impl RedisTier {
 
     /// Ends a [`RedisTier::watch`].
     pub(crate) fn unwatch(&self, key: &str, notify: Arc<Notify>) {
-        let _gate = runtime::fork_gate();
+        let _gate = fork::fork_gate();
         let mut watchers = self.watchers.lock();
         drop(notify);
         if watchers.get(key).is_some_and(|n| Arc::strong_count(n) == 1) {
@@ -107,7 +107,7 @@ impl RedisTier {
 
     /// Wakes whoever waits for news of `key`.
     pub(crate) fn wake(&self, key: &str) {
-        let _gate = runtime::fork_gate();
+        let _gate = fork::fork_gate();
         if let Some(notify) = self.watchers.lock().get(key) {
             notify.notify_waiters();
         }
@@ -115,7 +115,7 @@ impl RedisTier {
 
     /// Wakes everyone waiting for news of any key.
     pub(crate) fn wake_all(&self) {
-        let _gate = runtime::fork_gate();
+        let _gate = fork::fork_gate();
         for notify in self.watchers.lock().values() {
             notify.notify_waiters();
         }

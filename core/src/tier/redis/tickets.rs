@@ -5,7 +5,7 @@
 use parking_lot::Mutex;
 
 use super::RedisTier;
-use crate::runtime;
+use crate::fork;
 
 /// Stripes of keys for [`RedisTier::ticket`].
 pub(super) const STRIPES: usize = 64;
@@ -63,7 +63,7 @@ impl RedisTier {
     /// change of its stripe began since the ticket was taken; no change
     /// begins while it runs.
     pub(crate) fn keep_if<R>(&self, ticket: ReadTicket, keep: impl FnOnce() -> R) -> Option<R> {
-        let _gate = runtime::fork_gate();
+        let _gate = fork::fork_gate();
         let _stripe = self.stripes[ticket.stripe].lock.lock();
         self.still_valid(ticket).then(keep)
     }
@@ -84,7 +84,7 @@ impl RedisTier {
     }
 
     fn begin(&self, stripes: Vec<usize>) -> Changing<'_> {
-        let _gate = runtime::fork_gate();
+        let _gate = fork::fork_gate();
         for &i in &stripes {
             let stripe = &self.stripes[i];
             let _stripe = stripe.lock.lock();

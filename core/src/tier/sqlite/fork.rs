@@ -12,7 +12,7 @@ use super::SqliteTier;
 use super::maintenance::Access;
 use crate::coherence;
 use crate::error::Result;
-use crate::runtime::{self, unlock_abandoned};
+use crate::fork::unlock_abandoned;
 
 impl SqliteTier {
     /// Sets what to run once in a forked child after its connections were
@@ -27,9 +27,9 @@ impl SqliteTier {
     /// process forked since the connections were opened, first replaces
     /// them (SQLite connections must not cross a `fork()`).
     #[inline]
-    pub(super) fn enter(&self) -> Result<runtime::ForkGate> {
-        let gate = runtime::fork_gate();
-        let generation = runtime::fork_generation();
+    pub(super) fn enter(&self) -> Result<crate::fork::ForkGate> {
+        let gate = crate::fork::fork_gate();
+        let generation = crate::fork::fork_generation();
         if self.generation.load(Ordering::Acquire) != generation {
             self.reset_after_fork(generation)?;
         }

@@ -66,7 +66,6 @@ use tokio::sync::Notify;
 use crate::coherence::{self, Watch};
 use crate::config::OnCorrupt;
 use crate::error::{Error, Result};
-use crate::runtime;
 use crate::stats::Counters;
 pub use damage::{Integrity, check};
 use file::{FileId, Mode, connect, prepare_file};
@@ -125,7 +124,7 @@ pub(crate) struct SqliteTier {
     /// parent's maintenance task, whose runtime has no thread there.
     wake: Mutex<Arc<Notify>>,
     counters: Arc<Counters>,
-    /// The fork generation (see [`crate::runtime`]) the connections belong to.
+    /// The fork generation (see [`crate::fork`]) the connections belong to.
     generation: AtomicU64,
     resetting: AtomicBool,
     after_fork: OnceLock<Box<dyn Fn(Arc<Notify>) + Send + Sync>>,
@@ -145,8 +144,8 @@ impl SqliteTier {
         on_corrupt: OnCorrupt,
         counters: Arc<Counters>,
     ) -> Result<Self> {
-        runtime::watch_forks();
-        let _gate = runtime::fork_gate();
+        crate::fork::watch_forks();
+        let _gate = crate::fork::fork_gate();
         let mut opened = file::open(path, on_corrupt)?;
         let writer = opened.writer.take();
         let (id, mode) = (opened.id, opened.mode);
@@ -184,7 +183,7 @@ impl SqliteTier {
             on_corrupt,
             wake: Mutex::new(Arc::new(Notify::new())),
             counters,
-            generation: AtomicU64::new(runtime::fork_generation()),
+            generation: AtomicU64::new(crate::fork::fork_generation()),
             resetting: AtomicBool::new(false),
             after_fork: OnceLock::new(),
             origin: AtomicI64::new(coherence::new_origin()),
