@@ -106,7 +106,7 @@ fn demos_blocks_and_listings_follow_the_preset_routes() {
 fn unchanged_content_is_revalidated_with_a_304_and_no_body() {
     let origin = Origin::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (cache, first) = with_expired_button(&origin, dir.path(), json!({}));
+    let (cache, first, clock) = with_expired_button(&origin, dir.path(), json!({}));
 
     let renewed = cache.lookup(BUTTON).unwrap().unwrap();
     assert_eq!(renewed.value, first);
@@ -127,7 +127,7 @@ fn unchanged_content_is_revalidated_with_a_304_and_no_body() {
         &format!("{BASE}/ui/button.tsx"),
         b"// changed",
     );
-    std::thread::sleep(Duration::from_millis(1100));
+    clock.advance(Duration::from_millis(1100));
     assert_eq!(text(&cache.get(BUTTON).unwrap().unwrap()), "// changed");
     assert_eq!(origin.requests()[2].status, 200);
 }

@@ -18,7 +18,7 @@ use github_support::{BUTTON, open, with_expired_button};
 fn server_errors_serve_the_stale_copy_then_open_the_breaker() {
     let origin = Origin::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (cache, original) = with_expired_button(
+    let (cache, original, _clock) = with_expired_button(
         &origin,
         dir.path(),
         json!({"circuit_breaker": {"threshold": 3, "timeout": 60}}),
@@ -66,7 +66,7 @@ fn without_a_stale_copy_a_server_error_is_a_source_error() {
 fn a_slow_origin_serves_stale_at_the_soft_timeout_and_fails_at_the_hard_one() {
     let origin = Origin::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (cache, original) = with_expired_button(
+    let (cache, original, _clock) = with_expired_button(
         &origin,
         dir.path(),
         json!({"fail_safe": {"soft_timeout": 0.2, "hard_timeout": 0.6}}),

@@ -10,22 +10,21 @@ mod support;
 #[path = "support/github.rs"]
 mod github_support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use serde_json::json;
 use tierstack::blocking::Cache;
-use tierstack::{BreakerState, Config, ErrorKind};
+use tierstack::{BreakerState, Config, ErrorKind, ManualClock};
 use tierstack_origin::{Fault, Origin, RateLimit};
 
-use github_support::{BUTTON, now_s, open};
+use github_support::{BUTTON, now_s, open, open_with_clock};
 use support::{CHILD_ENV, child_field, child_stdout, run_child};
 
 #[test]
 fn a_rate_limit_opens_the_breaker_until_the_reset_then_probes() {
     let origin = Origin::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cache = open(&origin, &dir.path().join("c.db"), json!({}));
-    let reset = now_s() + 2;
+    let clock = ManualClock::starting_now();
+    let cache = open_with_clock(&origin, &dir.path().join("c.db"), json!({}), &clock);
+    let reset = clock.now_ms() / 1000 + 2;
     origin.fault(Fault {
         status: Some(403),
         headers: vec![
@@ -52,15 +51,17 @@ fn a_rate_limit_opens_the_breaker_until_the_reset_then_probes() {
     }
     assert_eq!(origin.count(), 1);
 
-    // After it: one probe, which closes the breaker (success_threshold 2
-    // takes a second).
-    let wait = (reset * 1000).saturating_sub(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
+    // A millisecond before it, still none.
+    clock.set(reset * 1000 - 1);
+    assert_eq!(
+        cache.get(BUTTON).unwrap_err().kind(),
+        ErrorKind::SourceUnavailable
     );
-    std::thread::sleep(Duration::from_millis(wait + 50));
+    assert_eq!(origin.count(), 1);
+
+    // At it: one probe, which closes the breaker (success_threshold 2
+    // takes a second).
+    clock.set(reset * 1000);
     assert!(cache.get(BUTTON).unwrap().is_some());
     assert_eq!(origin.count(), 2);
     assert_eq!(cache.breaker_status().state, BreakerState::HalfOpen);
@@ -73,22 +74,18 @@ fn a_rate_limit_opens_the_breaker_until_the_reset_then_probes() {
 fn a_429_with_retry_after_opens_the_breaker_for_that_long() {
     let origin = Origin::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cache = open(&origin, &dir.path().join("c.db"), json!({}));
+    let clock = ManualClock::new(1_700_000_000_000);
+    let cache = open_with_clock(&origin, &dir.path().join("c.db"), json!({}), &clock);
     origin.fault(Fault {
         status: Some(429),
         headers: vec![("Retry-After".into(), "30".into())],
         times: Some(1),
         ..Fault::default()
     });
-    let before = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
     assert_eq!(cache.get(BUTTON).unwrap_err().kind(), ErrorKind::Source);
-    let until = cache.breaker_status().next_attempt_at.unwrap();
-    assert!(
-        until >= before + 30_000 && until <= before + 31_000,
-        "{until} vs {before}"
+    assert_eq!(
+        cache.breaker_status().next_attempt_at,
+        Some(1_700_000_000_000 + 30_000)
     );
     assert_eq!(
         cache.get(BUTTON).unwrap_err().kind(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tierstack::blocking::Cache;
-use tierstack::{Config, ErrorKind};
+use tierstack::{Config, ErrorKind, ManualClock};
 use tierstack_origin::{Fault, Host, Origin};
 
 const TOKEN: &str = "ghp_SeCrEt0123456789abcdefghijklmnopqrstu";
@@ -61,7 +61,12 @@ fn the_token_appears_in_no_log_error_stats_debug_output_or_file() {
     )
     .unwrap();
     let mut shown = format!("{config:?}\n{}\n", config.to_json());
-    let cache = Cache::open(config).unwrap();
+    let clock = ManualClock::starting_now();
+    let cache = Cache::builder()
+        .config(config)
+        .clock(clock.clone())
+        .build_blocking()
+        .unwrap();
     shown.push_str(&format!("{cache:?}\n"));
 
     // Every path the token could take: the API with it, a redirect
@@ -99,7 +104,7 @@ fn the_token_appears_in_no_log_error_stats_debug_output_or_file() {
         errors.push(cache.get("components:react"));
         cache.delete("components:react").unwrap();
     }
-    std::thread::sleep(Duration::from_millis(1100));
+    clock.advance(Duration::from_millis(1100));
     errors.push(cache.get("component:react:button").map(|_| None));
     origin.fault(Fault {
         status: Some(403),

@@ -93,7 +93,9 @@ impl Engine {
                     "a source was handed in and github is configured: use one (or set github.enabled to false)",
                 ));
             }
-            (None, Some(github)) => Some(Arc::new(GitHub::new(github)?) as Arc<dyn Source>),
+            (None, Some(github)) => {
+                Some(Arc::new(GitHub::with_clock(github, clock.clone())?) as Arc<dyn Source>)
+            }
             (source, None) => source,
         };
         let strategy = config.strategy;

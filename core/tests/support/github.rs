@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use tierstack::Config;
 use tierstack::blocking::Cache;
+use tierstack::{Config, ManualClock};
 use tierstack_origin::Origin;
 
 pub const BASE: &str = "apps/v4/registry/new-york-v4";
@@ -40,20 +40,37 @@ pub fn open(origin: &Origin, path: &Path, extra: serde_json::Value) -> Cache {
     Cache::open(config(origin, path, extra)).unwrap()
 }
 
-/// A cache on a new file in `dir` with 1 s TTLs (and `extra`), holding a
-/// copy of [`BUTTON`] fetched with one request and just expired; and the copy.
+/// [`open`], with the cache's time read from `clock`.
+pub fn open_with_clock(
+    origin: &Origin,
+    path: &Path,
+    extra: serde_json::Value,
+    clock: &ManualClock,
+) -> Cache {
+    Cache::builder()
+        .config(config(origin, path, extra))
+        .clock(clock.clone())
+        .build_blocking()
+        .unwrap()
+}
+
+/// A cache on a new file in `dir` with 1 s TTLs (and `extra`) and a manual
+/// clock, holding a copy of [`BUTTON`] fetched with one request and just
+/// expired (the clock moved 1.1 s); the copy; and the clock.
 pub fn with_expired_button(
     origin: &Origin,
     dir: &Path,
     extra: serde_json::Value,
-) -> (Cache, tierstack::Bytes) {
+) -> (Cache, tierstack::Bytes, ManualClock) {
     let mut settings = json!({"sqlite": {"ttl": 1}, "memory": {"ttl": 1}});
     merge(&mut settings, extra);
-    let cache = open(origin, &dir.join("c.db"), settings);
+    let clock = ManualClock::starting_now();
+    let cache = open_with_clock(origin, &dir.join("c.db"), settings, &clock);
     let copy = cache.get(BUTTON).unwrap().unwrap();
     assert_eq!(origin.requests()[0].status, 200);
-    std::thread::sleep(Duration::from_millis(1100));
-    (cache, copy)
+    assert!(!cache.lookup(BUTTON).unwrap().unwrap().stale);
+    clock.advance(Duration::from_millis(1100));
+    (cache, copy, clock)
 }
 
 /// The first line of a file's text, stored as a JSON string.

@@ -32,7 +32,7 @@ pub mod routes;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -43,6 +43,7 @@ pub use config::{GitHubConfig, MAX_BODY_LIMIT, Routes, Secret, TOKEN_ENV};
 pub use routes::{Format, Route, RouteTable, Target};
 
 use super::{FetchFuture, Fetched, Loaded, RateLimit, Source};
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key;
 
@@ -67,6 +68,8 @@ struct Inner {
     routes: RouteTable,
     scope: String,
     rate_limit: Mutex<Option<RateLimit>>,
+    /// "Now", for a `Retry-After`.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for GitHub {
@@ -84,6 +87,12 @@ impl GitHub {
     /// A source for `config` (checked; the token resolved from the
     /// environment if the config has none).
     pub fn new(config: &GitHubConfig) -> Result<Self> {
+        Self::with_clock(config, Clock::system())
+    }
+
+    /// [`GitHub::new`] reading "now" from `clock` (the cache's, so that a
+    /// `Retry-After` and the breaker it opens count time alike).
+    pub(crate) fn with_clock(config: &GitHubConfig, clock: Clock) -> Result<Self> {
         config.validate()?;
         install_crypto();
         let base = |url: &str| {
@@ -142,6 +151,7 @@ impl GitHub {
                 routes: config.routes.table()?,
                 scope,
                 rate_limit: Mutex::new(None),
+                clock,
             }),
         })
     }
@@ -205,7 +215,8 @@ impl Inner {
             }
             StatusCode::NOT_FOUND => return Ok(Fetched::NotFound),
             StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
-                let Some(until) = rate_limited_until(response.headers(), now_ms()) else {
+                let Some(until) = rate_limited_until(response.headers(), self.clock.now_ms())
+                else {
                     return Err(failed());
                 };
                 let when = until.map_or_else(
@@ -458,12 +469,6 @@ fn fingerprint(token: &Secret) -> String {
     "tierstack github token".hash(&mut h);
     token.expose().hash(&mut h);
     format!("token-{:016x}", h.finish())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// rustls needs one crypto provider per process; ring is ours.
