@@ -65,7 +65,7 @@ enum Method {
 /// The most arguments a [`Method`] takes.
 const MAX_ARGS: usize = 3;
 
-static METHODS: [(&CStr, Method); 9] = [
+static METHODS: &[(&CStr, Method)] = &[
     (c"get", Method::Read(HybridStorage::get_value)),
     (c"getBuffer", Method::Read(HybridStorage::get_buffer_value)),
     (c"lookup", Method::Read(HybridStorage::lookup_value)),
@@ -78,10 +78,13 @@ static METHODS: [(&CStr, Method); 9] = [
     (c"getOrLoadBuffer", Method::Load(Shape::Buffer)),
     (c"mget", Method::Many { decode: true }),
     (c"mgetBuffer", Method::Many { decode: false }),
+    // A read that panics, for the tests (see `panic_probe`).
+    #[cfg(debug_assertions)]
+    (c"__panicRead", Method::Read(HybridStorage::panic_read)),
 ];
 
 /// The napi callback of each of [`METHODS`], by index.
-const NATIVES: [napi::Callback; 9] = [
+const NATIVES: &[napi::Callback] = &[
     dispatch::<0>,
     dispatch::<1>,
     dispatch::<2>,
@@ -91,6 +94,8 @@ const NATIVES: [napi::Callback; 9] = [
     dispatch::<6>,
     dispatch::<7>,
     dispatch::<8>,
+    #[cfg(debug_assertions)]
+    dispatch::<9>,
 ];
 
 /// Makes the JS method over a napi callback: `(name, native, many) =>
@@ -128,7 +133,7 @@ pub fn install(exports: Object, env: Env) -> napi::Result<()> {
     let prototype = js::get_named(&env, class, c"prototype").map_err(failed)?;
     let undefined = js::undefined(&env).map_err(failed)?;
     let wrap: Unknown = env.run_script(WRAPPER)?;
-    for ((name, method), native) in METHODS.iter().zip(NATIVES) {
+    for ((name, method), &native) in METHODS.iter().zip(NATIVES) {
         let text = name
             .to_str()
             .map_err(|e| napi::Error::from_reason(e.to_string()))?;
@@ -156,7 +161,7 @@ pub fn install(exports: Object, env: Env) -> napi::Result<()> {
 /// it reads the arguments and unwraps the receiver without napi-rs's
 /// per-call borrow tracking, which the module docs explain.
 // SAFETY: napi calls it on the JS thread with a valid env and callback info
-// (the contract of `napi::Callback`, which requires the `unsafe`).
+// (the contract of `napi::Callback`).
 unsafe extern "C" fn dispatch<const I: usize>(
     raw_env: sys::napi_env,
     info: sys::napi_callback_info,

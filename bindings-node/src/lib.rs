@@ -20,7 +20,8 @@
 //! binding's own, which also covers the direct dispatch and the work that
 //! runs on other threads). A panic becomes an `Error` with `code ===
 //! 'internal'`: thrown by a synchronous method, the rejection of a
-//! promise-returning one.
+//! promise-returning one. Debug builds export `panic_probe`'s functions,
+//! which panic inside those boundaries, for the tests.
 //!
 //! # Which thread does the work
 //!
@@ -72,6 +73,9 @@ mod js;
 mod kept;
 mod load;
 mod outbox;
+#[cfg(debug_assertions)]
+#[cfg_attr(test, allow(dead_code))]
+mod panic_probe;
 mod stats;
 mod task;
 mod value;
