@@ -5,12 +5,13 @@
 //! hit has been ruled out (`getOrLoad` and `get` answer those before any
 //! future exists). It is polled once on the JS thread: an L1 or L2 hit, a
 //! negative-cache hit, an error is ready at once and settles the promise
-//! without leaving the thread. Otherwise the future, now waiting for a flight, moves to the
-//! core's runtime (`tierstack::runtime::handle().spawn`), and when it ends
-//! the promise is settled on the JS thread through a napi thread-safe
-//! function, which also keeps the event loop alive meanwhile. No libuv
-//! pool thread ever waits for a JS loader, so a loader that uses the pool
-//! (fs, crypto) cannot deadlock it.
+//! without leaving the thread. Otherwise the future, now waiting for a
+//! flight, moves to the core's runtime (`tierstack::runtime::handle().spawn`),
+//! and when it ends the promise is settled on the JS thread through a napi
+//! thread-safe function, which also keeps the event loop alive meanwhile.
+//! No libuv pool thread ever waits for a JS loader, so a loader that uses
+//! the pool (fs, crypto) cannot deadlock it. A panic, in the future or while
+//! its answer is made, rejects the promise with an `internal` error.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -32,6 +32,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -249,21 +250,20 @@ impl CallLoader {
 
 /// The loader's return value on the JS thread: a throw fails at once, a
 /// value or promise is awaited through `Promise.resolve(value).then(...)`.
+/// A panic here fails the call with an `internal` error.
 fn returned_on_js_thread<T: Send + 'static>(
     env: &Env,
     returned: napi::Result<Returned>,
     sender: oneshot::Sender<tierstack::Result<T>>,
     convert: Convert<T>,
 ) {
-    let value = match returned {
-        Ok(value) => value,
-        Err(thrown) => {
-            let _ = sender.send(Err(failure(env, Thrown::from_error(thrown))));
-            return;
-        }
-    };
     let sender = Rc::new(RefCell::new(Some(sender)));
-    if let Err(err) = await_value(env, value, &sender, convert)
+    let outcome = catch_unwind(AssertUnwindSafe(|| match returned {
+        Ok(value) => await_value(env, value, &sender, convert),
+        Err(thrown) => Err(failure(env, Thrown::from_error(thrown))),
+    }))
+    .unwrap_or_else(|panic| Err(crate::error::panicked("a JS function's answer", &*panic)));
+    if let Err(err) = outcome
         && let Some(sender) = sender.borrow_mut().take()
     {
         let _ = sender.send(Err(err));
@@ -287,10 +287,13 @@ fn await_value<T: Send + 'static>(
                 Err(_) => js::undefined(ctx.env).map_err(|e| crate::error::to_napi(ctx.env, &e))?,
             };
             if let Some(sender) = sender.borrow_mut().take() {
-                let answer = match rejected {
+                let answer = catch_unwind(AssertUnwindSafe(|| match rejected {
                     false => convert(ctx.env, arg),
                     true => Err(failure(ctx.env, Thrown::new(arg))),
-                };
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(crate::error::panicked("a JS function's answer", &*panic))
+                });
                 let _ = sender.send(answer);
             }
             Ok(())
