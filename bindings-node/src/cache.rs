@@ -280,7 +280,8 @@ impl HybridStorage {
 
     /// The value of `bytes`, read from L1 entry `version` of `key`: the kept
     /// one while the entry is unchanged, else decoded now and kept.
-    #[inline]
+    // Inlined into every read: it is on the L1 hit path.
+    #[inline(always)]
     fn kept_or_decoded<'e>(
         &self,
         env: &'e Env,

@@ -43,11 +43,23 @@ pub(crate) fn napi_failed(what: &str, error: &napi::Error) -> Error {
 /// while napi ran it, whatever status napi reports: it is taken, so the
 /// environment is usable afterwards, and kept as a [`Thrown`], so the call
 /// fails with that very value.
+#[inline]
 pub(crate) fn check<T>(env: &Env, result: napi::Result<T>, what: &str) -> Result<T, Error> {
-    result.map_err(|e| match take_exception(env) {
+    match result {
+        Ok(value) => Ok(value),
+        Err(e) => Err(failed(env, &e, what)),
+    }
+}
+
+/// The error of a napi-rs call that failed (see [`check`]); out of line,
+/// so that the calls on the L1 hit path stay small.
+#[cold]
+#[inline(never)]
+fn failed(env: &Env, error: &napi::Error, what: &str) -> Error {
+    match take_exception(env) {
         Some(exception) => thrown(exception, what),
-        None => napi_failed(what, &e),
-    })
+        None => napi_failed(what, error),
+    }
 }
 
 /// A value that JS code run by the binding threw (a getter, a proxy trap,
@@ -382,15 +394,12 @@ pub(crate) fn is_array(value: Value) -> bool {
 pub(crate) fn elements<'e>(env: &Env, array: Value<'e>) -> Result<Vec<Value<'e>>, Error> {
     let array = check(env, object(array), "reading an array")?;
     let len = check(env, array.get_array_length(), "reading an array's length")?;
-    (0..len)
-        .map(|i| {
-            check(
-                env,
-                array.get_element::<Unknown<'e>>(i),
-                "reading an array element",
-            )
-        })
-        .collect()
+    let mut elements = Vec::with_capacity(len as usize);
+    for i in 0..len {
+        let element = array.get_element::<Unknown<'e>>(i);
+        elements.push(check(env, element, "reading an array element")?);
+    }
+    Ok(elements)
 }
 
 /// A new array of `values`.
@@ -615,7 +624,8 @@ impl Held {
     }
 
     /// The value.
-    #[inline]
+    // Inlined: reading a kept value is on the L1 hit path.
+    #[inline(always)]
     pub(crate) fn get<'e>(&self, env: &'e Env) -> Result<Value<'e>, Error> {
         let value = check(env, self.held.get_value(env), "reading a reference")?;
         if !self.boxed {
