@@ -13,9 +13,10 @@
 //! throwing), with a JS `Error` whose `code` is the error kind.
 
 use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use napi::Env;
 use napi::bindgen_prelude::{Either, Null, ObjectFinalize, Unknown};
-use napi::{Env, JsValue};
 use napi_derive::napi;
 use tierstack::{Error, Lookup, blocking::Cache};
 
@@ -60,11 +61,11 @@ pub struct HybridStorage {
 }
 
 /// What `mget` found.
-pub(crate) enum Found {
+pub(crate) enum Found<'e> {
     /// The value of each key asked, in order (`None`: not found).
-    Values(Vec<Option<Value>>),
+    Values(Vec<Option<Value<'e>>>),
     /// The promise of the `Map`, when keys had to be loaded.
-    Promise(Value),
+    Promise(Value<'e>),
 }
 
 /// What a read that may load answers with.
@@ -82,7 +83,12 @@ pub(crate) enum Shape {
 
 impl Shape {
     /// The JS answer for what the core found, on the JS thread.
-    fn answer(self, env: &Env, found: Option<Lookup>, mark_stale: bool) -> Result<Value, Error> {
+    fn answer<'e>(
+        self,
+        env: &'e Env,
+        found: Option<Lookup>,
+        mark_stale: bool,
+    ) -> Result<Value<'e>, Error> {
         let Some(lookup) = found else {
             return js::undefined(env);
         };
@@ -104,7 +110,7 @@ impl Shape {
 
 /// Decodes stored bytes with the built-ins of the moment (for answers
 /// settled after a load, away from the storage's own).
-fn decode(env: &Env, bytes: &[u8]) -> Result<Value, Error> {
+fn decode<'e>(env: &'e Env, bytes: &[u8]) -> Result<Value<'e>, Error> {
     let builtins = Builtins::capture(env)?;
     let value = builtins.decode(env, bytes);
     builtins.release(env);
@@ -114,51 +120,51 @@ fn decode(env: &Env, bytes: &[u8]) -> Result<Value, Error> {
 /// Adds `_stale: true` to a stale object value (option `markStale`); the
 /// value is a fresh decode, so nothing stored or kept changes.
 fn mark(env: &Env, value: Value) -> Result<(), Error> {
-    if js::type_of(env, value) == napi::ValueType::Object && !js::is_array(env, value) {
+    if js::type_of(value) == napi::ValueType::Object && !js::is_array(value) {
         js::set_named(env, value, c"_stale", js::boolean(env, true)?)?;
     }
     Ok(())
 }
 
-/// A promise settled with a read's reply.
-fn replied(env: &Env, reply: Result<Reply, Error>) -> napi::Result<Unknown<'_>> {
-    match reply.and_then(|r| r.into_promise(env)) {
-        Ok(promise) => Ok(unknown(env, promise)),
-        Err(err) => resolved(env, Err(err)),
+/// The panic boundary of a promise-returning method: the promise `body`
+/// returns; a promise rejected with its error, or with an `internal` error
+/// if it panicked (`what` names the method).
+pub(crate) fn promised<'e>(
+    env: &'e Env,
+    what: &str,
+    body: impl FnOnce() -> Result<Value<'e>, Error>,
+) -> napi::Result<Unknown<'e>> {
+    let outcome = catch_unwind(AssertUnwindSafe(body))
+        .unwrap_or_else(|panic| Err(error::panicked(what, &*panic)));
+    match outcome {
+        Ok(promise) => Ok(promise),
+        Err(err) => {
+            js::settled(env, Err(error::to_js(env, &err))).map_err(|e| error::to_napi(env, &e))
+        }
     }
 }
 
-/// The value handle of `value` for napi-rs.
-fn unknown(env: &Env, value: Value) -> Unknown<'_> {
-    // SAFETY: a handle created in this call on this env.
-    unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
-}
-
-/// A promise settled with a read's outcome.
-fn resolved(env: &Env, outcome: Result<Value, Error>) -> napi::Result<Unknown<'_>> {
-    let outcome = outcome.map_err(|e| error::to_js(env, &e));
-    js::settled(env, outcome)
-        .map(|p| unknown(env, p))
+/// The panic boundary of a synchronous method: what `body` returns; its
+/// error, or an `internal` error if it panicked, thrown.
+pub(crate) fn guarded<T>(
+    env: &Env,
+    what: &str,
+    body: impl FnOnce() -> Result<T, Error>,
+) -> napi::Result<T> {
+    catch_unwind(AssertUnwindSafe(body))
+        .unwrap_or_else(|panic| Err(error::panicked(what, &*panic)))
         .map_err(|e| error::to_napi(env, &e))
 }
 
-/// The promise of queued work, or a promise rejected with why it was not queued.
-fn queued(env: &Env, promise: Result<Value, Error>) -> napi::Result<Unknown<'_>> {
-    match promise {
-        Ok(promise) => Ok(unknown(env, promise)),
-        Err(err) => resolved(env, Err(err)),
-    }
-}
-
-fn to_undefined(env: &Env, (): ()) -> Result<Value, Error> {
+fn to_undefined(env: &Env, (): ()) -> Result<Value<'_>, Error> {
     js::undefined(env)
 }
 
-fn to_boolean(env: &Env, b: bool) -> Result<Value, Error> {
+fn to_boolean(env: &Env, b: bool) -> Result<Value<'_>, Error> {
     js::boolean(env, b)
 }
 
-fn to_number(env: &Env, n: u64) -> Result<Value, Error> {
+fn to_number(env: &Env, n: u64) -> Result<Value<'_>, Error> {
     js::number(env, n as f64)
 }
 
@@ -179,13 +185,24 @@ impl HybridStorage {
     /// `'write-behind'` writes to (with a read-only source or none, those
     /// throw `invalid_config`).
     #[napi(
+        catch_unwind,
         constructor,
         ts_args_type = "config?: HybridStorageConfig | null, options?: HybridStorageOptions | null"
     )]
     pub fn new(env: &Env, config: Unknown, options: Unknown) -> napi::Result<Self> {
+        catch_unwind(AssertUnwindSafe(|| Self::open(env, config, options))).unwrap_or_else(
+            |panic| {
+                let err = error::panicked("new HybridStorage", &*panic);
+                Err(error::to_napi(env, &err))
+            },
+        )
+    }
+
+    /// The constructor's work.
+    fn open(env: &Env, config: Unknown, options: Unknown) -> napi::Result<Self> {
         let builtins = Builtins::capture(env).map_err(|e| error::to_napi(env, &e))?;
-        let opened = config::from_js(env, &builtins, Some(config.raw())).and_then(|config| {
-            let options = config::options_from_js(env, options.raw())?;
+        let opened = config::from_js(env, &builtins, Some(config)).and_then(|config| {
+            let options = config::options_from_js(env, options)?;
             let max_bytes = match config.memory.enabled {
                 true => config.memory.max_bytes,
                 false => 0,
@@ -233,13 +250,13 @@ impl HybridStorage {
 
     /// Queues a write that, with a strategy that writes to the source, may
     /// wait for the source's JS functions (see [`task`]).
-    fn spawn_write<R: Send + 'static>(
+    fn spawn_write<'e, R: Send + 'static>(
         &self,
-        env: &Env,
+        env: &'e Env,
         cache: &Cache,
         work: impl FnOnce(&Cache) -> tierstack::Result<R> + Send + 'static,
         to_js: task::ToJs<R>,
-    ) -> Result<Value, Error> {
+    ) -> Result<Value<'e>, Error> {
         match self.writes_source {
             true => task::spawn_waiting_for_js(env, cache, work, to_js),
             false => task::spawn(env, cache, work, to_js),
@@ -249,7 +266,7 @@ impl HybridStorage {
     /// Reads `key` and decodes its value, reusing the kept value of an
     /// unchanged L1 entry.
     #[inline]
-    fn read(&self, env: &Env, key: Value) -> Result<Option<(Value, Lookup)>, Error> {
+    fn read<'e>(&self, env: &'e Env, key: Value) -> Result<Option<(Value<'e>, Lookup)>, Error> {
         let key = js::key(env, key)?;
         let Some((lookup, version)) = self.with_cache(|c| c.lookup_versioned(&key))? else {
             return Ok(None);
@@ -263,14 +280,15 @@ impl HybridStorage {
 
     /// The value of `bytes`, read from L1 entry `version` of `key`: the kept
     /// one while the entry is unchanged, else decoded now and kept.
-    #[inline]
-    fn kept_or_decoded(
+    // Inlined into every read: it is on the L1 hit path.
+    #[inline(always)]
+    fn kept_or_decoded<'e>(
         &self,
-        env: &Env,
+        env: &'e Env,
         key: &str,
         version: u64,
         bytes: &[u8],
-    ) -> Result<Value, Error> {
+    ) -> Result<Value<'e>, Error> {
         if let Some(value) = self.kept.borrow().get(env, version) {
             return Ok(value);
         }
@@ -283,21 +301,21 @@ impl HybridStorage {
 
     /// A read of `key` through the core's load path (a storage with a
     /// source): settled at once when a tier answers, else when the load lands.
-    fn load(&self, env: &Env, key: &str, shape: Shape) -> Result<Reply, Error> {
+    fn load<'e>(&self, env: &'e Env, key: &str, shape: Shape) -> Result<Reply<'e>, Error> {
         let cache = self.cache()?.as_async().clone();
         let key = key.to_owned();
         let mark_stale = self.mark_stale;
         let promise = drive::promise(
             env,
             async move { cache.lookup(&key).await },
-            Box::new(move |env, found| shape.answer(env, found?, mark_stale)),
+            Box::new(move |env, found| shape.answer(env, found, mark_stale)),
         )?;
         Ok(Reply::Promise(promise))
     }
 
     /// `get`: the decoded value or `undefined`.
     #[inline]
-    pub(crate) fn get_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
+    pub(crate) fn get_value<'e>(&self, env: &'e Env, key: Value) -> Result<Reply<'e>, Error> {
         if self.source {
             return self.get_through(env, key);
         }
@@ -310,7 +328,7 @@ impl HybridStorage {
     /// `get` with a source: an L1 hit answers on the JS thread (with the
     /// kept decoded value while the entry is unchanged); anything else goes
     /// through the core's load path.
-    fn get_through(&self, env: &Env, key: Value) -> Result<Reply, Error> {
+    fn get_through<'e>(&self, env: &'e Env, key: Value) -> Result<Reply<'e>, Error> {
         let key = js::key(env, key)?;
         match self.memory_hit(env, &key)? {
             Some((value, _)) => Ok(Reply::Value(value)),
@@ -322,7 +340,11 @@ impl HybridStorage {
     /// configured source if one is due) with its decoded value; `None`, with
     /// nothing counted, when L1 does not hold it.
     #[inline]
-    fn memory_hit(&self, env: &Env, key: &str) -> Result<Option<(Value, Lookup)>, Error> {
+    fn memory_hit<'e>(
+        &self,
+        env: &'e Env,
+        key: &str,
+    ) -> Result<Option<(Value<'e>, Lookup)>, Error> {
         let Some((lookup, version)) = self.with_cache(|c| Ok(c.memory_hit_configured(key)))? else {
             return Ok(None);
         };
@@ -333,7 +355,11 @@ impl HybridStorage {
     }
 
     /// `getBuffer`: the stored bytes as a `Buffer`, or `undefined`.
-    pub(crate) fn get_buffer_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
+    pub(crate) fn get_buffer_value<'e>(
+        &self,
+        env: &'e Env,
+        key: Value,
+    ) -> Result<Reply<'e>, Error> {
         let key = js::key(env, key)?;
         if self.source {
             return self.load(env, &key, Shape::Buffer);
@@ -345,7 +371,7 @@ impl HybridStorage {
     }
 
     /// `lookup`: `{ value, tier, stale, age }`, or `undefined`.
-    pub(crate) fn lookup_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
+    pub(crate) fn lookup_value<'e>(&self, env: &'e Env, key: Value) -> Result<Reply<'e>, Error> {
         if self.source {
             let key = js::key(env, key)?;
             return match self.memory_hit(env, &key)? {
@@ -360,7 +386,11 @@ impl HybridStorage {
     }
 
     /// `lookupBuffer`: `{ value, tier, stale, age }` with the bytes, or `undefined`.
-    pub(crate) fn lookup_buffer_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
+    pub(crate) fn lookup_buffer_value<'e>(
+        &self,
+        env: &'e Env,
+        key: Value,
+    ) -> Result<Reply<'e>, Error> {
         let key = js::key(env, key)?;
         if self.source {
             return self.load(env, &key, Shape::LookupBuffer);
@@ -374,7 +404,7 @@ impl HybridStorage {
     }
 
     /// `has`: whether the key holds a fresh value (never loads).
-    pub(crate) fn has_value(&self, env: &Env, key: Value) -> Result<Reply, Error> {
+    pub(crate) fn has_value<'e>(&self, env: &'e Env, key: Value) -> Result<Reply<'e>, Error> {
         let key = js::key(env, key)?;
         js::boolean(env, self.with_cache(|c| c.has(&key))?).map(Reply::Value)
     }
@@ -382,40 +412,50 @@ impl HybridStorage {
     /// The value of `key` (decoded JSON), or `undefined` on a miss.
     /// Rejects with `invalid_value` if the stored bytes are not JSON.
     #[napi(
+        catch_unwind,
         ts_generic_types = "T = unknown",
         ts_args_type = "key: string",
         ts_return_type = "Promise<T | undefined>"
     )]
     pub fn get<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        replied(env, self.get_value(env, key.raw()))
+        promised(env, "get", || self.get_value(env, key)?.into_promise(env))
     }
 
     /// The stored bytes of `key` as a `Buffer`, or `undefined` on a miss.
     #[napi(
+        catch_unwind,
         ts_args_type = "key: string",
         ts_return_type = "Promise<Buffer | undefined>"
     )]
     pub fn get_buffer<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        replied(env, self.get_buffer_value(env, key.raw()))
+        promised(env, "getBuffer", || {
+            self.get_buffer_value(env, key)?.into_promise(env)
+        })
     }
 
     /// The value of `key` with the tier that served it, whether it is a
     /// stale copy, and its age in seconds; `undefined` on a miss.
     #[napi(
+        catch_unwind,
         ts_args_type = "key: string",
         ts_return_type = "Promise<LookupResult | undefined>"
     )]
     pub fn lookup<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        replied(env, self.lookup_value(env, key.raw()))
+        promised(env, "lookup", || {
+            self.lookup_value(env, key)?.into_promise(env)
+        })
     }
 
     /// `lookup` with the stored bytes as a `Buffer` for `value`.
     #[napi(
+        catch_unwind,
         ts_args_type = "key: string",
         ts_return_type = "Promise<(LookupResult & { value: Buffer }) | undefined>"
     )]
     pub fn lookup_buffer<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        replied(env, self.lookup_buffer_value(env, key.raw()))
+        promised(env, "lookupBuffer", || {
+            self.lookup_buffer_value(env, key)?.into_promise(env)
+        })
     }
 
     /// Stores `value` under `key` in every tier. A `Buffer` or `Uint8Array`
@@ -425,6 +465,7 @@ impl HybridStorage {
     /// unknown option rejects with `code === 'invalid_argument'` and stores
     /// nothing.
     #[napi(
+        catch_unwind,
         ts_args_type = "key: string, value: unknown, ttlSeconds?: number | SetOptions | null",
         ts_return_type = "Promise<void>"
     )]
@@ -435,11 +476,11 @@ impl HybridStorage {
         value: Unknown,
         ttl_seconds: Unknown,
     ) -> napi::Result<Unknown<'env>> {
-        let promise = (|| {
-            let key = js::key(env, key.raw())?;
+        promised(env, "set", || {
+            let key = js::key(env, key)?;
             self.cache()?;
-            let options = entry::set_options(env, Some(ttl_seconds.raw()))?;
-            let bytes = self.builtins.encode(env, value.raw())?;
+            let options = entry::set_options(env, Some(ttl_seconds))?;
+            let bytes = self.builtins.encode(env, value)?;
             // Encoding may run user code (`toJSON`), even `dispose()`.
             let cache = self.cache()?;
             self.kept.borrow_mut().remove(env, &key);
@@ -450,36 +491,45 @@ impl HybridStorage {
                 move |c| c.set_with(key, bytes, options),
                 to_undefined,
             )
-        })();
-        queued(env, promise)
+        })
     }
 
     /// Whether `key` holds a fresh value (not counted as a read).
-    #[napi(ts_args_type = "key: string", ts_return_type = "Promise<boolean>")]
+    #[napi(
+        catch_unwind,
+        ts_args_type = "key: string",
+        ts_return_type = "Promise<boolean>"
+    )]
     pub fn has<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        replied(env, self.has_value(env, key.raw()))
+        promised(env, "has", || self.has_value(env, key)?.into_promise(env))
     }
 
     /// Removes `key` from every tier; resolves to whether it held a fresh value.
-    #[napi(ts_args_type = "key: string", ts_return_type = "Promise<boolean>")]
+    #[napi(
+        catch_unwind,
+        ts_args_type = "key: string",
+        ts_return_type = "Promise<boolean>"
+    )]
     pub fn delete<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        let promise = js::key(env, key.raw()).and_then(|key| {
-            let cache = self.cache()?;
-            self.kept.borrow_mut().remove(env, &key);
-            let key = key.to_string();
-            self.spawn_write(env, &cache, move |c| c.delete(&key), to_boolean)
-        });
-        queued(env, promise)
+        promised(env, "delete", || {
+            js::key(env, key).and_then(|key| {
+                let cache = self.cache()?;
+                self.kept.borrow_mut().remove(env, &key);
+                let key = key.to_string();
+                self.spawn_write(env, &cache, move |c| c.delete(&key), to_boolean)
+            })
+        })
     }
 
     /// Removes every entry from every tier.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn clear<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        let promise = self.cache().and_then(|cache| {
-            self.kept.borrow_mut().clear(env);
-            task::spawn(env, &cache, Cache::clear, to_undefined)
-        });
-        queued(env, promise)
+        promised(env, "clear", || {
+            self.cache().and_then(|cache| {
+                self.kept.borrow_mut().clear(env);
+                task::spawn(env, &cache, Cache::clear, to_undefined)
+            })
+        })
     }
 
     /// `mget` and `mgetBuffer`: the values of `keys` found, decoded or as
@@ -487,11 +537,16 @@ impl HybridStorage {
     /// value while the entry is unchanged); the keys L1 does not hold are
     /// read from L2 in one round, or, with a source, loaded through the
     /// core's load path (then the answer is the promise of the `Map`).
-    pub(crate) fn mget_found(&self, env: &Env, keys: Value, decode: bool) -> Result<Found, Error> {
-        if !js::is_array(env, keys) {
+    pub(crate) fn mget_found<'e>(
+        &self,
+        env: &'e Env,
+        keys: Value<'e>,
+        decode: bool,
+    ) -> Result<Found<'e>, Error> {
+        if !js::is_array(keys) {
             return Err(argument(format!(
                 "keys must be an array of strings, got {}",
-                js::type_name(env, keys)
+                js::type_name(keys)
             )));
         }
         // The keys' text, one after the other in one string.
@@ -546,14 +601,14 @@ impl HybridStorage {
 
     /// The promise of `mget`'s `Map` when some keys (those without a value
     /// in `found`, which holds the L1 hits) go through the load path.
-    fn mget_load(
+    fn mget_load<'e>(
         &self,
-        env: &Env,
+        env: &'e Env,
         cache: &Cache,
         names: &[&str],
-        found: Vec<Option<Value>>,
+        found: Vec<Option<Value<'e>>>,
         decode: bool,
-    ) -> Result<Value, Error> {
+    ) -> Result<Value<'e>, Error> {
         // The hits stay alive until the load lands.
         let mut hits = Vec::new();
         let mut wanted = Vec::new();
@@ -574,7 +629,7 @@ impl HybridStorage {
             Box::new(move |env, loaded| {
                 let builtins = Builtins::capture(env)?;
                 let map = (|| {
-                    let mut loaded = loaded?.into_iter();
+                    let mut loaded = loaded.into_iter();
                     let mut entries = Vec::with_capacity(names.len());
                     for (name, hit) in names.iter().zip(&hits) {
                         let value = match hit {
@@ -601,7 +656,12 @@ impl HybridStorage {
     }
 
     /// `mget` as a `Map` (or the promise of one).
-    fn mget_map(&self, env: &Env, keys: Value, decode: bool) -> Result<Reply, Error> {
+    fn mget_map<'e>(
+        &self,
+        env: &'e Env,
+        keys: Value<'e>,
+        decode: bool,
+    ) -> Result<Reply<'e>, Error> {
         match self.mget_found(env, keys, decode)? {
             Found::Values(values) => {
                 let handles = js::elements(env, keys)?;
@@ -619,21 +679,31 @@ impl HybridStorage {
     /// The values of the `keys` found, as a `Map` in the order asked (a
     /// missing key is absent).
     #[napi(
+        catch_unwind,
         ts_generic_types = "T = unknown",
         ts_args_type = "keys: string[]",
         ts_return_type = "Promise<Map<string, T>>"
     )]
-    pub fn mget<'env>(&self, env: &'env Env, keys: Unknown) -> napi::Result<Unknown<'env>> {
-        replied(env, self.mget_map(env, keys.raw(), true))
+    pub fn mget<'env>(&self, env: &'env Env, keys: Unknown<'env>) -> napi::Result<Unknown<'env>> {
+        promised(env, "mget", || {
+            self.mget_map(env, keys, true)?.into_promise(env)
+        })
     }
 
     /// `mget` with the stored bytes as `Buffer`s.
     #[napi(
+        catch_unwind,
         ts_args_type = "keys: string[]",
         ts_return_type = "Promise<Map<string, Buffer>>"
     )]
-    pub fn mget_buffer<'env>(&self, env: &'env Env, keys: Unknown) -> napi::Result<Unknown<'env>> {
-        replied(env, self.mget_map(env, keys.raw(), false))
+    pub fn mget_buffer<'env>(
+        &self,
+        env: &'env Env,
+        keys: Unknown<'env>,
+    ) -> napi::Result<Unknown<'env>> {
+        promised(env, "mgetBuffer", || {
+            self.mget_map(env, keys, false)?.into_promise(env)
+        })
     }
 
     /// Stores every entry of a `Map` or plain object in one transaction;
@@ -641,6 +711,7 @@ impl HybridStorage {
     /// throws rejects the promise unchanged. The second argument is as
     /// `set`'s third.
     #[napi(
+        catch_unwind,
         ts_args_type = "entries: Map<string, unknown> | Record<string, unknown>, ttlSeconds?: number | SetOptions | null",
         ts_return_type = "Promise<void>"
     )]
@@ -650,12 +721,12 @@ impl HybridStorage {
         entries: Unknown,
         ttl_seconds: Unknown,
     ) -> napi::Result<Unknown<'env>> {
-        let promise = (|| {
+        promised(env, "mset", || {
             self.cache()?;
             let builtins = &self.builtins;
-            let options = entry::set_options(env, Some(ttl_seconds.raw()))?;
+            let options = entry::set_options(env, Some(ttl_seconds))?;
             let mut items = Vec::new();
-            for (key, value) in builtins.entries(env, entries.raw())? {
+            for (key, value) in builtins.entries(env, entries)? {
                 let key = js::key(env, key)?.to_string();
                 items.push((key, builtins.encode(env, value)?));
             }
@@ -672,8 +743,7 @@ impl HybridStorage {
                 move |c| c.mset_with(items, options),
                 to_undefined,
             )
-        })();
-        queued(env, promise)
+        })
     }
 
     /// What the storage keeps about `key`'s fresh value: size, TTL in
@@ -682,67 +752,74 @@ impl HybridStorage {
     /// holds a fresh value (a missing key, or an expired one, even while it
     /// may be served stale). Not a read: it counts nothing and never loads.
     #[napi(
+        catch_unwind,
         ts_args_type = "key: string",
         ts_return_type = "Promise<Metadata | null>"
     )]
     pub fn get_metadata<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
-        let outcome = js::key(env, key.raw()).and_then(|key| {
-            match self.with_cache(|c| c.fresh_entry(&key))? {
-                Some(entry) => metadata_to_js(env, entry),
-                None => entry::to_js(env, napi::bindgen_prelude::Null),
-            }
-        });
-        resolved(env, outcome)
+        promised(env, "getMetadata", || {
+            let key = js::key(env, key)?;
+            let value = match self.with_cache(|c| c.fresh_entry(&key))? {
+                Some(entry) => metadata_to_js(env, entry)?,
+                None => js::to_js(env, napi::bindgen_prelude::Null)?,
+            };
+            js::settled(env, Ok(value))
+        })
     }
 
     /// The fresh keys matching a glob where `*` is the only wildcard
     /// (default `*`: every key), sorted.
     #[napi(
+        catch_unwind,
         ts_args_type = "pattern?: string | null",
         ts_return_type = "Promise<string[]>"
     )]
     pub fn keys<'env>(&self, env: &'env Env, pattern: Unknown) -> napi::Result<Unknown<'env>> {
-        let outcome = (|| {
-            let pattern = match js::is_nullish(env, Some(pattern.raw())) {
-                true => "*".to_owned(),
-                false => js::string_arg(env, pattern.raw(), "pattern")?,
-            };
-            let keys = self.with_cache(|c| c.keys(&pattern))?;
-            let keys = keys
-                .iter()
-                .map(|k| js::string(env, k))
-                .collect::<Result<Vec<_>, _>>()?;
-            js::array(env, &keys)
-        })();
-        resolved(env, outcome)
+        promised(env, "keys", || {
+            let value = (|| {
+                let pattern = match js::is_nullish(Some(pattern)) {
+                    true => "*".to_owned(),
+                    false => js::string_arg(env, pattern, "pattern")?,
+                };
+                let keys = self.with_cache(|c| c.keys(&pattern))?;
+                let keys = keys
+                    .iter()
+                    .map(|k| js::string(env, k))
+                    .collect::<Result<Vec<_>, _>>()?;
+                js::array(env, &keys)
+            })()?;
+            js::settled(env, Ok(value))
+        })
     }
 
     /// How many fresh keys the storage holds (in any tier).
-    #[napi(ts_return_type = "Promise<number>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
     pub fn size<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        let outcome = self
-            .with_cache(|c| c.len())
-            .and_then(|n| js::number(env, n as f64));
-        resolved(env, outcome)
+        promised(env, "size", || {
+            let value = self
+                .with_cache(|c| c.len())
+                .and_then(|n| js::number(env, n as f64))?;
+            js::settled(env, Ok(value))
+        })
     }
 
     /// `getOrLoad` and `getOrLoadBuffer`. An L1 hit answers on the JS
     /// thread (a decoded value from the kept ones, as `get` does), and wraps
     /// the loader only if the hit is due for a refresh ahead; anything else
     /// goes through the core's load path.
-    pub(crate) fn get_or_load_reply(
+    pub(crate) fn get_or_load_reply<'e>(
         &self,
-        env: &Env,
+        env: &'e Env,
         key: Value,
         loader: Value,
         ttl_seconds: Value,
         shape: Shape,
-    ) -> Result<Reply, Error> {
+    ) -> Result<Reply<'e>, Error> {
         let key = js::key(env, key)?;
-        load::check_function(env, loader, "loader")?;
+        load::check_function(loader, "loader")?;
         let options = entry::get_options(env, Some(ttl_seconds))?;
         let hit = self.with_cache(|c| {
-            let load_fn = || CallLoader::load_fn(env, loader);
+            let load_fn = || CallLoader::load_fn(loader);
             Ok(c.memory_hit_or_refresh(&key, load_fn, &options))
         })?;
         if let Some((lookup, version)) = hit {
@@ -755,7 +832,7 @@ impl HybridStorage {
             return Ok(Reply::Value(value));
         }
         let key = key.to_string();
-        let loader = CallLoader::new(env, loader, "loader")?;
+        let loader = CallLoader::new(loader, "loader")?;
         let cache = self.cache()?.as_async().clone();
         let mark_stale = self.mark_stale;
         drive::promise(
@@ -764,7 +841,7 @@ impl HybridStorage {
                 let load = move |key| loader.fetch(key);
                 cache.lookup_or_load(&key, load, options).await
             },
-            Box::new(move |env, found| shape.answer(env, found?, mark_stale)),
+            Box::new(move |env, found| shape.answer(env, found, mark_stale)),
         )
         .map(Reply::Promise)
     }
@@ -786,6 +863,7 @@ impl HybridStorage {
     /// (unless it is due for a refresh ahead, which runs in the background)
     /// and, as `get`, with the same object while the entry is unchanged.
     #[napi(
+        catch_unwind,
         ts_generic_types = "T = unknown",
         ts_args_type = "key: string, loader: (key: string) => T | undefined | Promise<T | undefined>, ttlSeconds?: number | SetOptions | null",
         ts_return_type = "Promise<T | undefined>"
@@ -797,18 +875,15 @@ impl HybridStorage {
         loader: Unknown,
         ttl_seconds: Unknown,
     ) -> napi::Result<Unknown<'env>> {
-        let reply = self.get_or_load_reply(
-            env,
-            key.raw(),
-            loader.raw(),
-            ttl_seconds.raw(),
-            Shape::Value,
-        );
-        replied(env, reply)
+        promised(env, "getOrLoad", || {
+            self.get_or_load_reply(env, key, loader, ttl_seconds, Shape::Value)?
+                .into_promise(env)
+        })
     }
 
     /// `getOrLoad` resolving to the stored bytes as a `Buffer`.
     #[napi(
+        catch_unwind,
         ts_args_type = "key: string, loader: (key: string) => unknown, ttlSeconds?: number | SetOptions | null",
         ts_return_type = "Promise<Buffer | undefined>"
     )]
@@ -819,27 +894,23 @@ impl HybridStorage {
         loader: Unknown,
         ttl_seconds: Unknown,
     ) -> napi::Result<Unknown<'env>> {
-        let reply = self.get_or_load_reply(
-            env,
-            key.raw(),
-            loader.raw(),
-            ttl_seconds.raw(),
-            Shape::Buffer,
-        );
-        replied(env, reply)
+        promised(env, "getOrLoadBuffer", || {
+            self.get_or_load_reply(env, key, loader, ttl_seconds, Shape::Buffer)?
+                .into_promise(env)
+        })
     }
 
     /// `getOrLoadMany` and `getOrLoadManyBuffer`.
-    fn get_or_load_many_reply(
+    fn get_or_load_many_reply<'e>(
         &self,
-        env: &Env,
+        env: &'e Env,
         keys: Value,
         loader: Value,
         ttl_seconds: Value,
         decode: bool,
-    ) -> Result<Value, Error> {
+    ) -> Result<Value<'e>, Error> {
         let names = key_names(env, keys)?;
-        let loader = CallLoader::new(env, loader, "loader")?;
+        let loader = CallLoader::new(loader, "loader")?;
         let options = entry::get_options(env, Some(ttl_seconds))?;
         let cache = self.cache()?.as_async().clone();
         drive::promise(
@@ -850,7 +921,7 @@ impl HybridStorage {
                 values.map(|v| (names, v))
             },
             Box::new(move |env, found| {
-                let (names, values) = found?;
+                let (names, values) = found;
                 found_map(env, &names, values, decode)
             }),
         )
@@ -863,6 +934,7 @@ impl HybridStorage {
     /// `undefined` is not found (absent from the result, remembered for
     /// `negativeTtl`). Errors as for `getOrLoad`.
     #[napi(
+        catch_unwind,
         ts_generic_types = "T = unknown",
         ts_args_type = "keys: string[], loader: (missingKeys: string[]) => Map<string, T | undefined> | Record<string, T | undefined> | undefined | Promise<Map<string, T | undefined> | Record<string, T | undefined> | undefined>, ttlSeconds?: number | SetOptions | null",
         ts_return_type = "Promise<Map<string, T>>"
@@ -874,13 +946,14 @@ impl HybridStorage {
         loader: Unknown,
         ttl_seconds: Unknown,
     ) -> napi::Result<Unknown<'env>> {
-        let promise =
-            self.get_or_load_many_reply(env, keys.raw(), loader.raw(), ttl_seconds.raw(), true);
-        queued(env, promise)
+        promised(env, "getOrLoadMany", || {
+            self.get_or_load_many_reply(env, keys, loader, ttl_seconds, true)
+        })
     }
 
     /// `getOrLoadMany` with the stored bytes as `Buffer`s.
     #[napi(
+        catch_unwind,
         ts_args_type = "keys: string[], loader: (missingKeys: string[]) => unknown, ttlSeconds?: number | SetOptions | null",
         ts_return_type = "Promise<Map<string, Buffer>>"
     )]
@@ -891,23 +964,28 @@ impl HybridStorage {
         loader: Unknown,
         ttl_seconds: Unknown,
     ) -> napi::Result<Unknown<'env>> {
-        let promise =
-            self.get_or_load_many_reply(env, keys.raw(), loader.raw(), ttl_seconds.raw(), false);
-        queued(env, promise)
+        promised(env, "getOrLoadManyBuffer", || {
+            self.get_or_load_many_reply(env, keys, loader, ttl_seconds, false)
+        })
     }
 
     /// Removes every entry stored with `tag`; resolves to how many.
-    #[napi(ts_args_type = "tag: string", ts_return_type = "Promise<number>")]
+    #[napi(
+        catch_unwind,
+        ts_args_type = "tag: string",
+        ts_return_type = "Promise<number>"
+    )]
     pub fn invalidate_tag<'env>(
         &self,
         env: &'env Env,
         tag: Unknown,
     ) -> napi::Result<Unknown<'env>> {
-        let promise = js::string_arg(env, tag.raw(), "tag").and_then(|tag| {
-            let cache = self.cache()?;
-            task::spawn(env, &cache, move |c| c.invalidate_tag(&tag), to_number)
-        });
-        queued(env, promise)
+        promised(env, "invalidateTag", || {
+            js::string_arg(env, tag, "tag").and_then(|tag| {
+                let cache = self.cache()?;
+                task::spawn(env, &cache, move |c| c.invalidate_tag(&tag), to_number)
+            })
+        })
     }
 
     /// Resolves when every write acknowledged so far is durable in the
@@ -916,12 +994,12 @@ impl HybridStorage {
     /// (every write delivered to the source; dead letters do not count) and
     /// rejects with `code === 'timeout'` past `outbox.flushTimeout` seconds,
     /// the writes left staying queued.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        let promise = self
-            .cache()
-            .and_then(|cache| self.spawn_write(env, &cache, Cache::flush, to_undefined));
-        queued(env, promise)
+        promised(env, "flush", || {
+            self.cache()
+                .and_then(|cache| self.spawn_write(env, &cache, Cache::flush, to_undefined))
+        })
     }
 
     /// Closes the storage: buffered state is written and the file closed.
@@ -929,118 +1007,123 @@ impl HybridStorage {
     /// `outbox.closeTimeout` seconds; what is left stays in the file, and
     /// the next storage opened on it delivers it. Every later call rejects
     /// (or throws) with `code === 'closed'`; disposing twice is harmless.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn dispose<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
         let taken = self.inner.borrow_mut().take();
-        let promise = match taken {
+        promised(env, "dispose", || match taken {
             Some(cache) => {
                 self.kept.borrow_mut().clear(env);
                 self.spawn_write(env, &cache, Cache::close, to_undefined)
             }
             None => js::undefined(env).and_then(|u| js::settled(env, Ok(u))),
-        };
-        queued(env, promise)
+        })
     }
 
     /// Whether `dispose()` was called.
-    #[napi]
-    pub fn is_disposed(&self) -> bool {
-        self.inner.borrow().is_none()
+    #[napi(catch_unwind)]
+    pub fn is_disposed(&self, env: &Env) -> napi::Result<bool> {
+        guarded(env, "isDisposed", || Ok(self.inner.borrow().is_none()))
     }
 
     /// A snapshot of the counters. Throws with `code === 'closed'` after `dispose()`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn get_stats(&self, env: &Env) -> napi::Result<StorageStats> {
-        self.with_cache(|c| Ok(StorageStats::new(c.stats(), c.has_source())))
-            .map_err(|e| error::to_napi(env, &e))
+        guarded(env, "getStats", || {
+            self.with_cache(|c| Ok(StorageStats::new(c.stats(), c.has_source())))
+        })
     }
 
     /// The write-behind outbox's figures; `null` for the other strategies.
     /// Throws with `code === 'closed'` after `dispose()`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn outbox_stats(&self, env: &Env) -> napi::Result<Either<OutboxStats, Null>> {
-        self.with_cache(|c| {
-            Ok(match c.outbox_stats() {
-                Some(stats) => Either::A(stats.into()),
-                None => Either::B(Null),
+        guarded(env, "outboxStats", || {
+            self.with_cache(|c| {
+                Ok(match c.outbox_stats() {
+                    Some(stats) => Either::A(stats.into()),
+                    None => Either::B(Null),
+                })
             })
         })
-        .map_err(|e| error::to_napi(env, &e))
     }
 
     /// The writes the outbox gave up on after `outbox.maxAttempts`
     /// attempts, oldest first: this storage's, or, for a storage that does
     /// not deliver (another strategy), those in its SQLite file. They stay
     /// until `retryDeadLetters()` or `purgeDeadLetters()`.
-    #[napi(ts_return_type = "Promise<DeadLetter[]>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<DeadLetter[]>")]
     pub fn dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        let promise = self
-            .cache()
-            .and_then(|cache| task::spawn(env, &cache, Cache::dead_letters, dead_letters_to_js));
-        queued(env, promise)
+        promised(env, "deadLetters", || {
+            self.cache()
+                .and_then(|cache| task::spawn(env, &cache, Cache::dead_letters, dead_letters_to_js))
+        })
     }
 
     /// Queues every dead letter again with its attempts reset; resolves to
     /// how many were queued. (A key written since its write died has no
     /// dead letter any more: retried, it would put an older value back.)
-    #[napi(ts_return_type = "Promise<number>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
     pub fn retry_dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        let promise = self
-            .cache()
-            .and_then(|cache| task::spawn(env, &cache, Cache::retry_dead_letters, to_number));
-        queued(env, promise)
+        promised(env, "retryDeadLetters", || {
+            self.cache()
+                .and_then(|cache| task::spawn(env, &cache, Cache::retry_dead_letters, to_number))
+        })
     }
 
     /// Deletes every dead letter; resolves to how many there were.
-    #[napi(ts_return_type = "Promise<number>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
     pub fn purge_dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        let promise = self
-            .cache()
-            .and_then(|cache| task::spawn(env, &cache, Cache::purge_dead_letters, to_number));
-        queued(env, promise)
+        promised(env, "purgeDeadLetters", || {
+            self.cache()
+                .and_then(|cache| task::spawn(env, &cache, Cache::purge_dead_letters, to_number))
+        })
     }
 
     /// Sets every counter of `getStats()` back to zero (the breaker's
     /// state, the tiers' contents and the source's rate limit are not
     /// counters: they stay). Throws with `code === 'closed'` after `dispose()`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn reset_stats(&self, env: &Env) -> napi::Result<()> {
-        self.with_cache(|c| {
-            c.reset_stats();
-            Ok(())
+        guarded(env, "resetStats", || {
+            self.with_cache(|c| {
+                c.reset_stats();
+                Ok(())
+            })
         })
-        .map_err(|e| error::to_napi(env, &e))
     }
 
     /// The status of the circuit breaker guarding the loaders (the source
     /// and every `getOrLoad` loader); reading it changes nothing. Throws
     /// with `code === 'closed'` after `dispose()`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn get_circuit_breaker_status(&self, env: &Env) -> napi::Result<CircuitBreakerStatus> {
-        self.with_cache(|c| Ok(c.breaker_status().into()))
-            .map_err(|e| error::to_napi(env, &e))
+        guarded(env, "getCircuitBreakerStatus", || {
+            self.with_cache(|c| Ok(c.breaker_status().into()))
+        })
     }
 
     /// Opens the breaker by hand: no loader is called (stale copies are
     /// served, else reads reject with `code === 'source_unavailable'`)
     /// until `closeCircuitBreaker()`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn open_circuit_breaker(&self, env: &Env) -> napi::Result<()> {
-        self.with_cache(|c| {
-            c.breaker_open();
-            Ok(())
+        guarded(env, "openCircuitBreaker", || {
+            self.with_cache(|c| {
+                c.breaker_open();
+                Ok(())
+            })
         })
-        .map_err(|e| error::to_napi(env, &e))
     }
 
     /// Closes the breaker by hand, forgetting the failures counted.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close_circuit_breaker(&self, env: &Env) -> napi::Result<()> {
-        self.with_cache(|c| {
-            c.breaker_close();
-            Ok(())
+        guarded(env, "closeCircuitBreaker", || {
+            self.with_cache(|c| {
+                c.breaker_close();
+                Ok(())
+            })
         })
-        .map_err(|e| error::to_napi(env, &e))
     }
 }
 
@@ -1063,10 +1146,10 @@ impl ObjectFinalize for HybridStorage {
 
 /// The keys of an array argument, as strings.
 fn key_names(env: &Env, keys: Value) -> Result<Vec<String>, Error> {
-    if !js::is_array(env, keys) {
+    if !js::is_array(keys) {
         return Err(argument(format!(
             "keys must be an array of strings, got {}",
-            js::type_name(env, keys)
+            js::type_name(keys)
         )));
     }
     js::elements(env, keys)?
@@ -1076,12 +1159,12 @@ fn key_names(env: &Env, keys: Value) -> Result<Vec<String>, Error> {
 }
 
 /// A `Map` of the keys found, in the order asked, after a load.
-fn found_map(
-    env: &Env,
+fn found_map<'e>(
+    env: &'e Env,
     names: &[String],
     values: Vec<Option<bytes::Bytes>>,
     decode: bool,
-) -> Result<Value, Error> {
+) -> Result<Value<'e>, Error> {
     let builtins = Builtins::capture(env)?;
     let map = (|| {
         let mut found = Vec::with_capacity(values.len());

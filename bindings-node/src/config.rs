@@ -455,13 +455,13 @@ pub(crate) fn options_from_js(env: &Env, value: Value) -> Result<Options, Error>
         source: None,
         mark_stale: false,
     };
-    if js::is_nullish(env, Some(value)) {
+    if js::is_nullish(Some(value)) {
         return Ok(options);
     }
-    if js::type_of(env, value) != ValueType::Object || js::is_array(env, value) {
+    if js::type_of(value) != ValueType::Object || js::is_array(value) {
         return Err(argument(format!(
             "options must be an object, got {}",
-            js::type_name(env, value)
+            js::type_name(value)
         )));
     }
     for name in js::own_keys(env, value)? {
@@ -474,17 +474,17 @@ pub(crate) fn options_from_js(env: &Env, value: Value) -> Result<Options, Error>
         }
     }
     let source = js::get_named(env, value, c"source")?;
-    if !js::is_nullish(env, Some(source)) {
+    if !js::is_nullish(Some(source)) {
         options.source = Some(crate::load::source(env, source)?);
     }
     let mark_stale = js::get_named(env, value, c"markStale")?;
-    match js::type_of(env, mark_stale) {
+    match js::type_of(mark_stale) {
         ValueType::Undefined | ValueType::Null => {}
-        ValueType::Boolean => options.mark_stale = js::as_bool(env, mark_stale),
+        ValueType::Boolean => options.mark_stale = js::as_bool(mark_stale),
         _ => {
             return Err(argument(format!(
                 "markStale must be a boolean, got {}",
-                js::type_name(env, mark_stale)
+                js::type_name(mark_stale)
             )));
         }
     }
@@ -501,13 +501,13 @@ pub(crate) fn from_js(
     builtins: &Builtins,
     value: Option<Value>,
 ) -> Result<Config, Error> {
-    let Some(value) = value.filter(|&v| !js::is_nullish(env, Some(v))) else {
+    let Some(value) = value.filter(|&v| !js::is_nullish(Some(v))) else {
         return Config::from_json("{}");
     };
-    if js::type_of(env, value) != ValueType::Object || js::is_array(env, value) {
+    if js::type_of(value) != ValueType::Object || js::is_array(value) {
         return Err(invalid(format!(
             "config must be an object, got {}",
-            js::type_name(env, value)
+            js::type_name(value)
         )));
     }
     let json = builtins

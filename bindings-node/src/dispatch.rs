@@ -10,12 +10,14 @@
 //! and `mgetBuffer` are therefore replaced by small JS functions over plain
 //! napi callbacks:
 //!
-//! - the callback does the receiver checks napi-rs does (`napi_unwrap`, then
-//!   the class's type tag, so a foreign object is refused by a synchronous
+//! - the callback (one per method) reads its arguments, unwraps the
+//!   receiver with napi-rs's `ClassInstance` (`napi_unwrap`, then the
+//!   class's type tag, so a foreign object is refused by a synchronous
 //!   throw) and calls the same implementation as the `#[napi]` method, which
 //!   stays the declaration the TypeScript types are generated from. It
 //!   returns the answer itself (a value, or the promise of a load), or a
-//!   promise rejected with the error;
+//!   promise rejected with the error; a panic is caught there and rejects
+//!   the promise with an `internal` error, as for every other method;
 //! - the JS function makes the promise: `Promise.resolve(answer)`, which
 //!   hands a promise back as it is. For `mget`, the callback answers with
 //!   the values in an array beside the keys (a copy of the array asked,
@@ -24,8 +26,8 @@
 //!   (cheaper in JS than a call into JS per key).
 //!
 //! `Promise`, `Promise.resolve`, `Array.isArray`, `Array.prototype.slice`,
-//! `Map` and `Map.prototype.set` are captured when the module loads, so later changes to the globals do
-//! not change what the methods return.
+//! `Map` and `Map.prototype.set` are captured when the module loads, so
+//! later changes to the globals do not change what the methods return.
 //!
 //! Why a shared reference without tracking is sound: the tracking exists to
 //! refuse a `&mut self` call while a `&self` borrow is live. Every
@@ -34,10 +36,11 @@
 //! never hands out `&mut HybridStorage` while the object is reachable (only
 //! its finalizer owns it, once it is garbage).
 
-use std::ffi::{CStr, c_void};
+use std::ffi::CStr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 
-use napi::bindgen_prelude::{JsObjectValue, Object, TypeTag, Unknown};
+use napi::bindgen_prelude::{ClassInstance, FromNapiValue, Object, Unknown};
 use napi::{Env, JsValue, sys};
 use napi_derive::napi;
 use tierstack::Error;
@@ -51,7 +54,7 @@ use crate::js::{self, Value};
 /// its reply is the returned promise, or settles it.
 enum Method {
     /// A read of one key: `get(key)`.
-    Read(fn(&HybridStorage, &Env, Value) -> Result<Reply, Error>),
+    Read(for<'e> fn(&HybridStorage, &'e Env, Value) -> Result<Reply<'e>, Error>),
     /// A read that may load, `getOrLoad(key, loader, ttlSeconds)`,
     /// answering with the value in this shape.
     Load(Shape),
@@ -62,7 +65,7 @@ enum Method {
 /// The most arguments a [`Method`] takes.
 const MAX_ARGS: usize = 3;
 
-static METHODS: [(&CStr, Method); 9] = [
+static METHODS: &[(&CStr, Method)] = &[
     (c"get", Method::Read(HybridStorage::get_value)),
     (c"getBuffer", Method::Read(HybridStorage::get_buffer_value)),
     (c"lookup", Method::Read(HybridStorage::lookup_value)),
@@ -75,6 +78,24 @@ static METHODS: [(&CStr, Method); 9] = [
     (c"getOrLoadBuffer", Method::Load(Shape::Buffer)),
     (c"mget", Method::Many { decode: true }),
     (c"mgetBuffer", Method::Many { decode: false }),
+    // A read that panics, for the tests (see `panic_probe`).
+    #[cfg(debug_assertions)]
+    (c"__panicRead", Method::Read(HybridStorage::panic_read)),
+];
+
+/// The napi callback of each of [`METHODS`], by index.
+const NATIVES: &[napi::Callback] = &[
+    dispatch::<0>,
+    dispatch::<1>,
+    dispatch::<2>,
+    dispatch::<3>,
+    dispatch::<4>,
+    dispatch::<5>,
+    dispatch::<6>,
+    dispatch::<7>,
+    dispatch::<8>,
+    #[cfg(debug_assertions)]
+    dispatch::<9>,
 ];
 
 /// Makes the JS method over a napi callback: `(name, native, many) =>
@@ -107,141 +128,128 @@ const WRAPPER: &str = r#"(function (P, resolve, isArray, slice, NewMap, mapSet) 
 /// once the classes are registered).
 #[napi(module_exports)]
 pub fn install(exports: Object, env: Env) -> napi::Result<()> {
-    let class: Unknown = exports.get_named_property("HybridStorage")?;
     let failed = |e: Error| error::to_napi(&env, &e);
-    let prototype = js::get_named(&env, class.raw(), c"prototype").map_err(failed)?;
+    let class = js::get_named(&env, exports.to_unknown(), c"HybridStorage").map_err(failed)?;
+    let prototype = js::get_named(&env, class, c"prototype").map_err(failed)?;
     let undefined = js::undefined(&env).map_err(failed)?;
-    for (name, method) in &METHODS {
-        let mut native = ptr::null_mut();
-        // SAFETY: `name` is NUL-terminated (auto length); the data pointer
-        // is a `&'static Method`, turned back into one by `dispatch` only.
-        let status = unsafe {
-            sys::napi_create_function(
-                env.raw(),
-                name.as_ptr(),
-                name.to_bytes().len() as isize,
-                Some(dispatch),
-                ptr::from_ref(method).cast_mut().cast(),
-                &mut native,
-            )
-        };
-        js::check(&env, status, "creating a method").map_err(failed)?;
-        let wrap = wrapper(&env).map_err(failed)?;
+    let wrap: Unknown = env.run_script(WRAPPER)?;
+    for ((name, method), &native) in METHODS.iter().zip(NATIVES) {
+        let text = name
+            .to_str()
+            .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+        let native = env.create_function::<(), Unknown>(text, native)?;
         let args = [
-            js::string(&env, &name.to_string_lossy()).map_err(failed)?,
-            native,
+            js::string(&env, text).map_err(failed)?,
+            native.to_unknown(),
             js::boolean(&env, matches!(method, Method::Many { .. })).map_err(failed)?,
         ];
         let function = js::call(&env, wrap, undefined, &args)
             .map_err(failed)?
-            .map_err(|e| failed(js::thrown(&env, e, "making a method")))?;
+            .map_err(|e| failed(js::thrown(e, "making a method")))?;
         js::set_named(&env, prototype, name, function).map_err(failed)?;
     }
     Ok(())
 }
 
-/// A new `wrap(name, native, many)` (see [`WRAPPER`]).
-fn wrapper(env: &Env) -> Result<Value, Error> {
-    let source = js::string(env, WRAPPER)?;
-    let mut out = ptr::null_mut();
-    // SAFETY: a valid env and a string handle; the script is the constant above.
-    let status = unsafe { sys::napi_run_script(env.raw(), source, &mut out) };
-    js::check(env, status, "compiling the read methods")?;
-    Ok(out)
-}
-
-/// The storage `this` wraps, if it is a `HybridStorage`.
+/// The napi callback of read method `I` of [`METHODS`]: checks the receiver
+/// (throwing if it is not a storage), runs the read, and returns its answer:
+/// a value, the promise of a load, for `mget` the array of the values of
+/// the keys asked (`undefined` where not found), or a promise rejected with
+/// the error (an `internal` one if the read panicked).
 ///
-/// # Safety
-///
-/// The reference must not outlive the current call.
-unsafe fn receiver<'a>(env: &Env, this: Value) -> Option<&'a HybridStorage> {
-    let mut wrapped: *mut c_void = ptr::null_mut();
-    // SAFETY: valid handles; a non-wrapped object is reported by status.
-    let status = unsafe { sys::napi_unwrap(env.raw(), this, &mut wrapped) };
-    if status != sys::Status::napi_ok || wrapped.is_null() {
-        return None;
-    }
-    let tag = <HybridStorage as TypeTag>::type_tag();
-    let mut tagged = false;
-    // SAFETY: valid handles; the tag is napi-rs's tag of the class.
-    let status = unsafe { sys::napi_check_object_type_tag(env.raw(), this, &tag, &mut tagged) };
-    // SAFETY: a wrapped object carrying the class's tag wraps a boxed
-    // `HybridStorage`, alive while `this` is; only shared references exist
-    // (see the module docs).
-    (status == sys::Status::napi_ok && tagged).then(|| unsafe { &*wrapped.cast::<HybridStorage>() })
-}
-
-/// The napi callback of every read method: checks the receiver (throwing if
-/// it is not a storage), runs the read, and returns its answer: a value, the
-/// promise of a load, for `mget` the array of the values of the keys asked
-/// (`undefined` where not found), or a promise rejected with the error.
-unsafe extern "C" fn dispatch(raw_env: sys::napi_env, info: sys::napi_callback_info) -> Value {
+/// Raw, with the exact napi version pinned (see bindings-node/Cargo.toml):
+/// it reads the arguments and unwraps the receiver without napi-rs's
+/// per-call borrow tracking, which the module docs explain.
+// SAFETY: napi calls it on the JS thread with a valid env and callback info
+// (the contract of `napi::Callback`).
+unsafe extern "C" fn dispatch<const I: usize>(
+    raw_env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
     let env = Env::from_raw(raw_env);
     let mut argc = MAX_ARGS;
     let mut argv = [ptr::null_mut(); MAX_ARGS];
     let mut this = ptr::null_mut();
-    let mut data = ptr::null_mut();
-    // SAFETY: `argv` holds `argc` slots; napi fills missing arguments with undefined.
-    let status = unsafe {
-        sys::napi_get_cb_info(
+    // SAFETY: `argv` holds `argc` slots, and napi fills missing arguments
+    // with undefined; the handles are valid for this call, as napi-rs's
+    // own callbacks take them.
+    let (args, this) = unsafe {
+        let status = sys::napi_get_cb_info(
             raw_env,
             info,
             &mut argc,
             argv.as_mut_ptr(),
             &mut this,
-            &mut data,
+            ptr::null_mut(),
+        );
+        if status != sys::Status::napi_ok {
+            return ptr::null_mut();
+        }
+        (
+            argv.map(|arg| Unknown::from_raw_unchecked(raw_env, arg)),
+            Unknown::from_raw_unchecked(raw_env, this),
         )
-    };
-    if status != sys::Status::napi_ok {
-        return ptr::null_mut();
-    }
-    // SAFETY: `data` is the `&'static Method` that `install` gave this function.
-    let method = unsafe { &*data.cast::<Method>() };
-    // SAFETY: the reference is used within this call only.
-    let Some(storage) = (unsafe { receiver(&env, this) }) else {
-        let err = error::argument("a HybridStorage method was called on another object");
-        // SAFETY: a valid env; the exception is this call's result.
-        unsafe { sys::napi_throw(raw_env, error::to_js(&env, &err)) };
-        return ptr::null_mut();
     };
     // A panic must not unwind out of an `extern "C"` callback (that aborts
     // the process): it rejects the promise as an internal error instead.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match method {
-        Method::Read(read) => read(storage, &env, argv[0]).map(Reply::into_answer),
-        Method::Load(shape) => storage
-            .get_or_load_reply(&env, argv[0], argv[1], argv[2], *shape)
-            .map(Reply::into_answer),
-        Method::Many { decode } => match storage.mget_found(&env, argv[0], *decode)? {
-            Found::Values(values) => aligned(&env, &values),
-            Found::Promise(promise) => Ok(promise),
-        },
-    }))
-    .unwrap_or_else(|_| {
-        Err(Error::new(
-            tierstack::ErrorKind::Internal,
-            "a read panicked; the storage is unchanged",
-        ))
-    });
-    match outcome {
-        Ok(answer) => answer,
-        Err(err) => js::settled(&env, Err(error::to_js(&env, &err))).unwrap_or(ptr::null_mut()),
+    let answer = catch_unwind(AssertUnwindSafe(|| answer(&env, &METHODS[I].1, this, args)))
+        .unwrap_or_else(|panic| Err(Refusal::Failed(error::panicked("a read", &*panic))));
+    match answer {
+        Ok(answer) => answer.raw(),
+        Err(Refusal::NotStorage(err)) => {
+            let _ = env.throw(error::to_js(&env, &err));
+            ptr::null_mut()
+        }
+        Err(Refusal::Failed(err)) => {
+            js::settled(&env, Err(error::to_js(&env, &err))).map_or(ptr::null_mut(), |p| p.raw())
+        }
     }
 }
 
-/// The array of `values`, `undefined` where `None`.
-fn aligned(env: &Env, values: &[Option<Value>]) -> Result<Value, Error> {
-    let mut array = ptr::null_mut();
-    // SAFETY: a valid env.
-    let status = unsafe { sys::napi_create_array_with_length(env.raw(), values.len(), &mut array) };
-    js::check(env, status, "creating an array")?;
-    let undefined = js::undefined(env)?;
-    for (i, value) in values.iter().enumerate() {
-        // SAFETY: a fresh array and valid handles.
-        let status = unsafe {
-            sys::napi_set_element(env.raw(), array, i as u32, value.unwrap_or(undefined))
-        };
-        js::check(env, status, "setting an array element")?;
+/// Why a dispatched call has no answer.
+enum Refusal {
+    /// `this` is not a storage: thrown, as napi-rs does.
+    NotStorage(Error),
+    /// The read failed: the promise rejects.
+    Failed(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(err: Error) -> Self {
+        Refusal::Failed(err)
     }
-    Ok(array)
+}
+
+/// Runs `method` on the storage `this` wraps with `args`.
+// Inlined into each method's callback: it is on the L1 hit path.
+#[inline(always)]
+fn answer<'e>(
+    env: &'e Env,
+    method: &Method,
+    this: Value<'e>,
+    args: [Value<'e>; MAX_ARGS],
+) -> Result<Value<'e>, Refusal> {
+    // napi-rs unwraps the object and checks the class's type tag, so a
+    // foreign object is refused; only shared references to a storage exist
+    // (see the module docs).
+    let storage = ClassInstance::<HybridStorage>::from_unknown(this).map_err(|_| {
+        Refusal::NotStorage(error::argument(
+            "a HybridStorage method was called on another object",
+        ))
+    })?;
+    let [first, second, third] = args;
+    Ok(match method {
+        Method::Read(read) => read(&storage, env, first)?.into_answer(),
+        Method::Load(shape) => storage
+            .get_or_load_reply(env, first, second, third, *shape)?
+            .into_answer(),
+        Method::Many { decode } => match storage.mget_found(env, first, *decode)? {
+            Found::Values(values) => {
+                let undefined = js::undefined(env)?;
+                let values: Vec<Value> = values.iter().map(|v| v.unwrap_or(undefined)).collect();
+                js::array(env, &values)?
+            }
+            Found::Promise(promise) => promise,
+        },
+    })
 }

@@ -5,21 +5,23 @@
 //! hit has been ruled out (`getOrLoad` and `get` answer those before any
 //! future exists). It is polled once on the JS thread: an L1 or L2 hit, a
 //! negative-cache hit, an error is ready at once and settles the promise
-//! without leaving the thread. Otherwise the future, now waiting for a flight, moves to the
-//! core's runtime (`tierstack::runtime::handle().spawn`), and when it ends
-//! the promise is settled on the JS thread through a napi thread-safe
-//! function, which also keeps the event loop alive meanwhile. No libuv
-//! pool thread ever waits for a JS loader, so a loader that uses the pool
-//! (fs, crypto) cannot deadlock it.
+//! without leaving the thread. Otherwise the future, now waiting for a
+//! flight, moves to the core's runtime (`tierstack::runtime::handle().spawn`),
+//! and when it ends the promise is settled on the JS thread through a napi
+//! thread-safe function, which also keeps the event loop alive meanwhile.
+//! No libuv pool thread ever waits for a JS loader, so a loader that uses
+//! the pool (fs, crypto) cannot deadlock it. A panic, in the future or while
+//! its answer is made, rejects the promise with an `internal` error.
 
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::{Context, Poll, Waker};
 
 use napi::bindgen_prelude::FunctionCallContext;
 use napi::threadsafe_function::{
     ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
 };
-use napi::{Env, Status, sys};
+use napi::{Env, Status};
 use tierstack::{Error, ErrorKind};
 
 use crate::error;
@@ -28,40 +30,53 @@ use crate::js::{self, Value};
 /// Work to run on the JS thread.
 type Job = Box<dyn FnOnce(&Env) + Send>;
 
-/// Turns a future's output into the promise's value, on the JS thread.
-pub(crate) type Settle<R> = Box<dyn FnOnce(&Env, R) -> Result<Value, Error> + Send>;
+/// Turns a future's value into the promise's, on the JS thread.
+pub(crate) type Settle<R> = Box<dyn for<'e> FnOnce(&'e Env, R) -> Result<Value<'e>, Error> + Send>;
 
-/// A deferred, settled once on the JS thread.
-struct Deferred(sys::napi_deferred);
-
-// SAFETY: only settled on the JS thread (by a job the thread-safe function
-// runs there); other threads only move it.
-unsafe impl Send for Deferred {}
-
-/// The promise of `future`, settled with `settle` of its output.
-pub(crate) fn promise<R: Send + 'static>(
-    env: &Env,
-    future: impl Future<Output = R> + Send + 'static,
+/// The outcome of `settle` on `output`, a panic becoming an `internal` error.
+fn settled_value<'e, R>(
+    env: &'e Env,
+    output: tierstack::Result<R>,
     settle: Settle<R>,
-) -> Result<Value, Error> {
+) -> Result<Value<'e>, Value<'e>> {
+    catch_unwind(AssertUnwindSafe(|| output.and_then(|r| settle(env, r))))
+        .unwrap_or_else(|panic| Err(error::panicked("answering a read", &*panic)))
+        .map_err(|e| error::to_js(env, &e))
+}
+
+/// The promise of `future`, settled with `settle` of its value, or
+/// rejected with its error (an `internal` one if it panicked).
+pub(crate) fn promise<'e, R: Send + 'static>(
+    env: &'e Env,
+    future: impl Future<Output = tierstack::Result<R>> + Send + 'static,
+    settle: Settle<R>,
+) -> Result<Value<'e>, Error> {
     let mut future = Box::pin(future);
     let mut context = Context::from_waker(Waker::noop());
     // The future is polled again on the runtime with a real waker, so the
     // no-op waker given here is replaced before anything relies on it.
-    if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-        let outcome = settle(env, output).map_err(|e| error::to_js(env, &e));
+    let polled = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut context)))
+        .unwrap_or_else(|panic| Poll::Ready(Err(error::panicked("a read", &*panic))));
+    if let Poll::Ready(output) = polled {
+        let outcome = settled_value(env, output, settle);
         return js::settled(env, outcome);
     }
     let (deferred, promise) = js::promise(env)?;
-    let deferred = Deferred(deferred);
     let js_thread = js_thread(env)?;
-    tierstack::runtime::handle().spawn(async move {
-        let output = future.await;
+    let runtime = tierstack::runtime::handle();
+    let task = runtime.spawn(future);
+    runtime.spawn(async move {
+        let output = task.await.unwrap_or_else(|e| match e.try_into_panic() {
+            Ok(panic) => Err(error::panicked("a read", &*panic)),
+            Err(e) => Err(Error::new(
+                ErrorKind::Internal,
+                format!("a read failed: {e}"),
+            )),
+        });
         let job: Job = Box::new(move |env| {
-            let deferred = deferred;
-            let outcome = settle(env, output).map_err(|e| error::to_js(env, &e));
+            let outcome = settled_value(env, output, settle);
             // Settling only fails while the environment shuts down.
-            let _ = js::settle(env, deferred.0, outcome);
+            let _ = js::settle(env, deferred, outcome);
         });
         // Queueing only fails while the environment shuts down, when no one
         // is left to wait for the promise.
@@ -93,23 +108,23 @@ fn js_thread(env: &Env) -> Result<ThreadsafeFunction<Job, (), (), Status, false>
 
 /// What a read gives back to JS: a value to settle a promise with, or the
 /// promise of a load.
-pub(crate) enum Reply {
-    Value(Value),
-    Promise(Value),
+pub(crate) enum Reply<'e> {
+    Value(Value<'e>),
+    Promise(Value<'e>),
 }
 
-impl Reply {
+impl<'e> Reply<'e> {
     /// What the direct-dispatch methods hand their JS side (see
     /// [`crate::dispatch`]), which makes the promise: the value, or the
     /// promise of the load.
-    pub(crate) fn into_answer(self) -> Value {
+    pub(crate) fn into_answer(self) -> Value<'e> {
         match self {
             Reply::Value(value) | Reply::Promise(value) => value,
         }
     }
 
     /// The promise: already settled for a value.
-    pub(crate) fn into_promise(self, env: &Env) -> Result<Value, Error> {
+    pub(crate) fn into_promise(self, env: &'e Env) -> Result<Value<'e>, Error> {
         match self {
             Reply::Value(value) => js::settled(env, Ok(value)),
             Reply::Promise(promise) => Ok(promise),

@@ -1,7 +1,7 @@
 //! What reads report (`lookup`, `getMetadata`) and the options of a write,
 //! as JS objects.
 
-use napi::bindgen_prelude::{ToNapiValue, Unknown};
+use napi::bindgen_prelude::Unknown;
 use napi::{Env, ValueType};
 use napi_derive::napi;
 use tierstack::key::quote;
@@ -78,23 +78,22 @@ pub struct SetOptions {
 }
 
 /// The JS object of a lookup whose value is already decoded.
-pub(crate) fn lookup_to_js(
-    env: &Env,
+pub(crate) fn lookup_to_js<'e>(
+    env: &'e Env,
     lookup: &tierstack::Lookup,
     value: Value,
-) -> Result<Value, Error> {
+) -> Result<Value<'e>, Error> {
     let result = LookupResult {
-        // SAFETY: a handle created in this call on this env.
-        value: unsafe { Unknown::from_raw_unchecked(env.raw(), value) },
+        value,
         tier: lookup.tier.as_str().to_owned(),
         stale: lookup.stale,
         age: lookup.age.as_secs_f64(),
     };
-    to_js(env, result)
+    js::to_js(env, result)
 }
 
 /// The JS object of an entry's metadata.
-pub(crate) fn metadata_to_js(env: &Env, entry: tierstack::Entry) -> Result<Value, Error> {
+pub(crate) fn metadata_to_js(env: &Env, entry: tierstack::Entry) -> Result<Value<'_>, Error> {
     let meta = entry.meta;
     let metadata = Metadata {
         key: entry.key,
@@ -108,18 +107,7 @@ pub(crate) fn metadata_to_js(env: &Env, entry: tierstack::Entry) -> Result<Value
         stale_until: EpochDate(meta.stale_until_ms as f64),
         tags: meta.tags,
     };
-    to_js(env, metadata)
-}
-
-/// Converts a napi-rs object type to its JS value.
-pub(crate) fn to_js<T: ToNapiValue>(env: &Env, value: T) -> Result<Value, Error> {
-    // SAFETY: a valid env of the current call.
-    unsafe { T::to_napi_value(env.raw(), value) }.map_err(|e| {
-        Error::new(
-            tierstack::ErrorKind::Internal,
-            format!("converting a result: {}", e.reason),
-        )
-    })
+    js::to_js(env, metadata)
 }
 
 /// The keys of [`SetOptions`], as JS spells them.
@@ -130,12 +118,12 @@ const SET_OPTIONS: [&str; 2] = ["ttl", "tags"];
 /// config). The TTL follows the rule of every host
 /// ([`ttl_from_seconds`]).
 pub(crate) fn set_options(env: &Env, arg: Option<Value>) -> Result<tierstack::SetOptions, Error> {
-    let Some(arg) = arg.filter(|&a| !js::is_nullish(env, Some(a))) else {
+    let Some(arg) = arg.filter(|&a| !js::is_nullish(Some(a))) else {
         return Ok(tierstack::SetOptions::new());
     };
-    match js::type_of(env, arg) {
-        ValueType::Number => with_ttl(tierstack::SetOptions::new(), env, arg),
-        ValueType::Object if !js::is_array(env, arg) => {
+    match js::type_of(arg) {
+        ValueType::Number => with_ttl(tierstack::SetOptions::new(), arg),
+        ValueType::Object if !js::is_array(arg) => {
             for name in js::own_keys(env, arg)? {
                 let name = js::string_arg(env, name, "an option name")?;
                 if !SET_OPTIONS.contains(&name.as_str()) {
@@ -148,15 +136,15 @@ pub(crate) fn set_options(env: &Env, arg: Option<Value>) -> Result<tierstack::Se
             }
             let mut options = tierstack::SetOptions::new();
             let ttl = js::get_named(env, arg, c"ttl")?;
-            if !js::is_nullish(env, Some(ttl)) {
-                options = with_ttl(options, env, ttl)?;
+            if !js::is_nullish(Some(ttl)) {
+                options = with_ttl(options, ttl)?;
             }
             let tags = js::get_named(env, arg, c"tags")?;
-            if !js::is_nullish(env, Some(tags)) {
-                if !js::is_array(env, tags) {
+            if !js::is_nullish(Some(tags)) {
+                if !js::is_array(tags) {
                     return Err(argument(format!(
                         "tags must be an array of strings, got {}",
-                        js::type_name(env, tags)
+                        js::type_name(tags)
                     )));
                 }
                 let tags = js::elements(env, tags)?
@@ -169,20 +157,16 @@ pub(crate) fn set_options(env: &Env, arg: Option<Value>) -> Result<tierstack::Se
         }
         _ => Err(argument(format!(
             "ttlSeconds must be a number or an options object, got {}",
-            js::type_name(env, arg)
+            js::type_name(arg)
         ))),
     }
 }
 
-fn with_ttl(
-    options: tierstack::SetOptions,
-    env: &Env,
-    ttl: Value,
-) -> Result<tierstack::SetOptions, Error> {
-    let seconds = js::as_number(env, ttl).ok_or_else(|| {
+fn with_ttl(options: tierstack::SetOptions, ttl: Value) -> Result<tierstack::SetOptions, Error> {
+    let seconds = js::as_number(ttl).ok_or_else(|| {
         argument(format!(
             "ttl must be a number of seconds, got {}",
-            js::type_name(env, ttl)
+            js::type_name(ttl)
         ))
     })?;
     Ok(match ttl_from_seconds(seconds)? {

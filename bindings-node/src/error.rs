@@ -1,19 +1,19 @@
-//! Errors: every [`tierstack::Error`] becomes a JS `Error` whose `code` is
-//! the kind's stable snake_case name (`'invalid_key'`, `'closed'`, …) and
-//! whose message is the engine's; its underlying causes become a `cause`
-//! chain of plain `Error`s.
+//! Errors: every [`tierstack::Error`] becomes a `napi::Error` whose status
+//! is the kind's stable snake_case name from the core
+//! ([`tierstack::ErrorKind::as_str`]: `'invalid_key'`, `'closed'`, …), so
+//! the JS `Error` has it as its `code`, with the engine's message; its
+//! underlying causes become a `cause` chain of plain `Error`s.
 //!
 //! A loader's failure (kind `source`) carries what the loader threw or
 //! rejected with ([`LoaderFailure`]): that very value is the `cause`.
 //!
 //! Mistakes the binding catches itself (a number given as a key, a loader
 //! that is not a function) are errors of the same kinds, built here with
-//! [`argument`].
+//! [`argument`]. A panic becomes an error of kind `internal` ([`panicked`]).
 
 use std::error::Error as _;
 
 use napi::Env;
-use napi::bindgen_prelude::Unknown;
 use tierstack::{Error, ErrorKind};
 
 use crate::js::{self, Value};
@@ -33,14 +33,25 @@ pub(crate) fn disposed() -> Error {
     Error::new(ErrorKind::Closed, "the storage is disposed")
 }
 
+/// The error of a call that panicked (`what` names it); the panic's
+/// message, when it has one, is the cause's.
+pub(crate) fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> Error {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    Error::new(ErrorKind::Internal, format!("{what} panicked: {message}"))
+}
+
 /// The JS `Error` for `err`; for an error caused by JS code that threw
 /// (a [`js::Thrown`]), the very value it threw.
-pub(crate) fn to_js(env: &Env, err: &Error) -> Value {
+pub(crate) fn to_js<'e>(env: &'e Env, err: &Error) -> Value<'e> {
+    let code = err.kind().as_str();
     if let Some(failure) = err.find_cause::<LoaderFailure>()
-        && let Some(cause) = failure.0.value(env)
-        && let Ok(value) = js::error(env, Some(err.kind().as_str()), err.message(), Some(cause))
+        && let Some(cause) = failure.0.as_cause()
     {
-        return value;
+        return js::error(env, code, err.message(), Some(cause));
     }
     if let Some(thrown) = err.source().and_then(|s| s.downcast_ref::<js::Thrown>())
         && let Some(value) = thrown.value(env)
@@ -55,20 +66,14 @@ pub(crate) fn to_js(env: &Env, err: &Error) -> Value {
     }
     let mut cause = None;
     for message in causes.iter().rev() {
-        cause = js::error(env, None, message, cause).ok();
+        cause = js::plain_error(env, message, cause).ok();
     }
-    match js::error(env, Some(err.kind().as_str()), err.message(), cause) {
-        Ok(value) => value,
-        // Creating an Error only fails in a dying environment; there is
-        // nothing better to hand back than the message.
-        Err(_) => js::string(env, err.message()).unwrap_or(std::ptr::null_mut()),
-    }
+    let cause = cause.map(napi::Error::from_unknown_without_coercion);
+    js::error(env, code, err.message(), cause)
 }
 
 /// `err` as a napi-rs error that throws (or rejects with) exactly the JS
-/// `Error` of [`to_js`].
+/// value of [`to_js`].
 pub(crate) fn to_napi(env: &Env, err: &Error) -> napi::Error {
-    let value = to_js(env, err);
-    // SAFETY: a value handle created in this call on this env.
-    napi::Error::from(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
+    napi::Error::from_unknown_without_coercion(to_js(env, err))
 }

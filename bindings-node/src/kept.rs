@@ -71,8 +71,9 @@ impl Kept {
     }
 
     /// The value decoded from L1 entry `version`, if it is kept.
-    #[inline]
-    pub(crate) fn get(&self, env: &Env, version: u64) -> Option<Value> {
+    // Inlined: it is on the L1 hit path.
+    #[inline(always)]
+    pub(crate) fn get<'e>(&self, env: &'e Env, version: u64) -> Option<Value<'e>> {
         self.values.get(&version)?.get(env).ok()
     }
 

@@ -10,7 +10,18 @@
 //! `store` and `remove` (loading and writing to the source are the core's),
 //! `drive` the core futures settled as JS promises, `task` the writes that
 //! run off the JS thread, `dispatch` the direct dispatch of the read
-//! methods, and `js` the few raw napi calls napi-rs has no wrapper for.
+//! methods, and `js` the JS values through napi-rs's typed API with the
+//! binding's conventions.
+//!
+//! # Panics
+//!
+//! No panic unwinds into Node: every exported method is a panic boundary
+//! (`#[napi(catch_unwind)]` around napi-rs's glue, and inside it the
+//! binding's own, which also covers the direct dispatch and the work that
+//! runs on other threads). A panic becomes an `Error` with `code ===
+//! 'internal'`: thrown by a synchronous method, the rejection of a
+//! promise-returning one. Debug builds export `panic_probe`'s functions,
+//! which panic inside those boundaries, for the tests.
 //!
 //! # Which thread does the work
 //!
@@ -62,6 +73,9 @@ mod js;
 mod kept;
 mod load;
 mod outbox;
+#[cfg(debug_assertions)]
+#[cfg_attr(test, allow(dead_code))]
+mod panic_probe;
 mod stats;
 mod task;
 mod testing;

@@ -32,13 +32,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use napi::bindgen_prelude::JsValuesTupleIntoVec;
 use napi::bindgen_prelude::{
-    FromNapiValue, Function, FunctionCallContext, JsValue, ToNapiValue, Unknown,
+    ClassInstance, FromNapiValue, Function, FunctionCallContext, JsValue, JsValuesTupleIntoVec,
+    ToNapiValue, Unknown,
 };
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status, ValueType, sys};
@@ -48,7 +49,6 @@ use tokio::sync::oneshot;
 
 use crate::error::argument;
 use crate::js::{self, Thrown, Value};
-use crate::task::Raw;
 use crate::value::Builtins;
 
 /// What a JS function is called with: a loader's key or array of missing
@@ -70,36 +70,32 @@ pub(crate) enum Arg {
 
 impl JsValuesTupleIntoVec for Arg {
     fn into_vec(self, env: sys::napi_env) -> napi::Result<Vec<sys::napi_value>> {
-        // SAFETY: forwarded to napi-rs's conversions with the same env, on
-        // the JS thread (the thread-safe function's call).
-        unsafe {
-            match self {
-                Arg::Key(key) => Ok(vec![String::to_napi_value(env, key)?]),
-                Arg::Keys(keys) => Ok(vec![Vec::<String>::to_napi_value(env, keys)?]),
-                Arg::Store {
-                    key,
-                    value,
-                    idempotency_key,
-                } => Ok(vec![
-                    String::to_napi_value(env, key)?,
-                    stored_value(&Env::from_raw(env), &value)?,
-                    String::to_napi_value(env, idempotency_key)?,
-                ]),
-                Arg::Remove {
-                    key,
-                    idempotency_key,
-                } => Ok(vec![
-                    String::to_napi_value(env, key)?,
-                    String::to_napi_value(env, idempotency_key)?,
-                ]),
-            }
-        }
+        // Called by napi-rs on the JS thread (the thread-safe function's call).
+        let env = Env::from_raw(env);
+        let values = match self {
+            Arg::Key(key) => vec![key.into_unknown(&env)?],
+            Arg::Keys(keys) => vec![keys.into_unknown(&env)?],
+            Arg::Store {
+                key,
+                value,
+                idempotency_key,
+            } => vec![
+                key.into_unknown(&env)?,
+                stored_value(&env, &value)?,
+                idempotency_key.into_unknown(&env)?,
+            ],
+            Arg::Remove {
+                key,
+                idempotency_key,
+            } => vec![key.into_unknown(&env)?, idempotency_key.into_unknown(&env)?],
+        };
+        Ok(values.iter().map(|v| v.raw()).collect())
     }
 }
 
 /// The value a `store` function is handed: decoded as `get` decodes it, or
 /// a `Buffer` of bytes that are not UTF-8 JSON.
-fn stored_value(env: &Env, bytes: &[u8]) -> napi::Result<sys::napi_value> {
+fn stored_value<'e>(env: &'e Env, bytes: &[u8]) -> napi::Result<Value<'e>> {
     let value = Builtins::capture(env).and_then(|builtins| {
         let decoded = builtins.decode(env, bytes);
         builtins.release(env);
@@ -116,7 +112,7 @@ fn stored_value(env: &Env, bytes: &[u8]) -> napi::Result<sys::napi_value> {
 /// event loop alive (the functions of a storage's source); a per-call loader
 /// does, until the core drops it.
 pub(crate) struct JsFunction<const WEAK: bool> {
-    function: ThreadsafeFunction<Arg, Raw, Arg, Status, false, WEAK>,
+    function: ThreadsafeFunction<Arg, Returned, Arg, Status, false, WEAK>,
     /// Names the function in errors (`"loader"`, `"source store function"`).
     what: &'static str,
 }
@@ -127,19 +123,21 @@ pub(crate) type CallLoader = JsFunction<false>;
 /// Converts what a JS function resolved to, on the JS thread.
 type Convert<T> = fn(&Env, Value) -> Result<T, Error>;
 
+/// What a JS function returned, as the thread-safe function's callback
+/// takes it on the JS thread (valid during that callback only).
+type Returned = Unknown<'static>;
+
 impl<const WEAK: bool> JsFunction<WEAK> {
     /// Wraps `function` (`what` names it in errors).
-    pub(crate) fn new(env: &Env, function: Value, what: &'static str) -> Result<Self, Error> {
-        check_function(env, function, what)?;
+    pub(crate) fn new(function: Value, what: &'static str) -> Result<Self, Error> {
+        check_function(function, what)?;
         let napi_failed = |e: napi::Error| {
             Error::new(
                 ErrorKind::Internal,
                 format!("wrapping the {what}: {}", e.reason),
             )
         };
-        // SAFETY: a function handle of the current call on this env.
-        let function = unsafe { Function::<Arg, Raw>::from_napi_value(env.raw(), function) }
-            .map_err(napi_failed)?;
+        let function = Function::<Arg, Returned>::from_unknown(function).map_err(napi_failed)?;
         let function = function
             .build_threadsafe_function::<Arg>()
             .callee_handled::<false>()
@@ -161,7 +159,7 @@ impl<const WEAK: bool> JsFunction<WEAK> {
         let status = self.function.call_with_return_value(
             arg,
             ThreadsafeFunctionCallMode::NonBlocking,
-            move |returned: napi::Result<Raw>, env: Env| {
+            move |returned: napi::Result<Returned>, env: Env| {
                 returned_on_js_thread(&env, returned, sender, convert);
                 Ok(())
             },
@@ -225,12 +223,12 @@ fn written(_: &Env, _: Value) -> Result<(), Error> {
 
 /// Refuses a `what` that is not a function, as [`JsFunction::new`] does,
 /// without wrapping it.
-pub(crate) fn check_function(env: &Env, function: Value, what: &str) -> Result<(), Error> {
-    match js::type_of(env, function) {
+pub(crate) fn check_function(function: Value, what: &str) -> Result<(), Error> {
+    match js::type_of(function) {
         ValueType::Function => Ok(()),
         _ => Err(argument(format!(
             "{what} must be a function, got {}",
-            js::type_name(env, function)
+            js::type_name(function)
         ))),
     }
 }
@@ -241,11 +239,8 @@ impl CallLoader {
     /// that cannot fail where it makes it: the core asks for it only when an
     /// L1 hit is due for a refresh ahead. A wrapping that fails becomes that
     /// load's failure.
-    pub(crate) fn load_fn(
-        env: &Env,
-        function: Value,
-    ) -> impl FnOnce(String) -> FetchFuture + Send + 'static {
-        let loader = Self::new(env, function, "loader");
+    pub(crate) fn load_fn(function: Value) -> impl FnOnce(String) -> FetchFuture + Send + 'static {
+        let loader = Self::new(function, "loader");
         move |key| match loader {
             Ok(loader) => loader.fetch(key),
             Err(err) => Box::pin(std::future::ready(Err(err))),
@@ -255,21 +250,20 @@ impl CallLoader {
 
 /// The loader's return value on the JS thread: a throw fails at once, a
 /// value or promise is awaited through `Promise.resolve(value).then(...)`.
+/// A panic here fails the call with an `internal` error.
 fn returned_on_js_thread<T: Send + 'static>(
     env: &Env,
-    returned: napi::Result<Raw>,
+    returned: napi::Result<Returned>,
     sender: oneshot::Sender<tierstack::Result<T>>,
     convert: Convert<T>,
 ) {
-    let value = match returned {
-        Ok(Raw(value)) => value,
-        Err(thrown) => {
-            let _ = sender.send(Err(failure(env, Thrown::from_error(thrown))));
-            return;
-        }
-    };
     let sender = Rc::new(RefCell::new(Some(sender)));
-    if let Err(err) = await_value(env, value, &sender, convert)
+    let outcome = catch_unwind(AssertUnwindSafe(|| match returned {
+        Ok(value) => await_value(env, value, &sender, convert),
+        Err(thrown) => Err(failure(env, Thrown::from_error(thrown))),
+    }))
+    .unwrap_or_else(|panic| Err(crate::error::panicked("a JS function's answer", &*panic)));
+    if let Err(err) = outcome
         && let Some(sender) = sender.borrow_mut().take()
     {
         let _ = sender.send(Err(err));
@@ -289,19 +283,22 @@ fn await_value<T: Send + 'static>(
         let sender = sender.clone();
         env.create_function_from_closure::<Unknown, (), _>(name, move |ctx: FunctionCallContext| {
             let arg = match ctx.get::<Unknown>(0) {
-                Ok(arg) => arg.raw(),
+                Ok(arg) => arg,
                 Err(_) => js::undefined(ctx.env).map_err(|e| crate::error::to_napi(ctx.env, &e))?,
             };
             if let Some(sender) = sender.borrow_mut().take() {
-                let answer = match rejected {
+                let answer = catch_unwind(AssertUnwindSafe(|| match rejected {
                     false => convert(ctx.env, arg),
-                    true => Err(failure(ctx.env, Thrown::new(ctx.env, arg))),
-                };
+                    true => Err(failure(ctx.env, Thrown::new(arg))),
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(crate::error::panicked("a JS function's answer", &*panic))
+                });
                 let _ = sender.send(answer);
             }
             Ok(())
         })
-        .map(|f| f.raw())
+        .map(|f| f.to_unknown())
         .map_err(|e| {
             Error::new(
                 ErrorKind::Internal,
@@ -353,52 +350,41 @@ impl Loaded {
     /// Throws with `code === 'invalid_value'` for a value JSON cannot
     /// encode, `'invalid_argument'` for bad options.
     #[napi(
+        catch_unwind,
         constructor,
         ts_args_type = "value: unknown, options?: number | SetOptions | null"
     )]
     pub fn new(env: &Env, value: Unknown, options: Unknown) -> napi::Result<Self> {
-        let made = (|| {
-            let options = crate::entry::set_options(env, Some(options.raw()))?;
+        crate::cache::guarded(env, "new Loaded", || {
+            let options = crate::entry::set_options(env, Some(options))?;
             Ok(Self {
-                value: encode(env, value.raw())?,
+                value: encode(env, value)?,
                 options,
             })
-        })();
-        made.map_err(|e: Error| crate::error::to_napi(env, &e))
+        })
     }
 }
 
-/// The [`Loaded`] that `value` wraps, if it is one.
-fn as_loaded<'a>(env: &Env, value: Value) -> Option<&'a Loaded> {
-    if js::type_of(env, value) != ValueType::Object {
+/// The [`Loaded`] that `value` wraps, if it is one (napi-rs checks the
+/// class's type tag).
+fn as_loaded<'e>(value: Value<'e>) -> Option<ClassInstance<'e, Loaded>> {
+    if js::type_of(value) != ValueType::Object {
         return None;
     }
-    let tag = <Loaded as napi::bindgen_prelude::TypeTag>::type_tag();
-    let mut tagged = false;
-    // SAFETY: valid handles; the tag is napi-rs's tag of the class.
-    let status = unsafe { sys::napi_check_object_type_tag(env.raw(), value, &tag, &mut tagged) };
-    if status != sys::Status::napi_ok || !tagged {
-        return None;
-    }
-    let mut wrapped: *mut std::ffi::c_void = std::ptr::null_mut();
-    // SAFETY: an object carrying the class's tag wraps a boxed `Loaded`.
-    let status = unsafe { sys::napi_unwrap(env.raw(), value, &mut wrapped) };
-    // SAFETY: alive while `value` is, which outlives this conversion.
-    (status == sys::Status::napi_ok && !wrapped.is_null())
-        .then(|| unsafe { &*wrapped.cast::<Loaded>() })
+    ClassInstance::<Loaded>::from_unknown(value).ok()
 }
 
 /// One answer: `undefined` is not found, a [`Loaded`] a value with its own
 /// TTL and tags, anything else the value.
 fn answer(
-    env: &Env,
     value: Value,
     encode: impl FnOnce(Value) -> Result<bytes::Bytes, Error>,
 ) -> Result<Fetched, Error> {
-    if js::type_of(env, value) == ValueType::Undefined {
+    if js::type_of(value) == ValueType::Undefined {
         return Ok(Fetched::NotFound);
     }
-    if let Some(loaded) = as_loaded(env, value) {
+    if let Some(instance) = as_loaded(value) {
+        let loaded: &Loaded = &instance;
         let mut answer =
             tierstack::Loaded::new(loaded.value.clone()).tags(loaded.options.tags.clone());
         if let Some(ttl) = loaded.options.ttl {
@@ -411,12 +397,12 @@ fn answer(
 
 /// One key's answer.
 fn fetched(env: &Env, value: Value) -> Result<Fetched, Error> {
-    answer(env, value, |v| encode(env, v))
+    answer(value, |v| encode(env, v))
 }
 
 /// A batch's answer: a `Map` or plain object (or `undefined`: none found).
 fn fetched_many(env: &Env, value: Value) -> Result<HashMap<String, Fetched>, Error> {
-    if js::is_nullish(env, Some(value)) {
+    if js::is_nullish(Some(value)) {
         return Ok(HashMap::new());
     }
     let builtins = Builtins::capture(env)?;
@@ -433,7 +419,7 @@ fn fetched_many(env: &Env, value: Value) -> Result<HashMap<String, Fetched>, Err
         })?;
         for (key, value) in entries {
             let key = js::key(env, key)?.to_string();
-            out.insert(key, answer(env, value, |v| builtins.encode(env, v))?);
+            out.insert(key, answer(value, |v| builtins.encode(env, v))?);
         }
         Ok(out)
     })();
@@ -461,12 +447,12 @@ const SOURCE_KEYS: [&str; 3] = ["load", "store", "remove"];
 
 impl JsSource {
     pub(crate) fn new(env: &Env, source: Value) -> Result<Self, Error> {
-        match js::type_of(env, source) {
+        match js::type_of(source) {
             ValueType::Function => Ok(Self {
-                load: JsFunction::new(env, source, "source load function")?,
+                load: JsFunction::new(source, "source load function")?,
                 writes: None,
             }),
-            ValueType::Object if !js::is_array(env, source) => {
+            ValueType::Object if !js::is_array(source) => {
                 for name in js::own_keys(env, source)? {
                     let name = js::string_arg(env, name, "a source key")?;
                     if !SOURCE_KEYS.contains(&name.as_str()) {
@@ -479,14 +465,11 @@ impl JsSource {
                 let load = js::get_named(env, source, c"load")?;
                 let store = js::get_named(env, source, c"store")?;
                 let remove = js::get_named(env, source, c"remove")?;
-                let writes = match (
-                    js::is_nullish(env, Some(store)),
-                    js::is_nullish(env, Some(remove)),
-                ) {
+                let writes = match (js::is_nullish(Some(store)), js::is_nullish(Some(remove))) {
                     (true, true) => None,
                     (false, false) => Some((
-                        JsFunction::new(env, store, "source store function")?,
-                        JsFunction::new(env, remove, "source remove function")?,
+                        JsFunction::new(store, "source store function")?,
+                        JsFunction::new(remove, "source remove function")?,
                     )),
                     (false, true) => {
                         return Err(argument(
@@ -500,13 +483,13 @@ impl JsSource {
                     }
                 };
                 Ok(Self {
-                    load: JsFunction::new(env, load, "source load function")?,
+                    load: JsFunction::new(load, "source load function")?,
                     writes,
                 })
             }
             _ => Err(argument(format!(
                 "source must be a function or an object with load (and store and remove) functions, got {}",
-                js::type_name(env, source)
+                js::type_name(source)
             ))),
         }
     }

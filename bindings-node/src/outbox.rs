@@ -7,7 +7,6 @@ use napi::bindgen_prelude::{Either, Null};
 use napi_derive::napi;
 use tierstack::Error;
 
-use crate::entry;
 use crate::js::{self, Value};
 use crate::stats::EpochDate;
 
@@ -89,10 +88,10 @@ impl From<tierstack::DeadLetter> for DeadLetter {
 pub(crate) fn dead_letters_to_js(
     env: &Env,
     dead: Vec<tierstack::DeadLetter>,
-) -> Result<Value, Error> {
+) -> Result<Value<'_>, Error> {
     let letters = dead
         .into_iter()
-        .map(|d| entry::to_js(env, DeadLetter::from(d)))
+        .map(|d| js::to_js(env, DeadLetter::from(d)))
         .collect::<Result<Vec<_>, _>>()?;
     js::array(env, &letters)
 }

@@ -246,6 +246,8 @@ pub struct RateLimit {
 pub struct EpochDate(pub(crate) f64);
 
 impl ToNapiValue for EpochDate {
+    // SAFETY: napi-rs calls this on the JS thread with the env of the
+    // current call; the body makes only safe napi-rs calls.
     unsafe fn to_napi_value(env: sys::napi_env, date: Self) -> napi::Result<sys::napi_value> {
         Ok(Env::from_raw(env).create_date(date.0)?.raw())
     }

@@ -60,7 +60,7 @@ impl Builtins {
     }
 
     /// The JS value of stored bytes: `JSON.parse` of their UTF-8 text.
-    pub(crate) fn decode(&self, env: &Env, bytes: &[u8]) -> Result<Value, Error> {
+    pub(crate) fn decode<'e>(&self, env: &'e Env, bytes: &[u8]) -> Result<Value<'e>, Error> {
         let text = std::str::from_utf8(bytes).map_err(|_| {
             Error::new(
                 ErrorKind::InvalidValue,
@@ -84,7 +84,7 @@ impl Builtins {
     /// The bytes to store for a JS value: a `Uint8Array`'s own bytes, or the
     /// value's JSON.
     pub(crate) fn encode(&self, env: &Env, value: Value) -> Result<Bytes, Error> {
-        match js::uint8_bytes(env, value)? {
+        match js::uint8_bytes(value) {
             Some(bytes) => Ok(Bytes::from(bytes)),
             None => self.stringify(env, value).map(Bytes::from),
         }
@@ -95,12 +95,12 @@ impl Builtins {
     pub(crate) fn stringify(&self, env: &Env, value: Value) -> Result<String, Error> {
         let undefined = js::undefined(env)?;
         match js::call(env, self.stringify.get(env)?, undefined, &[value])? {
-            Ok(json) if js::type_of(env, json) == ValueType::String => js::read_long_str(env, json),
+            Ok(json) if js::type_of(json) == ValueType::String => js::read_long_str(env, json),
             Ok(_) => Err(Error::new(
                 ErrorKind::InvalidValue,
                 format!(
                     "a value of type {} cannot be encoded as JSON",
-                    js::type_name(env, value)
+                    js::type_name(value)
                 ),
             )),
             Err(exception) => Err(Error::new(
@@ -114,7 +114,11 @@ impl Builtins {
     }
 
     /// A new `Map` of `entries`, in order.
-    pub(crate) fn new_map(&self, env: &Env, entries: &[(Value, Value)]) -> Result<Value, Error> {
+    pub(crate) fn new_map<'e>(
+        &self,
+        env: &'e Env,
+        entries: &[(Value, Value)],
+    ) -> Result<Value<'e>, Error> {
         let map = js::construct(env, self.map.get(env)?, &[])?;
         let set = self.map_set.get(env)?;
         for &(key, value) in entries {
@@ -127,23 +131,27 @@ impl Builtins {
     /// The entries of a `Map` or of a plain object's own enumerable
     /// string-keyed properties. What a getter or an iterator throws is the
     /// error (see [`js::Thrown`]).
-    pub(crate) fn entries(&self, env: &Env, value: Value) -> Result<Vec<(Value, Value)>, Error> {
+    pub(crate) fn entries<'e>(
+        &self,
+        env: &'e Env,
+        value: Value<'e>,
+    ) -> Result<Vec<(Value<'e>, Value<'e>)>, Error> {
         let not_entries = || {
             argument(format!(
                 "entries must be a Map or a plain object, got {}",
-                js::type_name(env, value)
+                js::type_name(value)
             ))
         };
-        if js::type_of(env, value) != ValueType::Object
-            || js::is_array(env, value)
-            || js::is_typed_array(env, value)
+        if js::type_of(value) != ValueType::Object
+            || js::is_array(value)
+            || js::is_typed_array(value)
         {
             return Err(not_entries());
         }
         if js::instance_of(env, value, self.map.get(env)?)? {
             let undefined = js::undefined(env)?;
             let pairs = js::call(env, self.array_from.get(env)?, undefined, &[value])?
-                .map_err(|e| js::thrown(env, e, "reading the entries of a Map"))?;
+                .map_err(|e| js::thrown(e, "reading the entries of a Map"))?;
             return js::elements(env, pairs)?
                 .into_iter()
                 .map(|pair| match js::elements(env, pair)?[..] {
