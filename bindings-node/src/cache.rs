@@ -24,8 +24,8 @@ use crate::config;
 use crate::drive::{self, Reply};
 use crate::entry::{self, lookup_to_js, metadata_to_js};
 use crate::error::{self, argument, disposed};
-use crate::js::{self, Held, Value};
-use crate::kept::Kept;
+use crate::js_values::{self, Held, Value};
+use crate::l1_objects::L1Objects;
 use crate::load::{self, CallLoader};
 use crate::outbox::{OutboxStats, dead_letters_to_js};
 use crate::stats::{CircuitBreakerStatus, StorageStats};
@@ -48,7 +48,7 @@ pub struct HybridStorage {
     /// A borrow of it is never held while JS code runs.
     inner: RefCell<Option<Cache>>,
     builtins: Builtins,
-    kept: RefCell<Kept>,
+    l1_objects: RefCell<L1Objects>,
     /// Whether a source was given or configured (`github`) at open: plain
     /// reads then load through it.
     source: bool,
@@ -90,7 +90,7 @@ impl Shape {
         mark_stale: bool,
     ) -> Result<Value<'e>, Error> {
         let Some(lookup) = found else {
-            return js::undefined(env);
+            return js_values::undefined(env);
         };
         let decoded = || {
             let value = decode(env, &lookup.value)?;
@@ -101,9 +101,11 @@ impl Shape {
         };
         match self {
             Shape::Value => decoded(),
-            Shape::Buffer => js::buffer(env, &lookup.value),
+            Shape::Buffer => js_values::buffer(env, &lookup.value),
             Shape::Lookup => lookup_to_js(env, &lookup, decoded()?),
-            Shape::LookupBuffer => lookup_to_js(env, &lookup, js::buffer(env, &lookup.value)?),
+            Shape::LookupBuffer => {
+                lookup_to_js(env, &lookup, js_values::buffer(env, &lookup.value)?)
+            }
         }
     }
 }
@@ -120,8 +122,8 @@ fn decode<'e>(env: &'e Env, bytes: &[u8]) -> Result<Value<'e>, Error> {
 /// Adds `_stale: true` to a stale object value (option `markStale`); the
 /// value is a fresh decode, so nothing stored or kept changes.
 fn mark(env: &Env, value: Value) -> Result<(), Error> {
-    if js::type_of(value) == napi::ValueType::Object && !js::is_array(value) {
-        js::set_named(env, value, c"_stale", js::boolean(env, true)?)?;
+    if js_values::type_of(value) == napi::ValueType::Object && !js_values::is_array(value) {
+        js_values::set_named(env, value, c"_stale", js_values::boolean(env, true)?)?;
     }
     Ok(())
 }
@@ -138,9 +140,8 @@ pub(crate) fn promised<'e>(
         .unwrap_or_else(|panic| Err(error::panicked(what, &*panic)));
     match outcome {
         Ok(promise) => Ok(promise),
-        Err(err) => {
-            js::settled(env, Err(error::to_js(env, &err))).map_err(|e| error::to_napi(env, &e))
-        }
+        Err(err) => js_values::settled(env, Err(error::to_js(env, &err)))
+            .map_err(|e| error::to_napi(env, &e)),
     }
 }
 
@@ -157,15 +158,15 @@ pub(crate) fn guarded<T>(
 }
 
 fn to_undefined(env: &Env, (): ()) -> Result<Value<'_>, Error> {
-    js::undefined(env)
+    js_values::undefined(env)
 }
 
 fn to_boolean(env: &Env, b: bool) -> Result<Value<'_>, Error> {
-    js::boolean(env, b)
+    js_values::boolean(env, b)
 }
 
 fn to_number(env: &Env, n: u64) -> Result<Value<'_>, Error> {
-    js::number(env, n as f64)
+    js_values::number(env, n as f64)
 }
 
 #[napi]
@@ -222,7 +223,7 @@ impl HybridStorage {
             Ok((cache, max_bytes, source, mark_stale, writes_source)) => Ok(Self {
                 inner: RefCell::new(Some(cache)),
                 builtins,
-                kept: RefCell::new(Kept::new(max_bytes)),
+                l1_objects: RefCell::new(L1Objects::new(max_bytes)),
                 source,
                 mark_stale,
                 writes_source,
@@ -267,7 +268,7 @@ impl HybridStorage {
     /// unchanged L1 entry.
     #[inline]
     fn read<'e>(&self, env: &'e Env, key: Value) -> Result<Option<(Value<'e>, Lookup)>, Error> {
-        let key = js::key(env, key)?;
+        let key = js_values::key(env, key)?;
         let Some((lookup, version)) = self.with_cache(|c| c.lookup_versioned(&key))? else {
             return Ok(None);
         };
@@ -289,11 +290,11 @@ impl HybridStorage {
         version: u64,
         bytes: &[u8],
     ) -> Result<Value<'e>, Error> {
-        if let Some(value) = self.kept.borrow().get(env, version) {
+        if let Some(value) = self.l1_objects.borrow().get(env, version) {
             return Ok(value);
         }
         let value = self.builtins.decode(env, bytes)?;
-        self.kept
+        self.l1_objects
             .borrow_mut()
             .insert(env, key, version, value, bytes.len());
         Ok(value)
@@ -321,7 +322,7 @@ impl HybridStorage {
         }
         match self.read(env, key)? {
             Some((value, _)) => Ok(Reply::Value(value)),
-            None => js::undefined(env).map(Reply::Value),
+            None => js_values::undefined(env).map(Reply::Value),
         }
     }
 
@@ -329,7 +330,7 @@ impl HybridStorage {
     /// kept decoded value while the entry is unchanged); anything else goes
     /// through the core's load path.
     fn get_through<'e>(&self, env: &'e Env, key: Value) -> Result<Reply<'e>, Error> {
-        let key = js::key(env, key)?;
+        let key = js_values::key(env, key)?;
         match self.memory_hit(env, &key)? {
             Some((value, _)) => Ok(Reply::Value(value)),
             None => self.load(env, &key, Shape::Value),
@@ -360,20 +361,20 @@ impl HybridStorage {
         env: &'e Env,
         key: Value,
     ) -> Result<Reply<'e>, Error> {
-        let key = js::key(env, key)?;
+        let key = js_values::key(env, key)?;
         if self.source {
             return self.load(env, &key, Shape::Buffer);
         }
         match self.with_cache(|c| c.get(&key))? {
-            Some(bytes) => js::buffer(env, &bytes).map(Reply::Value),
-            None => js::undefined(env).map(Reply::Value),
+            Some(bytes) => js_values::buffer(env, &bytes).map(Reply::Value),
+            None => js_values::undefined(env).map(Reply::Value),
         }
     }
 
     /// `lookup`: `{ value, tier, stale, age }`, or `undefined`.
     pub(crate) fn lookup_value<'e>(&self, env: &'e Env, key: Value) -> Result<Reply<'e>, Error> {
         if self.source {
-            let key = js::key(env, key)?;
+            let key = js_values::key(env, key)?;
             return match self.memory_hit(env, &key)? {
                 Some((value, lookup)) => lookup_to_js(env, &lookup, value).map(Reply::Value),
                 None => self.load(env, &key, Shape::Lookup),
@@ -381,7 +382,7 @@ impl HybridStorage {
         }
         match self.read(env, key)? {
             Some((value, lookup)) => lookup_to_js(env, &lookup, value).map(Reply::Value),
-            None => js::undefined(env).map(Reply::Value),
+            None => js_values::undefined(env).map(Reply::Value),
         }
     }
 
@@ -391,22 +392,22 @@ impl HybridStorage {
         env: &'e Env,
         key: Value,
     ) -> Result<Reply<'e>, Error> {
-        let key = js::key(env, key)?;
+        let key = js_values::key(env, key)?;
         if self.source {
             return self.load(env, &key, Shape::LookupBuffer);
         }
         match self.with_cache(|c| c.lookup(&key))? {
             Some(lookup) => {
-                lookup_to_js(env, &lookup, js::buffer(env, &lookup.value)?).map(Reply::Value)
+                lookup_to_js(env, &lookup, js_values::buffer(env, &lookup.value)?).map(Reply::Value)
             }
-            None => js::undefined(env).map(Reply::Value),
+            None => js_values::undefined(env).map(Reply::Value),
         }
     }
 
     /// `has`: whether the key holds a fresh value (never loads).
     pub(crate) fn has_value<'e>(&self, env: &'e Env, key: Value) -> Result<Reply<'e>, Error> {
-        let key = js::key(env, key)?;
-        js::boolean(env, self.with_cache(|c| c.has(&key))?).map(Reply::Value)
+        let key = js_values::key(env, key)?;
+        js_values::boolean(env, self.with_cache(|c| c.has(&key))?).map(Reply::Value)
     }
 
     /// The value of `key` (decoded JSON), or `undefined` on a miss.
@@ -477,13 +478,13 @@ impl HybridStorage {
         ttl_seconds: Unknown,
     ) -> napi::Result<Unknown<'env>> {
         promised(env, "set", || {
-            let key = js::key(env, key)?;
+            let key = js_values::key(env, key)?;
             self.cache()?;
             let options = entry::set_options(env, Some(ttl_seconds))?;
             let bytes = self.builtins.encode(env, value)?;
             // Encoding may run user code (`toJSON`), even `dispose()`.
             let cache = self.cache()?;
-            self.kept.borrow_mut().remove(env, &key);
+            self.l1_objects.borrow_mut().remove(env, &key);
             let key = key.to_string();
             self.spawn_write(
                 env,
@@ -512,9 +513,9 @@ impl HybridStorage {
     )]
     pub fn delete<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
         promised(env, "delete", || {
-            js::key(env, key).and_then(|key| {
+            js_values::key(env, key).and_then(|key| {
                 let cache = self.cache()?;
-                self.kept.borrow_mut().remove(env, &key);
+                self.l1_objects.borrow_mut().remove(env, &key);
                 let key = key.to_string();
                 self.spawn_write(env, &cache, move |c| c.delete(&key), to_boolean)
             })
@@ -526,7 +527,7 @@ impl HybridStorage {
     pub fn clear<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
         promised(env, "clear", || {
             self.cache().and_then(|cache| {
-                self.kept.borrow_mut().clear(env);
+                self.l1_objects.borrow_mut().clear(env);
                 task::spawn(env, &cache, Cache::clear, to_undefined)
             })
         })
@@ -543,18 +544,18 @@ impl HybridStorage {
         keys: Value<'e>,
         decode: bool,
     ) -> Result<Found<'e>, Error> {
-        if !js::is_array(keys) {
+        if !js_values::is_array(keys) {
             return Err(argument(format!(
                 "keys must be an array of strings, got {}",
-                js::type_name(keys)
+                js_values::type_name(keys)
             )));
         }
         // The keys' text, one after the other in one string.
-        let handles = js::elements(env, keys)?;
+        let handles = js_values::elements(env, keys)?;
         let mut text = String::with_capacity(32 * handles.len());
         let mut ends = Vec::with_capacity(handles.len());
         for &handle in &handles {
-            text.push_str(&js::key(env, handle)?);
+            text.push_str(&js_values::key(env, handle)?);
             ends.push(text.len());
         }
         let names: Vec<&str> = (0..ends.len())
@@ -567,7 +568,7 @@ impl HybridStorage {
         let cache = self.cache()?;
         let answer = |bytes: &[u8]| match decode {
             true => self.builtins.decode(env, bytes),
-            false => js::buffer(env, bytes),
+            false => js_values::buffer(env, bytes),
         };
         let mut values = Vec::with_capacity(names.len());
         let mut missing = Vec::new();
@@ -636,12 +637,12 @@ impl HybridStorage {
                             Some(held) => Some(held.get(env)?),
                             None => match loaded.next().flatten() {
                                 Some(bytes) if decode => Some(builtins.decode(env, &bytes)?),
-                                Some(bytes) => Some(js::buffer(env, &bytes)?),
+                                Some(bytes) => Some(js_values::buffer(env, &bytes)?),
                                 None => None,
                             },
                         };
                         if let Some(value) = value {
-                            entries.push((js::string(env, name)?, value));
+                            entries.push((js_values::string(env, name)?, value));
                         }
                     }
                     builtins.new_map(env, &entries)
@@ -664,7 +665,7 @@ impl HybridStorage {
     ) -> Result<Reply<'e>, Error> {
         match self.mget_found(env, keys, decode)? {
             Found::Values(values) => {
-                let handles = js::elements(env, keys)?;
+                let handles = js_values::elements(env, keys)?;
                 let pairs: Vec<_> = handles
                     .into_iter()
                     .zip(values)
@@ -727,12 +728,12 @@ impl HybridStorage {
             let options = entry::set_options(env, Some(ttl_seconds))?;
             let mut items = Vec::new();
             for (key, value) in builtins.entries(env, entries)? {
-                let key = js::key(env, key)?.to_string();
+                let key = js_values::key(env, key)?.to_string();
                 items.push((key, builtins.encode(env, value)?));
             }
             // Encoding may run user code (`toJSON`), even `dispose()`.
             let cache = self.cache()?;
-            let mut kept = self.kept.borrow_mut();
+            let mut kept = self.l1_objects.borrow_mut();
             for (key, _) in &items {
                 kept.remove(env, key);
             }
@@ -758,12 +759,12 @@ impl HybridStorage {
     )]
     pub fn get_metadata<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<Unknown<'env>> {
         promised(env, "getMetadata", || {
-            let key = js::key(env, key)?;
+            let key = js_values::key(env, key)?;
             let value = match self.with_cache(|c| c.fresh_entry(&key))? {
                 Some(entry) => metadata_to_js(env, entry)?,
-                None => js::to_js(env, napi::bindgen_prelude::Null)?,
+                None => js_values::to_js(env, napi::bindgen_prelude::Null)?,
             };
-            js::settled(env, Ok(value))
+            js_values::settled(env, Ok(value))
         })
     }
 
@@ -777,18 +778,18 @@ impl HybridStorage {
     pub fn keys<'env>(&self, env: &'env Env, pattern: Unknown) -> napi::Result<Unknown<'env>> {
         promised(env, "keys", || {
             let value = (|| {
-                let pattern = match js::is_nullish(Some(pattern)) {
+                let pattern = match js_values::is_nullish(Some(pattern)) {
                     true => "*".to_owned(),
-                    false => js::string_arg(env, pattern, "pattern")?,
+                    false => js_values::string_arg(env, pattern, "pattern")?,
                 };
                 let keys = self.with_cache(|c| c.keys(&pattern))?;
                 let keys = keys
                     .iter()
-                    .map(|k| js::string(env, k))
+                    .map(|k| js_values::string(env, k))
                     .collect::<Result<Vec<_>, _>>()?;
-                js::array(env, &keys)
+                js_values::array(env, &keys)
             })()?;
-            js::settled(env, Ok(value))
+            js_values::settled(env, Ok(value))
         })
     }
 
@@ -798,8 +799,8 @@ impl HybridStorage {
         promised(env, "size", || {
             let value = self
                 .with_cache(|c| c.len())
-                .and_then(|n| js::number(env, n as f64))?;
-            js::settled(env, Ok(value))
+                .and_then(|n| js_values::number(env, n as f64))?;
+            js_values::settled(env, Ok(value))
         })
     }
 
@@ -815,7 +816,7 @@ impl HybridStorage {
         ttl_seconds: Value,
         shape: Shape,
     ) -> Result<Reply<'e>, Error> {
-        let key = js::key(env, key)?;
+        let key = js_values::key(env, key)?;
         load::check_function(loader, "loader")?;
         let options = entry::get_options(env, Some(ttl_seconds))?;
         let hit = self.with_cache(|c| {
@@ -981,7 +982,7 @@ impl HybridStorage {
         tag: Unknown,
     ) -> napi::Result<Unknown<'env>> {
         promised(env, "invalidateTag", || {
-            js::string_arg(env, tag, "tag").and_then(|tag| {
+            js_values::string_arg(env, tag, "tag").and_then(|tag| {
                 let cache = self.cache()?;
                 task::spawn(env, &cache, move |c| c.invalidate_tag(&tag), to_number)
             })
@@ -1012,10 +1013,10 @@ impl HybridStorage {
         let taken = self.inner.borrow_mut().take();
         promised(env, "dispose", || match taken {
             Some(cache) => {
-                self.kept.borrow_mut().clear(env);
+                self.l1_objects.borrow_mut().clear(env);
                 self.spawn_write(env, &cache, Cache::close, to_undefined)
             }
-            None => js::undefined(env).and_then(|u| js::settled(env, Ok(u))),
+            None => js_values::undefined(env).and_then(|u| js_values::settled(env, Ok(u))),
         })
     }
 
@@ -1129,7 +1130,7 @@ impl HybridStorage {
 
 impl ObjectFinalize for HybridStorage {
     fn finalize(mut self, env: Env) -> napi::Result<()> {
-        self.kept.get_mut().clear(&env);
+        self.l1_objects.get_mut().clear(&env);
         self.builtins.release(&env);
         // A storage collected without `dispose()` closes when its last
         // handle goes; under write-behind that delivers the outbox first,
@@ -1146,15 +1147,15 @@ impl ObjectFinalize for HybridStorage {
 
 /// The keys of an array argument, as strings.
 fn key_names(env: &Env, keys: Value) -> Result<Vec<String>, Error> {
-    if !js::is_array(keys) {
+    if !js_values::is_array(keys) {
         return Err(argument(format!(
             "keys must be an array of strings, got {}",
-            js::type_name(keys)
+            js_values::type_name(keys)
         )));
     }
-    js::elements(env, keys)?
+    js_values::elements(env, keys)?
         .into_iter()
-        .map(|k| js::key(env, k).map(|k| k.to_string()))
+        .map(|k| js_values::key(env, k).map(|k| k.to_string()))
         .collect()
 }
 
@@ -1172,9 +1173,9 @@ fn found_map<'e>(
             if let Some(bytes) = value {
                 let value = match decode {
                     true => builtins.decode(env, &bytes)?,
-                    false => js::buffer(env, &bytes)?,
+                    false => js_values::buffer(env, &bytes)?,
                 };
-                found.push((js::string(env, key)?, value));
+                found.push((js_values::string(env, key)?, value));
             }
         }
         builtins.new_map(env, &found)

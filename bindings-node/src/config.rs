@@ -37,7 +37,7 @@ use serde_json::{Map, Value as Json};
 use tierstack::{Config, Error, ErrorKind};
 
 use crate::error::argument;
-use crate::js::{self, Value};
+use crate::js_values::{self, Value};
 use crate::value::Builtins;
 
 /// The options of `new HybridStorage(config)`; every key is optional.
@@ -455,17 +455,17 @@ pub(crate) fn options_from_js(env: &Env, value: Value) -> Result<Options, Error>
         source: None,
         mark_stale: false,
     };
-    if js::is_nullish(Some(value)) {
+    if js_values::is_nullish(Some(value)) {
         return Ok(options);
     }
-    if js::type_of(value) != ValueType::Object || js::is_array(value) {
+    if js_values::type_of(value) != ValueType::Object || js_values::is_array(value) {
         return Err(argument(format!(
             "options must be an object, got {}",
-            js::type_name(value)
+            js_values::type_name(value)
         )));
     }
-    for name in js::own_keys(env, value)? {
-        let name = js::string_arg(env, name, "an option name")?;
+    for name in js_values::own_keys(env, value)? {
+        let name = js_values::string_arg(env, name, "an option name")?;
         if !OPTIONS.contains(&name.as_str()) {
             return Err(argument(format!(
                 "unknown option `{name}`, expected one of: {}",
@@ -473,18 +473,18 @@ pub(crate) fn options_from_js(env: &Env, value: Value) -> Result<Options, Error>
             )));
         }
     }
-    let source = js::get_named(env, value, c"source")?;
-    if !js::is_nullish(Some(source)) {
+    let source = js_values::get_named(env, value, c"source")?;
+    if !js_values::is_nullish(Some(source)) {
         options.source = Some(crate::load::source(env, source)?);
     }
-    let mark_stale = js::get_named(env, value, c"markStale")?;
-    match js::type_of(mark_stale) {
+    let mark_stale = js_values::get_named(env, value, c"markStale")?;
+    match js_values::type_of(mark_stale) {
         ValueType::Undefined | ValueType::Null => {}
-        ValueType::Boolean => options.mark_stale = js::as_bool(mark_stale),
+        ValueType::Boolean => options.mark_stale = js_values::as_bool(mark_stale),
         _ => {
             return Err(argument(format!(
                 "markStale must be a boolean, got {}",
-                js::type_name(mark_stale)
+                js_values::type_name(mark_stale)
             )));
         }
     }
@@ -501,13 +501,13 @@ pub(crate) fn from_js(
     builtins: &Builtins,
     value: Option<Value>,
 ) -> Result<Config, Error> {
-    let Some(value) = value.filter(|&v| !js::is_nullish(Some(v))) else {
+    let Some(value) = value.filter(|&v| !js_values::is_nullish(Some(v))) else {
         return Config::from_json("{}");
     };
-    if js::type_of(value) != ValueType::Object || js::is_array(value) {
+    if js_values::type_of(value) != ValueType::Object || js_values::is_array(value) {
         return Err(invalid(format!(
             "config must be an object, got {}",
-            js::type_name(value)
+            js_values::type_name(value)
         )));
     }
     let json = builtins

@@ -48,7 +48,7 @@ use tierstack::Error;
 use crate::cache::{Found, HybridStorage, Shape};
 use crate::drive::Reply;
 use crate::error;
-use crate::js::{self, Value};
+use crate::js_values::{self, Value};
 
 /// A method dispatched directly: the storage, the env and its arguments;
 /// its reply is the returned promise, or settles it.
@@ -129,9 +129,10 @@ const WRAPPER: &str = r#"(function (P, resolve, isArray, slice, NewMap, mapSet) 
 #[napi(module_exports)]
 pub fn install(exports: Object, env: Env) -> napi::Result<()> {
     let failed = |e: Error| error::to_napi(&env, &e);
-    let class = js::get_named(&env, exports.to_unknown(), c"HybridStorage").map_err(failed)?;
-    let prototype = js::get_named(&env, class, c"prototype").map_err(failed)?;
-    let undefined = js::undefined(&env).map_err(failed)?;
+    let class =
+        js_values::get_named(&env, exports.to_unknown(), c"HybridStorage").map_err(failed)?;
+    let prototype = js_values::get_named(&env, class, c"prototype").map_err(failed)?;
+    let undefined = js_values::undefined(&env).map_err(failed)?;
     let wrap: Unknown = env.run_script(WRAPPER)?;
     for ((name, method), &native) in METHODS.iter().zip(NATIVES) {
         let text = name
@@ -139,14 +140,14 @@ pub fn install(exports: Object, env: Env) -> napi::Result<()> {
             .map_err(|e| napi::Error::from_reason(e.to_string()))?;
         let native = env.create_function::<(), Unknown>(text, native)?;
         let args = [
-            js::string(&env, text).map_err(failed)?,
+            js_values::string(&env, text).map_err(failed)?,
             native.to_unknown(),
-            js::boolean(&env, matches!(method, Method::Many { .. })).map_err(failed)?,
+            js_values::boolean(&env, matches!(method, Method::Many { .. })).map_err(failed)?,
         ];
-        let function = js::call(&env, wrap, undefined, &args)
+        let function = js_values::call(&env, wrap, undefined, &args)
             .map_err(failed)?
-            .map_err(|e| failed(js::thrown(e, "making a method")))?;
-        js::set_named(&env, prototype, name, function).map_err(failed)?;
+            .map_err(|e| failed(js_values::thrown(e, "making a method")))?;
+        js_values::set_named(&env, prototype, name, function).map_err(failed)?;
     }
     Ok(())
 }
@@ -200,9 +201,8 @@ unsafe extern "C" fn dispatch<const I: usize>(
             let _ = env.throw(error::to_js(&env, &err));
             ptr::null_mut()
         }
-        Err(Refusal::Failed(err)) => {
-            js::settled(&env, Err(error::to_js(&env, &err))).map_or(ptr::null_mut(), |p| p.raw())
-        }
+        Err(Refusal::Failed(err)) => js_values::settled(&env, Err(error::to_js(&env, &err)))
+            .map_or(ptr::null_mut(), |p| p.raw()),
     }
 }
 
@@ -245,9 +245,9 @@ fn answer<'e>(
             .into_answer(),
         Method::Many { decode } => match storage.mget_found(env, first, *decode)? {
             Found::Values(values) => {
-                let undefined = js::undefined(env)?;
+                let undefined = js_values::undefined(env)?;
                 let values: Vec<Value> = values.iter().map(|v| v.unwrap_or(undefined)).collect();
-                js::array(env, &values)?
+                js_values::array(env, &values)?
             }
             Found::Promise(promise) => promise,
         },

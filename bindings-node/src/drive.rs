@@ -25,7 +25,7 @@ use napi::{Env, Status};
 use tierstack::{Error, ErrorKind};
 
 use crate::error;
-use crate::js::{self, Value};
+use crate::js_values::{self, Value};
 
 /// Work to run on the JS thread.
 type Job = Box<dyn FnOnce(&Env) + Send>;
@@ -59,9 +59,9 @@ pub(crate) fn promise<'e, R: Send + 'static>(
         .unwrap_or_else(|panic| Poll::Ready(Err(error::panicked("a read", &*panic))));
     if let Poll::Ready(output) = polled {
         let outcome = settled_value(env, output, settle);
-        return js::settled(env, outcome);
+        return js_values::settled(env, outcome);
     }
-    let (deferred, promise) = js::promise(env)?;
+    let (deferred, promise) = js_values::promise(env)?;
     let js_thread = js_thread(env)?;
     let runtime = tierstack::runtime::handle();
     let task = runtime.spawn(future);
@@ -76,7 +76,7 @@ pub(crate) fn promise<'e, R: Send + 'static>(
         let job: Job = Box::new(move |env| {
             let outcome = settled_value(env, output, settle);
             // Settling only fails while the environment shuts down.
-            let _ = js::settle(env, deferred, outcome);
+            let _ = js_values::settle(env, deferred, outcome);
         });
         // Queueing only fails while the environment shuts down, when no one
         // is left to wait for the promise.
@@ -126,7 +126,7 @@ impl<'e> Reply<'e> {
     /// The promise: already settled for a value.
     pub(crate) fn into_promise(self, env: &'e Env) -> Result<Value<'e>, Error> {
         match self {
-            Reply::Value(value) => js::settled(env, Ok(value)),
+            Reply::Value(value) => js_values::settled(env, Ok(value)),
             Reply::Promise(promise) => Ok(promise),
         }
     }

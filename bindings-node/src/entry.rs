@@ -8,7 +8,7 @@ use tierstack::key::quote;
 use tierstack::{Error, config::ttl_from_seconds};
 
 use crate::error::argument;
-use crate::js::{self, Value};
+use crate::js_values::{self, Value};
 use crate::stats::EpochDate;
 
 /// What `lookup` reports: the value, the tier that served it, whether it was
@@ -89,7 +89,7 @@ pub(crate) fn lookup_to_js<'e>(
         stale: lookup.stale,
         age: lookup.age.as_secs_f64(),
     };
-    js::to_js(env, result)
+    js_values::to_js(env, result)
 }
 
 /// The JS object of an entry's metadata.
@@ -107,7 +107,7 @@ pub(crate) fn metadata_to_js(env: &Env, entry: tierstack::Entry) -> Result<Value
         stale_until: EpochDate(meta.stale_until_ms as f64),
         tags: meta.tags,
     };
-    js::to_js(env, metadata)
+    js_values::to_js(env, metadata)
 }
 
 /// The keys of [`SetOptions`], as JS spells them.
@@ -118,14 +118,14 @@ const SET_OPTIONS: [&str; 2] = ["ttl", "tags"];
 /// config). The TTL follows the rule of every host
 /// ([`ttl_from_seconds`]).
 pub(crate) fn set_options(env: &Env, arg: Option<Value>) -> Result<tierstack::SetOptions, Error> {
-    let Some(arg) = arg.filter(|&a| !js::is_nullish(Some(a))) else {
+    let Some(arg) = arg.filter(|&a| !js_values::is_nullish(Some(a))) else {
         return Ok(tierstack::SetOptions::new());
     };
-    match js::type_of(arg) {
+    match js_values::type_of(arg) {
         ValueType::Number => with_ttl(tierstack::SetOptions::new(), arg),
-        ValueType::Object if !js::is_array(arg) => {
-            for name in js::own_keys(env, arg)? {
-                let name = js::string_arg(env, name, "an option name")?;
+        ValueType::Object if !js_values::is_array(arg) => {
+            for name in js_values::own_keys(env, arg)? {
+                let name = js_values::string_arg(env, name, "an option name")?;
                 if !SET_OPTIONS.contains(&name.as_str()) {
                     return Err(argument(format!(
                         "unknown option {}, expected one of: {}",
@@ -135,21 +135,21 @@ pub(crate) fn set_options(env: &Env, arg: Option<Value>) -> Result<tierstack::Se
                 }
             }
             let mut options = tierstack::SetOptions::new();
-            let ttl = js::get_named(env, arg, c"ttl")?;
-            if !js::is_nullish(Some(ttl)) {
+            let ttl = js_values::get_named(env, arg, c"ttl")?;
+            if !js_values::is_nullish(Some(ttl)) {
                 options = with_ttl(options, ttl)?;
             }
-            let tags = js::get_named(env, arg, c"tags")?;
-            if !js::is_nullish(Some(tags)) {
-                if !js::is_array(tags) {
+            let tags = js_values::get_named(env, arg, c"tags")?;
+            if !js_values::is_nullish(Some(tags)) {
+                if !js_values::is_array(tags) {
                     return Err(argument(format!(
                         "tags must be an array of strings, got {}",
-                        js::type_name(tags)
+                        js_values::type_name(tags)
                     )));
                 }
-                let tags = js::elements(env, tags)?
+                let tags = js_values::elements(env, tags)?
                     .into_iter()
-                    .map(|tag| js::string_arg(env, tag, "a tag"))
+                    .map(|tag| js_values::string_arg(env, tag, "a tag"))
                     .collect::<Result<Vec<_>, _>>()?;
                 options = options.tags(tags);
             }
@@ -157,16 +157,16 @@ pub(crate) fn set_options(env: &Env, arg: Option<Value>) -> Result<tierstack::Se
         }
         _ => Err(argument(format!(
             "ttlSeconds must be a number or an options object, got {}",
-            js::type_name(arg)
+            js_values::type_name(arg)
         ))),
     }
 }
 
 fn with_ttl(options: tierstack::SetOptions, ttl: Value) -> Result<tierstack::SetOptions, Error> {
-    let seconds = js::as_number(ttl).ok_or_else(|| {
+    let seconds = js_values::as_number(ttl).ok_or_else(|| {
         argument(format!(
             "ttl must be a number of seconds, got {}",
-            js::type_name(ttl)
+            js_values::type_name(ttl)
         ))
     })?;
     Ok(match ttl_from_seconds(seconds)? {

@@ -16,7 +16,7 @@ use std::error::Error as _;
 use napi::Env;
 use tierstack::{Error, ErrorKind};
 
-use crate::js::{self, Value};
+use crate::js_values::{self, Value};
 use crate::load::LoaderFailure;
 
 /// The longest `cause` chain carried over (causes are engine-made, so this
@@ -45,15 +45,17 @@ pub(crate) fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> Erro
 }
 
 /// The JS `Error` for `err`; for an error caused by JS code that threw
-/// (a [`js::Thrown`]), the very value it threw.
+/// (a [`js_values::Thrown`]), the very value it threw.
 pub(crate) fn to_js<'e>(env: &'e Env, err: &Error) -> Value<'e> {
     let code = err.kind().as_str();
     if let Some(failure) = err.find_cause::<LoaderFailure>()
         && let Some(cause) = failure.0.as_cause()
     {
-        return js::error(env, code, err.message(), Some(cause));
+        return js_values::error(env, code, err.message(), Some(cause));
     }
-    if let Some(thrown) = err.source().and_then(|s| s.downcast_ref::<js::Thrown>())
+    if let Some(thrown) = err
+        .source()
+        .and_then(|s| s.downcast_ref::<js_values::Thrown>())
         && let Some(value) = thrown.value(env)
     {
         return value;
@@ -66,10 +68,10 @@ pub(crate) fn to_js<'e>(env: &'e Env, err: &Error) -> Value<'e> {
     }
     let mut cause = None;
     for message in causes.iter().rev() {
-        cause = js::plain_error(env, message, cause).ok();
+        cause = js_values::plain_error(env, message, cause).ok();
     }
     let cause = cause.map(napi::Error::from_unknown_without_coercion);
-    js::error(env, code, err.message(), cause)
+    js_values::error(env, code, err.message(), cause)
 }
 
 /// `err` as a napi-rs error that throws (or rejects with) exactly the JS

@@ -5,12 +5,12 @@
 //! `error` turns every [`tierstack::Error`] into a JS `Error` whose `code`
 //! is the kind's name, `entry` and `stats` convert what reads and stats
 //! report, `outbox` what the write-behind outbox reports. `value` is the
-//! JSON convention, `kept` the decoded values kept per L1 entry, `load` the
+//! JSON convention, `l1_objects` the decoded values kept per L1 entry, `load` the
 //! adapter that makes JS functions a core loader or source, writable with
 //! `store` and `remove` (loading and writing to the source are the core's),
 //! `drive` the core futures settled as JS promises, `task` the writes that
 //! run off the JS thread, `dispatch` the direct dispatch of the read
-//! methods, and `js` the JS values through napi-rs's typed API with the
+//! methods, and `js_values` the JS values through napi-rs's typed API with the
 //! binding's conventions.
 //!
 //! # Panics
@@ -59,7 +59,7 @@
 //! To spare an L1 hit the decode, each storage keeps the decoded value of
 //! recently read keys together with the engine's version of the L1 entry it
 //! came from, and hands the same object back while that entry is unchanged
-//! (see `kept`).
+//! (see `l1_objects`).
 
 mod cache;
 mod config;
@@ -69,8 +69,8 @@ mod dispatch;
 mod drive;
 mod entry;
 mod error;
-mod js;
-mod kept;
+mod js_values;
+mod l1_objects;
 mod load;
 mod outbox;
 #[cfg(debug_assertions)]

@@ -48,7 +48,7 @@ use tierstack::{Error, ErrorKind};
 use tokio::sync::oneshot;
 
 use crate::error::argument;
-use crate::js::{self, Thrown, Value};
+use crate::js_values::{self, Thrown, Value};
 use crate::value::Builtins;
 
 /// What a JS function is called with: a loader's key or array of missing
@@ -101,7 +101,7 @@ fn stored_value<'e>(env: &'e Env, bytes: &[u8]) -> napi::Result<Value<'e>> {
         builtins.release(env);
         match decoded {
             Ok(value) => Ok(value),
-            Err(err) if err.kind() == ErrorKind::InvalidValue => js::buffer(env, bytes),
+            Err(err) if err.kind() == ErrorKind::InvalidValue => js_values::buffer(env, bytes),
             Err(err) => Err(err),
         }
     });
@@ -224,11 +224,11 @@ fn written(_: &Env, _: Value) -> Result<(), Error> {
 /// Refuses a `what` that is not a function, as [`JsFunction::new`] does,
 /// without wrapping it.
 pub(crate) fn check_function(function: Value, what: &str) -> Result<(), Error> {
-    match js::type_of(function) {
+    match js_values::type_of(function) {
         ValueType::Function => Ok(()),
         _ => Err(argument(format!(
             "{what} must be a function, got {}",
-            js::type_name(function)
+            js_values::type_name(function)
         ))),
     }
 }
@@ -278,13 +278,15 @@ fn await_value<T: Send + 'static>(
     sender: &Pending<T>,
     convert: Convert<T>,
 ) -> Result<(), Error> {
-    let adopted = js::settled(env, Ok(value))?;
+    let adopted = js_values::settled(env, Ok(value))?;
     let reaction = |name: &str, rejected: bool| {
         let sender = sender.clone();
         env.create_function_from_closure::<Unknown, (), _>(name, move |ctx: FunctionCallContext| {
             let arg = match ctx.get::<Unknown>(0) {
                 Ok(arg) => arg,
-                Err(_) => js::undefined(ctx.env).map_err(|e| crate::error::to_napi(ctx.env, &e))?,
+                Err(_) => {
+                    js_values::undefined(ctx.env).map_err(|e| crate::error::to_napi(ctx.env, &e))?
+                }
             };
             if let Some(sender) = sender.borrow_mut().take() {
                 let answer = catch_unwind(AssertUnwindSafe(|| match rejected {
@@ -308,16 +310,16 @@ fn await_value<T: Send + 'static>(
     };
     let on_value = reaction("loaded", false)?;
     let on_error = reaction("failed", true)?;
-    let then = js::get_named(env, adopted, c"then")?;
-    js::call(env, then, adopted, &[on_value, on_error])?
-        .map_err(|e| Error::new(ErrorKind::Internal, js::message_of(env, e)))?;
+    let then = js_values::get_named(env, adopted, c"then")?;
+    js_values::call(env, then, adopted, &[on_value, on_error])?
+        .map_err(|e| Error::new(ErrorKind::Internal, js_values::message_of(env, e)))?;
     Ok(())
 }
 
 /// The error of a loader that threw or rejected with `thrown`.
 fn failure(env: &Env, thrown: Thrown) -> Error {
     let message = match thrown.value(env) {
-        Some(value) => js::message_of(env, value),
+        Some(value) => js_values::message_of(env, value),
         None => thrown.to_string(),
     };
     Error::new(ErrorKind::Source, message).with_source(LoaderFailure(thrown))
@@ -368,7 +370,7 @@ impl Loaded {
 /// The [`Loaded`] that `value` wraps, if it is one (napi-rs checks the
 /// class's type tag).
 fn as_loaded<'e>(value: Value<'e>) -> Option<ClassInstance<'e, Loaded>> {
-    if js::type_of(value) != ValueType::Object {
+    if js_values::type_of(value) != ValueType::Object {
         return None;
     }
     ClassInstance::<Loaded>::from_unknown(value).ok()
@@ -380,7 +382,7 @@ fn answer(
     value: Value,
     encode: impl FnOnce(Value) -> Result<bytes::Bytes, Error>,
 ) -> Result<Fetched, Error> {
-    if js::type_of(value) == ValueType::Undefined {
+    if js_values::type_of(value) == ValueType::Undefined {
         return Ok(Fetched::NotFound);
     }
     if let Some(instance) = as_loaded(value) {
@@ -402,7 +404,7 @@ fn fetched(env: &Env, value: Value) -> Result<Fetched, Error> {
 
 /// A batch's answer: a `Map` or plain object (or `undefined`: none found).
 fn fetched_many(env: &Env, value: Value) -> Result<HashMap<String, Fetched>, Error> {
-    if js::is_nullish(Some(value)) {
+    if js_values::is_nullish(Some(value)) {
         return Ok(HashMap::new());
     }
     let builtins = Builtins::capture(env)?;
@@ -418,7 +420,7 @@ fn fetched_many(env: &Env, value: Value) -> Result<HashMap<String, Fetched>, Err
             )
         })?;
         for (key, value) in entries {
-            let key = js::key(env, key)?.to_string();
+            let key = js_values::key(env, key)?.to_string();
             out.insert(key, answer(value, |v| builtins.encode(env, v))?);
         }
         Ok(out)
@@ -447,14 +449,14 @@ const SOURCE_KEYS: [&str; 3] = ["load", "store", "remove"];
 
 impl JsSource {
     pub(crate) fn new(env: &Env, source: Value) -> Result<Self, Error> {
-        match js::type_of(source) {
+        match js_values::type_of(source) {
             ValueType::Function => Ok(Self {
                 load: JsFunction::new(source, "source load function")?,
                 writes: None,
             }),
-            ValueType::Object if !js::is_array(source) => {
-                for name in js::own_keys(env, source)? {
-                    let name = js::string_arg(env, name, "a source key")?;
+            ValueType::Object if !js_values::is_array(source) => {
+                for name in js_values::own_keys(env, source)? {
+                    let name = js_values::string_arg(env, name, "a source key")?;
                     if !SOURCE_KEYS.contains(&name.as_str()) {
                         return Err(argument(format!(
                             "unknown source key `{name}`, expected one of: {}",
@@ -462,10 +464,13 @@ impl JsSource {
                         )));
                     }
                 }
-                let load = js::get_named(env, source, c"load")?;
-                let store = js::get_named(env, source, c"store")?;
-                let remove = js::get_named(env, source, c"remove")?;
-                let writes = match (js::is_nullish(Some(store)), js::is_nullish(Some(remove))) {
+                let load = js_values::get_named(env, source, c"load")?;
+                let store = js_values::get_named(env, source, c"store")?;
+                let remove = js_values::get_named(env, source, c"remove")?;
+                let writes = match (
+                    js_values::is_nullish(Some(store)),
+                    js_values::is_nullish(Some(remove)),
+                ) {
                     (true, true) => None,
                     (false, false) => Some((
                         JsFunction::new(store, "source store function")?,
@@ -489,7 +494,7 @@ impl JsSource {
             }
             _ => Err(argument(format!(
                 "source must be a function or an object with load (and store and remove) functions, got {}",
-                js::type_name(source)
+                js_values::type_name(source)
             ))),
         }
     }

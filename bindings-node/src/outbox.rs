@@ -7,7 +7,7 @@ use napi::bindgen_prelude::{Either, Null};
 use napi_derive::napi;
 use tierstack::Error;
 
-use crate::js::{self, Value};
+use crate::js_values::{self, Value};
 use crate::stats::EpochDate;
 
 /// The outbox's figures: those of the SQLite file (every process's writes)
@@ -91,7 +91,7 @@ pub(crate) fn dead_letters_to_js(
 ) -> Result<Value<'_>, Error> {
     let letters = dead
         .into_iter()
-        .map(|d| js::to_js(env, DeadLetter::from(d)))
+        .map(|d| js_values::to_js(env, DeadLetter::from(d)))
         .collect::<Result<Vec<_>, _>>()?;
-    js::array(env, &letters)
+    js_values::array(env, &letters)
 }

@@ -10,7 +10,7 @@ use tierstack::blocking::Cache;
 
 use crate::cache::{HybridStorage, guarded, promised};
 use crate::drive::{self, Reply};
-use crate::js::{self, Value};
+use crate::js_values::{self, Value};
 use crate::task;
 
 /// The message of every panic here.
@@ -49,7 +49,7 @@ pub fn panic_in_write(env: &Env) -> napi::Result<Unknown<'_>> {
             env,
             &cache,
             |_: &Cache| -> tierstack::Result<()> { panic!("{PANIC}") },
-            |env, ()| js::undefined(env),
+            |env, ()| js_values::undefined(env),
         )
     })
 }
@@ -67,7 +67,7 @@ pub fn panic_in_load(env: &Env) -> napi::Result<Unknown<'_>> {
                 tokio::task::yield_now().await;
                 fail()
             },
-            Box::new(|env, ()| js::undefined(env)),
+            Box::new(|env, ()| js_values::undefined(env)),
         )
     })
 }

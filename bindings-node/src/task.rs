@@ -20,7 +20,7 @@ use tierstack::{Error, ErrorKind, blocking::Cache};
 
 use crate::drive;
 use crate::error;
-use crate::js::Value;
+use crate::js_values::Value;
 
 /// Turns the result of engine work into its JS value, on the JS thread.
 pub(crate) type ToJs<R> = for<'e> fn(&'e Env, R) -> Result<Value<'e>, Error>;

@@ -18,7 +18,7 @@ use napi::{Env, ValueType};
 use tierstack::{Error, ErrorKind};
 
 use crate::error::argument;
-use crate::js::{self, Held, Value};
+use crate::js_values::{self, Held, Value};
 
 /// The JS built-ins one storage calls.
 pub(crate) struct Builtins {
@@ -32,17 +32,17 @@ pub(crate) struct Builtins {
 impl Builtins {
     /// Captures the built-ins of the current environment.
     pub(crate) fn capture(env: &Env) -> Result<Self, Error> {
-        let global = js::global(env)?;
-        let json = js::get_named(env, global, c"JSON")?;
-        let map = js::get_named(env, global, c"Map")?;
-        let map_prototype = js::get_named(env, map, c"prototype")?;
-        let array = js::get_named(env, global, c"Array")?;
+        let global = js_values::global(env)?;
+        let json = js_values::get_named(env, global, c"JSON")?;
+        let map = js_values::get_named(env, global, c"Map")?;
+        let map_prototype = js_values::get_named(env, map, c"prototype")?;
+        let array = js_values::get_named(env, global, c"Array")?;
         Ok(Self {
-            parse: Held::new(env, js::get_named(env, json, c"parse")?)?,
-            stringify: Held::new(env, js::get_named(env, json, c"stringify")?)?,
+            parse: Held::new(env, js_values::get_named(env, json, c"parse")?)?,
+            stringify: Held::new(env, js_values::get_named(env, json, c"stringify")?)?,
             map: Held::new(env, map)?,
-            map_set: Held::new(env, js::get_named(env, map_prototype, c"set")?)?,
-            array_from: Held::new(env, js::get_named(env, array, c"from")?)?,
+            map_set: Held::new(env, js_values::get_named(env, map_prototype, c"set")?)?,
+            array_from: Held::new(env, js_values::get_named(env, array, c"from")?)?,
         })
     }
 
@@ -67,15 +67,15 @@ impl Builtins {
                 "the stored value is not UTF-8 JSON; read it with getBuffer",
             )
         })?;
-        let text = js::string(env, text)?;
-        let undefined = js::undefined(env)?;
-        match js::call(env, self.parse.get(env)?, undefined, &[text])? {
+        let text = js_values::string(env, text)?;
+        let undefined = js_values::undefined(env)?;
+        match js_values::call(env, self.parse.get(env)?, undefined, &[text])? {
             Ok(value) => Ok(value),
             Err(exception) => Err(Error::new(
                 ErrorKind::InvalidValue,
                 format!(
                     "the stored value is not JSON ({}); read it with getBuffer",
-                    js::message_of(env, exception)
+                    js_values::message_of(env, exception)
                 ),
             )),
         }
@@ -84,7 +84,7 @@ impl Builtins {
     /// The bytes to store for a JS value: a `Uint8Array`'s own bytes, or the
     /// value's JSON.
     pub(crate) fn encode(&self, env: &Env, value: Value) -> Result<Bytes, Error> {
-        match js::uint8_bytes(value) {
+        match js_values::uint8_bytes(value) {
             Some(bytes) => Ok(Bytes::from(bytes)),
             None => self.stringify(env, value).map(Bytes::from),
         }
@@ -93,21 +93,23 @@ impl Builtins {
     /// `JSON.stringify(value)`; an [`ErrorKind::InvalidValue`] error when it
     /// throws or gives `undefined`.
     pub(crate) fn stringify(&self, env: &Env, value: Value) -> Result<String, Error> {
-        let undefined = js::undefined(env)?;
-        match js::call(env, self.stringify.get(env)?, undefined, &[value])? {
-            Ok(json) if js::type_of(json) == ValueType::String => js::read_long_str(env, json),
+        let undefined = js_values::undefined(env)?;
+        match js_values::call(env, self.stringify.get(env)?, undefined, &[value])? {
+            Ok(json) if js_values::type_of(json) == ValueType::String => {
+                js_values::read_long_str(env, json)
+            }
             Ok(_) => Err(Error::new(
                 ErrorKind::InvalidValue,
                 format!(
                     "a value of type {} cannot be encoded as JSON",
-                    js::type_name(value)
+                    js_values::type_name(value)
                 ),
             )),
             Err(exception) => Err(Error::new(
                 ErrorKind::InvalidValue,
                 format!(
                     "the value cannot be encoded as JSON: {}",
-                    js::message_of(env, exception)
+                    js_values::message_of(env, exception)
                 ),
             )),
         }
@@ -119,18 +121,18 @@ impl Builtins {
         env: &'e Env,
         entries: &[(Value, Value)],
     ) -> Result<Value<'e>, Error> {
-        let map = js::construct(env, self.map.get(env)?, &[])?;
+        let map = js_values::construct(env, self.map.get(env)?, &[])?;
         let set = self.map_set.get(env)?;
         for &(key, value) in entries {
-            js::call(env, set, map, &[key, value])?
-                .map_err(|e| Error::new(ErrorKind::Internal, js::message_of(env, e)))?;
+            js_values::call(env, set, map, &[key, value])?
+                .map_err(|e| Error::new(ErrorKind::Internal, js_values::message_of(env, e)))?;
         }
         Ok(map)
     }
 
     /// The entries of a `Map` or of a plain object's own enumerable
     /// string-keyed properties. What a getter or an iterator throws is the
-    /// error (see [`js::Thrown`]).
+    /// error (see [`js_values::Thrown`]).
     pub(crate) fn entries<'e>(
         &self,
         env: &'e Env,
@@ -139,30 +141,30 @@ impl Builtins {
         let not_entries = || {
             argument(format!(
                 "entries must be a Map or a plain object, got {}",
-                js::type_name(value)
+                js_values::type_name(value)
             ))
         };
-        if js::type_of(value) != ValueType::Object
-            || js::is_array(value)
-            || js::is_typed_array(value)
+        if js_values::type_of(value) != ValueType::Object
+            || js_values::is_array(value)
+            || js_values::is_typed_array(value)
         {
             return Err(not_entries());
         }
-        if js::instance_of(env, value, self.map.get(env)?)? {
-            let undefined = js::undefined(env)?;
-            let pairs = js::call(env, self.array_from.get(env)?, undefined, &[value])?
-                .map_err(|e| js::thrown(e, "reading the entries of a Map"))?;
-            return js::elements(env, pairs)?
+        if js_values::instance_of(env, value, self.map.get(env)?)? {
+            let undefined = js_values::undefined(env)?;
+            let pairs = js_values::call(env, self.array_from.get(env)?, undefined, &[value])?
+                .map_err(|e| js_values::thrown(e, "reading the entries of a Map"))?;
+            return js_values::elements(env, pairs)?
                 .into_iter()
-                .map(|pair| match js::elements(env, pair)?[..] {
+                .map(|pair| match js_values::elements(env, pair)?[..] {
                     [key, value] => Ok((key, value)),
                     _ => Err(Error::new(ErrorKind::Internal, "a Map entry is not a pair")),
                 })
                 .collect();
         }
-        js::own_keys(env, value)?
+        js_values::own_keys(env, value)?
             .into_iter()
-            .map(|key| Ok((key, js::get_property(env, value, key)?)))
+            .map(|key| Ok((key, js_values::get_property(env, value, key)?)))
             .collect()
     }
 }

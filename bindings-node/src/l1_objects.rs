@@ -34,7 +34,7 @@ use foldhash::fast::RandomState;
 use napi::Env;
 use tierstack::tier::memory_entry_size;
 
-use crate::js::{Held, Value};
+use crate::js_values::{Held, Value};
 
 /// What is known of a kept value besides the value.
 struct Slot {
@@ -44,7 +44,7 @@ struct Slot {
 }
 
 /// Decoded values by the version of the L1 entry they were decoded from.
-pub(crate) struct Kept {
+pub(crate) struct L1Objects {
     /// The values, alone in their map so that a hit reads little memory.
     values: HashMap<u64, Held, RandomState>,
     slots: HashMap<u64, Slot, RandomState>,
@@ -57,7 +57,7 @@ pub(crate) struct Kept {
     max_bytes: usize,
 }
 
-impl Kept {
+impl L1Objects {
     /// An empty map for an L1 of `max_bytes` (0: no L1, nothing is kept).
     pub(crate) fn new(max_bytes: u64) -> Self {
         Self {
