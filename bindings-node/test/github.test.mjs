@@ -57,6 +57,15 @@ function open(t, extra = {}) {
 
 const firstLine = (text) => text.split('\n')[0];
 
+/** Resolves once `condition()` resolves truthy, checked every 10 ms; fails after 5 s. */
+async function waitFor(condition) {
+  const deadline = performance.now() + 5000;
+  while (!(await condition())) {
+    assert.ok(performance.now() < deadline, 'timed out');
+    await sleep(0.01);
+  }
+}
+
 // ---- reading through ----------------------------------------------------------------
 
 test('a component is fetched once, then served from memory, then from the file', async (t) => {
@@ -243,8 +252,9 @@ test('a slow origin serves stale at the soft timeout, and fails at the hard one'
   assert.equal(served.stale, true);
   assert.deepEqual(served.value, original);
   assert.ok(took >= 200 && took < 250, `served stale after ${took.toFixed(1)} ms`);
-  // The fetch goes on and fills the tiers.
-  await sleep(0.4);
+  // The fetch goes on and fills the tiers (waited for: its answer comes
+  // 400 ms after the request).
+  await waitFor(() => storage.has(BUTTON));
   const filled = await storage.lookup(BUTTON);
   assert.equal(filled.stale, false);
   assert.equal(await count(), 2);
@@ -255,7 +265,7 @@ test('a slow origin serves stale at the soft timeout, and fails at the hard one'
   assert.equal(storage.getStats().source.timeouts, 1);
   assert.equal(await count(), 3);
   // Let the origin finish the abandoned answer before the next test resets it.
-  await sleep(1);
+  await waitFor(async () => (await requests()).every((r) => r.status !== 0));
 });
 
 test('a refused connection is a source failure', async (t) => {
