@@ -1,7 +1,8 @@
 // GitHub as the source of truth, against a GitHub-shaped origin on loopback
 // (`tierstack-origin`, from env TIERSTACK_ORIGIN_BIN: a real HTTP server
 // that counts its requests and injects faults). Every scenario asserts the
-// origin's request count exactly. The Rust reference: core/tests/github.rs.
+// origin's request count exactly. The Rust reference: core/tests/github.rs,
+// github_failures.rs, github_rate_limits.rs and github_config.rs.
 //
 // A file is stored as a JSON string of its text, so `get` gives the
 // component's source as a string (its bytes, through `getBuffer`, are that
@@ -55,6 +56,15 @@ function open(t, extra = {}) {
 }
 
 const firstLine = (text) => text.split('\n')[0];
+
+/** Resolves once `condition()` resolves truthy, checked every 10 ms; fails after 5 s. */
+async function waitFor(condition) {
+  const deadline = performance.now() + 5000;
+  while (!(await condition())) {
+    assert.ok(performance.now() < deadline, 'timed out');
+    await sleep(0.01);
+  }
+}
 
 // ---- reading through ----------------------------------------------------------------
 
@@ -242,8 +252,9 @@ test('a slow origin serves stale at the soft timeout, and fails at the hard one'
   assert.equal(served.stale, true);
   assert.deepEqual(served.value, original);
   assert.ok(took >= 200 && took < 250, `served stale after ${took.toFixed(1)} ms`);
-  // The fetch goes on and fills the tiers.
-  await sleep(0.4);
+  // The fetch goes on and fills the tiers (waited for: its answer comes
+  // 400 ms after the request).
+  await waitFor(() => storage.has(BUTTON));
   const filled = await storage.lookup(BUTTON);
   assert.equal(filled.stale, false);
   assert.equal(await count(), 2);
@@ -254,7 +265,7 @@ test('a slow origin serves stale at the soft timeout, and fails at the hard one'
   assert.equal(storage.getStats().source.timeouts, 1);
   assert.equal(await count(), 3);
   // Let the origin finish the abandoned answer before the next test resets it.
-  await sleep(1);
+  await waitFor(async () => (await requests()).every((r) => r.status !== 0));
 });
 
 test('a refused connection is a source failure', async (t) => {
@@ -350,14 +361,29 @@ test('a 403 rate limit opens the breaker until the reset, then a probe closes it
 });
 
 test('a 429 with Retry-After opens the breaker for that long', async (t) => {
-  const { storage } = open(t);
+  const { storage } = open(t, { testClock: true });
+  // A minute on: the test clock is then well away from the system clock, so
+  // a Retry-After counted from the system clock would give another time.
+  advanceTestClock(60);
   await fault({ status: 429, headers: [['Retry-After', '30']], times: 1 });
-  const before = Date.now();
   await rejectsWith(storage.get(BUTTON), 'source', /rate limit/);
-  const until = storage.getCircuitBreakerStatus().nextAttemptTime;
-  assert.ok(until >= before + 30_000 && until <= before + 31_000, `${until} vs ${before}`);
+  // 30 s from the failure's time on the test clock, to the millisecond.
+  const status = storage.getCircuitBreakerStatus();
+  assert.equal(status.state, 'OPEN');
+  assert.equal(typeof status.lastFailureTime, 'number');
+  assert.equal(status.nextAttemptTime, status.lastFailureTime + 30_000);
+
+  // Until then, to its last millisecond: no request.
+  await rejectsWith(storage.get(BUTTON), 'source_unavailable');
+  advanceTestClock(29.999);
   await rejectsWith(storage.get(BUTTON), 'source_unavailable');
   assert.equal(await count(), 1);
+
+  // At it: one probe.
+  advanceTestClock(0.001);
+  assert.equal(firstLine(await storage.get(BUTTON)), `// ${BASE}/ui/button.tsx`);
+  assert.equal(storage.getCircuitBreakerStatus().state, 'HALF_OPEN');
+  assert.deepEqual((await requests()).map((r) => r.status), [429, 200]);
 });
 
 test('getStats().source.rateLimit is what the API last said', async (t) => {

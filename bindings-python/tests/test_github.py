@@ -93,11 +93,6 @@ def wait_for(condition: Any, seconds: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def sleep_until(epoch_ms: int) -> None:
-    """Sleeps past a wall-clock instant (a rate limit's reset)."""
-    time.sleep(max(0.0, epoch_ms / 1000 - time.time()) + 0.05)
-
-
 def rate_limit_fault(origin: Origin, reset: int) -> None:
     origin.fault(headers=[["X-RateLimit-Remaining", "0"], ["X-RateLimit-Reset", str(reset)]], **RATE_LIMITED)
 
@@ -360,22 +355,35 @@ def test_traversal_keys_are_invalid_in_async_reads(origin, db_path):
 
 
 def test_a_rate_limit_opens_the_breaker_until_the_reset_then_probes(origin, open_github):
-    cache = open_github()
-    reset = int(time.time()) + 2
+    cache = open_github(test_clock=True)
+    # An hour ahead: the test clock (the wall-clock time of its first use,
+    # moved on by seconds in the earlier tests) is still before it until
+    # this test moves it there.
+    reset = int(time.time()) + 3600
     rate_limit_fault(origin, reset)
     with pytest.raises(tierstack.SourceError, match="rate limit"):
         cache.get(BUTTON)
     status = cache.breaker_status()
     assert status["state"] == "open" and status["allows_request"] is False
     assert status["next_attempt_at"] == reset  # seconds since the epoch: reset * 1000 ms
+    # The failure's time on the test clock, in ms: the reset is this far ahead.
+    failed_at = status["last_failure_at"]
+    assert failed_at is not None and failed_at < reset
+    to_reset_ms = reset * 1000 - round(failed_at * 1000)
 
     for key in [BUTTON, "component:react:card", "components:react"]:
         with pytest.raises(tierstack.SourceUnavailableError):
             cache.get(key)
     assert origin.count() == 1
 
-    # After the reset: one probe; success_threshold (2) successes close it.
-    sleep_until(reset * 1000)
+    # A millisecond before the reset: still no request.
+    tierstack.advance_test_clock((to_reset_ms - 1) / 1000)
+    with pytest.raises(tierstack.SourceUnavailableError):
+        cache.get(BUTTON)
+    assert origin.count() == 1
+
+    # At it: one probe; success_threshold (2) successes close it.
+    tierstack.advance_test_clock(0.001)
     assert first_line(cache.get(BUTTON)) == f"// {BASE}/ui/button.tsx"
     assert origin.count() == 2
     assert cache.breaker_status()["state"] == "half-open"
@@ -385,17 +393,33 @@ def test_a_rate_limit_opens_the_breaker_until_the_reset_then_probes(origin, open
 
 
 def test_a_429_with_retry_after_opens_the_breaker_for_that_long(origin, open_github):
-    cache = open_github()
+    cache = open_github(test_clock=True)
+    # A minute on: the test clock is then well away from the system clock, so
+    # a Retry-After counted from the system clock would give another time.
+    tierstack.advance_test_clock(60)
     origin.fault(status=429, headers=[["Retry-After", "30"]], times=1)
-    before = time.time()
     with pytest.raises(tierstack.SourceError, match="rate limit"):
         cache.get(BUTTON)
-    after = time.time()
-    until = cache.breaker_status()["next_attempt_at"]
-    assert until is not None and before + 30 <= until <= after + 30, (before, until, after)
+    # 30 s from the failure's time on the test clock, to the millisecond.
+    status = cache.breaker_status()
+    failed_at, until = status["last_failure_at"], status["next_attempt_at"]
+    assert status["state"] == "open"
+    assert failed_at is not None and until is not None
+    assert round(until * 1000) == round(failed_at * 1000) + 30_000, (failed_at, until)
+
+    # Until then, to its last millisecond: no request.
+    with pytest.raises(tierstack.SourceUnavailableError):
+        cache.get(BUTTON)
+    tierstack.advance_test_clock(29.999)
     with pytest.raises(tierstack.SourceUnavailableError):
         cache.get(BUTTON)
     assert origin.count() == 1
+
+    # At it: one probe.
+    tierstack.advance_test_clock(0.001)
+    assert first_line(cache.get(BUTTON)) == f"// {BASE}/ui/button.tsx"
+    assert cache.breaker_status()["state"] == "half-open"
+    assert [r["status"] for r in origin.requests()] == [429, 200]
 
 
 def test_the_rate_limit_figures_are_in_the_stats_and_shared_through_the_file(origin, open_github):

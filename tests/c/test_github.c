@@ -759,25 +759,44 @@ static void test_rate_limit_opens_breaker_until_reset(void) {
 }
 
 static void test_429_retry_after(void) {
-    if (!fresh((options){0})) {
+    if (!fresh((options){.more = "\"test_clock\": true"})) {
         done();
         return;
     }
+    /* A minute on: the test clock (the wall-clock time of its first use,
+     * moved only by hand) is then well away from the system clock, so a
+     * Retry-After counted from the system clock would give another time. */
+    CHECK_OK(tierstack_advance_test_clock(60));
     ORIGIN_POST("fault",
                 "{\"status\": 429, \"times\": 1, \"headers\": [[\"Retry-After\", \"30\"]]}");
-    int64_t before = now_epoch_ms();
     tierstack_value *value = NULL;
     CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value), TIERSTACK_RESULT_SOURCE);
     CHECK(error_mentions("rate limit"));
+    /* The failure's time on the test clock: 30 s from it, exactly. */
     json_t *status = breaker_status(cache);
-    const json_t *until = json_object_get(status, "next_attempt_at");
+    const json_t *failed_at = json_object_get(status, "last_failure_at");
     CHECK(string_is(json_object_get(status, "state"), "open"));
-    CHECK(json_is_number(until) && json_number_value(until) >= (double)before + 30000 &&
-          json_number_value(until) <= (double)before + 31000);
+    CHECK(json_is_integer(failed_at) &&
+          number_is(json_object_get(status, "next_attempt_at"),
+                    (double)(json_integer_value(failed_at) + 30000)));
     json_decref(status);
+
+    /* Until then, to its last millisecond: no request. */
     CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value),
                  TIERSTACK_RESULT_SOURCE_UNAVAILABLE);
+    CHECK_OK(tierstack_advance_test_clock(29.999));
+    CHECK_RESULT(tierstack_cache_get(cache, K(BUTTON), &value),
+                 TIERSTACK_RESULT_SOURCE_UNAVAILABLE);
+    CHECK(value == NULL);
     CHECK(origin_count() == 1);
+
+    /* At it: one probe. */
+    CHECK_OK(tierstack_advance_test_clock(0.001));
+    CHECK_OK(tierstack_cache_get(cache, K(BUTTON), &value));
+    CHECK(first_line_is(value, BASE "/ui/button.tsx"));
+    tierstack_value_free(value);
+    CHECK(origin_count() == 2);
+    CHECK(breaker_state_is("half-open"));
     done();
 }
 
