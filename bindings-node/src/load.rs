@@ -516,29 +516,16 @@ impl Source for JsSource {
     fn store(&self, key: &str, value: Bytes, idempotency_key: &str) -> WriteFuture {
         match &self.writes {
             Some((store, _)) => store.store(key.to_owned(), value, idempotency_key.to_owned()),
-            None => read_only(key),
+            None => tierstack::source::refuse_write(self.name(), key),
         }
     }
 
     fn remove(&self, key: &str, idempotency_key: &str) -> WriteFuture {
         match &self.writes {
             Some((_, remove)) => remove.remove(key.to_owned(), idempotency_key.to_owned()),
-            None => read_only(key),
+            None => tierstack::source::refuse_write(self.name(), key),
         }
     }
-}
-
-/// The write of a read-only source, which the core never asks for (it
-/// refuses a read-only source with write-through or write-behind at open).
-fn read_only(key: &str) -> WriteFuture {
-    let err = Error::new(
-        ErrorKind::Source,
-        format!(
-            "the source is read-only (no store and remove functions): it cannot write {}",
-            tierstack::key::quote(key)
-        ),
-    );
-    Box::pin(std::future::ready(Err(err)))
 }
 
 /// The source as the core takes it.

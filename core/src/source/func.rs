@@ -83,27 +83,16 @@ where
     fn store(&self, key: &str, value: Bytes, idempotency_key: &str) -> WriteFuture {
         match &self.writes {
             Some((store, _)) => store(key.to_owned(), value, idempotency_key.to_owned()),
-            None => read_only(key),
+            None => super::refuse_write(self.name(), key),
         }
     }
 
     fn remove(&self, key: &str, idempotency_key: &str) -> WriteFuture {
         match &self.writes {
             Some((_, remove)) => remove(key.to_owned(), idempotency_key.to_owned()),
-            None => read_only(key),
+            None => super::refuse_write(self.name(), key),
         }
     }
-}
-
-fn read_only(key: &str) -> WriteFuture {
-    let err = Error::new(
-        ErrorKind::Source,
-        format!(
-            "the source is read-only: it cannot store {}",
-            crate::key::quote(key)
-        ),
-    );
-    Box::pin(std::future::ready(Err(err)))
 }
 
 /// A [`Source`] calling a blocking closure; see [`from_blocking_fn`].
@@ -156,7 +145,7 @@ where
 
     fn store(&self, key: &str, value: Bytes, idempotency_key: &str) -> WriteFuture {
         let Some((store, _)) = &self.writes else {
-            return read_only(key);
+            return super::refuse_write(self.name(), key);
         };
         let (store, key, id) = (store.clone(), key.to_owned(), idempotency_key.to_owned());
         run_blocking(move || store(&key, &value, &id))
@@ -164,7 +153,7 @@ where
 
     fn remove(&self, key: &str, idempotency_key: &str) -> WriteFuture {
         let Some((_, remove)) = &self.writes else {
-            return read_only(key);
+            return super::refuse_write(self.name(), key);
         };
         let (remove, key, id) = (remove.clone(), key.to_owned(), idempotency_key.to_owned());
         run_blocking(move || remove(&key, &id))

@@ -183,24 +183,31 @@ pub trait Source: Send + Sync + 'static {
     /// write-through. The default refuses: the source is read-only.
     fn store(&self, key: &str, value: Bytes, idempotency_key: &str) -> WriteFuture {
         let _ = (value, idempotency_key);
-        Box::pin(std::future::ready(Err(read_only(self.name(), key))))
+        refuse_write(self.name(), key)
     }
 
     /// Removes `key` at the source; see [`Source::store`].
     fn remove(&self, key: &str, idempotency_key: &str) -> WriteFuture {
         let _ = idempotency_key;
-        Box::pin(std::future::ready(Err(read_only(self.name(), key))))
+        refuse_write(self.name(), key)
     }
 }
 
-fn read_only(name: &str, key: &str) -> crate::Error {
-    crate::Error::new(
+/// The answer of a read-only source (named `name`) asked to write `key`:
+/// an [`crate::ErrorKind::Source`] error. The core never asks one (it
+/// refuses a read-only source with write-through or write-behind at open);
+/// [`Source::store`] and [`Source::remove`] answer this by default, and a
+/// source that is writable only when built with writes answers it without
+/// them.
+pub fn refuse_write(name: &str, key: &str) -> WriteFuture {
+    let err = crate::Error::new(
         crate::ErrorKind::Source,
         format!(
-            "{name} is read-only: it cannot store {}",
+            "{name} is read-only: it cannot write {}",
             crate::key::quote(key)
         ),
-    )
+    );
+    Box::pin(std::future::ready(Err(err)))
 }
 
 /// A source's rate-limit figures, as its last answer told them.
