@@ -77,9 +77,13 @@ fn forking_a_cache_on_redis_while_three_threads_use_it_never_hangs_a_child() {
 
     let server = redis_support::RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
+    // A timeout that a loaded machine does not reach: what would count
+    // here is a connection the fork broke, not a slow answer.
+    let mut redis = tierstack::RedisConfig::new(server.url());
+    redis.timeout = std::time::Duration::from_secs(10);
     let cache = Cache::builder()
         .sqlite_path(dir.path().join("fork.db"))
-        .redis(tierstack::RedisConfig::new(server.url()))
+        .redis(redis)
         .build_blocking()
         .unwrap();
     // Each child connects to Redis: fewer of them.

@@ -155,12 +155,15 @@ fn the_writer_killed_at_random_loses_no_acknowledged_write() {
     for _ in 0..KILLS {
         let spec = format!("{db}|{}|{next}", origin.store_url());
         let mut writer = child("writer_child", &spec).spawn().unwrap();
-        let stdout = writer.stdout.take().unwrap();
+        let mut lines = BufReader::new(writer.stdout.take().unwrap()).lines();
+        let ack = |line: String| line.strip_prefix("ack ").map(|n| n.parse::<u64>().unwrap());
+        // The kill comes at a random time after the child's first
+        // acknowledged write, however long it took to start.
+        let first = lines.next().and_then(Result::ok).and_then(ack);
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|line| line.strip_prefix("ack ").map(|n| n.parse::<u64>().unwrap()))
+            first
+                .into_iter()
+                .chain(lines.map_while(Result::ok).filter_map(ack))
                 .collect::<Vec<_>>()
         });
         std::thread::sleep(Duration::from_millis(20 + rng.below(100)));
