@@ -22,8 +22,10 @@ pub(super) struct Link {
     /// [`crate::fork`]); `None` until the first call, and after a
     /// failed one.
     connection: Mutex<Option<(u64, ConnectionManager)>>,
-    /// Held while a connection is made, so that one is made at a time.
-    connecting: tokio::sync::Mutex<()>,
+    /// Held while a connection is made, so that one is made at a time; one
+    /// per fork generation (a parent's task may have held the parent's at
+    /// the fork, and would never release it in the child).
+    connecting: Mutex<(u64, Arc<tokio::sync::Mutex<()>>)>,
     /// Plain connections for reads made on threads of no runtime (see
     /// [`RedisTier::read`]), of one fork generation; at most
     /// [`SYNC_POOL`] kept.
@@ -40,7 +42,7 @@ impl Link {
         Self {
             client,
             connection: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            connecting: Mutex::new((fork::fork_generation(), Arc::default())),
             pool: Mutex::new((fork::fork_generation(), Vec::new())),
             timeout,
         }
@@ -49,6 +51,7 @@ impl Link {
     async fn connection(&self) -> RedisResult<ConnectionManager> {
         let generation = fork::fork_generation();
         let current = || {
+            let _gate = fork::fork_gate();
             self.connection
                 .lock()
                 .as_ref()
@@ -58,7 +61,15 @@ impl Link {
         if let Some(connection) = current() {
             return Ok(connection);
         }
-        let _connecting = self.connecting.lock().await;
+        let connecting = {
+            let _gate = fork::fork_gate();
+            let mut connecting = self.connecting.lock();
+            if connecting.0 != generation {
+                *connecting = (generation, Arc::default());
+            }
+            Arc::clone(&connecting.1)
+        };
+        let _connecting = connecting.lock().await;
         if let Some(connection) = current() {
             return Ok(connection);
         }
@@ -70,12 +81,28 @@ impl Link {
             .client
             .get_connection_manager_with_config(config)
             .await?;
-        *self.connection.lock() = Some((generation, connection.clone()));
+        self.replace_connection(Some((generation, connection.clone())));
         Ok(connection)
     }
 
     fn drop_connection(&self) {
-        self.connection.lock().take();
+        self.replace_connection(None);
+    }
+
+    /// Puts `new` in place of the kept connection. A parent's connection
+    /// is forgotten, not dropped, in a forked child: dropping it wakes its
+    /// task on the parent's runtime, whose queue lock a parent's thread may
+    /// have held at the fork.
+    fn replace_connection(&self, new: Option<(u64, ConnectionManager)>) {
+        let old = {
+            let _gate = fork::fork_gate();
+            std::mem::replace(&mut *self.connection.lock(), new)
+        };
+        if let Some((generation, old)) = old
+            && generation != fork::fork_generation()
+        {
+            std::mem::forget(old);
+        }
     }
 
     /// A plain connection of this fork generation: a kept one, or a new one
