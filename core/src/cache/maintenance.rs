@@ -26,6 +26,25 @@ impl Engine {
         Ok(())
     }
 
+    /// One pass of the background task: on its tick, or when asked for
+    /// one, a full [`Engine::run_pending_tasks`]; when asked only for a
+    /// checkpoint (the WAL grew past its threshold; see
+    /// [`crate::tier::sqlite::CHECKPOINT_PAGES`]), only that.
+    fn background_pass(&self, ticked: bool) -> Result<()> {
+        let Some(sqlite) = &self.sqlite else {
+            return Ok(());
+        };
+        let asked = sqlite.wakeup().take();
+        if ticked || asked.maintain {
+            self.run_pending_tasks()?;
+        }
+        if asked.checkpoint {
+            self.check_open()?;
+            sqlite.checkpoint()?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn flush(&self) -> Result<()> {
         self.check_open()?;
         if let Some(outbox) = self.draining() {
@@ -53,17 +72,17 @@ impl Engine {
 fn spawn_maintenance(engine: Weak<Engine>, wake: Arc<tokio::sync::Notify>) {
     runtime::handle().spawn(async move {
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
-                () = wake.notified() => {}
-            }
+            let ticked = tokio::select! {
+                () = tokio::time::sleep(MAINTENANCE_INTERVAL) => true,
+                () = wake.notified() => false,
+            };
             let Some(engine) = engine.upgrade() else {
                 return;
             };
             if engine.closed.load(Ordering::Acquire) {
                 return;
             }
-            let pass = tokio::task::spawn_blocking(move || engine.run_pending_tasks()).await;
+            let pass = tokio::task::spawn_blocking(move || engine.background_pass(ticked)).await;
             match pass {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) if err.kind() == ErrorKind::Closed => return,
@@ -82,7 +101,7 @@ fn spawn_maintenance(engine: Weak<Engine>, wake: Arc<tokio::sync::Notify>) {
 pub(super) fn start_maintenance(engine: &Arc<Engine>, drains: bool) {
     if let Some(sqlite) = &engine.sqlite {
         let weak = Arc::downgrade(engine);
-        spawn_maintenance(weak.clone(), sqlite.wake());
+        spawn_maintenance(weak.clone(), sqlite.wakeup().notify());
         // A forked child has none of the parent's threads: its first use
         // of the file restarts maintenance (and the outbox's worker, and
         // the backplane's reader) there.

@@ -22,6 +22,7 @@ pub(crate) use without_redis as redis;
 pub use memory::{ENTRY_OVERHEAD as MEMORY_ENTRY_OVERHEAD, entry_size as memory_entry_size};
 pub(crate) use progress::Progress;
 pub use sqlite::{
-    CHECKPOINT_BELOW, DISK_RESERVE, FILE_CHECK_INTERVAL, Inspection, Integrity,
-    ROW_OVERHEAD as SQLITE_ROW_OVERHEAD, SCHEMA_VERSION, WAL_SIZE_LIMIT, check,
+    CHECKPOINT_BELOW, CHECKPOINT_PAGES, CHECKPOINT_PAGES_INLINE, DISK_RESERVE, FILE_CHECK_INTERVAL,
+    Inspection, Integrity, ROW_OVERHEAD as SQLITE_ROW_OVERHEAD, SCHEMA_VERSION, WAL_SIZE_LIMIT,
+    check,
 };

@@ -16,7 +16,7 @@ use crate::fork::unlock_abandoned;
 
 impl SqliteTier {
     /// Sets what to run once in a forked child after its connections were
-    /// replaced, with the child's new [`SqliteTier::wake`] (the engine
+    /// replaced, with the child's new [`SqliteTier::wakeup`] (the engine
     /// restarts its maintenance there).
     pub(crate) fn on_fork(&self, f: impl Fn(Arc<Notify>) + Send + Sync + 'static) {
         // Set once, at open; a second call has nothing to replace.
@@ -54,12 +54,13 @@ impl SqliteTier {
         unsafe {
             unlock_abandoned(&self.current);
             unlock_abandoned(&self.writer);
+            unlock_abandoned(&self.checkpointing);
             unlock_abandoned(&self.readers);
             unlock_abandoned(&self.queue);
             unlock_abandoned(&self.access);
             unlock_abandoned(&self.counting);
             unlock_abandoned(&self.watch);
-            unlock_abandoned(&self.wake);
+            unlock_abandoned(self.wakeup.lock());
         }
         // Closing the inherited connections first lets the new ones take
         // their own locks: SQLite shares lock state between connections of
@@ -70,7 +71,7 @@ impl SqliteTier {
         self.queue.lock().clear();
         *self.access.lock() = Access::default();
         *self.watch.lock() = None;
-        *self.wake.lock() = Arc::new(Notify::new());
+        self.wakeup.renew();
         self.origin
             .store(coherence::new_origin(), Ordering::Relaxed);
         let reopened = match self.closed.load(Ordering::Acquire) {
@@ -82,7 +83,7 @@ impl SqliteTier {
         if reopened.is_ok()
             && let Some(restart) = self.after_fork.get()
         {
-            restart(self.wake());
+            restart(self.wakeup.notify());
         }
         reopened
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::SqliteTier;
-use super::space::{EVICT_CHUNK, LARGE_REMOVAL, checkpoint_truncate};
+use super::space::{EVICT_CHUNK, LARGE_REMOVAL};
 use crate::error::{Error, Result};
 
 /// After eviction the total is at most this share of the budget, so that
@@ -104,7 +104,7 @@ impl SqliteTier {
             }
         }
         if before < ACCESS_FLUSH_AT && access.rows() >= ACCESS_FLUSH_AT {
-            self.wake.lock().notify_one();
+            self.wakeup.ask_maintenance();
         }
     }
 
@@ -201,7 +201,7 @@ impl SqliteTier {
         }
         if done.evicted + done.purged >= LARGE_REMOVAL {
             if let Some(conn) = self.writer.lock().as_ref() {
-                checkpoint_truncate(conn)?;
+                self.checkpoint_truncate(conn)?;
             }
         } else if done != Maintenance::default() {
             self.checkpoint()?;
@@ -297,11 +297,20 @@ impl SqliteTier {
     /// Copies the WAL back into the database file without waiting for
     /// anyone. Once every frame is copied, new readers read the file alone
     /// (through its memory map) instead of looking pages up in the WAL.
+    ///
+    /// Runs on a pooled reader connection, not the writer: writes go on
+    /// meanwhile (a passive checkpoint takes no write lock), and a `set`
+    /// never waits for the copy or its fsyncs.
     pub(crate) fn checkpoint(&self) -> Result<()> {
-        let _gate = self.enter()?;
-        if let Some(conn) = self.writer.lock().as_ref() {
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        if self.read_only.load(Ordering::Acquire) {
+            return Ok(());
         }
-        Ok(())
+        // Taken inside the read: after its fork gate (a forked child resets
+        // the lock before taking it) and its file check (which may take the
+        // writer), so the writer is never awaited while holding this lock.
+        self.read(|conn| {
+            let _one = self.checkpointing.lock();
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        })
     }
 }

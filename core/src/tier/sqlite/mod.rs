@@ -35,7 +35,8 @@
 //! This file holds the tier's state, and opens and closes it. Each job has
 //! its own file: the schema and its migrations ([`schema`]), the reader
 //! pool ([`reader`]), group commit ([`writer`]), access tracking and
-//! eviction ([`maintenance`]), fork safety ([`fork`]), the change-log watch
+//! eviction ([`maintenance`]), checkpoints off the write path ([`wal`]),
+//! fork safety ([`fork`]), the change-log watch
 //! ([`watch`]) and what the Redis backplane keeps in the file
 //! ([`backplane`]), besides those named above.
 
@@ -51,6 +52,7 @@ mod reader;
 mod recovery;
 mod schema;
 mod space;
+mod wal;
 mod watch;
 mod writer;
 
@@ -79,6 +81,8 @@ pub use reader::Inspection;
 pub use recovery::FILE_CHECK_INTERVAL;
 pub use schema::SCHEMA_VERSION;
 pub use space::{CHECKPOINT_BELOW, DISK_RESERVE, WAL_SIZE_LIMIT};
+pub(crate) use wal::Wakeup;
+pub use wal::{CHECKPOINT_PAGES, CHECKPOINT_PAGES_INLINE};
 pub use writer::ROW_OVERHEAD;
 use writer::Submission;
 pub(crate) use writer::{Behind, Outcome, Row, Write, row_size};
@@ -106,6 +110,9 @@ pub(crate) struct SqliteTier {
     /// When reads last checked the file's identity, in ms since `started`.
     checked_ms: AtomicU64,
     writer: Mutex<Option<Connection>>,
+    /// Held while a checkpoint runs: a second one waits for it rather
+    /// than finding the WAL busy (so that `close` returns after the copy).
+    checkpointing: Mutex<()>,
     queue: Mutex<Vec<Submission>>,
     /// Idle reader connections, with the epoch of the file they are on.
     readers: Mutex<Vec<(u64, Connection)>>,
@@ -120,9 +127,9 @@ pub(crate) struct SqliteTier {
     entry_count: AtomicU64,
     last_purge_ms: AtomicU64,
     on_corrupt: OnCorrupt,
-    /// Replaced in a forked child: the parent's holds the waker of the
-    /// parent's maintenance task, whose runtime has no thread there.
-    wake: Mutex<Arc<Notify>>,
+    /// What wakes the maintenance task, also from the writer's commit hook
+    /// (see [`wal`]).
+    wakeup: Arc<Wakeup>,
     counters: Arc<Counters>,
     /// The fork generation (see [`crate::fork`]) the connections belong to.
     generation: AtomicU64,
@@ -171,6 +178,7 @@ impl SqliteTier {
             started: Instant::now(),
             checked_ms: AtomicU64::new(0),
             writer: Mutex::new(None),
+            checkpointing: Mutex::new(()),
             queue: Mutex::new(Vec::new()),
             readers: Mutex::new(Vec::new()),
             access: Mutex::new(Access::default()),
@@ -181,7 +189,7 @@ impl SqliteTier {
             entry_count: AtomicU64::new(0),
             last_purge_ms: AtomicU64::new(0),
             on_corrupt,
-            wake: Mutex::new(Arc::new(Notify::new())),
+            wakeup: Arc::new(Wakeup::new()),
             counters,
             generation: AtomicU64::new(crate::fork::fork_generation()),
             resetting: AtomicBool::new(false),
@@ -191,8 +199,9 @@ impl SqliteTier {
         };
         tier.note_set_aside(&opened);
         match writer {
-            Some(writer) => {
+            Some(mut writer) => {
                 tier.refresh_totals(&writer)?;
+                wal::watch_wal(&mut writer, &tier.wakeup)?;
                 *tier.writer.lock() = Some(writer);
             }
             None => tier.read(|conn| tier.refresh_totals(conn))?,
@@ -209,7 +218,11 @@ impl SqliteTier {
     /// A new writer connection on the current file; `None` when it is read-only.
     fn open_writer(&self) -> Result<Option<Connection>> {
         match self.current.lock().mode {
-            Mode::ReadWrite => prepare_file(&self.path).map(Some),
+            Mode::ReadWrite => {
+                let mut conn = prepare_file(&self.path)?;
+                wal::watch_wal(&mut conn, &self.wakeup)?;
+                Ok(Some(conn))
+            }
             Mode::ReadOnly { .. } => Ok(None),
         }
     }
@@ -222,10 +235,11 @@ impl SqliteTier {
         self.max_bytes
     }
 
-    /// Notified when a maintenance pass is due before its next tick: the
-    /// budget is exceeded or many reads are waiting to be recorded.
-    pub(crate) fn wake(&self) -> Arc<Notify> {
-        self.wake.lock().clone()
+    /// Wakes the maintenance task before its next tick: the budget is
+    /// exceeded, many reads are waiting to be recorded, or the WAL is due
+    /// for a checkpoint (see [`Wakeup::take`]).
+    pub(crate) fn wakeup(&self) -> &Arc<Wakeup> {
+        &self.wakeup
     }
 
     /// Bytes held, as of this process's last write or maintenance pass.
@@ -238,12 +252,18 @@ impl SqliteTier {
         self.entry_count.load(Ordering::Relaxed)
     }
 
-    /// Flushes buffered accesses and closes every connection. Later calls fail
-    /// with [`ErrorKind::Closed`](crate::ErrorKind::Closed).
+    /// Flushes buffered accesses, copies the WAL back into the file and
+    /// closes every connection. Later calls fail with
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed).
+    ///
+    /// The copy is passive and the WAL is short (the background keeps it
+    /// near [`CHECKPOINT_PAGES`]): the closed file holds what was written,
+    /// for a copy of the file alone, and the next open has little WAL to
+    /// read.
     pub(crate) fn close(&self, now_ms: u64) -> Result<()> {
         let _gate = self.enter()?;
         let flushed = if self.writer.lock().is_some() {
-            self.maintain(now_ms, false).map(drop)
+            self.maintain(now_ms, false).and_then(|_| self.checkpoint())
         } else {
             Ok(())
         };

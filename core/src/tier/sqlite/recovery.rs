@@ -166,6 +166,9 @@ impl SqliteTier {
         opened.set_aside = opened.set_aside.or(aside);
         self.note_set_aside(&opened);
         *writer = opened.writer.take();
+        if let Some(conn) = writer.as_mut() {
+            super::wal::watch_wal(conn, &self.wakeup)?;
+        }
         let read_only = opened.mode != Mode::ReadWrite;
         *self.current.lock() = Current {
             id: opened.id,

@@ -116,20 +116,25 @@ impl SqliteTier {
             // VACUUM). Little is left to copy once every row is gone.
             _ => conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM")?,
         }
-        checkpoint_truncate(conn)
+        self.checkpoint_truncate(conn)
     }
-}
 
-/// Copies the whole WAL into the file and truncates the WAL to zero bytes,
-/// waiting at most [`TRUNCATE_WAIT`] for readers of older snapshots; if they
-/// outlast it, the WAL is left for `journal_size_limit` to trim.
-pub(super) fn checkpoint_truncate(conn: &Connection) -> Result<()> {
-    conn.busy_timeout(TRUNCATE_WAIT)?;
-    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    match done {
-        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => Ok(()),
-        done => Ok(done?),
+    /// Copies the whole WAL into the file and truncates the WAL to zero
+    /// bytes, waiting at most [`TRUNCATE_WAIT`] for readers of older
+    /// snapshots; if they outlast it, the WAL is left for
+    /// `journal_size_limit` to trim. `conn` is the writer.
+    ///
+    /// Waits for a background checkpoint of this process first: SQLite
+    /// refuses a second checkpointer at once, without a busy wait.
+    pub(super) fn checkpoint_truncate(&self, conn: &Connection) -> Result<()> {
+        let _one = self.checkpointing.lock();
+        conn.busy_timeout(TRUNCATE_WAIT)?;
+        let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        match done {
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => Ok(()),
+            done => Ok(done?),
+        }
     }
 }
 

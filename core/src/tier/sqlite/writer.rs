@@ -172,7 +172,7 @@ impl SqliteTier {
         }
         drop(writer);
         if self.bytes() > self.max_bytes {
-            self.wake.lock().notify_one();
+            self.wakeup.ask_maintenance();
         }
         slot.0.lock().take().unwrap_or_else(|| {
             Err(Error::new(

@@ -1,0 +1,200 @@
+//! Checkpoints off the write path, and what wakes the maintenance task.
+//!
+//! SQLite's default copies the WAL back into the file from inside the
+//! commit that takes it past 1,000 pages: that commit waits for the copy
+//! and two fsyncs, so one `set` in a few hundred costs milliseconds. Here
+//! the writer connection's automatic checkpoint is off; a hook run after
+//! each of its commits ([`watch_wal`]) asks the maintenance task for a
+//! `PASSIVE` checkpoint once the WAL holds [`CHECKPOINT_PAGES`], and the
+//! task runs it on its own thread, beside the writers (a passive checkpoint
+//! takes no write lock). Only if the WAL still grows to
+//! [`CHECKPOINT_PAGES_INLINE`] (the task is starved, or this process has
+//! none, a forked child before its first use of the file) does the
+//! committing thread checkpoint itself, as SQLite would.
+//!
+//! Every process on the file runs the same hook on its own commits, so the
+//! WAL is checkpointed by whichever process wrote to it last.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use tokio::sync::Notify;
+
+use crate::error::Result;
+
+/// WAL pages (of every process) after a commit past which this process's
+/// maintenance task is asked for a checkpoint: SQLite's default threshold.
+pub const CHECKPOINT_PAGES: i32 = 1000;
+
+/// WAL pages after a commit past which the committing thread checkpoints
+/// itself.
+pub const CHECKPOINT_PAGES_INLINE: i32 = 8 * CHECKPOINT_PAGES;
+
+/// What the maintenance task is asked to do before its next tick, and the
+/// notification that wakes it.
+pub(crate) struct Wakeup {
+    /// Replaced in a forked child: the parent's wakes the parent's task,
+    /// whose runtime has no thread there.
+    notify: Mutex<Arc<Notify>>,
+    maintain: AtomicBool,
+    checkpoint: AtomicBool,
+}
+
+/// What a woken maintenance task was asked for (see [`Wakeup::take`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Asked {
+    /// A full pass: the budget is exceeded, or many reads wait to be recorded.
+    pub(crate) maintain: bool,
+    /// A checkpoint of the WAL only.
+    pub(crate) checkpoint: bool,
+}
+
+impl Wakeup {
+    pub(crate) fn new() -> Self {
+        Self {
+            notify: Mutex::new(Arc::new(Notify::new())),
+            maintain: AtomicBool::new(false),
+            checkpoint: AtomicBool::new(false),
+        }
+    }
+
+    /// The notification the maintenance task waits on.
+    pub(crate) fn notify(&self) -> Arc<Notify> {
+        self.notify.lock().clone()
+    }
+
+    /// In a forked child: a new notification (and nothing asked).
+    pub(super) fn renew(&self) {
+        *self.notify.lock() = Arc::new(Notify::new());
+        self.maintain.store(false, Ordering::Relaxed);
+        self.checkpoint.store(false, Ordering::Relaxed);
+    }
+
+    /// The lock a forked child may find abandoned (see [`crate::fork`]).
+    pub(super) fn lock(&self) -> &Mutex<Arc<Notify>> {
+        &self.notify
+    }
+
+    /// Asks for a full maintenance pass before the next tick.
+    pub(crate) fn ask_maintenance(&self) {
+        if !self.maintain.swap(true, Ordering::AcqRel) {
+            self.notify.lock().notify_one();
+        }
+    }
+
+    fn ask_checkpoint(&self) {
+        if !self.checkpoint.swap(true, Ordering::AcqRel) {
+            self.notify.lock().notify_one();
+        }
+    }
+
+    /// What was asked since the last call, clearing it.
+    pub(crate) fn take(&self) -> Asked {
+        Asked {
+            maintain: self.maintain.swap(false, Ordering::AcqRel),
+            checkpoint: self.checkpoint.swap(false, Ordering::AcqRel),
+        }
+    }
+}
+
+/// Turns off `conn`'s automatic checkpoint and hooks its commits to ask
+/// `wakeup` for one instead (see the module docs).
+pub(super) fn watch_wal(conn: &mut Connection, wakeup: &Arc<Wakeup>) -> Result<()> {
+    let wakeup = Arc::clone(wakeup);
+    // Replaces the automatic checkpoint, which is itself a WAL hook.
+    conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
+        if pages >= CHECKPOINT_PAGES_INLINE {
+            // The commit has happened whatever this returns (an error here
+            // would be reported as the commit's own): a busy checkpoint
+            // is tried again after the next commit.
+            let _ = wal.checkpoint();
+        } else if pages >= CHECKPOINT_PAGES {
+            wakeup.ask_checkpoint();
+        }
+        Ok(())
+    }))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::{CHECKPOINT_PAGES, CHECKPOINT_PAGES_INLINE};
+    use crate::config::OnCorrupt;
+    use crate::tier::sqlite::{Row, SqliteTier, Write};
+
+    /// `(frames in the WAL, frames copied back into the file)`, read from
+    /// the `-shm` file's index header (`mxFrame` at byte 16, `nBackfill`
+    /// at byte 96, native byte order).
+    fn wal_frames(path: &std::path::Path) -> (u32, u32) {
+        let shm = std::fs::read(path.with_extension("db-shm")).unwrap();
+        let word = |at: usize| u32::from_ne_bytes(shm[at..at + 4].try_into().unwrap());
+        (word(16), word(96))
+    }
+
+    fn put(tier: &SqliteTier, i: usize) {
+        let row = Row {
+            key: format!("k{i:05}"),
+            value: Bytes::from(vec![b'v'; 8000]),
+            created_ms: 1,
+            expires_ms: u64::MAX / 2,
+            stale_until_ms: u64::MAX / 2,
+            tags: Vec::new(),
+            etag: None,
+        };
+        tier.write(vec![Write::Put(row)]).unwrap();
+    }
+
+    #[test]
+    fn a_commit_asks_for_a_checkpoint_instead_of_running_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        // Each row takes two pages and its index entries: 1,100 frames
+        // come well before 1,000 rows.
+        for i in 0..1000 {
+            if wal_frames(&path).0 >= CHECKPOINT_PAGES as u32 + 100 {
+                break;
+            }
+            put(&tier, i);
+        }
+        // Past SQLite's own threshold: nothing copied by the writes
+        // themselves, a checkpoint asked for instead.
+        let (frames, copied) = wal_frames(&path);
+        assert_eq!(copied, 0, "a commit checkpointed ({frames} frames)");
+        assert!(tier.wakeup().take().checkpoint);
+        assert!(!tier.wakeup().take().checkpoint, "asked once, taken once");
+        tier.checkpoint().unwrap();
+        let (frames, copied) = wal_frames(&path);
+        assert_eq!(copied, frames);
+        tier.close(0).unwrap();
+    }
+
+    #[test]
+    fn a_starved_checkpoint_is_run_by_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        for i in 0.. {
+            put(&tier, i);
+            let (frames, copied) = wal_frames(&path);
+            if copied > 0 {
+                // The commit that took the WAL past the inline threshold
+                // copied it all back.
+                assert!(frames >= CHECKPOINT_PAGES_INLINE as u32, "{frames} frames");
+                assert_eq!(copied, frames);
+                break;
+            }
+            assert!(
+                frames < CHECKPOINT_PAGES_INLINE as u32 + 10,
+                "{frames} frames, none copied"
+            );
+        }
+        tier.close(0).unwrap();
+    }
+}
