@@ -43,7 +43,8 @@ fn every_read_is_counted_memory_hits_included() {
     let raw = rusqlite::Connection::open(dir.path().join("meta.db")).unwrap();
     let stored: i64 = raw
         .query_row(
-            "SELECT access_count FROM entries WHERE key = 'k'",
+            "SELECT access_count + reads.count FROM entries JOIN reads USING (id) \
+             WHERE key = 'k'",
             [],
             |r| r.get(0),
         )
@@ -146,7 +147,8 @@ fn a_file_from_before_first_ms_is_migrated() {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "ALTER TABLE entries DROP COLUMN first_ms; DROP TABLE outbox; \
-             DROP TABLE dead_letters; DROP TABLE outbox_lease; PRAGMA user_version = 4;",
+             DROP TABLE dead_letters; DROP TABLE outbox_lease; DROP TABLE reads; \
+             PRAGMA user_version = 4;",
         )
         .unwrap();
     }
@@ -168,7 +170,34 @@ fn a_file_from_before_first_ms_is_migrated() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, tierstack::tier::SCHEMA_VERSION);
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
+}
+
+#[test]
+fn reads_counted_in_a_file_from_before_the_reads_table_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let clock = ManualClock::new(1_000_000);
+    let cache = builder(&dir, &clock).build_blocking().unwrap();
+    cache.set("k", "v").unwrap();
+    cache.close().unwrap();
+    {
+        // The file as schema 6 left it: reads counted in the entry's row.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "UPDATE entries SET access_count = 5, last_access_ms = 1000500; \
+             DROP TABLE reads; PRAGMA user_version = 6;",
+        )
+        .unwrap();
+    }
+    clock.advance(SECOND);
+    let cache = builder(&dir, &clock).build_blocking().unwrap();
+    let meta = cache.entry("k").unwrap().unwrap().meta;
+    assert_eq!((meta.access_count, meta.last_access_ms), (5, 1_000_500));
+    assert_eq!(cache.lookup("k").unwrap().unwrap().tier, Tier::Sqlite);
+    cache.run_pending_tasks().unwrap();
+    let meta = cache.entry("k").unwrap().unwrap().meta;
+    assert_eq!((meta.access_count, meta.last_access_ms), (6, 1_001_000));
 }
 
 #[test]

@@ -269,7 +269,9 @@ fn reads_are_recorded_in_batches_not_one_write_each() {
     };
     let access = || {
         raw.query_row(
-            "SELECT access_count, last_access_ms FROM entries WHERE key = 'k'",
+            "SELECT access_count + coalesce(reads.count, 0), \
+             max(last_access_ms, coalesce(reads.last_ms, 0)) \
+             FROM entries LEFT JOIN reads USING (id) WHERE key = 'k'",
             [],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
         )

@@ -31,10 +31,39 @@ const ACCESS_CAP: usize = 262_144;
 /// looked up by the unique index, and the walk stops at the first row.
 const SQL_WRITTEN_LAST: &str = "SELECT entries.id, entries.size FROM changes \
      CROSS JOIN entries ON entries.key = changes.key ORDER BY changes.seq DESC LIMIT 1";
-const SQL_TOUCH: &str = "UPDATE entries SET last_access_ms = max(last_access_ms, ?2), \
-     access_count = access_count + ?3 WHERE id = ?1";
-const SQL_TOUCH_ROW: &str =
-    "UPDATE entries SET last_access_ms = max(last_access_ms, ?2) WHERE id = ?1";
+
+/// Migration to schema 7: the reads of each row, apart from the row.
+///
+/// A pass adds the reads it writes to a row of `reads` (a few bytes, some
+/// two hundred to a page), not to the entry's own row (its value and a slot
+/// in the recency index): writing the reads of many rows dirties few pages.
+/// An entry's count is `entries.access_count` (reads before this schema)
+/// plus `reads.count`; its latest access is the later of
+/// `entries.last_access_ms` (its latest write, or the read that eviction
+/// last moved it to) and `reads.last_ms`. Eviction walks the recency index
+/// and moves a row that was read since to its read's place instead of
+/// evicting it (see [`SqliteTier::maintain`]). A `reads` row goes with its
+/// entry: SQLite may give a deleted entry's id to the next one.
+pub(crate) const MIGRATION: &str = "
+    CREATE TABLE reads (
+        id      INTEGER PRIMARY KEY,
+        count   INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL
+    );
+";
+
+/// Adds `?3` reads, the latest at `?2`, to row `?1`, if it still exists
+/// (another process may have deleted it).
+const SQL_TOUCH: &str = "INSERT INTO reads (id, count, last_ms) \
+     SELECT ?1, ?3, ?2 WHERE EXISTS (SELECT 1 FROM entries WHERE id = ?1) \
+     ON CONFLICT (id) DO UPDATE SET count = count + excluded.count, \
+     last_ms = max(last_ms, excluded.last_ms)";
+/// The oldest rows by the recency index, with the time of a later read.
+const SQL_OLDEST: &str = "SELECT entries.id, entries.size, reads.last_ms FROM entries \
+     LEFT JOIN reads ON reads.id = entries.id AND reads.last_ms > entries.last_access_ms \
+     WHERE entries.id IS NOT ?1 ORDER BY entries.last_access_ms, entries.id LIMIT 256";
+const SQL_MOVE: &str = "UPDATE entries SET last_access_ms = ?2 WHERE id = ?1";
+const SQL_FORGET: &str = "DELETE FROM reads WHERE id = ?1";
 
 /// Slots of [`SqliteTier::touch`]'s record of rows used above this tier; a
 /// power of two.
@@ -62,10 +91,13 @@ pub(crate) struct Maintenance {
 }
 
 impl SqliteTier {
-    /// Drops the reads buffered for deleted row `id`: SQLite gives a
-    /// deleted row's id to the next row inserted, which must not inherit them.
-    pub(super) fn forget_reads(&self, id: i64) {
+    /// Drops the reads of deleted row `id`, buffered and written, in the
+    /// deleting transaction: SQLite gives a deleted row's id to the next
+    /// row inserted, which must not inherit them.
+    pub(super) fn forget_reads(&self, tx: &Connection, id: i64) -> rusqlite::Result<()> {
         self.access.lock().by_id.remove(&id);
+        tx.prepare_cached(SQL_FORGET)?.execute([id])?;
+        Ok(())
     }
 
     /// Held while reads move between the places they are counted in (L1,
@@ -231,21 +263,26 @@ impl SqliteTier {
         for (id, (at, n)) in &access.by_id {
             touch.execute(params![id, *at as i64, n])?;
         }
-        let mut touch_row = tx.prepare_cached(SQL_TOUCH_ROW)?;
         for slot in &self.hot[..] {
             let row = slot.swap(0, Ordering::Relaxed);
             if row != 0 {
-                touch_row.execute(params![row, now_ms as i64])?;
+                touch.execute(params![row, now_ms as i64, 0])?;
                 done.touched += 1;
             }
         }
         let (mut bytes, mut count) = (0i64, 0i64);
         if purge {
-            let mut stmt =
-                tx.prepare_cached("DELETE FROM entries WHERE stale_until_ms <= ?1 RETURNING size")?;
-            let sizes = stmt.query_map([now_ms as i64], |r| r.get::<_, i64>(0))?;
-            for size in sizes {
-                bytes -= size?;
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM entries WHERE stale_until_ms <= ?1 RETURNING size, id",
+            )?;
+            let purged = stmt
+                .query_map([now_ms as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for (size, id) in purged {
+                self.forget_reads(tx, id)?;
+                bytes -= size;
                 count -= 1;
                 done.purged += 1;
             }
@@ -266,23 +303,31 @@ impl SqliteTier {
                 .optional()?
                 .filter(|&(_, size)| size <= max_bytes as i64)
                 .map(|(id, _)| id);
-            let mut oldest = tx.prepare_cached(
-                "SELECT id, size FROM entries WHERE id IS NOT ?1 \
-                 ORDER BY last_access_ms, id LIMIT 256",
-            )?;
+            let mut oldest = tx.prepare_cached(SQL_OLDEST)?;
             let mut delete = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
+            let mut move_to = tx.prepare_cached(SQL_MOVE)?;
             while over > 0 && done.evicted < EVICT_CHUNK {
                 let batch = oldest
-                    .query_map([kept], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                    .query_map([kept], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<(i64, i64, Option<i64>)>>>()?;
                 if batch.is_empty() {
                     break;
                 }
-                for (id, size) in batch {
+                for (id, size, read_ms) in batch {
                     if over <= 0 || done.evicted == EVICT_CHUNK {
                         break;
                     }
+                    if let Some(read_ms) = read_ms {
+                        // Read since it took this place: it moves to its
+                        // read's, and the walk starts over, so that no row
+                        // read earlier than this one is passed over.
+                        move_to.execute([id, read_ms])?;
+                        break;
+                    }
                     delete.execute([id])?;
+                    self.forget_reads(tx, id)?;
                     bytes -= size;
                     over -= size;
                     count -= 1;
@@ -312,5 +357,84 @@ impl SqliteTier {
             let _one = self.checkpointing.lock();
             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use crate::config::OnCorrupt;
+    use crate::tier::sqlite::{Row, SqliteTier, Write};
+
+    fn row(i: usize) -> Row {
+        Row {
+            key: format!("k{i:05}"),
+            value: Bytes::from(vec![b'v'; 1500]),
+            created_ms: 1,
+            expires_ms: u64::MAX / 2,
+            stale_until_ms: u64::MAX / 2,
+            tags: Vec::new(),
+            etag: None,
+        }
+    }
+
+    /// Frames in the WAL: `mxFrame` of the `-shm` index header.
+    fn wal_frames(path: &std::path::Path) -> u32 {
+        let shm = std::fs::read(path.with_extension("db-shm")).unwrap();
+        u32::from_ne_bytes(shm[16..20].try_into().unwrap())
+    }
+
+    #[test]
+    fn writing_the_reads_of_many_rows_dirties_few_pages() {
+        const ROWS: usize = 3000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        tier.write((0..ROWS).map(|i| Write::Put(row(i))).collect())
+            .unwrap();
+        tier.checkpoint().unwrap();
+        // Restarts the WAL, which then grows by what follows.
+        tier.write(vec![Write::Put(row(ROWS))]).unwrap();
+        for i in 0..ROWS {
+            assert!(tier.get(&format!("k{i:05}"), 2).unwrap().is_some());
+        }
+        let before = wal_frames(&path);
+        let done = tier.maintain(3, true).unwrap();
+        assert_eq!(done.touched, ROWS);
+        // Two rows of 1.5 KB share a 4 KB page: one page per two rows read
+        // (and their recency index) when the reads went into the rows.
+        let written = wal_frames(&path) - before;
+        assert!(
+            written <= 40,
+            "{written} pages written for {ROWS} rows read"
+        );
+        let (entry, _) = tier.entry("k00007").unwrap().unwrap();
+        assert_eq!((entry.meta.access_count, entry.meta.last_access_ms), (1, 2));
+        tier.close(4).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_rows_reads_do_not_pass_to_the_row_that_takes_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        tier.write(vec![Write::Put(row(0)), Write::Put(row(1))])
+            .unwrap();
+        let id = tier.get("k00001", 2).unwrap().unwrap().row;
+        tier.maintain(3, true).unwrap();
+        assert_eq!(
+            tier.entry("k00001").unwrap().unwrap().0.meta.access_count,
+            1
+        );
+        tier.write(vec![Write::Delete("k00001".into())]).unwrap();
+        // The highest id, freed: SQLite gives it to the next row.
+        tier.write(vec![Write::Put(row(2))]).unwrap();
+        let (entry, row) = tier.entry("k00002").unwrap().unwrap();
+        assert_eq!(row, id);
+        assert_eq!((entry.meta.access_count, entry.meta.last_access_ms), (0, 1));
+        tier.close(4).unwrap();
     }
 }

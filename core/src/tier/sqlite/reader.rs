@@ -127,9 +127,11 @@ impl SqliteTier {
     pub(crate) fn entry(&self, key: &str) -> Result<Option<(Entry, i64)>> {
         let found = self.read(|conn| {
             conn.prepare_cached(
-                "SELECT created_ms, expires_ms, stale_until_ms, size, access_count, \
-                 last_access_ms, etag, tags, value, id, coalesce(first_ms, created_ms) \
-                 FROM entries WHERE key = ?1",
+                "SELECT created_ms, expires_ms, stale_until_ms, size, \
+                 access_count + coalesce(reads.count, 0), \
+                 max(last_access_ms, coalesce(reads.last_ms, 0)), etag, tags, value, \
+                 entries.id, coalesce(first_ms, created_ms) \
+                 FROM entries LEFT JOIN reads ON reads.id = entries.id WHERE key = ?1",
             )?
             .query_row([key], |r| {
                 let tags: Option<String> = r.get(7)?;

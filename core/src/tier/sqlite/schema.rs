@@ -4,12 +4,12 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{lease, limits, outbox};
+use super::{lease, limits, maintenance, outbox};
 use crate::coherence;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The schema this version writes; files with a lower version are migrated.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// `PRAGMA application_id` of a tierstack file ("TSTK").
 pub(super) const APPLICATION_ID: i64 = 0x5453_544B;
@@ -42,6 +42,7 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     // `created_ms` stands in.
     "ALTER TABLE entries ADD COLUMN first_ms INTEGER;",
     outbox::MIGRATION,
+    maintenance::MIGRATION,
 ];
 
 /// Refuses a file that is not an empty database or a tierstack cache, or

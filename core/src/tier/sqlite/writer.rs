@@ -274,7 +274,7 @@ impl SqliteTier {
                             if let Some((size, _, id)) = removed {
                                 bytes -= size;
                                 count -= 1;
-                                self.forget_reads(id);
+                                self.forget_reads(&tx, id)?;
                             }
                             let seq = log.record(&tx, Some(key), None)?;
                             if let Some(behind) = write.behind() {
@@ -382,7 +382,7 @@ impl SqliteTier {
                 while let Some(row) = rows.next()? {
                     let (key, size, expires, id): (String, i64, i64, i64) =
                         (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-                    self.forget_reads(id);
+                    self.forget_reads(tx, id)?;
                     bytes -= size;
                     count -= 1;
                     log.record(tx, Some(&key), None)?;
@@ -406,7 +406,7 @@ impl SqliteTier {
     pub(crate) fn clear(&self) -> Result<u64> {
         let seq = self.with_writer(|tx| {
             tx.execute_batch(
-                "DELETE FROM entries; DELETE FROM loads WHERE not_found = 1; \
+                "DELETE FROM entries; DELETE FROM reads; DELETE FROM loads WHERE not_found = 1; \
                  UPDATE meta SET value = 0 WHERE name IN ('total_bytes', 'entry_count');",
             )?;
             let mut log = ChangeLog::open(tx, self.origin.load(Ordering::Relaxed))?;
