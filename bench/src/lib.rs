@@ -27,6 +27,7 @@ pub mod l2_write;
 pub mod measure;
 pub mod redis_hit;
 pub mod table;
+pub mod traces;
 pub mod write_strategies;
 
 use table::{Row, Verdict};
