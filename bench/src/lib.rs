@@ -11,6 +11,7 @@
 //! | [`l1_hit`] | `get`, L1 only | `quick_cache`, `moka` | ≤ 1.5× quick_cache, < 1.0× moka |
 //! | [`l1_hit`] | `get_or_load`, L1 hit | tierstack's own `get` | ≤ 1.1× |
 //! | [`hit_ratio`] | L1 hit ratio, Zipf(0.99) | `moka` | ≥ moka − 0.5 points |
+//! | [`traces`] | L1 hit ratio at 0.1–25 % of the keys: Zipf(0.9), Zipf(0.99), Zipf(0.9) with scans | `quick_cache`; Bélády's optimum (`moka` and LRU shown beside them) | ≥ quick_cache at every size; ≥ optimum − 10 points at 1 % |
 //! | [`l2_hit`] | `get`, L2 only | bare rusqlite | ≤ 1.3× |
 //! | [`redis_hit`] | `get`, Redis only (blocking; async on tokio) | a bare redis-rs `GET` of the same Redis key (sync `Connection`; `aio::ConnectionManager`) | ≤ 1.2× |
 //! | [`l2_write`] | `mset` of a batch, L2 only | bare rusqlite | ≤ 1.5×, ≥ 100,000 entries/s |
@@ -27,6 +28,7 @@ pub mod l2_write;
 pub mod measure;
 pub mod redis_hit;
 pub mod table;
+pub mod traces;
 pub mod write_strategies;
 
 use table::{Row, Verdict};
@@ -53,6 +55,10 @@ pub struct Scale {
     pub zipf_keys: usize,
     /// Requests in the Zipf trace.
     pub zipf_requests: usize,
+    /// Distinct keys of the traces of hit ratio against cache size.
+    pub trace_keys: usize,
+    /// Requests in each of those traces.
+    pub trace_requests: usize,
     /// Keys preloaded for the L2 hit.
     pub l2_keys: usize,
     /// Reads of every key per L2 round.
@@ -84,6 +90,8 @@ impl Scale {
             l1_passes: 100,
             zipf_keys: 100_000,
             zipf_requests: 1_000_000,
+            trace_keys: 100_000,
+            trace_requests: 1_000_000,
             l2_keys: 10_000,
             l2_passes: 5,
             redis_keys: 10_000,
@@ -103,6 +111,7 @@ impl Scale {
             rounds: 9,
             l1_passes: 20,
             zipf_requests: 200_000,
+            trace_requests: 200_000,
             l2_passes: 2,
             redis_reads: 500,
             redis_rounds: 11,
@@ -115,9 +124,19 @@ impl Scale {
     }
 }
 
-/// Runs every scenario at `scale` and returns the table's rows; `progress`
-/// is told the name of each scenario as it starts.
-pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Vec<Row>> {
+/// What a run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The table's rows.
+    pub rows: Vec<Row>,
+    /// Every contender's hit ratio at every cache size, per trace.
+    pub traces: Vec<traces::TraceReport>,
+}
+
+/// Runs every scenario at `scale` and returns the table's rows and the hit
+/// ratios against cache size; `progress` is told the name of each scenario
+/// as it starts.
+pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Report> {
     let mut rows = Vec::new();
 
     progress("L1 hit");
@@ -178,6 +197,10 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Vec<
         target: "≥ moka − 0.5 pt".to_owned(),
         verdict: Verdict::of(ours_pct >= moka_pct - 0.5),
     });
+
+    progress("hit ratio against cache size");
+    let traces = traces::run(scale.trace_keys, scale.trace_requests)?;
+    rows.extend(traces::rows(&traces));
 
     progress("L2 hit");
     let l2 = l2_hit::run(scale.l2_keys, scale.l2_passes, scale.rounds)?;
@@ -320,7 +343,7 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Vec<
             verdict: Verdict::Info,
         });
     }
-    Ok(rows)
+    Ok(Report { rows, traces })
 }
 
 #[cfg(test)]
@@ -335,6 +358,8 @@ mod tests {
             l1_passes: 1,
             zipf_keys: 1000,
             zipf_requests: 2000,
+            trace_keys: 10_000,
+            trace_requests: 2000,
             l2_keys: 50,
             l2_passes: 1,
             redis_keys: 50,
@@ -352,10 +377,12 @@ mod tests {
             "redis-server on PATH (tests/run-all installs it)"
         );
         let mut started = Vec::new();
-        let rows = run_all(scale, |s| started.push(s.to_owned())).unwrap();
+        let report = run_all(scale, |s| started.push(s.to_owned())).unwrap();
+        let rows = report.rows;
         let mut scenarios = vec![
             "L1 hit",
             "L1 hit ratio",
+            "hit ratio against cache size",
             "L2 hit",
             "Redis hit",
             "L2 write",
@@ -365,10 +392,19 @@ mod tests {
             scenarios.push("C L1 hit");
         }
         assert_eq!(started, scenarios);
-        assert_eq!(rows.len(), 14);
+        assert_eq!(rows.len(), 32);
         let peers: Vec<&str> = rows.iter().map(|r| r.peer.as_str()).collect();
+        let per_trace = ["quick_cache"; 5].into_iter().chain(["Bélády (optimal)"]);
         assert_eq!(
-            peers,
+            peers[4..22],
+            per_trace
+                .clone()
+                .chain(per_trace.clone())
+                .chain(per_trace)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            [&peers[..4], &peers[22..]].concat(),
             [
                 "quick_cache",
                 "moka",
@@ -387,14 +423,30 @@ mod tests {
             ]
         );
         assert!(rows.iter().all(|r| r.ratio.is_none_or(f64::is_finite)));
-        assert_eq!(rows[12].peer_figure, "7.8 µs");
-        assert_eq!(rows[13].peer_figure, "1,851 µs");
+        assert_eq!(rows[30].peer_figure, "7.8 µs");
+        assert_eq!(rows[31].peer_figure, "1,851 µs");
+        let traces: Vec<_> = report.traces.iter().map(|t| t.trace).collect();
+        assert_eq!(traces, ["Zipf 0.9", "Zipf 0.99", "Zipf 0.9 + scans"]);
+        for trace in &report.traces {
+            let capacities: Vec<_> = trace.sizes.iter().map(|p| p.capacity).collect();
+            assert_eq!(capacities, [10, 100, 500, 1_000, 2_500]);
+            assert!(trace.sizes.iter().all(|p| p.hits.len() == 5));
+        }
     }
 
     #[test]
     fn quick_is_smaller_than_full() {
         let (quick, full) = (Scale::quick(), Scale::full());
         assert!(quick.rounds < full.rounds && quick.zipf_requests == 200_000);
+        assert_eq!(
+            (
+                full.trace_keys,
+                full.trace_requests,
+                quick.trace_keys,
+                quick.trace_requests
+            ),
+            (100_000, 1_000_000, 100_000, 200_000)
+        );
         assert_eq!((full.zipf_requests, full.zipf_keys), (1_000_000, 100_000));
         assert_eq!(
             (

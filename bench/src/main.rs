@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tierstack_bench::{Scale, table};
+use tierstack_bench::{Scale, table, traces};
 
 /// Runs tierstack side by side with quick_cache, moka, bare rusqlite and
 /// bare redis-rs (against a redis-server it starts on loopback, if one is on
@@ -32,15 +32,18 @@ fn main() -> ExitCode {
         scale.rounds, scale.write_rounds
     );
     let started = std::time::Instant::now();
-    let rows = match tierstack_bench::run_all(scale, |name| eprintln!("running {name} ...")) {
-        Ok(rows) => rows,
+    let report = match tierstack_bench::run_all(scale, |name| eprintln!("running {name} ...")) {
+        Ok(report) => report,
         Err(err) => {
             eprintln!("error: {err}");
             return ExitCode::FAILURE;
         }
     };
     println!();
+    let rows = report.rows;
     print!("{}", table::render(&rows));
+    println!("\nL1 hit ratio against cache size (entries), every contender:\n");
+    print!("{}", traces::render(&report.traces));
     let judged = rows
         .iter()
         .filter(|r| r.verdict != table::Verdict::Info)
