@@ -42,8 +42,11 @@ const SQL_WRITTEN_LAST: &str = "SELECT entries.id, entries.size FROM changes \
 /// `entries.last_access_ms` (its latest write, or the read that eviction
 /// last moved it to) and `reads.last_ms`. Eviction walks the recency index
 /// and moves a row that was read since to its read's place instead of
-/// evicting it (see [`SqliteTier::maintain`]). A `reads` row goes with its
-/// entry: SQLite may give a deleted entry's id to the next one.
+/// evicting it (see [`SqliteTier::maintain`]). SQLite may give a deleted
+/// entry's id to the next one: a `reads` row is deleted with its entry, and
+/// again when a new entry takes its id (another process may have deleted
+/// the entry while this one's reads of it were buffered); a purge drops
+/// the rows whose entry another process deleted.
 pub(crate) const MIGRATION: &str = "
     CREATE TABLE reads (
         id      INTEGER PRIMARY KEY,
@@ -52,12 +55,14 @@ pub(crate) const MIGRATION: &str = "
     );
 ";
 
-/// Adds `?3` reads, the latest at `?2`, to row `?1`, if it still exists
-/// (another process may have deleted it).
-const SQL_TOUCH: &str = "INSERT INTO reads (id, count, last_ms) \
-     SELECT ?1, ?3, ?2 WHERE EXISTS (SELECT 1 FROM entries WHERE id = ?1) \
+/// Adds `?3` reads, the latest at `?2`, to row `?1`. Not checked against
+/// `entries`: that would read a page of values a row (see [`MIGRATION`]).
+const SQL_TOUCH: &str = "INSERT INTO reads (id, count, last_ms) VALUES (?1, ?3, ?2) \
      ON CONFLICT (id) DO UPDATE SET count = count + excluded.count, \
      last_ms = max(last_ms, excluded.last_ms)";
+/// Drops the reads of rows another process deleted.
+const SQL_PURGE_READS: &str =
+    "DELETE FROM reads WHERE NOT EXISTS (SELECT 1 FROM entries WHERE entries.id = reads.id)";
 /// The oldest rows by the recency index, with the time of a later read.
 const SQL_OLDEST: &str = "SELECT entries.id, entries.size, reads.last_ms FROM entries \
      LEFT JOIN reads ON reads.id = entries.id AND reads.last_ms > entries.last_access_ms \
@@ -286,6 +291,7 @@ impl SqliteTier {
                 count -= 1;
                 done.purged += 1;
             }
+            tx.prepare_cached(SQL_PURGE_READS)?.execute([])?;
         }
         let total: i64 = tx.query_row(
             "SELECT value FROM meta WHERE name = 'total_bytes'",
@@ -436,5 +442,46 @@ mod tests {
         assert_eq!(row, id);
         assert_eq!((entry.meta.access_count, entry.meta.last_access_ms), (0, 1));
         tier.close(4).unwrap();
+    }
+
+    #[test]
+    fn reads_of_a_row_another_process_deleted_do_not_pass_to_the_row_that_takes_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        tier.write(vec![Write::Put(row(0)), Write::Put(row(1))])
+            .unwrap();
+        let id = tier.get("k00001", 2).unwrap().unwrap().row;
+        tier.maintain(3, true).unwrap();
+        // Read again (buffered), then deleted behind this tier's back.
+        assert!(tier.get("k00001", 4).unwrap().is_some());
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute("DELETE FROM entries WHERE key = 'k00001'", [])
+            .unwrap();
+        tier.write(vec![Write::Put(row(2))]).unwrap();
+        let (entry, row) = tier.entry("k00002").unwrap().unwrap();
+        assert_eq!(row, id);
+        assert_eq!((entry.meta.access_count, entry.meta.last_access_ms), (0, 1));
+        tier.maintain(5, true).unwrap();
+        assert_eq!(
+            tier.entry("k00002").unwrap().unwrap().0.meta.access_count,
+            0
+        );
+        // A row of reads whose entry is gone is purged.
+        other
+            .execute(
+                "INSERT INTO reads (id, count, last_ms) VALUES (999, 3, 1)",
+                [],
+            )
+            .unwrap();
+        tier.maintain(10 * 60 * 1000 + 6, true).unwrap();
+        let orphans: i64 = other
+            .query_row("SELECT count(*) FROM reads WHERE id = 999", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(orphans, 0);
+        tier.close(7).unwrap();
     }
 }

@@ -248,6 +248,10 @@ impl SqliteTier {
                                 ],
                                 |r| r.get(0),
                             )?;
+                            if old.is_none() {
+                                // A new row, perhaps on a deleted one's id.
+                                self.forget_reads(&tx, id)?;
+                            }
                             bytes += size - old.unwrap_or(0);
                             count += i64::from(old.is_none());
                             let seq = log.record(&tx, Some(&row.key), None)?;
