@@ -16,12 +16,17 @@
 //! | [`redis_hit`] | `get`, Redis only (blocking; async on tokio) | a bare redis-rs `GET` of the same Redis key (sync `Connection`; `aio::ConnectionManager`) | ≤ 1.2× |
 //! | [`l2_write`] | `mset` of a batch, L2 only | bare rusqlite | ≤ 1.5×, ≥ 100,000 entries/s |
 //! | [`write_strategies`] | single-key `set`, write-behind | bare rusqlite, one `synchronous = FULL` commit a write; tierstack write-through | reported, no target |
+//! | [`hybrid`] | Zipf(0.9) reads over 100,000 keys, memory 10 %, 1 and 2 threads | `foyer` (memory + block engine on a file) | ≥ 2.0× foyer's ops/s on 1 thread, ≥ 1.4× on 2; 2-thread scaling ≥ 1.4× |
+//! | [`hybrid`] | p50/p99 of reads served by the disk tier | foyer | reported |
+//! | [`hybrid`] | single-key `set` of new keys, default and write-behind | foyer `insert` | ≥ 50,000/s; write-behind ≥ foyer's rate |
+//! | [`hybrid`] | `close()` after the reads; reopen to the first read served | foyer | ≤ 100 ms; ≤ 5 ms |
 //! | [`c_hit`] | `tierstack_cache_get` from C, L1 hit | the Rust `get` | ≤ 1.3× |
 
 pub mod bare;
 pub mod c_hit;
 pub mod data;
 pub mod hit_ratio;
+pub mod hybrid;
 pub mod l1_hit;
 pub mod l2_hit;
 pub mod l2_write;
@@ -79,10 +84,13 @@ pub struct Scale {
     pub strategy_writes: usize,
     /// Measured rounds per contender of the write-strategy scenario.
     pub strategy_rounds: usize,
+    /// Sizes of the scenario against foyer.
+    pub hybrid: hybrid::HybridScale,
 }
 
 impl Scale {
-    /// The full run: under a minute on two cores.
+    /// The full run: the scenario against foyer alone takes about four and a
+    /// half minutes on two cores, the others under a minute.
     pub fn full() -> Self {
         Self {
             rounds: 21,
@@ -102,6 +110,14 @@ impl Scale {
             c_gets: 2_000_000,
             strategy_writes: 1_000,
             strategy_rounds: 7,
+            hybrid: hybrid::HybridScale {
+                keys: 100_000,
+                requests: 400_000,
+                rounds: 5,
+                writes: 10_000,
+                write_rounds: 3,
+                reopen_rounds: 5,
+            },
         }
     }
 
@@ -119,6 +135,14 @@ impl Scale {
             c_gets: 500_000,
             strategy_writes: 200,
             strategy_rounds: 3,
+            hybrid: hybrid::HybridScale {
+                keys: 10_000,
+                requests: 40_000,
+                rounds: 2,
+                writes: 2_000,
+                write_rounds: 1,
+                reopen_rounds: 2,
+            },
             ..Self::full()
         }
     }
@@ -303,6 +327,9 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Repo
         });
     }
 
+    progress("hybrid vs foyer");
+    rows.extend(hybrid::run(scale.hybrid)?.rows());
+
     let program = c_hit::program();
     if program.exists() {
         progress("C L1 hit");
@@ -370,6 +397,14 @@ mod tests {
             c_gets: 100,
             strategy_writes: 20,
             strategy_rounds: 1,
+            hybrid: hybrid::HybridScale {
+                keys: 300,
+                requests: 2000,
+                rounds: 1,
+                writes: 50,
+                write_rounds: 1,
+                reopen_rounds: 1,
+            },
         };
         let c_built = c_hit::program().exists();
         assert!(
@@ -387,12 +422,13 @@ mod tests {
             "Redis hit",
             "L2 write",
             "write strategies",
+            "hybrid vs foyer",
         ];
         if c_built {
             scenarios.push("C L1 hit");
         }
         assert_eq!(started, scenarios);
-        assert_eq!(rows.len(), 32);
+        assert_eq!(rows.len(), 43);
         let peers: Vec<&str> = rows.iter().map(|r| r.peer.as_str()).collect();
         let per_trace = ["quick_cache"; 5].into_iter().chain(["Bélády (optimal)"]);
         assert_eq!(
@@ -417,14 +453,25 @@ mod tests {
                 "-",
                 "rusqlite FULL",
                 "write-through",
+                "foyer",
+                "foyer",
+                "foyer",
+                "foyer",
+                "foyer",
+                "foyer",
+                "foyer insert",
+                "foyer insert",
+                "foyer",
+                "foyer",
+                "foyer",
                 if c_built { "Rust get" } else { "-" },
                 "TypeScript design",
                 "TypeScript design"
             ]
         );
         assert!(rows.iter().all(|r| r.ratio.is_none_or(f64::is_finite)));
-        assert_eq!(rows[30].peer_figure, "7.8 µs");
-        assert_eq!(rows[31].peer_figure, "1,851 µs");
+        assert_eq!(rows[41].peer_figure, "7.8 µs");
+        assert_eq!(rows[42].peer_figure, "1,851 µs");
         let traces: Vec<_> = report.traces.iter().map(|t| t.trace).collect();
         assert_eq!(traces, ["Zipf 0.9", "Zipf 0.99", "Zipf 0.9 + scans"]);
         for trace in &report.traces {
@@ -458,5 +505,8 @@ mod tests {
             (10_000, 10_000, 10_000, 10_000)
         );
         assert!(quick.redis_reads < full.redis_reads && quick.redis_rounds < full.redis_rounds);
+        assert_eq!((full.hybrid.keys, full.hybrid.writes), (100_000, 10_000));
+        assert_eq!(quick.hybrid.keys, 10_000);
+        assert!(quick.hybrid.requests < full.hybrid.requests);
     }
 }

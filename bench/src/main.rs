@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tierstack_bench::{Scale, table, traces};
 
-/// Runs tierstack side by side with quick_cache, moka, bare rusqlite and
+/// Runs tierstack side by side with quick_cache, moka, foyer, bare rusqlite and
 /// bare redis-rs (against a redis-server it starts on loopback, if one is on
 /// PATH) and prints the median of alternating rounds for each.
 #[derive(Parser)]

@@ -128,6 +128,19 @@ pub fn median(xs: &[f64]) -> f64 {
     }
 }
 
+/// The `q` quantile of `xs` by nearest rank (0.5 the median, 0.99 the 99th
+/// percentile); NaN for none.
+pub fn percentile(xs: &[f64], q: f64) -> f64 {
+    debug_assert!((0.0..=1.0).contains(&q), "a quantile is within 0..=1");
+    let mut xs = xs.to_vec();
+    xs.sort_by(f64::total_cmp);
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * xs.len() as f64).ceil() as usize;
+    xs[rank.clamp(1, xs.len()) - 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +150,16 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let xs: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(percentile(&xs, 0.5), 50.0);
+        assert_eq!(percentile(&xs, 0.99), 99.0);
+        assert_eq!(percentile(&xs, 1.0), 100.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert!(percentile(&[], 0.5).is_nan());
     }
 
     #[test]
