@@ -250,6 +250,17 @@ fn memory_only_and_sqlite_only_caches() {
     assert_eq!(sqlite.stats().tier(Tier::Memory), None);
 }
 
+/// A host may remove the file's directory before it closes the cache (a
+/// test's temporary directory, cleaned up first): `close` uses the
+/// connections it holds and opens none.
+#[test]
+fn close_succeeds_after_the_directory_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(&dir);
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    cache.close().unwrap();
+}
+
 #[test]
 fn close_makes_every_clone_fail_with_closed() {
     let dir = tempfile::tempdir().unwrap();

@@ -364,6 +364,20 @@ impl SqliteTier {
             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         })
     }
+
+    /// [`SqliteTier::checkpoint`] on the writer, for `close`: no write
+    /// follows, and no new connection is opened (the file may be gone
+    /// from its directory by now).
+    pub(super) fn checkpoint_on_writer(&self) -> Result<()> {
+        let _gate = self.enter()?;
+        let writer = self.writer.lock();
+        let Some(conn) = writer.as_ref() else {
+            return Ok(());
+        };
+        let _one = self.checkpointing.lock();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

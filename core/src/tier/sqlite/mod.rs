@@ -263,7 +263,8 @@ impl SqliteTier {
     pub(crate) fn close(&self, now_ms: u64) -> Result<()> {
         let _gate = self.enter()?;
         let flushed = if self.writer.lock().is_some() {
-            self.maintain(now_ms, false).and_then(|_| self.checkpoint())
+            self.maintain(now_ms, false)
+                .and_then(|_| self.checkpoint_on_writer())
         } else {
             Ok(())
         };
