@@ -66,22 +66,28 @@ pub fn run(entries: usize, rounds: usize) -> BenchResult<WriteStrategiesReport> 
     })
 }
 
-/// What the source received: key -> (value, deliveries).
-type Received = Arc<Mutex<HashMap<String, (Vec<u8>, usize)>>>;
+/// What a recording source received: key -> (value, deliveries).
+pub type Received = Arc<Mutex<HashMap<String, (Bytes, usize)>>>;
 
-fn strategy_round(items: &[(String, Bytes)], strategy: Strategy) -> BenchResult<Round> {
-    let dir = tempfile::tempdir()?;
+/// A source that finds nothing and records every write it is given.
+pub fn recording_source() -> (impl tierstack::Source, Received) {
     let received: Received = Arc::default();
     let store = received.clone();
     let source = source::from_blocking_fn(|_: &str| Ok(Fetched::NotFound)).with_writes(
         move |key, value, _id| {
             let mut received = store.lock().expect("not poisoned");
             let entry = received.entry(key.to_owned()).or_default();
-            *entry = (value.to_vec(), entry.1 + 1);
+            *entry = (Bytes::copy_from_slice(value), entry.1 + 1);
             Ok(())
         },
         |_, _| Ok(()),
     );
+    (source, received)
+}
+
+fn strategy_round(items: &[(String, Bytes)], strategy: Strategy) -> BenchResult<Round> {
+    let dir = tempfile::tempdir()?;
+    let (source, received) = recording_source();
     let cache = tierstack::blocking::Cache::builder()
         .sqlite_path(dir.path().join("strategy.db"))
         .source(source)

@@ -1,19 +1,18 @@
 //! tierstack's side of the scenario: opening it, its readers on plain
 //! threads, its disk-tier reads, its reopen and its single-key writes.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tierstack::blocking::Cache;
-use tierstack::source::{self, Fetched};
+
 use tierstack::{OutboxConfig, Strategy, Tier};
 
 use super::workload::Sizes;
 use crate::measure::Round;
+use crate::write_strategies::{Received, recording_source};
 use crate::{BenchResult, data};
 
 /// tierstack with both tiers at `sizes`, on the file at `path`.
@@ -166,9 +165,6 @@ pub fn set_round(cache: &Cache, file: &Cache, batch: &[(String, Bytes)]) -> Benc
     })
 }
 
-/// What the write-behind source received: key -> (value, deliveries).
-type Received = Arc<Mutex<HashMap<String, (Bytes, usize)>>>;
-
 /// A write-behind tierstack with a source that stores at once.
 pub struct WriteBehind {
     /// The cache, on a file of its own.
@@ -179,17 +175,7 @@ pub struct WriteBehind {
 impl WriteBehind {
     /// Opens it on a new file at `path`.
     pub fn open(path: PathBuf, sizes: Sizes) -> BenchResult<Self> {
-        let received: Received = Arc::default();
-        let store = received.clone();
-        let source = source::from_blocking_fn(|_: &str| Ok(Fetched::NotFound)).with_writes(
-            move |key, value, _id| {
-                let mut received = store.lock().expect("not poisoned");
-                let entry = received.entry(key.to_owned()).or_default();
-                *entry = (Bytes::copy_from_slice(value), entry.1 + 1);
-                Ok(())
-            },
-            |_, _| Ok(()),
-        );
+        let (source, received) = recording_source();
         let cache = Cache::builder()
             .sqlite_path(path)
             .memory_max_bytes(sizes.memory)
