@@ -134,24 +134,29 @@ fn memory_only_counts_and_keeps_the_first_write_too() {
     );
 }
 
+/// Writes key `k` to a new file in `dir`, closes it, then runs `sql` on the
+/// file: what an older version would have left.
+fn key_k_in_a_file_turned_back_by(dir: &tempfile::TempDir, clock: &ManualClock, sql: &str) {
+    let cache = builder(dir, clock).build_blocking().unwrap();
+    cache.set("k", "v").unwrap();
+    cache.close().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("meta.db")).unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
 #[test]
 fn a_file_from_before_first_ms_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.db");
     let clock = ManualClock::new(1_000_000);
-    let cache = builder(&dir, &clock).build_blocking().unwrap();
-    cache.set("k", "v").unwrap();
-    cache.close().unwrap();
-    {
-        // The file as schema 4 left it.
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "ALTER TABLE entries DROP COLUMN first_ms; DROP TABLE outbox; \
-             DROP TABLE dead_letters; DROP TABLE outbox_lease; DROP TABLE reads; \
-             PRAGMA user_version = 4;",
-        )
-        .unwrap();
-    }
+    // The file as schema 4 left it.
+    key_k_in_a_file_turned_back_by(
+        &dir,
+        &clock,
+        "ALTER TABLE entries DROP COLUMN first_ms; DROP TABLE outbox; \
+         DROP TABLE dead_letters; DROP TABLE outbox_lease; DROP TABLE reads; \
+         PRAGMA user_version = 4;",
+    );
     clock.advance(SECOND);
     let cache = builder(&dir, &clock).build_blocking().unwrap();
     let meta = cache.entry("k").unwrap().unwrap().meta;
@@ -176,20 +181,14 @@ fn a_file_from_before_first_ms_is_migrated() {
 #[test]
 fn reads_counted_in_a_file_from_before_the_reads_table_are_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meta.db");
     let clock = ManualClock::new(1_000_000);
-    let cache = builder(&dir, &clock).build_blocking().unwrap();
-    cache.set("k", "v").unwrap();
-    cache.close().unwrap();
-    {
-        // The file as schema 6 left it: reads counted in the entry's row.
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "UPDATE entries SET access_count = 5, last_access_ms = 1000500; \
-             DROP TABLE reads; PRAGMA user_version = 6;",
-        )
-        .unwrap();
-    }
+    // The file as schema 6 left it: reads counted in the entry's row.
+    key_k_in_a_file_turned_back_by(
+        &dir,
+        &clock,
+        "UPDATE entries SET access_count = 5, last_access_ms = 1000500; \
+         DROP TABLE reads; PRAGMA user_version = 6;",
+    );
     clock.advance(SECOND);
     let cache = builder(&dir, &clock).build_blocking().unwrap();
     let meta = cache.entry("k").unwrap().unwrap().meta;

@@ -436,15 +436,22 @@ mod tests {
         tier.close(4).unwrap();
     }
 
-    #[test]
-    fn a_deleted_rows_reads_do_not_pass_to_the_row_that_takes_its_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reads.db");
-        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+    /// A tier on `path` with rows `k00000` and `k00001`, the second read
+    /// once at 2 and the read written at 3; returns it and that row's id.
+    fn two_rows_the_second_read_once(path: &std::path::Path) -> (SqliteTier, i64) {
+        let tier = SqliteTier::open(path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
         tier.write(vec![Write::Put(row(0)), Write::Put(row(1))])
             .unwrap();
         let id = tier.get("k00001", 2).unwrap().unwrap().row;
         tier.maintain(3, true).unwrap();
+        (tier, id)
+    }
+
+    #[test]
+    fn a_deleted_rows_reads_do_not_pass_to_the_row_that_takes_its_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        let (tier, id) = two_rows_the_second_read_once(&path);
         assert_eq!(
             tier.entry("k00001").unwrap().unwrap().0.meta.access_count,
             1
@@ -462,11 +469,7 @@ mod tests {
     fn reads_of_a_row_another_process_deleted_do_not_pass_to_the_row_that_takes_its_id() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reads.db");
-        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
-        tier.write(vec![Write::Put(row(0)), Write::Put(row(1))])
-            .unwrap();
-        let id = tier.get("k00001", 2).unwrap().unwrap().row;
-        tier.maintain(3, true).unwrap();
+        let (tier, id) = two_rows_the_second_read_once(&path);
         // Read again (buffered), then deleted behind this tier's back.
         assert!(tier.get("k00001", 4).unwrap().is_some());
         let other = rusqlite::Connection::open(&path).unwrap();
