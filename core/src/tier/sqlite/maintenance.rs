@@ -64,7 +64,8 @@ const SQL_TOUCH: &str = "INSERT INTO reads (id, count, last_ms) VALUES (?1, ?3, 
 const SQL_PURGE_READS: &str =
     "DELETE FROM reads WHERE NOT EXISTS (SELECT 1 FROM entries WHERE entries.id = reads.id)";
 /// The oldest rows by the recency index, with the time of a later read.
-const SQL_OLDEST: &str = "SELECT entries.id, entries.size, reads.last_ms FROM entries \
+const SQL_OLDEST: &str = "SELECT entries.id, entries.size, entries.last_access_ms, \
+     reads.last_ms FROM entries \
      LEFT JOIN reads ON reads.id = entries.id AND reads.last_ms > entries.last_access_ms \
      WHERE entries.id IS NOT ?1 ORDER BY entries.last_access_ms, entries.id LIMIT 256";
 const SQL_MOVE: &str = "UPDATE entries SET last_access_ms = ?2 WHERE id = ?1";
@@ -315,22 +316,31 @@ impl SqliteTier {
             while over > 0 && done.evicted < EVICT_CHUNK {
                 let batch = oldest
                     .query_map([kept], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get(2)?))
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                        ))
                     })?
-                    .collect::<rusqlite::Result<Vec<(i64, i64, Option<i64>)>>>()?;
+                    .collect::<rusqlite::Result<Vec<(i64, i64, i64, Option<i64>)>>>()?;
                 if batch.is_empty() {
                     break;
                 }
-                for (id, size, read_ms) in batch {
-                    if over <= 0 || done.evicted == EVICT_CHUNK {
+                // The earliest place a row of this batch moved to: the walk
+                // starts over before it, so that no row moved there is
+                // passed over.
+                let mut moved_to = i64::MAX;
+                for (id, size, last_ms, read_ms) in batch {
+                    if over <= 0 || done.evicted == EVICT_CHUNK || last_ms >= moved_to {
                         break;
                     }
                     if let Some(read_ms) = read_ms {
                         // Read since it took this place: it moves to its
-                        // read's, and the walk starts over, so that no row
-                        // read earlier than this one is passed over.
+                        // read's instead of being evicted.
                         move_to.execute([id, read_ms])?;
-                        break;
+                        moved_to = moved_to.min(read_ms);
+                        continue;
                     }
                     delete.execute([id])?;
                     self.forget_reads(tx, id)?;
