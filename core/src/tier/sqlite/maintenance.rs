@@ -397,6 +397,7 @@ mod tests {
     use bytes::Bytes;
 
     use crate::config::OnCorrupt;
+    use crate::tier::sqlite::wal::tests::wal_frames;
     use crate::tier::sqlite::{Row, SqliteTier, Write};
 
     fn row(i: usize) -> Row {
@@ -409,12 +410,6 @@ mod tests {
             tags: Vec::new(),
             etag: None,
         }
-    }
-
-    /// Frames in the WAL: `mxFrame` of the `-shm` index header.
-    fn wal_frames(path: &std::path::Path) -> u32 {
-        let shm = std::fs::read(path.with_extension("db-shm")).unwrap();
-        u32::from_ne_bytes(shm[16..20].try_into().unwrap())
     }
 
     #[test]
@@ -431,12 +426,12 @@ mod tests {
         for i in 0..ROWS {
             assert!(tier.get(&format!("k{i:05}"), 2).unwrap().is_some());
         }
-        let before = wal_frames(&path);
+        let before = wal_frames(&path).0;
         let done = tier.maintain(3, true).unwrap();
         assert_eq!(done.touched, ROWS);
         // Two rows of 1.5 KB share a 4 KB page: one page per two rows read
         // (and their recency index) when the reads went into the rows.
-        let written = wal_frames(&path) - before;
+        let written = wal_frames(&path).0 - before;
         assert!(
             written <= 40,
             "{written} pages written for {ROWS} rows read"

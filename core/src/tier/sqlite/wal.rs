@@ -119,7 +119,7 @@ pub(super) fn watch_wal(conn: &mut Connection, wakeup: &Arc<Wakeup>) -> Result<(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
@@ -131,7 +131,7 @@ mod tests {
     /// `(frames in the WAL, frames copied back into the file)`, read from
     /// the `-shm` file's index header (`mxFrame` at byte 16, `nBackfill`
     /// at byte 96, native byte order).
-    fn wal_frames(path: &std::path::Path) -> (u32, u32) {
+    pub(in crate::tier::sqlite) fn wal_frames(path: &std::path::Path) -> (u32, u32) {
         let shm = std::fs::read(path.with_extension("db-shm")).unwrap();
         let word = |at: usize| u32::from_ne_bytes(shm[at..at + 4].try_into().unwrap());
         (word(16), word(96))
