@@ -68,6 +68,8 @@ impl SqliteTier {
         // checkpoints only if no other process holds the file open.
         drop(self.writer.lock().take());
         self.readers.lock().clear();
+        // Lent to the parent's threads, which do not run here.
+        self.lent.store(0, Ordering::Release);
         self.queue.lock().clear();
         *self.access.lock() = Access::default();
         *self.watch.lock() = None;

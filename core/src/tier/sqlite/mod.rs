@@ -57,7 +57,7 @@ mod watch;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -116,6 +116,9 @@ pub(crate) struct SqliteTier {
     queue: Mutex<Vec<Submission>>,
     /// Idle reader connections, with the epoch of the file they are on.
     readers: Mutex<Vec<(u64, Connection)>>,
+    /// Reader connections in use, out of the pool: `close` waits for them
+    /// (see [`SqliteTier::close`]).
+    lent: AtomicUsize,
     access: Mutex<Access>,
     /// See [`SqliteTier::counting`].
     counting: Mutex<()>,
@@ -181,6 +184,7 @@ impl SqliteTier {
             checkpointing: Mutex::new(()),
             queue: Mutex::new(Vec::new()),
             readers: Mutex::new(Vec::new()),
+            lent: AtomicUsize::new(0),
             access: Mutex::new(Access::default()),
             counting: Mutex::new(()),
             hot: (0..HOT_SLOTS).map(|_| AtomicI64::new(0)).collect(),
@@ -252,26 +256,36 @@ impl SqliteTier {
         self.entry_count.load(Ordering::Relaxed)
     }
 
-    /// Flushes buffered accesses, copies the WAL back into the file and
-    /// closes every connection. Later calls fail with
-    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed).
+    /// Flushes buffered accesses, waits for the reads in flight, copies
+    /// the WAL back into the file and closes every connection. Later calls
+    /// fail with [`ErrorKind::Closed`](crate::ErrorKind::Closed).
     ///
-    /// The copy is passive and the WAL is short (the background keeps it
-    /// near [`CHECKPOINT_PAGES`]): the closed file holds what was written,
-    /// for a copy of the file alone, and the next open has little WAL to
-    /// read.
+    /// When it returns, this process holds no connection to the file: a
+    /// read that was in flight on another thread (a host's `get`, the
+    /// maintenance task's checkpoint) has finished and closed its
+    /// connection. The closed file holds what was written, for a copy of
+    /// the file alone; with no other process on it, the last close also
+    /// removes the WAL. The copy is passive and the WAL is short (the
+    /// background keeps it near [`CHECKPOINT_PAGES`]), so the next open
+    /// has little WAL to read.
     pub(crate) fn close(&self, now_ms: u64) -> Result<()> {
         let _gate = self.enter()?;
         let flushed = if self.writer.lock().is_some() {
-            self.maintain(now_ms, false)
-                .and_then(|_| self.checkpoint_on_writer())
+            self.maintain(now_ms, false).map(|_| ())
         } else {
             Ok(())
         };
-        self.closed.store(true, Ordering::Release);
-        let writer = self.writer.lock().take();
+        self.closed.store(true, Ordering::SeqCst);
+        // A read seeing `closed` after this point fails at once (see
+        // `read_once`); one counted before drops its connection when done.
+        while self.lent.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.readers.lock().clear();
         *self.watch.lock() = None;
+        // After the readers: a reader's snapshot holds a passive copy back.
+        let flushed = flushed.and_then(|_| self.checkpoint_on_writer());
+        let writer = self.writer.lock().take();
         if let Some(conn) = writer {
             conn.close().map_err(|(_, e)| Error::from(e))?;
         }

@@ -44,6 +44,24 @@ pub struct Inspection {
     pub read_only: bool,
 }
 
+/// A reader connection out of the pool, counted in
+/// [`SqliteTier::lent`] until it is back or closed, even if the read
+/// panics: `close` waits for the count to reach 0.
+struct Lent<'a>(&'a SqliteTier);
+
+impl<'a> Lent<'a> {
+    fn new(tier: &'a SqliteTier) -> Self {
+        tier.lent.fetch_add(1, Ordering::SeqCst);
+        Self(tier)
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.0.lent.fetch_sub(1, Ordering::Release);
+    }
+}
+
 /// A row read back.
 #[derive(Debug, Clone)]
 pub(crate) struct Found {
@@ -79,6 +97,12 @@ impl SqliteTier {
     }
 
     fn read_once<R>(&self, f: impl Fn(&Connection) -> rusqlite::Result<R>) -> Result<R> {
+        let lent = Lent::new(self);
+        // Again after counting the connection: `close` either sees it
+        // counted or this sees `closed` (both sequentially consistent).
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(Error::closed());
+        }
         let pooled = self.readers.lock().pop();
         let (epoch, conn) = match pooled {
             Some(pooled) => pooled,
@@ -91,7 +115,11 @@ impl SqliteTier {
             && epoch == self.file_epoch()
         {
             readers.push((epoch, conn));
+        } else {
+            drop(readers);
+            drop(conn);
         }
+        drop(lent);
         result
     }
 
@@ -227,4 +255,72 @@ fn found_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
         etag: r.get(5)?,
         first_ms: r.get::<_, i64>(6)? as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::config::OnCorrupt;
+    use crate::tier::sqlite::{Row, SqliteTier, Write};
+
+    #[test]
+    fn close_waits_for_a_read_in_flight_and_leaves_no_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lent.db");
+        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        let row = Row {
+            key: "k".into(),
+            value: Bytes::from_static(b"v"),
+            created_ms: 1,
+            expires_ms: u64::MAX / 2,
+            stale_until_ms: u64::MAX / 2,
+            tags: Vec::new(),
+            etag: None,
+        };
+        tier.write(vec![Write::Put(row)]).unwrap();
+        let wal = path.with_extension("db-wal");
+        assert!(wal.exists());
+
+        let (entered, in_read) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let closed = AtomicBool::new(false);
+        let tier = &tier;
+        std::thread::scope(|s| {
+            let reading = s.spawn(move || {
+                tier.read(|conn| {
+                    entered.send(()).unwrap();
+                    // Bounded: a failing assertion below must not leave this waiting.
+                    let _ = released.recv_timeout(Duration::from_secs(5));
+                    conn.query_row("SELECT count(*) FROM entries", [], |r| r.get::<_, i64>(0))
+                })
+            });
+            in_read.recv().unwrap();
+            let (closed, wal) = (&closed, &wal);
+            let closing = s.spawn(move || {
+                tier.close(0).unwrap();
+                closed.store(true, Ordering::SeqCst);
+                // Nothing of this process holds the file: the last close
+                // copied the WAL back and removed it.
+                assert!(!wal.exists(), "the WAL outlived close");
+            });
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(
+                !closed.load(Ordering::SeqCst),
+                "close returned during a read"
+            );
+            release.send(()).unwrap();
+            closing.join().unwrap();
+            assert_eq!(reading.join().unwrap().unwrap(), 1);
+        });
+        assert_eq!(
+            tier.read(|_| Ok(())).unwrap_err().kind(),
+            crate::ErrorKind::Closed
+        );
+    }
 }
