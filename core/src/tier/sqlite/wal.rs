@@ -16,7 +16,7 @@
 //! WAL is checkpointed by whichever process wrote to it last.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use parking_lot::Mutex;
 use rusqlite::Connection;
@@ -101,16 +101,30 @@ impl Wakeup {
 
 /// Turns off `conn`'s automatic checkpoint and hooks its commits to ask
 /// `wakeup` for one instead (see the module docs).
+///
+/// Asked once per [`CHECKPOINT_PAGES`] new pages, not after every commit
+/// past the threshold: while writes go on, a passive checkpoint never
+/// catches up with the WAL's end (and the WAL starts over only once one
+/// has), so asking after every commit would run one, with its two fsyncs,
+/// every few commits.
 pub(super) fn watch_wal(conn: &mut Connection, wakeup: &Arc<Wakeup>) -> Result<()> {
     let wakeup = Arc::clone(wakeup);
+    // The WAL's size when a checkpoint was last asked for (0: not since it
+    // started over).
+    let asked_at = AtomicI32::new(0);
     // Replaces the automatic checkpoint, which is itself a WAL hook.
     conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
+        let asked = asked_at.load(Ordering::Relaxed);
         if pages >= CHECKPOINT_PAGES_INLINE {
             // The commit has happened whatever this returns (an error here
             // would be reported as the commit's own): a busy checkpoint
             // is tried again after the next commit.
             let _ = wal.checkpoint();
-        } else if pages >= CHECKPOINT_PAGES {
+            asked_at.store(0, Ordering::Relaxed);
+        } else if pages >= CHECKPOINT_PAGES && (pages < asked || pages - asked >= CHECKPOINT_PAGES)
+        {
+            // `pages < asked`: the WAL started over since.
+            asked_at.store(pages, Ordering::Relaxed);
             wakeup.ask_checkpoint();
         }
         Ok(())
@@ -172,6 +186,39 @@ pub(super) mod tests {
         tier.checkpoint().unwrap();
         let (frames, copied) = wal_frames(&path);
         assert_eq!(copied, frames);
+        tier.close(0).unwrap();
+    }
+
+    #[test]
+    fn while_writes_go_on_a_checkpoint_is_asked_once_per_threshold_of_new_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        let mut i = 0;
+        while !tier.wakeup().take().checkpoint {
+            put(&tier, i);
+            i += 1;
+        }
+        let first = wal_frames(&path).0;
+        assert!(first >= CHECKPOINT_PAGES as u32, "{first} frames");
+        // No checkpoint runs: the WAL keeps growing, and only a thousand
+        // pages more ask again.
+        loop {
+            put(&tier, i);
+            i += 1;
+            let frames = wal_frames(&path).0;
+            let asked = tier.wakeup().take().checkpoint;
+            if frames < first + CHECKPOINT_PAGES as u32 {
+                assert!(!asked, "asked again at {frames} frames, first at {first}");
+            } else {
+                assert!(
+                    asked,
+                    "not asked again at {frames} frames, first at {first}"
+                );
+                assert!(frames < first + CHECKPOINT_PAGES as u32 + 10, "{frames}");
+                break;
+            }
+        }
         tier.close(0).unwrap();
     }
 
