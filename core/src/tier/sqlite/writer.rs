@@ -18,23 +18,29 @@ use crate::error::{Error, ErrorKind, Result};
 /// columns, its slots in the key and recency indexes, and page slack.
 pub const ROW_OVERHEAD: u64 = 64;
 
-const SQL_SIZE_OF: &str = "SELECT size FROM entries WHERE key = ?1";
-const SQL_CREATED_OF: &str = "SELECT created_ms FROM entries WHERE key = ?1";
+// No statement of a single-key write has a `RETURNING` clause or an
+// `ON CONFLICT` action: either makes SQLite keep a statement journal (a
+// 64 KB buffer allocated and freed per statement) in case it must undo the
+// statement alone. The row is looked up first instead, and the totals read
+// after they are added.
+/// The row a write replaces or deletes.
+const SQL_HELD: &str = "SELECT id, size, expires_ms, created_ms FROM entries WHERE key = ?1";
+/// `?9` is NULL: SQLite numbers the row.
+const SQL_INSERT: &str = "INSERT INTO entries \
+     (id, key, created_ms, expires_ms, stale_until_ms, size, access_count, last_access_ms, tags, value, etag, first_ms) \
+     VALUES (?9, ?1, ?2, ?3, ?4, ?5, 0, ?2, ?6, ?7, ?8, ?2)";
 /// A write keeps the row (its id), when the key was first written and how
 /// often it was read; everything else is the new value's.
-const SQL_UPSERT: &str = "INSERT INTO entries \
-     (key, created_ms, expires_ms, stale_until_ms, size, access_count, last_access_ms, tags, value, etag, first_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, 0, ?2, ?6, ?7, ?8, ?2) \
-     ON CONFLICT (key) DO UPDATE SET created_ms = excluded.created_ms, \
-     expires_ms = excluded.expires_ms, stale_until_ms = excluded.stale_until_ms, \
-     size = excluded.size, last_access_ms = excluded.last_access_ms, \
-     etag = excluded.etag, tags = excluded.tags, value = excluded.value, \
-     first_ms = coalesce(entries.first_ms, entries.created_ms) RETURNING id";
-const SQL_DELETE: &str = "DELETE FROM entries WHERE key = ?1 RETURNING size, expires_ms, id";
+const SQL_REPLACE: &str = "UPDATE entries SET created_ms = ?2, expires_ms = ?3, \
+     stale_until_ms = ?4, size = ?5, last_access_ms = ?2, tags = ?6, value = ?7, etag = ?8, \
+     first_ms = coalesce(first_ms, created_ms) WHERE id = ?9 AND key = ?1";
+const SQL_DELETE: &str = "DELETE FROM entries WHERE id = ?1";
 const SQL_DELETE_TAGGED: &str = "DELETE FROM entries WHERE tags IS NOT NULL \
      AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE json_each.value = ?1) \
      RETURNING key, size, expires_ms, id";
-const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1 RETURNING value";
+const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1";
+const SQL_TOTALS: &str = "SELECT (SELECT value FROM meta WHERE name = 'total_bytes'), \
+     (SELECT value FROM meta WHERE name = 'entry_count')";
 
 /// A row to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,12 +91,28 @@ pub(crate) struct Behind {
 }
 
 impl Write {
+    fn key(&self) -> &str {
+        match self {
+            Write::Put(row) | Write::Copy(row) | Write::PutBehind(row, _) => &row.key,
+            Write::Delete(key) | Write::DeleteBehind(key, _) => key,
+        }
+    }
+
     fn behind(&self) -> Option<&Behind> {
         match self {
             Write::PutBehind(_, behind) | Write::DeleteBehind(_, behind) => Some(behind),
             Write::Put(_) | Write::Copy(_) | Write::Delete(_) => None,
         }
     }
+}
+
+/// The row a write finds under its key.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    id: i64,
+    size: i64,
+    expires_ms: i64,
+    created_ms: i64,
 }
 
 /// What one write did.
@@ -207,52 +229,66 @@ impl SqliteTier {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut log = ChangeLog::open(&tx, self.origin.load(Ordering::Relaxed))?;
         {
-            let mut size_of = tx.prepare_cached(SQL_SIZE_OF)?;
-            let mut upsert = tx.prepare_cached(SQL_UPSERT)?;
+            let mut held = tx.prepare_cached(SQL_HELD)?;
+            let mut insert = tx.prepare_cached(SQL_INSERT)?;
+            let mut replace = tx.prepare_cached(SQL_REPLACE)?;
             let mut delete = tx.prepare_cached(SQL_DELETE)?;
             for submission in batch {
                 let mut outcome = Vec::with_capacity(submission.writes.len());
                 for write in &submission.writes {
-                    if let Write::Copy(row) = write {
-                        let held: Option<i64> = tx
-                            .prepare_cached(SQL_CREATED_OF)?
-                            .query_row([&row.key], |r| r.get(0))
-                            .optional()?;
-                        if held.is_some_and(|created| created >= row.created_ms as i64) {
-                            outcome.push(Outcome {
-                                seq: 0,
-                                removed_expires_ms: None,
-                                row: None,
-                            });
-                            continue;
-                        }
+                    let old: Option<Held> = held
+                        .query_row([write.key()], |r| {
+                            Ok(Held {
+                                id: r.get(0)?,
+                                size: r.get(1)?,
+                                expires_ms: r.get(2)?,
+                                created_ms: r.get(3)?,
+                            })
+                        })
+                        .optional()?;
+                    if let Write::Copy(row) = write
+                        && old.is_some_and(|old| old.created_ms >= row.created_ms as i64)
+                    {
+                        // A copy from another tier older than what is held.
+                        outcome.push(Outcome {
+                            seq: 0,
+                            removed_expires_ms: None,
+                            row: None,
+                        });
+                        continue;
                     }
                     match write {
                         Write::Put(row) | Write::Copy(row) | Write::PutBehind(row, _) => {
-                            let old: Option<i64> =
-                                size_of.query_row([&row.key], |r| r.get(0)).optional()?;
                             let tags = (!row.tags.is_empty()).then(|| {
                                 serde_json::to_string(&row.tags).expect("strings serialise")
                             });
                             let size = row.size() as i64;
-                            let id: i64 = upsert.query_row(
-                                params![
-                                    row.key,
-                                    row.created_ms as i64,
-                                    row.expires_ms as i64,
-                                    row.stale_until_ms as i64,
-                                    size,
-                                    tags,
-                                    &row.value[..],
-                                    row.etag,
-                                ],
-                                |r| r.get(0),
-                            )?;
-                            if old.is_none() {
-                                // A new row, perhaps on a deleted one's id.
-                                self.forget_reads(&tx, id)?;
-                            }
-                            bytes += size - old.unwrap_or(0);
+                            let held_id = old.map(|old| old.id);
+                            let bound = params![
+                                row.key,
+                                row.created_ms as i64,
+                                row.expires_ms as i64,
+                                row.stale_until_ms as i64,
+                                size,
+                                tags,
+                                &row.value[..],
+                                row.etag,
+                                held_id,
+                            ];
+                            let id = match held_id {
+                                Some(id) => {
+                                    replace.execute(bound)?;
+                                    id
+                                }
+                                None => {
+                                    insert.execute(bound)?;
+                                    let id = tx.last_insert_rowid();
+                                    // A new row, perhaps on a deleted one's id.
+                                    self.forget_reads(&tx, id)?;
+                                    id
+                                }
+                            };
+                            bytes += size - old.map_or(0, |old| old.size);
                             count += i64::from(old.is_none());
                             let seq = log.record(&tx, Some(&row.key), None)?;
                             if let Some(behind) = write.behind() {
@@ -272,13 +308,11 @@ impl SqliteTier {
                             });
                         }
                         Write::Delete(key) | Write::DeleteBehind(key, _) => {
-                            let removed: Option<(i64, i64, i64)> = delete
-                                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                                .optional()?;
-                            if let Some((size, _, id)) = removed {
-                                bytes -= size;
+                            if let Some(old) = old {
+                                delete.execute([old.id])?;
+                                bytes -= old.size;
                                 count -= 1;
-                                self.forget_reads(&tx, id)?;
+                                self.forget_reads(&tx, old.id)?;
                             }
                             let seq = log.record(&tx, Some(key), None)?;
                             if let Some(behind) = write.behind() {
@@ -293,7 +327,7 @@ impl SqliteTier {
                             }
                             outcome.push(Outcome {
                                 seq,
-                                removed_expires_ms: removed.map(|(_, expires, _)| expires as u64),
+                                removed_expires_ms: old.map(|old| old.expires_ms as u64),
                                 row: None,
                             });
                         }
@@ -310,8 +344,11 @@ impl SqliteTier {
 
     pub(super) fn add_totals(&self, tx: &Transaction<'_>, bytes: i64, count: i64) -> Result<()> {
         let mut add = tx.prepare_cached(SQL_ADD_META)?;
-        let total: i64 = add.query_row(params!["total_bytes", bytes], |r| r.get(0))?;
-        let entries: i64 = add.query_row(params!["entry_count", count], |r| r.get(0))?;
+        add.execute(params!["total_bytes", bytes])?;
+        add.execute(params!["entry_count", count])?;
+        let (total, entries): (i64, i64) = tx
+            .prepare_cached(SQL_TOTALS)?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         self.total_bytes
             .store(total.max(0) as u64, Ordering::Relaxed);
         self.entry_count
