@@ -67,9 +67,8 @@ impl SqliteTier {
         // one process, and the parent's locks were not inherited. A close
         // checkpoints only if no other process holds the file open.
         drop(self.writer.lock().take());
-        self.readers.lock().clear();
-        // Lent to the parent's threads, which do not run here.
-        self.lent.store(0, Ordering::Release);
+        // Forgets those lent to the parent's threads, which do not run here.
+        *self.readers.lock() = Default::default();
         self.queue.lock().clear();
         *self.access.lock() = Access::default();
         *self.watch.lock() = None;

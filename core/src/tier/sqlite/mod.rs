@@ -57,7 +57,7 @@ mod watch;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -114,11 +114,8 @@ pub(crate) struct SqliteTier {
     /// than finding the WAL busy (so that `close` returns after the copy).
     checkpointing: Mutex<()>,
     queue: Mutex<Vec<Submission>>,
-    /// Idle reader connections, with the epoch of the file they are on.
-    readers: Mutex<Vec<(u64, Connection)>>,
-    /// Reader connections in use, out of the pool: `close` waits for them
-    /// (see [`SqliteTier::close`]).
-    lent: AtomicUsize,
+    /// The reader connections (see [`reader::Pool`]).
+    readers: Mutex<reader::Pool>,
     access: Mutex<Access>,
     /// See [`SqliteTier::counting`].
     counting: Mutex<()>,
@@ -183,8 +180,7 @@ impl SqliteTier {
             writer: Mutex::new(None),
             checkpointing: Mutex::new(()),
             queue: Mutex::new(Vec::new()),
-            readers: Mutex::new(Vec::new()),
-            lent: AtomicUsize::new(0),
+            readers: Mutex::new(reader::Pool::default()),
             access: Mutex::new(Access::default()),
             counting: Mutex::new(()),
             hot: (0..HOT_SLOTS).map(|_| AtomicI64::new(0)).collect(),
@@ -275,13 +271,12 @@ impl SqliteTier {
         } else {
             Ok(())
         };
-        self.closed.store(true, Ordering::SeqCst);
-        // A read seeing `closed` after this point fails at once (see
-        // `read_once`); one counted before drops its connection when done.
-        while self.lent.load(Ordering::SeqCst) > 0 {
+        self.closed.store(true, Ordering::Release);
+        // A read that takes a connection from now on finds `closed` (both
+        // under the pool's lock); one that took it before closes it when done.
+        while !self.readers.lock().close() {
             std::thread::sleep(Duration::from_millis(1));
         }
-        self.readers.lock().clear();
         *self.watch.lock() = None;
         // After the readers: a reader's snapshot holds a passive copy back.
         let flushed = flushed.and_then(|_| self.checkpoint_on_writer());

@@ -44,21 +44,53 @@ pub struct Inspection {
     pub read_only: bool,
 }
 
-/// A reader connection out of the pool, counted in
-/// [`SqliteTier::lent`] until it is back or closed, even if the read
-/// panics: `close` waits for the count to reach 0.
-struct Lent<'a>(&'a SqliteTier);
+/// Reader connections: the idle ones, each with the epoch of the file it
+/// is on, and how many are lent to reads in flight (`close` waits for
+/// those: see [`Pool::close`]).
+#[derive(Default)]
+pub(super) struct Pool {
+    pub(super) idle: Vec<(u64, Connection)>,
+    lent: usize,
+}
 
-impl<'a> Lent<'a> {
-    fn new(tier: &'a SqliteTier) -> Self {
-        tier.lent.fetch_add(1, Ordering::SeqCst);
-        Self(tier)
+impl Pool {
+    /// Closes the idle connections if none is lent; whether none was.
+    pub(super) fn close(&mut self) -> bool {
+        self.idle.clear();
+        self.lent == 0
     }
+}
+
+/// A reader connection lent out of the pool, counted in [`Pool`] until it
+/// is back or closed, even if the read panics.
+struct Lent<'a> {
+    tier: &'a SqliteTier,
+    conn: Option<(u64, Connection)>,
 }
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        self.0.lent.fetch_sub(1, Ordering::Release);
+        let tier = self.tier;
+        let mut pool = tier.readers.lock();
+        let to_close = match self.conn.take() {
+            Some((epoch, conn))
+                if pool.idle.len() < READERS_KEPT
+                    && !tier.closed.load(Ordering::Acquire)
+                    && epoch == tier.file_epoch() =>
+            {
+                pool.idle.push((epoch, conn));
+                None
+            }
+            other => other,
+        };
+        if let Some(conn) = to_close {
+            // Closed outside the lock (a close may checkpoint), and counted
+            // as lent until it is.
+            drop(pool);
+            drop(conn);
+            pool = tier.readers.lock();
+        }
+        pool.lent -= 1;
     }
 }
 
@@ -97,30 +129,25 @@ impl SqliteTier {
     }
 
     fn read_once<R>(&self, f: impl Fn(&Connection) -> rusqlite::Result<R>) -> Result<R> {
-        let lent = Lent::new(self);
-        // Again after counting the connection: `close` either sees it
-        // counted or this sees `closed` (both sequentially consistent).
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(Error::closed());
-        }
-        let pooled = self.readers.lock().pop();
-        let (epoch, conn) = match pooled {
-            Some(pooled) => pooled,
-            None => (self.file_epoch(), self.connect()?),
+        let mut lent = {
+            let mut pool = self.readers.lock();
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::closed());
+            }
+            pool.lent += 1;
+            Lent {
+                tier: self,
+                conn: pool.idle.pop(),
+            }
         };
-        let result = f(&conn).map_err(Error::from);
-        let mut readers = self.readers.lock();
-        if readers.len() < READERS_KEPT
-            && !self.closed.load(Ordering::Acquire)
-            && epoch == self.file_epoch()
-        {
-            readers.push((epoch, conn));
-        } else {
-            drop(readers);
-            drop(conn);
+        if lent.conn.is_none() {
+            lent.conn = Some((self.file_epoch(), self.connect()?));
         }
-        drop(lent);
-        result
+        let (_, conn) = lent
+            .conn
+            .as_ref()
+            .expect("a connection was taken or opened");
+        f(conn).map_err(Error::from)
     }
 
     /// The row for `key`, fresh or not; records the access.

@@ -179,7 +179,7 @@ impl SqliteTier {
         // Pooled readers are on the old file; those in use are dropped when
         // they come back (their epoch is old).
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.readers.lock().clear();
+        self.readers.lock().idle.clear();
         // Row ids of the old file mean nothing in the new one.
         *self.access.lock() = Default::default();
         match writer.as_ref() {
