@@ -167,9 +167,11 @@ fn clear_gives_the_space_back_and_leaves_an_empty_wal() {
 fn a_large_transaction_leaves_the_wal_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cache.db");
-    let cache = open(&path, 100 << 20);
-    fill(&cache, 2400, 10_000);
-    assert!(on_disk(&path).1 > 20 << 20);
+    let cache = open(&path, 200 << 20);
+    // Twice the bound, in one transaction.
+    let rows = 2 * tierstack::tier::WAL_SIZE_LIMIT as usize / 10_000;
+    fill(&cache, rows, 10_000);
+    assert!(on_disk(&path).1 > 2 * tierstack::tier::WAL_SIZE_LIMIT);
     // Once checkpointed, the next write restarts the WAL and trims it.
     cache.flush().unwrap();
     cache.set("small", "1").unwrap();
