@@ -394,22 +394,12 @@ impl SqliteTier {
 mod tests {
     use std::sync::Arc;
 
-    use bytes::Bytes;
-
     use crate::config::OnCorrupt;
     use crate::tier::sqlite::wal::tests::wal_frames;
     use crate::tier::sqlite::{Row, SqliteTier, Write};
 
     fn row(i: usize) -> Row {
-        Row {
-            key: format!("k{i:05}"),
-            value: Bytes::from(vec![b'v'; 1500]),
-            created_ms: 1,
-            expires_ms: u64::MAX / 2,
-            stale_until_ms: u64::MAX / 2,
-            tags: Vec::new(),
-            etag: None,
-        }
+        Row::fresh(format!("k{i:05}"), vec![b'v'; 1500])
     }
 
     #[test]

@@ -291,8 +291,6 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    use bytes::Bytes;
-
     use crate::config::OnCorrupt;
     use crate::tier::sqlite::{Row, SqliteTier, Write};
 
@@ -301,16 +299,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lent.db");
         let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
-        let row = Row {
-            key: "k".into(),
-            value: Bytes::from_static(b"v"),
-            created_ms: 1,
-            expires_ms: u64::MAX / 2,
-            stale_until_ms: u64::MAX / 2,
-            tags: Vec::new(),
-            etag: None,
-        };
-        tier.write(vec![Write::Put(row)]).unwrap();
+        tier.write(vec![Write::Put(Row::fresh("k", "v"))]).unwrap();
         let wal = path.with_extension("db-wal");
         assert!(wal.exists());
 

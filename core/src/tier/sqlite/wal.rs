@@ -136,8 +136,6 @@ pub(super) fn watch_wal(conn: &mut Connection, wakeup: &Arc<Wakeup>) -> Result<(
 pub(super) mod tests {
     use std::sync::Arc;
 
-    use bytes::Bytes;
-
     use super::{CHECKPOINT_PAGES, CHECKPOINT_PAGES_INLINE};
     use crate::config::OnCorrupt;
     use crate::tier::sqlite::{Row, SqliteTier, Write};
@@ -152,15 +150,7 @@ pub(super) mod tests {
     }
 
     fn put(tier: &SqliteTier, i: usize) {
-        let row = Row {
-            key: format!("k{i:05}"),
-            value: Bytes::from(vec![b'v'; 8000]),
-            created_ms: 1,
-            expires_ms: u64::MAX / 2,
-            stale_until_ms: u64::MAX / 2,
-            tags: Vec::new(),
-            etag: None,
-        };
+        let row = Row::fresh(format!("k{i:05}"), vec![b'v'; 8000]);
         tier.write(vec![Write::Put(row)]).unwrap();
     }
 

@@ -56,6 +56,20 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// A row written at 1 ms that stays fresh, for the tier's unit tests.
+    #[cfg(test)]
+    pub(crate) fn fresh(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into(),
+            created_ms: 1,
+            expires_ms: u64::MAX / 2,
+            stale_until_ms: u64::MAX / 2,
+            tags: Vec::new(),
+            etag: None,
+        }
+    }
+
     pub(crate) fn size(&self) -> u64 {
         row_size(&self.key, self.value.len())
     }
