@@ -369,10 +369,14 @@ impl SqliteTier {
         // Taken inside the read: after its fork gate (a forked child resets
         // the lock before taking it) and its file check (which may take the
         // writer), so the writer is never awaited while holding this lock.
-        self.read(|conn| {
-            let _one = self.checkpointing.lock();
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        })
+        self.read(|conn| self.checkpoint_on(conn))
+    }
+
+    /// A passive checkpoint on `conn`, one at a time (under the
+    /// `checkpointing` lock).
+    fn checkpoint_on(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+        let _one = self.checkpointing.lock();
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
     }
 
     /// [`SqliteTier::checkpoint`] on the writer, for `close`: no write
@@ -384,9 +388,7 @@ impl SqliteTier {
         let Some(conn) = writer.as_ref() else {
             return Ok(());
         };
-        let _one = self.checkpointing.lock();
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-        Ok(())
+        Ok(self.checkpoint_on(conn)?)
     }
 }
 
