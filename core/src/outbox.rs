@@ -4,13 +4,17 @@
 //! - **write-through**: [`Outbox::write_through`] calls the source before
 //!   the tiers are written; its error is the caller's, and the tiers are
 //!   left as they were.
-//! - **write-behind**: a write is committed to the tiers and to the outbox
-//!   in one transaction of the L2 file, with `synchronous = FULL`, before
-//!   `set` returns: a write acknowledged survives a crash of the process
-//!   and a power loss. (L2 is written at once rather than by the worker:
-//!   the outbox lives in the same file, so the same commit makes both
-//!   durable, and other processes read the new value without waiting for
-//!   the source.) A background worker delivers the outbox to the source.
+//! - **write-behind**: `set` returns once the write is in L1 and in this
+//!   process's journal, a memory-mapped file (see
+//!   `tier::sqlite::journal`): a write acknowledged survives a crash of
+//!   the process. The worker, woken by the write, drains the journal: it
+//!   commits the writes to L2 and to the outbox in one transaction, with
+//!   `synchronous = FULL`, after which they survive a power loss too, and
+//!   other processes read them. (Every read or write this process makes
+//!   of the file drains first, so it reads its own writes; a process that
+//!   ends without draining leaves its journal to the next one to open the
+//!   file, or to another process's worker.) The worker then delivers the
+//!   outbox to the source.
 //!
 //! # The worker
 //!
@@ -58,6 +62,7 @@ use crate::source::Source;
 use crate::tier::sqlite::{Attempt, Behind, Depth, Pending, SqliteTier};
 
 use self::identity::Identity;
+pub(crate) use self::identity::random_u64;
 use self::memory_queue::MemoryQueue;
 pub(crate) use self::worker::spawn_outbox;
 
@@ -72,6 +77,10 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// How often, at most, an idle worker looks at the file for writes other
 /// processes queued, or a waiting one for the lease.
 const POLL: Duration = Duration::from_millis(200);
+
+/// How often, at most, a worker looks for the write-behind journals of
+/// processes that ended (see `tier::sqlite::journal`).
+const ORPHANS_EVERY: Duration = Duration::from_secs(1);
 
 /// How often `flush` and `close` look at the outbox while they wait.
 const FLUSH_POLL: Duration = Duration::from_millis(5);
@@ -175,6 +184,10 @@ pub(crate) struct Outbox {
     /// nobody else could drain until the lease ran out).
     lease_lock: Mutex<()>,
     hard_timeout: Duration,
+    /// When the worker last looked for journals left by processes that
+    /// ended, in ms since `started`.
+    orphans_checked_ms: AtomicU64,
+    started: std::time::Instant,
 }
 
 impl Outbox {
@@ -197,7 +210,21 @@ impl Outbox {
             stopped: AtomicBool::new(false),
             lease_lock: Mutex::new(()),
             hard_timeout,
+            orphans_checked_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// Whether the worker should look for journals left by processes that
+    /// ended: at most every [`ORPHANS_EVERY`].
+    pub(crate) fn orphans_due(&self) -> bool {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.orphans_checked_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= ORPHANS_EVERY.as_millis() as u64
+            && self
+                .orphans_checked_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The name this process takes the file's lease under.

@@ -226,3 +226,59 @@ fn opening_an_existing_file_writes_nothing() {
         "opening changed the file"
     );
 }
+
+/// write-behind on a disk with room for its journal: `set` measures the
+/// room when it journals, so a full disk refuses the set (`storage`), and
+/// what was journaled before still reaches the file: delete and clear,
+/// which drain the journal first, work on the full disk.
+#[test]
+fn write_behind_refuses_a_set_the_disk_has_no_room_for_and_drains_what_it_took() {
+    use tierstack::source::{self, Fetched};
+    use tierstack::{OutboxConfig, Strategy};
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    // The journal's 32 MiB and 16 MiB for the file.
+    let _mount = match Mount::tmpfs(&disk, tierstack::tier::JOURNAL_BYTES + (16 << 20)) {
+        Ok(mount) => mount,
+        Err(why) => return println!("skipped: {why}"),
+    };
+    let path = disk.join("cache.db");
+    let source = source::from_blocking_fn(|_: &str| Ok(Fetched::NotFound))
+        .with_writes(|_, _, _| Ok(()), |_, _| Ok(()));
+    let cache = Cache::builder()
+        .sqlite_path(&path)
+        .memory(false)
+        .source(source)
+        .strategy(Strategy::WriteBehind)
+        .outbox(OutboxConfig::default())
+        .build_blocking()
+        .unwrap();
+    let mut stored = 0;
+    let refused = loop {
+        assert!(stored < 100_000, "the disk never filled");
+        match cache.set(key(stored), value(stored)) {
+            Ok(()) => stored += 1,
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(refused.kind(), ErrorKind::Storage, "{refused}");
+    assert!(refused.message().starts_with("disk full: "), "{refused}");
+    assert!(stored > 1000, "only {stored} values fit");
+    // Every acknowledged write is read back from the file.
+    for i in [0, 1, stored / 2, stored - 1] {
+        let read = cache.lookup(&key(i)).unwrap().unwrap();
+        assert_eq!(
+            (read.tier, read.value),
+            (Tier::Sqlite, value(i).into()),
+            "{i}"
+        );
+    }
+    assert!(cache.delete(&key(0)).unwrap());
+    assert_eq!(cache.len().unwrap(), stored as u64 - 1);
+    cache.clear().unwrap();
+    assert_eq!(cache.len().unwrap(), 0);
+    cache.set("after", "1").unwrap();
+    assert_eq!(cache.get("after").unwrap().as_deref(), Some(&b"1"[..]));
+    cache.close().unwrap();
+}

@@ -496,3 +496,48 @@ fn a_closed_cache_leaves_the_lease_to_the_next_one() {
     }
     assert_eq!(store.writes().len(), 60);
 }
+
+/// write-behind's journal: a cache without L1 reads its writes back from
+/// the file at once (a read drains the journal first); another cache on
+/// the file reads them once drained; the journal is gone after `close`.
+#[test]
+fn write_behind_reads_its_own_writes_from_the_file_and_others_read_them_once_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::default();
+    let open = |strategy| {
+        Cache::builder()
+            .memory(false)
+            .sqlite_path(dir.path().join("w.db"))
+            .source(store.source())
+            .strategy(strategy)
+            .outbox(quick_retries())
+            .build_blocking()
+            .unwrap()
+    };
+    let cache = open(Strategy::WriteBehind);
+    let other = open(Strategy::CacheAside);
+    for i in 0..50 {
+        cache.set("k", i.to_string()).unwrap();
+        let read = cache.lookup("k").unwrap().unwrap();
+        assert_eq!(
+            (read.tier, &read.value[..]),
+            (Tier::Sqlite, i.to_string().as_bytes())
+        );
+    }
+    cache.mset([("a", "1"), ("b", "2")]).unwrap();
+    cache.flush().unwrap();
+    assert_eq!(
+        [got(&other, "k"), got(&other, "a"), got(&other, "b")],
+        [
+            Some("49".to_owned()),
+            Some("1".to_owned()),
+            Some("2".to_owned())
+        ]
+    );
+    let journals = dir.path().join("w.db-wb");
+    assert_eq!(std::fs::read_dir(&journals).unwrap().count(), 1);
+    cache.close().unwrap();
+    assert_eq!(std::fs::read_dir(&journals).unwrap().count(), 0);
+    assert_eq!(store.data.lock().get("k").map(String::as_str), Some("49"));
+    other.close().unwrap();
+}

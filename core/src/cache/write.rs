@@ -39,11 +39,12 @@ impl Engine {
                 failed.map_or(Ok(()), Err)
             }
             (Strategy::WriteBehind, Some(outbox)) => {
-                self.write_rows(rows, options, now, Some(outbox))?;
-                outbox.wake.notify_one();
+                if self.write_rows(rows, options, now, Some(outbox))? {
+                    outbox.wake.notify_one();
+                }
                 Ok(())
             }
-            _ => self.write_rows(rows, options, now, None),
+            _ => self.write_rows(rows, options, now, None).map(drop),
         }
     }
 
@@ -128,14 +129,16 @@ impl Engine {
     }
 
     /// Writes `rows` to the tiers; with `behind`, also queues them for the
-    /// source in its outbox (in the same L2 commit, made durable).
+    /// source in its outbox: through write-behind's journal, which commits
+    /// them to L2 with their outbox rows (see `tier::sqlite::journal`).
+    /// Returns whether the outbox's worker should be woken.
     pub(super) fn write_rows(
         &self,
         rows: Vec<Row>,
         options: &SetOptions,
         now: u64,
         behind: Option<&Outbox>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         self.loads
             .forget_not_found(rows.iter().map(|r| r.key.as_str()));
         let count = rows.len() as u64;
@@ -163,20 +166,28 @@ impl Engine {
             .as_ref()
             .map(|redis| redis.changing(rows.iter().map(|r| r.key.as_str())));
         let shared = self.redis.as_ref().map(|redis| (redis, rows.clone()));
-        let written: Vec<Option<Outcome>> = match &self.sqlite {
-            Some(sqlite) => {
-                let writes = rows
+        let mut wake = behind.is_some();
+        let written: Vec<Option<Outcome>> = match (&self.sqlite, behind) {
+            (Some(sqlite), Some(outbox)) => {
+                // Through the journal: committed to the file by the next
+                // drain (see `tier::sqlite::journal`).
+                let count = rows.len();
+                let journaled = rows
                     .into_iter()
-                    .map(|row| match behind {
-                        Some(outbox) => Write::PutBehind(row, outbox.behind(now)),
-                        None => Write::Put(row),
-                    })
+                    .map(|row| (row, outbox.behind(now)))
                     .collect();
+                let written = sqlite.write_behind(journaled);
+                self.follow_file_swap();
+                wake = written?;
+                vec![None; count]
+            }
+            (Some(sqlite), None) => {
+                let writes = rows.into_iter().map(Write::Put).collect();
                 let written = sqlite.write(writes);
                 self.follow_file_swap();
                 written?.into_iter().map(Some).collect()
             }
-            None => {
+            (None, _) => {
                 if let Some(outbox) = behind {
                     for row in &rows {
                         outbox.enqueue_in_memory(&row.key, Some(row.value.clone()), now);
@@ -198,7 +209,7 @@ impl Engine {
         }
         drop(changing);
         self.counters.sets.add(count);
-        Ok(())
+        Ok(wake)
     }
 
     pub(crate) fn delete(&self, key: &str) -> Result<bool> {

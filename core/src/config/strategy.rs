@@ -13,7 +13,7 @@ use crate::error::ErrorKind;
 /// | read-through (default) | the tiers | yes |
 /// | cache-aside | the tiers | no: the caller loads (`get_or_load`) |
 /// | write-through | the source first, then the tiers | yes |
-/// | write-behind | the tiers and the outbox, in one durable commit; the source later | yes |
+/// | write-behind | L1 and the process's journal at once; L2 and the outbox when the journal drains (within milliseconds); the source later | yes |
 ///
 /// write-through and write-behind need a source that can store
 /// ([`crate::Source::writable`]); opening with a read-only one (GitHub, a
@@ -29,7 +29,8 @@ pub enum Strategy {
     /// Writes go to the source first (a failure is the caller's, and the
     /// tiers are left unchanged), then to the tiers.
     WriteThrough,
-    /// Writes go to the tiers and, through the durable outbox, to the
+    /// Writes go to L1 and the process's journal, which survives a crash
+    /// of the process, then to L2 and the durable outbox, and to the
     /// source later (see [`crate::outbox`]).
     WriteBehind,
 }

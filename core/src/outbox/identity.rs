@@ -50,7 +50,7 @@ impl Identity {
 }
 
 /// 64 random bits (from the standard library's randomly keyed hasher).
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(

@@ -27,6 +27,10 @@ pub(crate) fn spawn_outbox(engine: Weak<Engine>) {
             }
             let wake = outbox.wake.clone();
             let pause = match strong.outbox_pass().await {
+                // Records journaled while the pass drained wait for no wake.
+                Ok(_) if strong.sqlite.as_ref().is_some_and(|s| s.journal_pending()) => {
+                    Duration::ZERO
+                }
                 Ok(pause) => pause,
                 Err(err) if err.kind() == ErrorKind::Closed => return,
                 Err(err) => {
@@ -63,6 +67,14 @@ impl Engine {
                 let due = run_blocking(move || {
                     let (sqlite, outbox) = (engine.sqlite.as_ref(), engine.outbox.as_ref());
                     let (sqlite, outbox) = (sqlite.expect("checked above"), outbox.expect("held"));
+                    // This process's journal first, and now and then those
+                    // of processes that ended: their writes join the outbox.
+                    sqlite.settle()?;
+                    if outbox.orphans_due()
+                        && let Err(err) = sqlite.replay_orphans()
+                    {
+                        tracing::warn!(error = %err, "could not replay a write-behind journal");
+                    }
                     let lease = outbox.lease_lock.lock();
                     if outbox.stopped.load(Ordering::Acquire)
                         || !sqlite.outbox_lease(holder, now_ms, lease_ms)?

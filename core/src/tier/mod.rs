@@ -23,6 +23,6 @@ pub use memory::{ENTRY_OVERHEAD as MEMORY_ENTRY_OVERHEAD, entry_size as memory_e
 pub(crate) use progress::Progress;
 pub use sqlite::{
     CHECKPOINT_BELOW, CHECKPOINT_PAGES, CHECKPOINT_PAGES_INLINE, DISK_RESERVE, FILE_CHECK_INTERVAL,
-    Inspection, Integrity, ROW_OVERHEAD as SQLITE_ROW_OVERHEAD, SCHEMA_VERSION, WAL_SIZE_LIMIT,
-    check,
+    Inspection, Integrity, JOURNAL_BYTES, ROW_OVERHEAD as SQLITE_ROW_OVERHEAD, SCHEMA_VERSION,
+    WAL_SIZE_LIMIT, check,
 };

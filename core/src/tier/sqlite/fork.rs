@@ -61,6 +61,7 @@ impl SqliteTier {
             unlock_abandoned(&self.counting);
             unlock_abandoned(&self.watch);
             unlock_abandoned(self.wakeup.lock());
+            self.journal.forget_after_fork();
         }
         // Closing the inherited connections first lets the new ones take
         // their own locks: SQLite shares lock state between connections of

@@ -44,6 +44,7 @@ mod backplane;
 mod damage;
 mod file;
 mod fork;
+mod journal;
 mod lease;
 mod limits;
 mod maintenance;
@@ -71,6 +72,7 @@ use crate::error::{Error, Result};
 use crate::stats::Counters;
 pub use damage::{Integrity, check};
 use file::{FileId, Mode, connect, prepare_file};
+pub use journal::JOURNAL_BYTES;
 pub(crate) use lease::Lease;
 pub(crate) use limits::LimitUpdate;
 use maintenance::{Access, HOT_SLOTS};
@@ -141,6 +143,8 @@ pub(crate) struct SqliteTier {
     /// This cache's view of the change log; opened on the first poll.
     /// With the epoch of the file it watches (see [`recovery`]).
     watch: Mutex<Option<(u64, Watch)>>,
+    /// Write-behind's journal (see [`journal`]).
+    journal: journal::Journal,
 }
 
 impl SqliteTier {
@@ -152,7 +156,7 @@ impl SqliteTier {
         counters: Arc<Counters>,
     ) -> Result<Self> {
         crate::fork::watch_forks();
-        let _gate = crate::fork::fork_gate();
+        let gate = crate::fork::fork_gate();
         let mut opened = file::open(path, on_corrupt)?;
         let writer = opened.writer.take();
         let (id, mode) = (opened.id, opened.mode);
@@ -196,6 +200,7 @@ impl SqliteTier {
             after_fork: OnceLock::new(),
             origin: AtomicI64::new(coherence::new_origin()),
             watch: Mutex::new(None),
+            journal: journal::Journal::new(path),
         };
         tier.note_set_aside(&opened);
         match writer {
@@ -205,6 +210,15 @@ impl SqliteTier {
                 *tier.writer.lock() = Some(writer);
             }
             None => tier.read(|conn| tier.refresh_totals(conn))?,
+        }
+        if !read_only {
+            // What a process that ended left in its journal; a failure
+            // leaves it for the next opener.
+            drop(gate);
+            if let Err(err) = tier.replay_orphans() {
+                tracing::warn!(path = %path.display(), error = %err,
+                    "could not replay a write-behind journal left by a process that ended");
+            }
         }
         Ok(tier)
     }
@@ -265,6 +279,12 @@ impl SqliteTier {
     /// background keeps it near [`CHECKPOINT_PAGES`]), so the next open
     /// has little WAL to read.
     pub(crate) fn close(&self, now_ms: u64) -> Result<()> {
+        // The journal's writes go to the file; if they cannot, the journal
+        // stays for the next process to open it.
+        let drained = match self.closed.load(Ordering::Acquire) {
+            true => Ok(()),
+            false => self.drain(true),
+        };
         let _gate = self.enter()?;
         let flushed = if self.writer.lock().is_some() {
             self.maintain(now_ms, false).map(|_| ())
@@ -284,6 +304,6 @@ impl SqliteTier {
         if let Some(conn) = writer {
             conn.close().map_err(|(_, e)| Error::from(e))?;
         }
-        flushed
+        drained.and(flushed)
     }
 }

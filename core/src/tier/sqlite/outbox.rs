@@ -3,8 +3,9 @@
 //! `outbox` holds one row per key with a write for the source not yet
 //! delivered: written in the same transaction as the key's row in
 //! `entries`, and committed with `synchronous = FULL` (see
-//! [`SqliteTier::write`]), so that a write `set` acknowledged survives a
-//! power loss, not only a crash of the process. A later write of the key
+//! [`SqliteTier::write`]), so that a write in the outbox survives a power
+//! loss, not only a crash of the process. (A write-behind `set` reaches it
+//! through the process's journal, see [`super::journal`].) A later write of the key
 //! replaces the row (last write wins) under a new `version`, the change
 //! number of the write, which also orders deliveries. A delivery removes
 //! the row only if its version is still the one delivered.

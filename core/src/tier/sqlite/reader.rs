@@ -117,6 +117,8 @@ impl SqliteTier {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
+        // This process's write-behind writes are read back from the file.
+        self.settle()?;
         let _gate = self.enter()?;
         self.check_file_every()?;
         match self.read_once(&f) {

@@ -67,15 +67,22 @@ const WRITE_OVERHEAD: u64 = 64 << 10;
 
 impl SqliteTier {
     /// Refuses `writes` if storing them would leave less than
-    /// [`DISK_RESERVE`] free (see the module docs).
+    /// [`DISK_RESERVE`] free (see the module docs). A journal's writes are
+    /// not counted here: their room was checked when they were journaled.
     pub(super) fn ensure_room(&self, writes: &[Write]) -> Result<()> {
         let stored: u64 = writes
             .iter()
             .map(|w| match w {
                 Write::Put(row) | Write::Copy(row) | Write::PutBehind(row, _) => row.size(),
-                Write::Delete(_) | Write::DeleteBehind(..) => 0,
+                Write::Delete(_) | Write::DeleteBehind(..) | Write::Replay(..) => 0,
             })
             .sum();
+        self.ensure_room_for(stored)
+    }
+
+    /// Refuses to store `stored` bytes of rows if that would leave less
+    /// than [`DISK_RESERVE`] free.
+    pub(super) fn ensure_room_for(&self, stored: u64) -> Result<()> {
         if stored == 0 {
             return Ok(());
         }

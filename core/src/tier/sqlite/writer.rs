@@ -93,6 +93,11 @@ pub(crate) enum Write {
     PutBehind(Row, Behind),
     /// A delete whose removal the source gets through the outbox.
     DeleteBehind(String, Behind),
+    /// A write-behind put from a journal (see [`super::journal`]): stored,
+    /// with its outbox row, unless the file holds a write of the key made
+    /// after it (created later), which then stands. Its outcome's `row` is
+    /// `None` when it was not stored.
+    Replay(Row, Behind),
 }
 
 /// What the outbox row of a write-behind write carries besides the write.
@@ -107,14 +112,19 @@ pub(crate) struct Behind {
 impl Write {
     fn key(&self) -> &str {
         match self {
-            Write::Put(row) | Write::Copy(row) | Write::PutBehind(row, _) => &row.key,
+            Write::Put(row)
+            | Write::Copy(row)
+            | Write::PutBehind(row, _)
+            | Write::Replay(row, _) => &row.key,
             Write::Delete(key) | Write::DeleteBehind(key, _) => key,
         }
     }
 
     fn behind(&self) -> Option<&Behind> {
         match self {
-            Write::PutBehind(_, behind) | Write::DeleteBehind(_, behind) => Some(behind),
+            Write::PutBehind(_, behind)
+            | Write::DeleteBehind(_, behind)
+            | Write::Replay(_, behind) => Some(behind),
             Write::Put(_) | Write::Copy(_) | Write::Delete(_) => None,
         }
     }
@@ -168,8 +178,15 @@ impl SqliteTier {
     }
 
     /// Applies `writes` in one transaction, possibly grouped with other
-    /// threads' batches; returns one outcome per write, in order.
+    /// threads' batches; returns one outcome per write, in order. The
+    /// journal's writes are committed first (see [`SqliteTier::settle`]).
     pub(crate) fn write(&self, writes: Vec<Write>) -> Result<Vec<Outcome>> {
+        self.settle()?;
+        self.write_settled(writes)
+    }
+
+    /// [`SqliteTier::write`] without settling the journal first.
+    pub(super) fn write_settled(&self, writes: Vec<Write>) -> Result<Vec<Outcome>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
@@ -260,10 +277,20 @@ impl SqliteTier {
                             })
                         })
                         .optional()?;
-                    if let Write::Copy(row) = write
-                        && old.is_some_and(|old| old.created_ms >= row.created_ms as i64)
-                    {
-                        // A copy from another tier older than what is held.
+                    let older = |row: &Row, or_same: bool| {
+                        old.is_some_and(|old| {
+                            let (held, made) = (old.created_ms, row.created_ms as i64);
+                            held > made || (or_same && held == made)
+                        })
+                    };
+                    let superseded = match write {
+                        Write::Copy(row) => older(row, true),
+                        Write::Replay(row, _) => older(row, false),
+                        _ => false,
+                    };
+                    if superseded {
+                        // A copy from another tier, or a journal's write,
+                        // older than what is held.
                         outcome.push(Outcome {
                             seq: 0,
                             removed_expires_ms: None,
@@ -272,7 +299,10 @@ impl SqliteTier {
                         continue;
                     }
                     match write {
-                        Write::Put(row) | Write::Copy(row) | Write::PutBehind(row, _) => {
+                        Write::Put(row)
+                        | Write::Copy(row)
+                        | Write::PutBehind(row, _)
+                        | Write::Replay(row, _) => {
                             let tags = (!row.tags.is_empty()).then(|| {
                                 serde_json::to_string(&row.tags).expect("strings serialise")
                             });
@@ -400,6 +430,7 @@ impl SqliteTier {
     /// A file replaced or deleted since it was opened is reopened and `f`
     /// runs there (see [`super::recovery`]).
     pub(super) fn with_writer<R>(&self, f: impl Fn(&Transaction<'_>) -> Result<R>) -> Result<R> {
+        self.settle()?;
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }

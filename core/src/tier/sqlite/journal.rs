@@ -1,0 +1,570 @@
+//! Write-behind's journal: the fast path of a write-behind `set`.
+//!
+//! A write-behind `set` is acknowledged once its record is in this
+//! process's journal, a file of [`JOURNAL_BYTES`] mapped into memory
+//! (`MAP_SHARED`): the copy into the mapping is the whole cost, and the
+//! kernel keeps the pages when the process dies, so an acknowledged write
+//! survives a crash of the process. It does not survive a power loss until
+//! it is drained: the outbox's worker, woken by the write, commits the
+//! journal's records to the L2 file (each with its outbox row, with
+//! `synchronous = FULL`), and so does any call of this process that reads
+//! or writes the file first (see [`SqliteTier::settle`]), so that this
+//! process reads its own writes. Other processes see a write once it is
+//! drained.
+//!
+//! - **Order.** A record drained later than another process's write of
+//!   the same key, but made before it (its `created_ms` earlier), is not
+//!   stored: the newer write stands (see `Write::Replay`).
+//! - **Layout.** A 64-byte header (magic, `head`, `tail`) and a ring of
+//!   8-byte-aligned records, each a length, a CRC-32 of its payload and the
+//!   payload (times, key, idempotency key, tags, value). Positions are
+//!   counted from the journal's start and never wrap; a record that would
+//!   cross the ring's end is preceded by a wrap marker. `tail` moves past
+//!   a record (or an `mset`'s records) once it is written, `head` once the
+//!   records before it are committed to the file.
+//! - **Ownership.** Each process's journal is `<file>-wb/<pid>-<nonce>`,
+//!   held with an exclusive `flock` while the process lives (a forked child
+//!   does not inherit it: it starts a journal of its own). Whoever opens the
+//!   file, and every write-behind worker about once a second, replays the
+//!   journals no live process holds, from `head` to `tail`, skipping
+//!   records whose CRC fails (a power loss may tear what was not drained),
+//!   then deletes them. The file is created under a temporary name and
+//!   renamed once locked, so a half-made journal is never replayed.
+//! - **Space.** The journal's blocks are allocated when it is created, so
+//!   a full disk cannot fault a write into the mapping; without the space
+//!   (or for a write over an eighth of the ring, 4 MiB) a `set` commits
+//!   directly, with `synchronous = FULL`. A full ring is drained by the `set`
+//!   that finds it full.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+
+use memmap2::MmapMut;
+use parking_lot::Mutex;
+
+use super::SqliteTier;
+use super::file::{io_error, suffixed};
+use super::writer::{Behind, Row, Write};
+use crate::error::{Error, Result};
+
+/// The size of a process's journal file: 32 MiB.
+pub const JOURNAL_BYTES: u64 = 32 << 20;
+const HEADER: u64 = 64;
+const MAGIC: &[u8; 8] = b"tsjrnl01";
+/// A record length that means: the next record is at the ring's start.
+const WRAP: u32 = u32::MAX;
+/// Bytes of rows journaled between two measures of the disk's free space.
+const ROOM_GRANT: u64 = 1 << 20;
+/// Records replayed per transaction when a dead process's journal is
+/// replayed.
+const REPLAY_CHUNK: usize = 1024;
+
+/// A record acknowledged and not yet committed to the file.
+struct Queued {
+    row: Row,
+    behind: Behind,
+    /// The journal position just past it.
+    end: u64,
+}
+
+/// This process's journal file, mapped.
+struct Ring {
+    path: PathBuf,
+    /// Holds the `flock` for as long as the ring lives.
+    _file: File,
+    map: MmapMut,
+    /// The ring's size: the file's, less the header.
+    ring: u64,
+    head: u64,
+    tail: u64,
+    queued: VecDeque<Queued>,
+}
+
+/// What appending found.
+pub(super) enum Appended {
+    /// Every row is in the journal; whether it held none before.
+    Done(bool),
+    /// The ring has no room for them: drain it, then try again.
+    Full,
+    /// They do not go through the journal: commit them directly.
+    Direct,
+}
+
+/// The journal of a write-behind tier; see the module docs.
+pub(super) struct Journal {
+    dir: PathBuf,
+    /// The size of a journal file: [`JOURNAL_BYTES`] but in tests.
+    size: u64,
+    ring: Mutex<Option<Ring>>,
+    /// How many records are queued: a lock-free check for [`SqliteTier::settle`].
+    queued: AtomicUsize,
+    /// Held while records are drained, so that drains commit in order.
+    draining: Mutex<()>,
+    /// Set when the journal could not be created: sets commit directly.
+    unavailable: AtomicBool,
+    /// Bytes of rows that may still be journaled before the disk's free
+    /// space is measured again (see [`SqliteTier::journal_room`]).
+    room: AtomicI64,
+}
+
+impl Journal {
+    /// The journal of the L2 file at `path` (nothing is created yet).
+    pub(super) fn new(path: &Path) -> Self {
+        Self::sized(path, JOURNAL_BYTES)
+    }
+
+    fn sized(path: &Path, size: u64) -> Self {
+        Self {
+            dir: suffixed(path, "-wb"),
+            size,
+            ring: Mutex::new(None),
+            queued: AtomicUsize::new(0),
+            draining: Mutex::new(()),
+            unavailable: AtomicBool::new(false),
+            room: AtomicI64::new(0),
+        }
+    }
+
+    /// Whether records wait to be drained.
+    #[inline]
+    pub(super) fn pending(&self) -> bool {
+        self.queued.load(Ordering::Acquire) != 0
+    }
+
+    /// Appends `rows` (one `mset`: made durable together), creating the
+    /// journal on first use.
+    pub(super) fn append(&self, rows: &[(Row, Behind)]) -> Appended {
+        if self.unavailable.load(Ordering::Relaxed) {
+            return Appended::Direct;
+        }
+        let payloads: Vec<Vec<u8>> = rows.iter().map(|(r, b)| encode(r, b)).collect();
+        let needed: u64 = payloads.iter().map(|p| 2 * record_len(p)).sum();
+        if needed > (self.size - HEADER) / 4 {
+            return Appended::Direct;
+        }
+        let mut ring = self.ring.lock();
+        if ring.is_none() {
+            match Ring::create(&self.dir, self.size) {
+                Ok(created) => *ring = Some(created),
+                Err(err) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %err,
+                        "no write-behind journal: each write-behind set commits to the file");
+                    self.unavailable.store(true, Ordering::Relaxed);
+                    return Appended::Direct;
+                }
+            }
+        }
+        let ring = ring.as_mut().expect("created above");
+        if ring.tail + needed - ring.head > ring.ring {
+            return Appended::Full;
+        }
+        for ((row, behind), payload) in rows.iter().zip(&payloads) {
+            let end = ring.put(payload);
+            ring.queued.push_back(Queued {
+                row: row.clone(),
+                behind: behind.clone(),
+                end,
+            });
+        }
+        // The records count once `tail` covers them: all of them or none.
+        ring.store_position(16, ring.tail);
+        Appended::Done(self.queued.fetch_add(rows.len(), Ordering::Release) == 0)
+    }
+
+    /// After a fork, in the child: forgets the parent's journal (the
+    /// parent drains it; its lock stays with the parent).
+    ///
+    /// # Safety
+    /// As [`crate::fork::unlock_abandoned`]: only in a forked child, before
+    /// any of its threads uses the journal.
+    pub(super) unsafe fn forget_after_fork(&self) {
+        // SAFETY: as the caller promises.
+        unsafe {
+            crate::fork::unlock_abandoned(&self.ring);
+            crate::fork::unlock_abandoned(&self.draining);
+        }
+        if let Some(mut ring) = self.ring.lock().take() {
+            // Dropping the mapping and the descriptor leaves the file, and
+            // the parent's lock on it, alone.
+            ring.path = PathBuf::new();
+            drop(ring);
+        }
+        self.queued.store(0, Ordering::Release);
+    }
+}
+
+impl Ring {
+    /// Creates a journal in `dir`, locked, with its blocks allocated.
+    fn create(dir: &Path, size: u64) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let name = format!(
+            "{}-{:016x}",
+            std::process::id(),
+            crate::outbox::random_u64()
+        );
+        let path = dir.join(&name);
+        let temporary = dir.join(format!(".{name}.new"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        let made = (|| {
+            file.try_lock().map_err(std::io::Error::other)?;
+            allocate(&file, size)?;
+            // SAFETY: the file is this process's own (created above, locked,
+            // not yet visible under a journal's name); nothing else maps it.
+            let mut map = unsafe { MmapMut::map_mut(&file)? };
+            map[..8].copy_from_slice(MAGIC);
+            std::fs::rename(&temporary, &path)?;
+            Ok(map)
+        })();
+        let map = match made {
+            Ok(map) => map,
+            Err(err) => {
+                let _ = std::fs::remove_file(&temporary);
+                return Err(err);
+            }
+        };
+        Ok(Self {
+            path,
+            _file: file,
+            map,
+            ring: size - HEADER,
+            head: 0,
+            tail: 0,
+            queued: VecDeque::new(),
+        })
+    }
+
+    /// Writes one record at `tail` (wrapping first if it would cross the
+    /// ring's end) and returns the position past it; `tail` is not yet
+    /// stored in the header.
+    fn put(&mut self, payload: &[u8]) -> u64 {
+        let len = record_len(payload);
+        let offset = self.tail % self.ring;
+        if offset + len > self.ring {
+            let at = (HEADER + offset) as usize;
+            self.map[at..at + 4].copy_from_slice(&WRAP.to_le_bytes());
+            self.tail += self.ring - offset;
+        }
+        let at = (HEADER + self.tail % self.ring) as usize;
+        self.map[at..at + 4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.map[at + 4..at + 8].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        self.map[at + 8..at + 8 + payload.len()].copy_from_slice(payload);
+        self.tail += len;
+        self.tail
+    }
+
+    fn store_position(&mut self, at: usize, position: u64) {
+        self.map[at..at + 8].copy_from_slice(&position.to_le_bytes());
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if self.queued.is_empty() && self.head == self.tail && !self.path.as_os_str().is_empty() {
+            // Everything was committed: nothing to replay.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A record's length in the ring: its 8-byte header and its payload,
+/// rounded up to 8 bytes.
+fn record_len(payload: &[u8]) -> u64 {
+    8 + (payload.len() as u64).next_multiple_of(8)
+}
+
+/// Allocates `len` bytes of `file` on disk.
+fn allocate(file: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor, and plain integers.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    match rc {
+        0 => Ok(()),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
+fn encode(row: &Row, behind: &Behind) -> Vec<u8> {
+    let tags = match row.tags.is_empty() {
+        true => String::new(),
+        false => serde_json::to_string(&row.tags).expect("strings serialise"),
+    };
+    let key = row.key.as_bytes();
+    let idempotency = behind.idempotency_key.as_bytes();
+    let mut out =
+        Vec::with_capacity(36 + key.len() + idempotency.len() + tags.len() + row.value.len());
+    out.extend_from_slice(&row.created_ms.to_le_bytes());
+    out.extend_from_slice(&row.expires_ms.to_le_bytes());
+    out.extend_from_slice(&row.stale_until_ms.to_le_bytes());
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(idempotency.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(tags.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(row.value.len() as u32).to_le_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(idempotency);
+    out.extend_from_slice(tags.as_bytes());
+    out.extend_from_slice(&row.value);
+    out
+}
+
+fn decode(payload: &[u8]) -> Option<(Row, Behind)> {
+    let u64_at = |at: usize| {
+        Some(u64::from_le_bytes(
+            payload.get(at..at + 8)?.try_into().ok()?,
+        ))
+    };
+    let u16_at = |at: usize| {
+        Some(u16::from_le_bytes(
+            payload.get(at..at + 2)?.try_into().ok()?,
+        ))
+    };
+    let u32_at = |at: usize| {
+        Some(u32::from_le_bytes(
+            payload.get(at..at + 4)?.try_into().ok()?,
+        ))
+    };
+    let (created_ms, expires_ms, stale_until_ms) = (u64_at(0)?, u64_at(8)?, u64_at(16)?);
+    let (key_len, idempotency_len) = (usize::from(u16_at(24)?), usize::from(u16_at(26)?));
+    let (tags_len, value_len) = (u32_at(28)? as usize, u32_at(32)? as usize);
+    let mut rest = payload.get(36..)?;
+    let mut take = |n: usize| {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    let key = String::from_utf8(take(key_len)?.to_vec()).ok()?;
+    let idempotency_key = String::from_utf8(take(idempotency_len)?.to_vec()).ok()?;
+    let tags = match take(tags_len)? {
+        [] => Vec::new(),
+        json => serde_json::from_slice(json).ok()?,
+    };
+    let value = bytes::Bytes::copy_from_slice(take(value_len)?);
+    Some((
+        Row {
+            key,
+            value,
+            created_ms,
+            expires_ms,
+            stale_until_ms,
+            tags,
+            etag: None,
+        },
+        Behind {
+            idempotency_key,
+            now_ms: created_ms,
+        },
+    ))
+}
+
+/// The records of a journal's bytes from its `head` to its `tail`, in
+/// order, stopping at the first that is torn.
+fn records(bytes: &[u8]) -> Vec<(Row, Behind)> {
+    let position = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    if bytes.get(..8) != Some(MAGIC) || (bytes.len() as u64) < 2 * HEADER {
+        return Vec::new();
+    }
+    let ring = bytes.len() as u64 - HEADER;
+    let (mut at, tail) = (position(8), position(16));
+    let mut found = Vec::new();
+    while at < tail {
+        let offset = (HEADER + at % ring) as usize;
+        let word = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        };
+        let (Some(len), Some(crc)) = (word(offset), word(offset + 4)) else {
+            break;
+        };
+        if len == WRAP {
+            at += ring - at % ring;
+            continue;
+        }
+        let payload = bytes.get(offset + 8..offset + 8 + len as usize);
+        match payload
+            .filter(|p| crc32fast::hash(p) == crc)
+            .and_then(decode)
+        {
+            Some(record) => found.push(record),
+            None => break,
+        }
+        at += 8 + u64::from(len).next_multiple_of(8);
+    }
+    found
+}
+
+impl SqliteTier {
+    /// A write-behind write's fast path: `rows`, with their outbox rows,
+    /// go to this process's journal (see the module docs); commits them
+    /// directly when the journal cannot take them. Returns whether the
+    /// outbox's worker should be woken: the journal was empty (a worker
+    /// that finds it still holding records after a pass goes on at once),
+    /// or the rows were committed.
+    pub(crate) fn write_behind(&self, rows: Vec<(Row, Behind)>) -> Result<bool> {
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::closed());
+            }
+            let appended = {
+                let _gate = self.enter()?;
+                self.check_writable()?;
+                self.journal_room(&rows)?;
+                self.journal.append(&rows)
+            };
+            match appended {
+                Appended::Done(first) => return Ok(first),
+                Appended::Full => self.drain(false)?,
+                Appended::Direct => {
+                    let writes = rows
+                        .into_iter()
+                        .map(|(row, behind)| Write::PutBehind(row, behind))
+                        .collect();
+                    return self.write(writes).map(|_| true);
+                }
+            }
+        }
+    }
+
+    /// Refuses `rows` with [`ErrorKind::Storage`](crate::ErrorKind::Storage)
+    /// when the file could not take them and what the journal holds while
+    /// leaving its reserve (see [`super::space`]): a drain is never refused
+    /// for space, so a write is refused when it is journaled. Free space is
+    /// measured once per [`ROOM_GRANT`] bytes journaled, for that many.
+    fn journal_room(&self, rows: &[(Row, Behind)]) -> Result<()> {
+        let size: u64 = rows.iter().map(|(row, _)| row.size()).sum();
+        if self.journal.room.fetch_sub(size as i64, Ordering::Relaxed) >= size as i64 {
+            return Ok(());
+        }
+        let held = {
+            let ring = self.journal.ring.lock();
+            ring.as_ref().map_or(0, |r| r.tail - r.head)
+        };
+        self.ensure_room_for(held + size + ROOM_GRANT)?;
+        self.journal
+            .room
+            .store(ROOM_GRANT as i64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether this process's journal holds records not yet committed.
+    pub(crate) fn journal_pending(&self) -> bool {
+        self.journal.pending()
+    }
+
+    /// Commits the journal's records to the file, if it has any. Every
+    /// read and write of the file settles first, so this process reads its
+    /// own writes; the outbox's worker settles on every pass.
+    #[inline]
+    pub(crate) fn settle(&self) -> Result<()> {
+        match self.journal.pending() {
+            true => self.drain(false),
+            false => Ok(()),
+        }
+    }
+
+    /// Commits the records queued when it starts, in order; with `close`,
+    /// also ends the journal (deleting it when everything was committed).
+    #[cold]
+    pub(super) fn drain(&self, close: bool) -> Result<()> {
+        // In a forked child, forgets the parent's journal (and the locks
+        // its threads held) before taking any of them.
+        drop(self.enter()?);
+        let _draining = self.journal.draining.lock();
+        let (taken, end) = {
+            let mut ring = self.journal.ring.lock();
+            let Some(ring) = ring.as_mut() else {
+                return Ok(());
+            };
+            let end = ring.queued.back().map(|q| q.end);
+            let taken: Vec<Write> = ring
+                .queued
+                .iter()
+                .map(|q| Write::Replay(q.row.clone(), q.behind.clone()))
+                .collect();
+            (taken, end)
+        };
+        if let Some(end) = end {
+            let count = taken.len();
+            self.write_settled(taken)?;
+            let mut ring = self.journal.ring.lock();
+            if let Some(ring) = ring.as_mut() {
+                ring.queued.drain(..count);
+                ring.head = end;
+                ring.store_position(8, end);
+            }
+            self.journal.queued.fetch_sub(count, Ordering::Release);
+        }
+        if close {
+            // Dropping the ring deletes the file once it holds nothing.
+            drop(self.journal.ring.lock().take());
+        }
+        Ok(())
+    }
+
+    /// Replays the journals of processes that ended without committing
+    /// theirs, then deletes them; how many records were replayed.
+    pub(crate) fn replay_orphans(&self) -> Result<usize> {
+        let entries = match std::fs::read_dir(&self.journal.dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(err) => {
+                return Err(io_error(
+                    &self.journal.dir,
+                    "list the write-behind journals",
+                    err,
+                ));
+            }
+        };
+        let mut replayed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+                continue;
+            };
+            // Held by a live process (this one's included), or being
+            // replayed by another.
+            if file.try_lock().is_err() {
+                continue;
+            }
+            // Replayed and deleted by another process meanwhile.
+            if file.metadata().map_or(true, |m| m.nlink() == 0) {
+                continue;
+            }
+            let temporary = entry.file_name().to_string_lossy().starts_with('.');
+            if !temporary {
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| io_error(&path, "read a write-behind journal", e))?;
+                let found = records(&bytes);
+                for chunk in found.chunks(REPLAY_CHUNK) {
+                    let writes = chunk
+                        .iter()
+                        .map(|(row, behind)| Write::Replay(row.clone(), behind.clone()))
+                        .collect();
+                    self.write_settled(writes)?;
+                }
+                replayed += found.len();
+                if !found.is_empty() {
+                    tracing::info!(journal = %path.display(), records = found.len(),
+                        "replayed the write-behind journal of a process that ended");
+                }
+            }
+            std::fs::remove_file(&path)
+                .map_err(|e| io_error(&path, "delete a replayed write-behind journal", e))?;
+        }
+        Ok(replayed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

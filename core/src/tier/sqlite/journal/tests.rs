@@ -1,0 +1,208 @@
+//! Tests of write-behind's journal: reading back, draining, order against
+//! other processes' writes, replay of an ended process's journal, torn
+//! records and wrapping around the ring.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Journal, records};
+use crate::config::OnCorrupt;
+use crate::tier::sqlite::{Behind, Row, SqliteTier, Write};
+
+fn open(path: &Path) -> SqliteTier {
+    SqliteTier::open(path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap()
+}
+
+fn journaled(key: &str, value: &str, created_ms: u64) -> (Row, Behind) {
+    let row = Row {
+        created_ms,
+        ..Row::fresh(key, value.to_owned())
+    };
+    let behind = Behind {
+        idempotency_key: format!("id-{key}-{created_ms}"),
+        now_ms: created_ms,
+    };
+    (row, behind)
+}
+
+/// The value the file holds under `key`, read by a tier of its own.
+fn in_file(path: &Path, key: &str) -> Option<String> {
+    let other = open(path);
+    let found = other.get(key, 0).unwrap();
+    other.close(0).unwrap();
+    found.map(|f| String::from_utf8(f.value.to_vec()).unwrap())
+}
+
+fn journals(path: &Path) -> Vec<String> {
+    let dir = super::suffixed(path, "-wb");
+    std::fs::read_dir(dir).map_or_else(
+        |_| Vec::new(),
+        |d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        },
+    )
+}
+
+#[test]
+fn a_journaled_write_is_read_back_at_once_and_reaches_the_file_and_outbox_when_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let tier = open(&path);
+    assert!(tier.write_behind(vec![journaled("k", "v1", 10)]).unwrap());
+    // Not yet in the file: another tier on it does not see it.
+    assert_eq!(in_file(&path, "k"), None);
+    assert!(tier.journal_pending());
+    assert!(!tier.write_behind(vec![journaled("k", "v2", 11)]).unwrap());
+    // A read of this tier settles first: it reads its own writes.
+    let found = tier.get("k", 0).unwrap().unwrap();
+    assert_eq!(&found.value[..], b"v2");
+    assert!(!tier.journal_pending());
+    assert_eq!(in_file(&path, "k").as_deref(), Some("v2"));
+    let pending = tier.outbox_pending().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].idempotency_key, "id-k-11");
+    assert_eq!(journals(&path).len(), 1);
+    tier.close(0).unwrap();
+    assert_eq!(journals(&path), Vec::<String>::new());
+}
+
+#[test]
+fn a_journaled_write_older_than_the_files_does_not_replace_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let tier = open(&path);
+    tier.write_behind(vec![
+        journaled("k", "older", 10),
+        journaled("j", "mine", 10),
+    ])
+    .unwrap();
+    // Another process writes `k` later than the journal's write, and
+    // commits first.
+    let other = open(&path);
+    other
+        .write(vec![Write::Put(Row {
+            created_ms: 20,
+            ..Row::fresh("k", "newer")
+        })])
+        .unwrap();
+    other.close(0).unwrap();
+    tier.settle().unwrap();
+    assert_eq!(in_file(&path, "k").as_deref(), Some("newer"));
+    assert_eq!(in_file(&path, "j").as_deref(), Some("mine"));
+    let queued: Vec<_> = tier
+        .outbox_pending()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    assert_eq!(queued, ["j"]);
+    tier.close(0).unwrap();
+}
+
+#[test]
+fn the_journal_of_a_process_that_ended_is_replayed_by_the_next_to_open_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let tier = open(&path);
+    tier.write_behind(vec![journaled("a", "1", 10), journaled("b", "2", 10)])
+        .unwrap();
+    tier.write_behind(vec![journaled("a", "3", 11)]).unwrap();
+    // As a process that ends without closing: the journal's lock goes,
+    // its file stays.
+    drop(tier);
+    assert_eq!(journals(&path).len(), 1);
+    let next = open(&path);
+    assert_eq!(journals(&path), Vec::<String>::new());
+    let value = |key| String::from_utf8(next.get(key, 0).unwrap().unwrap().value.to_vec());
+    assert_eq!(value("a").unwrap(), "3");
+    assert_eq!(value("b").unwrap(), "2");
+    let keys: Vec<_> = next
+        .outbox_pending()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.key, p.idempotency_key))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("b".into(), "id-b-10".into()),
+            ("a".into(), "id-a-11".into())
+        ]
+    );
+    next.close(0).unwrap();
+}
+
+#[test]
+fn a_live_processs_journal_is_not_replayed_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let tier = open(&path);
+    tier.write_behind(vec![journaled("k", "v", 10)]).unwrap();
+    let other = open(&path);
+    assert_eq!(other.replay_orphans().unwrap(), 0);
+    assert!(other.get("k", 0).unwrap().is_none());
+    other.close(0).unwrap();
+    tier.close(0).unwrap();
+    assert_eq!(in_file(&path, "k").as_deref(), Some("v"));
+}
+
+#[test]
+fn a_torn_record_ends_the_replay_and_what_came_before_it_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let tier = open(&path);
+    for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+        tier.write_behind(vec![journaled(key, key, 10 + i as u64)])
+            .unwrap();
+    }
+    drop(tier);
+    let file = super::suffixed(&path, "-wb").join(&journals(&path)[0]);
+    let mut bytes = std::fs::read(&file).unwrap();
+    assert_eq!(records(&bytes).len(), 3);
+    // A byte of the second record's payload is lost: a power loss
+    // before the journal reached the disk.
+    let second = 64
+        + super::record_len(&super::encode(
+            &journaled("a", "a", 10).0,
+            &journaled("a", "a", 10).1,
+        )) as usize;
+    bytes[second + 20] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    assert_eq!(records(&bytes).len(), 1);
+    let next = open(&path);
+    assert!(next.get("a", 0).unwrap().is_some());
+    assert!(next.get("b", 0).unwrap().is_none());
+    assert!(next.get("c", 0).unwrap().is_none());
+    next.close(0).unwrap();
+}
+
+#[test]
+fn records_that_wrap_around_the_ring_are_drained_and_replayed_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let mut tier = open(&path);
+    // A ring of ~8 KB: 500-byte values wrap it every dozen writes.
+    tier.journal = Journal::sized(&path, 64 + 8192);
+    let value = |i: u64| format!("{i:0>500}");
+    for i in 0..100u64 {
+        tier.write_behind(vec![journaled(&format!("k{}", i % 7), &value(i), i)])
+            .unwrap();
+    }
+    tier.settle().unwrap();
+    for i in 93..100u64 {
+        assert_eq!(in_file(&path, &format!("k{}", i % 7)), Some(value(i)));
+    }
+    // Past a wrap, undrained, then replayed by the next opener.
+    for i in 100..110u64 {
+        tier.write_behind(vec![journaled(&format!("k{}", i % 7), &value(i), i)])
+            .unwrap();
+    }
+    drop(tier);
+    let next = open(&path);
+    for i in 103..110u64 {
+        let found = next.get(&format!("k{}", i % 7), 0).unwrap().unwrap();
+        assert_eq!(found.value, value(i).into_bytes());
+    }
+    next.close(0).unwrap();
+}
