@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::{LEASE_MARGIN, POLL};
+use super::{JOURNAL_LINGER, LEASE_MARGIN, POLL};
 use crate::cache::Engine;
 use crate::error::{ErrorKind, Result};
 use crate::runtime;
@@ -15,6 +15,7 @@ use crate::tier::sqlite::{Attempt, Pending};
 /// Starts the write-behind outbox's worker (see [`crate::outbox`]).
 pub(crate) fn spawn_outbox(engine: Weak<Engine>) {
     runtime::handle().spawn(async move {
+        let mut lingered = false;
         loop {
             let Some(strong) = engine.upgrade() else {
                 return;
@@ -25,6 +26,15 @@ pub(crate) fn spawn_outbox(engine: Weak<Engine>) {
             if outbox.stopped.load(Ordering::Acquire) || strong.is_closed() {
                 return;
             }
+            // Writes journaled: those of the next moment join them in the
+            // drain's one commit (and the writer wakes the worker once).
+            if !lingered && strong.sqlite.as_ref().is_some_and(|s| s.journal_pending()) {
+                drop(strong);
+                tokio::time::sleep(JOURNAL_LINGER).await;
+                lingered = true;
+                continue;
+            }
+            lingered = false;
             let wake = outbox.wake.clone();
             let pause = match strong.outbox_pass().await {
                 // Records journaled while the pass drained wait for no wake.

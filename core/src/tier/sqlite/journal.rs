@@ -88,9 +88,9 @@ pub(super) enum Appended {
     /// Every row is in the journal; whether it held none before.
     Done(bool),
     /// The ring has no room for them: drain it, then try again.
-    Full,
+    Full(Vec<(Row, Behind)>),
     /// They do not go through the journal: commit them directly.
-    Direct,
+    Direct(Vec<(Row, Behind)>),
 }
 
 /// The journal of a write-behind tier; see the module docs.
@@ -136,14 +136,15 @@ impl Journal {
 
     /// Appends `rows` (one `mset`: made durable together), creating the
     /// journal on first use.
-    pub(super) fn append(&self, rows: &[(Row, Behind)]) -> Appended {
+    pub(super) fn append(&self, rows: Vec<(Row, Behind)>) -> Appended {
         if self.unavailable.load(Ordering::Relaxed) {
-            return Appended::Direct;
+            return Appended::Direct(rows);
         }
-        let payloads: Vec<Vec<u8>> = rows.iter().map(|(r, b)| encode(r, b)).collect();
-        let needed: u64 = payloads.iter().map(|p| 2 * record_len(p)).sum();
+        let payloads: Vec<Payload<'_>> = rows.iter().map(|(r, b)| Payload::new(r, b)).collect();
+        let needed: u64 = payloads.iter().map(|p| 2 * record_len(p.len())).sum();
         if needed > (self.size - HEADER) / 4 {
-            return Appended::Direct;
+            drop(payloads);
+            return Appended::Direct(rows);
         }
         let mut ring = self.ring.lock();
         if ring.is_none() {
@@ -153,25 +154,25 @@ impl Journal {
                     tracing::warn!(dir = %self.dir.display(), error = %err,
                         "no write-behind journal: each write-behind set commits to the file");
                     self.unavailable.store(true, Ordering::Relaxed);
-                    return Appended::Direct;
+                    drop(payloads);
+                    return Appended::Direct(rows);
                 }
             }
         }
         let ring = ring.as_mut().expect("created above");
         if ring.tail + needed - ring.head > ring.ring {
-            return Appended::Full;
+            drop(payloads);
+            return Appended::Full(rows);
         }
-        for ((row, behind), payload) in rows.iter().zip(&payloads) {
-            let end = ring.put(payload);
-            ring.queued.push_back(Queued {
-                row: row.clone(),
-                behind: behind.clone(),
-                end,
-            });
+        let ends: Vec<u64> = payloads.iter().map(|p| ring.put(p)).collect();
+        drop(payloads);
+        let count = rows.len();
+        for ((row, behind), end) in rows.into_iter().zip(ends) {
+            ring.queued.push_back(Queued { row, behind, end });
         }
         // The records count once `tail` covers them: all of them or none.
         ring.store_position(16, ring.tail);
-        Appended::Done(self.queued.fetch_add(rows.len(), Ordering::Release) == 0)
+        Appended::Done(self.queued.fetch_add(count, Ordering::Release) == 0)
     }
 
     /// After a fork, in the child: forgets the parent's journal (the
@@ -244,8 +245,8 @@ impl Ring {
     /// Writes one record at `tail` (wrapping first if it would cross the
     /// ring's end) and returns the position past it; `tail` is not yet
     /// stored in the header.
-    fn put(&mut self, payload: &[u8]) -> u64 {
-        let len = record_len(payload);
+    fn put(&mut self, payload: &Payload<'_>) -> u64 {
+        let (size, len) = (payload.len(), record_len(payload.len()));
         let offset = self.tail % self.ring;
         if offset + len > self.ring {
             let at = (HEADER + offset) as usize;
@@ -253,9 +254,11 @@ impl Ring {
             self.tail += self.ring - offset;
         }
         let at = (HEADER + self.tail % self.ring) as usize;
-        self.map[at..at + 4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.map[at + 4..at + 8].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        self.map[at + 8..at + 8 + payload.len()].copy_from_slice(payload);
+        let body = &mut self.map[at + 8..at + 8 + size];
+        payload.write(body);
+        let crc = crc32fast::hash(body);
+        self.map[at..at + 4].copy_from_slice(&(size as u32).to_le_bytes());
+        self.map[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
         self.tail += len;
         self.tail
     }
@@ -276,8 +279,8 @@ impl Drop for Ring {
 
 /// A record's length in the ring: its 8-byte header and its payload,
 /// rounded up to 8 bytes.
-fn record_len(payload: &[u8]) -> u64 {
-    8 + (payload.len() as u64).next_multiple_of(8)
+fn record_len(payload: usize) -> u64 {
+    8 + (payload as u64).next_multiple_of(8)
 }
 
 /// Allocates `len` bytes of `file` on disk.
@@ -291,27 +294,50 @@ fn allocate(file: &File, len: u64) -> std::io::Result<()> {
     }
 }
 
-fn encode(row: &Row, behind: &Behind) -> Vec<u8> {
-    let tags = match row.tags.is_empty() {
-        true => String::new(),
-        false => serde_json::to_string(&row.tags).expect("strings serialise"),
-    };
-    let key = row.key.as_bytes();
-    let idempotency = behind.idempotency_key.as_bytes();
-    let mut out =
-        Vec::with_capacity(36 + key.len() + idempotency.len() + tags.len() + row.value.len());
-    out.extend_from_slice(&row.created_ms.to_le_bytes());
-    out.extend_from_slice(&row.expires_ms.to_le_bytes());
-    out.extend_from_slice(&row.stale_until_ms.to_le_bytes());
-    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(idempotency.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(tags.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(row.value.len() as u32).to_le_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(idempotency);
-    out.extend_from_slice(tags.as_bytes());
-    out.extend_from_slice(&row.value);
-    out
+/// A record's payload, written straight into the ring.
+struct Payload<'a> {
+    row: &'a Row,
+    idempotency: &'a [u8],
+    tags: String,
+}
+
+impl<'a> Payload<'a> {
+    fn new(row: &'a Row, behind: &'a Behind) -> Self {
+        let tags = match row.tags.is_empty() {
+            true => String::new(),
+            false => serde_json::to_string(&row.tags).expect("strings serialise"),
+        };
+        Self {
+            row,
+            idempotency: behind.idempotency_key.as_bytes(),
+            tags,
+        }
+    }
+
+    fn len(&self) -> usize {
+        36 + self.row.key.len() + self.idempotency.len() + self.tags.len() + self.row.value.len()
+    }
+
+    /// Writes the payload into `out`, which is [`Payload::len`] long.
+    fn write(&self, out: &mut [u8]) {
+        let key = self.row.key.as_bytes();
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(&self.row.created_ms.to_le_bytes());
+        put(&self.row.expires_ms.to_le_bytes());
+        put(&self.row.stale_until_ms.to_le_bytes());
+        put(&(key.len() as u16).to_le_bytes());
+        put(&(self.idempotency.len() as u16).to_le_bytes());
+        put(&(self.tags.len() as u32).to_le_bytes());
+        put(&(self.row.value.len() as u32).to_le_bytes());
+        put(key);
+        put(self.idempotency);
+        put(self.tags.as_bytes());
+        put(&self.row.value);
+    }
 }
 
 fn decode(payload: &[u8]) -> Option<(Row, Behind)> {
@@ -365,7 +391,7 @@ fn decode(payload: &[u8]) -> Option<(Row, Behind)> {
 
 /// The records of a journal's bytes from its `head` to its `tail`, in
 /// order, stopping at the first that is torn.
-fn records(bytes: &[u8]) -> Vec<(Row, Behind)> {
+fn records(bytes: &[u8]) -> Vec<Queued> {
     let position = |at: usize| {
         bytes
             .get(at..at + 8)
@@ -374,10 +400,15 @@ fn records(bytes: &[u8]) -> Vec<(Row, Behind)> {
     if bytes.get(..8) != Some(MAGIC) || (bytes.len() as u64) < 2 * HEADER {
         return Vec::new();
     }
+    between(bytes, position(8), position(16))
+}
+
+/// The records of a journal's bytes from position `at` to `to`, in order,
+/// stopping at the first that is torn.
+fn between(bytes: &[u8], mut at: u64, to: u64) -> Vec<Queued> {
     let ring = bytes.len() as u64 - HEADER;
-    let (mut at, tail) = (position(8), position(16));
     let mut found = Vec::new();
-    while at < tail {
+    while at < to {
         let offset = (HEADER + at % ring) as usize;
         let word = |at: usize| {
             bytes
@@ -392,14 +423,18 @@ fn records(bytes: &[u8]) -> Vec<(Row, Behind)> {
             continue;
         }
         let payload = bytes.get(offset + 8..offset + 8 + len as usize);
-        match payload
+        let Some((row, behind)) = payload
             .filter(|p| crc32fast::hash(p) == crc)
             .and_then(decode)
-        {
-            Some(record) => found.push(record),
-            None => break,
-        }
-        at += 8 + u64::from(len).next_multiple_of(8);
+        else {
+            break;
+        };
+        at += record_len(len as usize);
+        found.push(Queued {
+            row,
+            behind,
+            end: at,
+        });
     }
     found
 }
@@ -411,7 +446,7 @@ impl SqliteTier {
     /// outbox's worker should be woken: the journal was empty (a worker
     /// that finds it still holding records after a pass goes on at once),
     /// or the rows were committed.
-    pub(crate) fn write_behind(&self, rows: Vec<(Row, Behind)>) -> Result<bool> {
+    pub(crate) fn write_behind(&self, mut rows: Vec<(Row, Behind)>) -> Result<bool> {
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::closed());
@@ -420,19 +455,22 @@ impl SqliteTier {
                 let _gate = self.enter()?;
                 self.check_writable()?;
                 self.journal_room(&rows)?;
-                self.journal.append(&rows)
+                self.journal.append(rows)
             };
-            match appended {
+            rows = match appended {
                 Appended::Done(first) => return Ok(first),
-                Appended::Full => self.drain(false)?,
-                Appended::Direct => {
+                Appended::Full(rows) => {
+                    self.drain(false)?;
+                    rows
+                }
+                Appended::Direct(rows) => {
                     let writes = rows
                         .into_iter()
                         .map(|(row, behind)| Write::PutBehind(row, behind))
                         .collect();
                     return self.write(writes).map(|_| true);
                 }
-            }
+            };
         }
     }
 
@@ -481,28 +519,29 @@ impl SqliteTier {
         // its threads held) before taking any of them.
         drop(self.enter()?);
         let _draining = self.journal.draining.lock();
-        let (taken, end) = {
-            let mut ring = self.journal.ring.lock();
-            let Some(ring) = ring.as_mut() else {
-                return Ok(());
-            };
-            let end = ring.queued.back().map(|q| q.end);
-            let taken: Vec<Write> = ring
-                .queued
-                .iter()
-                .map(|q| Write::Replay(q.row.clone(), q.behind.clone()))
-                .collect();
-            (taken, end)
+        // Taken out of the queue (still counted as queued until committed).
+        let taken: Vec<Queued> = match self.journal.ring.lock().as_mut() {
+            Some(ring) => ring.queued.drain(..).collect(),
+            None => Vec::new(),
         };
-        if let Some(end) = end {
+        if let Some(end) = taken.last().map(|q| q.end) {
             let count = taken.len();
-            self.write_settled(taken)?;
+            let writes = taken
+                .into_iter()
+                .map(|q| Write::Replay(q.row, q.behind))
+                .collect();
+            let committed = self.write_settled(writes);
             let mut ring = self.journal.ring.lock();
-            if let Some(ring) = ring.as_mut() {
-                ring.queued.drain(..count);
-                ring.head = end;
-                ring.store_position(8, end);
+            let ring = ring.as_mut().expect("a drain's ring stays");
+            if let Err(err) = committed {
+                // They stay first in line, read back from the ring.
+                for queued in between(&ring.map, ring.head, end).into_iter().rev() {
+                    ring.queued.push_front(queued);
+                }
+                return Err(err);
             }
+            ring.head = end;
+            ring.store_position(8, end);
             self.journal.queued.fetch_sub(count, Ordering::Release);
         }
         if close {
@@ -549,7 +588,7 @@ impl SqliteTier {
                 for chunk in found.chunks(REPLAY_CHUNK) {
                     let writes = chunk
                         .iter()
-                        .map(|(row, behind)| Write::Replay(row.clone(), behind.clone()))
+                        .map(|q| Write::Replay(q.row.clone(), q.behind.clone()))
                         .collect();
                     self.write_settled(writes)?;
                 }

@@ -162,11 +162,8 @@ fn a_torn_record_ends_the_replay_and_what_came_before_it_is_kept() {
     assert_eq!(records(&bytes).len(), 3);
     // A byte of the second record's payload is lost: a power loss
     // before the journal reached the disk.
-    let second = 64
-        + super::record_len(&super::encode(
-            &journaled("a", "a", 10).0,
-            &journaled("a", "a", 10).1,
-        )) as usize;
+    let (row, behind) = journaled("a", "a", 10);
+    let second = 64 + super::record_len(super::Payload::new(&row, &behind).len()) as usize;
     bytes[second + 20] ^= 0xff;
     std::fs::write(&file, &bytes).unwrap();
     assert_eq!(records(&bytes).len(), 1);
@@ -205,4 +202,33 @@ fn records_that_wrap_around_the_ring_are_drained_and_replayed_in_order() {
         assert_eq!(found.value, value(i).into_bytes());
     }
     next.close(0).unwrap();
+}
+
+#[test]
+fn a_drain_that_fails_leaves_the_records_queued_in_order() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let tier = open(&path);
+    tier.write_behind(vec![journaled("k", "1", 10), journaled("j", "1", 10)])
+        .unwrap();
+    tier.write_behind(vec![journaled("k", "2", 11)]).unwrap();
+    // The commit fails (as a closed tier's does).
+    tier.closed.store(true, Ordering::Release);
+    let err = tier.settle().unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::Closed);
+    assert!(tier.journal_pending());
+    tier.closed.store(false, Ordering::Release);
+    tier.write_behind(vec![journaled("j", "2", 12)]).unwrap();
+    tier.settle().unwrap();
+    assert_eq!(in_file(&path, "k").as_deref(), Some("2"));
+    assert_eq!(in_file(&path, "j").as_deref(), Some("2"));
+    let versions: Vec<_> = tier
+        .outbox_pending()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.idempotency_key)
+        .collect();
+    assert_eq!(versions, ["id-k-11", "id-j-12"]);
+    tier.close(0).unwrap();
 }
