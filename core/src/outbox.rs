@@ -59,7 +59,7 @@ use tokio::sync::Notify;
 pub use crate::config::OutboxConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::source::Source;
-use crate::tier::sqlite::{Attempt, Behind, Depth, Pending, SqliteTier};
+use crate::tier::sqlite::{Attempt, Behind, Depth, Pending, SqliteTier, WriteId};
 
 use self::identity::Identity;
 pub(crate) use self::identity::random_u64;
@@ -239,9 +239,15 @@ impl Outbox {
     /// A new idempotency key: unique to this write, in every process and
     /// every run.
     pub(crate) fn idempotency_key(&self) -> String {
-        let nonce = self.identity.nonce();
-        let n = self.next_write.fetch_add(1, Ordering::Relaxed);
-        format!("{nonce:016x}-{n}")
+        self.write_id().to_string()
+    }
+
+    /// [`Outbox::idempotency_key`], not yet written out.
+    fn write_id(&self) -> WriteId {
+        WriteId {
+            nonce: self.identity.nonce(),
+            n: self.next_write.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// Queues a write in the in-memory outbox (no L2 file).
@@ -256,7 +262,7 @@ impl Outbox {
     /// The outbox row's part of a write-behind write made at `now_ms`.
     pub(crate) fn behind(&self, now_ms: u64) -> Behind {
         Behind {
-            idempotency_key: self.idempotency_key(),
+            idempotency: self.write_id(),
             now_ms,
         }
     }

@@ -264,7 +264,9 @@ fn write_behind_refuses_a_set_the_disk_has_no_room_for_and_drains_what_it_took()
     };
     assert_eq!(refused.kind(), ErrorKind::Storage, "{refused}");
     assert!(refused.message().starts_with("disk full: "), "{refused}");
-    assert!(stored > 1000, "only {stored} values fit");
+    // Each value is held twice (its row and its outbox row), and the room
+    // for the journal's writes is set aside when they are journaled.
+    assert!(stored > 100, "only {stored} values fit");
     // Every acknowledged write is read back from the file.
     for i in [0, 1, stored / 2, stored - 1] {
         let read = cache.lookup(&key(i)).unwrap().unwrap();
@@ -276,6 +278,8 @@ fn write_behind_refuses_a_set_the_disk_has_no_room_for_and_drains_what_it_took()
     }
     assert!(cache.delete(&key(0)).unwrap());
     assert_eq!(cache.len().unwrap(), stored as u64 - 1);
+    // Delivered, the outbox gives its rows' room back; clear the entries'.
+    cache.flush().unwrap();
     cache.clear().unwrap();
     assert_eq!(cache.len().unwrap(), 0);
     cache.set("after", "1").unwrap();

@@ -167,11 +167,12 @@ impl Engine {
             .map(|redis| redis.changing(rows.iter().map(|r| r.key.as_str())));
         let shared = self.redis.as_ref().map(|redis| (redis, rows.clone()));
         let mut wake = behind.is_some();
-        let written: Vec<Option<Outcome>> = match (&self.sqlite, behind) {
+        // One outcome per row when L2 committed them (none through the
+        // journal, or without L2).
+        let written: Vec<Outcome> = match (&self.sqlite, behind) {
             (Some(sqlite), Some(outbox)) => {
                 // Through the journal: committed to the file by the next
                 // drain (see `tier::sqlite::journal`).
-                let count = rows.len();
                 let journaled = rows
                     .into_iter()
                     .map(|row| (row, outbox.behind(now)))
@@ -179,13 +180,13 @@ impl Engine {
                 let written = sqlite.write_behind(journaled);
                 self.follow_file_swap();
                 wake = written?;
-                vec![None; count]
+                Vec::new()
             }
             (Some(sqlite), None) => {
                 let writes = rows.into_iter().map(Write::Put).collect();
                 let written = sqlite.write(writes);
                 self.follow_file_swap();
-                written?.into_iter().map(Some).collect()
+                written?
             }
             (None, _) => {
                 if let Some(outbox) = behind {
@@ -193,11 +194,12 @@ impl Engine {
                         outbox.enqueue_in_memory(&row.key, Some(row.value.clone()), now);
                     }
                 }
-                vec![None; rows.len()]
+                Vec::new()
             }
         };
         if let Some(memory) = memory {
-            for ((pending, key, entry), outcome) in l1.into_iter().zip(written) {
+            let outcomes = written.into_iter().map(Some).chain(std::iter::repeat(None));
+            for ((pending, key, entry), outcome) in l1.into_iter().zip(outcomes) {
                 let (seq, row) = outcome.map_or((None, None), |o| (Some(o.seq), o.row));
                 let entry = entry.in_row(row.unwrap_or(0));
                 memory.apply(&pending, &key, Some(entry), &options.tags, seq);

@@ -47,7 +47,7 @@ use parking_lot::Mutex;
 
 use super::SqliteTier;
 use super::file::{io_error, suffixed};
-use super::writer::{Behind, Row, Write};
+use super::writer::{Behind, Row, Write, WriteId};
 use crate::error::{Error, Result};
 
 /// The size of a process's journal file: 32 MiB.
@@ -140,10 +140,11 @@ impl Journal {
         if self.unavailable.load(Ordering::Relaxed) {
             return Appended::Direct(rows);
         }
-        let payloads: Vec<Payload<'_>> = rows.iter().map(|(r, b)| Payload::new(r, b)).collect();
-        let needed: u64 = payloads.iter().map(|p| 2 * record_len(p.len())).sum();
+        let needed: u64 = rows
+            .iter()
+            .map(|(r, b)| 2 * record_len(Payload::new(r, b).len()))
+            .sum();
         if needed > (self.size - HEADER) / 4 {
-            drop(payloads);
             return Appended::Direct(rows);
         }
         let mut ring = self.ring.lock();
@@ -154,20 +155,17 @@ impl Journal {
                     tracing::warn!(dir = %self.dir.display(), error = %err,
                         "no write-behind journal: each write-behind set commits to the file");
                     self.unavailable.store(true, Ordering::Relaxed);
-                    drop(payloads);
                     return Appended::Direct(rows);
                 }
             }
         }
         let ring = ring.as_mut().expect("created above");
         if ring.tail + needed - ring.head > ring.ring {
-            drop(payloads);
             return Appended::Full(rows);
         }
-        let ends: Vec<u64> = payloads.iter().map(|p| ring.put(p)).collect();
-        drop(payloads);
         let count = rows.len();
-        for ((row, behind), end) in rows.into_iter().zip(ends) {
+        for (row, behind) in rows {
+            let end = ring.put(&Payload::new(&row, &behind));
             ring.queued.push_back(Queued { row, behind, end });
         }
         // The records count once `tail` covers them: all of them or none.
@@ -297,7 +295,7 @@ fn allocate(file: &File, len: u64) -> std::io::Result<()> {
 /// A record's payload, written straight into the ring.
 struct Payload<'a> {
     row: &'a Row,
-    idempotency: &'a [u8],
+    idempotency: WriteId,
     tags: String,
 }
 
@@ -309,13 +307,13 @@ impl<'a> Payload<'a> {
         };
         Self {
             row,
-            idempotency: behind.idempotency_key.as_bytes(),
+            idempotency: behind.idempotency,
             tags,
         }
     }
 
     fn len(&self) -> usize {
-        36 + self.row.key.len() + self.idempotency.len() + self.tags.len() + self.row.value.len()
+        52 + self.row.key.len() + self.tags.len() + self.row.value.len()
     }
 
     /// Writes the payload into `out`, which is [`Payload::len`] long.
@@ -329,12 +327,12 @@ impl<'a> Payload<'a> {
         put(&self.row.created_ms.to_le_bytes());
         put(&self.row.expires_ms.to_le_bytes());
         put(&self.row.stale_until_ms.to_le_bytes());
-        put(&(key.len() as u16).to_le_bytes());
-        put(&(self.idempotency.len() as u16).to_le_bytes());
+        put(&self.idempotency.nonce.to_le_bytes());
+        put(&self.idempotency.n.to_le_bytes());
+        put(&(key.len() as u32).to_le_bytes());
         put(&(self.tags.len() as u32).to_le_bytes());
         put(&(self.row.value.len() as u32).to_le_bytes());
         put(key);
-        put(self.idempotency);
         put(self.tags.as_bytes());
         put(&self.row.value);
     }
@@ -346,27 +344,25 @@ fn decode(payload: &[u8]) -> Option<(Row, Behind)> {
             payload.get(at..at + 8)?.try_into().ok()?,
         ))
     };
-    let u16_at = |at: usize| {
-        Some(u16::from_le_bytes(
-            payload.get(at..at + 2)?.try_into().ok()?,
-        ))
-    };
     let u32_at = |at: usize| {
         Some(u32::from_le_bytes(
             payload.get(at..at + 4)?.try_into().ok()?,
         ))
     };
     let (created_ms, expires_ms, stale_until_ms) = (u64_at(0)?, u64_at(8)?, u64_at(16)?);
-    let (key_len, idempotency_len) = (usize::from(u16_at(24)?), usize::from(u16_at(26)?));
-    let (tags_len, value_len) = (u32_at(28)? as usize, u32_at(32)? as usize);
-    let mut rest = payload.get(36..)?;
+    let idempotency = WriteId {
+        nonce: u64_at(24)?,
+        n: u64_at(32)?,
+    };
+    let (key_len, tags_len) = (u32_at(40)? as usize, u32_at(44)? as usize);
+    let value_len = u32_at(48)? as usize;
+    let mut rest = payload.get(52..)?;
     let mut take = |n: usize| {
         let (head, tail) = rest.split_at_checked(n)?;
         rest = tail;
         Some(head)
     };
     let key = String::from_utf8(take(key_len)?.to_vec()).ok()?;
-    let idempotency_key = String::from_utf8(take(idempotency_len)?.to_vec()).ok()?;
     let tags = match take(tags_len)? {
         [] => Vec::new(),
         json => serde_json::from_slice(json).ok()?,
@@ -383,7 +379,7 @@ fn decode(payload: &[u8]) -> Option<(Row, Behind)> {
             etag: None,
         },
         Behind {
-            idempotency_key,
+            idempotency,
             now_ms: created_ms,
         },
     ))
@@ -488,7 +484,8 @@ impl SqliteTier {
             let ring = self.journal.ring.lock();
             ring.as_ref().map_or(0, |r| r.tail - r.head)
         };
-        self.ensure_room_for(held + size + ROOM_GRANT)?;
+        // A row and its outbox row each hold the value.
+        self.ensure_room_for(2 * (held + size + ROOM_GRANT))?;
         self.journal
             .room
             .store(ROOM_GRANT as i64, Ordering::Relaxed);

@@ -67,13 +67,16 @@ const WRITE_OVERHEAD: u64 = 64 << 10;
 
 impl SqliteTier {
     /// Refuses `writes` if storing them would leave less than
-    /// [`DISK_RESERVE`] free (see the module docs). A journal's writes are
-    /// not counted here: their room was checked when they were journaled.
+    /// [`DISK_RESERVE`] free (see the module docs). A write-behind put
+    /// counts twice (its row and its outbox row hold the value). A
+    /// journal's writes are not counted here: their room was checked when
+    /// they were journaled.
     pub(super) fn ensure_room(&self, writes: &[Write]) -> Result<()> {
         let stored: u64 = writes
             .iter()
             .map(|w| match w {
-                Write::Put(row) | Write::Copy(row) | Write::PutBehind(row, _) => row.size(),
+                Write::Put(row) | Write::Copy(row) => row.size(),
+                Write::PutBehind(row, _) => 2 * row.size(),
                 Write::Delete(_) | Write::DeleteBehind(..) | Write::Replay(..) => 0,
             })
             .sum();

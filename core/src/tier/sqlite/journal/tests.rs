@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{Journal, records};
 use crate::config::OnCorrupt;
-use crate::tier::sqlite::{Behind, Row, SqliteTier, Write};
+use crate::tier::sqlite::{Behind, Row, SqliteTier, Write, WriteId};
 
 fn open(path: &Path) -> SqliteTier {
     SqliteTier::open(path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap()
@@ -19,7 +19,10 @@ fn journaled(key: &str, value: &str, created_ms: u64) -> (Row, Behind) {
         ..Row::fresh(key, value.to_owned())
     };
     let behind = Behind {
-        idempotency_key: format!("id-{key}-{created_ms}"),
+        idempotency: WriteId {
+            nonce: key.len() as u64,
+            n: created_ms,
+        },
         now_ms: created_ms,
     };
     (row, behind)
@@ -61,7 +64,7 @@ fn a_journaled_write_is_read_back_at_once_and_reaches_the_file_and_outbox_when_d
     assert_eq!(in_file(&path, "k").as_deref(), Some("v2"));
     let pending = tier.outbox_pending().unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!(pending[0].idempotency_key, "id-k-11");
+    assert_eq!(pending[0].idempotency_key, "0000000000000001-11");
     assert_eq!(journals(&path).len(), 1);
     tier.close(0).unwrap();
     assert_eq!(journals(&path), Vec::<String>::new());
@@ -126,8 +129,8 @@ fn the_journal_of_a_process_that_ended_is_replayed_by_the_next_to_open_the_file(
     assert_eq!(
         keys,
         [
-            ("b".into(), "id-b-10".into()),
-            ("a".into(), "id-a-11".into())
+            ("b".into(), "0000000000000001-10".into()),
+            ("a".into(), "0000000000000001-11".into())
         ]
     );
     next.close(0).unwrap();
@@ -229,6 +232,6 @@ fn a_drain_that_fails_leaves_the_records_queued_in_order() {
         .into_iter()
         .map(|p| p.idempotency_key)
         .collect();
-    assert_eq!(versions, ["id-k-11", "id-j-12"]);
+    assert_eq!(versions, ["0000000000000001-11", "0000000000000001-12"]);
     tier.close(0).unwrap();
 }
