@@ -9,11 +9,13 @@
 //! 2–4× cheaper than moka's and its hit ratio on a Zipf(0.99) trace matches
 //! moka's TinyLFU within a fraction of a point.
 //!
-//! Each job has its own file: the entries ([`entry`]), the reads they
-//! count for L2 ([`reads`]), the ordering of writes and promotions
-//! ([`ordering`]) and L1 across a `fork()` ([`fork`]).
+//! Each job has its own file: the entries ([`entry`]), the map's options
+//! sized from the byte budget ([`estimate`]), the reads they count for L2
+//! ([`reads`]), the ordering of writes and promotions ([`ordering`]) and L1
+//! across a `fork()` ([`fork`]).
 
 mod entry;
+mod estimate;
 mod fork;
 mod ordering;
 mod reads;
@@ -24,8 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use compact_str::CompactString;
 use parking_lot::Mutex;
+use quick_cache::DefaultHashBuilder;
 use quick_cache::sync::Cache as QuickCache;
-use quick_cache::{DefaultHashBuilder, OptionsBuilder};
 
 use crate::stats::Counters;
 use entry::ByteWeighter;
@@ -84,15 +86,7 @@ impl MemoryTier {
         first_version: u64,
         check_every: Option<u64>,
     ) -> Self {
-        // quick_cache sizes its ghost list (recently evicted keys, which let a
-        // returning key back in) from the estimated entry count; it allocates
-        // nothing up front. Under-estimating shortens the ghost list and costs
-        // hit ratio on small entries, so assume small ones: 64 bytes of key and
-        // value per entry.
-        let estimated = (max_bytes / (ENTRY_OVERHEAD + 64)).clamp(64, 1 << 24) as usize;
-        let options = OptionsBuilder::new()
-            .estimated_items_capacity(estimated)
-            .weight_capacity(max_bytes)
+        let options = estimate::map_options(max_bytes)
             .build()
             .expect("estimated capacity and weight are set");
         let departed = Arc::new(Mutex::new(TakenReads::new()));
