@@ -21,6 +21,9 @@
 //! | [`hybrid`] | single-key `set` of new keys, default and write-behind | foyer `insert` | ≥ 50,000/s; write-behind ≥ foyer's rate |
 //! | [`hybrid`] | `close()` after the reads; reopen to the first read served | foyer | ≤ 100 ms; ≤ 5 ms |
 //! | [`c_hit`] | `tierstack_cache_get` from C, L1 hit | the Rust `get` | ≤ 1.3× |
+//!
+//! [`run_all`] runs them all; [`report`] writes a run, with the hosts'
+//! results, as BENCHMARKS.md and its SVG plots.
 
 pub mod bare;
 pub mod c_hit;
@@ -32,6 +35,7 @@ pub mod l2_hit;
 pub mod l2_write;
 pub mod measure;
 pub mod redis_hit;
+pub mod report;
 pub mod table;
 pub mod traces;
 pub mod write_strategies;
@@ -155,6 +159,28 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Every contender's hit ratio at every cache size, per trace.
     pub traces: Vec<traces::TraceReport>,
+    /// The timed scenarios' measurements, which the rows were made of.
+    pub timed: Timed,
+}
+
+/// The measurements of every timed scenario of a run (the report's plots
+/// draw them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timed {
+    /// The L1 hit against quick_cache and moka.
+    pub l1: l1_hit::L1HitReport,
+    /// The L2 hit against bare rusqlite.
+    pub l2: l2_hit::L2HitReport,
+    /// The Redis hit against bare redis-rs; `None` without a `redis-server`.
+    pub redis: Option<redis_hit::RedisHitReport>,
+    /// L2 batch writes against bare rusqlite.
+    pub write: l2_write::L2WriteReport,
+    /// Single-key writes, write-behind against its peers.
+    pub strategies: write_strategies::WriteStrategiesReport,
+    /// The scenario against foyer.
+    pub hybrid: hybrid::HybridReport,
+    /// The L1 hit from C; `None` when the C program is not built.
+    pub c: Option<c_hit::CHitReport>,
 }
 
 /// Runs every scenario at `scale` and returns the table's rows and the hit
@@ -240,6 +266,7 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Repo
         verdict: Verdict::of(ratio <= 1.3),
     });
 
+    let mut redis_report = None;
     if redis_hit::server_available() {
         progress("Redis hit");
         let redis = redis_hit::run(scale.redis_keys, scale.redis_reads, scale.redis_rounds)?;
@@ -263,6 +290,7 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Repo
                 verdict: Verdict::of(ratio <= 1.2),
             });
         }
+        redis_report = Some(redis);
     } else {
         rows.push(Row {
             scenario: "Redis hit".to_owned(),
@@ -328,9 +356,11 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Repo
     }
 
     progress("hybrid vs foyer");
-    rows.extend(hybrid::run(scale.hybrid)?.rows());
+    let hybrid = hybrid::run(scale.hybrid)?;
+    rows.extend(hybrid.rows());
 
     let program = c_hit::program();
+    let mut c_report = None;
     if program.exists() {
         progress("C L1 hit");
         let c = c_hit::run(&program, scale.c_gets, scale.rounds)?;
@@ -344,6 +374,7 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Repo
             target: "≤ 1.30×".to_owned(),
             verdict: Verdict::of(ratio <= 1.3),
         });
+        c_report = Some(c);
     } else {
         rows.push(Row {
             scenario: "L1 hit from C".to_owned(),
@@ -370,7 +401,19 @@ pub fn run_all(scale: Scale, mut progress: impl FnMut(&str)) -> BenchResult<Repo
             verdict: Verdict::Info,
         });
     }
-    Ok(Report { rows, traces })
+    Ok(Report {
+        rows,
+        traces,
+        timed: Timed {
+            l1,
+            l2,
+            redis: redis_report,
+            write,
+            strategies,
+            hybrid,
+            c: c_report,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -413,7 +456,7 @@ mod tests {
         );
         let mut started = Vec::new();
         let report = run_all(scale, |s| started.push(s.to_owned())).unwrap();
-        let rows = report.rows;
+        let rows = &report.rows;
         let mut scenarios = vec![
             "L1 hit",
             "L1 hit ratio",
@@ -479,6 +522,22 @@ mod tests {
             assert_eq!(capacities, [10, 100, 500, 1_000, 2_500]);
             assert!(trace.sizes.iter().all(|p| p.hits.len() == 5));
         }
+
+        // The report of the same run, with a host's file beside it.
+        let run = report::Run {
+            report: &report,
+            scale,
+            mode: "tiny",
+            took: std::time::Duration::from_millis(1500),
+            machine: report::Machine::detect(),
+        };
+        let hosts = [report::HostRun::parse(report::hosts::tests::SAMPLE).unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        let markdown = dir.path().join("BENCHMARKS.md");
+        let plots = dir.path().join("bench/plots");
+        let written = report::write(&run, &hosts, &markdown, &plots).unwrap();
+        assert_eq!(written.markdown, markdown);
+        report::tests::check_written(&written, &run, &hosts);
     }
 
     #[test]
