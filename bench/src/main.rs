@@ -115,3 +115,37 @@ fn main() -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_report_flags() {
+        Args::command().debug_assert();
+        let args = Args::try_parse_from([
+            "tierstack-bench",
+            "--quick",
+            "--report",
+            "BENCHMARKS.md",
+            "--hosts",
+            "python.json",
+            "node.json",
+        ])
+        .unwrap();
+        assert!(args.quick);
+        assert_eq!(args.report, Some(PathBuf::from("BENCHMARKS.md")));
+        assert_eq!(args.plots, None);
+        assert_eq!(
+            args.hosts,
+            [PathBuf::from("python.json"), PathBuf::from("node.json")]
+        );
+        for without_report in [["--hosts", "a.json"], ["--plots", "plots"]] {
+            let err = Args::try_parse_from(["tierstack-bench"].into_iter().chain(without_report))
+                .err()
+                .unwrap();
+            assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        }
+    }
+}
