@@ -29,8 +29,11 @@
 //! - single-key writes of new keys, one thread: tierstack's `set` with the
 //!   default strategy, `set` write-behind (a cache of its own with a source
 //!   that stores at once, as in [`crate::write_strategies`]), and foyer's
-//!   `insert`. Each `set` is read back, and found in the file (default) or
-//!   delivered once to the source (write-behind). After foyer's flushers
+//!   `insert`, and beside the default `set`, a bare rusqlite `INSERT`
+//!   committed on its own (WAL, `synchronous = NORMAL`: the floor of one
+//!   commit per write on this machine). Each `set` is read back, and found
+//!   in the file (default) or delivered once to the source (write-behind);
+//!   each bare insert is read back. After foyer's flushers
 //!   finished, each insert is looked up in each of its tiers alone: a tier
 //!   holding the key must hold its value, and the inserts are counted as on
 //!   disk, in memory only, or in neither (dropped, a miss rather than a wrong
@@ -188,13 +191,18 @@ pub fn run(scale: HybridScale) -> BenchResult<HybridReport> {
     let file = ours::open_file(&db, sizes)?;
     let foyer = handle.block_on(peer::open(&device, sizes))?;
     let behind = ours::WriteBehind::open(dir.path().join("behind.db"), sizes)?;
+    let bare = crate::bare::open(&dir.path().join("bare.db"))?;
     let kept = Cell::new(InsertsKept::default());
-    let (ours_ref, file_ref, foyer_ref, behind_ref, kept_ref) =
-        (&ours, &file, &foyer, &behind, &kept);
-    let [mut set_batches, mut behind_batches, mut insert_batches] =
-        [0, 1, 2].map(|_| fresh.chunks(scale.writes));
+    let (ours_ref, file_ref, foyer_ref, behind_ref, kept_ref, bare_ref) =
+        (&ours, &file, &foyer, &behind, &kept, &bare);
+    let [
+        mut set_batches,
+        mut behind_batches,
+        mut insert_batches,
+        mut commit_batches,
+    ] = [0, 1, 2, 3].map(|_| fresh.chunks(scale.writes));
     let out_of_keys = || -> Box<dyn std::error::Error + Send + Sync> { "out of new keys".into() };
-    let [set, set_behind, foyer_insert] = alternate(
+    let [set, set_behind, foyer_insert, bare_commit] = alternate(
         scale.write_rounds,
         vec![
             (
@@ -213,6 +221,13 @@ pub fn run(scale: HybridScale) -> BenchResult<HybridReport> {
                 Box::new(move || {
                     let batch = insert_batches.next().ok_or_else(out_of_keys)?;
                     handle.block_on(peer::insert_round(foyer_ref, batch, kept_ref))
+                }),
+            ),
+            (
+                "rusqlite commit",
+                Box::new(move || {
+                    let batch = commit_batches.next().ok_or_else(out_of_keys)?;
+                    crate::bare::commit_each(bare_ref, batch)
                 }),
             ),
         ],
@@ -240,6 +255,7 @@ pub fn run(scale: HybridScale) -> BenchResult<HybridReport> {
         set,
         set_behind,
         foyer_insert,
+        bare_commit,
         foyer_inserts: kept.get(),
     })
 }
@@ -270,7 +286,12 @@ mod tests {
             assert_eq!(s.per_op_ns.len(), scale.rounds);
         }
         let writes = scale.writes * (scale.write_rounds + 1);
-        for s in [&report.set, &report.set_behind, &report.foyer_insert] {
+        for s in [
+            &report.set,
+            &report.set_behind,
+            &report.foyer_insert,
+            &report.bare_commit,
+        ] {
             assert_eq!((s.ops, s.verified), (writes, writes), "{}", s.name);
             assert_eq!(s.per_op_ns.len(), scale.write_rounds);
         }
@@ -293,9 +314,10 @@ mod tests {
         assert!(report.foyer_disk.p50_ns <= report.foyer_disk.p99_ns);
 
         let rows = report.rows();
-        assert_eq!(rows.len(), 11);
+        assert_eq!(rows.len(), 12);
         assert_eq!(rows[0].ours, "500 of 500");
-        assert_eq!(rows[8].peer_figure, format!("{} of {writes}", kept.on_disk));
+        assert_eq!(rows[7].peer, "rusqlite commit");
+        assert_eq!(rows[9].peer_figure, format!("{} of {writes}", kept.on_disk));
         assert!(rows.iter().all(|r| r.ratio.is_none_or(f64::is_finite)));
     }
 }

@@ -5,12 +5,15 @@
 //! a writable source that answers at once (so that what is measured is the
 //! cache's side of a write):
 //!
-//! - write-behind: `set` returns once the L2 row and its outbox row are
-//!   committed with `synchronous = FULL`; the source gets it later;
+//! - write-behind: `set` returns once the write is in the process's
+//!   journal (it survives a crash of the process); the worker commits it to
+//!   L2 and the outbox with `synchronous = FULL` a moment later (then it
+//!   survives a power loss), and the source gets it after;
 //! - write-through: `set` returns once the source answered and the L2 row
 //!   is committed (`synchronous = NORMAL`);
 //! - the peer: bare rusqlite, one `INSERT OR REPLACE` per transaction with
-//!   `synchronous = FULL`, the durability write-behind promises.
+//!   `synchronous = FULL`: what a write durable against a power loss when
+//!   it returns costs.
 //!
 //! After the timing, write-behind's outbox is flushed and every entry is
 //! checked: read back from the file, and (for the strategies) delivered to

@@ -78,6 +78,9 @@ pub struct HybridReport {
     pub set_behind: Samples,
     /// foyer `insert`.
     pub foyer_insert: Samples,
+    /// A bare rusqlite `INSERT` committed on its own (WAL, `synchronous =
+    /// NORMAL`): what one commit per write costs SQLite on this machine.
+    pub bare_commit: Samples,
     /// Where foyer's inserts were after its flushers finished, over all
     /// write rounds (the warm-up included).
     pub foyer_inserts: InsertsKept,
@@ -197,6 +200,17 @@ impl HybridReport {
                 ratio: Some(set_rate / Self::per_sec(&self.foyer_insert)),
                 target: "≥ 50,000/s (tierstack)".to_owned(),
                 verdict: Verdict::of(set_rate >= 50_000.0),
+            },
+            Row {
+                scenario: format!(
+                    "hybrid, set (default), {writes} writes, against one bare INSERT per commit"
+                ),
+                ours: table::rate(set_rate),
+                peer: "rusqlite commit".to_owned(),
+                peer_figure: per_sec(&self.bare_commit),
+                ratio: Some(set_rate / Self::per_sec(&self.bare_commit)),
+                target: "reported (ops/s)".to_owned(),
+                verdict: Verdict::Info,
             },
             rate_row(
                 format!("hybrid, set write-behind, {writes} single-key writes of new keys"),
