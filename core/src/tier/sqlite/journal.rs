@@ -29,7 +29,8 @@
 //!   journals no live process holds, from `head` to `tail`, skipping
 //!   records whose CRC fails (a power loss may tear what was not drained),
 //!   then deletes them. The file is created under a temporary name and
-//!   renamed once locked, so a half-made journal is never replayed.
+//!   renamed once locked, so a half-made journal is never replayed (one
+//!   left unlocked for a minute is deleted).
 //! - **Space.** The journal's blocks are allocated when it is created, so
 //!   a full disk cannot fault a write into the mapping; without the space
 //!   (or for a write over an eighth of the ring, 4 MiB) a `set` commits
@@ -56,6 +57,9 @@ const HEADER: u64 = 64;
 const MAGIC: &[u8; 8] = b"tsjrnl01";
 /// A record length that means: the next record is at the ring's start.
 const WRAP: u32 = u32::MAX;
+/// A journal left half made (under its temporary name, unlocked) for this
+/// long is deleted.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 /// Bytes of rows journaled between two measures of the disk's free space.
 const ROOM_GRANT: u64 = 1 << 20;
 /// Records replayed per transaction when a dead process's journal is
@@ -574,10 +578,19 @@ impl SqliteTier {
                 continue;
             }
             // Replayed and deleted by another process meanwhile.
-            if file.metadata().map_or(true, |m| m.nlink() == 0) {
+            let Ok(metadata) = file.metadata() else {
+                continue;
+            };
+            if metadata.nlink() == 0 {
                 continue;
             }
             let temporary = entry.file_name().to_string_lossy().starts_with('.');
+            // A journal being made is locked a moment after it is created:
+            // only one left for a minute was abandoned.
+            let age = metadata.modified().ok().and_then(|m| m.elapsed().ok());
+            if temporary && age.is_none_or(|age| age < ABANDONED_AFTER) {
+                continue;
+            }
             if !temporary {
                 let bytes = std::fs::read(&path)
                     .map_err(|e| io_error(&path, "read a write-behind journal", e))?;

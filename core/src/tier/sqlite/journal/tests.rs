@@ -235,3 +235,24 @@ fn a_drain_that_fails_leaves_the_records_queued_in_order() {
     assert_eq!(versions, ["0000000000000001-11", "0000000000000001-12"]);
     tier.close(0).unwrap();
 }
+
+#[test]
+fn a_journal_being_made_is_left_alone_and_an_abandoned_one_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let journals = super::suffixed(&path, "-wb");
+    std::fs::create_dir_all(&journals).unwrap();
+    // Created by another process a moment ago, not yet locked.
+    let fresh = journals.join(".1-00000000000000aa.new");
+    std::fs::write(&fresh, b"").unwrap();
+    // Left by a process that died while making it.
+    let abandoned = journals.join(".2-00000000000000bb.new");
+    let file = std::fs::File::create(&abandoned).unwrap();
+    let long_ago = std::time::SystemTime::now() - super::ABANDONED_AFTER * 2;
+    file.set_modified(long_ago).unwrap();
+    drop(file);
+    let tier = open(&path);
+    assert!(fresh.exists());
+    assert!(!abandoned.exists());
+    tier.close(0).unwrap();
+}
