@@ -25,10 +25,6 @@ use crate::value::{self, decode, encode};
 
 static LOOKUP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// The fraction of `memory.max_bytes` (in encoded bytes) for which decoded
-/// values are kept beside L1.
-const L1_OBJECTS_SHARE: u64 = 4;
-
 /// What a read returns. Python names it when a read is split between the
 /// event loop and a worker thread (`AsyncCache`): `Read.GET`, ….
 #[pyclass(
@@ -477,7 +473,9 @@ impl Cache {
         let l1_objects = config
             .memory
             .enabled
-            .then(|| L1Objects::new(config.memory.max_bytes / L1_OBJECTS_SHARE));
+            // As many values as L1 holds (weighed alike, by encoded bytes):
+            // a kept object is served only while L1 holds its value.
+            .then(|| L1Objects::new(config.memory.max_bytes));
         // The engine's clock, as it chooses it (no clock is handed in here).
         let clock = match config.test_clock {
             true => Clock::test(),
