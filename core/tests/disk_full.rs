@@ -43,6 +43,22 @@ fn on_disk(path: &Path) -> (u64, u64) {
     (size(path), size(Path::new(&wal)))
 }
 
+/// Sets new keys until a set is refused, which it must be as the disk
+/// being full (`storage`, "disk full: ..."); how many were stored.
+fn fill_until_refused(cache: &Cache) -> usize {
+    let mut stored = 0;
+    let refused = loop {
+        assert!(stored < 100_000, "the disk never filled");
+        match cache.set(key(stored), value(stored)) {
+            Ok(()) => stored += 1,
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(refused.kind(), ErrorKind::Storage, "{refused}");
+    assert!(refused.message().starts_with("disk full: "), "{refused}");
+    stored
+}
+
 /// Bytes free on the file system of `path`.
 fn free(path: &Path) -> u64 {
     let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
@@ -63,17 +79,7 @@ fn a_full_disk_refuses_sets_but_delete_eviction_and_clear_work_and_clear_gives_s
     let path = disk.join("cache.db");
     let cache = open(&path, 100 << 20);
 
-    // Fill the disk until a set is refused.
-    let mut stored = 0;
-    let refused = loop {
-        assert!(stored < 100_000, "the disk never filled");
-        match cache.set(key(stored), value(stored)) {
-            Ok(()) => stored += 1,
-            Err(err) => break err,
-        }
-    };
-    assert_eq!(refused.kind(), ErrorKind::Storage, "{refused}");
-    assert!(refused.message().starts_with("disk full: "), "{refused}");
+    let stored = fill_until_refused(&cache);
     assert!(stored > 1000, "only {stored} values fit in {DISK} bytes");
     let left = free(&disk);
     assert!(left >= tierstack::tier::DISK_RESERVE, "{left} bytes left");
@@ -254,16 +260,7 @@ fn write_behind_refuses_a_set_the_disk_has_no_room_for_and_drains_what_it_took()
         .outbox(OutboxConfig::default())
         .build_blocking()
         .unwrap();
-    let mut stored = 0;
-    let refused = loop {
-        assert!(stored < 100_000, "the disk never filled");
-        match cache.set(key(stored), value(stored)) {
-            Ok(()) => stored += 1,
-            Err(err) => break err,
-        }
-    };
-    assert_eq!(refused.kind(), ErrorKind::Storage, "{refused}");
-    assert!(refused.message().starts_with("disk full: "), "{refused}");
+    let stored = fill_until_refused(&cache);
     // Each value is held twice (its row and its outbox row), and the room
     // for the journal's writes is set aside when they are journaled.
     assert!(stored > 100, "only {stored} values fit");

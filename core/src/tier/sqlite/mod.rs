@@ -36,6 +36,7 @@
 //! its own file: the schema and its migrations ([`schema`]), the reader
 //! pool ([`reader`]), group commit ([`writer`]), access tracking and
 //! eviction ([`maintenance`]), checkpoints off the write path ([`wal`]),
+//! write-behind's journal ([`journal`]),
 //! fork safety ([`fork`]), the change-log watch
 //! ([`watch`]) and what the Redis backplane keeps in the file
 //! ([`backplane`]), besides those named above.
