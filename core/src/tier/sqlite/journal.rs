@@ -56,7 +56,13 @@ use crate::error::{Error, Result};
 
 /// The size of a process's journal file: 32 MiB.
 pub const JOURNAL_BYTES: u64 = 32 << 20;
+/// The header's size: the magic, then [`HEAD_AT`] and [`TAIL_AT`].
 const HEADER: u64 = 64;
+/// Where the header keeps `head`: the position of the first record not yet
+/// committed to the file.
+const HEAD_AT: usize = 8;
+/// Where the header keeps `tail`: the position past the last record written.
+const TAIL_AT: usize = 16;
 const MAGIC: &[u8; 8] = b"tsjrnl01";
 /// A record length that means: the next record is at the ring's start.
 const WRAP: u32 = u32::MAX;
@@ -176,7 +182,7 @@ impl Journal {
             ring.queued.push_back(Queued { row, behind, end });
         }
         // The records count once `tail` covers them: all of them or none.
-        ring.store_position(16, ring.tail);
+        ring.store_position(TAIL_AT, ring.tail);
         Appended::Done(self.queued.fetch_add(count, Ordering::Release) == 0)
     }
 
@@ -396,7 +402,7 @@ impl SqliteTier {
                 return Err(err);
             }
             ring.head = end;
-            ring.store_position(8, end);
+            ring.store_position(HEAD_AT, end);
             self.journal.queued.fetch_sub(count, Ordering::Release);
         }
         if close {

@@ -3,7 +3,7 @@
 //! its length in the ring, and the records read back from a journal's
 //! bytes, checked against their CRC-32.
 
-use super::{HEADER, MAGIC, Queued, WRAP};
+use super::{HEAD_AT, HEADER, MAGIC, Queued, TAIL_AT, WRAP};
 use crate::tier::sqlite::writer::{Behind, Row, WriteId};
 
 /// A record's length in the ring: its 8-byte header and its payload,
@@ -116,7 +116,7 @@ pub(super) fn records(bytes: &[u8]) -> Vec<Queued> {
     if bytes.get(..8) != Some(MAGIC) || (bytes.len() as u64) < 2 * HEADER {
         return Vec::new();
     }
-    between(bytes, position(8), position(16))
+    between(bytes, position(HEAD_AT), position(TAIL_AT))
 }
 
 /// The records of a journal's bytes from position `at` to `to`, in order,
