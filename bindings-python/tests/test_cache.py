@@ -81,8 +81,22 @@ def test_decoded_values_are_kept_until_the_value_changes(cache):
     assert cache.get("k") is None
 
 
+def test_decoded_values_are_kept_for_every_value_l1_holds(reopen):
+    # ~0.5 MiB of JSON in a 1 MiB L1: every value stays in L1, and every read
+    # after the first returns the object the first one decoded.
+    cache = reopen(memory={"max_bytes": 1 << 20}, sqlite={"enabled": False})
+    values = {f"k{i:03}": {"i": i, "pad": "x" * 600} for i in range(700)}
+    cache.mset(values)
+    first = {key: cache.get(key) for key in values}
+    assert first == values
+    for key in values:
+        assert cache.lookup(key).tier == "memory", key
+        assert cache.get(key) is first[key], key
+
+
 def test_kept_values_are_bounded_and_stay_right(reopen):
-    # A 64 KiB L1 keeps decoded values for 16 KiB of JSON: far fewer than the keys.
+    # A 64 KiB L1 keeps decoded values for as many of the keys as it holds:
+    # far fewer than the keys.
     small = reopen(memory={"max_bytes": 65536})
     values = {f"k{i}": {"i": i, "pad": "x" * 500} for i in range(200)}
     small.mset(values)
