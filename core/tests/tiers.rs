@@ -143,6 +143,32 @@ fn memory_tier_stays_within_its_byte_budget() {
     assert_eq!(cache.len().unwrap(), memory.entries);
 }
 
+/// The keys L1 holds after 600 sets of 1 KB into a 64 KiB budget.
+fn survivors(seed: u64) -> Vec<String> {
+    let cache = Cache::builder()
+        .sqlite(false)
+        .memory_max_bytes(64 * 1024)
+        .memory_hash_seed(seed)
+        .build_blocking()
+        .unwrap();
+    let keys: Vec<String> = (0..600).map(|i| format!("k{i:03}")).collect();
+    for key in &keys {
+        cache.set(key.as_str(), vec![7u8; 1000]).unwrap();
+    }
+    let held: Vec<String> = keys.into_iter().filter(|k| cache.has(k).unwrap()).collect();
+    assert!(!held.is_empty() && held.len() < 600, "{} held", held.len());
+    held
+}
+
+#[test]
+fn a_fixed_hash_seed_makes_evictions_repeat() {
+    assert_eq!(survivors(7), survivors(7));
+    // Not part of the JSON schema: hosts cannot set it.
+    let err = tierstack::Config::from_json(r#"{"memory": {"hash_seed": 7}}"#).unwrap_err();
+    assert_eq!(err.kind(), tierstack::ErrorKind::InvalidConfig);
+    assert!(err.to_string().contains("hash_seed"), "{err}");
+}
+
 #[test]
 fn memory_tier_resists_a_scan() {
     let per_entry = 5 + 100 + tierstack::tier::MEMORY_ENTRY_OVERHEAD;

@@ -105,7 +105,10 @@ pub fn render(run: &Run<'_>, hosts: &[HostRun], plots: &Plots) -> String {
     line(
         &mut md,
         "Each contender serves the same seeded trace cache-aside at each \
-         size; Bélády's offline optimum is the ceiling.",
+         size; Bélády's offline optimum is the ceiling. tierstack's L1 and \
+         quick_cache hash keys with one fixed seed (tierstack's \
+         `memory.hash_seed`), so that their columns compare the two \
+         policies, not two draws of a random seed.",
     );
     line(&mut md, "");
     for (trace, link) in &plots.hit_ratio {

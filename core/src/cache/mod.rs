@@ -139,6 +139,7 @@ impl Engine {
                     .sqlite
                     .enabled
                     .then(|| ms(config.sqlite.coherence_interval)),
+                config.memory.hash_seed,
             )
         });
         let sqlite = match config.sqlite.enabled {

@@ -72,6 +72,12 @@ impl CacheBuilder {
         self
     }
 
+    /// Sets `memory.hash_seed` (see [`super::MemoryConfig::hash_seed`]).
+    pub fn memory_hash_seed(mut self, seed: u64) -> Self {
+        self.config.memory.hash_seed = Some(seed);
+        self
+    }
+
     /// Sets `memory.ttl`.
     pub fn memory_ttl(mut self, ttl: Duration) -> Self {
         self.config.memory.ttl = ttl;

@@ -23,12 +23,18 @@ pub(crate) struct L1 {
     max_bytes: u64,
     counters: Arc<Counters>,
     check_every: Option<u64>,
+    hash_seed: Option<u64>,
 }
 
 impl L1 {
-    /// `check_every`: as in [`MemoryTier::new`].
-    pub(crate) fn new(max_bytes: u64, counters: Arc<Counters>, check_every: Option<u64>) -> Self {
-        let tier = MemoryTier::new(max_bytes, counters.clone(), 1, check_every);
+    /// `check_every`, `hash_seed`: as in [`MemoryTier::new`].
+    pub(crate) fn new(
+        max_bytes: u64,
+        counters: Arc<Counters>,
+        check_every: Option<u64>,
+        hash_seed: Option<u64>,
+    ) -> Self {
+        let tier = MemoryTier::new(max_bytes, counters.clone(), 1, check_every, hash_seed);
         // A fork must be seen even by a cache without a file.
         crate::fork::watch_forks();
         let generation = crate::fork::fork_generation();
@@ -39,6 +45,7 @@ impl L1 {
             max_bytes,
             counters,
             check_every,
+            hash_seed,
         }
     }
 
@@ -75,6 +82,7 @@ impl L1 {
                 self.counters.clone(),
                 old.next_version(),
                 self.check_every,
+                self.hash_seed,
             );
             self.current
                 .store(Box::into_raw(Box::new(tier)), Ordering::Release);

@@ -43,7 +43,18 @@ use reads::{OnEvict, depart, peeking};
 /// compares them without following a pointer to the heap.
 type Key = CompactString;
 
-type Map = QuickCache<Key, MemEntry, ByteWeighter, DefaultHashBuilder, OnEvict>;
+type Map = QuickCache<Key, MemEntry, ByteWeighter, MapHasher, OnEvict>;
+
+/// The map's hasher: quick_cache's own (foldhash, quality variant), seeded
+/// at random unless `memory.hash_seed` fixes the seed.
+type MapHasher = foldhash::quality::SeedableRandomState;
+
+fn map_hasher(seed: Option<u64>) -> MapHasher {
+    match seed {
+        Some(seed) => MapHasher::with_seed(seed, foldhash::SharedSeed::global_fixed()),
+        None => MapHasher::random(),
+    }
+}
 
 pub(crate) struct MemoryTier {
     map: Map,
@@ -79,12 +90,14 @@ pub(crate) struct MemoryTier {
 impl MemoryTier {
     /// A tier whose first entry version is `first_version`; `check_every`:
     /// how often (milliseconds) an L2 file is checked for other processes'
-    /// changes, `None` if there is none to watch.
+    /// changes, `None` if there is none to watch; `hash_seed`: as
+    /// `memory.hash_seed`.
     pub(crate) fn new(
         max_bytes: u64,
         counters: Arc<Counters>,
         first_version: u64,
         check_every: Option<u64>,
+        hash_seed: Option<u64>,
     ) -> Self {
         let options = estimate::map_options(max_bytes)
             .build()
@@ -93,7 +106,7 @@ impl MemoryTier {
         let map = Map::with_options(
             options,
             ByteWeighter,
-            DefaultHashBuilder::default(),
+            map_hasher(hash_seed),
             OnEvict {
                 counters,
                 departed: departed.clone(),
