@@ -486,6 +486,11 @@ impl HybridStorage {
             let cache = self.cache()?;
             self.l1_objects.borrow_mut().remove(env, &key);
             let key = key.to_string();
+            // Done here, on the JS thread, when nothing would make it wait
+            // (see `Cache::try_set_with`); else on a pool thread.
+            if cache.try_set_with(key.as_str(), bytes.clone(), options.clone())? {
+                return js_values::settled(env, Ok(js_values::undefined(env)?));
+            }
             self.spawn_write(
                 env,
                 &cache,

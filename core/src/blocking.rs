@@ -272,6 +272,24 @@ impl Cache {
             .set_many(vec![(key.into(), value.into())], &options)
     }
 
+    /// [`Cache::set_with`] if it can be done at once, without waiting:
+    /// for another thread's or process's write to the file, for Redis or
+    /// for a source. That is when the strategy writes only the tiers
+    /// (read-through, cache-aside), there is no Redis tier, and the file's
+    /// write lock is free. Returns `Ok(false)`, having written nothing,
+    /// when the write would wait: [`Cache::set_with`] then does it. A
+    /// host with an event loop writes on it this way, and hands the rest
+    /// to a thread.
+    pub fn try_set_with(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Bytes>,
+        options: SetOptions,
+    ) -> Result<bool> {
+        self.engine()
+            .set_many_at_once(vec![(key.into(), value.into())], &options)
+    }
+
     /// Stores many values in one round per tier (one L2 transaction).
     pub fn mset<I, K, V>(&self, items: I) -> Result<()>
     where

@@ -84,6 +84,6 @@ impl Engine {
         let now = self.clock.now_ms();
         let mut rows = self.rows(vec![(key, value)], options, now)?;
         rows.iter_mut().for_each(|r| r.etag = validator.clone());
-        self.write_rows(rows, options, now, None).map(drop)
+        self.write_rows(rows, options, now, None, false).map(drop)
     }
 }

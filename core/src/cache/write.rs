@@ -11,7 +11,7 @@ use crate::key;
 use crate::outbox::Outbox;
 use crate::tier::memory::{self, L1, MemEntry, MemoryTier};
 use crate::tier::redis::RedisTier;
-use crate::tier::sqlite::{self, Outcome, Row, Write};
+use crate::tier::sqlite::{self, Outcome, Row, Tried, Write};
 
 impl Engine {
     pub(crate) fn set_many(&self, items: Vec<(String, Bytes)>, options: &SetOptions) -> Result<()> {
@@ -34,18 +34,41 @@ impl Engine {
                     }
                 }
                 if !stored.is_empty() {
-                    self.write_rows(stored, options, now, None)?;
+                    self.write_rows(stored, options, now, None, false)?;
                 }
                 failed.map_or(Ok(()), Err)
             }
             (Strategy::WriteBehind, Some(outbox)) => {
-                if self.write_rows(rows, options, now, Some(outbox))? {
+                if self.write_rows(rows, options, now, Some(outbox), false)? == Some(true) {
                     outbox.wake.notify_one();
                 }
                 Ok(())
             }
-            _ => self.write_rows(rows, options, now, None).map(drop),
+            _ => self.write_rows(rows, options, now, None, false).map(drop),
         }
+    }
+
+    /// [`Engine::set_many`] if it is done at once, without waiting for
+    /// another thread's or process's write, the network or a source: the
+    /// strategy writes only the tiers, there is no Redis tier, and the L2
+    /// file's write lock is free (see `SqliteTier::try_write`). Returns
+    /// `false`, having written nothing, when it would wait.
+    pub(crate) fn set_many_at_once(
+        &self,
+        items: Vec<(String, Bytes)>,
+        options: &SetOptions,
+    ) -> Result<bool> {
+        self.check_open()?;
+        let tiers_only = matches!(
+            self.config.strategy,
+            Strategy::ReadThrough | Strategy::CacheAside
+        );
+        if !tiers_only || self.redis.is_some() {
+            return Ok(false);
+        }
+        let now = self.clock.now_ms();
+        let rows = self.rows(items, options, now)?;
+        Ok(self.write_rows(rows, options, now, None, true)?.is_some())
     }
 
     /// Builds the rows for a write, checking keys and sizes first so that a
@@ -131,14 +154,17 @@ impl Engine {
     /// Writes `rows` to the tiers; with `behind`, also queues them for the
     /// source in its outbox: through write-behind's journal, which commits
     /// them to L2 with their outbox rows (see `tier::sqlite::journal`).
-    /// Returns whether the outbox's worker should be woken.
+    /// Returns whether the outbox's worker should be woken; `None` when,
+    /// with `at_once`, L2 could not be written without waiting, and
+    /// nothing was written.
     pub(super) fn write_rows(
         &self,
         rows: Vec<Row>,
         options: &SetOptions,
         now: u64,
         behind: Option<&Outbox>,
-    ) -> Result<bool> {
+        at_once: bool,
+    ) -> Result<Option<bool>> {
         self.loads
             .forget_not_found(rows.iter().map(|r| r.key.as_str()));
         let count = rows.len() as u64;
@@ -184,7 +210,14 @@ impl Engine {
             }
             (Some(sqlite), None) => {
                 let writes = rows.into_iter().map(Write::Put).collect();
-                let written = sqlite.write(writes);
+                let written = match at_once {
+                    false => sqlite.write(writes),
+                    true => match sqlite.try_write(writes)? {
+                        Tried::Done(outcomes) => Ok(outcomes),
+                        // The L1 writes announced above end unapplied.
+                        Tried::WouldWait => return Ok(None),
+                    },
+                };
                 self.follow_file_swap();
                 written?
             }
@@ -211,7 +244,7 @@ impl Engine {
         }
         drop(changing);
         self.counters.sets.add(count);
-        Ok(wake)
+        Ok(Some(wake))
     }
 
     pub(crate) fn delete(&self, key: &str) -> Result<bool> {

@@ -88,7 +88,7 @@ pub(crate) use wal::Wakeup;
 pub use wal::{CHECKPOINT_PAGES, CHECKPOINT_PAGES_INLINE};
 pub use writer::ROW_OVERHEAD;
 use writer::Submission;
-pub(crate) use writer::{Behind, Outcome, Row, Write, WriteId, row_size};
+pub(crate) use writer::{Behind, Outcome, Row, Tried, Write, WriteId, row_size};
 
 /// How long a write waits for another process's write transaction.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::maintenance::Access;
-use super::{SqliteTier, outbox};
+use super::{BUSY_TIMEOUT, SqliteTier, outbox};
 use crate::coherence::{self, ChangeLog};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -169,6 +170,14 @@ pub(crate) struct Outcome {
 #[derive(Default)]
 struct Slot(Mutex<Option<Result<Vec<Outcome>>>>);
 
+/// What [`SqliteTier::try_write`] did.
+pub(crate) enum Tried {
+    /// Committed: one outcome per write.
+    Done(Vec<Outcome>),
+    /// Nothing written: doing it would have waited (or failed).
+    WouldWait,
+}
+
 pub(super) struct Submission {
     writes: Vec<Write>,
     slot: Arc<Slot>,
@@ -248,6 +257,54 @@ impl SqliteTier {
                 "group commit left a write without its outcome",
             ))
         })
+    }
+
+    /// [`SqliteTier::write`] if it can be done at once: when no other
+    /// thread of this process is writing or waiting to, no write-behind
+    /// journal is to be drained first, and the file's write lock is free
+    /// (taken with no busy wait). Otherwise, or on any failure, writes
+    /// nothing: [`SqliteTier::write`] then does them, waiting, recovering
+    /// and reporting as it does.
+    pub(crate) fn try_write(&self, writes: Vec<Write>) -> Result<Tried> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        if self.journal_pending() || !self.queue.lock().is_empty() {
+            return Ok(Tried::WouldWait);
+        }
+        let _gate = self.enter()?;
+        let Some(mut writer) = self.writer.try_lock() else {
+            return Ok(Tried::WouldWait);
+        };
+        let Some(conn) = writer.as_mut() else {
+            return Ok(Tried::WouldWait);
+        };
+        if self.check_writable().is_err() || self.ensure_room(&writes).is_err() {
+            return Ok(Tried::WouldWait);
+        }
+        let batch = [Submission {
+            writes,
+            slot: Arc::new(Slot::default()),
+        }];
+        let applied = conn
+            .busy_timeout(Duration::ZERO)
+            .map_err(Error::from)
+            .and_then(|()| self.apply(conn, &batch));
+        if let Err(err) = conn.busy_timeout(BUSY_TIMEOUT) {
+            // SQLite sets a busy timeout without fail; were it to, the
+            // next write would find the lock taken at once, not wait.
+            tracing::warn!(error = %err, "could not restore the writer's busy timeout");
+        }
+        drop(writer);
+        match applied {
+            Ok(mut outcomes) => {
+                if self.bytes() > self.max_bytes {
+                    self.wakeup.ask_maintenance();
+                }
+                Ok(Tried::Done(outcomes.pop().unwrap_or_default()))
+            }
+            Err(_) => Ok(Tried::WouldWait),
+        }
     }
 
     fn apply(&self, conn: &mut Connection, batch: &[Submission]) -> Result<Vec<Vec<Outcome>>> {
