@@ -8,7 +8,8 @@
  * Values are JSON-able values (stored as compact UTF-8 JSON) or
  * `Buffer`/`Uint8Array` bytes (stored as given; read them with
  * `getBuffer`). Reads run on the JS thread (an L1 hit resolves without
- * leaving it); writes run on libuv's thread pool. A value read from memory
+ * leaving it); so does a `set` that need not wait, and other writes run
+ * on a thread, in the order they were made. A value read from memory
  * is the same object on every hit while its entry is unchanged: do not
  * mutate what `get` returns.
  */

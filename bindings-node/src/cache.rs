@@ -14,6 +14,7 @@
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use napi::Env;
 use napi::bindgen_prelude::{Either, Null, ObjectFinalize, Unknown};
@@ -30,6 +31,7 @@ use crate::load::{self, CallLoader};
 use crate::outbox::{OutboxStats, dead_letters_to_js};
 use crate::stats::{CircuitBreakerStatus, StorageStats};
 use crate::task;
+use crate::turns::Turns;
 use crate::value::Builtins;
 
 /// A hybrid cache: this process's memory (L1) over a SQLite file shared by
@@ -38,7 +40,8 @@ use crate::value::Builtins;
 /// Values are JSON-able values (stored as compact UTF-8 JSON) or
 /// `Buffer`/`Uint8Array` bytes (stored as given; read them with
 /// `getBuffer`). Reads run on the JS thread (an L1 hit resolves without
-/// leaving it); writes run on libuv's thread pool. A value read from memory
+/// leaving it); so does a `set` that need not wait, and other writes run
+/// on a thread, in the order they were made. A value read from memory
 /// is the same object on every hit while its entry is unchanged: do not
 /// mutate what `get` returns.
 #[napi(custom_finalize)]
@@ -58,6 +61,8 @@ pub struct HybridStorage {
     /// write-behind): writes that may wait for its JS functions then run on
     /// the core's runtime (see [`task::spawn_waiting_for_js`]).
     writes_source: bool,
+    /// The order of the writes handed to a thread (see [`crate::turns`]).
+    turns: Arc<Turns>,
 }
 
 /// What `mget` found.
@@ -227,6 +232,7 @@ impl HybridStorage {
                 source,
                 mark_stale,
                 writes_source,
+                turns: Arc::default(),
             }),
             Err(err) => {
                 builtins.release(env);
@@ -249,8 +255,11 @@ impl HybridStorage {
         self.with_cache(|c| Ok(c.clone()))
     }
 
-    /// Queues a write that, with a strategy that writes to the source, may
-    /// wait for the source's JS functions (see [`task`]).
+    /// Queues a write, done after the writes queued before it (see
+    /// [`crate::turns`]). With a strategy that writes to the source it may wait for
+    /// the source's JS functions, or for a write that does: it then runs on
+    /// the core's runtime (see [`task::spawn_waiting_for_js`]), so no libuv
+    /// pool thread waits for one.
     fn spawn_write<'e, R: Send + 'static>(
         &self,
         env: &'e Env,
@@ -258,6 +267,11 @@ impl HybridStorage {
         work: impl FnOnce(&Cache) -> tierstack::Result<R> + Send + 'static,
         to_js: task::ToJs<R>,
     ) -> Result<Value<'e>, Error> {
+        let turn = self.turns.take();
+        let work = move |cache: &Cache| {
+            turn.wait();
+            work(cache)
+        };
         match self.writes_source {
             true => task::spawn_waiting_for_js(env, cache, work, to_js),
             false => task::spawn(env, cache, work, to_js),
@@ -487,8 +501,11 @@ impl HybridStorage {
             self.l1_objects.borrow_mut().remove(env, &key);
             let key = key.to_string();
             // Done here, on the JS thread, when nothing would make it wait
-            // (see `Cache::try_set_with`); else on a pool thread.
-            if cache.try_set_with(key.as_str(), bytes.clone(), options.clone())? {
+            // (see `Cache::try_set_with`) and no earlier write is still on
+            // a thread (see `turns`); else on a thread.
+            if self.turns.idle()
+                && cache.try_set_with(key.as_str(), bytes.clone(), options.clone())?
+            {
                 return js_values::settled(env, Ok(js_values::undefined(env)?));
             }
             self.spawn_write(
@@ -533,7 +550,7 @@ impl HybridStorage {
         promised(env, "clear", || {
             self.cache().and_then(|cache| {
                 self.l1_objects.borrow_mut().clear(env);
-                task::spawn(env, &cache, Cache::clear, to_undefined)
+                self.spawn_write(env, &cache, Cache::clear, to_undefined)
             })
         })
     }
@@ -989,7 +1006,7 @@ impl HybridStorage {
         promised(env, "invalidateTag", || {
             js_values::string_arg(env, tag, "tag").and_then(|tag| {
                 let cache = self.cache()?;
-                task::spawn(env, &cache, move |c| c.invalidate_tag(&tag), to_number)
+                self.spawn_write(env, &cache, move |c| c.invalidate_tag(&tag), to_number)
             })
         })
     }

@@ -79,6 +79,7 @@ mod panic_probe;
 mod stats;
 mod task;
 mod testing;
+mod turns;
 mod value;
 
 pub use cache::HybridStorage;

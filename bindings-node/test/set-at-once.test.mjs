@@ -1,7 +1,8 @@
 // Where a `set` runs: on the JS thread when nothing would make it wait (the
 // file's write lock is free, no source to write, no Redis), so it is done
 // when `set` returns; on a pool thread otherwise, so the event loop never
-// waits for another process.
+// waits for another process. Either way a storage's writes are done in the
+// order they were made.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -54,4 +55,17 @@ test('a set that must wait for another process leaves the event loop free', asyn
   assert.equal(done, true);
   assert.deepEqual(await storage.get('button'), { v: 2 });
   assert.deepEqual(await reopen(t, path).get('button'), { v: 2 });
+});
+
+test('a set does not overtake a write made before it that is still on a thread', async (t) => {
+  const { storage } = open(t);
+  for (let i = 0; i < 20; i++) {
+    await storage.set('button', { v: i });
+    // The delete goes to a thread; the set made after it must not be done
+    // first, here, and then be removed by it.
+    const deleted = storage.delete('button');
+    const written = storage.set('button', { v: i + 1 });
+    await Promise.all([deleted, written]);
+    assert.deepEqual(await storage.get('button'), { v: i + 1 }, `round ${i}`);
+  }
 });
