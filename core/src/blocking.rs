@@ -277,9 +277,11 @@ impl Cache {
     /// for a source. That is when the strategy writes only the tiers
     /// (read-through, cache-aside), there is no Redis tier, and the file's
     /// write lock is free. Returns `Ok(false)`, having written nothing,
-    /// when the write would wait: [`Cache::set_with`] then does it. A
-    /// host with an event loop writes on it this way, and hands the rest
-    /// to a thread.
+    /// when the write would wait, or would fail in a way that
+    /// [`Cache::set_with`] recovers from or reports (a file replaced or
+    /// damaged, a full disk): [`Cache::set_with`] then does it. A bad key or
+    /// value is refused as by [`Cache::set_with`]. A host with an event loop
+    /// writes on it this way, and hands the rest to a thread.
     pub fn try_set_with(
         &self,
         key: impl Into<String>,
