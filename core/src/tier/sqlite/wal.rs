@@ -10,7 +10,8 @@
 //! takes no write lock). Only if the WAL still grows to
 //! [`CHECKPOINT_PAGES_INLINE`] (the task is starved, or this process has
 //! none, a forked child before its first use of the file) does the
-//! committing thread checkpoint itself, as SQLite would.
+//! committing thread checkpoint itself, as SQLite would; not a commit that
+//! must not wait ([`at_once`]), which leaves it to the next.
 //!
 //! Every process on the file runs the same hook on its own commits, so the
 //! WAL is checkpointed by whichever process wrote to it last.
@@ -99,6 +100,29 @@ impl Wakeup {
     }
 }
 
+thread_local! {
+    /// Set while this thread commits a write that must not wait (see
+    /// [`at_once`]).
+    static AT_ONCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `commit` as a write that must not wait (`SqliteTier::try_write`,
+/// on a host's event loop): a commit that takes the WAL past
+/// [`CHECKPOINT_PAGES_INLINE`] asks the maintenance task for the
+/// checkpoint instead of running it, and the next commit of another kind
+/// runs it if the WAL is still that long.
+pub(super) fn at_once<R>(commit: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            AT_ONCE.set(false);
+        }
+    }
+    AT_ONCE.set(true);
+    let _reset = Reset;
+    commit()
+}
+
 /// Turns off `conn`'s automatic checkpoint and hooks its commits to ask
 /// `wakeup` for one instead (see the module docs).
 ///
@@ -115,7 +139,7 @@ pub(super) fn watch_wal(conn: &mut Connection, wakeup: &Arc<Wakeup>) -> Result<(
     // Replaces the automatic checkpoint, which is itself a WAL hook.
     conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
         let asked = asked_at.load(Ordering::Relaxed);
-        if pages >= CHECKPOINT_PAGES_INLINE {
+        if pages >= CHECKPOINT_PAGES_INLINE && !AT_ONCE.get() {
             // The commit has happened whatever this returns (an error here
             // would be reported as the commit's own): a busy checkpoint
             // is tried again after the next commit.
@@ -232,6 +256,27 @@ pub(super) mod tests {
                 "{frames} frames, none copied"
             );
         }
+        tier.close(0).unwrap();
+    }
+
+    #[test]
+    fn a_commit_that_must_not_wait_leaves_a_starved_checkpoint_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        let mut i = 0;
+        while wal_frames(&path).0 < CHECKPOINT_PAGES_INLINE as u32 + 20 {
+            let row = Row::fresh(format!("k{i:05}"), vec![b'v'; 8000]);
+            let tried = tier.try_write(vec![Write::Put(row)]).unwrap();
+            assert!(matches!(tried, crate::tier::sqlite::Tried::Done(_)));
+            assert_eq!(wal_frames(&path).1, 0, "a commit at once checkpointed");
+            i += 1;
+        }
+        assert!(tier.wakeup().take().checkpoint);
+        // The next commit that may wait runs it.
+        put(&tier, i);
+        let (frames, copied) = wal_frames(&path);
+        assert_eq!(copied, frames);
         tier.close(0).unwrap();
     }
 }

@@ -262,7 +262,9 @@ impl SqliteTier {
     /// [`SqliteTier::write`] if it can be done at once: when no other
     /// thread of this process is writing or waiting to, no write-behind
     /// journal is to be drained first, and the file's write lock is free
-    /// (taken with no busy wait). Otherwise, or on any failure, writes
+    /// (taken with no busy wait); it leaves a checkpoint the WAL's length
+    /// calls for to the maintenance task (see [`super::wal::at_once`]).
+    /// Otherwise, or on any failure, writes
     /// nothing: [`SqliteTier::write`] then does them, waiting, recovering
     /// and reporting as it does.
     pub(crate) fn try_write(&self, writes: Vec<Write>) -> Result<Tried> {
@@ -289,7 +291,7 @@ impl SqliteTier {
         let applied = conn
             .busy_timeout(Duration::ZERO)
             .map_err(Error::from)
-            .and_then(|()| self.apply(conn, &batch));
+            .and_then(|()| super::wal::at_once(|| self.apply(conn, &batch)));
         if let Err(err) = conn.busy_timeout(BUSY_TIMEOUT) {
             // SQLite sets a busy timeout without fail; were it to, the
             // next write would find the lock taken at once, not wait.
