@@ -86,6 +86,9 @@ fn a_full_disk_refuses_sets_but_delete_eviction_and_clear_work_and_clear_gives_s
     // Refused again, and nothing stored was lost or changed.
     let again = cache.set(key(0), "replacement").unwrap_err();
     assert!(again.message().starts_with("disk full: "), "{again}");
+    // A write that must not wait hands it to `set`, which reports it.
+    let now = cache.try_set_with(key(0), "replacement", tierstack::SetOptions::default());
+    assert!(!now.unwrap());
     assert_eq!(cache.len().unwrap(), stored as u64);
     for i in [0, 1, stored / 2, stored - 1] {
         assert_eq!(cache.get(&key(i)).unwrap(), Some(value(i).into()), "{i}");

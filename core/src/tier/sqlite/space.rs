@@ -72,15 +72,21 @@ impl SqliteTier {
     /// journal's writes are not counted here: their room was checked when
     /// they were journaled.
     pub(super) fn ensure_room(&self, writes: &[Write]) -> Result<()> {
-        let stored: u64 = writes
-            .iter()
-            .map(|w| match w {
-                Write::Put(row) | Write::Copy(row) => row.size(),
-                Write::PutBehind(row, _) => 2 * row.size(),
-                Write::Delete(_) | Write::DeleteBehind(..) | Write::Replay(..) => 0,
-            })
-            .sum();
-        self.ensure_room_for(stored)
+        self.ensure_room_for(stored(writes))
+    }
+
+    /// Whether [`SqliteTier::ensure_room`] would let `writes` through at
+    /// once, without a checkpoint first (free space that cannot be
+    /// measured counts as room, as there).
+    pub(super) fn room_at_once(&self, writes: &[Write]) -> bool {
+        let stored = stored(writes);
+        if stored == 0 {
+            return true;
+        }
+        match free_space(&self.path) {
+            Ok(free) => free >= needed(stored) + CHECKPOINT_BELOW,
+            Err(_) => true,
+        }
     }
 
     /// Refuses to store `stored` bytes of rows if that would leave less
@@ -89,8 +95,7 @@ impl SqliteTier {
         if stored == 0 {
             return Ok(());
         }
-        // Once in the WAL, once in the file after the checkpoint.
-        let needed = DISK_RESERVE + 2 * stored + WRITE_OVERHEAD;
+        let needed = needed(stored);
         let Ok(free) = free_space(&self.path) else {
             // Unknown: let SQLite find out.
             return Ok(());
@@ -151,6 +156,25 @@ impl SqliteTier {
             done => Ok(done?),
         }
     }
+}
+
+/// Bytes of rows `writes` store (see [`SqliteTier::ensure_room`]).
+fn stored(writes: &[Write]) -> u64 {
+    writes
+        .iter()
+        .map(|w| match w {
+            Write::Put(row) | Write::Copy(row) => row.size(),
+            Write::PutBehind(row, _) => 2 * row.size(),
+            Write::Delete(_) | Write::DeleteBehind(..) | Write::Replay(..) => 0,
+        })
+        .sum()
+}
+
+/// Free bytes a write storing `stored` bytes of rows must find: its rows
+/// once in the WAL and once in the file after the checkpoint, their other
+/// pages, and [`DISK_RESERVE`].
+fn needed(stored: u64) -> u64 {
+    DISK_RESERVE + 2 * stored + WRITE_OVERHEAD
 }
 
 /// Bytes available to this process on the file system holding `path`.

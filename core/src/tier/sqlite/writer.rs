@@ -281,7 +281,7 @@ impl SqliteTier {
         let Some(conn) = writer.as_mut() else {
             return Ok(Tried::WouldWait);
         };
-        if self.check_writable().is_err() || self.ensure_room(&writes).is_err() {
+        if self.check_writable().is_err() || !self.room_at_once(&writes) {
             return Ok(Tried::WouldWait);
         }
         let batch = [Submission {
