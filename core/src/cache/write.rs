@@ -180,7 +180,11 @@ impl Engine {
                 .map(|r| {
                     let entry = MemEntry::new(r.value.clone(), now, memory_expires)
                         .refresh_at(self.refresh_ms(now, r.expires_ms));
-                    (memory.begin(&r.key), r.key.clone(), entry)
+                    (
+                        memory.begin(&r.key),
+                        memory::Key::from(r.key.as_str()),
+                        entry,
+                    )
                 })
                 .collect(),
             None => Vec::new(),

@@ -40,8 +40,9 @@ pub(crate) use reads::TakenReads;
 use reads::{OnEvict, depart, peeking};
 
 /// Keys of up to 24 bytes are stored inline in the map's slot, so a lookup
-/// compares them without following a pointer to the heap.
-type Key = CompactString;
+/// compares them without following a pointer to the heap (and a copy of
+/// one allocates nothing).
+pub(crate) type Key = CompactString;
 
 type Map = QuickCache<Key, MemEntry, ByteWeighter, MapHasher, OnEvict>;
 
