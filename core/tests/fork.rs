@@ -360,17 +360,23 @@ fn a_child_forked_mid_load_gets_the_value_without_hanging() {
             .sqlite_path(dir.path().join("c.db"))
             .build_blocking()
             .unwrap();
+        let started = Arc::new(AtomicBool::new(false));
         let loading = {
-            let cache = cache.clone();
+            let (cache, started) = (cache.clone(), started.clone());
             thread::spawn(move || {
-                let slow = |_: &str| {
+                let slow = move |_: &str| {
+                    started.store(true, Ordering::Release);
                     thread::sleep(Duration::from_millis(400));
                     Ok(Fetched::value("parent"))
                 };
                 cache.get_or_load("k", slow, GetOptions::new()).unwrap()
             })
         };
-        thread::sleep(Duration::from_millis(100));
+        // Forked once the parent's load is under way (its lease taken), not
+        // after a guess at how long that takes, which a busy machine beats.
+        while !started.load(Ordering::Acquire) {
+            thread::sleep(Duration::from_millis(1));
+        }
         let code = in_child(DEADLINE, || {
             let own = |_: &str| Ok(Fetched::value("child"));
             let got = cache.get_or_load("k", own, GetOptions::new()).unwrap();
