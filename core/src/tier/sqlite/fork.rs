@@ -90,3 +90,49 @@ impl SqliteTier {
         reopened
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use crate::config::OnCorrupt;
+    use crate::tier::sqlite::{Row, SqliteTier, Tried, Write};
+
+    /// A write that must not wait, in a child forked while a thread of the
+    /// parent held the write queue's lock: the child takes the queue only
+    /// past `enter`, which frees it, so the write is done, not stuck.
+    #[test]
+    fn a_child_forked_while_the_write_queue_was_held_writes_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fork.db");
+        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        let held = tier.queue.lock();
+        // SAFETY: the child only uses the tier (whose fork handling is under
+        // test) and leaves through `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let tried = tier.try_write(vec![Write::Put(Row::fresh("k", "v"))]);
+            let code = i32::from(!matches!(tried, Ok(Tried::Done(_))));
+            // SAFETY: ends the child without running the parent's exit hooks.
+            unsafe { libc::_exit(code) };
+        }
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut status = 0;
+        // SAFETY: waits for the child forked above; `status` is writable.
+        while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+            if Instant::now() > deadline {
+                // SAFETY: the child forked above, stuck.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("the child's write hung");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "status {status}"
+        );
+    }
+}

@@ -271,10 +271,12 @@ impl SqliteTier {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
+        // In a forked child, frees the locks the parent's threads held
+        // before any is taken.
+        let _gate = self.enter()?;
         if self.journal_pending() || !self.queue.lock().is_empty() {
             return Ok(Tried::WouldWait);
         }
-        let _gate = self.enter()?;
         let Some(mut writer) = self.writer.try_lock() else {
             return Ok(Tried::WouldWait);
         };
