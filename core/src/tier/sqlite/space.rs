@@ -76,36 +76,31 @@ impl SqliteTier {
     }
 
     /// Whether [`SqliteTier::ensure_room`] would let `writes` through at
-    /// once, without a checkpoint first (free space that cannot be
-    /// measured counts as room, as there).
+    /// once, without a checkpoint first.
     pub(super) fn room_at_once(&self, writes: &[Write]) -> bool {
-        let stored = stored(writes);
+        self.short_of_room(stored(writes)).is_none()
+    }
+
+    /// The bytes free when storing `stored` bytes of rows would first need
+    /// a checkpoint; `None` when they fit as things are (or free space
+    /// cannot be measured: SQLite then finds out).
+    fn short_of_room(&self, stored: u64) -> Option<u64> {
         if stored == 0 {
-            return true;
+            return None;
         }
-        match free_space(&self.path) {
-            Ok(free) => free >= needed(stored) + CHECKPOINT_BELOW,
-            Err(_) => true,
-        }
+        let free = free_space(&self.path).ok()?;
+        (free < needed(stored) + CHECKPOINT_BELOW).then_some(free)
     }
 
     /// Refuses to store `stored` bytes of rows if that would leave less
     /// than [`DISK_RESERVE`] free.
     pub(super) fn ensure_room_for(&self, stored: u64) -> Result<()> {
-        if stored == 0 {
-            return Ok(());
-        }
-        let needed = needed(stored);
-        let Ok(free) = free_space(&self.path) else {
-            // Unknown: let SQLite find out.
+        let Some(free) = self.short_of_room(stored) else {
             return Ok(());
         };
-        if free >= needed + CHECKPOINT_BELOW {
-            return Ok(());
-        }
         self.checkpoint()?;
         let free = free_space(&self.path).unwrap_or(free);
-        if free >= needed {
+        if free >= needed(stored) {
             return Ok(());
         }
         Err(Error::new(
