@@ -12,6 +12,10 @@ pub(super) fn record_len(payload: usize) -> u64 {
     8 + (payload as u64).next_multiple_of(8)
 }
 
+/// Bytes of a payload before its key: three times and the write's id
+/// (`u64` each), and the lengths of the key, tags and value (`u32` each).
+const FIXED: usize = 5 * 8 + 3 * 4;
+
 /// A record's payload, written straight into the ring.
 pub(super) struct Payload<'a> {
     row: &'a Row,
@@ -33,7 +37,7 @@ impl<'a> Payload<'a> {
     }
 
     pub(super) fn len(&self) -> usize {
-        52 + self.row.key.len() + self.tags.len() + self.row.value.len()
+        FIXED + self.row.key.len() + self.tags.len() + self.row.value.len()
     }
 
     /// Writes the payload into `out`, which is [`Payload::len`] long.
@@ -76,7 +80,7 @@ fn decode(payload: &[u8]) -> Option<(Row, Behind)> {
     };
     let (key_len, tags_len) = (u32_at(40)? as usize, u32_at(44)? as usize);
     let value_len = u32_at(48)? as usize;
-    let mut rest = payload.get(52..)?;
+    let mut rest = payload.get(FIXED..)?;
     let mut take = |n: usize| {
         let (head, tail) = rest.split_at_checked(n)?;
         rest = tail;
