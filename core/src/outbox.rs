@@ -9,12 +9,13 @@
 //!   `tier::sqlite::journal`): a write acknowledged survives a crash of
 //!   the process. The worker, woken by the write, drains the journal: it
 //!   commits the writes to L2 and to the outbox in one transaction, with
-//!   `synchronous = FULL`, after which they survive a power loss too, and
-//!   other processes read them. (Every read or write this process makes
-//!   of the file drains first, so it reads its own writes; a process that
-//!   ends without draining leaves its journal to the next one to open the
-//!   file, or to another process's worker.) The worker then delivers the
-//!   outbox to the source.
+//!   `synchronous = FULL`, after which they survive a power loss too.
+//!   (Every read or write this process makes of the file drains first, so
+//!   it reads its own writes, and every other process's waits for the
+//!   drain, so it reads them too; a process that ends without draining
+//!   leaves its journal to the next one to open the file, to a process
+//!   waiting for it, or to another process's worker.) The worker then
+//!   delivers the outbox to the source.
 //!
 //! # The worker
 //!

@@ -9,10 +9,12 @@
 //! journal's records to the L2 file (each with its outbox row, with
 //! `synchronous = FULL`), and so does any call of this process that reads
 //! or writes the file first (see [`SqliteTier::settle`]), so that this
-//! process reads its own writes. Other processes see a write once it is
-//! drained. (A read is served even when the drain fails, e.g. on a file
-//! swapped for a read-only one: it then reads what the file holds, and a
-//! write fails with the drain's error.)
+//! process reads its own writes. Every other cache on the file (in this
+//! process or another) waits, before it reads or writes the file, until
+//! the records journaled before are drained (see [`peers`]), so a write is
+//! seen by every process once `set` returns. (A read is served even when
+//! the drain fails, e.g. on a file swapped for a read-only one: it then
+//! reads what the file holds, and a write fails with the drain's error.)
 //!
 //! - **Order.** A record drained later than another process's write of
 //!   the same key, but made before it (its `created_ms` earlier), is not
@@ -43,11 +45,12 @@ use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use memmap2::MmapMut;
 use parking_lot::Mutex;
 
+use self::peers::{GENERATION, Peers, Waited};
 use self::record::{Payload, between, record_len, records};
 use super::SqliteTier;
 use super::file::{io_error, suffixed};
@@ -121,6 +124,8 @@ pub(super) struct Journal {
     /// Bytes of rows that may still be journaled before the disk's free
     /// space is measured again (see [`SqliteTier::journal_room`]).
     room: AtomicI64,
+    /// The other journals on the file, which every access waits for.
+    peers: Peers,
 }
 
 impl Journal {
@@ -130,8 +135,10 @@ impl Journal {
     }
 
     fn sized(path: &Path, size: u64) -> Self {
+        let dir = suffixed(path, "-wb");
         Self {
-            dir: suffixed(path, "-wb"),
+            peers: Peers::new(&dir),
+            dir,
             size,
             ring: Mutex::new(None),
             queued: AtomicUsize::new(0),
@@ -163,7 +170,12 @@ impl Journal {
         let mut ring = self.ring.lock();
         if ring.is_none() {
             match Ring::create(&self.dir, self.size) {
-                Ok(created) => *ring = Some(created),
+                Ok(created) => {
+                    // Before its first record: an access of any cache that
+                    // begins after that record looks for it.
+                    self.peers.bump();
+                    *ring = Some(created);
+                }
                 Err(err) => {
                     tracing::warn!(dir = %self.dir.display(), error = %err,
                         "no write-behind journal: each write-behind set commits to the file");
@@ -205,6 +217,16 @@ impl Journal {
             drop(ring);
         }
         self.queued.store(0, Ordering::Release);
+        // SAFETY: as the caller promises.
+        unsafe { self.peers.forget_after_fork() };
+    }
+
+    /// The name of this cache's journal, if it has one.
+    fn own_name(&self) -> Option<std::ffi::OsString> {
+        let ring = self.ring.lock();
+        ring.as_ref()
+            .and_then(|r| r.path.file_name())
+            .map(Into::into)
     }
 }
 
@@ -274,8 +296,13 @@ impl Ring {
         self.tail
     }
 
+    /// Stores `head` or `tail` in the header, where other caches read it
+    /// (see [`peers`]).
     fn store_position(&mut self, at: usize, position: u64) {
-        self.map[at..at + 8].copy_from_slice(&position.to_le_bytes());
+        // SAFETY: `at` is 8 or 16 of a page-aligned mapping of the header;
+        // every reader loads the word atomically.
+        let word = unsafe { &*(self.map.as_ptr().add(at) as *const AtomicU64) };
+        word.store(position.to_le(), Ordering::Release);
     }
 }
 
@@ -366,10 +393,35 @@ impl SqliteTier {
     /// own writes; the outbox's worker settles on every pass.
     #[inline]
     pub(crate) fn settle(&self) -> Result<()> {
+        self.wait_for_peers()?;
         match self.journal.pending() {
             true => self.drain(false),
             false => Ok(()),
         }
+    }
+
+    /// Waits until the other caches on the file have committed the records
+    /// they journaled before the call, replaying the journal of one whose
+    /// process ended (see [`peers`]).
+    #[inline]
+    pub(crate) fn wait_for_peers(&self) -> Result<()> {
+        // In a forked child, resets what the parent's threads held first.
+        drop(self.enter()?);
+        // Each round replays at least one journal, or finds it replayed.
+        for _ in 0..8 {
+            match self.journal.peers.wait(|| self.journal.own_name()) {
+                Waited::Settled => return Ok(()),
+                Waited::Orphaned => {
+                    self.replay_orphans()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether another cache's journal holds records not yet committed.
+    pub(crate) fn peers_pending(&self) -> bool {
+        self.journal.peers.pending(|| self.journal.own_name())
     }
 
     /// Commits the records queued when it starts, in order; with `close`,
@@ -426,8 +478,11 @@ impl SqliteTier {
                 ));
             }
         };
-        let mut replayed = 0;
+        let (mut replayed, mut removed) = (0, false);
         for entry in entries.flatten() {
+            if entry.file_name() == GENERATION {
+                continue;
+            }
             let path = entry.path();
             let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
                 continue;
@@ -470,11 +525,17 @@ impl SqliteTier {
             }
             std::fs::remove_file(&path)
                 .map_err(|e| io_error(&path, "delete a replayed write-behind journal", e))?;
+            removed = true;
+        }
+        if removed {
+            // Those waiting for it list the journals again.
+            self.journal.peers.bump();
         }
         Ok(replayed)
     }
 }
 
+mod peers;
 mod record;
 #[cfg(test)]
 mod tests;

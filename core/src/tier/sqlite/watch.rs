@@ -13,7 +13,8 @@ impl SqliteTier {
     /// the file since the last check (see [`crate::coherence`]), still under
     /// the lock. The first check, here, in a forked child or after the file
     /// was swapped (see [`super::recovery`]), answers [`Changes::All`]: nothing was
-    /// vouched for before it.
+    /// vouched for before it. The check waits for the records other caches
+    /// journaled before it (see [`super::journal`]).
     pub(crate) fn sync(&self, due: impl FnOnce() -> bool, apply: impl FnOnce(Result<Changes>)) {
         let _gate = match self.enter() {
             Ok(gate) => gate,
@@ -25,6 +26,10 @@ impl SqliteTier {
         }
         if self.closed.load(Ordering::Acquire) {
             return apply(Err(Error::closed()));
+        }
+        // What other caches acknowledged before now is in the file first.
+        if let Err(err) = self.wait_for_peers() {
+            tracing::debug!(error = %err, "could not replay another process's journal");
         }
         let origin = self.origin.load(Ordering::Relaxed);
         let epoch = self.file_epoch();

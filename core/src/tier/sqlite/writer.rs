@@ -274,7 +274,7 @@ impl SqliteTier {
         // In a forked child, frees the locks the parent's threads held
         // before any is taken.
         let _gate = self.enter()?;
-        if self.journal_pending() || !self.queue.lock().is_empty() {
+        if self.journal_pending() || self.peers_pending() || !self.queue.lock().is_empty() {
             return Ok(Tried::WouldWait);
         }
         let Some(mut writer) = self.writer.try_lock() else {

@@ -1,0 +1,268 @@
+//! The other journals on the file: what a read or write of the file waits
+//! for, so that a write acknowledged by any process (any cache) on the
+//! file is seen by every access that starts after it.
+//!
+//! - **Finding them.** `<file>-wb/generation` holds a counter, mapped
+//!   (`MAP_SHARED`) by every cache on the file, that a cache bumps once it
+//!   has made a journal and before it writes to it. An access that finds
+//!   the counter moved lists the directory again and maps the header of
+//!   every journal but its own (read-only). An access that finds it
+//!   unchanged costs a few atomic loads.
+//! - **Waiting.** An access reads each peer's `tail` and waits until the
+//!   peer's `head` has reached it: the records appended before the access
+//!   began are committed. A peer's worker drains within milliseconds of a
+//!   write.
+//! - **A dead peer.** Its journal is no longer locked: the waiter replays
+//!   it (see [`SqliteTier::replay_orphans`]) and goes on.
+//! - **A stuck peer.** A live process whose journal does not drain (it is
+//!   stopped, or its drains fail) is waited for up to the busy timeout;
+//!   then the access goes on with what the file holds, with a warning, and
+//!   later accesses do not wait for that peer until its `head` moves.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use memmap2::{Mmap, MmapMut, MmapOptions};
+use parking_lot::Mutex;
+
+use super::{HEAD_AT, HEADER, MAGIC, TAIL_AT};
+use crate::tier::sqlite::BUSY_TIMEOUT;
+
+/// The counter's file in the journals' directory (never a journal).
+pub(super) const GENERATION: &str = "generation";
+
+/// How long a waiter sleeps between looks at a peer's `head`, at first;
+/// the pause doubles up to [`LONGEST_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_micros(20);
+const LONGEST_PAUSE: Duration = Duration::from_millis(1);
+/// How long a waiter waits before it first asks whether a peer is alive.
+const ALIVE_AFTER: Duration = Duration::from_millis(5);
+
+/// A peer's journal, its header mapped.
+struct Peer {
+    name: OsString,
+    file: File,
+    header: Mmap,
+    /// The `head` at which this peer was found stuck (`u64::MAX`: never).
+    stuck_at: AtomicU64,
+}
+
+impl Peer {
+    fn position(&self, at: usize) -> u64 {
+        // SAFETY: the mapping is at least `HEADER` bytes, page-aligned, and
+        // lives as long as `self`; the owner stores these words atomically.
+        let word = unsafe { &*(self.header.as_ptr().add(at) as *const AtomicU64) };
+        u64::from_le(word.load(Ordering::Acquire))
+    }
+}
+
+/// What a cache knows of the other journals on its file.
+pub(super) struct Peers {
+    dir: PathBuf,
+    /// The mapped counter; `None` when it cannot be made (a read-only
+    /// directory: then no journal can be made there either).
+    generation: OnceLock<Option<MmapMut>>,
+    /// The counter's value at the last listing (`u64::MAX`: never listed).
+    seen: AtomicU64,
+    /// How many peers are known: a lock-free check for the common case.
+    count: AtomicUsize,
+    known: Mutex<Vec<Arc<Peer>>>,
+}
+
+/// What [`Peers::wait`] found.
+pub(super) enum Waited {
+    /// Every record appended before the wait began is committed.
+    Settled,
+    /// A peer's owner is gone: its journal is to be replayed.
+    Orphaned,
+}
+
+impl Peers {
+    pub(super) fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            generation: OnceLock::new(),
+            seen: AtomicU64::new(u64::MAX),
+            count: AtomicUsize::new(0),
+            known: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn counter(&self) -> Option<&AtomicU64> {
+        let map = self
+            .generation
+            .get_or_init(|| match map_generation(&self.dir) {
+                Ok(map) => Some(map),
+                Err(err) => {
+                    tracing::debug!(dir = %self.dir.display(), error = %err,
+                        "no journal counter: no journal can be made next to the file");
+                    None
+                }
+            })
+            .as_ref()?;
+        // SAFETY: the mapping is at least 8 bytes, page-aligned, lives as
+        // long as `self`, and every process updates the word atomically.
+        Some(unsafe { &*(map.as_ptr() as *const AtomicU64) })
+    }
+
+    /// Announces a journal just made, before anything is written to it.
+    pub(super) fn bump(&self) {
+        if let Some(counter) = self.counter() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether a peer holds records not yet committed (without waiting).
+    pub(super) fn pending(&self, own: impl FnOnce() -> Option<OsString>) -> bool {
+        self.current(own)
+            .iter()
+            .any(|peer| peer.position(HEAD_AT) < peer.position(TAIL_AT))
+    }
+
+    /// Waits until every peer has committed the records it appended
+    /// before the call (see the module docs). `own` names this cache's
+    /// journal, which is not a peer.
+    pub(super) fn wait(&self, own: impl FnOnce() -> Option<OsString>) -> Waited {
+        let peers = self.current(own);
+        for peer in &peers {
+            let target = peer.position(TAIL_AT);
+            if peer.position(HEAD_AT) < target && !self.wait_for(peer, target) {
+                return Waited::Orphaned;
+            }
+        }
+        Waited::Settled
+    }
+
+    /// The known peers, listed again if the counter moved.
+    fn current(&self, own: impl FnOnce() -> Option<OsString>) -> Vec<Arc<Peer>> {
+        let Some(counter) = self.counter() else {
+            return Vec::new();
+        };
+        let generation = counter.load(Ordering::SeqCst);
+        if generation == self.seen.load(Ordering::Acquire) {
+            if self.count.load(Ordering::Acquire) == 0 {
+                return Vec::new();
+            }
+            return self.known.lock().clone();
+        }
+        let mut known = self.known.lock();
+        let own = own();
+        let mut kept: HashMap<OsString, Arc<Peer>> =
+            known.drain(..).map(|p| (p.name.clone(), p)).collect();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let skip = name == GENERATION
+                    || name.as_encoded_bytes().starts_with(b".")
+                    || own.as_ref() == Some(&name);
+                if skip {
+                    continue;
+                }
+                match kept.remove(&name) {
+                    Some(peer) => known.push(peer),
+                    None => {
+                        if let Ok(peer) = open_peer(&entry.path(), name) {
+                            known.push(Arc::new(peer));
+                        }
+                    }
+                }
+            }
+        }
+        self.count.store(known.len(), Ordering::Release);
+        self.seen.store(generation, Ordering::Release);
+        known.clone()
+    }
+
+    /// Waits for `peer`'s `head` to reach `target`; `false` when its owner
+    /// is gone and its journal waits to be replayed.
+    #[cold]
+    fn wait_for(&self, peer: &Peer, target: u64) -> bool {
+        let started = Instant::now();
+        let mut pause = FIRST_PAUSE;
+        let mut asked = false;
+        loop {
+            let head = peer.position(HEAD_AT);
+            if head >= target || peer.stuck_at.load(Ordering::Relaxed) == head {
+                return true;
+            }
+            let waited = started.elapsed();
+            if waited >= ALIVE_AFTER || asked {
+                asked = true;
+                match peer.file.metadata() {
+                    // Deleted: committed and closed, or replayed.
+                    Ok(metadata) if metadata.nlink() == 0 => return true,
+                    Err(_) => return true,
+                    Ok(_) => {}
+                }
+                if peer.file.try_lock().is_ok() {
+                    // No process holds it: its owner ended.
+                    let _ = peer.file.unlock();
+                    return false;
+                }
+            }
+            if waited >= BUSY_TIMEOUT {
+                tracing::warn!(journal = %self.dir.join(&peer.name).display(),
+                    waited_ms = waited.as_millis() as u64,
+                    "another process's journal does not drain; going on without its writes");
+                peer.stuck_at.store(head, Ordering::Relaxed);
+                return true;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        }
+    }
+
+    /// In a forked child: the parent's journal is now a peer, and the
+    /// parent's threads may have held the lock.
+    ///
+    /// # Safety
+    /// As [`crate::fork::unlock_abandoned`].
+    pub(super) unsafe fn forget_after_fork(&self) {
+        // SAFETY: as the caller promises.
+        unsafe { crate::fork::unlock_abandoned(&self.known) };
+        self.seen.store(u64::MAX, Ordering::Release);
+    }
+}
+
+/// Maps `<dir>/generation`, making the directory and the file if need be.
+fn map_generation(dir: &Path) -> std::io::Result<MmapMut> {
+    std::fs::create_dir_all(dir)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(dir.join(GENERATION))?;
+    if file.metadata()?.len() < 8 {
+        // Every process sets the same length: none loses a bump.
+        file.set_len(8)?;
+    }
+    // SAFETY: the counter is only ever read and written through atomics.
+    unsafe { MmapOptions::new().len(8).map_mut(&file) }
+}
+
+fn open_peer(path: &Path, name: OsString) -> std::io::Result<Peer> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() < 2 * HEADER {
+        return Err(std::io::Error::other("not a journal"));
+    }
+    // SAFETY: read through atomics only (the owner writes the header);
+    // the file is never truncated while it exists.
+    let header = unsafe { MmapOptions::new().len(HEADER as usize).map(&file)? };
+    if &header[..8] != MAGIC {
+        return Err(std::io::Error::other("not a journal"));
+    }
+    Ok(Peer {
+        name,
+        file,
+        header,
+        stuck_at: AtomicU64::new(u64::MAX),
+    })
+}
