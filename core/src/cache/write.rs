@@ -197,17 +197,27 @@ impl Engine {
             .map(|redis| redis.changing(rows.iter().map(|r| r.key.as_str())));
         let shared = self.redis.as_ref().map(|redis| (redis, rows.clone()));
         let mut wake = behind.is_some();
+        // Taken when applied in the journal's order.
+        let mut l1 = Some(l1);
         // One outcome per row when L2 committed them (none through the
         // journal, or without L2).
         let written: Vec<Outcome> = match (&self.sqlite, behind) {
             (Some(sqlite), Some(outbox)) => {
                 // Through the journal: committed to the file by the next
-                // drain (see `tier::sqlite::journal`).
+                // drain (see `tier::sqlite::journal`); applied to L1 under
+                // the journal's lock (see `tier::memory::ordering`).
                 let journaled = rows
                     .into_iter()
                     .map(|row| (row, outbox.behind(now)))
                     .collect();
-                let written = sqlite.write_behind(journaled);
+                let mut apply = || {
+                    if let (Some(memory), Some(l1)) = (memory, l1.take()) {
+                        for (pending, key, entry) in l1 {
+                            memory.apply_journaled(&pending, &key, entry, &options.tags);
+                        }
+                    }
+                };
+                let written = sqlite.write_behind(journaled, &mut apply);
                 self.follow_file_swap();
                 wake = written?;
                 Vec::new()
@@ -234,7 +244,7 @@ impl Engine {
                 Vec::new()
             }
         };
-        if let Some(memory) = memory {
+        if let (Some(memory), Some(l1)) = (memory, l1) {
             let outcomes = written.into_iter().map(Some).chain(std::iter::repeat(None));
             for ((pending, key, entry), outcome) in l1.into_iter().zip(outcomes) {
                 let (seq, row) = outcome.map_or((None, None), |o| (Some(o.seq), o.row));

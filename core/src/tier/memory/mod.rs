@@ -72,6 +72,8 @@ pub(crate) struct MemoryTier {
     /// `max_bytes`.
     max_entry: u64,
     next_version: AtomicU64,
+    /// Journaled writes applied so far (see [`ordering`]).
+    appends: AtomicU64,
     /// Tag -> the (key, version) pairs written with it. Kept beside the map
     /// so that untagged entries (and the hit path) carry nothing for tags; a
     /// pair whose key now holds another version is stale and ignored.
@@ -122,6 +124,7 @@ impl MemoryTier {
             max_bytes,
             max_entry,
             next_version: AtomicU64::new(first_version),
+            appends: AtomicU64::new(0),
             tagged: Mutex::new(HashMap::new()),
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             hasher: DefaultHashBuilder::default(),

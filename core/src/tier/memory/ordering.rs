@@ -21,11 +21,22 @@
 //!   process's change of a key and the older write of this process be
 //!   applied after it, to be served until it expires.
 //!
+//! - a write that goes through the journal (see `tier::sqlite::journal`)
+//!   has no change number until it is drained: it is applied to L1 at once,
+//!   under the journal's lock, so that such writes reach L1 in the order
+//!   the journal (and so L2) has them, and it marks its stripe with the
+//!   number of its append. A write committed directly drains the journal
+//!   first, so a journaled write of its stripe applied since it began may
+//!   come before or after it in L2: it removes the key instead of storing
+//!   its own value.
+//!
 //! So a promotion never puts back a value older than a write that returned,
 //! nor resurrects a deleted key, and L1 ends a burst of writes to one key
 //! with the value L2 holds (or without the key).
 
 use std::hash::BuildHasher;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -43,12 +54,17 @@ pub(super) struct Stripe {
     progress: crate::tier::Progress,
     /// The change number of the latest write applied to L1.
     applied: Mutex<u64>,
+    /// The append number of the latest journaled write applied to L1
+    /// (written under `applied`'s lock).
+    journaled: AtomicU64,
 }
 
 /// A write in progress, from [`MemoryTier::begin`] until dropped.
 #[must_use = "the write is in progress until this is dropped"]
 pub(crate) struct Pending<'a> {
     stripes: &'a [Stripe],
+    /// Journaled writes applied to L1 before it began.
+    appends: u64,
 }
 
 impl Drop for Pending<'_> {
@@ -76,7 +92,10 @@ impl MemoryTier {
         let i = self.stripe_of(key);
         let stripes = &self.stripes[i..=i];
         stripes[0].progress.begin();
-        Pending { stripes }
+        Pending {
+            stripes,
+            appends: self.appends.load(Ordering::Acquire),
+        }
     }
 
     /// Announces a write that may touch any key (a clear, a tag
@@ -87,17 +106,19 @@ impl MemoryTier {
         }
         Pending {
             stripes: &self.stripes,
+            appends: self.appends.load(Ordering::Acquire),
         }
     }
 
     /// Applies a write of `key` that L2 committed as change `seq` (`None`:
     /// there is no L2, and the write is numbered here): stores `entry`
     /// (remembered under `tags`), or removes the key when `entry` is `None`.
-    /// If a later write of the key's stripe was applied first, the key is
-    /// removed instead. Returns the stored entry's version.
+    /// If a later write of the key's stripe was applied first, or a
+    /// journaled one since `pending` began, the key is removed instead.
+    /// Returns the stored entry's version.
     pub(crate) fn apply(
         &self,
-        _pending: &Pending<'_>,
+        pending: &Pending<'_>,
         key: &str,
         entry: Option<MemEntry>,
         tags: &[String],
@@ -107,8 +128,9 @@ impl MemoryTier {
         let mut applied = stripe.applied.lock();
         let seq = seq.unwrap_or(*applied + 1);
         let deleted = entry.is_none();
+        let overtaken = stripe.journaled.load(Ordering::Relaxed) > pending.appends;
         match entry {
-            Some(entry) if seq > *applied => {
+            Some(entry) if seq > *applied && !overtaken => {
                 *applied = seq;
                 self.insert_tagged(key, entry, tags)
             }
@@ -123,6 +145,25 @@ impl MemoryTier {
                 None
             }
         }
+    }
+
+    /// Applies a write of `key` that went through the journal, under the
+    /// journal's lock (see the module docs): stores `entry` (remembered
+    /// under `tags`) and returns its version.
+    pub(crate) fn apply_journaled(
+        &self,
+        _pending: &Pending<'_>,
+        key: &str,
+        entry: MemEntry,
+        tags: &[String],
+    ) -> Option<u64> {
+        let stripe = &self.stripes[self.stripe_of(key)];
+        // Ordered against writes committed directly by `journaled`; its
+        // change number comes with its drain.
+        let _applied = stripe.applied.lock();
+        let append = self.appends.fetch_add(1, Ordering::AcqRel) + 1;
+        stripe.journaled.store(append, Ordering::Relaxed);
+        self.insert_tagged(key, entry, tags)
     }
 
     /// A ticket for promoting `key` (see [`MemoryTier::promote`]), to be

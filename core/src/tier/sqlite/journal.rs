@@ -18,7 +18,12 @@
 //!
 //! - **Order.** A record drained later than another process's write of
 //!   the same key, but made before it (its `created_ms` earlier), is not
-//!   stored: the newer write stands (see `Write::Replay`).
+//!   stored: the newer write stands (see `Write::Replay`). Within this
+//!   tier the journal's order stands: a record's `created_ms` is raised
+//!   to that of the records before it and of the writes committed directly
+//!   that began before it (a write's time is taken when it begins, before
+//!   its drain), so that none of them makes it look older. L1 is kept in
+//!   the same order (see `tier::memory::ordering`).
 //! - **Layout.** A 64-byte header (magic, `head`, `tail`) and a ring of
 //!   8-byte-aligned records, each a length, a CRC-32 of its payload and the
 //!   payload (times, key, idempotency key, tags, value). Positions are
@@ -126,6 +131,9 @@ pub(super) struct Journal {
     room: AtomicI64,
     /// The other journals on the file, which every access waits for.
     peers: Peers,
+    /// The latest `created_ms` of a row this tier journaled or began to
+    /// commit directly: the least a record appended from then on carries.
+    latest_created: AtomicU64,
 }
 
 impl Journal {
@@ -145,18 +153,21 @@ impl Journal {
             draining: Mutex::new(()),
             unavailable: AtomicBool::new(false),
             room: AtomicI64::new(0),
+            latest_created: AtomicU64::new(0),
         }
     }
 
     /// Whether records wait to be drained.
     #[inline]
     pub(super) fn pending(&self) -> bool {
-        self.queued.load(Ordering::Acquire) != 0
+        self.queued.load(Ordering::SeqCst) != 0
     }
 
     /// Appends `rows` (one `mset`: made durable together), creating the
-    /// journal on first use.
-    pub(super) fn append(&self, rows: Vec<(Row, Behind)>) -> Appended {
+    /// journal on first use; runs `appended` once they are in, still under
+    /// the journal's lock, so that what it does is done in the journal's
+    /// order.
+    pub(super) fn append(&self, rows: Vec<(Row, Behind)>, appended: &mut dyn FnMut()) -> Appended {
         if self.unavailable.load(Ordering::Relaxed) {
             return Appended::Direct(rows);
         }
@@ -188,14 +199,26 @@ impl Journal {
         if ring.tail + needed - ring.head > ring.ring {
             return Appended::Full(rows);
         }
+        // Counted first (a drain waits for this lock to take them), then
+        // the floor read: a direct write notes its rows, then looks for
+        // records to drain (see `SqliteTier::write`), so either it drains
+        // these before it commits, or they are not older than its rows.
         let count = rows.len();
-        for (row, behind) in rows {
+        let first = self.queued.fetch_add(count, Ordering::SeqCst) == 0;
+        let mut floor = self.latest_created.load(Ordering::SeqCst);
+        for (mut row, behind) in rows {
+            row.created_ms = row.created_ms.max(floor);
+            floor = row.created_ms;
             let end = ring.put(&Payload::new(&row, &behind));
             ring.queued.push_back(Queued { row, behind, end });
         }
+        // A later record is not older than these: the journal's order
+        // stands in the file too.
+        self.latest_created.fetch_max(floor, Ordering::SeqCst);
         // The records count once `tail` covers them: all of them or none.
         ring.store_position(TAIL_AT, ring.tail);
-        Appended::Done(self.queued.fetch_add(count, Ordering::Release) == 0)
+        appended();
+        Appended::Done(first)
     }
 
     /// After a fork, in the child: forgets the parent's journal (the
@@ -332,8 +355,14 @@ impl SqliteTier {
     /// directly when the journal cannot take them. Returns whether the
     /// outbox's worker should be woken: the journal was empty (a worker
     /// that finds it still holding records after a pass goes on at once),
-    /// or the rows were committed.
-    pub(crate) fn write_behind(&self, mut rows: Vec<(Row, Behind)>) -> Result<bool> {
+    /// or the rows were committed. `appended` runs once they are in the
+    /// journal, under its lock (see [`Journal::append`]): not when they
+    /// were committed directly.
+    pub(crate) fn write_behind(
+        &self,
+        mut rows: Vec<(Row, Behind)>,
+        appended: &mut dyn FnMut(),
+    ) -> Result<bool> {
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::closed());
@@ -342,7 +371,7 @@ impl SqliteTier {
                 let _gate = self.enter()?;
                 self.check_writable()?;
                 self.journal_room(&rows)?;
-                self.journal.append(rows)
+                self.journal.append(rows, appended)
             };
             rows = match appended {
                 Appended::Done(first) => return Ok(first),
@@ -381,6 +410,28 @@ impl SqliteTier {
             .room
             .store(ROOM_GRANT as i64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Notes the rows of `writes`, about to be committed directly: a record
+    /// appended from now on is not older than they are (see the module
+    /// docs).
+    pub(super) fn note_direct(&self, writes: &[Write]) {
+        let latest = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Put(row) | Write::Copy(row) | Write::PutBehind(row, _) => {
+                    Some(row.created_ms)
+                }
+                _ => None,
+            })
+            .max();
+        if let Some(latest) = latest {
+            // Before the caller looks for records to drain (see
+            // `Journal::append`).
+            self.journal
+                .latest_created
+                .fetch_max(latest, Ordering::SeqCst);
+        }
     }
 
     /// Whether this process's journal holds records not yet committed.

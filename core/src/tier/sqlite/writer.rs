@@ -205,6 +205,7 @@ impl SqliteTier {
     /// threads' batches; returns one outcome per write, in order. The
     /// journal's writes are committed first (see [`SqliteTier::settle`]).
     pub(crate) fn write(&self, writes: Vec<Write>) -> Result<Vec<Outcome>> {
+        self.note_direct(&writes);
         self.settle()?;
         self.write_settled(writes)
     }
@@ -277,6 +278,7 @@ impl SqliteTier {
         if self.journal_pending() || self.peers_pending() || !self.queue.lock().is_empty() {
             return Ok(Tried::WouldWait);
         }
+        self.note_direct(&writes);
         let Some(mut writer) = self.writer.try_lock() else {
             return Ok(Tried::WouldWait);
         };

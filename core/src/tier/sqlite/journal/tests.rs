@@ -60,11 +60,18 @@ fn a_journaled_write_is_read_back_at_once_and_reaches_the_file_and_outbox_when_d
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
     let tier = open(&path);
-    assert!(tier.write_behind(vec![journaled("k", "v1", 10)]).unwrap());
+    assert!(
+        tier.write_behind(vec![journaled("k", "v1", 10)], &mut || {})
+            .unwrap()
+    );
     // Not yet in the file: another tier on it does not see it.
     assert_eq!(in_file(&path, "k"), None);
     assert!(tier.journal_pending());
-    assert!(!tier.write_behind(vec![journaled("k", "v2", 11)]).unwrap());
+    assert!(
+        !tier
+            .write_behind(vec![journaled("k", "v2", 11)], &mut || {})
+            .unwrap()
+    );
     // A read of this tier settles first: it reads its own writes.
     let found = tier.get("k", 0).unwrap().unwrap();
     assert_eq!(&found.value[..], b"v2");
@@ -83,10 +90,10 @@ fn a_journaled_write_older_than_the_files_does_not_replace_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
     let tier = open(&path);
-    tier.write_behind(vec![
-        journaled("k", "older", 10),
-        journaled("j", "mine", 10),
-    ])
+    tier.write_behind(
+        vec![journaled("k", "older", 10), journaled("j", "mine", 10)],
+        &mut || {},
+    )
     .unwrap();
     // Another process writes `k` later than the journal's write, and
     // commits first (without waiting for the journal, as one does once the
@@ -117,9 +124,13 @@ fn the_journal_of_a_process_that_ended_is_replayed_by_the_next_to_open_the_file(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
     let tier = open(&path);
-    tier.write_behind(vec![journaled("a", "1", 10), journaled("b", "2", 10)])
+    tier.write_behind(
+        vec![journaled("a", "1", 10), journaled("b", "2", 10)],
+        &mut || {},
+    )
+    .unwrap();
+    tier.write_behind(vec![journaled("a", "3", 11)], &mut || {})
         .unwrap();
-    tier.write_behind(vec![journaled("a", "3", 11)]).unwrap();
     // As a process that ends without closing: the journal's lock goes,
     // its file stays.
     drop(tier);
@@ -150,7 +161,8 @@ fn a_live_processs_journal_is_not_replayed_by_another() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
     let tier = open(&path);
-    tier.write_behind(vec![journaled("k", "v", 10)]).unwrap();
+    tier.write_behind(vec![journaled("k", "v", 10)], &mut || {})
+        .unwrap();
     let other = open(&path);
     assert_eq!(other.replay_orphans().unwrap(), 0);
     // A read of the other waits for it: here, once it is drained.
@@ -169,7 +181,7 @@ fn a_torn_record_ends_the_replay_and_what_came_before_it_is_kept() {
     let path = dir.path().join("j.db");
     let tier = open(&path);
     for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
-        tier.write_behind(vec![journaled(key, key, 10 + i as u64)])
+        tier.write_behind(vec![journaled(key, key, 10 + i as u64)], &mut || {})
             .unwrap();
     }
     drop(tier);
@@ -199,8 +211,11 @@ fn records_that_wrap_around_the_ring_are_drained_and_replayed_in_order() {
     tier.journal = Journal::sized(&path, 64 + 8192);
     let value = |i: u64| format!("{i:0>500}");
     for i in 0..100u64 {
-        tier.write_behind(vec![journaled(&format!("k{}", i % 7), &value(i), i)])
-            .unwrap();
+        tier.write_behind(
+            vec![journaled(&format!("k{}", i % 7), &value(i), i)],
+            &mut || {},
+        )
+        .unwrap();
     }
     tier.settle().unwrap();
     for i in 93..100u64 {
@@ -208,8 +223,11 @@ fn records_that_wrap_around_the_ring_are_drained_and_replayed_in_order() {
     }
     // Past a wrap, undrained, then replayed by the next opener.
     for i in 100..110u64 {
-        tier.write_behind(vec![journaled(&format!("k{}", i % 7), &value(i), i)])
-            .unwrap();
+        tier.write_behind(
+            vec![journaled(&format!("k{}", i % 7), &value(i), i)],
+            &mut || {},
+        )
+        .unwrap();
     }
     drop(tier);
     let next = open(&path);
@@ -226,16 +244,21 @@ fn a_drain_that_fails_leaves_the_records_queued_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("j.db");
     let tier = open(&path);
-    tier.write_behind(vec![journaled("k", "1", 10), journaled("j", "1", 10)])
+    tier.write_behind(
+        vec![journaled("k", "1", 10), journaled("j", "1", 10)],
+        &mut || {},
+    )
+    .unwrap();
+    tier.write_behind(vec![journaled("k", "2", 11)], &mut || {})
         .unwrap();
-    tier.write_behind(vec![journaled("k", "2", 11)]).unwrap();
     // The commit fails (as a closed tier's does).
     tier.closed.store(true, Ordering::Release);
     let err = tier.settle().unwrap_err();
     assert_eq!(err.kind(), crate::ErrorKind::Closed);
     assert!(tier.journal_pending());
     tier.closed.store(false, Ordering::Release);
-    tier.write_behind(vec![journaled("j", "2", 12)]).unwrap();
+    tier.write_behind(vec![journaled("j", "2", 12)], &mut || {})
+        .unwrap();
     tier.settle().unwrap();
     assert_eq!(in_file(&path, "k").as_deref(), Some("2"));
     assert_eq!(in_file(&path, "j").as_deref(), Some("2"));
@@ -267,5 +290,30 @@ fn a_journal_being_made_is_left_alone_and_an_abandoned_one_is_deleted() {
     let tier = open(&path);
     assert!(fresh.exists());
     assert!(!abandoned.exists());
+    tier.close(0).unwrap();
+}
+
+#[test]
+fn a_later_record_with_an_earlier_time_still_replaces_the_one_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let tier = open(&path);
+    // Two threads' sets: the second took its time first but was appended
+    // last, and so applied to L1 last.
+    tier.write_behind(vec![journaled("k", "first", 20)], &mut || {})
+        .unwrap();
+    tier.write_behind(vec![journaled("k", "second", 10)], &mut || {})
+        .unwrap();
+    // A direct write that began at 30, then a record that began at 25.
+    tier.write(vec![Write::Put(Row {
+        created_ms: 30,
+        ..Row::fresh("j", "direct")
+    })])
+    .unwrap();
+    tier.write_behind(vec![journaled("j", "journaled", 25)], &mut || {})
+        .unwrap();
+    tier.settle().unwrap();
+    assert_eq!(in_file(&path, "k").as_deref(), Some("second"));
+    assert_eq!(in_file(&path, "j").as_deref(), Some("journaled"));
     tier.close(0).unwrap();
 }
