@@ -230,6 +230,70 @@ fn a_reader_without_write_permission_sees_the_writers_later_writes() {
     assert_eq!(writer.get("a").unwrap().as_deref(), Some(&b"2"[..]));
 }
 
+/// A write-behind write waiting in the writer's journal (which cannot drain
+/// while the test holds the file's write lock) is read by a process that
+/// may only read the file: it maps the journals, which take the file's
+/// permissions when they are made (as SQLite's `-wal` and `-shm` do), and
+/// waits for the drain.
+#[test]
+fn a_reader_without_write_permission_waits_for_the_writers_journal() {
+    if !support::is_root() {
+        return println!("skipped: switching a child to user nobody needs root");
+    }
+    let dir = support::open_tempdir();
+    let path = dir.path().join("cache.db");
+    let source = tierstack::source::from_blocking_fn(|_key: &str| Ok(tierstack::Fetched::NotFound))
+        .with_writes(|_key, _value, _id| Ok(()), |_key, _id| Ok(()));
+    let writer = Cache::builder()
+        .sqlite_path(&path)
+        .memory(false)
+        .source(source)
+        .strategy(tierstack::Strategy::WriteBehind)
+        .build_blocking()
+        .unwrap();
+    // The file is shared before the writer's first write behind, as the
+    // journals and their counter are made then.
+    for suffix in ["", "-wal", "-shm"] {
+        chmod(&dir.path().join(format!("cache.db{suffix}")), 0o644);
+    }
+    writer.set("a", "1").unwrap();
+    writer.flush().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, format!("follow|{}", path.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("set=");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(seen.contains(&"first=1".to_owned()), "{seen:?}");
+    let lock = rusqlite::Connection::open(&path).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    writer.set("a", "2").unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        lock.execute_batch("ROLLBACK").unwrap();
+    });
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    seen.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    release.join().unwrap();
+    assert!(status.success(), "{seen:?}");
+    assert!(seen.contains(&"second=2".to_owned()), "{seen:?}");
+}
+
 use std::os::unix::process::CommandExt as _;
 
 /// The child side: `<scenario>|<path>` in `TIERSTACK_TEST_CHILD`.

@@ -32,7 +32,8 @@
 //!   a record (or an `mset`'s records) once it is written, `head` once the
 //!   records before it are committed to the file.
 //! - **Ownership.** Each process's journal is `<file>-wb/<pid>-<nonce>`,
-//!   held with an exclusive `flock` while the process lives (a forked child
+//!   made with the L2 file's permissions (see [`shared_mode`]), held with
+//!   an exclusive `flock` while the process lives (a forked child
 //!   does not inherit it: it starts a journal of its own). Whoever opens the
 //!   file, and every write-behind worker about once a second, replays the
 //!   journals no live process holds, from `head` to `tail`, skipping
@@ -48,14 +49,14 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use memmap2::MmapMut;
 use parking_lot::Mutex;
 
-use self::peers::{GENERATION, Peers, Waited};
+use self::peers::{GENERATION, Peers};
 use self::record::{Payload, between, record_len, records};
 use super::SqliteTier;
 use super::file::{io_error, suffixed};
@@ -116,6 +117,8 @@ pub(super) enum Appended {
 
 /// The journal of a write-behind tier; see the module docs.
 pub(super) struct Journal {
+    /// The L2 file, whose mode the journals take.
+    file: PathBuf,
     dir: PathBuf,
     /// The size of a journal file: [`JOURNAL_BYTES`] but in tests.
     size: u64,
@@ -145,7 +148,8 @@ impl Journal {
     fn sized(path: &Path, size: u64) -> Self {
         let dir = suffixed(path, "-wb");
         Self {
-            peers: Peers::new(&dir),
+            peers: Peers::new(&dir, path),
+            file: path.to_path_buf(),
             dir,
             size,
             ring: Mutex::new(None),
@@ -180,7 +184,7 @@ impl Journal {
         }
         let mut ring = self.ring.lock();
         if ring.is_none() {
-            match Ring::create(&self.dir, self.size) {
+            match Ring::create(&self.dir, self.size, shared_mode(&self.file)) {
                 Ok(created) => {
                     // Before its first record: an access of any cache that
                     // begins after that record looks for it.
@@ -254,8 +258,9 @@ impl Journal {
 }
 
 impl Ring {
-    /// Creates a journal in `dir`, locked, with its blocks allocated.
-    fn create(dir: &Path, size: u64) -> std::io::Result<Self> {
+    /// Creates a journal in `dir`, locked, with its blocks allocated and
+    /// the permissions `mode`.
+    fn create(dir: &Path, size: u64, mode: u32) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let name = format!(
             "{}-{:016x}",
@@ -272,6 +277,13 @@ impl Ring {
             .open(&temporary)?;
         let made = (|| {
             file.try_lock().map_err(std::io::Error::other)?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            // The counter follows a file shared since it was made (by its
+            // owner: another's is left as it is).
+            let _ = std::fs::set_permissions(
+                dir.join(peers::GENERATION),
+                std::fs::Permissions::from_mode(mode),
+            );
             allocate(&file, size)?;
             // SAFETY: the file is this process's own (created above, locked,
             // not yet visible under a journal's name); nothing else maps it.
@@ -336,6 +348,13 @@ impl Drop for Ring {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// The permissions of the journals of the L2 file at `file`: its own (read
+/// and write bits), so that whoever may read the file may read what waits
+/// to reach it (see [`peers`]); `0o600` if it cannot be read.
+pub(super) fn shared_mode(file: &Path) -> u32 {
+    std::fs::metadata(file).map_or(0o600, |m| m.permissions().mode() & 0o666)
 }
 
 /// Allocates `len` bytes of `file` on disk.
@@ -449,30 +468,6 @@ impl SqliteTier {
             true => self.drain(false),
             false => Ok(()),
         }
-    }
-
-    /// Waits until the other caches on the file have committed the records
-    /// they journaled before the call, replaying the journal of one whose
-    /// process ended (see [`peers`]).
-    #[inline]
-    pub(crate) fn wait_for_peers(&self) -> Result<()> {
-        // In a forked child, resets what the parent's threads held first.
-        drop(self.enter()?);
-        // Each round replays at least one journal, or finds it replayed.
-        for _ in 0..8 {
-            match self.journal.peers.wait(|| self.journal.own_name()) {
-                Waited::Settled => return Ok(()),
-                Waited::Orphaned => {
-                    self.replay_orphans()?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether another cache's journal holds records not yet committed.
-    pub(crate) fn peers_pending(&self) -> bool {
-        self.journal.peers.pending(|| self.journal.own_name())
     }
 
     /// Commits the records queued when it starts, in order; with `close`,

@@ -7,7 +7,9 @@
 //!   has made a journal and before it writes to it. An access that finds
 //!   the counter moved lists the directory again and maps the header of
 //!   every journal but its own (read-only). An access that finds it
-//!   unchanged costs a few atomic loads.
+//!   unchanged costs a few atomic loads. The counter and the journals
+//!   take the L2 file's permissions: a process that may only read the file
+//!   maps them read-only, and waits as any other.
 //! - **Waiting.** An access reads each peer's `tail` and waits until the
 //!   peer's `head` has reached it: the records appended before the access
 //!   began are committed. A peer's worker drains within milliseconds of a
@@ -32,7 +34,8 @@ use memmap2::{Mmap, MmapMut, MmapOptions};
 use parking_lot::Mutex;
 
 use super::{HEAD_AT, HEADER, MAGIC, TAIL_AT};
-use crate::tier::sqlite::BUSY_TIMEOUT;
+use crate::error::Result;
+use crate::tier::sqlite::{BUSY_TIMEOUT, SqliteTier};
 
 /// The counter's file in the journals' directory (never a journal).
 pub(super) const GENERATION: &str = "generation";
@@ -65,9 +68,11 @@ impl Peer {
 /// What a cache knows of the other journals on its file.
 pub(super) struct Peers {
     dir: PathBuf,
-    /// The mapped counter; `None` when it cannot be made (a read-only
-    /// directory: then no journal can be made there either).
-    generation: OnceLock<Option<MmapMut>>,
+    /// The L2 file, whose permissions the counter takes.
+    file: PathBuf,
+    /// The mapped counter; `None` when it can be neither made nor read
+    /// (then no journal can be made next to the file either).
+    generation: OnceLock<Option<Counter>>,
     /// The counter's value at the last listing (`u64::MAX`: never listed).
     seen: AtomicU64,
     /// How many peers are known: a lock-free check for the common case.
@@ -76,7 +81,7 @@ pub(super) struct Peers {
 }
 
 /// What [`Peers::wait`] found.
-pub(super) enum Waited {
+enum Waited {
     /// Every record appended before the wait began is committed.
     Settled,
     /// A peer's owner is gone: its journal is to be replayed.
@@ -84,9 +89,10 @@ pub(super) enum Waited {
 }
 
 impl Peers {
-    pub(super) fn new(dir: &Path) -> Self {
+    pub(super) fn new(dir: &Path, file: &Path) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            file: file.to_path_buf(),
             generation: OnceLock::new(),
             seen: AtomicU64::new(u64::MAX),
             count: AtomicUsize::new(0),
@@ -94,32 +100,34 @@ impl Peers {
         }
     }
 
-    fn counter(&self) -> Option<&AtomicU64> {
-        let map = self
-            .generation
-            .get_or_init(|| match map_generation(&self.dir) {
-                Ok(map) => Some(map),
+    fn mapped(&self) -> Option<&Counter> {
+        self.generation
+            .get_or_init(|| match Counter::map(&self.dir, &self.file) {
+                Ok(counter) => Some(counter),
                 Err(err) => {
                     tracing::debug!(dir = %self.dir.display(), error = %err,
                         "no journal counter: no journal can be made next to the file");
                     None
                 }
             })
-            .as_ref()?;
-        // SAFETY: the mapping is at least 8 bytes, page-aligned, lives as
-        // long as `self`, and every process updates the word atomically.
-        Some(unsafe { &*(map.as_ptr() as *const AtomicU64) })
+            .as_ref()
+    }
+
+    fn counter(&self) -> Option<&AtomicU64> {
+        self.mapped().map(Counter::word)
     }
 
     /// Announces a journal just made, before anything is written to it.
     pub(super) fn bump(&self) {
-        if let Some(counter) = self.counter() {
-            counter.fetch_add(1, Ordering::SeqCst);
+        if let Some(Counter::Written(map)) = self.mapped() {
+            // SAFETY: as in `Counter::word`, on a writable mapping.
+            let word = unsafe { &*(map.as_ptr() as *const AtomicU64) };
+            word.fetch_add(1, Ordering::SeqCst);
         }
     }
 
     /// Whether a peer holds records not yet committed (without waiting).
-    pub(super) fn pending(&self, own: impl FnOnce() -> Option<OsString>) -> bool {
+    fn pending(&self, own: impl FnOnce() -> Option<OsString>) -> bool {
         self.current(own)
             .iter()
             .any(|peer| peer.position(HEAD_AT) < peer.position(TAIL_AT))
@@ -128,7 +136,7 @@ impl Peers {
     /// Waits until every peer has committed the records it appended
     /// before the call (see the module docs). `own` names this cache's
     /// journal, which is not a peer.
-    pub(super) fn wait(&self, own: impl FnOnce() -> Option<OsString>) -> Waited {
+    fn wait(&self, own: impl FnOnce() -> Option<OsString>) -> Waited {
         let peers = self.current(own);
         for peer in &peers {
             let target = peer.position(TAIL_AT);
@@ -230,22 +238,88 @@ impl Peers {
     }
 }
 
-/// Maps `<dir>/generation`, making the directory and the file if need be.
-fn map_generation(dir: &Path) -> std::io::Result<MmapMut> {
-    std::fs::create_dir_all(dir)?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(dir.join(GENERATION))?;
-    if file.metadata()?.len() < 8 {
-        // Every process sets the same length: none loses a bump.
-        file.set_len(8)?;
+impl SqliteTier {
+    /// Waits until the other caches on the file have committed the records
+    /// they journaled before the call, replaying the journal of one whose
+    /// process ended (see the module docs).
+    #[inline]
+    pub(crate) fn wait_for_peers(&self) -> Result<()> {
+        // In a forked child, resets what the parent's threads held first.
+        drop(self.enter()?);
+        // Each round replays at least one journal, or finds it replayed.
+        for _ in 0..8 {
+            match self.journal.peers.wait(|| self.journal.own_name()) {
+                Waited::Settled => return Ok(()),
+                Waited::Orphaned => {
+                    self.replay_orphans()?;
+                }
+            }
+        }
+        Ok(())
     }
-    // SAFETY: the counter is only ever read and written through atomics.
-    unsafe { MmapOptions::new().len(8).map_mut(&file) }
+
+    /// Whether another cache's journal holds records not yet committed.
+    pub(crate) fn peers_pending(&self) -> bool {
+        self.journal.peers.pending(|| self.journal.own_name())
+    }
+}
+
+/// `<dir>/generation`, mapped: writable, or read-only for a process that
+/// may not write it (nor make a journal).
+enum Counter {
+    Written(MmapMut),
+    Read(Mmap),
+}
+
+impl Counter {
+    /// Maps the counter, making the directory and the file (with the
+    /// permissions of the L2 file at `file`) if need be; read-only when it
+    /// may not be written.
+    fn map(dir: &Path, file: &Path) -> std::io::Result<Self> {
+        let path = dir.join(GENERATION);
+        let writable = std::fs::create_dir_all(dir).and_then(|()| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(super::shared_mode(file))
+                .open(&path)
+        });
+        let opened = match writable {
+            Ok(opened) => opened,
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                let opened = File::open(&path)?;
+                if opened.metadata()?.len() < 8 {
+                    return Err(std::io::Error::other("the journal counter is not made yet"));
+                }
+                // SAFETY: the counter is only ever read through atomics.
+                return Ok(Self::Read(unsafe {
+                    MmapOptions::new().len(8).map(&opened)?
+                }));
+            }
+            Err(err) => return Err(err),
+        };
+        if opened.metadata()?.len() < 8 {
+            // Every process sets the same length: none loses a bump.
+            opened.set_len(8)?;
+        }
+        // SAFETY: the counter is only ever read and written through atomics.
+        Ok(Self::Written(unsafe {
+            MmapOptions::new().len(8).map_mut(&opened)?
+        }))
+    }
+
+    fn word(&self) -> &AtomicU64 {
+        let ptr = match self {
+            Self::Written(map) => map.as_ptr(),
+            Self::Read(map) => map.as_ptr(),
+        };
+        // SAFETY: the mapping is at least 8 bytes, page-aligned, lives as
+        // long as `self`, and every process updates the word atomically
+        // (a read-only mapping is only loaded from).
+        unsafe { &*(ptr as *const AtomicU64) }
+    }
 }
 
 fn open_peer(path: &Path, name: OsString) -> std::io::Result<Peer> {
