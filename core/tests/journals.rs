@@ -12,7 +12,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use tierstack::source::{self, Fetched};
-use tierstack::{Cache, Strategy};
+use tierstack::{Cache, ManualClock, Strategy};
 
 mod support;
 
@@ -26,35 +26,62 @@ fn strategy(name: &str) -> Strategy {
     }
 }
 
-fn open(db: &str, strategy: Strategy) -> tierstack::blocking::Cache {
+/// `behind_ms`: how far behind the wall clock the cache's clock runs (a
+/// process whose clock is late, or whose write took its time early).
+fn open(db: &str, strategy: Strategy, behind_ms: u64) -> tierstack::blocking::Cache {
     let source = source::from_blocking_fn(|_key: &str| Ok(Fetched::NotFound))
         .with_writes(|_key, _value, _id| Ok(()), |_key, _id| Ok(()));
-    Cache::builder()
+    let builder = Cache::builder()
         .sqlite_path(db)
         .source(source)
-        .strategy(strategy)
-        .build_blocking()
-        .unwrap()
+        .strategy(strategy);
+    let builder = match behind_ms {
+        0 => builder,
+        late => {
+            let now = ManualClock::starting_now().now_ms();
+            builder.clock(ManualClock::new(now - late))
+        }
+    };
+    builder.build_blocking().unwrap()
 }
 
-/// Child: opens `db` with the strategy named in the spec, says `open`,
-/// then for each line `set K V` sets and says `set`, until stdin ends.
+/// Child: opens `db` with the strategy named in the spec (and its clock
+/// that many ms late), says `open`, then for each line `set K V` sets and
+/// says `set` (or churns, see below), until stdin ends.
 #[test]
 #[ignore = "run by the tests of this file"]
 fn journal_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let (db, name) = spec.split_once('|').unwrap();
-    let cache = open(db, strategy(name));
+    let mut parts = spec.split('|');
+    let (db, name) = (parts.next().unwrap(), parts.next().unwrap());
+    let late = parts.next().unwrap().parse().unwrap();
+    let cache = open(db, strategy(name), late);
     println!("open");
     for line in std::io::stdin().lock().lines() {
         let line = line.unwrap();
         let mut words = line.split(' ');
-        assert_eq!(words.next(), Some("set"));
-        let (key, value) = (words.next().unwrap(), words.next().unwrap());
-        cache.set(key, value.to_owned()).unwrap();
-        println!("set");
+        match words.next() {
+            Some("set") => {
+                let (key, value) = (words.next().unwrap(), words.next().unwrap());
+                cache.set(key, value.to_owned()).unwrap();
+                println!("set");
+            }
+            // `churn PREFIX N`: N writes, each followed by a read of a key
+            // no one wrote (which reads the file), timed.
+            Some("churn") => {
+                let prefix = words.next().unwrap();
+                let n: usize = words.next().unwrap().parse().unwrap();
+                let started = Instant::now();
+                for i in 0..n {
+                    cache.set(format!("{prefix}{i}"), "v").unwrap();
+                    assert_eq!(cache.get(&format!("{prefix}-absent-{i}")).unwrap(), None);
+                }
+                println!("churned {}", started.elapsed().as_millis());
+            }
+            other => panic!("unknown command {other:?}"),
+        }
     }
 }
 
@@ -66,7 +93,12 @@ struct Writer {
 
 impl Writer {
     fn start(db: &Path, strategy: &str) -> Self {
-        let spec = format!("{}|{strategy}", db.display());
+        Self::late(db, strategy, 0)
+    }
+
+    /// A writer whose clock runs `late_ms` behind.
+    fn late(db: &Path, strategy: &str, late_ms: u64) -> Self {
+        let spec = format!("{}|{strategy}|{late_ms}", db.display());
         let mut child = support::child_command("journal_child", &spec)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -95,6 +127,22 @@ impl Writer {
             // libtest's "running 1 test" and "test journal_child ... " lines.
             if line.trim_end().ends_with(word) {
                 return;
+            }
+        }
+    }
+
+    /// The rest of the next line that starts with `word` (past libtest's
+    /// own words).
+    fn answer(&mut self, word: &str) -> String {
+        loop {
+            let mut line = String::new();
+            assert_ne!(
+                self.stdout.read_line(&mut line).unwrap(),
+                0,
+                "the child ended"
+            );
+            if let Some(at) = line.find(word) {
+                return line[at + word.len()..].trim_end().to_owned();
             }
         }
     }
@@ -216,5 +264,63 @@ fn a_stopped_process_delays_reads_once_by_the_busy_timeout() {
             "the child's journal never drained"
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Two processes write one key behind, one after the other returned; the
+/// second's clock is a minute late, so its write looks older. Both
+/// journals drain once the test lets them, in either order: the file keeps
+/// the write journaled last.
+#[test]
+fn the_write_journaled_last_stands_whatever_the_clocks_and_drain_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let reader = reader(&db);
+    let mut first = Writer::start(&db, "write-behind");
+    let mut second = Writer::late(&db, "write-behind", 60_000);
+    let lock = hold_write_lock(&db);
+    first.set("k", "first");
+    second.set("k", "second");
+    drop(lock);
+    let started = Instant::now();
+    assert_eq!(text(reader.get("k").unwrap()).as_deref(), Some("second"));
+    // Each worker waits for the other's journal before it takes the
+    // outbox's lease, draining its own meanwhile: no one waits the busy
+    // timeout out.
+    assert!(started.elapsed() < tierstack::tier::BUSY_TIMEOUT / 2);
+    // Both drained; whichever drained last did not undo the other.
+    drop((first, second));
+    let again = self::reader(&db);
+    assert_eq!(text(again.get("k").unwrap()).as_deref(), Some("second"));
+}
+
+/// Two processes writing behind and reading the file at once: each read
+/// waits for the other's journal while the other's waits for its own, and
+/// each drains its own while it waits, so neither waits the busy timeout
+/// out (each write and read takes milliseconds at most).
+#[test]
+fn two_processes_writing_behind_and_reading_never_wait_each_other_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let mut writers = [
+        Writer::start(&db, "write-behind"),
+        Writer::start(&db, "write-behind"),
+    ];
+    for (i, writer) in writers.iter_mut().enumerate() {
+        writeln!(writer.stdin, "churn w{i}- 300").unwrap();
+    }
+    for writer in &mut writers {
+        let ms: u64 = writer.answer("churned ").parse().unwrap();
+        assert!(
+            Duration::from_millis(ms) < tierstack::tier::BUSY_TIMEOUT / 2,
+            "300 writes and reads took {ms} ms"
+        );
+    }
+    let reader = reader(&db);
+    for i in 0..2 {
+        assert_eq!(
+            text(reader.get(&format!("w{i}-299")).unwrap()).as_deref(),
+            Some("v")
+        );
     }
 }

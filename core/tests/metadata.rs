@@ -155,7 +155,7 @@ fn a_file_from_before_first_ms_is_migrated() {
         &clock,
         "ALTER TABLE entries DROP COLUMN first_ms; DROP TABLE outbox; \
          DROP TABLE dead_letters; DROP TABLE outbox_lease; DROP TABLE reads; \
-         PRAGMA user_version = 4;",
+         ALTER TABLE entries DROP COLUMN write_order; PRAGMA user_version = 4;",
     );
     clock.advance(SECOND);
     let cache = builder(&dir, &clock).build_blocking().unwrap();
@@ -175,7 +175,7 @@ fn a_file_from_before_first_ms_is_migrated() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, tierstack::tier::SCHEMA_VERSION);
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
 }
 
 #[test]
@@ -187,7 +187,8 @@ fn reads_counted_in_a_file_from_before_the_reads_table_are_kept() {
         &dir,
         &clock,
         "UPDATE entries SET access_count = 5, last_access_ms = 1000500; \
-         DROP TABLE reads; PRAGMA user_version = 6;",
+         DROP TABLE reads; ALTER TABLE entries DROP COLUMN write_order; \
+         PRAGMA user_version = 6;",
     );
     clock.advance(SECOND);
     let cache = builder(&dir, &clock).build_blocking().unwrap();

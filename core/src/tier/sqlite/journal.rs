@@ -16,10 +16,17 @@
 //! the drain fails, e.g. on a file swapped for a read-only one: it then
 //! reads what the file holds, and a write fails with the drain's error.)
 //!
-//! - **Order.** A record drained later than another process's write of
-//!   the same key, but made before it (its `created_ms` earlier), is not
-//!   stored: the newer write stands (see `Write::Replay`). Within this
-//!   tier the journal's order stands: a record's `created_ms` is raised
+//! - **Order.** Each record is numbered when it is appended, by a counter
+//!   every cache on the file shares (see [`peers`]); the row it stores
+//!   keeps the number, and a record drained later than a record of the same
+//!   key numbered after it is not stored (see `Write::Replay`): the write
+//!   journaled last stands, whatever the order of the drains and the
+//!   clocks. A direct write stores the last number taken, so a record
+//!   appended before it and drained after it (its journal stuck past the
+//!   busy timeout) does not undo it. Where a number is unknown (a row from
+//!   before, a record read back from a journal's bytes) the times decide:
+//!   a record made before the row (its `created_ms` earlier) is not
+//!   stored. Within this tier the journal's order stands: a record's `created_ms` is raised
 //!   to that of the records before it and of the writes committed directly
 //!   that began before it (a write's time is taken when it begins, before
 //!   its drain), so that none of them makes it look older. L1 is kept in
@@ -49,7 +56,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
@@ -57,10 +64,11 @@ use memmap2::MmapMut;
 use parking_lot::Mutex;
 
 use self::peers::{GENERATION, Peers};
-use self::record::{Payload, between, record_len, records};
+use self::record::{Payload, between, record_len};
 use super::SqliteTier;
-use super::file::{io_error, suffixed};
-use super::writer::{Behind, Row, Write};
+use super::file::suffixed;
+use super::outbox::Behind;
+use super::writer::{Row, Write};
 use crate::error::{Error, Result};
 
 /// The size of a process's journal file: 32 MiB.
@@ -90,6 +98,9 @@ struct Queued {
     behind: Behind,
     /// The journal position just past it.
     end: u64,
+    /// Its number among the writes journaled on the file (see [`peers`]);
+    /// 0 when unknown (read back from a journal's bytes).
+    order: u64,
 }
 
 /// This process's journal file, mapped.
@@ -210,11 +221,19 @@ impl Journal {
         let count = rows.len();
         let first = self.queued.fetch_add(count, Ordering::SeqCst) == 0;
         let mut floor = self.latest_created.load(Ordering::SeqCst);
+        // Numbered under the lock: in the journal's order.
+        let mut order = self.peers.take_orders(count);
         for (mut row, behind) in rows {
             row.created_ms = row.created_ms.max(floor);
             floor = row.created_ms;
             let end = ring.put(&Payload::new(&row, &behind));
-            ring.queued.push_back(Queued { row, behind, end });
+            ring.queued.push_back(Queued {
+                row,
+                behind,
+                end,
+                order,
+            });
+            order += u64::from(order > 0);
         }
         // A later record is not older than these: the journal's order
         // stands in the file too.
@@ -453,6 +472,12 @@ impl SqliteTier {
         }
     }
 
+    /// The number of the last write journaled on the file (0: none, or
+    /// unknown): a direct write comes after every one (see `Write::Replay`).
+    pub(super) fn journal_order(&self) -> u64 {
+        self.journal.peers.order_now()
+    }
+
     /// Whether this process's journal holds records not yet committed.
     pub(crate) fn journal_pending(&self) -> bool {
         self.journal.pending()
@@ -485,16 +510,20 @@ impl SqliteTier {
         };
         if let Some(end) = taken.last().map(|q| q.end) {
             let count = taken.len();
+            let orders: Vec<u64> = taken.iter().map(|q| q.order).collect();
             let writes = taken
                 .into_iter()
-                .map(|q| Write::Replay(q.row, q.behind))
+                .map(|q| Write::Replay(q.row, q.behind, q.order))
                 .collect();
             let committed = self.write_settled(writes);
             let mut ring = self.journal.ring.lock();
             let ring = ring.as_mut().expect("a drain's ring stays");
             if let Err(err) = committed {
-                // They stay first in line, read back from the ring.
-                for queued in between(&ring.map, ring.head, end).into_iter().rev() {
+                // They stay first in line, read back from the ring, with
+                // their numbers.
+                let back = between(&ring.map, ring.head, end);
+                for (mut queued, order) in back.into_iter().zip(orders).rev() {
+                    queued.order = order;
                     ring.queued.push_front(queued);
                 }
                 return Err(err);
@@ -509,79 +538,10 @@ impl SqliteTier {
         }
         Ok(())
     }
-
-    /// Replays the journals of processes that ended without committing
-    /// theirs, then deletes them; how many records were replayed.
-    pub(crate) fn replay_orphans(&self) -> Result<usize> {
-        let entries = match std::fs::read_dir(&self.journal.dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(err) => {
-                return Err(io_error(
-                    &self.journal.dir,
-                    "list the write-behind journals",
-                    err,
-                ));
-            }
-        };
-        let (mut replayed, mut removed) = (0, false);
-        for entry in entries.flatten() {
-            if entry.file_name() == GENERATION {
-                continue;
-            }
-            let path = entry.path();
-            let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
-                continue;
-            };
-            // Held by a live process (this one's included), or being
-            // replayed by another.
-            if file.try_lock().is_err() {
-                continue;
-            }
-            // Replayed and deleted by another process meanwhile.
-            let Ok(metadata) = file.metadata() else {
-                continue;
-            };
-            if metadata.nlink() == 0 {
-                continue;
-            }
-            let temporary = entry.file_name().to_string_lossy().starts_with('.');
-            // A journal being made is locked a moment after it is created:
-            // only one left for a minute was abandoned.
-            let age = metadata.modified().ok().and_then(|m| m.elapsed().ok());
-            if temporary && age.is_none_or(|age| age < ABANDONED_AFTER) {
-                continue;
-            }
-            if !temporary {
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| io_error(&path, "read a write-behind journal", e))?;
-                let found = records(&bytes);
-                for chunk in found.chunks(REPLAY_CHUNK) {
-                    let writes = chunk
-                        .iter()
-                        .map(|q| Write::Replay(q.row.clone(), q.behind.clone()))
-                        .collect();
-                    self.write_settled(writes)?;
-                }
-                replayed += found.len();
-                if !found.is_empty() {
-                    tracing::info!(journal = %path.display(), records = found.len(),
-                        "replayed the write-behind journal of a process that ended");
-                }
-            }
-            std::fs::remove_file(&path)
-                .map_err(|e| io_error(&path, "delete a replayed write-behind journal", e))?;
-            removed = true;
-        }
-        if removed {
-            // Those waiting for it list the journals again.
-            self.journal.peers.bump();
-        }
-        Ok(replayed)
-    }
 }
 
 mod peers;
 mod record;
+mod replay;
 #[cfg(test)]
 mod tests;

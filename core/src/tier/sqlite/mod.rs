@@ -78,6 +78,7 @@ pub(crate) use lease::Lease;
 pub(crate) use limits::LimitUpdate;
 use maintenance::{Access, HOT_SLOTS};
 pub(crate) use outbox::{Attempt, Depth};
+pub(crate) use outbox::{Behind, WriteId};
 pub use outbox::{OutboxOp, Pending};
 pub(crate) use reader::Found;
 pub use reader::Inspection;
@@ -88,7 +89,7 @@ pub(crate) use wal::Wakeup;
 pub use wal::{CHECKPOINT_PAGES, CHECKPOINT_PAGES_INLINE};
 pub use writer::ROW_OVERHEAD;
 use writer::Submission;
-pub(crate) use writer::{Behind, Outcome, Row, Tried, Write, WriteId, row_size};
+pub(crate) use writer::{Outcome, Row, Tried, Write, row_size};
 
 /// How long a write waits for another process's write transaction.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -18,6 +18,30 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::SqliteTier;
 use crate::error::Result;
 
+/// What the outbox row of a write-behind write carries besides the write.
+#[derive(Debug, Clone)]
+pub(crate) struct Behind {
+    /// Names the write for the source, the same on every attempt.
+    pub(crate) idempotency: WriteId,
+    /// When the write was made.
+    pub(crate) now_ms: u64,
+}
+
+/// A write's idempotency key: the writing process's nonce and the write's
+/// number in it, written `{nonce:016x}-{n}` (text only when the outbox row
+/// is written, off a write-behind `set`'s path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WriteId {
+    pub(crate) nonce: u64,
+    pub(crate) n: u64,
+}
+
+impl std::fmt::Display for WriteId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}-{}", self.nonce, self.n)
+    }
+}
+
 /// Migration to schema 6.
 pub(crate) const MIGRATION: &str = "
     CREATE TABLE outbox (

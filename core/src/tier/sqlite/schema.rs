@@ -9,7 +9,7 @@ use crate::coherence;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The schema this version writes; files with a lower version are migrated.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// `PRAGMA application_id` of a tierstack file ("TSTK").
 pub(super) const APPLICATION_ID: i64 = 0x5453_544B;
@@ -43,6 +43,10 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     "ALTER TABLE entries ADD COLUMN first_ms INTEGER;",
     outbox::MIGRATION,
     maintenance::MIGRATION,
+    // The file-wide number of the journaled write that stored the row (see
+    // `journal::peers`), or of the last journaled write when a direct write
+    // stored it; 0 in rows from before, and where no journal is kept.
+    "ALTER TABLE entries ADD COLUMN write_order INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Refuses a file that is not an empty database or a tierstack cache, or

@@ -11,7 +11,8 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::maintenance::Access;
-use super::{BUSY_TIMEOUT, SqliteTier, outbox};
+use super::outbox::{self, Behind};
+use super::{BUSY_TIMEOUT, SqliteTier};
 use crate::coherence::{self, ChangeLog};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -25,16 +26,17 @@ pub const ROW_OVERHEAD: u64 = 64;
 // statement alone. The row is looked up first instead, and the totals read
 // after they are added.
 /// The row a write replaces or deletes.
-const SQL_HELD: &str = "SELECT id, size, expires_ms, created_ms FROM entries WHERE key = ?1";
+const SQL_HELD: &str =
+    "SELECT id, size, expires_ms, created_ms, write_order FROM entries WHERE key = ?1";
 /// `?9` is NULL: SQLite numbers the row.
 const SQL_INSERT: &str = "INSERT INTO entries \
-     (id, key, created_ms, expires_ms, stale_until_ms, size, access_count, last_access_ms, tags, value, etag, first_ms) \
-     VALUES (?9, ?1, ?2, ?3, ?4, ?5, 0, ?2, ?6, ?7, ?8, ?2)";
+     (id, key, created_ms, expires_ms, stale_until_ms, size, access_count, last_access_ms, tags, value, etag, first_ms, write_order) \
+     VALUES (?9, ?1, ?2, ?3, ?4, ?5, 0, ?2, ?6, ?7, ?8, ?2, ?10)";
 /// A write keeps the row (its id), when the key was first written and how
 /// often it was read; everything else is the new value's.
 const SQL_REPLACE: &str = "UPDATE entries SET created_ms = ?2, expires_ms = ?3, \
      stale_until_ms = ?4, size = ?5, last_access_ms = ?2, tags = ?6, value = ?7, etag = ?8, \
-     first_ms = coalesce(first_ms, created_ms) WHERE id = ?9 AND key = ?1";
+     first_ms = coalesce(first_ms, created_ms), write_order = ?10 WHERE id = ?9 AND key = ?1";
 const SQL_DELETE: &str = "DELETE FROM entries WHERE id = ?1";
 const SQL_DELETE_TAGGED: &str = "DELETE FROM entries WHERE tags IS NOT NULL \
      AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE json_each.value = ?1) \
@@ -94,35 +96,12 @@ pub(crate) enum Write {
     PutBehind(Row, Behind),
     /// A delete whose removal the source gets through the outbox.
     DeleteBehind(String, Behind),
-    /// A write-behind put from a journal (see [`super::journal`]): stored,
-    /// with its outbox row, unless the file holds a write of the key made
-    /// after it (created later), which then stands. Its outcome's `row` is
-    /// `None` when it was not stored.
-    Replay(Row, Behind),
-}
-
-/// What the outbox row of a write-behind write carries besides the write.
-#[derive(Debug, Clone)]
-pub(crate) struct Behind {
-    /// Names the write for the source, the same on every attempt.
-    pub(crate) idempotency: WriteId,
-    /// When the write was made.
-    pub(crate) now_ms: u64,
-}
-
-/// A write's idempotency key: the writing process's nonce and the write's
-/// number in it, written `{nonce:016x}-{n}` (text only when the outbox row
-/// is written, off a write-behind `set`'s path).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct WriteId {
-    pub(crate) nonce: u64,
-    pub(crate) n: u64,
-}
-
-impl std::fmt::Display for WriteId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}-{}", self.nonce, self.n)
-    }
+    /// A write-behind put from a journal (see [`super::journal`]), with its
+    /// file-wide number (0: unknown): stored, with its outbox row, unless
+    /// the file holds a later write of the key, which then stands. Later:
+    /// numbered after it, or, where either number is unknown, created
+    /// later. Its outcome's `row` is `None` when it was not stored.
+    Replay(Row, Behind, u64),
 }
 
 impl Write {
@@ -131,7 +110,7 @@ impl Write {
             Write::Put(row)
             | Write::Copy(row)
             | Write::PutBehind(row, _)
-            | Write::Replay(row, _) => &row.key,
+            | Write::Replay(row, ..) => &row.key,
             Write::Delete(key) | Write::DeleteBehind(key, _) => key,
         }
     }
@@ -140,7 +119,7 @@ impl Write {
         match self {
             Write::PutBehind(_, behind)
             | Write::DeleteBehind(_, behind)
-            | Write::Replay(_, behind) => Some(behind),
+            | Write::Replay(_, behind, _) => Some(behind),
             Write::Put(_) | Write::Copy(_) | Write::Delete(_) => None,
         }
     }
@@ -153,6 +132,8 @@ struct Held {
     size: i64,
     expires_ms: i64,
     created_ms: i64,
+    /// The file-wide number of the write that stored it (0: unknown).
+    order: u64,
 }
 
 /// What one write did.
@@ -352,6 +333,7 @@ impl SqliteTier {
                                 size: r.get(1)?,
                                 expires_ms: r.get(2)?,
                                 created_ms: r.get(3)?,
+                                order: r.get::<_, i64>(4)? as u64,
                             })
                         })
                         .optional()?;
@@ -361,9 +343,12 @@ impl SqliteTier {
                             held > made || (or_same && held == made)
                         })
                     };
-                    let superseded = match write {
-                        Write::Copy(row) => older(row, true),
-                        Write::Replay(row, _) => older(row, false),
+                    let superseded = match (write, old) {
+                        (Write::Copy(row), _) => older(row, true),
+                        (Write::Replay(_, _, order), Some(old)) if *order > 0 && old.order > 0 => {
+                            old.order > *order
+                        }
+                        (Write::Replay(row, ..), _) => older(row, false),
                         _ => false,
                     };
                     if superseded {
@@ -380,7 +365,13 @@ impl SqliteTier {
                         Write::Put(row)
                         | Write::Copy(row)
                         | Write::PutBehind(row, _)
-                        | Write::Replay(row, _) => {
+                        | Write::Replay(row, ..) => {
+                            let order = match write {
+                                Write::Replay(.., order) => *order,
+                                // After every journaled write numbered so
+                                // far, all of which it follows.
+                                _ => self.journal_order(),
+                            };
                             let tags = (!row.tags.is_empty()).then(|| {
                                 serde_json::to_string(&row.tags).expect("strings serialise")
                             });
@@ -396,6 +387,7 @@ impl SqliteTier {
                                 &row.value[..],
                                 row.etag,
                                 held_id,
+                                order as i64,
                             ];
                             let id = match held_id {
                                 Some(id) => {

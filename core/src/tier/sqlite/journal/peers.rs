@@ -7,13 +7,17 @@
 //!   has made a journal and before it writes to it. An access that finds
 //!   the counter moved lists the directory again and maps the header of
 //!   every journal but its own (read-only). An access that finds it
-//!   unchanged costs a few atomic loads. The counter and the journals
+//!   unchanged costs a few atomic loads. The file's second word numbers
+//!   the writes journaled on the file, in the order they are appended (see
+//!   the journal's module docs, "Order"). The counter and the journals
 //!   take the L2 file's permissions: a process that may only read the file
 //!   maps them read-only, and waits as any other.
 //! - **Waiting.** An access reads each peer's `tail` and waits until the
 //!   peer's `head` has reached it: the records appended before the access
 //!   began are committed. A peer's worker drains within milliseconds of a
-//!   write.
+//!   write. While it waits, a cache drains its own journal, which the peer
+//!   may be waiting for in turn (two workers each about to take the
+//!   outbox's lease, say): neither waits for the other's wait.
 //! - **A dead peer.** Its journal is no longer locked: the waiter replays
 //!   it (see [`SqliteTier::replay_orphans`]) and goes on.
 //! - **A stuck peer.** A live process whose journal does not drain (it is
@@ -114,16 +118,32 @@ impl Peers {
     }
 
     fn counter(&self) -> Option<&AtomicU64> {
-        self.mapped().map(Counter::word)
+        self.mapped().map(|counter| counter.word(GENERATION_AT))
     }
 
     /// Announces a journal just made, before anything is written to it.
     pub(super) fn bump(&self) {
         if let Some(Counter::Written(map)) = self.mapped() {
-            // SAFETY: as in `Counter::word`, on a writable mapping.
-            let word = unsafe { &*(map.as_ptr() as *const AtomicU64) };
-            word.fetch_add(1, Ordering::SeqCst);
+            Counter::written(map, GENERATION_AT).fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// Numbers `count` writes being journaled: the first of their numbers,
+    /// which follow every number taken before on the file; 0 when there is
+    /// no counter to take them from.
+    pub(super) fn take_orders(&self, count: usize) -> u64 {
+        match self.mapped() {
+            Some(Counter::Written(map)) => {
+                Counter::written(map, ORDER_AT).fetch_add(count as u64, Ordering::SeqCst) + 1
+            }
+            _ => 0,
+        }
+    }
+
+    /// The last number taken (0: none, or no counter).
+    pub(super) fn order_now(&self) -> u64 {
+        self.mapped()
+            .map_or(0, |counter| counter.word(ORDER_AT).load(Ordering::SeqCst))
     }
 
     /// Whether a peer holds records not yet committed (without waiting).
@@ -136,11 +156,11 @@ impl Peers {
     /// Waits until every peer has committed the records it appended
     /// before the call (see the module docs). `own` names this cache's
     /// journal, which is not a peer.
-    fn wait(&self, own: impl FnOnce() -> Option<OsString>) -> Waited {
+    fn wait(&self, own: impl FnOnce() -> Option<OsString>, drain_own: &mut dyn FnMut()) -> Waited {
         let peers = self.current(own);
         for peer in &peers {
             let target = peer.position(TAIL_AT);
-            if peer.position(HEAD_AT) < target && !self.wait_for(peer, target) {
+            if peer.position(HEAD_AT) < target && !self.wait_for(peer, target, drain_own) {
                 return Waited::Orphaned;
             }
         }
@@ -190,7 +210,7 @@ impl Peers {
     /// Waits for `peer`'s `head` to reach `target`; `false` when its owner
     /// is gone and its journal waits to be replayed.
     #[cold]
-    fn wait_for(&self, peer: &Peer, target: u64) -> bool {
+    fn wait_for(&self, peer: &Peer, target: u64, drain_own: &mut dyn FnMut()) -> bool {
         let started = Instant::now();
         let mut pause = FIRST_PAUSE;
         let mut asked = false;
@@ -221,6 +241,9 @@ impl Peers {
                 peer.stuck_at.store(head, Ordering::Relaxed);
                 return true;
             }
+            // The peer may be waiting for this cache's journal meanwhile:
+            // draining it lets both go on.
+            drain_own();
             std::thread::sleep(pause);
             pause = (pause * 2).min(LONGEST_PAUSE);
         }
@@ -248,7 +271,18 @@ impl SqliteTier {
         drop(self.enter()?);
         // Each round replays at least one journal, or finds it replayed.
         for _ in 0..8 {
-            match self.journal.peers.wait(|| self.journal.own_name()) {
+            let mut drain_own = || {
+                if self.journal.pending()
+                    && let Err(err) = self.drain(false)
+                {
+                    tracing::debug!(error = %err, "a drain while waiting for another journal failed");
+                }
+            };
+            match self
+                .journal
+                .peers
+                .wait(|| self.journal.own_name(), &mut drain_own)
+            {
                 Waited::Settled => return Ok(()),
                 Waited::Orphaned => {
                     self.replay_orphans()?;
@@ -263,6 +297,13 @@ impl SqliteTier {
         self.journal.peers.pending(|| self.journal.own_name())
     }
 }
+
+/// Where `<dir>/generation` keeps the count of journals made.
+const GENERATION_AT: usize = 0;
+/// Where it keeps the last number given to a journaled write.
+const ORDER_AT: usize = 8;
+/// Its length.
+const COUNTER_BYTES: u64 = 16;
 
 /// `<dir>/generation`, mapped: writable, or read-only for a process that
 /// may not write it (nor make a journal).
@@ -290,35 +331,48 @@ impl Counter {
             Ok(opened) => opened,
             Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
                 let opened = File::open(&path)?;
-                if opened.metadata()?.len() < 8 {
+                if opened.metadata()?.len() < COUNTER_BYTES {
                     return Err(std::io::Error::other("the journal counter is not made yet"));
                 }
                 // SAFETY: the counter is only ever read through atomics.
-                return Ok(Self::Read(unsafe {
-                    MmapOptions::new().len(8).map(&opened)?
-                }));
+                let map = unsafe {
+                    MmapOptions::new()
+                        .len(COUNTER_BYTES as usize)
+                        .map(&opened)?
+                };
+                return Ok(Self::Read(map));
             }
             Err(err) => return Err(err),
         };
-        if opened.metadata()?.len() < 8 {
+        if opened.metadata()?.len() < COUNTER_BYTES {
             // Every process sets the same length: none loses a bump.
-            opened.set_len(8)?;
+            opened.set_len(COUNTER_BYTES)?;
         }
         // SAFETY: the counter is only ever read and written through atomics.
         Ok(Self::Written(unsafe {
-            MmapOptions::new().len(8).map_mut(&opened)?
+            MmapOptions::new()
+                .len(COUNTER_BYTES as usize)
+                .map_mut(&opened)?
         }))
     }
 
-    fn word(&self) -> &AtomicU64 {
+    /// The word at `at`, to load.
+    fn word(&self, at: usize) -> &AtomicU64 {
         let ptr = match self {
             Self::Written(map) => map.as_ptr(),
             Self::Read(map) => map.as_ptr(),
         };
-        // SAFETY: the mapping is at least 8 bytes, page-aligned, lives as
-        // long as `self`, and every process updates the word atomically
-        // (a read-only mapping is only loaded from).
-        unsafe { &*(ptr as *const AtomicU64) }
+        // SAFETY: `at` is 0 or 8 of a page-aligned mapping of
+        // `COUNTER_BYTES`, which lives as long as `self`; every process
+        // updates the words atomically (a read-only mapping is only loaded
+        // from).
+        unsafe { &*(ptr.add(at) as *const AtomicU64) }
+    }
+
+    /// The word at `at` of a writable mapping, to update.
+    fn written(map: &MmapMut, at: usize) -> &AtomicU64 {
+        // SAFETY: as in `Counter::word`.
+        unsafe { &*(map.as_ptr().add(at) as *const AtomicU64) }
     }
 }
 

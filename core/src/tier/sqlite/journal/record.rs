@@ -4,7 +4,8 @@
 //! bytes, checked against their CRC-32.
 
 use super::{HEAD_AT, HEADER, MAGIC, Queued, TAIL_AT, WRAP};
-use crate::tier::sqlite::writer::{Behind, Row, WriteId};
+use crate::tier::sqlite::outbox::{Behind, WriteId};
+use crate::tier::sqlite::writer::Row;
 
 /// A record's length in the ring: its 8-byte header and its payload,
 /// rounded up to 8 bytes.
@@ -154,6 +155,7 @@ pub(super) fn between(bytes: &[u8], mut at: u64, to: u64) -> Vec<Queued> {
             row,
             behind,
             end: at,
+            order: 0,
         });
     }
     found

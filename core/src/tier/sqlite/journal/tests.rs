@@ -6,7 +6,8 @@ use rusqlite::OptionalExtension;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Journal, records};
+use super::Journal;
+use super::record::records;
 use crate::config::OnCorrupt;
 use crate::tier::sqlite::{Behind, Row, SqliteTier, Write, WriteId};
 
