@@ -294,6 +294,83 @@ fn a_reader_without_write_permission_waits_for_the_writers_journal() {
     assert!(seen.contains(&"second=2".to_owned()), "{seen:?}");
 }
 
+/// The same with the reader first: it opens a file next to which there is
+/// no journal yet, nor their counter, which it may not make, and finds them
+/// once a writer made them.
+#[test]
+fn a_reader_that_came_before_the_journals_waits_for_them() {
+    if !support::is_root() {
+        return println!("skipped: switching a child to user nobody needs root");
+    }
+    let dir = support::open_tempdir();
+    let path = dir.path().join("cache.db");
+    {
+        let first = Cache::builder()
+            .sqlite_path(&path)
+            .build_blocking()
+            .unwrap();
+        first.set("a", "1").unwrap();
+        first.close().unwrap();
+    }
+    // A file without the journals' directory: copied alone, or made by an
+    // older version.
+    std::fs::remove_dir_all(dir.path().join("cache.db-wb")).unwrap();
+    // A connection kept open keeps the -wal and -shm the reader needs.
+    let keeper = rusqlite::Connection::open(&path).unwrap();
+    keeper
+        .query_row("SELECT count(*) FROM entries", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        chmod(&dir.path().join(format!("cache.db{suffix}")), 0o644);
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child", "--ignored", "--nocapture"])
+        .env(CHILD_ENV, format!("follow|{}", path.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("set=");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(seen.contains(&"first=1".to_owned()), "{seen:?}");
+    assert!(!dir.path().join("cache.db-wb").exists());
+    let source = tierstack::source::from_blocking_fn(|_key: &str| Ok(tierstack::Fetched::NotFound))
+        .with_writes(|_key, _value, _id| Ok(()), |_key, _id| Ok(()));
+    let writer = Cache::builder()
+        .sqlite_path(&path)
+        .source(source)
+        .strategy(tierstack::Strategy::WriteBehind)
+        .build_blocking()
+        .unwrap();
+    let lock = rusqlite::Connection::open(&path).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    writer.set("a", "2").unwrap();
+    // The reader looks for the counter again a second after it found none.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        lock.execute_batch("ROLLBACK").unwrap();
+    });
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    seen.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    release.join().unwrap();
+    assert!(status.success(), "{seen:?}");
+    assert!(seen.contains(&"second=2".to_owned()), "{seen:?}");
+    drop(keeper);
+}
+
 use std::os::unix::process::CommandExt as _;
 
 /// The child side: `<scenario>|<path>` in `TIERSTACK_TEST_CHILD`.

@@ -50,6 +50,8 @@ const FIRST_PAUSE: Duration = Duration::from_micros(20);
 const LONGEST_PAUSE: Duration = Duration::from_millis(1);
 /// How long a waiter waits before it first asks whether a peer is alive.
 const ALIVE_AFTER: Duration = Duration::from_millis(5);
+/// How long after a failure the counter is tried again.
+const RETRY_COUNTER: Duration = Duration::from_secs(1);
 
 /// A peer's journal, its header mapped.
 struct Peer {
@@ -74,9 +76,11 @@ pub(super) struct Peers {
     dir: PathBuf,
     /// The L2 file, whose permissions the counter takes.
     file: PathBuf,
-    /// The mapped counter; `None` when it can be neither made nor read
-    /// (then no journal can be made next to the file either).
-    generation: OnceLock<Option<Counter>>,
+    /// The mapped counter, once it could be made or read.
+    generation: OnceLock<Counter>,
+    /// When mapping it last failed (a process that may not make it, before
+    /// any other did): it is tried again a second later.
+    failed_at: Mutex<Option<Instant>>,
     /// The counter's value at the last listing (`u64::MAX`: never listed).
     seen: AtomicU64,
     /// How many peers are known: a lock-free check for the common case.
@@ -98,23 +102,39 @@ impl Peers {
             dir: dir.to_path_buf(),
             file: file.to_path_buf(),
             generation: OnceLock::new(),
+            failed_at: Mutex::new(None),
             seen: AtomicU64::new(u64::MAX),
             count: AtomicUsize::new(0),
             known: Mutex::new(Vec::new()),
         }
     }
 
+    #[inline]
     fn mapped(&self) -> Option<&Counter> {
-        self.generation
-            .get_or_init(|| match Counter::map(&self.dir, &self.file) {
-                Ok(counter) => Some(counter),
-                Err(err) => {
-                    tracing::debug!(dir = %self.dir.display(), error = %err,
-                        "no journal counter: no journal can be made next to the file");
-                    None
-                }
-            })
-            .as_ref()
+        match self.generation.get() {
+            Some(counter) => Some(counter),
+            None => self.map_counter(),
+        }
+    }
+
+    #[cold]
+    fn map_counter(&self) -> Option<&Counter> {
+        let mut failed_at = self.failed_at.lock();
+        if let Some(counter) = self.generation.get() {
+            return Some(counter);
+        }
+        if failed_at.is_some_and(|at| at.elapsed() < RETRY_COUNTER) {
+            return None;
+        }
+        match Counter::map(&self.dir, &self.file) {
+            Ok(counter) => Some(self.generation.get_or_init(|| counter)),
+            Err(err) => {
+                tracing::debug!(dir = %self.dir.display(), error = %err,
+                    "no journal counter yet: no journal to wait for");
+                *failed_at = Some(Instant::now());
+                None
+            }
+        }
     }
 
     fn counter(&self) -> Option<&AtomicU64> {
@@ -146,9 +166,26 @@ impl Peers {
             .map_or(0, |counter| counter.word(ORDER_AT).load(Ordering::SeqCst))
     }
 
+    /// Whether there is no other journal to wait for, known without a lock:
+    /// none was made since the last listing, which found none (or there is
+    /// no counter: no journal can be made).
+    #[inline]
+    fn quiet(&self) -> bool {
+        match self.generation.get() {
+            Some(counter) => {
+                counter.word(GENERATION_AT).load(Ordering::SeqCst)
+                    == self.seen.load(Ordering::Acquire)
+                    && self.count.load(Ordering::Acquire) == 0
+            }
+            None => false,
+        }
+    }
+
     /// Whether a peer holds records not yet committed (without waiting).
     fn pending(&self, own: impl FnOnce() -> Option<OsString>) -> bool {
-        self.current(own)
+        self.list(own);
+        self.known
+            .lock()
             .iter()
             .any(|peer| peer.position(HEAD_AT) < peer.position(TAIL_AT))
     }
@@ -157,27 +194,34 @@ impl Peers {
     /// before the call (see the module docs). `own` names this cache's
     /// journal, which is not a peer.
     fn wait(&self, own: impl FnOnce() -> Option<OsString>, drain_own: &mut dyn FnMut()) -> Waited {
-        let peers = self.current(own);
-        for peer in &peers {
-            let target = peer.position(TAIL_AT);
-            if peer.position(HEAD_AT) < target && !self.wait_for(peer, target, drain_own) {
+        self.list(own);
+        // Those with records to wait for, and how far (usually none: no
+        // allocation, and no peer copied).
+        let behind: Vec<(Arc<Peer>, u64)> = self
+            .known
+            .lock()
+            .iter()
+            .filter_map(|peer| {
+                let target = peer.position(TAIL_AT);
+                (peer.position(HEAD_AT) < target).then(|| (peer.clone(), target))
+            })
+            .collect();
+        for (peer, target) in &behind {
+            if !self.wait_for(peer, *target, drain_own) {
                 return Waited::Orphaned;
             }
         }
         Waited::Settled
     }
 
-    /// The known peers, listed again if the counter moved.
-    fn current(&self, own: impl FnOnce() -> Option<OsString>) -> Vec<Arc<Peer>> {
+    /// Lists the peers again if the counter moved since the last listing.
+    fn list(&self, own: impl FnOnce() -> Option<OsString>) {
         let Some(counter) = self.counter() else {
-            return Vec::new();
+            return;
         };
         let generation = counter.load(Ordering::SeqCst);
         if generation == self.seen.load(Ordering::Acquire) {
-            if self.count.load(Ordering::Acquire) == 0 {
-                return Vec::new();
-            }
-            return self.known.lock().clone();
+            return;
         }
         let mut known = self.known.lock();
         let own = own();
@@ -204,7 +248,6 @@ impl Peers {
         }
         self.count.store(known.len(), Ordering::Release);
         self.seen.store(generation, Ordering::Release);
-        known.clone()
     }
 
     /// Waits for `peer`'s `head` to reach `target`; `false` when its owner
@@ -250,13 +293,16 @@ impl Peers {
     }
 
     /// In a forked child: the parent's journal is now a peer, and the
-    /// parent's threads may have held the lock.
+    /// parent's threads may have held the locks.
     ///
     /// # Safety
     /// As [`crate::fork::unlock_abandoned`].
     pub(super) unsafe fn forget_after_fork(&self) {
         // SAFETY: as the caller promises.
-        unsafe { crate::fork::unlock_abandoned(&self.known) };
+        unsafe {
+            crate::fork::unlock_abandoned(&self.known);
+            crate::fork::unlock_abandoned(&self.failed_at);
+        }
         self.seen.store(u64::MAX, Ordering::Release);
     }
 }
@@ -267,6 +313,19 @@ impl SqliteTier {
     /// process ended (see the module docs).
     #[inline]
     pub(crate) fn wait_for_peers(&self) -> Result<()> {
+        // No other journal, and none made since the last look: a few loads,
+        // no lock and no write to memory another thread reads (reading
+        // threads share nothing here). Not in a forked child before it
+        // reset: the parent's journal is its peer from then on.
+        let forked = self.generation.load(Ordering::Acquire) != crate::fork::fork_generation();
+        if !forked && self.journal.peers.quiet() {
+            return Ok(());
+        }
+        self.wait_for_peers_slow()
+    }
+
+    #[cold]
+    fn wait_for_peers_slow(&self) -> Result<()> {
         // In a forked child, resets what the parent's threads held first.
         drop(self.enter()?);
         // Each round replays at least one journal, or finds it replayed.
