@@ -324,3 +324,27 @@ fn two_processes_writing_behind_and_reading_never_wait_each_other_out() {
         );
     }
 }
+
+/// Writes behind numbered past 50, then the file is copied without its
+/// journals' directory (where the numbers are counted): a later write behind
+/// of a key the file holds still replaces it, numbered after what the file
+/// holds.
+#[test]
+fn a_file_copied_without_its_journals_keeps_taking_writes_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let first = open(db.to_str().unwrap(), Strategy::WriteBehind, 0);
+    for i in 0..60 {
+        first.set("k", format!("v{i}")).unwrap();
+    }
+    first.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join("c.db-wb")).unwrap();
+    let copy = open(db.to_str().unwrap(), Strategy::WriteBehind, 0);
+    copy.set("k", "after the copy").unwrap();
+    copy.close().unwrap();
+    let reader = reader(&db);
+    assert_eq!(
+        text(reader.get("k").unwrap()).as_deref(),
+        Some("after the copy")
+    );
+}

@@ -155,7 +155,8 @@ fn a_file_from_before_first_ms_is_migrated() {
         &clock,
         "ALTER TABLE entries DROP COLUMN first_ms; DROP TABLE outbox; \
          DROP TABLE dead_letters; DROP TABLE outbox_lease; DROP TABLE reads; \
-         ALTER TABLE entries DROP COLUMN write_order; PRAGMA user_version = 4;",
+         ALTER TABLE entries DROP COLUMN write_order; \
+         DELETE FROM meta WHERE name = 'write_order'; PRAGMA user_version = 4;",
     );
     clock.advance(SECOND);
     let cache = builder(&dir, &clock).build_blocking().unwrap();
@@ -188,7 +189,7 @@ fn reads_counted_in_a_file_from_before_the_reads_table_are_kept() {
         &clock,
         "UPDATE entries SET access_count = 5, last_access_ms = 1000500; \
          DROP TABLE reads; ALTER TABLE entries DROP COLUMN write_order; \
-         PRAGMA user_version = 6;",
+         DELETE FROM meta WHERE name = 'write_order'; PRAGMA user_version = 6;",
     );
     clock.advance(SECOND);
     let cache = builder(&dir, &clock).build_blocking().unwrap();

@@ -478,6 +478,12 @@ impl SqliteTier {
         self.journal.peers.order_now()
     }
 
+    /// Numbers journaled writes from now on after `last`, the largest
+    /// number the file holds (the counter may be younger than the file).
+    pub(super) fn resume_orders(&self, last: u64) {
+        self.journal.peers.resume_orders(last);
+    }
+
     /// Whether this process's journal holds records not yet committed.
     pub(crate) fn journal_pending(&self) -> bool {
         self.journal.pending()

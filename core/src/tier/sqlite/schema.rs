@@ -45,8 +45,11 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     maintenance::MIGRATION,
     // The file-wide number of the journaled write that stored the row (see
     // `journal::peers`), or of the last journaled write when a direct write
-    // stored it; 0 in rows from before, and where no journal is kept.
-    "ALTER TABLE entries ADD COLUMN write_order INTEGER NOT NULL DEFAULT 0;",
+    // stored it; 0 in rows from before, and where no journal is kept. The
+    // largest stored, in `meta`, is where numbering resumes when the
+    // journals' counter is made again (a file copied without it).
+    "ALTER TABLE entries ADD COLUMN write_order INTEGER NOT NULL DEFAULT 0;
+     INSERT INTO meta (name, value) VALUES ('write_order', 0);",
 ];
 
 /// Refuses a file that is not an empty database or a tierstack cache, or

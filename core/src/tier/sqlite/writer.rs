@@ -42,6 +42,7 @@ const SQL_DELETE_TAGGED: &str = "DELETE FROM entries WHERE tags IS NOT NULL \
      AND EXISTS (SELECT 1 FROM json_each(entries.tags) WHERE json_each.value = ?1) \
      RETURNING key, size, expires_ms, id";
 const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1";
+const SQL_LAST_ORDER: &str = "UPDATE meta SET value = max(value, ?1) WHERE name = 'write_order'";
 const SQL_TOTALS: &str = "SELECT (SELECT value FROM meta WHERE name = 'total_bytes'), \
      (SELECT value FROM meta WHERE name = 'entry_count')";
 
@@ -316,6 +317,7 @@ impl SqliteTier {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.check_still_current()?;
         let (mut bytes, mut count) = (0i64, 0i64);
+        let mut last_order = 0u64;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut log = ChangeLog::open(&tx, self.origin.load(Ordering::Relaxed))?;
         {
@@ -372,6 +374,7 @@ impl SqliteTier {
                                 // far, all of which it follows.
                                 _ => self.journal_order(),
                             };
+                            last_order = last_order.max(order);
                             let tags = (!row.tags.is_empty()).then(|| {
                                 serde_json::to_string(&row.tags).expect("strings serialise")
                             });
@@ -451,6 +454,10 @@ impl SqliteTier {
             }
         }
         log.finish(&tx)?;
+        if last_order > 0 {
+            tx.prepare_cached(SQL_LAST_ORDER)?
+                .execute([last_order as i64])?;
+        }
         self.add_totals(&tx, bytes, count)?;
         tx.commit()?;
         Ok(outcomes)
@@ -488,6 +495,9 @@ impl SqliteTier {
         let mut stmt = conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")?;
         let total: i64 = stmt.query_row(["total_bytes"], |r| r.get(0))?;
         let entries: i64 = stmt.query_row(["entry_count"], |r| r.get(0))?;
+        let order: i64 = stmt.query_row(["write_order"], |r| r.get(0))?;
+        // Journaled writes are numbered after every number the file holds.
+        self.resume_orders(order.max(0) as u64);
         self.total_bytes
             .store(total.max(0) as u64, Ordering::Relaxed);
         self.entry_count

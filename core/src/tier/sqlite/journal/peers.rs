@@ -160,6 +160,13 @@ impl Peers {
         }
     }
 
+    /// Raises the last number taken to `last` if it is lower.
+    pub(super) fn resume_orders(&self, last: u64) {
+        if let Some(Counter::Written(map)) = self.mapped() {
+            Counter::written(map, ORDER_AT).fetch_max(last, Ordering::SeqCst);
+        }
+    }
+
     /// The last number taken (0: none, or no counter).
     pub(super) fn order_now(&self) -> u64 {
         self.mapped()
