@@ -59,6 +59,41 @@ fn texts(values: Vec<Option<Bytes>>) -> Vec<Option<String>> {
     values.into_iter().map(text).collect()
 }
 
+/// After each round, what `cache` serves (from L1) against what the file
+/// holds (`truth`, a cache on the file without L1).
+struct Agrees<'a> {
+    cache: &'a Cache,
+    truth: &'a Cache,
+    /// (round, L1, L2) where they differed.
+    wrong: Vec<(usize, Option<String>, Option<String>)>,
+}
+
+impl<'a> Agrees<'a> {
+    fn new(cache: &'a Cache, truth: &'a Cache) -> Self {
+        Self {
+            cache,
+            truth,
+            wrong: Vec::new(),
+        }
+    }
+
+    fn check(&mut self, round: usize, key: &str) {
+        let got = text(self.cache.get(key).unwrap());
+        let want = text(self.truth.get(key).unwrap());
+        if got != want {
+            self.wrong.push((round, got, want));
+        }
+    }
+
+    fn assert(&self) {
+        assert!(
+            self.wrong.is_empty(),
+            "rounds where L1 disagreed with L2 (round, L1, L2): {:?}",
+            self.wrong
+        );
+    }
+}
+
 /// Runs `rounds` rounds: `prepare(round)` alone, then `workers` (each on
 /// its own thread) and `main(round)` at once, then `check(round)` alone.
 fn rounds(
@@ -177,7 +212,7 @@ fn two_writers_and_a_reader(strategy: Strategy) {
     let (seeder, truth) = (file(&path), file(&path));
     let key = |round: usize| format!("k{round}");
     let (a, b, reader) = (cache.clone(), cache.clone(), cache.clone());
-    let mut wrong = Vec::new();
+    let mut agrees = Agrees::new(&cache, &truth);
     rounds(
         ROUNDS,
         |round| seeder.set(key(round), "old").unwrap(),
@@ -197,20 +232,9 @@ fn two_writers_and_a_reader(strategy: Strategy) {
             Box::new(move |round| drop(reader.get(&key(round)).unwrap())),
         ],
         |_| {},
-        |round| {
-            let (got, want) = (
-                text(cache.get(&key(round)).unwrap()),
-                text(truth.get(&key(round)).unwrap()),
-            );
-            if got != want {
-                wrong.push((round, got, want));
-            }
-        },
+        |round| agrees.check(round, &key(round)),
     );
-    assert!(
-        wrong.is_empty(),
-        "rounds where L1 disagreed with L2 (round, L1, L2): {wrong:?}"
-    );
+    agrees.assert();
 }
 
 /// A load committed directly while a journaled set of its key is applied
@@ -233,7 +257,7 @@ fn a_load_racing_a_journaled_set_leaves_l1_agreeing_with_l2() {
     let truth = file(&path);
     let key = |round: usize| format!("k{round}");
     let (writer, loader) = (cache.clone(), cache.clone());
-    let mut wrong = Vec::new();
+    let mut agrees = Agrees::new(&cache, &truth);
     rounds(
         ROUNDS,
         |_| {},
@@ -242,20 +266,9 @@ fn a_load_racing_a_journaled_set_leaves_l1_agreeing_with_l2() {
             Box::new(move |round| drop(loader.get(&key(round)).unwrap())),
         ],
         |_| {},
-        |round| {
-            let (got, want) = (
-                text(cache.get(&key(round)).unwrap()),
-                text(truth.get(&key(round)).unwrap()),
-            );
-            if got != want {
-                wrong.push((round, got, want));
-            }
-        },
+        |round| agrees.check(round, &key(round)),
     );
-    assert!(
-        wrong.is_empty(),
-        "rounds where L1 disagreed with L2 (round, L1, L2): {wrong:?}"
-    );
+    agrees.assert();
 }
 
 #[test]

@@ -141,11 +141,9 @@ fn as_nobody(scenario: &str, path: &Path) -> String {
 
 #[test]
 fn an_unreadable_file_is_an_io_error_with_the_reason() {
-    if !support::is_root() {
-        return println!("skipped: switching a child to user nobody needs root");
-    }
-    let dir = support::open_tempdir();
-    let path = dir.path().join("cache.db");
+    let Some((_dir, path)) = for_nobody() else {
+        return;
+    };
     filled(&path);
     chmod(&path, 0o600);
     let out = as_nobody("open", &path);
@@ -158,11 +156,9 @@ fn an_unreadable_file_is_an_io_error_with_the_reason() {
 
 #[test]
 fn a_file_in_a_directory_the_user_may_not_write_opens_read_only() {
-    if !support::is_root() {
-        return println!("skipped: switching a child to user nobody needs root");
-    }
-    let dir = support::open_tempdir();
-    let path = dir.path().join("cache.db");
+    let Some((_dir, path)) = for_nobody() else {
+        return;
+    };
     filled(&path);
     // Readable by everyone, writable by root only; no -wal or -shm, and
     // nobody may create them.
@@ -183,11 +179,9 @@ fn a_file_in_a_directory_the_user_may_not_write_opens_read_only() {
 
 #[test]
 fn a_reader_without_write_permission_sees_the_writers_later_writes() {
-    if !support::is_root() {
-        return println!("skipped: switching a child to user nobody needs root");
-    }
-    let dir = support::open_tempdir();
-    let path = dir.path().join("cache.db");
+    let Some((dir, path)) = for_nobody() else {
+        return;
+    };
     let writer = Cache::builder()
         .sqlite_path(&path)
         .memory(false)
@@ -196,36 +190,15 @@ fn a_reader_without_write_permission_sees_the_writers_later_writes() {
     writer.set("a", "1").unwrap();
     // The writer keeps the file open, so its -wal and -shm exist; nobody may
     // read them but not write them.
-    for suffix in ["", "-wal", "-shm"] {
-        chmod(&dir.path().join(format!("cache.db{suffix}")), 0o644);
-    }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--ignored", "--nocapture"])
-        .env(CHILD_ENV, format!("follow|{}", path.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.starts_with("set=");
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
-    assert!(seen.contains(&"first=1".to_owned()), "{seen:?}");
-    assert!(seen.contains(&"set=read_only".to_owned()), "{seen:?}");
+    share(dir.path());
+    let follower = Follower::start(&path);
+    assert!(
+        follower.seen.contains(&"set=read_only".to_owned()),
+        "{:?}",
+        follower.seen
+    );
     writer.set("a", "2").unwrap();
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    seen.extend(lines.map(Result::unwrap));
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{seen:?}");
+    let seen = follower.read_again();
     assert!(seen.contains(&"second=2".to_owned()), "{seen:?}");
     assert_eq!(writer.get("a").unwrap().as_deref(), Some(&b"2"[..]));
 }
@@ -237,60 +210,19 @@ fn a_reader_without_write_permission_sees_the_writers_later_writes() {
 /// waits for the drain.
 #[test]
 fn a_reader_without_write_permission_waits_for_the_writers_journal() {
-    if !support::is_root() {
-        return println!("skipped: switching a child to user nobody needs root");
-    }
-    let dir = support::open_tempdir();
-    let path = dir.path().join("cache.db");
-    let source = tierstack::source::from_blocking_fn(|_key: &str| Ok(tierstack::Fetched::NotFound))
-        .with_writes(|_key, _value, _id| Ok(()), |_key, _id| Ok(()));
-    let writer = Cache::builder()
-        .sqlite_path(&path)
-        .memory(false)
-        .source(source)
-        .strategy(tierstack::Strategy::WriteBehind)
-        .build_blocking()
-        .unwrap();
+    let Some((dir, path)) = for_nobody() else {
+        return;
+    };
+    let writer = writing_behind(&path);
     // The file is shared before the writer's first write behind, as the
     // journals and their counter are made then.
-    for suffix in ["", "-wal", "-shm"] {
-        chmod(&dir.path().join(format!("cache.db{suffix}")), 0o644);
-    }
+    share(dir.path());
     writer.set("a", "1").unwrap();
     writer.flush().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--ignored", "--nocapture"])
-        .env(CHILD_ENV, format!("follow|{}", path.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.starts_with("set=");
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
-    assert!(seen.contains(&"first=1".to_owned()), "{seen:?}");
-    let lock = rusqlite::Connection::open(&path).unwrap();
-    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-    writer.set("a", "2").unwrap();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        lock.execute_batch("ROLLBACK").unwrap();
-    });
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    seen.extend(lines.map(Result::unwrap));
-    let status = child.wait().unwrap();
+    let follower = Follower::start(&path);
+    let release = set_undrained(&writer, &path, "a", "2");
+    let seen = follower.read_again();
     release.join().unwrap();
-    assert!(status.success(), "{seen:?}");
     assert!(seen.contains(&"second=2".to_owned()), "{seen:?}");
 }
 
@@ -299,16 +231,11 @@ fn a_reader_without_write_permission_waits_for_the_writers_journal() {
 /// once a writer made them.
 #[test]
 fn a_reader_that_came_before_the_journals_waits_for_them() {
-    if !support::is_root() {
-        return println!("skipped: switching a child to user nobody needs root");
-    }
-    let dir = support::open_tempdir();
-    let path = dir.path().join("cache.db");
+    let Some((dir, path)) = for_nobody() else {
+        return;
+    };
     {
-        let first = Cache::builder()
-            .sqlite_path(&path)
-            .build_blocking()
-            .unwrap();
+        let first = open(&path);
         first.set("a", "1").unwrap();
         first.close().unwrap();
     }
@@ -320,55 +247,112 @@ fn a_reader_that_came_before_the_journals_waits_for_them() {
     keeper
         .query_row("SELECT count(*) FROM entries", [], |r| r.get::<_, i64>(0))
         .unwrap();
-    for suffix in ["", "-wal", "-shm"] {
-        chmod(&dir.path().join(format!("cache.db{suffix}")), 0o644);
-    }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--ignored", "--nocapture"])
-        .env(CHILD_ENV, format!("follow|{}", path.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.starts_with("set=");
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
-    assert!(seen.contains(&"first=1".to_owned()), "{seen:?}");
+    share(dir.path());
+    let follower = Follower::start(&path);
     assert!(!dir.path().join("cache.db-wb").exists());
+    let writer = writing_behind(&path);
+    let release = set_undrained(&writer, &path, "a", "2");
+    // The reader looks for the counter again a second after it found none.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let seen = follower.read_again();
+    release.join().unwrap();
+    assert!(seen.contains(&"second=2".to_owned()), "{seen:?}");
+    drop(keeper);
+}
+
+/// A directory `nobody` may read and the cache file's path in it; `None`,
+/// and the test skips, without root (switching a child to `nobody` needs
+/// it).
+fn for_nobody() -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    if !support::is_root() {
+        println!("skipped: switching a child to user nobody needs root");
+        return None;
+    }
+    let dir = support::open_tempdir();
+    let path = dir.path().join("cache.db");
+    Some((dir, path))
+}
+
+/// Lets `nobody` read the cache file in `dir` and its `-wal` and `-shm`.
+fn share(dir: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        chmod(&dir.join(format!("cache.db{suffix}")), 0o644);
+    }
+}
+
+/// A cache without L1 that writes behind (to a source that stores nothing).
+fn writing_behind(path: &Path) -> Cache {
     let source = tierstack::source::from_blocking_fn(|_key: &str| Ok(tierstack::Fetched::NotFound))
         .with_writes(|_key, _value, _id| Ok(()), |_key, _id| Ok(()));
-    let writer = Cache::builder()
-        .sqlite_path(&path)
+    Cache::builder()
+        .sqlite_path(path)
+        .memory(false)
         .source(source)
         .strategy(tierstack::Strategy::WriteBehind)
         .build_blocking()
-        .unwrap();
-    let lock = rusqlite::Connection::open(&path).unwrap();
+        .unwrap()
+}
+
+/// Sets `key` behind while the file's write lock is held, so that the write
+/// waits in the journal; the lock goes 300 ms later, on the thread returned.
+fn set_undrained(
+    writer: &Cache,
+    path: &Path,
+    key: &str,
+    value: &str,
+) -> std::thread::JoinHandle<()> {
+    let lock = rusqlite::Connection::open(path).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-    writer.set("a", "2").unwrap();
-    // The reader looks for the counter again a second after it found none.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let release = std::thread::spawn(move || {
+    writer.set(key, value.to_owned()).unwrap();
+    std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(300));
         lock.execute_batch("ROLLBACK").unwrap();
-    });
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    seen.extend(lines.map(Result::unwrap));
-    let status = child.wait().unwrap();
-    release.join().unwrap();
-    assert!(status.success(), "{seen:?}");
-    assert!(seen.contains(&"second=2".to_owned()), "{seen:?}");
-    drop(keeper);
+    })
+}
+
+/// The child `follow` running as `nobody` on `path`: it read `a` once
+/// (`1`, checked) and tried a write; [`Follower::read_again`] has it read `a` again.
+struct Follower {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    /// What it said so far.
+    seen: Vec<String>,
+}
+
+impl Follower {
+    fn start(path: &Path) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child", "--ignored", "--nocapture"])
+            .env(CHILD_ENV, format!("follow|{}", path.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let done = line.starts_with("set=");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        assert!(seen.contains(&"first=1".to_owned()), "{seen:?}");
+        Self { child, lines, seen }
+    }
+
+    /// Lets it read `a` again and end; everything it said.
+    fn read_again(mut self) -> Vec<String> {
+        self.child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        self.seen.extend(self.lines.by_ref().map(Result::unwrap));
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{:?}", self.seen);
+        self.seen
+    }
 }
 
 use std::os::unix::process::CommandExt as _;
