@@ -29,11 +29,17 @@ impl SqliteTier {
     #[inline]
     pub(super) fn enter(&self) -> Result<crate::fork::ForkGate> {
         let gate = crate::fork::fork_gate();
-        let generation = crate::fork::fork_generation();
-        if self.generation.load(Ordering::Acquire) != generation {
-            self.reset_after_fork(generation)?;
+        if self.forked() {
+            self.reset_after_fork(crate::fork::fork_generation())?;
         }
         Ok(gate)
+    }
+
+    /// Whether this is a process forked since the connections were opened,
+    /// which has not replaced them yet (see [`SqliteTier::enter`]).
+    #[inline]
+    pub(super) fn forked(&self) -> bool {
+        self.generation.load(Ordering::Acquire) != crate::fork::fork_generation()
     }
 
     #[cold]

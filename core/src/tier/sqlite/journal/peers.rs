@@ -324,8 +324,7 @@ impl SqliteTier {
         // no lock and no write to memory another thread reads (reading
         // threads share nothing here). Not in a forked child before it
         // reset: the parent's journal is its peer from then on.
-        let forked = self.generation.load(Ordering::Acquire) != crate::fork::fork_generation();
-        if !forked && self.journal.peers.quiet() {
+        if !self.forked() && self.journal.peers.quiet() {
             return Ok(());
         }
         self.wait_for_peers_slow()
