@@ -348,3 +348,34 @@ fn a_file_copied_without_its_journals_keeps_taking_writes_behind() {
         Some("after the copy")
     );
 }
+
+/// Two write-behind caches on one file in one process, each reading what
+/// the other just wrote: the one holding the outbox's lease, with nothing
+/// due, reads the outbox's depth, which waits for the other's journal;
+/// that journal's drain runs on the engine's runtime, which the wait must
+/// not hold.
+#[test]
+fn an_idle_outbox_worker_never_holds_up_another_caches_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let db = db.to_str().unwrap();
+    let caches = [
+        open(db, Strategy::WriteBehind, 0),
+        open(db, Strategy::WriteBehind, 0),
+    ];
+    let mut slowest = Duration::ZERO;
+    for i in 0..300 {
+        for (w, cache) in caches.iter().enumerate() {
+            let key = format!("w{w}-{i}");
+            let started = Instant::now();
+            cache.set(key.as_str(), "v").unwrap();
+            let read = caches[1 - w].get(&key).unwrap();
+            slowest = slowest.max(started.elapsed());
+            assert_eq!(text(read).as_deref(), Some("v"));
+        }
+    }
+    assert!(
+        slowest < tierstack::tier::BUSY_TIMEOUT / 2,
+        "the slowest write and read took {slowest:?}"
+    );
+}

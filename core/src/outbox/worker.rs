@@ -69,8 +69,14 @@ impl Engine {
         };
         let now_ms = self.clock.now_ms();
         let limit = outbox.config.batch as usize;
-        let due = match &outbox.memory {
-            Some(memory) => memory.lock().due(now_ms, limit),
+        // What is due, and with nothing due, when the next write will be.
+        let (due, next_ms) = match &outbox.memory {
+            Some(memory) => {
+                let memory = memory.lock();
+                let due = memory.due(now_ms, limit);
+                let next_ms = due.is_empty().then(|| memory.depth().next_due_ms);
+                (due, next_ms.flatten())
+            }
             None if self.sqlite.is_some() => {
                 let lease_ms = (outbox.hard_timeout + LEASE_MARGIN).as_millis() as u64;
                 let (engine, holder) = (self.clone(), outbox.holder());
@@ -92,7 +98,15 @@ impl Engine {
                         return Ok(None);
                     }
                     drop(lease);
-                    sqlite.outbox_due(now_ms, limit).map(Some)
+                    // Here, not on the runtime's thread: reading the file
+                    // may wait for other caches' journals, whose drains
+                    // need that thread.
+                    let due = sqlite.outbox_due(now_ms, limit)?;
+                    let next_ms = match due.is_empty() {
+                        true => sqlite.outbox_depth()?.next_due_ms,
+                        false => None,
+                    };
+                    Ok(Some((due, next_ms)))
                 })
                 .await?;
                 match due {
@@ -103,8 +117,8 @@ impl Engine {
             None => return Ok(POLL),
         };
         if due.is_empty() {
-            let next = outbox.depth(self.sqlite.as_ref())?.next_due_ms;
-            let until_due = next.map_or(POLL, |t| Duration::from_millis(t.saturating_sub(now_ms)));
+            let until_due =
+                next_ms.map_or(POLL, |t| Duration::from_millis(t.saturating_sub(now_ms)));
             return Ok(until_due.min(POLL));
         }
         let full = due.len() == limit;
