@@ -76,7 +76,13 @@ impl Cache {
     /// a miss loads from it (see [`crate::Cache::lookup`]).
     #[inline]
     pub fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.lookup(key)?.map(|l| l.value))
+        let engine = self.engine();
+        match engine.loads.has_source() {
+            true => Ok(engine
+                .load_blocking(key, Fetcher::Configured, &GetOptions::default())?
+                .map(|l| l.value)),
+            false => engine.get(key),
+        }
     }
 
     /// The value of `key` with the tier that served it, its staleness and

@@ -99,7 +99,14 @@ impl Cache {
     /// The value of `key`, or `None` on a miss. With a source configured,
     /// a miss loads from it (see [`Cache::lookup`]).
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.lookup(key).await?.map(|l| l.value))
+        match self.engine.loads.has_source() {
+            true => Ok(self
+                .engine
+                .load(key, Fetcher::Configured, &GetOptions::default())
+                .await?
+                .map(|l| l.value)),
+            false => self.engine.get(key),
+        }
     }
 
     /// The value of `key` with the tier that served it, its staleness and
