@@ -272,3 +272,43 @@ fn reads_racing_rewrites_and_hand_overs_are_counted_once() {
     let cache = builder(&dir, &clock).build_blocking().unwrap();
     assert_eq!(count(&cache, "k"), reads);
 }
+
+/// With write-behind, a value is in L1 before its row exists (the journal
+/// is drained after `set` returns): its L1 hits are counted all the same,
+/// and handed to its row, found by key.
+#[test]
+fn reads_of_a_value_written_behind_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let source = tierstack::source::from_blocking_fn(|_key: &str| Ok(tierstack::Fetched::NotFound))
+        .with_writes(|_key, _value, _id| Ok(()), |_key, _id| Ok(()));
+    let cache = builder(&dir, &clock)
+        .source(source)
+        .strategy(tierstack::Strategy::WriteBehind)
+        .build_blocking()
+        .unwrap();
+    cache.set("k", "v").unwrap();
+    for _ in 0..3 {
+        assert_eq!(cache.lookup("k").unwrap().unwrap().tier, Tier::Memory);
+    }
+    assert_eq!(count(&cache, "k"), 3);
+    cache.run_pending_tasks().unwrap();
+    assert_eq!(count(&cache, "k"), 3);
+    // One more, handed over: the file holds them all.
+    assert_eq!(cache.lookup("k").unwrap().unwrap().tier, Tier::Memory);
+    cache.run_pending_tasks().unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join("meta.db")).unwrap();
+    let stored: i64 = raw
+        .query_row(
+            "SELECT access_count + coalesce(reads.count, 0) FROM entries \
+             LEFT JOIN reads USING (id) WHERE key = 'k'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 4);
+    // A delete forgets them: the next value of the key starts at 0.
+    assert!(cache.delete("k").unwrap());
+    cache.set("k", "v2").unwrap();
+    assert_eq!(count(&cache, "k"), 0);
+}

@@ -64,7 +64,9 @@ impl Engine {
     pub(super) fn hand_over_reads(&self) {
         if let (Some(sqlite), Some(memory)) = (&self.sqlite, &self.memory) {
             let _counting = sqlite.counting();
-            sqlite.record_reads(&memory.get().take_reads(), self.clock.now_ms());
+            let (taken, now) = (memory.get().take_reads(), self.clock.now_ms());
+            sqlite.record_reads(&taken.rows, now);
+            sqlite.record_key_reads(&taken.keys, now);
         }
     }
 }

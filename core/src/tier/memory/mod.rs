@@ -105,7 +105,8 @@ impl MemoryTier {
         let options = estimate::map_options(max_bytes)
             .build()
             .expect("estimated capacity and weight are set");
-        let departed = Arc::new(Mutex::new(TakenReads::new()));
+        // With an L2 (a file to watch), an entry's row may be made after it.
+        let departed = Arc::new(Mutex::new(TakenReads::new(check_every.is_some())));
         let map = Map::with_options(
             options,
             ByteWeighter,
@@ -172,7 +173,7 @@ impl MemoryTier {
         // L2 may keep the row longer than L1 (`memory.ttl`): its reads stay,
         // but for the lookup that found it expired.
         if let Some((_, old)) = self.map.remove_if(key, |e| now_ms >= e.expires_ms) {
-            depart(&self.departed, &old, 1);
+            depart(&self.departed, key, &old, 1);
         }
     }
 
@@ -192,7 +193,7 @@ impl MemoryTier {
     fn insert(&self, key: &str, mut entry: MemEntry) -> Option<u64> {
         if entry_size(key, entry.value.len()) > self.max_entry {
             if let Some((_, old)) = self.map.remove(key) {
-                depart(&self.departed, &old, 0);
+                depart(&self.departed, key, &old, 0);
             }
             return None;
         }
@@ -214,7 +215,7 @@ impl MemoryTier {
                 entry.first_ms = old.first_ms;
                 entry.reads = old.reads;
             } else {
-                depart(&self.departed, &old, 0);
+                depart(&self.departed, key, &old, 0);
             }
         }
         entry.version = self.next_version.fetch_add(1, Ordering::Relaxed);
@@ -257,7 +258,7 @@ impl MemoryTier {
             .filter(|(key, version)| {
                 self.map
                     .remove_if(key, |e| e.version == *version)
-                    .inspect(|(_, e)| self.forget_reads(e.row))
+                    .inspect(|(key, e)| self.forget_reads(key, e.row))
                     .is_some_and(|(_, e)| now_ms < e.expires_ms)
             })
             .map(|(key, _)| key.into_string())

@@ -137,9 +137,9 @@ impl MemoryTier {
             _ => {
                 *applied = (*applied).max(seq);
                 match (deleted, self.map.remove(key)) {
-                    (true, Some((_, old))) => self.forget_reads(old.row),
+                    (true, Some((_, old))) => self.forget_reads(key, old.row),
                     // Superseded by a later write of the row: its reads stay.
-                    (false, Some((_, old))) => depart(&self.departed, &old, 0),
+                    (false, Some((_, old))) => depart(&self.departed, key, &old, 0),
                     (_, None) => {}
                 }
                 None
@@ -208,7 +208,7 @@ impl MemoryTier {
             let dropped = keys
                 .iter()
                 .filter_map(|key| self.map.remove(key.as_str()))
-                .inspect(|(_, old)| depart(&self.departed, old, 0))
+                .inspect(|(key, old)| depart(&self.departed, key, old, 0))
                 .count() as u64;
             let fresh = tags
                 .iter()
@@ -226,7 +226,7 @@ impl MemoryTier {
         self.with_every_stripe(seq, || {
             self.map.clear();
             self.tagged.lock().clear();
-            self.departed.lock().clear();
+            self.departed.lock().take();
         });
     }
 

@@ -12,8 +12,39 @@ use quick_cache::Lifecycle;
 use super::{Key, MemEntry, MemoryTier};
 use crate::stats::Counters;
 
-/// Reads taken from L1 for L2: `(row id, reads)`.
-pub(crate) type TakenReads = Vec<(i64, u64)>;
+/// Reads taken from L1 for L2: by row id, and by key for the entries
+/// written before their row existed (a write journaled, whose row the
+/// drain makes; see `tier::sqlite::journal`), whose row L2 finds by key.
+#[derive(Debug, Default)]
+pub(crate) struct TakenReads {
+    pub(crate) rows: Vec<(i64, u64)>,
+    pub(crate) keys: Vec<(Key, u64)>,
+    /// Whether entries without a row may get one (there is an L2): their
+    /// reads are kept by key, else dropped.
+    keyed: bool,
+}
+
+impl TakenReads {
+    pub(super) fn new(keyed: bool) -> Self {
+        Self {
+            keyed,
+            ..Self::default()
+        }
+    }
+
+    fn push(&mut self, key: &str, row: i64, reads: u64) {
+        match row {
+            0 if self.keyed => self.keys.push((Key::new(key), reads)),
+            0 => {}
+            row => self.rows.push((row, reads)),
+        }
+    }
+
+    /// Takes what was kept, leaving none.
+    pub(super) fn take(&mut self) -> Self {
+        std::mem::replace(self, Self::new(self.keyed))
+    }
+}
 
 thread_local! {
     /// Set while the map copies entries out for something that is not a
@@ -70,64 +101,73 @@ pub(super) struct OnEvict {
 impl Lifecycle<Key, MemEntry> for OnEvict {
     type RequestState = ();
 
-    fn on_evict(&self, _state: &mut (), _key: Key, val: MemEntry) {
+    fn on_evict(&self, _state: &mut (), key: Key, val: MemEntry) {
         self.counters.memory.evictions.incr();
-        depart(&self.departed, &val, 0);
+        depart(&self.departed, &key, &val, 0);
     }
 }
 
 /// Keeps the reads of `entry`, which leaves L1, for L2 to count (but
 /// `not_reads` of them, lookups that turned out not to be reads).
-pub(super) fn depart(departed: &Mutex<TakenReads>, entry: &MemEntry, not_reads: u64) {
+pub(super) fn depart(departed: &Mutex<TakenReads>, key: &str, entry: &MemEntry, not_reads: u64) {
     let reads = entry.reads.get().saturating_sub(not_reads);
-    if entry.row != 0 && reads > 0 {
-        departed.lock().push((entry.row, reads));
+    if reads > 0 {
+        departed.lock().push(key, entry.row, reads);
     }
 }
 
 impl MemoryTier {
     /// Reads of `key` counted here and not yet handed to L2 (`row`: the L2
-    /// row the count belongs to; 0: no L2): its entry's, and those of its
-    /// entries that left L1.
+    /// row the count belongs to; 0: no L2): its entry's (that of the row,
+    /// or one written before its row existed), and those of its entries
+    /// that left L1.
     pub(crate) fn pending_reads(&self, key: &str, row: i64) -> u64 {
         let held = self
             .peek(key)
-            .filter(|e| e.row == row)
+            .filter(|e| e.row == row || e.row == 0)
             .map_or(0, |e| e.reads.get());
-        let departed: u64 = match row {
+        let departed = self.departed.lock();
+        let by_row: u64 = match row {
             0 => 0,
-            _ => self
-                .departed
-                .lock()
+            _ => departed
+                .rows
                 .iter()
                 .filter(|(r, _)| *r == row)
                 .map(|(_, n)| n)
                 .sum(),
         };
-        held + departed
+        let by_key: u64 = departed
+            .keys
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, n)| n)
+            .sum();
+        held + by_row + by_key
     }
     /// Takes the reads counted since the last call, of the entries held in
     /// an L2 row and of those that left L1 meanwhile, for L2 to add to the
     /// rows' read counts. Walks L1 (a shard at a time, under its write
     /// lock) only if it served a hit since the last walk.
     pub(crate) fn take_reads(&self) -> TakenReads {
-        let taken = RefCell::new(std::mem::take(&mut *self.departed.lock()));
+        let taken = RefCell::new(self.departed.lock().take());
         if self.unwalked.swap(false, Ordering::Relaxed) {
-            self.map.retain(|_, entry| {
+            self.map.retain(|key, entry| {
                 let reads = entry.reads.0.swap(0, Ordering::Relaxed);
-                if entry.row != 0 && reads > 0 {
-                    taken.borrow_mut().push((entry.row, reads));
+                if reads > 0 {
+                    taken.borrow_mut().push(key, entry.row, reads);
                 }
                 true
             });
         }
         taken.into_inner()
     }
-    /// Forgets the reads kept for row `row` of a deleted key: a new row
-    /// given the same id must not inherit them.
-    pub(crate) fn forget_reads(&self, row: i64) {
+    /// Forgets the reads kept for `key`, deleted, and its row `row`: a new
+    /// row given the same id, or the key's next row, must not inherit them.
+    pub(crate) fn forget_reads(&self, key: &str, row: i64) {
+        let mut departed = self.departed.lock();
         if row != 0 {
-            self.departed.lock().retain(|(r, _)| *r != row);
+            departed.rows.retain(|(r, _)| *r != row);
         }
+        departed.keys.retain(|(k, _)| k != key);
     }
 }

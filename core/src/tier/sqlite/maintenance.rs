@@ -113,6 +113,30 @@ impl SqliteTier {
         self.counting.lock()
     }
 
+    /// Records reads served above this tier by `(key, reads)`, of entries
+    /// written before their row existed (journaled): the rows are found by
+    /// key once this process's journal is drained. Those of a key the file
+    /// no longer holds are dropped.
+    pub(crate) fn record_key_reads(&self, reads: &[(impl AsRef<str>, u64)], now_ms: u64) {
+        if reads.is_empty() || self.read_only.load(Ordering::Relaxed) {
+            return;
+        }
+        let rows = self.read(|conn| {
+            let mut find = conn.prepare_cached("SELECT id FROM entries WHERE key = ?1")?;
+            let mut rows = Vec::with_capacity(reads.len());
+            for (key, n) in reads {
+                if let Some(id) = find.query_row([key.as_ref()], |r| r.get(0)).optional()? {
+                    rows.push((id, *n));
+                }
+            }
+            Ok(rows)
+        });
+        match rows {
+            Ok(rows) => self.record_reads(&rows, now_ms),
+            Err(err) => tracing::debug!(error = %err, "reads of entries by key not recorded"),
+        }
+    }
+
     /// Records reads served above this tier by `(row, reads)`, counted
     /// up to `now_ms`, to be written with the next pass as this tier's own are.
     pub(crate) fn record_reads(&self, reads: &[(i64, u64)], now_ms: u64) {
