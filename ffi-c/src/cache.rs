@@ -184,8 +184,11 @@ pub unsafe extern "C" fn tierstack_cache_get(
     // SAFETY: the caller passes a live handle, `key_len` readable bytes and a
     // writable `out`.
     unsafe {
-        read_one(cache, key, key_len, out, |e, k| {
-            Ok(e.lookup(k)?.map(tierstack_value::read))
+        read_one(cache, key, key_len, out, |e, k| match e.has_source() {
+            true => Ok(e.lookup(k)?.map(tierstack_value::read)),
+            // Without a source no read is stale (a stale row is a miss):
+            // the value alone, with no tier or age worked out.
+            false => Ok(e.get(k)?.map(tierstack_value::fresh)),
         })
     }
 }

@@ -67,6 +67,16 @@ impl tierstack_value {
             found: None,
         }
     }
+
+    /// A value for a plain read that cannot be stale (no source: a stale
+    /// row is a miss).
+    pub(crate) fn fresh(value: Bytes) -> Self {
+        Self {
+            value,
+            stale: false,
+            found: None,
+        }
+    }
 }
 
 /// The stable name of `tier`, NUL-terminated.
