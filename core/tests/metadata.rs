@@ -311,4 +311,11 @@ fn reads_of_a_value_written_behind_are_counted() {
     assert!(cache.delete("k").unwrap());
     cache.set("k", "v2").unwrap();
     assert_eq!(count(&cache, "k"), 0);
+    // A rewrite keeps the reads of the value it replaces, once.
+    cache.get("k").unwrap();
+    cache.set("k", "v3").unwrap();
+    cache.get("k").unwrap();
+    assert_eq!(count(&cache, "k"), 2);
+    cache.run_pending_tasks().unwrap();
+    assert_eq!(count(&cache, "k"), 2);
 }
