@@ -7,7 +7,9 @@
 //! changed, or the tag that was invalidated, or neither (a clear), and the
 //! origin: a random number drawn by each open cache (and drawn again in a
 //! forked child), so that a process skips its own changes, which it already
-//! applied to its L1.
+//! applied to its L1. A write replayed from the journal of a process that
+//! ended is logged with no cache's origin: the replaying cache's L1 follows
+//! it too.
 //!
 //! Each cache polls the log through [`Watch`] at most every
 //! `sqlite.coherence_interval` on its next access, before it serves from L1
@@ -97,9 +99,26 @@ impl ChangeLog {
         key: Option<&str>,
         tag: Option<&str>,
     ) -> Result<u64> {
+        self.append(tx, self.origin, key, tag)
+    }
+
+    /// As [`ChangeLog::record`], for a change no open cache made (a write
+    /// replayed from the journal of a process that ended): every cache
+    /// follows it, the one logging it too.
+    pub(crate) fn record_foreign(&mut self, tx: &Transaction<'_>, key: &str) -> Result<u64> {
+        self.append(tx, NO_ORIGIN, Some(key), None)
+    }
+
+    fn append(
+        &mut self,
+        tx: &Transaction<'_>,
+        origin: i64,
+        key: Option<&str>,
+        tag: Option<&str>,
+    ) -> Result<u64> {
         self.last += 1;
         tx.prepare_cached(SQL_APPEND)?
-            .execute(params![self.last as i64, self.origin, key, tag])?;
+            .execute(params![self.last as i64, origin, key, tag])?;
         Ok(self.last)
     }
 
@@ -236,8 +255,15 @@ pub(crate) fn new_origin() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    RandomState::new().hash_one((std::process::id(), opened, now)) as i64
+    match RandomState::new().hash_one((std::process::id(), opened, now)) as i64 {
+        NO_ORIGIN => 1,
+        origin => origin,
+    }
 }
+
+/// The origin of a change no open cache made (see
+/// [`ChangeLog::record_foreign`]): never drawn by [`new_origin`].
+const NO_ORIGIN: i64 = 0;
 
 #[cfg(test)]
 mod tests {

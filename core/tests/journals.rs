@@ -236,6 +236,37 @@ fn the_journal_of_a_process_killed_before_draining_is_replayed_by_a_read() {
     assert_eq!(journals, ["generation"], "the replayed journal is deleted");
 }
 
+/// A cache that holds a key in L1 and replays the journal of a process
+/// that died with a write of that key: the replayed write is another
+/// process's change, which its L1 follows like any other.
+#[test]
+fn a_journal_replayed_by_a_reader_updates_the_readers_l1() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let interval = Duration::from_millis(50);
+    let reader = Cache::builder()
+        .sqlite_path(&db)
+        .coherence_interval(interval)
+        .build_blocking()
+        .unwrap();
+    reader.set("k", "before").unwrap();
+    let mut writer = Writer::start(&db, "write-behind");
+    let lock = hold_write_lock(&db);
+    writer.set("k", "left-behind");
+    writer.signal(libc::SIGKILL);
+    writer.child.wait().unwrap();
+    drop(lock);
+    // The first check of the file replays the journal; the next one (or
+    // that one) finds the change.
+    std::thread::sleep(interval);
+    drop(reader.get("k").unwrap());
+    std::thread::sleep(interval);
+    assert_eq!(
+        text(reader.get("k").unwrap()).as_deref(),
+        Some("left-behind")
+    );
+}
+
 #[test]
 fn a_stopped_process_delays_reads_once_by_the_busy_timeout() {
     let dir = tempfile::tempdir().unwrap();

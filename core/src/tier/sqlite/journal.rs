@@ -68,7 +68,7 @@ use self::record::{Payload, between, record_len};
 use super::SqliteTier;
 use super::file::suffixed;
 use super::outbox::Behind;
-use super::writer::{Row, Write};
+use super::row::{Replayed, Row, Write};
 use crate::error::{Error, Result};
 
 /// The size of a process's journal file: 32 MiB.
@@ -519,7 +519,7 @@ impl SqliteTier {
             let orders: Vec<u64> = taken.iter().map(|q| q.order).collect();
             let writes = taken
                 .into_iter()
-                .map(|q| Write::Replay(q.row, q.behind, q.order))
+                .map(|q| Write::Replay(q.row, q.behind, q.order, Replayed::Own))
                 .collect();
             let committed = self.write_settled(writes);
             let mut ring = self.journal.ring.lock();

@@ -52,6 +52,7 @@ mod maintenance;
 mod outbox;
 mod reader;
 mod recovery;
+mod row;
 mod schema;
 mod space;
 mod wal;
@@ -83,13 +84,14 @@ pub use outbox::{OutboxOp, Pending};
 pub(crate) use reader::Found;
 pub use reader::Inspection;
 pub use recovery::FILE_CHECK_INTERVAL;
+pub use row::ROW_OVERHEAD;
+pub(crate) use row::{Row, Write, row_size};
 pub use schema::SCHEMA_VERSION;
 pub use space::{CHECKPOINT_BELOW, DISK_RESERVE, WAL_SIZE_LIMIT};
 pub(crate) use wal::Wakeup;
 pub use wal::{CHECKPOINT_PAGES, CHECKPOINT_PAGES_INLINE};
-pub use writer::ROW_OVERHEAD;
 use writer::Submission;
-pub(crate) use writer::{Outcome, Row, Tried, Write, row_size};
+pub(crate) use writer::{Outcome, Tried};
 
 /// How long a write waits for another process's write transaction.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,24 +1,21 @@
-//! Writes: the rows and batches callers hand in, group commit on the one
-//! writer connection (one `IMMEDIATE` transaction for every queued batch),
-//! the totals kept in `meta`, and the deletes of a tag and of everything.
+//! Writes: the batches callers hand in (see [`super::row`]), group commit
+//! on the one writer connection (one `IMMEDIATE` transaction for every
+//! queued batch), the totals kept in `meta`, and the deletes of a tag and
+//! of everything.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::maintenance::Access;
-use super::outbox::{self, Behind};
+use super::outbox;
+use super::row::{Replayed, Row, Write};
 use super::{BUSY_TIMEOUT, SqliteTier};
 use crate::coherence::{self, ChangeLog};
 use crate::error::{Error, ErrorKind, Result};
-
-/// Bytes charged per row on top of its key and value: the row's integer
-/// columns, its slots in the key and recency indexes, and page slack.
-pub const ROW_OVERHEAD: u64 = 64;
 
 // No statement of a single-key write has a `RETURNING` clause or an
 // `ON CONFLICT` action: either makes SQLite keep a statement journal (a
@@ -45,86 +42,6 @@ const SQL_ADD_META: &str = "UPDATE meta SET value = value + ?2 WHERE name = ?1";
 const SQL_LAST_ORDER: &str = "UPDATE meta SET value = max(value, ?1) WHERE name = 'write_order'";
 const SQL_TOTALS: &str = "SELECT (SELECT value FROM meta WHERE name = 'total_bytes'), \
      (SELECT value FROM meta WHERE name = 'entry_count')";
-
-/// A row to write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Row {
-    pub(crate) key: String,
-    pub(crate) value: Bytes,
-    pub(crate) created_ms: u64,
-    pub(crate) expires_ms: u64,
-    pub(crate) stale_until_ms: u64,
-    pub(crate) tags: Vec<String>,
-    /// The source's validator (ETag), for conditional refreshes.
-    pub(crate) etag: Option<String>,
-}
-
-impl Row {
-    /// A row written at 1 ms that stays fresh, for the tier's unit tests.
-    #[cfg(test)]
-    pub(crate) fn fresh(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        Self {
-            key: key.into(),
-            value: value.into(),
-            created_ms: 1,
-            expires_ms: u64::MAX / 2,
-            stale_until_ms: u64::MAX / 2,
-            tags: Vec::new(),
-            etag: None,
-        }
-    }
-
-    pub(crate) fn size(&self) -> u64 {
-        row_size(&self.key, self.value.len())
-    }
-}
-
-pub(crate) fn row_size(key: &str, value_len: usize) -> u64 {
-    key.len() as u64 + value_len as u64 + ROW_OVERHEAD
-}
-
-/// One write in a batch.
-#[derive(Debug)]
-pub(crate) enum Write {
-    Put(Row),
-    /// A copy of a value read from a tier shared with other hosts (Redis):
-    /// stored unless the file holds a write of the key made since (created
-    /// at or after it), which a process on the file made while the copy was
-    /// read. Its outcome's `row` is `None` when it was not stored.
-    Copy(Row),
-    Delete(String),
-    /// A put whose write the source gets through the outbox (write-behind).
-    PutBehind(Row, Behind),
-    /// A delete whose removal the source gets through the outbox.
-    DeleteBehind(String, Behind),
-    /// A write-behind put from a journal (see [`super::journal`]), with its
-    /// file-wide number (0: unknown): stored, with its outbox row, unless
-    /// the file holds a later write of the key, which then stands. Later:
-    /// numbered after it, or, where either number is unknown, created
-    /// later. Its outcome's `row` is `None` when it was not stored.
-    Replay(Row, Behind, u64),
-}
-
-impl Write {
-    fn key(&self) -> &str {
-        match self {
-            Write::Put(row)
-            | Write::Copy(row)
-            | Write::PutBehind(row, _)
-            | Write::Replay(row, ..) => &row.key,
-            Write::Delete(key) | Write::DeleteBehind(key, _) => key,
-        }
-    }
-
-    fn behind(&self) -> Option<&Behind> {
-        match self {
-            Write::PutBehind(_, behind)
-            | Write::DeleteBehind(_, behind)
-            | Write::Replay(_, behind, _) => Some(behind),
-            Write::Put(_) | Write::Copy(_) | Write::Delete(_) => None,
-        }
-    }
-}
 
 /// The row a write finds under its key.
 #[derive(Debug, Clone, Copy)]
@@ -347,7 +264,9 @@ impl SqliteTier {
                     };
                     let superseded = match (write, old) {
                         (Write::Copy(row), _) => older(row, true),
-                        (Write::Replay(_, _, order), Some(old)) if *order > 0 && old.order > 0 => {
+                        (Write::Replay(_, _, order, _), Some(old))
+                            if *order > 0 && old.order > 0 =>
+                        {
                             old.order > *order
                         }
                         (Write::Replay(row, ..), _) => older(row, false),
@@ -369,7 +288,7 @@ impl SqliteTier {
                         | Write::PutBehind(row, _)
                         | Write::Replay(row, ..) => {
                             let order = match write {
-                                Write::Replay(.., order) => *order,
+                                Write::Replay(_, _, order, _) => *order,
                                 // After every journaled write numbered so
                                 // far, all of which it follows.
                                 _ => self.journal_order(),
@@ -407,7 +326,13 @@ impl SqliteTier {
                             };
                             bytes += size - old.map_or(0, |old| old.size);
                             count += i64::from(old.is_none());
-                            let seq = log.record(&tx, Some(&row.key), None)?;
+                            let seq = match write {
+                                // Every cache's L1 follows it, this one's too.
+                                Write::Replay(.., Replayed::Ended) => {
+                                    log.record_foreign(&tx, &row.key)?
+                                }
+                                _ => log.record(&tx, Some(&row.key), None)?,
+                            };
                             if let Some(behind) = write.behind() {
                                 outbox::enqueue(
                                     &tx,

@@ -5,7 +5,7 @@
 
 use super::{HEAD_AT, HEADER, MAGIC, Queued, TAIL_AT, WRAP};
 use crate::tier::sqlite::outbox::{Behind, WriteId};
-use crate::tier::sqlite::writer::Row;
+use crate::tier::sqlite::row::Row;
 
 /// A record's length in the ring: its 8-byte header and its payload,
 /// rounded up to 8 bytes.

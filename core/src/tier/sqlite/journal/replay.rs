@@ -9,7 +9,7 @@ use super::{ABANDONED_AFTER, GENERATION, REPLAY_CHUNK};
 use crate::error::Result;
 use crate::tier::sqlite::SqliteTier;
 use crate::tier::sqlite::file::io_error;
-use crate::tier::sqlite::writer::Write;
+use crate::tier::sqlite::row::{Replayed, Write};
 
 impl SqliteTier {
     /// Replays the journals of processes that ended without committing
@@ -61,7 +61,10 @@ impl SqliteTier {
                 for chunk in found.chunks(REPLAY_CHUNK) {
                     let writes = chunk
                         .iter()
-                        .map(|q| Write::Replay(q.row.clone(), q.behind.clone(), q.order))
+                        .map(|q| {
+                            let (row, behind) = (q.row.clone(), q.behind.clone());
+                            Write::Replay(row, behind, q.order, Replayed::Ended)
+                        })
                         .collect();
                     self.write_settled(writes)?;
                 }
