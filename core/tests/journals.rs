@@ -214,17 +214,23 @@ fn a_write_behind_write_of_another_process_is_read_once_acknowledged() {
     acknowledged_write_is_read_at_once("write-behind");
 }
 
+/// A child writing behind sets `key` while the file's write lock is held,
+/// and is killed before its journal could drain.
+fn killed_before_draining(db: &Path, key: &str, value: &str) {
+    let mut writer = Writer::start(db, "write-behind");
+    let lock = hold_write_lock(db);
+    writer.set(key, value);
+    writer.signal(libc::SIGKILL);
+    writer.child.wait().unwrap();
+    drop(lock);
+}
+
 #[test]
 fn the_journal_of_a_process_killed_before_draining_is_replayed_by_a_read() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
     let reader = reader(&db);
-    let mut writer = Writer::start(&db, "write-behind");
-    let lock = hold_write_lock(&db);
-    writer.set("k", "left-behind");
-    writer.signal(libc::SIGKILL);
-    writer.child.wait().unwrap();
-    drop(lock);
+    killed_before_draining(&db, "k", "left-behind");
     assert_eq!(
         text(reader.get("k").unwrap()).as_deref(),
         Some("left-behind")
@@ -250,12 +256,7 @@ fn a_journal_replayed_by_a_reader_updates_the_readers_l1() {
         .build_blocking()
         .unwrap();
     reader.set("k", "before").unwrap();
-    let mut writer = Writer::start(&db, "write-behind");
-    let lock = hold_write_lock(&db);
-    writer.set("k", "left-behind");
-    writer.signal(libc::SIGKILL);
-    writer.child.wait().unwrap();
-    drop(lock);
+    killed_before_draining(&db, "k", "left-behind");
     // The first check of the file replays the journal; the next one (or
     // that one) finds the change.
     std::thread::sleep(interval);
