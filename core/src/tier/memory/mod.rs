@@ -88,8 +88,6 @@ pub(crate) struct MemoryTier {
     /// How long a check holds, in milliseconds (`sqlite.coherence_interval`);
     /// `u64::MAX` when there is nothing to watch.
     check_every: u64,
-    /// Whether an L2 file is below (it has one to watch).
-    over_file: bool,
 }
 
 impl MemoryTier {
@@ -133,8 +131,12 @@ impl MemoryTier {
             hasher: DefaultHashBuilder::default(),
             checked_at: AtomicU64::new(if check_every.is_some() { u64::MAX } else { 0 }),
             check_every: check_every.unwrap_or(u64::MAX),
-            over_file: check_every.is_some(),
         }
+    }
+
+    /// Whether an L2 file is below (there is one to watch).
+    fn over_file(&self) -> bool {
+        self.check_every != u64::MAX
     }
 
     /// Whether a check for other processes' changes is due at `now_ms`: one
@@ -207,7 +209,7 @@ impl MemoryTier {
             // No L2: no walk hands reads over, so a copy of the count is
             // exact but for hits racing this write (the map drops the old
             // entry as evicted, and its reads with it: it has no row).
-            Some(old) if !self.over_file => Some(old),
+            Some(old) if !self.over_file() => Some(old),
             // Removed first, so that its count is final: no hit adds to it
             // and no walk hands it over after this. Meanwhile a read of the
             // key goes to L2, which holds the value being written.
