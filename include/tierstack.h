@@ -434,8 +434,11 @@ tierstack_result tierstack_cache_mget(const tierstack_cache *cache,
                                       size_t n,
                                       tierstack_value **out_values);
 
-// Stores `data_len` bytes at `data` under `key` in every tier (L2 committed
-// before this returns). `data` may be NULL when `data_len` is 0 (an empty
+// Stores `data_len` bytes at `data` under `key` in every tier: in L1 and
+// in the process's journal before this returns, which survives a crash of
+// the process and which every process's reads of the L2 file wait for; in
+// the file when the journal drains, a moment later (see the README's
+// Writes). `data` may be NULL when `data_len` is 0 (an empty
 // value). `ttl_seconds` is the time to live in seconds (fractions allowed):
 // 0 takes each tier's default TTL; a negative, NaN or infinite TTL, or one
 // over 100 years (3153600000 seconds), is refused with
@@ -445,7 +448,7 @@ tierstack_result tierstack_cache_mget(const tierstack_cache *cache,
 //
 // With the `strategy` `"write-through"` the source's `store` is called
 // first; its failure is `TIERSTACK_RESULT_SOURCE` and stores nothing. With
-// `"write-behind"` the write is also queued in the outbox, in the same
+// `"write-behind"` the write is also queued in the outbox, in the drain's
 // commit, for the source (see `tierstack_cache_open_with_source`).
 tierstack_result tierstack_cache_set(const tierstack_cache *cache,
                                      const char *key,
@@ -478,7 +481,7 @@ tierstack_result tierstack_cache_set_with_tags(const tierstack_cache *cache,
 // `store` first, in order; the first that fails ends the call with
 // `TIERSTACK_RESULT_SOURCE`: the values before it are written everywhere,
 // it and those after it nowhere. With `"write-behind"` every value is
-// queued in the outbox in the same commit.
+// queued in the outbox in the drain's commit.
 tierstack_result tierstack_cache_mset(const tierstack_cache *cache,
                                       const char *const *keys,
                                       const size_t *key_lens,
@@ -755,8 +758,9 @@ tierstack_result tierstack_cache_purge_dead_letters(const tierstack_cache *cache
 //   failure is the caller's `TIERSTACK_RESULT_SOURCE` and leaves the tiers
 //   as they were. `tierstack_cache_mset` stores key by key, in order, and
 //   stops at the first failure (see there).
-// - `"write-behind"`: the write is committed to the tiers and to the
-//   outbox (in the L2 file: it survives a crash) before the call returns;
+// - `"write-behind"`: the write is in L1 and in the process's journal (it
+//   survives a crash of the process) before the call returns, and is
+//   committed to the L2 file with its outbox row a moment later;
 //   a background worker delivers it with retries, backoff and dead
 //   letters per the config's `outbox` section (`max_attempts` 8,
 //   `retry_base` 0.5 s, `retry_max` 60 s, `batch` 32, `flush_timeout`

@@ -281,11 +281,14 @@ impl Cache {
     /// [`Cache::set_with`] if it can be done at once, without waiting:
     /// for another thread's or process's write to the file, for Redis or
     /// for a source. That is when the strategy writes only the tiers
-    /// (read-through, cache-aside), there is no Redis tier, and the file's
-    /// write lock is free. Returns `Ok(false)`, having written nothing,
-    /// when the write would wait, or would fail in a way that
+    /// (read-through, cache-aside), there is no Redis tier, and the
+    /// process's journal takes the write (it has room, and the disk's free
+    /// space need not be measured first), or, for a write it cannot take,
+    /// the file's write lock is free. Returns `Ok(false)`, having written
+    /// nothing, when the write would wait, or would fail in a way that
     /// [`Cache::set_with`] recovers from or reports (a file replaced or
-    /// damaged, a full disk): [`Cache::set_with`] then does it. A bad key or
+    /// damaged, a full disk, a failed drain of the journal):
+    /// [`Cache::set_with`] then does it. A bad key or
     /// value is refused as by [`Cache::set_with`]. A host with an event loop
     /// writes on it this way, and hands the rest to a thread.
     pub fn try_set_with(

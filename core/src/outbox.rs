@@ -79,10 +79,6 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// processes queued, or a waiting one for the lease.
 const POLL: Duration = Duration::from_millis(200);
 
-/// How long the worker lets writes gather in the journal before it drains
-/// them in one commit.
-const JOURNAL_LINGER: Duration = Duration::from_millis(1);
-
 /// How often, at most, a worker looks for the write-behind journals of
 /// processes that ended (see `tier::sqlite::journal`).
 const ORPHANS_EVERY: Duration = Duration::from_secs(1);

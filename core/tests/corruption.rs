@@ -149,13 +149,18 @@ fn damage_found_by_a_call_is_set_aside_and_the_call_runs_on_a_fresh_file() {
 #[test]
 fn every_call_reaching_the_damage_rebuilds() {
     // Each call finds the damage first, in a file of its own; it then runs
-    // on the fresh file (the set stores its value there).
+    // on the fresh file (the set stores its value there: its drain of the
+    // journal, here run by `run_pending_tasks`, is what reaches the file).
     type Call = fn(&Cache) -> tierstack::Result<()>;
     let calls: [(&str, Call, u64); 5] = [
         ("len", |c| c.len().map(drop), 0),
         ("clear", Cache::clear, 0),
         ("invalidate_tag", |c| c.invalidate_tag("t").map(drop), 0),
-        ("set", |c| c.set(key(ROWS / 2), "x"), 1),
+        (
+            "set",
+            |c| c.set(key(ROWS / 2), "x").and(c.run_pending_tasks()),
+            1,
+        ),
         ("delete", |c| c.delete(&key(ROWS / 2)).map(drop), 0),
     ];
     for (name, call, left) in calls {
@@ -212,8 +217,23 @@ fn with_fail_every_call_reaching_the_damage_is_corrupt_and_the_file_stays_as_it_
             "{err}"
         );
     }
+    // A set is journaled, and acknowledged: its drain reaches the damage,
+    // and the next write reports it.
+    cache.set(key(ROWS / 2), "x").unwrap();
+    let err = cache.run_pending_tasks().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let err = cache.set(key(ROWS / 2 + 1), "y").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert_eq!(cache.stats().sqlite_rebuilds, 0);
-    cache.close().unwrap();
+    // Closing reports it too; the journal stays, holding the write.
+    let err = cache.close().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(cache.is_closed());
+    let journals = std::fs::read_dir(dir.path().join("cache.db-wb"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "generation")
+        .count();
+    assert_eq!(journals, 1);
     assert_eq!(std::fs::read(&path).unwrap(), damaged);
     assert_eq!(set_aside_files(dir.path()), Vec::<PathBuf>::new());
 

@@ -214,10 +214,15 @@ fn a_write_behind_write_of_another_process_is_read_once_acknowledged() {
     acknowledged_write_is_read_at_once("write-behind");
 }
 
-/// A child writing behind sets `key` while the file's write lock is held,
+#[test]
+fn a_default_strategy_write_of_another_process_is_read_once_acknowledged() {
+    acknowledged_write_is_read_at_once("read-through");
+}
+
+/// A child with `strategy` sets `key` while the file's write lock is held,
 /// and is killed before its journal could drain.
-fn killed_before_draining(db: &Path, key: &str, value: &str) {
-    let mut writer = Writer::start(db, "write-behind");
+fn killed_before_draining(db: &Path, strategy: &str, key: &str, value: &str) {
+    let mut writer = Writer::start(db, strategy);
     let lock = hold_write_lock(db);
     writer.set(key, value);
     writer.signal(libc::SIGKILL);
@@ -227,13 +232,20 @@ fn killed_before_draining(db: &Path, key: &str, value: &str) {
 
 #[test]
 fn the_journal_of_a_process_killed_before_draining_is_replayed_by_a_read() {
+    for strategy in ["write-behind", "read-through"] {
+        journal_of_a_killed_process_is_replayed(strategy);
+    }
+}
+
+fn journal_of_a_killed_process_is_replayed(strategy: &str) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");
     let reader = reader(&db);
-    killed_before_draining(&db, "k", "left-behind");
+    killed_before_draining(&db, strategy, "k", "left-behind");
     assert_eq!(
         text(reader.get("k").unwrap()).as_deref(),
-        Some("left-behind")
+        Some("left-behind"),
+        "{strategy}"
     );
     let journals: Vec<_> = std::fs::read_dir(dir.path().join("c.db-wb"))
         .unwrap()
@@ -256,7 +268,7 @@ fn a_journal_replayed_by_a_reader_updates_the_readers_l1() {
         .build_blocking()
         .unwrap();
     reader.set("k", "before").unwrap();
-    killed_before_draining(&db, "k", "left-behind");
+    killed_before_draining(&db, "write-behind", "k", "left-behind");
     // The first check of the file replays the journal; the next one (or
     // that one) finds the change.
     std::thread::sleep(interval);

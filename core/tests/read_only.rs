@@ -278,6 +278,15 @@ fn share(dir: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         chmod(&dir.join(format!("cache.db{suffix}")), 0o644);
     }
+    // The journals' directory, its counter and journals, made like -wal
+    // and -shm with the file's permissions at the time.
+    let journals = dir.join("cache.db-wb");
+    if let Ok(entries) = std::fs::read_dir(&journals) {
+        chmod(&journals, 0o755);
+        for entry in entries {
+            chmod(&entry.unwrap().path(), 0o644);
+        }
+    }
 }
 
 /// A cache without L1 that writes behind (to a source that stores nothing).

@@ -31,6 +31,12 @@ fn remove_file_set(path: &Path) {
     }
 }
 
+/// Commits `cache`'s acknowledged writes to the file it has open (a `set`
+/// is journaled, and committed by the journal's next drain).
+fn committed(cache: &Cache) {
+    cache.run_pending_tasks().unwrap();
+}
+
 /// Runs `script` in process B on `path`; B's stdout.
 fn process_b(script: &str, path: &Path) -> String {
     let output = support::run_child("child", &format!("{script}|{}", path.display()), None);
@@ -44,6 +50,7 @@ fn a_replaced_file_receives_the_next_write_and_old_values_are_not_served() {
     let a = open(&path);
     a.mset([("old", "from the first file"), ("shared", "old")])
         .unwrap();
+    committed(&a);
     assert_eq!(a.lookup("shared").unwrap().unwrap().tier, Tier::Memory);
 
     remove_file_set(&path);
@@ -75,6 +82,7 @@ fn a_deleted_file_is_created_anew_by_the_next_write() {
     let path = dir.path().join("cache.db");
     let a = open(&path);
     a.set("before", "1").unwrap();
+    committed(&a);
     remove_file_set(&path);
     assert!(!path.exists());
 
@@ -125,6 +133,7 @@ fn a_file_restored_from_a_backup_is_followed() {
     }
     let a = open(&path);
     a.set("k", "v1").unwrap();
+    committed(&a);
     remove_file_set(&path);
     std::fs::copy(&backup, &path).unwrap();
 
@@ -148,6 +157,7 @@ fn a_write_that_fails_on_the_replacing_file_still_drops_l1() {
     let path = disk.join("cache.db");
     let a = open(&path);
     a.set("k", "old").unwrap();
+    committed(&a);
     remove_file_set(&path);
     {
         let b = open(&path);

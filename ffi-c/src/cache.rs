@@ -267,8 +267,11 @@ pub unsafe extern "C" fn tierstack_cache_mget(
     })
 }
 
-/// Stores `data_len` bytes at `data` under `key` in every tier (L2 committed
-/// before this returns). `data` may be NULL when `data_len` is 0 (an empty
+/// Stores `data_len` bytes at `data` under `key` in every tier: in L1 and
+/// in the process's journal before this returns, which survives a crash of
+/// the process and which every process's reads of the L2 file wait for; in
+/// the file when the journal drains, a moment later (see the README's
+/// Writes). `data` may be NULL when `data_len` is 0 (an empty
 /// value). `ttl_seconds` is the time to live in seconds (fractions allowed):
 /// 0 takes each tier's default TTL; a negative, NaN or infinite TTL, or one
 /// over 100 years (3153600000 seconds), is refused with
@@ -278,7 +281,7 @@ pub unsafe extern "C" fn tierstack_cache_mget(
 ///
 /// With the `strategy` `"write-through"` the source's `store` is called
 /// first; its failure is `TIERSTACK_RESULT_SOURCE` and stores nothing. With
-/// `"write-behind"` the write is also queued in the outbox, in the same
+/// `"write-behind"` the write is also queued in the outbox, in the drain's
 /// commit, for the source (see `tierstack_cache_open_with_source`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_cache_set(
@@ -346,7 +349,7 @@ pub unsafe extern "C" fn tierstack_cache_set_with_tags(
 /// `store` first, in order; the first that fails ends the call with
 /// `TIERSTACK_RESULT_SOURCE`: the values before it are written everywhere,
 /// it and those after it nowhere. With `"write-behind"` every value is
-/// queued in the outbox in the same commit.
+/// queued in the outbox in the drain's commit.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_cache_mset(
     cache: *const tierstack_cache,

@@ -54,8 +54,9 @@ pub struct tierstack_source {
 ///   failure is the caller's `TIERSTACK_RESULT_SOURCE` and leaves the tiers
 ///   as they were. `tierstack_cache_mset` stores key by key, in order, and
 ///   stops at the first failure (see there).
-/// - `"write-behind"`: the write is committed to the tiers and to the
-///   outbox (in the L2 file: it survives a crash) before the call returns;
+/// - `"write-behind"`: the write is in L1 and in the process's journal (it
+///   survives a crash of the process) before the call returns, and is
+///   committed to the L2 file with its outbox row a moment later;
 ///   a background worker delivers it with retries, backoff and dead
 ///   letters per the config's `outbox` section (`max_attempts` 8,
 ///   `retry_base` 0.5 s, `retry_max` 60 s, `batch` 32, `flush_timeout`

@@ -11,6 +11,7 @@ use super::backplane::start_backplane;
 use crate::error::{ErrorKind, Result};
 use crate::outbox::spawn_outbox;
 use crate::runtime;
+use crate::tier::sqlite::JOURNAL_LINGER;
 
 /// How often L2 maintenance runs when nothing asks for it sooner: buffered
 /// accesses are written, the budget enforced, dead rows purged.
@@ -21,20 +22,38 @@ impl Engine {
         self.check_open()?;
         self.hand_over_reads();
         if let Some(sqlite) = &self.sqlite {
-            sqlite.maintain(self.clock.now_ms(), true)?;
+            let maintained = sqlite.maintain(self.clock.now_ms(), true);
+            // Its drain of the journal may have found the file swapped.
+            self.follow_file_swap();
+            maintained?;
         }
         Ok(())
     }
 
-    /// One pass of the background task: on its tick, or when asked for
-    /// one, a full [`Engine::run_pending_tasks`]; when asked only for a
-    /// checkpoint (the WAL grew past its threshold; see
+    /// One pass of the background task: when asked for one, a drain of the
+    /// journal (with write-behind, its outbox's worker is woken to drain
+    /// it instead); on its tick, or when asked for one, a full
+    /// [`Engine::run_pending_tasks`]; when asked only for a checkpoint (the
+    /// WAL grew past its threshold; see
     /// [`crate::tier::sqlite::CHECKPOINT_PAGES`]), only that.
     fn background_pass(&self, ticked: bool) -> Result<()> {
         let Some(sqlite) = &self.sqlite else {
             return Ok(());
         };
         let asked = sqlite.wakeup().take();
+        if asked.drain
+            && let Some(outbox) = self.draining()
+        {
+            // Write-behind's journal is drained by the outbox's worker.
+            outbox.wake.notify_one();
+        } else if asked.drain {
+            // Writes of the next moment join these in the drain's commit.
+            std::thread::sleep(JOURNAL_LINGER);
+            let drained = sqlite.drain_journal();
+            // The drain may have found the file swapped.
+            self.follow_file_swap();
+            drained?;
+        }
         if ticked || asked.maintain {
             self.run_pending_tasks()?;
         }

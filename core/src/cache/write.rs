@@ -11,7 +11,7 @@ use crate::key;
 use crate::outbox::Outbox;
 use crate::tier::memory::{self, L1, MemEntry, MemoryTier};
 use crate::tier::redis::RedisTier;
-use crate::tier::sqlite::{self, Outcome, Row, Tried, Write};
+use crate::tier::sqlite::{self, Journaled, Outcome, Row, Tried, Write};
 
 impl Engine {
     pub(crate) fn set_many(&self, items: Vec<(String, Bytes)>, options: &SetOptions) -> Result<()> {
@@ -152,8 +152,9 @@ impl Engine {
     }
 
     /// Writes `rows` to the tiers; with `behind`, also queues them for the
-    /// source in its outbox: through write-behind's journal, which commits
-    /// them to L2 with their outbox rows (see `tier::sqlite::journal`).
+    /// source in its outbox. With no Redis tier, or with `behind`, L2 is
+    /// written through this process's journal, whose drain commits them
+    /// (with their outbox rows; see `tier::sqlite::journal`).
     /// Returns whether the outbox's worker should be woken; `None` when,
     /// with `at_once`, L2 could not be written without waiting, and
     /// nothing was written.
@@ -201,14 +202,17 @@ impl Engine {
         let mut l1 = Some(l1);
         // One outcome per row when L2 committed them (none through the
         // journal, or without L2).
-        let written: Vec<Outcome> = match (&self.sqlite, behind) {
-            (Some(sqlite), Some(outbox)) => {
-                // Through the journal: committed to the file by the next
-                // drain (see `tier::sqlite::journal`); applied to L1 under
-                // the journal's lock (see `tier::memory::ordering`).
+        let written: Vec<Outcome> = match &self.sqlite {
+            // Through the journal: committed to the file by the next drain
+            // (see `tier::sqlite::journal`), the outbox's worker's with
+            // write-behind, the maintenance task's otherwise; applied to L1
+            // under the journal's lock (see `tier::memory::ordering`). With
+            // Redis, where a write goes after L2, the tiers' writes commit
+            // directly.
+            Some(sqlite) if behind.is_some() || self.redis.is_none() => {
                 let journaled = rows
                     .into_iter()
-                    .map(|row| (row, outbox.behind(now)))
+                    .map(|row| (row, behind.map(|outbox| outbox.behind(now))))
                     .collect();
                 let mut apply = || {
                     if let (Some(memory), Some(l1)) = (memory, l1.take()) {
@@ -217,12 +221,22 @@ impl Engine {
                         }
                     }
                 };
-                let written = sqlite.write_behind(journaled, &mut apply);
+                let written = sqlite.journal_write(journaled, at_once, &mut apply);
                 self.follow_file_swap();
-                wake = written?;
-                Vec::new()
+                match written? {
+                    Journaled::Appended { first } => {
+                        wake = first;
+                        if first && behind.is_none() {
+                            sqlite.wakeup().ask_drain();
+                        }
+                        Vec::new()
+                    }
+                    Journaled::Committed(outcomes) => outcomes,
+                    // The L1 writes announced above end unapplied.
+                    Journaled::WouldWait => return Ok(None),
+                }
             }
-            (Some(sqlite), None) => {
+            Some(sqlite) => {
                 let writes = rows.into_iter().map(Write::Put).collect();
                 let written = match at_once {
                     false => sqlite.write(writes),
@@ -235,7 +249,7 @@ impl Engine {
                 self.follow_file_swap();
                 written?
             }
-            (None, _) => {
+            None => {
                 if let Some(outbox) = behind {
                     for row in &rows {
                         outbox.enqueue_in_memory(&row.key, Some(row.value.clone()), now);

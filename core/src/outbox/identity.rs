@@ -20,7 +20,7 @@ impl Identity {
     pub(super) fn new() -> Self {
         let generation = crate::fork::fork_generation();
         Identity {
-            nonce: AtomicU64::new(random_u64()),
+            nonce: AtomicU64::new(drawn()),
             generation: AtomicU64::new(generation),
             drawing: AtomicU64::new(generation),
         }
@@ -38,7 +38,7 @@ impl Identity {
                     .compare_exchange(drawing, generation, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
             {
-                self.nonce.store(random_u64(), Ordering::Release);
+                self.nonce.store(drawn(), Ordering::Release);
                 self.generation.store(generation, Ordering::Release);
             }
             while self.generation.load(Ordering::Acquire) != generation {
@@ -50,6 +50,12 @@ impl Identity {
 }
 
 /// 64 random bits (from the standard library's randomly keyed hasher).
+/// A nonce: random, never 0, which marks a journal record that has no
+/// outbox row (see `tier::sqlite::journal`).
+fn drawn() -> u64 {
+    random_u64().max(1)
+}
+
 pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

@@ -5,12 +5,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::{JOURNAL_LINGER, LEASE_MARGIN, POLL};
+use super::{LEASE_MARGIN, POLL};
 use crate::cache::Engine;
 use crate::error::{ErrorKind, Result};
 use crate::runtime;
 use crate::source::run_blocking;
-use crate::tier::sqlite::{Attempt, Pending};
+use crate::tier::sqlite::{Attempt, JOURNAL_LINGER, Pending};
 
 /// Starts the write-behind outbox's worker (see [`crate::outbox`]).
 pub(crate) fn spawn_outbox(engine: Weak<Engine>) {
@@ -36,7 +36,10 @@ pub(crate) fn spawn_outbox(engine: Weak<Engine>) {
             }
             lingered = false;
             let wake = outbox.wake.clone();
-            let pause = match strong.outbox_pass().await {
+            let passed = strong.outbox_pass().await;
+            // Its drain of the journal may have found the file swapped.
+            strong.follow_file_swap();
+            let pause = match passed {
                 // Records journaled while the pass drained wait for no wake.
                 Ok(_) if strong.sqlite.as_ref().is_some_and(|s| s.journal_pending()) => {
                     Duration::ZERO
@@ -89,7 +92,7 @@ impl Engine {
                     if outbox.orphans_due()
                         && let Err(err) = sqlite.replay_orphans()
                     {
-                        tracing::warn!(error = %err, "could not replay a write-behind journal");
+                        tracing::warn!(error = %err, "could not replay a journal");
                     }
                     let lease = outbox.lease_lock.lock();
                     if outbox.stopped.load(Ordering::Acquire)

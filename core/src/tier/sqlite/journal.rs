@@ -1,21 +1,35 @@
-//! Write-behind's journal: the fast path of a write-behind `set`.
+//! The journal: the fast path of a `set` that writes only the tiers.
 //!
-//! A write-behind `set` is acknowledged once its record is in this
-//! process's journal, a file of [`JOURNAL_BYTES`] mapped into memory
-//! (`MAP_SHARED`): the copy into the mapping is the whole cost, and the
-//! kernel keeps the pages when the process dies, so an acknowledged write
-//! survives a crash of the process. It does not survive a power loss until
-//! it is drained: the outbox's worker, woken by the write, commits the
-//! journal's records to the L2 file (each with its outbox row, with
-//! `synchronous = FULL`), and so does any call of this process that reads
-//! or writes the file first (see [`SqliteTier::settle`]), so that this
-//! process reads its own writes. Every other cache on the file (in this
-//! process or another) waits, before it reads or writes the file, until
-//! the records journaled before are drained (see [`peers`]), so a write is
-//! seen by every process once `set` returns. (A read is served even when
-//! the drain fails, e.g. on a file swapped for a read-only one: it then
-//! reads what the file holds, and a write fails with the drain's error.)
+//! A `set` of the default strategy (read-through or cache-aside, with no
+//! Redis tier, which is written after L2) or of write-behind is
+//! acknowledged once its record is in this process's journal, a file of
+//! [`JOURNAL_BYTES`] mapped into memory (`MAP_SHARED`): the copy into the
+//! mapping is the whole cost (with a `stat` of the file for the default
+//! strategy, below), and the kernel keeps the pages when the process dies,
+//! so an acknowledged write survives a crash of the process. It does not
+//! survive a power loss until it is drained: woken by the write, the
+//! drainer (the outbox's worker with write-behind, the maintenance task
+//! otherwise) lets writes gather for [`JOURNAL_LINGER`] and commits the
+//! journal's records to the L2 file in one transaction (write-behind's
+//! each with its outbox row, with `synchronous = FULL`; the default
+//! strategy's with `NORMAL`, as its direct commits), and so does any call
+//! of this process that reads or writes the file first (see
+//! [`SqliteTier::settle`]), so that this process reads its own writes.
+//! Every other cache on the file (in this process or another) waits,
+//! before it reads or writes the file, until the records journaled before
+//! are drained (see [`peers`]), so a write is seen by every process once
+//! `set` returns.
 //!
+//! - **Failures.** A default-strategy write checks, before it is
+//!   journaled, that the path still names the file (one `stat`; see
+//!   `super::recovery`): a replaced or deleted file is reopened then, and a
+//!   read-only one refuses the write, as a direct commit would. A drain
+//!   that fails (the file damaged with `sqlite.on_corrupt = "fail"`, the
+//!   disk failing) keeps its records first in line: a read is served with
+//!   what the file holds, and the next write drains first and fails with
+//!   the drain's error. A drain that finds the file replaced or damaged
+//!   (with `rebuild`) commits to the file then at the path, and the engine
+//!   empties L1, as after a direct write.
 //! - **Order.** Each record is numbered when it is appended, by a counter
 //!   every cache on the file shares (see [`peers`]); the row it stores
 //!   keeps the number, and a record drained later than a record of the same
@@ -51,25 +65,28 @@
 //! - **Space.** The journal's blocks are allocated when it is created, so
 //!   a full disk cannot fault a write into the mapping; without the space
 //!   (or for a write over an eighth of the ring, 4 MiB) a `set` commits
-//!   directly, with `synchronous = FULL`. A full ring is drained by the `set`
-//!   that finds it full.
+//!   directly (write-behind's with `synchronous = FULL`). A full ring is
+//!   drained by the `set` that finds it full.
 
-use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-use memmap2::MmapMut;
 use parking_lot::Mutex;
 
 use self::peers::{GENERATION, Peers};
 use self::record::{Payload, between, record_len};
+use self::ring::{Queued, Ring};
 use super::SqliteTier;
 use super::file::suffixed;
 use super::outbox::Behind;
 use super::row::{Replayed, Row, Write};
+use super::writer::{Outcome, Tried};
 use crate::error::{Error, Result};
+
+/// How long a drainer lets writes gather in the journal after the first
+/// wakes it, before it drains them in one commit.
+pub(crate) const JOURNAL_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The size of a process's journal file: 32 MiB.
 pub const JOURNAL_BYTES: u64 = 32 << 20;
@@ -92,28 +109,20 @@ const ROOM_GRANT: u64 = 1 << 20;
 /// replayed.
 const REPLAY_CHUNK: usize = 1024;
 
-/// A record acknowledged and not yet committed to the file.
-struct Queued {
-    row: Row,
-    behind: Behind,
-    /// The journal position just past it.
-    end: u64,
-    /// Its number among the writes journaled on the file (see [`peers`]);
-    /// 0 when unknown (read back from a journal's bytes).
-    order: u64,
-}
+/// A write that goes through the journal: its row, and its outbox row
+/// for write-behind.
+pub(crate) type Record = (Row, Option<Behind>);
 
-/// This process's journal file, mapped.
-struct Ring {
-    path: PathBuf,
-    /// Holds the `flock` for as long as the ring lives.
-    _file: File,
-    map: MmapMut,
-    /// The ring's size: the file's, less the header.
-    ring: u64,
-    head: u64,
-    tail: u64,
-    queued: VecDeque<Queued>,
+/// What [`SqliteTier::journal_write`] did.
+pub(crate) enum Journaled {
+    /// The rows are in the journal; whether it held none before (the
+    /// drainer is then to be woken: one that finds records left after a
+    /// drain goes on at once).
+    Appended { first: bool },
+    /// The rows were committed directly, with these outcomes.
+    Committed(Vec<Outcome>),
+    /// With `at_once`: the write would wait, and nothing was written.
+    WouldWait,
 }
 
 /// What appending found.
@@ -121,12 +130,12 @@ pub(super) enum Appended {
     /// Every row is in the journal; whether it held none before.
     Done(bool),
     /// The ring has no room for them: drain it, then try again.
-    Full(Vec<(Row, Behind)>),
+    Full(Vec<Record>),
     /// They do not go through the journal: commit them directly.
-    Direct(Vec<(Row, Behind)>),
+    Direct(Vec<Record>),
 }
 
-/// The journal of a write-behind tier; see the module docs.
+/// This process's journal; see the module docs.
 pub(super) struct Journal {
     /// The L2 file, whose mode the journals take.
     file: PathBuf,
@@ -140,6 +149,8 @@ pub(super) struct Journal {
     draining: Mutex<()>,
     /// Set when the journal could not be created: sets commit directly.
     unavailable: AtomicBool,
+    /// Set while the last drain failed: a write drains first.
+    failed: AtomicBool,
     /// Bytes of rows that may still be journaled before the disk's free
     /// space is measured again (see [`SqliteTier::journal_room`]).
     room: AtomicI64,
@@ -167,6 +178,7 @@ impl Journal {
             queued: AtomicUsize::new(0),
             draining: Mutex::new(()),
             unavailable: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             room: AtomicI64::new(0),
             latest_created: AtomicU64::new(0),
         }
@@ -182,13 +194,13 @@ impl Journal {
     /// journal on first use; runs `appended` once they are in, still under
     /// the journal's lock, so that what it does is done in the journal's
     /// order.
-    pub(super) fn append(&self, rows: Vec<(Row, Behind)>, appended: &mut dyn FnMut()) -> Appended {
+    pub(super) fn append(&self, rows: Vec<Record>, appended: &mut dyn FnMut()) -> Appended {
         if self.unavailable.load(Ordering::Relaxed) {
             return Appended::Direct(rows);
         }
         let needed: u64 = rows
             .iter()
-            .map(|(r, b)| 2 * record_len(Payload::new(r, b).len()))
+            .map(|(r, b)| 2 * record_len(Payload::new(r, b.as_ref()).len()))
             .sum();
         if needed > (self.size - HEADER) / 4 {
             return Appended::Direct(rows);
@@ -204,7 +216,7 @@ impl Journal {
                 }
                 Err(err) => {
                     tracing::warn!(dir = %self.dir.display(), error = %err,
-                        "no write-behind journal: each write-behind set commits to the file");
+                        "no journal: each set commits to the file");
                     self.unavailable.store(true, Ordering::Relaxed);
                     return Appended::Direct(rows);
                 }
@@ -226,7 +238,7 @@ impl Journal {
         for (mut row, behind) in rows {
             row.created_ms = row.created_ms.max(floor);
             floor = row.created_ms;
-            let end = ring.put(&Payload::new(&row, &behind));
+            let end = ring.put(&Payload::new(&row, behind.as_ref()));
             ring.queued.push_back(Queued {
                 row,
                 behind,
@@ -276,99 +288,6 @@ impl Journal {
     }
 }
 
-impl Ring {
-    /// Creates a journal in `dir`, locked, with its blocks allocated and
-    /// the permissions `mode`.
-    fn create(dir: &Path, size: u64, mode: u32) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let name = format!(
-            "{}-{:016x}",
-            std::process::id(),
-            crate::outbox::random_u64()
-        );
-        let path = dir.join(&name);
-        let temporary = dir.join(format!(".{name}.new"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        let made = (|| {
-            file.try_lock().map_err(std::io::Error::other)?;
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-            // The counter follows a file shared since it was made (by its
-            // owner: another's is left as it is).
-            let _ = std::fs::set_permissions(
-                dir.join(peers::GENERATION),
-                std::fs::Permissions::from_mode(mode),
-            );
-            allocate(&file, size)?;
-            // SAFETY: the file is this process's own (created above, locked,
-            // not yet visible under a journal's name); nothing else maps it.
-            let mut map = unsafe { MmapMut::map_mut(&file)? };
-            map[..8].copy_from_slice(MAGIC);
-            std::fs::rename(&temporary, &path)?;
-            Ok(map)
-        })();
-        let map = match made {
-            Ok(map) => map,
-            Err(err) => {
-                let _ = std::fs::remove_file(&temporary);
-                return Err(err);
-            }
-        };
-        Ok(Self {
-            path,
-            _file: file,
-            map,
-            ring: size - HEADER,
-            head: 0,
-            tail: 0,
-            queued: VecDeque::new(),
-        })
-    }
-
-    /// Writes one record at `tail` (wrapping first if it would cross the
-    /// ring's end) and returns the position past it; `tail` is not yet
-    /// stored in the header.
-    fn put(&mut self, payload: &Payload<'_>) -> u64 {
-        let (size, len) = (payload.len(), record_len(payload.len()));
-        let offset = self.tail % self.ring;
-        if offset + len > self.ring {
-            let at = (HEADER + offset) as usize;
-            self.map[at..at + 4].copy_from_slice(&WRAP.to_le_bytes());
-            self.tail += self.ring - offset;
-        }
-        let at = (HEADER + self.tail % self.ring) as usize;
-        let body = &mut self.map[at + 8..at + 8 + size];
-        payload.write(body);
-        let crc = crc32fast::hash(body);
-        self.map[at..at + 4].copy_from_slice(&(size as u32).to_le_bytes());
-        self.map[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
-        self.tail += len;
-        self.tail
-    }
-
-    /// Stores `head` or `tail` in the header, where other caches read it
-    /// (see [`peers`]).
-    fn store_position(&mut self, at: usize, position: u64) {
-        // SAFETY: `at` is 8 or 16 of a page-aligned mapping of the header;
-        // every reader loads the word atomically.
-        let word = unsafe { &*(self.map.as_ptr().add(at) as *const AtomicU64) };
-        word.store(position.to_le(), Ordering::Release);
-    }
-}
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        if self.queued.is_empty() && self.head == self.tail && !self.path.as_os_str().is_empty() {
-            // Everything was committed: nothing to replay.
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// The permissions of the journals of the L2 file at `file`: its own (read
 /// and write bits), so that whoever may read the file may read what waits
 /// to reach it (see [`peers`]); `0o600` if it cannot be read.
@@ -376,43 +295,51 @@ pub(super) fn shared_mode(file: &Path) -> u32 {
     std::fs::metadata(file).map_or(0o600, |m| m.permissions().mode() & 0o666)
 }
 
-/// Allocates `len` bytes of `file` on disk.
-fn allocate(file: &File, len: u64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid descriptor, and plain integers.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
-    match rc {
-        0 => Ok(()),
-        errno => Err(std::io::Error::from_raw_os_error(errno)),
-    }
-}
-
 impl SqliteTier {
-    /// A write-behind write's fast path: `rows`, with their outbox rows,
-    /// go to this process's journal (see the module docs); commits them
-    /// directly when the journal cannot take them. Returns whether the
-    /// outbox's worker should be woken: the journal was empty (a worker
-    /// that finds it still holding records after a pass goes on at once),
-    /// or the rows were committed. `appended` runs once they are in the
-    /// journal, under its lock (see [`Journal::append`]): not when they
-    /// were committed directly.
-    pub(crate) fn write_behind(
+    /// A write's fast path: `rows` (with their outbox rows, for
+    /// write-behind) go to this process's journal (see the module docs);
+    /// they are committed directly when the journal cannot take them. With
+    /// `at_once`, nothing is written and [`Journaled::WouldWait`] returned
+    /// when the write would wait: the ring is full, the disk's free space
+    /// is due to be measured, or a direct commit would wait (see
+    /// [`SqliteTier::try_write`]). After a drain failed, a write drains
+    /// first, and fails with the drain's error if it fails again.
+    /// `appended` runs once the rows are in the journal, under its lock
+    /// (see [`Journal::append`]): not when they were committed directly.
+    pub(crate) fn journal_write(
         &self,
-        mut rows: Vec<(Row, Behind)>,
+        mut rows: Vec<Record>,
+        at_once: bool,
         appended: &mut dyn FnMut(),
-    ) -> Result<bool> {
+    ) -> Result<Journaled> {
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::closed());
             }
+            if self.journal.failed.load(Ordering::Relaxed) {
+                if at_once {
+                    return Ok(Journaled::WouldWait);
+                }
+                self.drain(false)?;
+            }
             let appended = {
                 let _gate = self.enter()?;
+                // A write acknowledged as committed (no outbox row) sees a
+                // replaced file as a direct commit would: one `stat`.
+                // Write-behind's costs a copy and no system call; its drain
+                // finds the file.
+                if rows.iter().any(|(_, behind)| behind.is_none()) {
+                    self.check_file()?;
+                }
                 self.check_writable()?;
-                self.journal_room(&rows)?;
+                if !self.journal_room(&rows, at_once)? {
+                    return Ok(Journaled::WouldWait);
+                }
                 self.journal.append(rows, appended)
             };
             rows = match appended {
-                Appended::Done(first) => return Ok(first),
+                Appended::Done(first) => return Ok(Journaled::Appended { first }),
+                Appended::Full(_) if at_once => return Ok(Journaled::WouldWait),
                 Appended::Full(rows) => {
                     self.drain(false)?;
                     rows
@@ -420,9 +347,18 @@ impl SqliteTier {
                 Appended::Direct(rows) => {
                     let writes = rows
                         .into_iter()
-                        .map(|(row, behind)| Write::PutBehind(row, behind))
+                        .map(|(row, behind)| match behind {
+                            Some(behind) => Write::PutBehind(row, behind),
+                            None => Write::Put(row),
+                        })
                         .collect();
-                    return self.write(writes).map(|_| true);
+                    return match at_once {
+                        false => self.write(writes).map(Journaled::Committed),
+                        true => Ok(match self.try_write(writes)? {
+                            Tried::Done(outcomes) => Journaled::Committed(outcomes),
+                            Tried::WouldWait => Journaled::WouldWait,
+                        }),
+                    };
                 }
             };
         }
@@ -432,22 +368,37 @@ impl SqliteTier {
     /// when the file could not take them and what the journal holds while
     /// leaving its reserve (see [`super::space`]): a drain is never refused
     /// for space, so a write is refused when it is journaled. Free space is
-    /// measured once per [`ROOM_GRANT`] bytes journaled, for that many.
-    fn journal_room(&self, rows: &[(Row, Behind)]) -> Result<()> {
+    /// measured once per [`ROOM_GRANT`] bytes journaled, for that many;
+    /// with `at_once`, `false` when they would need a checkpoint first.
+    fn journal_room(&self, rows: &[Record], at_once: bool) -> Result<bool> {
         let size: u64 = rows.iter().map(|(row, _)| row.size()).sum();
         if self.journal.room.fetch_sub(size as i64, Ordering::Relaxed) >= size as i64 {
-            return Ok(());
+            return Ok(true);
         }
         let held = {
             let ring = self.journal.ring.lock();
             ring.as_ref().map_or(0, |r| r.tail - r.head)
         };
         // A row and its outbox row each hold the value.
-        self.ensure_room_for(2 * (held + size + ROOM_GRANT))?;
+        let needed = 2 * (held + size + ROOM_GRANT);
+        match at_once {
+            true if !self.room_at_once_for(needed) => {
+                self.journal.room.fetch_add(size as i64, Ordering::Relaxed);
+                return Ok(false);
+            }
+            true => {}
+            false => self.ensure_room_for(needed)?,
+        }
         self.journal
             .room
             .store(ROOM_GRANT as i64, Ordering::Relaxed);
-        Ok(())
+        Ok(true)
+    }
+
+    /// Commits this process's journal's records (the drainer's pass; see
+    /// [`super::wal::Wakeup::ask_drain`]).
+    pub(crate) fn drain_journal(&self) -> Result<()> {
+        self.drain(false)
     }
 
     /// Notes the rows of `writes`, about to be committed directly: a record
@@ -522,6 +473,9 @@ impl SqliteTier {
                 .map(|q| Write::Replay(q.row, q.behind, q.order, Replayed::Own))
                 .collect();
             let committed = self.write_settled(writes);
+            self.journal
+                .failed
+                .store(committed.is_err(), Ordering::Relaxed);
             let mut ring = self.journal.ring.lock();
             let ring = ring.as_mut().expect("a drain's ring stays");
             if let Err(err) = committed {
@@ -536,7 +490,13 @@ impl SqliteTier {
             }
             ring.head = end;
             ring.store_position(HEAD_AT, end);
-            self.journal.queued.fetch_sub(count, Ordering::Release);
+            self.journal.queued.fetch_sub(count, Ordering::SeqCst);
+        }
+        // Records journaled while this drain ran found it pending and woke
+        // no one: whichever path drained (the drainer, or an access that
+        // settled first), the drainer is asked again.
+        if self.journal.pending() {
+            self.wakeup().ask_drain();
         }
         if close {
             // Dropping the ring deletes the file once it holds nothing.
@@ -549,5 +509,6 @@ impl SqliteTier {
 mod peers;
 mod record;
 mod replay;
+mod ring;
 #[cfg(test)]
 mod tests;

@@ -211,6 +211,8 @@ impl SqliteTier {
         if self.read_only.load(Ordering::Acquire) {
             return Ok(Maintenance::default());
         }
+        // What this process acknowledged counts against the budget.
+        self.settle()?;
         let _gate = self.enter()?;
         let last_purge = self.last_purge_ms.load(Ordering::Relaxed);
         let purge = budget && now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;

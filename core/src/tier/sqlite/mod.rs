@@ -36,7 +36,7 @@
 //! its own file: the schema and its migrations ([`schema`]), the reader
 //! pool ([`reader`]), group commit ([`writer`]), access tracking and
 //! eviction ([`maintenance`]), checkpoints off the write path ([`wal`]),
-//! write-behind's journal ([`journal`]),
+//! the journal of `set`s ([`journal`]),
 //! fork safety ([`fork`]), the change-log watch
 //! ([`watch`]) and what the Redis backplane keeps in the file
 //! ([`backplane`]), besides those named above.
@@ -75,6 +75,7 @@ use crate::stats::Counters;
 pub use damage::{Integrity, check};
 use file::{FileId, Mode, connect, prepare_file};
 pub use journal::JOURNAL_BYTES;
+pub(crate) use journal::{JOURNAL_LINGER, Journaled};
 pub(crate) use lease::Lease;
 pub(crate) use limits::LimitUpdate;
 use maintenance::{Access, HOT_SLOTS};
@@ -147,7 +148,7 @@ pub(crate) struct SqliteTier {
     /// This cache's view of the change log; opened on the first poll.
     /// With the epoch of the file it watches (see [`recovery`]).
     watch: Mutex<Option<(u64, Watch)>>,
-    /// Write-behind's journal (see [`journal`]).
+    /// This process's journal of `set`s (see [`journal`]).
     journal: journal::Journal,
 }
 
@@ -221,7 +222,7 @@ impl SqliteTier {
             drop(gate);
             if let Err(err) = tier.replay_orphans() {
                 tracing::warn!(path = %path.display(), error = %err,
-                    "could not replay a write-behind journal left by a process that ended");
+                    "could not replay a journal left by a process that ended");
             }
         }
         Ok(tier)

@@ -117,12 +117,12 @@ impl SqliteTier {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
-        // This process's write-behind writes are read back from the file. A
+        // This process's journaled writes are read back from the file. A
         // read is served even when they cannot be committed (the file was
         // swapped for a read-only one, the disk fails): the journal keeps
-        // them, and the worker's pass reports the failure.
+        // them, and the next write reports the failure.
         if let Err(err) = self.settle() {
-            tracing::debug!(error = %err, "a read could not drain the write-behind journal");
+            tracing::debug!(error = %err, "a read could not drain the journal");
         }
         let _gate = self.enter()?;
         self.check_file_every()?;

@@ -53,6 +53,14 @@ impl SqliteTier {
             return Ok(());
         }
         self.checked_ms.store(now, Ordering::Relaxed);
+        self.check_file()
+    }
+
+    /// Checks the file's identity (one `stat`) and reopens it if it
+    /// changed: before a write goes to the journal, which commits it only
+    /// later, so that the write sees a replaced file as a direct commit
+    /// does (a file now read-only refuses it).
+    pub(super) fn check_file(&self) -> Result<()> {
         if self.is_current() {
             return Ok(());
         }

@@ -60,13 +60,13 @@ pub(crate) enum Write {
     PutBehind(Row, Behind),
     /// A delete whose removal the source gets through the outbox.
     DeleteBehind(String, Behind),
-    /// A write-behind put from a journal (see [`super::journal`]), with its
-    /// file-wide number (0: unknown) and whose journal it was: stored, with
-    /// its outbox row, unless the file holds a later write of the key,
+    /// A put from a journal (see [`super::journal`]), with its outbox row
+    /// for write-behind, its file-wide number (0: unknown) and whose
+    /// journal it was: stored (with the outbox row), unless the file holds a later write of the key,
     /// which then stands. Later: numbered after it, or, where either number
     /// is unknown, created later. Its outcome's `row` is `None` when it was
     /// not stored.
-    Replay(Row, Behind, u64, Replayed),
+    Replay(Row, Option<Behind>, u64, Replayed),
 }
 
 /// Whose journal a replayed write comes from.
@@ -93,9 +93,8 @@ impl Write {
 
     pub(super) fn behind(&self) -> Option<&Behind> {
         match self {
-            Write::PutBehind(_, behind)
-            | Write::DeleteBehind(_, behind)
-            | Write::Replay(_, behind, ..) => Some(behind),
+            Write::PutBehind(_, behind) | Write::DeleteBehind(_, behind) => Some(behind),
+            Write::Replay(_, behind, ..) => behind.as_ref(),
             Write::Put(_) | Write::Copy(_) | Write::Delete(_) => None,
         }
     }

@@ -78,7 +78,12 @@ impl SqliteTier {
     /// Whether [`SqliteTier::ensure_room`] would let `writes` through at
     /// once, without a checkpoint first.
     pub(super) fn room_at_once(&self, writes: &[Write]) -> bool {
-        self.short_of_room(stored(writes)).is_none()
+        self.room_at_once_for(stored(writes))
+    }
+
+    /// Whether `stored` bytes of rows fit without a checkpoint first.
+    pub(super) fn room_at_once_for(&self, stored: u64) -> bool {
+        self.short_of_room(stored).is_none()
     }
 
     /// The bytes free when storing `stored` bytes of rows would first need

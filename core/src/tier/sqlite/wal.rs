@@ -41,6 +41,7 @@ pub(crate) struct Wakeup {
     notify: Mutex<Arc<Notify>>,
     maintain: AtomicBool,
     checkpoint: AtomicBool,
+    drain: AtomicBool,
 }
 
 /// What a woken maintenance task was asked for (see [`Wakeup::take`]).
@@ -50,6 +51,8 @@ pub(crate) struct Asked {
     pub(crate) maintain: bool,
     /// A checkpoint of the WAL only.
     pub(crate) checkpoint: bool,
+    /// A drain of the journal (see [`super::journal`]).
+    pub(crate) drain: bool,
 }
 
 impl Wakeup {
@@ -58,6 +61,7 @@ impl Wakeup {
             notify: Mutex::new(Arc::new(Notify::new())),
             maintain: AtomicBool::new(false),
             checkpoint: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
         }
     }
 
@@ -71,6 +75,7 @@ impl Wakeup {
         *self.notify.lock() = Arc::new(Notify::new());
         self.maintain.store(false, Ordering::Relaxed);
         self.checkpoint.store(false, Ordering::Relaxed);
+        self.drain.store(false, Ordering::Relaxed);
     }
 
     /// The lock a forked child may find abandoned (see [`crate::fork`]).
@@ -81,6 +86,14 @@ impl Wakeup {
     /// Asks for a full maintenance pass before the next tick.
     pub(crate) fn ask_maintenance(&self) {
         if !self.maintain.swap(true, Ordering::AcqRel) {
+            self.notify.lock().notify_one();
+        }
+    }
+
+    /// Asks for a drain of the journal: records wait in it (the strategy
+    /// has no outbox, whose worker drains otherwise).
+    pub(crate) fn ask_drain(&self) {
+        if !self.drain.swap(true, Ordering::AcqRel) {
             self.notify.lock().notify_one();
         }
     }
@@ -96,6 +109,7 @@ impl Wakeup {
         Asked {
             maintain: self.maintain.swap(false, Ordering::AcqRel),
             checkpoint: self.checkpoint.swap(false, Ordering::AcqRel),
+            drain: self.drain.swap(false, Ordering::AcqRel),
         }
     }
 }

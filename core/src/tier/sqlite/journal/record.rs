@@ -1,5 +1,7 @@
 //! The journal's record format: a record's payload (times, the write's
 //! idempotency key, key, tags and value), written straight into the ring,
+//! (a write with no outbox row has the idempotency key `0-0`: no outbox
+//! nonce is 0),
 //! its length in the ring, and the records read back from a journal's
 //! bytes, checked against their CRC-32.
 
@@ -20,19 +22,19 @@ const FIXED: usize = 5 * 8 + 3 * 4;
 /// A record's payload, written straight into the ring.
 pub(super) struct Payload<'a> {
     row: &'a Row,
-    idempotency: WriteId,
+    idempotency: Option<WriteId>,
     tags: String,
 }
 
 impl<'a> Payload<'a> {
-    pub(super) fn new(row: &'a Row, behind: &'a Behind) -> Self {
+    pub(super) fn new(row: &'a Row, behind: Option<&'a Behind>) -> Self {
         let tags = match row.tags.is_empty() {
             true => String::new(),
             false => serde_json::to_string(&row.tags).expect("strings serialise"),
         };
         Self {
             row,
-            idempotency: behind.idempotency,
+            idempotency: behind.map(|b| b.idempotency),
             tags,
         }
     }
@@ -52,8 +54,9 @@ impl<'a> Payload<'a> {
         put(&self.row.created_ms.to_le_bytes());
         put(&self.row.expires_ms.to_le_bytes());
         put(&self.row.stale_until_ms.to_le_bytes());
-        put(&self.idempotency.nonce.to_le_bytes());
-        put(&self.idempotency.n.to_le_bytes());
+        let id = self.idempotency.unwrap_or(NO_OUTBOX);
+        put(&id.nonce.to_le_bytes());
+        put(&id.n.to_le_bytes());
         put(&(key.len() as u32).to_le_bytes());
         put(&(self.tags.len() as u32).to_le_bytes());
         put(&(self.row.value.len() as u32).to_le_bytes());
@@ -63,7 +66,10 @@ impl<'a> Payload<'a> {
     }
 }
 
-fn decode(payload: &[u8]) -> Option<(Row, Behind)> {
+/// The idempotency key of a record with no outbox row.
+const NO_OUTBOX: WriteId = WriteId { nonce: 0, n: 0 };
+
+fn decode(payload: &[u8]) -> Option<(Row, Option<Behind>)> {
     let u64_at = |at: usize| {
         Some(u64::from_le_bytes(
             payload.get(at..at + 8)?.try_into().ok()?,
@@ -103,10 +109,10 @@ fn decode(payload: &[u8]) -> Option<(Row, Behind)> {
             tags,
             etag: None,
         },
-        Behind {
+        (idempotency != NO_OUTBOX).then_some(Behind {
             idempotency,
             now_ms: created_ms,
-        },
+        }),
     ))
 }
 

@@ -19,11 +19,7 @@ impl SqliteTier {
             Ok(entries) => entries,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(err) => {
-                return Err(io_error(
-                    &self.journal.dir,
-                    "list the write-behind journals",
-                    err,
-                ));
+                return Err(io_error(&self.journal.dir, "list the journals", err));
             }
         };
         let (mut replayed, mut removed) = (0, false);
@@ -55,8 +51,8 @@ impl SqliteTier {
                 continue;
             }
             if !temporary {
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| io_error(&path, "read a write-behind journal", e))?;
+                let bytes =
+                    std::fs::read(&path).map_err(|e| io_error(&path, "read a journal", e))?;
                 let found = records(&bytes);
                 for chunk in found.chunks(REPLAY_CHUNK) {
                     let writes = chunk
@@ -71,11 +67,11 @@ impl SqliteTier {
                 replayed += found.len();
                 if !found.is_empty() {
                     tracing::info!(journal = %path.display(), records = found.len(),
-                        "replayed the write-behind journal of a process that ended");
+                        "replayed the journal of a process that ended");
                 }
             }
             std::fs::remove_file(&path)
-                .map_err(|e| io_error(&path, "delete a replayed write-behind journal", e))?;
+                .map_err(|e| io_error(&path, "delete a replayed journal", e))?;
             removed = true;
         }
         if removed {

@@ -1,4 +1,4 @@
-//! Tests of write-behind's journal: reading back, draining, order against
+//! Tests of the journal: reading back, draining, order against
 //! other processes' writes, replay of an ended process's journal, torn
 //! records and wrapping around the ring.
 
@@ -6,13 +6,30 @@ use rusqlite::OptionalExtension;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::Journal;
 use super::record::records;
+use super::{Journal, Journaled};
 use crate::config::OnCorrupt;
 use crate::tier::sqlite::{Behind, Row, SqliteTier, Write, WriteId};
 
 fn open(path: &Path) -> SqliteTier {
     SqliteTier::open(path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap()
+}
+
+impl SqliteTier {
+    /// A write-behind write through the journal: whether the drainer is
+    /// to be woken.
+    fn write_behind(
+        &self,
+        rows: Vec<(Row, Behind)>,
+        appended: &mut dyn FnMut(),
+    ) -> crate::Result<bool> {
+        let rows = rows.into_iter().map(|(r, b)| (r, Some(b))).collect();
+        Ok(match self.journal_write(rows, false, appended)? {
+            Journaled::Appended { first } => first,
+            Journaled::Committed(_) => true,
+            Journaled::WouldWait => unreachable!("only with at_once"),
+        })
+    }
 }
 
 fn journaled(key: &str, value: &str, created_ms: u64) -> (Row, Behind) {
@@ -192,7 +209,7 @@ fn a_torn_record_ends_the_replay_and_what_came_before_it_is_kept() {
     // A byte of the second record's payload is lost: a power loss
     // before the journal reached the disk.
     let (row, behind) = journaled("a", "a", 10);
-    let second = 64 + super::record_len(super::Payload::new(&row, &behind).len()) as usize;
+    let second = 64 + super::record_len(super::Payload::new(&row, Some(&behind)).len()) as usize;
     bytes[second + 20] ^= 0xff;
     std::fs::write(&file, &bytes).unwrap();
     assert_eq!(records(&bytes).len(), 1);
