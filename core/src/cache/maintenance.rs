@@ -41,18 +41,20 @@ impl Engine {
             return Ok(());
         };
         let asked = sqlite.wakeup().take();
-        if asked.drain
-            && let Some(outbox) = self.draining()
-        {
-            // Write-behind's journal is drained by the outbox's worker.
-            outbox.wake.notify_one();
-        } else if asked.drain {
-            // Writes of the next moment join these in the drain's commit.
-            std::thread::sleep(JOURNAL_LINGER);
-            let drained = sqlite.drain_journal();
-            // The drain may have found the file swapped.
-            self.follow_file_swap();
-            drained?;
+        if asked.drain {
+            match self.draining() {
+                // Write-behind's journal is drained by the outbox's worker.
+                Some(outbox) => outbox.wake.notify_one(),
+                None => {
+                    // Writes of the next moment join these in the drain's
+                    // commit.
+                    std::thread::sleep(JOURNAL_LINGER);
+                    let drained = sqlite.drain_journal();
+                    // The drain may have found the file swapped.
+                    self.follow_file_swap();
+                    drained?;
+                }
+            }
         }
         if ticked || asked.maintain {
             self.run_pending_tasks()?;

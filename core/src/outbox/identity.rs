@@ -49,13 +49,13 @@ impl Identity {
     }
 }
 
-/// 64 random bits (from the standard library's randomly keyed hasher).
 /// A nonce: random, never 0, which marks a journal record that has no
 /// outbox row (see `tier::sqlite::journal`).
 fn drawn() -> u64 {
     random_u64().max(1)
 }
 
+/// 64 random bits (from the standard library's randomly keyed hasher).
 pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();

@@ -62,10 +62,10 @@ pub(crate) enum Write {
     DeleteBehind(String, Behind),
     /// A put from a journal (see [`super::journal`]), with its outbox row
     /// for write-behind, its file-wide number (0: unknown) and whose
-    /// journal it was: stored (with the outbox row), unless the file holds a later write of the key,
-    /// which then stands. Later: numbered after it, or, where either number
-    /// is unknown, created later. Its outcome's `row` is `None` when it was
-    /// not stored.
+    /// journal it was: stored (with the outbox row), unless the file holds
+    /// a later write of the key, which then stands. Later: numbered after
+    /// it, or, where either number is unknown, created later. Its outcome's
+    /// `row` is `None` when it was not stored.
     Replay(Row, Option<Behind>, u64, Replayed),
 }
 

@@ -90,8 +90,8 @@ impl Wakeup {
         }
     }
 
-    /// Asks for a drain of the journal: records wait in it (the strategy
-    /// has no outbox, whose worker drains otherwise).
+    /// Asks for a drain of the journal: records wait in it (with
+    /// write-behind, the task wakes the outbox's worker to drain it).
     pub(crate) fn ask_drain(&self) {
         if !self.drain.swap(true, Ordering::AcqRel) {
             self.notify.lock().notify_one();

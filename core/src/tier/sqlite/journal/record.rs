@@ -1,9 +1,8 @@
 //! The journal's record format: a record's payload (times, the write's
 //! idempotency key, key, tags and value), written straight into the ring,
-//! (a write with no outbox row has the idempotency key `0-0`: no outbox
-//! nonce is 0),
 //! its length in the ring, and the records read back from a journal's
-//! bytes, checked against their CRC-32.
+//! bytes, checked against their CRC-32. A write with no outbox row has the
+//! idempotency key `0-0` (no outbox nonce is 0).
 
 use super::{HEAD_AT, HEADER, MAGIC, Queued, TAIL_AT, WRAP};
 use crate::tier::sqlite::outbox::{Behind, WriteId};
