@@ -152,7 +152,10 @@ pub(crate) fn watch_forks() {
 }
 
 /// Keeps `fork()` out while held. Nested sections of one thread pass
-/// straight in, so they never wait on a fork queued between them.
+/// straight in, so they never wait on a fork queued between them. A holder
+/// never waits for another process (its journal, say): a thread of this
+/// one may be committing for that process, and a fork queued meanwhile
+/// keeps that thread out of the gate until every holder leaves.
 pub(crate) fn fork_gate() -> ForkGate {
     DEPTH.with(|depth| {
         if depth.get() == 0 {

@@ -54,8 +54,12 @@
 //!   records before it are committed to the file.
 //! - **Ownership.** Each process's journal is `<file>-wb/<pid>-<nonce>`,
 //!   made with the L2 file's permissions (see [`shared_mode`]), held with
-//!   an exclusive `flock` while the process lives (a forked child
-//!   does not inherit it: it starts a journal of its own). Whoever opens the
+//!   an exclusive `flock` while the process lives (a forked child closes
+//!   its copy of the descriptor at its first use of the cache and starts a
+//!   journal of its own). A lock taken on another's journal for a moment,
+//!   to replay it or to see whether its owner lives, is released by
+//!   unlocking, never by closing: a child forked meanwhile shares the
+//!   descriptor, and would hold the lock as long as it lives. Whoever opens the
 //!   file, and every write-behind worker about once a second, replays the
 //!   journals no live process holds, from `head` to `tail`, skipping
 //!   records whose CRC fails (a power loss may tear what was not drained),

@@ -16,6 +16,14 @@ impl SqliteTier {
     /// vouched for before it. The check waits for the records other caches
     /// journaled before it (see [`super::journal`]).
     pub(crate) fn sync(&self, due: impl FnOnce() -> bool, apply: impl FnOnce(Result<Changes>)) {
+        // What other caches acknowledged before now is in the file first.
+        // Waited for before the fork gate and the watch lock are taken: the
+        // journal waited for may be one that another thread of this process
+        // is replaying, and that thread needs the gate to commit it, which
+        // a fork queued meanwhile keeps shut until every holder leaves.
+        if let Err(err) = self.wait_for_peers() {
+            tracing::debug!(error = %err, "could not replay another process's journal");
+        }
         let _gate = match self.enter() {
             Ok(gate) => gate,
             Err(err) => return apply(Err(err)),
@@ -26,10 +34,6 @@ impl SqliteTier {
         }
         if self.closed.load(Ordering::Acquire) {
             return apply(Err(Error::closed()));
-        }
-        // What other caches acknowledged before now is in the file first.
-        if let Err(err) = self.wait_for_peers() {
-            tracing::debug!(error = %err, "could not replay another process's journal");
         }
         let origin = self.origin.load(Ordering::Relaxed);
         let epoch = self.file_epoch();

@@ -36,6 +36,7 @@ impl SqliteTier {
             if file.try_lock().is_err() {
                 continue;
             }
+            let _held = Unlocks(&file);
             // Replayed and deleted by another process meanwhile.
             let Ok(metadata) = file.metadata() else {
                 continue;
@@ -79,5 +80,18 @@ impl SqliteTier {
             self.journal.peers.bump();
         }
         Ok(replayed)
+    }
+}
+
+/// Releases the lock of a journal being replayed, whichever way the replay
+/// ends. Closing the descriptor would not be enough: a child forked
+/// meanwhile shares it, and its copy would keep the journal locked as long
+/// as the child lives, so that every process on the file (the child
+/// included) took the journal's owner for alive and waited for it.
+struct Unlocks<'a>(&'a std::fs::File);
+
+impl Drop for Unlocks<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
     }
 }
