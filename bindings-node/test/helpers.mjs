@@ -7,11 +7,34 @@ import { join } from 'node:path';
 
 import { HybridStorage } from 'tierstack';
 
-/** A fresh directory, removed when the test ends. */
+/** The storages each test's helpers opened, disposed before its directories go. */
+const opened = new WeakMap();
+
+/**
+ * A fresh directory, removed when the test ends, once the storages `open`
+ * and `reopen` made are disposed: a storage still running could write its
+ * journal into the directory while it is being removed.
+ */
 export function tempDir(t) {
   const dir = mkdtempSync(join(tmpdir(), 'tierstack-node-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  if (!opened.has(t)) {
+    opened.set(t, []);
+  }
+  const storages = opened.get(t);
+  t.after(async () => {
+    await Promise.all(storages.splice(0).map((storage) => storage.dispose()));
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
+  });
   return dir;
+}
+
+/** Disposes `storage` when the test ends, before its directory goes. */
+function disposeAtEnd(t, storage) {
+  if (opened.has(t)) {
+    opened.get(t).push(storage);
+  } else {
+    t.after(() => storage.dispose());
+  }
 }
 
 /**
@@ -23,14 +46,14 @@ export function open(t, config = {}) {
   const path = join(dir, 'cache.db');
   const sqlite = config.sqlite?.enabled === false ? config.sqlite : { path, ...config.sqlite };
   const storage = new HybridStorage({ ...config, sqlite });
-  t.after(() => storage.dispose());
+  disposeAtEnd(t, storage);
   return { storage, path, dir };
 }
 
 /** Another storage on the same file: a new process's view (empty L1). */
 export function reopen(t, path, config = {}) {
   const storage = new HybridStorage({ ...config, sqlite: { path, ...config.sqlite } });
-  t.after(() => storage.dispose());
+  disposeAtEnd(t, storage);
   return storage;
 }
 
