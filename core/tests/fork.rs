@@ -10,7 +10,7 @@
 //! that of a live process that does not drain (the warning is captured).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,14 +21,20 @@ const THREADS: usize = 3;
 const DEADLINE: Duration = Duration::from_secs(10);
 const BUSY_KEYS: usize = 64;
 
-/// The warnings this process logged (a child logs into its own copy).
+/// The warnings the test process logged (a child's are dropped: a thread
+/// of the parent may have held the lock when the child was created).
 static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// The test process, which alone records warnings.
+static TEST_PROCESS: OnceLock<u32> = OnceLock::new();
 
 /// Captures the warnings of every test of this file into [`WARNINGS`].
 fn capture_warnings() {
     struct Capture;
     impl std::io::Write for Capture {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if TEST_PROCESS.get() != Some(&std::process::id()) {
+                return Ok(buf.len());
+            }
             let line = String::from_utf8_lossy(buf).into_owned();
             WARNINGS.lock().unwrap().push(line);
             Ok(buf.len())
@@ -39,6 +45,7 @@ fn capture_warnings() {
     }
     static INIT: Once = Once::new();
     INIT.call_once(|| {
+        TEST_PROCESS.get_or_init(std::process::id);
         tracing_subscriber::fmt()
             .with_writer(|| Capture)
             .with_ansi(false)
