@@ -184,10 +184,10 @@ fn fork_n_while_busy(cache: &Cache, forks: usize) {
     workers.into_iter().for_each(|w| w.join().unwrap());
     assert_eq!(hung, 0, "{hung} of {forks} children hung");
     assert!(failed.is_empty(), "children exited with errors: {failed:?}");
-    // Every child exited at once: none of their journals was held past it
-    // (a lock the parent took to replay one, and a child forked meanwhile
-    // kept, made the parent wait for a dead child's journal until the busy
-    // timeout).
+    // No access waited for a child's journal until the busy timeout (a
+    // thread replaying a dead child's journal, its lock held, once waited
+    // for the fork gate, held by a thread waiting for that very journal
+    // while a fork was queued).
     if let Some(path) = cache
         .config()
         .sqlite
