@@ -10,7 +10,7 @@
 //! that of a live process that does not drain (the warning is captured).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,8 @@ const BUSY_KEYS: usize = 64;
 /// The warnings the test process logged (a child's are dropped: a thread
 /// of the parent may have held the lock when the child was created).
 static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-/// The test process, which alone records warnings.
+/// The test process, which alone records warnings; set once the capture
+/// is installed.
 static TEST_PROCESS: OnceLock<u32> = OnceLock::new();
 
 /// Captures the warnings of every test of this file into [`WARNINGS`].
@@ -43,14 +44,13 @@ fn capture_warnings() {
             Ok(())
         }
     }
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        TEST_PROCESS.get_or_init(std::process::id);
+    TEST_PROCESS.get_or_init(|| {
         tracing_subscriber::fmt()
             .with_writer(|| Capture)
             .with_ansi(false)
             .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
             .init();
+        std::process::id()
     });
 }
 
