@@ -288,6 +288,7 @@ pub(super) fn create_file(path: &Path) -> Result<()> {
 
 /// A connection to the file at `path` in `mode`.
 pub(super) fn connect(path: &Path, mode: Mode) -> Result<Connection> {
+    super::mutex::install();
     let flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match mode {
         Mode::ReadWrite => {

@@ -49,6 +49,7 @@ mod journal;
 mod lease;
 mod limits;
 mod maintenance;
+mod mutex;
 mod outbox;
 mod reader;
 mod recovery;
