@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -359,7 +359,13 @@ impl Follower {
         self.child.stdin.take().unwrap().write_all(b"go\n").unwrap();
         self.seen.extend(self.lines.by_ref().map(Result::unwrap));
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "{:?}", self.seen);
+        if !status.success() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = self.child.stderr.take() {
+                pipe.read_to_string(&mut stderr).unwrap();
+            }
+            panic!("the follower failed: {:?}\n{stderr}", self.seen);
+        }
         self.seen
     }
 }
