@@ -1,6 +1,8 @@
 //! `tierstack_value`: a value read from the cache, owned by the caller.
 
+use std::cell::Cell;
 use std::ffi::{CStr, c_char};
+use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use tierstack::{Bytes, Lookup, Tier};
@@ -30,8 +32,41 @@ struct Found {
     age: Duration,
 }
 
+thread_local! {
+    /// The allocation of the last value this thread freed, kept for the
+    /// next value it hands out: a read then costs no `malloc` and no
+    /// `free` (some 140 instructions together, a fifth of a read and check
+    /// of a 1.5 KB value in `tests/c/bench_get`).
+    static SPARE: Cell<Option<Box<MaybeUninit<tierstack_value>>>> = const { Cell::new(None) };
+}
+
 impl BoxHandle for tierstack_value {
     const NAME: &'static str = "value";
+
+    fn into_raw(self) -> *mut Self {
+        let spare = SPARE.try_with(Cell::take).ok().flatten();
+        let mut boxed = spare.unwrap_or_else(Box::new_uninit);
+        boxed.write(self);
+        // SAFETY: written just above.
+        Box::into_raw(unsafe { boxed.assume_init() })
+    }
+
+    unsafe fn free(ptr: *mut Self) {
+        if ptr.is_null() {
+            return;
+        }
+        // SAFETY: per the caller, `ptr` is an unfreed pointer from
+        // `into_raw`, a `Box` allocation holding a live value.
+        let mut boxed = unsafe { Box::from_raw(ptr.cast::<MaybeUninit<Self>>()) };
+        // SAFETY: the value is live, and dropped once: the box is kept (or
+        // freed) as uninitialized memory from here on.
+        unsafe { boxed.assume_init_drop() };
+        // The value is gone either way; the allocation is kept if this
+        // thread keeps none yet (or its thread-locals are being torn down).
+        if let Ok(Some(extra)) = SPARE.try_with(|spare| spare.replace(Some(boxed))) {
+            drop(extra);
+        }
+    }
 }
 
 impl From<Bytes> for tierstack_value {
@@ -173,5 +208,28 @@ mod tests {
         for tier in [Tier::Memory, Tier::Sqlite, Tier::Redis, Tier::Source] {
             assert_eq!(tier_name(tier).to_str().unwrap(), tier.as_str());
         }
+    }
+
+    #[test]
+    fn a_freed_value_lets_go_of_its_bytes_and_its_box_serves_the_next() {
+        let bytes = Bytes::from(vec![7u8; 100]);
+        let first = tierstack_value::from(bytes.clone()).into_raw();
+        assert!(!bytes.is_unique());
+        // SAFETY: values from `into_raw`, each freed once.
+        unsafe {
+            tierstack_value_free(first);
+            assert!(bytes.is_unique(), "the freed value still holds its bytes");
+            let second = tierstack_value::from(Bytes::from_static(b"xy")).into_raw();
+            assert_eq!(second, first, "the freed allocation was not reused");
+            assert_eq!(tierstack_value_len(second), 2);
+            assert_eq!(*tierstack_value_data(second), b'x');
+            let third = tierstack_value::from(bytes.clone()).into_raw();
+            assert_ne!(third, second, "a live value's allocation was handed out");
+            assert_eq!(tierstack_value_len(third), 100);
+            tierstack_value_free(second);
+            tierstack_value_free(third);
+            tierstack_value_free(std::ptr::null_mut());
+        }
+        assert!(bytes.is_unique());
     }
 }
