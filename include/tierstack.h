@@ -600,6 +600,9 @@ const char *tierstack_value_tier(const tierstack_value *value);
 double tierstack_value_age(const tierstack_value *value);
 
 // Frees a value; NULL does nothing. Each value is freed once, by one thread.
+// Its bytes are released at once; the thread keeps the value's own small
+// allocation for the next value it reads, so a use after free may go
+// unreported by tools such as AddressSanitizer.
 void tierstack_value_free(tierstack_value *value);
 
 // The stable name of a result code (`"ok"`, `"invalid_key"`, …,

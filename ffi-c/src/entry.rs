@@ -191,6 +191,9 @@ pub unsafe extern "C" fn tierstack_value_age(value: *const tierstack_value) -> f
 }
 
 /// Frees a value; NULL does nothing. Each value is freed once, by one thread.
+/// Its bytes are released at once; the thread keeps the value's own small
+/// allocation for the next value it reads, so a use after free may go
+/// unreported by tools such as AddressSanitizer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tierstack_value_free(value: *mut tierstack_value) {
     guard_or((), || {
