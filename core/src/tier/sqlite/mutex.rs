@@ -15,7 +15,12 @@
 //! connection. SQLite takes a mutex implementation only before it is
 //! initialized: if something else in the process (another library linking
 //! the same SQLite) used it first, its own mutexes stay, and everything
-//! still works, only slower.
+//! still works, only slower. (`sqlite3_config` itself is not thread-safe:
+//! a program that also opens SQLite connections of its own, through
+//! `rusqlite` or, from C, through the SQLite in `libtierstack.a`, should
+//! not do so on another thread at the very moment its first tierstack
+//! cache opens its file. The Python and Node libraries each carry a copy
+//! of SQLite that only tierstack uses.)
 
 use std::ffi::c_int;
 use std::sync::Once;
