@@ -61,8 +61,8 @@ impl BoxHandle for tierstack_value {
         // SAFETY: the value is live, and dropped once: the box is kept (or
         // freed) as uninitialized memory from here on.
         unsafe { boxed.assume_init_drop() };
-        // The value is gone either way; the allocation is kept if this
-        // thread keeps none yet (or its thread-locals are being torn down).
+        // The allocation becomes the thread's spare, and a spare it held
+        // is freed; once its thread-locals are torn down, it is freed.
         if let Ok(Some(extra)) = SPARE.try_with(|spare| spare.replace(Some(boxed))) {
             drop(extra);
         }
