@@ -35,7 +35,6 @@ type Mutex = RawReentrantMutex<RawMutex, RawThreadId>;
 
 /// SQLite's static mutexes, `SQLITE_MUTEX_STATIC_MAIN` (2) to
 /// `SQLITE_MUTEX_STATIC_VFS3` (13).
-#[allow(clippy::declare_interior_mutable_const)]
 static STATICS: [Mutex; 12] = [Mutex::INIT; 12];
 
 /// Installs these mutexes, if SQLite is not yet initialized in this
@@ -58,8 +57,8 @@ pub(super) fn install() {
 }
 
 static METHODS: ffi::sqlite3_mutex_methods = ffi::sqlite3_mutex_methods {
-    xMutexInit: Some(init),
-    xMutexEnd: Some(init),
+    xMutexInit: Some(nothing_to_do),
+    xMutexEnd: Some(nothing_to_do),
     xMutexAlloc: Some(alloc),
     xMutexFree: Some(free),
     xMutexEnter: Some(enter),
@@ -69,7 +68,9 @@ static METHODS: ffi::sqlite3_mutex_methods = ffi::sqlite3_mutex_methods {
     xMutexNotheld: Some(assume_yes),
 };
 
-unsafe extern "C" fn init() -> c_int {
+/// Neither setting up nor tearing down needs anything: the statics are
+/// constant-initialized.
+unsafe extern "C" fn nothing_to_do() -> c_int {
     ffi::SQLITE_OK
 }
 
