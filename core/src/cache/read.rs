@@ -113,9 +113,10 @@ impl Engine {
         let memory = self.l1(now)?;
         // Every key in L1 was validated on its way in, so a hit needs no
         // check; on a miss the key is validated before it goes further.
-        let timer = self.counters.memory.hits.sample_next();
+        let hits = self.counters.memory.hits.mine();
+        let timer = hits.sample_next();
         let entry = memory.get(key, now)?;
-        self.counters.memory.hits.incr();
+        hits.incr();
         if let Some(start) = timer {
             self.counters.memory.record_time(start.elapsed());
             // The same one hit in 64 refreshes the row's recency in L2, so a

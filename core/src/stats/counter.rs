@@ -77,16 +77,54 @@ fn assign_slot(cell: &Cell<usize>) -> usize {
 }
 
 impl Counter {
+    /// This thread's cell, for an event that is timed one time in
+    /// [`TIME_SAMPLE_EVERY`]: [`Mine::sample_next`] then [`Mine::incr`]
+    /// find the thread's slot once between them.
+    #[inline]
+    pub(crate) fn mine(&self) -> Mine<'_> {
+        let slot = slot();
+        Mine {
+            cell: &self.cells[slot].0,
+            shared: slot == SHARED_SLOT,
+        }
+    }
+
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        let slot = slot();
-        let cell = &self.cells[slot].0;
-        if slot == SHARED_SLOT {
-            cell.fetch_add(n, Ordering::Relaxed);
+        self.mine().add(n);
+    }
+
+    #[inline]
+    pub(crate) fn incr(&self) {
+        self.add(1);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+
+    pub(crate) fn reset(&self) {
+        for c in &self.cells {
+            c.0.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A counter's cell for the calling thread (see [`Counter::mine`]).
+pub(crate) struct Mine<'a> {
+    cell: &'a AtomicU64,
+    shared: bool,
+}
+
+impl Mine<'_> {
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        if self.shared {
+            self.cell.fetch_add(n, Ordering::Relaxed);
         } else {
             // This thread is the cell's only writer.
-            cell.store(
-                cell.load(Ordering::Relaxed).wrapping_add(n),
+            self.cell.store(
+                self.cell.load(Ordering::Relaxed).wrapping_add(n),
                 Ordering::Relaxed,
             );
         }
@@ -98,22 +136,12 @@ impl Counter {
     }
 
     /// The start time of the next event to time, if the next bump of this
-    /// thread's cell is one in [`TIME_SAMPLE_EVERY`]; reads only, so the
-    /// sampling decision adds no store to the hit path.
+    /// cell is one in [`TIME_SAMPLE_EVERY`]; reads only, so the sampling
+    /// decision adds no store to the hit path.
     #[inline]
     pub(crate) fn sample_next(&self) -> Option<Instant> {
-        let n = self.cells[slot()].0.load(Ordering::Relaxed);
+        let n = self.cell.load(Ordering::Relaxed);
         (n % u64::from(TIME_SAMPLE_EVERY) == u64::from(TIME_SAMPLE_EVERY) - 1).then(Instant::now)
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
-    }
-
-    pub(crate) fn reset(&self) {
-        for c in &self.cells {
-            c.0.store(0, Ordering::Relaxed);
-        }
     }
 }
 
@@ -146,7 +174,7 @@ mod tests {
         let counter = Counter::default();
         let timed = (0..TIME_SAMPLE_EVERY * 3)
             .filter(|_| {
-                let sampled = counter.sample_next().is_some();
+                let sampled = counter.mine().sample_next().is_some();
                 counter.incr();
                 sampled
             })
