@@ -43,6 +43,7 @@ pub(crate) unsafe fn engine<'a>(
 ///
 /// # Safety
 /// `cache` is NULL or a live handle; `key` as in [`handle::key`].
+#[inline(always)]
 pub(crate) unsafe fn engine_and_key<'a>(
     cache: *const tierstack_cache,
     key: *const c_char,
