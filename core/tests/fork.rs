@@ -216,6 +216,7 @@ fn wait_with_deadline(pid: libc::pid_t, deadline: Duration) -> Option<i32> {
             });
         }
         if start.elapsed() > deadline {
+            eprintln!("child {pid} hung; its threads:\n{}", backtraces(pid));
             // SAFETY: kills and reaps our own child.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -224,6 +225,24 @@ fn wait_with_deadline(pid: libc::pid_t, deadline: Duration) -> Option<i32> {
             return None;
         }
         thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Every thread's stack of the stopped process `pid`, by gdb where it is
+/// installed (the tests do not need it), so that a hang says where it is.
+fn backtraces(pid: libc::pid_t) -> String {
+    let gdb = std::process::Command::new("timeout")
+        .args(["30", "gdb", "-p", &pid.to_string(), "-batch", "-nx"])
+        .args(["-ex", "thread apply all bt"])
+        .output();
+    match gdb {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Ok(out) => format!(
+            "(gdb failed: {}{})",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(err) => format!("(no backtrace: gdb could not be run: {err})"),
     }
 }
 
