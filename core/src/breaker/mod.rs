@@ -46,8 +46,15 @@
 //! `failure_count`). So a slow call from before a trip that succeeds late
 //! cannot close the breaker, and a late failure cannot trip a breaker that
 //! has recovered since.
+//!
+//! **Fork.** The state is changed inside the fork gate (see [`crate::fork`]),
+//! so a child never finds it locked by a thread it does not have. The
+//! parent's permits belong to such threads: in a child, the first use of the
+//! breaker starts a new generation and frees a half-open breaker's probe
+//! slots, so that the child may probe for itself.
 
 mod config;
+mod locked;
 #[cfg(test)]
 mod tests;
 mod window;
@@ -163,7 +170,7 @@ impl fmt::Debug for Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.settled {
-            self.shared.state.lock().release(self);
+            self.shared.lock().release(self);
         }
     }
 }
@@ -237,7 +244,7 @@ impl Breaker {
     pub fn try_acquire(&self) -> Option<Permit> {
         let now = self.shared.clock.now_ms();
         let probes = self.shared.config.half_open_probes;
-        let mut state = self.shared.state.lock();
+        let mut state = self.shared.lock();
         let probe = match &mut state.phase {
             Phase::Closed => false,
             Phase::HalfOpen { in_flight, .. } if *in_flight < probes => {
@@ -284,7 +291,6 @@ impl Breaker {
             CallOutcome::Success | CallOutcome::Failure => None,
         };
         shared
-            .state
             .lock()
             .record(&shared.config, &permit, now, failed, rate_limited);
         permit.settled = true;
@@ -306,7 +312,7 @@ impl Breaker {
     /// until the next [`Breaker::try_acquire`].
     pub fn status(&self) -> BreakerStatus {
         let now = self.shared.clock.now_ms();
-        let state = self.shared.state.lock();
+        let state = self.shared.lock();
         let (breaker_state, allows_request, next_attempt_at) = match state.phase {
             Phase::Closed => (BreakerState::Closed, true, None),
             Phase::Open { until } => (
@@ -334,7 +340,7 @@ impl Breaker {
     /// admitted and it never turns half-open by itself. Counts as a trip,
     /// unless it was open already.
     pub fn open(&self) {
-        let mut state = self.shared.state.lock();
+        let mut state = self.shared.lock();
         if !matches!(state.phase, Phase::Open { .. }) {
             state.trips += 1;
         }
@@ -345,7 +351,7 @@ impl Breaker {
     /// the window and the backoff. `last_failure_at` and `trips` are history
     /// and stay.
     pub fn close(&self) {
-        self.shared.state.lock().close();
+        self.shared.lock().close();
     }
 
     /// Opens the breaker until `until_ms` (ms since the Unix epoch) because
@@ -359,7 +365,7 @@ impl Breaker {
         if until_ms <= now {
             return;
         }
-        let mut state = self.shared.state.lock();
+        let mut state = self.shared.lock();
         match state.phase {
             Phase::Open { until: None } => {}
             Phase::Open { until: Some(until) } if until >= until_ms => {}
@@ -379,7 +385,7 @@ impl Breaker {
     /// When an open breaker admits its next call, in ms since the Unix
     /// epoch; `None` if it is not open, or forced open.
     pub fn retry_at_ms(&self) -> Option<u64> {
-        match self.shared.state.lock().phase {
+        match self.shared.lock().phase {
             Phase::Open { until } => until,
             Phase::Closed | Phase::HalfOpen { .. } => None,
         }
@@ -404,6 +410,9 @@ struct State {
     /// Bumped on every change of state; permits carry the one they were
     /// issued in.
     generation: u64,
+    /// The fork generation (see [`crate::fork`]) of the process the
+    /// permits were issued in.
+    forks: u64,
     failure_count: u32,
     last_failure_at: Option<u64>,
     trips: u64,
@@ -419,6 +428,7 @@ impl State {
         Self {
             phase: Phase::Closed,
             generation: 0,
+            forks: crate::fork::fork_generation(),
             failure_count: 0,
             last_failure_at: None,
             trips: 0,

@@ -3,6 +3,7 @@
 
 mod closed;
 mod config;
+mod fork;
 mod generations;
 mod manual;
 mod open;
