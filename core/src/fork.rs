@@ -187,6 +187,43 @@ pub(crate) fn fork_generation() -> u64 {
     FORK_GENERATION.load(Ordering::Acquire)
 }
 
+/// Test support: runs a closure in a forked child, with a deadline.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::time::{Duration, Instant};
+
+    /// Forks; the child runs `f` and exits 0 if it returned true, 1 if not.
+    /// `None` if the child had not exited after 10 s (it is killed then).
+    pub(crate) fn in_child(f: impl FnOnce() -> bool) -> Option<i32> {
+        super::watch_forks();
+        // SAFETY: the child only runs `f` (the caller's test of code whose
+        // fork handling is under test) and leaves through `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = i32::from(!f());
+            // SAFETY: ends the child without running the parent's exit hooks.
+            unsafe { libc::_exit(code) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut status = 0;
+        // SAFETY: waits for the child forked above; `status` is writable.
+        while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+            if Instant::now() > deadline {
+                // SAFETY: kills and reaps the child forked above, stuck.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                }
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(libc::WIFEXITED(status), "the child died: status {status}");
+        Some(libc::WEXITSTATUS(status))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

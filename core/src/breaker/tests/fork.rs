@@ -2,43 +2,12 @@
 //! thread the child does not have, and free of the parent's probes.
 
 use std::sync::Barrier;
-use std::time::Instant;
 
 use super::*;
-
-/// Forks; the child runs `f` and exits 0 if it returned true, 1 if not.
-/// `None` if the child had not exited after 10 s (it is killed then).
-fn in_child(f: impl FnOnce() -> bool) -> Option<i32> {
-    // SAFETY: the child only uses a breaker (whose fork handling is under
-    // test) and leaves through `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = i32::from(!f());
-        // SAFETY: ends the child without running the parent's exit hooks.
-        unsafe { libc::_exit(code) };
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut status = 0;
-    // SAFETY: waits for the child forked above; `status` is writable.
-    while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
-        if Instant::now() > deadline {
-            // SAFETY: kills and reaps the child forked above, stuck.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return None;
-        }
-        std::thread::sleep(ms(5));
-    }
-    assert!(libc::WIFEXITED(status), "the child died: status {status}");
-    Some(libc::WEXITSTATUS(status))
-}
+use crate::fork::testing::in_child;
 
 #[test]
 fn a_child_forked_while_another_thread_held_the_breaker_uses_it_at_once() {
-    crate::fork::watch_forks();
     let (breaker, _) = breaker(CircuitBreakerConfig::default());
     let held = Barrier::new(2);
     std::thread::scope(|s| {
@@ -59,7 +28,6 @@ fn a_child_forked_while_another_thread_held_the_breaker_uses_it_at_once() {
 
 #[test]
 fn a_child_forked_while_the_parent_probed_may_probe_for_itself() {
-    crate::fork::watch_forks();
     let config = CircuitBreakerConfig {
         threshold: 1,
         half_open_probes: 1,

@@ -171,7 +171,7 @@ impl Source for GitHub {
     }
 
     fn rate_limit(&self) -> Option<RateLimit> {
-        *self.inner.rate_limit.lock()
+        self.inner.with_rate_limit(|last| *last)
     }
 
     fn fetch(&self, key: &str, validator: Option<&str>) -> FetchFuture {
@@ -348,12 +348,21 @@ impl Inner {
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
         if let Some(remaining) = number("x-ratelimit-remaining") {
-            *self.rate_limit.lock() = Some(RateLimit {
+            let figures = RateLimit {
                 limit: number("x-ratelimit-limit"),
                 remaining,
                 reset_at_ms: number("x-ratelimit-reset").map(|s| s.saturating_mul(1000)),
-            });
+            };
+            self.with_rate_limit(|last| *last = Some(figures));
         }
+    }
+
+    /// Runs `f` on the last rate-limit figures, locked inside the fork gate
+    /// (see [`crate::fork`]): a forked child never finds them locked by a
+    /// thread it does not have.
+    fn with_rate_limit<R>(&self, f: impl FnOnce(&mut Option<RateLimit>) -> R) -> R {
+        let _gate = crate::fork::fork_gate();
+        f(&mut self.rate_limit.lock())
     }
 }
 
@@ -493,6 +502,24 @@ mod tests {
             );
         }
         map
+    }
+
+    #[test]
+    fn a_child_forked_while_another_thread_held_the_rate_limit_reads_it_at_once() {
+        let source = GitHub::new(&GitHubConfig::default()).unwrap();
+        let held = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                source.inner.with_rate_limit(|_| {
+                    held.wait();
+                    // Long enough for the fork below to be under way meanwhile.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                });
+            });
+            held.wait();
+            let child = crate::fork::testing::in_child(|| source.rate_limit().is_none());
+            assert_eq!(child, Some(0), "the child's rate limit hung");
+        });
     }
 
     #[test]
