@@ -30,10 +30,12 @@
 //! - Redis (`core/src/tier/redis.rs`): connections and the node id are kept
 //!   per generation; the backplane (`core/src/backplane.rs`) starts one
 //!   reader per generation, and a reader of an older one stops.
+//! - notifications a task waits on (the backplane reader's stop, the
+//!   outbox worker's wake): [`PerFork`] values, one per generation.
 
 use std::cell::Cell;
-use std::sync::Once;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 
 use parking_lot::Mutex;
 
@@ -187,6 +189,37 @@ pub(crate) fn fork_generation() -> u64 {
     FORK_GENERATION.load(Ordering::Acquire)
 }
 
+/// A value each fork generation has its own of, such as the
+/// `tokio::sync::Notify` a background task waits on: a task polling a
+/// `Notify` locks the `Notify`'s own mutex, so a forked child must never use
+/// the parent's, which one of the parent's threads may have held at the fork.
+pub(crate) struct PerFork<T> {
+    slot: Mutex<(u64, Arc<T>)>,
+}
+
+impl<T: Default> PerFork<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            slot: Mutex::new((fork_generation(), Arc::default())),
+        }
+    }
+
+    /// This fork generation's value: a new one on the first call in a
+    /// forked child.
+    pub(crate) fn get(&self) -> Arc<T> {
+        let _gate = fork_gate();
+        let mut slot = self.slot.lock();
+        let generation = fork_generation();
+        if slot.0 != generation {
+            // Left to the parent's tasks, which hold it and never run
+            // here: dropped, it could be the last reference, and a value's
+            // drop may take the very lock abandoned at the fork.
+            std::mem::forget(std::mem::replace(&mut *slot, (generation, Arc::default())));
+        }
+        Arc::clone(&slot.1)
+    }
+}
+
 /// Test support: runs a closure in a forked child, with a deadline.
 #[cfg(test)]
 pub(crate) mod testing {
@@ -228,16 +261,39 @@ pub(crate) mod testing {
 mod tests {
     use super::*;
 
+    /// In a real child: the fork handlers run in this process would start
+    /// a new generation, and reset the gate, under the other tests' feet.
     #[test]
     fn same_runtime_until_a_fork() {
         let a = crate::runtime::handle();
         let b = crate::runtime::handle();
         assert_eq!(a.id(), b.id());
-        before_fork();
-        after_fork_in_child();
-        let c = crate::runtime::handle();
-        assert_ne!(a.id(), c.id());
-        assert_eq!(c.block_on(async { 7 }), 7);
+        let child = testing::in_child(|| {
+            let c = crate::runtime::handle();
+            a.id() != c.id() && c.block_on(async { 7 }) == 7
+        });
+        assert_eq!(
+            child,
+            Some(0),
+            "the child's runtime was the parent's, or did not run"
+        );
+        assert_eq!(crate::runtime::handle().id(), a.id());
+    }
+
+    #[test]
+    fn a_forked_child_gets_a_value_of_its_own_and_keeps_it() {
+        let value: PerFork<AtomicUsize> = PerFork::new();
+        let parents = value.get();
+        parents.store(7, Ordering::SeqCst);
+        assert!(Arc::ptr_eq(&parents, &value.get()));
+        let child = testing::in_child(|| {
+            let mine = value.get();
+            !Arc::ptr_eq(&mine, &parents)
+                && mine.load(Ordering::SeqCst) == 0
+                && Arc::ptr_eq(&mine, &value.get())
+        });
+        assert_eq!(child, Some(0), "the child used the parent's value");
+        assert!(Arc::ptr_eq(&parents, &value.get()));
     }
 
     #[test]

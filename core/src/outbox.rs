@@ -171,7 +171,7 @@ pub(crate) struct Outbox {
     /// The queue when there is no L2 file.
     memory: Option<Mutex<MemoryQueue>>,
     /// Wakes the worker: a write was queued, or `flush` waits.
-    pub(crate) wake: Arc<Notify>,
+    pub(crate) wake: crate::fork::PerFork<Notify>,
     /// Names this process's writes and its lease: see [`Identity`].
     identity: Identity,
     next_write: AtomicU64,
@@ -203,7 +203,7 @@ impl Outbox {
             config,
             source,
             memory: (!file).then(|| Mutex::new(MemoryQueue::default())),
-            wake: Arc::new(Notify::new()),
+            wake: crate::fork::PerFork::new(),
             identity: Identity::new(),
             next_write: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -367,7 +367,7 @@ impl Outbox {
             (None, Some(sqlite)) => sqlite.retry_dead_letters(now_ms)?,
             (None, None) => 0,
         };
-        self.wake.notify_one();
+        self.wake.get().notify_one();
         Ok(queued)
     }
 
@@ -427,7 +427,7 @@ impl Outbox {
             if std::time::Instant::now() >= deadline {
                 return Ok(false);
             }
-            self.wake.notify_one();
+            self.wake.get().notify_one();
             std::thread::sleep(FLUSH_POLL);
         }
     }
@@ -470,7 +470,7 @@ impl Outbox {
         }
         let _lease = self.lease_lock.lock();
         self.stopped.store(true, Ordering::Release);
-        self.wake.notify_one();
+        self.wake.get().notify_one();
         if let Some(sqlite) = sqlite.filter(|_| !self.in_memory())
             && let Err(err) = sqlite.end_outbox_lease(self.holder())
         {

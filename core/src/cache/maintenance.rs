@@ -44,7 +44,7 @@ impl Engine {
         if asked.drain {
             match self.draining() {
                 // Write-behind's journal is drained by the outbox's worker.
-                Some(outbox) => outbox.wake.notify_one(),
+                Some(outbox) => outbox.wake.get().notify_one(),
                 None => {
                     // Writes of the next moment join these in the drain's
                     // commit.

@@ -40,7 +40,7 @@ impl Engine {
             }
             (Strategy::WriteBehind, Some(outbox)) => {
                 if self.write_rows(rows, options, now, Some(outbox), false)? == Some(true) {
-                    outbox.wake.notify_one();
+                    outbox.wake.get().notify_one();
                 }
                 Ok(())
             }
@@ -323,7 +323,7 @@ impl Engine {
             self.counters.deletes.incr();
         }
         if let Some(outbox) = behind {
-            outbox.wake.notify_one();
+            outbox.wake.get().notify_one();
         }
         Ok(existed)
     }

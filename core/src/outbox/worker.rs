@@ -35,7 +35,7 @@ pub(crate) fn spawn_outbox(engine: Weak<Engine>) {
                 continue;
             }
             lingered = false;
-            let wake = outbox.wake.clone();
+            let wake = outbox.wake.get();
             let passed = strong.outbox_pass().await;
             // Its drain of the journal may have found the file swapped.
             strong.follow_file_swap();

@@ -152,7 +152,7 @@ pub(crate) struct RedisTier {
     /// Callers waiting for news of a key on the stream.
     watchers: Mutex<HashMap<String, Arc<Notify>>>,
     /// Wakes the stream's reader to stop (the cache closed).
-    stop: Arc<Notify>,
+    stop: crate::fork::PerFork<Notify>,
     /// The fork generation whose reader runs.
     pub(crate) reader_generation: AtomicU64,
 }
@@ -206,7 +206,7 @@ impl RedisTier {
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             hasher: std::hash::RandomState::new(),
             watchers: Mutex::new(HashMap::new()),
-            stop: Arc::new(Notify::new()),
+            stop: crate::fork::PerFork::new(),
             reader_generation: AtomicU64::new(u64::MAX),
         }))
     }
@@ -232,12 +232,12 @@ impl RedisTier {
 
     /// What the backplane's reader waits on to stop.
     pub(crate) fn stopping(&self) -> Arc<Notify> {
-        self.stop.clone()
+        self.stop.get()
     }
 
     /// Stops the backplane's reader (the cache closes).
     pub(crate) fn halt(&self) {
-        self.stop.notify_one();
+        self.stop.get().notify_one();
     }
     /// `message` with the URL's password as `***`.
     pub(crate) fn scrub(&self, message: &str) -> String {
