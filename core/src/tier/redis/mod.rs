@@ -149,8 +149,9 @@ pub(crate) struct RedisTier {
     /// read (see [`RedisTier::keep_if`]).
     stripes: Box<[Stripe]>,
     hasher: std::hash::RandomState,
-    /// Callers waiting for news of a key on the stream.
-    watchers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Callers waiting for news of a key on the stream, of one fork
+    /// generation (see `RedisTier::watch`).
+    watchers: Mutex<(u64, HashMap<String, Arc<Notify>>)>,
     /// Wakes the stream's reader to stop (the cache closed).
     stop: crate::fork::PerFork<Notify>,
     /// The fork generation whose reader runs.
@@ -205,7 +206,7 @@ impl RedisTier {
             has_missed: AtomicBool::new(false),
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             hasher: std::hash::RandomState::new(),
-            watchers: Mutex::new(HashMap::new()),
+            watchers: Mutex::new((crate::fork::fork_generation(), HashMap::new())),
             stop: crate::fork::PerFork::new(),
             reader_generation: AtomicU64::new(u64::MAX),
         }))
@@ -264,6 +265,26 @@ fn scrub(secrets: &[String], message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forked_child_waits_on_news_of_its_own() {
+        let config = Config {
+            redis: Some(crate::RedisConfig::new("redis://127.0.0.1:1")),
+            ..Config::default()
+        };
+        let tier = RedisTier::open(&config, Clock::system(), Arc::default())
+            .unwrap()
+            .unwrap();
+        let parents = tier.watch("k");
+        let child = crate::fork::testing::in_child(|| {
+            let mine = tier.watch("k");
+            let own = !Arc::ptr_eq(&mine, &parents) && Arc::ptr_eq(&mine, &tier.watch("k"));
+            tier.wake("k");
+            own
+        });
+        assert_eq!(child, Some(0), "the child waited on the parent's news");
+        assert!(Arc::ptr_eq(&parents, &tier.watch("k")));
+    }
 
     #[test]
     fn the_breaker_config_is_valid() {

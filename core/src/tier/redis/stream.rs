@@ -2,6 +2,7 @@
 //! who announces them, the stream's keys, and the callers waiting for news
 //! of a key.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -87,39 +88,56 @@ impl RedisTier {
     /// A handle to wait on for news of `key` on the stream; call
     /// [`RedisTier::unwatch`] when done.
     pub(crate) fn watch(&self, key: &str) -> Arc<Notify> {
-        let _gate = fork::fork_gate();
-        self.watchers
-            .lock()
-            .entry(key.to_owned())
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone()
+        self.with_watchers(|watchers| {
+            watchers
+                .entry(key.to_owned())
+                .or_insert_with(|| Arc::new(Notify::new()))
+                .clone()
+        })
     }
 
     /// Ends a [`RedisTier::watch`].
     pub(crate) fn unwatch(&self, key: &str, notify: Arc<Notify>) {
-        let _gate = fork::fork_gate();
-        let mut watchers = self.watchers.lock();
-        drop(notify);
-        if watchers.get(key).is_some_and(|n| Arc::strong_count(n) == 1) {
-            watchers.remove(key);
-        }
+        self.with_watchers(|watchers| {
+            drop(notify);
+            if watchers.get(key).is_some_and(|n| Arc::strong_count(n) == 1) {
+                watchers.remove(key);
+            }
+        });
     }
 
     /// Wakes whoever waits for news of `key`.
     pub(crate) fn wake(&self, key: &str) {
-        let _gate = fork::fork_gate();
-        if let Some(notify) = self.watchers.lock().get(key) {
-            notify.notify_waiters();
-        }
+        self.with_watchers(|watchers| {
+            if let Some(notify) = watchers.get(key) {
+                notify.notify_waiters();
+            }
+        });
     }
 
     /// Wakes everyone waiting for news of any key.
     pub(crate) fn wake_all(&self) {
-        let _gate = fork::fork_gate();
-        for notify in self.watchers.lock().values() {
-            notify.notify_waiters();
-        }
+        self.with_watchers(|watchers| watchers.values().for_each(|n| n.notify_waiters()));
     }
+
+    /// Runs `f` on this fork generation's watchers, inside the fork gate. A
+    /// forked child starts with none: a waiter polling one of the parent's
+    /// `Notify`s locks that `Notify`'s mutex, which a parent's thread may
+    /// have held at the fork.
+    fn with_watchers<R>(&self, f: impl FnOnce(&mut HashMap<String, Arc<Notify>>) -> R) -> R {
+        let _gate = fork::fork_gate();
+        let mut watchers = self.watchers.lock();
+        let generation = fork::fork_generation();
+        if watchers.0 != generation {
+            // Forgotten, not dropped: see `fork::PerFork::get`.
+            std::mem::forget(std::mem::replace(
+                &mut *watchers,
+                (generation, HashMap::new()),
+            ));
+        }
+        f(&mut watchers.1)
+    }
+
     /// Adds `changes`' entries to `pipe`.
     pub(super) fn announce(&self, pipe: &mut ::redis::Pipeline, changes: &[Change]) {
         if !self.backplane || changes.is_empty() {
