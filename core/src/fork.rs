@@ -28,8 +28,9 @@
 //!   a new nonce, so that the child's writes and lease do not pass for the
 //!   parent's;
 //! - Redis (`core/src/tier/redis.rs`): connections, the node id and the
-//!   watchers of news on the stream are kept per generation; the backplane (`core/src/backplane.rs`) starts one
-//!   reader per generation, and a reader of an older one stops.
+//!   watchers of news on the stream are kept per generation; the backplane
+//!   (`core/src/backplane.rs`) starts one reader per generation, and a
+//!   reader of an older one stops.
 //! - notifications a task waits on (the backplane reader's stop, the
 //!   outbox worker's wake): [`PerFork`] values, one per generation.
 
