@@ -47,7 +47,7 @@
 //! cannot close the breaker, and a late failure cannot trip a breaker that
 //! has recovered since.
 //!
-//! **Fork.** The state is changed inside the fork gate (see [`crate::fork`]),
+//! **Fork.** The state is changed inside the fork gate (see `crate::fork`),
 //! so a child never finds it locked by a thread it does not have. The
 //! parent's permits belong to such threads: in a child, the first use of the
 //! breaker starts a new generation and frees a half-open breaker's probe
