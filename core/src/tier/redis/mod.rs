@@ -151,7 +151,7 @@ pub(crate) struct RedisTier {
     hasher: std::hash::RandomState,
     /// Callers waiting for news of a key on the stream, of one fork
     /// generation (see `RedisTier::watch`).
-    watchers: Mutex<(u64, HashMap<String, Arc<Notify>>)>,
+    watchers: crate::fork::PerFork<Mutex<HashMap<String, Arc<Notify>>>>,
     /// Wakes the stream's reader to stop (the cache closed).
     stop: crate::fork::PerFork<Notify>,
     /// The fork generation whose reader runs.
@@ -206,7 +206,7 @@ impl RedisTier {
             has_missed: AtomicBool::new(false),
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             hasher: std::hash::RandomState::new(),
-            watchers: Mutex::new((crate::fork::fork_generation(), HashMap::new())),
+            watchers: crate::fork::PerFork::new(),
             stop: crate::fork::PerFork::new(),
             reader_generation: AtomicU64::new(u64::MAX),
         }))

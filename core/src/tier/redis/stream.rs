@@ -120,22 +120,13 @@ impl RedisTier {
         self.with_watchers(|watchers| watchers.values().for_each(|n| n.notify_waiters()));
     }
 
-    /// Runs `f` on this fork generation's watchers, inside the fork gate. A
-    /// forked child starts with none: a waiter polling one of the parent's
-    /// `Notify`s locks that `Notify`'s mutex, which a parent's thread may
-    /// have held at the fork.
+    /// Runs `f` on this fork generation's watchers (see
+    /// [`fork::PerFork`]: a forked child starts with none, since a waiter
+    /// polling one of the parent's `Notify`s locks that `Notify`'s mutex),
+    /// inside the fork gate.
     fn with_watchers<R>(&self, f: impl FnOnce(&mut HashMap<String, Arc<Notify>>) -> R) -> R {
         let _gate = fork::fork_gate();
-        let mut watchers = self.watchers.lock();
-        let generation = fork::fork_generation();
-        if watchers.0 != generation {
-            // Forgotten, not dropped: see `fork::PerFork::get`.
-            std::mem::forget(std::mem::replace(
-                &mut *watchers,
-                (generation, HashMap::new()),
-            ));
-        }
-        f(&mut watchers.1)
+        f(&mut self.watchers.get().lock())
     }
 
     /// Adds `changes`' entries to `pipe`.

@@ -100,7 +100,6 @@ impl SqliteTier {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
 
     use crate::config::OnCorrupt;
     use crate::tier::sqlite::{Row, SqliteTier, Tried, Write};
@@ -114,31 +113,11 @@ mod tests {
         let path = dir.path().join("fork.db");
         let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
         let held = tier.queue.lock();
-        // SAFETY: the child only uses the tier (whose fork handling is under
-        // test) and leaves through `_exit`.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
+        let child = crate::fork::testing::in_child(|| {
             let tried = tier.try_write(vec![Write::Put(Row::fresh("k", "v"))]);
-            let code = i32::from(!matches!(tried, Ok(Tried::Done(_))));
-            // SAFETY: ends the child without running the parent's exit hooks.
-            unsafe { libc::_exit(code) };
-        }
+            matches!(tried, Ok(Tried::Done(_)))
+        });
         drop(held);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut status = 0;
-        // SAFETY: waits for the child forked above; `status` is writable.
-        while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
-            if Instant::now() > deadline {
-                // SAFETY: the child forked above, stuck.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                panic!("the child's write hung");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "status {status}"
-        );
+        assert_eq!(child, Some(0), "the child's write hung or was not done");
     }
 }
