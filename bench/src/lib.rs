@@ -569,4 +569,40 @@ mod tests {
         assert_eq!(quick.hybrid.keys, 10_000);
         assert!(quick.hybrid.requests < full.hybrid.requests);
     }
+
+    /// `bench/compare` runs the read scenarios through the
+    /// `tierstack-compare` binary, whose sizes are constants of its own (it
+    /// cannot link this library into an older revision): they are the full
+    /// report's.
+    #[test]
+    fn the_compare_binary_runs_the_full_reports_sizes() {
+        let source = include_str!("../compare-scenarios/src/main.rs");
+        let constant = |name: &str| -> usize {
+            let line = source
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("const {name}: usize = ")))
+                .unwrap_or_else(|| panic!("no const {name} in tierstack-compare"));
+            line.trim_end_matches(';').replace('_', "").parse().unwrap()
+        };
+        let full = Scale::full();
+        assert_eq!(
+            [
+                "ROUNDS",
+                "L1_KEYS",
+                "L1_PASSES",
+                "L2_KEYS",
+                "L2_PASSES",
+                "C_GETS"
+            ]
+            .map(constant),
+            [
+                full.rounds,
+                full.l1_keys,
+                full.l1_passes,
+                full.l2_keys,
+                full.l2_passes,
+                full.c_gets
+            ]
+        );
+    }
 }
