@@ -39,6 +39,11 @@ def load(results):
     return table
 
 
+def spread(ratios):
+    """The range of a side's runs and their number: "0.512–0.556 (3)"."""
+    return f"{min(ratios):.3f}–{max(ratios):.3f} ({len(ratios)})"
+
+
 def verdict(entry):
     before, now = entry["before"], entry["now"]
     if min(len(before), len(now)) < MIN_RUNS:
@@ -77,7 +82,6 @@ def main():
             incomplete.append(f"{host}: {scenario} vs {peer}")
             continue
         b, n = statistics.median(entry["before"]), statistics.median(entry["now"])
-        spread = lambda xs: f"{min(xs):.3f}–{max(xs):.3f} ({len(xs)})"  # noqa: E731
         print(
             f"| {host} | {scenario} | {peer} | {b:.3f} | {n:.3f} | {n / b:.3f} "
             f"| {spread(entry['before'])} | {spread(entry['now'])} | {verdict(entry)} |"
