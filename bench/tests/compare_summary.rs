@@ -52,28 +52,24 @@ fn cells(stdout: &str, scenario: &str) -> Vec<String> {
 #[test]
 fn each_row_gets_its_medians_and_a_verdict_only_where_the_runs_do_not_overlap() {
     let dir = tempfile::tempdir().unwrap();
-    write_runs(
-        dir.path(),
-        "rust",
-        "before",
-        &[
-            ("faster", true, &[1.0, 1.2, 1.1]),
-            ("overlapping", true, &[1.0, 1.2, 1.1]),
-            ("slower", true, &[1.0, 1.2, 1.1]),
-            ("rate up", false, &[1.0, 1.2, 1.1]),
-        ],
-    );
-    write_runs(
-        dir.path(),
-        "rust",
-        "now",
-        &[
-            ("faster", true, &[0.9, 0.7, 0.8]),
-            ("overlapping", true, &[0.9, 1.05, 1.3]),
-            ("slower", true, &[1.3, 1.5, 1.4]),
-            ("rate up", false, &[1.3, 1.5, 1.4]),
-        ],
-    );
+    // Every row ran 1.0, 1.2, 1.1 before; (scenario, lower is better, now, verdict).
+    let before = [1.0, 1.2, 1.1];
+    let rows: [(&str, bool, [f64; 3], &str); 4] = [
+        ("faster", true, [0.9, 0.7, 0.8], "better"),
+        ("overlapping", true, [0.9, 1.05, 1.3], "within spread"),
+        ("slower", true, [1.3, 1.5, 1.4], "worse"),
+        ("rate up", false, [1.3, 1.5, 1.4], "better"),
+    ];
+    let before_rows: Vec<(&str, bool, &[f64])> = rows
+        .iter()
+        .map(|(name, lower, _, _)| (*name, *lower, &before[..]))
+        .collect();
+    let now_rows: Vec<(&str, bool, &[f64])> = rows
+        .iter()
+        .map(|(name, lower, now, _)| (*name, *lower, &now[..]))
+        .collect();
+    write_runs(dir.path(), "rust", "before", &before_rows);
+    write_runs(dir.path(), "rust", "now", &now_rows);
     write_runs(dir.path(), "node", "before", &[("few", true, &[1.0, 1.1])]);
     write_runs(dir.path(), "node", "now", &[("few", true, &[0.5, 0.6])]);
     let out = summarize(dir.path());
@@ -98,9 +94,9 @@ fn each_row_gets_its_medians_and_a_verdict_only_where_the_runs_do_not_overlap() 
             "better"
         ]
     );
-    assert_eq!(cells(&stdout, "overlapping")[8], "within spread");
-    assert_eq!(cells(&stdout, "slower")[8], "worse");
-    assert_eq!(cells(&stdout, "rate up")[8], "better");
+    for (name, _, _, verdict) in rows {
+        assert_eq!(cells(&stdout, name)[8], verdict, "{name}");
+    }
     assert_eq!(cells(&stdout, "few")[8], "too few runs");
     // Rust rows come before the hosts'.
     assert!(stdout.find("| rust |").unwrap() < stdout.find("| node |").unwrap());
@@ -116,21 +112,21 @@ fn a_row_measured_on_one_side_only_or_a_side_without_runs_fails() {
         &[("kept", true, &[1.0]), ("dropped", true, &[1.0])],
     );
     write_runs(dir.path(), "python", "now", &[("kept", true, &[1.0])]);
-    let out = summarize(dir.path());
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .contains("- python: dropped vs peer")
-    );
+    assert_refused(dir.path(), "- python: dropped vs peer");
 
     let empty = tempfile::tempdir().unwrap();
     write_runs(empty.path(), "python", "before", &[("kept", true, &[1.0])]);
-    let out = summarize(empty.path());
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("no now runs")
+    assert_refused(empty.path(), "no now runs");
+}
+
+/// The summary exits 1 and says `says` (on stdout or stderr).
+fn assert_refused(dir: &Path, says: &str) {
+    let out = summarize(dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(says), "{text}");
 }
