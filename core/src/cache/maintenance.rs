@@ -53,6 +53,7 @@ impl Engine {
                     // The drain may have found the file swapped.
                     self.follow_file_swap();
                     drained?;
+                    sqlite.warm_journal();
                 }
             }
         }

@@ -89,6 +89,7 @@ impl Engine {
                     // This process's journal first, and now and then those
                     // of processes that ended: their writes join the outbox.
                     sqlite.settle()?;
+                    sqlite.warm_journal();
                     if outbox.orphans_due()
                         && let Err(err) = sqlite.replay_orphans()
                     {

@@ -71,6 +71,9 @@
 //!   (or for a write over an eighth of the ring, 4 MiB) a `set` commits
 //!   directly (write-behind's with `synchronous = FULL`). A full ring is
 //!   drained by the `set` that finds it full.
+//! - **Pages.** After each drain, the drainer maps the ring's next half for
+//!   writing (see [`SqliteTier::warm_journal`]), so that a `set` copies its
+//!   record into pages already mapped instead of taking the page faults.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -91,6 +94,10 @@ use crate::error::{Error, Result};
 /// How long a drainer lets writes gather in the journal after the first
 /// wakes it, before it drains them in one commit.
 pub(crate) const JOURNAL_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// How far past `tail` the drainer keeps the ring's pages mapped for
+/// writing (see [`SqliteTier::warm_journal`]): half the ring.
+const WARM_AHEAD: u64 = JOURNAL_BYTES / 2;
 
 /// The size of a process's journal file: 32 MiB.
 pub const JOURNAL_BYTES: u64 = 32 << 20;
@@ -155,6 +162,9 @@ pub(super) struct Journal {
     unavailable: AtomicBool,
     /// Set while the last drain failed: a write drains first.
     failed: AtomicBool,
+    /// Set when the kernel cannot populate the ring's pages ahead (see
+    /// [`SqliteTier::warm_journal`]).
+    cold: AtomicBool,
     /// Bytes of rows that may still be journaled before the disk's free
     /// space is measured again (see [`SqliteTier::journal_room`]).
     room: AtomicI64,
@@ -183,6 +193,7 @@ impl Journal {
             draining: Mutex::new(()),
             unavailable: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            cold: AtomicBool::new(false),
             room: AtomicI64::new(0),
             latest_created: AtomicU64::new(0),
         }
@@ -403,6 +414,41 @@ impl SqliteTier {
     /// [`super::wal::Wakeup::ask_drain`]).
     pub(crate) fn drain_journal(&self) -> Result<()> {
         self.drain(false)
+    }
+
+    /// Maps the journal's next [`WARM_AHEAD`] bytes for writing, so that the
+    /// `set`s that write them find their pages mapped: the drainer's work,
+    /// after its drain. A page of a file mapping is mapped on first write (a
+    /// fault that allocates it: about a microsecond, more than the copy of
+    /// a record) and again each time the kernel has written it back (a fault
+    /// that marks it dirty); done ahead, off the write path, the faults
+    /// cost no `set`. Best effort: a kernel without
+    /// `MADV_POPULATE_WRITE` (before Linux 5.14) leaves it to the `set`s.
+    pub(crate) fn warm_journal(&self) {
+        if self.journal.cold.load(Ordering::Relaxed) {
+            return;
+        }
+        // Held while the pages are touched: the mapping is dropped only
+        // under it (see `drain`, with `close`).
+        let _draining = self.journal.draining.lock();
+        let spans = match self.journal.ring.lock().as_mut() {
+            Some(ring) => ring.take_warm_spans(WARM_AHEAD.min(self.journal.size / 2)),
+            None => return,
+        };
+        for (start, len) in spans {
+            // SAFETY: the span is whole pages of the ring's mapping, which
+            // stays mapped while `draining` is held; populating changes no
+            // byte of it.
+            let rc = unsafe {
+                libc::madvise(start as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE)
+            };
+            if rc != 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+                    self.journal.cold.store(true, Ordering::Relaxed);
+                }
+                return;
+            }
+        }
     }
 
     /// Notes the rows of `writes`, about to be committed directly: a record

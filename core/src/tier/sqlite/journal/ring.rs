@@ -38,6 +38,9 @@ pub(super) struct Ring {
     pub(super) ring: u64,
     pub(super) head: u64,
     pub(super) tail: u64,
+    /// The position up to which the drainer has made the ring's pages
+    /// writable (see [`Ring::take_warm_spans`]).
+    pub(super) warmed: u64,
     pub(super) queued: VecDeque<Queued>,
 }
 
@@ -90,6 +93,7 @@ impl Ring {
             ring: size - HEADER,
             head: 0,
             tail: 0,
+            warmed: 0,
             queued: VecDeque::new(),
         })
     }
@@ -115,6 +119,32 @@ impl Ring {
         self.tail
     }
 
+    /// The spans of the mapping (address and length, whole pages) that
+    /// cover the ring from what is warmed (or `tail`) to `ahead` bytes past
+    /// `tail`, with the header's page; `warmed` is moved to their end.
+    /// Empty when they are warmed already.
+    pub(super) fn take_warm_spans(&mut self, ahead: u64) -> Vec<(usize, usize)> {
+        let (from, to) = (self.warmed.max(self.tail), self.tail + ahead.min(self.ring));
+        if from >= to {
+            return Vec::new();
+        }
+        self.warmed = to;
+        let page = page_size();
+        let base = self.map.as_ptr() as usize;
+        let span = |start: u64, end: u64| {
+            let start = (base + (HEADER + start) as usize) & !(page - 1);
+            let end = (base + (HEADER + end) as usize).next_multiple_of(page);
+            (start, end - start)
+        };
+        let (start, end) = (from % self.ring, to % self.ring);
+        let mut spans = vec![(base, page)];
+        match start < end {
+            true => spans.push(span(start, end)),
+            false => spans.extend([span(start, self.ring), span(0, end)]),
+        }
+        spans
+    }
+
     /// Stores `head` or `tail` in the header, where other caches read it
     /// (see [`peers`]).
     pub(super) fn store_position(&mut self, at: usize, position: u64) {
@@ -132,6 +162,13 @@ impl Drop for Ring {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// The size of a memory page.
+fn page_size() -> usize {
+    // SAFETY: a query with no arguments.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
 }
 
 /// Allocates `len` bytes of `file` on disk.

@@ -335,3 +335,41 @@ fn a_later_record_with_an_earlier_time_still_replaces_the_one_before_it() {
     assert_eq!(in_file(&path, "j").as_deref(), Some("journaled"));
     tier.close(0).unwrap();
 }
+
+#[test]
+fn the_pages_take_warm_spans_run_from_tail_past_the_rings_end_and_are_warmed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = 4096u64;
+    // A header page's worth of ring less the header, then 16 pages.
+    let mut ring = super::ring::Ring::create(dir.path(), 17 * page, 0o600).unwrap();
+    let base = ring.map.as_ptr() as usize;
+    let at = |offset: u64| base + offset as usize;
+    assert_eq!(ring.ring, 17 * page - 64);
+    // 4 pages ahead of a tail in page 2 of the file: the header's page,
+    // then pages 2 to 6 (the last one partly).
+    ring.tail = 2 * page;
+    let spans = ring.take_warm_spans(4 * page);
+    assert_eq!(spans, vec![(base, 4096), (at(2 * page), 5 * 4096)]);
+    assert_eq!(ring.warmed, 6 * page);
+    // Warmed already: nothing, until `tail` moves.
+    assert!(ring.take_warm_spans(4 * page).is_empty());
+    ring.tail = 3 * page;
+    assert_eq!(
+        ring.take_warm_spans(4 * page),
+        vec![(base, 4096), (at(6 * page), 2 * 4096)]
+    );
+    // Past the ring's end: its last pages, then its first.
+    ring.tail = ring.ring * 3 - page;
+    ring.warmed = ring.tail;
+    assert_eq!(
+        ring.take_warm_spans(4 * page),
+        vec![(base, 4096), (at(16 * page), 4096), (at(0), 4 * 4096)]
+    );
+    // The whole ring at most, within the mapping.
+    ring.tail += 1;
+    ring.warmed = 0;
+    assert_eq!(
+        ring.take_warm_spans(u64::MAX),
+        vec![(base, 4096), (at(16 * page), 4096), (at(0), 17 * 4096)]
+    );
+}
