@@ -75,6 +75,7 @@
 //!   writing (see [`SqliteTier::warm_journal`]), so that a `set` copies its
 //!   record into pages already mapped instead of taking the page faults.
 
+use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -156,8 +157,9 @@ pub(super) struct Journal {
     ring: Mutex<Option<Ring>>,
     /// How many records are queued: a lock-free check for [`SqliteTier::settle`].
     queued: AtomicUsize,
-    /// Held while records are drained, so that drains commit in order.
-    draining: Mutex<()>,
+    /// Held while records are drained, so that drains commit in order;
+    /// holds the spare queue a drain swaps for the ring's.
+    draining: Mutex<VecDeque<Queued>>,
     /// Set when the journal could not be created: sets commit directly.
     unavailable: AtomicBool,
     /// Set while the last drain failed: a write drains first.
@@ -190,7 +192,7 @@ impl Journal {
             size,
             ring: Mutex::new(None),
             queued: AtomicUsize::new(0),
-            draining: Mutex::new(()),
+            draining: Mutex::new(VecDeque::new()),
             unavailable: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             cold: AtomicBool::new(false),
@@ -283,6 +285,7 @@ impl Journal {
             crate::fork::unlock_abandoned(&self.ring);
             crate::fork::unlock_abandoned(&self.draining);
         }
+        self.draining.lock().clear();
         if let Some(mut ring) = self.ring.lock().take() {
             // Dropping the mapping and the descriptor leaves the file, and
             // the parent's lock on it, alone.
@@ -509,17 +512,19 @@ impl SqliteTier {
         // In a forked child, forgets the parent's journal (and the locks
         // its threads held) before taking any of them.
         drop(self.enter()?);
-        let _draining = self.journal.draining.lock();
-        // Taken out of the queue (still counted as queued until committed).
-        let taken: Vec<Queued> = match self.journal.ring.lock().as_mut() {
-            Some(ring) => ring.queued.drain(..).collect(),
-            None => Vec::new(),
-        };
-        if let Some(end) = taken.last().map(|q| q.end) {
+        let mut spare = self.journal.draining.lock();
+        // Taken out of the queue (still counted as queued until committed):
+        // swapped for the spare queue, so that the lock `set`s take is held
+        // for no copy and no allocation.
+        let mut taken = std::mem::take(&mut *spare);
+        if let Some(ring) = self.journal.ring.lock().as_mut() {
+            std::mem::swap(&mut ring.queued, &mut taken);
+        }
+        if let Some(end) = taken.back().map(|q| q.end) {
             let count = taken.len();
             let orders: Vec<u64> = taken.iter().map(|q| q.order).collect();
             let writes = taken
-                .into_iter()
+                .drain(..)
                 .map(|q| Write::Replay(q.row, q.behind, q.order, Replayed::Own))
                 .collect();
             let committed = self.write_settled(writes);
@@ -542,6 +547,8 @@ impl SqliteTier {
             ring.store_position(HEAD_AT, end);
             self.journal.queued.fetch_sub(count, Ordering::SeqCst);
         }
+        // Empty, with its capacity: the next drain's swap.
+        *spare = taken;
         // Records journaled while this drain ran found it pending and woke
         // no one: whichever path drained (the drainer, or an access that
         // settled first), the drainer is asked again.

@@ -373,3 +373,31 @@ fn the_pages_take_warm_spans_run_from_tail_past_the_rings_end_and_are_warmed_onc
         vec![(base, 4096), (at(16 * page), 4096), (at(0), 17 * 4096)]
     );
 }
+
+#[test]
+fn a_drain_swaps_the_rings_queue_for_a_spare_so_each_keeps_its_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let tier = open(&path);
+    let capacity = || {
+        let ring = tier.journal.ring.lock();
+        ring.as_ref().map_or(0, |r| r.queued.capacity())
+    };
+    let round = |from: u64| {
+        for i in from..from + 100 {
+            tier.write_behind(vec![journaled(&format!("k{i}"), "v", i)], &mut || {})
+                .unwrap();
+        }
+        tier.drain_journal().unwrap();
+    };
+    round(0);
+    // The ring's queue is the spare now (empty, never grown); the spare
+    // holds the 100 records' queue, emptied.
+    assert!(tier.journal.draining.lock().capacity() >= 100);
+    round(100);
+    // Swapped back: the ring's queue took the 100 records of this round
+    // without growing, then became the spare; the ring has the other.
+    assert!(capacity() >= 100 && tier.journal.draining.lock().capacity() >= 100);
+    assert_eq!(in_file(&path, "k199").as_deref(), Some("v"));
+    assert!(!tier.journal_pending());
+}
