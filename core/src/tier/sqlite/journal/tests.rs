@@ -337,7 +337,7 @@ fn a_later_record_with_an_earlier_time_still_replaces_the_one_before_it() {
 }
 
 #[test]
-fn the_pages_take_warm_spans_run_from_tail_past_the_rings_end_and_are_warmed_once() {
+fn the_spans_to_warm_run_from_tail_past_the_rings_end_and_are_warmed_once() {
     let dir = tempfile::tempdir().unwrap();
     let page = 4096u64;
     // A header page's worth of ring less the header, then 16 pages.
