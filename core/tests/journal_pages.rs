@@ -43,17 +43,19 @@ fn present_pages(start: usize, count: usize) -> usize {
         .count()
 }
 
-/// The pages of the first half of `db`'s journal, where its first records
-/// go, in the page table (polled for up to 10 s), and their number.
-fn first_half_present(db: &Path) -> (usize, usize) {
-    let half = JOURNAL_BYTES as usize / 2 / PAGE;
+/// Pages in the first half of a journal, where its first records go.
+const HALF: usize = JOURNAL_BYTES as usize / 2 / PAGE;
+
+/// How many pages of the first half of `db`'s journal are in the page
+/// table, polled for up to 10 s until all of them are.
+fn first_half_present(db: &Path) -> usize {
     let (start, end) = journal_mapping(db);
     assert_eq!(end - start, JOURNAL_BYTES as usize);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let present = present_pages(start, half);
-        if present == half || Instant::now() > deadline {
-            return (present, half);
+        let present = present_pages(start, HALF);
+        if present == HALF || Instant::now() > deadline {
+            return present;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -73,8 +75,7 @@ fn the_outbox_worker_maps_the_journals_next_pages_after_its_drain() {
         .unwrap();
     cache.set("k", "v").unwrap();
     cache.flush().unwrap();
-    let (present, half) = first_half_present(&db);
-    assert_eq!(present, half);
+    assert_eq!(first_half_present(&db), HALF);
     cache.close().unwrap();
 }
 
@@ -84,8 +85,7 @@ fn the_maintenance_task_maps_the_journals_next_pages_after_its_drain() {
     let db = dir.path().join("c.db");
     let cache = Cache::builder().sqlite_path(&db).build_blocking().unwrap();
     cache.set("k", "v").unwrap();
-    let (present, half) = first_half_present(&db);
-    assert_eq!(present, half);
+    assert_eq!(first_half_present(&db), HALF);
     assert_eq!(cache.get("k").unwrap().as_deref(), Some(&b"v"[..]));
     cache.close().unwrap();
 }

@@ -96,10 +96,6 @@ use crate::error::{Error, Result};
 /// wakes it, before it drains them in one commit.
 pub(crate) const JOURNAL_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// How far past `tail` the drainer keeps the ring's pages mapped for
-/// writing (see [`SqliteTier::warm_journal`]): half the ring.
-const WARM_AHEAD: u64 = JOURNAL_BYTES / 2;
-
 /// The size of a process's journal file: 32 MiB.
 pub const JOURNAL_BYTES: u64 = 32 << 20;
 /// The header's size: the magic, then [`HEAD_AT`] and [`TAIL_AT`].
@@ -419,7 +415,7 @@ impl SqliteTier {
         self.drain(false)
     }
 
-    /// Maps the journal's next [`WARM_AHEAD`] bytes for writing, so that the
+    /// Maps the journal's next half (16 MiB) for writing, so that the
     /// `set`s that write them find their pages mapped: the drainer's work,
     /// after its drain. A page of a file mapping is mapped on first write (a
     /// fault that allocates it: about a microsecond, more than the copy of
@@ -435,7 +431,7 @@ impl SqliteTier {
         // under it (see `drain`, with `close`).
         let _draining = self.journal.draining.lock();
         let spans = match self.journal.ring.lock().as_mut() {
-            Some(ring) => ring.take_warm_spans(WARM_AHEAD.min(self.journal.size / 2)),
+            Some(ring) => ring.take_warm_spans(self.journal.size / 2),
             None => return,
         };
         for (start, len) in spans {
