@@ -126,17 +126,37 @@ extern "C" fn after_fork_in_child() {
 }
 
 /// Releases `mutex` if a thread that no longer exists (one of the parent's,
-/// in a forked child) left it locked.
+/// in a forked child) left it locked, and clears the parent's threads from
+/// its queue of waiters.
+///
+/// `parking_lot` queues a mutex's sleeping waiters in one table for the
+/// whole process, which a child inherits: a parent's thread parked on the
+/// mutex at the fork stays in that queue, and an unlock in the child would
+/// wake it, a thread that does not exist, instead of the child's own
+/// waiter queued behind it, which would then sleep forever. The parent's
+/// waiters are unparked here (their wake-up writes to memory nothing in the
+/// child reads), whether or not the mutex was held at the fork: an unlock
+/// under way at the fork can leave it free with its queue still full.
 ///
 /// # Safety
 ///
-/// No thread of this process may hold `mutex`.
+/// No thread of this process may hold `mutex` or wait for it.
 pub(crate) unsafe fn unlock_abandoned<T>(mutex: &Mutex<T>) {
+    // SAFETY: the raw mutex is only read for its address, the key
+    // `parking_lot` parks its waiters under.
+    let key = std::ptr::from_ref(unsafe { mutex.raw() }).addr();
+    // SAFETY: the key is the mutex's own, and every thread parked under it
+    // is a parent's (the caller's promise), so none of the child's is
+    // taken from its queue.
+    unsafe { parking_lot_core::unpark_all(key, parking_lot_core::DEFAULT_UNPARK_TOKEN) };
     if mutex.is_locked() {
         // SAFETY: held, and by no thread of this process (the caller's
         // promise), so no guard will ever release it.
         unsafe { mutex.force_unlock(Default::default()) };
     }
+    // A lock and unlock clears the mark that waiters were parked, left set
+    // when they were taken from the queue above while the mutex was free.
+    drop(mutex.try_lock());
 }
 
 /// Registers the fork handlers; idempotent. Called when the first cache
@@ -295,6 +315,43 @@ mod tests {
         });
         assert_eq!(child, Some(0), "the child used the parent's value");
         assert!(Arc::ptr_eq(&parents, &value.get()));
+    }
+
+    /// Three of the parent's threads were parked on a mutex a fourth held at
+    /// the fork. In the child, released, the mutex must not keep them in
+    /// its queue: a waiter of the child's own queued behind them would wait
+    /// for a wake-up that goes to a thread that does not exist.
+    #[test]
+    fn a_released_mutex_wakes_the_childs_waiters_not_the_parents() {
+        let mutex = Arc::new(Mutex::new(0u32));
+        let held = mutex.lock();
+        let parked: Vec<_> = (0..3)
+            .map(|_| {
+                let mutex = Arc::clone(&mutex);
+                std::thread::spawn(move || *mutex.lock() += 1)
+            })
+            .collect();
+        // A waiter spins for microseconds before it parks.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let child = testing::in_child(|| {
+            // SAFETY: the holder and the waiters are the parent's threads.
+            unsafe { unlock_abandoned(&mutex) };
+            let first = mutex.lock();
+            let waiter = {
+                let mutex = Arc::clone(&mutex);
+                std::thread::spawn(move || *mutex.lock() += 1)
+            };
+            // Time for the child's waiter to park behind the parent's.
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            drop(first);
+            waiter.join().is_ok() && *mutex.lock() == 1
+        });
+        drop(held);
+        for thread in parked {
+            thread.join().unwrap();
+        }
+        assert_eq!(*mutex.lock(), 3);
+        assert_eq!(child, Some(0), "the child's waiter was never woken");
     }
 
     #[test]
