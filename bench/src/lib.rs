@@ -119,7 +119,7 @@ impl Scale {
                 requests: 400_000,
                 rounds: 5,
                 writes: 10_000,
-                write_rounds: 3,
+                write_rounds: 9,
                 reopen_rounds: 5,
             },
         }
