@@ -35,7 +35,7 @@
 //!   outbox worker's wake): [`PerFork`] values, one per generation.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 
 use parking_lot::Mutex;
@@ -138,25 +138,46 @@ extern "C" fn after_fork_in_child() {
 /// child reads), whether or not the mutex was held at the fork: an unlock
 /// under way at the fork can leave it free with its queue still full.
 ///
+/// The table is visited only when the mutex says threads are parked on it,
+/// as an unlock would: a slot of the table that a parent's thread was
+/// changing at the fork stays locked in the child.
+///
 /// # Safety
 ///
 /// No thread of this process may hold `mutex` or wait for it.
 pub(crate) unsafe fn unlock_abandoned<T>(mutex: &Mutex<T>) {
-    // SAFETY: the raw mutex is only read for its address, the key
-    // `parking_lot` parks its waiters under.
-    let key = std::ptr::from_ref(unsafe { mutex.raw() }).addr();
-    // SAFETY: the key is the mutex's own, and every thread parked under it
-    // is a parent's (the caller's promise), so none of the child's is
-    // taken from its queue.
-    unsafe { parking_lot_core::unpark_all(key, parking_lot_core::DEFAULT_UNPARK_TOKEN) };
+    if has_parked(mutex) {
+        // SAFETY: the raw mutex is only read for its address, the key
+        // `parking_lot` parks its waiters under.
+        let key = std::ptr::from_ref(unsafe { mutex.raw() }).addr();
+        // SAFETY: the key is the mutex's own, and every thread parked
+        // under it is a parent's (the caller's promise), so none of the
+        // child's is taken from its queue.
+        unsafe { parking_lot_core::unpark_all(key, parking_lot_core::DEFAULT_UNPARK_TOKEN) };
+    }
     if mutex.is_locked() {
         // SAFETY: held, and by no thread of this process (the caller's
         // promise), so no guard will ever release it.
         unsafe { mutex.force_unlock(Default::default()) };
     }
-    // A lock and unlock clears the mark that waiters were parked, left set
+    // A lock and unlock clears the mark that threads are parked, left set
     // when they were taken from the queue above while the mutex was free.
     drop(mutex.try_lock());
+}
+
+/// `parking_lot`'s mark that threads are parked on a raw mutex: the second
+/// bit of its one byte of state (`PARKED_BIT` in its `raw_mutex.rs`).
+const PARKED_BIT: u8 = 0b10;
+
+/// Whether `mutex` is marked as having threads parked on it. `parking_lot`
+/// does not say, so its state is read: the size is checked here and the bit
+/// by a test (`the_parked_mark_is_read_from_the_mutex`).
+fn has_parked<T>(mutex: &Mutex<T>) -> bool {
+    const _: () = assert!(std::mem::size_of::<parking_lot::RawMutex>() == 1);
+    // SAFETY: a raw mutex is one `AtomicU8` (its size is checked above),
+    // only ever changed atomically; this reads it without changing it.
+    let state = unsafe { &*std::ptr::from_ref(mutex.raw()).cast::<AtomicU8>() };
+    state.load(Ordering::Acquire) & PARKED_BIT != 0
 }
 
 /// Registers the fork handlers; idempotent. Called when the first cache
@@ -315,6 +336,32 @@ mod tests {
         });
         assert_eq!(child, Some(0), "the child used the parent's value");
         assert!(Arc::ptr_eq(&parents, &value.get()));
+    }
+
+    /// The mark [`has_parked`] reads is `parking_lot`'s: set while a thread
+    /// sleeps on the mutex, clear once none does.
+    #[test]
+    fn the_parked_mark_is_read_from_the_mutex() {
+        let mutex = Arc::new(Mutex::new(()));
+        assert!(!has_parked(&mutex));
+        let held = mutex.lock();
+        assert!(!has_parked(&mutex));
+        let waiter = {
+            let mutex = Arc::clone(&mutex);
+            std::thread::spawn(move || drop(mutex.lock()))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !has_parked(&mutex) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a parked waiter was not seen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(held);
+        waiter.join().unwrap();
+        assert!(!has_parked(&mutex));
+        assert!(!mutex.is_locked());
     }
 
     /// Three of the parent's threads were parked on a mutex a fourth held at
