@@ -226,7 +226,13 @@ impl MemoryTier {
         }
         entry.version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let version = entry.version;
-        self.map.insert(Key::new(key), entry);
+        let mut evicted = Vec::new();
+        self.map
+            .insert_with_lifecycle(Key::new(key), entry, &mut evicted);
+        // Dropped past the map's lock: freeing a value another thread
+        // allocated waits for that thread's allocator lock, and the other
+        // readers of the shard would wait with it.
+        drop(evicted);
         Some(version)
     }
 

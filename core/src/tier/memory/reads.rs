@@ -99,11 +99,15 @@ pub(super) struct OnEvict {
 }
 
 impl Lifecycle<Key, MemEntry> for OnEvict {
-    type RequestState = ();
+    /// The entries an insert evicted, counted and their reads kept, left
+    /// for the inserting caller to drop once the map's lock is released
+    /// (see [`MemoryTier::insert`]).
+    type RequestState = Vec<MemEntry>;
 
-    fn on_evict(&self, _state: &mut (), key: Key, val: MemEntry) {
+    fn on_evict(&self, evicted: &mut Vec<MemEntry>, key: Key, val: MemEntry) {
         self.counters.memory.evictions.incr();
         depart(&self.departed, &key, &val, 0);
+        evicted.push(val);
     }
 }
 
