@@ -378,6 +378,7 @@ mod tests {
             crate::ErrorKind::Closed
         );
     }
+
     /// A thread gets back the connection it read with last, wherever it is
     /// in the pool; another thread, or one whose connection is lent or
     /// gone, gets the one put back last.
