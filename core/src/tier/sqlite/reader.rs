@@ -53,9 +53,14 @@ pub(super) struct Pool {
     lent: usize,
 }
 
-/// An idle reader connection: the epoch of its file, the connection, and
-/// the [`reader_thread`] that last read with it.
-pub(super) type Idle = (u64, Connection, usize);
+/// An idle reader connection.
+pub(super) struct Idle {
+    /// The epoch of its file.
+    epoch: u64,
+    conn: Connection,
+    /// The [`reader_thread`] that last read with it.
+    thread: usize,
+}
 
 impl Pool {
     /// Closes the idle connections if none is lent; whether none was.
@@ -74,9 +79,9 @@ impl Pool {
         let at = self
             .idle
             .iter()
-            .rposition(|idle| idle.2 == thread)
+            .rposition(|idle| idle.thread == thread)
             .or(self.idle.len().checked_sub(1))?;
-        let (epoch, conn, _) = self.idle.remove(at);
+        let Idle { epoch, conn, .. } = self.idle.remove(at);
         Some((epoch, conn))
     }
 }
@@ -107,7 +112,11 @@ impl Drop for Lent<'_> {
                     && !tier.closed.load(Ordering::Acquire)
                     && epoch == tier.file_epoch() =>
             {
-                pool.idle.push((epoch, conn, reader_thread()));
+                pool.idle.push(Idle {
+                    epoch,
+                    conn,
+                    thread: reader_thread(),
+                });
                 None
             }
             other => other,
@@ -329,7 +338,7 @@ mod tests {
 
     use rusqlite::Connection;
 
-    use super::Pool;
+    use super::{Idle, Pool};
     use crate::config::OnCorrupt;
     use crate::tier::sqlite::{Row, SqliteTier, Write};
 
@@ -396,9 +405,13 @@ mod tests {
         };
         let mut pool = Pool::default();
         assert!(pool.take(1).is_none());
-        pool.idle.push((7, conn("first"), 1));
-        pool.idle.push((7, conn("second"), 2));
-        pool.idle.push((8, conn("third"), 3));
+        for (epoch, name, thread) in [(7, "first", 1), (7, "second", 2), (8, "third", 3)] {
+            pool.idle.push(Idle {
+                epoch,
+                conn: conn(name),
+                thread,
+            });
+        }
         let (epoch, mine) = pool.take(1).unwrap();
         assert_eq!((epoch, name(&mine).as_str()), (7, "first"));
         let (epoch, other) = pool.take(4).unwrap();
