@@ -157,14 +157,14 @@ pub(crate) fn ttl_seconds(ttl: &Bound<'_, PyAny>) -> PyResult<Option<std::time::
 pub(crate) fn encode(value: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     let py = value.py();
     if let Ok(bytes) = value.cast::<PyBytes>() {
-        return Ok(Bytes::copy_from_slice(bytes.as_bytes()));
+        return Ok(tierstack::value::copy(bytes.as_bytes()));
     }
     if let Ok(array) = value.cast::<PyByteArray>() {
         return Ok(Bytes::from(array.to_vec()));
     }
     if value.is_instance_of::<PyMemoryView>() {
         let bytes = py.get_type::<PyBytes>().call1((value,))?;
-        return Ok(Bytes::copy_from_slice(bytes.cast::<PyBytes>()?.as_bytes()));
+        return Ok(tierstack::value::copy(bytes.cast::<PyBytes>()?.as_bytes()));
     }
     let encoder = ENCODE.get_or_try_init(py, || -> PyResult<_> {
         let options = PyDict::new(py);
@@ -195,7 +195,7 @@ pub(crate) fn encode(value: &Bound<'_, PyAny>) -> PyResult<Bytes> {
                 false => cause,
             }
         })?;
-    Ok(Bytes::copy_from_slice(text.as_bytes()))
+    Ok(tierstack::value::copy(text.as_bytes()))
 }
 
 /// The Python object of the JSON in `raw`; `InvalidValueError` if it is not

@@ -47,6 +47,7 @@ pub mod runtime;
 pub mod source;
 mod stats;
 pub mod tier;
+pub mod value;
 
 pub use breaker::{Breaker, BreakerState, BreakerStatus, CallOutcome};
 pub use bytes::Bytes;

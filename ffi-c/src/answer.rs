@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::c_char;
 
 use tierstack::config::ttl_from_seconds;
-use tierstack::{Bytes, Error, ErrorKind, Fetched, Loaded};
+use tierstack::{Error, ErrorKind, Fetched, Loaded};
 
 use crate::error::tierstack_result;
 use crate::handle::{self, Scoped};
@@ -87,7 +87,7 @@ unsafe fn value_answer(data: *const u8, len: usize, ttl_seconds: f64) -> Result<
     let ttl = ttl_from_seconds(ttl_seconds)?;
     // SAFETY: per the caller.
     let data = unsafe { handle::slice(data, len, "data") }?;
-    let loaded = Loaded::new(Bytes::copy_from_slice(data));
+    let loaded = Loaded::new(tierstack::value::copy(data));
     Ok(Fetched::Value(match ttl {
         Some(ttl) => loaded.ttl(ttl),
         None => loaded,

@@ -336,7 +336,7 @@ pub unsafe extern "C" fn tierstack_cache_set_with_tags(
             )
         };
         let options = set_options(ttl_seconds, &tags)?;
-        engine.set_with(key, Bytes::copy_from_slice(data), options)
+        engine.set_with(key, tierstack::value::copy(data), options)
     })
 }
 
@@ -376,7 +376,7 @@ pub unsafe extern "C" fn tierstack_cache_mset(
             .zip(lens)
             // SAFETY: per the caller, each pair describes readable bytes.
             .map(|(&ptr, &len)| {
-                unsafe { handle::slice(ptr, len, "data") }.map(Bytes::copy_from_slice)
+                unsafe { handle::slice(ptr, len, "data") }.map(tierstack::value::copy)
             })
             .collect::<Result<Vec<Bytes>, Error>>()?;
         let options = set_options(ttl_seconds, &[])?;

@@ -78,7 +78,7 @@ pub(crate) fn decode(blob: &[u8]) -> Option<Stored> {
     let (header, value) = rest.split_at(len);
     let header: Header = serde_json::from_slice(header).ok()?;
     Some(Stored {
-        value: Bytes::copy_from_slice(value),
+        value: crate::value::copy(value),
         created_ms: header.created_ms,
         expires_ms: header.expires_ms,
         stale_until_ms: header.stale_until_ms,

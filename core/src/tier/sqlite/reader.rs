@@ -237,7 +237,7 @@ impl SqliteTier {
                 let tags: Option<String> = r.get(7)?;
                 let entry = Entry {
                     key: key.to_owned(),
-                    value: Bytes::copy_from_slice(r.get_ref(8)?.as_blob()?),
+                    value: crate::value::copy(r.get_ref(8)?.as_blob()?),
                     meta: Metadata {
                         first_written_ms: r.get::<_, i64>(10)? as u64,
                         created_ms: r.get::<_, i64>(0)? as u64,
@@ -322,7 +322,7 @@ fn found_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
         row: r.get(0)?,
         created_ms: r.get::<_, i64>(1)? as u64,
         expires_ms: r.get::<_, i64>(2)? as u64,
-        value: Bytes::copy_from_slice(r.get_ref(3)?.as_blob()?),
+        value: crate::value::copy(r.get_ref(3)?.as_blob()?),
         stale_until_ms: r.get::<_, i64>(4)? as u64,
         etag: r.get(5)?,
         first_ms: r.get::<_, i64>(6)? as u64,

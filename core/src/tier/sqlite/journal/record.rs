@@ -97,7 +97,7 @@ fn decode(payload: &[u8]) -> Option<(Row, Option<Behind>)> {
         [] => Vec::new(),
         json => serde_json::from_slice(json).ok()?,
     };
-    let value = bytes::Bytes::copy_from_slice(take(value_len)?);
+    let value = crate::value::copy(take(value_len)?);
     Some((
         Row {
             key,
