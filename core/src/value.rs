@@ -1,6 +1,6 @@
-//! The buffers of values the cache copies in: rows read from the file,
-//! replies from Redis, records of the write-behind journal, and the slices
-//! the C library is handed.
+//! The buffers of values the cache copies in: rows read from the file for
+//! an L1 (`SqliteTier::below_memory`), replies from Redis, records of the
+//! write-behind journal, and what the C and Python libraries are handed.
 //!
 //! They are allocated by mimalloc, kept beside the process's own allocator
 //! (which it does not replace), not by `malloc`. An L1 entry is freed by
@@ -89,6 +89,20 @@ impl Drop for Buffer {
     }
 }
 
+// In the linked mimalloc, declared by `libmimalloc-sys` only with its
+// `extended` feature.
+#[cfg(test)]
+unsafe extern "C" {
+    /// Whether `p` points into memory mimalloc manages.
+    safe fn mi_is_in_heap_region(p: *const std::ffi::c_void) -> bool;
+}
+
+/// Whether `value`'s bytes are in a block of mimalloc's (test support).
+#[cfg(test)]
+pub(crate) fn is_mimallocs(value: &Bytes) -> bool {
+    mi_is_in_heap_region(value.as_ptr().cast())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,15 +131,8 @@ mod tests {
         assert_eq!(copy(b"").len(), 0);
     }
 
-    // In the linked mimalloc, declared by `libmimalloc-sys` only with its
-    // `extended` feature.
-    unsafe extern "C" {
-        /// Whether `p` points into memory mimalloc manages.
-        safe fn mi_is_in_heap_region(p: *const std::ffi::c_void) -> bool;
-    }
-
     fn from_mimalloc(value: &Bytes) -> bool {
-        mi_is_in_heap_region(value.as_ptr().cast())
+        is_mimallocs(value)
     }
 
     #[test]

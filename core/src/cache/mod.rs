@@ -143,12 +143,15 @@ impl Engine {
             )
         });
         let sqlite = match config.sqlite.enabled {
-            true => Some(SqliteTier::open(
-                &config.resolved_sqlite_path()?,
-                config.sqlite.max_bytes,
-                config.sqlite.on_corrupt,
-                counters.clone(),
-            )?),
+            true => Some(
+                SqliteTier::open(
+                    &config.resolved_sqlite_path()?,
+                    config.sqlite.max_bytes,
+                    config.sqlite.on_corrupt,
+                    counters.clone(),
+                )?
+                .below_memory(memory.is_some()),
+            ),
             false => None,
         };
         let engine = Arc::new(Self {

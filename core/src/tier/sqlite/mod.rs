@@ -151,9 +151,27 @@ pub(crate) struct SqliteTier {
     watch: Mutex<Option<(u64, Watch)>>,
     /// This process's journal of `set`s (see [`journal`]).
     journal: journal::Journal,
+    /// How a value read from the file is copied out of SQLite's buffer:
+    /// with [`crate::value::copy`] when an L1 above keeps it (another
+    /// thread may free it), else into a block of the caller's allocator,
+    /// whose thread alone holds it (see [`SqliteTier::below_memory`]).
+    copy_value: fn(&[u8]) -> bytes::Bytes,
 }
 
 impl SqliteTier {
+    /// The tier, below an L1 (`memory`) or not: values read for an L1 are
+    /// copied into [`crate::value::copy`]'s blocks, which any thread frees
+    /// without waiting on the reading thread's allocator; without one, a
+    /// value read goes to the caller alone, and a block of the process's
+    /// allocator costs one allocation fewer.
+    pub(crate) fn below_memory(mut self, memory: bool) -> Self {
+        self.copy_value = match memory {
+            true => crate::value::copy,
+            false => bytes::Bytes::copy_from_slice,
+        };
+        self
+    }
+
     /// Opens (creating if needed) the cache file at `path`.
     pub(crate) fn open(
         path: &Path,
@@ -207,6 +225,7 @@ impl SqliteTier {
             origin: AtomicI64::new(coherence::new_origin()),
             watch: Mutex::new(None),
             journal: journal::Journal::new(path),
+            copy_value: bytes::Bytes::copy_from_slice,
         };
         tier.note_set_aside(&opened);
         match writer {

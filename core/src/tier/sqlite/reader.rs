@@ -199,7 +199,7 @@ impl SqliteTier {
     pub(crate) fn get(&self, key: &str, now_ms: u64) -> Result<Option<Found>> {
         let found = self.read(|conn| {
             conn.prepare_cached(SQL_GET)?
-                .query_row([key], found_from)
+                .query_row([key], |r| found_from(r, self.copy_value))
                 .optional()
         })?;
         Ok(found.inspect(|found| self.record_access(&[found.row], now_ms)))
@@ -212,7 +212,9 @@ impl SqliteTier {
         })?;
         let rows = self.read(|conn| {
             let mut stmt = conn.prepare_cached(SQL_GET_MANY)?;
-            let rows = stmt.query_map([&json], |r| Ok((r.get::<_, String>(7)?, found_from(r)?)))?;
+            let rows = stmt.query_map([&json], |r| {
+                Ok((r.get::<_, String>(7)?, found_from(r, self.copy_value)?))
+            })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         let ids: Vec<i64> = rows.iter().map(|(_, found)| found.row).collect();
@@ -237,7 +239,7 @@ impl SqliteTier {
                 let tags: Option<String> = r.get(7)?;
                 let entry = Entry {
                     key: key.to_owned(),
-                    value: crate::value::copy(r.get_ref(8)?.as_blob()?),
+                    value: (self.copy_value)(r.get_ref(8)?.as_blob()?),
                     meta: Metadata {
                         first_written_ms: r.get::<_, i64>(10)? as u64,
                         created_ms: r.get::<_, i64>(0)? as u64,
@@ -316,13 +318,14 @@ impl SqliteTier {
     }
 }
 
-/// A [`Found`] from a row of `id, created_ms, expires_ms, value, ...`.
-fn found_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
+/// A [`Found`] from a row of `id, created_ms, expires_ms, value, ...`, its
+/// value copied with `copy_value`.
+fn found_from(r: &rusqlite::Row<'_>, copy_value: fn(&[u8]) -> Bytes) -> rusqlite::Result<Found> {
     Ok(Found {
         row: r.get(0)?,
         created_ms: r.get::<_, i64>(1)? as u64,
         expires_ms: r.get::<_, i64>(2)? as u64,
-        value: crate::value::copy(r.get_ref(3)?.as_blob()?),
+        value: copy_value(r.get_ref(3)?.as_blob()?),
         stale_until_ms: r.get::<_, i64>(4)? as u64,
         etag: r.get(5)?,
         first_ms: r.get::<_, i64>(6)? as u64,
@@ -341,6 +344,27 @@ mod tests {
     use super::{Idle, Pool};
     use crate::config::OnCorrupt;
     use crate::tier::sqlite::{Row, SqliteTier, Write};
+
+    #[test]
+    fn a_value_read_for_an_l1_is_copied_into_mimalloc_else_malloc() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copies.db");
+        let open = || SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        let value = "v".repeat(1500);
+        let tier = open();
+        tier.write(vec![Write::Put(Row::fresh("k", value.clone()))])
+            .unwrap();
+        tier.close(0).unwrap();
+        for (memory, mimallocs) in [(true, true), (false, false)] {
+            let tier = open().below_memory(memory);
+            let found = tier.get("k", 0).unwrap().unwrap();
+            assert_eq!(found.value, value.as_bytes());
+            assert_eq!(crate::value::is_mimallocs(&found.value), mimallocs);
+            let (entry, _) = tier.entry("k").unwrap().unwrap();
+            assert_eq!(crate::value::is_mimallocs(&entry.value), mimallocs);
+            tier.close(0).unwrap();
+        }
+    }
 
     #[test]
     fn close_waits_for_a_read_in_flight_and_leaves_no_wal() {
