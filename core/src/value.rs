@@ -13,7 +13,10 @@
 //! arena (futex waits under `free` and `malloc` in the profile), and a
 //! second reading thread added a quarter where the file alone allows
 //! more than half. mimalloc hands a block freed by another thread back to
-//! its page without a lock. Figures: `README.md`, "Two reading threads".
+//! its page without a lock. It is built without its advice to the kernel
+//! to back its memory with 2 MiB pages (see the workspace's `Cargo.toml`).
+//! Figures: `README.md`, under Benchmarks, the paragraph on a second
+//! reading thread.
 //!
 //! A value the caller hands over as [`Bytes`] is kept as it is, with the
 //! caller's allocation.
