@@ -27,9 +27,11 @@
 //! not take them across `fork()` (it has no fork handlers): a lock another
 //! thread of the parent held at that moment would stay held in the child,
 //! and the child's first allocation needing it would wait forever. The
-//! child still frees the parent's mimalloc values (a free takes none of
-//! those locks); a block allocated by a thread the child does not have is
-//! not reused: at most an L1's worth of values, once.
+//! child still frees the parent's mimalloc values. A free takes such a
+//! lock only in a rarer case, a page whose thread had ended in the parent
+//! and that the free empties or takes over: that risk stays with values
+//! the parent copied. A block allocated by a thread the child does not
+//! have is not reused: at most an L1's worth of values, once.
 
 use std::alloc::{Layout, handle_alloc_error};
 use std::ptr::NonNull;
