@@ -713,9 +713,9 @@ export interface RedisStats {
 
 /** Mean read time per tier, in milliseconds (0 for a tier that served no read). */
 export interface ResponseTimes {
-  /** L1 hits (sampled: one read in 64 is timed). */
+  /** L1 hits (sampled: one hit in 64 is timed). */
   memory: number
-  /** L2 hits. */
+  /** L2 hits (sampled: one hit in 64 is timed). */
   sqlite: number
   /** Redis hits (0 without Redis). */
   redis: number

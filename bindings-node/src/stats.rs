@@ -16,9 +16,9 @@ use crate::outbox::OutboxStats;
 /// Mean read time per tier, in milliseconds (0 for a tier that served no read).
 #[napi(object, object_from_js = false)]
 pub struct ResponseTimes {
-    /// L1 hits (sampled: one read in 64 is timed).
+    /// L1 hits (sampled: one hit in 64 is timed).
     pub memory: f64,
-    /// L2 hits.
+    /// L2 hits (sampled: one hit in 64 is timed).
     pub sqlite: f64,
     /// Redis hits (0 without Redis).
     pub redis: f64,

@@ -3,9 +3,9 @@
 //! snapshot a cache reports (as JSON, or for Prometheus: see
 //! `stats/prometheus.rs`).
 //!
-//! L1 hit times are sampled (one hit in [`TIME_SAMPLE_EVERY`] per thread is
-//! timed, chosen from the thread's own hit count) to keep clock reads off the hit path; every other tier's reads
-//! are all timed.
+//! L1 and L2 hit times are sampled (a thread's first hit of the tier, then
+//! one in [`TIME_SAMPLE_EVERY`], chosen from the thread's own hit count) to
+//! keep clock reads off the hit path; Redis hits are all timed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -21,7 +21,7 @@ pub(crate) use self::counter::Counter;
 mod counter;
 mod prometheus;
 
-/// One L1 read in this many (per thread) is timed for [`TierStats::avg_time_us`].
+/// One L1 or L2 hit in this many (per thread) is timed for [`TierStats::avg_time_us`].
 pub const TIME_SAMPLE_EVERY: u32 = 64;
 
 /// The counters of one tier.
@@ -378,7 +378,8 @@ pub struct TierStats {
     /// Reads that reached this tier and went on down.
     pub misses: u64,
     /// Mean time of a read this tier answered, in microseconds, from the call
-    /// to its return (for `memory`, over a sample of one read in 64).
+    /// to its return (for `memory` and `sqlite`, over a sample of one hit
+    /// in 64).
     pub avg_time_us: f64,
     /// Entries removed to keep within `max_bytes`.
     pub evictions: u64,

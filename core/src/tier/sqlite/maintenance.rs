@@ -32,6 +32,13 @@ const PURGE_EVERY_MS: u64 = 10 * 60 * 1000;
 const ACCESS_FLUSH_AT: usize = 131_072;
 const ACCESS_CAP: usize = 262_144;
 
+/// This tier's own reads logged (row, time) before they are folded into
+/// the count per row: a read appends 16 bytes to a buffer where an update
+/// of the map would look its row up (a cache miss per read, with the
+/// SQLite work between two reads evicting the map's lines), and the fold
+/// looks up a batch at once. 64 KiB.
+const ACCESS_LOG: usize = 4096;
+
 /// The row written last: the latest change in the log whose key still has a
 /// row (a put; a later delete or put of the key would be a later change).
 /// `CROSS JOIN` keeps the log outside: it is walked from its head, each key
@@ -85,13 +92,51 @@ pub(super) const HOT_SLOTS: usize = 4096;
 /// Reads waiting to be written: per row, the latest time and how many.
 #[derive(Default)]
 pub(super) struct Access {
-    /// Reads served by this tier, by row id.
-    pub(super) by_id: HashMap<i64, (u64, i64)>,
+    /// Reads counted per row id; see [`Access::by_id`].
+    by_id: HashMap<i64, (u64, i64)>,
+    /// This tier's own reads not yet in `by_id`, in order (see [`ACCESS_LOG`]).
+    log: Vec<(i64, u64)>,
 }
 
 impl Access {
+    /// Every read held, per row id: the latest time and how many. Folds
+    /// the log in first, so that it is exact.
+    pub(super) fn by_id(&mut self) -> &mut HashMap<i64, (u64, i64)> {
+        if !self.log.is_empty() {
+            self.fold();
+        }
+        &mut self.by_id
+    }
+
+    /// Rows in `by_id` (the log's reads not counted).
     fn rows(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Whether no read is held.
+    fn is_empty(&self) -> bool {
+        self.by_id.is_empty() && self.log.is_empty()
+    }
+
+    /// Adds `n` reads of row `id`, the latest at `at_ms`.
+    fn add(&mut self, id: i64, at_ms: u64, n: i64) {
+        let (last, count) = self.by_id.entry(id).or_insert((at_ms, 0));
+        *last = (*last).max(at_ms);
+        *count += n;
+    }
+
+    /// Moves the log's reads into `by_id`; past [`ACCESS_CAP`] rows, those
+    /// of rows not held yet are dropped.
+    #[inline(never)]
+    fn fold(&mut self) {
+        let mut log = std::mem::take(&mut self.log);
+        for &(id, at_ms) in &log {
+            if self.by_id.len() < ACCESS_CAP || self.by_id.contains_key(&id) {
+                self.add(id, at_ms, 1);
+            }
+        }
+        log.clear();
+        self.log = log;
     }
 }
 
@@ -108,7 +153,7 @@ impl SqliteTier {
     /// deleting transaction: SQLite gives a deleted row's id to the next
     /// row inserted, which must not inherit them.
     pub(super) fn forget_reads(&self, tx: &Connection, id: i64) -> rusqlite::Result<()> {
-        self.access.lock().by_id.remove(&id);
+        self.access.lock().by_id().remove(&id);
         tx.prepare_cached(SQL_FORGET)?.execute([id])?;
         Ok(())
     }
@@ -152,9 +197,7 @@ impl SqliteTier {
         }
         let mut access = self.access.lock();
         for &(id, n) in reads {
-            let (last, count) = access.by_id.entry(id).or_insert((now_ms, 0));
-            *last = (*last).max(now_ms);
-            *count += n as i64;
+            access.add(id, now_ms, n as i64);
         }
     }
 
@@ -164,16 +207,13 @@ impl SqliteTier {
             return;
         }
         let mut access = self.access.lock();
-        let before = access.rows();
-        for &id in ids {
-            if before < ACCESS_CAP || access.by_id.contains_key(&id) {
-                let (last, count) = access.by_id.entry(id).or_insert((now_ms, 0));
-                *last = (*last).max(now_ms);
-                *count += 1;
+        access.log.extend(ids.iter().map(|&id| (id, now_ms)));
+        if access.log.len() >= ACCESS_LOG {
+            let before = access.rows();
+            access.fold();
+            if before < ACCESS_FLUSH_AT && access.rows() >= ACCESS_FLUSH_AT {
+                self.wakeup.ask_maintenance();
             }
-        }
-        if before < ACCESS_FLUSH_AT && access.rows() >= ACCESS_FLUSH_AT {
-            self.wakeup.ask_maintenance();
         }
     }
 
@@ -224,7 +264,7 @@ impl SqliteTier {
         let last_purge = self.last_purge_ms.load(Ordering::Relaxed);
         let purge = budget && now_ms.saturating_sub(last_purge) >= PURGE_EVERY_MS;
         let evict = budget && self.read_totals()? > self.max_bytes;
-        if !purge && !evict && self.access.lock().rows() == 0 && !self.hot_pending() {
+        if !purge && !evict && self.access.lock().is_empty() && !self.hot_pending() {
             return Ok(Maintenance::default());
         }
         // Eviction goes in transactions of at most EVICT_CHUNK rows with a
@@ -293,13 +333,13 @@ impl SqliteTier {
         let max_bytes = self.max_bytes;
         // Taken under the writer lock, so a concurrent pass cannot evict
         // by recency before the reads recorded up to now are written.
-        let access = std::mem::take(&mut *self.access.lock());
+        let by_id = std::mem::take(self.access.lock().by_id());
         let mut done = Maintenance {
-            touched: access.rows(),
+            touched: by_id.len(),
             ..Maintenance::default()
         };
         let mut touch = tx.prepare_cached(SQL_TOUCH)?;
-        for (id, (at, n)) in &access.by_id {
+        for (id, (at, n)) in &by_id {
             touch.execute(params![id, *at as i64, n])?;
         }
         for slot in &self.hot[..] {
@@ -464,6 +504,40 @@ mod tests {
         let (entry, _) = tier.entry("k00007").unwrap().unwrap();
         assert_eq!((entry.meta.access_count, entry.meta.last_access_ms), (1, 2));
         tier.close(4).unwrap();
+    }
+
+    #[test]
+    fn reads_past_the_log_are_folded_and_each_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
+        tier.write((0..3).map(|i| Write::Put(row(i))).collect())
+            .unwrap();
+        // Twice what the log holds, and some left in it, at rising times.
+        let reads = super::ACCESS_LOG * 2 + 5;
+        for i in 0..reads {
+            assert!(
+                tier.get(&format!("k{:05}", i % 3), 10 + i as u64)
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        let expected = |r: usize| {
+            let of_r = (0..reads).filter(|i| i % 3 == r);
+            (of_r.clone().count() as u64, 10 + of_r.max().unwrap() as u64)
+        };
+        let counted = |tier: &SqliteTier, r: usize| {
+            let (entry, _) = tier.entry(&format!("k{r:05}")).unwrap().unwrap();
+            (entry.meta.access_count, entry.meta.last_access_ms)
+        };
+        for r in 0..3 {
+            assert_eq!(counted(&tier, r), expected(r), "row {r}, held in memory");
+        }
+        assert_eq!(tier.maintain(reads as u64 + 10, true).unwrap().touched, 3);
+        for r in 0..3 {
+            assert_eq!(counted(&tier, r), expected(r), "row {r}, written");
+        }
+        tier.close(reads as u64 + 11).unwrap();
     }
 
     /// A tier on `path` with rows `k00000` and `k00001`, the second read

@@ -259,7 +259,7 @@ impl SqliteTier {
             .optional()
         })?;
         Ok(found.map(|(mut entry, row)| {
-            if let Some(&(last, n)) = self.access.lock().by_id.get(&row) {
+            if let Some(&(last, n)) = self.access.lock().by_id().get(&row) {
                 entry.meta.access_count += n as u64;
                 entry.meta.last_access_ms = entry.meta.last_access_ms.max(last);
             }
