@@ -160,7 +160,7 @@ impl MemoryTier {
 
     /// A fresh entry, or `None`, counted as a read of it (see [`Reads`](reads::Reads)).
     /// An expired entry is removed on the way.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, key: &str, now_ms: u64) -> Option<MemEntry> {
         let entry = self.map.get(key)?;
         if now_ms < entry.expires_ms {
