@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::Notify;
 
 use super::SqliteTier;
-use super::maintenance::Access;
+use super::access::Access;
 use crate::coherence;
 use crate::error::Result;
 use crate::fork::unlock_abandoned;

@@ -1,9 +1,8 @@
-//! Access tracking and eviction: reads recorded in memory (and rows used
-//! above this tier, by slot), written by a maintenance pass that evicts the
-//! least recently used rows while over budget and purges rows past their
-//! stale-until time.
+//! Access tracking and eviction: reads recorded in memory (held in
+//! [`Access`](super::access::Access); rows used above this tier, by slot),
+//! written by a maintenance pass that evicts the least recently used rows
+//! while over budget and purges rows past their stale-until time.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -18,26 +17,6 @@ const EVICT_LOW_WATER: f64 = 0.9;
 
 /// Rows past their stale-until time are purged at most this often.
 const PURGE_EVERY_MS: u64 = 10 * 60 * 1000;
-
-/// Rows with reads held in memory (a count and the latest time per row)
-/// before a maintenance pass is asked for; past [`ACCESS_CAP`] rows, reads
-/// of further rows are not recorded until the next pass. A pass commits,
-/// and every commit makes every reader of the file, in every process,
-/// drop its page cache and memory map and fault the pages in again. At
-/// 16,384 rows, two threads reading a Zipf trace over 100,000 rows (the
-/// bench's hybrid scenario) asked for a pass several times a second, and
-/// their file was unmapped three times as often as with the one-second
-/// tick alone. The map holds some 28 bytes a row (3.5 MiB at this many
-/// rows, twice that at the cap).
-const ACCESS_FLUSH_AT: usize = 131_072;
-const ACCESS_CAP: usize = 262_144;
-
-/// This tier's own reads logged (row, time) before they are folded into
-/// the count per row: a read appends 16 bytes to a buffer where an update
-/// of the map would look its row up (a cache miss per read, with the
-/// SQLite work between two reads evicting the map's lines), and the fold
-/// looks up a batch at once. 64 KiB.
-const ACCESS_LOG: usize = 4096;
 
 /// The row written last: the latest change in the log whose key still has a
 /// row (a put; a later delete or put of the key would be a later change).
@@ -88,57 +67,6 @@ const SQL_FORGET: &str = "DELETE FROM reads WHERE id = ?1";
 /// Slots of [`SqliteTier::touch`]'s record of rows used above this tier; a
 /// power of two.
 pub(super) const HOT_SLOTS: usize = 4096;
-
-/// Reads waiting to be written: per row, the latest time and how many.
-#[derive(Default)]
-pub(super) struct Access {
-    /// Reads counted per row id; see [`Access::by_id`].
-    by_id: HashMap<i64, (u64, i64)>,
-    /// This tier's own reads not yet in `by_id`, in order (see [`ACCESS_LOG`]).
-    log: Vec<(i64, u64)>,
-}
-
-impl Access {
-    /// Every read held, per row id: the latest time and how many. Folds
-    /// the log in first, so that it is exact.
-    pub(super) fn by_id(&mut self) -> &mut HashMap<i64, (u64, i64)> {
-        if !self.log.is_empty() {
-            self.fold();
-        }
-        &mut self.by_id
-    }
-
-    /// Rows in `by_id` (the log's reads not counted).
-    fn rows(&self) -> usize {
-        self.by_id.len()
-    }
-
-    /// Whether no read is held.
-    fn is_empty(&self) -> bool {
-        self.by_id.is_empty() && self.log.is_empty()
-    }
-
-    /// Adds `n` reads of row `id`, the latest at `at_ms`.
-    fn add(&mut self, id: i64, at_ms: u64, n: i64) {
-        let (last, count) = self.by_id.entry(id).or_insert((at_ms, 0));
-        *last = (*last).max(at_ms);
-        *count += n;
-    }
-
-    /// Moves the log's reads into `by_id`; past [`ACCESS_CAP`] rows, those
-    /// of rows not held yet are dropped.
-    #[inline(never)]
-    fn fold(&mut self) {
-        let mut log = std::mem::take(&mut self.log);
-        for &(id, at_ms) in &log {
-            if self.by_id.len() < ACCESS_CAP || self.by_id.contains_key(&id) {
-                self.add(id, at_ms, 1);
-            }
-        }
-        log.clear();
-        self.log = log;
-    }
-}
 
 /// What a maintenance pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -206,14 +134,8 @@ impl SqliteTier {
         if ids.is_empty() || self.read_only.load(Ordering::Relaxed) {
             return;
         }
-        let mut access = self.access.lock();
-        access.log.extend(ids.iter().map(|&id| (id, now_ms)));
-        if access.log.len() >= ACCESS_LOG {
-            let before = access.rows();
-            access.fold();
-            if before < ACCESS_FLUSH_AT && access.rows() >= ACCESS_FLUSH_AT {
-                self.wakeup.ask_maintenance();
-            }
+        if self.access.lock().record(ids, now_ms) {
+            self.wakeup.ask_maintenance();
         }
     }
 
@@ -504,40 +426,6 @@ mod tests {
         let (entry, _) = tier.entry("k00007").unwrap().unwrap();
         assert_eq!((entry.meta.access_count, entry.meta.last_access_ms), (1, 2));
         tier.close(4).unwrap();
-    }
-
-    #[test]
-    fn reads_past_the_log_are_folded_and_each_counted_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reads.db");
-        let tier = SqliteTier::open(&path, u64::MAX, OnCorrupt::Fail, Arc::default()).unwrap();
-        tier.write((0..3).map(|i| Write::Put(row(i))).collect())
-            .unwrap();
-        // Twice what the log holds, and some left in it, at rising times.
-        let reads = super::ACCESS_LOG * 2 + 5;
-        for i in 0..reads {
-            assert!(
-                tier.get(&format!("k{:05}", i % 3), 10 + i as u64)
-                    .unwrap()
-                    .is_some()
-            );
-        }
-        let expected = |r: usize| {
-            let of_r = (0..reads).filter(|i| i % 3 == r);
-            (of_r.clone().count() as u64, 10 + of_r.max().unwrap() as u64)
-        };
-        let counted = |tier: &SqliteTier, r: usize| {
-            let (entry, _) = tier.entry(&format!("k{r:05}")).unwrap().unwrap();
-            (entry.meta.access_count, entry.meta.last_access_ms)
-        };
-        for r in 0..3 {
-            assert_eq!(counted(&tier, r), expected(r), "row {r}, held in memory");
-        }
-        assert_eq!(tier.maintain(reads as u64 + 10, true).unwrap().touched, 3);
-        for r in 0..3 {
-            assert_eq!(counted(&tier, r), expected(r), "row {r}, written");
-        }
-        tier.close(reads as u64 + 11).unwrap();
     }
 
     /// A tier on `path` with rows `k00000` and `k00001`, the second read

@@ -34,13 +34,14 @@
 //!
 //! This file holds the tier's state, and opens and closes it. Each job has
 //! its own file: the schema and its migrations ([`schema`]), the reader
-//! pool ([`reader`]), group commit ([`writer`]), access tracking and
-//! eviction ([`maintenance`]), checkpoints off the write path ([`wal`]),
+//! pool ([`reader`]), group commit ([`writer`]), the reads held to write
+//! ([`access`]), access tracking and eviction ([`maintenance`]), checkpoints off the write path ([`wal`]),
 //! the journal of `set`s ([`journal`]),
 //! fork safety ([`fork`]), the change-log watch
 //! ([`watch`]) and what the Redis backplane keeps in the file
 //! ([`backplane`]), besides those named above.
 
+mod access;
 mod backplane;
 mod damage;
 mod file;
@@ -73,13 +74,14 @@ use crate::coherence::{self, Watch};
 use crate::config::OnCorrupt;
 use crate::error::{Error, Result};
 use crate::stats::Counters;
+use access::Access;
 pub use damage::{Integrity, check};
 use file::{FileId, Mode, connect, prepare_file};
 pub use journal::JOURNAL_BYTES;
 pub(crate) use journal::{JOURNAL_LINGER, Journaled};
 pub(crate) use lease::Lease;
 pub(crate) use limits::LimitUpdate;
-use maintenance::{Access, HOT_SLOTS};
+use maintenance::HOT_SLOTS;
 pub(crate) use outbox::{Attempt, Depth};
 pub(crate) use outbox::{Behind, WriteId};
 pub use outbox::{OutboxOp, Pending};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::maintenance::Access;
+use super::access::Access;
 use super::outbox;
 use super::row::{Replayed, Row, Write};
 use super::{BUSY_TIMEOUT, SqliteTier};
