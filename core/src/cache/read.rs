@@ -40,8 +40,9 @@ impl Engine {
 
     /// [`Engine::lookup`]'s value alone: an L1 hit builds no [`Lookup`]
     /// (its tier and age cost a `get` that drops them about 17
-    /// instructions a hit, some 5 % of it).
-    #[inline]
+    /// instructions a hit, some 5 % of it). Always inlined, as
+    /// [`crate::blocking::Cache::get`] is (see there).
+    #[inline(always)]
     pub(crate) fn get(&self, key: &str) -> Result<Option<Bytes>> {
         self.read(key, |entry, _| entry.value, |lookup| lookup.value)
     }
