@@ -16,6 +16,12 @@ use crate::tier::sqlite::{self, Journaled, Outcome, Row, Tried, Write};
 impl Engine {
     pub(crate) fn set_many(&self, items: Vec<(String, Bytes)>, options: &SetOptions) -> Result<()> {
         self.check_open()?;
+        if self.sqlite.is_some() {
+            // Copied into the journal below (see `value::prefetch`).
+            for (_, value) in &items {
+                crate::value::prefetch(value.as_ptr(), value.len(), false);
+            }
+        }
         let now = self.clock.now_ms();
         let rows = self.rows(items, options, now)?;
         match (self.config.strategy, &self.outbox) {

@@ -116,6 +116,9 @@ impl Ring {
         self.map[at..at + 4].copy_from_slice(&(size as u32).to_le_bytes());
         self.map[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
         self.tail += len;
+        // The next record's place, as long as this one (see `value::prefetch`).
+        let next = (HEADER + self.tail % self.ring) as usize;
+        crate::value::prefetch(self.map[next..].as_ptr(), len as usize, true);
         self.tail
     }
 
