@@ -16,11 +16,11 @@ use crate::tier::sqlite::{self, Journaled, Outcome, Row, Tried, Write};
 impl Engine {
     pub(crate) fn set_many(&self, items: Vec<(String, Bytes)>, options: &SetOptions) -> Result<()> {
         self.check_open()?;
-        if self.sqlite.is_some() {
-            // Copied into the journal below (see `value::prefetch`).
-            for (_, value) in &items {
-                crate::value::prefetch(value.as_ptr(), value.len(), false);
-            }
+        if let ([(_, value)], Some(_)) = (items.as_slice(), &self.sqlite) {
+            // Copied into the journal below (see `value::prefetch`). Not
+            // for a batch: the lines of its first values would be gone
+            // again before they were copied.
+            crate::value::prefetch(value.as_ptr(), value.len(), false);
         }
         let now = self.clock.now_ms();
         let rows = self.rows(items, options, now)?;
