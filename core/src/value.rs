@@ -1,6 +1,8 @@
 //! The buffers of values the cache copies in: rows read from the file for
 //! an L1 (`SqliteTier::below_memory`), replies from Redis, records of the
-//! write-behind journal, and what the C and Python libraries are handed.
+//! write-behind journal, and what the C and Python libraries are handed;
+//! and [`prefetch`], which asks for a value's cache lines before a write
+//! copies it.
 //!
 //! They are allocated by mimalloc, kept beside the process's own allocator
 //! (which it does not replace), not by `malloc`. An L1 entry is freed by
@@ -176,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn a_prefetch_of_any_address_reads_and_changes_nothing() {
+    fn a_prefetch_of_any_address_does_not_fault_or_write() {
         let mut value = vec![3u8; 100];
         // Within, past the end of and far from any allocation, for reading
         // and for writing: a hint, which never faults.
